@@ -1,0 +1,45 @@
+"""Every error rhplan reports to a user, in one small hierarchy.
+
+The CLI turns any RhplanError into one line on stderr and exit code 1; anything
+else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class RhplanError(Exception):
+    """Base of every error meant for a person: the message says what to do."""
+
+
+class ConfigError(RhplanError):
+    """The configuration is wrong at a known place (file:line)."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        self.file = file
+        self.line = line
+        self.message = message
+        where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
+        super().__init__(f"{where}{message}")
+
+
+class CycleError(ConfigError):
+    """Resources depend on each other in a loop."""
+
+
+class StateError(RhplanError):
+    """The state file cannot be read or written."""
+
+
+class StateLockedError(StateError):
+    """Another operation holds the state lock."""
+
+
+class StalePlanError(RhplanError):
+    """A saved plan was made against a state that has changed since."""
+
+
+class ProviderError(RhplanError):
+    """A provider operation (create, read, update, delete) failed on a host."""
+
+
+class InterruptedError_(RhplanError):
+    """The user interrupted an operation; finished steps are saved."""
