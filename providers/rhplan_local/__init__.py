@@ -1,0 +1,70 @@
+"""The `local` provider: a cluster that is this machine.
+
+Its hosts are one: 127.0.0.1, reached through subprocesses. rhplan keeps the
+cluster's envs under root_dir (default: .rhplan/clusters/NAME in the
+configuration directory), a folder it owns and removes on destroy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rhplan.connection import Connection, LocalConnection
+from rhplan.errors import ConfigError, ProviderError
+from rhplan.provider import RunContext
+
+MARKER = ".rhplan-cluster"
+# cloud-only settings: a local cluster would silently ignore them, so refuse them
+_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "ips")
+
+
+class LocalProvider:
+    name = "local"
+
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+                     line: int) -> dict[str, Any]:
+        for key in _CLOUD_ONLY:
+            if attrs.get(key) is not None:
+                raise ConfigError(f"cluster {name!r}: {key} does not apply to provider \"local\" "
+                                  "(this machine); remove it", file, line)
+        if attrs.get("num_instances") not in (None, 1):
+            raise ConfigError(f"cluster {name!r}: a local cluster has exactly one host; remove "
+                              "num_instances or set it to 1", file, line)
+        if attrs.get("ssh"):
+            raise ConfigError(f"cluster {name!r}: a local cluster takes no ssh block", file, line)
+        attrs["ips"] = ["127.0.0.1"]
+        root = attrs.get("root_dir") or str(ctx.config_dir / ".rhplan" / "clusters" / name)
+        attrs["root_dir"] = str(Path(os.path.expanduser(root)).absolute())
+        return attrs
+
+    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        root = Path(attrs["root_dir"])
+        python = shutil.which(attrs.get("python") or "python3")
+        if python is None:
+            raise ProviderError(f"{attrs.get('python')!r} is not on PATH on this machine; "
+                                "install Python 3.9+ or set python = \"/path/to/python3\"")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / MARKER).write_text(json.dumps({"owner": "rhplan"}))
+        return attrs, {}
+
+    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+             ) -> dict[str, Any] | None:
+        if not (Path(attrs["root_dir"]) / MARKER).exists():
+            return None
+        return attrs
+
+    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        return after, private
+
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+        root = Path(attrs["root_dir"])
+        # only ever remove a folder rhplan created (it holds the marker)
+        if (root / MARKER).exists():
+            shutil.rmtree(root)
+
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+        return LocalConnection()

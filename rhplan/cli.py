@@ -1,0 +1,384 @@
+"""The `rhplan` command line. Flags follow Terraform (`-auto-approve`); the GNU
+double-dash forms work too. Any RhplanError becomes one line on stderr and exit 1."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from rhplan.errors import RhplanError
+
+# single-dash long flags (-auto-approve, -var=x) become --auto-approve for click
+_SINGLE_DASH = re.compile(r"^-[a-z][a-z-]+(=.*)?$", re.S)
+
+
+def normalize_args(args: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, a in enumerate(args):
+        if a == "--":
+            return out + args[i:]
+        out.append("-" + a if _SINGLE_DASH.match(a) else a)
+    return out
+
+
+class Ctx:
+    def __init__(self, chdir: str, color: bool):
+        self.chdir = chdir
+        self.color = color
+
+    def workspace(self, var: tuple[str, ...] = (), var_file: tuple[str, ...] = ()) -> Any:
+        from rhplan.workspace import Workspace
+        return Workspace(self.chdir, list(var), list(var_file))
+
+
+def _echo(line: str) -> None:
+    click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--chdir", default=".", metavar="DIR", help="Run in this configuration directory.")
+@click.option("--no-color", is_flag=True, help="Plain output without colours.")
+@click.version_option(package_name="rhplan", prog_name="rhplan")
+@click.pass_context
+def cli(ctx: click.Context, chdir: str, no_color: bool) -> None:
+    """rhplan: plan and apply clusters, envs and packages declared in HCL."""
+    color = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    ctx.obj = Ctx(chdir, color)
+
+
+def var_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--var", "var", multiple=True, metavar="NAME=VALUE",
+                     help="Set a variable.")(f)
+    f = click.option("--var-file", "var_file", multiple=True, metavar="FILE",
+                     help="Read variables from a file.")(f)
+    return f
+
+
+def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--refresh", default="true", type=click.Choice(["true", "false"]),
+                     help="Read real resources before planning (default true).")(f)
+    f = click.option("--target", multiple=True, metavar="ADDR",
+                     help="Only this resource (and what it needs).")(f)
+    f = click.option("--replace", multiple=True, metavar="ADDR",
+                     help="Plan to replace this resource.")(f)
+    f = click.option("--parallelism", default=10, type=click.IntRange(1, 256),
+                     help="How many operations run at once.")(f)
+    f = click.option("--no-color", "no_color_local", is_flag=True, hidden=True)(f)
+    return var_options(f)
+
+
+@cli.command()
+@var_options
+@click.pass_obj
+def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
+    """Check the configuration: syntax, schemas, references, cycles."""
+    from rhplan.plan.planner import PlanOptions
+    from rhplan.state.model import State
+    ws = obj.workspace(var, var_file)
+    ws.planner().plan(State.new(), PlanOptions())
+    click.echo("Success! The configuration is valid.")
+
+
+@cli.command()
+@plan_options
+@click.option("--out", metavar="FILE", help="Save the plan to FILE for apply.")
+@click.option("--destroy", is_flag=True, help="Plan to destroy everything.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 with no changes, 2 with changes, 1 on error.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_obj
+def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
+         target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
+         no_color_local: bool, out: str | None, destroy: bool, detailed_exitcode: bool,
+         as_json: bool) -> None:
+    """Show what apply would change."""
+    from rhplan.plan.model import terraform_json
+    from rhplan.plan.planner import PlanOptions
+    from rhplan.plan.render import render_plan
+    ws = obj.workspace(var, var_file)
+    with ws.backend.locked("plan"):
+        p, _, _ = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
+                               refresh == "true", parallelism)
+    if as_json:
+        click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
+    else:
+        click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
+    if out:
+        path = Path(out) if Path(out).is_absolute() else Path(obj.chdir) / out
+        path.write_text(p.dumps())
+        click.echo(f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, run:\n"
+                   f"    rhplan apply {out}")
+    if detailed_exitcode and p.has_changes:
+        sys.exit(2)
+
+
+def _confirm(what: str) -> bool:
+    click.echo(f"\nDo you want to {what}?\n  rhplan will perform the actions described above.\n"
+               "  Only 'yes' will be accepted to approve.\n")
+    try:
+        answer = input("  Enter a value: ")
+    except EOFError:
+        answer = ""
+    return answer.strip() == "yes"
+
+
+def _run_apply(obj: Ctx, ws: Any, p: Any, planner: Any, state: Any, parallelism: int,
+               destroy: bool) -> None:
+    result = ws.apply(p, planner, state, parallelism, _echo,
+                      float(os.environ.get("RHPLAN_PROGRESS_SECONDS", "10")))
+    word = "Destroy" if destroy else "Apply"
+    counts = (f"Resources: {result.added} added, {result.changed} changed, "
+              f"{result.destroyed} destroyed.")
+    if result.ok:
+        click.echo(f"\n{word} complete! {counts}")
+        _print_outputs(ws.backend.read().outputs)
+        return
+    click.echo(f"\n{word} {'interrupted' if result.interrupted else 'failed'}. {counts}")
+    for addr, msg in result.failed.items():
+        click.echo(f"  failed:  {addr}: {msg}")
+    for addr in result.skipped:
+        click.echo(f"  skipped: {addr} (not started)")
+    click.echo("What finished is saved in the state; fix the cause and run apply again.")
+    sys.exit(1)
+
+
+def _print_outputs(outputs: dict[str, Any]) -> None:
+    if not outputs:
+        return
+    click.echo("\nOutputs:\n")
+    for name, o in sorted(outputs.items()):
+        value = "<sensitive>" if o.get("sensitive") else json.dumps(o["value"])
+        click.echo(f"{name} = {value}")
+
+
+@cli.command()
+@plan_options
+@click.argument("plan_file", required=False)
+@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+@click.option("--destroy", is_flag=True, help="Destroy everything (same as rhplan destroy).")
+@click.pass_obj
+def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
+          target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
+          no_color_local: bool, plan_file: str | None, auto_approve: bool, destroy: bool) -> None:
+    """Carry out the changes (from a fresh plan, or a saved PLAN_FILE)."""
+    from rhplan.plan.planner import PlanOptions
+    from rhplan.plan.render import render_plan
+    from rhplan.workspace import read_plan_file
+    ws = obj.workspace(var, var_file)
+    with ws.backend.locked("apply"):
+        if plan_file:
+            path = Path(plan_file)
+            if not path.is_absolute() and not path.exists():
+                path = Path(obj.chdir) / plan_file
+            saved = read_plan_file(path)
+            p, planner, state = ws.replan_saved(saved, plan_file)
+            destroy = saved.destroy
+        else:
+            p, planner, state = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
+                                             refresh == "true", parallelism)
+            click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
+            if not p.has_changes:
+                _print_outputs(ws.backend.read().outputs)
+                return
+            if not auto_approve and not _confirm("destroy all resources" if destroy
+                                                 else "perform these actions"):
+                click.echo("\nApply cancelled.")
+                sys.exit(1)
+        _run_apply(obj, ws, p, planner, state, parallelism, destroy)
+
+
+@cli.command()
+@plan_options
+@click.option("--auto-approve", is_flag=True, help="Destroy without asking.")
+@click.pass_context
+def destroy(ctx: click.Context, **kwargs: Any) -> None:
+    """Destroy everything this configuration manages."""
+    ctx.invoke(apply, destroy=True, plan_file=None, **kwargs)
+
+
+@cli.command()
+@var_options
+@click.option("--parallelism", default=10, type=click.IntRange(1, 256))
+@click.pass_obj
+def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], parallelism: int) -> None:
+    """Read every recorded resource and update the state to match reality."""
+    from rhplan.plan.refresh import refresh as do_refresh
+    ws = obj.workspace(var, var_file)
+    with ws.backend.locked("refresh"):
+        state = ws.backend.read()
+        fresh, drift = do_refresh(state, ws.ctx, parallelism)
+        for d in drift:
+            click.echo(f"# {d['message']}")
+        if fresh.to_json()["resources"] != state.to_json()["resources"]:
+            ws.backend.write(fresh)
+            click.echo(f"State updated: {len(drift)} change(s) found outside rhplan.")
+        else:
+            click.echo("No changes found outside rhplan.")
+
+
+@cli.command()
+@click.argument("plan_file", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
+    """Show a saved plan, or the current state."""
+    from rhplan.plan.model import terraform_json
+    from rhplan.plan.render import render_plan
+    from rhplan.workspace import read_plan_file
+    if plan_file:
+        path = Path(plan_file)
+        if not path.exists() and not path.is_absolute():
+            path = Path(obj.chdir) / plan_file
+        p = read_plan_file(path)
+        if as_json:
+            click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
+        else:
+            click.echo(render_plan(p, obj.color), nl=False)
+        return
+    ws = obj.workspace()
+    state = ws.backend.read()
+    if as_json:
+        click.echo(json.dumps(state.to_json(), indent=2))
+        return
+    if not state.resources:
+        click.echo("The state is empty. Run rhplan apply to create resources.")
+        return
+    for addr in sorted(state.resources):
+        click.echo(_resource_text(state.resources[addr]))
+    _print_outputs(state.outputs)
+
+
+def _resource_text(rs: Any) -> str:
+    lines = [f"# {rs.address}:", f'{rs.type} "{rs.name}" {{']
+    width = max((len(k) for k in rs.attributes), default=0)
+    for k in sorted(rs.attributes):
+        lines.append(f"    {k.ljust(width)} = {json.dumps(rs.attributes[k], sort_keys=True)}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.pass_obj
+def graph(obj: Ctx) -> None:
+    """Print the dependency graph in DOT (pipe into `dot -Tsvg`)."""
+    from rhplan.config.load import load_config
+    from rhplan.graph import build_graph, to_dot
+    click.echo(to_dot(build_graph(load_config(obj.chdir))), nl=False)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--raw", is_flag=True, help="Print a string output without quotes.")
+@click.pass_obj
+def output(obj: Ctx, name: str | None, as_json: bool, raw: bool) -> None:
+    """Print output values from the state."""
+    from rhplan.workspace import backend_for
+    from rhplan.config.load import load_config
+    outputs = backend_for(load_config(obj.chdir)).read().outputs
+    if name:
+        if name not in outputs:
+            raise RhplanError(f"no output {name!r} in the state; outputs: "
+                              f"{', '.join(sorted(outputs)) or 'none (run rhplan apply)'}")
+        value = outputs[name]["value"]
+        if raw:
+            if not isinstance(value, (str, int, float, bool)):
+                raise RhplanError(f"output {name!r} is not a string, number or bool; use -json")
+            click.echo(value if isinstance(value, str) else json.dumps(value))
+        else:
+            click.echo(json.dumps(value, indent=2 if as_json else None))
+        return
+    if as_json:
+        click.echo(json.dumps(outputs, indent=2, sort_keys=True))
+        return
+    for n, o in sorted(outputs.items()):
+        click.echo(f"{n} = {'<sensitive>' if o.get('sensitive') else json.dumps(o['value'])}")
+
+
+@cli.group()
+def state() -> None:
+    """Inspect and edit the recorded state."""
+
+
+def _backend(obj: Ctx) -> Any:
+    from rhplan.config.load import load_config
+    from rhplan.workspace import backend_for
+    return backend_for(load_config(obj.chdir))
+
+
+@state.command("list")
+@click.pass_obj
+def state_list(obj: Ctx) -> None:
+    """List resource addresses in the state."""
+    for addr in sorted(_backend(obj).read().resources):
+        click.echo(addr)
+
+
+@state.command("show")
+@click.argument("address")
+@click.pass_obj
+def state_show(obj: Ctx, address: str) -> None:
+    """Show one resource's recorded attributes."""
+    st = _backend(obj).read()
+    if address not in st.resources:
+        raise RhplanError(f"no {address} in the state; see rhplan state list")
+    click.echo(_resource_text(st.resources[address]))
+
+
+@state.command("rm")
+@click.argument("addresses", nargs=-1, required=True)
+@click.pass_obj
+def state_rm(obj: Ctx, addresses: tuple[str, ...]) -> None:
+    """Forget resources without destroying them."""
+    backend = _backend(obj)
+    with backend.locked("state rm"):
+        st = backend.read()
+        for a in addresses:
+            if a not in st.resources:
+                raise RhplanError(f"no {a} in the state; see rhplan state list")
+        for a in addresses:
+            del st.resources[a]
+            click.echo(f"Removed {a}")
+        backend.write(st)
+    click.echo(f"Successfully removed {len(addresses)} resource instance(s).")
+
+
+@cli.command("force-unlock")
+@click.argument("lock_id")
+@click.option("--force", is_flag=True, hidden=True)
+@click.pass_obj
+def force_unlock(obj: Ctx, lock_id: str, force: bool) -> None:
+    """Remove a lock left by an operation that is gone."""
+    _backend(obj).force_unlock(lock_id)
+    click.echo("rhplan state has been successfully unlocked!")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = normalize_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        cli.main(args=args, prog_name="rhplan", standalone_mode=False)
+    except RhplanError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

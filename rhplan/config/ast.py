@@ -1,0 +1,172 @@
+"""A small, picklable syntax tree for HCL: what the parser produces and the evaluator reads.
+
+python-hcl2 gives a lark tree; we turn it into these nodes once per file (and cache
+them by content hash), so evaluation never touches lark and every node knows its line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    value: Any
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A string with interpolations: parts are str or expression nodes."""
+
+    parts: tuple[Any, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A bare identifier: the root of a reference (var, local, cluster...)."""
+
+    name: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetAttr:
+    obj: Expr
+    name: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    obj: Expr
+    key: Expr
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    args: tuple[Expr, ...]
+    line: int
+    expand_last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TupleExpr:
+    items: tuple[Expr, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectExpr:
+    items: tuple[tuple[Expr, Expr], ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str
+    operand: Expr
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str
+    left: Expr
+    right: Expr
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conditional:
+    cond: Expr
+    then: Expr
+    otherwise: Expr
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Splat:
+    """`list[*].attr` / `list.*.attr`: the attribute of every element."""
+
+    obj: Expr
+    names: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForExpr:
+    key_var: str | None
+    value_var: str
+    collection: Expr
+    key: Expr | None  # set for `{ for ... : k => v }`
+    value: Expr
+    cond: Expr | None
+    line: int
+
+
+Expr = Union[
+    Literal, Template, Name, GetAttr, Index, Call, TupleExpr, ObjectExpr, Unary, Binary,
+    Conditional, Splat, ForExpr,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    name: str
+    expr: Expr
+    line: int
+
+
+@dataclass(slots=True)
+class Block:
+    type: str
+    labels: tuple[str, ...]
+    attrs: dict[str, Attribute]
+    blocks: list[Block]
+    file: str
+    line: int
+    end_line: int = 0
+    # duplicate attribute names inside one block are an error found while parsing
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def blocks_of(self, type_: str) -> list[Block]:
+        return [b for b in self.blocks if b.type == type_]
+
+
+@dataclass(slots=True)
+class File:
+    path: str
+    body: Block  # a pseudo block of type "" holding the file's top-level content
+
+
+def walk(node: Any):
+    """Yield every expression node under node (inclusive), depth first."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, (GetAttr, Splat)):
+            stack.append(n.obj)
+        elif isinstance(n, Index):
+            stack.extend((n.obj, n.key))
+        elif isinstance(n, Call):
+            stack.extend(n.args)
+        elif isinstance(n, TupleExpr):
+            stack.extend(n.items)
+        elif isinstance(n, ObjectExpr):
+            for k, v in n.items:
+                stack.extend((k, v))
+        elif isinstance(n, Template):
+            stack.extend(p for p in n.parts if not isinstance(p, str))
+        elif isinstance(n, Unary):
+            stack.append(n.operand)
+        elif isinstance(n, Binary):
+            stack.extend((n.left, n.right))
+        elif isinstance(n, Conditional):
+            stack.extend((n.cond, n.then, n.otherwise))
+        elif isinstance(n, ForExpr):
+            stack.extend(x for x in (n.collection, n.key, n.value, n.cond) if x is not None)

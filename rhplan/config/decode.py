@@ -1,0 +1,226 @@
+"""Turn declarations into values: variables, locals, and each resource's attributes
+checked against its schema."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from rhplan.config import ast
+from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope, type_name
+from rhplan.config.load import (
+    Config,
+    ResourceConfig,
+    env_var_overrides,
+    parse_var_assignment,
+    read_var_file,
+)
+from rhplan.config.parse import parse_text
+from rhplan.config.schema import RESOURCE_SCHEMAS, BlockSchema
+from rhplan.errors import ConfigError
+
+
+def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str] = ()
+                      ) -> dict[str, Any]:
+    """Defaults, then RHPLAN_VAR_name, then -var-file, then -var (Terraform's order)."""
+    no_refs = Scope({}, _no_locals, _no_resources, cfg.dir)
+    values: dict[str, Any] = {}
+    for name, v in cfg.variables.items():
+        if v.default is not None:
+            values[name] = no_refs.evaluate(v.default, v.file)
+    for name, raw in env_var_overrides().items():
+        if name in cfg.variables:
+            values[name] = _from_text(cfg, name, raw, f"RHPLAN_VAR_{name}")
+    for vf in var_files:
+        path = Path(vf) if Path(vf).is_absolute() else cfg.dir / vf
+        if not path.is_file() and Path(vf).is_file():
+            path = Path(vf)
+        assigned, display = read_var_file(path)
+        for name, value in assigned.items():
+            _check_declared(cfg, name, f"{display}")
+            values[name] = (no_refs.evaluate(value, display) if not isinstance(value, (str, int,
+                            float, bool, list, dict)) and value is not None else value)
+    for text in cli_vars:
+        name, raw = parse_var_assignment(text)
+        _check_declared(cfg, name, "-var")
+        values[name] = _from_text(cfg, name, raw, f"-var {name}")
+    for name, v in cfg.variables.items():
+        if name not in values:
+            raise ConfigError(
+                f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE "
+                f"or set RHPLAN_VAR_{name}", v.file, v.line)
+        values[name] = _convert_variable(values[name], v.type, name, v.file, v.line)
+    return values
+
+
+def _check_declared(cfg: Config, name: str, where: str) -> None:
+    if name not in cfg.variables:
+        raise ConfigError(f"{where}: no variable {name!r} is declared; add variable \"{name}\" {{}}"
+                          " to the configuration or fix the name")
+
+
+def _from_text(cfg: Config, name: str, raw: str, where: str) -> Any:
+    """-var values are strings, except for list/map/number/bool variables, parsed as HCL."""
+    t = cfg.variables[name].type
+    if t in (None, "string", "any") or t is None:
+        return raw
+    try:
+        f = parse_text(f"v = {raw}\n", where)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {raw!r} is not a valid {t} ({exc.message})") from None
+    return Scope({}, _no_locals, _no_resources, cfg.dir).evaluate(f.body.attrs["v"].expr, where)
+
+
+def _convert_variable(value: Any, t: str | None, name: str, file: str, line: int) -> Any:
+    if t is None or t == "any":
+        return value
+    try:
+        return coerce(value, t.replace("list(", "list(").replace("(any)", "(any)"))
+    except TypeError as exc:
+        raise ConfigError(f"variable {name!r}: {exc}; give a {t}", file, line) from None
+
+
+def _no_locals(name: str, line: int) -> Any:
+    from rhplan.config.evaluate import EvalError
+    raise EvalError("variables cannot refer to locals", line)
+
+
+def _no_resources(type_: str, name: str, line: int) -> ResourceValue:
+    from rhplan.config.evaluate import EvalError
+    raise EvalError("variables cannot refer to resources", line)
+
+
+def coerce(value: Any, t: str) -> Any:
+    """Convert value to schema type t, or raise TypeError saying what was found."""
+    if value is UNKNOWN or value is None:
+        return value
+    if t == "any":
+        if isinstance(value, ResourceValue):
+            raise TypeError(f"found the whole resource {value.address}")
+        return value
+    if t == "string":
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+    elif t == "number":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+    elif t == "bool":
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+    elif t.startswith("list(") and isinstance(value, list):
+        inner = t[5:-1]
+        return [coerce(v, inner) for v in value]
+    elif t.startswith("map(") and isinstance(value, dict):
+        inner = t[4:-1]
+        return {str(k): coerce(v, inner) for k, v in value.items()}
+    elif t.startswith("ref("):
+        want = t[4:-1]
+        if isinstance(value, ResourceValue) and value.address.startswith(want + "."):
+            return value.address
+        raise TypeError(f"expected a reference to a {want} (like {want}.NAME), found "
+                        f"{_describe(value)}")
+    raise TypeError(f"expected {t}, found {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f"string {value!r}"
+    return type_name(value)
+
+
+class Evaluation:
+    """Evaluates locals (lazily, once) and resource blocks for one plan."""
+
+    def __init__(self, cfg: Config, variables: dict[str, Any],
+                 resolve: Callable[[str, str, int], ResourceValue]):
+        self.cfg = cfg
+        self._locals: dict[str, Any] = {}
+        self._evaluating: list[str] = []
+        self.scope = Scope(variables, self._local, resolve, cfg.dir)
+
+    def _local(self, name: str, line: int) -> Any:
+        from rhplan.config.evaluate import EvalError
+        if name in self._locals:
+            return self._locals[name]
+        if name not in self.cfg.locals:
+            raise EvalError(f"unknown local.{name}; define it in a locals {{ }} block", line)
+        self._evaluating.append(name)
+        value = self.scope.evaluate(self.cfg.locals[name].expr, self.cfg.local_files[name])
+        self._evaluating.pop()
+        self._locals[name] = value
+        return value
+
+    def evaluate(self, expr: ast.Expr, file: str) -> Any:
+        return self.scope.evaluate(expr, file)
+
+    def resource(self, rc: ResourceConfig) -> dict[str, Any]:
+        """The resource's configured attributes, typed, defaults filled in."""
+        schema = RESOURCE_SCHEMAS[rc.type]
+        attrs = self._block(rc.block, schema, f"{rc.type} {rc.name!r}")
+        for sub_name, sub_schema in schema.blocks.items():
+            subs = rc.block.blocks_of(sub_name)
+            attrs[sub_name] = (self._block(subs[0], sub_schema, f"{sub_name} block")
+                               if subs else None)
+        return attrs
+
+    def _block(self, block: ast.Block, schema: BlockSchema, what: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, spec in schema.attrs.items():
+            if spec.computed:
+                continue
+            a = block.attrs.get(name)
+            value = self.evaluate(a.expr, block.file) if a else None
+            if value is None:
+                if spec.required:
+                    line = a.line if a else block.line
+                    raise ConfigError(f"{what} needs {name} = ...; it is required", block.file,
+                                      line)
+                value = _copy(spec.default)
+            else:
+                try:
+                    value = coerce_attr(value, spec.type)
+                except TypeError as exc:
+                    raise ConfigError(f"{name}: {exc}", block.file, a.line) from None  # type: ignore[union-attr]
+            out[name] = value
+        return out
+
+
+def coerce_attr(value: Any, t: str) -> Any:
+    if t == "list(req)":
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list of packages, found {_describe(value)}")
+        out = []
+        for v in value:
+            if isinstance(v, ResourceValue):
+                if not v.address.startswith("package."):
+                    raise TypeError(f"{v.address} is not a package")
+                out.append(v.address)
+            elif isinstance(v, str) or v is UNKNOWN:
+                out.append(v)
+            else:
+                raise TypeError(f"a package must be a string or package.NAME, found {_describe(v)}")
+        return out
+    if t.startswith("list(ref("):
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list of references, found {_describe(value)}")
+        return [coerce(v, t[5:-1]) for v in value]
+    return coerce(value, t)
+
+
+def _copy(v: Any) -> Any:
+    if isinstance(v, list):
+        return list(v)
+    if isinstance(v, dict):
+        return dict(v)
+    return v

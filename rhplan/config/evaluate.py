@@ -1,0 +1,422 @@
+"""Evaluate expressions: references, interpolation, operators and functions.
+
+Values are plain Python (str, int, float, bool, None, list, dict), plus UNKNOWN for a
+value only apply can tell (Terraform's "known after apply") and ResourceValue for a
+whole resource (`cluster.gpu`), which attributes that take a reference accept.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rhplan.config import ast
+from rhplan.errors import ConfigError
+
+RESOURCE_TYPES = ("cluster", "env", "package", "secret")
+
+
+class _Unknown:
+    _instance: _Unknown | None = None
+
+    def __new__(cls) -> _Unknown:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "(known after apply)"
+
+    def __reduce__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+
+def is_known(value: Any) -> bool:
+    if value is UNKNOWN:
+        return False
+    if isinstance(value, list):
+        return all(is_known(v) for v in value)
+    if isinstance(value, dict):
+        return all(is_known(v) for v in value.values())
+    return True
+
+
+@dataclass(frozen=True)
+class ResourceValue:
+    address: str
+    attrs: dict[str, Any]
+    valid: frozenset[str]
+
+
+class EvalError(Exception):
+    """Raised inside evaluation; turned into a ConfigError with the file name."""
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+Resolver = Callable[[str, str, int], ResourceValue]
+
+
+class Scope:
+    """Everything an expression can see."""
+
+    def __init__(
+        self,
+        variables: dict[str, Any],
+        local_value: Callable[[str, int], Any],
+        resolve: Resolver,
+        base_dir: Path,
+    ):
+        self.variables = variables
+        self.local_value = local_value
+        self.resolve = resolve
+        self.base_dir = base_dir
+
+    def evaluate(self, expr: ast.Expr, file: str, bindings: dict[str, Any] | None = None) -> Any:
+        try:
+            return _Evaluator(self, bindings or {}).eval(expr)
+        except EvalError as exc:
+            raise ConfigError(exc.message, file, exc.line) from None
+
+
+class _Evaluator:
+    def __init__(self, scope: Scope, bindings: dict[str, Any]):
+        self.scope = scope
+        self.bindings = bindings
+
+    def eval(self, e: ast.Expr) -> Any:
+        if isinstance(e, ast.Literal):
+            return e.value
+        if isinstance(e, ast.Template):
+            out = []
+            for p in e.parts:
+                if isinstance(p, str):
+                    out.append(p)
+                    continue
+                v = self.eval(p)
+                if v is UNKNOWN:
+                    return UNKNOWN
+                out.append(_to_str(v, e.line))
+            return "".join(out)
+        if isinstance(e, ast.Name):
+            if e.name in self.bindings:
+                return self.bindings[e.name]
+            raise EvalError(_bare_name_message(e.name), e.line)
+        if isinstance(e, ast.GetAttr):
+            return self.get_attr(e)
+        if isinstance(e, ast.Index):
+            obj = self.value(self.eval(e.obj), e.line)
+            key = self.eval(e.key)
+            if obj is UNKNOWN or key is UNKNOWN:
+                return UNKNOWN
+            return _index(obj, key, e.line)
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        if isinstance(e, ast.TupleExpr):
+            return [self.value(self.eval(i), e.line, keep_ref=True) for i in e.items]
+        if isinstance(e, ast.ObjectExpr):
+            out_map: dict[str, Any] = {}
+            for k, v in e.items:
+                key = self.eval(k)
+                if key is UNKNOWN:
+                    return UNKNOWN
+                out_map[_to_str(key, e.line)] = self.value(self.eval(v), e.line, keep_ref=True)
+            return out_map
+        if isinstance(e, ast.Unary):
+            v = self.value(self.eval(e.operand), e.line)
+            if v is UNKNOWN:
+                return UNKNOWN
+            if e.op == "!":
+                return not _to_bool(v, e.line)
+            return -_to_num(v, e.line)
+        if isinstance(e, ast.Binary):
+            return self.binary(e)
+        if isinstance(e, ast.Conditional):
+            c = self.value(self.eval(e.cond), e.line)
+            if c is UNKNOWN:
+                return UNKNOWN
+            return self.eval(e.then if _to_bool(c, e.line) else e.otherwise)
+        if isinstance(e, ast.Splat):
+            obj = self.value(self.eval(e.obj), e.line)
+            if obj is UNKNOWN:
+                return UNKNOWN
+            items = obj if isinstance(obj, list) else [obj]
+            out_list = []
+            for item in items:
+                for n in e.names:
+                    item = _index(item, n, e.line)
+                out_list.append(item)
+            return out_list
+        if isinstance(e, ast.ForExpr):
+            return self.for_expr(e)
+        raise EvalError(f"unsupported expression {type(e).__name__}", getattr(e, "line", 0))
+
+    def value(self, v: Any, line: int, keep_ref: bool = False) -> Any:
+        """A whole resource is only a value where a reference is expected (lists of refs)."""
+        if isinstance(v, ResourceValue) and not keep_ref:
+            raise EvalError(
+                f"{v.address} is a whole resource here; use one of its attributes "
+                f"({', '.join(sorted(v.valid))})", line)
+        return v
+
+    def get_attr(self, e: ast.GetAttr) -> Any:
+        if isinstance(e.obj, ast.Name) and e.obj.name not in self.bindings:
+            root = e.obj.name
+            if root == "var":
+                if e.name not in self.scope.variables:
+                    raise EvalError(
+                        f"unknown variable var.{e.name}; declare it with variable \"{e.name}\" {{}}",
+                        e.line)
+                return self.scope.variables[e.name]
+            if root == "local":
+                return self.scope.local_value(e.name, e.line)
+            if root in RESOURCE_TYPES:
+                return self.scope.resolve(root, e.name, e.line)
+            if root == "path":
+                if e.name in ("module", "root", "cwd"):
+                    return str(self.scope.base_dir)
+                raise EvalError(f"unknown path.{e.name}; use path.module", e.line)
+            raise EvalError(_bare_name_message(root), e.line)
+        obj = self.eval(e.obj)
+        if obj is UNKNOWN:
+            return UNKNOWN
+        if isinstance(obj, ResourceValue):
+            if e.name not in obj.valid:
+                raise EvalError(
+                    f"{obj.address} has no attribute {e.name!r}; it has: "
+                    f"{', '.join(sorted(obj.valid))}", e.line)
+            return obj.attrs.get(e.name)
+        return _index(obj, e.name, e.line)
+
+    def binary(self, e: ast.Binary) -> Any:
+        op = e.op
+        left = self.value(self.eval(e.left), e.line)
+        if op == "&&" and left is not UNKNOWN and not _to_bool(left, e.line):
+            return False
+        if op == "||" and left is not UNKNOWN and _to_bool(left, e.line):
+            return True
+        right = self.value(self.eval(e.right), e.line)
+        if left is UNKNOWN or right is UNKNOWN:
+            return UNKNOWN
+        if op in ("&&", "||"):
+            return _to_bool(right, e.line)
+        if op == "==":
+            return left == right
+        if op == "!=":
+            return left != right
+        a, b = _to_num(left, e.line), _to_num(right, e.line)
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op in ("/", "%"):
+            if b == 0:
+                raise EvalError("division by zero", e.line)
+            if op == "%":
+                return a % b
+            q = a / b
+            return int(q) if q == int(q) else q
+        if op == "<":
+            return a < b
+        if op == ">":
+            return a > b
+        if op == "<=":
+            return a <= b
+        if op == ">=":
+            return a >= b
+        raise EvalError(f"unknown operator {op}", e.line)
+
+    def for_expr(self, e: ast.ForExpr) -> Any:
+        coll = self.value(self.eval(e.collection), e.line)
+        if coll is UNKNOWN:
+            return UNKNOWN
+        if isinstance(coll, dict):
+            pairs = list(coll.items())
+        elif isinstance(coll, list):
+            pairs = list(enumerate(coll))
+        else:
+            raise EvalError("a for expression needs a list or a map", e.line)
+        out_list: list[Any] = []
+        out_map: dict[str, Any] = {}
+        for k, v in pairs:
+            b = dict(self.bindings)
+            b[e.value_var] = v
+            if e.key_var:
+                b[e.key_var] = k
+            sub = _Evaluator(self.scope, b)
+            if e.cond is not None and not _to_bool(sub.eval(e.cond), e.line):
+                continue
+            if e.key is not None:
+                out_map[_to_str(sub.eval(e.key), e.line)] = sub.eval(e.value)
+            else:
+                out_list.append(sub.eval(e.value))
+        return out_map if e.key is not None else out_list
+
+    def call(self, e: ast.Call) -> Any:
+        fn = FUNCTIONS.get(e.name)
+        if fn is None:
+            raise EvalError(
+                f"unknown function {e.name}(); available: {', '.join(sorted(FUNCTIONS))}", e.line)
+        args = [self.value(self.eval(a), e.line) for a in e.args]
+        if e.expand_last and args:
+            last = args.pop()
+            if not isinstance(last, list):
+                raise EvalError(f"{e.name}(...): the argument before ... must be a list", e.line)
+            args.extend(last)
+        if any(not is_known(a) for a in args):
+            return UNKNOWN
+        try:
+            return fn(self.scope, *args)
+        except EvalError:
+            raise
+        except TypeError as exc:
+            raise EvalError(f"{e.name}(): wrong arguments ({exc})", e.line) from None
+        except (ValueError, OSError, KeyError) as exc:
+            raise EvalError(f"{e.name}(): {exc}", e.line) from None
+
+
+def _bare_name_message(name: str) -> str:
+    return (f"unknown reference {name!r}; write var.NAME, local.NAME, or TYPE.NAME.ATTR "
+            f"for a resource (types: {', '.join(RESOURCE_TYPES)})")
+
+
+def _index(obj: Any, key: Any, line: int) -> Any:
+    if isinstance(obj, list):
+        if not isinstance(key, (int, float)) or isinstance(key, bool):
+            raise EvalError(f"a list index must be a number, not {key!r}", line)
+        i = int(key)
+        if not 0 <= i < len(obj):
+            raise EvalError(f"index {i} is out of range for a list of {len(obj)} element(s)", line)
+        return obj[i]
+    if isinstance(obj, dict):
+        k = _to_str(key, line)
+        if k not in obj:
+            keys = ", ".join(sorted(obj)) or "none"
+            raise EvalError(f"the map has no key {k!r} (keys: {keys})", line)
+        return obj[k]
+    if isinstance(obj, ResourceValue):
+        return obj.attrs.get(str(key), UNKNOWN)
+    raise EvalError(f"cannot index {type_name(obj)} with {key!r}", line)
+
+
+def type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "map"
+    if v is None:
+        return "null"
+    if isinstance(v, ResourceValue):
+        return f"resource {v.address}"
+    return type(v).__name__
+
+
+def _to_str(v: Any, line: int) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (str, int, float)):
+        return str(v)
+    raise EvalError(f"cannot use a {type_name(v)} as a string", line)
+
+
+def _to_num(v: Any, line: int) -> float | int:
+    if isinstance(v, bool):
+        raise EvalError("cannot use a bool as a number", line)
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                pass
+    raise EvalError(f"cannot use {v!r} as a number", line)
+
+
+def _to_bool(v: Any, line: int) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v in ("true", "false"):
+        return v == "true"
+    raise EvalError(f"cannot use {v!r} as a bool", line)
+
+
+# ---- functions ---------------------------------------------------------
+
+def _fn_file(scope: Scope, path: str) -> str:
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute():
+        p = scope.base_dir / p
+    try:
+        return p.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"no such file {str(p)!r}") from None
+
+
+def _fn_env(scope: Scope, name: str, default: Any = None) -> Any:
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ValueError(f"environment variable {name} is not set; export it or give a default: "
+                             f'env("{name}", "fallback")')
+        return default
+    return value
+
+
+def _fn_format(scope: Scope, fmt: str, *args: Any) -> str:
+    # HCL's verbs are printf's; %v is "any value"
+    return fmt.replace("%v", "%s") % tuple(args)
+
+
+def _fn_join(scope: Scope, sep: str, *lists: list[Any]) -> str:
+    items: list[str] = []
+    for lst in lists:
+        if not isinstance(lst, list):
+            raise ValueError("join(separator, list): the second argument must be a list")
+        items.extend(_to_str(x, 0) for x in lst)
+    return sep.join(items)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "file": _fn_file,
+    "env": _fn_env,
+    "join": _fn_join,
+    "format": _fn_format,
+    "lower": lambda scope, s: s.lower(),
+    "upper": lambda scope, s: s.upper(),
+    "split": lambda scope, sep, s: s.split(sep),
+    "length": lambda scope, x: len(x),
+    "concat": lambda scope, *ls: [x for lst in ls for x in lst],
+    "merge": lambda scope, *ms: {k: v for m in ms for k, v in m.items()},
+    "tostring": lambda scope, v: _to_str(v, 0),
+    "tonumber": lambda scope, v: _to_num(v, 0),
+    "trimspace": lambda scope, s: s.strip(),
+    "replace": lambda scope, s, old, new: s.replace(old, new),
+    "coalesce": lambda scope, *xs: next((x for x in xs if x not in (None, "")), None),
+    "abspath": lambda scope, p: str((scope.base_dir / os.path.expanduser(p)).resolve()),
+    "basename": lambda scope, p: os.path.basename(p),
+    "dirname": lambda scope, p: os.path.dirname(p),
+    "keys": lambda scope, m: sorted(m),
+    "values": lambda scope, m: [m[k] for k in sorted(m)],
+    "lookup": lambda scope, m, k, d=None: m.get(k, d),
+    "contains": lambda scope, lst, v: v in lst,
+    "min": lambda scope, *xs: min(xs),
+    "max": lambda scope, *xs: max(xs),
+}

@@ -1,0 +1,409 @@
+"""Load a configuration directory: every *.hcl file → one Config of typed declarations.
+
+Nothing is evaluated here; each resource keeps its syntax tree plus the addresses it
+refers to, which is all the graph needs. Evaluation happens while planning, in
+dependency order, because attributes may refer to other resources' planned values.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rhplan.config import ast
+from rhplan.config.evaluate import RESOURCE_TYPES
+from rhplan.config.parse import parse_file, parse_text
+from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
+from rhplan.errors import ConfigError
+
+TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES
+
+
+@dataclass
+class Variable:
+    name: str
+    default: ast.Expr | None
+    type: str | None
+    description: str
+    sensitive: bool
+    file: str
+    line: int
+
+
+@dataclass
+class Output:
+    name: str
+    value: ast.Expr
+    sensitive: bool
+    description: str
+    file: str
+    line: int
+    refs: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ResourceConfig:
+    type: str
+    name: str
+    block: ast.Block
+    refs: set[str]  # addresses referenced in attributes (through locals too)
+    depends_on: list[str]
+    prevent_destroy: bool
+    ignore_changes: list[str]
+
+    @property
+    def address(self) -> str:
+        return f"{self.type}.{self.name}"
+
+    @property
+    def file(self) -> str:
+        return self.block.file
+
+    @property
+    def line(self) -> int:
+        return self.block.line
+
+
+@dataclass
+class Backend:
+    type: str
+    attrs: dict[str, Any]
+    file: str | None
+    line: int | None
+
+
+@dataclass
+class Config:
+    dir: Path
+    files: list[str]
+    backend: Backend
+    variables: dict[str, Variable]
+    locals: dict[str, ast.Attribute]
+    local_files: dict[str, str]
+    providers: dict[str, ast.Block]
+    resources: dict[str, ResourceConfig]
+    outputs: dict[str, Output]
+
+    def resource(self, address: str) -> ResourceConfig | None:
+        return self.resources.get(address)
+
+
+def load_config(directory: Path | str) -> Config:
+    d = Path(directory)
+    if not d.is_dir():
+        raise ConfigError(f"configuration directory {str(d)!r} does not exist; pass -chdir=DIR")
+    paths = sorted(p for p in d.glob("*.hcl") if p.is_file())
+    if not paths:
+        raise ConfigError(f"no *.hcl files in {str(d)!r}; write a main.hcl there or pass -chdir=DIR")
+    cache_dir = d / ".rhplan" / "cache"
+    files = [parse_file(p, p.name, cache_dir) for p in paths]
+    return build_config(d, files)
+
+
+def load_text(directory: Path, sources: dict[str, str]) -> Config:
+    """Build a Config from in-memory sources (tests, golden cases)."""
+    return build_config(directory, [parse_text(t, n) for n, t in sorted(sources.items())])
+
+
+def build_config(directory: Path, files: list[ast.File]) -> Config:
+    cfg = Config(directory, [f.path for f in files], Backend("local", {"path": "rhplan.state.json"},
+                 None, None), {}, {}, {}, {}, {}, {})
+    seen: dict[str, tuple[str, int]] = {}
+    backend_seen = False
+    for f in files:
+        if f.body.attrs:
+            a = next(iter(f.body.attrs.values()))
+            raise ConfigError(
+                f"{a.name!r} is set outside any block; put it inside a block", f.path, a.line)
+        for b in f.body.blocks:
+            if b.type not in TOP_LEVEL:
+                raise ConfigError(
+                    f"unknown block type {b.type!r}; use one of: {', '.join(TOP_LEVEL)}",
+                    f.path, b.line)
+            if b.type == "rhplan":
+                if backend_seen:
+                    raise ConfigError("a second rhplan block; keep one", f.path, b.line)
+                backend_seen = True
+                cfg.backend = _backend(b)
+                continue
+            if b.type == "locals":
+                _expect_labels(b, 0)
+                for name, attr in b.attrs.items():
+                    if name in cfg.locals:
+                        raise ConfigError(
+                            f"local.{name} is defined twice (also {cfg.local_files[name]}:"
+                            f"{cfg.locals[name].line}); rename one", f.path, attr.line)
+                    cfg.locals[name] = attr
+                    cfg.local_files[name] = f.path
+                continue
+            _expect_labels(b, 1)
+            name = b.labels[0]
+            key = f"{b.type}.{name}"
+            if key in seen:
+                pf, pl = seen[key]
+                raise ConfigError(
+                    f"{b.type} {name!r} is declared twice (first at {pf}:{pl}); rename one",
+                    f.path, b.line)
+            seen[key] = (f.path, b.line)
+            if b.type == "variable":
+                cfg.variables[name] = _variable(b)
+            elif b.type == "provider":
+                cfg.providers[name] = b
+            elif b.type == "output":
+                cfg.outputs[name] = _output(b)
+            else:
+                cfg.resources[key] = _resource(b)
+    _resolve_local_refs(cfg)
+    return cfg
+
+
+def _expect_labels(b: ast.Block, n: int) -> None:
+    if len(b.labels) != n:
+        want = "no label" if n == 0 else "one label (its name)"
+        example = f'{b.type} {{ ... }}' if n == 0 else f'{b.type} "NAME" {{ ... }}'
+        raise ConfigError(f"a {b.type} block takes {want}: write {example}", b.file, b.line)
+
+
+def _const(expr: ast.Expr, file: str, what: str) -> Any:
+    """Values in the rhplan block must be literal: they are read before anything else."""
+    if isinstance(expr, ast.Literal):
+        return expr.value
+    if isinstance(expr, ast.TupleExpr):
+        return [_const(i, file, what) for i in expr.items]
+    raise ConfigError(f"{what} must be a literal value (no references)", file, expr.line)
+
+
+def _backend(b: ast.Block) -> Backend:
+    for a in b.attrs.values():
+        raise ConfigError(f"unknown attribute {a.name!r} in the rhplan block; "
+                          "only a backend block goes here", b.file, a.line)
+    backend = Backend("local", {"path": "rhplan.state.json"}, b.file, b.line)
+    for sub in b.blocks:
+        if sub.type != "backend" or len(sub.labels) != 1:
+            raise ConfigError('the rhplan block holds one backend "TYPE" { ... } block',
+                              b.file, sub.line)
+        if sub.labels[0] not in ("local", "s3"):
+            raise ConfigError(f'unknown backend {sub.labels[0]!r}; use "local" or "s3"',
+                              b.file, sub.line)
+        attrs = {k: _const(a.expr, b.file, f"backend attribute {k}") for k, a in sub.attrs.items()}
+        if sub.labels[0] == "local":
+            unknown = set(attrs) - {"path"}
+            if unknown:
+                raise ConfigError(f'unknown attribute {sorted(unknown)[0]!r} in backend "local"; '
+                                  "it takes path", b.file, sub.attrs[sorted(unknown)[0]].line)
+            attrs.setdefault("path", "rhplan.state.json")
+        backend = Backend(sub.labels[0], attrs, b.file, sub.line)
+    return backend
+
+
+_VARIABLE_ATTRS = {"default", "type", "description", "sensitive", "nullable"}
+
+
+def _variable(b: ast.Block) -> Variable:
+    for name, a in b.attrs.items():
+        if name not in _VARIABLE_ATTRS:
+            raise ConfigError(f"unknown attribute {name!r} in variable {b.labels[0]!r}; "
+                              f"use {', '.join(sorted(_VARIABLE_ATTRS))}", b.file, a.line)
+    if b.blocks:
+        raise ConfigError("a variable block holds no nested blocks", b.file, b.blocks[0].line)
+    type_ = None
+    if "type" in b.attrs:
+        t = b.attrs["type"].expr
+        type_ = _type_text(t)
+        if type_ is None:
+            raise ConfigError("variable type must be string, number, bool, list(...) or map(...)",
+                              b.file, t.line)
+    desc = b.attrs.get("description")
+    sens = b.attrs.get("sensitive")
+    return Variable(
+        b.labels[0], b.attrs["default"].expr if "default" in b.attrs else None, type_,
+        _const(desc.expr, b.file, "description") if desc else "",
+        bool(_const(sens.expr, b.file, "sensitive")) if sens else False, b.file, b.line)
+
+
+def _type_text(t: ast.Expr) -> str | None:
+    if isinstance(t, ast.Name) and t.name in ("string", "number", "bool", "any", "list", "map"):
+        return t.name
+    if isinstance(t, ast.Call) and t.name in ("list", "map", "set") and len(t.args) == 1:
+        inner = _type_text(t.args[0])
+        return f"{'list' if t.name == 'set' else t.name}({inner})" if inner else None
+    return None
+
+
+def _output(b: ast.Block) -> Output:
+    allowed = {"value", "sensitive", "description", "depends_on"}
+    for name, a in b.attrs.items():
+        if name not in allowed:
+            raise ConfigError(f"unknown attribute {name!r} in output {b.labels[0]!r}; "
+                              f"use {', '.join(sorted(allowed))}", b.file, a.line)
+    if "value" not in b.attrs:
+        raise ConfigError(f"output {b.labels[0]!r} needs a value = ...", b.file, b.line)
+    sens = b.attrs.get("sensitive")
+    desc = b.attrs.get("description")
+    out = Output(b.labels[0], b.attrs["value"].expr,
+                 bool(_const(sens.expr, b.file, "sensitive")) if sens else False,
+                 _const(desc.expr, b.file, "description") if desc else "", b.file, b.line)
+    out.refs = expr_refs(b.attrs["value"].expr)
+    return out
+
+
+def _resource(b: ast.Block) -> ResourceConfig:
+    schema = RESOURCE_SCHEMAS[b.type]
+    refs: set[str] = set()
+    for name, a in b.attrs.items():
+        if name in META_ATTRS:
+            continue
+        spec = schema.attrs.get(name)
+        if spec is None or spec.computed:
+            hint = (f"{name!r} is computed by rhplan and cannot be set" if spec else
+                    f"unknown attribute {name!r} in {b.type} {b.labels[0]!r}")
+            raise ConfigError(f"{hint}; {b.type} takes: {', '.join(schema.settable())}",
+                              b.file, a.line)
+        refs |= expr_refs(a.expr)
+    prevent_destroy = False
+    ignore: list[str] = []
+    nested_seen: set[str] = set()
+    for sub in b.blocks:
+        if sub.type == "lifecycle":
+            prevent_destroy, ignore = _lifecycle(sub, schema)
+            continue
+        if sub.type not in schema.blocks:
+            raise ConfigError(
+                f"unknown block {sub.type!r} in {b.type} {b.labels[0]!r}; "
+                f"{b.type} takes: {', '.join(schema.settable() + sorted(META_BLOCKS))}",
+                b.file, sub.line)
+        if sub.type in nested_seen:
+            raise ConfigError(f"a second {sub.type} block; keep one", b.file, sub.line)
+        nested_seen.add(sub.type)
+        sub_schema = schema.blocks[sub.type]
+        for name, a in sub.attrs.items():
+            if name not in sub_schema.attrs:
+                raise ConfigError(f"unknown attribute {name!r} in {sub.type} block; it takes: "
+                                  f"{', '.join(sub_schema.settable())}", b.file, a.line)
+            refs |= expr_refs(a.expr)
+    depends_on: list[str] = []
+    if "depends_on" in b.attrs:
+        dep = b.attrs["depends_on"]
+        items = dep.expr.items if isinstance(dep.expr, ast.TupleExpr) else None
+        if items is None:
+            raise ConfigError("depends_on must be a list of resources, e.g. [cluster.gpu]",
+                              b.file, dep.line)
+        for item in items:
+            addr = _address_of(item)
+            if addr is None:
+                raise ConfigError("depends_on entries must be resources like cluster.gpu",
+                                  b.file, item.line)
+            depends_on.append(addr)
+    rc = ResourceConfig(b.type, b.labels[0], b, refs, depends_on, prevent_destroy, ignore)
+    return rc
+
+
+def _lifecycle(sub: ast.Block, schema: Any) -> tuple[bool, list[str]]:
+    prevent = False
+    ignore: list[str] = []
+    for name, a in sub.attrs.items():
+        if name == "prevent_destroy":
+            v = _const(a.expr, sub.file, "prevent_destroy")
+            if not isinstance(v, bool):
+                raise ConfigError("prevent_destroy must be true or false", sub.file, a.line)
+            prevent = v
+        elif name == "ignore_changes":
+            # Terraform writes bare attribute names here: ignore_changes = [env_vars]
+            e = a.expr
+            if isinstance(e, ast.Name) and e.name == "all":
+                ignore = ["all"]
+                continue
+            if not isinstance(e, ast.TupleExpr):
+                raise ConfigError("ignore_changes must be a list of attribute names or all",
+                                  sub.file, a.line)
+            for item in e.items:
+                n = item.name if isinstance(item, ast.Name) else (
+                    item.value if isinstance(item, ast.Literal) else None)
+                if not isinstance(n, str) or n not in schema.attrs:
+                    raise ConfigError(
+                        f"ignore_changes: {n!r} is not an attribute of this resource",
+                        sub.file, item.line)
+                ignore.append(n)
+        elif name == "create_before_destroy":
+            continue
+        else:
+            raise ConfigError(f"unknown lifecycle setting {name!r}; use prevent_destroy or "
+                              "ignore_changes", sub.file, a.line)
+    return prevent, ignore
+
+
+def _address_of(e: ast.Expr) -> str | None:
+    if isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.Name) and e.obj.name in RESOURCE_TYPES:
+        return f"{e.obj.name}.{e.name}"
+    return None
+
+
+def expr_refs(expr: ast.Expr) -> set[str]:
+    """Addresses (cluster.x) and locals (local.y) an expression mentions."""
+    out: set[str] = set()
+    for n in ast.walk(expr):
+        if isinstance(n, ast.GetAttr) and isinstance(n.obj, ast.Name):
+            if n.obj.name in RESOURCE_TYPES or n.obj.name == "local":
+                out.add(f"{n.obj.name}.{n.name}")
+    return out
+
+
+def _resolve_local_refs(cfg: Config) -> None:
+    """Replace local.X in each resource's refs by the resources that local needs."""
+    memo: dict[str, set[str]] = {}
+
+    def of_local(name: str, stack: tuple[str, ...]) -> set[str]:
+        if name in memo:
+            return memo[name]
+        if name in stack:
+            cycle = " -> ".join(f"local.{n}" for n in stack + (name,))
+            raise ConfigError(f"locals refer to each other in a loop: {cycle}",
+                              cfg.local_files[name], cfg.locals[name].line)
+        if name not in cfg.locals:
+            return set()  # reported with a file:line when evaluated
+        out: set[str] = set()
+        for r in expr_refs(cfg.locals[name].expr):
+            if r.startswith("local."):
+                out |= of_local(r[6:], stack + (name,))
+            else:
+                out.add(r)
+        memo[name] = out
+        return out
+
+    def expand(refs: set[str]) -> set[str]:
+        out: set[str] = set()
+        for r in refs:
+            out |= of_local(r[6:], ()) if r.startswith("local.") else {r}
+        return out
+
+    for rc in cfg.resources.values():
+        rc.refs = expand(rc.refs)
+    for out in cfg.outputs.values():
+        out.refs = expand(out.refs)
+
+
+def parse_var_assignment(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"-var {text!r}: write -var NAME=VALUE")
+    k, v = text.split("=", 1)
+    return k.strip(), v
+
+
+def read_var_file(path: Path) -> tuple[dict[str, Any], str]:
+    """A -var-file: HCL (`name = value` lines) or JSON when it ends in .json."""
+    if not path.is_file():
+        raise ConfigError(f"-var-file {str(path)!r} does not exist")
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text()), path.name
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc.msg}", path.name, exc.lineno) from None
+    f = parse_text(path.read_text(), path.name)
+    return {k: a.expr for k, a in f.body.attrs.items()}, path.name
+
+
+def env_var_overrides() -> dict[str, str]:
+    prefix = "RHPLAN_VAR_"
+    return {k[len(prefix):]: v for k, v in os.environ.items() if k.startswith(prefix)}

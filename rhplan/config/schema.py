@@ -1,0 +1,114 @@
+"""What every resource type accepts: attribute, type, required, default, computed,
+and whether a change forces replacement or updates in place."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attr:
+    name: str
+    type: str  # string | number | bool | any | list(T) | map(T) | ref(TYPE) | list(req)
+    required: bool = False
+    default: Any = None
+    computed: bool = False  # only the provider sets it; users may not write it
+    optional_computed: bool = False  # users may set it, else the provider fills it in
+    force_new: bool = False  # a change replaces the resource instead of updating it
+    sensitive: bool = False
+    doc: str = ""
+
+    @property
+    def user_settable(self) -> bool:
+        return not self.computed
+
+
+@dataclass(frozen=True)
+class BlockSchema:
+    attrs: dict[str, Attr]
+    blocks: dict[str, BlockSchema] = field(default_factory=dict)
+
+    def settable(self) -> list[str]:
+        return sorted([a.name for a in self.attrs.values() if a.user_settable] + list(self.blocks))
+
+
+def _schema(*attrs: Attr, blocks: dict[str, BlockSchema] | None = None) -> BlockSchema:
+    return BlockSchema({a.name: a for a in attrs}, blocks or {})
+
+
+SSH_BLOCK = _schema(
+    Attr("user", "string"),
+    Attr("private_key", "string"),
+    Attr("port", "number", default=22),
+    Attr("password", "string", sensitive=True),
+    Attr("known_hosts", "string"),
+    Attr("proxy_command", "string"),
+)
+
+CLUSTER = _schema(
+    Attr("provider", "string", required=True, force_new=True,
+         doc='"local" (this machine), "ssh" (static hosts) or "aws"'),
+    Attr("instance_type", "string", force_new=True),
+    Attr("num_instances", "number", default=1, force_new=True),
+    Attr("image_id", "string", force_new=True),
+    Attr("region", "string", force_new=True),
+    Attr("disk_size", "number", force_new=True),
+    Attr("use_spot", "bool", default=False, force_new=True),
+    Attr("open_ports", "list(number)", default=[]),
+    Attr("autostop_mins", "number"),
+    Attr("ips", "list(string)", optional_computed=True, force_new=True),
+    Attr("root_dir", "string", optional_computed=True, force_new=True,
+         doc="where rhplan keeps envs on the cluster's hosts"),
+    Attr("python", "string", default="python3", force_new=True,
+         doc="the interpreter envs are created from"),
+    blocks={"ssh": SSH_BLOCK},
+)
+
+ENV = _schema(
+    Attr("name", "string", optional_computed=True, force_new=True),
+    Attr("cluster", "ref(cluster)", required=True, force_new=True),
+    Attr("reqs", "list(req)", default=[]),
+    Attr("env_vars", "map(string)", default={}),
+    Attr("secrets", "list(ref(secret))", default=[]),
+    Attr("setup_cmds", "list(string)", default=[]),
+    Attr("compute", "map(number)", default={}),
+    Attr("conda", "any", force_new=True),
+    # filled in while planning: a content hash per local package folder, so that
+    # editing a local package reinstalls it
+    Attr("sources", "map(string)", computed=True),
+    Attr("secrets_sha256", "string", computed=True),
+    # filled in by apply
+    Attr("path", "string", computed=True),
+    Attr("python", "string", computed=True),
+    Attr("installed", "map(any)", computed=True),
+)
+
+PACKAGE = _schema(
+    Attr("git_url", "string", required=True),
+    Attr("revision", "string"),
+    Attr("install_method", "string", default="pip"),
+    Attr("spec", "string", computed=True),
+)
+
+SECRET = _schema(
+    Attr("from_env", "list(string)", default=[]),
+    Attr("values", "map(string)", default={}, sensitive=True),
+    Attr("keys", "list(string)", computed=True),
+    Attr("sha256", "string", computed=True),
+)
+
+RESOURCE_SCHEMAS: dict[str, BlockSchema] = {
+    "cluster": CLUSTER,
+    "env": ENV,
+    "package": PACKAGE,
+    "secret": SECRET,
+}
+
+# Meta-arguments every resource block accepts (Terraform's names).
+META_ATTRS = {"depends_on"}
+META_BLOCKS = {"lifecycle"}
+LIFECYCLE = _schema(
+    Attr("prevent_destroy", "bool", default=False),
+    Attr("ignore_changes", "list(string)", default=[]),
+    Attr("create_before_destroy", "bool", default=False),
+)

@@ -1,0 +1,437 @@
+"""Build and read Python environments ("envs") on a host through a Connection.
+
+An env is a virtualenv in a folder on the host. Installs use `uv` when the
+host has it, else the env's own pip. Every command is an argv list: package
+strings, paths, env var values and secrets are passed as data, never pasted
+into a shell line. The few fixed `sh -c` scripts below take user data only as
+positional arguments ("$1"), which a shell never re-parses.
+
+Local folders with packaging metadata are installed (not editable). Folders
+without it are put on the env's path by a `rhplan-local-<name>-<hash>.pth`
+file in site-packages; `read_installed` reports each such file as a
+distribution of that name (version "0", direct_url "file://DIR"), so it shows
+up in refresh and is removed by `uninstall` like any other.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from rhplan.connection import CommandResult, Connection
+from rhplan.errors import ProviderError
+from rhplan.packages import Requirement
+
+# Prefix of the .pth files rhplan writes; read_installed finds them by it.
+PTH_PREFIX = "rhplan-local-"
+# The version reported for a folder put on the path (it has no version).
+PTH_VERSION = "0"
+# Files rhplan keeps inside an env, next to bin/ and lib/.
+ENV_VARS_FILE = "rhplan/env_vars.json"
+SECRETS_FILE = "rhplan/secrets.json"
+
+_DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One distribution in an env."""
+
+    name: str  # canonical name
+    version: str
+    direct_url: str | None  # direct_url.json "url" (local folders, git, URLs)
+
+
+# Runs inside the env's interpreter (with -I, so neither the working folder
+# nor PYTHON* variables leak in). Only site-packages is read: a folder a .pth
+# puts on the path may hold stray *.egg-info that is not installed.
+_INSPECT_SCRIPT = r"""
+import importlib.metadata as md, json, os, re, sysconfig
+from urllib.parse import quote
+paths = sysconfig.get_paths()
+site = []
+for key in ("purelib", "platlib"):
+    if paths[key] not in site:
+        site.append(paths[key])
+dists, pth = {}, {}
+for d in md.distributions(path=site):
+    name = d.metadata["Name"]
+    if not name:
+        continue
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if key in dists:
+        continue
+    url = None
+    try:
+        url = json.loads(d.read_text("direct_url.json") or "null")["url"]
+    except Exception:
+        pass
+    dists[key] = [d.version, url]
+for folder in site:
+    if not os.path.isdir(folder):
+        continue
+    for f in sorted(os.listdir(folder)):
+        if f.startswith(PREFIX) and f.endswith(".pth"):
+            with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                target = fh.readline().rstrip("\n")
+            dists[f[:-4]] = [VERSION, "file://" + quote(target)]
+            pth[f[:-4]] = os.path.join(folder, f)
+print(json.dumps({"site_packages": site[0], "dists": dists, "pth": pth}))
+""".replace("PREFIX", repr(PTH_PREFIX)).replace("VERSION", repr(PTH_VERSION))
+
+# Says what is at a path, in one command: "venv", "empty", "busy" or "free".
+_PROBE_DIR_SCRIPT = r"""
+d=$1
+if [ -f "$d/pyvenv.cfg" ]; then echo venv
+elif [ -d "$d" ] && [ -z "$(ls -A -- "$d")" ]; then echo empty
+elif [ -e "$d" ] || [ -L "$d" ]; then echo busy
+else echo free
+fi
+"""
+
+# Says whether a local folder is a Python project: "package", "plain" or "missing".
+_PROBE_LOCAL_SCRIPT = r"""
+d=$1
+if [ ! -d "$d" ]; then echo missing
+elif [ -f "$d/pyproject.toml" ] || [ -f "$d/setup.py" ] || [ -f "$d/setup.cfg" ]; then echo package
+else echo plain
+fi
+"""
+
+# Deletes $1 unless it is the home folder or one of its parents; checked on
+# the host itself because only the host knows its $HOME.
+_DELETE_SCRIPT = r"""
+d=$1
+h=${HOME%/}
+if [ -n "$h" ]; then
+  case "$h/" in
+    "$d"/*) echo "refusing to delete $d: it holds the home folder $h" >&2; exit 3 ;;
+  esac
+fi
+rm -rf -- "$d"
+"""
+
+# Puts the env's bin first on PATH on the host (whose PATH only it knows),
+# then runs the user's command, passed as $1, as a bash script.
+_SETUP_WRAPPER = 'PATH="$VIRTUAL_ENV/bin:$PATH"; export PATH; exec bash -c "$1"'
+
+
+@dataclass(frozen=True)
+class _EnvInfo:
+    dists: dict[str, Installed]
+    site_packages: str
+    pth_files: dict[str, str]  # pseudo-distribution name -> .pth path
+
+
+def env_python(env_dir: str) -> str:
+    """The path of an env's interpreter on its host."""
+    return posixpath.join(_check_env_dir(env_dir), "bin", "python")
+
+
+def local_dist_name(folder: str) -> str:
+    """The name under which a folder put on the path (by .pth) is reported.
+
+    Readable from the folder's name, unique by a hash of its full path.
+    """
+    base = re.sub(r"[^a-z0-9]+", "-", posixpath.basename(folder.rstrip("/")).lower())
+    base = base.strip("-")[:40] or "dir"
+    digest = hashlib.sha256(folder.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{PTH_PREFIX}{base}-{digest}"
+
+
+def create_venv(conn: Connection, env_dir: str, python: str = "python3") -> str:
+    """Create (or re-create) a virtualenv at env_dir; returns its python path.
+
+    With uv, python may be an executable or a version ("3.11"); pip is not
+    seeded, since uv installs into the env from outside. Without uv, the
+    stdlib venv module is used and seeds pip, the env's only installer then.
+    An existing env at env_dir is replaced; any other non-empty folder is
+    refused, so a typo in a path cannot wipe someone's files.
+    """
+    env_dir = _check_env_dir(env_dir)
+    state = _run_checked(
+        conn, ["sh", "-c", _PROBE_DIR_SCRIPT, "rhplan", env_dir], f"inspecting {env_dir}"
+    ).stdout.strip()
+    if state == "busy":
+        raise ProviderError(
+            f"cannot create an env at {env_dir} on {conn.host}: something that is not a "
+            f"Python env is already there; remove it or choose another folder"
+        )
+    uv = conn.which("uv")
+    replace = ["--clear"] if state == "venv" else []
+    if uv:
+        argv = [uv, "venv", "--python", python, *replace, env_dir]
+    else:
+        exe = f"python{python}" if re.fullmatch(r"\d+(\.\d+)*", python) else python
+        argv = [exe, "-m", "venv", *replace, env_dir]
+    _run_checked(conn, argv, f"creating env at {env_dir}")
+    return posixpath.join(env_dir, "bin", "python")
+
+
+def read_installed(conn: Connection, env_dir: str) -> dict[str, Installed] | None:
+    """What is installed in the env, by canonical name; None if the env is gone.
+
+    One command, so a refresh of many envs stays cheap over SSH.
+    """
+    info = _inspect(conn, _check_env_dir(env_dir))
+    return None if info is None else info.dists
+
+
+def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
+    """Install one requirement into the env.
+
+    Returns "name==version" for each distribution it added or changed (a
+    local folder reinstalled at the same version counts as changed). For a
+    remote host, reqs/local targets must already be synced to req.target there.
+    """
+    env_dir = _check_env_dir(env_dir)
+    what = f"installing {req.raw!r} into env at {env_dir}"
+    before = _inspect(conn, env_dir)
+    if before is None:
+        raise ProviderError(f"{what} failed: there is no env there; create it first")
+    if req.kind == "conda":
+        raise ProviderError(
+            f"{what} failed: conda packages need a conda env; rhplan builds virtualenvs, "
+            f"so write the package as 'pip:NAME' or remove it"
+        )
+    if req.target.startswith("-"):
+        # Would be read as an installer option, not a package.
+        raise ProviderError(f"{what} failed: {req.target!r} is not a package")
+
+    local_url = None
+    if req.kind == "reqs":
+        targets = ["-r", posixpath.join(req.target, "requirements.txt")]
+    elif req.kind == "local":
+        kind = _run_checked(
+            conn, ["sh", "-c", _PROBE_LOCAL_SCRIPT, "rhplan", req.target], what
+        ).stdout.strip()
+        if kind == "missing":
+            raise ProviderError(f"{what} failed: the folder {req.target} is not on {conn.host}")
+        if kind == "plain":
+            _write_pth(conn, before, req.target, what)
+            return _changes(before, _inspect_or_fail(conn, env_dir, what), None)
+        local_url = _file_url(req.target)
+        targets = [local_url]
+    elif req.kind in ("pip", "git"):
+        if req.target.startswith("/"):
+            # uv reads a bare path as a requirement, so ";" in it would be a
+            # marker; a file:// URL keeps every character data.
+            local_url = _file_url(req.target)
+            targets = [local_url]
+        else:
+            targets = [req.target]
+    else:
+        raise ProviderError(f"{what} failed: unknown package kind {req.kind!r}")
+
+    _run_checked(conn, [*_installer(conn, env_dir, "install"), *targets, *req.args], what)
+    return _changes(before, _inspect_or_fail(conn, env_dir, what), local_url)
+
+
+def uninstall(conn: Connection, env_dir: str, names: list[str]) -> None:
+    """Uninstall distributions by name; names not installed are skipped.
+
+    Names reported for folders on the path (rhplan-local-...) remove their .pth.
+    """
+    env_dir = _check_env_dir(env_dir)
+    if not names:
+        return
+    bad = [n for n in names if not _DIST_NAME.match(n)]
+    if bad:
+        raise ProviderError(f"cannot uninstall {bad[0]!r}: it is not a distribution name")
+    what = f"uninstalling {', '.join(names)} from env at {env_dir}"
+    info = _inspect(conn, env_dir)
+    if info is None:
+        return  # the env is gone, and its packages with it
+    wanted = {_canonical(n) for n in names}
+    pth = sorted(info.pth_files[n] for n in wanted if n in info.pth_files)
+    dists = sorted(n for n in wanted if n in info.dists and n not in info.pth_files)
+    if pth:
+        _run_checked(conn, ["rm", "-f", "--", *pth], what)
+    if dists:
+        _run_checked(conn, [*_installer(conn, env_dir, "uninstall"), *dists], what)
+
+
+def write_env_files(
+    conn: Connection, env_dir: str, env_vars: Mapping[str, str], secrets: Mapping[str, str]
+) -> None:
+    """Write ENV/rhplan/env_vars.json (0644) and ENV/rhplan/secrets.json (0600).
+
+    Values are never put in a message: an error names the key only.
+    """
+    env_dir = _check_env_dir(env_dir)
+    for label, values, path, mode in (
+        ("env var", env_vars, ENV_VARS_FILE, 0o644),
+        ("secret", secrets, SECRETS_FILE, 0o600),
+    ):
+        for key, value in values.items():
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+                raise ProviderError(
+                    f"{label} name {key!r} cannot be set in an environment; use letters, "
+                    f"digits and underscores"
+                )
+            if not isinstance(value, str) or "\0" in value:
+                raise ProviderError(
+                    f"the value of {label} {key!r} must be text without NUL characters"
+                )
+        data = json.dumps(dict(values), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        try:
+            conn.put_bytes(data.encode("utf-8"), posixpath.join(env_dir, path), mode)
+        except OSError as exc:
+            # The OS message names the path and the reason, never the content.
+            raise ProviderError(
+                f"writing {path} of env at {env_dir} on {conn.host} failed: {exc}"
+            ) from None
+
+
+def run_setup_cmds(conn: Connection, env_dir: str, cmds: list[str]) -> None:
+    """Run user-written shell commands (Runhouse setup_cmds) in order, in the env.
+
+    Each runs as its own bash script with the env's bin first on PATH and
+    VIRTUAL_ENV set; the first failure stops the rest.
+    """
+    env_dir = _check_env_dir(env_dir)
+    for i, cmd in enumerate(cmds, 1):
+        res = conn.run(
+            ["bash", "-c", _SETUP_WRAPPER, "rhplan-setup", cmd], env={"VIRTUAL_ENV": env_dir}
+        )
+        if not res.ok:
+            first = cmd.strip().splitlines()[0] if cmd.strip() else ""
+            shown = first if len(first) <= 60 else first[:57] + "..."
+            raise ProviderError(
+                f"setup command {i} of env at {env_dir} ({shown!r}) failed with exit code "
+                f"{res.returncode}: {_last_line(res)}"
+            )
+
+
+def delete_env(conn: Connection, env_dir: str) -> None:
+    """Delete the env folder; a missing folder is fine. Refuses / and home."""
+    env_dir = _check_env_dir(env_dir)
+    if env_dir == "/":
+        raise ProviderError("refusing to delete / as an env folder")
+    _run_checked(
+        conn, ["sh", "-c", _DELETE_SCRIPT, "rhplan", env_dir], f"deleting env at {env_dir}"
+    )
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _check_env_dir(env_dir: str) -> str:
+    # Relative paths would depend on the remote login folder, and "~" is not
+    # expanded in argv: only absolute paths mean the same thing everywhere.
+    if not isinstance(env_dir, str) or not env_dir.startswith("/") or "\0" in env_dir:
+        raise ProviderError(f"env folder {env_dir!r} must be an absolute path")
+    return posixpath.normpath(env_dir)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _file_url(path: str) -> str:
+    return "file://" + quote(path)
+
+
+def _installer(conn: Connection, env_dir: str, verb: str) -> list[str]:
+    python = posixpath.join(env_dir, "bin", "python")
+    uv = conn.which("uv")
+    if uv:
+        return [uv, "pip", verb, "--python", python]
+    flags = ["-y"] if verb == "uninstall" else []
+    return [python, "-m", "pip", verb, "--disable-pip-version-check", *flags]
+
+
+def _inspect(conn: Connection, env_dir: str) -> _EnvInfo | None:
+    python = posixpath.join(env_dir, "bin", "python")
+    res = conn.run([python, "-I", "-c", _INSPECT_SCRIPT])
+    if res.returncode in (126, 127):
+        return None  # no interpreter: the env (or its base Python) is gone
+    if not res.ok:
+        raise ProviderError(
+            f"reading the packages of env at {env_dir} on {conn.host} failed: {_last_line(res)}"
+        )
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    try:
+        data = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise ProviderError(
+            f"reading the packages of env at {env_dir} on {conn.host} failed: "
+            f"its python printed no package list"
+        ) from None
+    dists = {
+        name: Installed(name, version, url) for name, (version, url) in data["dists"].items()
+    }
+    return _EnvInfo(dists, data["site_packages"], data["pth"])
+
+
+def _inspect_or_fail(conn: Connection, env_dir: str, what: str) -> _EnvInfo:
+    info = _inspect(conn, env_dir)
+    if info is None:
+        raise ProviderError(f"{what} failed: the env disappeared during the install")
+    return info
+
+
+def _write_pth(conn: Connection, info: _EnvInfo, folder: str, what: str) -> None:
+    # site.py reads one path per line and *executes* lines starting with
+    # "import": a newline in the path could smuggle code in, so refuse it.
+    if "\n" in folder or "\r" in folder or folder != folder.strip():
+        raise ProviderError(
+            f"{what} failed: the folder path has a line break or edge spaces, which a .pth "
+            f"file cannot hold; rename the folder, or add a pyproject.toml to install it"
+        )
+    name = local_dist_name(folder)
+    body = f"{folder}\n# put on sys.path by rhplan; uninstall {name} to remove\n"
+    try:
+        conn.put_bytes(body.encode("utf-8"), posixpath.join(info.site_packages, name + ".pth"))
+    except OSError as exc:
+        raise ProviderError(f"{what} failed: {exc}") from None
+
+
+def _changes(before: _EnvInfo, after: _EnvInfo, reinstalled_url: str | None) -> list[str]:
+    changed = []
+    for name, dist in sorted(after.dists.items()):
+        same_url = (
+            reinstalled_url is not None
+            and dist.direct_url is not None
+            and unquote(dist.direct_url) == unquote(reinstalled_url)
+        )
+        if before.dists.get(name) != dist or same_url:
+            changed.append(f"{name}=={dist.version}")
+    return changed
+
+
+def _last_line(res: CommandResult) -> str:
+    """The line of a failed command's output that says what went wrong.
+
+    uv prints "error: ..." then "cause: ..." lines (the last cause is the root);
+    pip prints "ERROR: ..."; hints, warnings and caret markers are noise.
+    """
+    lines = [line.strip() for line in (res.stderr or res.stdout).splitlines() if line.strip()]
+    for line in reversed(lines):
+        low = line.lower()
+        for prefix in ("cause:", "error:"):
+            if low.startswith(prefix):
+                return _clip(line[len(prefix) :].strip())
+    for line in reversed(lines):
+        low = line.lower()
+        if low.startswith(("hint:", "help:", "note:", "warning:", "[notice]")):
+            continue
+        if set(line) <= set("^~ |"):
+            continue
+        return _clip(line)
+    return f"exit code {res.returncode}"
+
+
+def _clip(line: str, limit: int = 300) -> str:
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _run_checked(conn: Connection, argv: list[str], what: str) -> CommandResult:
+    res = conn.run(argv)
+    if not res.ok:
+        raise ProviderError(f"{what} failed: {_last_line(res)}")
+    return res

@@ -1,0 +1,318 @@
+"""Runhouse-style package strings, code roots and content hashes of local folders.
+
+A package string is what a user writes in an env's `reqs`:
+
+    pip:numpy==1.26.4                  pip spec (a bare name means pip too)
+    pip:torch --index-url URL          text from the first ` -` on: install args
+    conda:pytorch                      conda spec
+    reqs:./                            that folder's requirements.txt
+    ./src/mypkg   /abs/dir   ~/code    a local folder (also: an existing folder
+                                       under the config dir, or `local:DIR`)
+    git+https://host/repo.git@REV      a git checkout at a pinned revision
+
+Parsing is pure: it reads the local disk (to resolve folders) but never a host.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as _PipRequirement
+from packaging.utils import canonicalize_name
+
+KINDS = ("pip", "conda", "reqs", "local", "git")
+
+# Markers of a project's root folder, as in Runhouse.
+CODE_ROOT_MARKERS = (".git", "setup.py", "setup.cfg", "pyproject.toml", "requirements.txt")
+
+# Never part of a local folder's content: VCS data, caches and build output.
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "build"}
+_SKIP_DIR_SUFFIXES = (".egg-info",)
+_SKIP_FILE_PATTERNS = ("*.pyc",)
+
+_EXAMPLES = (
+    "write 'pip:NAME==VERSION', 'conda:NAME', 'reqs:DIR', a local folder such as "
+    "'./src/mypkg', or 'git+https://host/repo.git@REVISION'"
+)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One parsed package string."""
+
+    raw: str  # the string as configured
+    kind: str  # "pip" | "conda" | "reqs" | "local" | "git"
+    target: str  # pip spec; absolute dir for reqs/local; "git+URL@REV" for git
+    args: tuple[str, ...]  # extra install args ("--index-url", "X")
+    name: str | None  # canonical distribution name when knowable, else None
+
+
+def parse_requirement(raw: str, base_dir: Path) -> Requirement:
+    """Parse a Runhouse-style package string; relative paths are under base_dir.
+
+    Raises ValueError with a message that says what to write instead; the
+    caller adds file:line.
+    """
+    text = raw.strip()
+    if not text:
+        raise ValueError(f"empty package string; {_EXAMPLES}")
+    spec, args = _split_args(text)
+
+    if spec.startswith("git+"):
+        return _parse_git(raw, spec, args)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):
+        # A bare URL (a wheel or sdist on a web server) is a pip target.
+        return Requirement(raw, "pip", spec, args, None)
+
+    prefix, sep, rest = spec.partition(":")
+    if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", prefix):
+        method = prefix.lower()
+        rest = rest.strip()
+        if not rest:
+            raise ValueError(f"'{raw}' names no package after '{prefix}:'; {_EXAMPLES}")
+        if method == "pip":
+            return _parse_pip(raw, rest, args, base_dir)
+        if method == "conda":
+            return Requirement(raw, "conda", rest, args, None)
+        if method == "reqs":
+            return _parse_reqs(raw, rest, args, base_dir)
+        if method == "local":
+            return _parse_local(raw, rest, args, base_dir)
+        raise ValueError(
+            f"'{raw}' uses an unknown install method '{prefix}'; the methods are pip, conda, "
+            f"reqs and local; {_EXAMPLES}"
+        )
+
+    if _looks_like_path(spec) or (base_dir / spec).is_dir():
+        return _parse_local(raw, spec, args, base_dir)
+    return _parse_pip(raw, spec, args, base_dir)
+
+
+def _split_args(text: str) -> tuple[str, tuple[str, ...]]:
+    """Split "SPEC --opt X" into the spec and its install args.
+
+    Runhouse splits at the first space; splitting at the first " -" instead
+    gives the same answer for "pip:torch --index-url X" and also keeps specs
+    with spaces whole ("numpy >= 1.26", "./my folder").
+    """
+    m = re.search(r"\s+-", text)
+    if not m:
+        return text, ()
+    spec, rest = text[: m.start()].strip(), text[m.end() - 1 :]
+    try:
+        return spec, tuple(shlex.split(rest))
+    except ValueError as exc:
+        raise ValueError(
+            f"the install args in '{text}' cannot be split ({exc}); close the quotes, "
+            f"e.g. 'pip:torch --index-url https://download.pytorch.org/whl/cpu'"
+        ) from None
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~"))
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = base_dir / p
+    return p.resolve()
+
+
+def _parse_pip(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Requirement:
+    if _looks_like_path(spec):
+        # "pip:./dir" or "pip:/x.whl": pip installs that path; it must exist here.
+        path = _resolve(spec, base_dir)
+        if not path.exists():
+            raise ValueError(f"'{raw}' points at {path}, which does not exist")
+        return Requirement(raw, "pip", str(path), args, None)
+    try:
+        parsed = _PipRequirement(spec)
+    except InvalidRequirement as exc:
+        if spec.startswith("git+") or "://" in spec:
+            # A URL without "name @": pip learns the name when it builds it.
+            return Requirement(raw, "pip", spec, args, None)
+        hint = ""
+        words = spec.split()
+        if len(words) > 1 and all(_is_pip_spec(w) for w in words):
+            hint = f" (one package per string: write 'pip:{words[0]}' and 'pip:{words[1]}' as two entries)"
+        reason = str(exc).splitlines()[0]
+        raise ValueError(
+            f"'{raw}' is not a valid package string: {reason}{hint}; {_EXAMPLES}"
+        ) from None
+    return Requirement(raw, "pip", spec, args, canonicalize_name(parsed.name))
+
+
+def _is_pip_spec(text: str) -> bool:
+    try:
+        _PipRequirement(text)
+    except InvalidRequirement:
+        return False
+    return True
+
+
+def _parse_reqs(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Requirement:
+    path = _resolve(spec, base_dir)
+    if path.is_file():
+        raise ValueError(
+            f"'{raw}' names a file; reqs: takes the folder that holds requirements.txt, "
+            f"e.g. 'reqs:{_relative_hint(path.parent, base_dir)}'"
+        )
+    if not (path / "requirements.txt").is_file():
+        raise ValueError(
+            f"'{raw}': there is no requirements.txt in {path}; add one, or list the "
+            f"packages as 'pip:NAME' entries"
+        )
+    return Requirement(raw, "reqs", str(path), args, None)
+
+
+def _relative_hint(path: Path, base_dir: Path) -> str:
+    try:
+        rel = path.relative_to(base_dir.resolve())
+    except ValueError:
+        return str(path)
+    return "./" if str(rel) == "." else f"./{rel}"
+
+
+def _parse_local(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Requirement:
+    path = _resolve(spec, base_dir)
+    if not path.exists():
+        raise ValueError(
+            f"'{raw}': the local folder {path} does not exist; fix the path (relative "
+            f"paths start at the configuration's folder)"
+        )
+    if not path.is_dir():
+        if path.name.endswith((".whl", ".tar.gz", ".zip")):
+            raise ValueError(f"'{raw}' is a file, not a folder; to install it write 'pip:{spec}'")
+        raise ValueError(
+            f"'{raw}' is a file, not a folder; name the folder that holds the code, "
+            f"e.g. '{_relative_hint(path.parent, base_dir)}'"
+        )
+    return Requirement(raw, "local", str(path), args, None)
+
+
+def _parse_git(raw: str, spec: str, args: tuple[str, ...]) -> Requirement:
+    url = spec[len("git+") :]
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http", "ssh", "git", "file") or not parts.path:
+        raise ValueError(
+            f"'{raw}' is not a git URL pip can install; write "
+            f"'git+https://host/repo.git@REVISION' (or git+ssh://git@host/repo.git@REVISION)"
+        )
+    # The revision follows the last "@" of the path; an "@" in the host part
+    # (git+ssh://git@host/...) is the user name.
+    if "@" not in parts.path or not parts.path.rpartition("@")[2]:
+        raise ValueError(
+            f"'{raw}' has no revision; pin one so every apply installs the same code: "
+            f"'{spec.split('#')[0]}@v1.2.3' (a tag, branch or commit)"
+        )
+    name = None
+    for item in parts.fragment.split("&"):
+        key, _, value = item.partition("=")
+        if key == "egg" and value:
+            name = canonicalize_name(value)
+    return Requirement(raw, "git", spec, args, name)
+
+
+def find_code_root(path: Path) -> Path:
+    """The nearest folder at or above path that looks like a project root.
+
+    A root holds .git, setup.py, setup.cfg, pyproject.toml or requirements.txt;
+    with none up to /, the path itself is its own root.
+    """
+    path = Path(path).expanduser().resolve()
+    start = path if path.is_dir() else path.parent
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in CODE_ROOT_MARKERS):
+            return folder
+    return path
+
+
+def _gitignore_patterns(root: Path) -> list[str]:
+    try:
+        text = (root / ".gitignore").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    patterns = []
+    for line in text.splitlines():
+        line = line.strip()
+        # Negation ("!keep") is not supported: better to hash a file too many.
+        if line and not line.startswith(("#", "!")):
+            patterns.append(line)
+    return patterns
+
+
+def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    """Simple .gitignore matching: fnmatch on the name, or on the path when the
+    pattern has a slash; a trailing slash matches folders only."""
+    name = rel.rsplit("/", 1)[-1]
+    for pat in patterns:
+        dir_only = pat.endswith("/")
+        pat = pat.rstrip("/")
+        if not pat or (dir_only and not is_dir):
+            continue
+        if "/" in pat:
+            if fnmatch.fnmatchcase(rel, pat.lstrip("/")):
+                return True
+        elif fnmatch.fnmatchcase(name, pat):
+            return True
+    return False
+
+
+def tree_hash(path: Path) -> str:
+    """sha256 over the relative paths and contents of the files under path.
+
+    Skips .git, __pycache__, *.pyc, .venv, build, *.egg-info and what the
+    top-level .gitignore names, so the hash changes when the code does and not
+    when a build or test run leaves files behind.
+    """
+    root = Path(path).expanduser().resolve()
+    digest = hashlib.sha256()
+    if root.is_file():
+        digest.update(root.name.encode() + b"\0" + _file_digest(root))
+        return digest.hexdigest()
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such folder: {root}")
+    patterns = _gitignore_patterns(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        # Prune in place (and sort) so os.walk skips ignored folders entirely
+        # and visits the rest in a fixed order.
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in _SKIP_DIRS
+            and not d.endswith(_SKIP_DIR_SUFFIXES)
+            and not _ignored(rel_dir + d, True, patterns)
+        )
+        for fname in sorted(filenames):
+            rel = rel_dir + fname
+            if any(fnmatch.fnmatchcase(fname, p) for p in _SKIP_FILE_PATTERNS):
+                continue
+            if _ignored(rel, False, patterns):
+                continue
+            # Length-free framing: the path is NUL-terminated, the content
+            # enters as its own fixed-size digest.
+            digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(_file_digest(Path(dirpath) / fname))
+    return digest.hexdigest()
+
+
+def _file_digest(file: Path) -> bytes:
+    h = hashlib.sha256()
+    try:
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        # A dangling symlink: hash where it points, so retargeting it counts.
+        h.update(b"symlink:" + os.readlink(file).encode("utf-8", "surrogateescape"))
+    return h.digest()

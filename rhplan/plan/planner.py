@@ -1,0 +1,229 @@
+"""The planner: configuration + (refreshed) state in, Plan out. No host is touched here
+except through the resource types' read() during refresh, which is a separate step."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from rhplan.config.decode import Evaluation
+from rhplan.config.evaluate import UNKNOWN, EvalError, ResourceValue
+from rhplan.config.load import Config, ResourceConfig
+from rhplan.config.schema import RESOURCE_SCHEMAS
+from rhplan.errors import ConfigError
+from rhplan.graph import build_graph
+from rhplan.plan.model import Change, Plan
+from rhplan.provider import RunContext
+from rhplan.resources import TYPES
+from rhplan.state.model import ResourceState, State
+
+
+@dataclass
+class PlanOptions:
+    destroy: bool = False
+    targets: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def sensitive_digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+class Planner:
+    def __init__(self, cfg: Config, ctx: RunContext, variables: dict[str, Any]):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.graph = build_graph(cfg)
+        self.planned: dict[str, dict[str, Any]] = {}
+        self.evaluation = Evaluation(cfg, variables, self._resolve)
+
+    # what `cluster.x` means inside an expression: the planned attributes
+    def _resolve(self, type_: str, name: str, line: int) -> ResourceValue:
+        addr = f"{type_}.{name}"
+        if addr not in self.cfg.resources:
+            raise EvalError(f"unknown reference {addr}; declare {type_} \"{name}\" {{ ... }}", line)
+        attrs = self.planned.get(addr)
+        valid = frozenset(RESOURCE_SCHEMAS[type_].attrs) | frozenset(RESOURCE_SCHEMAS[type_].blocks)
+        valid = valid - {n for n, a in RESOURCE_SCHEMAS[type_].attrs.items() if a.sensitive}
+        return ResourceValue(addr, attrs if attrs is not None else {}, valid)
+
+    def desired(self, rc: ResourceConfig) -> dict[str, Any]:
+        """A resource's configured + plan-time computed attributes, sensitive ones hashed."""
+        attrs = self.evaluation.resource(rc)
+        schema = RESOURCE_SCHEMAS[rc.type]
+        hidden: dict[str, Any] = {}
+        for name, spec in schema.attrs.items():
+            if spec.sensitive and attrs.get(name):
+                hidden[name] = attrs[name]
+                attrs[name] = sensitive_digest(attrs[name])
+        for bname, bschema in schema.blocks.items():
+            block = attrs.get(bname)
+            for name, spec in bschema.attrs.items():
+                if block and spec.sensitive and block.get(name):
+                    hidden[f"{bname}.{name}"] = block[name]
+                    block[name] = sensitive_digest(block[name])
+        self.ctx.sensitive[rc.address] = hidden
+        attrs = TYPES[rc.type].plan_values(rc, attrs, self.ctx, self.planned)
+        for name in TYPES[rc.type].after_apply:
+            attrs.setdefault(name, UNKNOWN)
+        return attrs
+
+    def provider_of(self, rc: ResourceConfig, attrs: dict[str, Any]) -> str:
+        if rc.type == "cluster":
+            return str(attrs["provider"])
+        if rc.type == "env":
+            return str(self.planned.get(attrs["cluster"], {}).get("provider", "local"))
+        return "rhplan"
+
+    def plan(self, state: State, opts: PlanOptions, drift: list[dict[str, str]] | None = None
+             ) -> Plan:
+        for addr in opts.targets + opts.replace:
+            if addr not in self.cfg.resources and addr not in state.resources:
+                raise ConfigError(f"{addr} is not a resource in the configuration or state; "
+                                  "check the address (see rhplan state list)")
+        selected = self._selected(state, opts)
+        changes: dict[str, Change] = {}
+        replaced: set[str] = set()
+        order = list(nx.lexicographical_topological_sort(self.graph))
+        for addr in order:
+            rc = self.cfg.resources[addr]
+            prior = state.resources.get(addr)
+            if addr not in selected:
+                # outside -target: keep what is recorded so references still resolve
+                if prior is not None:
+                    self.planned[addr] = prior.attributes
+                continue
+            if opts.destroy:
+                self.planned[addr] = prior.attributes if prior else {}
+                continue
+            attrs = self.desired(rc)
+            provider = self.provider_of(rc, attrs)
+            deps = sorted(self.graph.predecessors(addr))
+            change = self._diff(rc, attrs, prior, provider, deps, opts, replaced)
+            if change.action == "replace":
+                replaced.add(addr)
+            changes[addr] = change
+            self.planned[addr] = change.after or {}
+        # resources recorded but no longer configured (or all of them, for -destroy)
+        for addr, rs in state.resources.items():
+            if addr in changes or addr not in selected:
+                continue
+            if addr in self.cfg.resources and not opts.destroy:
+                continue
+            rc = self.cfg.resources.get(addr)
+            if rc is not None and rc.prevent_destroy:
+                raise ConfigError(
+                    f"{addr} has lifecycle.prevent_destroy set, and this plan would destroy it; "
+                    "remove prevent_destroy to allow it", rc.file, rc.line)
+            reason = ("destroy requested" if opts.destroy else
+                      "no longer in the configuration")
+            changes[addr] = Change(addr, rs.type, rs.name, rs.provider, "delete", rs.attributes,
+                                   None, reason, [], list(rs.dependencies))
+        ordered = sorted(changes.values(), key=lambda c: c.address)
+        plan = Plan(state.lineage, state.serial, ordered, destroy=opts.destroy,
+                    variables=dict(opts.variables), targets=list(opts.targets),
+                    replace=list(opts.replace), drift=drift or [])
+        plan.output_changes = self.output_changes(state, opts.destroy)
+        return plan
+
+    def _selected(self, state: State, opts: PlanOptions) -> set[str]:
+        everything = set(self.cfg.resources) | set(state.resources)
+        if not opts.targets:
+            return everything
+        g = self.graph.copy()
+        for addr, rs in state.resources.items():
+            for dep in rs.dependencies:
+                g.add_edge(dep, addr)
+        out: set[str] = set()
+        for t in opts.targets:
+            if t not in g:
+                out.add(t)
+                continue
+            out.add(t)
+            # planning a target needs what it depends on; destroying it, what depends on it
+            out |= nx.descendants(g, t) if opts.destroy else nx.ancestors(g, t)
+        return out
+
+    def _diff(self, rc: ResourceConfig, attrs: dict[str, Any], prior: ResourceState | None,
+              provider: str, deps: list[str], opts: PlanOptions, replaced: set[str]) -> Change:
+        addr = rc.address
+        if prior is None:
+            return Change(addr, rc.type, rc.name, provider, "create", None, attrs,
+                          "not in the state yet", [], deps)
+        schema = RESOURCE_SCHEMAS[rc.type]
+        ignore = set(rc.ignore_changes)
+        before = prior.attributes
+        after = dict(attrs)
+        for name in TYPES[rc.type].after_apply:
+            if after.get(name) is UNKNOWN and name in before:
+                after[name] = before[name]  # kept unless replaced
+        if "all" in ignore:
+            ignore = set(schema.attrs) | set(schema.blocks)
+        for name in ignore:
+            if name in before:
+                after[name] = before[name]
+        changed = [n for n in sorted(set(after) | set(before))
+                   if n not in TYPES[rc.type].after_apply and after.get(n) != before.get(n)
+                   and not (after.get(n) is UNKNOWN)]
+        unknown_changed = [n for n in sorted(after) if after.get(n) is UNKNOWN
+                           and n not in TYPES[rc.type].after_apply]
+        forces = [n for n in changed + unknown_changed
+                  if (schema.attrs.get(n) and schema.attrs[n].force_new)]
+        parent_replaced = [d for d in TYPES[rc.type].replaced_with(after) if d in replaced]
+        reason = ""
+        if addr in opts.replace:
+            action, reason = "replace", "replacement requested with -replace"
+        elif forces:
+            action, reason = "replace", f"{', '.join(forces)} cannot be changed in place"
+        elif parent_replaced:
+            action, reason = "replace", f"{parent_replaced[0]} is being replaced"
+        elif changed or unknown_changed:
+            action = "update"
+            reason = f"{', '.join(changed + unknown_changed)} changed"
+        else:
+            action = "no-op"
+        if action == "replace":
+            if rc.prevent_destroy:
+                raise ConfigError(f"{addr} has lifecycle.prevent_destroy set, and this plan would "
+                                  f"replace it ({reason}); remove prevent_destroy to allow it",
+                                  rc.file, rc.line)
+            for name in TYPES[rc.type].after_apply:
+                if name not in attrs or attrs[name] is UNKNOWN:
+                    after[name] = UNKNOWN
+        return Change(addr, rc.type, rc.name, provider, action, before, after, reason,
+                      forces, deps)
+
+    def output_changes(self, state: State, destroy: bool) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, o in self.cfg.outputs.items():
+            before = state.outputs.get(name, {}).get("value") if name in state.outputs else None
+            if destroy:
+                after = None
+            else:
+                try:
+                    after = self.evaluation.evaluate(o.value, o.file)
+                except ConfigError:
+                    if any(r not in self.planned for r in o.refs if not r.startswith("local.")):
+                        after = UNKNOWN  # refers to something outside -target
+                    else:
+                        raise
+                if isinstance(after, ResourceValue):
+                    raise ConfigError(f"output {name!r} is a whole resource; use one of its "
+                                      "attributes", o.file, o.line)
+            if name not in state.outputs:
+                action = "create" if after is not None else "no-op"
+            elif after is None and destroy:
+                action = "delete"
+            else:
+                action = "update" if after != before else "no-op"
+            out[name] = {"action": action, "before": before, "after": after,
+                         "sensitive": o.sensitive}
+        for name, rec in state.outputs.items():
+            if name not in out:
+                out[name] = {"action": "delete", "before": rec.get("value"), "after": None,
+                             "sensitive": rec.get("sensitive", False)}
+        return out

@@ -1,0 +1,146 @@
+"""Render a Plan as text, the way Terraform does (+, ~, -, -/+)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rhplan.config.evaluate import UNKNOWN
+from rhplan.plan.model import Change, Plan
+
+SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}
+VERBS = {"create": "will be created", "update": "will be updated in-place",
+         "delete": "will be destroyed", "replace": "must be replaced"}
+COLORS = {"+": "32", "~": "33", "-": "31", "-/+": "31"}
+# attributes only shown when they change (bookkeeping, not what users wrote)
+QUIET = {"installed", "sources", "secrets_sha256"}
+
+
+class Styler:
+    def __init__(self, color: bool):
+        self.color = color
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def bold(self, text: str) -> str:
+        return self(text, "1")
+
+
+def value_text(v: Any) -> str:
+    if v is UNKNOWN:
+        return "(known after apply)"
+    if isinstance(v, str) and v.startswith("sha256:") and len(v) == 71:
+        return "(sensitive value)"
+    return json.dumps(v, sort_keys=True)
+
+
+def render_plan(plan: Plan, color: bool = False) -> str:
+    s = Styler(color)
+    out: list[str] = []
+    if plan.drift:
+        out.append(s.bold("Note: Objects have changed outside of rhplan"))
+        out.append("")
+        for d in plan.drift:
+            out.append(f"  # {d['message']}")
+        out.append("")
+    actionable = [c for c in plan.changes if c.action != "no-op"]
+    if not plan.has_changes:
+        out.append(s.bold("No changes.") + " Your infrastructure matches the configuration.")
+        return "\n".join(out) + "\n"
+    if actionable:
+        out.append("rhplan will perform the following actions:")
+        out.append("")
+        for c in actionable:
+            out.extend(render_change(c, s))
+            out.append("")
+    add, change, destroy = plan.counts()
+    out.append(s.bold("Plan:") + f" {add} to add, {change} to change, {destroy} to destroy.")
+    outs = [(n, o) for n, o in sorted(plan.output_changes.items()) if o["action"] != "no-op"]
+    if outs:
+        out.append("")
+        out.append("Changes to Outputs:")
+        for name, o in outs:
+            sym = SYMBOLS.get(o["action"], "~")
+            shown = "(sensitive value)" if o.get("sensitive") else None
+            if o["action"] == "create":
+                out.append(f"  {s(sym, COLORS[sym])} {name} = {shown or value_text(o['after'])}")
+            elif o["action"] == "delete":
+                out.append(f"  {s(sym, COLORS[sym])} {name} = {shown or value_text(o['before'])}"
+                           " -> null")
+            else:
+                out.append(f"  {s(sym, COLORS[sym])} {name} = "
+                           f"{shown or value_text(o['before'])} -> {shown or value_text(o['after'])}")
+    return "\n".join(out) + "\n"
+
+
+def render_change(c: Change, s: Styler) -> list[str]:
+    sym = SYMBOLS[c.action]
+    lines = [s.bold(f"  # {c.address} {VERBS[c.action]}")]
+    if c.reason:
+        lines.append(f"  # ({c.reason})")
+    lines.append(f"  {s(sym, COLORS[sym])} {c.type} \"{c.name}\" {{")
+    before = c.before or {}
+    after = c.after or {}
+    names = sorted(set(before) | set(after))
+    width = max((len(n) for n in names), default=0)
+    for n in names:
+        b, a = before.get(n), after.get(n)
+        if c.action == "create":
+            if a is None or a == [] or a == {} or (n in QUIET and a is not UNKNOWN):
+                continue
+            lines.extend(_attr(s, "+", n, width, None, a, c))
+        elif c.action == "delete":
+            if b is None or b == [] or b == {} or n in QUIET:
+                continue
+            lines.extend(_attr(s, "-", n, width, b, None, c))
+        elif a != b:
+            lines.extend(_attr(s, "~", n, width, b, a, c))
+    lines.append("    }")
+    return lines
+
+
+def _attr(s: Styler, sym: str, name: str, width: int, b: Any, a: Any, c: Change) -> list[str]:
+    pad = name.ljust(width)
+    forces = "  # forces replacement" if name in c.replace_because else ""
+    if sym == "+":
+        return _block(s, "+", pad, a)
+    if sym == "-":
+        return _block(s, "-", pad, b)
+    # element-wise diff of lists and maps, so one added package reads as one line
+    if isinstance(b, list) and isinstance(a, list):
+        lines = [f"      {s('~', COLORS['~'])} {pad} = [{forces}"]
+        for item in a:
+            mark = " " if item in b else s("+", COLORS["+"])
+            lines.append(f"          {mark} {value_text(item)},")
+        for item in b:
+            if item not in a:
+                lines.append(f"          {s('-', COLORS['-'])} {value_text(item)},")
+        lines.append("        ]")
+        return lines
+    if isinstance(b, dict) and isinstance(a, dict):
+        lines = [f"      {s('~', COLORS['~'])} {pad} = {{{forces}"]
+        for k in sorted(set(a) | set(b)):
+            if k in a and k in b and a[k] == b[k]:
+                continue
+            if k not in b:
+                lines.append(f"          {s('+', COLORS['+'])} {json.dumps(k)} = {value_text(a[k])}")
+            elif k not in a:
+                lines.append(f"          {s('-', COLORS['-'])} {json.dumps(k)} = {value_text(b[k])}")
+            else:
+                lines.append(f"          {s('~', COLORS['~'])} {json.dumps(k)} = "
+                             f"{value_text(b[k])} -> {value_text(a[k])}")
+        lines.append("        }")
+        return lines
+    return [f"      {s('~', COLORS['~'])} {pad} = {value_text(b)} -> {value_text(a)}{forces}"]
+
+
+def _block(s: Styler, sym: str, pad: str, v: Any) -> list[str]:
+    mark = s(sym, COLORS[sym])
+    if isinstance(v, list) and v:
+        return ([f"      {mark} {pad} = ["] + [f"          {value_text(x)}," for x in v]
+                + ["        ]"])
+    if isinstance(v, dict) and v:
+        return ([f"      {mark} {pad} = {{"] +
+                [f"          {json.dumps(k)} = {value_text(x)}" for k, x in sorted(v.items())]
+                + ["        }"])
+    return [f"      {mark} {pad} = {value_text(v)}"]

@@ -1,0 +1,41 @@
+"""What the planner and apply need from a resource type."""
+from __future__ import annotations
+
+from typing import Any
+
+from rhplan.config.load import ResourceConfig
+from rhplan.provider import RunContext
+from rhplan.state.model import ResourceState, State
+
+
+class ResourceType:
+    # attributes only apply can tell; they are "(known after apply)" on create
+    after_apply: tuple[str, ...] = ()
+
+    def provider_of(self, attrs: dict[str, Any], state: State, planned: dict[str, dict]) -> str:
+        return "rhplan"
+
+    def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
+                    planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Validate and add what is computed at plan time. planned holds the planned
+        attributes of every resource this one depends on."""
+        return attrs
+
+    def replaced_with(self, attrs: dict[str, Any]) -> list[str]:
+        """Addresses whose replacement forces this resource to be replaced too."""
+        return []
+
+    def create(self, rs: ResourceState, ctx: RunContext, state: State) -> ResourceState:
+        return rs
+
+    def read(self, rs: ResourceState, ctx: RunContext, state: State
+             ) -> tuple[ResourceState | None, list[str]]:
+        """(the resource as it really is or None if gone, notes describing drift)."""
+        return rs, []
+
+    def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
+               state: State) -> ResourceState:
+        return after
+
+    def delete(self, rs: ResourceState, ctx: RunContext, state: State) -> None:
+        return None

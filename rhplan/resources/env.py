@@ -1,0 +1,184 @@
+"""env "NAME" { cluster, reqs, env_vars, secrets, setup_cmds }: a Python environment
+on a cluster's head, built through the provider's connection.
+
+Packages are tracked one by one: `installed` maps each entry of reqs to the
+distributions installing it added (name==version), so a plan can add or remove a
+single package and a refresh can tell which entry drifted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from rhplan import envs
+from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.load import ResourceConfig
+from rhplan.connection import Connection
+from rhplan.errors import ConfigError, ProviderError
+from rhplan.packages import Requirement, parse_requirement, tree_hash
+from rhplan.provider import RunContext
+from rhplan.resources.base import ResourceType
+from rhplan.state.model import ResourceState, State
+
+
+class EnvType(ResourceType):
+    after_apply = ("installed",)
+
+    def replaced_with(self, attrs: dict[str, Any]) -> list[str]:
+        # an env lives inside its cluster's folder: a new cluster means a new env
+        return [attrs["cluster"]] if isinstance(attrs.get("cluster"), str) else []
+
+    def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
+                    planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if attrs.get("name") is None:
+            attrs["name"] = rc.name
+        if attrs.get("conda") is not None:
+            raise ConfigError(f"env {rc.name!r}: conda envs are not supported yet; use pip "
+                              "packages in a virtualenv (remove conda = ...)", rc.file,
+                              rc.block.attrs["conda"].line)
+        reqs_line = rc.block.attrs["reqs"].line if "reqs" in rc.block.attrs else rc.line
+        sources: dict[str, Any] = {}
+        seen: set[str] = set()
+        for raw in attrs["reqs"]:
+            if raw is UNKNOWN:
+                continue
+            if raw in seen:
+                raise ConfigError(f"env {rc.name!r}: {raw!r} is listed twice in reqs; keep one",
+                                  rc.file, reqs_line)
+            seen.add(raw)
+            if raw.startswith("package."):
+                sources[raw] = planned.get(raw, {}).get("spec", UNKNOWN)
+                continue
+            try:
+                req = parse_requirement(raw, ctx.config_dir)
+            except ValueError as exc:
+                raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line) from None
+            if req.kind == "conda":
+                raise ConfigError(f"env {rc.name!r}: {raw!r} needs a conda env, which rhplan "
+                                  "does not build yet; use a pip package", rc.file, reqs_line)
+            if req.kind in ("local", "reqs"):
+                # editing a local package (or requirements file) reinstalls it
+                sources[raw] = tree_hash(Path(req.target))
+        attrs["sources"] = sources
+        secret_hashes = [planned.get(s, {}).get("sha256", "") for s in attrs["secrets"]]
+        attrs["secrets_sha256"] = hashlib.sha256(
+            json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
+        cluster = planned.get(attrs["cluster"], {})
+        root = cluster.get("root_dir", UNKNOWN)
+        if root is UNKNOWN:
+            attrs["path"] = attrs["python"] = UNKNOWN
+        else:
+            attrs["path"] = f"{root}/envs/{attrs['name']}"
+            attrs["python"] = f"{attrs['path']}/bin/python"
+        return attrs
+
+    # ---- apply -----------------------------------------------------------
+    def _conn(self, rs: ResourceState, ctx: RunContext, state: State) -> tuple[Connection, dict]:
+        cluster = state.resources.get(rs.attributes["cluster"])
+        if cluster is None:
+            raise ProviderError(f"{rs.address}: its cluster {rs.attributes['cluster']} is not in "
+                                "the state; apply the cluster first")
+        provider = ctx.provider(cluster.provider)
+        return provider.connect(cluster.attributes, cluster.private, ctx), cluster.attributes
+
+    def _requirement(self, raw: str, ctx: RunContext, state: State) -> Requirement:
+        if raw.startswith("package."):
+            pkg = state.resources.get(raw)
+            if pkg is None:
+                raise ProviderError(f"{raw} is not in the state; apply it first")
+            return parse_requirement(pkg.attributes["spec"], ctx.config_dir)
+        return parse_requirement(raw, ctx.config_dir)
+
+    def _secrets(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for addr in rs.attributes.get("secrets") or []:
+            out.update(ctx.secret_values.get(addr, {}))
+        return out
+
+    def create(self, rs: ResourceState, ctx: RunContext, state: State) -> ResourceState:
+        conn, cluster = self._conn(rs, ctx, state)
+        a = rs.attributes
+        envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
+        a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
+        installed: dict[str, list[str]] = {}
+        for raw in a["reqs"]:
+            installed[raw] = envs.install(conn, a["path"], self._requirement(raw, ctx, state))
+        a["installed"] = installed
+        envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
+        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"])
+        return rs
+
+    def read(self, rs: ResourceState, ctx: RunContext, state: State
+             ) -> tuple[ResourceState | None, list[str]]:
+        conn, _ = self._conn(rs, ctx, state)
+        now = envs.read_installed(conn, rs.attributes["path"])
+        if now is None:
+            return None, [f"{rs.address}: env folder {rs.attributes['path']} is gone"]
+        notes = []
+        kept = []
+        for raw in rs.attributes.get("reqs") or []:
+            missing = []
+            for entry in (rs.attributes.get("installed") or {}).get(raw, []):
+                name, _, version = entry.partition("==")
+                have = now.get(name)
+                if have is None:
+                    missing.append(f"{name} missing")
+                elif version and have.version != version:
+                    missing.append(f"{name} is {have.version}, not {version}")
+            if missing:
+                notes.append(f"{rs.address}: {raw} drifted ({', '.join(missing)})")
+            else:
+                kept.append(raw)
+        rs.attributes["reqs"] = kept
+        return rs, notes
+
+    def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
+               state: State) -> ResourceState:
+        conn, _ = self._conn(after, ctx, state)
+        b, a = before.attributes, after.attributes
+        path = a["path"]
+        installed: dict[str, list[str]] = dict(b.get("installed") or {})
+        removed = [r for r in b.get("reqs", []) if r not in a["reqs"]]
+        stale = [r for r in a["reqs"] if r in b.get("reqs", [])
+                 and (b.get("sources") or {}).get(r) != (a.get("sources") or {}).get(r)]
+        added = [r for r in a["reqs"] if r not in b.get("reqs", [])]
+        # entries the refresh dropped (drift) are in installed but not in before.reqs
+        for raw in removed + stale:
+            names = self._own_names(raw, installed, ctx, state)
+            if names:
+                envs.uninstall(conn, path, names)
+            installed.pop(raw, None)
+        for raw in [r for r in a["reqs"] if r in added or r in stale]:
+            installed[raw] = envs.install(conn, path, self._requirement(raw, ctx, state))
+        for raw in list(installed):
+            if raw not in a["reqs"]:
+                installed.pop(raw)
+        a["installed"] = installed
+        if (b.get("env_vars") != a["env_vars"] or b.get("secrets_sha256") != a["secrets_sha256"]
+                or b.get("secrets") != a["secrets"]):
+            envs.write_env_files(conn, path, a["env_vars"], self._secrets(after, ctx))
+        if b.get("setup_cmds") != a["setup_cmds"]:
+            envs.run_setup_cmds(conn, path, a["setup_cmds"])
+        return after
+
+    def _own_names(self, raw: str, installed: dict[str, list[str]], ctx: RunContext,
+                   state: State) -> list[str]:
+        """The distribution a package entry stands for: only it is uninstalled, never
+        the dependencies it brought (another entry may need them)."""
+        try:
+            req = self._requirement(raw, ctx, state)
+        except (ValueError, ProviderError):
+            req = None
+        if req is not None and req.name:
+            return [req.name]
+        others = {e.split("==")[0] for r, es in installed.items() if r != raw for e in es}
+        return [e.split("==")[0] for e in installed.get(raw, [])
+                if e.split("==")[0] not in others][:1]
+
+    def delete(self, rs: ResourceState, ctx: RunContext, state: State) -> None:
+        if rs.attributes["cluster"] not in state.resources:
+            return  # its cluster is already gone, and the env folder with it
+        conn, _ = self._conn(rs, ctx, state)
+        envs.delete_env(conn, rs.attributes["path"])

@@ -1,0 +1,111 @@
+"""A configuration directory with its state backend: the operations the commands
+share (load, plan with or without refresh, apply a plan), kept out of the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from rhplan.apply import Applier, ApplyResult
+from rhplan.config.decode import resolve_variables
+from rhplan.config.load import Config, load_config
+from rhplan.errors import ConfigError, RhplanError, StalePlanError
+from rhplan.plan.model import Plan
+from rhplan.plan.planner import Planner, PlanOptions
+from rhplan.plan.refresh import refresh
+from rhplan.provider import RunContext
+from rhplan.state.local import LocalBackend
+from rhplan.state.model import State
+
+
+class Workspace:
+    def __init__(self, directory: Path | str, cli_vars: list[str] = (),
+                 var_files: list[str] = ()):
+        self.dir = Path(directory).absolute()
+        self.cfg: Config = load_config(self.dir)
+        self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files))
+        self.backend = backend_for(self.cfg)
+        self.ctx = RunContext(self.dir)
+
+    def planner(self) -> Planner:
+        return Planner(self.cfg, self.ctx, self.variables)
+
+    def make_plan(self, opts: PlanOptions, do_refresh: bool = True, parallelism: int = 10,
+                  state: State | None = None) -> tuple[Plan, Planner, State]:
+        """Plan against the recorded state (refreshed first unless told not to).
+        The caller holds the lock."""
+        state = state if state is not None else self.backend.read()
+        drift: list[dict[str, str]] = []
+        if do_refresh and state.resources:
+            state, drift = refresh(state, self.ctx, parallelism)
+        planner = self.planner()
+        opts.variables = self.variables
+        plan = planner.plan(state, opts, drift)
+        plan.prior_state = state.to_json()
+        from rhplan.state.model import RHPLAN_VERSION
+        plan.rhplan_version = RHPLAN_VERSION
+        return plan, planner, state
+
+    def apply(self, plan: Plan, planner: Planner, refreshed: State, parallelism: int,
+              out: Callable[[str], None], progress_every: float = 10.0) -> ApplyResult:
+        """Apply plan, starting from the refreshed state it was made against. The caller
+        holds the lock."""
+        current = self.backend.read()
+        refreshed.serial = current.serial
+        refreshed.lineage = current.lineage
+        return Applier(plan, planner, refreshed, self.backend, self.ctx, parallelism, out,
+                       progress_every).run()
+
+    def replan_saved(self, saved: Plan, source: str) -> tuple[Plan, Planner, State]:
+        """Check a saved plan still fits, and rebuild its in-memory parts (secret values,
+        the evaluator) by planning again against the state it recorded."""
+        current = self.backend.read()
+        if saved.lineage != current.lineage and (current.resources or current.serial):
+            raise StalePlanError(
+                f"{source} was made for another state (lineage {saved.lineage}, the state is "
+                f"{current.lineage}); run rhplan plan -out again")
+        if saved.serial != current.serial:
+            raise StalePlanError(
+                f"{source} is stale: the state changed since it was made (serial {saved.serial}, "
+                f"now {current.serial}); run rhplan plan -out again")
+        prior = State.from_json(saved.prior_state, source) if saved.prior_state else current
+        opts = PlanOptions(destroy=saved.destroy, targets=list(saved.targets),
+                           replace=list(saved.replace))
+        self.variables = dict(saved.variables) or self.variables
+        plan, planner, state = self.make_plan(opts, do_refresh=False, state=prior)
+        plan.drift = saved.drift
+        if _fingerprint(plan) != _fingerprint(saved):
+            raise StalePlanError(
+                f"{source} no longer matches the configuration (files, variables or secrets "
+                "changed since it was made); run rhplan plan -out again")
+        return plan, planner, state
+
+
+def _fingerprint(plan: Plan) -> str:
+    return json.dumps([[c.address, c.action, c.to_key()] for c in plan.changes], sort_keys=True,
+                      default=str)
+
+
+def backend_for(cfg: Config) -> LocalBackend:
+    if cfg.backend.type != "local":
+        raise ConfigError(f'backend "{cfg.backend.type}" is not available yet; use backend '
+                          '"local" { path = "rhplan.state.json" }', cfg.backend.file,
+                          cfg.backend.line)
+    path = Path(str(cfg.backend.attrs.get("path", "rhplan.state.json")))
+    return LocalBackend(path if path.is_absolute() else cfg.dir / path)
+
+
+def read_plan_file(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RhplanError(f"plan file {str(path)!r} does not exist; make one with "
+                          "rhplan plan -out FILE") from None
+    except json.JSONDecodeError as exc:
+        raise RhplanError(f"{path}:{exc.lineno}: not a plan file ({exc.msg}); make one with "
+                          "rhplan plan -out FILE") from None
+    return Plan.from_json(data, str(path))
+
+
+def state_summary(state: State) -> dict[str, Any]:
+    return state.to_json()

@@ -1,0 +1,316 @@
+"""Envs built for real on this machine: uv venvs, real installs from PyPI.
+
+One env is shared by the module (uv makes each step ~0.1 s, but creating
+fewer envs keeps the suite quick); tests that need a clean or odd env make
+their own. Each test installs what it needs, so order does not matter.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rhplan.connection import CommandResult, Connection, LocalConnection
+from rhplan.envs import (
+    Installed,
+    create_venv,
+    delete_env,
+    env_python,
+    install,
+    local_dist_name,
+    read_installed,
+    run_setup_cmds,
+    uninstall,
+    write_env_files,
+)
+from rhplan.errors import ProviderError
+from rhplan.packages import parse_requirement
+
+# Every shell-meaningful character that could turn data into a command.
+NASTY = "a; touch PWNED $(touch PWNED) `touch PWNED` 'q\" \\ & | > <"
+
+
+@pytest.fixture(scope="module")
+def conn() -> LocalConnection:
+    c = LocalConnection()
+    assert c.which("uv"), "uv is a dependency of rhplan and must be next to the venv's python"
+    return c
+
+
+@pytest.fixture(scope="module")
+def env(conn: LocalConnection, tmp_path_factory: pytest.TempPathFactory) -> str:
+    env_dir = str(tmp_path_factory.mktemp("envs") / "shared")
+    create_venv(conn, env_dir)
+    return env_dir
+
+
+def _py(env_dir: str, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [env_python(env_dir), "-c", code], capture_output=True, text=True, check=False
+    )
+
+
+def _pyproject_pkg(root: Path, name: str, value: int) -> Path:
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(
+        "[build-system]\n"
+        'requires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n'
+        "[project]\n"
+        f'name = "{name}"\n'
+        'version = "0.1"\n'
+        "[tool.setuptools]\n"
+        f'packages = ["{name}"]\n'
+    )
+    (root / name / "__init__.py").write_text(f"VALUE = {value}\n")
+    return root
+
+
+# --- connection -----------------------------------------------------------
+
+
+def test_local_connection_run(conn: LocalConnection, tmp_path: Path) -> None:
+    assert isinstance(conn, Connection)
+    res = conn.run(["sh", "-c", 'printf "%s|%s" "$1" "$RH_X"; cat; echo err >&2; exit 3', "sh", NASTY],
+                   env={"RH_X": "v"}, cwd=str(tmp_path), stdin=b"in")
+    assert res == CommandResult(res.argv, 3, f"{NASTY}|vin", "err\n") and not res.ok
+    missing = conn.run(["no-such-program-rhplan"])
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+    start = time.monotonic()
+    slow = conn.run(["sleep", "30"], timeout=0.2)
+    assert slow.returncode == 124 and "timed out" in slow.stderr
+    assert time.monotonic() - start < 10
+
+
+def test_local_connection_files(conn: LocalConnection, tmp_path: Path) -> None:
+    path = str(tmp_path / "a" / "b" / "secret.json")
+    conn.put_bytes(b"one", path, 0o600)
+    assert conn.get_bytes(path) == b"one"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    conn.put_bytes(b"two", path, 0o644)  # replaced whole, no temp files left
+    assert conn.get_bytes(path) == b"two" and os.listdir(tmp_path / "a" / "b") == ["secret.json"]
+    with pytest.raises(FileNotFoundError):
+        conn.get_bytes(str(tmp_path / "nope"))
+    assert conn.which("sh") and conn.which("no-such-program-rhplan") is None
+
+
+# --- building envs ----------------------------------------------------------
+
+
+def test_created_env_is_empty_and_reads_in_one_command(conn: LocalConnection, tmp_path: Path) -> None:
+    env_dir = str(tmp_path / "fresh")
+    python = create_venv(conn, env_dir)
+    assert python == env_python(env_dir) and os.access(python, os.X_OK)
+    before = conn.commands_run
+    assert read_installed(conn, env_dir) == {}  # uv does not seed pip
+    assert conn.commands_run == before + 1
+
+
+def test_install_pip_package(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    req = parse_requirement("pip:six==1.16.0", tmp_path)
+    install(conn, env, req)  # may be there already from another test
+    installed = read_installed(conn, env)
+    assert installed is not None
+    assert installed["six"] == Installed("six", "1.16.0", None)
+    assert _py(env, "import six; print(six.__version__)").stdout.strip() == "1.16.0"
+    assert install(conn, env, req) == []  # nothing changes the second time
+
+
+def test_install_reports_changes(conn: LocalConnection, tmp_path: Path) -> None:
+    env_dir = str(tmp_path / "e")
+    create_venv(conn, env_dir)
+    assert install(conn, env_dir, parse_requirement("six==1.16.0", tmp_path)) == ["six==1.16.0"]
+    assert install(conn, env_dir, parse_requirement("pip:six==1.17.0", tmp_path)) == ["six==1.17.0"]
+
+
+def test_install_local_package_with_metadata(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    root = _pyproject_pkg(tmp_path / "tinypkg-src", "tinypkg", 1)
+    req = parse_requirement("./tinypkg-src", tmp_path)
+    assert install(conn, env, req) == ["tinypkg==0.1"]
+    assert _py(env, "import tinypkg; print(tinypkg.VALUE)").stdout.strip() == "1"
+    dist = (read_installed(conn, env) or {})["tinypkg"]
+    assert dist.direct_url and dist.direct_url.startswith("file://")
+    # Not editable: a code change shows up only after a reinstall, which
+    # reports the package as changed though its version did not move.
+    (root / "tinypkg" / "__init__.py").write_text("VALUE = 2\n")
+    assert _py(env, "import tinypkg; print(tinypkg.VALUE)").stdout.strip() == "1"
+    assert install(conn, env, req) == ["tinypkg==0.1"]
+    assert _py(env, "import tinypkg; print(tinypkg.VALUE)").stdout.strip() == "2"
+
+
+def test_local_folder_without_metadata_goes_on_the_path(
+    conn: LocalConnection, env: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "plainmod.py").write_text("VALUE = 'plain'\n")
+    req = parse_requirement(str(folder), tmp_path)
+    name = local_dist_name(req.target)
+    assert install(conn, env, req) == [f"{name}==0"]
+    assert _py(env, "import plainmod; print(plainmod.VALUE)").stdout.strip() == "plain"
+    entry = (read_installed(conn, env) or {})[name]
+    assert entry.direct_url == f"file://{folder.resolve()}"
+    # Edits are live: the env imports the folder itself.
+    (folder / "plainmod.py").write_text("VALUE = 'edited'\n")
+    assert _py(env, "import plainmod; print(plainmod.VALUE)").stdout.strip() == "edited"
+    uninstall(conn, env, [name])
+    assert name not in (read_installed(conn, env) or {})
+    assert _py(env, "import plainmod").returncode != 0
+
+
+def test_reqs_folder(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six==1.16.0\n")
+    install(conn, env, parse_requirement("reqs:./", tmp_path))
+    assert (read_installed(conn, env) or {})["six"].version == "1.16.0"
+
+
+def test_uninstall_removes_only_the_named_dist(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    _pyproject_pkg(tmp_path / "keep-src", "keeppkg", 1)
+    install(conn, env, parse_requirement("pip:six==1.16.0", tmp_path))
+    install(conn, env, parse_requirement("./keep-src", tmp_path))
+    uninstall(conn, env, ["Six", "not-installed-at-all"])  # names are canonicalized; missing is fine
+    after = read_installed(conn, env) or {}
+    assert "six" not in after and "keeppkg" in after
+    assert _py(env, "import six").returncode != 0
+    assert _py(env, "import keeppkg").returncode == 0
+    uninstall(conn, env, [])  # nothing to do, no command
+    with pytest.raises(ProviderError, match="not a distribution name"):
+        uninstall(conn, env, ["-r /etc/passwd"])
+
+
+def test_recreate_replaces_an_env_but_not_other_folders(conn: LocalConnection, tmp_path: Path) -> None:
+    env_dir = str(tmp_path / "again")
+    create_venv(conn, env_dir)
+    install(conn, env_dir, parse_requirement("six==1.16.0", tmp_path))
+    create_venv(conn, env_dir)
+    assert read_installed(conn, env_dir) == {}
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ProviderError, match="not a Python env"):
+        create_venv(conn, str(busy))
+    assert (busy / "notes.txt").read_text() == "mine"
+
+
+def test_delete_env(conn: LocalConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_dir = str(tmp_path / "doomed")
+    create_venv(conn, env_dir)
+    delete_env(conn, env_dir)
+    assert read_installed(conn, env_dir) is None and not os.path.exists(env_dir)
+    delete_env(conn, env_dir)  # already gone: fine
+    # The home folder and its parents are refused (a fake home keeps this safe).
+    home = tmp_path / "home" / "me"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    for path in (str(home), str(home) + "/", str(tmp_path / "home"), str(home) + "/.."):
+        with pytest.raises(ProviderError, match="refusing"):
+            delete_env(conn, path)
+    assert home.is_dir()
+    with pytest.raises(ProviderError, match="refusing"):
+        delete_env(conn, "/")
+    with pytest.raises(ProviderError, match="absolute path"):
+        delete_env(conn, "relative/env")
+
+
+def test_write_env_files(conn: LocalConnection, env: str) -> None:
+    write_env_files(conn, env, {"USER": "me", "EMPTY": ""}, {"HF_TOKEN": "hf_secret"})
+    root = Path(env) / "rhplan"
+    assert json.loads((root / "env_vars.json").read_text()) == {"USER": "me", "EMPTY": ""}
+    assert json.loads((root / "secrets.json").read_text()) == {"HF_TOKEN": "hf_secret"}
+    assert stat.S_IMODE((root / "env_vars.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "secrets.json").stat().st_mode) == 0o600
+    with pytest.raises(ProviderError) as info:
+        write_env_files(conn, env, {}, {"BAD=NAME": "hf_secret"})
+    assert "hf_secret" not in str(info.value)
+
+
+def test_setup_cmds_run_in_the_env(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    run_setup_cmds(conn, env, [
+        f'python -c "import sys; print(sys.prefix)" > {out}',
+        f'echo "$VIRTUAL_ENV" >> {out} && test -f "$VIRTUAL_ENV/pyvenv.cfg"',
+    ])
+    assert out.read_text().splitlines() == [env, env]
+    with pytest.raises(ProviderError, match=r"setup command 2 .* exit code 7: boom"):
+        run_setup_cmds(conn, env, ["true", "echo boom >&2; exit 7", f"touch {tmp_path}/never"])
+    assert not (tmp_path / "never").exists()
+
+
+# --- failures ---------------------------------------------------------------
+
+
+def test_bad_package_is_a_provider_error(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    req = parse_requirement("pip:rhplan-no-such-package-zzq==1.0", tmp_path)
+    with pytest.raises(ProviderError) as info:
+        install(conn, env, req)
+    msg = str(info.value)
+    assert msg.startswith(f"installing 'pip:rhplan-no-such-package-zzq==1.0' into env at {env} failed: ")
+    assert "rhplan-no-such-package-zzq" in msg.split("failed: ", 1)[1] and "\n" not in msg
+
+
+def test_conda_and_missing_env_are_provider_errors(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match="conda packages need a conda env"):
+        install(conn, env, parse_requirement("conda:pytorch", tmp_path))
+    with pytest.raises(ProviderError, match="there is no env there"):
+        install(conn, str(tmp_path / "none"), parse_requirement("six", tmp_path))
+    assert read_installed(conn, str(tmp_path / "none")) is None
+
+
+# --- injection ----------------------------------------------------------------
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # A command that escaped into a shell would create PWNED in the working folder.
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    assert not list(tmp_path.rglob("PWNED")), "a value was run as a shell command"
+    assert not Path("PWNED").exists()
+
+
+def test_hostile_strings_stay_data(conn: LocalConnection, in_tmp: Path) -> None:
+    tmp_path = in_tmp
+    nasty_nl = NASTY + "\nline two $(touch PWNED)"
+    env_dir = str(tmp_path / ("env " + nasty_nl))
+    create_venv(conn, env_dir)
+    install(conn, env_dir, parse_requirement("pip:six==1.16.0", tmp_path))
+
+    # Env vars and secrets are stored verbatim.
+    values = {"PLAIN": nasty_nl, "NASTY_" + "X": "`touch PWNED`\n'\"$HOME"}
+    write_env_files(conn, env_dir, values, {"TOKEN": nasty_nl})
+    assert json.loads(conn.get_bytes(env_dir + "/rhplan/env_vars.json")) == values
+    assert json.loads(conn.get_bytes(env_dir + "/rhplan/secrets.json")) == {"TOKEN": nasty_nl}
+
+    # A setup command sees the odd env folder exactly.
+    out = tmp_path / "prefix.txt"
+    run_setup_cmds(conn, env_dir, [f"printf %s \"$VIRTUAL_ENV\" > {out}"])
+    assert out.read_text() == env_dir
+
+    # A local package and a plain folder with odd names install and import.
+    pkg = _pyproject_pkg(tmp_path / ("pkg " + nasty_nl), "oddpkg", 7)
+    assert install(conn, env_dir, parse_requirement(str(pkg), tmp_path)) == ["oddpkg==0.1"]
+    plain = tmp_path / ("plain " + NASTY)
+    plain.mkdir()
+    (plain / "oddmod.py").write_text("VALUE = 8\n")
+    install(conn, env_dir, parse_requirement(str(plain), tmp_path))
+    assert _py(env_dir, "import oddpkg, oddmod; print(oddpkg.VALUE, oddmod.VALUE)").stdout == "7 8\n"
+    # A newline cannot go into a .pth file (its lines may be run as code).
+    plain_nl = tmp_path / ("plain " + nasty_nl)
+    plain_nl.mkdir()
+    with pytest.raises(ProviderError, match="line break"):
+        install(conn, env_dir, parse_requirement(str(plain_nl), tmp_path))
+
+    # Package strings with shell syntax are rejected before any command.
+    with pytest.raises(ValueError):
+        parse_requirement("six==1.16.0; touch PWNED", tmp_path)
+    with pytest.raises(ProviderError):
+        install(conn, env_dir, parse_requirement("pip:six --index-url=$(touch PWNED)", tmp_path))
+
+    delete_env(conn, env_dir)
+    assert not os.path.exists(env_dir) and read_installed(conn, env_dir) is None
