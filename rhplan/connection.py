@@ -6,6 +6,7 @@ An SSH connection implements the same protocol by sending `shlex.join(argv)`,
 so nothing here may rely on being local (no Python objects cross the wire,
 only argv, environment, stdin and files).
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ file in site-packages; `read_installed` reports each such file as a
 distribution of that name (version "0", direct_url "file://DIR"), so it shows
 up in refresh and is removed by `uninstall` like any other.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -184,9 +185,11 @@ def read_installed(conn: Connection, env_dir: str) -> dict[str, Installed] | Non
 def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
     """Install one requirement into the env.
 
-    Returns "name==version" for each distribution it added or changed (a
-    local folder reinstalled at the same version counts as changed). For a
-    remote host, reqs/local targets must already be synced to req.target there.
+    Returns "name==version" for each distribution it added or changed, the
+    requirement's own distribution first when it can be told (by name, or by
+    URL for a local folder; a folder reinstalled at the same version counts as
+    changed), then the dependencies it brought, sorted. For a remote host,
+    reqs/local targets must already be synced to req.target there.
     """
     env_dir = _check_env_dir(env_dir)
     what = f"installing {req.raw!r} into env at {env_dir}"
@@ -213,7 +216,8 @@ def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
             raise ProviderError(f"{what} failed: the folder {req.target} is not on {conn.host}")
         if kind == "plain":
             _write_pth(conn, before, req.target, what)
-            return _changes(before, _inspect_or_fail(conn, env_dir, what), None)
+            after = _inspect_or_fail(conn, env_dir, what)
+            return _changes(before, after, local_dist_name(req.target), None)
         local_url = _file_url(req.target)
         targets = [local_url]
     elif req.kind in ("pip", "git"):
@@ -228,7 +232,7 @@ def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
         raise ProviderError(f"{what} failed: unknown package kind {req.kind!r}")
 
     _run_checked(conn, [*_installer(conn, env_dir, "install"), *targets, *req.args], what)
-    return _changes(before, _inspect_or_fail(conn, env_dir, what), local_url)
+    return _changes(before, _inspect_or_fail(conn, env_dir, what), req.name, local_url)
 
 
 def uninstall(conn: Connection, env_dir: str, names: list[str]) -> None:
@@ -301,9 +305,10 @@ def run_setup_cmds(conn: Connection, env_dir: str, cmds: list[str]) -> None:
         if not res.ok:
             first = cmd.strip().splitlines()[0] if cmd.strip() else ""
             shown = first if len(first) <= 60 else first[:57] + "..."
+            why = _last_line(res) if (res.stderr or res.stdout).strip() else ""
             raise ProviderError(
                 f"setup command {i} of env at {env_dir} ({shown!r}) failed with exit code "
-                f"{res.returncode}: {_last_line(res)}"
+                f"{res.returncode}" + (f": {why}" if why else "")
             )
 
 
@@ -362,9 +367,7 @@ def _inspect(conn: Connection, env_dir: str) -> _EnvInfo | None:
             f"reading the packages of env at {env_dir} on {conn.host} failed: "
             f"its python printed no package list"
         ) from None
-    dists = {
-        name: Installed(name, version, url) for name, (version, url) in data["dists"].items()
-    }
+    dists = {name: Installed(name, version, url) for name, (version, url) in data["dists"].items()}
     return _EnvInfo(dists, data["site_packages"], data["pth"])
 
 
@@ -391,39 +394,73 @@ def _write_pth(conn: Connection, info: _EnvInfo, folder: str, what: str) -> None
         raise ProviderError(f"{what} failed: {exc}") from None
 
 
-def _changes(before: _EnvInfo, after: _EnvInfo, reinstalled_url: str | None) -> list[str]:
-    changed = []
+def _changes(
+    before: _EnvInfo, after: _EnvInfo, own_name: str | None, own_url: str | None
+) -> list[str]:
+    """name==version of what changed, the requirement's own distribution first.
+
+    The own one is found by name (pip specs) or by its file:// URL (local
+    folders), and counts as changed even at the same version: it was rebuilt.
+    """
+    own, deps = [], []
     for name, dist in sorted(after.dists.items()):
-        same_url = (
-            reinstalled_url is not None
+        is_own = name == own_name or (
+            own_url is not None
             and dist.direct_url is not None
-            and unquote(dist.direct_url) == unquote(reinstalled_url)
+            and unquote(dist.direct_url) == unquote(own_url)
         )
-        if before.dists.get(name) != dist or same_url:
-            changed.append(f"{name}=={dist.version}")
-    return changed
+        if is_own and own_url is not None:
+            own.append(f"{name}=={dist.version}")
+        elif before.dists.get(name) != dist:
+            (own if is_own else deps).append(f"{name}=={dist.version}")
+    return own + deps
 
 
 def _last_line(res: CommandResult) -> str:
     """The line of a failed command's output that says what went wrong.
 
-    uv prints "error: ..." then "cause: ..." lines (the last cause is the root);
-    pip prints "ERROR: ..."; hints, warnings and caret markers are noise.
+    uv prints "error: ..." then "cause: ..." lines (the last cause is the
+    root), sometimes followed by the failing tool's own output under
+    "[stderr]" or "--- stderr"; pip prints "ERROR: ..." or, for a failed
+    build, the tool's output closed by "[end of output]". The tool's last line
+    is usually the real reason, so it is added to the message.
     """
     lines = [line.strip() for line in (res.stderr or res.stdout).splitlines() if line.strip()]
-    for line in reversed(lines):
-        low = line.lower()
-        for prefix in ("cause:", "error:"):
-            if low.startswith(prefix):
-                return _clip(line[len(prefix) :].strip())
-    for line in reversed(lines):
-        low = line.lower()
-        if low.startswith(("hint:", "help:", "note:", "warning:", "[notice]")):
-            continue
-        if set(line) <= set("^~ |"):
-            continue
-        return _clip(line)
-    return f"exit code {res.returncode}"
+    main_at = next(
+        (i for i in range(len(lines) - 1, -1, -1) if lines[i].lower().startswith(_MAIN)), None
+    )
+    if main_at is None:
+        rest = [line for line in lines if not _noise(line)]
+        return _clip(rest[-1]) if rest else f"exit code {res.returncode}"
+    main = lines[main_at].split(":", 1)[1].strip()
+    detail = None
+    after = lines[main_at + 1 :]
+    if any(line in _OUTPUT_MARKERS for line in after):
+        tool = [line for line in after if line not in _OUTPUT_MARKERS and not _noise(line)]
+        detail = tool[-1] if tool else None
+        if main.startswith("process didn't exit successfully") and main_at > 0:
+            # The command line itself is noise next to its own error message.
+            main = lines[main_at - 1].split(":", 1)[1].strip()
+    elif "[end of output]" in lines:
+        end = len(lines) - 1 - lines[::-1].index("[end of output]")
+        detail = lines[end - 1] if end > 0 else None
+        crossed = [line for line in lines if line.startswith("×")]
+        if crossed:
+            main = crossed[-1].lstrip("× ").strip()
+    if detail and detail not in main:
+        return _clip(f"{main.rstrip('.')}: {detail}")
+    return _clip(main)
+
+
+_MAIN = ("cause:", "error:")
+_OUTPUT_MARKERS = {"[stderr]", "[stdout]", "--- stderr", "--- stdout"}
+
+
+def _noise(line: str) -> bool:
+    low = line.lower()
+    return low.startswith(("hint:", "help:", "note:", "warning:", "[notice]")) or set(line) <= set(
+        "^~ |"
+    )
 
 
 def _clip(line: str, limit: int = 300) -> str:

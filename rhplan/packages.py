@@ -12,6 +12,7 @@ A package string is what a user writes in an env's `reqs`:
 
 Parsing is pure: it reads the local disk (to resolve folders) but never a host.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -142,7 +143,8 @@ def _parse_pip(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Re
         hint = ""
         words = spec.split()
         if len(words) > 1 and all(_is_pip_spec(w) for w in words):
-            hint = f" (one package per string: write 'pip:{words[0]}' and 'pip:{words[1]}' as two entries)"
+            a, b = words[:2]
+            hint = f" (one package per string: write 'pip:{a}' and 'pip:{b}' as two entries)"
         reason = str(exc).splitlines()[0]
         raise ValueError(
             f"'{raw}' is not a valid package string: {reason}{hint}; {_EXAMPLES}"

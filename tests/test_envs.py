@@ -4,6 +4,7 @@ One env is shared by the module (uv makes each step ~0.1 s, but creating
 fewer envs keeps the suite quick); tests that need a clean or odd env make
 their own. Each test installs what it needs, so order does not matter.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,7 @@ def _py(env_dir: str, code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _pyproject_pkg(root: Path, name: str, value: int) -> Path:
+def _pyproject_pkg(root: Path, name: str, value: int, deps: tuple[str, ...] = ()) -> Path:
     (root / name).mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(
         "[build-system]\n"
@@ -65,6 +66,7 @@ def _pyproject_pkg(root: Path, name: str, value: int) -> Path:
         "[project]\n"
         f'name = "{name}"\n'
         'version = "0.1"\n'
+        f"dependencies = {list(deps)!r}\n"
         "[tool.setuptools]\n"
         f'packages = ["{name}"]\n'
     )
@@ -77,8 +79,12 @@ def _pyproject_pkg(root: Path, name: str, value: int) -> Path:
 
 def test_local_connection_run(conn: LocalConnection, tmp_path: Path) -> None:
     assert isinstance(conn, Connection)
-    res = conn.run(["sh", "-c", 'printf "%s|%s" "$1" "$RH_X"; cat; echo err >&2; exit 3', "sh", NASTY],
-                   env={"RH_X": "v"}, cwd=str(tmp_path), stdin=b"in")
+    res = conn.run(
+        ["sh", "-c", 'printf "%s|%s" "$1" "$RH_X"; cat; echo err >&2; exit 3', "sh", NASTY],
+        env={"RH_X": "v"},
+        cwd=str(tmp_path),
+        stdin=b"in",
+    )
     assert res == CommandResult(res.argv, 3, f"{NASTY}|vin", "err\n") and not res.ok
     missing = conn.run(["no-such-program-rhplan"])
     assert missing.returncode == 127 and "command not found" in missing.stderr
@@ -103,7 +109,9 @@ def test_local_connection_files(conn: LocalConnection, tmp_path: Path) -> None:
 # --- building envs ----------------------------------------------------------
 
 
-def test_created_env_is_empty_and_reads_in_one_command(conn: LocalConnection, tmp_path: Path) -> None:
+def test_created_env_is_empty_and_reads_in_one_command(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
     env_dir = str(tmp_path / "fresh")
     python = create_venv(conn, env_dir)
     assert python == env_python(env_dir) and os.access(python, os.X_OK)
@@ -127,9 +135,16 @@ def test_install_reports_changes(conn: LocalConnection, tmp_path: Path) -> None:
     create_venv(conn, env_dir)
     assert install(conn, env_dir, parse_requirement("six==1.16.0", tmp_path)) == ["six==1.16.0"]
     assert install(conn, env_dir, parse_requirement("pip:six==1.17.0", tmp_path)) == ["six==1.17.0"]
+    # A local package with a dependency: its own distribution comes first
+    # (callers uninstall only that one), then what it brought along.
+    _pyproject_pkg(tmp_path / "zpkg-src", "zpkg", 1, deps=("six==1.16.0",))
+    req = parse_requirement("./zpkg-src", tmp_path)
+    assert install(conn, env_dir, req) == ["zpkg==0.1", "six==1.16.0"]
 
 
-def test_install_local_package_with_metadata(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+def test_install_local_package_with_metadata(
+    conn: LocalConnection, env: str, tmp_path: Path
+) -> None:
     root = _pyproject_pkg(tmp_path / "tinypkg-src", "tinypkg", 1)
     req = parse_requirement("./tinypkg-src", tmp_path)
     assert install(conn, env, req) == ["tinypkg==0.1"]
@@ -170,11 +185,15 @@ def test_reqs_folder(conn: LocalConnection, env: str, tmp_path: Path) -> None:
     assert (read_installed(conn, env) or {})["six"].version == "1.16.0"
 
 
-def test_uninstall_removes_only_the_named_dist(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+def test_uninstall_removes_only_the_named_dist(
+    conn: LocalConnection, env: str, tmp_path: Path
+) -> None:
     _pyproject_pkg(tmp_path / "keep-src", "keeppkg", 1)
     install(conn, env, parse_requirement("pip:six==1.16.0", tmp_path))
     install(conn, env, parse_requirement("./keep-src", tmp_path))
-    uninstall(conn, env, ["Six", "not-installed-at-all"])  # names are canonicalized; missing is fine
+    uninstall(
+        conn, env, ["Six", "not-installed-at-all"]
+    )  # names are canonicalized; missing is fine
     after = read_installed(conn, env) or {}
     assert "six" not in after and "keeppkg" in after
     assert _py(env, "import six").returncode != 0
@@ -184,7 +203,9 @@ def test_uninstall_removes_only_the_named_dist(conn: LocalConnection, env: str, 
         uninstall(conn, env, ["-r /etc/passwd"])
 
 
-def test_recreate_replaces_an_env_but_not_other_folders(conn: LocalConnection, tmp_path: Path) -> None:
+def test_recreate_replaces_an_env_but_not_other_folders(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
     env_dir = str(tmp_path / "again")
     create_venv(conn, env_dir)
     install(conn, env_dir, parse_requirement("six==1.16.0", tmp_path))
@@ -232,10 +253,14 @@ def test_write_env_files(conn: LocalConnection, env: str) -> None:
 
 def test_setup_cmds_run_in_the_env(conn: LocalConnection, env: str, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
-    run_setup_cmds(conn, env, [
-        f'python -c "import sys; print(sys.prefix)" > {out}',
-        f'echo "$VIRTUAL_ENV" >> {out} && test -f "$VIRTUAL_ENV/pyvenv.cfg"',
-    ])
+    run_setup_cmds(
+        conn,
+        env,
+        [
+            f'python -c "import sys; print(sys.prefix)" > {out}',
+            f'echo "$VIRTUAL_ENV" >> {out} && test -f "$VIRTUAL_ENV/pyvenv.cfg"',
+        ],
+    )
     assert out.read_text().splitlines() == [env, env]
     with pytest.raises(ProviderError, match=r"setup command 2 .* exit code 7: boom"):
         run_setup_cmds(conn, env, ["true", "echo boom >&2; exit 7", f"touch {tmp_path}/never"])
@@ -250,16 +275,47 @@ def test_bad_package_is_a_provider_error(conn: LocalConnection, env: str, tmp_pa
     with pytest.raises(ProviderError) as info:
         install(conn, env, req)
     msg = str(info.value)
-    assert msg.startswith(f"installing 'pip:rhplan-no-such-package-zzq==1.0' into env at {env} failed: ")
+    assert msg.startswith(
+        f"installing 'pip:rhplan-no-such-package-zzq==1.0' into env at {env} failed: "
+    )
     assert "rhplan-no-such-package-zzq" in msg.split("failed: ", 1)[1] and "\n" not in msg
 
 
-def test_conda_and_missing_env_are_provider_errors(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+def test_conda_and_missing_env_are_provider_errors(
+    conn: LocalConnection, env: str, tmp_path: Path
+) -> None:
     with pytest.raises(ProviderError, match="conda packages need a conda env"):
         install(conn, env, parse_requirement("conda:pytorch", tmp_path))
     with pytest.raises(ProviderError, match="there is no env there"):
         install(conn, str(tmp_path / "none"), parse_requirement("six", tmp_path))
     assert read_installed(conn, str(tmp_path / "none")) is None
+
+
+def test_build_failure_names_the_reason(conn: LocalConnection, env: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "setup.py").write_text("raise SystemExit('setup.py says no')\n")
+    with pytest.raises(ProviderError, match="setup.py says no"):
+        install(conn, env, parse_requirement("./broken", tmp_path))
+
+
+class _NoUvConnection(LocalConnection):
+    """A host without uv: envs fall back to the stdlib venv module and pip."""
+
+    def which(self, program: str) -> str | None:
+        return None if program == "uv" else super().which(program)
+
+
+def test_without_uv_pip_does_the_work(tmp_path: Path) -> None:
+    conn = _NoUvConnection()
+    env_dir = str(tmp_path / "pipenv")
+    create_venv(conn, env_dir)  # the slow part (~3 s): ensurepip seeds pip
+    assert "pip" in (read_installed(conn, env_dir) or {})
+    assert install(conn, env_dir, parse_requirement("pip:six==1.16.0", tmp_path)) == ["six==1.16.0"]
+    with pytest.raises(ProviderError, match="No matching distribution found for rhplan-no-such"):
+        install(conn, env_dir, parse_requirement("rhplan-no-such-package-zzq", tmp_path))
+    uninstall(conn, env_dir, ["six"])
+    assert "six" not in (read_installed(conn, env_dir) or {})
 
 
 # --- injection ----------------------------------------------------------------
@@ -289,7 +345,7 @@ def test_hostile_strings_stay_data(conn: LocalConnection, in_tmp: Path) -> None:
 
     # A setup command sees the odd env folder exactly.
     out = tmp_path / "prefix.txt"
-    run_setup_cmds(conn, env_dir, [f"printf %s \"$VIRTUAL_ENV\" > {out}"])
+    run_setup_cmds(conn, env_dir, [f'printf %s "$VIRTUAL_ENV" > {out}'])
     assert out.read_text() == env_dir
 
     # A local package and a plain folder with odd names install and import.
@@ -299,7 +355,9 @@ def test_hostile_strings_stay_data(conn: LocalConnection, in_tmp: Path) -> None:
     plain.mkdir()
     (plain / "oddmod.py").write_text("VALUE = 8\n")
     install(conn, env_dir, parse_requirement(str(plain), tmp_path))
-    assert _py(env_dir, "import oddpkg, oddmod; print(oddpkg.VALUE, oddmod.VALUE)").stdout == "7 8\n"
+    assert (
+        _py(env_dir, "import oddpkg, oddmod; print(oddpkg.VALUE, oddmod.VALUE)").stdout == "7 8\n"
+    )
     # A newline cannot go into a .pth file (its lines may be run as code).
     plain_nl = tmp_path / ("plain " + nasty_nl)
     plain_nl.mkdir()

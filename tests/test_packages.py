@@ -1,4 +1,5 @@
 """Package strings, code roots and tree hashes (pure: no host involved)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,7 +35,13 @@ def base(tmp_path: Path) -> Path:
             ("--index-url", "https://download.pytorch.org/whl/cpu"),
             "torch",
         ),
-        ("pip:foo @ https://example.com/foo-1.0.whl", "pip", "foo @ https://example.com/foo-1.0.whl", (), "foo"),
+        (
+            "pip:foo @ https://example.com/foo-1.0.whl",
+            "pip",
+            "foo @ https://example.com/foo-1.0.whl",
+            (),
+            "foo",
+        ),
         ("https://example.com/foo-1.0.whl", "pip", "https://example.com/foo-1.0.whl", (), None),
         ("conda:pytorch -c pytorch", "conda", "pytorch", ("-c", "pytorch"), None),
         (
@@ -62,17 +69,30 @@ def test_parse_specs(
 def test_parse_paths(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(base))
     src = str((base / "src" / "mypkg").resolve())
-    for raw in ("./src/mypkg", "src/mypkg", str(base / "src" / "mypkg"), "~/src/mypkg",
-                "local:./src/mypkg", "./src/../src/mypkg"):
+    for raw in (
+        "./src/mypkg",
+        "src/mypkg",
+        str(base / "src" / "mypkg"),
+        "~/src/mypkg",
+        "local:./src/mypkg",
+        "./src/../src/mypkg",
+    ):
         req = parse_requirement(raw, base)
         assert (req.kind, req.target, req.name) == ("local", src, None), raw
     # reqs: the folder, whose requirements.txt is installed.
     assert parse_requirement("reqs:./", base).target == str(base.resolve())
     req = parse_requirement("reqs:deps --no-deps", base)
-    assert (req.kind, req.target, req.args) == ("reqs", str((base / "deps").resolve()), ("--no-deps",))
+    assert (req.kind, req.target, req.args) == (
+        "reqs",
+        str((base / "deps").resolve()),
+        ("--no-deps",),
+    )
     # pip: with a path installs that path with pip.
     req = parse_requirement("pip:./dist/x-1.0-py3-none-any.whl", base)
-    assert (req.kind, req.target) == ("pip", str((base / "dist" / "x-1.0-py3-none-any.whl").resolve()))
+    assert (req.kind, req.target) == (
+        "pip",
+        str((base / "dist" / "x-1.0-py3-none-any.whl").resolve()),
+    )
 
 
 def test_path_with_spaces_and_shell_characters_stays_one_target(base: Path) -> None:
@@ -104,7 +124,7 @@ def test_path_with_spaces_and_shell_characters_stays_one_target(base: Path) -> N
     ],
 )
 def test_invalid_strings_say_what_to_write(base: Path, raw: str, message: str) -> None:
-    with pytest.raises(ValueError, match=None) as info:
+    with pytest.raises(ValueError) as info:
         parse_requirement(raw, base)
     assert message in str(info.value)
 
@@ -160,9 +180,19 @@ def test_tree_hash_skips_caches_builds_and_gitignored(tmp_path: Path) -> None:
     (root / ".gitignore").write_text("# comment\n*.log\n/out/\nsecret.env\ndocs/*.tmp\n!keep.log\n")
     h = tree_hash(root)
     for junk in (
-        ".git/HEAD", "__pycache__/x.pyc", "pkg/__pycache__/y.pyc", "pkg/z.pyc", ".venv/bin/python",
-        "build/lib/x.py", "pkg.egg-info/PKG-INFO", "run.log", "pkg/deep.log", "out/a.bin",
-        "secret.env", "pkg/secret.env", "docs/x.tmp",
+        ".git/HEAD",
+        "__pycache__/x.pyc",
+        "pkg/__pycache__/y.pyc",
+        "pkg/z.pyc",
+        ".venv/bin/python",
+        "build/lib/x.py",
+        "pkg.egg-info/PKG-INFO",
+        "run.log",
+        "pkg/deep.log",
+        "out/a.bin",
+        "secret.env",
+        "pkg/secret.env",
+        "docs/x.tmp",
     ):
         p = root / junk
         p.parent.mkdir(parents=True, exist_ok=True)

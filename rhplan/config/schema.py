@@ -78,7 +78,7 @@ ENV = _schema(
     Attr("sources", "map(string)", computed=True),
     Attr("secrets_sha256", "string", computed=True),
     # filled in by apply
-    Attr("path", "string", computed=True),
+    Attr("path", "string", computed=True, force_new=True),
     Attr("python", "string", computed=True),
     Attr("installed", "map(any)", computed=True),
 )

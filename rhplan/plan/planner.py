@@ -104,6 +104,9 @@ class Planner:
             provider = self.provider_of(rc, attrs)
             deps = sorted(self.graph.predecessors(addr))
             change = self._diff(rc, attrs, prior, provider, deps, opts, replaced)
+            notes = [d["message"] for d in drift or [] if d["address"] == addr]
+            if notes and change.action != "no-op":
+                change.reason = f"{change.reason}; changed outside rhplan: {'; '.join(notes)}"
             if change.action == "replace":
                 replaced.add(addr)
             changes[addr] = change
@@ -167,8 +170,7 @@ class Planner:
             if name in before:
                 after[name] = before[name]
         changed = [n for n in sorted(set(after) | set(before))
-                   if n not in TYPES[rc.type].after_apply and after.get(n) != before.get(n)
-                   and not (after.get(n) is UNKNOWN)]
+                   if after.get(n) != before.get(n) and after.get(n) is not UNKNOWN]
         unknown_changed = [n for n in sorted(after) if after.get(n) is UNKNOWN
                            and n not in TYPES[rc.type].after_apply]
         forces = [n for n in changed + unknown_changed
@@ -183,7 +185,8 @@ class Planner:
             action, reason = "replace", f"{parent_replaced[0]} is being replaced"
         elif changed or unknown_changed:
             action = "update"
-            reason = f"{', '.join(changed + unknown_changed)} changed"
+            reason = "; ".join(dict.fromkeys(_describe_change(n, before.get(n), after.get(n))
+                                             for n in changed + unknown_changed))
         else:
             action = "no-op"
         if action == "replace":
@@ -227,3 +230,24 @@ class Planner:
                 out[name] = {"action": "delete", "before": rec.get("value"), "after": None,
                              "sensitive": rec.get("sensitive", False)}
         return out
+
+
+_FRIENDLY = {
+    "secrets_sha256": "secret values changed",
+    "sha256": "values changed",
+    "sources": "local package contents changed",
+}
+
+
+def _describe_change(name: str, before: Any, after: Any) -> str:
+    """A short why: which list entries or map keys changed."""
+    if name in _FRIENDLY:
+        return _FRIENDLY[name]
+    if isinstance(before, list) and isinstance(after, list):
+        parts = [f"+{x}" for x in after if x not in before] + [
+            f"-{x}" for x in before if x not in after]
+        return f"{name}: {', '.join(parts)}" if parts else f"{name} reordered"
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        return f"{name}: {', '.join(keys)} changed"
+    return f"{name} changed"

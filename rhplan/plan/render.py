@@ -76,7 +76,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
 def render_change(c: Change, s: Styler) -> list[str]:
     sym = SYMBOLS[c.action]
     lines = [s.bold(f"  # {c.address} {VERBS[c.action]}")]
-    if c.reason:
+    if c.reason and c.action != "create":
         lines.append(f"  # ({c.reason})")
     lines.append(f"  {s(sym, COLORS[sym])} {c.type} \"{c.name}\" {{")
     before = c.before or {}
