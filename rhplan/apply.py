@@ -9,9 +9,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import networkx as nx
 
@@ -183,7 +184,7 @@ class Applier:
         with self._lock:
             self.state.resources.pop(step.address, None)
             self.backend.write(self.state)
-            self.result.destroyed += step.change.action == "delete" or step.change.action == "replace"
+            self.result.destroyed += 1
 
     def _attributes(self, c: Change) -> dict[str, Any]:
         """The planned attributes; values unknown at plan time are evaluated now that

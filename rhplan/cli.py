@@ -6,15 +6,16 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from rhplan.errors import RhplanError
 
 # single-dash long flags (-auto-approve, -var=x) become --auto-approve for click
-_SINGLE_DASH = re.compile(r"^-[a-z][a-z-]+(=.*)?$", re.S)
+_SINGLE_DASH = re.compile(r"^-[a-z][a-z-]+(=.*)?$", re.DOTALL)
 
 
 def normalize_args(args: list[str]) -> list[str]:
@@ -278,8 +279,8 @@ def graph(obj: Ctx) -> None:
 @click.pass_obj
 def output(obj: Ctx, name: str | None, as_json: bool, raw: bool) -> None:
     """Print output values from the state."""
-    from rhplan.workspace import backend_for
     from rhplan.config.load import load_config
+    from rhplan.workspace import backend_for
     outputs = backend_for(load_config(obj.chdir)).read().outputs
     if name:
         if name not in outputs:

@@ -12,8 +12,7 @@ from rhplan.errors import ConfigError, CycleError
 
 def build_graph(cfg: Config) -> nx.DiGraph:
     g = nx.DiGraph()
-    for addr, rc in cfg.resources.items():
-        g.add_node(addr)
+    g.add_nodes_from(cfg.resources)
     for addr, rc in cfg.resources.items():
         for ref in sorted(rc.refs | set(rc.depends_on)):
             if ref.startswith("local."):

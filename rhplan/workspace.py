@@ -3,8 +3,9 @@ share (load, plan with or without refresh, apply a plan), kept out of the CLI.""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rhplan.apply import Applier, ApplyResult
 from rhplan.config.decode import resolve_variables

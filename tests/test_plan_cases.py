@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.decode import resolve_variables
+from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import load_config
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.render import render_plan

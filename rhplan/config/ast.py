@@ -108,7 +108,7 @@ class ForExpr:
     line: int
 
 
-Expr = Union[
+Expr = Union[  # noqa: UP007 - a runtime alias; `|` of forward references fails here
     Literal, Template, Name, GetAttr, Index, Call, TupleExpr, ObjectExpr, Unary, Binary,
     Conditional, Splat, ForExpr,
 ]

@@ -2,8 +2,9 @@
 checked against its schema."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rhplan.config import ast
 from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope, type_name

@@ -7,9 +7,10 @@ whole resource (`cluster.gpu`), which attributes that take a reference accept.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rhplan.config import ast
 from rhplan.errors import ConfigError
@@ -172,7 +173,8 @@ class _Evaluator:
             if root == "var":
                 if e.name not in self.scope.variables:
                     raise EvalError(
-                        f"unknown variable var.{e.name}; declare it with variable \"{e.name}\" {{}}",
+                        f"unknown variable var.{e.name}; declare it with "
+                        f"variable \"{e.name}\" {{}}",
                         e.line)
                 return self.scope.variables[e.name]
             if root == "local":
@@ -374,7 +376,8 @@ def _fn_env(scope: Scope, name: str, default: Any = None) -> Any:
     value = os.environ.get(name)
     if value is None:
         if default is None:
-            raise ValueError(f"environment variable {name} is not set; export it or give a default: "
+            raise ValueError(f"environment variable {name} is not set; export it or give a "
+                             "default: "
                              f'env("{name}", "fallback")')
         return default
     return value

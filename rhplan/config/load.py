@@ -96,7 +96,8 @@ def load_config(directory: Path | str) -> Config:
         raise ConfigError(f"configuration directory {str(d)!r} does not exist; pass -chdir=DIR")
     paths = sorted(p for p in d.glob("*.hcl") if p.is_file())
     if not paths:
-        raise ConfigError(f"no *.hcl files in {str(d)!r}; write a main.hcl there or pass -chdir=DIR")
+        raise ConfigError(f"no *.hcl files in {str(d)!r}; write a main.hcl there or pass "
+                          "-chdir=DIR")
     cache_dir = d / ".rhplan" / "cache"
     files = [parse_file(p, p.name, cache_dir) for p in paths]
     return build_config(d, files)

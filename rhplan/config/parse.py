@@ -60,7 +60,12 @@ def _set_file(block: ast.Block, display: str) -> None:
 
 def parse_text(text: str, display: str) -> ast.File:
     import hcl2  # imported here: lark's grammar load is only paid when a file is not cached
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+    from lark.exceptions import (
+        UnexpectedCharacters,
+        UnexpectedEOF,
+        UnexpectedInput,
+        UnexpectedToken,
+    )
 
     if not text.endswith("\n"):
         text += "\n"  # the grammar needs a final newline
@@ -162,7 +167,8 @@ class _Converter:
         line = _line(node)
         handler = getattr(self, "x_" + kind, None)
         if handler is None:
-            raise ConfigError(f"unsupported expression ({kind}); rewrite it more simply", self.file, line)
+            raise ConfigError(f"unsupported expression ({kind}); rewrite it more simply",
+                              self.file, line)
         return handler(node, line)
 
     def x_expr_term(self, node: Any, line: int) -> ast.Expr:
@@ -346,7 +352,8 @@ class _Converter:
     def for_expr(self, node: Any, line: int, is_object: bool) -> ast.Expr:
         kids = [c for c in node.children if hasattr(c, "data") and not _is_nl(c)]
         intro = kids[0]
-        names = [self.identifier(c) for c in intro.children if getattr(c, "data", None) == "identifier"]
+        names = [self.identifier(c) for c in intro.children
+                 if getattr(c, "data", None) == "identifier"]
         coll_nodes = [c for c in intro.children if hasattr(c, "data") and c.data not in
                       ("identifier", "new_line_or_comment")]
         collection = self.expr(coll_nodes[0])
@@ -430,7 +437,7 @@ def _climb(operands: list[ast.Expr], ops: list[str], line: int) -> ast.Expr:
         left = out.pop()
         out.append(ast.Binary(op, left, right, line))
 
-    for op, operand in zip(ops, operands[1:]):
+    for op, operand in zip(ops, operands[1:], strict=True):
         while stack and _PRECEDENCE[stack[-1]] >= _PRECEDENCE[op]:
             reduce()
         stack.append(op)

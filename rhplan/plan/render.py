@@ -68,8 +68,9 @@ def render_plan(plan: Plan, color: bool = False) -> str:
                 out.append(f"  {s(sym, COLORS[sym])} {name} = {shown or value_text(o['before'])}"
                            " -> null")
             else:
-                out.append(f"  {s(sym, COLORS[sym])} {name} = "
-                           f"{shown or value_text(o['before'])} -> {shown or value_text(o['after'])}")
+                before = shown or value_text(o["before"])
+                out.append(f"  {s(sym, COLORS[sym])} {name} = {before} -> "
+                           f"{shown or value_text(o['after'])}")
     return "\n".join(out) + "\n"
 
 
@@ -118,14 +119,15 @@ def _attr(s: Styler, sym: str, name: str, width: int, b: Any, a: Any, c: Change)
         lines.append("        ]")
         return lines
     if isinstance(b, dict) and isinstance(a, dict):
+        plus, minus = s("+", COLORS["+"]), s("-", COLORS["-"])
         lines = [f"      {s('~', COLORS['~'])} {pad} = {{{forces}"]
         for k in sorted(set(a) | set(b)):
             if k in a and k in b and a[k] == b[k]:
                 continue
             if k not in b:
-                lines.append(f"          {s('+', COLORS['+'])} {json.dumps(k)} = {value_text(a[k])}")
+                lines.append(f"          {plus} {json.dumps(k)} = {value_text(a[k])}")
             elif k not in a:
-                lines.append(f"          {s('-', COLORS['-'])} {json.dumps(k)} = {value_text(b[k])}")
+                lines.append(f"          {minus} {json.dumps(k)} = {value_text(b[k])}")
             else:
                 lines.append(f"          {s('~', COLORS['~'])} {json.dumps(k)} = "
                              f"{value_text(b[k])} -> {value_text(a[k])}")
