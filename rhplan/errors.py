@@ -39,7 +39,3 @@ class StalePlanError(RhplanError):
 
 class ProviderError(RhplanError):
     """A provider operation (create, read, update, delete) failed on a host."""
-
-
-class InterruptedError_(RhplanError):
-    """The user interrupted an operation; finished steps are saved."""

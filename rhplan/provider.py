@@ -7,6 +7,7 @@ group (see pyproject.toml), so a provider can ship as its own package.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -28,6 +29,11 @@ class RunContext:
     # values of sensitive attributes by address, e.g. an ssh password
     sensitive: dict[str, dict[str, Any]] = field(default_factory=dict)
     _providers: dict[str, Provider] = field(default_factory=dict)
+    # per-plan bookkeeping: resources servlets hold per cluster (plan-time check)
+    allocations: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per-run memo of remote reads (e.g. all servlet statuses of a cluster at once)
+    cache: dict[Any, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -59,6 +65,11 @@ class Provider(Protocol):
         ...
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+        ...
+
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        """The interpreter that runs Ray on the head (installing it first if needed)."""
         ...
 
     def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:

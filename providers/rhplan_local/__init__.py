@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class LocalProvider:
         if attrs.get("ssh"):
             raise ConfigError(f"cluster {name!r}: a local cluster takes no ssh block", file, line)
         attrs["ips"] = ["127.0.0.1"]
+        attrs["resources"] = {"CPU": os.cpu_count() or 1, "GPU": 0}
         root = attrs.get("root_dir") or str(ctx.config_dir / ".rhplan" / "clusters" / name)
         attrs["root_dir"] = str(Path(os.path.expanduser(root)).absolute())
         return attrs
@@ -65,6 +67,11 @@ class LocalProvider:
         # only ever remove a folder rhplan created (it holds the marker)
         if (root / MARKER).exists():
             shutil.rmtree(root)
+
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        """Ray on this machine is rhplan's own: the driver's interpreter and version."""
+        return sys.executable
 
     def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
         return LocalConnection()

@@ -61,6 +61,13 @@ CLUSTER = _schema(
          doc="where rhplan keeps envs on the cluster's hosts"),
     Attr("python", "string", default="python3", force_new=True,
          doc="the interpreter envs are created from"),
+    # Ray on the cluster: what it can run (known while planning where the provider can
+    # tell), whether its head should be running, and where it is once started
+    Attr("resources", "map(number)", computed=True),
+    Attr("ray_status", "string", computed=True),
+    Attr("ray_address", "string", computed=True),
+    Attr("ray_version", "string", computed=True),
+    Attr("ray_python", "string", computed=True),
     blocks={"ssh": SSH_BLOCK},
 )
 
@@ -81,6 +88,9 @@ ENV = _schema(
     Attr("path", "string", computed=True, force_new=True),
     Attr("python", "string", computed=True),
     Attr("installed", "map(any)", computed=True),
+    # the env's servlet: "running" is what the plan wants; the pid is known once started
+    Attr("servlet", "string", computed=True),
+    Attr("servlet_pid", "number", computed=True),
 )
 
 PACKAGE = _schema(

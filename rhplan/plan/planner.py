@@ -187,6 +187,9 @@ class Planner:
             action = "update"
             reason = "; ".join(dict.fromkeys(_describe_change(n, before.get(n), after.get(n))
                                              for n in changed + unknown_changed))
+            extra = TYPES[rc.type].refine_update(before, after, changed + unknown_changed)
+            if extra:
+                reason = f"{reason}; {extra}"
         else:
             action = "no-op"
         if action == "replace":

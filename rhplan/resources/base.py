@@ -25,6 +25,12 @@ class ResourceType:
         """Addresses whose replacement forces this resource to be replaced too."""
         return []
 
+    def refine_update(self, before: dict[str, Any], after: dict[str, Any],
+                      changed: list[str]) -> str:
+        """Adjust an in-place update's planned attributes (mark what it will recompute as
+        unknown) and say what else it does; "" when nothing."""
+        return ""
+
     def create(self, rs: ResourceState, ctx: RunContext, state: State) -> ResourceState:
         return rs
 

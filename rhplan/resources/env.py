@@ -20,11 +20,12 @@ from rhplan.errors import ConfigError, ProviderError
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
+from rhplan.servlet import manage
 from rhplan.state.model import ResourceState, State
 
 
 class EnvType(ResourceType):
-    after_apply = ("installed",)
+    after_apply = ("installed", "servlet_pid")
 
     def replaced_with(self, attrs: dict[str, Any]) -> list[str]:
         # an env lives inside its cluster's folder: a new cluster means a new env
@@ -66,6 +67,8 @@ class EnvType(ResourceType):
         attrs["secrets_sha256"] = hashlib.sha256(
             json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
         cluster = planned.get(attrs["cluster"], {})
+        self._check_compute(rc, attrs, cluster, ctx)
+        attrs["servlet"] = "running"
         root = cluster.get("root_dir", UNKNOWN)
         if root is UNKNOWN:
             attrs["path"] = attrs["python"] = UNKNOWN
@@ -73,6 +76,43 @@ class EnvType(ResourceType):
             attrs["path"] = f"{root}/envs/{attrs['name']}"
             attrs["python"] = f"{attrs['path']}/bin/python"
         return attrs
+
+    def _check_compute(self, rc: ResourceConfig, attrs: dict[str, Any],
+                       cluster: dict[str, Any], ctx: RunContext) -> None:
+        """A servlet asking for more than its cluster has would wait forever in Ray:
+        refuse it while planning, counting what the cluster's other servlets hold."""
+        have = cluster.get("resources")
+        compute = attrs.get("compute") or {}
+        if not compute or not isinstance(have, dict):
+            return
+        line = rc.block.attrs["compute"].line if "compute" in rc.block.attrs else rc.line
+        holders = ctx.allocations.setdefault(attrs["cluster"], {})
+        holders.pop(rc.address, None)
+        for key, amount in compute.items():
+            if amount is UNKNOWN:
+                continue
+            if amount < 0:
+                raise ConfigError(f"env {rc.name!r}: compute {key} = {amount} must not be "
+                                  "negative", rc.file, line)
+            total = have.get(key, 0)
+            others = sum(h.get(key, 0) for h in holders.values())
+            if others + amount > total:
+                raise ConfigError(
+                    f"env {rc.name!r} asks for {key} = {amount:g}, but {attrs['cluster']} has "
+                    f"{total:g}" + (f" and its other servlets hold {others:g}" if others else "")
+                    + f"; lower compute.{key} or use a bigger cluster", rc.file, line)
+        holders[rc.address] = dict(compute)
+
+    def refine_update(self, before: dict[str, Any], after: dict[str, Any],
+                      changed: list[str]) -> str:
+        held = {"reqs", "env_vars", "secrets", "secrets_sha256", "compute", "sources"}
+        if "servlet" in changed:
+            after["servlet_pid"] = UNKNOWN
+            return "its servlet is not running and will be started"
+        if held & set(changed):
+            after["servlet_pid"] = UNKNOWN
+            return "its servlet restarts (a running interpreter cannot load changed packages)"
+        return ""
 
     # ---- apply -----------------------------------------------------------
     def _conn(self, rs: ResourceState, ctx: RunContext, state: State) -> tuple[Connection, dict]:
@@ -108,7 +148,23 @@ class EnvType(ResourceType):
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
         envs.run_setup_cmds(conn, a["path"], a["setup_cmds"])
+        self._start_servlet(rs, conn, ctx, state)
         return rs
+
+    def _start_servlet(self, rs: ResourceState, conn: Connection, ctx: RunContext,
+                       state: State) -> None:
+        """The servlet runs in the env's interpreter, which needs the cluster's Ray version."""
+        cluster = state.resources[rs.attributes["cluster"]]
+        version = cluster.attributes["ray_version"]
+        if rs.private.get("ray") != version:
+            envs.install(conn, rs.attributes["path"],
+                         parse_requirement(f"pip:ray=={version}", ctx.config_dir))
+            rs.private["ray"] = version
+        info = manage.start_servlet(conn, cluster.attributes, cluster.private,
+                                    rs.attributes["name"], rs.attributes["path"],
+                                    rs.attributes["python"], rs.attributes.get("compute") or {})
+        rs.attributes["servlet"] = "running"
+        rs.attributes["servlet_pid"] = info["pid"]
 
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
@@ -117,6 +173,12 @@ class EnvType(ResourceType):
         if now is None:
             return None, [f"{rs.address}: env folder {rs.attributes['path']} is gone"]
         notes = []
+        servlet = self._servlet_status(rs, conn, ctx, state)
+        if not servlet.get("alive"):
+            rs.attributes["servlet"] = "stopped"
+            notes.append(f"{rs.address}: its servlet is not running")
+        elif servlet.get("pid") != rs.attributes.get("servlet_pid"):
+            rs.attributes["servlet_pid"] = servlet.get("pid")
         kept = []
         for raw in rs.attributes.get("reqs") or []:
             missing = []
@@ -133,6 +195,22 @@ class EnvType(ResourceType):
                 kept.append(raw)
         rs.attributes["reqs"] = kept
         return rs, notes
+
+    def _servlet_status(self, rs: ResourceState, conn: Connection, ctx: RunContext,
+                        state: State) -> dict[str, Any]:
+        """One command per cluster asks about every servlet recorded on it."""
+        cluster_addr = rs.attributes["cluster"]
+        cluster = state.resources.get(cluster_addr)
+        if cluster is None or cluster.attributes.get("ray_status") != "running":
+            return {"alive": False}
+        with ctx.lock:
+            key = ("servlets", cluster_addr)
+            if key not in ctx.cache:
+                names = [r.attributes["name"] for r in state.resources.values()
+                         if r.type == "env" and r.attributes.get("cluster") == cluster_addr]
+                ctx.cache[key] = manage.servlet_status(conn, cluster.attributes,
+                                                       cluster.private, names)
+            return ctx.cache[key].get(rs.attributes["name"], {"alive": False})
 
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
                state: State) -> ResourceState:
@@ -161,6 +239,9 @@ class EnvType(ResourceType):
             envs.write_env_files(conn, path, a["env_vars"], self._secrets(after, ctx))
         if b.get("setup_cmds") != a["setup_cmds"]:
             envs.run_setup_cmds(conn, path, a["setup_cmds"])
+        held = ("reqs", "env_vars", "secrets", "secrets_sha256", "compute", "sources")
+        if b.get("servlet") != "running" or any(b.get(k) != a.get(k) for k in held):
+            self._start_servlet(after, conn, ctx, state)
         return after
 
     def _own_names(self, raw: str, installed: dict[str, list[str]], ctx: RunContext,
@@ -181,4 +262,7 @@ class EnvType(ResourceType):
         if rs.attributes["cluster"] not in state.resources:
             return  # its cluster is already gone, and the env folder with it
         conn, _ = self._conn(rs, ctx, state)
+        cluster = state.resources[rs.attributes["cluster"]]
+        if cluster.attributes.get("ray_address") and cluster.attributes.get("ray_status") == "running":
+            manage.stop_servlets(conn, cluster.attributes, cluster.private, [rs.attributes["name"]])
         envs.delete_env(conn, rs.attributes["path"])

@@ -1,0 +1,180 @@
+"""The Ray head rhplan owns on a cluster: start, check, stop — through a Connection.
+
+rhplan's Ray never collides with a Ray the user runs: it has its own temp dir, its
+own free ports and its own auth token (Ray 2.60 turns token auth on by itself, so
+every process rhplan starts gets RAY_AUTH_MODE=token and the token's path
+explicitly). It is stopped by the processes that belong to its temp dir (and their
+children), never with `ray stop`, which would kill every Ray of the user.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from rhplan.connection import Connection
+from rhplan.errors import ProviderError
+
+START_TIMEOUT = 120.0
+
+# Runs on the host: find N free TCP ports on 127.0.0.1 (held open together, so distinct).
+_FREE_PORTS = r"""
+import json, socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(json.dumps([s.getsockname()[1] for s in socks]))
+"""
+
+# Runs on the host: the pids of a Ray head (processes naming its temp dir, plus
+# their children, which Ray renames to ray::...), and whether its GCS answers.
+_PIDS = r"""
+import json, os, socket, sys
+temp_dir, port = sys.argv[1].encode(), int(sys.argv[2])
+parents, owned = {}, set()
+for p in os.listdir("/proc"):
+    if not p.isdigit():
+        continue
+    try:
+        with open(f"/proc/{p}/cmdline", "rb") as f:
+            cmd = f.read()
+        with open(f"/proc/{p}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        continue
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[0] == b"Z":
+        continue
+    parents[int(p)] = int(fields[1])
+    if temp_dir in cmd:
+        owned.add(int(p))
+changed = True
+while changed:
+    changed = False
+    for pid, ppid in parents.items():
+        if ppid in owned and pid not in owned:
+            owned.add(pid); changed = True
+up = False
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=2).close(); up = True
+except OSError:
+    pass
+print(json.dumps({"pids": sorted(owned), "gcs_up": up}))
+"""
+
+# Runs on the host: SIGTERM the head's processes, then SIGKILL what is left (some Ray
+# daemons ignore SIGTERM), waiting with a bound.
+_KILL = r"""
+import os, signal, sys, time
+pids = [int(p) for p in sys.argv[1:]]
+def alive(p):
+    try:
+        with open(f"/proc/{p}/stat", "rb") as f:
+            s = f.read()
+        return s[s.rfind(b")") + 2:].split()[0] != b"Z"
+    except OSError:
+        return False
+for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+    deadline = time.time() + wait
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    pids = [p for p in pids if alive(p)]
+    if not pids:
+        break
+print(len(pids))
+"""
+
+
+@dataclass(frozen=True)
+class RayHead:
+    address: str  # host:port of the GCS
+    version: str
+    temp_dir: str
+    token_path: str
+
+    def env(self) -> dict[str, str]:
+        return ray_env(self.token_path)
+
+    def to_private(self) -> dict[str, Any]:
+        return {"ray_temp_dir": self.temp_dir, "ray_token_path": self.token_path}
+
+
+def ray_env(token_path: str) -> dict[str, str]:
+    """What every process talking to rhplan's Ray needs (drivers included)."""
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": token_path,
+        # single-host clusters: keep Ray on 127.0.0.1 (see FIELD-NOTES)
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def temp_dir_for(root_dir: str) -> str:
+    # Ray's socket paths must stay under 107 bytes: a short dir named by the cluster root
+    return f"/tmp/rhplan-ray-{hashlib.sha256(root_dir.encode()).hexdigest()[:12]}"
+
+
+def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_gpus: int = 0
+          ) -> RayHead:
+    temp_dir = temp_dir_for(root_dir)
+    token_path = f"{root_dir}/ray/token"
+    old = _status(conn, ray_python, temp_dir, 0)
+    if old["pids"]:
+        stop_pids(conn, ray_python, old["pids"])
+    conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
+    res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "9"], timeout=30)
+    if not res.ok:
+        raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
+    gcs, nm, om, dash, agent_grpc, agent_http, metrics, rt_env, client = json.loads(res.stdout)
+    ray_bin = ray_python.rsplit("/", 1)[0] + "/ray"
+    argv = [
+        ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+        f"--temp-dir={temp_dir}", "--include-dashboard=false", f"--dashboard-port={dash}",
+        f"--node-manager-port={nm}", f"--object-manager-port={om}",
+        f"--dashboard-agent-grpc-port={agent_grpc}", f"--dashboard-agent-listen-port={agent_http}",
+        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}",
+        f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--disable-usage-stats",
+    ]
+    del client
+    res = conn.run(argv, env=ray_env(token_path), timeout=START_TIMEOUT)
+    if not res.ok:
+        tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise ProviderError(f"starting Ray on {conn.host} failed: {tail[0]}")
+    version = conn.run([ray_python, "-I", "-c", "import ray; print(ray.__version__)"],
+                       timeout=60).stdout.strip()
+    return RayHead(f"127.0.0.1:{gcs}", version, temp_dir, token_path)
+
+
+def _status(conn: Connection, ray_python: str, temp_dir: str, port: int) -> dict[str, Any]:
+    res = conn.run([ray_python, "-I", "-c", _PIDS, temp_dir, str(port)], timeout=30)
+    if not res.ok:
+        raise ProviderError(f"checking Ray on {conn.host} failed: {res.stderr.strip()}")
+    return json.loads(res.stdout)
+
+
+def is_running(conn: Connection, ray_python: str, address: str, temp_dir: str) -> bool:
+    port = int(address.rsplit(":", 1)[1])
+    st = _status(conn, ray_python, temp_dir, port)
+    return bool(st["pids"]) and st["gcs_up"]
+
+
+def stop(conn: Connection, ray_python: str, temp_dir: str) -> None:
+    st = _status(conn, ray_python, temp_dir, 0)
+    if st["pids"]:
+        stop_pids(conn, ray_python, st["pids"])
+    conn.run(["rm", "-rf", "--", temp_dir], timeout=60)
+
+
+def stop_pids(conn: Connection, ray_python: str, pids: list[int]) -> None:
+    res = conn.run([ray_python, "-I", "-c", _KILL, *[str(p) for p in pids]], timeout=60)
+    if not res.ok or res.stdout.strip() != "0":
+        raise ProviderError(f"could not stop Ray processes {pids} on {conn.host}: "
+                            f"{res.stderr.strip() or res.stdout.strip()}")

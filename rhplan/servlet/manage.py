@@ -1,0 +1,62 @@
+"""Start, stop and check env servlets on a cluster's head, through its Connection.
+
+The work happens on the host, in host_script.py (shipped next to the cluster's envs
+and run by the Python that runs Ray there); this side only builds argv and reads
+the JSON line the script prints.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import Any
+
+from rhplan.connection import Connection
+from rhplan.errors import ProviderError
+from rhplan.ray_head import ray_env
+
+_SCRIPT = resources.files("rhplan.servlet").joinpath("host_script.py").read_bytes()
+SCRIPT_SHA = hashlib.sha256(_SCRIPT).hexdigest()[:16]
+
+
+def script_path(root_dir: str) -> str:
+    return f"{root_dir}/ray/host_script-{SCRIPT_SHA}.py"
+
+
+def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], args: list[str],
+         what: str) -> Any:
+    path = script_path(cluster["root_dir"])
+    res = conn.run([cluster["ray_python"], path, *args],
+                   env=ray_env(private["ray_token_path"]), timeout=300)
+    if res.returncode == 2 and "No such file" in res.stderr:
+        conn.put_bytes(_SCRIPT, path)  # first use on this host (or its root was wiped)
+        res = conn.run([cluster["ray_python"], path, *args],
+                       env=ray_env(private["ray_token_path"]), timeout=300)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if lines:
+        data = json.loads(lines[-1])
+        if isinstance(data, dict) and "error" in data and res.returncode != 0:
+            raise ProviderError(f"{what}: {data['error']}")
+        if res.ok:
+            return data
+    last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+    raise ProviderError(f"{what} on {conn.host} failed: {last}")
+
+
+def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                  name: str, env_dir: str, python: str, compute: dict[str, Any]) -> dict[str, Any]:
+    return _run(conn, cluster, private,
+                ["start", cluster["ray_address"], name, env_dir, python, json.dumps(compute)],
+                f"starting servlet {name!r}")
+
+
+def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                  names: list[str]) -> dict[str, bool]:
+    return _run(conn, cluster, private, ["stop", cluster["ray_address"], *names],
+                "stopping servlets")
+
+
+def servlet_status(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                   names: list[str]) -> dict[str, dict[str, Any]]:
+    return _run(conn, cluster, private, ["status", cluster["ray_address"], *names],
+                "checking servlets")
