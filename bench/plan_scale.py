@@ -21,7 +21,7 @@ What it does
    be a true no-change plan; every measured plan is checked for 0 changes and the
    benchmark fails loudly (listing the differing attributes) otherwise.
 3. Measures, in a fresh Python process so "cold" is honest, each phase separately:
-     parse   load_config(DIR)            (*.hcl -> Config; cache in DIR/.rhplan/cache)
+     parse   load_config(DIR)            (*.hcl -> Config; cache in ~/.cache/rhplan/hcl)
      vars    resolve_variables(cfg)
      state   LocalBackend(path).read()
      graph   build_graph(cfg)
@@ -392,7 +392,7 @@ def worker(d: Path, repeat: int, profile: str | None) -> None:
     import rhplan.state  # noqa: F401
     imports = time.perf_counter() - t
 
-    shutil.rmtree(d / ".rhplan" / "cache", ignore_errors=True)
+    shutil.rmtree(d / ".cache", ignore_errors=True)
     cold: dict[str, float] = {}
     n = _one_plan(d, cold)
     rss_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -448,6 +448,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args._worker:
+        os.environ["XDG_CACHE_HOME"] = str(Path(args._worker) / ".cache")
         worker(Path(args._worker), args.repeat, args._profile_out)
         return
 
@@ -465,6 +466,8 @@ def main() -> None:
 
 
 def run(d: Path, args: argparse.Namespace) -> int:
+    # the parse cache of this run only, so "cold" really is cold (CLI runs inherit it)
+    os.environ["XDG_CACHE_HOME"] = str(d / ".cache")
     print(f"rhplan plan-at-scale benchmark  (python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs)")
     print(f"dir: {d}")
@@ -498,7 +501,7 @@ def run(d: Path, args: argparse.Namespace) -> int:
     warm = {k: statistics.median(w[k] for w in r["warm"]) for k in PHASES + ("total",)}
 
     # CLI: cold (cache emptied) once, warm `repeat` times
-    shutil.rmtree(d / ".rhplan" / "cache", ignore_errors=True)
+    shutil.rmtree(d / ".cache", ignore_errors=True)
     cli_cold, rc, out, cli_rss = run_cli(d)
     if rc != 0:
         print(f"FAIL: `rhplan plan -detailed-exitcode` exited {rc} (0 = no changes):\n"

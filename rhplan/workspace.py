@@ -42,7 +42,6 @@ class Workspace:
         planner = self.planner()
         opts.variables = self.variables
         plan = planner.plan(state, opts, drift)
-        plan.prior_state = state.to_json()
         from rhplan.state.model import RHPLAN_VERSION
         plan.rhplan_version = RHPLAN_VERSION
         return plan, planner, state

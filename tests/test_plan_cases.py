@@ -32,6 +32,11 @@ CASES = Path(__file__).parent / "plan_cases"
 UPDATE = os.environ.get("RHPLAN_UPDATE_GOLDEN") == "1"
 
 
+# what only an apply learns, with fixed values so golden files stay stable
+AFTER_APPLY = {"ray_address": "127.0.0.1:6379", "ray_version": "2.60.0",
+               "ray_python": "/opt/rhplan/bin/python", "servlet_pid": 4000}
+
+
 def applied_state(config_dir: Path) -> State:
     """The state an apply of config_dir would record, made without any host:
     planned attributes, with what only apply knows filled in deterministically."""
@@ -39,10 +44,13 @@ def applied_state(config_dir: Path) -> State:
     planner = Planner(cfg, RunContext(config_dir), resolve_variables(cfg))
     plan = planner.plan(State.new(), PlanOptions())
     state = State(lineage="00000000-0000-4000-8000-000000000000", serial=1)
-    for c in plan.changes:
+    for i, c in enumerate(plan.changes):
         attrs = dict(c.after or {})
         if c.type == "env":
             attrs["installed"] = {r: [r.split(":")[-1]] for r in attrs["reqs"]}
+        for name, value in AFTER_APPLY.items():
+            if attrs.get(name) is UNKNOWN:
+                attrs[name] = value + i if isinstance(value, int) else value
         assert all(v is not UNKNOWN for v in attrs.values()), c.address
         state.resources[c.address] = ResourceState(c.address, c.type, c.name, c.provider,
                                                     attrs, c.dependencies)

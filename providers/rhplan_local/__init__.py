@@ -37,7 +37,8 @@ class LocalProvider:
         if attrs.get("ssh"):
             raise ConfigError(f"cluster {name!r}: a local cluster takes no ssh block", file, line)
         attrs["ips"] = ["127.0.0.1"]
-        attrs["resources"] = {"CPU": os.cpu_count() or 1, "GPU": 0}
+        if not attrs.get("resources"):
+            attrs["resources"] = {"CPU": os.cpu_count() or 1, "GPU": 0}
         root = attrs.get("root_dir") or str(ctx.config_dir / ".rhplan" / "clusters" / name)
         attrs["root_dir"] = str(Path(os.path.expanduser(root)).absolute())
         return attrs

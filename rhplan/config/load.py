@@ -98,9 +98,16 @@ def load_config(directory: Path | str) -> Config:
     if not paths:
         raise ConfigError(f"no *.hcl files in {str(d)!r}; write a main.hcl there or pass "
                           "-chdir=DIR")
-    cache_dir = d / ".rhplan" / "cache"
+    cache_dir = parse_cache_dir()
     files = [parse_file(p, p.name, cache_dir) for p in paths]
     return build_config(d, files)
+
+
+def parse_cache_dir() -> Path:
+    """Parsed files are pickled, so the cache lives in the user's own cache folder,
+    never in the configuration directory, where a committed file could plant one."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rhplan" / "hcl"
 
 
 def load_text(directory: Path, sources: dict[str, str]) -> Config:

@@ -63,7 +63,8 @@ CLUSTER = _schema(
          doc="the interpreter envs are created from"),
     # Ray on the cluster: what it can run (known while planning where the provider can
     # tell), whether its head should be running, and where it is once started
-    Attr("resources", "map(number)", computed=True),
+    Attr("resources", "map(number)", optional_computed=True,
+         doc="what Ray may schedule on the cluster, e.g. { CPU = 4, GPU = 0 }"),
     Attr("ray_status", "string", computed=True),
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),

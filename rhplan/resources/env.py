@@ -24,6 +24,12 @@ from rhplan.servlet import manage
 from rhplan.state.model import ResourceState, State
 
 
+# what a running servlet holds, by attribute: a change to any restarts it (an
+# interpreter cannot reload upgraded modules, nor see a new environment)
+_HELD = {"reqs": "packages", "sources": "packages", "env_vars": "environment",
+         "secrets": "environment", "secrets_sha256": "environment", "compute": "resources"}
+
+
 class EnvType(ResourceType):
     after_apply = ("installed", "servlet_pid")
 
@@ -53,7 +59,7 @@ class EnvType(ResourceType):
                 sources[raw] = planned.get(raw, {}).get("spec", UNKNOWN)
                 continue
             try:
-                req = parse_requirement(raw, ctx.config_dir)
+                req = _parsed(raw, ctx)
             except ValueError as exc:
                 raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line) from None
             if req.kind == "conda":
@@ -61,7 +67,10 @@ class EnvType(ResourceType):
                                   "does not build yet; use a pip package", rc.file, reqs_line)
             if req.kind in ("local", "reqs"):
                 # editing a local package (or requirements file) reinstalls it
-                sources[raw] = tree_hash(Path(req.target))
+                key = ("tree_hash", req.target)
+                if key not in ctx.cache:
+                    ctx.cache[key] = tree_hash(Path(req.target))
+                sources[raw] = ctx.cache[key]
         attrs["sources"] = sources
         secret_hashes = [planned.get(s, {}).get("sha256", "") for s in attrs["secrets"]]
         attrs["secrets_sha256"] = hashlib.sha256(
@@ -105,13 +114,13 @@ class EnvType(ResourceType):
 
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
                       changed: list[str]) -> str:
-        held = {"reqs", "env_vars", "secrets", "secrets_sha256", "compute", "sources"}
         if "servlet" in changed:
             after["servlet_pid"] = UNKNOWN
             return "its servlet is not running and will be started"
-        if held & set(changed):
+        why = sorted({_HELD[k] for k in changed if k in _HELD})
+        if why:
             after["servlet_pid"] = UNKNOWN
-            return "its servlet restarts (a running interpreter cannot load changed packages)"
+            return f"its servlet restarts to pick up the new {' and '.join(why)}"
         return ""
 
     # ---- apply -----------------------------------------------------------
@@ -239,8 +248,7 @@ class EnvType(ResourceType):
             envs.write_env_files(conn, path, a["env_vars"], self._secrets(after, ctx))
         if b.get("setup_cmds") != a["setup_cmds"]:
             envs.run_setup_cmds(conn, path, a["setup_cmds"])
-        held = ("reqs", "env_vars", "secrets", "secrets_sha256", "compute", "sources")
-        if b.get("servlet") != "running" or any(b.get(k) != a.get(k) for k in held):
+        if b.get("servlet") != "running" or any(b.get(k) != a.get(k) for k in _HELD):
             self._start_servlet(after, conn, ctx, state)
         return after
 
@@ -266,3 +274,13 @@ class EnvType(ResourceType):
         if cluster.attributes.get("ray_address") and cluster.attributes.get("ray_status") == "running":
             manage.stop_servlets(conn, cluster.attributes, cluster.private, [rs.attributes["name"]])
         envs.delete_env(conn, rs.attributes["path"])
+
+
+def _parsed(raw: str, ctx: RunContext) -> Requirement:
+    """Package strings repeat across envs: parse each once per run (errors are not
+    cached, so each env reports its own file:line)."""
+    key = ("requirement", raw)
+    req = ctx.cache.get(key)
+    if req is None:
+        req = ctx.cache[key] = parse_requirement(raw, ctx.config_dir)
+    return req

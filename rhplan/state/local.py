@@ -127,7 +127,7 @@ class LocalBackend:
             raise StateError(
                 f"{self.path}: state file is not UTF-8 text: restore {self.backup_path} or fix it"
             ) from None
-        return State.from_json(data, source=str(self.path))
+        return State.from_json(data, source=str(self.path), copy_values=False)
 
     def write(self, state: State) -> None:
         """Bump state.serial and replace the file atomically, keeping the old one as .backup."""

@@ -59,7 +59,8 @@ class ResourceState:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any], source: str = "state") -> ResourceState:
+    def from_json(cls, d: Mapping[str, Any], source: str = "state", copy_values: bool = True
+                  ) -> ResourceState:
         if not isinstance(d, Mapping):
             raise _shape_error(source, f"a resource is a {type(d).__name__}, not an object")
         where = f"resource {d.get('address', '?')!r}"
@@ -85,9 +86,10 @@ class ResourceState:
             type=d["type"],
             name=d["name"],
             provider=d["provider"],
-            attributes=copy.deepcopy(attributes),
+            # a state just parsed from JSON owns its values: no copy needed
+            attributes=copy.deepcopy(attributes) if copy_values else attributes,
             dependencies=list(dependencies),
-            private=copy.deepcopy(private),
+            private=copy.deepcopy(private) if copy_values else private,
         )
 
 
@@ -125,7 +127,7 @@ class State:
         }
 
     @classmethod
-    def from_json(cls, d: Any, source: str) -> State:
+    def from_json(cls, d: Any, source: str, copy_values: bool = True) -> State:
         """Build a State from its JSON form; `source` (a path or URL) names it in errors."""
         if not isinstance(d, Mapping):
             raise _shape_error(source, f"the top level is a {type(d).__name__}, not an object")
@@ -156,7 +158,7 @@ class State:
             raise _shape_error(source, "resources must be a list")
         resources: dict[str, ResourceState] = {}
         for raw in raw_resources:
-            res = ResourceState.from_json(raw, source)
+            res = ResourceState.from_json(raw, source, copy_values)
             if res.address in resources:
                 raise _shape_error(source, f"resource {res.address!r} appears twice")
             resources[res.address] = res

@@ -1,6 +1,7 @@
 cluster "cpu" {
   provider = "local"
   root_dir = "/srv/rhplan/cpu"
+  resources = { CPU = 2, GPU = 0 }
 }
 
 secret "hf" {
@@ -22,4 +23,5 @@ env "other" {
 cluster "gpu" {
   provider = "local"
   root_dir = "/srv/rhplan/gpu"
+  resources = { CPU = 2, GPU = 0 }
 }

@@ -1,6 +1,7 @@
 cluster "cpu" {
   provider = "local"
   root_dir = "/srv/rhplan/cpu2"
+  resources = { CPU = 2, GPU = 0 }
 }
 
 secret "hf" {
