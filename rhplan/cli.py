@@ -351,6 +351,59 @@ def state_rm(obj: Ctx, addresses: tuple[str, ...]) -> None:
     click.echo(f"Successfully removed {len(addresses)} resource instance(s).")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(obj: Ctx, as_json: bool) -> None:
+    """Clusters, their Ray heads, and each env's servlet with its health."""
+    from rhplan.status import cluster_status
+    st = _backend(obj).read()
+    report = cluster_status(st, obj.chdir)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    if not report:
+        click.echo("No clusters in the state. Run rhplan apply.")
+        return
+    for c in report:
+        click.echo(f"{c['address']} ({c['provider']}, hosts {', '.join(c['ips'])})")
+        click.echo(f"  ray head  {c['ray']['status']:<7} {c['ray'].get('address') or '-'}"
+                   f"  ray {c['ray'].get('version') or '-'}")
+        for s in c["servlets"]:
+            health = "alive" if s["alive"] else "dead"
+            up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""
+            pid = f"pid {s['pid']}" if s.get("pid") else ""
+            click.echo(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up}".rstrip())
+    if any(not s["alive"] for c in report for s in c["servlets"]) or any(
+            c["ray"]["status"] != "running" for c in report):
+        sys.exit(1)
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("env")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def run(obj: Ctx, env: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside ENV on its cluster: rhplan run np_env -- python -c 'import numpy'.
+
+    Exits with the command's exit code."""
+    from rhplan.status import run_in_env
+    cmd = list(command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise RhplanError("give a command after --, e.g. rhplan run np_env -- python -V")
+    result = run_in_env(_backend(obj).read(), obj.chdir, env, cmd)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    sys.exit(result.returncode)
+
+
 @cli.command("force-unlock")
 @click.argument("lock_id")
 @click.option("--force", is_flag=True, hidden=True)

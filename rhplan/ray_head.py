@@ -28,11 +28,15 @@ for _ in range(int(sys.argv[1])):
 print(json.dumps([s.getsockname()[1] for s in socks]))
 """
 
-# Runs on the host: the pids of a Ray head (processes naming its temp dir, plus
-# their children, which Ray renames to ray::...), and whether its GCS answers.
+# Runs on the host: the pids of a Ray head, and whether its GCS answers. A process is
+# the head's when its command line names the head's temp dir, when it descends from
+# one that does, or when Raylet started it with this cluster's token (agents and
+# workers rename themselves ray::..., and outlive a raylet killed by hand). Drivers,
+# such as a user's notebook, have no RAY_RAYLET_PID and are never matched.
 _PIDS = r"""
 import json, os, socket, sys
 temp_dir, port = sys.argv[1].encode(), int(sys.argv[2])
+token = b"RAY_AUTH_TOKEN_PATH=" + sys.argv[3].encode()
 parents, owned = {}, set()
 for p in os.listdir("/proc"):
     if not p.isdigit():
@@ -49,6 +53,14 @@ for p in os.listdir("/proc"):
         continue
     parents[int(p)] = int(fields[1])
     if temp_dir in cmd:
+        owned.add(int(p))
+        continue
+    try:
+        with open(f"/proc/{p}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        continue
+    if token in env and any(e.startswith(b"RAY_RAYLET_PID=") for e in env):
         owned.add(int(p))
 changed = True
 while changed:
@@ -126,7 +138,7 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
           ) -> RayHead:
     temp_dir = temp_dir_for(root_dir)
     token_path = f"{root_dir}/ray/token"
-    old = _status(conn, ray_python, temp_dir, 0)
+    old = _status(conn, ray_python, temp_dir, 0, token_path)
     if old["pids"]:
         stop_pids(conn, ray_python, old["pids"])
     conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
@@ -153,21 +165,23 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
     return RayHead(f"127.0.0.1:{gcs}", version, temp_dir, token_path)
 
 
-def _status(conn: Connection, ray_python: str, temp_dir: str, port: int) -> dict[str, Any]:
-    res = conn.run([ray_python, "-I", "-c", _PIDS, temp_dir, str(port)], timeout=30)
+def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str
+            ) -> dict[str, Any]:
+    res = conn.run([ray_python, "-I", "-c", _PIDS, temp_dir, str(port), token_path], timeout=30)
     if not res.ok:
         raise ProviderError(f"checking Ray on {conn.host} failed: {res.stderr.strip()}")
     return json.loads(res.stdout)
 
 
-def is_running(conn: Connection, ray_python: str, address: str, temp_dir: str) -> bool:
+def is_running(conn: Connection, ray_python: str, address: str, temp_dir: str,
+               token_path: str) -> bool:
     port = int(address.rsplit(":", 1)[1])
-    st = _status(conn, ray_python, temp_dir, port)
+    st = _status(conn, ray_python, temp_dir, port, token_path)
     return bool(st["pids"]) and st["gcs_up"]
 
 
-def stop(conn: Connection, ray_python: str, temp_dir: str) -> None:
-    st = _status(conn, ray_python, temp_dir, 0)
+def stop(conn: Connection, ray_python: str, temp_dir: str, token_path: str) -> None:
+    st = _status(conn, ray_python, temp_dir, 0, token_path)
     if st["pids"]:
         stop_pids(conn, ray_python, st["pids"])
     conn.run(["rm", "-rf", "--", temp_dir], timeout=60)

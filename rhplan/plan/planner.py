@@ -104,9 +104,10 @@ class Planner:
             provider = self.provider_of(rc, attrs)
             deps = sorted(self.graph.predecessors(addr))
             change = self._diff(rc, attrs, prior, provider, deps, opts, replaced)
-            notes = [d["message"] for d in drift or [] if d["address"] == addr]
+            notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
+                     if d["address"] == addr]
             if notes and change.action != "no-op":
-                change.reason = f"{change.reason}; changed outside rhplan: {'; '.join(notes)}"
+                change.reason = f"{change.reason} (found outside rhplan: {'; '.join(notes)})"
             if change.action == "replace":
                 replaced.add(addr)
             changes[addr] = change
@@ -185,11 +186,10 @@ class Planner:
             action, reason = "replace", f"{parent_replaced[0]} is being replaced"
         elif changed or unknown_changed:
             action = "update"
-            reason = "; ".join(dict.fromkeys(_describe_change(n, before.get(n), after.get(n))
-                                             for n in changed + unknown_changed))
-            extra = TYPES[rc.type].refine_update(before, after, changed + unknown_changed)
-            if extra:
-                reason = f"{reason}; {extra}"
+            why = [_describe_change(n, before.get(n), after.get(n))
+                   for n in changed + unknown_changed if n not in _EXPLAINED_BY_TYPE]
+            why.append(TYPES[rc.type].refine_update(before, after, changed + unknown_changed))
+            reason = "; ".join(dict.fromkeys(w for w in why if w))
         else:
             action = "no-op"
         if action == "replace":
@@ -234,6 +234,9 @@ class Planner:
                              "sensitive": rec.get("sensitive", False)}
         return out
 
+
+# status attributes whose change the resource type explains itself (refine_update)
+_EXPLAINED_BY_TYPE = {"servlet", "ray_status"}
 
 _FRIENDLY = {
     "secrets_sha256": "secret values changed",

@@ -6,7 +6,6 @@ from typing import Any
 
 from rhplan import ray_head
 from rhplan.config.load import ResourceConfig
-from rhplan.errors import ProviderError
 from rhplan.provider import RunContext, load_provider
 from rhplan.resources.base import ResourceType
 from rhplan.state.model import ResourceState, State
@@ -61,7 +60,7 @@ class ClusterType(ResourceType):
         if attrs.get("ray_address") and rs.private.get("ray_temp_dir"):
             conn = provider.connect(attrs, rs.private, ctx)
             if not ray_head.is_running(conn, attrs["ray_python"], attrs["ray_address"],
-                                       rs.private["ray_temp_dir"]):
+                                       rs.private["ray_temp_dir"], rs.private["ray_token_path"]):
                 attrs = dict(attrs, ray_status="stopped")
                 notes.append(f"{rs.address}: its Ray head ({attrs['ray_address']}) is not running")
         rs.attributes = attrs
@@ -80,11 +79,8 @@ class ClusterType(ResourceType):
         provider = ctx.provider(rs.provider)
         temp_dir = rs.private.get("ray_temp_dir")
         if temp_dir and rs.attributes.get("ray_python"):
-            try:
-                conn = provider.connect(rs.attributes, rs.private, ctx)
-                ray_head.stop(conn, rs.attributes["ray_python"], temp_dir)
-            except ProviderError:
-                raise
+            conn = provider.connect(rs.attributes, rs.private, ctx)
+            ray_head.stop(conn, rs.attributes["ray_python"], temp_dir, rs.private["ray_token_path"])
         provider.delete(rs.attributes, rs.private, ctx)
 
 

@@ -23,7 +23,6 @@ from rhplan.resources.base import ResourceType
 from rhplan.servlet import manage
 from rhplan.state.model import ResourceState, State
 
-
 # what a running servlet holds, by attribute: a change to any restarts it (an
 # interpreter cannot reload upgraded modules, nor see a new environment)
 _HELD = {"reqs": "packages", "sources": "packages", "env_vars": "environment",
@@ -116,7 +115,7 @@ class EnvType(ResourceType):
                       changed: list[str]) -> str:
         if "servlet" in changed:
             after["servlet_pid"] = UNKNOWN
-            return "its servlet is not running and will be started"
+            return "its servlet will be started"
         why = sorted({_HELD[k] for k in changed if k in _HELD})
         if why:
             after["servlet_pid"] = UNKNOWN
@@ -271,8 +270,9 @@ class EnvType(ResourceType):
             return  # its cluster is already gone, and the env folder with it
         conn, _ = self._conn(rs, ctx, state)
         cluster = state.resources[rs.attributes["cluster"]]
-        if cluster.attributes.get("ray_address") and cluster.attributes.get("ray_status") == "running":
-            manage.stop_servlets(conn, cluster.attributes, cluster.private, [rs.attributes["name"]])
+        ca = cluster.attributes
+        if ca.get("ray_address") and ca.get("ray_status") == "running":
+            manage.stop_servlets(conn, ca, cluster.private, [rs.attributes["name"]])
         envs.delete_env(conn, rs.attributes["path"])
 
 

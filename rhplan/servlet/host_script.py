@@ -159,7 +159,7 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
         ray.kill(actor, no_restart=True)
         raise SystemExit(json.dumps({"error": f"servlet {name!r} did not start within "
                                      f"{READY_TIMEOUT:.0f}s ({type(exc).__name__}); the env "
-                                     "needs the same Ray version as the cluster"}))
+                                     "needs the same Ray version as the cluster"})) from None
     return info
 
 

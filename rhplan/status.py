@@ -1,0 +1,74 @@
+"""What `rhplan status` and `rhplan run` need: live health of clusters and servlets,
+and a command run inside an env — all through the provider's connection."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rhplan import ray_head
+from rhplan.connection import CommandResult
+from rhplan.errors import ProviderError, RhplanError
+from rhplan.provider import RunContext
+from rhplan.servlet import manage
+from rhplan.state.model import State
+
+
+def cluster_status(state: State, chdir: str) -> list[dict[str, Any]]:
+    ctx = RunContext(Path(chdir).absolute())
+    out = []
+    for addr in sorted(a for a, r in state.resources.items() if r.type == "cluster"):
+        rs = state.resources[addr]
+        a = rs.attributes
+        envs = sorted(r.attributes["name"] for r in state.resources.values()
+                      if r.type == "env" and r.attributes.get("cluster") == addr)
+        report: dict[str, Any] = {"address": addr, "provider": rs.provider,
+                                  "ips": a.get("ips") or [], "servlets": []}
+        ray = {"status": "unknown", "address": a.get("ray_address"),
+               "version": a.get("ray_version")}
+        servlets: dict[str, Any] = {}
+        try:
+            conn = ctx.provider(rs.provider).connect(a, rs.private, ctx)
+            running = bool(a.get("ray_address")) and ray_head.is_running(
+                conn, a["ray_python"], a["ray_address"], rs.private["ray_temp_dir"],
+                rs.private["ray_token_path"])
+            ray["status"] = "running" if running else "stopped"
+            if running and envs:
+                servlets = manage.servlet_status(conn, a, rs.private, envs)
+        except (ProviderError, KeyError) as exc:
+            ray["status"] = "unreachable"
+            ray["error"] = str(exc)
+        report["ray"] = ray
+        for name in envs:
+            s = servlets.get(name, {"alive": False})
+            report["servlets"].append({"env": name, **s})
+        out.append(report)
+    return out
+
+
+def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> CommandResult:
+    """Run argv in the env's folder with its bin first on PATH, its env vars and secrets."""
+    from rhplan.servlet.client import find_env
+    env, cluster = find_env(env_name, chdir)
+    ctx = RunContext(Path(chdir).absolute())
+    conn = ctx.provider(cluster.provider).connect(cluster.attributes, cluster.private, ctx)
+    path = env.attributes["path"]
+    # the env's files are read on the host by a fixed script; values never pass a shell
+    script = (
+        'import json, os, sys\n'
+        'env_dir = sys.argv[1]\n'
+        'for f in ("env_vars.json", "secrets.json"):\n'
+        '    p = os.path.join(env_dir, "rhplan", f)\n'
+        '    if os.path.exists(p):\n'
+        '        os.environ.update({k: str(v) for k, v in json.load(open(p)).items()})\n'
+        'os.environ["VIRTUAL_ENV"] = env_dir\n'
+        'os.environ["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + os.environ["PATH"]\n'
+        'try:\n'
+        '    os.execvp(sys.argv[2], sys.argv[2:])\n'
+        'except FileNotFoundError:\n'
+        '    sys.stderr.write(f"{sys.argv[2]}: command not found\\n"); sys.exit(127)\n'
+    )
+    python = env.attributes["python"]
+    if not os.path.isabs(python):
+        raise RhplanError(f"{env.address}: no interpreter recorded; run rhplan apply")
+    return conn.run([python, "-I", "-c", script, path, *argv])
