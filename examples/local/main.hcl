@@ -1,5 +1,6 @@
 # A local cluster (this machine) with one env: small PyPI packages, a local
-# package folder shipped beside this file, env vars and a secret.
+# package folder shipped beside this file, env vars and a secret. apply starts a
+# Ray head for the cluster and a servlet for the env (see np_sum.py).
 rhplan {
   backend "local" { path = "rhplan.state.json" }
 }
@@ -24,7 +25,7 @@ secret "api" {
 
 env "np_env" {
   cluster = cluster.laptop
-  reqs    = ["pip:six==1.16.0", "idna==3.7", "./src/greet"]
+  reqs    = ["pip:numpy==2.2.6", "idna==3.7", "./src/greet"]
   env_vars = {
     GREETING = var.greeting
     TEAM     = upper(local.team)
