@@ -249,11 +249,17 @@ class Applier:
 
     # ---- progress and interrupts ----------------------------------------------
     def _progress(self) -> None:
-        while not self._stop.wait(self.progress_every):
+        """Every progress_every seconds of a step's own run time, say it is still going."""
+        told: dict[str, int] = {}
+        tick = min(1.0, self.progress_every)
+        while not self._stop.wait(tick):
             with self._lock:
                 running = sorted(self._running.items())
             for addr, (op, t0) in running:
-                self.out(f"{addr}: {WORDS[op][2]} [{_secs(time.monotonic() - t0)} elapsed]")
+                ticks = int((time.monotonic() - t0) // self.progress_every)
+                if ticks > told.get(addr, 0):
+                    told[addr] = ticks
+                    self.out(f"{addr}: {WORDS[op][2]} [{_secs(time.monotonic() - t0)} elapsed]")
 
     def _interrupt(self, signum: int, frame: Any) -> None:
         if self.result.interrupted:

@@ -43,7 +43,13 @@ class ServletHandle:
         payload = cloudpickle.dumps((_by_value(fn), args, kwargs))
         result = self._get(self._actor.call.remote(payload))
         if result[0] == "ok":
-            return cloudpickle.loads(result[1])
+            try:
+                return cloudpickle.loads(result[1])
+            except ModuleNotFoundError as exc:
+                raise RhplanError(
+                    f"servlet {self.name!r} returned an object of module {exc.name!r}, which is "
+                    f"not installed in this Python; install {exc.name} here, or return plain "
+                    "Python values (e.g. int(x), x.tolist())") from None
         _, blob, remote_tb, summary = result
         exc: BaseException | None = None
         if blob is not None:
