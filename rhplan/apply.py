@@ -6,6 +6,7 @@ loses nothing that was done. A failed step stops only the steps that depend on i
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -264,7 +265,7 @@ class Applier:
     def _interrupt(self, signum: int, frame: Any) -> None:
         if self.result.interrupted:
             self.out("Two interrupts received. Exiting immediately; finished steps are saved.")
-            raise KeyboardInterrupt
+            os._exit(130)  # worker threads would otherwise be waited for
         self.result.interrupted = True
         self.out("Interrupt received. Gracefully shutting down: steps in progress will finish "
                  "and be saved, nothing new starts.")
