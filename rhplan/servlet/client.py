@@ -6,6 +6,7 @@ the cluster's Ray as a driver (with rhplan's token) and talks to the named actor
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from rhplan.ray_head import ray_env
 
 NAMESPACE = "rhplan"
 CALL_TIMEOUT = None  # user calls may run long; only start-up waits are bounded
-CONNECT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 5.0
 
 
 class RemoteError(RhplanError):
@@ -125,6 +126,12 @@ def connect_ray(cluster: Any) -> str:
     # Ray reads these when it is imported: set them first (a driver that sees another
     # value retries the host's other address for minutes)
     os.environ.update(ray_env(cluster.private["ray_token_path"]))
+    host, _, port = address.rpartition(":")
+    try:  # ray.init retries a dead address for ever: check the GCS answers first
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError:
+        raise RhplanError(f"Ray at {address} is not answering; run rhplan plan to see whether "
+                          "the cluster needs starting") from None
     import ray
     if ray.is_initialized():
         ctx = ray.get_runtime_context()

@@ -120,7 +120,22 @@ class EnvServlet:
         return time.time() - self.last_activity
 
 
+def _gcs_reachable(address: str, timeout: float = 5.0) -> bool:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _connect(address: str):
+    # ray.init retries a dead address for ever: check the GCS answers first
+    if not _gcs_reachable(address):
+        raise SystemExit(json.dumps({"error": f"Ray at {address} is not answering; "
+                                     "rhplan plan shows whether the cluster needs starting"}))
     import ray
 
     ray.init(address=address, namespace=NAMESPACE, logging_level="ERROR",
