@@ -18,18 +18,18 @@ from rhplan.errors import (
 )
 
 if TYPE_CHECKING:
-    from rhplan.servlet.client import ServletHandle
+    from rhplan.servlets.client import ServletHandle
 
 
 def servlet(name: str, chdir: str = ".") -> ServletHandle:
     """A handle to env NAME's servlet, found through the state of the configuration in chdir."""
-    from rhplan.servlet.client import servlet as _servlet  # Ray is imported only when used
+    from rhplan.servlets.client import servlet as _servlet  # Ray is imported only when used
     return _servlet(name, chdir)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("ServletHandle", "RemoteError"):
-        from rhplan.servlet import client
+        from rhplan.servlets import client
         return getattr(client, name)
     raise AttributeError(name)
 

@@ -19,13 +19,16 @@ from rhplan.errors import ProviderError
 
 START_TIMEOUT = 120.0
 
-# Runs on the host: find N free TCP ports on 127.0.0.1 (held open together, so distinct).
+# Runs on the host: find N free TCP ports on 127.0.0.1 (held open together, so
+# distinct), and the host's HOME and PATH for the head's clean environment.
 _FREE_PORTS = r"""
-import json, socket, sys
+import json, os, socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(json.dumps([s.getsockname()[1] for s in socks]))
+print(json.dumps({"ports": [s.getsockname()[1] for s in socks],
+                  "home": os.path.expanduser("~"),
+                  "path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}))
 """
 
 # Runs on the host: the pids of a Ray head, and whether its GCS answers. A process is
@@ -145,9 +148,15 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
     res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "9"], timeout=30)
     if not res.ok:
         raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
-    gcs, nm, om, dash, agent_grpc, agent_http, metrics, rt_env, client = json.loads(res.stdout)
+    found = json.loads(res.stdout)
+    gcs, nm, om, dash, agent_grpc, agent_http, metrics, rt_env, client = found["ports"]
     ray_bin = ray_python.rsplit("/", 1)[0] + "/ray"
+    # A clean environment: Raylet hands its own to every worker, so whatever the shell
+    # that ran apply holds (cloud keys, one env's secrets) would reach every servlet.
+    clean = [f"HOME={found['home']}", f"PATH={found['path']}", "LANG=C.UTF-8",
+             *[f"{k}={v}" for k, v in ray_env(token_path).items()]]
     argv = [
+        "env", "-i", *clean,
         ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
         f"--temp-dir={temp_dir}", "--include-dashboard=false", f"--dashboard-port={dash}",
         f"--node-manager-port={nm}", f"--object-manager-port={om}",
@@ -156,7 +165,7 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
         f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--disable-usage-stats",
     ]
     del client
-    res = conn.run(argv, env=ray_env(token_path), timeout=START_TIMEOUT)
+    res = conn.run(argv, timeout=START_TIMEOUT)
     if not res.ok:
         tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise ProviderError(f"starting Ray on {conn.host} failed: {tail[0]}")

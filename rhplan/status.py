@@ -10,7 +10,7 @@ from rhplan import ray_head
 from rhplan.connection import CommandResult
 from rhplan.errors import ProviderError, RhplanError
 from rhplan.provider import RunContext
-from rhplan.servlet import manage
+from rhplan.servlets import manage
 from rhplan.state.model import State
 
 
@@ -48,7 +48,7 @@ def cluster_status(state: State, chdir: str) -> list[dict[str, Any]]:
 
 def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> CommandResult:
     """Run argv in the env's folder with its bin first on PATH, its env vars and secrets."""
-    from rhplan.servlet.client import find_env
+    from rhplan.servlets.client import find_env
     env, cluster = find_env(env_name, chdir)
     ctx = RunContext(Path(chdir).absolute())
     conn = ctx.provider(cluster.provider).connect(cluster.attributes, cluster.private, ctx)

@@ -20,7 +20,7 @@ from rhplan.errors import ConfigError, ProviderError
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
-from rhplan.servlet import manage
+from rhplan.servlets import manage
 from rhplan.state.model import ResourceState, State
 
 # what a running servlet holds, by attribute: a change to any restarts it (an

@@ -35,7 +35,15 @@ class ServletHandle:
 
     def _get(self, ref: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
         import ray
-        return ray.get(ref, timeout=timeout)
+        try:
+            return ray.get(ref, timeout=timeout)
+        except ray.exceptions.RayTaskError as exc:
+            # the servlet's own exception (e.g. KeyError from get), not Ray's wrapper
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, BaseException):
+                cause.add_note(f"(raised in servlet {self.name!r})")
+                raise cause from None
+            raise
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) in the env and return its result. fn is a callable
@@ -125,7 +133,14 @@ def connect_ray(cluster: Any) -> str:
     address = cluster.attributes["ray_address"]
     # Ray reads these when it is imported: set them first (a driver that sees another
     # value retries the host's other address for minutes)
-    os.environ.update(ray_env(cluster.private["ray_token_path"]))
+    wanted = ray_env(cluster.private["ray_token_path"])
+    if "ray" in sys.modules and any(os.environ.get(k) != v for k, v in wanted.items()
+                                    if k != "RAY_AUTH_TOKEN_PATH"):
+        raise RhplanError(
+            "ray was imported before rhplan.servlet() could configure it; call "
+            "rhplan.servlet() before importing ray, or start Python with "
+            + " ".join(f"{k}={v}" for k, v in wanted.items()))
+    os.environ.update(wanted)
     host, _, port = address.rpartition(":")
     try:  # ray.init retries a dead address for ever: check the GCS answers first
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()

@@ -15,7 +15,7 @@ from rhplan.connection import Connection
 from rhplan.errors import ProviderError
 from rhplan.ray_head import ray_env
 
-_SCRIPT = resources.files("rhplan.servlet").joinpath("host_script.py").read_bytes()
+_SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
 SCRIPT_SHA = hashlib.sha256(_SCRIPT).hexdigest()[:16]
 
 
