@@ -1,0 +1,695 @@
+"""Reach a host over SSH (paramiko) through the same protocol as LocalConnection.
+
+Commands stay argv lists: each one is sent as one `shlex.join` string, always
+run through `env --` (so argv[0] is a program, never shell syntax, and env
+values are quoted like any other argument), so `;`, `$( )`, backticks, quotes
+and newlines in user data arrive as data. The remote login shell only has to be
+POSIX (sh, bash, dash, zsh).
+
+Host keys are never accepted silently: with a known_hosts file the key must be
+in it; without one the first key seen is trusted and exposed as
+`fingerprint` ("SHA256:...", as OpenSSH prints it) for the caller to record,
+and a recorded fingerprint that no longer matches is refused.
+
+One TCP connection per SSHConnection, shared by concurrent `run()` calls (one
+SSH channel each) and one lazily opened SFTP session; `get_connection()` keeps
+one SSHConnection per (host, port, user) for the whole process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import getpass
+import hashlib
+import logging
+import os
+import posixpath
+import secrets
+import shlex
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from rhplan.connection import EXIT_TIMEOUT, CommandResult
+from rhplan.errors import ProviderError
+
+try:
+    import paramiko
+except ImportError:  # pragma: no cover - the "ssh" extra is not installed
+    paramiko = None
+
+# paramiko logs connection failures with tracebacks at ERROR level; without a
+# handler Python's last-resort handler would print them under our one-line
+# error. Applications that configure logging still see them.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+T = TypeVar("T")
+
+# OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions);
+# the SFTP session takes one, so at most 8 commands run at once per host and
+# further run() calls wait for a free channel instead of being refused.
+MAX_CONCURRENT_CHANNELS = 8
+# After a command's own time is up, how long to wait for the remote
+# `timeout` to kill it before closing the channel from this side.
+_TIMEOUT_GRACE = 2.0
+_CHUNK = 32768
+_NO_DIR_MARK = "rhplan-ssh: no such directory"
+
+
+def fingerprint_of(key: Any) -> str:
+    """OpenSSH's SHA256 fingerprint of a paramiko key: 'SHA256:<base64, no padding>'."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+class _HostKeyChanged(Exception):
+    def __init__(self, expected: str, got: str):
+        super().__init__(f"expected {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class _HostKeyUnknown(Exception):
+    def __init__(self, got: str):
+        super().__init__(got)
+        self.got = got
+
+
+if paramiko is not None:
+
+    class _FingerprintPolicy(paramiko.MissingHostKeyPolicy):
+        """Trust on first use: accept any key when nothing was recorded, else
+        only the recorded fingerprint. Only used without a known_hosts file."""
+
+        def __init__(self, expected: str | None):
+            self.expected = expected
+
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            got = fingerprint_of(key)
+            if self.expected is not None and got != self.expected:
+                raise _HostKeyChanged(self.expected, got)
+
+    class _RejectUnknown(paramiko.RejectPolicy):
+        """paramiko's RejectPolicy, raising something we can tell apart."""
+
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            raise _HostKeyUnknown(fingerprint_of(key))
+
+
+class SSHConnection:
+    """A host reached over SSH; implements rhplan.connection.Connection."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int = 22,
+        user: str | None = None,
+        private_key: str | None = None,
+        password: str | None = None,
+        known_hosts: str | None = None,
+        proxy_command: str | None = None,
+        recorded_fingerprint: str | None = None,
+        connect_timeout: float = 15,
+    ) -> None:
+        if paramiko is None:
+            raise ProviderError(
+                "SSH needs paramiko, which is not installed; run: pip install 'rhplan[ssh]'"
+            )
+        self.host = host
+        self.port = int(port)
+        self.user = user or getpass.getuser()
+        self.private_key = os.path.expanduser(private_key) if private_key else None
+        self.password = password
+        self.known_hosts = os.path.expanduser(known_hosts) if known_hosts else None
+        self.proxy_command = proxy_command
+        self.recorded_fingerprint = recorded_fingerprint
+        self.connect_timeout = connect_timeout
+        # The fingerprint of the key the server showed; record it in the state.
+        self.fingerprint: str | None = None
+        # Tests count commands to check that reads stay cheap over SSH, and
+        # TCP connections to check that they are reused.
+        self.commands_run = 0
+        self.connects = 0
+        self._count_lock = threading.Lock()
+        self._connect_lock = threading.Lock()
+        self._sftp_lock = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CONCURRENT_CHANNELS)
+        self._client: Any = None
+        self._sftp: Any = None
+        self._pkey: Any = self._load_key() if self.private_key else None
+        self._connect()
+
+    # -- connecting ---------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _load_key(self) -> Any:
+        path = self.private_key
+        assert path is not None
+        if not os.path.exists(path):
+            raise ProviderError(
+                f"SSH private key {path} does not exist (for {self.user}@{self.where}); "
+                "fix the path in the ssh block"
+            )
+        try:
+            return paramiko.PKey.from_path(path)
+        except paramiko.PasswordRequiredException:
+            raise ProviderError(
+                f"SSH private key {path} is protected by a passphrase, which rhplan cannot "
+                "ask for; use a key without one for this host"
+            ) from None
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            raise ProviderError(
+                f"cannot read SSH private key {path}: {exc}; give an OpenSSH or PEM private key"
+            ) from None
+
+    def _changed_error(self, expected: str, got: str) -> ProviderError:
+        return ProviderError(
+            f"host key of {self.where} changed (expected {expected}, got {got}); if the host "
+            "was rebuilt on purpose, update known_hosts / remove its recorded fingerprint "
+            "from the state; otherwise someone may be intercepting the connection"
+        )
+
+    def _connect(self) -> None:
+        """Open (or reopen) the TCP connection; hold _connect_lock or be in __init__."""
+        client = paramiko.SSHClient()
+        # Only the file we were given: never the user's ~/.ssh/known_hosts
+        # behind the caller's back.
+        expected = self.recorded_fingerprint or self.fingerprint
+        if self.known_hosts is not None:
+            try:
+                client.load_host_keys(self.known_hosts)
+            except FileNotFoundError:
+                raise ProviderError(
+                    f"known_hosts file {self.known_hosts} does not exist (for {self.where}); "
+                    "fix the path or create it with ssh-keyscan"
+                ) from None
+            except (OSError, paramiko.SSHException) as exc:
+                raise ProviderError(
+                    f"cannot read known_hosts file {self.known_hosts}: {exc}"
+                ) from None
+            client.set_missing_host_key_policy(_RejectUnknown())
+        else:
+            client.set_missing_host_key_policy(_FingerprintPolicy(expected))
+
+        sock = None
+        if self.proxy_command:
+            cmd = (
+                self.proxy_command.replace("%%", "\0")
+                .replace("%h", self.host)
+                .replace("%p", str(self.port))
+                .replace("%r", self.user)
+                .replace("\0", "%")
+            )
+            try:
+                sock = paramiko.ProxyCommand(cmd)
+            except Exception as exc:  # ProxyCommand raises bare OSErrors and its own
+                raise ProviderError(
+                    f"cannot start proxy command {cmd!r} for {self.where}: {exc}"
+                ) from None
+
+        explicit = self._pkey is not None or self.password is not None
+        try:
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.user,
+                pkey=self._pkey,
+                password=self.password,
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                channel_timeout=self.connect_timeout,
+                # Without credentials, behave like ssh: agent and ~/.ssh/id_*.
+                allow_agent=not explicit,
+                look_for_keys=not explicit,
+                sock=sock,
+            )
+        except _HostKeyChanged as exc:
+            client.close()
+            raise self._changed_error(exc.expected, exc.got) from None
+        except _HostKeyUnknown as exc:
+            client.close()
+            raise ProviderError(
+                f"host {self.where} is not in known_hosts file {self.known_hosts} (it offers "
+                f"{exc.got}); add its key (ssh-keyscan -p {self.port} {self.host}) after "
+                "checking that fingerprint"
+            ) from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise self._changed_error(
+                fingerprint_of(exc.expected_key), fingerprint_of(exc.key)
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            how = f"key {self.private_key}" if self.private_key else (
+                "password" if self.password else "the agent and default keys")
+            raise ProviderError(
+                f"{self.where} refused to log in {self.user!r} with {how} ({exc}); check the "
+                "user and that the public key is in the host's authorized_keys"
+            ) from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            client.close()
+            raise ProviderError(
+                f"cannot reach {self.where}: connection refused ({exc.strerror}); check that "
+                f"the host is up and sshd listens on port {self.port}"
+            ) from None
+        except socket.gaierror as exc:
+            client.close()
+            raise ProviderError(
+                f"cannot reach {self.where}: unknown host name ({exc.strerror}); check the "
+                "address"
+            ) from None
+        except TimeoutError:
+            client.close()
+            raise ProviderError(
+                f"cannot reach {self.where}: no answer within {self.connect_timeout:g} s; "
+                "check the address, the security group / firewall and that the host is up"
+            ) from None
+        except OSError as exc:
+            client.close()
+            raise ProviderError(
+                f"cannot reach {self.where}: {exc.strerror or exc}; check the address, "
+                "the firewall and that the host is up"
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            raise ProviderError(
+                f"SSH connection to {self.where} failed: {exc}; check that port {self.port} "
+                "is an SSH server (and the proxy command, if any)"
+            ) from None
+
+        transport = client.get_transport()
+        got = fingerprint_of(transport.get_remote_server_key())
+        # Known keys skip the policy, so check the recorded fingerprint (and,
+        # on a reconnect, the key first seen) here too.
+        if expected is not None and got != expected:
+            client.close()
+            raise self._changed_error(expected, got)
+        transport.set_keepalive(30)
+        if isinstance(transport.sock, socket.socket):
+            # Without it each channel open waits ~40 ms on Nagle + delayed ACK.
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.fingerprint = got
+        self._client = client
+        self._sftp = None
+        with self._count_lock:
+            self.connects += 1
+
+    def _transport(self) -> Any:
+        with self._connect_lock:
+            client = self._client
+            if client is None:
+                raise ProviderError(f"SSH connection to {self.where} was closed")
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                # The server went away (reboot, restart, idle kill): reconnect,
+                # verifying the host key again.
+                client.close()
+                self._connect()
+                transport = self._client.get_transport()
+            return transport
+
+    def _with_reconnect(self, op: Callable[[Any], T]) -> T:
+        """Run op(transport); if the connection broke under it, reconnect once."""
+        transport = self._transport()
+        try:
+            return op(transport)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if isinstance(exc, (FileNotFoundError, PermissionError)) or transport.is_active():
+                raise
+        return op(self._transport())
+
+    def close(self) -> None:
+        with self._connect_lock:
+            if self._sftp is not None:
+                try:
+                    self._sftp.close()
+                except Exception:
+                    pass
+                self._sftp = None
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        _forget(self)
+
+    def __enter__(self) -> SSHConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SSHConnection({self.user}@{self.where})"
+
+    # -- commands -----------------------------------------------------------
+
+    def _command_line(
+        self, argv: list[str], env: Mapping[str, str] | None, cwd: str | None,
+        timeout: float | None,
+    ) -> str:
+        assignments = []
+        for key, value in (env or {}).items():
+            if not key or "=" in key or "\0" in key or "\0" in str(value):
+                raise ValueError(f"invalid environment variable name or value: {key!r}")
+            assignments.append(f"{key}={value}")
+        # `env --` even without variables: argv[0] is then always a program
+        # looked up in PATH (as with subprocess), never a shell keyword,
+        # builtin or function, and a missing one exits 127.
+        body = shlex.join(["env", "--", *assignments, *argv])
+        if timeout is not None:
+            seconds = f"{max(timeout, 0.001):.3f}"
+            # coreutils' timeout SIGKILLs the command's whole process group,
+            # so nothing is left running on the host (without it, the command
+            # runs unbounded there and only our wait is cut short). Not `exec
+            # timeout`: it kills its own group, itself included, and the
+            # session would end with a bare signal; the shell reports 137.
+            # The command's stderr goes through fd 3 so bash's own "Killed"
+            # notice does not land in it.
+            body = (
+                "if command -v timeout >/dev/null 2>&1; then { timeout --signal=KILL "
+                f"{seconds} {body} 2>&3 3>&-; }} 3>&2 2>/dev/null; else exec {body}; fi"
+            )
+        else:
+            body = f"exec {body}"
+        if cwd is not None:
+            q = shlex.quote(cwd)
+            body = (
+                f"if [ ! -d {q} ]; then printf '%s\\n' '{_NO_DIR_MARK}' >&2; exit 1; fi; "
+                f"cd -- {q} && {body}"
+            )
+        return body
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        args = [str(a) for a in argv]
+        if not args:
+            raise ValueError("SSHConnection.run needs a non-empty argv")
+        if any("\0" in a for a in args):
+            raise ValueError("an argument contains a NUL byte, which no command can receive")
+        command = self._command_line(args, env, cwd, timeout)
+        with self._count_lock:
+            self.commands_run += 1
+        with self._channels:
+            try:
+                chan = self._with_reconnect(lambda t: self._exec(t, command))
+            except paramiko.SSHException as exc:
+                raise ProviderError(
+                    f"{self.where} refused to start a command ({exc}); check the host's sshd "
+                    "(MaxSessions, ForceCommand) and that it is up"
+                ) from None
+            returncode, out, err, timed_out = self._collect(chan, stdin, timeout)
+        if timed_out:
+            msg = err + f"\ntimed out after {timeout:g} s"
+            return CommandResult(tuple(args), EXIT_TIMEOUT, out, msg)
+        if cwd is not None and returncode == 1 and not out and err.strip() == _NO_DIR_MARK:
+            raise FileNotFoundError(f"no such directory on {self.where}: {cwd}")
+        return CommandResult(tuple(args), returncode, out, err)
+
+    def _exec(self, transport: Any, command: str) -> Any:
+        chan = transport.open_session(timeout=self.connect_timeout)
+        try:
+            chan.exec_command(command)
+        except BaseException:
+            chan.close()
+            raise
+        return chan
+
+    def _collect(
+        self, chan: Any, stdin: bytes | None, timeout: float | None
+    ) -> tuple[int, str, str, bool]:
+        """Feed stdin and drain stdout and stderr at once (either could fill the
+        shared SSH window and stall the other), bounded by the timeout."""
+        start = time.monotonic()
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        def drain(recv: Callable[[int], bytes], sink: list[bytes]) -> None:
+            try:
+                while True:
+                    data = recv(_CHUNK)
+                    if not data:
+                        return
+                    sink.append(data)
+            except (OSError, EOFError, paramiko.SSHException):
+                return
+
+        def feed() -> None:
+            try:
+                if stdin:
+                    chan.sendall(stdin)
+                chan.shutdown_write()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the command exited without reading all of it
+
+        threads = [
+            threading.Thread(target=drain, args=(chan.recv, out), daemon=True),
+            threading.Thread(target=drain, args=(chan.recv_stderr, err), daemon=True),
+        ]
+        if stdin:
+            threads.append(threading.Thread(target=feed, daemon=True))
+        else:
+            feed()  # EOF right away, like stdin=DEVNULL
+        for t in threads:
+            t.start()
+
+        deadline = None if timeout is None else start + timeout + _TIMEOUT_GRACE
+        timed_out = False
+        for t in threads[:2]:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                timed_out = True
+                break
+        if not timed_out:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not chan.status_event.wait(remaining):
+                timed_out = True
+        if timed_out:
+            chan.close()  # wakes the readers; the remote process loses its channel
+            for t in threads:
+                t.join(1.0)
+            returncode = EXIT_TIMEOUT
+        else:
+            returncode = chan.recv_exit_status()
+            chan.close()
+            elapsed = time.monotonic() - start
+            # coreutils `timeout --signal=KILL` gives 137 (128 + SIGKILL); -1 is
+            # a session that ended by a signal without an exit status.
+            if timeout is not None and returncode in (-1, 124, 137) and elapsed >= timeout:
+                timed_out = True
+                returncode = EXIT_TIMEOUT
+            elif returncode == -1:
+                # Killed by a signal, or sshd went away; ssh(1) says 255 too.
+                returncode = 255
+        return returncode, _decode(b"".join(out)), _decode(b"".join(err)), timed_out
+
+    def which(self, program: str) -> str | None:
+        # The program name reaches the shell only as "$1". `command -v` alone
+        # would answer "echo" for a shell builtin; walk PATH for a real file.
+        script = (
+            'case $1 in */*) [ -f "$1" ] && [ -x "$1" ] && printf "%s\\n" "$1" && exit 0;'
+            " exit 1;; esac; "
+            'p=$(command -v -- "$1") || exit 1; '
+            'case $p in /*) printf "%s\\n" "$p"; exit 0;; esac; '
+            "IFS=:; for d in $PATH; do "
+            '[ -f "$d/$1" ] && [ -x "$d/$1" ] && { printf "%s\\n" "$d/$1"; exit 0; }; '
+            "done; exit 1"
+        )
+        result = self.run(["sh", "-c", script, "sh", program])
+        path = result.stdout.strip()
+        return path if result.returncode == 0 and path else None
+
+    # -- files --------------------------------------------------------------
+
+    def _sftp_op(self, op: Callable[[Any], T]) -> T:
+        def with_sftp(transport: Any) -> T:
+            with self._sftp_lock:
+                sftp = self._sftp
+                if sftp is None or sftp.get_channel().get_transport() is not transport:
+                    sftp = self._sftp = paramiko.SFTPClient.from_transport(transport)
+                    if sftp is None:
+                        raise paramiko.SSHException("the server refused an SFTP session")
+                return op(sftp)
+
+        # The SFTP session is one long-lived channel, outside the command budget.
+        return self._with_reconnect(with_sftp)
+
+    def put_bytes(self, data: bytes, path: str, mode: int = 0o644) -> None:
+        parent = posixpath.dirname(path) or "."
+
+        def put(sftp: Any) -> None:
+            _sftp_makedirs(sftp, parent)
+            tmp = posixpath.join(parent, f".rhplan-tmp-{secrets.token_hex(8)}")
+            f = sftp.open(tmp, "wx")  # O_EXCL
+            try:
+                try:
+                    f.chmod(0o600)  # nobody else reads it while we write it
+                    f.set_pipelined(True)
+                    f.write(data)
+                    f.chmod(mode)
+                finally:
+                    f.close()
+                try:
+                    sftp.posix_rename(tmp, path)
+                except OSError:
+                    # A server without posix-rename@openssh.com: plain rename
+                    # refuses to overwrite, so remove the old file first.
+                    try:
+                        sftp.remove(path)
+                    except FileNotFoundError:
+                        pass
+                    sftp.rename(tmp, path)
+            except BaseException:
+                try:
+                    sftp.remove(tmp)
+                except Exception:
+                    pass
+                raise
+
+        try:
+            self._sftp_op(put)
+        except paramiko.SSHException as exc:
+            raise ProviderError(f"cannot write {path} on {self.where}: {exc}") from None
+
+    def get_bytes(self, path: str) -> bytes:
+        def get(sftp: Any) -> bytes:
+            attrs = sftp.stat(path)
+            if stat.S_ISDIR(attrs.st_mode or 0):
+                raise IsADirectoryError(f"{path} on {self.where} is a directory")
+            with sftp.open(path, "rb") as f:
+                f.prefetch(attrs.st_size)
+                return bytes(f.read())
+
+        try:
+            return self._sftp_op(get)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such file on {self.where}: {path}") from None
+        except paramiko.SSHException as exc:
+            raise ProviderError(f"cannot read {path} on {self.where}: {exc}") from None
+
+
+def _sftp_makedirs(sftp: Any, folder: str) -> None:
+    """mkdir -p over SFTP."""
+    missing = []
+    current = folder
+    while current not in ("", "/", "."):
+        try:
+            if stat.S_ISDIR(sftp.stat(current).st_mode or 0):
+                break
+            raise NotADirectoryError(f"{current} exists and is not a directory")
+        except FileNotFoundError:
+            missing.append(current)
+            current = posixpath.dirname(current)
+    for d in reversed(missing):
+        try:
+            sftp.mkdir(d)
+        except OSError:
+            # Someone else (another thread) made it meanwhile: fine if it is a folder.
+            if not stat.S_ISDIR(sftp.stat(d).st_mode or 0):
+                raise
+
+
+# -- one connection per host, per process --------------------------------------
+
+_pool: dict[tuple[str, int, str], SSHConnection] = {}
+_pool_lock = threading.Lock()
+# One lock per (host, port, user): parallel apply steps for one host share one
+# connection instead of racing to open several, while a slow host does not
+# hold up connecting to the others.
+_key_locks: dict[tuple[str, int, str], threading.Lock] = {}
+
+
+def get_connection(
+    host: str,
+    *,
+    port: int = 22,
+    user: str | None = None,
+    private_key: str | None = None,
+    password: str | None = None,
+    known_hosts: str | None = None,
+    proxy_command: str | None = None,
+    recorded_fingerprint: str | None = None,
+    connect_timeout: float = 15,
+) -> SSHConnection:
+    """The process's SSHConnection to user@host:port, connecting on first use.
+
+    A later call with other credentials, known_hosts or proxy replaces the
+    pooled connection; one with a recorded fingerprint that differs from the
+    key the pooled connection verified is refused.
+    """
+    user = user or getpass.getuser()
+    key = (host, int(port), user)
+    settings = (
+        os.path.expanduser(private_key) if private_key else None,
+        password,
+        os.path.expanduser(known_hosts) if known_hosts else None,
+        proxy_command,
+    )
+    with _pool_lock:
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _pool_lock:
+            old = _pool.get(key)
+        if old is not None and old._client is not None and settings == (
+            old.private_key, old.password, old.known_hosts, old.proxy_command
+        ):
+            if (
+                recorded_fingerprint is not None
+                and old.fingerprint is not None
+                and recorded_fingerprint != old.fingerprint
+            ):
+                raise old._changed_error(recorded_fingerprint, old.fingerprint)
+            return old
+        new = SSHConnection(
+            host,
+            port=port,
+            user=user,
+            private_key=private_key,
+            password=password,
+            known_hosts=known_hosts,
+            proxy_command=proxy_command,
+            recorded_fingerprint=recorded_fingerprint,
+            connect_timeout=connect_timeout,
+        )
+        if old is not None:
+            old.close()  # also drops it from the pool
+        with _pool_lock:
+            _pool[key] = new
+    return new
+
+
+def _forget(conn: SSHConnection) -> None:
+    with _pool_lock:
+        for key, pooled in list(_pool.items()):
+            if pooled is conn:
+                del _pool[key]
+
+
+def close_all() -> None:
+    """Close every pooled connection (at exit, and between tests)."""
+    with _pool_lock:
+        conns = list(_pool.values())
+        _pool.clear()
+    for conn in conns:
+        conn.close()
+
+
+atexit.register(close_all)
