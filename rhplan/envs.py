@@ -235,6 +235,38 @@ def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
     return _changes(before, _inspect_or_fail(conn, env_dir, what), req.name, local_url)
 
 
+# Runs inside the env: which of the given names does another installed distribution
+# still require? (Removing `idna` from reqs must not break `requests`, which Ray needs.)
+_REQUIRED_SCRIPT = r"""
+import importlib.metadata as md, json, re, sys
+canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+asked = {canon(n) for n in sys.argv[1:]}
+needed = set()
+for d in md.distributions():
+    name = canon(d.metadata["Name"] or "")
+    if name in asked:
+        continue
+    for req in d.requires or []:
+        if "extra ==" in req:
+            continue
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if m and canon(m.group(1)) in asked:
+            needed.add(canon(m.group(1)))
+print(json.dumps(sorted(needed)))
+"""
+
+
+def still_required(conn: Connection, env_dir: str, names: list[str]) -> list[str]:
+    """The names among `names` that another distribution in the env depends on."""
+    env_dir = _check_env_dir(env_dir)
+    if not names:
+        return []
+    res = conn.run([env_python(env_dir), "-I", "-c", _REQUIRED_SCRIPT, *names], timeout=120)
+    if not res.ok:
+        return list(names)  # cannot tell: keep them all rather than break the env
+    return json.loads(res.stdout)
+
+
 def uninstall(conn: Connection, env_dir: str, names: list[str]) -> None:
     """Uninstall distributions by name; names not installed are skipped.
 

@@ -30,8 +30,9 @@ def build_graph(cfg: Config) -> nx.DiGraph:
     for out in cfg.outputs.values():
         for ref in sorted(out.refs):
             if not ref.startswith("local.") and ref not in cfg.resources:
-                raise ConfigError(f"output {out.name!r} refers to {ref}, which is not declared",
-                                  out.file, out.line)
+                raise ConfigError(
+                    f"output {out.name!r} refers to {ref}, which is not declared; declare it or "
+                    "fix the reference", out.file, out.value.line)
     check_acyclic(g, cfg)
     return g
 

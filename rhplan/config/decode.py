@@ -37,7 +37,10 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
             path = Path(vf)
         assigned, display = read_var_file(path)
         for name, value in assigned.items():
-            _check_declared(cfg, name, f"{display}")
+            line = getattr(value, "line", None)
+            if name not in cfg.variables:
+                raise ConfigError(f"no variable {name!r} is declared; add variable \"{name}\" "
+                                  "{} to the configuration or fix the name", display, line)
             values[name] = (no_refs.evaluate(value, display) if not isinstance(value, (str, int,
                             float, bool, list, dict)) and value is not None else value)
     for text in cli_vars:
@@ -49,7 +52,8 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
             raise ConfigError(
                 f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE "
                 f"or set RHPLAN_VAR_{name}", v.file, v.line)
-        values[name] = _convert_variable(values[name], v.type, name, v.file, v.line)
+        line = v.default.line if v.default is not None else v.line
+        values[name] = _convert_variable(values[name], v.type, name, v.file, line)
     return values
 
 
@@ -64,11 +68,23 @@ def _from_text(cfg: Config, name: str, raw: str, where: str) -> Any:
     t = cfg.variables[name].type
     if t in (None, "string", "any") or t is None:
         return raw
+    if t == "number":
+        try:
+            return coerce(raw, "number")
+        except TypeError:
+            raise ConfigError(f"{where}: {raw!r} is not a number; give one, e.g. {name}=4"
+                              ) from None
+    if t == "bool":
+        if raw not in ("true", "false"):
+            raise ConfigError(f"{where}: {raw!r} is not a bool; give true or false")
+        return raw == "true"
     try:
         f = parse_text(f"v = {raw}\n", where)
+        return Scope({}, _no_locals, _no_resources, cfg.dir).evaluate(f.body.attrs["v"].expr,
+                                                                     where)
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {raw!r} is not a valid {t} ({exc.message})") from None
-    return Scope({}, _no_locals, _no_resources, cfg.dir).evaluate(f.body.attrs["v"].expr, where)
+        raise ConfigError(f"{where}: {raw!r} is not a valid {t} ({exc.message}); write it in "
+                          'HCL, e.g. ["a", "b"] or { k = "v" }') from None
 
 
 def _convert_variable(value: Any, t: str | None, name: str, file: str, line: int) -> Any:

@@ -280,10 +280,20 @@ class _Evaluator:
             return fn(self.scope, *args)
         except EvalError:
             raise
-        except TypeError as exc:
-            raise EvalError(f"{e.name}(): wrong arguments ({exc})", e.line) from None
+        except TypeError:
+            raise EvalError(f"{e.name}() does not take {len(args)} argument(s); "
+                            f"{_usage(e.name)}", e.line) from None
         except (ValueError, OSError, KeyError) as exc:
             raise EvalError(f"{e.name}(): {exc}", e.line) from None
+
+
+def _usage(name: str) -> str:
+    import inspect
+
+    params = list(inspect.signature(FUNCTIONS[name]).parameters.values())[1:]  # not scope
+    shown = ", ".join(("..." + p.name) if p.kind is p.VAR_POSITIONAL else
+                      (f"{p.name}?" if p.default is not p.empty else p.name) for p in params)
+    return f"write {name}({shown})"
 
 
 def _bare_name_message(name: str) -> str:
@@ -402,8 +412,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "env": _fn_env,
     "join": _fn_join,
     "format": _fn_format,
-    "lower": lambda scope, s: s.lower(),
-    "upper": lambda scope, s: s.upper(),
+    "lower": lambda scope, text: text.lower(),
+    "upper": lambda scope, text: text.upper(),
     "split": lambda scope, sep, s: s.split(sep),
     "length": lambda scope, x: len(x),
     "concat": lambda scope, *ls: [x for lst in ls for x in lst],

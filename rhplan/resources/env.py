@@ -231,10 +231,14 @@ class EnvType(ResourceType):
                  and (b.get("sources") or {}).get(r) != (a.get("sources") or {}).get(r)]
         added = [r for r in a["reqs"] if r not in b.get("reqs", [])]
         # entries the refresh dropped (drift) are in installed but not in before.reqs
-        for raw in removed + stale:
+        for raw in removed:
             names = self._own_names(raw, installed, ctx, state)
-            if names:
-                envs.uninstall(conn, path, names)
+            # a package another one still needs stays (only its reqs entry goes)
+            keep = set(envs.still_required(conn, path, names))
+            envs.uninstall(conn, path, [n for n in names if n not in keep])
+            installed.pop(raw, None)
+        for raw in stale:
+            envs.uninstall(conn, path, self._own_names(raw, installed, ctx, state))
             installed.pop(raw, None)
         for raw in [r for r in a["reqs"] if r in added or r in stale]:
             installed[raw] = envs.install(conn, path, self._requirement(raw, ctx, state))

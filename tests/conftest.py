@@ -1,0 +1,299 @@
+"""Shared helpers for the end-to-end tests: run the real `rhplan` CLI in a
+configuration folder, wait on conditions with a deadline, write small local
+packages. Nothing is mocked: every command is a subprocess of this venv's
+Python, every env a real uv venv.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+RHPLAN = [sys.executable, "-m", "rhplan.cli"]
+# Every CLI call is bounded. A local cluster starts a Ray head (~2 s) and an env installs
+# a few tiny wheels plus Ray and starts a servlet (~4 s): this is generous.
+CLI_TIMEOUT = 150.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One finished `rhplan` command."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def describe(self) -> str:
+        return (f"rhplan {' '.join(self.args)} -> exit {self.returncode}\n"
+                f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}")
+
+    def ok(self) -> Result:
+        assert self.returncode == 0, self.describe()
+        return self
+
+    def error_line(self) -> str:
+        """The single line a user error prints on stderr (checked to be the only one)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert self.returncode == 1, self.describe()
+        assert len(lines) == 1, f"expected one line on stderr\n{self.describe()}"
+        assert "Traceback" not in self.output, self.describe()
+        return lines[0]
+
+
+class Rhplan:
+    """The rhplan CLI bound to one configuration folder, as a user runs it."""
+
+    def __init__(self, directory: Path, env: dict[str, str] | None = None):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
+                    # a servlet starts in ~2 s; a broken one should fail a test quickly,
+                    # not after rhplan's default of 120 s
+                    "RHPLAN_SERVLET_TIMEOUT": "30", **(env or {})}
+        for k in list(self.env):
+            if k.startswith("RHPLAN_VAR_"):
+                del self.env[k]  # a developer's shell must not change what tests plan
+        self.log: list[Result] = []  # every command run, for checks over all output
+        self.background: list[Background] = []  # commands started with start()
+        self.releases: list[Path] = []  # files that let blocked setup commands go on
+        self.keep = False  # True: teardown leaves the state alone (nothing real behind it)
+
+    # --- files -------------------------------------------------------------
+    def write(self, text: str, name: str = "main.hcl") -> Path:
+        path = self.dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    def edit(self, old: str, new: str, name: str = "main.hcl") -> None:
+        path = self.dir / name
+        text = path.read_text()
+        assert text.count(old) == 1, f"{old!r} is not exactly once in {path}:\n{text}"
+        path.write_text(text.replace(old, new))
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "rhplan.state.json"
+
+    @property
+    def lock_info_path(self) -> Path:
+        return self.dir / "rhplan.state.json.lock.info"
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_path.read_text())
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        if not self.state_path.exists():
+            return {}
+        return {r["address"]: r for r in self.state()["resources"]}
+
+    def cluster_dir(self, cluster: str) -> Path:
+        return self.dir / ".rhplan" / "clusters" / cluster
+
+    def env_dir(self, cluster: str, env: str) -> Path:
+        return self.cluster_dir(cluster) / "envs" / env
+
+    # --- commands ----------------------------------------------------------
+    def __call__(self, *args: str, timeout: float = CLI_TIMEOUT, input: str | None = None,
+                 env: dict[str, str] | None = None) -> Result:
+        argv = [*RHPLAN, f"-chdir={self.dir}", *args]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  input=input if input is not None else "",
+                                  env={**self.env, **(env or {})}, check=False)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"rhplan {' '.join(args)} did not finish within {timeout} s: "
+                        f"{exc.stdout!r} {exc.stderr!r}")
+        res = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        self.log.append(res)
+        assert "Traceback" not in res.output, res.describe()
+        return res
+
+    def start(self, *args: str, log_name: str = "bg") -> Background:
+        """Start a command in the background, in its own session (so a test can signal
+        it, or its whole process group, without touching pytest)."""
+        out = self.dir.parent / f"{self.dir.name}-{log_name}.out"
+        fh = out.open("w")
+        proc = subprocess.Popen([*RHPLAN, f"-chdir={self.dir}", *args], stdout=fh,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=self.env, start_new_session=True)
+        fh.close()
+        bg = Background(proc, out, tuple(args))
+        self.background.append(bg)
+        return bg
+
+    def blocker(self, tag: str = "blocker") -> tuple[str, Path, Path]:
+        """(setup_cmds entry, release file, started file) for a step that blocks until
+        the test creates the release file; teardown releases it in any case."""
+        release = self.dir.parent / f"{tag}.release"
+        started = self.dir.parent / f"{tag}.started"
+        self.releases.append(release)
+        return make_blocker_cmd(release, started), release, started
+
+    def release_all(self) -> None:
+        """Let every blocker go and wait for the background commands to end (a command
+        that does not end is killed, by its own process group id)."""
+        for p in self.releases:
+            p.touch()
+        for bg in self.background:
+            try:
+                bg.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(bg.pid, signal.SIGKILL)
+                bg.proc.wait(timeout=10)
+
+    def start_cleanup(self) -> subprocess.Popen[bytes] | None:
+        """Destroy what the test left (Ray heads are processes; nothing may outlive the
+        run). Started in the background so the next test need not wait for Ray to stop;
+        the session waits for it at the end."""
+        self.release_all()
+        if self.keep or not self.resources():
+            return None
+        return subprocess.Popen([*RHPLAN, f"-chdir={self.dir}", "destroy", "-auto-approve"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=self.env)
+
+
+@dataclass
+class Background:
+    proc: subprocess.Popen[bytes]
+    out_path: Path
+    args: tuple[str, ...]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def finish(self, timeout: float = CLI_TIMEOUT) -> Result:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            pytest.fail(f"rhplan {' '.join(self.args)} did not finish within {timeout} s:\n"
+                        f"{self.text()}")
+        return Result(self.args, rc, self.text(), "")
+
+
+def poll_until(pred: Callable[[], T], timeout: float = 60.0, what: str = "condition",
+               interval: float = 0.02) -> T:
+    """Poll pred until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def make_local_package(root: Path, name: str, value: str = "local") -> Path:
+    """A minimal pyproject package folder (setuptools) exposing NAME.VALUE."""
+    pkg = root / name
+    (pkg / name).mkdir(parents=True, exist_ok=True)
+    (pkg / "pyproject.toml").write_text(textwrap.dedent(f"""\
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "{name}"
+        version = "0.1.0"
+    """))
+    (pkg / name / "__init__.py").write_text(f"VALUE = {value!r}\n")
+    return pkg
+
+
+def make_blocker_cmd(release: Path, started: Path, seconds: int = 90) -> str:
+    """A setup_cmds entry that marks it has started, then waits (bounded) until the
+    test creates `release`. Polling inside the command under test, not in the test."""
+    return (f"touch '{started}'; for i in $(seq 1 {seconds * 10}); do "
+            f"[ -e '{release}' ] && exit 0; sleep 0.1; done; "
+            f"echo 'blocker was never released' >&2; exit 1")
+
+
+class Cleanups:
+    """Destroys started at teardown, all waited for when the session ends."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Rhplan, subprocess.Popen[bytes]]] = []
+
+    def add(self, rh: Rhplan) -> None:
+        proc = rh.start_cleanup()
+        if proc is not None:
+            self.pending.append((rh, proc))
+
+    def wait(self) -> list[str]:
+        failures = []
+        for rh, proc in self.pending:
+            try:
+                out, _ = proc.communicate(timeout=CLI_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            if proc.returncode != 0 or rh.resources():
+                failures.append(f"destroy in {rh.dir} failed (exit {proc.returncode}):\n"
+                                f"{out.decode(errors='replace')}")
+        self.pending.clear()
+        return failures
+
+
+@pytest.fixture(scope="session")
+def cleanups() -> Iterator[Cleanups]:
+    c = Cleanups()
+    yield c
+    failures = c.wait()
+    if failures:
+        pytest.fail("\n\n".join(failures))
+
+
+@pytest.fixture(scope="session")
+def rhplan_in() -> Callable[..., Rhplan]:
+    """Factory: rhplan_in(directory, env={...}) -> Rhplan bound to that folder. A fixture
+    using it hands the Rhplan to `cleanups.add` when done with it."""
+    return Rhplan
+
+
+@pytest.fixture
+def rh(tmp_path: Path, cleanups: Cleanups) -> Iterator[Rhplan]:
+    """The CLI bound to a fresh configuration folder of this test; whatever the test
+    leaves applied is destroyed after it."""
+    r = Rhplan(tmp_path / "infra")
+    yield r
+    cleanups.add(r)
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., Any]:
+    """wait_for(pred, timeout, what): poll pred until truthy, fail at the deadline."""
+    return poll_until
+
+
+@pytest.fixture(scope="session")
+def local_package() -> Callable[..., Path]:
+    """local_package(root, name, value) -> a pyproject package folder."""
+    return make_local_package
