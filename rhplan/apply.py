@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 
 from rhplan.config.evaluate import UNKNOWN, is_known
-from rhplan.errors import RhplanError
+from rhplan.errors import PartialFailure, RhplanError
 from rhplan.plan.model import Change, Plan
 from rhplan.plan.planner import Planner
 from rhplan.provider import RunContext
@@ -210,7 +210,11 @@ class Applier:
         c = step.change
         rs = ResourceState(c.address, c.type, c.name, c.provider, self._attributes(c),
                            list(c.dependencies))
-        new = TYPES[c.type].create(rs, self.ctx, self.state)
+        try:
+            new = TYPES[c.type].create(rs, self.ctx, self.state)
+        except PartialFailure as exc:
+            self._record_partial(c.address, exc)
+            raise
         with self._lock:
             self.state.resources[c.address] = new
             self.backend.write(self.state)
@@ -224,11 +228,22 @@ class Applier:
             after_attrs.setdefault(k, before.attributes.get(k))
         after = ResourceState(c.address, c.type, c.name, c.provider, after_attrs,
                               list(c.dependencies), dict(before.private))
-        new = TYPES[c.type].update(before, after, self.ctx, self.state)
+        try:
+            new = TYPES[c.type].update(before, after, self.ctx, self.state)
+        except PartialFailure as exc:
+            self._record_partial(c.address, exc)
+            raise
         with self._lock:
             self.state.resources[c.address] = new
             self.backend.write(self.state)
             self.result.changed += 1
+
+    def _record_partial(self, address: str, exc: PartialFailure) -> None:
+        """What was set up before the failure is recorded, so nothing is lost."""
+        if isinstance(exc.resource_state, ResourceState):
+            with self._lock:
+                self.state.resources[address] = exc.resource_state
+                self.backend.write(self.state)
 
     def _write_outputs(self) -> None:
         with self._lock:

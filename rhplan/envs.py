@@ -499,8 +499,13 @@ def _clip(line: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+# uv trusts the host's own certificate store (a host behind a TLS-inspecting proxy has
+# its CA there, and an SSH session carries no SSL_CERT_FILE); pip reads its own config
+UV_ENV = {"UV_SYSTEM_CERTS": "1"}
+
+
 def _run_checked(conn: Connection, argv: list[str], what: str) -> CommandResult:
-    res = conn.run(argv)
+    res = conn.run(argv, env=UV_ENV)
     if not res.ok:
         raise ProviderError(f"{what} failed: {_last_line(res)}")
     return res

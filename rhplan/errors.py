@@ -39,3 +39,14 @@ class StalePlanError(RhplanError):
 
 class ProviderError(RhplanError):
     """A provider operation (create, read, update, delete) failed on a host."""
+
+
+class PartialFailure(ProviderError):
+    """Part of a resource was set up (some hosts of a cluster): record that part, then
+    report the failure; the next plan offers to finish the rest."""
+
+    def __init__(self, message: str, attributes: dict, private: dict):
+        super().__init__(message)
+        self.attributes = attributes
+        self.private = private
+        self.resource_state: object | None = None  # set by the resource type

@@ -113,23 +113,34 @@ class RayHead:
     version: str
     temp_dir: str
     token_path: str
+    single_node: bool = True
 
     def env(self) -> dict[str, str]:
-        return ray_env(self.token_path)
+        return ray_env(self.token_path, self.single_node)
 
     def to_private(self) -> dict[str, Any]:
-        return {"ray_temp_dir": self.temp_dir, "ray_token_path": self.token_path}
+        return {"ray_temp_dir": self.temp_dir, "ray_token_path": self.token_path,
+                "ray_single_node": self.single_node}
 
 
-def ray_env(token_path: str) -> dict[str, str]:
+def ray_env(token_path: str, single_node: bool = True) -> dict[str, str]:
     """What every process talking to rhplan's Ray needs (drivers included)."""
-    return {
+    env = {
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": token_path,
-        # single-host clusters: keep Ray on 127.0.0.1 (see FIELD-NOTES)
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+    if single_node:
+        # keep a one-host Ray on its given address; with it, no second node can join
+        # (see FIELD-NOTES), so multi-node clusters go without
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return env
+
+
+def private_env(private: dict[str, Any], driver: bool = False) -> dict[str, str]:
+    """The Ray settings for a process on the head (default) or a driver on this machine."""
+    token = private.get("ray_driver_token_path") if driver else None
+    return ray_env(token or private["ray_token_path"], private.get("ray_single_node", True))
 
 
 def temp_dir_for(root_dir: str) -> str:
@@ -137,41 +148,69 @@ def temp_dir_for(root_dir: str) -> str:
     return f"/tmp/rhplan-ray-{hashlib.sha256(root_dir.encode()).hexdigest()[:12]}"
 
 
-def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_gpus: int = 0
-          ) -> RayHead:
+def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: bool,
+               node_ip: str, temp_dir: str, num_cpus: int, num_gpus: int) -> tuple[list[str],
+                                                                                    list[int]]:
+    """`ray start` for one node, in a clean environment, on free ports; and the ports
+    left for the caller (the head's GCS)."""
+    res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "8"], timeout=30)
+    if not res.ok:
+        raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
+    found = json.loads(res.stdout)
+    nm, om, dash, agent_grpc, agent_http, metrics, rt_env, gcs = found["ports"]
+    ray_bin = ray_python.rsplit("/", 1)[0] + "/ray"
+    # A clean environment: Raylet hands its own to every worker, so whatever the shell
+    # that ran apply holds (cloud keys, one env's secrets) would reach every servlet.
+    clean = [f"HOME={found['home']}", f"PATH={found['path']}", "LANG=C.UTF-8",
+             *[f"{k}={v}" for k, v in ray_env(token_path, single_node).items()]]
+    argv = [
+        "env", "-i", *clean, ray_bin, "start", f"--node-ip-address={node_ip}",
+        f"--temp-dir={temp_dir}", f"--dashboard-port={dash}",
+        f"--node-manager-port={nm}", f"--object-manager-port={om}",
+        f"--dashboard-agent-grpc-port={agent_grpc}", f"--dashboard-agent-listen-port={agent_http}",
+        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}",
+        f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--disable-usage-stats",
+    ]
+    return argv, [gcs]
+
+
+def _check(res: Any, conn: Connection, what: str) -> None:
+    if not res.ok:
+        tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise ProviderError(f"{what} on {conn.host} failed: {tail[0]}")
+
+
+def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_gpus: int = 0,
+          node_ip: str = "127.0.0.1", single_node: bool = True) -> RayHead:
+    """Start the head on this host (stopping a leftover one of the same cluster first)."""
     temp_dir = temp_dir_for(root_dir)
     token_path = f"{root_dir}/ray/token"
     old = _status(conn, ray_python, temp_dir, 0, token_path)
     if old["pids"]:
         stop_pids(conn, ray_python, old["pids"])
     conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
-    res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "9"], timeout=30)
-    if not res.ok:
-        raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
-    found = json.loads(res.stdout)
-    gcs, nm, om, dash, agent_grpc, agent_http, metrics, rt_env, client = found["ports"]
-    ray_bin = ray_python.rsplit("/", 1)[0] + "/ray"
-    # A clean environment: Raylet hands its own to every worker, so whatever the shell
-    # that ran apply holds (cloud keys, one env's secrets) would reach every servlet.
-    clean = [f"HOME={found['home']}", f"PATH={found['path']}", "LANG=C.UTF-8",
-             *[f"{k}={v}" for k, v in ray_env(token_path).items()]]
-    argv = [
-        "env", "-i", *clean,
-        ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-        f"--temp-dir={temp_dir}", "--include-dashboard=false", f"--dashboard-port={dash}",
-        f"--node-manager-port={nm}", f"--object-manager-port={om}",
-        f"--dashboard-agent-grpc-port={agent_grpc}", f"--dashboard-agent-listen-port={agent_http}",
-        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}",
-        f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--disable-usage-stats",
-    ]
-    del client
-    res = conn.run(argv, timeout=START_TIMEOUT)
-    if not res.ok:
-        tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise ProviderError(f"starting Ray on {conn.host} failed: {tail[0]}")
+    argv, (gcs,) = _node_argv(conn, ray_python, token_path, single_node, node_ip, temp_dir,
+                              num_cpus, num_gpus)
+    argv += ["--head", f"--port={gcs}", "--include-dashboard=false"]
+    _check(conn.run(argv, timeout=START_TIMEOUT), conn, "starting the Ray head")
     version = conn.run([ray_python, "-I", "-c", "import ray; print(ray.__version__)"],
                        timeout=60).stdout.strip()
-    return RayHead(f"127.0.0.1:{gcs}", version, temp_dir, token_path)
+    return RayHead(f"{node_ip}:{gcs}", version, temp_dir, token_path, single_node)
+
+
+def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token: bytes,
+         node_ip: str, num_cpus: int, num_gpus: int = 0) -> None:
+    """Start a worker node on this host and join it to head (same token)."""
+    temp_dir = head.temp_dir
+    token_path = f"{root_dir}/ray/token"
+    old = _status(conn, ray_python, temp_dir, 0, token_path)
+    if old["pids"]:
+        stop_pids(conn, ray_python, old["pids"])
+    conn.put_bytes(token, token_path, mode=0o600)
+    argv, _ = _node_argv(conn, ray_python, token_path, False, node_ip, temp_dir, num_cpus,
+                         num_gpus)
+    argv += [f"--address={head.address}"]
+    _check(conn.run(argv, timeout=START_TIMEOUT), conn, f"joining {node_ip} to the Ray head")
 
 
 def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str

@@ -69,6 +69,9 @@ CLUSTER = _schema(
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),
     Attr("ray_python", "string", computed=True),
+    Attr("name", "string", computed=True),
+    # per host: "ready", or why it is not (ssh clusters set hosts up one by one)
+    Attr("hosts", "map(string)", computed=True),
     blocks={"ssh": SSH_BLOCK},
 )
 

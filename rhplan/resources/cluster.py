@@ -2,10 +2,13 @@
 Ray head rhplan owns on the first host."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rhplan import ray_head
 from rhplan.config.load import ResourceConfig
+from rhplan.errors import PartialFailure, ProviderError
 from rhplan.provider import RunContext, load_provider
 from rhplan.resources.base import ResourceType
 from rhplan.state.model import ResourceState, State
@@ -20,6 +23,7 @@ class ClusterType(ResourceType):
         line = rc.block.attrs["provider"].line
         if name not in ctx._providers:
             ctx._providers[name] = load_provider(name, rc.file, line)
+        attrs["name"] = rc.name
         attrs = ctx.provider(name).plan_cluster(rc.name, attrs, ctx, rc.file, rc.line)
         attrs["ray_status"] = "running"
         return attrs
@@ -33,21 +37,66 @@ class ClusterType(ResourceType):
 
     def create(self, rs: ResourceState, ctx: RunContext, state: State) -> ResourceState:
         provider = ctx.provider(rs.provider)
-        attrs, private = provider.create(rs.attributes, ctx)
+        partial: PartialFailure | None = None
+        try:
+            attrs, private = provider.create(rs.attributes, ctx)
+        except PartialFailure as exc:  # some hosts failed: Ray runs on the others
+            attrs, private, partial = exc.attributes, exc.private, exc
         rs.attributes, rs.private = attrs, private
         self._start_ray(rs, ctx)
+        if partial is not None:
+            partial.resource_state = rs
+            raise partial
         return rs
 
+    def _hosts(self, rs: ResourceState, ctx: RunContext) -> list[tuple[str, Any]]:
+        provider = ctx.provider(rs.provider)
+        if hasattr(provider, "hosts"):
+            return provider.hosts(rs.attributes, rs.private, ctx)
+        return [(rs.attributes["ips"][0], provider.connect(rs.attributes, rs.private, ctx))]
+
     def _start_ray(self, rs: ResourceState, ctx: RunContext) -> None:
+        """The head on the first host; every other ready host joins it, in parallel."""
         provider = ctx.provider(rs.provider)
         a = rs.attributes
-        conn = provider.connect(a, rs.private, ctx)
+        hosts = self._hosts(rs, ctx)
+        head_ip, conn = hosts[0]
         a["ray_python"] = provider.ray_python(conn, a, rs.private, ctx)
         resources = a.get("resources") or {}
+        cpus = rs.private.get("host_cpus") or {}
+        single = len(a.get("ips") or [head_ip]) == 1
         head = ray_head.start(conn, a["ray_python"], a["root_dir"],
-                              int(resources.get("CPU", 1)), int(resources.get("GPU", 0)))
+                              int(cpus.get(head_ip, resources.get("CPU", 1))),
+                              int(resources.get("GPU", 0)), node_ip=head_ip, single_node=single)
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
+        token = conn.get_bytes(head.token_path)
+        # drivers on this machine (rhplan.servlet) need the token too: a local copy
+        local = ctx.config_dir / ".rhplan" / "ray-tokens" / f"{a.get('name', 'cluster')}.token"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(token)
+        rs.private["ray_driver_token_path"] = str(local)
+        failed: dict[str, str] = {}
+
+        def join(host: tuple[str, Any]) -> None:
+            ip, c = host
+            try:
+                ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
+                              a["root_dir"], token, ip, int(cpus.get(ip, 1)))
+            except ProviderError as exc:
+                failed[ip] = str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(hosts) - 1)) as pool:
+            list(pool.map(join, hosts[1:]))
+        if failed:
+            a["hosts"] = {**(a.get("hosts") or {}),
+                          **{ip: f"failed: {msg}" for ip, msg in failed.items()}}
+            exc = PartialFailure(f"hosts {', '.join(sorted(failed))} could not join Ray: "
+                                 f"{'; '.join(failed.values())}", a, rs.private)
+            exc.resource_state = rs
+            raise exc
 
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
@@ -68,11 +117,20 @@ class ClusterType(ResourceType):
 
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
                state: State) -> ResourceState:
-        attrs, private = ctx.provider(after.provider).update(
-            before.attributes, after.attributes, before.private, ctx)
+        partial: PartialFailure | None = None
+        try:
+            attrs, private = ctx.provider(after.provider).update(
+                before.attributes, after.attributes, before.private, ctx)
+        except PartialFailure as exc:
+            attrs, private, partial = exc.attributes, exc.private, exc
         after.attributes, after.private = attrs, private
-        if before.attributes.get("ray_status") != "running" or not attrs.get("ray_address"):
+        hosts_changed = (before.attributes.get("hosts") or {}) != (attrs.get("hosts") or {})
+        if (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
+                or hosts_changed):
             self._start_ray(after, ctx)
+        if partial is not None:
+            partial.resource_state = after
+            raise partial
         return after
 
     def delete(self, rs: ResourceState, ctx: RunContext, state: State) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rhplan.errors import RhplanError
-from rhplan.ray_head import ray_env
+from rhplan.ray_head import private_env
 
 NAMESPACE = "rhplan"
 CALL_TIMEOUT = None  # user calls may run long; only start-up waits are bounded
@@ -133,7 +133,7 @@ def connect_ray(cluster: Any) -> str:
     address = cluster.attributes["ray_address"]
     # Ray reads these when it is imported: set them first (a driver that sees another
     # value retries the host's other address for minutes)
-    wanted = ray_env(cluster.private["ray_token_path"])
+    wanted = private_env(cluster.private, driver=True)
     if "ray" in sys.modules and any(os.environ.get(k) != v for k, v in wanted.items()
                                     if k != "RAY_AUTH_TOKEN_PATH"):
         raise RhplanError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from rhplan.connection import Connection
 from rhplan.errors import ProviderError
-from rhplan.ray_head import ray_env
+from rhplan.ray_head import private_env
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
 SCRIPT_SHA = hashlib.sha256(_SCRIPT).hexdigest()[:16]
@@ -27,11 +27,11 @@ def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], arg
          what: str) -> Any:
     path = script_path(cluster["root_dir"])
     res = conn.run([cluster["ray_python"], path, *args],
-                   env=ray_env(private["ray_token_path"]), timeout=300)
+                   env=private_env(private), timeout=300)
     if res.returncode == 2 and "No such file" in res.stderr:
         conn.put_bytes(_SCRIPT, path)  # first use on this host (or its root was wiped)
         res = conn.run([cluster["ray_python"], path, *args],
-                       env=ray_env(private["ray_token_path"]), timeout=300)
+                       env=private_env(private), timeout=300)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if lines:
         data = json.loads(lines[-1])

@@ -1,0 +1,284 @@
+"""The `ssh` provider: static hosts you already own, reached over SSH (paramiko).
+
+    cluster "onprem" {
+      provider = "ssh"
+      ips      = ["10.0.0.5", "10.0.0.6"]      # the first is the head
+      ssh { user = "me"  private_key = "~/.ssh/id_ed25519"  port = 22 }
+    }
+
+Each host is checked (python3 3.9+) and gets rhplan's own virtualenv for Ray (never
+the system Python: PEP 668 systems refuse pip there), with the driver's Ray version.
+Hosts are set up in parallel; one failing host is recorded as failed while the
+others go on, and the next plan offers to set it up again. Host keys are verified
+against known_hosts when given, else trusted on first use and recorded in the state.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rhplan.config.evaluate import UNKNOWN
+from rhplan.connection import Connection
+from rhplan.errors import ConfigError, PartialFailure, ProviderError
+from rhplan.provider import RunContext
+from rhplan.ssh import get_connection
+
+MARKER = ".rhplan-cluster"
+_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size")
+
+# Runs on each host with its python3: version, home, CPUs (one round trip).
+_PROBE = r"""
+import json, os, sys
+print(json.dumps({"version": list(sys.version_info[:3]), "home": os.path.expanduser("~"),
+                  "cpus": os.cpu_count() or 1}))
+"""
+
+
+def _ray_version() -> str:
+    from importlib.metadata import version
+    return version("ray")
+
+
+class SSHProvider:
+    name = "ssh"
+
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+                     line: int) -> dict[str, Any]:
+        self._ctx = ctx
+        for key in _CLOUD_ONLY:
+            if attrs.get(key) is not None:
+                raise ConfigError(f"cluster {name!r}: {key} does not apply to provider \"ssh\" "
+                                  "(hosts you already own); remove it", file, line)
+        ips = attrs.get("ips")
+        if not ips:
+            raise ConfigError(f"cluster {name!r}: an ssh cluster needs ips = [\"HOST\", ...] "
+                              "(the first is the head)", file, line)
+        if len(set(ips)) != len(ips):
+            raise ConfigError(f"cluster {name!r}: ips lists a host twice", file, line)
+        ssh = attrs.get("ssh") or {}
+        if not ssh.get("user"):
+            raise ConfigError(f"cluster {name!r}: give ssh {{ user = \"...\" private_key = "
+                              "\"~/.ssh/id_ed25519\" }", file, line)
+        root = attrs.get("root_dir")
+        if root is not None and root is not UNKNOWN and not str(root).startswith("/"):
+            raise ConfigError(f"cluster {name!r}: root_dir must be an absolute path on the "
+                              "hosts (or left out: ~/.rhplan/clusters/NAME)", file, line)
+        attrs["num_instances"] = len(ips)
+        if root is None:
+            attrs["root_dir"] = UNKNOWN  # the remote home is known once connected
+        attrs["hosts"] = {ip: "ready" for ip in ips}
+        if not attrs.get("resources"):
+            attrs["resources"] = UNKNOWN
+        return attrs
+
+    # ---- connections --------------------------------------------------------
+    def __init__(self) -> None:
+        self._ctx: RunContext | None = None
+
+    def _connect(self, ip: str, attrs: dict[str, Any], private: dict) -> Connection:
+        ssh = attrs.get("ssh") or {}
+        # a password lives in memory for this run only; the state holds its hash
+        sens = self._ctx.sensitive.get(f"cluster.{attrs.get('name')}", {}) if self._ctx else {}
+        password = sens.get("ssh.password")
+        key = ssh.get("private_key")
+        known = ssh.get("known_hosts")
+        conn = get_connection(
+            ip, port=int(ssh.get("port") or 22), user=ssh.get("user"),
+            private_key=os.path.expanduser(key) if key else None, password=password,
+            known_hosts=os.path.expanduser(known) if known else None,
+            proxy_command=ssh.get("proxy_command"),
+            recorded_fingerprint=(private.get("host_keys") or {}).get(ip))
+        fp = getattr(conn, "fingerprint", None)
+        if fp and not known:
+            private.setdefault("host_keys", {})[ip] = fp  # trust on first use, recorded
+        return conn
+
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+        self._ctx = ctx
+        conn = self._connect(attrs["ips"][0], attrs, private)
+        root = attrs.get("root_dir")
+        # envs are built with the uv that lives in rhplan's Ray venv on the host
+        return WithTools(conn, f"{root}/ray-venv/bin") if root and root is not UNKNOWN else conn
+
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+              ) -> list[tuple[str, Connection]]:
+        self._ctx = ctx
+        ready = [ip for ip in attrs["ips"] if (attrs.get("hosts") or {}).get(ip) == "ready"]
+        return [(ip, self._connect(ip, attrs, private)) for ip in ready]
+
+    # ---- lifecycle ------------------------------------------------------------
+    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        self._ctx = ctx
+        private: dict[str, Any] = {}
+        return self._setup(attrs, private, list(attrs["ips"]))
+
+    def _setup(self, attrs: dict[str, Any], private: dict, ips: list[str]
+               ) -> tuple[dict[str, Any], dict]:
+        """Probe and bootstrap the given hosts in parallel; record each one's outcome."""
+        head = attrs["ips"][0]
+
+        def one(ip: str) -> tuple[str, dict[str, Any] | str]:
+            try:
+                return ip, self._bootstrap(ip, attrs, private)
+            except ProviderError as exc:
+                return ip, str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(ips))) as pool:
+            results = dict(pool.map(one, ips))
+        hosts = dict(attrs.get("hosts") or {})
+        cpus = dict(private.get("host_cpus") or {})
+        for ip, r in results.items():
+            if isinstance(r, dict):
+                hosts[ip] = "ready"
+                cpus[ip] = r["cpus"]
+                if ip == head:
+                    attrs["root_dir"] = r["root_dir"]
+                    attrs["ray_python"] = r["ray_python"]
+            else:
+                hosts[ip] = f"failed: {r}"
+        attrs["hosts"] = hosts
+        private["host_cpus"] = cpus
+        attrs["resources"] = attrs.get("resources") if attrs.get("resources") not in (
+            None, UNKNOWN) else {"CPU": sum(cpus.get(ip, 0) for ip in attrs["ips"]
+                                            if hosts.get(ip) == "ready"), "GPU": 0}
+        failed = {ip: r for ip, r in results.items() if not isinstance(r, dict)}
+        if head in failed:
+            raise ProviderError(f"head host {head}: {failed[head]}")
+        if failed:
+            msg = "; ".join(f"{ip}: {err}" for ip, err in failed.items())
+            raise PartialFailure(f"{len(failed)} of {len(attrs['ips'])} hosts failed ({msg}); "
+                                 "the others are set up and recorded; fix them and apply again",
+                                 attrs, private)
+        return attrs, private
+
+    def _bootstrap(self, ip: str, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
+        conn = self._connect(ip, attrs, private)
+        python = attrs.get("python") or "python3"
+        res = conn.run([python, "-c", _PROBE], timeout=60)
+        if res.returncode == 127:
+            raise ProviderError(f"{python} is not installed on {ip}; install Python 3.9+ there "
+                                "or set python = \"/path/to/python3\"")
+        if not res.ok:
+            raise ProviderError(f"running {python} on {ip} failed: "
+                                f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
+        probe = json.loads(res.stdout)
+        if tuple(probe["version"][:2]) < (3, 9):
+            raise ProviderError(f"{ip} has Python {'.'.join(map(str, probe['version']))}; "
+                                "rhplan needs 3.9 or newer (set python = ...)")
+        root = attrs.get("root_dir")
+        if root in (None, UNKNOWN):
+            root = f"{probe['home']}/.rhplan/clusters/{_cluster_name(attrs)}"
+        ray_python = self._ray_venv(conn, ip, python, root)
+        conn.put_bytes(json.dumps({"owner": "rhplan"}).encode(), f"{root}/{MARKER}")
+        return {"cpus": probe["cpus"], "root_dir": root, "ray_python": ray_python}
+
+    def _ray_venv(self, conn: Connection, ip: str, python: str, root: str) -> str:
+        """rhplan's own venv for Ray on the host, with the driver's Ray version (a
+        driver and a cluster of different Ray versions cannot talk)."""
+        venv = f"{root}/ray-venv"
+        vpy = f"{venv}/bin/python"
+        want = _ray_version()
+        have = conn.run([vpy, "-I", "-c", "import ray; print(ray.__version__)"], timeout=120)
+        if have.ok and have.stdout.strip() == want:
+            return vpy
+        steps = [
+            ([python, "-m", "venv", venv], "creating the Ray venv"),
+            ([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"],
+             "installing uv"),
+            ([f"{venv}/bin/uv", "pip", "install", "-q", "--python", vpy, f"ray=={want}"],
+             f"installing ray=={want}"),
+        ]
+        if have.returncode != 127 and conn.run(["test", "-x", vpy]).ok:
+            steps = steps[1:] if not conn.run([f"{venv}/bin/uv", "--version"]).ok else steps[2:]
+        for argv, what in steps:
+            res = conn.run(argv, timeout=900, env={"UV_SYSTEM_CERTS": "1"})
+            if not res.ok:
+                tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["?"]
+                raise ProviderError(f"{what} on {ip} failed: {tail[0]}")
+        return vpy
+
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        self._ctx = ctx
+        return f"{attrs['root_dir']}/ray-venv/bin/python"
+
+    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+             ) -> dict[str, Any] | None:
+        """One round trip per host: is rhplan's folder still there?"""
+        self._ctx = ctx
+        hosts = dict(attrs.get("hosts") or {})
+
+        def check(ip: str) -> tuple[str, str]:
+            try:
+                conn = self._connect(ip, attrs, private)
+            except ProviderError as exc:
+                return ip, f"failed: {exc}"
+            ok = conn.run(["test", "-f", f"{attrs['root_dir']}/{MARKER}"], timeout=30).ok
+            return ip, "ready" if ok else "failed: rhplan's folder is gone"
+
+        with ThreadPoolExecutor(max_workers=max(1, len(attrs["ips"]))) as pool:
+            for ip, status in pool.map(check, attrs["ips"]):
+                hosts[ip] = status if hosts.get(ip) == "ready" else hosts.get(ip, status)
+        if all(s != "ready" for s in hosts.values()):
+            return None
+        return dict(attrs, hosts=hosts)
+
+    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        self._ctx = ctx
+        todo = [ip for ip in after["ips"] if (before.get("hosts") or {}).get(ip) != "ready"]
+        attrs = dict(after, hosts=dict(before.get("hosts") or {}),
+                     root_dir=before.get("root_dir"), ray_python=before.get("ray_python"))
+        if todo:
+            attrs, private = self._setup(attrs, private, todo)
+        return attrs, private
+
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+        self._ctx = ctx
+        root = attrs.get("root_dir")
+        if not root or root is UNKNOWN:
+            return
+
+        def one(ip: str) -> None:
+            try:
+                conn = self._connect(ip, attrs, private)
+            except ProviderError:
+                return  # an unreachable host keeps its folder; nothing else to do
+            if conn.run(["test", "-f", f"{root}/{MARKER}"]).ok:
+                conn.run(["rm", "-rf", "--", root], timeout=300)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(attrs["ips"]))) as pool:
+            list(pool.map(one, attrs["ips"]))
+
+
+class WithTools:
+    """A connection whose which() also finds the tools rhplan installed on the host."""
+
+    def __init__(self, conn: Connection, tools_dir: str):
+        self._conn = conn
+        self._tools = tools_dir
+        self.host = conn.host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self._conn.run(*args, **kwargs)
+
+    def put_bytes(self, *args: Any, **kwargs: Any) -> None:
+        self._conn.put_bytes(*args, **kwargs)
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._conn.get_bytes(path)
+
+    def which(self, program: str) -> str | None:
+        candidate = f"{self._tools}/{program}"
+        if "/" not in program and self._conn.run(["test", "-x", candidate]).ok:
+            return candidate
+        return self._conn.which(program)
+
+
+def _cluster_name(attrs: dict[str, Any]) -> str:
+    return str(attrs.get("name") or "cluster")
