@@ -34,6 +34,10 @@ class LocalProvider:
         if attrs.get("num_instances") not in (None, 1):
             raise ConfigError(f"cluster {name!r}: a local cluster has exactly one host; remove "
                               "num_instances or set it to 1", file, line)
+        if attrs.get("autostop_mins") and not attrs.get("autostop_command"):
+            raise ConfigError(f"cluster {name!r}: autostop on a local cluster would shut down "
+                              "this machine; set autostop_command (e.g. a script that stops "
+                              "your work) or remove autostop_mins", file, line)
         if attrs.get("ssh"):
             raise ConfigError(f"cluster {name!r}: a local cluster takes no ssh block", file, line)
         attrs["ips"] = ["127.0.0.1"]

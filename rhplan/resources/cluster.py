@@ -11,7 +11,11 @@ from rhplan.config.load import ResourceConfig
 from rhplan.errors import PartialFailure, ProviderError
 from rhplan.provider import RunContext, load_provider
 from rhplan.resources.base import ResourceType
+from rhplan.servlets import manage
 from rhplan.state.model import ResourceState, State
+
+# what autostop runs on an idle head unless the cluster says otherwise
+DEFAULT_AUTOSTOP = "sudo -n shutdown -h now"
 
 
 class ClusterType(ResourceType):
@@ -78,6 +82,9 @@ class ClusterType(ResourceType):
         with os.fdopen(fd, "wb") as fh:
             fh.write(token)
         rs.private["ray_driver_token_path"] = str(local)
+        if a.get("autostop_mins"):
+            manage.start_watchdog(conn, a, rs.private, a["autostop_mins"],
+                                  a.get("autostop_command") or DEFAULT_AUTOSTOP)
         failed: dict[str, str] = {}
 
         def join(host: tuple[str, Any]) -> None:
@@ -125,9 +132,18 @@ class ClusterType(ResourceType):
             attrs, private, partial = exc.attributes, exc.private, exc
         after.attributes, after.private = attrs, private
         hosts_changed = (before.attributes.get("hosts") or {}) != (attrs.get("hosts") or {})
+        autostop_changed = any(before.attributes.get(k) != attrs.get(k)
+                               for k in ("autostop_mins", "autostop_command"))
         if (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
                 or hosts_changed):
             self._start_ray(after, ctx)
+        elif autostop_changed:
+            # a new watchdog replaces the old one (same command line marker: stop, start)
+            conn = ctx.provider(after.provider).connect(attrs, private, ctx)
+            manage.stop_watchdog(conn, attrs, private)
+            if attrs.get("autostop_mins"):
+                manage.start_watchdog(conn, attrs, private, attrs["autostop_mins"],
+                                      attrs.get("autostop_command") or DEFAULT_AUTOSTOP)
         if partial is not None:
             partial.resource_state = after
             raise partial

@@ -60,3 +60,51 @@ def servlet_status(conn: Connection, cluster: dict[str, Any], private: dict[str,
                    names: list[str]) -> dict[str, dict[str, Any]]:
     return _run(conn, cluster, private, ["status", cluster["ray_address"], *names],
                 "checking servlets")
+
+
+_WATCHDOG = resources.files("rhplan.servlets").joinpath("watchdog.py").read_bytes()
+_WATCHDOG_SHA = hashlib.sha256(_WATCHDOG).hexdigest()[:16]
+
+
+def start_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                   minutes: float, command: str) -> None:
+    """Start the autostop watchdog on the head, detached from this connection (its
+    output goes to a log file, so the command returns at once)."""
+    root = cluster["root_dir"]
+    script = f"{root}/ray/watchdog-{_WATCHDOG_SHA}.py"
+    conn.put_bytes(_WATCHDOG, script)
+    log = f"{root}/ray/watchdog.log"
+    # user data (the command) only ever travels as "$@", never inside the script text
+    launcher = 'log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
+    res = conn.run(["sh", "-c", launcher, "sh", log, "env", *[
+        f"{k}={v}" for k, v in private_env(private).items()], cluster["ray_python"], script,
+        cluster["ray_address"], str(float(minutes) * 60), command, private["ray_temp_dir"]],
+        timeout=60)
+    if not res.ok:
+        raise ProviderError(f"starting the autostop watchdog on {conn.host} failed: "
+                            f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
+_STOP_WATCHDOG = r"""
+import os, signal, sys
+marker = sys.argv[1].encode()
+for p in os.listdir("/proc"):
+    if not p.isdigit() or int(p) == os.getpid():
+        continue
+    try:
+        with open(f"/proc/{p}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        continue
+    if marker in cmd and b"watchdog-" in cmd:
+        try:
+            os.kill(int(p), signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def stop_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str, Any]) -> None:
+    """Stop the cluster's watchdog (found by its script name and the Ray temp dir)."""
+    conn.run([cluster["ray_python"], "-I", "-c", _STOP_WATCHDOG, private["ray_temp_dir"]],
+             timeout=30)

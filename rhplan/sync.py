@@ -1,0 +1,528 @@
+"""Copy a local package folder to a host so that only changed files travel.
+
+    result = sync_folder(conn, Path("./src/mypkg"), "/opt/rhplan/pkgs/mypkg")
+
+The host keeps a manifest, `REMOTE_DIR/.rhplan-manifest.json`: every file's
+relative path, sha256 and mode, plus the folder's `tree_hash`. A sync hashes
+the local folder, reads that manifest (one file read, no command), uploads the
+files whose hash or mode differ, deletes the files the manifest lists that are
+gone locally (one `rm` command, argv only), and writes the new manifest last.
+So a sync that changes nothing runs no command and writes nothing, and one that
+is interrupted is redone by the next (see `_pending_manifest` for new files).
+
+What is selected is what `packages.tree_hash` hashes: the top-level
+.gitignore is honoured; .git, __pycache__, *.pyc, .venv, build and *.egg-info
+are skipped. `SyncResult.tree_hash` equals `packages.tree_hash(local_dir)`, so
+the plan (which hashes the folder) and the apply (which ships it) agree on what
+the content is.
+
+Symlinks are never followed out of the folder:
+- a symlink to a file inside the folder is sent as a regular file with the
+  target's content and mode (the host gets a copy, not a link);
+- a symlink to a file outside the folder, a dangling one, a symlink to a
+  folder (never descended, as in tree_hash) and anything that is not a regular
+  file (FIFO, socket, device) is not sent; its path is in `SyncResult.skipped`.
+
+Trust model: the manifest is the record of what the host holds. A file edited
+or removed on the host behind rhplan's back is not noticed (`force=True`
+resends everything). Entries of a manifest read from the host are checked to be
+plain relative paths before anything is deleted, so a damaged or hostile
+manifest cannot make a sync delete outside REMOTE_DIR.
+
+REMOTE_DIR is a path on the host: absolute, or relative to the login folder
+over SSH (the process's cwd for LocalConnection); `~` is not expanded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+import pwd
+import shlex
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rhplan.connection import Connection
+from rhplan.errors import ConfigError, ProviderError
+from rhplan.packages import (
+    _SKIP_DIR_SUFFIXES,
+    _SKIP_DIRS,
+    _SKIP_FILE_PATTERNS,
+    _file_digest,
+    _gitignore_patterns,
+    _ignored,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MANIFEST_NAME",
+    "SyncResult",
+    "check_sync_folder",
+    "remote_tree_hash",
+    "sync_folder",
+]
+
+MANIFEST_NAME = ".rhplan-manifest.json"
+_MANIFEST_FORMAT = "rhplan-sync-manifest"
+_MANIFEST_VERSION = 1
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+
+# sshd hands the whole command line to `sh -c` as ONE argument, and Linux caps
+# a single argument at 128 KiB (MAX_ARG_STRLEN): keep each rm below that.
+_ARGV_BUDGET = 100_000
+_RM_TIMEOUT = 300.0
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did. Paths are relative to the folder, '/'-separated."""
+
+    files_total: int  # files the host holds after the sync (the new manifest)
+    files_sent: int
+    files_deleted: int
+    bytes_sent: int  # file contents only (not the manifest)
+    tree_hash: str  # == packages.tree_hash(local_dir)
+    sent: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # symlinks leaving the folder, FIFOs, ... (not sent)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.files_sent or self.files_deleted)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    rel: str  # path relative to the root, "/"-separated (surrogateescape'd str)
+    source: str  # the file to read: itself, or an in-tree symlink's resolved target
+    size: int
+    mode: int  # permission bits (0o777 mask)
+    send: bool  # False: only part of tree_hash (a symlink out of the tree)
+
+
+# -- which folders may be synced -------------------------------------------------
+
+
+def _home_dirs() -> list[Path]:
+    """$HOME and the password database's home (both, in case $HOME was changed)."""
+    homes = []
+    candidates = [os.environ.get("HOME", "")]
+    try:
+        candidates.append(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        pass
+    for h in candidates:
+        # An empty or relative HOME would resolve to the cwd: ignore it.
+        if h and os.path.isabs(h):
+            p = Path(h).resolve()
+            if p not in homes:
+                homes.append(p)
+    return homes
+
+
+def check_sync_folder(local_dir: Path) -> Path:
+    """The resolved folder, or ConfigError if it must not be synced.
+
+    Refuses /, the user's home folder and any folder that holds it (syncing
+    those sent whole disks in Runhouse), and anything that is not a folder.
+    Cheap (no walk), so a planner can call it to refuse early.
+    """
+    root = Path(local_dir).expanduser().resolve()
+    hint = "point the package at your project's folder (the one with pyproject.toml or setup.py)"
+    if root == Path(root.anchor):
+        raise ConfigError(f"refusing to sync {root}: that is the whole filesystem; {hint}")
+    for home in _home_dirs():
+        if root == home:
+            raise ConfigError(
+                f"refusing to sync {root}: it is your home folder, with everything in it; "
+                f"point the package at a project folder inside it, e.g. {root}/myproject"
+            )
+        if root in home.parents:
+            raise ConfigError(
+                f"refusing to sync {root}: it holds your home folder {home}; {hint}"
+            )
+    if not root.exists():
+        raise ConfigError(f"cannot sync {root}: it does not exist; fix the package's path")
+    if not root.is_dir():
+        raise ConfigError(
+            f"cannot sync {root}: it is a file, not a folder; name the folder that holds it "
+            f"({root.parent})"
+        )
+    return root
+
+
+# -- the local side ---------------------------------------------------------------
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _inside(root: str, target: str) -> bool:
+    return target == root or target.startswith(root.rstrip("/") + "/")
+
+
+def _select(root: Path) -> tuple[list[_Entry], list[str]]:
+    """Walk root exactly as packages.tree_hash does (same pruning, same order).
+
+    Returns the entries in tree_hash order and the paths that are skipped.
+    """
+    root_s = str(root)
+    patterns = _gitignore_patterns(root)
+    entries: list[_Entry] = []
+    skipped: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        # tree_hash silently skips an unreadable folder; a sync must not.
+        raise ConfigError(
+            f"cannot read folder {exc.filename} ({exc.strerror}); make it readable or add it "
+            f"to {root}/.gitignore"
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root_s, onerror=unreadable):
+        rel_dir = os.path.relpath(dirpath, root_s)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        kept = []
+        for d in sorted(dirnames):
+            if d in _SKIP_DIRS or d.endswith(_SKIP_DIR_SUFFIXES):
+                continue
+            if _ignored(rel_dir + d, True, patterns):
+                continue
+            if os.path.islink(os.path.join(dirpath, d)):
+                # os.walk does not descend into it (nor does tree_hash).
+                skipped.append(rel_dir + d)
+                continue
+            kept.append(d)
+        dirnames[:] = kept
+        for fname in sorted(filenames):
+            rel = rel_dir + fname
+            if any(fnmatch.fnmatchcase(fname, p) for p in _SKIP_FILE_PATTERNS):
+                continue
+            if _ignored(rel, False, patterns):
+                continue
+            entry = _classify(root_s, rel, os.path.join(dirpath, fname), skipped)
+            if entry is not None:
+                entries.append(entry)
+    return entries, skipped
+
+
+def _classify(root: str, rel: str, path: str, skipped: list[str]) -> _Entry | None:
+    """What to do with one file: send it, only hash it (as tree_hash does), or
+    drop it (None: something tree_hash cannot read either, like a FIFO)."""
+    try:
+        st = os.lstat(path)
+        source = path
+        if stat.S_ISLNK(st.st_mode):
+            target = os.path.realpath(path)
+            if os.path.isfile(target) and _inside(root, target):
+                st = os.stat(target)
+                source = target
+            elif os.path.isfile(target) or not os.path.exists(target):
+                # Out of the folder, or dangling: not sent, but part of
+                # tree_hash, which hashes through the link (or its text).
+                skipped.append(rel)
+                return _Entry(rel, path, 0, 0, send=False)
+            else:
+                skipped.append(rel)  # a link to a FIFO or device
+                return None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path} ({exc.strerror}); fix it or add it to {root}/.gitignore"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        skipped.append(rel)  # FIFO, socket, device: nothing to copy
+        return None
+    if rel == MANIFEST_NAME:
+        skipped.append(rel)  # the host's manifest lives at that name
+        return _Entry(rel, path, 0, 0, send=False)
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"cannot sync {path!r}: its name is not valid UTF-8, which SSH and SFTP cannot "
+            f"carry; rename it or add it to {root}/.gitignore"
+        ) from None
+    return _Entry(rel, source, st.st_size, stat.S_IMODE(st.st_mode) & 0o777, send=True)
+
+
+def _check_size(root: Path, entries: list[_Entry], max_bytes: int) -> None:
+    total = sum(e.size for e in entries if e.send)
+    if total <= max_bytes:
+        return
+    by_top: dict[str, int] = {}
+    for e in entries:
+        if e.send:
+            top, sep, _ = e.rel.partition("/")
+            key = top + "/" if sep else top
+            by_top[key] = by_top.get(key, 0) + e.size
+    biggest = sorted(by_top.items(), key=lambda kv: -kv[1])[:3]
+    parts = ", ".join(f"{name!r} {_human(size)}" for name, size in biggest)
+    raise ConfigError(
+        f"refusing to sync {root}: its files add up to {_human(total)}, more than the "
+        f"{_human(max_bytes)} limit (biggest: {parts}); add what the code does not need "
+        f"(data, checkpoints, outputs) to {root}/.gitignore, or point the package at a "
+        "smaller folder"
+    )
+
+
+def _sha256(path: str) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _hash_all(root: Path, entries: list[_Entry]) -> tuple[dict[str, tuple[str, int]], str]:
+    """The manifest {rel: (sha256 hex, mode)} of the files to send, and tree_hash."""
+    files: dict[str, tuple[str, int]] = {}
+    tree = hashlib.sha256()
+    for e in entries:
+        try:
+            digest = _sha256(e.source) if e.send else _file_digest(Path(e.source))
+        except OSError as exc:
+            if not e.send:
+                continue  # a symlink loop: tree_hash itself fails on it
+            raise ConfigError(
+                f"cannot read {e.source} ({exc.strerror}); fix its permissions or add it to "
+                f"{root}/.gitignore"
+            ) from None
+        # The same framing as packages.tree_hash: NUL-terminated path, raw digest.
+        tree.update(e.rel.encode("utf-8", "surrogateescape") + b"\0")
+        tree.update(digest)
+        if e.send:
+            files[e.rel] = (digest.hex(), e.mode)
+    return files, tree.hexdigest()
+
+
+# -- the remote side --------------------------------------------------------------
+
+
+def _safe_rel(rel: object) -> bool:
+    """A plain relative path: no '..', no absolute path, no empty part, no NUL."""
+    if not isinstance(rel, str) or not rel or "\0" in rel or rel.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
+
+
+def _manifest_bytes(files: dict[str, tuple[str, int]], tree_hash: str) -> bytes:
+    doc = {
+        "format": _MANIFEST_FORMAT,
+        "version": _MANIFEST_VERSION,
+        "tree_hash": tree_hash,
+        "files": {rel: {"sha256": sha, "mode": mode} for rel, (sha, mode) in files.items()},
+    }
+    # ensure_ascii: names with newlines or odd bytes stay one JSON string.
+    return (json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode()
+
+
+def _where(conn: Connection, path: str) -> str:
+    return f"{path} on {getattr(conn, 'host', 'the host')}"
+
+
+def _read_manifest(
+    conn: Connection, remote_dir: str
+) -> tuple[bytes | None, dict[str, tuple[str, int]], str | None]:
+    """(raw bytes, valid entries, tree_hash) of the host's manifest; missing or
+    unreadable as JSON gives no entries (everything is sent again)."""
+    path = posixpath.join(remote_dir, MANIFEST_NAME)
+    try:
+        raw = conn.get_bytes(path)
+    except FileNotFoundError:
+        return None, {}, None
+    except NotADirectoryError:
+        raise ProviderError(
+            f"cannot sync to {_where(conn, remote_dir)}: a file is in the way of that folder; "
+            "remove it or choose another remote folder"
+        ) from None
+    except OSError as exc:
+        raise ProviderError(
+            f"cannot read {_where(conn, path)} ({exc.strerror or exc}); check that the login "
+            f"user can read {remote_dir}"
+        ) from None
+    try:
+        doc = json.loads(raw)
+        listed = doc["files"] if doc.get("format") == _MANIFEST_FORMAT else {}
+        tree_hash = doc.get("tree_hash")
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return raw, {}, None
+    files: dict[str, tuple[str, int]] = {}
+    if isinstance(listed, dict):
+        for rel, info in listed.items():
+            if not (_safe_rel(rel) and isinstance(info, dict)):
+                continue
+            sha, mode = info.get("sha256"), info.get("mode")
+            if isinstance(sha, str) and isinstance(mode, int) and not isinstance(mode, bool):
+                files[rel] = (sha, mode)
+    return raw, files, tree_hash if isinstance(tree_hash, str) else None
+
+
+def remote_tree_hash(conn: Connection, remote_dir: str) -> str | None:
+    """The tree_hash of what the last complete sync left in remote_dir, or None.
+
+    One file read, no command: a planner can compare it with
+    packages.tree_hash(local_dir) to decide whether a sync is due.
+    """
+    _, _, tree_hash = _read_manifest(conn, _normalize_remote(remote_dir))
+    return tree_hash
+
+
+def _normalize_remote(remote_dir: str) -> str:
+    text = str(remote_dir)
+    if not text.strip() or "\0" in text:
+        raise ConfigError(f"remote folder {remote_dir!r} is empty or invalid; give a path")
+    if text.startswith("~"):
+        raise ConfigError(
+            f"remote folder {remote_dir!r} starts with '~', which is not expanded on the host; "
+            "give an absolute path, or one relative to the login folder"
+        )
+    norm = posixpath.normpath(text)
+    if norm == "/":
+        raise ConfigError("refusing to sync into / on the host; give a folder of its own")
+    return norm
+
+
+def _batches(paths: list[str]) -> Iterable[list[str]]:
+    batch: list[str] = []
+    used = 0
+    for p in paths:
+        cost = len(shlex.quote(p).encode("utf-8", "surrogateescape")) + 1
+        if batch and used + cost > _ARGV_BUDGET:
+            yield batch
+            batch, used = [], 0
+        batch.append(p)
+        used += cost
+    if batch:
+        yield batch
+
+
+def _remove(conn: Connection, remote_dir: str, rels: list[str], dirs: list[str]) -> None:
+    """rm the files (and, with -r, the folders now in the way of a file): one
+    command unless the paths exceed one command line. Paths are argv, never shell."""
+    paths = [posixpath.join(remote_dir, r) for r in [*rels, *dirs]]
+    flags = "-rf" if dirs else "-f"
+    for batch in _batches(paths):
+        result = conn.run(["rm", flags, "--", *batch], timeout=_RM_TIMEOUT)
+        if not result.ok:
+            detail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[0]
+            raise ProviderError(
+                f"cannot delete old files in {_where(conn, remote_dir)}: {detail}; check that "
+                "the login user owns that folder, then apply again"
+            )
+
+
+def _put(conn: Connection, data: bytes, path: str, mode: int) -> None:
+    try:
+        conn.put_bytes(data, path, mode)
+    except (IsADirectoryError, NotADirectoryError):
+        raise ProviderError(
+            f"cannot write {_where(conn, path)}: a folder or file of the same name is in the "
+            "way (made on the host, not by rhplan); remove it and apply again"
+        ) from None
+    except OSError as exc:
+        raise ProviderError(
+            f"cannot write {_where(conn, path)} ({exc.strerror or exc}); check that the login "
+            "user can write there"
+        ) from None
+
+
+def _pending_manifest(old: dict[str, tuple[str, int]], new_paths: list[str]) -> bytes:
+    """The old manifest plus the paths about to be created, with an empty hash.
+
+    Written before the first new file goes up: if the sync stops half way, the
+    next one still knows those files (resends them, or deletes them if they
+    were removed locally meanwhile) instead of leaving them behind for ever.
+    """
+    files = dict(old)
+    for rel in new_paths:
+        files[rel] = ("", 0)
+    return _manifest_bytes(files, "")
+
+
+# -- the sync ------------------------------------------------------------------
+
+
+def sync_folder(
+    conn: Connection,
+    local_dir: Path,
+    remote_dir: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    force: bool = False,
+) -> SyncResult:
+    """Make remote_dir on conn's host hold the selected files of local_dir.
+
+    Sends only files whose sha256 or mode differ from the host's manifest,
+    deletes the files that are gone locally (one `rm` at most, none if nothing
+    was removed), writes the manifest last. force=True sends every file.
+
+    Raises ConfigError for a folder that must not or cannot be synced (/, your
+    home folder or one that holds it, over max_bytes, unreadable files) before
+    touching the host, and ProviderError when the host refuses a read or write.
+    """
+    root = check_sync_folder(local_dir)
+    remote = _normalize_remote(remote_dir)
+    entries, skipped = _select(root)
+    _check_size(root, entries, max_bytes)
+    files, tree_hash = _hash_all(root, entries)
+    sources = {e.rel: e.source for e in entries if e.send}
+
+    old_raw, old, _ = _read_manifest(conn, remote)
+    to_send = [rel for rel, info in files.items() if force or old.get(rel) != info]
+    to_delete = sorted(rel for rel in old if rel not in files)
+    # A folder on the host where a file must go now (pkg/ became pkg): it
+    # goes, whatever the host put in it since (e.g. __pycache__).
+    old_dirs = {rel.rsplit("/", i)[0] for rel in old for i in range(1, rel.count("/") + 1)}
+    in_the_way = sorted(rel for rel in to_send if rel in old_dirs)
+
+    new_raw = _manifest_bytes(files, tree_hash)
+    if not to_send and not to_delete and new_raw == old_raw:
+        return SyncResult(len(files), 0, 0, 0, tree_hash, skipped=tuple(skipped))
+
+    manifest_path = posixpath.join(remote, MANIFEST_NAME)
+    new_paths = [rel for rel in to_send if rel not in old]
+    if new_paths:
+        _put(conn, _pending_manifest(old, new_paths), manifest_path, 0o644)
+    if to_delete or in_the_way:
+        # Before the uploads: a file that became a folder (pkg -> pkg/) must go first.
+        _remove(conn, remote, to_delete, in_the_way)
+
+    final = dict(files)
+    bytes_sent = 0
+    for rel in to_send:
+        try:
+            with open(sources[rel], "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {sources[rel]} ({exc.strerror}); fix its permissions or add it "
+                f"to {root}/.gitignore"
+            ) from None
+        # Record what was sent, even if the file changed since it was hashed.
+        final[rel] = (hashlib.sha256(data).hexdigest(), files[rel][1])
+        _put(conn, data, posixpath.join(remote, rel), files[rel][1])
+        bytes_sent += len(data)
+    if final != files:
+        new_raw = _manifest_bytes(final, tree_hash)
+    _put(conn, new_raw, manifest_path, 0o644)
+    return SyncResult(
+        files_total=len(files),
+        files_sent=len(to_send),
+        files_deleted=len(to_delete),
+        bytes_sent=bytes_sent,
+        tree_hash=tree_hash,
+        sent=tuple(to_send),
+        deleted=tuple(to_delete),
+        skipped=tuple(skipped),
+    )
