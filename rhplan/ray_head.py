@@ -199,9 +199,10 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
 
 
 def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token: bytes,
-         node_ip: str, num_cpus: int, num_gpus: int = 0) -> None:
-    """Start a worker node on this host and join it to head (same token)."""
-    temp_dir = head.temp_dir
+         node_ip: str, num_cpus: int, num_gpus: int = 0) -> str:
+    """Start a worker node on this host and join it to head (same token). Its temp dir
+    is its own: test hosts in network namespaces share one filesystem."""
+    temp_dir = temp_dir_for(f"{root_dir}@{node_ip}")
     token_path = f"{root_dir}/ray/token"
     old = _status(conn, ray_python, temp_dir, 0, token_path)
     if old["pids"]:
@@ -211,6 +212,7 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
                          num_gpus)
     argv += [f"--address={head.address}"]
     _check(conn.run(argv, timeout=START_TIMEOUT), conn, f"joining {node_ip} to the Ray head")
+    return temp_dir
 
 
 def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str

@@ -323,8 +323,10 @@ def _manifest_bytes(files: dict[str, tuple[str, int]], tree_hash: str) -> bytes:
         "tree_hash": tree_hash,
         "files": {rel: {"sha256": sha, "mode": mode} for rel, (sha, mode) in files.items()},
     }
-    # ensure_ascii: names with newlines or odd bytes stay one JSON string.
-    return (json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=True) + "\n").encode()
+    # Compact, so the C encoder runs (~1 ms per 1000 files); ensure_ascii keeps
+    # names with newlines or odd bytes one JSON string.
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return (text + "\n").encode()
 
 
 def _where(conn: Connection, path: str) -> str:

@@ -36,6 +36,39 @@ print(json.dumps({"version": list(sys.version_info[:3]), "home": os.path.expandu
 """
 
 
+# Runs on each host with its python3: rhplan's Ray venv (python -m venv, then uv from
+# PyPI, then ray==VERSION with uv), skipped when it is already there. uv trusts the
+# host's certificate store (a proxy's CA lives there; an SSH session has no SSL_CERT_FILE).
+_BOOTSTRAP = r"""
+import fcntl, os, subprocess, sys
+root, want = sys.argv[1], sys.argv[2]
+venv = os.path.join(root, "ray-venv")
+vpy, uv = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "uv")
+os.makedirs(root, exist_ok=True)
+def ok(argv):
+    return subprocess.run(argv, capture_output=True, text=True)
+def have():
+    r = ok([vpy, "-I", "-c", "import ray; print(ray.__version__)"]) if os.path.exists(vpy) else None
+    return r is not None and r.returncode == 0 and r.stdout.strip() == want
+with open(os.path.join(root, ".bootstrap.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not have():
+        env = dict(os.environ, UV_SYSTEM_CERTS="1")
+        steps = []
+        if not os.path.exists(vpy):
+            steps.append([sys.executable, "-m", "venv", venv])
+        if not os.path.exists(uv):
+            steps.append([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"])
+        steps.append([uv, "pip", "install", "-q", "--python", vpy, "ray==" + want])
+        for argv in steps:
+            r = subprocess.run(argv, capture_output=True, text=True, env=env)
+            if r.returncode:
+                sys.stderr.write((r.stderr or r.stdout).strip() + "\n")
+                sys.exit(1)
+print("ready")
+"""
+
+
 def _ray_version() -> str:
     from importlib.metadata import version
     return version("ray")
@@ -176,28 +209,14 @@ class SSHProvider:
 
     def _ray_venv(self, conn: Connection, ip: str, python: str, root: str) -> str:
         """rhplan's own venv for Ray on the host, with the driver's Ray version (a
-        driver and a cluster of different Ray versions cannot talk)."""
-        venv = f"{root}/ray-venv"
-        vpy = f"{venv}/bin/python"
+        driver and a cluster of different Ray versions cannot talk). One command; a lock
+        on the host keeps two setups of the same folder apart."""
         want = _ray_version()
-        have = conn.run([vpy, "-I", "-c", "import ray; print(ray.__version__)"], timeout=120)
-        if have.ok and have.stdout.strip() == want:
-            return vpy
-        steps = [
-            ([python, "-m", "venv", venv], "creating the Ray venv"),
-            ([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"],
-             "installing uv"),
-            ([f"{venv}/bin/uv", "pip", "install", "-q", "--python", vpy, f"ray=={want}"],
-             f"installing ray=={want}"),
-        ]
-        if have.returncode != 127 and conn.run(["test", "-x", vpy]).ok:
-            steps = steps[1:] if not conn.run([f"{venv}/bin/uv", "--version"]).ok else steps[2:]
-        for argv, what in steps:
-            res = conn.run(argv, timeout=900, env={"UV_SYSTEM_CERTS": "1"})
-            if not res.ok:
-                tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["?"]
-                raise ProviderError(f"{what} on {ip} failed: {tail[0]}")
-        return vpy
+        res = conn.run([python, "-I", "-c", _BOOTSTRAP, root, want], timeout=1200)
+        if not res.ok:
+            tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["?"]
+            raise ProviderError(f"setting up Ray {want} on {ip} failed: {tail[0]}")
+        return f"{root}/ray-venv/bin/python"
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
                    ctx: RunContext) -> str:

@@ -86,17 +86,19 @@ class ClusterType(ResourceType):
             manage.start_watchdog(conn, a, rs.private, a["autostop_mins"],
                                   a.get("autostop_command") or DEFAULT_AUTOSTOP)
         failed: dict[str, str] = {}
+        workers: dict[str, str] = {}
 
         def join(host: tuple[str, Any]) -> None:
             ip, c = host
             try:
-                ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
-                              a["root_dir"], token, ip, int(cpus.get(ip, 1)))
+                workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
+                                            a["root_dir"], token, ip, int(cpus.get(ip, 1)))
             except ProviderError as exc:
                 failed[ip] = str(exc)
 
         with ThreadPoolExecutor(max_workers=max(1, len(hosts) - 1)) as pool:
             list(pool.map(join, hosts[1:]))
+        rs.private["ray_worker_temp_dirs"] = workers
         if failed:
             a["hosts"] = {**(a.get("hosts") or {}),
                           **{ip: f"failed: {msg}" for ip, msg in failed.items()}}
@@ -153,8 +155,19 @@ class ClusterType(ResourceType):
         provider = ctx.provider(rs.provider)
         temp_dir = rs.private.get("ray_temp_dir")
         if temp_dir and rs.attributes.get("ray_python"):
+            token = rs.private["ray_token_path"]
+            workers = rs.private.get("ray_worker_temp_dirs") or {}
+            hosts = dict(self._hosts(rs, ctx)) if workers else {}
+
+            def stop_worker(item: tuple[str, str]) -> None:
+                ip, wdir = item
+                if ip in hosts:
+                    ray_head.stop(hosts[ip], rs.attributes["ray_python"], wdir, token)
+
+            with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
+                list(pool.map(stop_worker, workers.items()))
             conn = provider.connect(rs.attributes, rs.private, ctx)
-            ray_head.stop(conn, rs.attributes["ray_python"], temp_dir, rs.private["ray_token_path"])
+            ray_head.stop(conn, rs.attributes["ray_python"], temp_dir, token)
         provider.delete(rs.attributes, rs.private, ctx)
 
 
