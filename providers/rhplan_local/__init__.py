@@ -24,6 +24,7 @@ _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "ips")
 
 class LocalProvider:
     name = "local"
+    local_filesystem = True  # local package folders are installed in place
 
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
                      line: int) -> dict[str, Any]:

@@ -7,16 +7,17 @@ single package and a refresh can tell which entry drifted.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from rhplan import envs
+from rhplan import envs, sync
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
-from rhplan.errors import ConfigError, ProviderError
+from rhplan.errors import ConfigError, ProviderError, RhplanError
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
@@ -64,6 +65,11 @@ class EnvType(ResourceType):
             if req.kind == "conda":
                 raise ConfigError(f"env {rc.name!r}: {raw!r} needs a conda env, which rhplan "
                                   "does not build yet; use a pip package", rc.file, reqs_line)
+            if req.kind == "local":
+                try:  # never hash (or later sync) a home folder or /
+                    sync.check_sync_folder(Path(req.target))
+                except RhplanError as exc:
+                    raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line) from None
             if req.kind in ("local", "reqs"):
                 # editing a local package (or requirements file) reinstalls it
                 key = ("tree_hash", req.target)
@@ -139,6 +145,29 @@ class EnvType(ResourceType):
             return parse_requirement(pkg.attributes["spec"], ctx.config_dir)
         return parse_requirement(raw, ctx.config_dir)
 
+    def _install(self, conn: Connection, path: str, raw: str, rs: ResourceState,
+                 ctx: RunContext, state: State) -> list[str]:
+        req = self._on_host(self._requirement(raw, ctx, state), rs, conn, ctx, state)
+        return envs.install(conn, path, req)
+
+    def _on_host(self, req: Requirement, rs: ResourceState, conn: Connection, ctx: RunContext,
+                 state: State) -> Requirement:
+        """Local folders live on this machine: on a remote cluster, sync them to the host
+        first (only changed files travel) and install from there."""
+        cluster = state.resources[rs.attributes["cluster"]]
+        if getattr(ctx.provider(cluster.provider), "local_filesystem", False):
+            return req
+        if req.kind not in ("local", "reqs"):
+            return req
+        local = Path(req.target)
+        tag = hashlib.sha256(str(local).encode()).hexdigest()[:10]
+        remote = f"{cluster.attributes['root_dir']}/src/{local.name or 'root'}-{tag}"
+        if req.kind == "local":
+            sync.sync_folder(conn, local, remote)
+        else:  # reqs:DIR needs only its requirements.txt
+            conn.put_bytes((local / "requirements.txt").read_bytes(), f"{remote}/requirements.txt")
+        return dataclasses.replace(req, target=remote)
+
     def _secrets(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
         out: dict[str, str] = {}
         for addr in rs.attributes.get("secrets") or []:
@@ -152,7 +181,7 @@ class EnvType(ResourceType):
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
         installed: dict[str, list[str]] = {}
         for raw in a["reqs"]:
-            installed[raw] = envs.install(conn, a["path"], self._requirement(raw, ctx, state))
+            installed[raw] = self._install(conn, a["path"], raw, rs, ctx, state)
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
         envs.run_setup_cmds(conn, a["path"], a["setup_cmds"])
@@ -241,7 +270,7 @@ class EnvType(ResourceType):
             envs.uninstall(conn, path, self._own_names(raw, installed, ctx, state))
             installed.pop(raw, None)
         for raw in [r for r in a["reqs"] if r in added or r in stale]:
-            installed[raw] = envs.install(conn, path, self._requirement(raw, ctx, state))
+            installed[raw] = self._install(conn, path, raw, after, ctx, state)
         for raw in list(installed):
             if raw not in a["reqs"]:
                 installed.pop(raw)
