@@ -141,6 +141,11 @@ class SSHProvider:
         ready = [ip for ip in attrs["ips"] if (attrs.get("hosts") or {}).get(ip) == "ready"]
         return [(ip, self._connect(ip, attrs, private)) for ip in ready]
 
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+                     ) -> Connection:
+        self._ctx = ctx
+        return self._connect(ip, attrs, private)
+
     # ---- lifecycle ------------------------------------------------------------
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
         self._ctx = ctx
@@ -225,24 +230,10 @@ class SSHProvider:
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
              ) -> dict[str, Any] | None:
-        """One round trip per host: is rhplan's folder still there?"""
+        """No command here: the core reads every host in one round trip (rhplan.facts),
+        including whether rhplan's folder is still there."""
         self._ctx = ctx
-        hosts = dict(attrs.get("hosts") or {})
-
-        def check(ip: str) -> tuple[str, str]:
-            try:
-                conn = self._connect(ip, attrs, private)
-            except ProviderError as exc:
-                return ip, f"failed: {exc}"
-            ok = conn.run(["test", "-f", f"{attrs['root_dir']}/{MARKER}"], timeout=30).ok
-            return ip, "ready" if ok else "failed: rhplan's folder is gone"
-
-        with ThreadPoolExecutor(max_workers=max(1, len(attrs["ips"]))) as pool:
-            for ip, status in pool.map(check, attrs["ips"]):
-                hosts[ip] = status if hosts.get(ip) == "ready" else hosts.get(ip, status)
-        if all(s != "ready" for s in hosts.values()):
-            return None
-        return dict(attrs, hosts=hosts)
+        return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
                ctx: RunContext) -> tuple[dict[str, Any], dict]:

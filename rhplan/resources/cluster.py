@@ -6,7 +6,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rhplan import ray_head
+from rhplan import facts, ray_head
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import PartialFailure, ProviderError
 from rhplan.provider import RunContext, load_provider
@@ -113,16 +113,85 @@ class ClusterType(ResourceType):
         attrs = provider.read(rs.attributes, rs.private, ctx)
         if attrs is None:
             return None, [f"{rs.address} no longer exists"]
-        notes = [f"{rs.address}: {k} changed outside rhplan" for k in sorted(attrs)
-                 if attrs.get(k) != rs.attributes.get(k)]
-        if attrs.get("ray_address") and rs.private.get("ray_temp_dir"):
-            conn = provider.connect(attrs, rs.private, ctx)
-            if not ray_head.is_running(conn, attrs["ray_python"], attrs["ray_address"],
-                                       rs.private["ray_temp_dir"], rs.private["ray_token_path"]):
-                attrs = dict(attrs, ray_status="stopped")
-                notes.append(f"{rs.address}: its Ray head ({attrs['ray_address']}) is not running")
         rs.attributes = attrs
+        notes: list[str] = []
+        if attrs.get("ray_address") and rs.private.get("ray_temp_dir"):
+            notes += self._read_hosts(rs, ctx, state)
+        notes += [f"{rs.address}: {k} changed outside rhplan" for k in sorted(attrs)
+                  if k not in ("ray_status", "hosts") and attrs.get(k) != rs.attributes.get(k)]
+        if all(s != "ready" for s in (rs.attributes.get("hosts") or {"-": "ready"}).values()):
+            return None, notes + [f"{rs.address}: none of its hosts is set up any more"]
         return rs, notes
+
+    def _read_hosts(self, rs: ResourceState, ctx: RunContext, state: State) -> list[str]:
+        """One command per host reads everything the plan needs (rhplan.facts); envs on
+        this cluster take their answers from ctx.cache."""
+        a, p = rs.attributes, rs.private
+        envs = {r.address: r for r in state.resources.values()
+                if r.type == "env" and r.attributes.get("cluster") == rs.address}
+        head_host = a["ray_address"].rpartition(":")[0]
+        marker = f"{a['root_dir']}/.rhplan-cluster"
+        provider = ctx.provider(rs.provider)
+        ips = [ip for ip in a.get("ips") or [] if (a.get("hosts") or {}).get(ip, "ready")
+               == "ready"]
+        hosts: list[tuple[str, Any]] = []
+        unreachable: dict[str, str] = {}
+        for ip in ips:
+            try:
+                conn = (provider.connect_host(ip, a, p, ctx) if hasattr(provider, "connect_host")
+                        else provider.connect(a, p, ctx))
+                hosts.append((ip, conn))
+            except ProviderError as exc:
+                unreachable[ip] = str(exc)
+            if not hasattr(provider, "connect_host"):
+                break
+        asks = {}
+        for ip, conn in hosts:
+            ray = ({"temp_dir": p["ray_temp_dir"], "token_path": p["ray_token_path"],
+                    "port": int(a["ray_address"].rpartition(":")[2]), "host": head_host}
+                   if ip == hosts[0][0] else None)
+            asks[ip] = (conn, {"marker": marker, "ray": ray,
+                               "envs": {e: r.attributes.get("path") for e, r in envs.items()
+                                        if ip == hosts[0][0] and r.attributes.get("path")},
+                               "servlets": {e: r.attributes.get("servlet_pid")
+                                            for e, r in envs.items()
+                                            if ip == hosts[0][0]}})
+
+        def read(item: tuple[str, tuple[Any, dict]]) -> tuple[str, Any]:
+            ip, (conn, ask) = item
+            try:
+                return ip, facts.gather(conn, a["ray_python"], ask)
+            except ProviderError as exc:
+                return ip, str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(asks))) as pool:
+            results = dict(pool.map(read, asks.items()))
+        notes = []
+        host_status = dict(a.get("hosts") or {})
+        for ip in a.get("ips") or []:
+            r = unreachable.get(ip, results.get(ip))
+            if ip in host_status and host_status[ip] != "ready":
+                continue
+            if isinstance(r, str):
+                host_status[ip] = f"failed: {r}"
+            elif isinstance(r, dict) and not r["marker"]:
+                host_status[ip] = "failed: rhplan's folder is gone"
+            else:
+                continue
+            notes.append(f"{rs.address}: host {ip}: {host_status[ip][8:]}")
+        if host_status and "hosts" in a:
+            a["hosts"] = host_status
+        head = results.get(ips[0]) if ips else None
+        if isinstance(head, dict):
+            with ctx.lock:
+                ctx.cache[("facts", rs.address)] = head
+            running = head["ray"]["pids"] > 0 and head["ray"]["gcs_up"]
+        else:
+            running = False
+        if not running:
+            a["ray_status"] = "stopped"
+            notes.append(f"{rs.address}: its Ray head ({a['ray_address']}) is not running")
+        return notes
 
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
                state: State) -> ResourceState:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rhplan import envs, sync
+from rhplan import envs, facts, sync
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
@@ -205,12 +205,21 @@ class EnvType(ResourceType):
 
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
-        conn, _ = self._conn(rs, ctx, state)
-        now = envs.read_installed(conn, rs.attributes["path"])
+        known = ctx.cache.get(("facts", rs.attributes["cluster"]))
+        if known is not None and rs.address in known["envs"]:
+            # read with the cluster, in its one command per host
+            now = facts.installed(known["envs"][rs.address])
+            servlet = {"alive": bool(known["servlets"].get(rs.address)),
+                       "pid": rs.attributes.get("servlet_pid")}
+            if state.resources[rs.attributes["cluster"]].attributes.get("ray_status") != "running":
+                servlet = {"alive": False}
+        else:
+            conn, _ = self._conn(rs, ctx, state)
+            now = envs.read_installed(conn, rs.attributes["path"])
+            servlet = self._servlet_status(rs, conn, ctx, state) if now is not None else {}
         if now is None:
             return None, [f"{rs.address}: env folder {rs.attributes['path']} is gone"]
         notes = []
-        servlet = self._servlet_status(rs, conn, ctx, state)
         if not servlet.get("alive"):
             rs.attributes["servlet"] = "stopped"
             notes.append(f"{rs.address}: its servlet is not running")
