@@ -1,0 +1,39 @@
+# Static hosts you already own, reached over SSH. The first ip is the head: it runs
+# the Ray head and the envs; the others join its Ray cluster.
+#
+# Try it on this machine with a throwaway OpenSSH server on 127.0.0.1:
+#   python examples/static/local_sshd.py        # writes examples/static/host.json
+#   rhplan -chdir=examples/static apply -var-file=host.json -auto-approve
+
+variable "ips" {
+  type        = list(string)
+  description = "Host addresses; the first is the head."
+}
+variable "user" { default = "root" }
+variable "port" { default = 22 }
+variable "private_key" { default = "~/.ssh/id_ed25519" }
+variable "known_hosts" {
+  default     = null
+  description = "A known_hosts file to check host keys against; without it the first key seen is trusted and recorded in the state."
+}
+
+cluster "onprem" {
+  provider = "ssh"
+  ips      = var.ips
+  ssh {
+    user        = var.user
+    port        = var.port
+    private_key = var.private_key
+    known_hosts = var.known_hosts
+  }
+}
+
+env "remote" {
+  cluster  = cluster.onprem
+  reqs     = ["pip:six==1.16.0", "../local/src/greet"]   # a local folder: synced, then installed
+  env_vars = { WHERE = "onprem" }
+}
+
+output "head" {
+  value = cluster.onprem.ips[0]
+}
