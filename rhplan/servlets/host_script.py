@@ -167,6 +167,11 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     }
     if res:
         opts["resources"] = res
+    # the env lives on this host (the head): keep its servlet here, whatever other
+    # nodes the cluster has
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+        node_id=ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(EnvServlet).options(**opts).remote(name, env_dir)
     try:
         info = ray.get(actor.ready.remote(), timeout=READY_TIMEOUT)
