@@ -47,42 +47,52 @@ class Installed:
     direct_url: str | None  # direct_url.json "url" (local folders, git, URLs)
 
 
+# Host-side code shared by the scripts that read an env's packages: the distributions
+# in the given site-packages folders (canonical name -> [version, direct url]) and the
+# folders rhplan put on the path with .pth files (reported as version "0").
+DISTS_FN = r"""
+import importlib.metadata as md, json, os, re
+from urllib.parse import quote
+def read_dists(site):
+    dists, pth = {}, {}
+    for d in md.distributions(path=site):
+        name = d.metadata["Name"]
+        if not name:
+            continue
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in dists:
+            continue
+        url = None
+        try:
+            url = json.loads(d.read_text("direct_url.json") or "null")["url"]
+        except Exception:
+            pass
+        dists[key] = [d.version, url]
+    for folder in site:
+        if not os.path.isdir(folder):
+            continue
+        for f in sorted(os.listdir(folder)):
+            if f.startswith(PREFIX) and f.endswith(".pth"):
+                with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                    target = fh.readline().rstrip("\n")
+                dists[f[:-4]] = [VERSION, "file://" + quote(target)]
+                pth[f[:-4]] = os.path.join(folder, f)
+    return dists, pth
+""".replace("PREFIX", repr(PTH_PREFIX)).replace("VERSION", repr(PTH_VERSION))
+
 # Runs inside the env's interpreter (with -I, so neither the working folder
 # nor PYTHON* variables leak in). Only site-packages is read: a folder a .pth
 # puts on the path may hold stray *.egg-info that is not installed.
-_INSPECT_SCRIPT = r"""
-import importlib.metadata as md, json, os, re, sysconfig
-from urllib.parse import quote
+_INSPECT_SCRIPT = DISTS_FN + r"""
+import sysconfig
 paths = sysconfig.get_paths()
 site = []
 for key in ("purelib", "platlib"):
     if paths[key] not in site:
         site.append(paths[key])
-dists, pth = {}, {}
-for d in md.distributions(path=site):
-    name = d.metadata["Name"]
-    if not name:
-        continue
-    key = re.sub(r"[-_.]+", "-", name).lower()
-    if key in dists:
-        continue
-    url = None
-    try:
-        url = json.loads(d.read_text("direct_url.json") or "null")["url"]
-    except Exception:
-        pass
-    dists[key] = [d.version, url]
-for folder in site:
-    if not os.path.isdir(folder):
-        continue
-    for f in sorted(os.listdir(folder)):
-        if f.startswith(PREFIX) and f.endswith(".pth"):
-            with open(os.path.join(folder, f), encoding="utf-8") as fh:
-                target = fh.readline().rstrip("\n")
-            dists[f[:-4]] = [VERSION, "file://" + quote(target)]
-            pth[f[:-4]] = os.path.join(folder, f)
+dists, pth = read_dists(site)
 print(json.dumps({"site_packages": site[0], "dists": dists, "pth": pth}))
-""".replace("PREFIX", repr(PTH_PREFIX)).replace("VERSION", repr(PTH_VERSION))
+"""
 
 # Says what is at a path, in one command: "venv", "empty", "busy" or "free".
 _PROBE_DIR_SCRIPT = r"""

@@ -11,70 +11,28 @@ import json
 from typing import Any
 
 from rhplan.connection import Connection
-from rhplan.envs import PTH_PREFIX, PTH_VERSION, Installed
+from rhplan.envs import DISTS_FN, Installed
 from rhplan.errors import ProviderError
+from rhplan.ray_head import OWNED_PIDS_FN
 
-# Runs on the host. argv[1]: JSON {"marker", "ray": {"temp_dir","token_path","port"} | null,
-# "envs": {address: env_dir}, "servlets": {address: pid}}.
-_FACTS = r"""
-import glob, importlib.metadata as md, json, os, re, socket, sys
-from urllib.parse import quote
+# Runs on the host. argv[1]: JSON {"marker", "ray": {"temp_dir","token_path","port","host"}
+# | null, "envs": {address: env_dir}, "servlets": {address: pid}}.
+_FACTS = OWNED_PIDS_FN + DISTS_FN + r"""
+import glob, sys
 ask = json.loads(sys.argv[1])
 out = {"marker": bool(ask.get("marker")) and os.path.exists(ask["marker"]),
        "ray": None, "envs": {}, "servlets": {}}
 r = ask.get("ray")
 if r:
-    temp_dir, token = r["temp_dir"].encode(), b"RAY_AUTH_TOKEN_PATH=" + r["token_path"].encode()
-    parents, owned = {}, set()
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{p}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if fields[0] == b"Z":
-            continue
-        parents[int(p)] = int(fields[1])
-        if temp_dir in cmd:
-            owned.add(int(p))
-    up = False
-    try:
-        socket.create_connection(("127.0.0.1" if r.get("local") else r["host"], r["port"]),
-                                 timeout=2).close()
-        up = True
-    except OSError:
-        pass
-    out["ray"] = {"pids": len(owned), "gcs_up": up}
-canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+    out["ray"] = {"pids": len(owned_pids(r["temp_dir"], r["token_path"])),
+                  "gcs_up": gcs_up(r["host"], r["port"])}
 for addr, env_dir in (ask.get("envs") or {}).items():
     py = os.path.join(env_dir, "bin", "python")
     if not (os.path.exists(py) and os.access(py, os.X_OK)):
         out["envs"][addr] = None
         continue
     site = sorted(glob.glob(os.path.join(env_dir, "lib", "python*", "site-packages")))
-    dists = {}
-    for d in md.distributions(path=site):
-        name = d.metadata["Name"]
-        if not name or canon(name) in dists:
-            continue
-        url = None
-        try:
-            url = json.loads(d.read_text("direct_url.json") or "null")["url"]
-        except Exception:
-            pass
-        dists[canon(name)] = [d.version, url]
-    for folder in site:
-        for f in sorted(os.listdir(folder)):
-            if f.startswith(PREFIX) and f.endswith(".pth"):
-                with open(os.path.join(folder, f), encoding="utf-8") as fh:
-                    target = fh.readline().rstrip("\n")
-                dists[f[:-4]] = [VERSION, "file://" + quote(target)]
-    out["envs"][addr] = dists
+    out["envs"][addr] = read_dists(site)[0]
 for addr, pid in (ask.get("servlets") or {}).items():
     alive = False
     try:
@@ -84,7 +42,7 @@ for addr, pid in (ask.get("servlets") or {}).items():
         pass
     out["servlets"][addr] = alive
 print(json.dumps(out))
-""".replace("PREFIX", repr(PTH_PREFIX)).replace("VERSION", repr(PTH_VERSION))
+"""
 
 
 def gather(conn: Connection, python: str, ask: dict[str, Any]) -> dict[str, Any]:

@@ -31,52 +31,62 @@ print(json.dumps({"ports": [s.getsockname()[1] for s in socks],
                   "path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}))
 """
 
-# Runs on the host: the pids of a Ray head, and whether its GCS answers. A process is
-# the head's when its command line names the head's temp dir, when it descends from
+# Host-side code shared by scripts that need a Ray node's processes: a process belongs
+# to the node when its command line names the node's temp dir, when it descends from
 # one that does, or when Raylet started it with this cluster's token (agents and
 # workers rename themselves ray::..., and outlive a raylet killed by hand). Drivers,
 # such as a user's notebook, have no RAY_RAYLET_PID and are never matched.
-_PIDS = r"""
-import json, os, socket, sys
-temp_dir, port = sys.argv[1].encode(), int(sys.argv[2])
-token = b"RAY_AUTH_TOKEN_PATH=" + sys.argv[3].encode()
-parents, owned = {}, set()
-for p in os.listdir("/proc"):
-    if not p.isdigit():
-        continue
+OWNED_PIDS_FN = r"""
+import os
+def owned_pids(temp_dir, token_path):
+    temp_dir, token = temp_dir.encode(), b"RAY_AUTH_TOKEN_PATH=" + token_path.encode()
+    parents, owned = {}, set()
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if fields[0] == b"Z":
+            continue
+        parents[int(p)] = int(fields[1])
+        if temp_dir in cmd:
+            owned.add(int(p))
+            continue
+        try:
+            with open(f"/proc/{p}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if token in env and any(e.startswith(b"RAY_RAYLET_PID=") for e in env):
+            owned.add(int(p))
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in owned and pid not in owned:
+                owned.add(pid); changed = True
+    return sorted(owned)
+
+def gcs_up(host, port):
+    import socket
     try:
-        with open(f"/proc/{p}/cmdline", "rb") as f:
-            cmd = f.read()
-        with open(f"/proc/{p}/stat", "rb") as f:
-            stat = f.read()
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
     except OSError:
-        continue
-    fields = stat[stat.rfind(b")") + 2:].split()
-    if fields[0] == b"Z":
-        continue
-    parents[int(p)] = int(fields[1])
-    if temp_dir in cmd:
-        owned.add(int(p))
-        continue
-    try:
-        with open(f"/proc/{p}/environ", "rb") as f:
-            env = f.read().split(b"\0")
-    except OSError:
-        continue
-    if token in env and any(e.startswith(b"RAY_RAYLET_PID=") for e in env):
-        owned.add(int(p))
-changed = True
-while changed:
-    changed = False
-    for pid, ppid in parents.items():
-        if ppid in owned and pid not in owned:
-            owned.add(pid); changed = True
-up = False
-try:
-    socket.create_connection(("127.0.0.1", port), timeout=2).close(); up = True
-except OSError:
-    pass
-print(json.dumps({"pids": sorted(owned), "gcs_up": up}))
+        return False
+"""
+
+# Runs on the host: the pids of a Ray node, and whether the head's GCS answers.
+_PIDS = OWNED_PIDS_FN + r"""
+import json, sys
+print(json.dumps({"pids": owned_pids(sys.argv[1], sys.argv[3]),
+                  "gcs_up": int(sys.argv[2]) > 0 and gcs_up(sys.argv[4], sys.argv[2])}))
 """
 
 # Runs on the host: SIGTERM the head's processes, then SIGKILL what is left (some Ray
@@ -215,9 +225,10 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
     return temp_dir
 
 
-def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str
-            ) -> dict[str, Any]:
-    res = conn.run([ray_python, "-I", "-c", _PIDS, temp_dir, str(port), token_path], timeout=30)
+def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str,
+            host: str = "127.0.0.1") -> dict[str, Any]:
+    res = conn.run([ray_python, "-I", "-c", _PIDS, temp_dir, str(port), token_path, host],
+                   timeout=30)
     if not res.ok:
         raise ProviderError(f"checking Ray on {conn.host} failed: {res.stderr.strip()}")
     return json.loads(res.stdout)
@@ -225,8 +236,8 @@ def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_p
 
 def is_running(conn: Connection, ray_python: str, address: str, temp_dir: str,
                token_path: str) -> bool:
-    port = int(address.rsplit(":", 1)[1])
-    st = _status(conn, ray_python, temp_dir, port, token_path)
+    host, _, port = address.rpartition(":")
+    st = _status(conn, ray_python, temp_dir, int(port), token_path, host)
     return bool(st["pids"]) and st["gcs_up"]
 
 
