@@ -369,6 +369,8 @@ def status(obj: Ctx, as_json: bool) -> None:
         click.echo(f"{c['address']} ({c['provider']}, hosts {', '.join(c['ips'])})")
         click.echo(f"  ray head  {c['ray']['status']:<7} {c['ray'].get('address') or '-'}"
                    f"  ray {c['ray'].get('version') or '-'}")
+        if c["ray"].get("error"):
+            click.echo(f"            {c['ray']['error']}")
         for s in c["servlets"]:
             health = "alive" if s["alive"] else "dead"
             up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""

@@ -39,7 +39,8 @@ print(json.dumps({"ports": [s.getsockname()[1] for s in socks],
 OWNED_PIDS_FN = r"""
 import os
 def owned_pids(temp_dir, token_path):
-    temp_dir, token = temp_dir.encode(), b"RAY_AUTH_TOKEN_PATH=" + token_path.encode()
+    token = b"RAY_AUTH_TOKEN_PATH=" + token_path.encode()
+    temp_dir = temp_dir.encode()
     parents, owned = {}, set()
     for p in os.listdir("/proc"):
         if not p.isdigit():
@@ -57,6 +58,8 @@ def owned_pids(temp_dir, token_path):
         parents[int(p)] = int(fields[1])
         if temp_dir in cmd:
             owned.add(int(p))
+            continue
+        if not token_path:
             continue
         try:
             with open(f"/proc/{p}/environ", "rb") as f:
@@ -214,7 +217,9 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
     is its own: test hosts in network namespaces share one filesystem."""
     temp_dir = temp_dir_for(f"{root_dir}@{node_ip}")
     token_path = f"{root_dir}/ray/token"
-    old = _status(conn, ray_python, temp_dir, 0, token_path)
+    # only this node's own leftovers (by temp dir): matching by the cluster's token would
+    # also catch the head's agents where hosts share a process table (test namespaces)
+    old = _status(conn, ray_python, temp_dir, 0, "")
     if old["pids"]:
         stop_pids(conn, ray_python, old["pids"])
     conn.put_bytes(token, token_path, mode=0o600)

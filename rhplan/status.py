@@ -71,4 +71,4 @@ def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> Comm
     python = env.attributes["python"]
     if not os.path.isabs(python):
         raise RhplanError(f"{env.address}: no interpreter recorded; run rhplan apply")
-    return conn.run([python, "-I", "-c", script, path, *argv])
+    return conn.run([python, "-I", "-c", script, path, *argv], cwd=path)

@@ -25,9 +25,10 @@ def refresh(state: State, ctx: RunContext, parallelism: int = 10) -> tuple[State
     for generation in nx.topological_generations(g):
         def read(addr: str) -> tuple[str, object, list[str]]:
             rs = fresh.resources[addr]
-            if rs.dependencies and any(d not in fresh.resources for d in rs.dependencies
-                                       if d in state.resources):
-                return addr, None, [f"{addr}: gone with {', '.join(rs.dependencies)}"]
+            missing = [d for d in rs.dependencies
+                       if d in state.resources and d not in fresh.resources]
+            if missing:
+                return addr, None, [f"{addr}: gone with {', '.join(missing)}"]
             try:
                 new, notes = TYPES[rs.type].read(rs, ctx, fresh)
             except RhplanError as exc:

@@ -135,14 +135,12 @@ class ClusterType(ResourceType):
         ips = [ip for ip in a.get("ips") or [] if (a.get("hosts") or {}).get(ip, "ready")
                == "ready"]
         hosts: list[tuple[str, Any]] = []
-        unreachable: dict[str, str] = {}
         for ip in ips:
-            try:
-                conn = (provider.connect_host(ip, a, p, ctx) if hasattr(provider, "connect_host")
-                        else provider.connect(a, p, ctx))
-                hosts.append((ip, conn))
-            except ProviderError as exc:
-                unreachable[ip] = str(exc)
+            # a host that cannot be reached, or answers with another host key, stops the
+            # plan: guessing "gone" would plan to re-create it and trust the new key
+            conn = (provider.connect_host(ip, a, p, ctx) if hasattr(provider, "connect_host")
+                    else provider.connect(a, p, ctx))
+            hosts.append((ip, conn))
             if not hasattr(provider, "connect_host"):
                 break
         asks = {}
@@ -159,22 +157,17 @@ class ClusterType(ResourceType):
 
         def read(item: tuple[str, tuple[Any, dict]]) -> tuple[str, Any]:
             ip, (conn, ask) = item
-            try:
-                return ip, facts.gather(conn, a["ray_python"], ask)
-            except ProviderError as exc:
-                return ip, str(exc)
+            return ip, facts.gather(conn, a["ray_python"], ask)
 
         with ThreadPoolExecutor(max_workers=max(1, len(asks))) as pool:
             results = dict(pool.map(read, asks.items()))
         notes = []
         host_status = dict(a.get("hosts") or {})
         for ip in a.get("ips") or []:
-            r = unreachable.get(ip, results.get(ip))
+            r = results.get(ip)
             if ip in host_status and host_status[ip] != "ready":
                 continue
-            if isinstance(r, str):
-                host_status[ip] = f"failed: {r}"
-            elif isinstance(r, dict) and not r["marker"]:
+            if isinstance(r, dict) and not r["marker"]:
                 host_status[ip] = "failed: rhplan's folder is gone"
             else:
                 continue
