@@ -65,7 +65,7 @@ def _gone(proc: subprocess.CompletedProcess[str]) -> bool:
     err = proc.stderr
     return proc.returncode == 0 or any(s in err for s in (
         "Cannot find device", "No such file or directory", "does not exist",
-        "Cannot open network namespace"))
+        "Cannot open network namespace", "No such device"))
 
 
 def _write_sysctl(path: str, value: str) -> None:
