@@ -28,20 +28,26 @@ def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 
 def test_idle_watchdog_runs_the_autostop_command_only_after_idle(tmp_path: Path) -> None:
     marker = tmp_path / "STOPPED"
-    (tmp_path / "main.hcl").write_text(textwrap.dedent(f'''
+    config = textwrap.dedent('''
         cluster "c" {{
           provider         = "local"
           resources        = {{ CPU = 1, GPU = 0 }}
-          autostop_mins    = 0.1     # 6 seconds
-          autostop_command = "touch '{marker}'"
+          {autostop}
         }}
         env "e" {{
           cluster = cluster.c
         }}
-    '''))
+    ''')
+    # the env first (a cold build can take longer than the 6 s limit), then autostop:
+    # an in-place update that starts the watchdog
+    (tmp_path / "main.hcl").write_text(config.format(autostop=""))
     try:
         r = rhplan(tmp_path, "apply", "-auto-approve")
         assert r.returncode == 0, r.stdout + r.stderr
+        (tmp_path / "main.hcl").write_text(config.format(
+            autostop=f'autostop_mins = 0.1  # 6 seconds\n  autostop_command = "touch {marker}"'))
+        r = rhplan(tmp_path, "apply", "-auto-approve")
+        assert r.returncode == 0 and "1 changed" in r.stdout, r.stdout + r.stderr
         # keep the servlet busy for longer than the limit: no autostop meanwhile
         busy = subprocess.run([sys.executable, "-c", textwrap.dedent(f'''
             import time, rhplan

@@ -176,6 +176,7 @@ class EnvType(ResourceType):
 
     def create(self, rs: ResourceState, ctx: RunContext, state: State) -> ResourceState:
         conn, cluster = self._conn(rs, ctx, state)
+        manage.touch_activity(conn, cluster)
         a = rs.attributes
         envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
@@ -260,7 +261,8 @@ class EnvType(ResourceType):
 
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
                state: State) -> ResourceState:
-        conn, _ = self._conn(after, ctx, state)
+        conn, cluster = self._conn(after, ctx, state)
+        manage.touch_activity(conn, cluster)
         b, a = before.attributes, after.attributes
         path = a["path"]
         installed: dict[str, list[str]] = dict(b.get("installed") or {})

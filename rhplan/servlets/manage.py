@@ -66,6 +66,16 @@ _WATCHDOG = resources.files("rhplan.servlets").joinpath("watchdog.py").read_byte
 _WATCHDOG_SHA = hashlib.sha256(_WATCHDOG).hexdigest()[:16]
 
 
+def activity_path(root_dir: str) -> str:
+    return f"{root_dir}/ray/activity"
+
+
+def touch_activity(conn: Connection, cluster: dict[str, Any]) -> None:
+    """Work on a cluster's envs counts as activity for its autostop watchdog."""
+    if cluster.get("autostop_mins") and cluster.get("root_dir"):
+        conn.put_bytes(b"", activity_path(cluster["root_dir"]))
+
+
 def start_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
                    minutes: float, command: str) -> None:
     """Start the autostop watchdog on the head, detached from this connection (its
@@ -78,7 +88,8 @@ def start_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str,
     launcher = 'log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
     res = conn.run(["sh", "-c", launcher, "sh", log, "env", *[
         f"{k}={v}" for k, v in private_env(private).items()], cluster["ray_python"], script,
-        cluster["ray_address"], str(float(minutes) * 60), command, private["ray_temp_dir"]],
+        cluster["ray_address"], str(float(minutes) * 60), command, private["ray_temp_dir"],
+        activity_path(root)],
         timeout=60)
     if not res.ok:
         raise ProviderError(f"starting the autostop watchdog on {conn.host} failed: "

@@ -7,10 +7,14 @@ default a shutdown) once and exits. Standard library and Ray only, like
 host_script.py; its command line names the cluster's Ray temp dir, so stopping
 the cluster's Ray also stops it.
 
-    python watchdog.py ADDRESS IDLE_SECONDS COMMAND RAY_TEMP_DIR
+    python watchdog.py ADDRESS IDLE_SECONDS COMMAND RAY_TEMP_DIR [ACTIVITY_FILE]
+
+rhplan touches ACTIVITY_FILE whenever it works on the cluster's envs, so an apply in
+progress counts as activity too.
 """
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -33,7 +37,15 @@ def idle_seconds(ray) -> float | None:
     return min(idle) if idle else None
 
 
-def main(address: str, limit: float, command: str, temp_dir: str) -> int:
+def _since_touched(path: str | None) -> float | None:
+    try:
+        return time.time() - os.path.getmtime(path) if path else None
+    except OSError:
+        return None
+
+
+def main(address: str, limit: float, command: str, temp_dir: str,
+         activity: str | None = None) -> int:
     del temp_dir  # only here so the cluster's Ray owns this process
     host, _, port = address.rpartition(":")
     socket.create_connection((host, int(port)), timeout=10).close()
@@ -46,6 +58,9 @@ def main(address: str, limit: float, command: str, temp_dir: str) -> int:
     while True:
         time.sleep(poll)
         idle = idle_seconds(ray)
+        touched = _since_touched(activity)
+        if touched is not None:
+            idle = touched if idle is None else min(idle, touched)
         watched = time.time() - started
         if (idle is None or idle >= limit) and watched >= limit:
             print(f"idle for {limit:.0f}s: running autostop command", flush=True)
@@ -53,4 +68,4 @@ def main(address: str, limit: float, command: str, temp_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]))
+    sys.exit(main(sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], *sys.argv[5:6]))
