@@ -128,9 +128,6 @@ class RayHead:
     token_path: str
     single_node: bool = True
 
-    def env(self) -> dict[str, str]:
-        return ray_env(self.token_path, self.single_node)
-
     def to_private(self) -> dict[str, Any]:
         return {"ray_temp_dir": self.temp_dir, "ray_token_path": self.token_path,
                 "ray_single_node": self.single_node}

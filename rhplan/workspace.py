@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rhplan.apply import Applier, ApplyResult
 from rhplan.config.decode import resolve_variables
@@ -106,6 +105,3 @@ def read_plan_file(path: Path) -> Plan:
                           "rhplan plan -out FILE") from None
     return Plan.from_json(data, str(path))
 
-
-def state_summary(state: State) -> dict[str, Any]:
-    return state.to_json()

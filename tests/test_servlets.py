@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rayprocs import alive, cluster_processes
 
 from rhplan.ray_head import temp_dir_for
 
@@ -118,36 +119,6 @@ class Applied:
         return json.loads(results[0])
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
-
-
-def cluster_processes(temp_dir: str, root: Path) -> dict[int, str]:
-    """Live processes of THIS cluster's Ray: the command line names its temp dir, or
-    the environment carries its token path (workers and agents rename themselves
-    ray::..., servlets included). Other Rays have other temp dirs and tokens."""
-    token = f"RAY_AUTH_TOKEN_PATH={root}/ray/token".encode()
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid() or not alive(int(entry)):
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if temp_dir.encode() in cmd or token in environ:
-            found[int(entry)] = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
-    return found
-
-
 @pytest.fixture(scope="module")
 def np_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A driver interpreter with numpy: a uv venv holding numpy, which also sees this
@@ -185,13 +156,13 @@ def applied(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any,
 def destroy_and_check(app: Applied) -> None:
     """The finalizer: destroy, then check that the cluster left nothing behind."""
     rh = app.rh
-    before = cluster_processes(app.temp_dir, app.root)
+    before = cluster_processes([app.temp_dir], app.root)
     res = rh("destroy", "-auto-approve")
     deadline = time.monotonic() + 20
-    left = cluster_processes(app.temp_dir, app.root)
+    left = cluster_processes([app.temp_dir], app.root)
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = cluster_processes(app.temp_dir, app.root)
+        left = cluster_processes([app.temp_dir], app.root)
     if left:  # never leave a Ray behind: these pids are this cluster's only
         for pid in left:
             try:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rayprocs import alive, cluster_processes
 from sshd import SSHServer, ensure_sshd_installed, free_port
 
 from rhplan.ray_head import temp_dir_for
@@ -147,36 +148,6 @@ def box_hcl(server: SSHServer, root: Path) -> str:
 # --------------------------------------------------------------------------
 # processes, files and commands
 # --------------------------------------------------------------------------
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
-
-
-def cluster_processes(temp_dirs: list[str], root: Path) -> dict[int, str]:
-    """Live processes of ONE cluster's Ray: the command line names one of its temp dirs,
-    or the environment carries its token path (workers, agents and servlets rename
-    themselves ray::...). Other Rays have other temp dirs and tokens."""
-    token = f"RAY_AUTH_TOKEN_PATH={root}/ray/token".encode()
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid() or not alive(int(entry)):
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(t.encode() in cmd for t in temp_dirs) or token in environ:
-            found[int(entry)] = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
-    return found
-
 
 def destroy_and_check(rh: Any, root: Path, temp_dirs: list[str],
                       servlet_pids: set[int] = frozenset()) -> None:

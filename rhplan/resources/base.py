@@ -12,9 +12,6 @@ class ResourceType:
     # attributes only apply can tell; they are "(known after apply)" on create
     after_apply: tuple[str, ...] = ()
 
-    def provider_of(self, attrs: dict[str, Any], state: State, planned: dict[str, dict]) -> str:
-        return "rhplan"
-
     def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Validate and add what is computed at plan time. planned holds the planned
