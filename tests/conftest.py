@@ -297,3 +297,12 @@ def wait_for() -> Callable[..., Any]:
 def local_package() -> Callable[..., Path]:
     """local_package(root, name, value) -> a pyproject package folder."""
     return make_local_package
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real moto server process for the session (tests/motoserver.py)."""
+    from motoserver import MotoServer
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
