@@ -23,7 +23,7 @@ from rhplan.plan.model import Change, Plan
 from rhplan.plan.planner import Planner
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
-from rhplan.state.local import LocalBackend
+from rhplan.state.backend import Backend
 from rhplan.state.model import ResourceState, State
 
 WORDS = {
@@ -55,7 +55,7 @@ class Step:
 
 
 class Applier:
-    def __init__(self, plan: Plan, planner: Planner, state: State, backend: LocalBackend,
+    def __init__(self, plan: Plan, planner: Planner, state: State, backend: Backend,
                  ctx: RunContext, parallelism: int = 10, out: Callable[[str], None] = print,
                  progress_every: float = 10.0):
         self.plan = plan

@@ -9,11 +9,14 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rhplan.errors import RhplanError
+
+if TYPE_CHECKING:
+    from rhplan.state.backend import Backend
 
 # single-dash long flags (-auto-approve, -var=x) become --auto-approve for click
 _SINGLE_DASH = re.compile(r"^-[a-z][a-z-]+(=.*)?$", re.DOTALL)
@@ -308,7 +311,7 @@ def state() -> None:
     """Inspect and edit the recorded state."""
 
 
-def _backend(obj: Ctx) -> Any:
+def _backend(obj: Ctx) -> Backend:
     from rhplan.config.load import load_config
     from rhplan.workspace import backend_for
     return backend_for(load_config(obj.chdir))
@@ -349,6 +352,58 @@ def state_rm(obj: Ctx, addresses: tuple[str, ...]) -> None:
             click.echo(f"Removed {a}")
         backend.write(st)
     click.echo(f"Successfully removed {len(addresses)} resource instance(s).")
+
+
+@state.command("pull")
+@click.pass_obj
+def state_pull(obj: Ctx) -> None:
+    """Print the state as JSON (e.g. to move it to another backend with state push)."""
+    click.echo(json.dumps(_backend(obj).read().to_json(), indent=2))
+
+
+@state.command("push")
+@click.argument("file")
+@click.option("--force", is_flag=True,
+              help="Replace the state even if its lineage differs or its serial is lower.")
+@click.pass_obj
+def state_push(obj: Ctx, file: str, force: bool) -> None:
+    """Replace the state with FILE (from state pull; - reads stdin), under the lock."""
+    from rhplan.state.model import State
+    path = Path(file)
+    if not path.is_absolute() and not path.exists():  # as plan files: also under -chdir
+        path = Path(obj.chdir) / file
+    try:
+        raw = sys.stdin.read() if file == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RhplanError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}; "
+                          "give a state file made by rhplan state pull") from None
+    source = "stdin" if file == "-" else file
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RhplanError(f"{source}:{exc.lineno}: not a state file ({exc.msg}); give one "
+                          "made by rhplan state pull") from None
+    new = State.from_json(data, source)
+    backend = _backend(obj)
+    with backend.locked("state push"):
+        current = backend.read()
+        exists = bool(current.serial or current.resources)
+        if exists and not force:
+            if new.lineage != current.lineage:
+                raise RhplanError(
+                    f"{source} has lineage {new.lineage}, but the current state has "
+                    f"{current.lineage}: it is another configuration's state; check the "
+                    "file, or add -force to replace the state anyway")
+            if new.serial < current.serial:
+                raise RhplanError(
+                    f"{source} has serial {new.serial}, lower than the current state's "
+                    f"{current.serial}: it is older; pull the state again, or add -force "
+                    "to replace the state anyway")
+        # written as serial max+1, so anyone holding the replaced state sees it changed
+        new.serial = max(new.serial, current.serial)
+        backend.write(new)
+    click.echo(f"Pushed {source} to the state (serial {new.serial}, "
+               f"{len(new.resources)} resource(s)).")
 
 
 @cli.command()

@@ -34,6 +34,10 @@ class RunContext:
     # per-run memo of remote reads (e.g. all servlet statuses of a cluster at once)
     cache: dict[Any, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # evaluated provider "NAME" { ... } blocks (no credentials: those stay in their chain)
+    provider_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the state's lineage: cloud resources are tagged with it
+    lineage: str = ""
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:

@@ -209,10 +209,11 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
 
 
 def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token: bytes,
-         node_ip: str, num_cpus: int, num_gpus: int = 0) -> str:
+         node_ip: str, num_cpus: int, num_gpus: int = 0, host: str | None = None) -> str:
     """Start a worker node on this host and join it to head (same token). Its temp dir
-    is its own: test hosts in network namespaces share one filesystem."""
-    temp_dir = temp_dir_for(f"{root_dir}@{node_ip}")
+    is its own, named by the host rhplan reached: test hosts (network namespaces, or
+    emulated instances behind one sshd) share one filesystem and may share an address."""
+    temp_dir = temp_dir_for(f"{root_dir}@{host or node_ip}")
     token_path = f"{root_dir}/ray/token"
     # only this node's own leftovers (by temp dir): matching by the cluster's token would
     # also catch the head's agents where hosts share a process table (test namespaces)
@@ -241,6 +242,12 @@ def is_running(conn: Connection, ray_python: str, address: str, temp_dir: str,
     host, _, port = address.rpartition(":")
     st = _status(conn, ray_python, temp_dir, int(port), token_path, host)
     return bool(st["pids"]) and st["gcs_up"]
+
+
+def stop_worker(conn: Connection, ray_python: str, temp_dir: str) -> None:
+    """Stop one worker node by its temp dir only (its processes and their children):
+    matching by token would also catch the head's where hosts share a process table."""
+    stop(conn, ray_python, temp_dir, "")
 
 
 def stop(conn: Connection, ray_python: str, temp_dir: str, token_path: str) -> None:

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rhplan.apply import Applier, ApplyResult
-from rhplan.config.decode import resolve_variables
+from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
 from rhplan.errors import ConfigError, RhplanError, StalePlanError
 from rhplan.plan.model import Plan
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.refresh import refresh
 from rhplan.provider import RunContext
+from rhplan.state.backend import Backend
 from rhplan.state.local import LocalBackend
 from rhplan.state.model import State
 
@@ -26,6 +27,7 @@ class Workspace:
         self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files))
         self.backend = backend_for(self.cfg)
         self.ctx = RunContext(self.dir)
+        self.ctx.provider_configs = evaluate_providers(self.cfg, self.variables)
 
     def planner(self) -> Planner:
         return Planner(self.cfg, self.ctx, self.variables)
@@ -35,6 +37,7 @@ class Workspace:
         """Plan against the recorded state (refreshed first unless told not to).
         The caller holds the lock."""
         state = state if state is not None else self.backend.read()
+        self.ctx.lineage = state.lineage
         drift: list[dict[str, str]] = []
         if do_refresh and state.resources:
             state, drift = refresh(state, self.ctx, parallelism)
@@ -52,6 +55,12 @@ class Workspace:
         current = self.backend.read()
         refreshed.serial = current.serial
         refreshed.lineage = current.lineage
+        self.ctx.lineage = current.lineage
+        if not current.serial:
+            # a first apply records its lineage before anything is created: what a
+            # killed apply launched is tagged with it and found again by the next one
+            self.backend.write(current)
+            refreshed.serial = current.serial
         return Applier(plan, planner, refreshed, self.backend, self.ctx, parallelism, out,
                        progress_every).run()
 
@@ -85,13 +94,37 @@ def _fingerprint(plan: Plan) -> str:
                       default=str)
 
 
-def backend_for(cfg: Config) -> LocalBackend:
-    if cfg.backend.type != "local":
-        raise ConfigError(f'backend "{cfg.backend.type}" is not available yet; use backend '
-                          '"local" { path = "rhplan.state.json" }', cfg.backend.file,
-                          cfg.backend.line)
-    path = Path(str(cfg.backend.attrs.get("path", "rhplan.state.json")))
+def backend_for(cfg: Config) -> Backend:
+    """The backend the configuration's `rhplan { backend "TYPE" { ... } }` block names."""
+    b = cfg.backend
+    if b.type == "s3":
+        return _s3_backend(cfg)
+    if b.type != "local":
+        raise ConfigError(f'backend "{b.type}" is not available; use "local" or "s3"',
+                          b.file, b.line)
+    path = Path(str(b.attrs.get("path", "rhplan.state.json")))
     return LocalBackend(path if path.is_absolute() else cfg.dir / path)
+
+
+def _s3_backend(cfg: Config) -> Backend:
+    b = cfg.backend
+    missing = [k for k in ("bucket", "key") if k not in b.attrs]
+    if missing:
+        raise ConfigError(f'backend "s3" needs {" and ".join(missing)}: write bucket = '
+                          '"my-bucket" and key = "path/rhplan.state.json"', b.file, b.line)
+    values: dict[str, str | None] = {}
+    for k in ("bucket", "key", "region", "endpoint_url", "profile"):
+        v = b.attrs.get(k)
+        if v is not None and (not isinstance(v, str) or not v):
+            raise ConfigError(f'backend "s3" {k} must be a non-empty string', b.file, b.line)
+        values[k] = v
+    key = str(values["key"])
+    if key.startswith("/") or key.endswith("/"):
+        raise ConfigError(f'backend "s3" key {key!r} must name an object, like '
+                          '"path/rhplan.state.json" (no leading or trailing /)', b.file, b.line)
+    from rhplan.state.s3 import S3Backend  # imports botocore: only when used
+    return S3Backend(str(values["bucket"]), key, region=values["region"],
+                     endpoint_url=values["endpoint_url"], profile=values["profile"])
 
 
 def read_plan_file(path: Path) -> Plan:

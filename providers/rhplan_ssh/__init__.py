@@ -28,11 +28,37 @@ from rhplan.ssh import get_connection
 MARKER = ".rhplan-cluster"
 _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size")
 
-# Runs on each host with its python3: version, home, CPUs (one round trip).
+# Runs on each host with its python3: version, home, CPUs, and the address Ray should
+# use on it (one round trip). The address: the given candidate if it is one of the
+# host's own (a LAN or VPC address), else the one SSH reached it at, else the address of
+# its default route (a host behind a proxy command is reached at 127.0.0.1, which other
+# nodes cannot use).
 _PROBE = r"""
-import json, os, sys
+import json, os, socket, sys
+def own(ip):
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((ip, 0))
+        return True
+    except OSError:
+        return False
+def default_route():
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # no packet is sent
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+cand = sys.argv[1] if len(sys.argv) > 1 else ""
+reached = (os.environ.get("SSH_CONNECTION") or "").split()[2:3]
+if cand and own(cand):
+    node_ip = cand
+elif reached and not reached[0].startswith("127.") and own(reached[0]):
+    node_ip = reached[0]
+else:
+    node_ip = default_route()
 print(json.dumps({"version": list(sys.version_info[:3]), "home": os.path.expanduser("~"),
-                  "cpus": os.cpu_count() or 1}))
+                  "cpus": os.cpu_count() or 1, "node_ip": node_ip}))
 """
 
 
@@ -121,12 +147,15 @@ class SSHProvider:
             ip, port=int(ssh.get("port") or 22), user=ssh.get("user"),
             private_key=os.path.expanduser(key) if key else None, password=password,
             known_hosts=os.path.expanduser(known) if known else None,
-            proxy_command=ssh.get("proxy_command"),
+            proxy_command=self._proxy_command(ip, attrs, private),
             recorded_fingerprint=(private.get("host_keys") or {}).get(ip))
         fp = getattr(conn, "fingerprint", None)
         if fp and not known:
             private.setdefault("host_keys", {})[ip] = fp  # trust on first use, recorded
         return conn
+
+    def _proxy_command(self, ip: str, attrs: dict[str, Any], private: dict) -> str | None:
+        return (attrs.get("ssh") or {}).get("proxy_command")
 
     def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
         self._ctx = ctx
@@ -167,10 +196,12 @@ class SSHProvider:
             results = dict(pool.map(one, ips))
         hosts = dict(attrs.get("hosts") or {})
         cpus = dict(private.get("host_cpus") or {})
+        node_ips = dict(private.get("node_ips") or {})
         for ip, r in results.items():
             if isinstance(r, dict):
                 hosts[ip] = "ready"
                 cpus[ip] = r["cpus"]
+                node_ips[ip] = r["node_ip"]
                 if ip == head:
                     attrs["root_dir"] = r["root_dir"]
                     attrs["ray_python"] = r["ray_python"]
@@ -178,6 +209,7 @@ class SSHProvider:
                 hosts[ip] = f"failed: {r}"
         attrs["hosts"] = hosts
         private["host_cpus"] = cpus
+        private["node_ips"] = node_ips
         attrs["resources"] = attrs.get("resources") if attrs.get("resources") not in (
             None, UNKNOWN) else {"CPU": sum(cpus.get(ip, 0) for ip in attrs["ips"]
                                             if hosts.get(ip) == "ready"), "GPU": 0}
@@ -194,7 +226,7 @@ class SSHProvider:
     def _bootstrap(self, ip: str, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
         conn = self._connect(ip, attrs, private)
         python = attrs.get("python") or "python3"
-        res = conn.run([python, "-c", _PROBE], timeout=60)
+        res = conn.run([python, "-c", _PROBE, self._node_ip_candidate(ip, private)], timeout=60)
         if res.returncode == 127:
             raise ProviderError(f"{python} is not installed on {ip}; install Python 3.9+ there "
                                 "or set python = \"/path/to/python3\"")
@@ -210,7 +242,12 @@ class SSHProvider:
             root = f"{probe['home']}/.rhplan/clusters/{_cluster_name(attrs)}"
         ray_python = self._ray_venv(conn, ip, python, root)
         conn.put_bytes(json.dumps({"owner": "rhplan"}).encode(), f"{root}/{MARKER}")
-        return {"cpus": probe["cpus"], "root_dir": root, "ray_python": ray_python}
+        return {"cpus": probe["cpus"], "root_dir": root, "ray_python": ray_python,
+                "node_ip": probe.get("node_ip") or ip}
+
+    def _node_ip_candidate(self, ip: str, private: dict) -> str:
+        """The address Ray should use on a host, if the host owns it (see _PROBE)."""
+        return ip
 
     def _ray_venv(self, conn: Connection, ip: str, python: str, root: str) -> str:
         """rhplan's own venv for Ray on the host, with the driver's Ray version (a

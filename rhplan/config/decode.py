@@ -241,3 +241,32 @@ def _copy(v: Any) -> Any:
     if isinstance(v, dict):
         return dict(v)
     return v
+
+
+def evaluate_providers(cfg: Config, variables: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each provider "NAME" { ... } block, evaluated with variables and locals (not
+    resources: a provider is configured before anything is planned)."""
+    from rhplan.config.schema import PROVIDER_SCHEMAS
+
+    def no_resources(type_: str, name: str, line: int) -> Any:
+        from rhplan.config.evaluate import EvalError
+        raise EvalError(f"a provider block cannot refer to {type_}.{name}; use a variable",
+                        line)
+
+    out: dict[str, dict[str, Any]] = {}
+    ev = Evaluation(cfg, variables, no_resources)
+    for name, block in cfg.providers.items():
+        schema = PROVIDER_SCHEMAS.get(name)
+        if schema is None:
+            raise ConfigError(f"unknown provider {name!r}; use one of "
+                              f"{', '.join(sorted(PROVIDER_SCHEMAS))}", block.file, block.line)
+        for attr in block.attrs.values():
+            if attr.name not in schema.attrs:
+                raise ConfigError(f"provider {name!r} has no attribute {attr.name!r}; it takes "
+                                  f"{', '.join(schema.settable()) or 'none'}", block.file,
+                                  attr.line)
+        if block.blocks:
+            raise ConfigError(f"provider {name!r} takes no nested blocks", block.file,
+                              block.blocks[0].line)
+        out[name] = ev._block(block, schema, f"provider {name!r}")
+    return out

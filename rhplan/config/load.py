@@ -183,6 +183,13 @@ def _const(expr: ast.Expr, file: str, what: str) -> Any:
     raise ConfigError(f"{what} must be a literal value (no references)", file, expr.line)
 
 
+# what each backend "TYPE" block takes (checked further, with types, in workspace.backend_for)
+BACKEND_ATTRS = {
+    "local": ("path",),
+    "s3": ("bucket", "key", "region", "endpoint_url", "profile"),
+}
+
+
 def _backend(b: ast.Block) -> Backend:
     for a in b.attrs.values():
         raise ConfigError(f"unknown attribute {a.name!r} in the rhplan block; "
@@ -192,15 +199,17 @@ def _backend(b: ast.Block) -> Backend:
         if sub.type != "backend" or len(sub.labels) != 1:
             raise ConfigError('the rhplan block holds one backend "TYPE" { ... } block',
                               b.file, sub.line)
-        if sub.labels[0] not in ("local", "s3"):
+        if sub.labels[0] not in BACKEND_ATTRS:
             raise ConfigError(f'unknown backend {sub.labels[0]!r}; use "local" or "s3"',
                               b.file, sub.line)
         attrs = {k: _const(a.expr, b.file, f"backend attribute {k}") for k, a in sub.attrs.items()}
+        allowed = BACKEND_ATTRS[sub.labels[0]]
+        unknown = sorted(set(attrs) - set(allowed))
+        if unknown:
+            raise ConfigError(f"unknown attribute {unknown[0]!r} in backend "
+                              f'"{sub.labels[0]}"; it takes {", ".join(allowed)}',
+                              b.file, sub.attrs[unknown[0]].line)
         if sub.labels[0] == "local":
-            unknown = set(attrs) - {"path"}
-            if unknown:
-                raise ConfigError(f'unknown attribute {sorted(unknown)[0]!r} in backend "local"; '
-                                  "it takes path", b.file, sub.attrs[sorted(unknown)[0]].line)
             attrs.setdefault("path", "rhplan.state.json")
         backend = Backend(sub.labels[0], attrs, b.file, sub.line)
     return backend

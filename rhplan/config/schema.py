@@ -48,13 +48,16 @@ SSH_BLOCK = _schema(
 CLUSTER = _schema(
     Attr("provider", "string", required=True, force_new=True,
          doc='"local" (this machine), "ssh" (static hosts) or "aws"'),
-    Attr("instance_type", "string", force_new=True),
-    Attr("num_instances", "number", default=1, force_new=True),
+    # whether an instance_type change replaces the cluster is the provider's call
+    # (EC2 resizes in place within an architecture)
+    Attr("instance_type", "string"),
+    Attr("num_instances", "number", default=1),
     Attr("image_id", "string", force_new=True),
     Attr("region", "string", force_new=True),
     Attr("disk_size", "number", force_new=True),
     Attr("use_spot", "bool", default=False, force_new=True),
     Attr("open_ports", "list(number)", default=[]),
+    Attr("tags", "map(string)", default={}, doc="tags on the cluster's cloud resources"),
     Attr("autostop_mins", "number",
          doc="shut the head down after this many minutes without servlet activity"),
     Attr("autostop_command", "string",
@@ -75,6 +78,12 @@ CLUSTER = _schema(
     Attr("name", "string", computed=True),
     # per host: "ready", or why it is not (ssh clusters set hosts up one by one)
     Attr("hosts", "map(string)", computed=True),
+    # cloud clusters: what instance_type resolved to, what it costs, what was launched
+    Attr("resolved_instance_type", "string", computed=True),
+    Attr("cost_per_hour", "number", computed=True,
+         doc="estimated on-demand USD per hour for all its instances"),
+    Attr("instance_ids", "list(string)", computed=True),
+    Attr("tags_all", "map(string)", computed=True, doc="default_tags merged with tags"),
     blocks={"ssh": SSH_BLOCK},
 )
 
@@ -113,6 +122,19 @@ SECRET = _schema(
     Attr("keys", "list(string)", computed=True),
     Attr("sha256", "string", computed=True),
 )
+
+# provider "NAME" { ... } blocks: settings shared by every cluster of that provider
+PROVIDER_SCHEMAS: dict[str, BlockSchema] = {
+    "aws": _schema(
+        Attr("region", "string", doc="default region of its clusters (else AWS_REGION or "
+                                     "the profile's, else us-east-1)"),
+        Attr("profile", "string", doc="a profile in ~/.aws/config (credentials stay there)"),
+        Attr("endpoint_url", "string", doc="an AWS-compatible endpoint, e.g. a local emulator"),
+        Attr("default_tags", "map(string)", default={}, doc="tags on everything rhplan creates"),
+    ),
+    "local": _schema(),
+    "ssh": _schema(),
+}
 
 RESOURCE_SCHEMAS: dict[str, BlockSchema] = {
     "cluster": CLUSTER,

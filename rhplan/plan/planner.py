@@ -165,6 +165,7 @@ class Planner:
         for name in TYPES[rc.type].after_apply:
             if after.get(name) is UNKNOWN and name in before:
                 after[name] = before[name]  # kept unless replaced
+        TYPES[rc.type].settle(before, after, self.ctx)
         if "all" in ignore:
             ignore = set(schema.attrs) | set(schema.blocks)
         for name in ignore:
@@ -176,18 +177,23 @@ class Planner:
                            and n not in TYPES[rc.type].after_apply]
         forces = [n for n in changed + unknown_changed
                   if (schema.attrs.get(n) and schema.attrs[n].force_new)]
+        more, why_replace = TYPES[rc.type].replacement(before, after, changed + unknown_changed,
+                                                       self.ctx)
+        forces += [n for n in more if n not in forces]
         parent_replaced = [d for d in TYPES[rc.type].replaced_with(after) if d in replaced]
         reason = ""
         if addr in opts.replace:
             action, reason = "replace", "replacement requested with -replace"
         elif forces:
-            action, reason = "replace", f"{', '.join(forces)} cannot be changed in place"
+            action, reason = "replace", (why_replace or
+                                         f"{', '.join(forces)} cannot be changed in place")
         elif parent_replaced:
             action, reason = "replace", f"{parent_replaced[0]} is being replaced"
         elif changed or unknown_changed:
             action = "update"
             why = [_describe_change(n, before.get(n), after.get(n))
                    for n in changed + unknown_changed if n not in _EXPLAINED_BY_TYPE]
+            why.append(why_replace)  # what the type says an in-place change involves
             why.append(TYPES[rc.type].refine_update(before, after, changed + unknown_changed))
             reason = "; ".join(dict.fromkeys(w for w in why if w))
         else:
@@ -236,7 +242,8 @@ class Planner:
 
 
 # status attributes whose change the resource type explains itself (refine_update)
-_EXPLAINED_BY_TYPE = {"servlet", "ray_status"}
+_EXPLAINED_BY_TYPE = {"servlet", "ray_status", "hosts", "cost_per_hour",
+                      "resolved_instance_type"}
 
 _FRIENDLY = {
     "secrets_sha256": "secret values changed",

@@ -55,6 +55,9 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.append("")
     add, change, destroy = plan.counts()
     out.append(s.bold("Plan:") + f" {add} to add, {change} to change, {destroy} to destroy.")
+    cost = cost_line(plan)
+    if cost:
+        out.append(cost)
     outs = [(n, o) for n, o in sorted(plan.output_changes.items()) if o["action"] != "no-op"]
     if outs:
         out.append("")
@@ -146,3 +149,20 @@ def _block(s: Styler, sym: str, pad: str, v: Any) -> list[str]:
                 [f"          {json.dumps(k)} = {value_text(x)}" for k, x in sorted(v.items())]
                 + ["        }"])
     return [f"      {mark} {pad} = {value_text(v)}"]
+
+
+def _cost(attrs: dict[str, Any] | None) -> float:
+    v = (attrs or {}).get("cost_per_hour")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+def cost_line(plan: Plan) -> str:
+    """The change in estimated cost per hour of everything the plan touches, or ""."""
+    before = sum(_cost(c.before) for c in plan.changes)
+    after = sum(_cost(c.after) for c in plan.changes if c.action != "delete")
+    if before == after:
+        return ""
+    delta = after - before
+    sign = "+" if delta > 0 else "-"
+    return (f"Cost: {sign}${abs(delta):.4f}/hour (${before:.4f} -> ${after:.4f} per hour, "
+            "estimated at on-demand prices)")

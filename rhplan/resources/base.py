@@ -22,6 +22,16 @@ class ResourceType:
         """Addresses whose replacement forces this resource to be replaced too."""
         return []
 
+    def settle(self, before: dict[str, Any], after: dict[str, Any], ctx: RunContext) -> None:
+        """Fill in desired values only the recorded attributes can tell (e.g. every
+        recorded host should be ready); called before diffing an existing resource."""
+
+    def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str],
+                    ctx: RunContext) -> tuple[list[str], str]:
+        """Beyond the schema's force_new: (attributes whose change forces replacement
+        here, why); e.g. an instance type EC2 cannot resize in place."""
+        return [], ""
+
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
                       changed: list[str]) -> str:
         """Adjust an in-place update's planned attributes (mark what it will recompute as

@@ -29,8 +29,20 @@ class ClusterType(ResourceType):
             ctx._providers[name] = load_provider(name, rc.file, line)
         attrs["name"] = rc.name
         attrs = ctx.provider(name).plan_cluster(rc.name, attrs, ctx, rc.file, rc.line)
-        attrs["ray_status"] = "running"
+        attrs["ray_status"] = "skipped" if skips_hosts(ctx.provider(name)) else "running"
         return attrs
+
+    def settle(self, before: dict[str, Any], after: dict[str, Any], ctx: RunContext) -> None:
+        provider = ctx.provider(after["provider"])
+        if hasattr(provider, "settle") and before.get("provider") == after["provider"]:
+            provider.settle(before, after)
+
+    def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str],
+                    ctx: RunContext) -> tuple[list[str], str]:
+        provider = ctx.provider(after["provider"])
+        if hasattr(provider, "replacement") and before.get("provider") == after["provider"]:
+            return provider.replacement(before, after, changed)
+        return [], ""
 
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
                       changed: list[str]) -> str:
@@ -47,6 +59,13 @@ class ClusterType(ResourceType):
         except PartialFailure as exc:  # some hosts failed: Ray runs on the others
             attrs, private, partial = exc.attributes, exc.private, exc
         rs.attributes, rs.private = attrs, private
+        head = (attrs.get("ips") or [None])[0]
+        if partial is not None and (attrs.get("hosts") or {}).get(head, "ready") != "ready":
+            # the head is not set up: record what exists (instances cost money) and let
+            # the next apply set it up again
+            attrs["ray_status"] = "stopped"
+            partial.resource_state = rs
+            raise partial
         self._start_ray(rs, ctx)
         if partial is not None:
             partial.resource_state = rs
@@ -63,17 +82,25 @@ class ClusterType(ResourceType):
         """The head on the first host; every other ready host joins it, in parallel."""
         provider = ctx.provider(rs.provider)
         a = rs.attributes
+        if skips_hosts(provider):
+            a["ray_status"] = "skipped"
+            return
         hosts = self._hosts(rs, ctx)
         head_ip, conn = hosts[0]
         a["ray_python"] = provider.ray_python(conn, a, rs.private, ctx)
         resources = a.get("resources") or {}
         cpus = rs.private.get("host_cpus") or {}
-        single = len(a.get("ips") or [head_ip]) == 1
+        node_ips = rs.private.get("node_ips") or {}
+        # a provider that adds hosts later (aws) starts every head ready for workers
+        single = (len(a.get("ips") or [head_ip]) == 1
+                  and not getattr(provider, "grows", False))
         head = ray_head.start(conn, a["ray_python"], a["root_dir"],
                               int(cpus.get(head_ip, resources.get("CPU", 1))),
-                              int(resources.get("GPU", 0)), node_ip=head_ip, single_node=single)
+                              int(resources.get("GPU", 0)),
+                              node_ip=node_ips.get(head_ip, head_ip), single_node=single)
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
+        rs.private["ray_head_host"] = head_ip
         token = conn.get_bytes(head.token_path)
         # drivers on this machine (rhplan.servlet) need the token too: a local copy
         local = ctx.config_dir / ".rhplan" / "ray-tokens" / f"{a.get('name', 'cluster')}.token"
@@ -85,19 +112,30 @@ class ClusterType(ResourceType):
         if a.get("autostop_mins"):
             manage.start_watchdog(conn, a, rs.private, a["autostop_mins"],
                                   a.get("autostop_command") or DEFAULT_AUTOSTOP)
+        rs.private["ray_worker_temp_dirs"] = {}
+        self._join_workers(rs, ctx, head, token, hosts[1:])
+
+    def _join_workers(self, rs: ResourceState, ctx: RunContext, head: ray_head.RayHead,
+                      token: bytes, hosts: list[tuple[str, Any]]) -> None:
+        """Join hosts to the running head, in parallel; a host that fails is recorded."""
+        provider = ctx.provider(rs.provider)
+        a = rs.attributes
+        cpus = rs.private.get("host_cpus") or {}
+        node_ips = rs.private.get("node_ips") or {}
         failed: dict[str, str] = {}
-        workers: dict[str, str] = {}
+        workers: dict[str, str] = dict(rs.private.get("ray_worker_temp_dirs") or {})
 
         def join(host: tuple[str, Any]) -> None:
             ip, c = host
             try:
                 workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
-                                            a["root_dir"], token, ip, int(cpus.get(ip, 1)))
+                                            a["root_dir"], token, node_ips.get(ip, ip),
+                                            int(cpus.get(ip, 1)), host=ip)
             except ProviderError as exc:
                 failed[ip] = str(exc)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(hosts) - 1)) as pool:
-            list(pool.map(join, hosts[1:]))
+        with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+            list(pool.map(join, hosts))
         rs.private["ray_worker_temp_dirs"] = workers
         if failed:
             a["hosts"] = {**(a.get("hosts") or {}),
@@ -107,18 +145,34 @@ class ClusterType(ResourceType):
             exc.resource_state = rs
             raise exc
 
+    def _join_new_hosts(self, rs: ResourceState, ctx: RunContext) -> None:
+        """Hosts that are ready but not yet in Ray (added, or set up again) join the
+        running head; the head and its servlets are left alone."""
+        p = rs.private
+        head = ray_head.RayHead(rs.attributes["ray_address"], rs.attributes["ray_version"],
+                                p["ray_temp_dir"], p["ray_token_path"],
+                                p.get("ray_single_node", True))
+        hosts = self._hosts(rs, ctx)
+        joined = p.get("ray_worker_temp_dirs") or {}
+        new = [(ip, c) for ip, c in hosts[1:] if ip not in joined]
+        if new:
+            token = hosts[0][1].get_bytes(head.token_path)
+            self._join_workers(rs, ctx, head, token, new)
+
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
         provider = ctx.provider(rs.provider)
-        attrs = provider.read(rs.attributes, rs.private, ctx)
+        recorded = dict(rs.attributes)
+        attrs = provider.read(dict(rs.attributes), rs.private, ctx)
         if attrs is None:
             return None, [f"{rs.address} no longer exists"]
         rs.attributes = attrs
-        notes: list[str] = []
+        # what the provider found changed, shown as an attribute diff
+        notes = [f"{rs.address}: {k}: {_short(recorded.get(k))} -> {_short(attrs.get(k))}"
+                 for k in sorted(set(attrs) | set(recorded))
+                 if attrs.get(k) != recorded.get(k)]
         if attrs.get("ray_address") and rs.private.get("ray_temp_dir"):
             notes += self._read_hosts(rs, ctx, state)
-        notes += [f"{rs.address}: {k} changed outside rhplan" for k in sorted(attrs)
-                  if k not in ("ray_status", "hosts") and attrs.get(k) != rs.attributes.get(k)]
         if all(s != "ready" for s in (rs.attributes.get("hosts") or {"-": "ready"}).values()):
             return None, notes + [f"{rs.address}: none of its hosts is set up any more"]
         return rs, notes
@@ -198,9 +252,17 @@ class ClusterType(ResourceType):
         hosts_changed = (before.attributes.get("hosts") or {}) != (attrs.get("hosts") or {})
         autostop_changed = any(before.attributes.get(k) != attrs.get(k)
                                for k in ("autostop_mins", "autostop_command"))
-        if (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
-                or hosts_changed):
+        head_before = before.private.get("ray_head_host") or (
+            before.attributes.get("ips") or [None])[0]
+        head_moved = head_before != (attrs.get("ips") or [None])[0]
+        if skips_hosts(ctx.provider(after.provider)):
+            attrs["ray_status"] = "skipped"
+        elif (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
+                or attrs.get("ray_status") != "running" or head_moved
+                or (hosts_changed and not getattr(ctx.provider(after.provider), "grows", False))):
             self._start_ray(after, ctx)
+        elif hosts_changed:
+            self._join_new_hosts(after, ctx)
         elif autostop_changed:
             # a new watchdog replaces the old one (same command line marker: stop, start)
             conn = ctx.provider(after.provider).connect(attrs, private, ctx)
@@ -231,6 +293,17 @@ class ClusterType(ResourceType):
             conn = provider.connect(rs.attributes, rs.private, ctx)
             ray_head.stop(conn, rs.attributes["ray_python"], temp_dir, token)
         provider.delete(rs.attributes, rs.private, ctx)
+
+
+def skips_hosts(provider: Any) -> bool:
+    """True when the provider was told to leave hosts alone (bench/aws_scale.py only)."""
+    return bool(getattr(provider, "skip_host_setup", False))
+
+
+def _short(v: Any) -> str:
+    import json
+    text = json.dumps(v, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _unknown() -> Any:

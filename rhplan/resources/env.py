@@ -82,7 +82,10 @@ class EnvType(ResourceType):
             json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
         cluster = planned.get(attrs["cluster"], {})
         self._check_compute(rc, attrs, cluster, ctx)
-        attrs["servlet"] = "running"
+        # a cluster whose Ray restarts in this apply (an in-place resize) takes the
+        # servlet down with it: the plan shows it started again
+        attrs["servlet"] = "restarting" if cluster.get("ray_status") == "restarting" \
+            else "running"
         root = cluster.get("root_dir", UNKNOWN)
         if root is UNKNOWN:
             attrs["path"] = attrs["python"] = UNKNOWN
@@ -291,7 +294,8 @@ class EnvType(ResourceType):
             envs.write_env_files(conn, path, a["env_vars"], self._secrets(after, ctx))
         if b.get("setup_cmds") != a["setup_cmds"]:
             envs.run_setup_cmds(conn, path, a["setup_cmds"])
-        if b.get("servlet") != "running" or any(b.get(k) != a.get(k) for k in _HELD):
+        if (b.get("servlet") != "running" or a.get("servlet") != "running"
+                or any(b.get(k) != a.get(k) for k in _HELD)):
             self._start_servlet(after, conn, ctx, state)
         return after
 

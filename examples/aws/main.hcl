@@ -1,0 +1,61 @@
+# Two EC2 instances forming one Ray cluster (the first is the head), with one env.
+# rhplan launches them, makes a key pair from private_key's .pub and a security group
+# (SSH, open_ports, and all traffic between the cluster's own instances), then sets the
+# hosts up over SSH. See README.md for real AWS and for a dry run against moto.
+#
+#   rhplan -chdir=examples/aws plan  -var image_id=ami-...
+#   rhplan -chdir=examples/aws apply -var image_id=ami-...
+#   python examples/aws/np_sum.py
+#   rhplan -chdir=examples/aws destroy -var image_id=ami-...
+
+variable "region" {
+  default     = "us-east-1"
+  description = "AWS region to launch the instances in."
+}
+
+variable "endpoint_url" {
+  default     = null
+  description = "An AWS-compatible endpoint, e.g. http://127.0.0.1:5000 for moto; null means real AWS."
+}
+
+variable "image_id" {
+  type        = string
+  description = "An x86_64 AMI in that region with python3 3.9+ and sshd, e.g. Ubuntu 22.04 (AMI ids differ per region)."
+}
+
+variable "ssh_user" {
+  default     = "ubuntu"
+  description = "The image's login user (ubuntu on Ubuntu AMIs, ec2-user on Amazon Linux)."
+}
+
+variable "private_key" {
+  default     = "~/.ssh/id_ed25519"
+  description = "SSH private key; the instances' key pair is imported from its .pub beside it."
+}
+
+provider "aws" {
+  region       = var.region
+  endpoint_url = var.endpoint_url
+}
+
+cluster "rh-cpu" {
+  provider      = "aws"
+  instance_type = "CPU:2+"   # the cheapest x86_64 type with at least 2 vCPUs
+  num_instances = 2
+  image_id      = var.image_id
+  open_ports    = [8080]
+  autostop_mins = 60         # the head shuts down (EC2 stops it) after an idle hour
+  ssh {
+    user        = var.ssh_user
+    private_key = var.private_key
+  }
+}
+
+env "np_env" {
+  cluster = cluster.rh-cpu
+  reqs    = ["pip:numpy==2.2.6"]
+}
+
+output "head_ip" {
+  value = cluster.rh-cpu.ips[0]
+}

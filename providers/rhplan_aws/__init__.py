@@ -1,0 +1,656 @@
+"""The `aws` provider: EC2 instances (boto3), then set up over SSH like the ssh provider.
+
+    provider "aws" { region = "us-east-1" }
+    cluster "rh-cpu" {
+      provider      = "aws"
+      instance_type = "CPU:2+"            # or "m6i.large", "A10G:1", ...
+      num_instances = 2                   # the first is the Ray head
+      image_id      = "ami-..."
+      ssh { user = "ubuntu"  private_key = "~/.ssh/id_ed25519" }
+    }
+
+What rhplan creates in the account (instances, one security group and one key pair per
+cluster) is tagged with the state's lineage and the cluster's address, so a refresh is
+one filtered describe for every cluster at once, and a re-apply after a crash finds
+and adopts instances it launched but never recorded. Launches carry a ClientToken
+derived from lineage, address and a generation number, so a retried launch cannot
+create duplicates on EC2.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from typing import Any
+
+from rhplan_ssh import SSHProvider
+
+from rhplan import ray_head
+from rhplan.config.evaluate import UNKNOWN
+from rhplan.errors import ConfigError, PartialFailure, ProviderError
+from rhplan.provider import RunContext
+from rhplan_aws import catalog, ec2
+
+_NOT_FOR_AWS = ("ips",)
+# attributes whose change replaces the cluster's instances (EC2 cannot change them)
+_REPLACES = {
+    "image_id": "image_id cannot be changed on a running instance",
+    "region": "instances cannot move to another region",
+    "disk_size": "the root volume is made at launch",
+    "use_spot": "an instance cannot switch between spot and on-demand",
+}
+# how long to wait for sshd on a fresh instance (cloud-init takes ~30 s)
+SSH_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_SSH_WAIT_SECONDS", "300"))
+
+
+def _skip_host_setup() -> bool:
+    # Test hook for bench/aws_scale.py only: launch and tag instances but never SSH to
+    # them (moto's instances have no sshd). Not a user setting: it is not in the schema.
+    return os.environ.get("RHPLAN_TEST_SKIP_HOST_SETUP") == "1"
+
+
+class AWSProvider(SSHProvider):
+    name = "aws"
+    grows = True  # workers are added to a running head (num_instances 2 -> 3)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skip_host_setup = _skip_host_setup()
+        self._describe_lock = threading.Lock()
+
+    # ---- planning -------------------------------------------------------------
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+                     line: int) -> dict[str, Any]:
+        self._ctx = ctx
+        for key in _NOT_FOR_AWS:
+            if attrs.get(key) is not None:
+                raise ConfigError(f"cluster {name!r}: {key} are chosen by EC2 for provider "
+                                  "\"aws\"; remove it (read them as cluster.NAME.ips)", file, line)
+        spec = attrs.get("instance_type") or "CPU:2+"
+        try:
+            # shorthand picks x86_64 types: images are x86_64 unless said otherwise
+            itype = catalog.resolve(str(spec), arch="x86_64")
+        except catalog.UnknownInstanceType as exc:
+            raise ConfigError(f"cluster {name!r}: {exc}", file, line) from None
+        n = attrs.get("num_instances")
+        if n is None or int(n) != n or n < 1:
+            raise ConfigError(f"cluster {name!r}: num_instances must be a whole number of at "
+                              "least 1", file, line)
+        if not attrs.get("image_id"):
+            raise ConfigError(f"cluster {name!r}: give image_id = \"ami-...\" (an image with "
+                              "python3 3.9+ and sshd, e.g. Ubuntu 22.04 for your region)",
+                              file, line)
+        ssh = attrs.get("ssh") or {}
+        if not ssh.get("private_key"):
+            raise ConfigError(f"cluster {name!r}: give ssh {{ user = \"ubuntu\" private_key = "
+                              "\"~/.ssh/id_ed25519\" }: rhplan makes the instances' key pair "
+                              "from its public key", file, line)
+        for port in attrs.get("open_ports") or []:
+            if not (isinstance(port, (int, float)) and int(port) == port and 0 < port < 65536):
+                raise ConfigError(f"cluster {name!r}: open_ports holds {port!r}, not a TCP port",
+                                  file, line)
+        root = attrs.get("root_dir")
+        if root is not None and root is not UNKNOWN and not str(root).startswith("/"):
+            raise ConfigError(f"cluster {name!r}: root_dir must be an absolute path on the "
+                              "instances (or left out: ~/.rhplan/clusters/NAME)", file, line)
+        pcfg = ctx.provider_configs.get("aws") or {}
+        attrs["region"] = (attrs.get("region") or pcfg.get("region")
+                           or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                           or "us-east-1")
+        attrs["num_instances"] = int(n)
+        attrs["resolved_instance_type"] = itype.name
+        attrs["cost_per_hour"] = catalog.hourly_cost(itype, int(n))
+        attrs["tags_all"] = {**(pcfg.get("default_tags") or {}), **(attrs.get("tags") or {})}
+        if not attrs.get("resources"):
+            attrs["resources"] = {"CPU": itype.vcpus * int(n), "GPU": itype.gpus * int(n)}
+        for k in ("ips", "instance_ids", "hosts"):
+            attrs[k] = UNKNOWN
+        if root is None:
+            attrs["root_dir"] = UNKNOWN
+        return attrs
+
+    def settle(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """What the plan wants of what exists: every recorded instance running and set up
+        (a stopped or terminated one is repaired), the same instances unless they must
+        change."""
+        same_count = before.get("num_instances") == after.get("num_instances")
+        relaunch = any(before.get(k) != after.get(k) for k in _REPLACES)
+        resized = before.get("resolved_instance_type") != after.get("resolved_instance_type")
+        recorded = before.get("hosts") or {}
+        if after.get("hosts") is UNKNOWN and same_count and not relaunch:
+            after["hosts"] = {ip: "ready" for ip in recorded}
+        if same_count and not relaunch and not resized and all(
+                v == "ready" for v in recorded.values()):
+            for k in ("ips", "instance_ids"):
+                if after.get(k) is UNKNOWN and k in before:
+                    after[k] = before[k]
+        if resized and not relaunch and not catalog_resize_refused(before, after):
+            after["ray_status"] = "restarting"  # instances stop and start: Ray with them
+        if after.get("root_dir") is UNKNOWN and before.get("root_dir"):
+            after["root_dir"] = before["root_dir"]
+
+    def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str]
+                    ) -> tuple[list[str], str]:
+        forces = [k for k in _REPLACES if k in changed]
+        if forces:
+            return forces, "; ".join(_REPLACES[k] for k in forces)
+        old, new = before.get("resolved_instance_type"), after.get("resolved_instance_type")
+        if old and new and old != new:
+            why_not = catalog_resize_refused(before, after)
+            if why_not:
+                return ["instance_type"], why_not
+            return [], (f"instance_type {old} -> {new}: EC2 resizes in place; each instance is "
+                        "stopped, modified and started again (its public IP may change, Ray "
+                        "and the servlets restart)")
+        if "num_instances" in changed:
+            b, a = before.get("num_instances") or 0, after.get("num_instances") or 0
+            if a > b:
+                return [], f"launches {a - b} instance(s) and joins them to the Ray cluster"
+            return [], f"removes the last {b - a} worker(s) from Ray and terminates them"
+        hosts = before.get("hosts") or {}
+        broken = sorted(ip for ip, s in hosts.items() if s != "ready")
+        if broken:
+            return [], "repairs " + ", ".join(f"{ip} ({hosts[ip]})" for ip in broken)
+        return [], ""
+
+    # ---- AWS plumbing ------------------------------------------------------------
+    def _where(self, attrs: dict[str, Any], private: dict) -> tuple[str, str | None, str | None]:
+        """(region, profile, endpoint) from the provider block, else as recorded (so a
+        cluster removed from the configuration can still be destroyed)."""
+        pcfg = (self._ctx.provider_configs.get("aws") if self._ctx else None) or {}
+        region = attrs.get("region") or private.get("region") or "us-east-1"
+        profile = pcfg.get("profile") if pcfg else private.get("profile")
+        endpoint = pcfg.get("endpoint_url") if pcfg else private.get("endpoint_url")
+        return str(region), profile, endpoint
+
+    def _ec2(self, attrs: dict[str, Any], private: dict) -> Any:
+        region, profile, endpoint = self._where(attrs, private)
+        private.update(region=region, profile=profile, endpoint_url=endpoint)
+        return ec2.client(region, profile, endpoint)
+
+    def _lineage(self, private: dict) -> str:
+        lineage = (self._ctx.lineage if self._ctx else "") or private.get("lineage") or ""
+        if not lineage:
+            raise ProviderError("no state lineage to tag instances with (internal error)")
+        private["lineage"] = lineage
+        return lineage
+
+    def _address(self, attrs: dict[str, Any]) -> str:
+        return f"cluster.{attrs.get('name')}"
+
+    def _owned(self, attrs: dict[str, Any], private: dict, fresh: bool = False
+               ) -> list[dict[str, Any]]:
+        """This cluster's instances that are not terminated, from the one describe of the
+        state's whole lineage (shared by every cluster in this run unless fresh)."""
+        client = self._ec2(attrs, private)
+        lineage = self._lineage(private)
+        key = ("aws-instances", private["region"], private.get("endpoint_url"), lineage)
+        ctx = self._ctx
+        with self._describe_lock:
+            found = None if fresh or ctx is None else ctx.cache.get(key)
+            if found is None:
+                found = ec2.describe_lineage(client, lineage)
+                if ctx is not None:
+                    ctx.cache[key] = found
+        addr = self._address(attrs)
+        return [i for i in found if ec2.tag_dict(i).get(ec2.ADDRESS_TAG) == addr
+                and i["State"]["Name"] not in ("terminated", "shutting-down")]
+
+    def _forget_describe(self, private: dict) -> None:
+        if self._ctx is not None:
+            with self._describe_lock:
+                for k in [k for k in self._ctx.cache if isinstance(k, tuple)
+                          and k[:1] == ("aws-instances",)]:
+                    del self._ctx.cache[k]
+
+    def _token(self, lineage: str, address: str, generation: int) -> str:
+        digest = hashlib.sha256(f"{lineage}\0{address}\0{generation}".encode()).hexdigest()
+        return f"rhplan-{digest[:40]}"  # EC2 allows 64 ASCII characters
+
+    def _tags(self, attrs: dict[str, Any], lineage: str, generation: int) -> dict[str, str]:
+        tags = dict(attrs.get("tags_all") or {})
+        tags.setdefault("Name", f"rhplan-{attrs.get('name')}")
+        tags.update({ec2.LINEAGE_TAG: lineage, ec2.ADDRESS_TAG: self._address(attrs),
+                     ec2.GENERATION_TAG: str(generation)})
+        return tags
+
+    def _ensure_key_pair(self, client: Any, attrs: dict[str, Any], private: dict,
+                         lineage: str) -> str:
+        name = f"rhplan-{lineage[:8]}-{attrs.get('name')}"
+        public = _public_key((attrs.get("ssh") or {}).get("private_key"))
+        existing = client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [name]}])
+        if existing.get("KeyPairs"):
+            ec2.call(client.delete_key_pair, f"replacing key pair {name}", KeyName=name)
+        ec2.call(client.import_key_pair, f"importing key pair {name}", KeyName=name,
+                 PublicKeyMaterial=public.encode(),
+                 TagSpecifications=[{"ResourceType": "key-pair", "Tags": ec2.tag_list(
+                     self._tags(attrs, lineage, 0))}])
+        private["key_name"] = name
+        return name
+
+    def _ensure_security_group(self, client: Any, attrs: dict[str, Any], private: dict,
+                               lineage: str) -> str:
+        """One security group per cluster: SSH, the cluster's open_ports, and everything
+        between its own instances (Ray's nodes talk on many ports)."""
+        name = f"rhplan-{lineage[:8]}-{attrs.get('name')}"
+        found = ec2.call(client.describe_security_groups, "finding the security group",
+                         Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
+        if found:  # made by an apply that was killed: take it over as it is
+            gid = found[0]["GroupId"]
+            private["open_ports"] = sorted(
+                p["FromPort"] for p in found[0].get("IpPermissions") or []
+                if p.get("IpProtocol") == "tcp" and p.get("FromPort") == p.get("ToPort")
+                and p.get("FromPort") != 22)
+        else:
+            gid = ec2.call(client.create_security_group, f"creating security group {name}",
+                           GroupName=name, Description=f"rhplan cluster {attrs.get('name')}",
+                           TagSpecifications=[{"ResourceType": "security-group", "Tags":
+                                               ec2.tag_list(self._tags(attrs, lineage, 0))}]
+                           )["GroupId"]
+            ec2.call(client.authorize_security_group_ingress, "opening SSH and Ray ports",
+                     GroupId=gid, IpPermissions=[
+                         _tcp(22), {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": gid}]}])
+            private["open_ports"] = []
+        private["security_group_id"] = gid
+        self._sync_ports(client, attrs, private)
+        return gid
+
+    def _sync_ports(self, client: Any, attrs: dict[str, Any], private: dict) -> None:
+        gid = private["security_group_id"]
+        want = sorted({int(p) for p in attrs.get("open_ports") or []} - {22})
+        have = sorted(private.get("open_ports") or [])
+        add = [p for p in want if p not in have]
+        drop = [p for p in have if p not in want]
+        if add:
+            ec2.call(client.authorize_security_group_ingress, "opening ports", GroupId=gid,
+                     IpPermissions=[_tcp(p) for p in add])
+        if drop:
+            ec2.call(client.revoke_security_group_ingress, "closing ports", GroupId=gid,
+                     IpPermissions=[_tcp(p) for p in drop])
+        private["open_ports"] = want
+
+    def _launch(self, client: Any, attrs: dict[str, Any], private: dict, count: int
+                ) -> list[dict[str, Any]]:
+        """Launch count instances in one call. A crash after it is caught by the next
+        apply: it finds them by their tags (see _adopt) before launching anything."""
+        lineage = self._lineage(private)
+        generation = int(private.get("generation") or 0)
+        image = self._image(client, attrs, private)
+        kwargs: dict[str, Any] = dict(
+            ImageId=attrs["image_id"], InstanceType=attrs["resolved_instance_type"],
+            MinCount=count, MaxCount=count, KeyName=private["key_name"],
+            SecurityGroupIds=[private["security_group_id"]],
+            ClientToken=self._token(lineage, self._address(attrs), generation),
+            # autostop shuts the head down; EC2 then stops (not terminates) it
+            InstanceInitiatedShutdownBehavior="stop",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": ec2.tag_list(
+                self._tags(attrs, lineage, generation))}])
+        if attrs.get("disk_size"):
+            kwargs["BlockDeviceMappings"] = [{
+                "DeviceName": image.get("RootDeviceName") or "/dev/sda1",
+                "Ebs": {"VolumeSize": int(attrs["disk_size"]), "VolumeType": "gp3",
+                        "DeleteOnTermination": True}}]
+        if attrs.get("use_spot"):
+            kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
+                "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+        res = ec2.call(client.run_instances, f"launching {count} {attrs['resolved_instance_type']}"
+                       f" instance(s) of {self._address(attrs)}", **kwargs)
+        private["generation"] = generation + 1
+        self._forget_describe(private)
+        return list(res["Instances"])
+
+    def _image(self, client: Any, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
+        """The image, checked once: it exists and fits the instance type's architecture."""
+        images = ec2.call(client.describe_images, f"image {attrs['image_id']}",
+                          ImageIds=[attrs["image_id"]])["Images"]
+        if not images:
+            raise ProviderError(f"image {attrs['image_id']}: InvalidAMIID.NotFound: no such "
+                                f"image in {private.get('region')}")
+        image = images[0]
+        itype = catalog.resolve(attrs["resolved_instance_type"])
+        arch = image.get("Architecture")
+        if arch and arch != itype.arch:
+            raise ProviderError(f"image {attrs['image_id']} is {arch} but "
+                                f"{itype.name} is {itype.arch}; pick an image for {itype.arch}")
+        return image
+
+    def _adopt(self, attrs: dict[str, Any], private: dict) -> list[dict[str, Any]]:
+        """Instances of this cluster that exist but are not recorded (an apply that was
+        killed after launching them): recorded ones first, then by launch order."""
+        owned = self._owned(attrs, private, fresh=True)
+        recorded = [i["id"] for i in private.get("instances") or []]
+        known = {i["InstanceId"]: i for i in owned}
+        orphans = sorted((i for i in owned if i["InstanceId"] not in recorded),
+                         key=_launch_order)
+        if orphans:
+            # the next launch must not reuse the token that launched them
+            gens = [int(ec2.tag_dict(i).get(ec2.GENERATION_TAG, "0")) for i in orphans]
+            private["generation"] = max(int(private.get("generation") or 0), max(gens) + 1)
+        return [known[i] for i in recorded if i in known] + orphans
+
+    def _record(self, attrs: dict[str, Any], private: dict, instances: list[dict[str, Any]]
+                ) -> None:
+        private["instances"] = [{"id": i["InstanceId"], "ip": ec2.address_of(i),
+                                 "private_ip": i.get("PrivateIpAddress"),
+                                 "type": i.get("InstanceType")} for i in instances]
+        attrs["instance_ids"] = [i["id"] for i in private["instances"]]
+        attrs["ips"] = [i["ip"] for i in private["instances"]]
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        self._ctx = ctx
+        private: dict[str, Any] = {}
+        client = self._ec2(attrs, private)
+        lineage = self._lineage(private)
+        self._image(client, attrs, private)  # a bad image fails before anything is made
+        self._ensure_key_pair(client, attrs, private, lineage)
+        try:
+            self._ensure_security_group(client, attrs, private, lineage)
+            instances = self._adopt(attrs, private)
+            extra = instances[attrs["num_instances"]:]
+            instances = instances[:attrs["num_instances"]]
+            if extra:
+                self._terminate(client, [i["InstanceId"] for i in extra])
+            missing = attrs["num_instances"] - len(instances)
+            if missing > 0:  # all or nothing: EC2 launches MinCount or none
+                instances += self._launch(client, attrs, private, missing)
+        except ProviderError:
+            # nothing runs yet: take back the key pair and security group made above
+            try:
+                self.delete(attrs, private, ctx)
+            except ProviderError:
+                pass
+            raise
+        return self._bring_up(client, attrs, private, instances, set(), fresh=True)
+
+    def _bring_up(self, client: Any, attrs: dict[str, Any], private: dict,
+                  instances: list[dict[str, Any]], known_ips: set[str], fresh: bool = False
+                  ) -> tuple[dict[str, Any], dict]:
+        """Wait until every instance runs with an IP, record them, set up the new hosts
+        over SSH."""
+        ids = [i["InstanceId"] for i in instances]
+        running = ec2.wait_for(client, ids, {"running"}, f"starting {self._address(attrs)}",
+                               need_ip=True)
+        self._record(attrs, private, running)
+        old_hosts = attrs.get("hosts") if isinstance(attrs.get("hosts"), dict) else {}
+        attrs["hosts"] = {ip: old_hosts.get(ip, "new") for ip in attrs["ips"]}
+        if self.skip_host_setup:
+            attrs["hosts"] = {ip: "ready" for ip in attrs["ips"]}
+            attrs["root_dir"] = attrs["root_dir"] if attrs.get("root_dir") not in (
+                None, UNKNOWN) else "/skipped"
+            return attrs, private
+        todo = [ip for ip in attrs["ips"] if ip not in known_ips
+                or attrs["hosts"].get(ip) != "ready"]
+        if fresh:
+            todo = list(attrs["ips"])
+        try:
+            self._wait_for_ssh(attrs, private, todo)
+            return self._setup(attrs, private, todo) if todo else (attrs, private)
+        except PartialFailure:
+            raise
+        except ProviderError as exc:
+            # the instances exist and cost money: record them, mark the hosts failed
+            for ip in todo:
+                if attrs["hosts"].get(ip) != "ready":
+                    attrs["hosts"][ip] = f"failed: {exc}"
+            attrs["hosts"][attrs["ips"][0]] = f"failed: {exc}"
+            raise PartialFailure(f"{exc}; the instances are recorded, apply again to set them "
+                                 "up", attrs, private) from None
+
+    def _wait_for_ssh(self, attrs: dict[str, Any], private: dict, ips: list[str]) -> None:
+        """A fresh instance answers SSH once cloud-init is done: retry connecting."""
+        deadline = time.monotonic() + SSH_WAIT_SECONDS
+        for ip in ips:
+            delay = 1.0
+            while True:
+                try:
+                    self._connect(ip, attrs, private)
+                    break
+                except ProviderError as exc:
+                    # a wrong host key or a refused login will not get better by waiting
+                    if time.monotonic() > deadline or not _transient(str(exc)):
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
+    def _node_ip_candidate(self, ip: str, private: dict) -> str:
+        for inst in private.get("instances") or []:
+            if inst["ip"] == ip:
+                return inst.get("private_ip") or ip
+        return ip
+
+    def _proxy_command(self, ip: str, attrs: dict[str, Any], private: dict) -> str | None:
+        cmd = (attrs.get("ssh") or {}).get("proxy_command")
+        if not cmd:
+            return None
+        iid = next((i["id"] for i in private.get("instances") or [] if i["ip"] == ip), "")
+        # %i: the instance id (SSM: aws ssm start-session --target %i ...); ids are
+        # [a-z0-9-] only, so they are safe in the command line
+        return cmd.replace("%%", "\0").replace("%i", iid).replace("\0", "%%")
+
+    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+             ) -> dict[str, Any] | None:
+        """The cluster's instances as EC2 reports them, from the one describe shared by
+        every cluster of the state: gone, stopped, resized or retagged shows as drift."""
+        self._ctx = ctx
+        owned = {i["InstanceId"]: i for i in self._owned(attrs, private)}
+        recorded = private.get("instances") or []
+        if not any(i["id"] in owned for i in recorded):
+            return None
+        hosts = dict(attrs.get("hosts") or {})
+        for rec in recorded:
+            inst = owned.get(rec["id"])
+            state = inst["State"]["Name"] if inst else "terminated"
+            if state in ("stopped", "stopping"):
+                hosts[rec["ip"]] = f"{state} outside rhplan"
+            elif state == "terminated":
+                hosts[rec["ip"]] = "terminated outside rhplan"
+        attrs["hosts"] = hosts
+        live = [owned[r["id"]] for r in recorded if r["id"] in owned]
+        types = sorted({i["InstanceType"] for i in live})
+        if types and types != [attrs.get("resolved_instance_type")]:
+            attrs["resolved_instance_type"] = ",".join(types)
+        tags = {}
+        for inst in live:
+            t = {k: v for k, v in ec2.tag_dict(inst).items() if k not in ec2.RHPLAN_TAGS}
+            t.pop("Name", None) if "Name" not in (attrs.get("tags_all") or {}) else None
+            if t != attrs.get("tags_all"):
+                tags = t
+                break
+        else:
+            tags = attrs.get("tags_all") or {}
+        attrs["tags_all"] = tags
+        if any(s != "ready" for s in hosts.values()) and hosts.get(attrs["ips"][0]) != "ready":
+            attrs["ray_status"] = "stopped"
+        return attrs
+
+    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        self._ctx = ctx
+        client = self._ec2(after, private)
+        attrs = dict(after, hosts=dict(before.get("hosts") or {}),
+                     root_dir=before.get("root_dir") if after.get("root_dir") in (
+                         None, UNKNOWN) else after["root_dir"],
+                     ray_python=before.get("ray_python"), ips=before.get("ips"),
+                     instance_ids=before.get("instance_ids"))
+        ids = [i["id"] for i in private.get("instances") or []]
+        if before.get("tags_all") != attrs.get("tags_all") and ids:
+            self._retag(client, before.get("tags_all") or {}, attrs.get("tags_all") or {}, ids)
+        if private.get("security_group_id"):
+            self._sync_ports(client, attrs, private)
+        instances = self._adopt(attrs, private)
+        old_ip = {r["id"]: r["ip"] for r in private.get("instances") or []}
+        restarted: list[str] = []
+        # stopped outside rhplan (or by autostop): start them again
+        stopped = [i["InstanceId"] for i in instances
+                   if i["State"]["Name"] in ("stopped", "stopping")]
+        if stopped:
+            ec2.wait_for(client, stopped, {"stopped"}, "waiting for instances to stop")
+            ec2.call(client.start_instances, "starting stopped instances", InstanceIds=stopped)
+            restarted += stopped
+        # resize in place: stop, modify each, start
+        want_type = attrs["resolved_instance_type"]
+        wrong = [i["InstanceId"] for i in instances if i.get("InstanceType") != want_type]
+        if wrong:
+            self._resize(client, wrong, want_type)
+            restarted += [i for i in wrong if i not in restarted]
+        n = attrs["num_instances"]
+        extra, instances = instances[n:], instances[:n]
+        if extra:
+            self._retire(client, attrs, private, extra)
+        missing = n - len(instances)
+        if missing > 0:
+            instances += self._launch(client, attrs, private, missing)
+        head_restarted = bool(instances) and instances[0]["InstanceId"] in restarted
+        # a started instance has a new public IP, no Ray, and must be set up again
+        ready = {ip for ip, st in (before.get("hosts") or {}).items() if st == "ready"}
+        known = ready - {old_ip.get(i) for i in restarted}
+        attrs, private = self._bring_up(client, attrs, private, instances, known)
+        if head_restarted:
+            attrs["ray_status"] = "stopped"  # the cluster type starts Ray again
+        else:
+            self._forget_workers(attrs, private, [(i, old_ip[i]) for i in restarted
+                                                  if i in old_ip])
+        return attrs, private
+
+    def _forget_workers(self, attrs: dict[str, Any], private: dict,
+                        moved: list[tuple[str, str]]) -> None:
+        """Workers whose instance restarted rejoin Ray: drop their old node (gone with the
+        restart on a real instance; stopped by its temp dir, where it is now, in case it
+        is not)."""
+        workers = dict(private.get("ray_worker_temp_dirs") or {})
+        now = {r["id"]: r["ip"] for r in private.get("instances") or []}
+        for iid, ip in moved:
+            temp_dir = workers.pop(ip, None)
+            if temp_dir and attrs.get("ray_python") and iid in now:
+                try:
+                    conn = self._connect(now[iid], attrs, private)
+                    ray_head.stop_worker(conn, attrs["ray_python"], temp_dir)
+                except ProviderError:
+                    pass
+        private["ray_worker_temp_dirs"] = workers
+
+    def _retag(self, client: Any, old: dict[str, str], new: dict[str, str], ids: list[str]
+               ) -> None:
+        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        gone = [k for k in old if k not in new]
+        if changed:
+            ec2.call(client.create_tags, "tagging instances", Resources=ids,
+                     Tags=ec2.tag_list(changed))
+        if gone:
+            ec2.call(client.delete_tags, "untagging instances", Resources=ids,
+                     Tags=[{"Key": k} for k in gone])
+
+    def _resize(self, client: Any, ids: list[str], itype: str) -> None:
+        ec2.call(client.stop_instances, "stopping instances to resize them", InstanceIds=ids)
+        ec2.wait_for(client, ids, {"stopped"}, "stopping instances to resize them")
+        for iid in ids:  # EC2 modifies one instance per call
+            ec2.call(client.modify_instance_attribute, f"resizing {iid} to {itype}",
+                     InstanceId=iid, InstanceType={"Value": itype})
+        ec2.call(client.start_instances, "starting resized instances", InstanceIds=ids)
+
+    def _retire(self, client: Any, attrs: dict[str, Any], private: dict,
+                extra: list[dict[str, Any]]) -> None:
+        """Scale down: the last workers leave Ray first (so the head sees them go), then
+        are terminated in one call."""
+        workers = dict(private.get("ray_worker_temp_dirs") or {})
+        for inst in extra:
+            ip = ec2.address_of(inst)
+            temp_dir = workers.pop(ip, None)
+            if temp_dir and attrs.get("ray_python") and not self.skip_host_setup:
+                try:
+                    conn = self._connect(ip, attrs, private)
+                    ray_head.stop_worker(conn, attrs["ray_python"], temp_dir)
+                except ProviderError:
+                    pass  # unreachable: terminating it takes Ray down with it
+            (attrs.get("hosts") or {}).pop(ip, None)
+        private["ray_worker_temp_dirs"] = workers
+        self._terminate(client, [i["InstanceId"] for i in extra])
+
+    def _terminate(self, client: Any, ids: list[str]) -> None:
+        if ids:
+            ec2.call(client.terminate_instances, f"terminating {len(ids)} instance(s)",
+                     InstanceIds=ids)
+            self._forget_describe({})
+
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+        """Terminate every instance of the cluster (recorded or adopted), then its
+        security group and key pair: nothing rhplan made is left in the account."""
+        self._ctx = ctx
+        client = self._ec2(attrs, private)
+        ids = [i["InstanceId"] for i in self._adopt(attrs, private)]
+        if ids:
+            self._terminate(client, ids)
+            ec2.wait_for(client, ids, {"terminated"}, f"terminating {self._address(attrs)}")
+        gid = private.get("security_group_id")
+        if gid:
+            self._delete_group(client, gid)
+        if private.get("key_name"):
+            ec2.call(client.delete_key_pair, "deleting the key pair", KeyName=private["key_name"])
+
+    def _delete_group(self, client: Any, gid: str) -> None:
+        # EC2 refuses while a terminating instance still holds the group: retry a while
+        deadline = time.monotonic() + ec2.WAIT_SECONDS
+        while True:
+            try:
+                ec2.call(client.delete_security_group, f"deleting security group {gid}",
+                         GroupId=gid)
+                return
+            except ProviderError as exc:
+                if "InvalidGroup.NotFound" in str(exc):
+                    return
+                if "DependencyViolation" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+
+
+def catalog_resize_refused(before: dict[str, Any], after: dict[str, Any]) -> str | None:
+    """Why EC2 cannot resize before's instances to after's type in place, or None."""
+    try:
+        return catalog.resize_in_place(catalog.resolve(before["resolved_instance_type"]),
+                                       catalog.resolve(after["resolved_instance_type"]))
+    except (catalog.UnknownInstanceType, KeyError, TypeError):
+        return "the recorded instance type is not one rhplan knows"
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+            "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+
+
+def _launch_order(inst: dict[str, Any]) -> tuple[int, int, str]:
+    gen = int(ec2.tag_dict(inst).get(ec2.GENERATION_TAG, "0"))
+    return gen, int(inst.get("AmiLaunchIndex") or 0), inst["InstanceId"]
+
+
+def _transient(message: str) -> bool:
+    m = message.lower()
+    return any(w in m for w in ("refused", "timed out", "timeout", "unreachable",
+                                "no route", "reset", "closed", "banner"))
+
+
+def _public_key(private_key: str | None) -> str:
+    """The OpenSSH public key for the key pair: KEY.pub beside it, else derived."""
+    if not private_key:
+        raise ProviderError("ssh.private_key is required for an aws cluster")
+    path = os.path.expanduser(private_key)
+    pub = path + ".pub"
+    if os.path.exists(pub):
+        with open(pub) as fh:
+            return fh.read().strip()
+    import paramiko
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            key = cls.from_private_key_file(path)
+            return f"{key.get_name()} {key.get_base64()} rhplan"
+        except (paramiko.SSHException, ValueError):
+            continue
+        except OSError as exc:
+            raise ProviderError(f"cannot read ssh private_key {private_key}: {exc.strerror}"
+                                ) from None
+    raise ProviderError(f"ssh private_key {private_key} is not an OpenSSH private key "
+                        "rhplan can read (ed25519, ecdsa or rsa, without a passphrase)")
+
+
+__all__ = ["AWSProvider", "PartialFailure"]

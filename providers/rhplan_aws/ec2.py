@@ -1,0 +1,155 @@
+"""EC2 through boto3: one client per (region, profile, endpoint), bounded retries, AWS's
+own error messages, and the few batched calls the provider is built from.
+
+Every call here works on all of a cluster's instances at once (one run_instances for a
+launch, one terminate_instances, one create_tags), so the number of API calls an
+apply makes does not grow with the number of instances.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rhplan.errors import ProviderError
+
+# Tags rhplan puts on everything it creates: which state and which resource own it.
+LINEAGE_TAG = "rhplan:lineage"
+ADDRESS_TAG = "rhplan:address"
+GENERATION_TAG = "rhplan:generation"
+RHPLAN_TAGS = (LINEAGE_TAG, ADDRESS_TAG, GENERATION_TAG)
+
+# how long a waiter polls before giving up (a real instance is running in ~30 s)
+WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_WAIT_SECONDS", "600"))
+
+_clients: dict[tuple[str, str | None, str | None], Any] = {}
+_clients_lock = threading.Lock()
+_call_log_lock = threading.Lock()
+
+
+def _log_call(operation: str) -> None:
+    # RHPLAN_AWS_API_LOG=FILE: one line per EC2/S3 API call (bench/aws_scale.py counts them)
+    path = os.environ.get("RHPLAN_AWS_API_LOG")
+    if path:
+        with _call_log_lock, open(path, "a") as fh:
+            fh.write(operation + "\n")
+
+
+def client(region: str, profile: str | None = None, endpoint_url: str | None = None,
+           service: str = "ec2") -> Any:
+    """A boto3 client with botocore's adaptive retries (throttling and 5xx are retried
+    with backoff, bounded) and timeouts, so no call hangs forever. Credentials come
+    from boto3's usual chain and are never read by rhplan itself."""
+    key = (f"{service}:{region}", profile, endpoint_url)
+    with _clients_lock:
+        if key in _clients:
+            return _clients[key]
+        import boto3
+        from botocore.config import Config
+        try:
+            session = boto3.Session(profile_name=profile, region_name=region)
+        except Exception as exc:  # ProfileNotFound and friends
+            raise ProviderError(f"AWS profile {profile!r}: {exc}") from None
+        cfg = Config(retries={"mode": "adaptive", "max_attempts": int(
+            os.environ.get("RHPLAN_AWS_MAX_ATTEMPTS", "8"))},
+            connect_timeout=10, read_timeout=60)
+        c = session.client(service, endpoint_url=endpoint_url, config=cfg)
+        c.meta.events.register("before-call", lambda model, **_: _log_call(model.name))
+        _clients[key] = c
+        return c
+
+
+def call(fn: Callable[..., Any], what: str, **kwargs: Any) -> Any:
+    """fn(**kwargs), with AWS's error turned into one line saying what failed."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    try:
+        return fn(**kwargs)
+    except NoCredentialsError:
+        raise ProviderError(f"{what}: no AWS credentials found; set AWS_PROFILE or "
+                            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run aws configure"
+                            ) from None
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise ProviderError(f"{what}: {err.get('Code', '?')}: {err.get('Message', exc)}"
+                            ) from None
+    except BotoCoreError as exc:
+        raise ProviderError(f"{what}: {exc}") from None
+
+
+def error_code(exc: BaseException) -> str:
+    from botocore.exceptions import ClientError
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": str(v)} for k, v in sorted(tags.items())]
+
+
+def tag_dict(item: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in item.get("Tags") or []}
+
+
+def describe_lineage(ec2: Any, lineage: str) -> list[dict[str, Any]]:
+    """Every instance of one state (all clusters), in one paginated, filtered call."""
+    out: list[dict[str, Any]] = []
+    paginator = ec2.get_paginator("describe_instances")
+    pages = paginator.paginate(Filters=[{"Name": f"tag:{LINEAGE_TAG}", "Values": [lineage]}])
+    for page in call(lambda: list(pages), "describing instances"):
+        for res in page["Reservations"]:
+            out.extend(res["Instances"])
+    return out
+
+
+def describe_ids(ec2: Any, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+    return [i for page in call(lambda: list(pages), "describing instances")
+            for r in page["Reservations"] for i in r["Instances"]]
+
+
+def wait_for(ec2: Any, ids: list[str], states: Iterable[str], what: str,
+             need_ip: bool = False) -> list[dict[str, Any]]:
+    """Poll (one describe per round, for all ids) until every instance is in one of
+    states; bounded by WAIT_SECONDS."""
+    want = set(states)
+    deadline = time.monotonic() + WAIT_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            found = describe_ids(ec2, ids)
+        except ProviderError as exc:
+            # EC2 is eventually consistent: a just-launched id may be "not found" briefly
+            if "InvalidInstanceID.NotFound" not in str(exc) or time.monotonic() > deadline:
+                raise
+            found = []
+        by_id = {i["InstanceId"]: i for i in found}
+        ready = [i for i in ids if i in by_id and by_id[i]["State"]["Name"] in want
+                 and (not need_ip or _ip(by_id[i]))]
+        if len(ready) == len(ids):
+            return [by_id[i] for i in ids]
+        bad = [i for i in ids if i in by_id and by_id[i]["State"]["Name"] in
+               {"terminated", "shutting-down"} - want]
+        if bad:
+            reason = (by_id[bad[0]].get("StateReason") or {}).get("Message", "no reason given")
+            raise ProviderError(f"{what}: instance {bad[0]} was terminated ({reason})")
+        if time.monotonic() > deadline:
+            late = [i for i in ids if i not in ready]
+            raise ProviderError(f"{what}: {len(late)} instance(s) not {'/'.join(sorted(want))} "
+                                f"after {WAIT_SECONDS:.0f} s ({', '.join(late[:3])})")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _ip(inst: dict[str, Any]) -> str | None:
+    return inst.get("PublicIpAddress") or inst.get("PrivateIpAddress")
+
+
+def address_of(inst: dict[str, Any]) -> str:
+    """Where rhplan reaches an instance: its public IP, else its private one."""
+    ip = _ip(inst)
+    if not ip:
+        raise ProviderError(f"instance {inst['InstanceId']} has no IP address yet")
+    return ip

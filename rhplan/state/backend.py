@@ -1,0 +1,43 @@
+"""What every state backend offers: read and write the state, and lock it.
+
+LocalBackend (a file beside the configuration) and S3Backend (an object in a
+bucket) both satisfy this Protocol; the commands only ever see a Backend.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol, runtime_checkable
+
+from rhplan.state.local import LockInfo
+from rhplan.state.model import State
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def read(self) -> State:
+        """The recorded state, or State.new() if nothing was written yet."""
+        ...
+
+    def write(self, state: State) -> None:
+        """Bump state.serial and store it, keeping the previous state as a backup."""
+        ...
+
+    def lock(self, operation: str) -> LockInfo:
+        """Take the state lock, or raise StateLockedError naming its holder."""
+        ...
+
+    def unlock(self, lock_id: str) -> None:
+        """Release a lock this backend took with lock()."""
+        ...
+
+    def locked(self, operation: str) -> AbstractContextManager[LockInfo]:
+        """Hold the state lock for the body of a `with` block."""
+        ...
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Break a lock whose holder is gone; lock_id must match the lock's ID."""
+        ...
+
+    def lock_info(self) -> LockInfo | None:
+        """Who holds the lock, if anyone."""
+        ...

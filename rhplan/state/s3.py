@@ -1,0 +1,384 @@
+"""The S3 state backend: the state is one object, locked the way Terraform 1.10+
+does with `use_lockfile`.
+
+- The state is KEY; before each write the current object is copied to KEY.backup.
+- The lock is KEY.tflock, created with `If-None-Match: *`, so S3 itself refuses a
+  second holder (412 PreconditionFailed, or 409 ConditionalRequestConflict while
+  two creates race). It holds the holder's LockInfo as JSON. Unlike a flock it
+  outlives a killed process: `rhplan force-unlock ID` removes it.
+- Writes are conditional too (`If-Match` on the ETag this backend last read or
+  wrote), so even a writer that lost its lock (force-unlocked while hung) cannot
+  silently overwrite a newer state: it gets an error instead.
+
+Credentials come only from boto3's usual chain (environment, profile, instance
+role); nothing here stores or prints them.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+
+from rhplan.errors import StateError, StateLockedError
+from rhplan.state.local import LockInfo, _now, _who
+from rhplan.state.model import RHPLAN_VERSION, State
+
+# Throttling (503 SlowDown) and transient errors are retried with backoff; the
+# timeouts make sure an unreachable endpoint fails instead of hanging.
+RETRIES: dict[str, Any] = {"mode": "adaptive", "max_attempts": 8}
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 30
+
+# A force-unlock can delete the lock between our refused create and our read of
+# who holds it; then we try to take it again, this many times.
+_LOCK_ATTEMPTS = 5
+
+_LOCK_HELD = ("PreconditionFailed", "ConditionalRequestConflict")
+_DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+           "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled")
+_WRONG_REGION = ("PermanentRedirect", "AuthorizationHeaderMalformed",
+                 "IllegalLocationConstraintException")
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _status(err: ClientError) -> int:
+    return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _is_missing_key(err: ClientError) -> bool:
+    return _code(err) in ("NoSuchKey", "404", "NotFound")
+
+
+def _is_lock_held(err: ClientError) -> bool:
+    return _code(err) in _LOCK_HELD or _status(err) in (409, 412)
+
+
+class _Unseen:
+    def __repr__(self) -> str:
+        return "<not read yet>"
+
+
+_UNSEEN = _Unseen()
+
+
+class S3Backend:
+    """State in s3://BUCKET/KEY, with KEY.backup and the lock KEY.tflock beside it."""
+
+    def __init__(self, bucket: str, key: str, region: str | None = None,
+                 endpoint_url: str | None = None, profile: str | None = None) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.profile = profile
+        self.backup_key = f"{key}.backup"
+        self.lock_key = f"{key}.tflock"
+        self.url = f"s3://{bucket}/{key}"
+        self.backup_url = f"s3://{bucket}/{self.backup_key}"
+        self.lock_url = f"s3://{bucket}/{self.lock_key}"
+        self._client_lock = threading.Lock()
+        self._s3: Any = None  # the boto3 client, made on first use
+        # apply writes from worker threads; this also guards _etag
+        self._write_lock = threading.Lock()
+        # ETag of the state object as last read or written: None when it did not
+        # exist, _UNSEEN before the first read. Writes are conditional on it.
+        self._etag: str | None | object = _UNSEEN
+        self._held: LockInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Backend({self.url!r})"
+
+    # -- the client ----------------------------------------------------------
+
+    def _client(self) -> Any:
+        with self._client_lock:
+            if self._s3 is None:
+                import boto3  # slow to import: only when the s3 backend is used
+
+                config = Config(retries=RETRIES, connect_timeout=CONNECT_TIMEOUT,
+                                read_timeout=READ_TIMEOUT)
+                try:
+                    session = boto3.session.Session(profile_name=self.profile)
+                except ProfileNotFound:
+                    raise StateError(
+                        f"{self.url}: AWS profile {self.profile!r} (backend \"s3\" profile) "
+                        "is not in ~/.aws/config or ~/.aws/credentials; fix the name or "
+                        "run `aws configure --profile NAME`") from None
+                self._s3 = session.client("s3", region_name=self.region,
+                                          endpoint_url=self.endpoint_url, config=config)
+            return self._s3
+
+    def _error(self, err: Exception, doing: str, url: str | None = None) -> StateError:
+        """One line for a person: what failed and what to do. Never includes credentials."""
+        url = url or self.url
+        where = self.endpoint_url or "S3"
+        if isinstance(err, ClientError):
+            code = _code(err)
+            if code == "NoSuchBucket":
+                return StateError(
+                    f"{url}: bucket {self.bucket!r} does not exist; create it "
+                    f"(aws s3 mb s3://{self.bucket}) or fix bucket in the backend \"s3\" block")
+            if code in _DENIED or _status(err) == 403:
+                return StateError(
+                    f"{url}: access denied while trying to {doing} ({code or 403}); check "
+                    "which AWS credentials are in use (AWS_PROFILE, the backend's profile, "
+                    "`aws sts get-caller-identity`) and that they may get, put and delete "
+                    f"objects in bucket {self.bucket!r}")
+            if code in _WRONG_REGION or _status(err) == 301:
+                return StateError(
+                    f"{url}: bucket {self.bucket!r} is in another region than "
+                    f"{self.region or 'the default one'}; set region in the backend \"s3\" block")
+            message = err.response.get("Error", {}).get("Message", "")
+            return StateError(f"{url}: cannot {doing}: {code or _status(err)} {message}".rstrip())
+        if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
+            return StateError(
+                f"{url}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, run `aws configure`, or set profile in the "
+                "backend \"s3\" block")
+        if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
+            return StateError(
+                f"{url}: cannot reach {where} to {doing}; check the network"
+                + (" and endpoint_url in the backend \"s3\" block" if self.endpoint_url
+                   else " and region in the backend \"s3\" block"))
+        if isinstance(err, ReadTimeoutError):
+            return StateError(f"{url}: {where} did not answer within {READ_TIMEOUT} s while "
+                              f"trying to {doing}; try again")
+        return StateError(f"{url}: cannot {doing}: {err}")
+
+    @contextlib.contextmanager
+    def _calling(self, doing: str, url: str | None = None) -> Iterator[None]:
+        """Turn botocore errors raised in the body into one-line StateErrors."""
+        try:
+            yield
+        except (ClientError, BotoCoreError) as err:
+            raise self._error(err, doing, url) from None
+
+    # -- state ---------------------------------------------------------------
+
+    def read(self) -> State:
+        """The recorded state, or a fresh one if nothing was written yet."""
+        s3 = self._client()
+        with self._write_lock:
+            try:
+                resp = s3.get_object(Bucket=self.bucket, Key=self.key)
+                raw = resp["Body"].read()
+            except ClientError as err:
+                if not _is_missing_key(err):
+                    raise self._error(err, "read the state") from None
+                self._etag = None
+                return State.new()
+            except BotoCoreError as err:
+                raise self._error(err, "read the state") from None
+            self._etag = resp.get("ETag")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except json.JSONDecodeError as err:
+            raise StateError(
+                f"{self.url}: state is not valid JSON (line {err.lineno}): "
+                f"restore {self.backup_url} or fix it"
+            ) from None
+        except UnicodeDecodeError:
+            raise StateError(
+                f"{self.url}: state is not UTF-8 text: restore {self.backup_url} or fix it"
+            ) from None
+        return State.from_json(data, source=self.url, copy_values=False)
+
+    def write(self, state: State) -> None:
+        """Bump state.serial and put the object, after copying the old one to KEY.backup.
+
+        The put is conditional on the ETag last read or written here, so an object
+        someone else wrote in between is never overwritten.
+        """
+        s3 = self._client()
+        with self._write_lock:
+            old_serial, old_version = state.serial, state.rhplan_version
+            state.serial += 1
+            state.rhplan_version = RHPLAN_VERSION
+            payload = (json.dumps(state.to_json(), indent=2, sort_keys=False) + "\n").encode()
+            try:
+                self._etag = self._put_state(s3, payload)
+            except BaseException:
+                # Leave the in-memory state as the object still is, so a retry is consistent.
+                state.serial, state.rhplan_version = old_serial, old_version
+                raise
+
+    def _put_state(self, s3: Any, payload: bytes) -> str | None:
+        etag = self._etag
+        if etag is not None:  # there is (or may be) a current object: back it up
+            copy: dict[str, Any] = {"Bucket": self.bucket, "Key": self.backup_key,
+                                    "CopySource": {"Bucket": self.bucket, "Key": self.key}}
+            if isinstance(etag, str):
+                # Back up exactly the version we read. AWS honours this; moto 5.2
+                # ignores it, and the conditional put below still catches a change.
+                copy["CopySourceIfMatch"] = etag
+            try:
+                s3.copy_object(**copy)
+            except ClientError as err:
+                if _is_missing_key(err) and not isinstance(etag, str):
+                    pass  # never read, and there is nothing yet: nothing to back up
+                elif _is_lock_held(err) or _is_missing_key(err):
+                    raise self._changed_error() from None
+                else:
+                    raise self._error(err, f"copy the state to {self.backup_url}") from None
+            except BotoCoreError as err:
+                raise self._error(err, f"copy the state to {self.backup_url}") from None
+        put: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Body": payload,
+                               "ContentType": "application/json"}
+        if isinstance(etag, str):
+            put["IfMatch"] = etag  # lost-update guard; moto 5.2 and AWS both enforce it
+        elif etag is None:
+            put["IfNoneMatch"] = "*"  # we saw no state: someone else must not have made one
+        try:
+            resp = s3.put_object(**put)
+        except ClientError as err:
+            if _is_lock_held(err) or (isinstance(etag, str) and _is_missing_key(err)):
+                if self._already_there(s3, payload):
+                    return self._current_etag(s3)
+                raise self._changed_error() from None
+            raise self._error(err, "write the state") from None
+        except BotoCoreError as err:
+            raise self._error(err, "write the state") from None
+        return str(resp["ETag"]) if resp.get("ETag") else None
+
+    def _already_there(self, s3: Any, payload: bytes) -> bool:
+        # A put whose response was lost is retried by botocore, and the retry then
+        # fails its own condition: if the object is what we meant to write, it worked.
+        try:
+            return bool(s3.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
+                        == payload)
+        except (ClientError, BotoCoreError):
+            return False
+
+    def _current_etag(self, s3: Any) -> str | None:
+        with self._calling("read the state"):
+            return str(s3.head_object(Bucket=self.bucket, Key=self.key)["ETag"])
+
+    def _changed_error(self) -> StateError:
+        return StateError(
+            f"{self.url}: the state was changed by someone else since this rhplan read it "
+            "(was the lock force-unlocked?); nothing was written: run `rhplan refresh`, "
+            "then plan again")
+
+    # -- locking ---------------------------------------------------------------
+
+    def lock(self, operation: str) -> LockInfo:
+        """Create KEY.tflock for `operation`, or raise StateLockedError at once."""
+        for _ in range(_LOCK_ATTEMPTS):
+            info = LockInfo(id=str(uuid.uuid4()), who=_who(), operation=operation,
+                            created=_now(), path=self.url)
+            if self._create_lock(info):
+                self._held = info
+                return info
+        raise StateLockedError(
+            f"state {self.url} is being locked and unlocked repeatedly; try again later")
+
+    def _create_lock(self, info: LockInfo) -> bool:
+        """True if we now hold the lock, False if it went away while we looked (try
+        again); StateLockedError if someone else holds it."""
+        body = json.dumps(info.to_json(), indent=2).encode()
+        try:
+            self._client().put_object(Bucket=self.bucket, Key=self.lock_key, Body=body,
+                                      ContentType="application/json", IfNoneMatch="*")
+            return True
+        except ClientError as err:
+            if not _is_lock_held(err):
+                raise self._error(err, "create the lock", self.lock_url) from None
+        except BotoCoreError as err:
+            raise self._error(err, "create the lock", self.lock_url) from None
+        holder = self.lock_info()
+        if holder is None:
+            return False  # released (or force-unlocked) meanwhile
+        if holder.id == info.id:
+            return True  # our own create, retried by botocore after its answer was lost
+        raise _locked_error(self.url, holder)
+
+    def unlock(self, lock_id: str) -> None:
+        """Release a lock this backend took with lock(): delete KEY.tflock if it is ours."""
+        if self._held is None or self._held.id != lock_id:
+            held = f"lock ID {self._held.id}" if self._held else "no lock"
+            raise StateError(f"cannot unlock {self.url} with lock ID {lock_id}: we hold {held}")
+        self._held = None
+        try:
+            current = self.lock_info()
+            if current is None or current.id != lock_id:
+                return  # force-unlocked, and maybe someone else's lock by now: leave it
+            with self._calling("delete the lock", self.lock_url):
+                self._client().delete_object(Bucket=self.bucket, Key=self.lock_key)
+        except StateError as err:
+            raise StateError(
+                f"{err}; the lock stays until `rhplan force-unlock {lock_id}`") from None
+
+    @contextlib.contextmanager
+    def locked(self, operation: str) -> Iterator[LockInfo]:
+        """Hold the state lock for the body of a `with` block."""
+        info = self.lock(operation)
+        try:
+            yield info
+        except BaseException:
+            # The body's error is the one to report; a lock we fail to delete
+            # now shows up, with its ID, at the next run.
+            with contextlib.suppress(StateError):
+                self.unlock(info.id)
+            raise
+        self.unlock(info.id)
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Break a lock whose holder is gone or hung; lock_id must match, as a safety check."""
+        info = self.lock_info()
+        if info is None:
+            raise StateError(f"no lock is held on {self.url}")
+        if info.id != lock_id:
+            raise StateError(
+                f"lock ID {lock_id} does not match the lock on {self.url}, which is "
+                f"{info.id} (held by {info.who} for {info.operation}); check the ID"
+            )
+        with self._calling("delete the lock", self.lock_url):
+            self._client().delete_object(Bucket=self.bucket, Key=self.lock_key)
+        if self._held is not None and self._held.id == lock_id:
+            self._held = None
+
+    def lock_info(self) -> LockInfo | None:
+        """What KEY.tflock says, or None if there is no lock."""
+        try:
+            raw = self._client().get_object(Bucket=self.bucket, Key=self.lock_key)["Body"].read()
+        except ClientError as err:
+            if _is_missing_key(err):
+                return None
+            raise self._error(err, "read the lock", self.lock_url) from None
+        except BotoCoreError as err:
+            raise self._error(err, "read the lock", self.lock_url) from None
+        try:
+            return LockInfo.from_json(json.loads(raw.decode("utf-8")))
+        except (ValueError, KeyError, TypeError):
+            raise StateError(
+                f"{self.lock_url}: lock info is unreadable; if no rhplan is running, "
+                f"delete it (aws s3 rm {self.lock_url})"
+            ) from None
+
+
+
+def _locked_error(url: str, info: LockInfo) -> StateLockedError:
+    # Worded as LocalBackend's, so a user sees the same message whatever the backend.
+    return StateLockedError(
+        f"state {url} is locked by {info.who} ({info.operation} since "
+        f"{info.created}, lock ID {info.id}); wait for it to finish, or run "
+        f"`rhplan force-unlock {info.id}` if that process is gone"
+    )
