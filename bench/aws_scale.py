@@ -28,8 +28,9 @@ What it does
               nothing added or destroyed; checked with boto3: every instance carries it)
      destroy  `destroy -auto-approve`
 3. After create, checks that these are found by the same lookups (N live instances, one
-   group, one key pair). After destroy, checks with boto3 that no instance tagged rhplan:lineage = the state's
-   lineage is left non-terminated, and no security group or key pair whose name starts
+   group, one key pair). After destroy, checks with boto3 that no instance tagged
+   rhplan:lineage = the state's lineage is left non-terminated, and no security group or
+   key pair whose name starts
    with rhplan-<lineage[:8]> is left. Then resets the moto server for the next N.
 4. Prints per N per phase: seconds, API calls and the calls by operation, the
    comparison figures quoted in the issue (Terraform 1.11 + the AWS provider against
@@ -46,7 +47,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import shutil
 import subprocess
 import sys

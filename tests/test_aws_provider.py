@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import poll_until
 from motoserver import MotoServer, aws_env
 from rayprocs import cluster_processes
 from sshd import SSHServer, ensure_sshd_installed
@@ -364,6 +365,45 @@ def test_drift_is_shown_and_repaired(fleet: Fleet) -> None:
     assert {i["State"]["Name"] for i in insts} == {"running"} and len(insts) == 2
     assert all({t["Key"]: t["Value"] for t in i["Tags"]}["team"] == "ml" for i in insts)
     assert fleet.ray_nodes() == 2
+    assert "No changes." in fleet.rh("plan").ok().stdout
+
+
+def test_a_worker_terminated_outside_is_replaced(fleet: Fleet) -> None:
+    a = fleet.cluster()["attributes"]
+    ids = a["instance_ids"]
+    fleet.moto.client("ec2").terminate_instances(InstanceIds=[ids[1]])
+    # what terminating a real instance does to the Ray node on it
+    for pid in cluster_processes([temp_dir_for(f"{fleet.root}@{a['ips'][1]}")],
+                                 Path("/no-token")):  # by temp dir only: not the head
+        os.kill(pid, signal.SIGKILL)
+    out = fleet.rh("plan").ok().stdout
+    assert "terminated outside rhplan" in out and "repairs" in out, out
+    fleet.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+    now = fleet.cluster()["attributes"]["instance_ids"]
+    assert now[0] == ids[0] and now[1] != ids[1] and len(now) == 2
+    assert {i["InstanceId"] for i in fleet.instances()} == set(now)
+    # Ray notices the killed node by its missed health checks
+    poll_until(lambda: fleet.ray_nodes() == 2, 90, "Ray to count two live nodes")
+
+
+def test_throttling_is_retried_and_a_broken_endpoint_fails_in_one_line(fleet: Fleet) -> None:
+    from faulty_http import SERVER_ERROR, THROTTLE, FaultyProxy, Rule
+    proxy = FaultyProxy(fleet.moto.url, [Rule("DescribeInstances", THROTTLE, 3)]).start()
+    try:
+        fleet.rh.edit(fleet.moto.url, proxy.url)
+        out = fleet.rh("plan").ok().stdout
+        assert "No changes." in out and proxy.rules[0].hits == 3, out
+        proxy.rules[:] = [Rule("DescribeInstances", SERVER_ERROR, -1)]
+        started = time.monotonic()
+        line = fleet.rh("plan", env={"RHPLAN_AWS_MAX_ATTEMPTS": "3"}).error_line()
+        assert "InternalError" in line and "cluster.rh-cpu" in line, line
+        assert time.monotonic() - started < 60
+        proxy.rules[:] = [Rule("DescribeInstances", None, -1)]  # connection dropped
+        line = fleet.rh("plan", env={"RHPLAN_AWS_MAX_ATTEMPTS": "2"}).error_line()
+        assert "describing instances" in line, line
+    finally:
+        fleet.rh.edit(proxy.url, fleet.moto.url)
+        proxy.stop()
     assert "No changes." in fleet.rh("plan").ok().stdout
 
 

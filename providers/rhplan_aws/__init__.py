@@ -481,6 +481,11 @@ class AWSProvider(SSHProvider):
             self._sync_ports(client, attrs, private)
         instances = self._adopt(attrs, private)
         old_ip = {r["id"]: r["ip"] for r in private.get("instances") or []}
+        live = {i["InstanceId"] for i in instances}
+        # terminated outside rhplan: its Ray node went with it
+        workers = private.get("ray_worker_temp_dirs") or {}
+        for iid in [i for i in old_ip if i not in live]:
+            workers.pop(old_ip[iid], None)
         restarted: list[str] = []
         # stopped outside rhplan (or by autostop): start them again
         stopped = [i["InstanceId"] for i in instances
