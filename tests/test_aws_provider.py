@@ -196,17 +196,29 @@ def server() -> Iterator[SSHServer]:
 
 
 @pytest.fixture(scope="module")
-def ray_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The instances' root_dir, with Ray already installed, as a prepared image has it."""
-    root = tmp_path_factory.mktemp("aws-root") / "root"
+def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rhplan's Ray venv, installed once, as a prepared machine image has it."""
+    root = tmp_path_factory.mktemp("aws-ray") / "root"
     provision_ray_venv(root)
+    return root / "ray-venv"
+
+
+@pytest.fixture
+def ray_root(ray_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root_dir of its own per cluster (its Ray is told apart by it) with Ray in it."""
+    root = tmp_path_factory.mktemp("aws-root") / "root"
+    root.mkdir()
+    (root / "ray-venv").symlink_to(ray_venv)
     return root
 
 
 @pytest.fixture(scope="module")
-def fleet(moto: MotoServer, server: SSHServer, ray_root: Path,
+def fleet(moto: MotoServer, server: SSHServer, ray_venv: Path,
           tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("aws-fleet")
+    ray_root = base / "root"
+    ray_root.mkdir()
+    (ray_root / "ray-venv").symlink_to(ray_venv)
     rh = rhplan_in(base / "infra", env=aws_env())
     rh.keep = True  # destroyed and checked below
     (base / "scripts").mkdir()

@@ -172,7 +172,8 @@ class Planner:
             if name in before:
                 after[name] = before[name]
         changed = [n for n in sorted(set(after) | set(before))
-                   if after.get(n) != before.get(n) and after.get(n) is not UNKNOWN]
+                   if after.get(n) != before.get(n) and after.get(n) is not UNKNOWN
+                   and not _new_and_empty(n, before, after, schema)]
         unknown_changed = [n for n in sorted(after) if after.get(n) is UNKNOWN
                            and n not in TYPES[rc.type].after_apply]
         forces = [n for n in changed + unknown_changed
@@ -250,6 +251,16 @@ _FRIENDLY = {
     "sha256": "values changed",
     "sources": "local package contents changed",
 }
+
+
+def _new_and_empty(name: str, before: dict[str, Any], after: dict[str, Any], schema: Any
+                   ) -> bool:
+    """An attribute added to the schema after this resource was recorded, left at its
+    empty default: not a change (a state written by an older rhplan plans no-op)."""
+    spec = schema.attrs.get(name)
+    return (name not in before and spec is not None and not spec.computed
+            and after.get(name) in (None, [], {}) and after.get(name) == (spec.default
+                                                                          or after.get(name)))
 
 
 def _describe_change(name: str, before: Any, after: Any) -> str:

@@ -97,7 +97,7 @@ def render_change(c: Change, s: Styler) -> list[str]:
             if b is None or b == [] or b == {} or n in QUIET:
                 continue
             lines.extend(_attr(s, "-", n, width, b, None, c))
-        elif a != b:
+        elif a != b and not (b is None and a in ([], {})):  # an attribute new to the schema
             lines.extend(_attr(s, "~", n, width, b, a, c))
     lines.append("    }")
     return lines
