@@ -33,7 +33,7 @@ import pytest
 from conftest import poll_until
 from motoserver import MotoServer, aws_env
 from rayprocs import cluster_processes
-from sshd import SSHServer, ensure_sshd_installed
+from sshd import SSHServer, _descendants, ensure_sshd_installed
 from test_ssh_provider import BASE_PY, NUMPY, PRELUDE, hcl_str, provision_ray_venv
 
 from rhplan.ray_head import temp_dir_for
@@ -384,10 +384,15 @@ def test_a_worker_terminated_outside_is_replaced(fleet: Fleet) -> None:
     a = fleet.cluster()["attributes"]
     ids = a["instance_ids"]
     fleet.moto.client("ec2").terminate_instances(InstanceIds=[ids[1]])
-    # what terminating a real instance does to the Ray node on it
-    for pid in cluster_processes([temp_dir_for(f"{fleet.root}@{a['ips'][1]}")],
-                                 Path("/no-token")):  # by temp dir only: not the head
-        os.kill(pid, signal.SIGKILL)
+    # what terminating a real instance does to the Ray node on it: its processes (by
+    # temp dir only, not the head's) and everything they started
+    node = list(cluster_processes([temp_dir_for(f"{fleet.root}@{a['ips'][1]}")],
+                                  Path("/no-token")))
+    for pid in node + [d for p in node for d in _descendants(p)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     out = fleet.rh("plan").ok().stdout
     assert "terminated outside rhplan" in out and "repairs" in out, out
     fleet.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()

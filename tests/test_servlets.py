@@ -12,7 +12,7 @@ machine (another test's, a developer's) are never looked at or touched.
 Every `rhplan.servlet` call runs in a driver SUBPROCESS: Ray reads its RAY_*
 settings when imported, and a process drives one Ray cluster at a time, so the
 pytest process never imports Ray. Two driver interpreters are used: this venv's
-(no numpy, no tomli_w, no six: the env packages must come from the env), and a
+(no numpy, no tomli_w, no termcolor: the env packages must come from the env), and a
 small uv venv with numpy on top of this one, for the Runhouse example whose result
 is a numpy scalar. Every wait is bounded.
 """
@@ -64,7 +64,7 @@ env "np_env" {{
 
 env "plain" {{
   cluster  = cluster.c
-  reqs     = ["pip:six==1.16.0"]
+  reqs     = ["pip:termcolor==2.4.0"]
   env_vars = {{ Y = "y-from-plain" }}
 }}
 """
@@ -287,7 +287,7 @@ def test_env_packages_are_isolated_from_the_driver_and_from_each_other(
             import sys, tomli_w
             return [sys.prefix, tomli_w.__file__]
 
-        mods = ("numpy", "tomli_w", "six")
+        mods = ("numpy", "tomli_w", "termcolor")
         a = servlet("np_env", chdir=CHDIR)
         b = servlet("plain", chdir=CHDIR)
         import ray  # only now: rhplan.servlet sets Ray's settings before Ray is imported
@@ -301,10 +301,10 @@ def test_env_packages_are_isolated_from_the_driver_and_from_each_other(
              a_where=a.call(where), a_status=a.status(), b_status=b.status(),
              total=ray.cluster_resources(), available=ray.available_resources())
     """)
-    none = {"numpy": False, "tomli_w": False, "six": False}
+    none = {"numpy": False, "tomli_w": False, "termcolor": False}
     assert got["driver"] == none, "test premise: the driver's venv must lack these packages"
-    assert got["a"] == {"numpy": True, "tomli_w": True, "six": False}
-    assert got["b"] == {"numpy": False, "tomli_w": False, "six": True}
+    assert got["a"] == {"numpy": True, "tomli_w": True, "termcolor": False}
+    assert got["b"] == {"numpy": False, "tomli_w": False, "termcolor": True}
     a_dir, b_dir = applied.env_dir("np_env"), applied.env_dir("plain")
     assert got["a_where"][0] == str(a_dir)
     assert got["a_where"][1].startswith(str(a_dir) + "/lib/")
@@ -316,7 +316,7 @@ def test_env_packages_are_isolated_from_the_driver_and_from_each_other(
         assert st["uptime"] > 0
     assert "tomli_w==1.0.0" in got["a_status"]["packages"]
     assert NUMPY in got["a_status"]["packages"]
-    assert "six==1.16.0" in got["b_status"]["packages"]
+    assert "termcolor==2.4.0" in got["b_status"]["packages"]
     assert not any(p.startswith("tomli_w==") for p in got["b_status"]["packages"])
     assert got["total"]["CPU"] == 2.0 and "GPU" not in got["total"], got["total"]
     assert got["available"].get("CPU") == 1.0, got["available"]
@@ -468,7 +468,7 @@ def test_adding_a_package_restarts_only_that_envs_servlet(applied: Applied) -> N
     """)
     assert got["keys"] == ["kept"]
 
-    rh.edit('"pip:tomli_w==1.0.0"]', '"pip:tomli_w==1.0.0", "pip:six==1.16.0"]')
+    rh.edit('"pip:tomli_w==1.0.0"]', '"pip:tomli_w==1.0.0", "pip:termcolor==2.4.0"]')
     res = rh("plan", "-detailed-exitcode")
     assert res.returncode == 2, res.describe()
     assert "Plan: 0 to add, 1 to change, 0 to destroy." in res.stdout, res.stdout
@@ -482,19 +482,20 @@ def test_adding_a_package_restarts_only_that_envs_servlet(applied: Applied) -> N
     assert new_a != a_pid
     assert applied.pid("plain") == b_pid
     got = applied.drive("""
-        def has_six():
-            import six
-            return six.__version__
+        def has_termcolor():
+            import termcolor  # noqa: F401
+            from importlib.metadata import version
+            return version("termcolor")
 
         a = servlet("np_env", chdir=CHDIR)
         b = servlet("plain", chdir=CHDIR)
         emit(kept=b.get("kept"), b_pid=b.status()["pid"], a_pid=a.status()["pid"],
-             a_six=a.call(has_six), a_keys=a.keys())
+             a_termcolor=a.call(has_termcolor), a_keys=a.keys())
     """)
     assert got["kept"] == kept
     assert got["b_pid"] == b_pid
     assert got["a_pid"] == new_a
-    assert got["a_six"] == "1.16.0"
+    assert got["a_termcolor"] == "2.4.0"
     assert got["a_keys"] == []  # a restarted servlet starts with an empty store
     assert not alive(a_pid), f"the old servlet of np_env (pid {a_pid}) is still running"
     res = rh("plan", "-detailed-exitcode")

@@ -270,13 +270,13 @@ class AWSProvider(SSHProvider):
                      IpPermissions=[_tcp(p) for p in drop])
         private["open_ports"] = want
 
-    def _launch(self, client: Any, attrs: dict[str, Any], private: dict, count: int
-                ) -> list[dict[str, Any]]:
+    def _launch(self, client: Any, attrs: dict[str, Any], private: dict, count: int,
+                image: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Launch count instances in one call. A crash after it is caught by the next
         apply: it finds them by their tags (see _adopt) before launching anything."""
         lineage = self._lineage(private)
         generation = int(private.get("generation") or 0)
-        image = self._image(client, attrs, private)
+        image = image or self._image(client, attrs, private)
         kwargs: dict[str, Any] = dict(
             ImageId=attrs["image_id"], InstanceType=attrs["resolved_instance_type"],
             MinCount=count, MaxCount=count, KeyName=private["key_name"],
@@ -343,7 +343,7 @@ class AWSProvider(SSHProvider):
         private: dict[str, Any] = {}
         client = self._ec2(attrs, private)
         lineage = self._lineage(private)
-        self._image(client, attrs, private)  # a bad image fails before anything is made
+        image = self._image(client, attrs, private)  # a bad image fails before anything
         self._ensure_key_pair(client, attrs, private, lineage)
         try:
             self._ensure_security_group(client, attrs, private, lineage)
@@ -354,7 +354,7 @@ class AWSProvider(SSHProvider):
                 self._terminate(client, [i["InstanceId"] for i in extra])
             missing = attrs["num_instances"] - len(instances)
             if missing > 0:  # all or nothing: EC2 launches MinCount or none
-                instances += self._launch(client, attrs, private, missing)
+                instances += self._launch(client, attrs, private, missing, image)
         except ProviderError:
             # nothing runs yet: take back the key pair and security group made above
             try:

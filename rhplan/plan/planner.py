@@ -244,7 +244,7 @@ class Planner:
 
 # status attributes whose change the resource type explains itself (refine_update)
 _EXPLAINED_BY_TYPE = {"servlet", "ray_status", "hosts", "cost_per_hour",
-                      "resolved_instance_type"}
+                      "resolved_instance_type", "instance_ids"}
 
 _FRIENDLY = {
     "secrets_sha256": "secret values changed",

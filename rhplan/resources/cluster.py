@@ -84,6 +84,7 @@ class ClusterType(ResourceType):
         a = rs.attributes
         if skips_hosts(provider):
             a["ray_status"] = "skipped"
+            a.update(ray_address=None, ray_version=None, ray_python=None)
             return
         hosts = self._hosts(rs, ctx)
         head_ip, conn = hosts[0]
