@@ -512,11 +512,9 @@ class AWSProvider(SSHProvider):
         ready = {ip for ip, st in (before.get("hosts") or {}).items() if st == "ready"}
         known = ready - {old_ip.get(i) for i in restarted}
         attrs, private = self._bring_up(client, attrs, private, instances, known)
+        self._forget_workers(attrs, private, [(i, old_ip[i]) for i in restarted if i in old_ip])
         if head_restarted:
             attrs["ray_status"] = "stopped"  # the cluster type starts Ray again
-        else:
-            self._forget_workers(attrs, private, [(i, old_ip[i]) for i in restarted
-                                                  if i in old_ip])
         return attrs, private
 
     def _forget_workers(self, attrs: dict[str, Any], private: dict,
