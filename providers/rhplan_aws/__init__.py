@@ -197,7 +197,7 @@ class AWSProvider(SSHProvider):
         return [i for i in found if ec2.tag_dict(i).get(ec2.ADDRESS_TAG) == addr
                 and i["State"]["Name"] not in ("terminated", "shutting-down")]
 
-    def _forget_describe(self, private: dict) -> None:
+    def _forget_describe(self) -> None:
         if self._ctx is not None:
             with self._describe_lock:
                 for k in [k for k in self._ctx.cache if isinstance(k, tuple)
@@ -297,7 +297,7 @@ class AWSProvider(SSHProvider):
         res = ec2.call(client.run_instances, f"launching {count} {attrs['resolved_instance_type']}"
                        f" instance(s) of {self._address(attrs)}", **kwargs)
         private["generation"] = generation + 1
-        self._forget_describe(private)
+        self._forget_describe()
         return list(res["Instances"])
 
     def _image(self, client: Any, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
@@ -362,10 +362,10 @@ class AWSProvider(SSHProvider):
             except ProviderError:
                 pass
             raise
-        return self._bring_up(client, attrs, private, instances, set(), fresh=True)
+        return self._bring_up(client, attrs, private, instances, set())
 
     def _bring_up(self, client: Any, attrs: dict[str, Any], private: dict,
-                  instances: list[dict[str, Any]], known_ips: set[str], fresh: bool = False
+                  instances: list[dict[str, Any]], known_ips: set[str]
                   ) -> tuple[dict[str, Any], dict]:
         """Wait until every instance runs with an IP, record them, set up the new hosts
         over SSH."""
@@ -382,8 +382,6 @@ class AWSProvider(SSHProvider):
             return attrs, private
         todo = [ip for ip in attrs["ips"] if ip not in known_ips
                 or attrs["hosts"].get(ip) != "ready"]
-        if fresh:
-            todo = list(attrs["ips"])
         try:
             self._wait_for_ssh(attrs, private, todo)
             return self._setup(attrs, private, todo) if todo else (attrs, private)
@@ -454,7 +452,8 @@ class AWSProvider(SSHProvider):
         tags = {}
         for inst in live:
             t = {k: v for k, v in ec2.tag_dict(inst).items() if k not in ec2.RHPLAN_TAGS}
-            t.pop("Name", None) if "Name" not in (attrs.get("tags_all") or {}) else None
+            if "Name" not in (attrs.get("tags_all") or {}):
+                t.pop("Name", None)  # rhplan's default Name tag is not the user's
             if t != attrs.get("tags_all"):
                 tags = t
                 break
@@ -575,7 +574,7 @@ class AWSProvider(SSHProvider):
         if ids:
             ec2.call(client.terminate_instances, f"terminating {len(ids)} instance(s)",
                      InstanceIds=ids)
-            self._forget_describe({})
+            self._forget_describe()
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
         """Terminate every instance of the cluster (recorded or adopted), then its
@@ -656,4 +655,4 @@ def _public_key(private_key: str | None) -> str:
                         "rhplan can read (ed25519, ecdsa or rsa, without a passphrase)")
 
 
-__all__ = ["AWSProvider", "PartialFailure"]
+__all__ = ["AWSProvider"]
