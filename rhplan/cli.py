@@ -172,16 +172,16 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
           target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
           no_color_local: bool, plan_file: str | None, auto_approve: bool, destroy: bool) -> None:
     """Carry out the changes (from a fresh plan, or a saved PLAN_FILE)."""
+    from rhplan.plan.model import load_plan
     from rhplan.plan.planner import PlanOptions
     from rhplan.plan.render import render_plan
-    from rhplan.workspace import read_plan_file
     ws = obj.workspace(var, var_file)
     with ws.backend.locked("apply"):
         if plan_file:
             path = Path(plan_file)
             if not path.is_absolute() and not path.exists():
                 path = Path(obj.chdir) / plan_file
-            saved = read_plan_file(path)
+            saved = load_plan(path, plan_file)
             p, planner, state = ws.replan_saved(saved, plan_file)
             destroy = saved.destroy
         else:
@@ -233,14 +233,13 @@ def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], paralleli
 @click.pass_obj
 def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
     """Show a saved plan, or the current state."""
-    from rhplan.plan.model import terraform_json
+    from rhplan.plan.model import load_plan, terraform_json
     from rhplan.plan.render import render_plan
-    from rhplan.workspace import read_plan_file
     if plan_file:
         path = Path(plan_file)
         if not path.exists() and not path.is_absolute():
             path = Path(obj.chdir) / plan_file
-        p = read_plan_file(path)
+        p = load_plan(path, plan_file)
         if as_json:
             click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
         else:
@@ -368,22 +367,20 @@ def state_pull(obj: Ctx) -> None:
 @click.pass_obj
 def state_push(obj: Ctx, file: str, force: bool) -> None:
     """Replace the state with FILE (from state pull; - reads stdin), under the lock."""
-    from rhplan.state.model import State
+    from rhplan.state.model import parse_state
     path = Path(file)
     if not path.is_absolute() and not path.exists():  # as plan files: also under -chdir
         path = Path(obj.chdir) / file
     try:
-        raw = sys.stdin.read() if file == "-" else path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RhplanError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}; "
+        raw = sys.stdin.buffer.read() if file == "-" else path.read_bytes()
+    except OSError as exc:
+        raise RhplanError(f"cannot read {file}: {exc.strerror}; "
                           "give a state file made by rhplan state pull") from None
     source = "stdin" if file == "-" else file
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RhplanError(f"{source}:{exc.lineno}: not a state file ({exc.msg}); give one "
-                          "made by rhplan state pull") from None
-    new = State.from_json(data, source)
+    # the file's own problems (not UTF-8, not JSON, 100,000 brackets deep, wrong shape)
+    # are one line naming it; it has no backup to restore
+    new = parse_state(raw, source, backup=None, copy_values=True,
+                      todo="give a state file made by rhplan state pull")
     backend = _backend(obj)
     with backend.locked("state push"):
         current = backend.read()
@@ -467,8 +464,10 @@ def run(obj: Ctx, env: str, command: tuple[str, ...]) -> None:
 @click.pass_obj
 def force_unlock(obj: Ctx, lock_id: str, force: bool) -> None:
     """Remove a lock left by an operation that is gone."""
-    _backend(obj).force_unlock(lock_id)
-    click.echo("rhplan state has been successfully unlocked!")
+    removed = _backend(obj).force_unlock(lock_id)
+    # say whose lock it was, so a mistaken ID is noticed at once
+    click.echo(f"rhplan state has been successfully unlocked! (removed the lock of "
+               f"{removed.who}, {removed.operation} since {removed.created})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -476,25 +475,56 @@ def main(argv: list[str] | None = None) -> None:
     # full collections over them cost a third of a large plan and find nothing.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    args = normalize_args(list(sys.argv[1:] if argv is None else argv))
+    sys.exit(execute(list(sys.argv[1:] if argv is None else argv)))
+
+
+# Set to see the traceback of an unexpected error (a bug) instead of its one line.
+TRACEBACK_ENV = "RHPLAN_TRACEBACK"
+# How the last line of defence starts: tests count a line like this as a bug found.
+INTERNAL_ERROR = "Error: internal error"
+
+
+def execute(argv: list[str]) -> int:
+    """Run one command and return its exit code; every error becomes ONE line on stderr.
+
+    main() is this plus sys.exit, so tests that call execute() in-process take exactly the
+    path a user's command takes."""
     try:
-        cli.main(args=args, prog_name="rhplan", standalone_mode=False)
+        result = cli.main(args=normalize_args(argv), prog_name="rhplan", standalone_mode=False)
     except RhplanError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+        return _fail(str(exc))
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+        return _fail("Aborted.", prefix="")
+    except click.UsageError as exc:
+        # click's own form is three lines (Usage:, Try..., Error:): one is enough
+        command = exc.ctx.command_path if exc.ctx is not None else "rhplan"
+        return _fail(f"{exc.format_message()}; see {command} -h")
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(1)
+        return _fail(exc.format_message())
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, see below
+        # A bug, not bad input (those raise RhplanError where they are found): still one
+        # line and exit 1, never a traceback in a user's terminal or CI log.
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        return _fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in rhplan: "
+                     f"run again with {TRACEBACK_ENV}=1 and report the traceback")
+    return result if isinstance(result, int) else 0
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _fail(message: str, prefix: str = "Error: ") -> int:
+    # Messages quote what users wrote (names, values, paths): a newline in it must not
+    # split the one line, nor a terminal escape sequence reach the terminal.
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+    click.echo(f"{prefix}{text}", err=True)
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Every error rhplan reports to a user, in one small hierarchy.
 
-The CLI turns any RhplanError into one line on stderr and exit code 1; anything
-else is a bug and keeps its traceback.
+The CLI turns any RhplanError into one line on stderr and exit code 1. Anything
+else is a bug: rhplan.cli.execute prints it as one `Error: internal error (...)` line
+(its traceback with RHPLAN_TRACEBACK=1), and the fuzz tests count such a line as a
+failure, so bad input must raise a RhplanError where it is found.
 """
 from __future__ import annotations
 

@@ -3,13 +3,13 @@ share (load, plan with or without refresh, apply a plan), kept out of the CLI.""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rhplan.apply import Applier, ApplyResult
 from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
-from rhplan.errors import ConfigError, RhplanError, StalePlanError
+from rhplan.errors import ConfigError, StalePlanError
 from rhplan.plan.model import Plan
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.refresh import refresh
@@ -20,8 +20,8 @@ from rhplan.state.model import State
 
 
 class Workspace:
-    def __init__(self, directory: Path | str, cli_vars: list[str] = (),
-                 var_files: list[str] = ()):
+    def __init__(self, directory: Path | str, cli_vars: Sequence[str] = (),
+                 var_files: Sequence[str] = ()):
         self.dir = Path(directory).absolute()
         self.cfg: Config = load_config(self.dir)
         self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files))
@@ -125,16 +125,4 @@ def _s3_backend(cfg: Config) -> Backend:
     from rhplan.state.s3 import S3Backend  # imports botocore: only when used
     return S3Backend(str(values["bucket"]), key, region=values["region"],
                      endpoint_url=values["endpoint_url"], profile=values["profile"])
-
-
-def read_plan_file(path: Path) -> Plan:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RhplanError(f"plan file {str(path)!r} does not exist; make one with "
-                          "rhplan plan -out FILE") from None
-    except json.JSONDecodeError as exc:
-        raise RhplanError(f"{path}:{exc.lineno}: not a plan file ({exc.msg}); make one with "
-                          "rhplan plan -out FILE") from None
-    return Plan.from_json(data, str(path))
 

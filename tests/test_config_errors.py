@@ -215,7 +215,8 @@ def test_bad_state_file_is_one_line_and_untouched(rh: Any) -> None:
     rh.state_path.write_text('{"format_version": 1, "resources": [\n')
     before = rh.state_path.read_bytes()
     line = rh("plan").error_line()
-    assert "rhplan.state.json" in line and "not valid JSON" in line, line
+    assert "rhplan.state.json: not a state file (invalid JSON" in line, line
+    assert f"restore {rh.state_path}.backup" in line, line
     assert rh.state_path.read_bytes() == before
 
 

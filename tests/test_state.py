@@ -1,18 +1,25 @@
-"""State model round trips, atomic writes with backups, and flock-based locking."""
+"""State model round trips, atomic writes with backups, and flock-based locking, with
+the proof that clears a lock left by a process that is gone."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import select
+import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state import LocalBackend, LockInfo, ResourceState, State
+from rhplan.state import LocalBackend, LockInfo, ResourceState, State, lockinfo
 
 # Bound on every wait for the child process: generous, but a hang fails the test.
 CHILD_TIMEOUT = 30.0
@@ -177,7 +184,8 @@ def test_bad_json_is_a_one_line_state_error(tmp_path: Path) -> None:
         LocalBackend(path).read()
     msg = str(exc.value)
     assert msg == (
-        f"{path}: state file is not valid JSON (line 3): restore {path}.backup or fix it"
+        f"{path}: not a state file (invalid JSON at line 3: Expecting property name enclosed "
+        f"in double quotes); restore {path}.backup or fix it"
     )
     assert exc.value.__cause__ is None and exc.value.__suppress_context__
 
@@ -231,3 +239,155 @@ def test_force_unlock_frees_a_hung_holder(
 def test_force_unlock_without_a_lock(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="no lock is held on"):
         LocalBackend(tmp_path / "state.json").force_unlock("x")
+
+
+# -- proof that a lock's holder is gone ------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=CHILD_TIMEOUT)
+    return int(proc.stdout)
+
+
+def _info_of(pid: int, **changes: object) -> LockInfo:
+    """Lock info as the process `pid` of this machine would have written it."""
+    mine = LockInfo.new("apply", "state.json")
+    start = lockinfo.process_start_time(pid)
+    fields: dict[str, object] = {"who": f"me@{mine.host} pid {pid}", "pid": pid,
+                                 "start_time": start if start is not None else 12345}
+    return dataclasses.replace(mine, **{**fields, **changes})
+
+
+def race_for_lock(backends: list[Any]) -> tuple[list[tuple[Any, LockInfo]], list[str]]:
+    """Every backend calls lock() at once (one thread each, lined up by a barrier):
+    ([(backend, lock) taken], [errors of those refused])."""
+    barrier = threading.Barrier(len(backends))
+    won: list[tuple[Any, LockInfo]] = []
+    refused: list[str] = []
+
+    def contend(b: Any) -> None:
+        barrier.wait()
+        try:
+            won.append((b, b.lock("apply")))
+        except StateLockedError as err:
+            refused.append(str(err))
+
+    threads = [threading.Thread(target=contend, args=(b,)) for b in backends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return won, refused
+
+
+def test_lock_info_records_what_proves_its_holder_gone() -> None:
+    info = LockInfo.new("apply", "state.json")
+    assert info.pid == os.getpid() and f"pid {os.getpid()}" in info.who
+    assert info.host == socket.gethostname()
+    assert info.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    stat = Path(f"/proc/{os.getpid()}/stat").read_text()
+    assert info.start_time == int(stat.rpartition(")")[2].split()[19])  # field 22
+    assert LockInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+    assert not info.gone()  # this very process
+
+
+def test_gone_needs_proof() -> None:
+    me = os.getpid()
+    assert _info_of(_dead_pid()).gone()  # pid no longer runs
+    assert _info_of(me, start_time=_info_of(me).start_time + 1).gone()  # pid reused
+    zombie = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    try:
+        held = _info_of(zombie.pid)
+        assert not held.gone()  # alive, with the start time it recorded
+        assert zombie.stdin is not None
+        zombie.stdin.close()  # it exits; not reaped yet, it holds nothing
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while not held.gone():
+            assert time.monotonic() < deadline, "an exited, unreaped child is not seen as gone"
+            time.sleep(0.01)
+        assert Path(f"/proc/{zombie.pid}/stat").exists()  # still a zombie, yet gone
+    finally:
+        zombie.wait(CHILD_TIMEOUT)
+    dead = _dead_pid()
+    # no proof: another host, another boot, another pid namespace, or old lock info
+    assert not _info_of(dead, host="build-7").gone()
+    assert not _info_of(dead, boot_id=str(uuid.uuid4())).gone()
+    assert not _info_of(dead, pid_ns="pid:[1]").gone()
+    old = LockInfo.from_json({"id": "x", "who": f"me@h pid {dead}", "operation": "apply",
+                              "created": "2024-01-01T00:00:00Z", "path": "p"})
+    assert old.pid is None and old.boot_id is None and not old.gone()
+
+
+def test_killed_holder_leaves_info_the_next_lock_clears_with_a_notice(
+    tmp_path: Path, holder: tuple[subprocess.Popen[str], LockInfo]
+) -> None:
+    proc, held = holder
+    proc.kill()
+    proc.wait(CHILD_TIMEOUT)
+    backend = LocalBackend(tmp_path / "state.json")
+    assert backend.lock_info() == held  # the kernel dropped the flock, the info stays
+    notices: list[str] = []
+    backend.notify = notices.append
+    info = backend.lock("plan")
+    assert notices == [f"Note: cleared the lock of {held.who} (apply since {held.created}, "
+                       f"lock ID {held.id}): that process is gone"]
+    assert backend.lock_info() == info
+    backend.unlock(info.id)
+
+
+def test_one_of_many_contenders_clears_a_stale_lock(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    stale = _info_of(_dead_pid())
+    Path(f"{path}.lock.info").write_text(json.dumps(stale.to_json()))
+    backends = [LocalBackend(path) for _ in range(10)]
+    notices: list[str] = []
+    for b in backends:
+        b.notify = notices.append
+    won, refused = race_for_lock(backends)
+    assert len(won) == 1 and len(refused) == 9 and len(notices) == 1, (won, refused, notices)
+    assert all(f"lock ID {won[0][1].id}" in r for r in refused), refused  # named the winner
+    assert stale.id in notices[0]
+
+
+def test_holder_that_wrote_no_info_is_named_by_its_flock(tmp_path: Path) -> None:
+    """A process holds the flock but has not (yet) said who it is, and the info there
+    is a dead process's: after a short wait the error names the flock's real holder
+    from /proc/locks, never the dead one, and never says to delete the lock file."""
+    path = tmp_path / "state.json"
+    Path(f"{path}.lock.info").write_text(json.dumps(_info_of(_dead_pid()).to_json()))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+b'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         f"{path}.lock"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        t0 = time.monotonic()
+        with pytest.raises(StateLockedError) as exc:
+            LocalBackend(path).lock("apply")
+        assert 1.5 < time.monotonic() - t0 < CHILD_TIMEOUT
+        assert str(exc.value) == (
+            f"state {path} is locked by process {proc.pid}, which has not recorded who it "
+            f"is in {path}.lock.info; wait for it to finish (it holds a flock on "
+            f"{path}.lock: never delete that file while it runs)")
+    finally:
+        proc.kill()
+        proc.wait(CHILD_TIMEOUT)
+
+
+def test_lock_info_from_another_machine_is_not_cleared_by_a_flock(tmp_path: Path) -> None:
+    """On a shared folder the other machine's flock may not reach us: our flock
+    proves nothing, so its info is refused until force-unlock."""
+    path = tmp_path / "state.json"
+    foreign = _info_of(4242, host="build-7", boot_id=str(uuid.uuid4()),
+                       who="ci@build-7 pid 4242")
+    Path(f"{path}.lock.info").write_text(json.dumps(foreign.to_json()))
+    backend = LocalBackend(path)
+    for _ in range(2):
+        with pytest.raises(StateLockedError) as exc:
+            backend.lock("apply")
+        assert f"locked by ci@build-7 pid 4242 (apply since {foreign.created}" in str(exc.value)
+    assert backend.force_unlock(foreign.id) == foreign
+    backend.unlock(backend.lock("apply").id)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from motoserver import aws_env, free_port
+from test_state import _dead_pid, _info_of, race_for_lock
 
 from rhplan.errors import StateError, StateLockedError
 from rhplan.state import Backend, LocalBackend, ResourceState, State
@@ -119,7 +120,8 @@ def test_corrupted_state_is_refused_naming_the_backup(
     with pytest.raises(StateError) as exc:
         backend().read()
     assert str(exc.value) == (
-        f"s3://{bucket}/{KEY}: state is not valid JSON (line 3): "
+        f"s3://{bucket}/{KEY}: not a state file (invalid JSON at line 3: Expecting property "
+        "name enclosed in double quotes); "
         f"restore s3://{bucket}/{KEY}.backup or fix it")
     assert exc.value.__suppress_context__
 
@@ -431,3 +433,53 @@ def test_cli_concurrent_applies_never_lose_an_update(
         assert res.returncode == 0 and "No changes." in res.stdout, (
             f"lost update in round {round_} ({ok} succeeded)\n{res.describe()}")
         assert _keys(s3, bucket) == [KEY, f"{KEY}.backup"]  # no lock left behind
+
+
+# -- a lock whose holder is gone -------------------------------------------------------
+
+
+def test_one_of_many_contenders_clears_a_stale_lock(
+        backend: Callable[..., S3Backend], s3: Any, bucket: str) -> None:
+    """A lock left by a process of this machine that is gone: ten contenders find it
+    at once; the conditional delete (If-Match on its ETag) lets exactly one of them
+    clear it, and exactly one then holds the lock; the others are refused naming it."""
+    rounds, figures = 3, []
+    contenders = [backend() for _ in range(10)]
+    notices: list[str] = []
+    for b in contenders:
+        b._client()  # made beforehand, so that the barrier lines up the requests
+        b.notify = notices.append
+    for _ in range(rounds):
+        notices.clear()
+        stale = _info_of(_dead_pid(), path=f"s3://{bucket}/{KEY}")
+        s3.put_object(Bucket=bucket, Key=f"{KEY}.tflock",
+                      Body=json.dumps(stale.to_json()).encode())
+        won, refused = race_for_lock(contenders)
+        assert len(won) == 1 and len(refused) == 9, (won, refused)
+        assert len(notices) == 1 and f"lock ID {stale.id}): that process is gone" in notices[0]
+        holder, info = won[0]
+        assert all(f"lock ID {info.id}" in r for r in refused), refused
+        assert backend().lock_info() == info
+        holder.unlock(info.id)
+        figures.append(len(refused))
+    print(f"\nRELIABILITY: stale S3 lock raced by 10 contenders x {rounds}: 1 cleared it, "
+          f"1 holder, {sum(figures)} refused naming the holder")
+
+
+def test_a_lock_delete_judged_on_an_old_etag_removes_nothing(
+        backend: Callable[..., S3Backend], s3: Any, bucket: str) -> None:
+    """What makes clearing race-free: a delete carries the ETag of the lock it judged,
+    so once someone else has replaced that lock, the delete leaves the new one alone
+    (moto 5.2 and S3 answer 412; a missing object, 404)."""
+    stale = _info_of(_dead_pid())
+    s3.put_object(Bucket=bucket, Key=f"{KEY}.tflock", Body=json.dumps(stale.to_json()))
+    judge = backend()
+    seen, etag = judge._read_lock()
+    assert seen == stale and etag
+    taker = backend()
+    taker.notify = lambda line: None
+    mine = taker.lock("apply")  # clears the stale lock and takes it
+    assert not judge._delete_lock(etag)
+    assert backend().lock_info() == mine
+    taker.unlock(mine.id)
+    assert not judge._delete_lock(etag)  # and nothing there: nothing to remove either

@@ -143,30 +143,45 @@ class File:
     body: Block  # a pseudo block of type "" holding the file's top-level content
 
 
+def depth(node: Any) -> int:
+    """How many levels the expression nests (iteratively: it may be very deep)."""
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in _children(n))
+    return deepest
+
+
+def _children(n: Any) -> list[Any]:
+    if isinstance(n, (GetAttr, Splat)):
+        return [n.obj]
+    if isinstance(n, Index):
+        return [n.obj, n.key]
+    if isinstance(n, Call):
+        return list(n.args)
+    if isinstance(n, TupleExpr):
+        return list(n.items)
+    if isinstance(n, ObjectExpr):
+        return [x for kv in n.items for x in kv]
+    if isinstance(n, Template):
+        return [p for p in n.parts if not isinstance(p, str)]
+    if isinstance(n, Unary):
+        return [n.operand]
+    if isinstance(n, Binary):
+        return [n.left, n.right]
+    if isinstance(n, Conditional):
+        return [n.cond, n.then, n.otherwise]
+    if isinstance(n, ForExpr):
+        return [x for x in (n.collection, n.key, n.value, n.cond) if x is not None]
+    return []
+
+
 def walk(node: Any):
     """Yield every expression node under node (inclusive), depth first."""
     stack = [node]
     while stack:
         n = stack.pop()
         yield n
-        if isinstance(n, (GetAttr, Splat)):
-            stack.append(n.obj)
-        elif isinstance(n, Index):
-            stack.extend((n.obj, n.key))
-        elif isinstance(n, Call):
-            stack.extend(n.args)
-        elif isinstance(n, TupleExpr):
-            stack.extend(n.items)
-        elif isinstance(n, ObjectExpr):
-            for k, v in n.items:
-                stack.extend((k, v))
-        elif isinstance(n, Template):
-            stack.extend(p for p in n.parts if not isinstance(p, str))
-        elif isinstance(n, Unary):
-            stack.append(n.operand)
-        elif isinstance(n, Binary):
-            stack.extend((n.left, n.right))
-        elif isinstance(n, Conditional):
-            stack.extend((n.cond, n.then, n.otherwise))
-        elif isinstance(n, ForExpr):
-            stack.extend(x for x in (n.collection, n.key, n.value, n.cond) if x is not None)
+        stack.extend(_children(n))

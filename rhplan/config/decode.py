@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope, type_name
+from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope, parse_number, type_name
 from rhplan.config.load import (
     Config,
     ResourceConfig,
@@ -123,13 +123,9 @@ def coerce(value: Any, t: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
         if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
+            n = parse_number(value)  # never inf or nan: "1e999" is not a number here
+            if n is not None:
+                return n
     elif t == "bool":
         if isinstance(value, bool):
             return value
@@ -156,6 +152,10 @@ def _describe(value: Any) -> str:
     return type_name(value)
 
 
+# locals evaluate recursively: a chain this long would near Python's recursion limit
+MAX_LOCALS_CHAIN = 32
+
+
 class Evaluation:
     """Evaluates locals (lazily, once) and resource blocks for one plan."""
 
@@ -172,9 +172,17 @@ class Evaluation:
             return self._locals[name]
         if name not in self.cfg.locals:
             raise EvalError(f"unknown local.{name}; define it in a locals {{ }} block", line)
+        if name in self._evaluating:  # a loop only provider blocks reach (load finds the rest)
+            loop = " -> ".join(f"local.{n}" for n in [*self._evaluating, name])
+            raise EvalError(f"locals refer to each other in a loop: {loop}", line)
+        if len(self._evaluating) >= MAX_LOCALS_CHAIN:
+            raise EvalError(f"local.{name} is reached through more than {MAX_LOCALS_CHAIN} "
+                            "other locals; refer to values more directly", line)
         self._evaluating.append(name)
-        value = self.scope.evaluate(self.cfg.locals[name].expr, self.cfg.local_files[name])
-        self._evaluating.pop()
+        try:
+            value = self.scope.evaluate(self.cfg.locals[name].expr, self.cfg.local_files[name])
+        finally:
+            self._evaluating.pop()
         self._locals[name] = value
         return value
 

@@ -6,7 +6,10 @@ whole resource (`cluster.gpu`), which attributes that take a reference accept.
 """
 from __future__ import annotations
 
+import inspect
+import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,17 +218,20 @@ class _Evaluator:
             return left != right
         a, b = _to_num(left, e.line), _to_num(right, e.line)
         if op == "+":
-            return a + b
+            return _finite(a + b, e.line)
         if op == "-":
-            return a - b
+            return _finite(a - b, e.line)
         if op == "*":
-            return a * b
+            return _finite(a * b, e.line)
         if op in ("/", "%"):
             if b == 0:
                 raise EvalError("division by zero", e.line)
             if op == "%":
                 return a % b
-            q = a / b
+            try:
+                q = a / b
+            except OverflowError:  # a huge int over a small one
+                raise EvalError("the result is too large a number", e.line) from None
             return int(q) if q == int(q) else q
         if op == "<":
             return a < b
@@ -277,19 +283,27 @@ class _Evaluator:
         if any(not is_known(a) for a in args):
             return UNKNOWN
         try:
-            return fn(self.scope, *args)
-        except EvalError:
-            raise
+            inspect.signature(fn).bind(self.scope, *args)
         except TypeError:
             raise EvalError(f"{e.name}() does not take {len(args)} argument(s); "
                             f"{_usage(e.name)}", e.line) from None
-        except (ValueError, OSError, KeyError) as exc:
+        try:
+            return _finite(fn(self.scope, *args), e.line)
+        except EvalError as exc:
+            if not exc.line:  # raised by a helper that does not know the line
+                exc.line = e.line
+            raise
+        except (TypeError, AttributeError):
+            # the functions are plain Python: a value of the wrong type shows up as one of
+            # these (fuzzing found lower(1), split(1, 2) and merge(1) as tracebacks)
+            raise EvalError(f"{e.name}(): an argument has the wrong type "
+                            f"({', '.join(type_name(a) for a in args)}); "
+                            f"{_usage(e.name)}", e.line) from None
+        except (ValueError, OSError, KeyError, ArithmeticError) as exc:
             raise EvalError(f"{e.name}(): {exc}", e.line) from None
 
 
 def _usage(name: str) -> str:
-    import inspect
-
     params = list(inspect.signature(FUNCTIONS[name]).parameters.values())[1:]  # not scope
     shown = ", ".join(("..." + p.name) if p.kind is p.VAR_POSITIONAL else
                       (f"{p.name}?" if p.default is not p.empty else p.name) for p in params)
@@ -338,6 +352,18 @@ def type_name(v: Any) -> str:
     return type(v).__name__
 
 
+# Numbers stay within a double's range: JSON (plans, state), the plan's text and every
+# provider read them, and Python cannot print an int of more than 4300 digits.
+MAX_NUMBER = 2.0 ** 1023
+
+
+def _finite(v: Any, line: int) -> Any:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, float) and not math.isfinite(v) or abs(v) > MAX_NUMBER:
+            raise EvalError("the result is too large a number", line)
+    return v
+
+
 def _to_str(v: Any, line: int) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -352,14 +378,27 @@ def _to_num(v: Any, line: int) -> float | int:
     if isinstance(v, (int, float)):
         return v
     if isinstance(v, str):
-        try:
-            return int(v)
-        except ValueError:
-            try:
-                return float(v)
-            except ValueError:
-                pass
-    raise EvalError(f"cannot use {v!r} as a number", line)
+        n = parse_number(v)
+        if n is not None:
+            return n
+    raise EvalError(f"cannot use {_short(v)} as a number", line)
+
+
+def parse_number(text: str) -> int | float | None:
+    """A number written as a string ("4", "1.5e3"), or None; never inf, nan or huge."""
+    text = text.strip()
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text) or len(text) > 400:
+        return None
+    try:
+        n: int | float = int(text)
+    except ValueError:
+        n = float(text)
+    return n if math.isfinite(n) and abs(n) <= MAX_NUMBER else None
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _to_bool(v: Any, line: int) -> bool:
@@ -367,7 +406,7 @@ def _to_bool(v: Any, line: int) -> bool:
         return v
     if v in ("true", "false"):
         return v == "true"
-    raise EvalError(f"cannot use {v!r} as a bool", line)
+    raise EvalError(f"cannot use {_short(v)} as a bool", line)
 
 
 # ---- functions ---------------------------------------------------------

@@ -412,13 +412,30 @@ def read_var_file(path: Path) -> tuple[dict[str, Any], str]:
     """A -var-file: HCL (`name = value` lines) or JSON when it ends in .json."""
     if not path.is_file():
         raise ConfigError(f"-var-file {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"-var-file {str(path)!r} cannot be read: "
+                          f"{getattr(exc, 'strerror', None) or exc}; save it as UTF-8 text"
+                          ) from None
     if path.suffix == ".json":
         try:
-            return json.loads(path.read_text()), path.name
+            data = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"not valid JSON: {exc.msg}", path.name, exc.lineno) from None
-    f = parse_text(path.read_text(), path.name)
+        except (ValueError, RecursionError) as exc:  # NaN, a 5,000-digit number, deep nesting
+            raise ConfigError(f"not a usable JSON variable file: {str(exc)[:100]}",
+                              path.name) from None
+        if not isinstance(data, dict):
+            raise ConfigError('a JSON variable file holds one object: { "name": value }',
+                              path.name, 1)
+        return data, path.name
+    f = parse_text(text, path.name)
     return {k: a.expr for k, a in f.body.attrs.items()}, path.name
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number rhplan can use")
 
 
 def env_var_overrides() -> dict[str, str]:

@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from rhplan.config import ast
+from rhplan.config.evaluate import parse_number
 from rhplan.errors import ConfigError
 
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"
+# How deep expressions may nest (brackets, calls, operators): far beyond any real
+# configuration, and low enough that converting and evaluating them never exhausts
+# Python's recursion limit (fuzzing found RecursionError tracebacks without it).
+MAX_DEPTH = 64
 
 
 def parse_file(path: Path, display: str, cache_dir: Path | None = None) -> ast.File:
@@ -38,8 +43,11 @@ def parse_file(path: Path, display: str, cache_dir: Path | None = None) -> ast.F
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError("file is not UTF-8 text; save it as UTF-8", display) from exc
-    tree = parse_text(text, display)
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise ConfigError(f"file is not UTF-8 text (byte {data[exc.start]:#04x} at column "
+                          f"{column}); save it as UTF-8", display, line) from None
+    tree = parse_text(text.removeprefix("\ufeff"), display)  # editors may write a BOM
     if cache_file is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
@@ -47,8 +55,8 @@ def parse_file(path: Path, display: str, cache_dir: Path | None = None) -> ast.F
             with open(tmp, "wb") as fh:
                 pickle.dump(tree, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, cache_file)
-        except OSError:
-            pass  # a read-only config dir still plans, just without the cache
+        except (OSError, pickle.PicklingError, RecursionError):
+            pass  # a read-only cache dir still plans, just without the cache
     return tree
 
 
@@ -58,7 +66,7 @@ def _set_file(block: ast.Block, display: str) -> None:
         _set_file(b, display)
 
 
-def parse_text(text: str, display: str) -> ast.File:
+def parse_text(text: str, display: str, depth: int = 0) -> ast.File:
     import hcl2.parser  # imported here: lark's grammar is only loaded when a file is not cached
     from lark.exceptions import (
         UnexpectedCharacters,
@@ -93,7 +101,7 @@ def parse_text(text: str, display: str) -> ast.File:
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark errors
         raise ConfigError(f"syntax error: {exc}", display, getattr(exc, "line", None)) from None
-    body = _Converter(display).body(tree.children[0], "", (), 1)
+    body = _Converter(display, depth).body(tree.children[0], "", (), 1)
     return ast.File(display, body)
 
 
@@ -120,8 +128,9 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
 class _Converter:
-    def __init__(self, file: str):
+    def __init__(self, file: str, depth: int = 0):
         self.file = file
+        self.depth = depth  # expression nesting so far (heredocs parse their ${} anew)
 
     # ---- structure ---------------------------------------------------
     def body(self, node: Any, type_: str, labels: tuple[str, ...], line: int) -> ast.Block:
@@ -137,7 +146,12 @@ class _Converter:
                         f"(first on line {block.attrs[key].line}); keep one",
                         self.file, aline,
                     )
-                block.attrs[key] = ast.Attribute(key, self.expr(child.children[2]), aline)
+                expr = self.expr(child.children[2])
+                if ast.depth(expr) > MAX_DEPTH * 2:  # operator chains nest without brackets
+                    raise ConfigError(f"the value of {key!r} nests too deeply (over "
+                                      f"{MAX_DEPTH * 2} levels); split it into locals",
+                                      self.file, aline)
+                block.attrs[key] = ast.Attribute(key, expr, aline)
             elif name == "block":
                 block.blocks.append(self.block(child))
         return block
@@ -170,7 +184,14 @@ class _Converter:
         if handler is None:
             raise ConfigError(f"unsupported expression ({kind}); rewrite it more simply",
                               self.file, line)
-        return handler(node, line)
+        if self.depth >= MAX_DEPTH:
+            raise ConfigError(f"expression nested more than {MAX_DEPTH} levels deep; "
+                              "split it into locals", self.file, line)
+        self.depth += 1
+        try:
+            return handler(node, line)
+        finally:
+            self.depth -= 1
 
     def x_expr_term(self, node: Any, line: int) -> ast.Expr:
         kids = [c for c in node.children if not _is_nl(c)]
@@ -189,10 +210,17 @@ class _Converter:
         return ast.Name(name, line)
 
     def x_int_lit(self, node: Any, line: int) -> ast.Expr:
-        return ast.Literal(int("".join(str(c) for c in node.children)), line)
+        return self.number("".join(str(c) for c in node.children), line)
 
     def x_float_lit(self, node: Any, line: int) -> ast.Expr:
-        return ast.Literal(float("".join(str(c) for c in node.children)), line)
+        return self.number("".join(str(c) for c in node.children), line)
+
+    def number(self, text: str, line: int) -> ast.Expr:
+        value = parse_number(text)
+        if value is None:  # 1e999 is inf; 5,000 digits are more than Python prints
+            raise ConfigError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} is "
+                              "too large", self.file, line)
+        return ast.Literal(value, line)
 
     def x_string(self, node: Any, line: int) -> ast.Expr:
         return self.string(node)
@@ -209,7 +237,10 @@ class _Converter:
                 if raw.startswith("$${"):
                     parts.append(raw[1:])  # escaped interpolation stays literal
                 else:
-                    parts.append(_unescape(raw))
+                    try:
+                        parts.append(_unescape(raw))
+                    except ValueError as exc:
+                        raise ConfigError(str(exc), self.file, line) from None
         return _template(parts, line)
 
     def x_heredoc_template(self, node: Any, line: int) -> ast.Expr:
@@ -244,7 +275,7 @@ class _Converter:
             if end < 0:
                 raise ConfigError("unclosed ${ in heredoc", self.file, line)
             inner = text[m.end():end]
-            sub = parse_text(f"x = {inner}\n", self.file)
+            sub = parse_text(f"x = {inner}\n", self.file, self.depth)
             parts.append(sub.body.attrs["x"].expr)
             pos = end + 1
         parts.append(text[pos:])
@@ -400,7 +431,10 @@ def _unescape(raw: str) -> str:
         if c in _ESCAPES:
             return _ESCAPES[c]
         if c.startswith("u"):
-            return chr(int(c[1:], 16))
+            code = int(c[1:], 16)
+            if 0xD800 <= code <= 0xDFFF:  # half of a UTF-16 pair: no character, unprintable
+                raise ValueError(f"\\{c} is not a character; write the character itself")
+            return chr(code)
         return m.group(0)
 
     return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", sub, raw)

@@ -5,15 +5,20 @@ bucket) both satisfy this Protocol; the commands only ever see a Backend.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
-from rhplan.state.local import LockInfo
+from rhplan.state.lockinfo import LockInfo
 from rhplan.state.model import State
 
 
 @runtime_checkable
 class Backend(Protocol):
+    # Told one line when lock() clears a lock whose holder is provably gone
+    # (stderr by default).
+    notify: Callable[[str], None]
+
     def read(self) -> State:
         """The recorded state, or State.new() if nothing was written yet."""
         ...
@@ -23,7 +28,8 @@ class Backend(Protocol):
         ...
 
     def lock(self, operation: str) -> LockInfo:
-        """Take the state lock, or raise StateLockedError naming its holder."""
+        """Take the state lock, or raise StateLockedError naming its holder. A lock
+        left by a process proven gone (LockInfo.gone) is cleared, with a notice."""
         ...
 
     def unlock(self, lock_id: str) -> None:
@@ -34,8 +40,9 @@ class Backend(Protocol):
         """Hold the state lock for the body of a `with` block."""
         ...
 
-    def force_unlock(self, lock_id: str) -> None:
-        """Break a lock whose holder is gone; lock_id must match the lock's ID."""
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Break a lock whose holder is gone; lock_id must match the lock's ID.
+        Returns the lock it removed."""
         ...
 
     def lock_info(self) -> LockInfo | None:

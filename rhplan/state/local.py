@@ -2,44 +2,38 @@
 
 Locking uses flock(2) on PATH.lock rather than "create a file if absent": the
 kernel drops a flock when its process dies, so a killed apply never leaves a
-lock that blocks the next run. PATH.lock.info only says who holds it.
+lock that blocks the next run. PATH.lock.info only says who holds it; info left
+behind by a killed holder on this machine is cleared with a notice (taking the
+flock is the kernel's proof that its holder is gone), while info written on
+another machine or before a reboot waits for `rhplan force-unlock ID`.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import json
 import os
 import shutil
-import socket
 import tempfile
 import threading
-import uuid
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state.model import RHPLAN_VERSION, State
+from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
+from rhplan.state.model import RHPLAN_VERSION, State, parse_state
+
+__all__ = ["LocalBackend", "LockInfo"]
 
 # A force-unlock can swap PATH.lock for a new file between our open and flock;
 # we retry on the new file this many times before giving up.
 _LOCK_ATTEMPTS = 5
-
-
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # containers often run as a uid with no passwd entry
-        user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+# A holder writes who it is right after taking the flock (and removes it just before
+# letting go): a contender that finds the flock taken but no current info tries
+# again for this long, so that it can name the holder or take the lock.
+_NAME_WAIT = 2.0
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -70,30 +64,6 @@ def _atomic_write(
         raise
 
 
-@dataclass(frozen=True)
-class LockInfo:
-    """Who holds a state lock, shown to whoever is kept waiting by it."""
-
-    id: str
-    who: str
-    operation: str
-    created: str  # ISO-8601 UTC
-    path: str
-
-    def to_json(self) -> dict[str, str]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> LockInfo:
-        return cls(
-            id=str(d["id"]),
-            who=str(d["who"]),
-            operation=str(d["operation"]),
-            created=str(d["created"]),
-            path=str(d["path"]),
-        )
-
-
 class LocalBackend:
     """State in a local JSON file at `path`, with PATH.backup and PATH.lock beside it."""
 
@@ -105,6 +75,7 @@ class LocalBackend:
         self._write_lock = threading.Lock()  # apply writes from worker threads
         self._lock_file: IO[bytes] | None = None
         self._held: LockInfo | None = None
+        self.notify: Callable[[str], None] = print_notice  # a cleared stale lock is told here
 
     # -- state -------------------------------------------------------------
 
@@ -116,18 +87,8 @@ class LocalBackend:
             return State.new()
         except OSError as err:
             raise StateError(f"{self.path}: cannot read state file: {err.strerror}") from None
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except json.JSONDecodeError as err:
-            raise StateError(
-                f"{self.path}: state file is not valid JSON (line {err.lineno}): "
-                f"restore {self.backup_path} or fix it"
-            ) from None
-        except UnicodeDecodeError:
-            raise StateError(
-                f"{self.path}: state file is not UTF-8 text: restore {self.backup_path} or fix it"
-            ) from None
-        return State.from_json(data, source=str(self.path), copy_values=False)
+        # Every way the bytes can be wrong is one line naming PATH.backup.
+        return parse_state(raw, str(self.path))  # names str(self.path) + ".backup"
 
     def write(self, state: State) -> None:
         """Bump state.serial and replace the file atomically, keeping the old one as .backup."""
@@ -157,18 +118,27 @@ class LocalBackend:
     # -- locking -----------------------------------------------------------
 
     def lock(self, operation: str) -> LockInfo:
-        """Take the state lock for `operation`, or raise StateLockedError at once.
+        """Take the state lock for `operation`, or raise StateLockedError naming its holder.
 
         The lock lives in this backend's open file: keep the backend referenced
         until unlock(), since dropping it closes the file and frees the lock.
         """
-        for _ in range(_LOCK_ATTEMPTS):
+        deadline = time.monotonic() + _NAME_WAIT
+        swaps = 0
+        while True:
             f = open(self.lock_path, "a+b")  # noqa: SIM115 - held open until unlock()
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = self._current_holder()
+                if holder is None and time.monotonic() < deadline:
+                    f.close()
+                    time.sleep(0.05)  # the holder is between its flock and its info
+                    continue
+                error = (StateLockedError(locked_error_message(str(self.path), holder))
+                         if holder else self._unnamed_locked_error(f))
                 f.close()
-                raise self._locked_error() from None
+                raise error from None
             except BaseException:
                 f.close()
                 raise
@@ -180,24 +150,52 @@ class LocalBackend:
                 same = False
             if not same:
                 f.close()
+                swaps += 1
+                if swaps >= _LOCK_ATTEMPTS:
+                    raise StateLockedError(
+                        f"state {self.path} is being force-unlocked repeatedly; try again later")
                 continue
-            info = LockInfo(
-                id=str(uuid.uuid4()),
-                who=_who(),
-                operation=operation,
-                created=_now(),
-                path=str(self.path),
-            )
             try:
-                self._write_lock_info(info)
+                info = self._take_over(operation)
             except BaseException:
-                f.close()
+                f.close()  # closing the file lets go of the flock
                 raise
             self._lock_file, self._held = f, info
             return info
-        raise StateLockedError(
-            f"state {self.path} is being force-unlocked repeatedly; try again later"
-        )
+
+    def _take_over(self, operation: str) -> LockInfo:
+        """With the flock held: record ourselves as the holder, clearing info a killed
+        holder left behind, or refuse info that this machine cannot vouch for."""
+        leftover = self.lock_info()
+        if leftover is not None and not leftover.same_kernel():
+            # Written on another machine (a shared folder, whose flocks may not
+            # reach it), before a reboot, or by an rhplan that did not record it:
+            # our flock proves nothing about that holder.
+            raise StateLockedError(locked_error_message(str(self.path), leftover))
+        info = LockInfo.new(operation, str(self.path))
+        self._write_lock_info(info)
+        if leftover is not None:
+            self.notify(cleared_notice(
+                leftover, "that process is gone" if leftover.gone()
+                else "the kernel shows that it no longer holds it"))
+        return info
+
+    def _current_holder(self) -> LockInfo | None:
+        """The lock info, unless it is unreadable or provably left by a dead process
+        (then the process holding the flock has not written its own yet)."""
+        try:
+            info = self.lock_info()
+        except StateError:
+            return None
+        return None if info is None or info.gone() else info
+
+    def _unnamed_locked_error(self, f: IO[bytes]) -> StateLockedError:
+        pid = _flock_holder_pid(f)
+        holder = f"process {pid}" if pid else "another process"
+        return StateLockedError(
+            f"state {self.path} is locked by {holder}, which has not recorded who it is in "
+            f"{self.lock_info_path}; wait for it to finish (it holds a flock on "
+            f"{self.lock_path}: never delete that file while it runs)")
 
     def unlock(self, lock_id: str) -> None:
         """Release a lock this backend took with lock()."""
@@ -221,8 +219,9 @@ class LocalBackend:
         finally:
             self.unlock(info.id)
 
-    def force_unlock(self, lock_id: str) -> None:
-        """Break a lock whose holder is gone or hung; lock_id must match, as a safety check."""
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Break a lock whose holder is gone or hung; lock_id must match, as a safety check.
+        Returns the lock it removed."""
         info = self.lock_info()
         if info is None:
             raise StateError(f"no lock is held on {self.path}")
@@ -237,6 +236,7 @@ class LocalBackend:
         self.lock_path.unlink(missing_ok=True)
         if self._held is not None and self._held.id == lock_id:
             self._release()
+        return info
 
     def lock_info(self) -> LockInfo | None:
         """What PATH.lock.info says; it may describe a holder that has since died."""
@@ -257,26 +257,26 @@ class LocalBackend:
         payload = json.dumps(info.to_json(), indent=2).encode()
         _atomic_write(self.lock_info_path, lambda w: w.write(payload))
 
-    def _locked_error(self) -> StateLockedError:
-        try:
-            info = self.lock_info()
-        except StateError:
-            info = None
-        if info is None:
-            # The holder has taken the flock but not yet written who it is.
-            return StateLockedError(
-                f"state {self.path} is locked by another process; wait for it to finish, "
-                f"or delete {self.lock_path} if no rhplan is running"
-            )
-        return StateLockedError(
-            f"state {self.path} is locked by {info.who} ({info.operation} since "
-            f"{info.created}, lock ID {info.id}); wait for it to finish, or run "
-            f"`rhplan force-unlock {info.id}` if that process is gone"
-        )
-
     def _release(self) -> None:
         f, self._lock_file, self._held = self._lock_file, None, None
         if f is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
             f.close()
+
+
+def _flock_holder_pid(f: IO[bytes]) -> int | None:
+    """The pid holding a flock on f's file, from /proc/locks (Linux), if visible."""
+    st = os.fstat(f.fileno())
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                # "1: FLOCK  ADVISORY  WRITE 4242 00:2e:1234 0 EOF"; waiters have "->"
+                parts = line.split()
+                if "->" not in parts and "FLOCK" in parts and dev in parts:
+                    pid = parts[parts.index(dev) - 1]
+                    return int(pid) if pid.isdigit() and pid != "0" else None
+    except OSError:
+        pass
+    return None

@@ -6,6 +6,7 @@ stores the same document and `rhplan show -json` can print it as is.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,10 +29,71 @@ RHPLAN_VERSION = _installed_version()
 _RESOURCE_KEYS = ("address", "type", "name", "provider", "attributes", "dependencies", "private")
 
 
-def _shape_error(source: str, what: str) -> StateError:
-    return StateError(
-        f"{source}: state has the wrong shape: {what}; restore the backup or fix the file"
-    )
+# Where a stored state keeps its previous version: both backends write SOURCE.backup
+# (a file beside it, or KEY.backup in the bucket). Files given to state push, and the
+# states inside saved plans, have none: their readers pass backup=None.
+BACKUP_BESIDE = "{source}.backup"
+
+
+def _shape_error(source: str, what: str, backup: str | None = None) -> StateError:
+    todo = f"restore {backup} or fix the file" if backup else "fix the file"
+    return StateError(f"{source}: state has the wrong shape: {what}; {todo}")
+
+
+def _json_type(v: Any) -> str:
+    """What a JSON value is, in JSON's words (the reader of the message wrote JSON)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a bool"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "a list" if isinstance(v, list) else "an object"
+
+
+def _unreadable(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return "a number of thousands of digits" if "digits" in str(err) else str(err)[:80]
+
+
+def _not_json_values(d: Any) -> str | None:
+    """What in a parsed document JSON cannot hold, or None. Python's json module reads
+    NaN, Infinity and lone surrogates (\\ud800) that print, render and save would fail
+    on later, with a traceback (found by fuzzing the state file)."""
+    try:
+        json.dumps(d, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError as exc:
+        if isinstance(exc, UnicodeEncodeError):
+            bad = exc.object[exc.start:exc.end]  # type: ignore[index]
+            return f"text holds {bad!r}, half of a UTF-16 pair, not a character"
+        return "a number is NaN or Infinity, which JSON does not allow"
+    except RecursionError:
+        return "values nest too deeply"
+    return None
+
+
+def parse_state(raw: bytes, source: str, backup: str | None = BACKUP_BESIDE,
+                copy_values: bool = False, todo: str | None = None) -> State:
+    """A state from the bytes of a state file; every way it can be wrong is a one-line
+    StateError naming `source` and what to do: restore its backup (stored states), or
+    `todo` when given."""
+    backup = backup.format(source=source) if backup else None
+    todo = todo or (f"restore {backup} or fix it" if backup else "fix it")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise StateError(f"{source}: not a state file (not UTF-8 text at byte {err.start}); "
+                         f"{todo}") from None
+    except json.JSONDecodeError as err:
+        raise StateError(f"{source}: not a state file (invalid JSON at line {err.lineno}: "
+                         f"{err.msg}); {todo}") from None
+    except (ValueError, RecursionError) as err:  # a 5,000-digit number; brackets 100,000 deep
+        what = _unreadable(err)
+        raise StateError(f"{source}: not a state file ({what}); {todo}") from None
+    return State.from_json(data, source, copy_values, backup=backup)
 
 
 @dataclass
@@ -59,28 +121,34 @@ class ResourceState:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any], source: str = "state", copy_values: bool = True
-                  ) -> ResourceState:
+    def from_json(cls, d: Mapping[str, Any], source: str = "state", copy_values: bool = True,
+                  backup: str | None = None) -> ResourceState:
         if not isinstance(d, Mapping):
-            raise _shape_error(source, f"a resource is a {type(d).__name__}, not an object")
-        where = f"resource {d.get('address', '?')!r}"
+            raise _shape_error(source, f"a resource is {_json_type(d)}, not an object",
+                               backup)
+        address = d.get("address", "?")
+        where = f"resource {address if isinstance(address, str) else '?'!r}"
         missing = [k for k in _RESOURCE_KEYS[:5] if k not in d]
         if missing:
-            raise _shape_error(source, f"{where} lacks {', '.join(missing)}")
+            raise _shape_error(source, f"{where} lacks {', '.join(missing)}", backup)
         for key in ("address", "type", "name", "provider"):
             if not isinstance(d[key], str) or not d[key]:
-                raise _shape_error(source, f"{where}: {key} must be a non-empty string")
+                raise _shape_error(source, f"{where}: {key} must be a non-empty string", backup)
+        if d["address"] != f"{d['type']}.{d['name']}":
+            raise _shape_error(source, f"{where}: its type and name say "
+                                       f"{d['type']}.{d['name']!r}", backup)
         attributes = d["attributes"]
         dependencies = d.get("dependencies", [])
         private = d.get("private", {})
         if not isinstance(attributes, dict):
-            raise _shape_error(source, f"{where}: attributes must be an object")
+            raise _shape_error(source, f"{where}: attributes must be an object", backup)
         if not isinstance(dependencies, list) or not all(
             isinstance(x, str) for x in dependencies
         ):
-            raise _shape_error(source, f"{where}: dependencies must be a list of addresses")
+            raise _shape_error(source, f"{where}: dependencies must be a list of addresses",
+                               backup)
         if not isinstance(private, dict):
-            raise _shape_error(source, f"{where}: private must be an object")
+            raise _shape_error(source, f"{where}: private must be an object", backup)
         return cls(
             address=d["address"],
             type=d["type"],
@@ -127,14 +195,18 @@ class State:
         }
 
     @classmethod
-    def from_json(cls, d: Any, source: str, copy_values: bool = True) -> State:
-        """Build a State from its JSON form; `source` (a path or URL) names it in errors."""
+    def from_json(cls, d: Any, source: str, copy_values: bool = True,
+                  backup: str | None = BACKUP_BESIDE) -> State:
+        """Build a State from its JSON form; `source` (a path or URL) names it in errors,
+        and `backup` (a template of {source}; None if there is none) what to restore."""
+        backup = backup.format(source=source) if backup else None
         if not isinstance(d, Mapping):
-            raise _shape_error(source, f"the top level is a {type(d).__name__}, not an object")
+            raise _shape_error(source, f"the top level is {_json_type(d)}, not an object",
+                               backup)
         fv = d.get("format_version")
         written_by = d.get("rhplan_version", "an unknown version")
         if not isinstance(fv, int) or isinstance(fv, bool):
-            raise _shape_error(source, "format_version is missing or not an integer")
+            raise _shape_error(source, "format_version is missing or not an integer", backup)
         if fv > cls.FORMAT_VERSION:
             raise StateError(
                 f"{source}: state format_version {fv} was written by rhplan {written_by}, "
@@ -145,30 +217,34 @@ class State:
             raise StateError(
                 f"{source}: state format_version {fv} is not supported "
                 f"(this rhplan reads format {cls.FORMAT_VERSION}); "
-                "restore the backup or fix the file"
+                + (f"restore {backup} or fix the file" if backup else "fix the file")
             )
         lineage = d.get("lineage")
         serial = d.get("serial")
         if not isinstance(lineage, str) or not lineage:
-            raise _shape_error(source, "lineage must be a non-empty string")
-        if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
-            raise _shape_error(source, "serial must be a non-negative integer")
+            raise _shape_error(source, "lineage must be a non-empty string", backup)
+        if not isinstance(serial, int) or isinstance(serial, bool) or not 0 <= serial < 2**63:
+            raise _shape_error(source, "serial must be a non-negative integer", backup)
+        bad = _not_json_values(d)
+        if bad:
+            raise _shape_error(source, bad, backup)
         raw_resources = d.get("resources", [])
         if not isinstance(raw_resources, list):
-            raise _shape_error(source, "resources must be a list")
+            raise _shape_error(source, "resources must be a list", backup)
         resources: dict[str, ResourceState] = {}
         for raw in raw_resources:
-            res = ResourceState.from_json(raw, source, copy_values)
+            res = ResourceState.from_json(raw, source, copy_values, backup)
             if res.address in resources:
-                raise _shape_error(source, f"resource {res.address!r} appears twice")
+                raise _shape_error(source, f"resource {res.address!r} appears twice", backup)
             resources[res.address] = res
         raw_outputs = d.get("outputs", {})
         if not isinstance(raw_outputs, dict):
-            raise _shape_error(source, "outputs must be an object")
+            raise _shape_error(source, "outputs must be an object", backup)
         outputs: dict[str, dict[str, Any]] = {}
         for name, out in raw_outputs.items():
             if not isinstance(out, dict) or "value" not in out:
-                raise _shape_error(source, f"output {name!r} must be an object with a value")
+                raise _shape_error(source, f"output {name!r} must be an object with a value",
+                                   backup)
             outputs[name] = {
                 "value": copy.deepcopy(out["value"]),
                 "sensitive": bool(out.get("sensitive", False)),

@@ -5,7 +5,12 @@ does with `use_lockfile`.
 - The lock is KEY.tflock, created with `If-None-Match: *`, so S3 itself refuses a
   second holder (412 PreconditionFailed, or 409 ConditionalRequestConflict while
   two creates race). It holds the holder's LockInfo as JSON. Unlike a flock it
-  outlives a killed process: `rhplan force-unlock ID` removes it.
+  outlives a killed process: `rhplan force-unlock ID` removes it, and so does the
+  next rhplan on the same machine once it can prove that process is gone
+  (LockInfo.gone). Every delete of the lock is conditional (`If-Match` on the
+  ETag of the lock object it read: S3 since 2025-09, moto 5.2), so a delete can
+  only remove the very lock it judged: two contenders clearing one stale lock
+  cannot both succeed, and nobody removes a lock created after they looked.
 - Writes are conditional too (`If-Match` on the ETag this backend last read or
   wrote), so even a writer that lost its lock (force-unlocked while hung) cannot
   silently overwrite a newer state: it gets an error instead.
@@ -18,8 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.config import Config
@@ -35,8 +39,8 @@ from botocore.exceptions import (
 )
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state.local import LockInfo, _now, _who
-from rhplan.state.model import RHPLAN_VERSION, State
+from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
+from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 
 # Throttling (503 SlowDown) and transient errors are retried with backoff; the
 # timeouts make sure an unreachable endpoint fails instead of hanging.
@@ -102,6 +106,7 @@ class S3Backend:
         # exist, _UNSEEN before the first read. Writes are conditional on it.
         self._etag: str | None | object = _UNSEEN
         self._held: LockInfo | None = None
+        self.notify: Callable[[str], None] = print_notice  # a cleared stale lock is told here
 
     def __repr__(self) -> str:
         return f"S3Backend({self.url!r})"
@@ -188,18 +193,8 @@ class S3Backend:
             except BotoCoreError as err:
                 raise self._error(err, "read the state") from None
             self._etag = resp.get("ETag")
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except json.JSONDecodeError as err:
-            raise StateError(
-                f"{self.url}: state is not valid JSON (line {err.lineno}): "
-                f"restore {self.backup_url} or fix it"
-            ) from None
-        except UnicodeDecodeError:
-            raise StateError(
-                f"{self.url}: state is not UTF-8 text: restore {self.backup_url} or fix it"
-            ) from None
-        return State.from_json(data, source=self.url, copy_values=False)
+        # Every way the bytes can be wrong is one line naming KEY.backup.
+        return parse_state(raw, self.url)  # names KEY.backup, our backup_url
 
     def write(self, state: State) -> None:
         """Bump state.serial and put the object, after copying the old one to KEY.backup.
@@ -282,8 +277,7 @@ class S3Backend:
     def lock(self, operation: str) -> LockInfo:
         """Create KEY.tflock for `operation`, or raise StateLockedError at once."""
         for _ in range(_LOCK_ATTEMPTS):
-            info = LockInfo(id=str(uuid.uuid4()), who=_who(), operation=operation,
-                            created=_now(), path=self.url)
+            info = LockInfo.new(operation, self.url)
             if self._create_lock(info):
                 self._held = info
                 return info
@@ -303,12 +297,19 @@ class S3Backend:
                 raise self._error(err, "create the lock", self.lock_url) from None
         except BotoCoreError as err:
             raise self._error(err, "create the lock", self.lock_url) from None
-        holder = self.lock_info()
+        holder, etag = self._read_lock()
         if holder is None:
             return False  # released (or force-unlocked) meanwhile
         if holder.id == info.id:
             return True  # our own create, retried by botocore after its answer was lost
-        raise _locked_error(self.url, holder)
+        if not holder.gone():
+            raise StateLockedError(locked_error_message(self.url, holder))
+        # Left by a process on this machine that is gone: remove exactly that object.
+        # If another contender cleared it first, our delete fails and we simply try
+        # to create the lock again, like everyone else.
+        if self._delete_lock(etag):
+            self.notify(cleared_notice(holder))
+        return False
 
     def unlock(self, lock_id: str) -> None:
         """Release a lock this backend took with lock(): delete KEY.tflock if it is ours."""
@@ -317,11 +318,10 @@ class S3Backend:
             raise StateError(f"cannot unlock {self.url} with lock ID {lock_id}: we hold {held}")
         self._held = None
         try:
-            current = self.lock_info()
+            current, etag = self._read_lock()
             if current is None or current.id != lock_id:
                 return  # force-unlocked, and maybe someone else's lock by now: leave it
-            with self._calling("delete the lock", self.lock_url):
-                self._client().delete_object(Bucket=self.bucket, Key=self.lock_key)
+            self._delete_lock(etag)  # refused only if it was force-unlocked since we read it
         except StateError as err:
             raise StateError(
                 f"{err}; the lock stays until `rhplan force-unlock {lock_id}`") from None
@@ -340,9 +340,10 @@ class S3Backend:
             raise
         self.unlock(info.id)
 
-    def force_unlock(self, lock_id: str) -> None:
-        """Break a lock whose holder is gone or hung; lock_id must match, as a safety check."""
-        info = self.lock_info()
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Break a lock whose holder is gone or hung; lock_id must match, as a safety check.
+        Returns the lock it removed."""
+        info, etag = self._read_lock()
         if info is None:
             raise StateError(f"no lock is held on {self.url}")
         if info.id != lock_id:
@@ -350,35 +351,50 @@ class S3Backend:
                 f"lock ID {lock_id} does not match the lock on {self.url}, which is "
                 f"{info.id} (held by {info.who} for {info.operation}); check the ID"
             )
-        with self._calling("delete the lock", self.lock_url):
-            self._client().delete_object(Bucket=self.bucket, Key=self.lock_key)
+        if not self._delete_lock(etag):
+            raise StateError(
+                f"the lock on {self.url} changed while it was being removed (its holder "
+                f"released it, or someone else took it): nothing was removed; run "
+                f"`rhplan plan` to see who holds it now")
         if self._held is not None and self._held.id == lock_id:
             self._held = None
+        return info
 
     def lock_info(self) -> LockInfo | None:
         """What KEY.tflock says, or None if there is no lock."""
+        return self._read_lock()[0]
+
+    def _read_lock(self) -> tuple[LockInfo | None, str | None]:
+        """KEY.tflock's lock info and ETag, or (None, None) if there is no lock."""
         try:
-            raw = self._client().get_object(Bucket=self.bucket, Key=self.lock_key)["Body"].read()
+            resp = self._client().get_object(Bucket=self.bucket, Key=self.lock_key)
+            raw = resp["Body"].read()
         except ClientError as err:
             if _is_missing_key(err):
-                return None
+                return None, None
             raise self._error(err, "read the lock", self.lock_url) from None
         except BotoCoreError as err:
             raise self._error(err, "read the lock", self.lock_url) from None
         try:
-            return LockInfo.from_json(json.loads(raw.decode("utf-8")))
-        except (ValueError, KeyError, TypeError):
+            return LockInfo.from_json(json.loads(raw.decode("utf-8"))), resp.get("ETag")
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise StateError(
                 f"{self.lock_url}: lock info is unreadable; if no rhplan is running, "
                 f"delete it (aws s3 rm {self.lock_url})"
             ) from None
 
-
-
-def _locked_error(url: str, info: LockInfo) -> StateLockedError:
-    # Worded as LocalBackend's, so a user sees the same message whatever the backend.
-    return StateLockedError(
-        f"state {url} is locked by {info.who} ({info.operation} since "
-        f"{info.created}, lock ID {info.id}); wait for it to finish, or run "
-        f"`rhplan force-unlock {info.id}` if that process is gone"
-    )
+    def _delete_lock(self, etag: str | None) -> bool:
+        """Delete KEY.tflock if it is still the object with this ETag; False if it is
+        gone or was replaced since it was read (S3 answers 404 or 412)."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.lock_key}
+        if etag:
+            args["IfMatch"] = etag
+        try:
+            self._client().delete_object(**args)
+            return True
+        except ClientError as err:
+            if _is_missing_key(err) or _is_lock_held(err):
+                return False
+            raise self._error(err, "delete the lock", self.lock_url) from None
+        except BotoCoreError as err:
+            raise self._error(err, "delete the lock", self.lock_url) from None
