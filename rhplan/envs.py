@@ -38,6 +38,18 @@ SECRETS_FILE = "rhplan/secrets.json"
 _DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
+
+def env_var_problem(label: str, key: object, value: object) -> str | None:
+    """Why KEY=VALUE cannot be put in a process environment, or None. Never quotes the
+    value: it may be a secret."""
+    if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+        return (f"{label} name {key!r} cannot be set in an environment (no '=', no NUL, "
+                f"not empty); use letters, digits and underscores")
+    if not isinstance(value, str) or "\0" in value:
+        return f"the value of {label} {key!r} must be text without NUL characters"
+    return None
+
+
 @dataclass(frozen=True)
 class Installed:
     """One distribution in an env."""
@@ -314,15 +326,9 @@ def write_env_files(
         ("secret", secrets, SECRETS_FILE, 0o600),
     ):
         for key, value in values.items():
-            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-                raise ProviderError(
-                    f"{label} name {key!r} cannot be set in an environment; use letters, "
-                    f"digits and underscores"
-                )
-            if not isinstance(value, str) or "\0" in value:
-                raise ProviderError(
-                    f"the value of {label} {key!r} must be text without NUL characters"
-                )
+            problem = env_var_problem(label, key, value)
+            if problem:
+                raise ProviderError(problem)
         data = json.dumps(dict(values), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         try:
             conn.put_bytes(data.encode("utf-8"), posixpath.join(env_dir, path), mode)
@@ -333,11 +339,29 @@ def write_env_files(
             ) from None
 
 
-def run_setup_cmds(conn: Connection, env_dir: str, cmds: list[str]) -> None:
+def redact(text: str, secrets: Mapping[str, str]) -> str:
+    """text with every secret value (as is, JSON- or repr-escaped) replaced: a failed
+    command's output may hold one (a setup command that read ENV/rhplan/secrets.json),
+    and error messages end up in terminals and CI logs."""
+    for value in sorted(secrets.values(), key=len, reverse=True):
+        if len(value) < 4:
+            continue  # too short to tell from ordinary text
+        forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
+        # a message quotes one line of output: each line of a multi-line value counts
+        forms |= {line for line in value.splitlines() if len(line.strip()) >= 8}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "(sensitive value)")
+    return text
+
+
+def run_setup_cmds(
+    conn: Connection, env_dir: str, cmds: list[str], secrets: Mapping[str, str] | None = None
+) -> None:
     """Run user-written shell commands (Runhouse setup_cmds) in order, in the env.
 
     Each runs as its own bash script with the env's bin first on PATH and
-    VIRTUAL_ENV set; the first failure stops the rest.
+    VIRTUAL_ENV set; the first failure stops the rest. Its error names the last line
+    of the command's output, with the env's secret values redacted.
     """
     env_dir = _check_env_dir(env_dir)
     for i, cmd in enumerate(cmds, 1):
@@ -348,10 +372,10 @@ def run_setup_cmds(conn: Connection, env_dir: str, cmds: list[str]) -> None:
             first = cmd.strip().splitlines()[0] if cmd.strip() else ""
             shown = first if len(first) <= 60 else first[:57] + "..."
             why = _last_line(res) if (res.stderr or res.stdout).strip() else ""
-            raise ProviderError(
+            raise ProviderError(redact(
                 f"setup command {i} of env at {env_dir} ({shown!r}) failed with exit code "
-                f"{res.returncode}" + (f": {why}" if why else "")
-            )
+                f"{res.returncode}" + (f": {why}" if why else ""), secrets or {}
+            ))
 
 
 def delete_env(conn: Connection, env_dir: str) -> None:

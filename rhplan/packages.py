@@ -128,6 +128,13 @@ def _resolve(path: str, base_dir: Path) -> Path:
 
 
 def _parse_pip(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Requirement:
+    if spec.startswith("-"):
+        # the installer would read it as an option (-e, --index-url=..., -r FILE); caught
+        # here, with file:line, rather than on the host mid-apply
+        raise ValueError(
+            f"'{raw}' starts with '-', which an installer reads as an option, not a package; "
+            f"install args go after the package: 'pip:torch --index-url URL'"
+        )
     if _looks_like_path(spec):
         # "pip:./dir" or "pip:/x.whl": pip installs that path; it must exist here.
         path = _resolve(spec, base_dir)
@@ -215,12 +222,39 @@ def _parse_git(raw: str, spec: str, args: tuple[str, ...]) -> Requirement:
             f"'{raw}' has no revision; pin one so every apply installs the same code: "
             f"'{spec.split('#')[0]}@v1.2.3' (a tag, branch or commit)"
         )
+    problem = git_problem(url, parts.path.rpartition("@")[2])
+    if problem:
+        raise ValueError(f"'{raw}': {problem}")
     name = None
     for item in parts.fragment.split("&"):
         key, _, value = item.partition("=")
         if key == "egg" and value:
             name = canonicalize_name(value)
     return Requirement(raw, "git", spec, args, name)
+
+
+# What git accepts in a ref name, minus what an argv could take for an option: a
+# revision is a tag, branch or commit, never "--upload-pack=..." nor "v1;touch x".
+_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
+
+
+def git_problem(url: str, revision: str | None) -> str | None:
+    """Why a git URL and revision could be read by git as something else, or None.
+
+    git runs with them as arguments: a host starting with '-' is an ssh option
+    (-oProxyCommand=...), a revision starting with '-' a git option, and spaces or
+    line breaks are never part of either. Refused rather than escaped, with what to
+    write instead."""
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        return "a git URL has no spaces or line breaks; write 'https://host/repo.git'"
+    # "scheme://user@host/..." or scp-like "user@host:path"
+    host = urlsplit(url).netloc.rpartition("@")[2] if "://" in url else url.partition("@")[2]
+    if host.startswith("-"):
+        return "the git host starts with '-', which git would read as an option"
+    if revision is not None and (not _REVISION.fullmatch(revision) or ".." in revision):
+        return (f"revision {revision!r} is not a tag, branch or commit (letters, digits, "
+                "'.', '_', '/', '+' and '-', not first, no '..'); e.g. 'v1.2.3' or a commit")
+    return None
 
 
 def find_code_root(path: Path) -> Path:

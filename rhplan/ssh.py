@@ -14,6 +14,15 @@ and a recorded fingerprint that no longer matches is refused.
 One TCP connection per SSHConnection, shared by concurrent `run()` calls (one
 SSH channel each) and one lazily opened SFTP session; `get_connection()` keeps
 one SSHConnection per (host, port, user) for the whole process.
+
+No wait is unbounded: connecting, the banner, the key exchange and the login each
+have RHPLAN_SSH_CONNECT_TIMEOUT seconds (default 15), and a connection whose peer
+goes silent (a hung proxy or bastion, a dead NAT entry, a frozen host) is declared
+dead after RHPLAN_SSH_ALIVE_INTERVAL x RHPLAN_SSH_ALIVE_COUNT_MAX seconds (default
+15 x 3) without an answer to keepalives that want one, as OpenSSH's
+ServerAliveInterval / ServerAliveCountMax do. sshd answers them while a command
+runs, so a package install of many minutes is never cut. A command whose
+connection is lost raises ConnectionLost (what it did on the host is unknown).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import socket
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -58,6 +68,101 @@ MAX_CONCURRENT_CHANNELS = 8
 _TIMEOUT_GRACE = 2.0
 _CHUNK = 32768
 _NO_DIR_MARK = "rhplan-ssh: no such directory"
+# OpenSSH's own keepalive request; servers answer it (with a failure: fine, an answer)
+_KEEPALIVE_REQUEST = "keepalive@openssh.com"
+# _collect's return code for "the connection died under the command"
+_LOST = -1000
+
+
+class ConnectionLost(ProviderError):
+    """The SSH connection broke while a command ran: it may or may not have finished
+    on the host. Commands that are safe to repeat may be retried."""
+
+
+def _setting(name: str, default: float, minimum: float) -> float:
+    """A number from the environment; a bad value is a one-line error naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum:  # also refuses nan
+        raise ProviderError(f"{name}={raw!r} is not a number of at least {minimum:g}; "
+                            f"unset it for the default ({default:g})")
+    return value
+
+
+def connect_timeout_default() -> float:
+    return _setting("RHPLAN_SSH_CONNECT_TIMEOUT", 15.0, 0.1)
+
+
+def alive_settings() -> tuple[float, int]:
+    """(seconds between keepalives, unanswered keepalives before the peer is dead)."""
+    interval = _setting("RHPLAN_SSH_ALIVE_INTERVAL", 15.0, 0.1)
+    count = int(_setting("RHPLAN_SSH_ALIVE_COUNT_MAX", 3, 1))
+    return interval, count
+
+
+class _AliveWatch:
+    """Sends a keepalive that wants a reply every `interval` seconds; when `count_max`
+    intervals pass with the last one unanswered, closes the transport, which wakes
+    every wait on it (command output, exit status, SFTP) instead of leaving them
+    blocked on a silent peer forever. paramiko's own set_keepalive() asks for no
+    reply, so it keeps a NAT entry open but cannot tell a dead peer, and its
+    global_request(wait=True) waits without a bound; so this sends the request itself
+    and waits on the event paramiko sets when any answer comes. One thread per
+    connection, started at connect: no thread is started later (a machine out of
+    threads must not quietly turn off the watch)."""
+
+    def __init__(self, transport: Any, where: str, interval: float, count_max: int):
+        self.transport = transport
+        self.where = where
+        self.interval = interval
+        self.count_max = count_max
+        self.dead_reason: str | None = None
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, name=f"rhplan-ssh-alive {where}",
+                         daemon=True).start()
+
+    def _ask(self) -> threading.Event:
+        """Send keepalive@openssh.com with want-reply; the event is set on the answer
+        (REQUEST_SUCCESS or REQUEST_FAILURE both count: the peer is there)."""
+        answered = threading.Event()
+        self.transport.completion_event = answered
+        m = paramiko.Message()
+        m.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
+        m.add_string(_KEEPALIVE_REQUEST)
+        m.add_boolean(True)
+        self.transport._send_user_message(m)
+        return answered
+
+    def _loop(self) -> None:
+        answered: threading.Event | None = None
+        misses = 0
+        while not self._stop.wait(self.interval):
+            if not self.transport.is_active():
+                return
+            if answered is not None and not answered.is_set():
+                misses += 1
+                if misses < self.count_max:
+                    continue
+                silent = self.interval * self.count_max
+                self.dead_reason = (f"no answer to SSH keepalives for {silent:g} s; "
+                                    "a slow link may need a larger "
+                                    "RHPLAN_SSH_ALIVE_INTERVAL or _COUNT_MAX")
+                self.transport.close()
+                return
+            misses = 0
+            try:
+                answered = self._ask()
+            except Exception:
+                # the transport died while sending: its own thread reports that
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def fingerprint_of(key: Any) -> str:
@@ -104,6 +209,10 @@ if paramiko is not None:
             raise _HostKeyUnknown(fingerprint_of(key))
 
 
+# the keepalive watch of each live transport, for the reason a connection was lost
+_watches: weakref.WeakKeyDictionary[Any, _AliveWatch] = weakref.WeakKeyDictionary()
+
+
 class SSHConnection:
     """A host reached over SSH; implements rhplan.connection.Connection."""
 
@@ -118,7 +227,7 @@ class SSHConnection:
         known_hosts: str | None = None,
         proxy_command: str | None = None,
         recorded_fingerprint: str | None = None,
-        connect_timeout: float = 15,
+        connect_timeout: float | None = None,
     ) -> None:
         if paramiko is None:
             raise ProviderError(
@@ -132,7 +241,10 @@ class SSHConnection:
         self.known_hosts = os.path.expanduser(known_hosts) if known_hosts else None
         self.proxy_command = proxy_command
         self.recorded_fingerprint = recorded_fingerprint
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = (connect_timeout if connect_timeout is not None
+                                else connect_timeout_default())
+        self.alive_interval, self.alive_count_max = alive_settings()
+        self._alive: _AliveWatch | None = None
         # The fingerprint of the key the server showed; record it in the state.
         self.fingerprint: str | None = None
         # Tests count commands to check that reads stay cheap over SSH, and
@@ -283,8 +395,28 @@ class SSHConnection:
                 f"cannot reach {self.where}: {exc.strerror or exc}; check the address, "
                 "the firewall and that the host is up"
             ) from None
+        except EOFError:
+            # the peer (or a proxy) closed the connection mid-handshake; uncaught, an
+            # EOFError reached click, which printed a bare "Aborted."
+            client.close()
+            raise ProviderError(
+                f"cannot reach {self.where}: the connection was closed during the SSH "
+                "handshake; check the host, the network and the proxy command, if any, "
+                "then try again"
+            ) from None
         except paramiko.SSHException as exc:
             client.close()
+            if any(w in str(exc).lower() for w in ("banner", "no existing session",
+                                                   "timed out")):
+                # TCP connected but the greeting or key exchange did not finish in time
+                # (paramiko says "No existing session" when its key exchange timed
+                # out): a hung proxy, bastion or host, or not an SSH server at all
+                raise ProviderError(
+                    f"cannot reach {self.where}: connected, but no SSH greeting and key "
+                    f"exchange within {self.connect_timeout:g} s; check that port "
+                    f"{self.port} is an SSH server and that the host (and the proxy "
+                    "command, if any) is not hung"
+                ) from None
             raise ProviderError(
                 f"SSH connection to {self.where} failed: {exc}; check that port {self.port} "
                 "is an SSH server (and the proxy command, if any)"
@@ -304,6 +436,18 @@ class SSHConnection:
         self.fingerprint = got
         self._client = client
         self._sftp = None
+        if self._alive is not None:
+            self._alive.stop()
+        try:
+            self._alive = _AliveWatch(transport, self.where, self.alive_interval,
+                                      self.alive_count_max)
+        except RuntimeError as exc:  # "can't start new thread"
+            client.close()
+            raise ProviderError(
+                f"cannot watch the SSH connection to {self.where} ({exc}); this machine "
+                "is out of threads or processes: stop what uses them and apply again"
+            ) from None
+        _watches[transport] = self._alive
         with self._count_lock:
             self.connects += 1
 
@@ -333,6 +477,9 @@ class SSHConnection:
 
     def close(self) -> None:
         with self._connect_lock:
+            if self._alive is not None:
+                self._alive.stop()
+                self._alive = None
             if self._sftp is not None:
                 try:
                     self._sftp.close()
@@ -412,11 +559,23 @@ class SSHConnection:
             try:
                 chan = self._with_reconnect(lambda t: self._exec(t, command))
             except paramiko.SSHException as exc:
+                if "timeout" in str(exc).lower():
+                    raise ProviderError(
+                        f"{self.where} did not answer within {self.connect_timeout:g} s when "
+                        f"asked to start {_what(args)}; the host, or the network or proxy "
+                        "to it, may be hung: check it and apply again"
+                    ) from None
                 raise ProviderError(
                     f"{self.where} refused to start a command ({exc}); check the host's sshd "
                     "(MaxSessions, ForceCommand) and that it is up"
                 ) from None
             returncode, out, err, timed_out = self._collect(chan, stdin, timeout)
+        if returncode == _LOST:
+            raise ConnectionLost(
+                f"lost the SSH connection to {self.where} while running {_what(args)} "
+                f"({self._lost_reason(chan)}); it may or may not have finished there: check "
+                "the host and the network or proxy to it, then apply again"
+            )
         if timed_out:
             msg = err + f"\ntimed out after {timeout:g} s"
             return CommandResult(tuple(args), EXIT_TIMEOUT, out, msg)
@@ -490,6 +649,9 @@ class SSHConnection:
         else:
             returncode = chan.recv_exit_status()
             chan.close()
+            if returncode == -1 and _transport_died(chan.get_transport()):
+                # no exit status because the connection itself is gone, not the command
+                return _LOST, _decode(b"".join(out)), _decode(b"".join(err)), False
             elapsed = time.monotonic() - start
             # coreutils `timeout --signal=KILL` gives 137 (128 + SIGKILL); -1 is
             # a session that ended by a signal without an exit status.
@@ -500,6 +662,16 @@ class SSHConnection:
                 # Killed by a signal, or sshd went away; ssh(1) says 255 too.
                 returncode = 255
         return returncode, _decode(b"".join(out)), _decode(b"".join(err)), timed_out
+
+    def _lost_reason(self, chan: Any) -> str:
+        transport = chan.get_transport()
+        watch = _watches.get(transport) if transport is not None else None
+        if watch is not None and watch.dead_reason:
+            return watch.dead_reason
+        exc = transport.get_exception() if transport is not None else None
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror.lower()
+        return "the connection was closed or reset"
 
     def which(self, program: str) -> str | None:
         # The program name reaches the shell only as "$1". `command -v` alone
@@ -586,6 +758,25 @@ class SSHConnection:
             raise ProviderError(f"cannot read {path} on {self.where}: {exc}") from None
 
 
+def _what(args: list[str]) -> str:
+    """The command, short, for an error message: its program and first argument."""
+    shown = shlex.join(args[:2]) + (" ..." if len(args) > 2 else "")
+    return repr(shown if len(shown) <= 60 else shown[:57] + "...")
+
+
+def _transport_died(transport: Any) -> bool:
+    """Whether the transport is dead; paramiko closes the channels a moment before it
+    marks itself inactive, so give it that moment."""
+    if transport is None:
+        return True
+    deadline = time.monotonic() + 0.5
+    while transport.is_active():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _sftp_makedirs(sftp: Any, folder: str) -> None:
     """mkdir -p over SFTP."""
     missing = []
@@ -627,7 +818,7 @@ def get_connection(
     known_hosts: str | None = None,
     proxy_command: str | None = None,
     recorded_fingerprint: str | None = None,
-    connect_timeout: float = 15,
+    connect_timeout: float | None = None,
 ) -> SSHConnection:
     """The process's SSHConnection to user@host:port, connecting on first use.
 

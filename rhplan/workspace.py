@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rhplan.apply import Applier, ApplyResult
 from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
 from rhplan.errors import ConfigError, StalePlanError
 from rhplan.plan.model import Plan
-from rhplan.plan.planner import Planner, PlanOptions
+from rhplan.plan.planner import SENSITIVE_VARIABLE, Planner, PlanOptions, sensitive_digest
 from rhplan.plan.refresh import refresh
 from rhplan.provider import RunContext
 from rhplan.state.backend import Backend
@@ -79,7 +80,7 @@ class Workspace:
         prior = State.from_json(saved.prior_state, source) if saved.prior_state else current
         opts = PlanOptions(destroy=saved.destroy, targets=list(saved.targets),
                            replace=list(saved.replace))
-        self.variables = dict(saved.variables) or self.variables
+        self.variables = {**self.variables, **_saved_variables(saved, self.variables, source)}
         plan, planner, state = self.make_plan(opts, do_refresh=False, state=prior)
         plan.drift = saved.drift
         if _fingerprint(plan) != _fingerprint(saved):
@@ -87,6 +88,21 @@ class Workspace:
                 f"{source} no longer matches the configuration (files, variables or secrets "
                 "changed since it was made); run rhplan plan -out again")
         return plan, planner, state
+
+
+def _saved_variables(saved: Plan, given: dict[str, Any], source: str) -> dict[str, Any]:
+    """A saved plan's variables; a sensitive one is kept there only as a digest, so its
+    value must be given again (and match) when the plan is applied."""
+    values: dict[str, Any] = {}
+    for name, value in saved.variables.items():
+        if isinstance(value, dict) and set(value) == {SENSITIVE_VARIABLE}:
+            if name not in given or sensitive_digest(given[name]) != value[SENSITIVE_VARIABLE]:
+                raise StalePlanError(
+                    f"{source} keeps sensitive variable {name!r} only as a digest; pass the "
+                    f"value it was planned with again (-var {name}=... or RHPLAN_VAR_{name})")
+            value = given[name]
+        values[name] = value
+    return values
 
 
 def _fingerprint(plan: Plan) -> str:

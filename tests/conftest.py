@@ -19,6 +19,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+pytest.register_assert_rewrite("secret_scan")
+from secret_scan import record_cli_output  # noqa: E402 - after the rewrite hook above
+
+# secret_scan: at the end of the session, every canary secret value (tests/canary.py) is
+# looked for in every artifact the run left, the CLI output logged below included
+pytest_plugins = ["secret_scan"]
+
 T = TypeVar("T")
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
@@ -123,6 +130,10 @@ class Rhplan:
                         f"{exc.stdout!r} {exc.stderr!r}")
         res = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
         self.log.append(res)
+        # `run` prints what the user's command prints (a test may print a secret that
+        # way on purpose): only rhplan's own output goes to the scanned log
+        if args[:1] != ("run",):
+            record_cli_output(args, res.returncode, res.stdout, res.stderr)
         assert "Traceback" not in res.output, res.describe()
         return res
 
@@ -255,6 +266,8 @@ class Cleanups:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, _ = proc.communicate()
+            record_cli_output(("destroy", "-auto-approve"), proc.returncode,
+                              out.decode(errors="replace"), "")
             if proc.returncode != 0 or rh.resources():
                 failures.append(f"destroy in {rh.dir} failed (exit {proc.returncode}):\n"
                                 f"{out.decode(errors='replace')}")

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from canary import canary_secret
 
 # Unique, so finding it anywhere can only mean it leaked.
-SECRET = f"tok-{uuid.uuid4().hex}"
+SECRET = canary_secret("e2e")
 SECRET_ENV = {"MY_SECRET": SECRET}
 
 UV = str(Path(sys.executable).parent / "uv")

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from canary import canary_secret
 from rayprocs import alive, cluster_processes
 
 from rhplan.ray_head import temp_dir_for
 
 SECRET_VAR = "RHPLAN_TEST_SECRET"
 # Unique, so finding it anywhere it should not be can only mean it leaked.
-SECRET = f"sv-{uuid.uuid4().hex}"
+SECRET = canary_secret("servlets")
 NUMPY = "numpy==2.4.6"
 UV = str(Path(sys.executable).parent / "uv")
 DRIVER_TIMEOUT = 120.0

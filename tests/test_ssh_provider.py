@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from canary import canary_secret
 from rayprocs import alive, cluster_processes
 from sshd import SSHServer, ensure_sshd_installed, free_port
 
@@ -62,8 +63,8 @@ PAYLOAD = (f"a; touch {MARK}_1 $(touch {MARK}_2) `touch {MARK}_3` 'sq' \"dq\" \\
 # An env var name may hold anything but '=' and NUL
 KEY = f"K; touch {MARK}_6 $(touch {MARK}_7) `touch {MARK}_8` 'q' \"dq\"\ntouch {MARK}_9"
 SECRET_VAR = "RHPLAN_SSH_TEST_SECRET"
-SECRET = (f"s-{uuid.uuid4().hex}; touch {MARK}_10 $(touch {MARK}_11) `touch {MARK}_12` "
-          f"'\"\ntouch /tmp/{MARK}_13")
+SECRET = canary_secret("ssh", f"; touch {MARK}_10 $(touch {MARK}_11) `touch {MARK}_12` "
+                       f"'\"\ntouch /tmp/{MARK}_13")
 
 # Runs a CLI command in this process's image of rhplan, counting every remote command
 # (argv) and SFTP transfer, and the pool's own commands_run. One `COUNT {json}` line.
@@ -182,12 +183,12 @@ def destroy_and_check(rh: Any, root: Path, temp_dirs: list[str],
 
 def provision_ray_venv(root: Path) -> None:
     """What a machine image with Ray already installed looks like: ROOT/ray-venv with
-    the driver's Ray, made with uv from its cache (about a second). The provider checks
+    the driver's Ray and uv, made with uv from its cache (about a second). The provider checks
     the version and keeps it (hosts in network namespaces have no PyPI)."""
     venv = root / "ray-venv"
     for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
                  [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                  f"ray=={RAY_VERSION}"]):
+                  f"ray=={RAY_VERSION}", "uv"]):
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
 

@@ -23,6 +23,10 @@ RHPLAN_TAGS = (LINEAGE_TAG, ADDRESS_TAG, GENERATION_TAG)
 
 # how long a waiter polls before giving up (a real instance is running in ~30 s)
 WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_WAIT_SECONDS", "600"))
+# per HTTP attempt: connecting, and waiting for an answer (a slow answer past it is
+# retried like a dropped one, within the retry budget, so no call hangs forever)
+CONNECT_TIMEOUT = float(os.environ.get("RHPLAN_AWS_CONNECT_TIMEOUT", "10"))
+READ_TIMEOUT = float(os.environ.get("RHPLAN_AWS_READ_TIMEOUT", "60"))
 
 _clients: dict[tuple[str, str | None, str | None], Any] = {}
 _clients_lock = threading.Lock()
@@ -54,7 +58,7 @@ def client(region: str, profile: str | None = None, endpoint_url: str | None = N
             raise ProviderError(f"AWS profile {profile!r}: {exc}") from None
         cfg = Config(retries={"mode": "adaptive", "max_attempts": int(
             os.environ.get("RHPLAN_AWS_MAX_ATTEMPTS", "8"))},
-            connect_timeout=10, read_timeout=60)
+            connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
         c = session.client(service, endpoint_url=endpoint_url, config=cfg)
         c.meta.events.register("before-call", lambda model, **_: _log_call(model.name))
         _clients[key] = c

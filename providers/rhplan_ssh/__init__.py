@@ -23,7 +23,7 @@ from rhplan.config.evaluate import UNKNOWN
 from rhplan.connection import Connection
 from rhplan.errors import ConfigError, PartialFailure, ProviderError
 from rhplan.provider import RunContext
-from rhplan.ssh import get_connection
+from rhplan.ssh import ConnectionLost, get_connection
 
 MARKER = ".rhplan-cluster"
 _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size")
@@ -91,6 +91,10 @@ with open(os.path.join(root, ".bootstrap.lock"), "w") as lock:
             if r.returncode:
                 sys.stderr.write((r.stderr or r.stdout).strip() + "\n")
                 sys.exit(1)
+    if not os.path.exists(uv):
+        # an image with Ray but no uv: envs would fall back to pip (~4x slower per env),
+        # so try to add uv; a host without PyPI keeps pip
+        ok([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"])
 print("ready")
 """
 
@@ -226,7 +230,8 @@ class SSHProvider:
     def _bootstrap(self, ip: str, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
         conn = self._connect(ip, attrs, private)
         python = attrs.get("python") or "python3"
-        res = conn.run([python, "-c", _PROBE, self._node_ip_candidate(ip, private)], timeout=60)
+        res = _run_repeatable(conn, [python, "-c", _PROBE, self._node_ip_candidate(ip, private)],
+                              timeout=60)
         if res.returncode == 127:
             raise ProviderError(f"{python} is not installed on {ip}; install Python 3.9+ there "
                                 "or set python = \"/path/to/python3\"")
@@ -254,7 +259,7 @@ class SSHProvider:
         driver and a cluster of different Ray versions cannot talk). One command; a lock
         on the host keeps two setups of the same folder apart."""
         want = _ray_version()
-        res = conn.run([python, "-I", "-c", _BOOTSTRAP, root, want], timeout=1200)
+        res = _run_repeatable(conn, [python, "-I", "-c", _BOOTSTRAP, root, want], timeout=1200)
         if not res.ok:
             tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["?"]
             raise ProviderError(f"setting up Ray {want} on {ip} failed: {tail[0]}")
@@ -325,6 +330,16 @@ class WithTools:
         if "/" not in program and self._conn.run(["test", "-x", candidate]).ok:
             return candidate
         return self._conn.which(program)
+
+
+def _run_repeatable(conn: Connection, argv: list[str], timeout: float) -> Any:
+    """Run a command that is safe to run twice (the probe only reads; the bootstrap
+    checks what is there and holds a lock on the host), once more if the connection
+    was lost under it: a reset mid-setup then costs a retry, not a failed apply."""
+    try:
+        return conn.run(argv, timeout=timeout)
+    except ConnectionLost:
+        return conn.run(argv, timeout=timeout)
 
 
 def _cluster_name(attrs: dict[str, Any]) -> str:

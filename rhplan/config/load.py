@@ -17,6 +17,7 @@ from rhplan.config.evaluate import RESOURCE_TYPES
 from rhplan.config.parse import parse_file, parse_text
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
+from rhplan.names import NAME_RULE, valid_name
 
 TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES
 
@@ -148,6 +149,10 @@ def build_config(directory: Path, files: list[ast.File]) -> Config:
                 continue
             _expect_labels(b, 1)
             name = b.labels[0]
+            if not valid_name(name):
+                # a label becomes an address, and for resources a folder name on a host
+                raise ConfigError(f"{b.type} name {name!r} is not allowed: a name must "
+                                  f"{NAME_RULE}", f.path, b.line)
             key = f"{b.type}.{name}"
             if key in seen:
                 pf, pl = seen[key]

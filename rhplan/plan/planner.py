@@ -29,6 +29,19 @@ class PlanOptions:
     variables: dict[str, Any] = field(default_factory=dict)
 
 
+# how a saved plan marks a variable it keeps only as a digest
+SENSITIVE_VARIABLE = "$sensitive_sha256"
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string (and number, as text) inside a value."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return [] if value is None or isinstance(value, bool) else [str(value)]
+
+
 def sensitive_digest(value: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
@@ -129,10 +142,25 @@ class Planner:
                                    None, reason, [], list(rs.dependencies))
         ordered = sorted(changes.values(), key=lambda c: c.address)
         plan = Plan(state.lineage, state.serial, ordered, destroy=opts.destroy,
-                    variables=dict(opts.variables), targets=list(opts.targets),
+                    variables=self.saved_variables(opts.variables), targets=list(opts.targets),
                     replace=list(opts.replace), drift=drift or [])
         plan.output_changes = self.output_changes(state, opts.destroy)
         return plan
+
+    def saved_variables(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """The variables as a saved plan keeps them: a variable declared sensitive, or one
+        whose text ends up inside a sensitive attribute (a secret's values, a password),
+        is kept as its digest only, so the plan file never holds the secret; `apply FILE`
+        takes the value again from -var / RHPLAN_VAR_ and checks it against the digest."""
+        hidden = [leaf for values in self.ctx.sensitive.values() for v in values.values()
+                  for leaf in _strings(v)]
+        saved: dict[str, Any] = {}
+        for name, value in variables.items():
+            declared = self.cfg.variables.get(name)
+            secret = (declared is not None and declared.sensitive) or any(
+                len(s) >= 4 and any(s in h for h in hidden) for s in _strings(value))
+            saved[name] = {SENSITIVE_VARIABLE: sensitive_digest(value)} if secret else value
+        return saved
 
     def _selected(self, state: State, opts: PlanOptions) -> set[str]:
         everything = set(self.cfg.resources) | set(state.resources)

@@ -18,6 +18,7 @@ from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
 from rhplan.errors import ConfigError, ProviderError, RhplanError
+from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
@@ -41,6 +42,7 @@ class EnvType(ResourceType):
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if attrs.get("name") is None:
             attrs["name"] = rc.name
+        _check_names(rc, attrs)
         if attrs.get("conda") is not None:
             raise ConfigError(f"env {rc.name!r}: conda envs are not supported yet; use pip "
                               "packages in a virtualenv (remove conda = ...)", rc.file,
@@ -188,7 +190,7 @@ class EnvType(ResourceType):
             installed[raw] = self._install(conn, a["path"], raw, rs, ctx, state)
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
-        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"])
+        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx))
         self._start_servlet(rs, conn, ctx, state)
         return rs
 
@@ -293,7 +295,7 @@ class EnvType(ResourceType):
                 or b.get("secrets") != a["secrets"]):
             envs.write_env_files(conn, path, a["env_vars"], self._secrets(after, ctx))
         if b.get("setup_cmds") != a["setup_cmds"]:
-            envs.run_setup_cmds(conn, path, a["setup_cmds"])
+            envs.run_setup_cmds(conn, path, a["setup_cmds"], self._secrets(after, ctx))
         if (b.get("servlet") != "running" or a.get("servlet") != "running"
                 or any(b.get(k) != a.get(k) for k in _HELD)):
             self._start_servlet(after, conn, ctx, state)
@@ -322,6 +324,27 @@ class EnvType(ResourceType):
         if ca.get("ray_address") and ca.get("ray_status") == "running":
             manage.stop_servlets(conn, ca, cluster.private, [rs.attributes["name"]])
         envs.delete_env(conn, rs.attributes["path"])
+
+
+def _check_names(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
+    """The env's name is a folder under root_dir/envs and a Ray actor name: "../x" or
+    "/abs" would put the env (and its deletion) outside, "a;b" or a newline would reach
+    Ray's worker command line. Env var names and values are checked here too, so a bad
+    one is refused with its file:line before anything is created."""
+    for name, line in ((rc.name, rc.line), (attrs["name"], _line(rc, "name"))):
+        if name is not UNKNOWN and not valid_name(name):
+            raise ConfigError(f"env name {name!r} is not allowed: a name must "
+                              f"{NAME_RULE}", rc.file, line)
+    for key, value in (attrs.get("env_vars") or {}).items():
+        if value is UNKNOWN:
+            continue
+        problem = envs.env_var_problem("env var", key, value)
+        if problem:
+            raise ConfigError(f"env {rc.name!r}: {problem}", rc.file, _line(rc, "env_vars"))
+
+
+def _line(rc: ResourceConfig, attr: str) -> int:
+    return rc.block.attrs[attr].line if attr in rc.block.attrs else rc.line
 
 
 def _parsed(raw: str, ctx: RunContext) -> Requirement:

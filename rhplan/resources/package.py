@@ -7,6 +7,7 @@ from typing import Any
 
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError
+from rhplan.packages import git_problem
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
 
@@ -27,5 +28,12 @@ class PackageType(ResourceType):
             raise ConfigError(f"git_url {url!r} is not a git URL; write https://host/repo.git",
                               rc.file, rc.block.attrs["git_url"].line)
         rev = attrs.get("revision")
+        if isinstance(url, str) and (rev is None or isinstance(rev, str)):
+            # git gets both as arguments: "--upload-pack=..." must never be an option
+            problem = git_problem(url, rev)
+            if problem:
+                attr = "git_url" if rev is None or git_problem(url, None) else "revision"
+                raise ConfigError(f"{rc.address}: {problem}", rc.file,
+                                  rc.block.attrs[attr].line)
         attrs["spec"] = f"git+{url}@{rev}" if rev else f"git+{url}"
         return attrs

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any
 
+from rhplan import envs
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError
 from rhplan.provider import RunContext
@@ -31,6 +32,14 @@ class SecretType(ResourceType):
             values[name] = os.environ[name]
         literal = ctx.sensitive.get(rc.address, {}).get("values") or {}
         values.update(literal)
+        for key, value in values.items():
+            # refused here with file:line, not on the host mid-apply; the message names
+            # the key only, never the value
+            problem = envs.env_var_problem("secret", key, value)
+            if problem:
+                attr = "values" if key in literal else "from_env"
+                line = rc.block.attrs[attr].line if attr in rc.block.attrs else rc.line
+                raise ConfigError(f"{rc.address}: {problem}", rc.file, line)
         ctx.secret_values[rc.address] = values
         attrs["keys"] = sorted(values)
         attrs["sha256"] = digest(values)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ import traceback
 
 NAMESPACE = "rhplan"
 READY_TIMEOUT = float(os.environ.get("RHPLAN_SERVLET_TIMEOUT", "120"))
+SERVLET_CONCURRENCY = 32  # calls one servlet serves at once (one thread each)
 
 
 class EnvServlet:
@@ -161,9 +163,14 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
             time.sleep(0.05)
     opts = {
         "name": name, "namespace": NAMESPACE, "lifetime": "detached",
-        "max_concurrency": 1000,
+        # Ray makes the whole thread pool up front: 1000 meant ~1,024 threads (pids) per
+        # servlet, so ~25 servlets filled a host's pid_max; 32 concurrent calls is plenty
+        "max_concurrency": SERVLET_CONCURRENCY,
         "num_cpus": res.pop("CPU", 0), "num_gpus": res.pop("GPU", 0),
-        "runtime_env": {"py_executable": py_executable},
+        # Ray pastes py_executable into `bash -c "exec PY_EXECUTABLE ..."` unquoted (it
+        # may be "<command> <args>"): quoted, an env path with a space, ';' or "$(...)"
+        # (from root_dir or the config folder) stays one path and never runs as shell
+        "runtime_env": {"py_executable": shlex.quote(py_executable)},
     }
     if res:
         opts["resources"] = res
