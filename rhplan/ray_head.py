@@ -202,7 +202,8 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
     argv, (gcs,) = _node_argv(conn, ray_python, token_path, single_node, node_ip, temp_dir,
                               num_cpus, num_gpus)
     argv += ["--head", f"--port={gcs}", "--include-dashboard=false"]
-    _check(conn.run(argv, timeout=START_TIMEOUT), conn, "starting the Ray head")
+    _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, token_path), conn,
+           "starting the Ray head")
     version = conn.run([ray_python, "-I", "-c", "import ray; print(ray.__version__)"],
                        timeout=60).stdout.strip()
     return RayHead(f"{node_ip}:{gcs}", version, temp_dir, token_path, single_node)
@@ -224,8 +225,23 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
     argv, _ = _node_argv(conn, ray_python, token_path, False, node_ip, temp_dir, num_cpus,
                          num_gpus)
     argv += [f"--address={head.address}"]
-    _check(conn.run(argv, timeout=START_TIMEOUT), conn, f"joining {node_ip} to the Ray head")
+    _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, ""), conn,
+           f"joining {node_ip} to the Ray head")
     return temp_dir
+
+
+def _run_or_clean_up(conn: Connection, argv: list[str], ray_python: str, temp_dir: str,
+                     token_path: str) -> Any:
+    """Run `ray start`; if it fails (e.g. "node timed out during startup" on a loaded
+    host) it leaves what it had started (log monitor, raylet...), which no state records
+    and so no destroy would stop: stop this node's processes by its temp dir now."""
+    res = conn.run(argv, timeout=START_TIMEOUT)
+    if not res.ok:
+        try:
+            stop(conn, ray_python, temp_dir, token_path)
+        except ProviderError:
+            pass  # the start's own error is the one to report
+    return res
 
 
 def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str,

@@ -236,22 +236,27 @@ class AWSProvider(SSHProvider):
         name = f"rhplan-{lineage[:8]}-{attrs.get('name')}"
         found = ec2.call(client.describe_security_groups, "finding the security group",
                          Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]
-        if found:  # made by an apply that was killed: take it over as it is
+        if found:  # made by an apply that was killed: take it over
             gid = found[0]["GroupId"]
+            perms = found[0].get("IpPermissions") or []
             private["open_ports"] = sorted(
-                p["FromPort"] for p in found[0].get("IpPermissions") or []
+                p["FromPort"] for p in perms
                 if p.get("IpProtocol") == "tcp" and p.get("FromPort") == p.get("ToPort")
                 and p.get("FromPort") != 22)
+            # killed between CreateSecurityGroup and its AuthorizeSecurityGroupIngress, the
+            # group lets nothing in: SSH would time out on every instance launched into it
+            missing = [r for r in _base_rules(gid) if not _has_rule(perms, r)]
         else:
             gid = ec2.call(client.create_security_group, f"creating security group {name}",
                            GroupName=name, Description=f"rhplan cluster {attrs.get('name')}",
                            TagSpecifications=[{"ResourceType": "security-group", "Tags":
                                                ec2.tag_list(self._tags(attrs, lineage, 0))}]
                            )["GroupId"]
-            ec2.call(client.authorize_security_group_ingress, "opening SSH and Ray ports",
-                     GroupId=gid, IpPermissions=[
-                         _tcp(22), {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": gid}]}])
+            missing = _base_rules(gid)
             private["open_ports"] = []
+        if missing:
+            ec2.call(client.authorize_security_group_ingress, "opening SSH and Ray ports",
+                     GroupId=gid, IpPermissions=missing)
         private["security_group_id"] = gid
         self._sync_ports(client, attrs, private)
         return gid
@@ -464,6 +469,24 @@ class AWSProvider(SSHProvider):
             attrs["ray_status"] = "stopped"
         return attrs
 
+    def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> list[str]:
+        """What of a cluster whose instances are all gone still exists in the account:
+        a destroy killed after TerminateInstances leaves its security group and key
+        pair, which only a recorded cluster can delete (read() found it gone)."""
+        self._ctx = ctx
+        client = self._ec2(attrs, private)
+        left = []
+        gid = private.get("security_group_id")
+        if gid and ec2.call(client.describe_security_groups, "finding the security group",
+                            Filters=[{"Name": "group-id", "Values": [gid]}]
+                            )["SecurityGroups"]:
+            left.append(f"security group {gid}")
+        name = private.get("key_name")
+        if name and ec2.call(client.describe_key_pairs, "finding the key pair",
+                             Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]:
+            left.append(f"key pair {name}")
+        return left
+
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
                ctx: RunContext) -> tuple[dict[str, Any], dict]:
         self._ctx = ctx
@@ -619,6 +642,25 @@ def catalog_resize_refused(before: dict[str, Any], after: dict[str, Any]) -> str
 def _tcp(port: int) -> dict[str, Any]:
     return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+
+
+def _base_rules(gid: str) -> list[dict[str, Any]]:
+    """What every cluster's group lets in: SSH, and anything from its own instances."""
+    return [_tcp(22), {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": gid}]}]
+
+
+def _has_rule(perms: list[dict[str, Any]], rule: dict[str, Any]) -> bool:
+    for p in perms:
+        if p.get("IpProtocol") != rule["IpProtocol"] or p.get("FromPort") != rule.get(
+                "FromPort"):
+            continue
+        if "UserIdGroupPairs" in rule:
+            want = rule["UserIdGroupPairs"][0]["GroupId"]
+            if any(g.get("GroupId") == want for g in p.get("UserIdGroupPairs") or []):
+                return True
+        elif any(r.get("CidrIp") == "0.0.0.0/0" for r in p.get("IpRanges") or []):
+            return True
+    return False
 
 
 def _launch_order(inst: dict[str, Any]) -> tuple[int, int, str]:

@@ -166,6 +166,10 @@ class ClusterType(ResourceType):
         recorded = dict(rs.attributes)
         attrs = provider.read(dict(rs.attributes), rs.private, ctx)
         if attrs is None:
+            left = provider.leftovers(rs.attributes, rs.private, ctx) if hasattr(
+                provider, "leftovers") else []
+            if left:
+                return self._remains(rs, left, ctx, state)
             return None, [f"{rs.address} no longer exists"]
         rs.attributes = attrs
         # what the provider found changed, shown as an attribute diff
@@ -177,6 +181,23 @@ class ClusterType(ResourceType):
         if all(s != "ready" for s in (rs.attributes.get("hosts") or {"-": "ready"}).values()):
             return None, notes + [f"{rs.address}: none of its hosts is set up any more"]
         return rs, notes
+
+    def _remains(self, rs: ResourceState, left: list[str], ctx: RunContext, state: State
+                 ) -> tuple[ResourceState, list[str]]:
+        """Every host is gone but parts of the cluster remain (a destroy killed after
+        terminating the instances leaves their security group and key pair). Forgetting
+        the cluster would orphan them: it stays recorded, host-less, so a destroy
+        deletes what is left and an apply repairs it; its envs went with the hosts."""
+        a = rs.attributes
+        a["hosts"] = {ip: "terminated outside rhplan" for ip in a.get("ips") or []}
+        a["ray_status"] = "stopped"
+        envs = [r.address for r in state.resources.values()
+                if r.type == "env" and r.attributes.get("cluster") == rs.address]
+        with ctx.lock:  # env reads take this answer instead of reaching a gone host
+            ctx.cache[("facts", rs.address)] = {"marker": False, "ray": None,
+                                                "envs": dict.fromkeys(envs),
+                                                "servlets": dict.fromkeys(envs, False)}
+        return rs, [f"{rs.address}: its hosts are gone; {', '.join(left)} remain"]
 
     def _read_hosts(self, rs: ResourceState, ctx: RunContext, state: State) -> list[str]:
         """One command per host reads everything the plan needs (rhplan.facts); envs on
@@ -279,7 +300,11 @@ class ClusterType(ResourceType):
     def delete(self, rs: ResourceState, ctx: RunContext, state: State) -> None:
         provider = ctx.provider(rs.provider)
         temp_dir = rs.private.get("ray_temp_dir")
-        if temp_dir and rs.attributes.get("ray_python"):
+        head = (rs.attributes.get("ips") or [None])[0]
+        # a terminated head took its Ray with it (and cannot be reached to stop it)
+        head_gone = str((rs.attributes.get("hosts") or {}).get(head, "")).startswith(
+            "terminated")
+        if temp_dir and rs.attributes.get("ray_python") and not head_gone:
             token = rs.private["ray_token_path"]
             workers = rs.private.get("ray_worker_temp_dirs") or {}
             hosts = dict(self._hosts(rs, ctx)) if workers else {}
