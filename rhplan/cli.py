@@ -189,6 +189,7 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
                                              refresh == "true", parallelism)
             click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
             if not p.has_changes:
+                ws.save_refreshed(state)
                 _print_outputs(ws.backend.read().outputs)
                 return
             if not auto_approve and not _confirm("destroy all resources" if destroy

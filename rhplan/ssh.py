@@ -63,6 +63,10 @@ T = TypeVar("T")
 # the SFTP session takes one, so at most 8 commands run at once per host and
 # further run() calls wait for a free channel instead of being refused.
 MAX_CONCURRENT_CHANNELS = 8
+# A session open refused as "administratively prohibited" (1) or "connect failed" (2)
+# is retried after these pauses (~3 s in all) before it is an error.
+_CHANNEL_BUSY = (1, 2)
+_CHANNEL_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 # After a command's own time is up, how long to wait for the remote
 # `timeout` to kill it before closing the channel from this side.
 _TIMEOUT_GRACE = 2.0
@@ -584,13 +588,31 @@ class SSHConnection:
         return CommandResult(tuple(args), returncode, out, err)
 
     def _exec(self, transport: Any, command: str) -> Any:
-        chan = transport.open_session(timeout=self.connect_timeout)
+        chan = self._open_session(transport)
         try:
             chan.exec_command(command)
         except BaseException:
             chan.close()
             raise
         return chan
+
+    def _open_session(self, transport: Any) -> Any:
+        """A new session channel. sshd frees a session only once it has handled our
+        close, so right after a burst of short commands it can still count them against
+        MaxSessions and refuse the open; the command has not started then, so waiting a
+        moment and asking again is safe (seen with 200 envs on 8 hosts)."""
+        for delay in _CHANNEL_RETRY_DELAYS:
+            try:
+                return transport.open_session(timeout=self.connect_timeout)
+            except paramiko.SSHException as exc:
+                # paramiko keeps one saved error per transport: with opens from several
+                # threads, a refused one may see only "Unable to open channel."
+                busy = (exc.code in _CHANNEL_BUSY if isinstance(exc, paramiko.ChannelException)
+                        else str(exc) == "Unable to open channel.")
+                if not busy or not transport.is_active():
+                    raise
+            time.sleep(delay)
+        return transport.open_session(timeout=self.connect_timeout)
 
     def _collect(
         self, chan: Any, stdin: bytes | None, timeout: float | None

@@ -65,6 +65,15 @@ class Workspace:
         return Applier(plan, planner, refreshed, self.backend, self.ctx, parallelism, out,
                        progress_every).run()
 
+    def save_refreshed(self, refreshed: State) -> None:
+        """An apply with nothing to change still records what its refresh found (a
+        cluster gone outside rhplan), as Terraform does; otherwise the state would list
+        it forever and every destroy would say "No changes". The caller holds the lock."""
+        current = self.backend.read()
+        if refreshed.to_json()["resources"] != current.to_json()["resources"]:
+            refreshed.serial, refreshed.lineage = current.serial, current.lineage
+            self.backend.write(refreshed)
+
     def replan_saved(self, saved: Plan, source: str) -> tuple[Plan, Planner, State]:
         """Check a saved plan still fits, and rebuild its in-memory parts (secret values,
         the evaluator) by planning again against the state it recorded."""

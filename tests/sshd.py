@@ -127,6 +127,7 @@ class SSHServer:
         self.pid_file = self.root / "sshd.pid"
         self.host_key_fingerprint = ""
         self._proc: subprocess.Popen[bytes] | None = None
+        self.extra_config: list[str] = []  # more sshd_config lines, set before start()
 
         _keygen(self.host_key, "rhplan-test-host")
         _keygen(Path(self.client_key), "rhplan-test-client")
@@ -176,6 +177,7 @@ class SSHServer:
                 "PermitRootLogin yes",
                 "UseDNS no",
                 "LogLevel VERBOSE",
+                *self.extra_config,
                 "",
             ])
         )

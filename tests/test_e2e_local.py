@@ -541,3 +541,21 @@ def test_ctrl_c_lets_the_running_step_finish_and_skips_the_rest(rh: Any, wait_fo
     res = rh("apply", "-auto-approve").ok()
     assert "Resources: 1 added, 0 changed, 0 destroyed." in res.stdout
     assert_converged(rh)
+
+
+def test_destroy_forgets_a_cluster_that_vanished_outside_rhplan(rh: Any) -> None:
+    """Nothing left to destroy still records what refresh found: a cluster whose Ray and
+    folder are gone leaves the state, instead of staying there for good while every
+    destroy says "No changes" (as a destroy killed half-way could leave it)."""
+    from rayprocs import cluster_processes
+
+    from rhplan.ray_head import temp_dir_for
+    rh.write('cluster "main" {\n  provider = "local"\n}\n')
+    rh("apply", "-auto-approve").ok()
+    root = rh.cluster_dir("main")
+    for pid in cluster_processes([temp_dir_for(str(root))], root):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(root)
+    res = rh("destroy", "-auto-approve").ok()
+    assert "Objects have changed outside" in res.stdout, res.describe()
+    assert rh.resources() == {}, rh.state()

@@ -159,9 +159,7 @@ AWS_FAULTS = [
     pytest.param(AwsFault(
         "ec2 RunInstances slower than the read timeout on every attempt",
         lambda: [Rule("RunInstances", FORWARD, -1, delay=3.0, after_upstream=True)]),
-        marks=[pytest.mark.long, pytest.mark.xfail(strict=True, reason=(
-            "providers/rhplan_aws/__init__.py reuses a ClientToken whose launch was "
-            "cleaned up; see the report of issue 6 item 2"))]),
+        marks=pytest.mark.long),
     pytest.param(AwsFault(
         "ec2 RunInstances throttled 3 times",
         lambda: [Rule("RunInstances", THROTTLE, 3)], expect="completes"),

@@ -478,3 +478,30 @@ def test_more_threads_than_sshd_sessions(conn: SSHConnection) -> None:
     for t in threads:
         t.join(60)
     assert not errors, errors
+
+
+def test_sessions_refused_by_max_sessions_are_asked_again(tmp_path: Path) -> None:
+    """sshd counts a session until it has handled our close, so a burst of commands can
+    meet MaxSessions even below rhplan's own limit of channels; the open is refused
+    before anything runs, and rhplan asks again instead of failing the resource."""
+    srv = SSHServer(tmp_path / "sshd")
+    srv.extra_config = ["MaxSessions 3"]
+    with srv:
+        c = connect(srv, known_hosts=srv.known_hosts)
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for j in range(2):
+                    r = c.run(["sh", "-c", 'sleep 0.2; echo "$1"', "sh", f"{n}-{j}"])
+                    assert (r.returncode, r.stdout) == (0, f"{n}-{j}\n"), r.stderr
+            except BaseException as exc:  # collected, then raised in the test thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        c.close()
+    assert not errors, errors

@@ -179,10 +179,11 @@ class AWSProvider(SSHProvider):
     def _address(self, attrs: dict[str, Any]) -> str:
         return f"cluster.{attrs.get('name')}"
 
-    def _owned(self, attrs: dict[str, Any], private: dict, fresh: bool = False
-               ) -> list[dict[str, Any]]:
-        """This cluster's instances that are not terminated, from the one describe of the
-        state's whole lineage (shared by every cluster in this run unless fresh)."""
+    def _owned(self, attrs: dict[str, Any], private: dict, fresh: bool = False,
+               gone_too: bool = False) -> list[dict[str, Any]]:
+        """This cluster's instances that are not terminated (all of them with gone_too),
+        from the one describe of the state's whole lineage (shared by every cluster in
+        this run unless fresh)."""
         client = self._ec2(attrs, private)
         lineage = self._lineage(private)
         key = ("aws-instances", private["region"], private.get("endpoint_url"), lineage)
@@ -195,7 +196,7 @@ class AWSProvider(SSHProvider):
                     ctx.cache[key] = found
         addr = self._address(attrs)
         return [i for i in found if ec2.tag_dict(i).get(ec2.ADDRESS_TAG) == addr
-                and i["State"]["Name"] not in ("terminated", "shutting-down")]
+                and (gone_too or i["State"]["Name"] not in ("terminated", "shutting-down"))]
 
     def _forget_describe(self) -> None:
         if self._ctx is not None:
@@ -323,14 +324,18 @@ class AWSProvider(SSHProvider):
     def _adopt(self, attrs: dict[str, Any], private: dict) -> list[dict[str, Any]]:
         """Instances of this cluster that exist but are not recorded (an apply that was
         killed after launching them): recorded ones first, then by launch order."""
-        owned = self._owned(attrs, private, fresh=True)
+        every = self._owned(attrs, private, fresh=True, gone_too=True)
+        owned = [i for i in every if i["State"]["Name"] not in ("terminated", "shutting-down")]
         recorded = [i["id"] for i in private.get("instances") or []]
         known = {i["InstanceId"]: i for i in owned}
         orphans = sorted((i for i in owned if i["InstanceId"] not in recorded),
                          key=_launch_order)
-        if orphans:
-            # the next launch must not reuse the token that launched them
-            gens = [int(ec2.tag_dict(i).get(ec2.GENERATION_TAG, "0")) for i in orphans]
+        # The next launch must not reuse a token that already launched instances, live or
+        # not: EC2 answers a spent token with the instances it launched then, even
+        # terminated ones (a launch whose answers were lost and that was cleaned up).
+        gens = [int(ec2.tag_dict(i).get(ec2.GENERATION_TAG, "0")) for i in every
+                if i["InstanceId"] not in recorded]
+        if gens:
             private["generation"] = max(int(private.get("generation") or 0), max(gens) + 1)
         return [known[i] for i in recorded if i in known] + orphans
 
