@@ -245,25 +245,23 @@ def process_memory_mb(pid: int) -> tuple[float, float]:
 # part 1: N envs on H SSH hosts
 # --------------------------------------------------------------------------
 
-UV = Path(sys.executable).parent / "uv"
-
 
 def provision_host(root: Path, with_uv: bool = True) -> None:
-    """ROOT/ray-venv as rhplan's own bootstrap leaves it on a host: the driver's Ray
-    (tests/test_ssh_provider.provision_ray_venv) and, unless with_uv is False, uv in its
-    bin (the bootstrap pip-installs uv there; this copies the same binary). Without it
-    envs fall back to `python -m venv` + pip: measured 57 s per env under load (venv 12 s,
-    pip install ray 33 s) against 15 s with uv."""
+    """ROOT/ray-venv as rhplan's own bootstrap leaves it on a host: the driver's Ray and
+    uv (tests/test_ssh_provider.provision_ray_venv). with_uv=False takes uv out again,
+    for the fallback: the bootstrap then tries to pip-install uv from PyPI, and envs are
+    built with `python -m venv` + pip if it cannot (measured 57 s per env under load,
+    against 15 s with uv)."""
     provision_ray_venv(root)
-    if with_uv:
-        shutil.copy2(UV, root / "ray-venv" / "bin" / "uv")
+    if not with_uv:
+        (root / "ray-venv" / "bin" / "uv").unlink()
 
 
 def servlet_threads() -> int:
     """Threads one servlet process holds: Ray starts a threaded actor's whole pool at
     once (max_concurrency in rhplan/servlets/host_script.py) plus ~24 of its own."""
     src = (REPO / "rhplan" / "servlets" / "host_script.py").read_text()
-    m = re.search(r'"max_concurrency":\s*(\d+)', src)
+    m = re.search(r"^SERVLET_CONCURRENCY = (\d+)", src, re.M)
     return (int(m.group(1)) if m else 1) + RAY_OWN_THREADS
 
 

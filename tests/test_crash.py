@@ -39,7 +39,7 @@ from crash_harness import (
 from motoserver import MotoServer, aws_env
 from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import aws_hcl, x86_image
-from test_ssh_provider import UV, cluster_hcl, provision_ray_venv, ssh_block
+from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
 
 from rhplan.ray_head import temp_dir_for
 
@@ -148,11 +148,7 @@ def server() -> Iterator[SSHServer]:
 def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ray installed once, as a prepared machine image has it (shared by hosts)."""
     root = tmp_path_factory.mktemp("crash-ray") / "root"
-    provision_ray_venv(root)
-    # with uv beside Ray, as rhplan's own bootstrap leaves a host (envs build with it)
-    uv = root / "ray-venv" / "bin" / "uv"
-    if not uv.exists():
-        uv.symlink_to(UV)
+    provision_ray_venv(root)  # Ray and uv, as rhplan's own bootstrap leaves a host
     return root / "ray-venv"
 
 

@@ -44,7 +44,6 @@ from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import leftovers, x86_image
 from test_ssh_provider import (
     APPLY_TIMEOUT,
-    UV,
     cluster_hcl,
     destroy_and_check,
     hcl_str,
@@ -335,10 +334,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[H
     ensure_sshd_installed()
     base = tmp_path_factory.mktemp("ssh-faults")
     root = base / "root"
-    provision_ray_venv(root)
-    # the bootstrap keeps a ready Ray venv as it is; envs are built with the uv beside
-    # its Ray (without it: venv + pip, minutes for Ray), so put this venv's uv there
-    (root / "ray-venv" / "bin" / "uv").symlink_to(UV)
+    provision_ray_venv(root)  # Ray and uv, as rhplan's own bootstrap leaves a host
     with SSHServer(base / "sshd") as server:
         proxy = FaultyTCP(server.port).start()
         rh = rhplan_in(base / "infra", env=SSH_ALIVE)
