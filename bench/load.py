@@ -59,12 +59,11 @@ missed, 2 = something broke (setup, a dropped resource, a failed command, a left
 process).
 
 All "hosts" share this machine: before applying, the script checks there is memory AND
-thread room for the fleet (room_for). Threads are the binding limit: a servlet holds
-~1,030 threads (Ray starts a threaded actor's whole pool, max_concurrency = 1000 in
-rhplan/servlets/host_script.py), every thread takes a pid, and pid_max here is 32,768,
-so 200 servlets (~206,000 threads) cannot run on one machine; ~25 already exhaust it
-(servlets then die with "Resource temporarily unavailable" and other processes get
-"can't start new thread"). Measured with one actor per setting on an rhplan head:
+thread room for the fleet (room_for). Every thread takes a pid and pid_max here is
+32,768. A servlet holds its Ray actor's whole thread pool (SERVLET_CONCURRENCY in
+rhplan/servlets/host_script.py) plus ~24 threads: with the old max_concurrency of 1000
+that was ~1,024 threads per servlet, so ~25 servlets exhausted the machine; at 32 it is
+~56, and 200 servlets fit. Measured with one actor per setting on an rhplan head:
 max_concurrency 1 -> 22 threads, 16 -> 38, 100 -> 122, 1000 -> 1,022 (RSS 78 -> 88 MiB).
 
 Measured here (2 cores, 23 GiB, other test runs sharing the machine, load 7-20):
@@ -107,7 +106,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import plan_scale  # noqa: E402  (the generator and state builder of the plan benchmark)
-from rayprocs import alive, cluster_processes  # noqa: E402
+from rayprocs import cluster_processes  # noqa: E402
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 from test_ssh_provider import (  # noqa: E402  (how tests make ssh hosts and clusters)
     cluster_hcl,
@@ -432,7 +431,6 @@ def run_apply(base: Path, hosts: int, envs_per_host: int, parallelism: int,
     roots = [base / f"root{i}" for i in range(hosts)]
     temp_dirs = [temp_dir_for(str(r)) for r in roots]
     servers: list[SSHServer] = []
-    servlet_pids: list[int] = []
     problems: list[str] = []
     finished = False
     try:
@@ -465,7 +463,7 @@ def run_apply(base: Path, hosts: int, envs_per_host: int, parallelism: int,
         if figs.apply.returncode != 0 or want not in figs.apply.output:
             raise BenchError(f"apply failed:\n{figs.apply.describe()}")
         log(f"  applied in {figs.apply.seconds:.0f} s; checking every servlet ...")
-        servlet_pids = check_applied(d, figs, roots)
+        check_applied(d, figs, roots)
         figs.replan = cli(d, "plan", "-detailed-exitcode")
         if figs.replan.returncode != 0 or "No changes." not in figs.replan.output:
             raise BenchError(f"the plan after apply is not a no-change plan:\n"
@@ -492,7 +490,8 @@ def run_apply(base: Path, hosts: int, envs_per_host: int, parallelism: int,
             left = {}
             for root, td in zip(roots, temp_dirs, strict=True):
                 left.update(cluster_processes([td], root))
-            left.update({p: "servlet" for p in servlet_pids if alive(p)})
+            # (servlets are found by their token above; a recorded pid alone may by now
+            # belong to another process: pids wrap around at pid_max)
             if not left:
                 break
             time.sleep(0.2)
