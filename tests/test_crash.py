@@ -169,6 +169,9 @@ def ssh(rh: Any, server: SSHServer, ray_venv: Path, tmp_path: Path) -> Iterator[
         rh("destroy", "-auto-approve", timeout=300)
 
 
+# long: the SSH host's env build is the slowest part of the default run (~60 s), and
+# the same kill points are in test_crash_ssh_sweep
+@pytest.mark.long
 def test_crash_ssh(ssh: Scenario) -> None:
     sc = ssh
     verdicts = chain(sc, [("create", bootstrap(sc)), ("add", installing(sc, ADDED_REQ))])
