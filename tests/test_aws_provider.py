@@ -203,22 +203,26 @@ def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ray-venv"
 
 
-@pytest.fixture
-def ray_root(ray_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A root_dir of its own per cluster (its Ray is told apart by it) with Ray in it."""
-    root = tmp_path_factory.mktemp("aws-root") / "root"
+def linked_ray_root(ray_venv: Path, base: Path) -> Path:
+    """BASE/root: a cluster's root_dir of its own (its Ray is told apart by it) whose
+    ray-venv is the shared, installed-once one."""
+    root = base / "root"
     root.mkdir()
     (root / "ray-venv").symlink_to(ray_venv)
     return root
+
+
+@pytest.fixture
+def ray_root(ray_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root_dir of its own per cluster (its Ray is told apart by it) with Ray in it."""
+    return linked_ray_root(ray_venv, tmp_path_factory.mktemp("aws-root"))
 
 
 @pytest.fixture(scope="module")
 def fleet(moto: MotoServer, server: SSHServer, ray_venv: Path,
           tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("aws-fleet")
-    ray_root = base / "root"
-    ray_root.mkdir()
-    (ray_root / "ray-venv").symlink_to(ray_venv)
+    ray_root = linked_ray_root(ray_venv, base)
     rh = rhplan_in(base / "infra", env=aws_env())
     rh.keep = True  # destroyed and checked below
     (base / "scripts").mkdir()

@@ -38,7 +38,7 @@ from crash_harness import (
 )
 from motoserver import MotoServer, aws_env
 from sshd import SSHServer, ensure_sshd_installed
-from test_aws_provider import aws_hcl, x86_image
+from test_aws_provider import aws_hcl, linked_ray_root, x86_image
 from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
 
 from rhplan.ray_head import temp_dir_for
@@ -152,16 +152,9 @@ def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ray-venv"
 
 
-def ray_root(ray_venv: Path, base: Path) -> Path:
-    root = base / "root"
-    root.mkdir()
-    (root / "ray-venv").symlink_to(ray_venv)
-    return root
-
-
 @pytest.fixture
 def ssh(rh: Any, server: SSHServer, ray_venv: Path, tmp_path: Path) -> Iterator[Scenario]:
-    root = ray_root(ray_venv, tmp_path)
+    root = linked_ray_root(ray_venv, tmp_path)
     rh.write(cluster_hcl("main", ["127.0.0.1"], root, ssh_block(server))
              + env_hcl("main", [SMALL_REQ]))
     yield Scenario("ssh", rh, root, envs=("app",))
@@ -263,7 +256,7 @@ def test_crash_aws_sweep(moto: MotoServer, server: SSHServer, aws_rh: Any, ray_v
     """Two instances set up over SSH (Ray on both, a servlet): every state write and
     every EC2/S3 call of a first apply, Ray's bootstrap and the package install; then
     every EC2 call of a destroy."""
-    root = ray_root(ray_venv, tmp_path)
+    root = linked_ray_root(ray_venv, tmp_path)
     sc = aws_scenario(moto, server, aws_rh, root, tmp_path, n=2, hosts=True)
     verdicts = sweep_creates(sc, lambda writes, calls: [after_write(k)
                                                         for k in range(1, writes + 1)]
