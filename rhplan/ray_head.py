@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,30 @@ from rhplan.connection import Connection
 from rhplan.errors import ProviderError
 
 START_TIMEOUT = 120.0
+
+# Custom Ray resources (`ray start --resources`): names a person would write (they
+# travel as JSON on a command line and as Ray's own keys), none of Ray's built-in ones
+_RESOURCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_BUILTIN_RESOURCES = {"cpu": "resources.CPU / compute.CPU", "gpu": "resources.GPU / compute.GPU",
+                      "memory": None, "object_store_memory": None}
+MAX_RESOURCE_AMOUNT = 1e12  # Ray keeps amounts as fixed point in an int64
+
+
+def resource_problem(name: object, amount: object, builtin_ok: bool = False) -> str | None:
+    """Why `name = amount` cannot be a Ray resource request or offer, or None. With
+    builtin_ok, CPU and GPU are accepted (an env's compute asks for them)."""
+    if not isinstance(name, str) or not _RESOURCE_NAME.fullmatch(name):
+        return (f"resource name {name!r} is not allowed: use a letter, then letters, digits, "
+                "'_', '.' or '-' (at most 64)")
+    if name.lower() in _BUILTIN_RESOURCES and not (builtin_ok and name in ("CPU", "GPU")):
+        where = _BUILTIN_RESOURCES[name.lower()]
+        return (f"{name!r} is one of Ray's own resources, not a custom one"
+                + (f"; use {where}" if where else ""))
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        return f"{name} = {amount!r} is not a number"
+    if not math.isfinite(amount) or amount < 0 or amount > MAX_RESOURCE_AMOUNT:
+        return f"{name} = {amount:g} must be a number from 0 to {MAX_RESOURCE_AMOUNT:g}"
+    return None
 
 # Runs on the host: find N free TCP ports on 127.0.0.1 (held open together, so
 # distinct), and the host's HOME and PATH for the head's clean environment.
@@ -159,10 +185,10 @@ def temp_dir_for(root_dir: str) -> str:
 
 
 def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: bool,
-               node_ip: str, temp_dir: str, num_cpus: int, num_gpus: int) -> tuple[list[str],
-                                                                                    list[int]]:
+               node_ip: str, temp_dir: str, num_cpus: int, num_gpus: int,
+               resources: dict[str, float] | None = None) -> tuple[list[str], list[int]]:
     """`ray start` for one node, in a clean environment, on free ports; and the ports
-    left for the caller (the head's GCS)."""
+    left for the caller (the head's GCS). `resources`: the node's custom resources."""
     res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "8"], timeout=30)
     if not res.ok:
         raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
@@ -181,6 +207,12 @@ def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: 
         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}",
         f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--disable-usage-stats",
     ]
+    if resources:
+        for name, amount in resources.items():  # checked while planning; never trust it here
+            problem = resource_problem(name, amount)
+            if problem:
+                raise ProviderError(f"custom resource on {conn.host}: {problem}")
+        argv.append("--resources=" + json.dumps(resources, sort_keys=True))
     return argv, [gcs]
 
 
@@ -191,8 +223,10 @@ def _check(res: Any, conn: Connection, what: str) -> None:
 
 
 def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_gpus: int = 0,
-          node_ip: str = "127.0.0.1", single_node: bool = True) -> RayHead:
-    """Start the head on this host (stopping a leftover one of the same cluster first)."""
+          node_ip: str = "127.0.0.1", single_node: bool = True,
+          resources: dict[str, float] | None = None) -> RayHead:
+    """Start the head on this host (stopping a leftover one of the same cluster first),
+    offering `resources` (custom Ray resources) besides its CPUs and GPUs."""
     temp_dir = temp_dir_for(root_dir)
     token_path = f"{root_dir}/ray/token"
     old = _status(conn, ray_python, temp_dir, 0, token_path)
@@ -200,7 +234,7 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
         stop_pids(conn, ray_python, old["pids"])
     conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
     argv, (gcs,) = _node_argv(conn, ray_python, token_path, single_node, node_ip, temp_dir,
-                              num_cpus, num_gpus)
+                              num_cpus, num_gpus, resources)
     argv += ["--head", f"--port={gcs}", "--include-dashboard=false"]
     _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, token_path), conn,
            "starting the Ray head")
@@ -210,7 +244,8 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
 
 
 def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token: bytes,
-         node_ip: str, num_cpus: int, num_gpus: int = 0, host: str | None = None) -> str:
+         node_ip: str, num_cpus: int, num_gpus: int = 0, host: str | None = None,
+         resources: dict[str, float] | None = None) -> str:
     """Start a worker node on this host and join it to head (same token). Its temp dir
     is its own, named by the host rhplan reached: test hosts (network namespaces, or
     emulated instances behind one sshd) share one filesystem and may share an address."""
@@ -223,7 +258,7 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
         stop_pids(conn, ray_python, old["pids"])
     conn.put_bytes(token, token_path, mode=0o600)
     argv, _ = _node_argv(conn, ray_python, token_path, False, node_ip, temp_dir, num_cpus,
-                         num_gpus)
+                         num_gpus, resources)
     argv += [f"--address={head.address}"]
     _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, ""), conn,
            f"joining {node_ip} to the Ray head")

@@ -71,6 +71,11 @@ CLUSTER = _schema(
     # tell), whether its head should be running, and where it is once started
     Attr("resources", "map(number)", optional_computed=True,
          doc="what Ray may schedule on the cluster, e.g. { CPU = 4, GPU = 0 }"),
+    # changing it restarts Ray in place (the planner's settle marks it), never a rebuild
+    Attr("custom_resources", "map(number)", default={},
+         doc="custom Ray resources every node of the cluster offers, as `ray start "
+             "--resources` takes them, e.g. { my_accel = 4 }; an env asks for them with "
+             "compute = { my_accel = 1 }"),
     Attr("ray_status", "string", computed=True),
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),

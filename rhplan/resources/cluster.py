@@ -8,7 +8,7 @@ from typing import Any
 
 from rhplan import facts, ray_head
 from rhplan.config.load import ResourceConfig
-from rhplan.errors import PartialFailure, ProviderError
+from rhplan.errors import ConfigError, PartialFailure, ProviderError
 from rhplan.provider import RunContext, load_provider
 from rhplan.resources.base import ResourceType
 from rhplan.servlets import manage
@@ -28,11 +28,16 @@ class ClusterType(ResourceType):
         if name not in ctx._providers:
             ctx._providers[name] = load_provider(name, rc.file, line)
         attrs["name"] = rc.name
+        _check_resources(rc, attrs)
         attrs = ctx.provider(name).plan_cluster(rc.name, attrs, ctx, rc.file, rc.line)
         attrs["ray_status"] = "skipped" if skips_hosts(ctx.provider(name)) else "running"
         return attrs
 
     def settle(self, before: dict[str, Any], after: dict[str, Any], ctx: RunContext) -> None:
+        if (after.get("ray_status") == "running" and (before.get("custom_resources") or {})
+                != (after.get("custom_resources") or {})):
+            # each node is given its resources by `ray start`: Ray starts again, in place
+            after["ray_status"] = "restarting"
         provider = ctx.provider(after["provider"])
         if hasattr(provider, "settle") and before.get("provider") == after["provider"]:
             provider.settle(before, after)
@@ -98,7 +103,8 @@ class ClusterType(ResourceType):
         head = ray_head.start(conn, a["ray_python"], a["root_dir"],
                               int(cpus.get(head_ip, resources.get("CPU", 1))),
                               int(resources.get("GPU", 0)),
-                              node_ip=node_ips.get(head_ip, head_ip), single_node=single)
+                              node_ip=node_ips.get(head_ip, head_ip), single_node=single,
+                              resources=a.get("custom_resources") or None)
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
         rs.private["ray_head_host"] = head_ip
@@ -131,7 +137,8 @@ class ClusterType(ResourceType):
             try:
                 workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
                                             a["root_dir"], token, node_ips.get(ip, ip),
-                                            int(cpus.get(ip, 1)), host=ip)
+                                            int(cpus.get(ip, 1)), host=ip,
+                                            resources=a.get("custom_resources") or None)
             except ProviderError as exc:
                 failed[ip] = str(exc)
 
@@ -335,3 +342,27 @@ def _short(v: Any) -> str:
 def _unknown() -> Any:
     from rhplan.config.evaluate import UNKNOWN
     return UNKNOWN
+
+
+def _check_resources(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
+    """custom_resources become `ray start --resources` JSON on every node: refuse a name
+    or amount Ray would not take (or that is not plain data) with its file:line; and
+    custom names in `resources` (the cluster's CPU/GPU view) belong in custom_resources."""
+    line = rc.block.attrs["custom_resources"].line if "custom_resources" in rc.block.attrs \
+        else rc.line
+    for key, amount in (attrs.get("custom_resources") or {}).items():
+        if amount is _unknown():
+            continue
+        problem = ray_head.resource_problem(key, amount)
+        if problem:
+            raise ConfigError(f"cluster {rc.name!r}: custom_resources: {problem}", rc.file, line)
+    given = attrs.get("resources")
+    if isinstance(given, dict):
+        custom = sorted(k for k in given if k not in ("CPU", "GPU"))
+        if custom:
+            res_line = rc.block.attrs["resources"].line if "resources" in rc.block.attrs \
+                else rc.line
+            example = ", ".join(f"{k} = {given[k]}" for k in custom)
+            raise ConfigError(f"cluster {rc.name!r}: resources takes CPU and GPU only; a custom "
+                              f"Ray resource goes in custom_resources = {{ {example} }}, which "
+                              "every node's `ray start --resources` gets", rc.file, res_line)

@@ -17,7 +17,7 @@ from rhplan import envs, facts, sync
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
-from rhplan.errors import ConfigError, ProviderError, RhplanError
+from rhplan.errors import ConfigError, PartialFailure, ProviderError, RhplanError
 from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
@@ -98,28 +98,45 @@ class EnvType(ResourceType):
 
     def _check_compute(self, rc: ResourceConfig, attrs: dict[str, Any],
                        cluster: dict[str, Any], ctx: RunContext) -> None:
-        """A servlet asking for more than its cluster has would wait forever in Ray:
-        refuse it while planning, counting what the cluster's other servlets hold."""
-        have = cluster.get("resources")
+        """A servlet asking for more than its cluster has would wait forever in Ray, or
+        be refused as unschedulable: refuse it while planning, counting what the
+        cluster's other servlets hold. CPU and GPU are the cluster's `resources`; any
+        other name must be one of its custom_resources (servlets run on the head, which
+        offers what every node does)."""
+        from rhplan.ray_head import resource_problem  # the one rule for resource names
+
         compute = attrs.get("compute") or {}
-        if not compute or not isinstance(have, dict):
+        if not compute:
             return
         line = rc.block.attrs["compute"].line if "compute" in rc.block.attrs else rc.line
-        holders = ctx.allocations.setdefault(attrs["cluster"], {})
+        addr = attrs["cluster"]
+        holders = ctx.allocations.setdefault(addr, {})
         holders.pop(rc.address, None)
         for key, amount in compute.items():
             if amount is UNKNOWN:
                 continue
-            if amount < 0:
-                raise ConfigError(f"env {rc.name!r}: compute {key} = {amount} must not be "
-                                  "negative", rc.file, line)
+            problem = resource_problem(key, amount, builtin_ok=True)
+            if problem:
+                raise ConfigError(f"env {rc.name!r}: compute: {problem}", rc.file, line)
+            builtin = key in ("CPU", "GPU")
+            have = (cluster.get("resources") if builtin
+                    else cluster.get("custom_resources"))
+            if not isinstance(have, dict) or have.get(key, 0) is UNKNOWN:
+                continue  # known once the cluster is (an ssh cluster's CPUs, a variable)
+            if not builtin and key not in have:
+                raise ConfigError(
+                    f"env {rc.name!r} asks for compute {key} = {amount:g}, which {addr} does "
+                    f"not offer, so Ray could never place its servlet; declare it on {addr}: "
+                    f"custom_resources = {{ {key} = {max(amount, 1):g} }}", rc.file, line)
             total = have.get(key, 0)
             others = sum(h.get(key, 0) for h in holders.values())
             if others + amount > total:
+                fix = (f"lower compute.{key} or use a bigger cluster" if builtin else
+                       f"lower compute.{key} or raise custom_resources.{key} on {addr}")
                 raise ConfigError(
-                    f"env {rc.name!r} asks for {key} = {amount:g}, but {attrs['cluster']} has "
+                    f"env {rc.name!r} asks for {key} = {amount:g}, but {addr} has "
                     f"{total:g}" + (f" and its other servlets hold {others:g}" if others else "")
-                    + f"; lower compute.{key} or use a bigger cluster", rc.file, line)
+                    + f"; {fix}", rc.file, line)
         holders[rc.address] = dict(compute)
 
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
@@ -191,7 +208,15 @@ class EnvType(ResourceType):
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
         envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx))
-        self._start_servlet(rs, conn, ctx, state)
+        try:
+            self._start_servlet(rs, conn, ctx, state)
+        except manage.ServletNotStarted as exc:
+            # the env is built: record it with its servlet stopped, so the next apply
+            # starts the servlet and a destroy removes the folder (never left unrecorded)
+            a["servlet"], a["servlet_pid"] = "stopped", None
+            partial = PartialFailure(str(exc), a, rs.private)
+            partial.resource_state = rs
+            raise partial from None
         return rs
 
     def _start_servlet(self, rs: ResourceState, conn: Connection, ctx: RunContext,

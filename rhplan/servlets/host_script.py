@@ -155,6 +155,7 @@ def _actor(ray, name: str):
 def start(address: str, name: str, env_dir: str, py_executable: str, resources: str) -> dict:
     ray = _connect(address)
     res = json.loads(resources)
+    asked = dict(res)
     old = _actor(ray, name)
     if old is not None:
         ray.kill(old, no_restart=True)
@@ -184,10 +185,62 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
         info = ray.get(actor.ready.remote(), timeout=READY_TIMEOUT)
     except Exception as exc:
         ray.kill(actor, no_restart=True)
-        raise SystemExit(json.dumps({"error": f"servlet {name!r} did not start within "
-                                     f"{READY_TIMEOUT:.0f}s ({type(exc).__name__}); the env "
-                                     "needs the same Ray version as the cluster"})) from None
+        why = _why_not_started(ray, exc, asked, py_executable)
+        raise SystemExit(json.dumps({"error": f"servlet {name!r} did not start: {why}"})) from None
     return info
+
+
+def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> str:
+    """The real cause of a failed servlet start, in one phrase with its fix: Ray cannot
+    place it (what it asks for against what the head offers and has free), the env's
+    interpreter lacks the cluster's Ray version, or it died or did not answer."""
+    kind = type(exc).__name__
+    wanted = {k: v for k, v in asked.items() if v}
+    node = ray.get_runtime_context().get_node_id()
+    try:
+        from ray._private.state import state
+        total = state.total_resources_per_node().get(node, {})
+        free = state.available_resources_per_node().get(node, {})
+    except Exception:  # a private API: without it, say what is known
+        total, free = {}, {}
+    offered = {k: v for k, v in total.items() if k == "CPU" or k == "GPU" or not (
+        k.startswith("node:") or k.endswith("memory") or k.startswith("accelerator_type"))}
+    missing = [k for k, v in wanted.items() if total and total.get(k, 0) < v]
+    if missing or kind == "ActorUnschedulableError":
+        return (f"Ray cannot place it ({kind}): it asks for {_fmt(wanted)}, the head node "
+                f"offers {_fmt(offered)}; offer it on the cluster (custom_resources, or more "
+                "CPU/GPU) or lower the env's compute")
+    busy = [k for k, v in wanted.items() if free and free.get(k, 0) < v]
+    mismatch = _ray_mismatch(ray.__version__, py_executable)
+    if mismatch:
+        return f"{mismatch}; the env needs the same Ray version as the cluster"
+    if busy:
+        return (f"Ray cannot place it within {READY_TIMEOUT:g} s: it asks for {_fmt(wanted)}, "
+                f"the head node has {_fmt({k: free.get(k, 0) for k in busy})} free of "
+                f"{_fmt({k: total.get(k, 0) for k in busy})} (other actors hold the rest); "
+                "lower the env's compute or free them")
+    if kind == "GetTimeoutError":
+        return (f"it did not answer within {READY_TIMEOUT:g} s; the head's Ray logs "
+                "(raylet.err, worker logs) under its temp dir say why")
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"its process failed at start ({kind}: {first})"
+
+
+def _ray_mismatch(version: str, py_executable: str) -> str:
+    """Why the env's interpreter cannot run a Ray worker of this cluster, or ''."""
+    try:
+        p = subprocess.run([py_executable, "-I", "-c", "import ray; print(ray.__version__)"],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the env's interpreter {py_executable} cannot run ({type(exc).__name__})"
+    if p.returncode != 0:
+        return f"the env's interpreter {py_executable} cannot import ray (cluster: Ray {version})"
+    have = p.stdout.strip()
+    return "" if have == version else f"the env has Ray {have}, the cluster Ray {version}"
+
+
+def _fmt(res: dict) -> str:
+    return "{" + ", ".join(f"{k} = {v:g}" for k, v in sorted(res.items())) + "}"
 
 
 def stop(address: str, *names: str) -> dict:

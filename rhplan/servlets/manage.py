@@ -14,6 +14,7 @@ from typing import Any
 from rhplan.connection import Connection
 from rhplan.errors import ProviderError
 from rhplan.ray_head import private_env
+from rhplan.ssh import ConnectionLost
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
 SCRIPT_SHA = hashlib.sha256(_SCRIPT).hexdigest()[:16]
@@ -43,11 +44,21 @@ def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], arg
     raise ProviderError(f"{what} on {conn.host} failed: {last}")
 
 
+class ServletNotStarted(ProviderError):
+    """The env is built but its servlet did not start; the message says why (from the
+    host: Ray cannot place it, the env lacks the cluster's Ray version, ...)."""
+
+
 def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
                   name: str, env_dir: str, python: str, compute: dict[str, Any]) -> dict[str, Any]:
-    return _run(conn, cluster, private,
-                ["start", cluster["ray_address"], name, env_dir, python, json.dumps(compute)],
-                f"starting servlet {name!r}")
+    try:
+        return _run(conn, cluster, private,
+                    ["start", cluster["ray_address"], name, env_dir, python,
+                     json.dumps(compute)], f"starting servlet {name!r}")
+    except ConnectionLost:
+        raise  # whether it started is unknown: the next refresh finds out
+    except ProviderError as exc:
+        raise ServletNotStarted(str(exc)) from None
 
 
 def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
