@@ -301,8 +301,18 @@ def stop_worker(conn: Connection, ray_python: str, temp_dir: str) -> None:
     stop(conn, ray_python, temp_dir, "")
 
 
-def stop(conn: Connection, ray_python: str, temp_dir: str, token_path: str) -> None:
-    st = _status(conn, ray_python, temp_dir, 0, token_path)
+def stop(conn: Connection, ray_python: str, temp_dir: str, token_path: str,
+         fallback_python: str | None = None) -> None:
+    """Stop a node by its temp dir (and token). Its scripts need only the standard
+    library: when ray_python is gone (rhplan's folder was removed under a running Ray),
+    fallback_python runs them."""
+    try:
+        st = _status(conn, ray_python, temp_dir, 0, token_path)
+    except ProviderError:
+        if not fallback_python:
+            raise
+        ray_python = fallback_python
+        st = _status(conn, ray_python, temp_dir, 0, token_path)
     if st["pids"]:
         stop_pids(conn, ray_python, st["pids"])
     conn.run(["rm", "-rf", "--", temp_dir], timeout=60)

@@ -613,6 +613,8 @@ class AWSProvider(SSHProvider):
         if ids:
             self._terminate(client, ids)
             ec2.wait_for(client, ids, {"terminated"}, f"terminating {self._address(attrs)}")
+        # every instance is gone, and whatever ran on it (Ray) with it
+        attrs["hosts"] = dict.fromkeys(attrs.get("ips") or [], "terminated by destroy")
         gid = private.get("security_group_id")
         if gid:
             self._delete_group(client, gid)

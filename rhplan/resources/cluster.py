@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from rhplan import facts, ray_head
@@ -186,7 +187,10 @@ class ClusterType(ResourceType):
         if attrs.get("ray_address") and rs.private.get("ray_temp_dir"):
             notes += self._read_hosts(rs, ctx, state)
         if all(s != "ready" for s in (rs.attributes.get("hosts") or {"-": "ready"}).values()):
-            return None, notes + [f"{rs.address}: none of its hosts is set up any more"]
+            # its hosts still exist (instances bill, folders and Ray may be left): it stays
+            # recorded until destroy removes them, and an apply sets them up again
+            notes.append(f"{rs.address}: none of its hosts is set up; apply sets them up "
+                         "again, destroy removes them")
         return rs, notes
 
     def _remains(self, rs: ResourceState, left: list[str], ctx: RunContext, state: State
@@ -305,27 +309,73 @@ class ClusterType(ResourceType):
         return after
 
     def delete(self, rs: ResourceState, ctx: RunContext, state: State) -> None:
+        """Stop Ray on every host that may run it, then let the provider remove the hosts
+        (aws terminates them) or rhplan's folders on them. A host whose Ray could not be
+        stopped keeps the cluster in the state, unless the provider terminated it."""
         provider = ctx.provider(rs.provider)
-        temp_dir = rs.private.get("ray_temp_dir")
-        head = (rs.attributes.get("ips") or [None])[0]
-        # a terminated head took its Ray with it (and cannot be reached to stop it)
-        head_gone = str((rs.attributes.get("hosts") or {}).get(head, "")).startswith(
-            "terminated")
-        if temp_dir and rs.attributes.get("ray_python") and not head_gone:
-            token = rs.private["ray_token_path"]
-            workers = rs.private.get("ray_worker_temp_dirs") or {}
-            hosts = dict(self._hosts(rs, ctx)) if workers else {}
-
-            def stop_worker(item: tuple[str, str]) -> None:
-                ip, wdir = item
-                if ip in hosts:
-                    ray_head.stop(hosts[ip], rs.attributes["ray_python"], wdir, token)
-
-            with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
-                list(pool.map(stop_worker, workers.items()))
-            conn = provider.connect(rs.attributes, rs.private, ctx)
-            ray_head.stop(conn, rs.attributes["ray_python"], temp_dir, token)
+        failed = self._stop_ray(rs, ctx)
         provider.delete(rs.attributes, rs.private, ctx)
+        hosts = rs.attributes.get("hosts") or {}
+        left = {ip: msg for ip, msg in failed.items() if not _host_gone(hosts.get(ip))}
+        if left:
+            raise ProviderError(
+                f"could not stop Ray on {', '.join(sorted(left))} ({'; '.join(left.values())})"
+                f"; {rs.address} stays in the state: make the host reachable and run destroy "
+                "again")
+        _remove_driver_token(rs.private.get("ray_driver_token_path"))
+
+    def _stop_ray(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
+        """Stop the head and every worker node rhplan started, by their temp dirs, in
+        parallel; {host: why} for the hosts where that failed. Hosts that are gone (a
+        terminated or stopped instance) run nothing and are skipped."""
+        a, p = rs.attributes, rs.private
+        if not p.get("ray_temp_dir") or not a.get("ray_python"):
+            return {}
+        head = p.get("ray_head_host") or (a.get("ips") or [None])[0]
+        # (host, temp dir, token path): workers only by their temp dir, since matching by
+        # token would also catch the head's processes where hosts share a process table
+        nodes = [(ip, wdir, "") for ip, wdir in (p.get("ray_worker_temp_dirs") or {}).items()]
+        nodes.append((head, p["ray_temp_dir"], p["ray_token_path"]))
+        hosts = a.get("hosts") or {}
+        nodes = [n for n in nodes if not _host_gone(hosts.get(n[0]))]
+        provider = ctx.provider(rs.provider)
+        failed: dict[str, str] = {}
+
+        def stop(node: tuple[str, str, str]) -> None:
+            ip, temp_dir, token = node
+            try:
+                conn = (provider.connect_host(ip, a, p, ctx) if hasattr(provider, "connect_host")
+                        else provider.connect(a, p, ctx))
+                # rhplan's Ray venv may be gone with its folder: the scripts need only the
+                # standard library, so the host's own python does as well
+                ray_head.stop(conn, a["ray_python"], temp_dir, token,
+                              fallback_python=a.get("python") or "python3")
+            except ProviderError as exc:
+                failed[ip] = str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            list(pool.map(stop, nodes))
+        return failed
+
+
+def _host_gone(status: Any) -> bool:
+    """A host that runs nothing any more: its instance is terminated or stopped."""
+    return str(status or "").startswith(("terminated", "stopped"))
+
+
+def _remove_driver_token(path: str | None) -> None:
+    """The local copy of a cluster's Ray token (written by _start_ray) goes with it. Only
+    a file named like one rhplan writes is removed, whatever the state says."""
+    if not path:
+        return
+    token = Path(path)
+    if token.suffix != ".token" or token.parent.name != "ray-tokens":
+        return
+    token.unlink(missing_ok=True)
+    try:
+        token.parent.rmdir()  # only if no other cluster's token is left in it
+    except OSError:
+        pass
 
 
 def skips_hosts(provider: Any) -> bool:
