@@ -182,7 +182,7 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
             if not path.is_absolute() and not path.exists():
                 path = Path(obj.chdir) / plan_file
             saved = load_plan(path, plan_file)
-            p, planner, state = ws.replan_saved(saved, plan_file)
+            p, planner, state = ws.replan_saved(saved, plan_file, parallelism)
             destroy = saved.destroy
         else:
             p, planner, state = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),

@@ -15,6 +15,7 @@ from rhplan.plan.model import Plan
 from rhplan.plan.planner import SENSITIVE_VARIABLE, Planner, PlanOptions, sensitive_digest
 from rhplan.plan.refresh import refresh
 from rhplan.provider import RunContext
+from rhplan.state import digest
 from rhplan.state.backend import Backend
 from rhplan.state.local import LocalBackend
 from rhplan.state.model import State
@@ -39,14 +40,18 @@ class Workspace:
         The caller holds the lock."""
         state = state if state is not None else self.backend.read()
         self.ctx.lineage = state.lineage
+        digest.use_key(self.ctx, self.backend.digest_key)  # secrets' digests: keyed
+        read = state.digest()
         drift: list[dict[str, str]] = []
         if do_refresh and state.resources:
             state, drift = refresh(state, self.ctx, parallelism)
+        refresh_changed = state.digest() != read  # before the planner upgrades digests
         planner = self.planner()
         opts.variables = self.variables
         plan = planner.plan(state, opts, drift)
         from rhplan.state.model import RHPLAN_VERSION
         plan.rhplan_version = RHPLAN_VERSION
+        plan.state_digest, plan.refresh_changed = read, refresh_changed
         return plan, planner, state
 
     def apply(self, plan: Plan, planner: Planner, refreshed: State, parallelism: int,
@@ -74,9 +79,13 @@ class Workspace:
             refreshed.serial, refreshed.lineage = current.serial, current.lineage
             self.backend.write(refreshed)
 
-    def replan_saved(self, saved: Plan, source: str) -> tuple[Plan, Planner, State]:
+    def replan_saved(self, saved: Plan, source: str, parallelism: int = 10
+                     ) -> tuple[Plan, Planner, State]:
         """Check a saved plan still fits, and rebuild its in-memory parts (secret values,
-        the evaluator) by planning again against the state it recorded."""
+        the evaluator) by planning again. What it is applied to is derived here, never
+        taken from the file: the backend's state (which must be the one the plan was made
+        from), refreshed again if the plan's refresh changed it; the file's prior_state
+        must match that, else someone edited it or the world moved on."""
         current = self.backend.read()
         if saved.lineage != current.lineage and (current.resources or current.serial):
             raise StalePlanError(
@@ -86,12 +95,26 @@ class Workspace:
             raise StalePlanError(
                 f"{source} is stale: the state changed since it was made (serial {saved.serial}, "
                 f"now {current.serial}); run rhplan plan -out again")
-        prior = State.from_json(saved.prior_state, source) if saved.prior_state else current
+        if saved.state_digest != current.digest():
+            raise _different_state(source, "the recorded state does not match the one it "
+                                   f"was planned from, at the same serial {current.serial}")
+        recorded = State.from_json(saved.prior_state, source, backup=None) \
+            if saved.prior_state is not None else None
         opts = PlanOptions(destroy=saved.destroy, targets=list(saved.targets),
                            replace=list(saved.replace))
-        self.variables = {**self.variables, **_saved_variables(saved, self.variables, source)}
+        digest.use_key(self.ctx, self.backend.digest_key)
+        self.variables = {**self.variables,
+                          **_saved_variables(saved, self.variables, source, self.ctx)}
+        prior, drift = current, saved.drift
+        if saved.refresh_changed and current.resources:
+            self.ctx.lineage = current.lineage
+            prior, drift = refresh(current, self.ctx, parallelism)
         plan, planner, state = self.make_plan(opts, do_refresh=False, state=prior)
-        plan.drift = saved.drift
+        plan.drift = drift
+        what = _first_difference(recorded, state)
+        if what:
+            raise _different_state(source, ("refreshing now finds " if saved.refresh_changed
+                                            else "") + what)
         if _fingerprint(plan) != _fingerprint(saved):
             raise StalePlanError(
                 f"{source} no longer matches the configuration (files, variables or secrets "
@@ -99,13 +122,46 @@ class Workspace:
         return plan, planner, state
 
 
-def _saved_variables(saved: Plan, given: dict[str, Any], source: str) -> dict[str, Any]:
+def _different_state(source: str, what: str) -> StalePlanError:
+    return StalePlanError(f"the saved plan {source} was made from a different state ({what}); "
+                          f"run rhplan plan -out {source} again")
+
+
+def _first_difference(recorded: State | None, derived: State) -> str:
+    """The first way a saved plan's prior state differs from the derived one, or ""."""
+    if recorded is None:
+        return "the plan file has no prior_state"
+    a, b = recorded.recorded(), derived.recorded()
+    if a == b:
+        return ""
+    ra = {r["address"]: r for r in a["resources"]}
+    rb = {r["address"]: r for r in b["resources"]}
+    for addr in sorted(set(ra) | set(rb)):
+        if addr not in rb:
+            return f"{addr} is in the plan file's prior_state but not in the state"
+        if addr not in ra:
+            return f"{addr} is in the state but not in the plan file's prior_state"
+        parts = [k for k in ra[addr] if ra[addr][k] != rb[addr].get(k)]
+        if parts:
+            keys = parts
+            if parts == ["attributes"]:
+                keys = sorted(k for k in set(ra[addr]["attributes"]) | set(rb[addr]["attributes"])
+                              if ra[addr]["attributes"].get(k) != rb[addr]["attributes"].get(k))
+                keys = [f"attributes.{k}" for k in keys]
+            return f"{addr} differs in {', '.join(keys)}"
+    parts = [k for k in a if a[k] != b.get(k)]
+    return f"the state differs in {', '.join(parts)}"
+
+
+def _saved_variables(saved: Plan, given: dict[str, Any], source: str,
+                     ctx: RunContext) -> dict[str, Any]:
     """A saved plan's variables; a sensitive one is kept there only as a digest, so its
     value must be given again (and match) when the plan is applied."""
     values: dict[str, Any] = {}
     for name, value in saved.variables.items():
         if isinstance(value, dict) and set(value) == {SENSITIVE_VARIABLE}:
-            if name not in given or sensitive_digest(given[name]) != value[SENSITIVE_VARIABLE]:
+            if name not in given or \
+                    sensitive_digest(given[name], ctx) != value[SENSITIVE_VARIABLE]:
                 raise StalePlanError(
                     f"{source} keeps sensitive variable {name!r} only as a digest; pass the "
                     f"value it was planned with again (-var {name}=... or RHPLAN_VAR_{name})")

@@ -26,10 +26,21 @@ from rhplan.config.load import load_config
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.render import render_plan
 from rhplan.provider import RunContext
+from rhplan.state import digest
 from rhplan.state.model import ResourceState, State
 
 CASES = Path(__file__).parent / "plan_cases"
 UPDATE = os.environ.get("RHPLAN_UPDATE_GOLDEN") == "1"
+
+
+# the key of the cases' keyed secret digests: fixed, so golden files stay stable
+DIGEST_KEY = bytes(range(32))
+
+
+def case_context(config_dir: Path) -> RunContext:
+    ctx = RunContext(config_dir)
+    digest.use_key(ctx, lambda: DIGEST_KEY)
+    return ctx
 
 
 # what only an apply learns, with fixed values so golden files stay stable
@@ -41,7 +52,7 @@ def applied_state(config_dir: Path) -> State:
     """The state an apply of config_dir would record, made without any host:
     planned attributes, with what only apply knows filled in deterministically."""
     cfg = load_config(config_dir)
-    planner = Planner(cfg, RunContext(config_dir), resolve_variables(cfg))
+    planner = Planner(cfg, case_context(config_dir), resolve_variables(cfg))
     plan = planner.plan(State.new(), PlanOptions())
     state = State(lineage="00000000-0000-4000-8000-000000000000", serial=1)
     for i, c in enumerate(plan.changes):
@@ -79,7 +90,7 @@ def test_plan_case(name: str, tmp_path: Path) -> None:
         state = State.new()
     flags = json.loads((case / "flags.json").read_text()) if (case / "flags.json").exists() else {}
     cfg = load_config(work)
-    planner = Planner(cfg, RunContext(work), resolve_variables(cfg))
+    planner = Planner(cfg, case_context(work), resolve_variables(cfg))
     plan = planner.plan(state, PlanOptions(**flags))
     text = render_plan(plan, color=False)
     golden = case / "expected.txt"

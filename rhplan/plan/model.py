@@ -10,7 +10,8 @@ from typing import Any
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.errors import RhplanError
 
-PLAN_FORMAT = 1
+# 2: plans record the digest of the state they were made from (state_digest)
+PLAN_FORMAT = 2
 
 # Terraform's action lists, by our single action names
 ACTIONS = {
@@ -56,6 +57,10 @@ class Plan:
     targets: list[str] = field(default_factory=list)
     replace: list[str] = field(default_factory=list)
     prior_state: dict[str, Any] | None = None  # the refreshed state the plan was made against
+    # State.digest() of the state the plan read, before its refresh; apply compares it
+    # with the backend's, and derives the refreshed state itself (never from the file)
+    state_digest: str = ""
+    refresh_changed: bool = False  # the refresh changed the state it read
     rhplan_version: str = ""
 
     def counts(self) -> tuple[int, int, int]:
@@ -97,6 +102,8 @@ class Plan:
         check.typed(d, "drift", list, [])
         check.typed(d, "variables", dict, {})
         check.typed(d, "rhplan_version", str, "")
+        check.typed(d, "state_digest", str)
+        check.typed(d, "refresh_changed", bool, False)
         for key in ("targets", "replace"):
             if not all(isinstance(a, str) for a in check.typed(d, key, list, [])):
                 raise check.error(f"{key} must be a list of addresses")

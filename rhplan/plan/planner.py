@@ -2,8 +2,6 @@
 except through the resource types' read() during refresh, which is a separate step."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +16,8 @@ from rhplan.graph import build_graph
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
+from rhplan.resources import secret as secret_type
+from rhplan.state import digest
 from rhplan.state.model import ResourceState, State
 
 
@@ -29,7 +29,7 @@ class PlanOptions:
     variables: dict[str, Any] = field(default_factory=dict)
 
 
-# how a saved plan marks a variable it keeps only as a digest
+# how a saved plan marks a variable it keeps only as a (keyed) digest
 SENSITIVE_VARIABLE = "$sensitive_sha256"
 
 
@@ -42,8 +42,9 @@ def _strings(value: Any) -> list[str]:
     return [] if value is None or isinstance(value, bool) else [str(value)]
 
 
-def sensitive_digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+def sensitive_digest(value: Any, ctx: RunContext) -> str:
+    """What the state and saved plans keep of a sensitive value: a keyed digest."""
+    return digest.digest(ctx, value)
 
 
 class Planner:
@@ -53,6 +54,10 @@ class Planner:
         self.graph = build_graph(cfg)
         self.planned: dict[str, dict[str, Any]] = {}
         self.evaluation = Evaluation(cfg, variables, self._resolve)
+        # secrets whose recorded plain digest this plan replaced: address -> plain digest
+        self._plain_digests: dict[str, str] = {}
+        # secrets whose digest changed only as far as can be told: made with another key
+        self._rekeyed: set[str] = set()
 
     # what `cluster.x` means inside an expression: the planned attributes
     def _resolve(self, type_: str, name: str, line: int) -> ResourceValue:
@@ -72,13 +77,13 @@ class Planner:
         for name, spec in schema.attrs.items():
             if spec.sensitive and attrs.get(name):
                 hidden[name] = attrs[name]
-                attrs[name] = sensitive_digest(attrs[name])
+                attrs[name] = sensitive_digest(attrs[name], self.ctx)
         for bname, bschema in schema.blocks.items():
             block = attrs.get(bname)
             for name, spec in bschema.attrs.items():
                 if block and spec.sensitive and block.get(name):
                     hidden[f"{bname}.{name}"] = block[name]
-                    block[name] = sensitive_digest(block[name])
+                    block[name] = sensitive_digest(block[name], self.ctx)
         self.ctx.sensitive[rc.address] = hidden
         attrs = TYPES[rc.type].plan_values(rc, attrs, self.ctx, self.planned)
         for name in TYPES[rc.type].after_apply:
@@ -114,6 +119,8 @@ class Planner:
                 self.planned[addr] = prior.attributes if prior else {}
                 continue
             attrs = self.desired(rc)
+            if prior is not None:
+                self._upgrade_digests(rc, attrs, prior, state)
             provider = self.provider_of(rc, attrs)
             deps = sorted(self.graph.predecessors(addr))
             change = self._diff(rc, attrs, prior, provider, deps, opts, replaced)
@@ -159,8 +166,37 @@ class Planner:
             declared = self.cfg.variables.get(name)
             secret = (declared is not None and declared.sensitive) or any(
                 len(s) >= 4 and any(s in h for h in hidden) for s in _strings(value))
-            saved[name] = {SENSITIVE_VARIABLE: sensitive_digest(value)} if secret else value
+            saved[name] = ({SENSITIVE_VARIABLE: sensitive_digest(value, self.ctx)} if secret
+                           else value)
         return saved
+
+    def _upgrade_digests(self, rc: ResourceConfig, attrs: dict[str, Any], prior: ResourceState,
+                         state: State) -> None:
+        """A state written before keyed digests holds plain sha256 digests of sensitive
+        values. Where a plain digest still matches the value planned now, the recorded one
+        becomes the keyed digest, in place: the value is the same, so nothing is planned
+        (no servlet restarts), and the next write of the state drops the guessable digest."""
+        recorded = prior.attributes
+        for path, value in self.ctx.sensitive.get(rc.address, {}).items():
+            block, _, name = path.rpartition(".")
+            have = recorded.get(block) if block else recorded
+            want = attrs.get(block) if block else attrs
+            if (isinstance(have, dict) and isinstance(want, dict)
+                    and have.get(name) == digest.LEGACY_PREFIX + digest.legacy_hex(value)):
+                have[name] = want.get(name)
+        if rc.type == "secret" and rc.address in self.ctx.secret_values:
+            plain = secret_type.upgrade_recorded(recorded, attrs,
+                                                 self.ctx.secret_values[rc.address])
+            if plain is not None:
+                self._plain_digests[rc.address] = plain
+        elif rc.type == "env" and self._plain_digests:
+            # the env recorded a digest of its secrets' (then plain) digests
+            names = recorded.get("secrets") or []
+            now = [state.resources[s].attributes.get("sha256", "")
+                   if s in state.resources else "" for s in names]
+            before = [self._plain_digests.get(s, d) for s, d in zip(names, now, strict=True)]
+            if recorded.get("secrets_sha256") == secret_type.combined(before):
+                recorded["secrets_sha256"] = secret_type.combined(now)
 
     def _selected(self, state: State, opts: PlanOptions) -> set[str]:
         everything = set(self.cfg.resources) | set(state.resources)
@@ -220,7 +256,7 @@ class Planner:
             action, reason = "replace", f"{parent_replaced[0]} is being replaced"
         elif changed or unknown_changed:
             action = "update"
-            why = [_describe_change(n, before.get(n), after.get(n))
+            why = [self._describe(rc, n, before.get(n), after.get(n), after)
                    for n in changed + unknown_changed if n not in _EXPLAINED_BY_TYPE]
             why.append(why_replace)  # what the type says an in-place change involves
             why.append(TYPES[rc.type].refine_update(before, after, changed + unknown_changed))
@@ -237,6 +273,20 @@ class Planner:
                     after[name] = UNKNOWN
         return Change(addr, rc.type, rc.name, provider, action, before, after, reason,
                       forces, deps)
+
+    def _describe(self, rc: ResourceConfig, name: str, before: Any, after: Any,
+                  attrs: dict[str, Any]) -> str:
+        """Why an attribute changed; a digest made with another key (the state's digest
+        key was lost or replaced) cannot tell whether the value changed, and says so."""
+        kb, ka = digest.key_id_of(before), digest.key_id_of(after)
+        if kb and ka and kb != ka:
+            self._rekeyed.add(rc.address)
+            return ("recorded with another digest key, so whether the values changed "
+                    "cannot be told; they are written again")
+        if name == "secrets_sha256" and any(s in self._rekeyed
+                                            for s in attrs.get("secrets") or []):
+            return "its secrets' digest key changed, so they are written again"
+        return _describe_change(name, before, after)
 
     def output_changes(self, state: State, destroy: bool) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

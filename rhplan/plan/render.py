@@ -6,6 +6,7 @@ from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.plan.model import Change, Plan
+from rhplan.state.digest import is_keyed
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}
 VERBS = {"create": "will be created", "update": "will be updated in-place",
@@ -29,7 +30,7 @@ class Styler:
 def value_text(v: Any) -> str:
     if v is UNKNOWN:
         return "(known after apply)"
-    if isinstance(v, str) and v.startswith("sha256:") and len(v) == 71:
+    if isinstance(v, str) and (v.startswith("sha256:") and len(v) == 71 or is_keyed(v)):
         return "(sensitive value)"
     return json.dumps(v, sort_keys=True)
 

@@ -1,7 +1,9 @@
 """secret "NAME" { from_env = [...] values = {...} }: values envs receive.
 
 Values are read from the environment when planning and applying and kept in memory
-only; the state and plan hold key names and a sha256, enough to see a change."""
+only; the state and plan hold key names and a keyed digest (`sha256`: an HMAC-SHA256
+under the state's digest key, see rhplan.state.digest), enough to see a change and
+nothing a guess could be checked against."""
 from __future__ import annotations
 
 import hashlib
@@ -14,10 +16,26 @@ from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
+from rhplan.state import digest
 
 
-def digest(values: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+def combined(digests: list[str]) -> str:
+    """An env's `secrets_sha256` from its secrets' digests (the formula of
+    EnvType.plan_values, repeated here to recognise what older states recorded)."""
+    return hashlib.sha256(json.dumps(digests).encode()).hexdigest() if digests else ""
+
+
+def upgrade_recorded(recorded: dict[str, Any], planned: dict[str, Any],
+                     values: dict[str, str]) -> str | None:
+    """A secret recorded by an rhplan before keyed digests holds the plain sha256 of its
+    values. If that still matches the values planned now, record the keyed digest
+    instead (in place) and return the plain one; None if there was nothing to upgrade."""
+    old = recorded.get("sha256")
+    if isinstance(old, str) and old == digest.legacy_hex(values) and \
+            digest.is_keyed(planned.get("sha256")):
+        recorded["sha256"] = planned["sha256"]
+        return old
+    return None
 
 
 class SecretType(ResourceType):
@@ -42,5 +60,5 @@ class SecretType(ResourceType):
                 raise ConfigError(f"{rc.address}: {problem}", rc.file, line)
         ctx.secret_values[rc.address] = values
         attrs["keys"] = sorted(values)
-        attrs["sha256"] = digest(values)
+        attrs["sha256"] = digest.digest(ctx, values)
         return attrs

@@ -27,6 +27,12 @@ class Backend(Protocol):
         """Bump state.serial and store it, keeping the previous state as a backup."""
         ...
 
+    def digest_key(self) -> bytes:
+        """The key of the keyed digests of secret values in this state
+        (rhplan.state.digest), kept beside the state but never in it; made on first use,
+        atomically, so two first runs agree on it."""
+        ...
+
     def lock(self, operation: str) -> LockInfo:
         """Take the state lock, or raise StateLockedError naming its holder. A lock
         left by a process proven gone (LockInfo.gone) is cleared, with a notice."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from rhplan.errors import StateError, StateLockedError
+from rhplan.state import digest
 from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 
@@ -64,14 +65,21 @@ def _atomic_write(
         raise
 
 
+# The key of the state's keyed digests, beside the state (rhplan's own folder, which
+# users keep out of version control along with the Ray tokens in it).
+DIGEST_KEY = ".rhplan/digest.key"
+
+
 class LocalBackend:
-    """State in a local JSON file at `path`, with PATH.backup and PATH.lock beside it."""
+    """State in a local JSON file at `path`, with PATH.backup and PATH.lock beside it,
+    and the digest key in .rhplan/digest.key of the same folder."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.backup_path = Path(f"{self.path}.backup")
         self.lock_path = Path(f"{self.path}.lock")
         self.lock_info_path = Path(f"{self.path}.lock.info")
+        self.digest_key_path = self.path.parent / DIGEST_KEY
         self._write_lock = threading.Lock()  # apply writes from worker threads
         self._lock_file: IO[bytes] | None = None
         self._held: LockInfo | None = None
@@ -114,6 +122,35 @@ class LocalBackend:
                     f"{self.path}: cannot write state file: {err.strerror}; "
                     f"check that {self.path.parent} is writable and has free space"
                 ) from err
+
+    def digest_key(self) -> bytes:
+        """The digest key, made on first use: written whole (0600) to a temp file, then
+        hard-linked into place, which fails if another process got there first; then
+        that process's key is the one."""
+        path = self.digest_key_path
+        try:
+            return digest.decode_key(path.read_bytes(), str(path))
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise StateError(f"{path}: cannot read the digest key: {err.strerror}") from None
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".digest.key.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:  # mkstemp makes it 0600
+                    f.write(digest.encode_key(digest.new_key()))
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(path.parent)
+            return digest.decode_key(path.read_bytes(), str(path))
+        except OSError as err:
+            raise StateError(f"{path}: cannot create the digest key: {err.strerror}; check "
+                             f"that {path.parent} is writable") from None
 
     # -- locking -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ stores the same document and `rhplan show -json` can print it as is.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -182,6 +183,23 @@ class State:
 
     def copy(self) -> State:
         return copy.deepcopy(self)
+
+    def recorded(self) -> dict[str, Any]:
+        """What the state records, as compared between a saved plan and the backend:
+        resources (attributes, dependencies, private data), outputs, lineage and serial.
+        A state never written (serial 0) gets a new lineage each time it is read, so
+        its lineage does not count."""
+        d = self.to_json()
+        del d["rhplan_version"]  # who wrote it last, not what it records
+        if not self.serial:
+            d["lineage"] = ""
+        return d
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of recorded(): a saved plan keeps the digest of
+        the state it was made from, and apply recomputes it from the backend's."""
+        text = json.dumps(self.recorded(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         # Resources as a list sorted by address: stable diffs of the file in review.

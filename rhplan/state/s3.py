@@ -11,6 +11,8 @@ does with `use_lockfile`.
   ETag of the lock object it read: S3 since 2025-09, moto 5.2), so a delete can
   only remove the very lock it judged: two contenders clearing one stale lock
   cannot both succeed, and nobody removes a lock created after they looked.
+- The digest key of the state's keyed digests (rhplan.state.digest) is KEY.digest-key,
+  created with `If-None-Match: *` too, so two first runs end up with the same key.
 - Writes are conditional too (`If-Match` on the ETag this backend last read or
   wrote), so even a writer that lost its lock (force-unlocked while hung) cannot
   silently overwrite a newer state: it gets an error instead.
@@ -39,6 +41,7 @@ from botocore.exceptions import (
 )
 
 from rhplan.errors import StateError, StateLockedError
+from rhplan.state import digest
 from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 
@@ -95,6 +98,7 @@ class S3Backend:
         self.profile = profile
         self.backup_key = f"{key}.backup"
         self.lock_key = f"{key}.tflock"
+        self.digest_key_key = f"{key}.digest-key"
         self.url = f"s3://{bucket}/{key}"
         self.backup_url = f"s3://{bucket}/{self.backup_key}"
         self.lock_url = f"s3://{bucket}/{self.lock_key}"
@@ -271,6 +275,32 @@ class S3Backend:
             f"{self.url}: the state was changed by someone else since this rhplan read it "
             "(was the lock force-unlocked?); nothing was written: run `rhplan refresh`, "
             "then plan again")
+
+    def digest_key(self) -> bytes:
+        """KEY.digest-key, created on first use with a conditional put: of two first
+        runs, one creates it and the other reads that one."""
+        url = f"s3://{self.bucket}/{self.digest_key_key}"
+        s3 = self._client()
+        for _ in range(2):
+            try:
+                raw = s3.get_object(Bucket=self.bucket, Key=self.digest_key_key)["Body"].read()
+                return digest.decode_key(raw, url)
+            except ClientError as err:
+                if not _is_missing_key(err):
+                    raise self._error(err, "read the digest key", url) from None
+            except BotoCoreError as err:
+                raise self._error(err, "read the digest key", url) from None
+            try:
+                s3.put_object(Bucket=self.bucket, Key=self.digest_key_key,
+                              Body=digest.encode_key(digest.new_key()),
+                              ContentType="text/plain", IfNoneMatch="*")
+            except ClientError as err:
+                if not _is_lock_held(err):  # someone else made it first: read theirs
+                    raise self._error(err, "create the digest key", url) from None
+            except BotoCoreError as err:
+                raise self._error(err, "create the digest key", url) from None
+        raise StateError(f"{url}: the digest key was created but cannot be read back; "
+                         "check that it may be read, and try again")
 
     # -- locking ---------------------------------------------------------------
 
