@@ -34,6 +34,8 @@ def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], arg
         res = conn.run([cluster["ray_python"], path, *args],
                        env=private_env(private), timeout=300)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if not res.ok:  # the script's SystemExit(json) puts its error line on stderr
+        lines += [ln for ln in res.stderr.splitlines() if ln.startswith('{"error"')]
     if lines:
         data = json.loads(lines[-1])
         if isinstance(data, dict) and "error" in data and res.returncode != 0:
