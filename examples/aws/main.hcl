@@ -1,7 +1,8 @@
 # Two EC2 instances forming one Ray cluster (the first is the head), with one env.
 # rhplan launches them, makes a key pair from private_key's .pub and a security group
 # (SSH, open_ports, and all traffic between the cluster's own instances), then sets the
-# hosts up over SSH. See README.md for real AWS and for a dry run against moto.
+# hosts up over SSH. See README.md for real AWS and for a dry run against moto
+# (local_moto.py writes moto.json, a -var-file with the settings below for it).
 #
 #   rhplan -chdir=examples/aws plan  -var image_id=ami-...
 #   rhplan -chdir=examples/aws apply -var image_id=ami-...
@@ -33,6 +34,21 @@ variable "private_key" {
   description = "SSH private key; the instances' key pair is imported from its .pub beside it."
 }
 
+variable "proxy_command" {
+  default     = null
+  description = "How to reach an instance (%h its address, %i its id), e.g. through SSM; null means SSH to its address."
+}
+
+variable "python" {
+  default     = "python3"
+  description = "The instances' Python 3.9+; a driver (np_sum.py) must run the same version."
+}
+
+variable "root_dir" {
+  default     = null
+  description = "rhplan's folder on the instances (absolute); null means ~/.rhplan/clusters/rh-cpu."
+}
+
 provider "aws" {
   region       = var.region
   endpoint_url = var.endpoint_url
@@ -45,9 +61,12 @@ cluster "rh-cpu" {
   image_id      = var.image_id
   open_ports    = [8080]
   autostop_mins = 60         # the head shuts down (EC2 stops it) after an idle hour
+  python        = var.python
+  root_dir      = var.root_dir
   ssh {
-    user        = var.ssh_user
-    private_key = var.private_key
+    user          = var.ssh_user
+    private_key   = var.private_key
+    proxy_command = var.proxy_command
   }
 }
 

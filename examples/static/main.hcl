@@ -2,8 +2,10 @@
 # the Ray head and the envs; the others join its Ray cluster.
 #
 # Try it on this machine with a throwaway OpenSSH server on 127.0.0.1:
-#   python examples/static/local_sshd.py        # writes examples/static/host.json
-#   rhplan -chdir=examples/static apply -var-file=host.json -auto-approve
+#   python examples/static/local_sshd.py --background   # writes examples/static/host.json
+#   rhplan -chdir=examples/static apply   -var-file=host.json -auto-approve
+#   rhplan -chdir=examples/static destroy -var-file=host.json -auto-approve
+#   python examples/static/local_sshd.py --stop
 
 variable "ips" {
   type        = list(string)
@@ -16,10 +18,15 @@ variable "known_hosts" {
   default     = null
   description = "A known_hosts file to check host keys against; without it the first key seen is trusted and recorded in the state."
 }
+variable "root_dir" {
+  default     = null
+  description = "rhplan's folder on the hosts (absolute); null means ~/.rhplan/clusters/onprem. local_sshd.py sets one per user and checkout, so two checkouts on one account never share it."
+}
 
 cluster "onprem" {
   provider = "ssh"
   ips      = var.ips
+  root_dir = var.root_dir
   ssh {
     user        = var.user
     port        = var.port

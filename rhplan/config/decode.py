@@ -50,8 +50,9 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
     for name, v in cfg.variables.items():
         if name not in values:
             raise ConfigError(
-                f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE "
-                f"or set RHPLAN_VAR_{name}", v.file, v.line)
+                f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE, "
+                f"-var-file=FILE (a .json or HCL file setting {name}) or set RHPLAN_VAR_{name}",
+                v.file, v.line)
         line = v.default.line if v.default is not None else v.line
         values[name] = _convert_variable(values[name], v.type, name, v.file, line)
     return values
