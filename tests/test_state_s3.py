@@ -22,10 +22,11 @@ from motoserver import aws_env, free_port
 from test_state import _dead_pid, _info_of, race_for_lock
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state import Backend, LocalBackend, ResourceState, State
+from rhplan.state import Backend, LocalBackend, ResourceState, State, digest
 from rhplan.state.s3 import S3Backend
 
 KEY = "team/rhplan.state.json"
+DIGEST_KEY = f"{KEY}.digest-key"  # the key of the state's keyed secret digests
 
 
 @pytest.fixture
@@ -298,7 +299,8 @@ def test_cli_apply_plan_pull(cli: Any, moto: Any, s3: Any, bucket: str) -> None:
     out = cli("apply", "-auto-approve").ok().stdout
     assert "Apply complete! Resources: 3 added" in out
     assert not cli.state_path.exists()  # the state went to S3, not to a local file
-    assert _keys(s3, bucket) == [KEY, f"{KEY}.backup"]  # backup: the state before the last write
+    # backup: the state before the last write; the digest key of the secrets beside it
+    assert _keys(s3, bucket) == [KEY, f"{KEY}.backup", DIGEST_KEY]
     state = _s3_state(s3, bucket)
     assert sorted(r["address"] for r in state["resources"]) == [
         "package.p", "secret.a", "secret.b"]
@@ -334,8 +336,11 @@ def test_cli_migrate_local_to_s3(cli: Any, moto: Any, s3: Any, bucket: str) -> N
     moved = _s3_state(s3, bucket)
     assert moved["lineage"] == local["lineage"] and moved["serial"] == local["serial"] + 1
     assert moved["resources"] == local["resources"]
-    assert "No changes." in cli("plan", "-detailed-exitcode").ok().stdout
     assert _keys(s3, bucket) == [KEY]  # the push took and released the lock
+    # the secrets' digests were made with the local digest key: it moves too
+    s3.put_object(Bucket=bucket, Key=DIGEST_KEY,
+                  Body=(cli.dir / ".rhplan" / "digest.key").read_bytes())
+    assert "No changes." in cli("plan", "-detailed-exitcode").ok().stdout
 
 
 def test_cli_push_refusals(cli: Any, moto: Any, s3: Any, bucket: str) -> None:
@@ -361,7 +366,7 @@ def test_cli_push_refusals(cli: Any, moto: Any, s3: Any, bucket: str) -> None:
         assert _body(s3, bucket, KEY) == before, f"{words}: the state changed"
     line = cli("state", "push", str(cli.dir / "missing.json")).error_line()
     assert "cannot read" in line, line
-    assert _keys(s3, bucket) == [KEY, f"{KEY}.backup"]  # no lock left behind
+    assert _keys(s3, bucket) == [KEY, f"{KEY}.backup", DIGEST_KEY]  # no lock left behind
 
     # -force replaces the state anyway; the serial still only goes up
     push({**current, "lineage": "another-lineage", "serial": 0}, "-force").ok()
@@ -386,7 +391,7 @@ def test_cli_apply_refused_while_locked_then_succeeds(
     holder.unlock(info.id)
     cli("apply", "-auto-approve").ok()
     assert _s3_state(s3, bucket)["serial"] >= 1 and _keys(s3, bucket) == [
-        KEY, f"{KEY}.backup"]
+        KEY, f"{KEY}.backup", DIGEST_KEY]
 
 
 def test_cli_force_unlock(cli: Any, moto: Any, s3: Any, bucket: str,
@@ -432,7 +437,52 @@ def test_cli_concurrent_applies_never_lose_an_update(
                   f"-var=vb={values['b']}")
         assert res.returncode == 0 and "No changes." in res.stdout, (
             f"lost update in round {round_} ({ok} succeeded)\n{res.describe()}")
-        assert _keys(s3, bucket) == [KEY, f"{KEY}.backup"]  # no lock left behind
+        assert _keys(s3, bucket) == [KEY, f"{KEY}.backup", DIGEST_KEY]  # no lock left
+
+
+def test_cli_state_in_s3_holds_only_keyed_digests(cli: Any, moto: Any, s3: Any,
+                                                   bucket: str) -> None:
+    """The secrets' digests are HMACs under KEY.digest-key, not plain sha256 digests
+    anyone reading the state could check guesses against."""
+    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli("apply", "-auto-approve").ok()
+    text = _body(s3, bucket, KEY).decode()
+    assert digest.legacy_hex({"k": "1"}) not in text  # secret.a and secret.b: k = "1"
+    key = digest.decode_key(_body(s3, bucket, DIGEST_KEY), DIGEST_KEY)
+    secrets = [r["attributes"] for r in _s3_state(s3, bucket)["resources"]
+               if r["type"] == "secret"]
+    assert [digest.key_id_of(a["sha256"]) for a in secrets] == [digest.key_id(key)] * 2
+    assert "No changes." in cli("plan", "-detailed-exitcode").ok().stdout
+    # a changed value is a change; the same value again is none
+    res = cli("plan", "-detailed-exitcode", "-var=va=2")
+    assert res.returncode == 2 and "# secret.a will be updated in-place" in res.stdout
+    assert "secret.b will be" not in res.stdout
+
+
+def test_digest_key_is_created_once_for_racing_first_runs(
+        backend: Callable[..., S3Backend], s3: Any, bucket: str) -> None:
+    """Every first run tries a conditional put of its own key; S3 takes one, and the
+    others read that one."""
+    keys: list[bytes] = []
+    start = threading.Barrier(8)
+
+    def first_run() -> None:
+        b = backend()
+        start.wait(timeout=30)
+        keys.append(b.digest_key())
+
+    threads = [threading.Thread(target=first_run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(keys) == 8 and len(set(keys)) == 1
+    assert _keys(s3, bucket) == [DIGEST_KEY]
+    assert digest.decode_key(_body(s3, bucket, DIGEST_KEY), DIGEST_KEY) == keys[0]
+    s3.put_object(Bucket=bucket, Key=DIGEST_KEY, Body=b"damaged")
+    with pytest.raises(StateError, match=f"s3://{bucket}/{DIGEST_KEY}: the digest key of "
+                                         "this state is damaged"):
+        backend().digest_key()
 
 
 # -- a lock whose holder is gone -------------------------------------------------------
