@@ -29,15 +29,19 @@ from __future__ import annotations
 
 import atexit
 import base64
+import errno
 import getpass
 import hashlib
 import logging
 import os
 import posixpath
 import secrets
+import select
 import shlex
+import signal
 import socket
 import stat
+import subprocess
 import threading
 import time
 import weakref
@@ -212,6 +216,101 @@ if paramiko is not None:
         def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
             raise _HostKeyUnknown(fingerprint_of(key))
 
+    class _Proxy(paramiko.ProxyCommand):
+        """paramiko's ProxyCommand, with a socket's end of file: its recv() spins until
+        the timeout once the command's output ends, so a proxy command that exited
+        looked like a silent host for RHPLAN_SSH_CONNECT_TIMEOUT seconds. And close()
+        leaves a command that has exited alone (and reaps it, for its exit status)."""
+
+        def recv(self, size: int) -> bytes:
+            out = self.process.stdout
+            try:
+                ready, _, _ = select.select([out], [], [], self.timeout)
+                if not ready:
+                    raise TimeoutError()
+                return os.read(out.fileno(), size)  # b"" at the end, as a socket
+            except TimeoutError:
+                raise  # paramiko's packetizer waits on, or gives up at its own deadline
+            except OSError as exc:
+                raise paramiko.ProxyCommandFailure(" ".join(self.cmd), exc.strerror) from exc
+
+        def close(self) -> None:
+            if self.process.poll() is None:
+                try:
+                    os.kill(self.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def _proxy_exit(sock: Any) -> tuple[int, str] | None:
+    """(exit status, last line of its stderr) of a proxy command that exited by itself
+    during the connect; None if it still runs or was stopped by a signal (ours)."""
+    process = getattr(sock, "process", None)
+    if process is None:
+        return None
+    try:
+        status = process.wait(timeout=1.0)  # the command may be exiting just now
+    except subprocess.TimeoutExpired:
+        return None
+    if status < 0:
+        return None
+    said = b""
+    try:
+        fd = process.stderr.fileno()
+        os.set_blocking(fd, False)  # a child of the command may still hold it open
+        said = os.read(fd, 65536)
+    except (OSError, ValueError, TypeError):
+        pass
+    lines = [ln.strip() for ln in _decode(said).splitlines() if ln.strip()]
+    return status, (lines[-1][:300] if lines else "")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """exc and what it was raised from or while handling (paramiko wraps socket errors)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 5:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _refused(exc: BaseException) -> bool | None:
+    """True: the port refused the connection; False: the address was unreachable; None:
+    neither (TCP got further, or something else failed)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if paramiko is not None and isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return all(getattr(e, "errno", None) == errno.ECONNREFUSED
+                   for e in exc.errors.values())
+    return None
+
+
+def _reset_kind(exc: BaseException) -> str | None:
+    """"reset" (an RST) or "closed" (a FIN) if the peer ended the connection under us."""
+    for e in _causes(exc):
+        if isinstance(e, (ConnectionResetError, ConnectionAbortedError)):
+            return "reset"
+        if isinstance(e, (EOFError, BrokenPipeError)):
+            return "closed"
+    return None
+
+
+def _oserror_text(exc: BaseException) -> str:
+    if paramiko is not None and isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        exc = next(iter(exc.errors.values()), exc)
+    text = getattr(exc, "strerror", None) or _exc_text(exc)
+    return text[:1].lower() + text[1:]
+
+
+def _exc_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _after(elapsed: float) -> str:
+    return f"after {elapsed:.1f} s"
+
 
 # the keepalive watch of each live transport, for the reason a connection was lost
 _watches: weakref.WeakKeyDictionary[Any, _AliveWatch] = weakref.WeakKeyDictionary()
@@ -299,133 +398,91 @@ class SSHConnection:
 
     def _connect(self) -> None:
         """Open (or reopen) the TCP connection; hold _connect_lock or be in __init__."""
-        client = paramiko.SSHClient()
         # Only the file we were given: never the user's ~/.ssh/known_hosts
         # behind the caller's back.
         expected = self.recorded_fingerprint or self.fingerprint
-        if self.known_hosts is not None:
-            try:
-                client.load_host_keys(self.known_hosts)
-            except FileNotFoundError:
-                raise ProviderError(
-                    f"known_hosts file {self.known_hosts} does not exist (for {self.where}); "
-                    "fix the path or create it with ssh-keyscan"
-                ) from None
-            except (OSError, paramiko.SSHException) as exc:
-                raise ProviderError(
-                    f"cannot read known_hosts file {self.known_hosts}: {exc}"
-                ) from None
-            client.set_missing_host_key_policy(_RejectUnknown())
-        else:
-            client.set_missing_host_key_policy(_FingerprintPolicy(expected))
-
-        sock = None
-        if self.proxy_command:
-            cmd = (
-                self.proxy_command.replace("%%", "\0")
-                .replace("%h", self.host)
-                .replace("%p", str(self.port))
-                .replace("%r", self.user)
-                .replace("\0", "%")
-            )
-            try:
-                sock = paramiko.ProxyCommand(cmd)
-            except Exception as exc:  # ProxyCommand raises bare OSErrors and its own
-                raise ProviderError(
-                    f"cannot start proxy command {cmd!r} for {self.where}: {exc}"
-                ) from None
-
-        explicit = self._pkey is not None or self.password is not None
+        client = self._new_client(expected)
+        sock = self._proxy_sock()
+        started = time.monotonic()
         try:
-            client.connect(
-                self.host,
-                port=self.port,
-                username=self.user,
-                pkey=self._pkey,
-                password=self.password,
-                timeout=self.connect_timeout,
-                banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout,
-                channel_timeout=self.connect_timeout,
-                # Without credentials, behave like ssh: agent and ~/.ssh/id_*.
-                allow_agent=not explicit,
-                look_for_keys=not explicit,
-                sock=sock,
-            )
-        except _HostKeyChanged as exc:
+            self._login(client, sock)
+        except Exception as exc:
+            # classified before closing: closing stops a proxy command, whose own exit
+            # status and words are part of the answer
+            error = self._connect_error(exc, time.monotonic() - started, sock)
             client.close()
-            raise self._changed_error(exc.expected, exc.got) from None
-        except _HostKeyUnknown as exc:
-            client.close()
+            if sock is not None:
+                sock.close()
+            raise error from None
+        self._adopt(client, expected)
+
+    def _new_client(self, expected: str | None) -> Any:
+        """A client that checks host keys: against known_hosts if given, else the
+        recorded fingerprint (trust on first use when there is none)."""
+        client = paramiko.SSHClient()
+        if self.known_hosts is None:
+            client.set_missing_host_key_policy(_FingerprintPolicy(expected))
+            return client
+        try:
+            client.load_host_keys(self.known_hosts)
+        except FileNotFoundError:
             raise ProviderError(
-                f"host {self.where} is not in known_hosts file {self.known_hosts} (it offers "
-                f"{exc.got}); add its key (ssh-keyscan -p {self.port} {self.host}) after "
-                "checking that fingerprint"
+                f"known_hosts file {self.known_hosts} does not exist (for {self.where}); "
+                "fix the path or create it with ssh-keyscan"
             ) from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise self._changed_error(
-                fingerprint_of(exc.expected_key), fingerprint_of(exc.key)
-            ) from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            how = f"key {self.private_key}" if self.private_key else (
-                "password" if self.password else "the agent and default keys")
+        except (OSError, paramiko.SSHException) as exc:
             raise ProviderError(
-                f"{self.where} refused to log in {self.user!r} with {how} ({exc}); check the "
-                "user and that the public key is in the host's authorized_keys"
+                f"cannot read known_hosts file {self.known_hosts} (for {self.where}): {exc}"
             ) from None
-        except paramiko.ssh_exception.NoValidConnectionsError as exc:
-            client.close()
+        client.set_missing_host_key_policy(_RejectUnknown())
+        return client
+
+    def _proxy_line(self) -> str:
+        """proxy_command with OpenSSH's %h %p %r %% filled in."""
+        assert self.proxy_command is not None
+        return (
+            self.proxy_command.replace("%%", "\0")
+            .replace("%h", self.host)
+            .replace("%p", str(self.port))
+            .replace("%r", self.user)
+            .replace("\0", "%")
+        )
+
+    def _proxy_sock(self) -> Any:
+        if not self.proxy_command:
+            return None
+        cmd = self._proxy_line()
+        try:
+            return _Proxy(cmd)
+        except Exception as exc:  # ProxyCommand raises bare OSErrors and its own
             raise ProviderError(
-                f"cannot reach {self.where}: connection refused ({exc.strerror}); check that "
-                f"the host is up and sshd listens on port {self.port}"
-            ) from None
-        except socket.gaierror as exc:
-            client.close()
-            raise ProviderError(
-                f"cannot reach {self.where}: unknown host name ({exc.strerror}); check the "
-                "address"
-            ) from None
-        except TimeoutError:
-            client.close()
-            raise ProviderError(
-                f"cannot reach {self.where}: no answer within {self.connect_timeout:g} s; "
-                "check the address, the security group / firewall and that the host is up"
-            ) from None
-        except OSError as exc:
-            client.close()
-            raise ProviderError(
-                f"cannot reach {self.where}: {exc.strerror or exc}; check the address, "
-                "the firewall and that the host is up"
-            ) from None
-        except EOFError:
-            # the peer (or a proxy) closed the connection mid-handshake; uncaught, an
-            # EOFError reached click, which printed a bare "Aborted."
-            client.close()
-            raise ProviderError(
-                f"cannot reach {self.where}: the connection was closed during the SSH "
-                "handshake; check the host, the network and the proxy command, if any, "
-                "then try again"
-            ) from None
-        except paramiko.SSHException as exc:
-            client.close()
-            if any(w in str(exc).lower() for w in ("banner", "no existing session",
-                                                   "timed out")):
-                # TCP connected but the greeting or key exchange did not finish in time
-                # (paramiko says "No existing session" when its key exchange timed
-                # out): a hung proxy, bastion or host, or not an SSH server at all
-                raise ProviderError(
-                    f"cannot reach {self.where}: connected, but no SSH greeting and key "
-                    f"exchange within {self.connect_timeout:g} s; check that port "
-                    f"{self.port} is an SSH server and that the host (and the proxy "
-                    "command, if any) is not hung"
-                ) from None
-            raise ProviderError(
-                f"SSH connection to {self.where} failed: {exc}; check that port {self.port} "
-                "is an SSH server (and the proxy command, if any)"
+                f"cannot start proxy command {cmd!r} for {self.where}: {exc}; fix "
+                "proxy_command in the ssh block"
             ) from None
 
+    def _login(self, client: Any, sock: Any) -> None:
+        """TCP connect (or the proxy), the SSH greeting and key exchange, the login: each
+        bounded by connect_timeout."""
+        explicit = self._pkey is not None or self.password is not None
+        client.connect(
+            self.host,
+            port=self.port,
+            username=self.user,
+            pkey=self._pkey,
+            password=self.password,
+            timeout=self.connect_timeout,
+            banner_timeout=self.connect_timeout,
+            auth_timeout=self.connect_timeout,
+            channel_timeout=self.connect_timeout,
+            # Without credentials, behave like ssh: agent and ~/.ssh/id_*.
+            allow_agent=not explicit,
+            look_for_keys=not explicit,
+            sock=sock,
+        )
+
+    def _adopt(self, client: Any, expected: str | None) -> None:
+        """Take a logged-in client as this connection's: check its host key, tune its
+        socket, start its keepalive watch."""
         transport = client.get_transport()
         got = fingerprint_of(transport.get_remote_server_key())
         # Known keys skip the policy, so check the recorded fingerprint (and,
@@ -454,6 +511,79 @@ class SSHConnection:
         _watches[transport] = self._alive
         with self._count_lock:
             self.connects += 1
+
+    # -- why a connect failed: one line each, with where, what happened and the fix --
+
+    def _connect_error(self, exc: BaseException, elapsed: float, sock: Any) -> ProviderError:
+        """Classify a failed connect. Host keys and the login first (the server
+        answered); then a proxy command that exited (its own words); then what the
+        network did: refused, reset or closed, timed out (only when the time was
+        really spent), unknown name."""
+        if isinstance(exc, _HostKeyChanged):
+            return self._changed_error(exc.expected, exc.got)
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return self._changed_error(fingerprint_of(exc.expected_key), fingerprint_of(exc.key))
+        if isinstance(exc, _HostKeyUnknown):
+            return ProviderError(
+                f"host {self.where} is not in known_hosts file {self.known_hosts} (it offers "
+                f"{exc.got}); add its key (ssh-keyscan -p {self.port} {self.host}) after "
+                "checking that fingerprint"
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return self._auth_error(exc)
+        proxy = _proxy_exit(sock) if sock is not None else None
+        if proxy is not None:
+            status, said = proxy
+            return ProviderError(
+                f"cannot reach {self.where}: proxy command {self._proxy_line()!r} exited "
+                f"(status {status}) {_after(elapsed)}: {said or 'it printed nothing'}; run it "
+                "by hand to see why, and fix proxy_command in the ssh block"
+            )
+        return ProviderError(f"cannot reach {self.where}: {self._network_problem(exc, elapsed)}")
+
+    def _auth_error(self, exc: BaseException) -> ProviderError:
+        if self.private_key:
+            how = f"key {self.private_key} ({fingerprint_of(self._pkey)})"
+        else:
+            how = "a password" if self.password else "the agent and default keys"
+        return ProviderError(
+            f"{self.where} refused to log in {self.user!r} with {how} ({exc}); check the "
+            f"user, and that the public key is in ~{self.user}/.ssh/authorized_keys there"
+        )
+
+    def _network_problem(self, exc: BaseException, elapsed: float) -> str:
+        """What the network did, and the fix, for everything but keys and logins."""
+        fix_not_ssh = (f"sshd may be refusing new connections (MaxStartups), a firewall or "
+                       f"proxy may be cutting it, or port {self.port} is not an SSH server")
+        if isinstance(exc, socket.gaierror):
+            return f"unknown host name ({exc.strerror}); check the address and its DNS"
+        refused = _refused(exc)
+        if refused is not None:
+            if refused:
+                return (f"connection refused (nothing listens on port {self.port}); check the "
+                        "host and port, and that sshd runs there")
+            return (f"{_oserror_text(exc)}; check the address, the network and that the "
+                    "host is up")
+        reset = _reset_kind(exc)
+        if reset is not None:
+            return (f"the connection was {reset} by the peer during the SSH handshake, "
+                    f"{_after(elapsed)}; {fix_not_ssh}")
+        timed_out = elapsed >= self.connect_timeout * 0.9
+        if isinstance(exc, TimeoutError) and timed_out:
+            return (f"no TCP answer within {self.connect_timeout:g} s; check the address, the "
+                    "security group / firewall and that the host is up "
+                    "(RHPLAN_SSH_CONNECT_TIMEOUT sets the wait)")
+        if isinstance(exc, paramiko.SSHException) and timed_out:
+            # TCP connected but the greeting or key exchange did not finish in time
+            # (paramiko says "No existing session" when its key exchange timed out)
+            return (f"connected, but no SSH greeting and key exchange within "
+                    f"{self.connect_timeout:g} s; check that port {self.port} is an SSH "
+                    "server and that the host (and the proxy command, if any) is not hung "
+                    "(RHPLAN_SSH_CONNECT_TIMEOUT sets the wait)")
+        if isinstance(exc, OSError):
+            return (f"{_oserror_text(exc)} {_after(elapsed)}; check the address, the firewall "
+                    "and that the host is up")
+        return f"the SSH handshake failed {_after(elapsed)} ({_exc_text(exc)}); {fix_not_ssh}"
 
     def _transport(self) -> Any:
         with self._connect_lock:
