@@ -1,0 +1,270 @@
+"""The caller's side of a cluster's gateway (gateway.py): servlets through SSH alone.
+
+One Gateway per cluster per process, shared by every handle and thread: one SSH
+connection (the provider's pooled one), one `direct-tcpip` channel on it to the
+gateway on the head's loopback, and many requests in flight on that channel at once,
+told apart by id. The gateway is started on first use, through the same SSH
+connection, and the cluster's token is read over it (SFTP): the token never crosses
+a network in the clear.
+
+Faults: when the channel or the connection dies, every request in flight fails with
+GatewayLost naming the cluster, and the next request connects again (bounded by the
+SSH connect timeout). A request waits for its answer only as long as its caller asked
+(timeout); connecting and the handshake are always bounded.
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import pickle
+import queue
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rhplan.errors import ProviderError, RhplanError
+from rhplan.servlets import gateway as proto
+
+HANDSHAKE_TIMEOUT = 10.0
+_LOST = -1  # a frame kind of this side only: the connection died
+
+
+class GatewayLost(RhplanError):
+    """The connection to a cluster's gateway broke while a request was in flight (it
+    may or may not have run); the next request connects again."""
+
+
+class RemoteError(RhplanError):
+    """An exception raised on the cluster that could not be sent back as itself."""
+
+
+# (channel-like object with recv/sendall/close, cluster's {"ray", "python"} versions)
+Opener = Callable[[], tuple[Any, dict[str, Any]]]
+
+
+class _Link:
+    """One live channel to the gateway: its sender lock and the requests waiting."""
+
+    def __init__(self, chan: Any, welcome: dict[str, Any]):
+        self.chan = chan
+        self.welcome = welcome
+        self.send_lock = threading.Lock()
+        self.pending: dict[int, queue.SimpleQueue[tuple[int, Any]]] = {}
+        self.lock = threading.Lock()
+        self.dead: str | None = None
+
+    def fail_all(self, reason: str) -> None:
+        with self.lock:
+            self.dead = self.dead or reason
+            waiting = list(self.pending.values())
+        for q in waiting:
+            q.put((_LOST, self.dead))
+
+
+class Gateway:
+    """A cluster's gateway, as this process sees it."""
+
+    def __init__(self, label: str, opener: Opener):
+        self.label = label  # e.g. "cluster.gpu", for error messages
+        self._open = opener
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+        self._ids = itertools.count(1)
+        self.connects = 0
+
+    @property
+    def versions(self) -> dict[str, Any]:
+        return self._connected().welcome
+
+    def _connected(self) -> _Link:
+        with self._lock:
+            link = self._link
+            if link is not None and link.dead is None:
+                return link
+            chan, welcome = self._open()
+            link = self._link = _Link(chan, welcome)
+            self.connects += 1
+            threading.Thread(target=self._read, args=(link,), daemon=True,
+                             name=f"rhplan-gateway {self.label}").start()
+            return link
+
+    def _read(self, link: _Link) -> None:
+        reason = "the connection was closed"
+        try:
+            while True:
+                req, kind, body = proto.read_frame(link.chan.recv)
+                with link.lock:
+                    q = link.pending.get(req)
+                if q is not None:
+                    q.put((kind, body))
+        except (EOFError, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - paramiko's own errors: the link is dead
+            reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            link.fail_all(reason)
+            try:
+                link.chan.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def request(self, op: str, servlet: str, args: tuple = (), timeout: float | None = None,
+                on_output: Callable[[int, bytes], None] | None = None) -> Any:
+        """Send one request and wait for its answer (output chunks go to on_output, or to
+        this process's stdout/stderr); the servlet's exception is raised as itself."""
+        link = self._connected()
+        req = next(self._ids)
+        q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        with link.lock:
+            if link.dead is not None:
+                raise self._lost(op, servlet, link.dead)
+            link.pending[req] = q
+        try:
+            body = pickle.dumps((op, servlet, args), protocol=5)
+            try:
+                with link.send_lock:
+                    link.chan.sendall(proto.frame(req, proto.REQUEST, body))
+            except Exception as exc:  # noqa: BLE001 - socket or paramiko: the link died
+                link.fail_all(str(exc) or type(exc).__name__)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            out = on_output or write_output
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    kind, data = q.get(timeout=left)
+                except queue.Empty:
+                    raise TimeoutError(f"servlet {servlet!r} on {self.label} did not answer "
+                                       f"{op} within {timeout:g} s") from None
+                if kind == proto.OUT:
+                    out(data[0], data[1:])
+                elif kind == proto.RESULT:
+                    return pickle.loads(data)
+                elif kind == proto.ERROR:
+                    raise _rebuild(servlet, pickle.loads(data))
+                else:
+                    raise self._lost(op, servlet, data)
+        finally:
+            with link.lock:
+                link.pending.pop(req, None)
+
+    def _lost(self, op: str, servlet: str, why: str) -> GatewayLost:
+        return GatewayLost(f"lost the connection to {self.label} during {op} on servlet "
+                           f"{servlet!r} ({why}); it may or may not have run there; the next "
+                           "call connects again")
+
+    def close(self) -> None:
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            try:
+                link.chan.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def write_output(stream: int, data: bytes) -> None:
+    target = sys.stdout if stream == 1 else sys.stderr
+    buf = getattr(target, "buffer", None)
+    if buf is not None:
+        target.flush()
+        buf.write(data)
+        buf.flush()
+    else:  # a notebook's stream has no buffer
+        target.write(data.decode("utf-8", "replace"))
+        target.flush()
+
+
+def _rebuild(servlet: str, err: tuple) -> BaseException:
+    blob, type_name, message, remote_tb = err
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - a module this Python lacks
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(f"servlet {servlet!r}: {type_name}: {message}")
+    exc.add_note(f"(raised in servlet {servlet!r})")
+    if remote_tb:
+        exc.add_note(f"Remote traceback (servlet {servlet!r}):\n{remote_tb}")
+    return exc
+
+
+# -- opening: SSH connection, gateway started if absent, token, channel, handshake ------
+
+def handshake(chan: Any, token: bytes, where: str) -> dict[str, Any]:
+    """Say hello with the token; the gateway's versions. Bounded."""
+    chan.settimeout(HANDSHAKE_TIMEOUT)
+    try:
+        hello = json.dumps({"token": token.decode().strip(), "protocol": proto.PROTOCOL})
+        chan.sendall(proto.frame(0, proto.HELLO, hello.encode()))
+        _, kind, body = proto.read_frame(chan.recv)
+    except (TimeoutError, EOFError, OSError) as exc:
+        chan.close()
+        raise ProviderError(f"rhplan's gateway on {where} refused the handshake ({exc or 'closed'}"
+                            "); the cluster's token may have changed: run rhplan apply") from None
+    chan.settimeout(None)
+    if kind != proto.WELCOME:
+        chan.close()
+        raise ProviderError(f"rhplan's gateway on {where} answered the handshake with frame "
+                            f"{kind}; it speaks another protocol")
+    welcome: dict[str, Any] = json.loads(body)
+    return welcome
+
+
+def ssh_opener(conn_factory: Callable[[], Any], cluster: dict[str, Any],
+               private: dict[str, Any]) -> Opener:
+    """How to reach the gateway of a cluster through its provider's connection: a
+    direct-tcpip channel over SSH, or a plain socket when the head is this machine."""
+    from rhplan.servlets import manage
+
+    def open_() -> tuple[Any, dict[str, Any]]:
+        conn = conn_factory()
+        for attempt in (0, 1):
+            info = manage.ensure_gateway(conn, cluster, private)
+            try:
+                chan = _channel(conn, int(info["port"]))
+                break
+            except (ProviderError, OSError):
+                if attempt:  # it stopped between ensure and connect: start it again once
+                    raise
+        token = conn.get_bytes(private["ray_token_path"])
+        return chan, handshake(chan, token, conn.host)
+
+    return open_
+
+
+def _channel(conn: Any, port: int) -> Any:
+    if hasattr(conn, "open_tunnel"):
+        return conn.open_tunnel("127.0.0.1", port)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+_gateways: dict[tuple[Any, ...], Gateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def gateway_for(key: tuple[Any, ...], label: str, opener: Opener) -> Gateway:
+    """The process's one Gateway for a cluster (key names the cluster)."""
+    with _gateways_lock:
+        gw = _gateways.get(key)
+        if gw is None:
+            gw = _gateways[key] = Gateway(label, opener)
+        return gw
+
+
+def close_all() -> None:
+    with _gateways_lock:
+        gws = list(_gateways.values())
+        _gateways.clear()
+    for gw in gws:
+        gw.close()
+
+
+atexit.register(close_all)
