@@ -25,7 +25,7 @@ out = {"marker": bool(ask.get("marker")) and os.path.exists(ask["marker"]),
 r = ask.get("ray")
 if r:
     out["ray"] = {"pids": len(owned_pids(r["temp_dir"], r["token_path"])),
-                  "gcs_up": gcs_up(r["host"], r["port"])}
+                  "gcs_up": gcs_up(r["host"], r["port"]) and raylet_up(r["temp_dir"])}
 for addr, env_dir in (ask.get("envs") or {}).items():
     py = os.path.join(env_dir, "bin", "python")
     if not (os.path.exists(py) and os.access(py, os.X_OK)):

@@ -102,6 +102,22 @@ def owned_pids(temp_dir, token_path):
                 owned.add(pid); changed = True
     return sorted(owned)
 
+def raylet_up(temp_dir):
+    # a head whose raylet is gone answers on its GCS port, yet no driver can connect
+    # ("Failed to connect to Ray cluster" after a minute): it counts as down
+    marker = temp_dir.encode() + b"/"
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"/raylet") and any(marker in a for a in argv[1:]):
+            return True
+    return False
+
 def gcs_up(host, port):
     import socket
     try:
@@ -111,11 +127,13 @@ def gcs_up(host, port):
         return False
 """
 
-# Runs on the host: the pids of a Ray node, and whether the head's GCS answers.
+# Runs on the host: the pids of a Ray node, and whether the head answers (its GCS
+# listens and its raylet runs).
 _PIDS = OWNED_PIDS_FN + r"""
 import json, sys
 print(json.dumps({"pids": owned_pids(sys.argv[1], sys.argv[3]),
-                  "gcs_up": int(sys.argv[2]) > 0 and gcs_up(sys.argv[4], sys.argv[2])}))
+                  "gcs_up": int(sys.argv[2]) > 0 and gcs_up(sys.argv[4], sys.argv[2])
+                  and raylet_up(sys.argv[1])}))
 """
 
 # Runs on the host: SIGTERM the head's processes, then SIGKILL what is left (some Ray

@@ -5,16 +5,24 @@ copies of Ray tokens. Real parts throughout: a moto server, the CLI in subproces
 real Ray on this machine."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
+from conftest import poll_until
 from motoserver import MotoServer, aws_env, free_port
+from rayprocs import alive, cluster_processes
 from test_aws_provider import PROXY, leftovers, x86_image
 from test_ssh_provider import hcl_str
+
+from rhplan.ray_head import temp_dir_for
 
 APPLY_TIMEOUT = 300.0
 
@@ -69,3 +77,131 @@ def test_destroy_after_a_failed_host_setup_removes_every_aws_resource(
     assert "1 destroyed" in res.stdout, res.stdout
     assert leftovers(moto, lineage) == []
     assert rh.resources() == {}
+
+
+# --- a local cluster and a real Ray ------------------------------------------------------
+
+LOCAL_HCL = """
+cluster "main" {
+  provider = "local"
+}
+
+env "app" {
+  cluster = cluster.main
+  reqs    = ["pip:six==1.16.0"]
+}
+"""
+
+
+def local_applied(rh: Any) -> tuple[Path, list[str], int, Path]:
+    """Apply a local cluster with one env: (root, its Ray temp dirs, servlet pid, the
+    local token copy)."""
+    rh.write(LOCAL_HCL)
+    rh("apply", "-auto-approve").ok()
+    root = rh.cluster_dir("main")
+    cluster = rh.resources()["cluster.main"]
+    token = Path(cluster["private"]["ray_driver_token_path"])
+    assert token.is_file()
+    pid = rh.resources()["env.app"]["attributes"]["servlet_pid"]
+    assert alive(pid)
+    return root, [temp_dir_for(str(root))], pid, token
+
+
+def assert_nothing_left(rh: Any, root: Path, temp_dirs: list[str], servlet: int,
+                        token: Path) -> None:
+    """After destroy: no Ray process of the cluster, no servlet, no token, no state."""
+    deadline = time.monotonic() + 20  # a killed process may take a moment to be reaped
+    while (left := cluster_processes(temp_dirs, root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    problems = []
+    if left:
+        for pid in left:  # never leave a Ray behind: these pids are this cluster's only
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        problems.append(f"Ray processes outlived destroy: {left}")
+    if alive(servlet):
+        problems.append(f"the servlet {servlet} outlived destroy")
+    if token.exists():
+        problems.append(f"the Ray token copy {token} is still there")
+    if rh.resources():
+        problems.append(f"state not empty: {sorted(rh.resources())}")
+    assert not problems, "\n".join(problems)
+
+
+def test_destroy_removes_the_local_ray_token(rh: Any) -> None:
+    root, temp_dirs, servlet, token = local_applied(rh)
+    rh("destroy", "-auto-approve").ok()
+    assert_nothing_left(rh, root, temp_dirs, servlet, token)
+    assert not token.parent.exists()  # no other cluster's token was in it
+
+
+def test_destroy_with_the_clusters_ray_down_stops_the_servlet_by_its_pid(rh: Any) -> None:
+    root, temp_dirs, servlet, token = local_applied(rh)
+    gcs = [pid for pid, cmd in cluster_processes(temp_dirs, root).items() if "gcs_server" in cmd]
+    assert len(gcs) == 1, cluster_processes(temp_dirs, root)
+    os.kill(gcs[0], signal.SIGKILL)
+    poll_until(lambda: not alive(gcs[0]), timeout=10, what="the GCS to exit")
+    res = rh("destroy", "-auto-approve")
+    assert res.returncode == 0, res.describe()
+    assert "2 destroyed" in res.stdout, res.stdout
+    assert not rh.env_dir("main", "app").exists()
+    assert_nothing_left(rh, root, temp_dirs, servlet, token)
+
+
+def test_destroying_an_env_while_the_gcs_is_down_stops_its_servlet(rh: Any) -> None:
+    """The GCS is gone (Raylet and the servlet live on for a while): destroying the env
+    alone stops the servlet by its recorded pid and removes the env's folder."""
+    root, temp_dirs, servlet, token = local_applied(rh)
+    gcs = [pid for pid, cmd in cluster_processes(temp_dirs, root).items() if "gcs_server" in cmd]
+    assert len(gcs) == 1, cluster_processes(temp_dirs, root)
+    os.kill(gcs[0], signal.SIGKILL)
+    poll_until(lambda: not alive(gcs[0]), timeout=10, what="the GCS to exit")
+    assert alive(servlet), "the servlet went down with the GCS: nothing to prove here"
+    res = rh("destroy", "-auto-approve", "-target", "env.app")
+    assert res.returncode == 0, res.describe()
+    assert "1 destroyed" in res.stdout, res.stdout
+    assert not alive(servlet), "the servlet outlived its env"
+    assert not rh.env_dir("main", "app").exists()
+    assert set(rh.resources()) == {"cluster.main"}
+    rh("destroy", "-auto-approve").ok()
+    assert_nothing_left(rh, root, temp_dirs, servlet, token)
+
+
+def test_destroy_with_the_raylet_gone_does_not_wait_for_ray(rh: Any) -> None:
+    """A head whose Raylet died still answers on its GCS port, but no driver can connect
+    (ray.init gives up after a minute): the refresh sees Ray down, destroy goes on."""
+    root, temp_dirs, servlet, token = local_applied(rh)
+    raylet = [pid for pid, cmd in cluster_processes(temp_dirs, root).items()
+              if cmd.split(" ", 1)[0].endswith("/raylet")]
+    assert len(raylet) == 1, cluster_processes(temp_dirs, root)
+    os.kill(raylet[0], signal.SIGKILL)
+    poll_until(lambda: not alive(raylet[0]), timeout=10, what="the raylet to exit")
+    t0 = time.monotonic()
+    res = rh("destroy", "-auto-approve")
+    assert res.returncode == 0, res.describe()
+    assert time.monotonic() - t0 < 45, f"destroy waited on a Ray that cannot answer\n{res.stdout}"
+    assert "2 destroyed" in res.stdout, res.stdout
+    assert_nothing_left(rh, root, temp_dirs, servlet, token)
+
+
+def test_a_local_cluster_whose_marker_vanished_is_repaired_or_destroyed(rh: Any) -> None:
+    """Without its marker file a local cluster still runs Ray: the plan repairs it
+    (never forgets it), and destroy stops its Ray and servlet."""
+    root, temp_dirs, servlet, token = local_applied(rh)
+    (root / ".rhplan-cluster").unlink()
+    plan = rh("plan", "-detailed-exitcode")
+    assert plan.returncode == 2, plan.describe()
+    assert "# cluster.main will be updated in-place" in plan.stdout, plan.stdout
+    assert "rhplan's folder is gone" in plan.stdout, plan.stdout
+    assert "will be created" not in plan.stdout, plan.stdout
+    rh("apply", "-auto-approve").ok()
+    assert (root / ".rhplan-cluster").is_file()
+    assert not alive(servlet), "the old servlet outlived the repair"
+    assert "No changes." in rh("plan").ok().stdout
+    servlet = rh.resources()["env.app"]["attributes"]["servlet_pid"]
+    assert alive(servlet)
+    (root / ".rhplan-cluster").unlink()
+    res = rh("destroy", "-auto-approve")
+    assert res.returncode == 0, res.describe()
+    assert "2 destroyed" in res.stdout, res.stdout
+    assert_nothing_left(rh, root, temp_dirs, servlet, token)

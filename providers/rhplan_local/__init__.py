@@ -54,18 +54,21 @@ class LocalProvider:
         if python is None:
             raise ProviderError(f"{attrs.get('python')!r} is not on PATH on this machine; "
                                 "install Python 3.9+ or set python = \"/path/to/python3\"")
-        root.mkdir(parents=True, exist_ok=True)
-        (root / MARKER).write_text(json.dumps({"owner": "rhplan"}))
+        _make_root(root)
         return attrs, {}
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
              ) -> dict[str, Any] | None:
         if not (Path(attrs["root_dir"]) / MARKER).exists():
-            return None
+            # this machine is still here and may still run the cluster's Ray: forgetting
+            # the cluster would leak it. It stays recorded, to be repaired (a new folder,
+            # Ray started again in it) or destroyed (Ray stopped by its temp dir).
+            attrs["ray_status"] = "stopped"
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
                ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        _make_root(Path(after["root_dir"]))  # the folder may have been removed outside
         return after, private
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
@@ -81,3 +84,10 @@ class LocalProvider:
 
     def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
         return LocalConnection()
+
+
+def _make_root(root: Path) -> None:
+    """The cluster's folder, with the marker that makes it rhplan's to remove."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / MARKER).exists():
+        (root / MARKER).write_text(json.dumps({"owner": "rhplan"}))

@@ -344,11 +344,22 @@ class EnvType(ResourceType):
         if rs.attributes["cluster"] not in state.resources:
             return  # its cluster is already gone, and the env folder with it
         conn, _ = self._conn(rs, ctx, state)
-        cluster = state.resources[rs.attributes["cluster"]]
+        self._stop_servlet(rs, conn, state.resources[rs.attributes["cluster"]])
+        envs.delete_env(conn, rs.attributes["path"])
+
+    def _stop_servlet(self, rs: ResourceState, conn: Connection, cluster: ResourceState
+                      ) -> None:
+        """Through Ray while it runs; else (down, or not answering) by the servlet's
+        recorded process, proven to be it: a servlet never outlives its env."""
         ca = cluster.attributes
         if ca.get("ray_address") and ca.get("ray_status") == "running":
-            manage.stop_servlets(conn, ca, cluster.private, [rs.attributes["name"]])
-        envs.delete_env(conn, rs.attributes["path"])
+            try:
+                manage.stop_servlets(conn, ca, cluster.private, [rs.attributes["name"]])
+                return
+            except ProviderError:
+                pass  # its Ray does not answer: stop the process itself
+        manage.stop_servlet_process(conn, ca, cluster.private, rs.attributes.get("servlet_pid"),
+                                    rs.attributes["path"])
 
 
 def _check_names(rc: ResourceConfig, attrs: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rhplan.connection import Connection
 from rhplan.errors import ProviderError
-from rhplan.ray_head import private_env
+from rhplan.ray_head import OWNED_PIDS_FN, private_env, stop_pids
 from rhplan.ssh import ConnectionLost
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
@@ -67,6 +67,51 @@ def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, 
                   names: list[str]) -> dict[str, bool]:
     return _run(conn, cluster, private, ["stop", cluster["ray_address"], *names],
                 "stopping servlets")
+
+
+# Runs on the head: is PID still the env's servlet? A pid is reused, so only proof
+# counts: a live worker of this cluster's Ray (see owned_pids: its token in the
+# environment Raylet gave it), titled ray::EnvServlet, with the env's own files mapped
+# (its interpreter loads Ray from the env's site-packages). Prints the pid, or nothing.
+_SERVLET_PROOF = OWNED_PIDS_FN + r"""
+import sys
+temp_dir, token, pid, env_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def proven():
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if not f.read().startswith(b"ray::EnvServlet"):
+                return False
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            maps = f.read()
+    except OSError:
+        return False
+    return (env_dir.rstrip("/") + "/").encode() in maps and pid in owned_pids(temp_dir, token)
+print(pid if proven() else "")
+"""
+
+
+def stop_servlet_process(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                         pid: Any, env_dir: str) -> bool:
+    """Stop an env's servlet by its recorded process, for when its Ray cannot be asked
+    (down, or not answering): only a process proven to be that servlet is signalled.
+    True when one was stopped."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not private.get(
+            "ray_temp_dir"):
+        return False
+    args = [private["ray_temp_dir"], private.get("ray_token_path") or "", str(pid), env_dir]
+    # the script needs only the standard library: the host's python3 runs it when
+    # rhplan's Ray venv is gone
+    tried = []
+    for python in dict.fromkeys(p for p in (cluster.get("ray_python"), cluster.get("python")
+                                            or "python3") if p):
+        res = conn.run([python, "-I", "-c", _SERVLET_PROOF, *args], timeout=60)
+        if res.ok:
+            if not res.stdout.strip():
+                return False  # gone already, or the pid now belongs to another process
+            stop_pids(conn, python, [pid])
+            return True
+        tried.append((res.stderr.strip().splitlines() or ["no output"])[-1])
+    raise ProviderError(f"checking servlet process {pid} on {conn.host} failed: {tried[-1]}")
 
 
 def servlet_status(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
