@@ -447,16 +447,14 @@ def run(obj: Ctx, env: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside ENV on its cluster: rhplan run np_env -- python -c 'import numpy'.
 
     Exits with the command's exit code."""
-    from rhplan.status import run_in_env
+    from rhplan.status import stream_in_env
     cmd = list(command)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise RhplanError("give a command after --, e.g. rhplan run np_env -- python -V")
-    result = run_in_env(_backend(obj).read(), obj.chdir, env, cmd)
-    sys.stdout.write(result.stdout)
-    sys.stderr.write(result.stderr)
-    sys.exit(result.returncode)
+    # output streams as the command writes it, over the provider's connection alone
+    sys.exit(stream_in_env(_backend(obj).read(), obj.chdir, env, cmd))
 
 
 @cli.command("force-unlock")

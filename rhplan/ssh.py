@@ -909,6 +909,49 @@ class SSHConnection:
         except paramiko.SSHException as exc:
             raise ProviderError(f"cannot read {path} on {self.where}: {exc}") from None
 
+    def open_tunnel(self, host: str, port: int, window: int = 8 << 20) -> Any:
+        """A direct-tcpip channel to host:port as the server sees it (e.g. a service on
+        its loopback), on this connection, reconnecting first if it died; the open is
+        bounded by the connect timeout. A wide window: large objects travel here."""
+        def open_(transport: Any) -> Any:
+            return transport.open_channel("direct-tcpip", (host, int(port)), ("127.0.0.1", 0),
+                                          window_size=window, timeout=self.connect_timeout)
+        try:
+            return self._with_reconnect(open_)
+        except paramiko.SSHException as exc:
+            raise ProviderError(f"{self.where} refused a tunnel to {host}:{port} ({exc}); "
+                                "check the host's sshd allows TCP forwarding "
+                                "(AllowTcpForwarding)") from None
+
+    def stream(self, argv: Sequence[str], on_output: Callable[[int, bytes], None], *,
+               cwd: str | None = None) -> int:
+        """Run argv like run(), handing its output to on_output(1 or 2, bytes) as it
+        comes; its exit code (ConnectionLost if the connection dies under it)."""
+        command = self._command_line([str(a) for a in argv], None, cwd, None)
+        with self._channels:
+            chan = self._with_reconnect(lambda t: self._exec(t, command))
+            chan.shutdown_write()
+            readers = [threading.Thread(target=_pump, args=(recv, fd, on_output), daemon=True)
+                       for recv, fd in ((chan.recv, 1), (chan.recv_stderr, 2))]
+            for t in readers:
+                t.start()
+            for t in readers:
+                t.join()
+            code = chan.recv_exit_status()
+            chan.close()
+        if code == -1 and _transport_died(chan.get_transport()):
+            raise ConnectionLost(f"lost the SSH connection to {self.where} while running "
+                                 f"{_what([str(a) for a in argv])} ({self._lost_reason(chan)})")
+        return 255 if code == -1 else code
+
+
+def _pump(recv: Callable[[int], bytes], fd: int, sink: Callable[[int, bytes], None]) -> None:
+    try:
+        for data in iter(lambda: recv(_CHUNK), b""):
+            sink(fd, data)
+    except (OSError, EOFError, paramiko.SSHException):
+        return
+
 
 def _what(args: list[str]) -> str:
     """The command, short, for an error message: its program and first argument."""

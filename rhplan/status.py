@@ -3,15 +3,19 @@ and a command run inside an env — all through the provider's connection."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from rhplan import ray_head
-from rhplan.connection import CommandResult
+from rhplan.connection import CommandResult, Connection
 from rhplan.errors import ProviderError, RhplanError
 from rhplan.provider import RunContext
 from rhplan.servlets import manage
+from rhplan.servlets.transport import write_output
 from rhplan.state.model import ResourceState, State
 
 
@@ -57,29 +61,57 @@ def _one_cluster(addr: str, rs: ResourceState, envs: list[str], ctx: RunContext
     return report
 
 
-def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> CommandResult:
-    """Run argv in the env's folder with its bin first on PATH, its env vars and secrets."""
+# the env's files are read on the host by a fixed script; values never pass a shell
+_IN_ENV = (
+    'import json, os, sys\n'
+    'env_dir = sys.argv[1]\n'
+    'for f in ("env_vars.json", "secrets.json"):\n'
+    '    p = os.path.join(env_dir, "rhplan", f)\n'
+    '    if os.path.exists(p):\n'
+    '        os.environ.update({k: str(v) for k, v in json.load(open(p)).items()})\n'
+    'os.environ["VIRTUAL_ENV"] = env_dir\n'
+    'os.environ["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + os.environ["PATH"]\n'
+    'try:\n'
+    '    os.execvp(sys.argv[2], sys.argv[2:])\n'
+    'except FileNotFoundError:\n'
+    '    sys.stderr.write(f"{sys.argv[2]}: command not found\\n"); sys.exit(127)\n'
+)
+
+
+def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
+            ) -> tuple[Connection, list[str], str]:
+    """The env's host connection, and the argv that runs argv in the env's folder with
+    its bin first on PATH, its env vars and secrets."""
     from rhplan.servlets.client import find_env
     env, cluster = find_env(env_name, chdir)
     ctx = RunContext(Path(chdir).absolute())
     conn = ctx.provider(cluster.provider).connect(cluster.attributes, cluster.private, ctx)
     path = env.attributes["path"]
-    # the env's files are read on the host by a fixed script; values never pass a shell
-    script = (
-        'import json, os, sys\n'
-        'env_dir = sys.argv[1]\n'
-        'for f in ("env_vars.json", "secrets.json"):\n'
-        '    p = os.path.join(env_dir, "rhplan", f)\n'
-        '    if os.path.exists(p):\n'
-        '        os.environ.update({k: str(v) for k, v in json.load(open(p)).items()})\n'
-        'os.environ["VIRTUAL_ENV"] = env_dir\n'
-        'os.environ["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + os.environ["PATH"]\n'
-        'try:\n'
-        '    os.execvp(sys.argv[2], sys.argv[2:])\n'
-        'except FileNotFoundError:\n'
-        '    sys.stderr.write(f"{sys.argv[2]}: command not found\\n"); sys.exit(127)\n'
-    )
     python = env.attributes["python"]
     if not os.path.isabs(python):
         raise RhplanError(f"{env.address}: no interpreter recorded; run rhplan apply")
-    return conn.run([python, "-I", "-c", script, path, *argv], cwd=path)
+    return conn, [python, "-I", "-c", _IN_ENV, path, *argv], path
+
+
+def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> CommandResult:
+    """Run argv in the env (see _in_env); its output once it has finished."""
+    conn, full, path = _in_env(state, chdir, env_name, argv)
+    return conn.run(full, cwd=path)
+
+
+def stream_in_env(state: State, chdir: str, env_name: str, argv: list[str],
+                  on_output: Callable[[int, bytes], None] | None = None) -> int:
+    """Run argv in the env (see _in_env) with its output written here (or handed to
+    on_output) as it comes, over the provider's connection alone; its exit code."""
+    conn, full, path = _in_env(state, chdir, env_name, argv)
+    sink = on_output or write_output
+    if hasattr(conn, "stream"):
+        return int(conn.stream(full, sink, cwd=path))
+    if on_output is None:  # this machine: the command writes to our stdout and stderr
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return subprocess.run(full, cwd=path, stdin=subprocess.DEVNULL, check=False).returncode
+    res = conn.run(full, cwd=path)
+    sink(1, res.stdout.encode())
+    sink(2, res.stderr.encode())
+    return res.returncode

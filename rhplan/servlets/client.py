@@ -1,69 +1,106 @@
 """Reach an env's servlet from Python: `rhplan.servlet("np_env", chdir="infra")`.
 
-The env is found through the configuration's state file; the calling process joins
-the cluster's Ray as a driver (with rhplan's token) and talks to the named actor.
+The env is found through the configuration's state file. Two routes reach it:
+
+- ssh (the default for remote clusters): through the cluster's gateway on its head,
+  over the provider's SSH connection (transport.py, gateway.py); nothing but SSH is
+  needed, and the caller's Ray, if any, need not match the cluster's.
+- direct (a fast path): this process joins the cluster's Ray as a driver and calls
+  the named actor. Taken for local clusters, and for remote ones only when the head's
+  Ray answers within DIRECT_PROBE seconds, this Python's Ray is the cluster's version
+  and the driver token is here; otherwise the ssh route is taken.
+
+RHPLAN_SERVLET_ROUTE=ssh|direct forces one route.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from rhplan.errors import RhplanError
 from rhplan.ray_head import private_env
+from rhplan.servlets.transport import (
+    Gateway,
+    GatewayLost,
+    RemoteError,
+    gateway_for,
+    ssh_opener,
+)
 
 NAMESPACE = "rhplan"
 CALL_TIMEOUT = None  # user calls may run long; only start-up waits are bounded
 CONNECT_TIMEOUT = 5.0
-
-
-class RemoteError(RhplanError):
-    """An exception raised inside a servlet that could not be sent back as itself."""
+DIRECT_PROBE = 1.5  # an unreachable head's Ray is given up on within 2 s
+STATUS_TIMEOUT = 60.0
+ROUTE_ENV = "RHPLAN_SERVLET_ROUTE"
 
 
 class ServletHandle:
-    def __init__(self, name: str, actor: Any, address: str):
+    """A servlet, reached directly through Ray (actor) or through the cluster's gateway."""
+
+    def __init__(self, name: str, actor: Any, address: str, gateway: Gateway | None = None):
         self.name = name
         self.address = address
         self._actor = actor
-        self._pickled: dict[int, tuple[Any, bytes]] = {}
+        self._gateway = gateway
+
+    @property
+    def route(self) -> str:
+        return "direct" if self._gateway is None else "ssh"
 
     def __repr__(self) -> str:
         return f"<servlet {self.name!r} at {self.address}>"
 
-    def _get(self, ref: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+    def _direct(self, method: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+        """Call a method of the actor through Ray. A servlet replaced by an apply makes
+        the held handle fail at once: find it by name again, once."""
         import ray
-        try:
-            return ray.get(ref, timeout=timeout)
-        except ray.exceptions.RayTaskError as exc:
-            # the servlet's own exception (e.g. KeyError from get), not Ray's wrapper
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, BaseException):
-                cause.add_note(f"(raised in servlet {self.name!r})")
-                raise cause from None
-            raise
+        for attempt in (0, 1):
+            try:
+                return ray.get(getattr(self._actor, method).remote(*args), timeout=timeout)
+            except ray.exceptions.RayTaskError as exc:
+                # the servlet's own exception (e.g. KeyError from get), not Ray's wrapper
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, BaseException):
+                    cause.add_note(f"(raised in servlet {self.name!r})")
+                    raise cause from None
+                raise
+            except ray.exceptions.RayActorError:
+                if attempt:
+                    raise
+                old = self._actor
+                self._actor = _find_actor(self.name)
+                if self._actor._actor_id == old._actor_id:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ask(self, op: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+        assert self._gateway is not None
+        return self._gateway.request(op, self.name, args, timeout=timeout)
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) in the env and return its result. fn is a callable
-        (sent by value) or "module:qualname" importable in the env."""
-        from ray import cloudpickle
-        payload = cloudpickle.dumps((_by_value(fn), args, kwargs))
-        result = self._get(self._actor.call.remote(payload))
+        (sent by value) or "module:qualname" importable in the env. Through the ssh
+        route, what it prints appears here as it runs."""
+        if self._gateway is None:
+            from ray import cloudpickle
+            result = self._direct("call", cloudpickle.dumps((_by_value(fn), args, kwargs)))
+        else:
+            self._check_python(fn)
+            result = self._ask("call", _dumps((_by_value(fn), args, kwargs),
+                                              by_value=callable(fn)), True)
         if result[0] == "ok":
-            try:
-                return cloudpickle.loads(result[1])
-            except ModuleNotFoundError as exc:
-                raise RhplanError(
-                    f"servlet {self.name!r} returned an object of module {exc.name!r}, which is "
-                    f"not installed in this Python; install {exc.name} here, or return plain "
-                    "Python values (e.g. int(x), x.tolist())") from None
+            return self._loads(result[1])
         _, blob, remote_tb, summary = result
         exc: BaseException | None = None
         if blob is not None:
             try:
-                exc = cloudpickle.loads(blob)
+                exc = pickle.loads(blob)
             except Exception:
                 exc = None
         if not isinstance(exc, BaseException):
@@ -71,24 +108,69 @@ class ServletHandle:
         exc.add_note(f"Remote traceback (servlet {self.name!r}):\n{remote_tb}")
         raise exc
 
+    def _loads(self, blob: bytes) -> Any:
+        try:
+            return pickle.loads(blob)
+        except ModuleNotFoundError as exc:
+            raise RhplanError(
+                f"servlet {self.name!r} returned an object of module {exc.name!r}, which is "
+                f"not installed in this Python; install {exc.name} here, or return plain "
+                "Python values (e.g. int(x), x.tolist())") from None
+
+    def _check_python(self, fn: Any) -> None:
+        """A function sent by value is bytecode: only the same Python minor runs it."""
+        assert self._gateway is not None
+        if isinstance(fn, str) or not callable(fn):
+            return
+        theirs = tuple(self._gateway.versions.get("python", ())[:2])
+        if theirs and theirs != tuple(sys.version_info[:2]):
+            raise RhplanError(
+                f"servlet {self.name!r} runs Python {'.'.join(map(str, theirs))} and this is "
+                f"Python {sys.version_info[0]}.{sys.version_info[1]}: a function sent by value "
+                "needs the same Python; call one by name (\"module:function\", importable "
+                "in the env) or use the cluster's Python version here")
+
     def run(self, cmd: str | list[str], timeout: float | None = None) -> dict[str, Any]:
-        """Run a command in the env (a string goes to bash; a list is an argv)."""
-        return self._get(self._actor.run.remote(cmd, timeout))
+        """Run a command in the env (a string goes to bash; a list is an argv). Through
+        the ssh route, its output also appears here as it runs."""
+        if self._gateway is None:
+            return self._direct("run", cmd, timeout)
+        return self._ask("run", cmd, timeout, True)
 
     def put(self, key: str, obj: Any) -> None:
-        self._get(self._actor.put.remote(key, obj))
+        if self._gateway is None:
+            return self._direct("put", key, obj)
+        return self._ask("put", key, _dumps(obj))
 
     def get(self, key: str) -> Any:
-        return self._get(self._actor.get.remote(key))
+        if self._gateway is None:
+            return self._direct("get", key)
+        return self._loads(self._ask("get", key))
 
     def keys(self) -> list[str]:
-        return self._get(self._actor.keys.remote())
+        return self._direct("keys") if self._gateway is None else self._ask("keys")
 
     def delete(self, key: str) -> bool:
-        return self._get(self._actor.delete.remote(key))
+        return self._direct("delete", key) if self._gateway is None else self._ask("delete", key)
 
     def status(self) -> dict[str, Any]:
-        return self._get(self._actor.status.remote(), timeout=60)
+        if self._gateway is None:
+            return self._direct("status", timeout=STATUS_TIMEOUT)
+        return self._ask("status", timeout=STATUS_TIMEOUT)
+
+
+def _dumps(obj: Any, by_value: bool = False) -> bytes:
+    """Plain pickle when it will do (no Ray import needed here); cloudpickle for
+    functions, lambdas and what lives in __main__ (which the env does not have)."""
+    if not by_value:
+        try:
+            blob = pickle.dumps(obj, protocol=5)
+            if b"__main__" not in blob:
+                return blob
+        except (pickle.PicklingError, AttributeError, TypeError):
+            pass
+    from ray import cloudpickle
+    return cloudpickle.dumps(obj, protocol=5)
 
 
 def _by_value(fn: Any) -> Any:
@@ -162,17 +244,92 @@ def connect_ray(cluster: Any) -> str:
     return address
 
 
+def _find_actor(name: str) -> Any:
+    import ray
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        raise RhplanError(f"servlet {name!r} is not running; rhplan plan shows it as drift "
+                          "and rhplan apply starts it") from None
+
+
+def reachable(address: str, timeout: float = DIRECT_PROBE) -> bool:
+    """Whether host:port accepts a TCP connection within timeout (an address that drops
+    packets is given up on then, never waited for)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+_routes: dict[tuple[str, str], str] = {}
+_routes_lock = threading.Lock()
+
+
+def choose_route(cluster: Any) -> str:
+    """"direct" or "ssh" for this cluster, decided once per process (see the module
+    docstring); why not direct is never an error, only the ssh route."""
+    forced = os.environ.get(ROUTE_ENV, "").strip().lower()
+    if forced in ("ssh", "direct"):
+        return forced
+    if forced not in ("", "auto"):
+        raise RhplanError(f"{ROUTE_ENV}={forced!r}: use ssh, direct or auto")
+    a = cluster.attributes
+    key = (cluster.address, a["ray_address"])
+    with _routes_lock:
+        if key in _routes:
+            return _routes[key]
+    route = "direct" if _direct_possible(cluster) else "ssh"
+    with _routes_lock:
+        _routes[key] = route
+    return route
+
+
+def _direct_possible(cluster: Any) -> bool:
+    if cluster.provider == "local":
+        return True
+    token = cluster.private.get("ray_driver_token_path")
+    if not token or not os.path.exists(token):
+        return False  # state from elsewhere (S3): no driver token on this machine
+    try:
+        from importlib.metadata import version
+        if version("ray") != cluster.attributes.get("ray_version"):
+            return False
+    except Exception:  # noqa: BLE001 - no Ray here
+        return False
+    wanted = private_env(cluster.private, driver=True)
+    if "ray" in sys.modules and any(os.environ.get(k) != v for k, v in wanted.items()
+                                    if k != "RAY_AUTH_TOKEN_PATH"):
+        return False  # this process's Ray is set up for another cluster
+    return reachable(cluster.attributes["ray_address"])
+
+
+def _gateway(cluster: Any, chdir: str | os.PathLike[str]) -> Gateway:
+    from rhplan.provider import RunContext
+    a, p = cluster.attributes, cluster.private
+    key = (cluster.address, a.get("root_dir"), a["ray_address"], tuple(a.get("ips") or ()))
+
+    def conn() -> Any:
+        ctx = RunContext(Path(chdir).absolute())
+        return ctx.provider(cluster.provider).connect(a, p, ctx)
+
+    return gateway_for(key, cluster.address, ssh_opener(conn, a, p))
+
+
 def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
     """A handle to env NAME's servlet, found through the state in chdir."""
     env, cluster = find_env(name, chdir)
+    servlet_name = env.attributes["name"]
+    if choose_route(cluster) == "ssh":
+        gw = _gateway(cluster, chdir)
+        gw.request("find", servlet_name, (), timeout=60)
+        head = (cluster.attributes.get("ips") or ["?"])[0]
+        return ServletHandle(servlet_name, None, f"ssh://{head} ({cluster.address})", gw)
     address = connect_ray(cluster)
-    import ray
-    try:
-        actor = ray.get_actor(env.attributes["name"], namespace=NAMESPACE)
-    except ValueError:
-        raise RhplanError(f"servlet {env.attributes['name']!r} is not running; rhplan plan "
-                          "shows it as drift and rhplan apply starts it") from None
-    return ServletHandle(env.attributes["name"], actor, address)
+    return ServletHandle(servlet_name, _find_actor(servlet_name), address)
 
 
-__all__ = ["RemoteError", "ServletHandle", "servlet", "find_env"]
+__all__ = ["GatewayLost", "RemoteError", "ServletHandle", "servlet", "find_env",
+           "choose_route"]

@@ -121,6 +121,125 @@ class EnvServlet:
     def idle_seconds(self) -> float:
         return time.time() - self.last_activity
 
+    # -- for the gateway on this host (gateway.py): output streamed through a file it
+    # tails, objects travelling pickled (the gateway's Python may lack their modules)
+
+    def call_streamed(self, payload: bytes, log_path: str) -> tuple:
+        """call(), with what fn prints (sys.stdout, sys.stderr, logging to them) written
+        to log_path as it happens, as records: 1 byte stream (1 out, 2 err), 4 bytes
+        length, the bytes."""
+        tls = _stream_router()
+        tls.sink = sink = _Sink(log_path)
+        try:
+            return self.call(payload)
+        finally:
+            tls.sink = None
+            sink.close()
+
+    def run_streamed(self, cmd, timeout, log_path: str) -> dict:
+        """run(), with the command's output also written to log_path as it comes."""
+        import threading
+
+        self._touch()
+        argv = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+        sink = _Sink(log_path)
+        try:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, cwd=self.env_dir)
+        except FileNotFoundError:
+            sink.close()
+            return {"returncode": 127, "stdout": "", "stderr": f"{argv[0]}: command not found"}
+        got: dict = {1: [], 2: []}
+
+        def pump(stream, fd: int) -> None:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                got[fd].append(chunk)
+                sink.write(fd, chunk)
+
+        pumps = [threading.Thread(target=pump, args=(p.stdout, 1), daemon=True),
+                 threading.Thread(target=pump, args=(p.stderr, 2), daemon=True)]
+        for t in pumps:
+            t.start()
+        try:
+            code = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            code = 124
+        for t in pumps:
+            t.join(5)
+        sink.close()
+        text = {fd: b"".join(v).decode("utf-8", "replace") for fd, v in got.items()}
+        return {"returncode": code, "stdout": text[1],
+                "stderr": text[2] + ("timed out" if code == 124 and timeout else "")}
+
+    def put_pickled(self, key: str, blob: bytes) -> None:
+        from ray import cloudpickle
+
+        self.put(key, cloudpickle.loads(blob))
+
+    def get_pickled(self, key: str) -> bytes:
+        from ray import cloudpickle
+
+        return cloudpickle.dumps(self.get(key))
+
+
+class _Sink:
+    """Output records appended to a file (one write per record, so threads interleave
+    whole records)."""
+
+    def __init__(self, path: str):
+        import threading
+
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.lock = threading.Lock()
+
+    def write(self, stream: int, data) -> None:
+        data = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
+        if not data:
+            return
+        record = memoryview(stream.to_bytes(1, "big") + len(data).to_bytes(4, "big") + data)
+        with self.lock:
+            while record:
+                record = record[os.write(self.fd, record):]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Router:
+    """sys.stdout / sys.stderr of a servlet: a thread running a streamed call writes to
+    that call's sink, every other thread to the stream Ray gave the worker."""
+
+    _rhplan_router = True
+
+    def __init__(self, orig, stream: int, tls):
+        self._orig, self._stream, self._tls = orig, stream, tls
+
+    def write(self, text) -> int:
+        sink = getattr(self._tls, "sink", None)
+        if sink is None:
+            return self._orig.write(text)
+        sink.write(self._stream, text)
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(self._tls, "sink", None) is None:
+            self._orig.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._orig, name)
+
+
+def _stream_router():
+    """The thread-local that routes this process's prints (installed on first use)."""
+    import threading
+
+    if not getattr(sys.stdout, "_rhplan_router", False):
+        tls = threading.local()
+        sys.stdout = _Router(sys.stdout, 1, tls)
+        sys.stderr = _Router(sys.stderr, 2, tls)
+    return sys.stdout._tls
+
 
 def _gcs_reachable(address: str, timeout: float = 5.0) -> bool:
     import socket

@@ -177,3 +177,54 @@ def stop_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str, 
     """Stop the cluster's watchdog (found by its script name and the Ray temp dir)."""
     conn.run([cluster["ray_python"], "-I", "-c", _STOP_WATCHDOG, private["ray_temp_dir"]],
              timeout=30)
+
+
+# -- the gateway (gateway.py): how callers reach servlets through SSH alone ----------
+
+_GATEWAY = resources.files("rhplan.servlets").joinpath("gateway.py").read_bytes()
+GATEWAY_SHA = hashlib.sha256(_GATEWAY).hexdigest()[:16]
+
+
+def gateway_dir(root_dir: str) -> str:
+    """Where a gateway of this rhplan version keeps its port file, lock and log."""
+    return f"{root_dir}/ray/gateway-{GATEWAY_SHA}"
+
+
+def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                   timeout: float = 120) -> dict[str, Any]:
+    """Start the cluster's gateway on its head unless one answers; its {"port", "pid"}.
+    Started by the caller on first use, so every cluster gets one, however old."""
+    state = gateway_dir(cluster["root_dir"])
+    path = f"{state}/gateway.py"
+    argv = [cluster["ray_python"], path, "ensure", cluster["ray_address"],
+            private["ray_temp_dir"], private["ray_token_path"], state]
+    res = conn.run(argv, env=private_env(private), timeout=timeout)
+    if res.returncode == 2 and "No such file" in res.stderr:
+        conn.put_bytes(_GATEWAY, path)  # first use on this host (or its root was wiped)
+        res = conn.run(argv, env=private_env(private), timeout=timeout)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    data = json.loads(lines[-1]) if lines else {}
+    if res.ok and "port" in data:
+        return data
+    why = data.get("error") or (res.stderr.strip().splitlines() or ["no output"])[-1]
+    raise ProviderError(f"starting rhplan's gateway on {conn.host} failed: {why}")
+
+
+_STOP_GATEWAY = r"""
+import json, os, signal, sys
+for name in os.listdir(sys.argv[1]):
+    if not name.startswith("gateway-"):
+        continue
+    try:
+        with open(os.path.join(sys.argv[1], name, "gateway.json")) as fh:
+            os.kill(int(json.load(fh)["pid"]), signal.SIGKILL)
+    except (OSError, ValueError, KeyError):
+        pass
+"""
+
+
+def stop_gateway(conn: Connection, cluster: dict[str, Any]) -> None:
+    """Stop every gateway of the cluster (any rhplan version). Stopping its Ray by the
+    temp dir stops them too; this is for a gateway alone."""
+    conn.run([cluster["ray_python"], "-I", "-c", _STOP_GATEWAY,
+              f"{cluster['root_dir']}/ray"], timeout=30)

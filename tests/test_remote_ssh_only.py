@@ -1,0 +1,399 @@
+"""Servlets, status and run from a caller whose only way to the cluster is SSH.
+
+One ssh cluster (a real sshd on 127.0.0.1, real Ray, a real uv env) is applied once.
+Its ssh block's proxy_command goes through a UNIX socket (tests/remote_relay.py): the
+callers below run under `unshare --net`, with nothing but their own (down) loopback,
+so the head's Ray ports are provably out of their reach, and their single way out is
+the ProxyCommand. Everything they do goes through rhplan's gateway on the head
+(rhplan/servlets/gateway.py) over one SSH connection. Killing the relay drops every
+tunnel at once. Every wait is bounded; the drivers report through RESULT lines.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rayprocs import cluster_processes
+from sshd import SSHServer
+
+from rhplan.ray_head import temp_dir_for
+
+pytest.importorskip("paramiko")
+
+HERE = Path(__file__).resolve().parent
+RAY_VERSION = version("ray")
+UV = str(Path(sys.executable).parent / "uv")
+BASE_PY = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+APPLY_TIMEOUT = 600.0
+DRIVER_TIMEOUT = 180.0
+
+PRELUDE = """
+import json, os, socket, sys, threading, time
+import rhplan
+CHDIR = sys.argv[1]
+def emit(**values):
+    print("RESULT " + json.dumps(values), flush=True)
+"""
+
+
+def _unshare_ok() -> str | None:
+    if os.geteuid() != 0:
+        return "unshare --net needs root"
+    res = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True,
+                         timeout=30, check=False)
+    return None if res.returncode == 0 else f"unshare --net fails: {res.stderr.strip()}"
+
+
+class Relay:
+    """tests/remote_relay.py serve: the one way from a namespace to the sshd."""
+
+    def __init__(self, sock: Path, server: SSHServer):
+        self.sock, self.server = sock, server
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "remote_relay.py"), "serve", str(self.sock),
+             self.server.host, str(self.server.port)],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    @property
+    def proxy_command(self) -> str:
+        return shlex.join([sys.executable, str(HERE / "remote_relay.py"), "connect",
+                           str(self.sock)])
+
+
+@dataclass
+class Box:
+    rh: Any
+    relay: Relay
+    root: Path
+    scripts: Path
+
+    def drive_start(self, body: str, env: dict[str, str] | None = None
+                    ) -> subprocess.Popen[str]:
+        """A driver script (PRELUDE + body) in a network namespace of its own."""
+        script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
+        script.write_text(PRELUDE + textwrap.dedent(body))
+        return subprocess.Popen(
+            ["unshare", "--net", sys.executable, "-u", str(script), str(self.rh.dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+    def drive(self, body: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        proc = self.drive_start(body, env)
+        try:
+            out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"driver did not finish within {DRIVER_TIMEOUT} s:\n{out}\n{err}")
+        return _result(proc.returncode, out, err)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The rhplan CLI in a network namespace of its own."""
+        return subprocess.run(
+            ["unshare", "--net", sys.executable, "-m", "rhplan.cli", f"-chdir={self.rh.dir}",
+             *args], capture_output=True, text=True, timeout=timeout, check=False,
+            env=self.rh.env, stdin=subprocess.DEVNULL)
+
+
+def _result(code: int, out: str, err: str) -> dict[str, Any]:
+    report = f"driver -> exit {code}\n{out}\n{err}"
+    assert code == 0, report
+    results = [ln[len("RESULT "):] for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert len(results) == 1, report
+    value: dict[str, Any] = json.loads(results[0])
+    value["_stdout"], value["_stderr"] = out, err
+    return value
+
+
+def _provision_ray_venv(root: Path) -> None:
+    """An image with Ray: ROOT/ray-venv with this Ray and uv, from uv's cache."""
+    venv = root / "ray-venv"
+    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
+                 [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                  f"ray=={RAY_VERSION}", "uv"]):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Box]:
+    why = _unshare_ok()
+    if why:
+        pytest.skip(why)
+    base = tmp_path_factory.mktemp("remote")
+    server = SSHServer(base / "sshd").start()
+    relay = Relay(base / "relay.sock", server)
+    relay.start()
+    root = base / "cluster-root"
+    _provision_ray_venv(root)
+    rh = rhplan_in(base / "infra")
+    rh.write(f"""
+        cluster "box" {{
+          provider = "ssh"
+          ips      = ["127.0.0.1"]
+          root_dir = {json.dumps(str(root))}
+          python   = {json.dumps(BASE_PY)}
+          ssh {{
+            user          = {json.dumps(server.user)}
+            private_key   = {json.dumps(server.client_key)}
+            port          = {server.port}
+            proxy_command = {json.dumps(relay.proxy_command)}
+          }}
+        }}
+
+        env "remote" {{
+          cluster  = cluster.box
+          reqs     = ["pip:six==1.16.0"]
+          env_vars = {{ WHERE = "head" }}
+        }}
+    """)
+    rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+    scripts = base / "scripts"
+    scripts.mkdir()
+    try:
+        yield Box(rh, relay, root, scripts)
+    finally:
+        if relay.proc is None:
+            relay.start()
+        temp_dir = temp_dir_for(str(root))
+        res = rh("destroy", "-auto-approve", timeout=300)
+        deadline = time.monotonic() + 20
+        left = cluster_processes([temp_dir], root)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = cluster_processes([temp_dir], root)
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        relay.kill()
+        server.close()
+        assert res.returncode == 0, res.describe()
+        assert not left, f"processes of the cluster (its gateway too) outlived destroy: {left}"
+
+
+def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
+    ray_address = box.rh.resources()["cluster.box"]["attributes"]["ray_address"]
+    got = box.drive(f"""
+        host, _, port = {ray_address!r}.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            ray_reachable = True
+        except OSError:
+            ray_reachable = False
+        t0 = time.monotonic()
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        first = time.monotonic() - t0
+        def where():
+            import os, six
+            print("printed in the env", flush=True)
+            return os.environ["WHERE"], six.__version__
+        out = s.call(where)
+        s.put("blob", b"x" * (1 << 20))
+        s.put("obj", {{"a": [1, 2, 3]}})
+        keys = s.keys()
+        same = s.get("blob") == b"x" * (1 << 20)
+        obj = s.get("obj")
+        deleted = s.delete("obj")
+        try:
+            s.get("obj")
+            missing = None
+        except KeyError as exc:
+            missing = str(exc)
+        try:
+            s.call(int, "not a number")
+            raised = None
+        except ValueError as exc:
+            raised = str(exc)
+        ran = s.run("echo on-the-head; echo err >&2; exit 3")
+        st = s.status()
+        # eight threads share one SSH connection and one gateway channel
+        results = []
+        def many():
+            for i in range(20):
+                results.append(s.call("operator:add", i, 1))
+        threads = [threading.Thread(target=many) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join(60)
+        from rhplan import ssh
+        from rhplan.servlets import transport
+        emit(route=s.route, ray_reachable=ray_reachable, first=first, out=out, keys=keys,
+             same=same, obj=obj, deleted=deleted, missing=missing, raised=raised, ran=ran,
+             status_env=st["env"], n=len(results),
+             ssh_conns=len(ssh._pool), ssh_connects=[c.connects for c in ssh._pool.values()],
+             gateways=len(transport._gateways),
+             gw_connects=[g.connects for g in transport._gateways.values()])
+    """)
+    assert got["route"] == "ssh"
+    assert got["ray_reachable"] is False  # the head's Ray is out of this caller's reach
+    assert got["out"] == ["head", "1.16.0"]
+    assert "printed in the env" in got["_stdout"]  # a call's print reaches the caller
+    assert got["keys"] == ["blob", "obj"] and got["same"] and got["obj"] == {"a": [1, 2, 3]}
+    assert got["deleted"] is True and "obj" in got["missing"]
+    assert "invalid literal" in got["raised"]
+    assert got["ran"]["returncode"] == 3 and got["ran"]["stdout"] == "on-the-head\n"
+    assert "on-the-head" in got["_stdout"] and "err" in got["_stderr"]  # streamed too
+    assert got["status_env"] == "remote" and got["n"] == 160
+    assert got["ssh_conns"] == 1 and got["ssh_connects"] == [1]
+    assert got["gateways"] == 1 and got["gw_connects"] == [1]
+    assert got["first"] < 30  # cold: starts the gateway; the bench measures it warm
+
+
+def test_status_and_run_cli_through_ssh_only(box: Box) -> None:
+    st = box.cli("status")
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "servlet   alive" in st.stdout and "remote" in st.stdout
+    run = box.cli("run", "remote", "--", "sh", "-c", "echo out; echo $WHERE >&2; exit 7")
+    assert run.returncode == 7, run.stdout + run.stderr
+    assert run.stdout == "out\n" and "head" in run.stderr
+
+
+def test_run_cli_output_streams(box: Box) -> None:
+    proc = subprocess.Popen(
+        ["unshare", "--net", sys.executable, "-m", "rhplan.cli", f"-chdir={box.rh.dir}", "run",
+         "remote", "--", "sh", "-c", "echo first; sleep 3; echo last"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=box.rh.env,
+        stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "first\n"
+        first_at = time.monotonic()
+        assert proc.stdout.readline() == "last\n"
+        assert time.monotonic() - first_at > 2  # it came while the command still ran
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_call_output_streams_as_it_happens(box: Box) -> None:
+    proc = box.drive_start("""
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        s.call(lambda: 1)  # warm: this side imports Ray's cloudpickle once, for functions
+        def chatty():
+            import logging, sys, time
+            for i in range(4):
+                print(f"line {i}", flush=True)
+                if i == 0:
+                    logging.warning("logged")
+                time.sleep(1)
+            return "done"
+        print("CALL", time.monotonic(), flush=True)
+        r = s.call(chatty)
+        print("END", time.monotonic(), flush=True)
+        emit(r=r)
+    """)
+    seen: dict[str, float] = {}
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            seen.setdefault(line.split()[0] if line.startswith(("CALL", "END")) else
+                            line.strip(), time.monotonic())
+            if line.startswith("RESULT"):
+                break
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert {"CALL", "line 0", "line 3", "END"} <= set(seen), seen
+    # the first line arrives within 1 s of the call, long before the call ends (~3 s)
+    assert seen["line 0"] - seen["CALL"] < 1.0, seen
+    assert seen["END"] - seen["line 0"] > 2.0, seen
+    assert proc.stderr is not None
+    assert "logged" in proc.stderr.read()
+
+
+def test_tunnel_dropped_mid_call_then_reconnects(box: Box, tmp_path: Path) -> None:
+    go = tmp_path / "relay-back"
+    proc = box.drive_start(f"""
+        from rhplan.servlets.client import GatewayLost
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        def slow():
+            import time
+            print("started", flush=True)
+            time.sleep(20)
+        try:
+            s.call(slow)
+            lost = None
+        except GatewayLost as exc:
+            lost = str(exc)
+        print("LOST", flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        again = s.call("operator:add", 2, 3)
+        emit(lost=lost, again=again, took=time.monotonic() - t0)
+    """)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        box.relay.kill()  # every SSH tunnel through it drops
+        assert proc.stdout.readline().strip() == "LOST"
+        box.relay.start()
+        go.touch()
+        out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if box.relay.proc is None:
+            box.relay.start()
+    got = _result(proc.returncode, out, err)
+    assert got["lost"] and "cluster.box" in got["lost"]
+    assert got["again"] == 5 and got["took"] < 5
+
+
+def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> None:
+    go = tmp_path / "restarted"
+    proc = box.drive_start(f"""
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        before = s.status()["pid"]
+        print("READY", flush=True)
+        deadline = time.monotonic() + 120
+        while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        emit(before=before, after=s.status()["pid"], add=s.call("operator:add", 1, 2))
+    """)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        old = box.rh.resources()["env.remote"]["attributes"]["servlet_pid"]
+        os.kill(old, signal.SIGKILL)  # the servlet dies; apply starts a new one
+        box.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+        new = box.rh.resources()["env.remote"]["attributes"]["servlet_pid"]
+        assert new != old
+        go.touch()
+        out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    got = _result(proc.returncode, out, err)
+    assert got["before"] == old and got["after"] == new and got["add"] == 3
