@@ -215,3 +215,59 @@ def test_a_failed_servlet_start_leaves_the_env_recorded(applied: Any) -> None:
     applied.write(OFFERING.replace("my_accel = 2", "my_accel = 3"))
     applied("apply", "-auto-approve").ok()
     assert "env.late" not in applied.resources() and not folder.exists()
+
+
+# Runs in the head's namespace with the cluster's Ray Python: my_accel on each live node.
+_NODE_RESOURCES = """
+import json, os, sys
+os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=sys.argv[2],
+                  RAY_USAGE_STATS_ENABLED="0")
+import ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+print("NODES " + json.dumps({n["NodeManagerAddress"]: n["Resources"].get("my_accel")
+                             for n in ray.nodes() if n["Alive"]}))
+"""
+
+
+def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in: Any) -> None:
+    """Head and worker each get `ray start --resources` (two hosts in two network
+    namespaces, reached over SSH, as test_ssh_provider's two-host test)."""
+    from netns import TestNetwork, netns_available
+    from test_ssh_provider import (
+        APPLY_TIMEOUT,
+        DRIVER_TIMEOUT,
+        cluster_hcl,
+        destroy_and_check,
+        hcl_str,
+        provision_ray_venv,
+    )
+    reason = netns_available()
+    if reason is not None:
+        pytest.skip(f"network namespaces: {reason}")
+    net = TestNetwork()
+    try:
+        a, b = net.add_host("a"), net.add_host("b")
+        root = tmp_path / "root"
+        provision_ray_venv(root)
+        rh = rhplan_in(tmp_path / "infra")
+        ssh = (f'  ssh {{\n    user        = "root"\n    private_key = '
+               f"{hcl_str(net.client_key)}\n    known_hosts = {hcl_str(net.known_hosts)}\n  }}")
+        rh.write(cluster_hcl("duo", [a.address, b.address], root, ssh).replace(
+            '  provider = "ssh"\n', '  provider = "ssh"\n  custom_resources = { my_accel = 2 }\n'))
+        temp_dirs = [temp_dir_for(str(root))]
+        try:
+            rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+            c = rh.resources()["cluster.duo"]
+            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", _NODE_RESOURCES,
+                          c["attributes"]["ray_address"], c["private"]["ray_driver_token_path"]],
+                         timeout=DRIVER_TIMEOUT)
+            nodes = [ln for ln in proc.stdout.splitlines() if ln.startswith("NODES ")]
+            assert proc.returncode == 0 and nodes, f"{proc.stdout}\n{proc.stderr}"
+            assert json.loads(nodes[0][6:]) == {a.address: 2.0, b.address: 2.0}
+            res = rh("plan", "-detailed-exitcode")
+            assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
+        finally:
+            destroy_and_check(rh, root, temp_dirs)
+    finally:
+        net.close()
