@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Remote servlet calls, side by side: direct Ray, rhplan's gateway over SSH, Ray Client.
+
+Run (from the repository root, as root or a user sshd lets in, with the venv active):
+
+    python bench/remote_calls.py                    # 1,000 calls, 10 x 10 MB, 3 s runs
+    python bench/remote_calls.py --calls 3000 --objects 20 --seconds 5
+    python bench/remote_calls.py --routes ssh,direct  # leave Ray Client out
+
+What it does
+------------
+1. Starts a private sshd on 127.0.0.1 (tests/sshd.py), and applies one ssh cluster
+   on it (`provider = "ssh"`, the head is this machine reached over SSH, its own Ray
+   head) with one env "bench" holding numpy (real uv venv, real Ray).
+2. For each route, a fresh driver process (so only that route runs in it) calls
+   `rhplan.servlet("bench")` and measures:
+     first handle  rhplan.servlet() in a fresh process (for ssh: once with the gateway
+                   not yet started, "cold", and again with it running)
+     call          s.call(noop), noop defined in the driver (sent by value): median, p99
+     put / get     a 10 MB float64 numpy array: median of --objects each
+     1 thread      calls per second of one thread for --seconds
+     8 threads     calls per second of 8 threads on one handle, and the ratio
+   Routes: direct (RHPLAN_SERVLET_ROUTE=direct: the driver joins the head's Ray),
+   ssh (RHPLAN_SERVLET_ROUTE=ssh: rhplan's gateway through one SSH direct-tcpip
+   channel), rayclient (a Ray Client server started on the head's loopback, its port
+   forwarded with `ssh -L` by OpenSSH; the driver uses ray.init("ray://...")).
+3. Prints one table, and PASS/FAIL for the ssh route against issue 12's targets:
+   call median <= 5 ms, p99 <= 20 ms, put/get <= 100 ms, first handle <= 1 s,
+   8 threads >= 4x one thread.
+4. Destroys the cluster (also on failure or Ctrl-C) and stops sshd.
+
+The machine should be otherwise idle: figures taken while other work runs are noisy.
+Exit status: 0 all targets met, 1 some missed, 2 setup or a measurement failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMPY = "numpy==2.4.6"
+ENV = "bench"
+RHPLAN = [sys.executable, "-m", "rhplan.cli"]
+UV = str(Path(sys.executable).parent / "uv")
+BASE_PY = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+TARGETS = {"call_median_ms": 5.0, "call_p99_ms": 20.0, "put_ms": 100.0, "get_ms": 100.0,
+           "first_handle_s": 1.0, "threads_ratio": 4.0}
+
+
+# --------------------------------------------------------------------------
+# the driver: runs in its own process (`--measure DIR ROUTE`)
+# --------------------------------------------------------------------------
+
+def noop() -> None:
+    return None
+
+
+def _pct(ms: list[float], p: float) -> float:
+    ms = sorted(ms)
+    return ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))]
+
+
+class _RayClientHandle:
+    """The servlet through Ray Client (the other candidate design)."""
+
+    def __init__(self, address: str, name: str):
+        import ray
+        ray.init(address=address, namespace="rhplan", logging_level="ERROR")
+        self.ray = ray
+        self.actor = ray.get_actor(name, namespace="rhplan")
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        from ray import cloudpickle
+        res = self.ray.get(self.actor.call.remote(cloudpickle.dumps((fn, args, {}))))
+        return cloudpickle.loads(res[1])
+
+    def put(self, key: str, obj: Any) -> None:
+        self.ray.get(self.actor.put.remote(key, obj))
+
+    def get(self, key: str) -> Any:
+        return self.ray.get(self.actor.get.remote(key))
+
+
+def measure(directory: str, route: str, calls: int, objects: int, mb: float,
+            seconds: float, rayclient: str) -> dict[str, Any]:
+    import numpy as np
+    t0 = time.perf_counter()
+    if route == "rayclient":
+        s: Any = _RayClientHandle(rayclient, ENV)
+    else:
+        import rhplan
+        s = rhplan.servlet(ENV, chdir=directory)
+    first = time.perf_counter() - t0
+    for _ in range(50):
+        s.call(noop)
+    lat = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        s.call(noop)
+        lat.append((time.perf_counter() - t) * 1e3)
+    arr = np.random.default_rng(0).random(int(mb * (1 << 20) / 8))
+    puts, gets = [], []
+    for _ in range(objects):
+        t = time.perf_counter()
+        s.put("arr", arr)
+        puts.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()
+        back = s.get("arr")
+        gets.append((time.perf_counter() - t) * 1e3)
+        assert np.array_equal(back, arr)
+
+    def rate(threads: int) -> float:
+        done = [0] * threads
+        stop = time.perf_counter() + seconds
+
+        def work(i: int) -> None:
+            while time.perf_counter() < stop:
+                s.call(noop)
+                done[i] += 1
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        start = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return sum(done) / (time.perf_counter() - start)
+
+    one, eight = rate(1), rate(8)
+    return {"first_handle_s": first, "call_median_ms": statistics.median(lat),
+            "call_p99_ms": _pct(lat, 99), "put_ms": statistics.median(puts),
+            "get_ms": statistics.median(gets), "one_thread_per_s": one,
+            "eight_threads_per_s": eight, "threads_ratio": eight / one}
+
+
+def first_handle(directory: str) -> float:
+    import rhplan
+    t0 = time.perf_counter()
+    rhplan.servlet(ENV, chdir=directory)
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------
+# the bench: sets up, runs drivers, prints, tears down
+# --------------------------------------------------------------------------
+
+def _driver(args: list[str], route: str, env_python: str) -> dict[str, Any]:
+    env = {**os.environ, "RHPLAN_SERVLET_ROUTE": route if route != "rayclient" else "ssh"}
+    proc = subprocess.run([env_python, __file__, *args], capture_output=True, text=True,
+                          timeout=900, env=env, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"driver ({route}) failed:\n{proc.stdout[-2000:]}\n"
+                           f"{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _driver_python(work: Path) -> str:
+    """A Python with numpy that sees this venv's packages (rhplan, Ray)."""
+    try:
+        import numpy  # noqa: F401
+        return sys.executable
+    except ImportError:
+        pass
+    venv = work / "driver-venv"
+    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(venv)], check=True,
+                   timeout=300)
+    py = venv / "bin" / "python"
+    subprocess.run([UV, "pip", "install", "-q", "--python", str(py), NUMPY], check=True,
+                   timeout=300)
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True
+                          ).stdout.strip()
+    import sysconfig
+    Path(site, "rhplan-parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return str(py)
+
+
+def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
+    """A Ray Client server on the head's loopback (what a Ray Client design would run);
+    its port. Stopped with the cluster's Ray (its command line names the temp dir)."""
+    from rhplan.ray_head import private_env
+    cluster = next(r for r in state["resources"] if r["type"] == "cluster")
+    a, p = cluster["attributes"], cluster["private"]
+    port_res = conn.run([a["ray_python"], "-c", "import socket; s = socket.socket(); "
+                         "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+    port = int(port_res.stdout)
+    log = f"{a['root_dir']}/ray/ray-client.log"
+    launcher = 'log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
+    # the temp dir rides on the command line (argv[1], dropped before the server reads
+    # its arguments) so that destroying the cluster stops this server too
+    run_server = ("import runpy, sys; sys.argv = ['ray-client-server'] + sys.argv[2:]; "
+                  "runpy.run_module('ray.util.client.server', run_name='__main__')")
+    conn.run(["sh", "-c", launcher, "sh", log, "env",
+              *[f"{k}={v}" for k, v in private_env(p).items()], a["ray_python"], "-c",
+              run_server, p["ray_temp_dir"], f"--address={a['ray_address']}",
+              "--host=127.0.0.1", f"--port={port}", "--mode=proxy"], timeout=60)
+    return port
+
+
+def _forward(server: Any, remote_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+    proc = subprocess.Popen(
+        ["ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={server.known_hosts}", "-i", server.client_key,
+         "-p", str(server.port), "-L", f"{local}:127.0.0.1:{remote_port}",
+         f"{server.user}@127.0.0.1"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", local), timeout=1).close()
+            return proc, local
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("ssh -L did not come up")
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [("first handle (s)", "first_handle_s", "{:.3f}"),
+            ("first handle, gateway cold (s)", "cold_first_handle_s", "{:.3f}"),
+            ("call median (ms)", "call_median_ms", "{:.2f}"),
+            ("call p99 (ms)", "call_p99_ms", "{:.2f}"),
+            ("put 10 MB (ms)", "put_ms", "{:.1f}"), ("get 10 MB (ms)", "get_ms", "{:.1f}"),
+            ("1 thread (calls/s)", "one_thread_per_s", "{:.0f}"),
+            ("8 threads (calls/s)", "eight_threads_per_s", "{:.0f}"),
+            ("8 threads / 1 thread", "threads_ratio", "{:.2f}")]
+    routes = list(results)
+    out = [f"{'':32}" + "".join(f"{r:>14}" for r in routes)]
+    for label, key, fmt in rows:
+        cells = []
+        for r in routes:
+            v = results[r].get(key)
+            cells.append(f"{fmt.format(v) if isinstance(v, (int, float)) else '-':>14}")
+        out.append(f"{label:32}" + "".join(cells))
+    for r in routes:
+        if "error" in results[r]:
+            out.append(f"{r}: {results[r]['error']}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--objects", type=int, default=10)
+    ap.add_argument("--mb", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--routes", default="direct,ssh,rayclient")
+    ap.add_argument("--measure", nargs=2, metavar=("DIR", "ROUTE"))
+    ap.add_argument("--first-handle", metavar="DIR")
+    ap.add_argument("--rayclient", default="")
+    args = ap.parse_args()
+    if args.first_handle:
+        print(json.dumps({"first_handle_s": first_handle(args.first_handle)}))
+        return 0
+    if args.measure:
+        print(json.dumps(measure(args.measure[0], args.measure[1], args.calls, args.objects,
+                                 args.mb, args.seconds, args.rayclient)))
+        return 0
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from sshd import SSHServer
+    work = Path(tempfile.mkdtemp(prefix="rhplan-bench-remote-"))
+    server = SSHServer(work / "sshd").start()
+    infra = work / "infra"
+    infra.mkdir()
+    root = work / "cluster-root"
+    venv = root / "ray-venv"
+    code = 2
+    forward = None
+    try:
+        for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
+                     [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                      f"ray=={version('ray')}", "uv"]):
+            subprocess.run(argv, check=True, timeout=600)
+        (infra / "main.hcl").write_text(f"""
+cluster "b" {{
+  provider = "ssh"
+  ips      = ["127.0.0.1"]
+  root_dir = {json.dumps(str(root))}
+  python   = {json.dumps(BASE_PY)}
+  ssh {{
+    user        = {json.dumps(server.user)}
+    private_key = {json.dumps(server.client_key)}
+    port        = {server.port}
+    known_hosts = {json.dumps(server.known_hosts)}
+  }}
+}}
+
+env "{ENV}" {{
+  cluster = cluster.b
+  reqs    = ["pip:{NUMPY}"]
+}}
+""")
+        env = {**os.environ, "NO_COLOR": "1"}
+        t0 = time.monotonic()
+        res = subprocess.run([*RHPLAN, f"-chdir={infra}", "apply", "-auto-approve"],
+                             capture_output=True, text=True, timeout=900, env=env)
+        if res.returncode != 0:
+            raise RuntimeError(f"apply failed:\n{res.stdout}\n{res.stderr}")
+        print(f"applied in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        py = _driver_python(work)
+        common = ["--calls", str(args.calls), "--objects", str(args.objects), "--mb",
+                  str(args.mb), "--seconds", str(args.seconds)]
+        results: dict[str, dict[str, Any]] = {}
+        for route in [r.strip() for r in args.routes.split(",") if r.strip()]:
+            try:
+                extra: dict[str, Any] = {}
+                rc_addr = ""
+                if route == "ssh":
+                    extra["cold_first_handle_s"] = _driver(
+                        ["--first-handle", str(infra)], route, py)["first_handle_s"]
+                if route == "rayclient":
+                    from rhplan.ssh import SSHConnection
+                    state = json.loads((infra / "rhplan.state.json").read_text())
+                    with SSHConnection("127.0.0.1", port=server.port, user=server.user,
+                                       private_key=server.client_key,
+                                       known_hosts=server.known_hosts) as conn:
+                        port = _start_ray_client(conn, state)
+                    forward, local = _forward(server, port)
+                    rc_addr = f"ray://127.0.0.1:{local}"
+                results[route] = {**_driver(["--measure", str(infra), route, *common,
+                                             "--rayclient", rc_addr], route, py), **extra}
+            except Exception as exc:  # noqa: BLE001 - a route that fails is a finding
+                results[route] = {"error": str(exc).strip().splitlines()[-1][:300]}
+            print(f"{route}: {json.dumps(results[route])}", file=sys.stderr)
+        print(_table(results))
+        ssh = results.get("ssh", {})
+        if "call_median_ms" in ssh:
+            missed = [k for k, v in TARGETS.items()
+                      if (ssh[k] < v if k == "threads_ratio" else ssh[k] > v)]
+            print("ssh route vs issue 12 targets: " + ("PASS" if not missed else
+                  "FAIL (" + ", ".join(f"{k}={ssh[k]:.3g} vs {TARGETS[k]}" for k in missed)
+                  + ")"))
+            code = 1 if missed else 0
+    finally:
+        if forward is not None:
+            forward.kill()
+        subprocess.run([*RHPLAN, f"-chdir={infra}", "destroy", "-auto-approve"],
+                       capture_output=True, text=True, timeout=600, check=False)
+        server.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception as exc:  # noqa: BLE001
+        print(f"bench failed: {exc}", file=sys.stderr)
+        sys.exit(2)
