@@ -91,6 +91,7 @@ class Box:
     relay: Relay
     root: Path
     scripts: Path
+    server: SSHServer
 
     def drive_start(self, body: str, env: dict[str, str] | None = None
                     ) -> subprocess.Popen[str]:
@@ -176,7 +177,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Bo
     scripts = base / "scripts"
     scripts.mkdir()
     try:
-        yield Box(rh, relay, root, scripts)
+        yield Box(rh, relay, root, scripts, server)
     finally:
         if relay.proc is None:
             relay.start()
@@ -397,3 +398,24 @@ def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> No
             proc.wait(timeout=10)
     got = _result(proc.returncode, out, err)
     assert got["before"] == old and got["after"] == new and got["add"] == 3
+
+
+def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
+    from rhplan.errors import ProviderError
+    from rhplan.servlets import manage, transport
+    from rhplan.ssh import SSHConnection
+
+    info = json.loads(Path(manage.gateway_dir(str(box.root)), "gateway.json").read_text())
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{info['port']}"],
+                               capture_output=True, text=True, timeout=30, check=True).stdout
+    assert listening.split()[3] == f"127.0.0.1:{info['port']}", listening
+    token = Path(box.rh.resources()["cluster.box"]["private"]["ray_token_path"]).read_bytes()
+    with SSHConnection(box.server.host, port=box.server.port, user=box.server.user,
+                       private_key=box.server.client_key,
+                       known_hosts=box.server.known_hosts) as conn:
+        with pytest.raises(ProviderError, match="refused the handshake"):
+            transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]),
+                                b"0" * len(token), conn.host)
+        welcome = transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]), token,
+                                      conn.host)
+    assert welcome["ray"] == RAY_VERSION and welcome["pid"] == info["pid"]
