@@ -14,6 +14,7 @@ Each test prints a `RELIABILITY: fuzz <kind>: cases=N ok=N one-line-errors=N` li
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -394,11 +395,12 @@ def mutate_json(text: str, ops: list[tuple[int, int, int]]) -> bytes:
         if op >= 6:
             tail.append((op, a, b))
         elif not path:  # the root: replace the whole document
-            doc = STATE_VALUES[b % len(STATE_VALUES)]
+            doc = copy.deepcopy(STATE_VALUES[b % len(STATE_VALUES)])
         elif op == 0:  # delete a key or element
             del parent[path[-1]]
         elif op in (1, 2):  # swap the value for another type or an extreme
-            parent[path[-1]] = STATE_VALUES[b % len(STATE_VALUES)]
+            # a copy: the shared [] or {} must not be edited (or put inside itself) later
+            parent[path[-1]] = copy.deepcopy(STATE_VALUES[b % len(STATE_VALUES)])
         elif op == 3:  # duplicate a list element / copy a value under another key
             if isinstance(parent, list):
                 parent.append(parent[path[-1]])
@@ -572,7 +574,7 @@ def plan_seed(work: Path, env: dict[str, str]) -> PlanSeed:
         assert out.code == 0, out
         plans.append((d / "p.json").read_bytes())
     (d / "p.json").unlink()
-    files = {p.name: p.read_bytes() for p in d.iterdir()}
+    files = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}  # not .rhplan/
     results = []
     for plan in plans:
         (d / "p.json").write_bytes(plan)
