@@ -282,13 +282,15 @@ def build_state(d: Path) -> dict[str, Any]:
     from rhplan.config.load import load_config
     from rhplan.plan.planner import Planner, PlanOptions
     from rhplan.provider import RunContext
-    from rhplan.state import LocalBackend, ResourceState, State
+    from rhplan.state import LocalBackend, ResourceState, State, digest
 
     t0 = time.perf_counter()
     cfg = load_config(d)
     variables = resolve_variables(cfg)
     t1 = time.perf_counter()
-    planner = Planner(cfg, RunContext(d), variables)
+    ctx = RunContext(d)
+    digest.use_key(ctx, LocalBackend(d / "rhplan.state.json").digest_key)  # as the CLI does
+    planner = Planner(cfg, ctx, variables)
     plan = planner.plan(State.new(), PlanOptions(variables=variables))
     t2 = time.perf_counter()
     from rhplan.plan.render import render_plan
@@ -350,7 +352,7 @@ def _one_plan(d: Path, timings: dict[str, float]) -> Any:
     from rhplan.plan.planner import Planner, PlanOptions
     from rhplan.plan.render import render_plan
     from rhplan.provider import RunContext
-    from rhplan.state import LocalBackend
+    from rhplan.state import LocalBackend, digest
 
     pc = time.perf_counter
     t = pc()
@@ -366,7 +368,9 @@ def _one_plan(d: Path, timings: dict[str, float]) -> Any:
     build_graph(cfg)
     timings["graph"] = pc() - t
     t = pc()
-    plan = Planner(cfg, RunContext(d), variables).plan(state, PlanOptions(variables=variables))
+    ctx = RunContext(d)
+    digest.use_key(ctx, LocalBackend(d / "rhplan.state.json").digest_key)  # the state's key
+    plan = Planner(cfg, ctx, variables).plan(state, PlanOptions(variables=variables))
     timings["diff"] = pc() - t
     t = pc()
     text = render_plan(plan)
