@@ -13,14 +13,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import poll_until
 from motoserver import MotoServer, aws_env, free_port
 from rayprocs import alive, cluster_processes
+from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import PROXY, leftovers, x86_image
-from test_ssh_provider import hcl_str
+from test_ssh_provider import cluster_hcl, hcl_str, ssh_block, sshd_down
 
 from rhplan.ray_head import temp_dir_for
 
@@ -205,3 +208,41 @@ def test_a_local_cluster_whose_marker_vanished_is_repaired_or_destroyed(rh: Any)
     assert res.returncode == 0, res.describe()
     assert "2 destroyed" in res.stdout, res.stdout
     assert_nothing_left(rh, root, temp_dirs, servlet, token)
+
+
+# --- an ssh host whose setup failed half-way -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SSHServer]:
+    ensure_sshd_installed()
+    with SSHServer() as srv:
+        yield srv
+
+
+def test_an_ssh_setup_that_failed_half_way_is_recorded_and_destroyed(
+        server: SSHServer, tmp_path: Path, rhplan_in: Any) -> None:
+    """The bootstrap made rhplan's folder, then failed (here: a broken Ray venv): the
+    cluster is recorded, so destroy removes the folder; while the host cannot be reached,
+    destroy says so and keeps the cluster, never reporting success."""
+    rh = rhplan_in(tmp_path / "infra")
+    root = tmp_path / "root"
+    fake = root / "ray-venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\necho 'this Ray venv is broken' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server)))
+    res = rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT)
+    assert res.returncode == 1, res.describe()
+    assert "this Ray venv is broken" in res.stdout, res.stdout
+    a = rh.resources()["cluster.box"]["attributes"]
+    assert a["hosts"]["127.0.0.1"].startswith("failed: setting up Ray"), a
+    with sshd_down(server):
+        res = rh("destroy", "-auto-approve")
+        assert res.returncode == 1, res.describe()
+        assert f"rhplan's folder {root} is left on 127.0.0.1" in res.stdout, res.stdout
+        assert "run destroy again" in res.stdout, res.stdout
+        assert "cluster.box" in rh.resources()
+        assert (root / ".rhplan-cluster").is_file()
+    rh("destroy", "-auto-approve").ok()
+    assert not root.exists()
+    assert rh.resources() == {}

@@ -71,6 +71,12 @@ root, want = sys.argv[1], sys.argv[2]
 venv = os.path.join(root, "ray-venv")
 vpy, uv = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "uv")
 os.makedirs(root, exist_ok=True)
+# the folder is rhplan's from now on (a destroy removes only a folder with this marker),
+# so what a setup that fails half-way leaves can be removed
+marker = os.path.join(root, ".rhplan-cluster")
+if not os.path.exists(marker):
+    with open(marker, "w") as f:
+        f.write('{"owner": "rhplan"}')
 def ok(argv):
     return subprocess.run(argv, capture_output=True, text=True)
 def have():
@@ -183,21 +189,37 @@ class SSHProvider:
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
         self._ctx = ctx
         private: dict[str, Any] = {}
-        return self._setup(attrs, private, list(attrs["ips"]))
+        try:
+            return self._setup(attrs, private, list(attrs["ips"]))
+        except PartialFailure:
+            raise
+        except ProviderError as exc:
+            if not private.get("folders"):
+                raise  # nothing was made on any host
+            # folders were made: record the cluster, so destroy can remove them (and an
+            # apply sets the hosts up again)
+            raise PartialFailure(f"{exc}; what was set up is recorded: fix it and apply "
+                                 "again, or destroy", attrs, private) from None
 
     def _setup(self, attrs: dict[str, Any], private: dict, ips: list[str]
                ) -> tuple[dict[str, Any], dict]:
         """Probe and bootstrap the given hosts in parallel; record each one's outcome."""
         head = attrs["ips"][0]
+        wrote: dict[str, str] = {}  # host: rhplan's folder made there (or maybe made)
 
         def one(ip: str) -> tuple[str, dict[str, Any] | str]:
             try:
-                return ip, self._bootstrap(ip, attrs, private)
+                return ip, self._bootstrap(ip, attrs, private, wrote)
             except ProviderError as exc:
                 return ip, str(exc)
 
         with ThreadPoolExecutor(max_workers=max(1, len(ips))) as pool:
             results = dict(pool.map(one, ips))
+        # destroy must reach every host holding rhplan's folder (see delete)
+        private["folders"] = sorted(_holding_folders(attrs, private) | set(wrote))
+        if attrs.get("root_dir") in (None, UNKNOWN) and wrote:
+            # the head failed before its folder was known: record where they were made
+            attrs["root_dir"] = wrote.get(head) or next(iter(wrote.values()))
         hosts = dict(attrs.get("hosts") or {})
         cpus = dict(private.get("host_cpus") or {})
         node_ips = dict(private.get("node_ips") or {})
@@ -227,7 +249,8 @@ class SSHProvider:
                                  attrs, private)
         return attrs, private
 
-    def _bootstrap(self, ip: str, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
+    def _bootstrap(self, ip: str, attrs: dict[str, Any], private: dict, wrote: dict[str, str]
+                   ) -> dict[str, Any]:
         conn = self._connect(ip, attrs, private)
         python = attrs.get("python") or "python3"
         res = _run_repeatable(conn, [python, "-c", _PROBE, self._node_ip_candidate(ip, private)],
@@ -245,8 +268,8 @@ class SSHProvider:
         root = attrs.get("root_dir")
         if root in (None, UNKNOWN):
             root = f"{probe['home']}/.rhplan/clusters/{_cluster_name(attrs)}"
+        wrote[ip] = root  # the bootstrap makes the folder (and its marker) first
         ray_python = self._ray_venv(conn, ip, python, root)
-        conn.put_bytes(json.dumps({"owner": "rhplan"}).encode(), f"{root}/{MARKER}")
         return {"cpus": probe["cpus"], "root_dir": root, "ray_python": ray_python,
                 "node_ip": probe.get("node_ip") or ip}
 
@@ -288,21 +311,37 @@ class SSHProvider:
         return attrs, private
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+        """Remove rhplan's folder (the one with the marker) from every host. A host that
+        holds one and cannot be reached keeps the cluster in the state: never report a
+        destroy as done while its folder (Ray venv, envs, secrets) is left there."""
         self._ctx = ctx
         root = attrs.get("root_dir")
         if not root or root is UNKNOWN:
             return
+        held = _holding_folders(attrs, private)
+        problems: dict[str, str] = {}
 
         def one(ip: str) -> None:
             try:
                 conn = self._connect(ip, attrs, private)
-            except ProviderError:
-                return  # an unreachable host keeps its folder; nothing else to do
+            except ProviderError as exc:
+                if ip in held:  # never set up (refused at first contact): nothing there
+                    problems[ip] = str(exc)
+                return
             if conn.run(["test", "-f", f"{root}/{MARKER}"]).ok:
-                conn.run(["rm", "-rf", "--", root], timeout=300)
+                res = conn.run(["rm", "-rf", "--", root], timeout=300)
+                if not res.ok:
+                    problems[ip] = (f"removing {root} failed: "
+                                    f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
 
         with ThreadPoolExecutor(max_workers=max(1, len(attrs["ips"]))) as pool:
             list(pool.map(one, attrs["ips"]))
+        if problems:
+            raise ProviderError(
+                f"rhplan's folder {root} is left on {', '.join(sorted(problems))} "
+                f"({'; '.join(problems[ip] for ip in sorted(problems))}); the cluster stays in "
+                "the state: make the host reachable and run destroy again, or remove the "
+                f"folder yourself and run `rhplan state rm cluster.{_cluster_name(attrs)}`")
 
 
 class WithTools:
@@ -344,3 +383,14 @@ def _run_repeatable(conn: Connection, argv: list[str], timeout: float) -> Any:
 
 def _cluster_name(attrs: dict[str, Any]) -> str:
     return str(attrs.get("name") or "cluster")
+
+
+def _holding_folders(attrs: dict[str, Any], private: dict) -> set[str]:
+    """Hosts that may hold rhplan's folder: as recorded by setup, or (a state from before
+    that record) every host that was ever set up."""
+    if "folders" in private:
+        return set(private["folders"])
+    if "host_cpus" not in private:
+        return set()  # never set up (the hosts map holds the plan's wish, not facts)
+    return {ip for ip, st in (attrs.get("hosts") or {}).items()
+            if st == "ready" or "folder is gone" in str(st)}
