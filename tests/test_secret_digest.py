@@ -215,3 +215,44 @@ def test_keyed_digests() -> None:
     assert digest.key_id_of(digest.keyed(a, value)) == digest.key_id(a)
     assert not digest.is_keyed("sha256:" + digest.legacy_hex(value))
     assert digest.decode_key(digest.encode_key(a), "k") == a
+
+
+def test_a_plain_digest_of_an_ssh_password_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Every sensitive attribute is upgraded the same way, in blocks too (the planner
+    alone, no host: the recorded cluster is made from its own plan)."""
+    from rhplan.config.decode import resolve_variables
+    from rhplan.config.evaluate import UNKNOWN
+    from rhplan.config.load import load_config
+    from rhplan.plan.planner import Planner, PlanOptions
+    from rhplan.provider import RunContext
+    from rhplan.state import ResourceState, State
+
+    (tmp_path / "main.hcl").write_text(f"""
+cluster "onprem" {{
+  provider = "ssh"
+  ips      = ["10.0.0.5"]
+  root_dir = "/srv/rh"
+  ssh {{
+    user     = "me"
+    password = "{SHORT}"
+  }}
+}}
+""")
+    cfg = load_config(tmp_path)
+    key = digest.new_key()
+
+    def planner() -> Planner:
+        ctx = RunContext(tmp_path)
+        digest.use_key(ctx, lambda: key)
+        return Planner(cfg, ctx, resolve_variables(cfg))
+
+    created = planner().plan(State.new(), PlanOptions()).changes[0]
+    attrs = {k: "recorded" if v is UNKNOWN else v for k, v in (created.after or {}).items()}
+    assert digest.key_id_of(attrs["ssh"]["password"]) == digest.key_id(key)
+    attrs["ssh"] = {**attrs["ssh"], "password": "sha256:" + digest.legacy_hex(SHORT)}
+    state = State(lineage="l", serial=1, resources={"cluster.onprem": ResourceState(
+        "cluster.onprem", "cluster", "onprem", "ssh", attrs)})
+    plan = planner().plan(state, PlanOptions())
+    assert [c.action for c in plan.changes] == ["no-op"]
+    recorded = state.resources["cluster.onprem"].attributes["ssh"]["password"]
+    assert digest.key_id_of(recorded) == digest.key_id(key)
