@@ -246,3 +246,28 @@ def test_an_ssh_setup_that_failed_half_way_is_recorded_and_destroyed(
     rh("destroy", "-auto-approve").ok()
     assert not root.exists()
     assert rh.resources() == {}
+
+
+def test_a_cluster_whose_ray_failed_to_start_is_recorded_and_destroyed(rh: Any) -> None:
+    """The host is set up (here: rhplan's folder), then `ray start` fails: the cluster is
+    recorded with Ray stopped, so a plan starts it and destroy removes the folder."""
+    rh.write('cluster "main" {\n  provider = "local"\n}\n')
+    root = rh.cluster_dir("main")
+    blocker = Path(temp_dir_for(str(root)))  # a file where Ray wants its temp dir
+    blocker.write_text("not a folder\n")
+    try:
+        res = rh("apply", "-auto-approve")
+        assert res.returncode == 1, res.describe()
+        assert "starting the Ray head" in res.stdout, res.stdout
+        cluster = rh.resources()["cluster.main"]["attributes"]
+        assert cluster["ray_status"] == "stopped", cluster
+        plan = rh("plan", "-detailed-exitcode")
+        assert plan.returncode == 2 and "cluster.main will be updated in-place" in plan.stdout, (
+            plan.describe())
+        res = rh("destroy", "-auto-approve")
+        assert res.returncode == 0 and "1 destroyed" in res.stdout, res.describe()
+        assert not root.exists()
+        assert rh.resources() == {}
+    finally:
+        if blocker.is_file():
+            blocker.unlink()

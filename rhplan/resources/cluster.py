@@ -72,7 +72,17 @@ class ClusterType(ResourceType):
             attrs["ray_status"] = "stopped"
             partial.resource_state = rs
             raise partial
-        self._start_ray(rs, ctx)
+        try:
+            self._start_ray(rs, ctx)
+        except PartialFailure:
+            raise  # some workers did not join: recorded by _join_workers
+        except ProviderError as exc:
+            # the hosts exist (instances bill, folders are made): record them with Ray
+            # stopped, so the next apply starts it and destroy removes them
+            attrs["ray_status"] = "stopped"
+            failure = PartialFailure(str(exc), attrs, rs.private)
+            failure.resource_state = rs
+            raise failure from None
         if partial is not None:
             partial.resource_state = rs
             raise partial
