@@ -9,6 +9,13 @@ changed" from "the key changed (it was lost or replaced)".
 
 States written before keyed digests hold plain sha256 ones (`legacy_hex`); the
 planner replaces those in place when the plain digest still matches the value.
+
+A lost key is made again on first use. Digests made with the old one can then not be
+compared, so every secret is planned as written again, saying so, and the servlets
+using them restart: the plan converges instead of refusing every run until a key that
+may be gone for good is found. The key belongs to the state: moving a state to another
+backend (state pull / push) means copying its key too (.rhplan/digest.key beside a
+local state, KEY.digest-key beside an S3 one).
 """
 from __future__ import annotations
 
