@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from motoserver import MotoServer, aws_env, free_port
 from rayprocs import alive, cluster_processes
 from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import PROXY, leftovers, x86_image
-from test_ssh_provider import cluster_hcl, hcl_str, ssh_block, sshd_down
+from test_ssh_provider import cluster_hcl, hcl_str, provision_ray_venv, ssh_block, sshd_down
 
 from rhplan.ray_head import temp_dir_for
 
@@ -110,7 +111,7 @@ def local_applied(rh: Any) -> tuple[Path, list[str], int, Path]:
     return root, [temp_dir_for(str(root))], pid, token
 
 
-def assert_nothing_left(rh: Any, root: Path, temp_dirs: list[str], servlet: int,
+def assert_nothing_left(rh: Any, root: Path, temp_dirs: list[str], servlet: int | None,
                         token: Path) -> None:
     """After destroy: no Ray process of the cluster, no servlet, no token, no state."""
     deadline = time.monotonic() + 20  # a killed process may take a moment to be reaped
@@ -122,7 +123,7 @@ def assert_nothing_left(rh: Any, root: Path, temp_dirs: list[str], servlet: int,
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         problems.append(f"Ray processes outlived destroy: {left}")
-    if alive(servlet):
+    if servlet is not None and alive(servlet):
         problems.append(f"the servlet {servlet} outlived destroy")
     if token.exists():
         problems.append(f"the Ray token copy {token} is still there")
@@ -271,3 +272,28 @@ def test_a_cluster_whose_ray_failed_to_start_is_recorded_and_destroyed(rh: Any) 
     finally:
         if blocker.is_file():
             blocker.unlink()
+
+
+def test_an_ssh_cluster_whose_folder_vanished_under_its_ray_is_repaired_or_destroyed(
+        server: SSHServer, tmp_path: Path, rhplan_in: Any) -> None:
+    """rhplan's folder (Ray venv, token, marker) is removed on the host while its Ray
+    runs: the plan still reads the host and offers to set it up again; destroy stops
+    that Ray by its temp dir, with the host's own python."""
+    rh = rhplan_in(tmp_path / "infra")
+    root = tmp_path / "root"
+    provision_ray_venv(root)
+    rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server)))
+    rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+    temp_dirs = [temp_dir_for(str(root))]
+    head = cluster_processes(temp_dirs, root)
+    assert head
+    token = Path(rh.resources()["cluster.box"]["private"]["ray_driver_token_path"])
+    shutil.rmtree(root)
+    plan = rh("plan", "-detailed-exitcode")
+    assert plan.returncode == 2, plan.describe()
+    assert "# cluster.box will be updated in-place" in plan.stdout, plan.stdout
+    assert "rhplan's folder is gone" in plan.stdout, plan.stdout
+    res = rh("destroy", "-auto-approve", timeout=APPLY_TIMEOUT)
+    assert res.returncode == 0 and "1 destroyed" in res.stdout, res.describe()
+    assert_nothing_left(rh, root, temp_dirs, None, token)
+    assert not any(alive(pid) for pid in head)

@@ -254,7 +254,15 @@ class ClusterType(ResourceType):
 
         def read(item: tuple[str, tuple[Any, dict]]) -> tuple[str, Any]:
             ip, (conn, ask) = item
-            return ip, facts.gather(conn, a["ray_python"], ask)
+            try:
+                return ip, facts.gather(conn, a["ray_python"], ask)
+            except ProviderError:
+                fallback = a.get("python") or "python3"
+                if fallback == a["ray_python"]:
+                    raise
+                # rhplan's folder (its Ray venv with it) was removed: the script needs only
+                # the standard library, and the plan must still see what runs there
+                return ip, facts.gather(conn, fallback, ask)
 
         with ThreadPoolExecutor(max_workers=max(1, len(asks))) as pool:
             results = dict(pool.map(read, asks.items()))
