@@ -168,24 +168,22 @@ def _driver(args: list[str], route: str, env_python: str) -> dict[str, Any]:
     return result
 
 
-def _driver_python(work: Path) -> str:
-    """A Python with numpy that sees this venv's packages (rhplan, Ray)."""
-    try:
-        import numpy  # noqa: F401
-        return sys.executable
-    except ImportError:
-        pass
+def _driver_python(work: Path, rayclient: bool) -> str:
+    """A Python of its own with numpy (and Ray Client's grpcio when measured) that also
+    sees this venv's packages (rhplan, Ray) through a .pth file."""
     venv = work / "driver-venv"
     subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(venv)], check=True,
                    timeout=300)
     py = venv / "bin" / "python"
-    subprocess.run([UV, "pip", "install", "-q", "--python", str(py), NUMPY], check=True,
-                   timeout=300)
+    extra = [f"ray[client]=={version('ray')}"] if rayclient else []
+    subprocess.run([UV, "pip", "install", "-q", "--python", str(py), NUMPY, *extra],
+                   check=True, timeout=600)
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
                            "['purelib'])"], capture_output=True, text=True, check=True
                           ).stdout.strip()
     import sysconfig
-    Path(site, "rhplan-parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    ours = sysconfig.get_paths()["purelib"]
+    Path(site, "zz_rhplan_driver.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
     return str(py)
 
 
@@ -198,6 +196,13 @@ def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
     port_res = conn.run([a["ray_python"], "-c", "import socket; s = socket.socket(); "
                          "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
     port = int(port_res.stdout)
+    # Ray Client's server needs grpcio on the head: ray[client] in the cluster's Ray venv
+    uv = str(Path(a["ray_python"]).parent / "uv")
+    res = conn.run([uv, "pip", "install", "-q", "--python", a["ray_python"],
+                    f"ray[client]=={a['ray_version']}"], env={"UV_SYSTEM_CERTS": "1"},
+                   timeout=600)
+    if not res.ok:
+        raise RuntimeError(f"installing ray[client] on the head failed: {res.stderr[-500:]}")
     log = f"{a['root_dir']}/ray/ray-client.log"
     launcher = 'log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
     # the temp dir rides on the command line (argv[1], dropped before the server reads
@@ -314,11 +319,12 @@ env "{ENV}" {{
         if res.returncode != 0:
             raise RuntimeError(f"apply failed:\n{res.stdout}\n{res.stderr}")
         print(f"applied in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-        py = _driver_python(work)
+        routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+        py = _driver_python(work, "rayclient" in routes)
         common = ["--calls", str(args.calls), "--objects", str(args.objects), "--mb",
                   str(args.mb), "--seconds", str(args.seconds)]
         results: dict[str, dict[str, Any]] = {}
-        for route in [r.strip() for r in args.routes.split(",") if r.strip()]:
+        for route in routes:
             try:
                 extra: dict[str, Any] = {}
                 rc_addr = ""

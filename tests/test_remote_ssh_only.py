@@ -413,7 +413,7 @@ def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
     with SSHConnection(box.server.host, port=box.server.port, user=box.server.user,
                        private_key=box.server.client_key,
                        known_hosts=box.server.known_hosts) as conn:
-        with pytest.raises(ProviderError, match="refused the handshake"):
+        with pytest.raises(ProviderError, match="does not hold the cluster.s token"):
             transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]),
                                 b"0" * len(token), conn.host)
         welcome = transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]), token,

@@ -191,11 +191,22 @@ def _by_value(fn: Any) -> Any:
     return fn
 
 
+def _backend(chdir: str | os.PathLike[str]) -> Any:
+    """The configuration's state backend. A local one is opened here directly: the
+    workspace module brings the planner and networkx (~0.5 s of a first handle)."""
+    from rhplan.config.load import load_config
+    cfg = load_config(Path(chdir))
+    if cfg.backend.type == "local":  # as workspace.backend_for does
+        from rhplan.state.local import LocalBackend
+        path = Path(str(cfg.backend.attrs.get("path", "rhplan.state.json")))
+        return LocalBackend(path if path.is_absolute() else cfg.dir / path)
+    from rhplan.workspace import backend_for
+    return backend_for(cfg)
+
+
 def find_env(name: str, chdir: str | os.PathLike[str] = ".") -> tuple[Any, Any]:
     """The env's and its cluster's recorded state."""
-    from rhplan.config.load import load_config
-    from rhplan.workspace import backend_for
-    state = backend_for(load_config(Path(chdir))).read()
+    state = _backend(chdir).read()
     env = state.resources.get(name if name.startswith("env.") else f"env.{name}")
     if env is None:
         env = next((r for r in state.resources.values()

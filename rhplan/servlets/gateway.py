@@ -17,8 +17,12 @@ cluster's Ray (by its temp dir) stops the gateway too; the gateway also exits by
 itself when the Ray head stops answering.
 
 The protocol, on one stream: frames of `>IBI` (request id, kind, body length) then
-the body. The caller speaks first: HELLO with JSON {"token", "protocol"}; a wrong
-token closes the connection. After WELCOME (JSON: ray and python versions), the
+the body. Both sides prove they hold the cluster's token without sending it (so a
+process squatting on a dead gateway's port learns nothing): the caller sends HELLO
+{"protocol", "nonce"}; the gateway answers CHALLENGE {"nonce", "proof"} with proof =
+HMAC(token, "gateway" + both nonces), which the caller checks; the caller sends AUTH
+{"proof": HMAC(token, "caller" + both nonces)}; a wrong one closes the connection.
+After WELCOME (JSON: ray and python versions), the
 caller sends REQUEST frames (a pickled (op, servlet, args) tuple) with ids of its
 choosing, many at once; each gets OUT frames (1 byte stream, 1 stdout 2 stderr, then
 the bytes) while it runs and ends with one RESULT or ERROR frame (pickled). User
@@ -42,7 +46,7 @@ import uuid
 PROTOCOL = 1
 NAMESPACE = "rhplan"
 HEADER = struct.Struct(">IBI")
-HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR = range(1, 7)
+HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = range(1, 9)
 HANDSHAKE_TIMEOUT = 10.0
 WORKERS = 64  # requests served at once, over all connections
 POLL = (0.002, 0.05)  # output is looked for this often while a call runs (min, max)
@@ -74,6 +78,12 @@ def read_frame(recv) -> tuple[int, int, bytes]:
 
 def frame(req: int, kind: int, body: bytes) -> bytes:
     return HEADER.pack(req, kind, len(body)) + body
+
+
+def proof(token: bytes, who: str, caller_nonce: str, gateway_nonce: str) -> str:
+    """What shows a side holds the token, for this one handshake."""
+    msg = f"{who}:{caller_nonce}:{gateway_nonce}".encode()
+    return hmac.new(token.strip(), msg, "sha256").hexdigest()
 
 
 # -- the gateway (head side) --------------------------------------------------------
@@ -205,8 +215,14 @@ class Gateway:
             sock.settimeout(HANDSHAKE_TIMEOUT)
             _, kind, body = read_frame(sock.recv)
             hello = json.loads(body) if kind == HELLO else {}
-            given = str(hello.get("token", "")).encode()
-            if not hmac.compare_digest(given, self.token):
+            theirs, ours = str(hello.get("nonce", "")), os.urandom(16).hex()
+            if len(theirs) < 32:
+                return
+            send(0, CHALLENGE, json.dumps({
+                "nonce": ours, "proof": proof(self.token, "gateway", theirs, ours)}).encode())
+            _, kind, body = read_frame(sock.recv)
+            given = str((json.loads(body) if kind == AUTH else {}).get("proof", ""))
+            if not hmac.compare_digest(given, proof(self.token, "caller", theirs, ours)):
                 return  # no answer to a wrong token: the connection just closes
             send(0, WELCOME, json.dumps({
                 "protocol": PROTOCOL, "ray": self.ray.__version__,

@@ -15,8 +15,10 @@ SSH connect timeout). A request waits for its answer only as long as its caller 
 from __future__ import annotations
 
 import atexit
+import hmac
 import itertools
 import json
+import os
 import pickle
 import queue
 import socket
@@ -197,16 +199,30 @@ def _rebuild(servlet: str, err: tuple) -> BaseException:
 # -- opening: SSH connection, gateway started if absent, token, channel, handshake ------
 
 def handshake(chan: Any, token: bytes, where: str) -> dict[str, Any]:
-    """Say hello with the token; the gateway's versions. Bounded."""
+    """Prove to each other that both hold the cluster's token (it is never sent); the
+    gateway's versions. Bounded."""
     chan.settimeout(HANDSHAKE_TIMEOUT)
+    ours = os.urandom(16).hex()
     try:
-        hello = json.dumps({"token": token.decode().strip(), "protocol": proto.PROTOCOL})
+        hello = json.dumps({"protocol": proto.PROTOCOL, "nonce": ours})
         chan.sendall(proto.frame(0, proto.HELLO, hello.encode()))
         _, kind, body = proto.read_frame(chan.recv)
-    except (TimeoutError, EOFError, OSError) as exc:
+        challenge = json.loads(body) if kind == proto.CHALLENGE else {}
+        theirs = str(challenge.get("nonce", ""))
+        if not hmac.compare_digest(str(challenge.get("proof", "")),
+                                   proto.proof(token, "gateway", ours, theirs)):
+            chan.close()
+            raise ProviderError(f"the process at rhplan's gateway port on {where} does not "
+                                "hold the cluster's token; run rhplan apply if the token "
+                                "changed, else check who listens there")
+        auth = json.dumps({"proof": proto.proof(token, "caller", ours, theirs)})
+        chan.sendall(proto.frame(0, proto.AUTH, auth.encode()))
+        _, kind, body = proto.read_frame(chan.recv)
+    except (TimeoutError, EOFError, OSError, ValueError) as exc:
         chan.close()
-        raise ProviderError(f"rhplan's gateway on {where} refused the handshake ({exc or 'closed'}"
-                            "); the cluster's token may have changed: run rhplan apply") from None
+        raise ProviderError(f"rhplan's gateway on {where} refused the handshake "
+                            f"({exc or 'closed'}); the cluster's token may have changed: "
+                            "run rhplan apply") from None
     chan.settimeout(None)
     if kind != proto.WELCOME:
         chan.close()
@@ -224,6 +240,14 @@ def ssh_opener(conn_factory: Callable[[], Any], cluster: dict[str, Any],
 
     def open_() -> tuple[Any, dict[str, Any]]:
         conn = conn_factory()
+        token = conn.get_bytes(private["ray_token_path"])
+        known = manage.read_gateway(conn, cluster)
+        if known is not None:  # the usual case: no command to run on the head
+            try:
+                chan = _channel(conn, int(known["port"]))
+                return chan, handshake(chan, token, conn.host)
+            except (ProviderError, OSError):
+                pass  # gone (or not ours): make sure one runs
         for attempt in (0, 1):
             info = manage.ensure_gateway(conn, cluster, private)
             try:
@@ -232,7 +256,6 @@ def ssh_opener(conn_factory: Callable[[], Any], cluster: dict[str, Any],
             except (ProviderError, OSError):
                 if attempt:  # it stopped between ensure and connect: start it again once
                     raise
-        token = conn.get_bytes(private["ray_token_path"])
         return chan, handshake(chan, token, conn.host)
 
     return open_
