@@ -94,7 +94,16 @@ def test_closed_by_the_peer(server: SSHServer) -> None:
                     peer, _ = listener.accept()
                 except OSError:
                     return
-                peer.close()
+                # a FIN first, then read what the client says: closing with its greeting
+                # unread would answer with an RST (a reset, the case above)
+                with peer:
+                    peer.shutdown(socket.SHUT_WR)
+                    peer.settimeout(10)
+                    try:
+                        while peer.recv(4096):
+                            pass
+                    except OSError:
+                        pass
 
         threading.Thread(target=close_each, daemon=True).start()
         msg, took = failure(server, port, connect_timeout=15)
