@@ -65,6 +65,31 @@ def port_open(port: int) -> bool:
         return False
 
 
+def listeners(port: int) -> list[str]:
+    """The command lines of the processes listening on TCP port (any address). After a
+    server stops, another test may take its port at once: tests check who listens."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f"socket:[{fields[9]}]")
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                             .decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+def still_served(port: int, marker: str) -> list[str]:
+    """Listeners on port whose command line carries marker (ours, not a newcomer's)."""
+    return [c for c in listeners(port) if marker in c]
+
+
 def gone(pids: list[int]) -> list[int]:
     """The pids of the list still alive (empty: all gone)."""
     return [p for p in pids if alive(p)]
@@ -99,17 +124,18 @@ def test_local_sshd_stops_sshd_and_removes_its_files_on_a_signal(
         values = json.loads(var_file.read_text())
         key_dir = Path(values["private_key"]).parent
         assert port_open(values["port"]) and key_dir.is_dir()
+        assert still_served(values["port"], str(key_dir))  # the check below can see it
         # a connection makes sshd fork a session: it must go too
         with socket.create_connection(("127.0.0.1", values["port"]), timeout=5) as s:
             assert s.recv(64).startswith(b"SSH-2.0-")
             children = poll_until(lambda: len(_descendants(proc.pid)) >= 2 and
-                                  _descendants(proc.pid), 10, "sshd to fork a session")
+                                  _descendants(proc.pid), 30, "sshd to fork a session")
             proc.send_signal(getattr(signal, signame))
             out = proc.communicate(timeout=HELPER_TIMEOUT)[0].decode()
         expected = 0 if signame == "SIGINT" else 128 + getattr(signal, signame)
         assert proc.returncode == expected, out
         assert not gone(children), f"outlived {signame}: {gone(children)}\n{out}"
-        assert not port_open(values["port"])
+        assert not still_served(values["port"], str(key_dir))
         assert not key_dir.exists(), f"{key_dir} (private key) is left"
         assert not var_file.exists() and not var_file.with_suffix(".pid").exists()
     finally:
@@ -135,7 +161,7 @@ def test_local_sshd_background_returns_once_ready_and_stop_cleans_up(tmp_path: P
         stop = helper(LOCAL_SSHD, "--stop", "--var-file", str(var_file))
         assert stop.returncode == 0 and f"stopped pid {pid}" in stop.stdout, stop
         assert not gone([pid, *children])
-        assert not port_open(values["port"])
+        assert not still_served(values["port"], str(Path(values["private_key"]).parent))
         assert not Path(values["private_key"]).parent.exists()
         assert not var_file.exists()
         assert "nothing is running" in helper(LOCAL_SSHD, "--stop", "--var-file",
@@ -248,6 +274,7 @@ def test_local_moto_var_file_plans_and_a_signal_stops_both_servers(examples: Pat
         ssh_port = int(values["proxy_command"].split()[-2])
         children = _descendants(proc.pid)
         assert port_open(moto_port) and port_open(ssh_port) and len(children) >= 2
+        assert still_served(moto_port, "moto.server")
         out = Rhplan(examples / "aws", env=aws_env())("plan", "-var-file=moto.json").ok().stdout
         assert '+ resolved_instance_type = "c5.large"' in out, out
         assert f'"proxy_command" = "{values["proxy_command"]}"' in out, out
@@ -255,7 +282,8 @@ def test_local_moto_var_file_plans_and_a_signal_stops_both_servers(examples: Pat
         log = proc.communicate(timeout=HELPER_TIMEOUT)[0].decode()
         assert proc.returncode == 128 + signal.SIGTERM, log
         assert not gone(children), log
-        assert not port_open(moto_port) and not port_open(ssh_port)
+        assert not still_served(moto_port, "moto.server")
+        assert not still_served(ssh_port, str(Path(values["root_dir"]).parent))
         assert not Path(values["root_dir"]).parent.exists() and not var_file.exists()
     finally:
         if proc.poll() is None:

@@ -207,10 +207,12 @@ def _running_pid(var_file: Path) -> int | None:
 def _is_ours(pid: int) -> bool:
     """pid is alive and still one of these scripts (a recorded pid may have been reused)."""
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"local_sshd.py" in cmd or b"local_moto.py" in cmd
+    # python running one of the scripts (not, say, an editor that has it open)
+    return b"python" in Path(argv[0].decode(errors="replace")).name.encode() and any(
+        a.endswith((b"local_sshd.py", b"local_moto.py")) for a in argv[1:2])
 
 
 def _stop_hint(script: Path, var_file: Path, default_var_file: Path) -> str:
