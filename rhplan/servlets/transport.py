@@ -33,6 +33,7 @@ from rhplan.servlets import gateway as proto
 
 HANDSHAKE_TIMEOUT = 10.0
 _LOST = -1  # a frame kind of this side only: the connection died
+_PIECE = 256 * 1024
 
 
 class GatewayLost(RhplanError):
@@ -129,7 +130,7 @@ class Gateway:
             body = pickle.dumps((op, servlet, args), protocol=5)
             try:
                 with link.send_lock:
-                    link.chan.sendall(proto.frame(req, proto.REQUEST, body))
+                    _send(link.chan, proto.frame(req, proto.REQUEST, body))
             except Exception as exc:  # noqa: BLE001 - socket or paramiko: the link died
                 link.fail_all(str(exc) or type(exc).__name__)
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -166,6 +167,14 @@ class Gateway:
                 link.chan.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _send(chan: Any, data: bytes) -> None:
+    """chan.sendall in pieces: paramiko's sendall copies what is left after every
+    32 KB packet (s = s[sent:]), quadratic for a large object (10 MB took ~1 s)."""
+    view = memoryview(data)
+    for i in range(0, len(data), _PIECE):
+        chan.sendall(bytes(view[i:i + _PIECE]))
 
 
 def write_output(stream: int, data: bytes) -> None:
