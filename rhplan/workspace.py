@@ -49,6 +49,7 @@ class Workspace:
         planner = self.planner()
         opts.variables = self.variables
         plan = planner.plan(state, opts, drift)
+        self.backend.store_digest_key()  # a new key is kept once a plan made with it stands
         from rhplan.state.model import RHPLAN_VERSION
         plan.rhplan_version = RHPLAN_VERSION
         plan.state_digest, plan.refresh_changed = read, refresh_changed

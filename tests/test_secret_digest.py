@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from canary import canary_secret
 
+from rhplan.errors import StateError
 from rhplan.state import LocalBackend, digest
 
 CASES = Path(__file__).parent / "plan_cases"
@@ -168,25 +169,44 @@ def test_a_state_with_plain_digests_is_upgraded_without_restarting_servlets(rh: 
     assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
 
 
-def test_first_runs_racing_agree_on_one_key(tmp_path: Path) -> None:
-    """Each makes a key and hard-links it into place; the one link that wins is every
-    run's key, and nobody sees half a file."""
-    keys: list[bytes] = []
+def test_first_runs_racing_store_one_key(tmp_path: Path) -> None:
+    """Each first run makes a key and, once its plan stands, hard-links it into place:
+    one link wins and is every later run's key; the others are told to run again
+    (their digests were made with a key that is not the state's)."""
+    stored: list[bytes] = []
+    refused: list[str] = []
     start = threading.Barrier(12)
 
     def first_run() -> None:
         backend = LocalBackend(tmp_path / "rhplan.state.json")
+        key = backend.digest_key()
         start.wait(timeout=30)
-        keys.append(backend.digest_key())
+        try:
+            backend.store_digest_key()
+            stored.append(key)
+        except StateError as exc:
+            refused.append(str(exc))
 
     threads = [threading.Thread(target=first_run) for _ in range(12)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert len(keys) == 12 and len(set(keys)) == 1 and len(keys[0]) == digest.KEY_BYTES
+    assert len(stored) == 1 and len(refused) == 11, (stored, refused)
+    assert all("another rhplan stored a digest key while this one ran" in r and
+               r.endswith("run the command again") for r in refused), refused
     assert sorted(p.name for p in (tmp_path / ".rhplan").iterdir()) == ["digest.key"]
-    assert LocalBackend(tmp_path / "rhplan.state.json").digest_key() == keys[0]
+    assert LocalBackend(tmp_path / "rhplan.state.json").digest_key() == stored[0]
+
+
+def test_a_refused_plan_stores_no_key(secrets: Any) -> None:
+    """The key is stored once a plan made with it stands: a plan refused after its
+    secrets were digested leaves nothing behind."""
+    rh = secrets
+    rh.write(CONFIG + '\noutput "bad" {\n  value = secret.nope.keys\n}\n')
+    line = rh("plan", f"-var=token={rh.token}").error_line()
+    assert "secret.nope" in line, line
+    assert not (rh.dir / ".rhplan").exists() and not rh.state_path.exists()
 
 
 def test_a_damaged_key_is_one_line_naming_it(secrets: Any) -> None:

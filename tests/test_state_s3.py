@@ -459,26 +459,33 @@ def test_cli_state_in_s3_holds_only_keyed_digests(cli: Any, moto: Any, s3: Any,
     assert "secret.b will be" not in res.stdout
 
 
-def test_digest_key_is_created_once_for_racing_first_runs(
+def test_digest_key_is_stored_once_for_racing_first_runs(
         backend: Callable[..., S3Backend], s3: Any, bucket: str) -> None:
-    """Every first run tries a conditional put of its own key; S3 takes one, and the
-    others read that one."""
-    keys: list[bytes] = []
+    """Every first run puts its own key conditionally once its plan stands; S3 takes
+    one, which every later run reads, and the others are told to run again."""
+    stored: list[bytes] = []
+    refused: list[str] = []
     start = threading.Barrier(8)
 
     def first_run() -> None:
         b = backend()
+        key = b.digest_key()
         start.wait(timeout=30)
-        keys.append(b.digest_key())
+        try:
+            b.store_digest_key()
+            stored.append(key)
+        except StateError as exc:
+            refused.append(str(exc))
 
     threads = [threading.Thread(target=first_run) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert len(keys) == 8 and len(set(keys)) == 1
+    assert len(stored) == 1 and len(refused) == 7, (stored, refused)
+    assert all("another rhplan stored a digest key" in r for r in refused), refused
     assert _keys(s3, bucket) == [DIGEST_KEY]
-    assert digest.decode_key(_body(s3, bucket, DIGEST_KEY), DIGEST_KEY) == keys[0]
+    assert backend().digest_key() == stored[0]
     s3.put_object(Bucket=bucket, Key=DIGEST_KEY, Body=b"damaged")
     with pytest.raises(StateError, match=f"s3://{bucket}/{DIGEST_KEY}: the digest key of "
                                          "this state is damaged"):

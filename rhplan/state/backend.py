@@ -29,8 +29,14 @@ class Backend(Protocol):
 
     def digest_key(self) -> bytes:
         """The key of the keyed digests of secret values in this state
-        (rhplan.state.digest), kept beside the state but never in it; made on first use,
-        atomically, so two first runs agree on it."""
+        (rhplan.state.digest), kept beside the state but never in it. If there is none
+        yet, a new one, kept in memory until store_digest_key()."""
+        ...
+
+    def store_digest_key(self) -> None:
+        """Store the key digest_key() made (nothing if it read a stored one), once the
+        plan that used it succeeded: atomically and only if there still is none, else a
+        StateError (of two first runs, one stores its key, the other runs again)."""
         ...
 
     def lock(self, operation: str) -> LockInfo:

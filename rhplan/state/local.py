@@ -80,6 +80,7 @@ class LocalBackend:
         self.lock_path = Path(f"{self.path}.lock")
         self.lock_info_path = Path(f"{self.path}.lock.info")
         self.digest_key_path = self.path.parent / DIGEST_KEY
+        self._unsaved_key: bytes | None = None  # made by digest_key(), not stored yet
         self._write_lock = threading.Lock()  # apply writes from worker threads
         self._lock_file: IO[bytes] | None = None
         self._held: LockInfo | None = None
@@ -100,6 +101,7 @@ class LocalBackend:
 
     def write(self, state: State) -> None:
         """Bump state.serial and replace the file atomically, keeping the old one as .backup."""
+        self.store_digest_key()  # never a state holding digests under a key not stored
         with self._write_lock:
             old_serial, old_version = state.serial, state.rhplan_version
             state.serial += 1
@@ -124,22 +126,32 @@ class LocalBackend:
                 ) from err
 
     def digest_key(self) -> bytes:
-        """The digest key, made on first use: written whole (0600) to a temp file, then
-        hard-linked into place, which fails if another process got there first; then
-        that process's key is the one."""
+        """The stored digest key; if there is none yet, a new one this backend keeps in
+        memory until store_digest_key(), so a command that fails leaves nothing behind."""
+        if self._unsaved_key is not None:
+            return self._unsaved_key
         path = self.digest_key_path
         try:
             return digest.decode_key(path.read_bytes(), str(path))
         except FileNotFoundError:
-            pass
+            self._unsaved_key = digest.new_key()
+            return self._unsaved_key
         except OSError as err:
             raise StateError(f"{path}: cannot read the digest key: {err.strerror}") from None
+
+    def store_digest_key(self) -> None:
+        """Store the key digest_key() made, once the plan that used it succeeded: written
+        whole (0600) to a temp file, then hard-linked into place, which fails if another
+        rhplan stored one first (then what this one digested must not be kept)."""
+        key, path = self._unsaved_key, self.digest_key_path
+        if key is None:
+            return
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".digest.key.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:  # mkstemp makes it 0600
-                    f.write(digest.encode_key(digest.new_key()))
+                    f.write(digest.encode_key(key))
                     f.flush()
                     os.fsync(f.fileno())
                 with contextlib.suppress(FileExistsError):
@@ -147,10 +159,15 @@ class LocalBackend:
             finally:
                 os.unlink(tmp)
             _fsync_dir(path.parent)
-            return digest.decode_key(path.read_bytes(), str(path))
+            stored = path.read_bytes()
         except OSError as err:
             raise StateError(f"{path}: cannot create the digest key: {err.strerror}; check "
                              f"that {path.parent} is writable") from None
+        self._unsaved_key = None
+        if digest.decode_key(stored, str(path)) != key:
+            raise StateError(f"{path}: another rhplan stored a digest key while this one "
+                             "ran, so its digests cannot be kept; nothing was written: run "
+                             "the command again")
 
     # -- locking -----------------------------------------------------------
 

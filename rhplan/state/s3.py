@@ -12,7 +12,8 @@ does with `use_lockfile`.
   only remove the very lock it judged: two contenders clearing one stale lock
   cannot both succeed, and nobody removes a lock created after they looked.
 - The digest key of the state's keyed digests (rhplan.state.digest) is KEY.digest-key,
-  created with `If-None-Match: *` too, so two first runs end up with the same key.
+  created with `If-None-Match: *` too, so of two first runs only one stores its key
+  (the other is told to run again).
 - Writes are conditional too (`If-Match` on the ETag this backend last read or
   wrote), so even a writer that lost its lock (force-unlocked while hung) cannot
   silently overwrite a newer state: it gets an error instead.
@@ -99,6 +100,8 @@ class S3Backend:
         self.backup_key = f"{key}.backup"
         self.lock_key = f"{key}.tflock"
         self.digest_key_key = f"{key}.digest-key"
+        self._digest_key_url = f"s3://{bucket}/{self.digest_key_key}"
+        self._unsaved_key: bytes | None = None  # made by digest_key(), not stored yet
         self.url = f"s3://{bucket}/{key}"
         self.backup_url = f"s3://{bucket}/{self.backup_key}"
         self.lock_url = f"s3://{bucket}/{self.lock_key}"
@@ -206,6 +209,7 @@ class S3Backend:
         The put is conditional on the ETag last read or written here, so an object
         someone else wrote in between is never overwritten.
         """
+        self.store_digest_key()  # never a state holding digests under a key not stored
         s3 = self._client()
         with self._write_lock:
             old_serial, old_version = state.serial, state.rhplan_version
@@ -277,30 +281,50 @@ class S3Backend:
             "then plan again")
 
     def digest_key(self) -> bytes:
-        """KEY.digest-key, created on first use with a conditional put: of two first
-        runs, one creates it and the other reads that one."""
-        url = f"s3://{self.bucket}/{self.digest_key_key}"
-        s3 = self._client()
-        for _ in range(2):
-            try:
-                raw = s3.get_object(Bucket=self.bucket, Key=self.digest_key_key)["Body"].read()
-                return digest.decode_key(raw, url)
-            except ClientError as err:
-                if not _is_missing_key(err):
-                    raise self._error(err, "read the digest key", url) from None
-            except BotoCoreError as err:
-                raise self._error(err, "read the digest key", url) from None
-            try:
-                s3.put_object(Bucket=self.bucket, Key=self.digest_key_key,
-                              Body=digest.encode_key(digest.new_key()),
-                              ContentType="text/plain", IfNoneMatch="*")
-            except ClientError as err:
-                if not _is_lock_held(err):  # someone else made it first: read theirs
-                    raise self._error(err, "create the digest key", url) from None
-            except BotoCoreError as err:
-                raise self._error(err, "create the digest key", url) from None
-        raise StateError(f"{url}: the digest key was created but cannot be read back; "
-                         "check that it may be read, and try again")
+        """KEY.digest-key; if there is none yet, a new key kept in memory until
+        store_digest_key(), so a command that fails leaves nothing behind."""
+        if self._unsaved_key is not None:
+            return self._unsaved_key
+        stored = self._read_digest_key()
+        if stored is None:
+            self._unsaved_key = digest.new_key()
+            return self._unsaved_key
+        return stored
+
+    def store_digest_key(self) -> None:
+        """Store the key digest_key() made, once the plan that used it succeeded, with
+        a conditional put: if another rhplan stored one first, what this one digested
+        must not be kept."""
+        key = self._unsaved_key
+        if key is None:
+            return
+        try:
+            self._client().put_object(Bucket=self.bucket, Key=self.digest_key_key,
+                                      Body=digest.encode_key(key), ContentType="text/plain",
+                                      IfNoneMatch="*")
+        except ClientError as err:
+            if not _is_lock_held(err):  # a key is there: ours (a retried put) or not
+                raise self._error(err, "create the digest key", self._digest_key_url) from None
+        except BotoCoreError as err:
+            raise self._error(err, "create the digest key", self._digest_key_url) from None
+        self._unsaved_key = None
+        if self._read_digest_key() != key:
+            raise StateError(f"{self._digest_key_url}: another rhplan stored a digest key "
+                             "while this one ran, so its digests cannot be kept; nothing "
+                             "was written: run the command again")
+
+    def _read_digest_key(self) -> bytes | None:
+        url = self._digest_key_url
+        try:
+            raw = self._client().get_object(Bucket=self.bucket,
+                                            Key=self.digest_key_key)["Body"].read()
+        except ClientError as err:
+            if _is_missing_key(err):
+                return None
+            raise self._error(err, "read the digest key", url) from None
+        except BotoCoreError as err:
+            raise self._error(err, "read the digest key", url) from None
+        return digest.decode_key(raw, url)
 
     # -- locking ---------------------------------------------------------------
 
