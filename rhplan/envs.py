@@ -19,13 +19,19 @@ import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
+
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as PipRequirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
 
 from rhplan.connection import CommandResult, Connection
 from rhplan.errors import ProviderError
-from rhplan.packages import Requirement
+from rhplan.packages import Requirement, split_git
 
 # Prefix of the .pth files rhplan writes; read_installed finds them by it.
 PTH_PREFIX = "rhplan-local-"
@@ -34,6 +40,9 @@ PTH_VERSION = "0"
 # Files rhplan keeps inside an env, next to bin/ and lib/.
 ENV_VARS_FILE = "rhplan/env_vars.json"
 SECRETS_FILE = "rhplan/secrets.json"
+# The user's version pins, given to every install in the env as constraints, so that
+# installing one package (or Ray) can never move another one's pin.
+CONSTRAINTS_FILE = "rhplan/constraints.txt"
 
 _DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
@@ -57,6 +66,7 @@ class Installed:
     name: str  # canonical name
     version: str
     direct_url: str | None  # direct_url.json "url" (local folders, git, URLs)
+    commit: str | None = None  # direct_url.json vcs_info.commit_id (git installs)
 
 
 # Host-side code shared by the scripts that read an env's packages: the distributions
@@ -74,12 +84,14 @@ def read_dists(site):
         key = re.sub(r"[-_.]+", "-", name).lower()
         if key in dists:
             continue
-        url = None
+        url = commit = None
         try:
-            url = json.loads(d.read_text("direct_url.json") or "null")["url"]
+            direct = json.loads(d.read_text("direct_url.json") or "null")
+            url = direct["url"]
+            commit = (direct.get("vcs_info") or {}).get("commit_id")
         except Exception:
             pass
-        dists[key] = [d.version, url]
+        dists[key] = [d.version, url, commit]
     for folder in site:
         if not os.path.isdir(folder):
             continue
@@ -87,15 +99,45 @@ def read_dists(site):
             if f.startswith(PREFIX) and f.endswith(".pth"):
                 with open(os.path.join(folder, f), encoding="utf-8") as fh:
                     target = fh.readline().rstrip("\n")
-                dists[f[:-4]] = [VERSION, "file://" + quote(target)]
+                dists[f[:-4]] = [VERSION, "file://" + quote(target), None]
                 pth[f[:-4]] = os.path.join(folder, f)
     return dists, pth
 """.replace("PREFIX", repr(PTH_PREFIX)).replace("VERSION", repr(PTH_VERSION))
 
+# Host-side code: the values PEP 508 markers are evaluated against, for an interpreter
+# of the given version (an env's, told by its pyvenv.cfg) on this host; the env's own
+# interpreter passes None. Without `packaging`, which a fresh env lacks.
+MARKERS_FN = r"""
+import os, platform, sys
+def marker_env(version=None):
+    impl = sys.implementation
+    iv = "%d.%d.%d" % impl.version[:3]
+    if impl.version.releaselevel != "final":
+        iv += impl.version.releaselevel[0] + str(impl.version.serial)
+    full = version or platform.python_version()
+    return {"implementation_name": impl.name,
+            "implementation_version": full if version else iv,
+            "os_name": os.name, "platform_machine": platform.machine(),
+            "platform_release": platform.release(), "platform_system": platform.system(),
+            "platform_version": platform.version(), "python_full_version": full,
+            "platform_python_implementation": platform.python_implementation(),
+            "python_version": ".".join(full.split(".")[:2]), "sys_platform": sys.platform}
+def venv_version(env_dir):
+    try:
+        with open(os.path.join(env_dir, "pyvenv.cfg"), encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition("=")
+                if key.strip() in ("version_info", "version"):
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+"""
+
 # Runs inside the env's interpreter (with -I, so neither the working folder
 # nor PYTHON* variables leak in). Only site-packages is read: a folder a .pth
 # puts on the path may hold stray *.egg-info that is not installed.
-_INSPECT_SCRIPT = DISTS_FN + r"""
+_INSPECT_SCRIPT = DISTS_FN + MARKERS_FN + r"""
 import sysconfig
 paths = sysconfig.get_paths()
 site = []
@@ -103,7 +145,8 @@ for key in ("purelib", "platlib"):
     if paths[key] not in site:
         site.append(paths[key])
 dists, pth = read_dists(site)
-print(json.dumps({"site_packages": site[0], "dists": dists, "pth": pth}))
+print(json.dumps({"site_packages": site[0], "dists": dists, "pth": pth,
+                  "markers": marker_env()}))
 """
 
 # Says what is at a path, in one command: "venv", "empty", "busy" or "free".
@@ -148,6 +191,7 @@ class _EnvInfo:
     dists: dict[str, Installed]
     site_packages: str
     pth_files: dict[str, str]  # pseudo-distribution name -> .pth path
+    markers: dict[str, str]  # what PEP 508 markers are evaluated against in this env
 
 
 def env_python(env_dir: str) -> str:
@@ -204,15 +248,48 @@ def read_installed(conn: Connection, env_dir: str) -> dict[str, Installed] | Non
     return None if info is None else info.dists
 
 
-def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
+@dataclass(frozen=True)
+class EnvFacts:
+    """What a refresh needs of an env: its distributions, and the values its PEP 508
+    markers are evaluated against."""
+
+    dists: dict[str, Installed]
+    markers: dict[str, str]
+
+
+def read_env(conn: Connection, env_dir: str) -> EnvFacts | None:
+    """The env's distributions and marker values, in one command; None if it is gone."""
+    info = _inspect(conn, _check_env_dir(env_dir))
+    return None if info is None else EnvFacts(info.dists, info.markers)
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    changes: list[str]  # "name==version" added or changed, the requirement's own first
+    own: Installed | None  # the requirement's own distribution, when it can be told
+
+
+def install(conn: Connection, env_dir: str, req: Requirement, with_reqs: Sequence[str] = (),
+            constraints: str | None = None) -> list[str]:
     """Install one requirement into the env.
 
     Returns "name==version" for each distribution it added or changed, the
     requirement's own distribution first when it can be told (by name, or by
-    URL for a local folder; a folder reinstalled at the same version counts as
-    changed), then the dependencies it brought, sorted. For a remote host,
+    URL for a local folder or git package; a folder reinstalled at the same version
+    counts as changed), then the dependencies it brought, sorted. For a remote host,
     reqs/local targets must already be synced to req.target there.
+
+    with_reqs are resolved together with it (the servlet's "ray==X": a requirement
+    that Ray's own requirements exclude fails to resolve instead of breaking Ray);
+    constraints is the path of a constraints file on the host (the user's pins).
     """
+    return install_entry(conn, env_dir, req, with_reqs, constraints).changes
+
+
+def install_entry(conn: Connection, env_dir: str, req: Requirement,
+                  with_reqs: Sequence[str] = (), constraints: str | None = None
+                  ) -> InstallResult:
+    """install(), also telling which distribution is the requirement's own."""
     env_dir = _check_env_dir(env_dir)
     what = f"installing {req.raw!r} into env at {env_dir}"
     before = _inspect(conn, env_dir)
@@ -239,10 +316,14 @@ def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
         if kind == "plain":
             _write_pth(conn, before, req.target, what)
             after = _inspect_or_fail(conn, env_dir, what)
-            return _changes(before, after, local_dist_name(req.target), None)
+            name = local_dist_name(req.target)
+            return InstallResult(_changes(before, after, name, None), after.dists.get(name))
         local_url = _file_url(req.target)
         targets = [local_url]
-    elif req.kind in ("pip", "git"):
+    elif req.kind == "git":
+        targets = [req.target]
+        local_url = split_git(req.target)[0]  # how direct_url.json names a git install
+    elif req.kind == "pip":
         if req.target.startswith("/"):
             # uv reads a bare path as a requirement, so ";" in it would be a
             # marker; a file:// URL keeps every character data.
@@ -253,8 +334,135 @@ def install(conn: Connection, env_dir: str, req: Requirement) -> list[str]:
     else:
         raise ProviderError(f"{what} failed: unknown package kind {req.kind!r}")
 
-    _run_checked(conn, [*_installer(conn, env_dir, "install"), *targets, *req.args], what)
-    return _changes(before, _inspect_or_fail(conn, env_dir, what), req.name, local_url)
+    with_reqs = [] if _replaces_index(req.args) else list(with_reqs)
+    limits = ["-c", constraints] if constraints else []
+    _run_checked(conn, [*_installer(conn, env_dir, "install"), *targets, *req.args,
+                        *with_reqs, *limits], what)
+    after = _inspect_or_fail(conn, env_dir, what)
+    own = after.dists.get(req.name) if req.name else None
+    if own is None and local_url is not None:
+        own = _by_url(after.dists, local_url)
+    return InstallResult(_changes(before, after, req.name, local_url), own)
+
+
+def _replaces_index(args: Sequence[str]) -> bool:
+    """An entry installed from another index only (torch's) cannot bring Ray's packages
+    along: it is installed alone, still under the pins."""
+    return any(a in ("-i", "--index-url", "--no-index") or a.startswith("--index-url=")
+               for a in args)
+
+
+def constraint_lines(reqs: Iterable[Requirement]) -> list[str]:
+    """The pins among reqs as constraint lines: a name with a version specifier, and its
+    marker (constraints take no URLs, no extras)."""
+    lines = []
+    for req in reqs:
+        if req.kind != "pip" or not req.name:
+            continue
+        try:
+            spec = PipRequirement(req.target)
+        except InvalidRequirement:
+            continue
+        if spec.url or not spec.specifier:
+            continue
+        lines.append(f"{spec.name}{spec.specifier}" + (f"; {spec.marker}" if spec.marker else ""))
+    return lines
+
+
+def write_constraints(conn: Connection, env_dir: str, lines: Sequence[str]) -> str:
+    """Write ENV/rhplan/constraints.txt; returns its path on the host for
+    install(constraints=)."""
+    path = posixpath.join(_check_env_dir(env_dir), CONSTRAINTS_FILE)
+    try:
+        conn.put_bytes("".join(f"{line}\n" for line in lines).encode("utf-8"), path)
+    except OSError as exc:
+        raise ProviderError(f"writing {CONSTRAINTS_FILE} of env at {env_dir} on {conn.host} "
+                            f"failed: {exc}") from None
+    return path
+
+
+def check_resolvable(conn: Connection, env_dir: str, targets: Sequence[str],
+                     constraints: str | None) -> str | None:
+    """Why targets cannot be installed together under the constraints (the resolver's
+    reason, naming both sides), or None. Resolves only (--dry-run): nothing is installed."""
+    env_dir = _check_env_dir(env_dir)
+    limits = ["-c", constraints] if constraints else []
+    res = conn.run([*_installer(conn, env_dir, "install"), "--dry-run", *targets, *limits],
+                   env=UV_ENV)
+    return None if res.ok else _last_line(res)
+
+
+# --- what a refresh checks ---------------------------------------------------------
+
+
+def requirement_drift(req: Requirement, dists: Mapping[str, Installed],
+                      markers: Mapping[str, str] | None = None, commit: str | None = None,
+                      own_name: str | None = None) -> list[str] | None:
+    """How one requirement is not met in an env, as short phrases ("idna missing",
+    "idna is 3.6, not >=3.7"); [] when it is met; None when the env's distributions
+    cannot tell (the caller falls back on what installing it recorded).
+
+    req.target is where the requirement lives on the env's host (a synced folder's
+    path there); commit is the git commit installed for a git package at apply;
+    own_name the distribution its install reported, to name it when it is gone.
+    """
+    if req.kind == "pip" and req.name:
+        return spec_drift(req.target, dists, markers)
+    if req.kind == "pip" and req.target.startswith("/"):
+        return [] if _by_url(dists, _file_url(req.target)) else None
+    if req.kind == "local":
+        if local_dist_name(req.target) in dists or _by_url(dists, _file_url(req.target)):
+            return []
+        return [_elsewhere(dists, own_name) or
+                f"{own_name or posixpath.basename(req.target.rstrip('/'))} missing"]
+    if req.kind == "git":
+        url, revision = split_git(req.target)
+        own = _by_url(dists, url)
+        if own is None:
+            return [_elsewhere(dists, own_name or req.name) or
+                    f"{own_name or req.name or url} missing"]
+        want = revision if revision and re.fullmatch(r"[0-9a-f]{40}", revision) else commit
+        if want and own.commit and own.commit != want:
+            return [f"{own.name} is at commit {own.commit[:12]}, not {want[:12]}"]
+        return []
+    return None
+
+
+def spec_drift(spec: str, dists: Mapping[str, Installed],
+               markers: Mapping[str, str] | None = None) -> list[str] | None:
+    """requirement_drift for one PEP 508 requirement string; None if it is not one."""
+    try:
+        parsed = PipRequirement(spec)
+    except InvalidRequirement:
+        return None
+    if parsed.marker is not None and not parsed.marker.evaluate({**(markers or {}), "extra": ""}):
+        return []  # not for this interpreter: the installer skipped it too
+    name = canonicalize_name(parsed.name)
+    have = dists.get(name)
+    if have is None:
+        return [f"{name} missing"]
+    try:
+        ok = parsed.specifier.contains(have.version, prereleases=True)
+    except InvalidVersion:
+        ok = not parsed.specifier
+    return [] if ok else [f"{name} is {have.version}, not {parsed.specifier}"]
+
+
+def _elsewhere(dists: Mapping[str, Installed], name: str | None) -> str | None:
+    """A distribution of that name installed from somewhere else, said so."""
+    have = dists.get(name) if name else None
+    if have is None:
+        return None
+    return f"{name} {have.version} is installed from {unquote(have.direct_url or 'an index')}"
+
+
+def _by_url(dists: Mapping[str, Installed], url: str) -> Installed | None:
+    """The distribution installed from url (a folder, a git repository, a wheel)."""
+    want = unquote(url).rstrip("/")
+    for dist in dists.values():
+        if dist.direct_url is not None and unquote(dist.direct_url).rstrip("/") == want:
+            return dist
+    return None
 
 
 # Runs inside the env: which of the given names does another installed distribution
@@ -433,8 +641,14 @@ def _inspect(conn: Connection, env_dir: str) -> _EnvInfo | None:
             f"reading the packages of env at {env_dir} on {conn.host} failed: "
             f"its python printed no package list"
         ) from None
-    dists = {name: Installed(name, version, url) for name, (version, url) in data["dists"].items()}
-    return _EnvInfo(dists, data["site_packages"], data["pth"])
+    return _EnvInfo(installed_from(data["dists"]), data["site_packages"], data["pth"],
+                    data.get("markers") or {})
+
+
+def installed_from(dists: Mapping[str, list[Any]]) -> dict[str, Installed]:
+    """Installed values from what the host scripts print: name -> [version, url, commit]
+    (older scripts printed [version, url])."""
+    return {name: Installed(name, *fields) for name, fields in dists.items()}
 
 
 def _inspect_or_fail(conn: Connection, env_dir: str, what: str) -> _EnvInfo:

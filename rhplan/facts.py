@@ -11,17 +11,17 @@ import json
 from typing import Any
 
 from rhplan.connection import Connection
-from rhplan.envs import DISTS_FN, Installed
+from rhplan.envs import DISTS_FN, MARKERS_FN, Installed, installed_from
 from rhplan.errors import ProviderError
 from rhplan.ray_head import OWNED_PIDS_FN
 
 # Runs on the host. argv[1]: JSON {"marker", "ray": {"temp_dir","token_path","port","host"}
 # | null, "envs": {address: env_dir}, "servlets": {address: pid}}.
-_FACTS = OWNED_PIDS_FN + DISTS_FN + r"""
+_FACTS = OWNED_PIDS_FN + DISTS_FN + MARKERS_FN + r"""
 import glob, sys
 ask = json.loads(sys.argv[1])
 out = {"marker": bool(ask.get("marker")) and os.path.exists(ask["marker"]),
-       "ray": None, "envs": {}, "servlets": {}}
+       "ray": None, "envs": {}, "servlets": {}, "markers": {}}
 r = ask.get("ray")
 if r:
     out["ray"] = {"pids": len(owned_pids(r["temp_dir"], r["token_path"])),
@@ -33,6 +33,8 @@ for addr, env_dir in (ask.get("envs") or {}).items():
         continue
     site = sorted(glob.glob(os.path.join(env_dir, "lib", "python*", "site-packages")))
     out["envs"][addr] = read_dists(site)[0]
+    # markers of the env's interpreter: this host's, at the env's Python version
+    out["markers"][addr] = marker_env(venv_version(env_dir))
 for addr, pid in (ask.get("servlets") or {}).items():
     alive = False
     try:
@@ -54,6 +56,9 @@ def gather(conn: Connection, python: str, ask: dict[str, Any]) -> dict[str, Any]
 
 
 def installed(dists: dict[str, list[Any]] | None) -> dict[str, Installed] | None:
-    if dists is None:
-        return None
-    return {name: Installed(name, version, url) for name, (version, url) in dists.items()}
+    return None if dists is None else installed_from(dists)
+
+
+def markers(known: dict[str, Any], address: str) -> dict[str, str]:
+    """The marker values of an env's interpreter, as read with its host ({} if unread)."""
+    return (known.get("markers") or {}).get(address) or {}

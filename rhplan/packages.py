@@ -22,7 +22,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as _PipRequirement
@@ -231,6 +231,17 @@ def _parse_git(raw: str, spec: str, args: tuple[str, ...]) -> Requirement:
         if key == "egg" and value:
             name = canonicalize_name(value)
     return Requirement(raw, "git", spec, args, name)
+
+
+def split_git(target: str) -> tuple[str, str | None]:
+    """"git+URL@REV#egg=x" -> (URL, REV): the URL as an installer records it in
+    direct_url.json (no "git+", revision or fragment), and the revision if any."""
+    url = target[len("git+"):] if target.startswith("git+") else target
+    parts = urlsplit(url.partition("#")[0])
+    path, at, rev = parts.path.rpartition("@")
+    if not at:
+        path, rev = parts.path, ""
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), rev or None
 
 
 # What git accepts in a ref name, minus what an argv could take for an option: a

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as PipRequirement
+from packaging.utils import canonicalize_name
 
 from rhplan import envs, facts, sync
 from rhplan.config.evaluate import UNKNOWN
@@ -79,6 +84,7 @@ class EnvType(ResourceType):
                     ctx.cache[key] = tree_hash(Path(req.target))
                 sources[raw] = ctx.cache[key]
         attrs["sources"] = sources
+        self._check_pins(rc, attrs, planned.get(attrs["cluster"], {}), ctx, reqs_line)
         secret_hashes = [planned.get(s, {}).get("sha256", "") for s in attrs["secrets"]]
         attrs["secrets_sha256"] = hashlib.sha256(
             json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
@@ -95,6 +101,34 @@ class EnvType(ResourceType):
             attrs["path"] = f"{root}/envs/{attrs['name']}"
             attrs["python"] = f"{attrs['path']}/bin/python"
         return attrs
+
+    def _check_pins(self, rc: ResourceConfig, attrs: dict[str, Any], cluster: dict[str, Any],
+                    ctx: RunContext, line: int) -> None:
+        """A pin the servlet's Ray cannot live with would fail the apply (or, installed
+        anyway, break the servlet): refuse it while planning, when Ray's own requirements
+        say so for certain. Every provider runs rhplan's own Ray version on a new cluster;
+        its requirements are read from this machine's Ray metadata. Ranges are left to the
+        resolver at apply, which sees the whole dependency tree."""
+        version = cluster.get("ray_version")
+        version = version if isinstance(version, str) else _local_ray_version()
+        ray_needs = _ray_requires(version, ctx)
+        for raw in attrs["reqs"]:
+            if raw is UNKNOWN or raw.startswith("package."):
+                continue
+            req = _parsed(raw, ctx)
+            if req.kind != "pip" or not req.name:
+                continue
+            try:
+                spec = PipRequirement(req.target)
+            except InvalidRequirement:
+                continue
+            if spec.marker is not None and not spec.marker.evaluate({"extra": ""}):
+                continue
+            why = _pin_conflict(req.name, spec, version, ray_needs)
+            if why:
+                raise ConfigError(f"env {rc.name!r}: {raw!r} conflicts with the servlet's Ray: "
+                                  f"{why}; pin a version both accept, or remove the pin",
+                                  rc.file, line)
 
     def _check_compute(self, rc: ResourceConfig, attrs: dict[str, Any],
                        cluster: dict[str, Any], ctx: RunContext) -> None:
@@ -168,27 +202,74 @@ class EnvType(ResourceType):
         return parse_requirement(raw, ctx.config_dir)
 
     def _install(self, conn: Connection, path: str, raw: str, rs: ResourceState,
-                 ctx: RunContext, state: State) -> list[str]:
+                 ctx: RunContext, state: State, constraints: str) -> list[str]:
+        """Install one entry resolved together with the servlet's Ray and under the
+        user's pins: what either needs is never moved silently; a conflict fails here,
+        naming both sides. A git package's installed commit is kept, for refresh."""
         req = self._on_host(self._requirement(raw, ctx, state), rs, conn, ctx, state)
-        return envs.install(conn, path, req)
+        res = envs.install_entry(conn, path, req, [self._ray_pin(rs, state)], constraints)
+        commits = rs.private.setdefault("commits", {})
+        if req.kind == "git" and res.own is not None and res.own.commit:
+            commits[raw] = res.own.commit
+        else:
+            commits.pop(raw, None)
+        return res.changes
+
+    def _ray_pin(self, rs: ResourceState, state: State) -> str:
+        return f"ray=={state.resources[rs.attributes['cluster']].attributes['ray_version']}"
+
+    def _pins(self, raws: list[str], ctx: RunContext, state: State) -> list[str]:
+        """The version pins among the entries, as constraint lines."""
+        reqs = []
+        for raw in raws:
+            try:
+                reqs.append(self._requirement(raw, ctx, state))
+            except (ValueError, ProviderError):
+                continue  # its own install reports it
+        return envs.constraint_lines(reqs)
+
+    def _constraints(self, conn: Connection, rs: ResourceState, ctx: RunContext,
+                     state: State) -> str:
+        """Write the env's pins (from its reqs as configured) for every install to obey."""
+        return envs.write_constraints(conn, rs.attributes["path"],
+                                      self._pins(rs.attributes["reqs"], ctx, state))
+
+    def _ensure_ray(self, rs: ResourceState, conn: Connection, state: State,
+                    constraints: str | None) -> None:
+        """The servlet runs in the env's interpreter, which needs the cluster's Ray
+        version; installed under the user's pins (a conflict fails, naming both)."""
+        version = state.resources[rs.attributes["cluster"]].attributes["ray_version"]
+        if rs.private.get("ray") == version:
+            return
+        envs.install(conn, rs.attributes["path"],
+                     parse_requirement(f"pip:ray=={version}", Path("/")), (), constraints)
+        rs.private["ray"] = version
 
     def _on_host(self, req: Requirement, rs: ResourceState, conn: Connection, ctx: RunContext,
                  state: State) -> Requirement:
         """Local folders live on this machine: on a remote cluster, sync them to the host
         first (only changed files travel) and install from there."""
-        cluster = state.resources[rs.attributes["cluster"]]
-        if getattr(ctx.provider(cluster.provider), "local_filesystem", False):
-            return req
-        if req.kind not in ("local", "reqs"):
+        remote = self._host_target(req, rs, ctx, state)
+        if remote == req.target:
             return req
         local = Path(req.target)
-        tag = hashlib.sha256(str(local).encode()).hexdigest()[:10]
-        remote = f"{cluster.attributes['root_dir']}/src/{local.name or 'root'}-{tag}"
         if req.kind == "local":
             sync.sync_folder(conn, local, remote)
         else:  # reqs:DIR needs only its requirements.txt
             conn.put_bytes((local / "requirements.txt").read_bytes(), f"{remote}/requirements.txt")
         return dataclasses.replace(req, target=remote)
+
+    def _host_target(self, req: Requirement, rs: ResourceState, ctx: RunContext,
+                     state: State) -> str:
+        """Where a requirement's folder is on the env's host (pure: nothing is synced)."""
+        cluster = state.resources[rs.attributes["cluster"]]
+        if getattr(ctx.provider(cluster.provider), "local_filesystem", False):
+            return req.target
+        if req.kind not in ("local", "reqs"):
+            return req.target
+        local = Path(req.target)
+        tag = hashlib.sha256(str(local).encode()).hexdigest()[:10]
+        return f"{cluster.attributes['root_dir']}/src/{local.name or 'root'}-{tag}"
 
     def _secrets(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -202,9 +283,26 @@ class EnvType(ResourceType):
         a = rs.attributes
         envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
+        rs.private.pop("ray", None)
+        rs.private["commits"] = {}
+        constraints = self._constraints(conn, rs, ctx, state)
+        # the pins and the servlet's Ray are resolved together before anything is
+        # installed: a pin Ray cannot live with is refused here, naming both sides
+        why = envs.check_resolvable(conn, a["path"], [self._ray_pin(rs, state)], constraints)
+        if why:
+            raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
+                                f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
+                                "or remove the pin")
+        # Ray first, then each entry resolved with it under the pins of the entries so
+        # far (the last one writes them all): each record says what that entry changed
+        self._ensure_ray(rs, conn, state, None)
         installed: dict[str, list[str]] = {}
-        for raw in a["reqs"]:
-            installed[raw] = self._install(conn, a["path"], raw, rs, ctx, state)
+        written = None
+        for i, raw in enumerate(a["reqs"]):
+            pins = self._pins(a["reqs"][: i + 1], ctx, state)
+            if pins != written:
+                constraints, written = envs.write_constraints(conn, a["path"], pins), pins
+            installed[raw] = self._install(conn, a["path"], raw, rs, ctx, state, constraints)
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
         envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx))
@@ -221,13 +319,9 @@ class EnvType(ResourceType):
 
     def _start_servlet(self, rs: ResourceState, conn: Connection, ctx: RunContext,
                        state: State) -> None:
-        """The servlet runs in the env's interpreter, which needs the cluster's Ray version."""
+        """The servlet runs in the env's interpreter, with the cluster's Ray version (which
+        create and update install first, under the user's pins)."""
         cluster = state.resources[rs.attributes["cluster"]]
-        version = cluster.attributes["ray_version"]
-        if rs.private.get("ray") != version:
-            envs.install(conn, rs.attributes["path"],
-                         parse_requirement(f"pip:ray=={version}", ctx.config_dir))
-            rs.private["ray"] = version
         info = manage.start_servlet(conn, cluster.attributes, cluster.private,
                                     rs.attributes["name"], rs.attributes["path"],
                                     rs.attributes["python"], rs.attributes.get("compute") or {})
@@ -240,16 +334,19 @@ class EnvType(ResourceType):
         if known is not None and rs.address in known["envs"]:
             # read with the cluster, in its one command per host
             now = facts.installed(known["envs"][rs.address])
+            markers = facts.markers(known, rs.address)
             servlet = {"alive": bool(known["servlets"].get(rs.address)),
                        "pid": rs.attributes.get("servlet_pid")}
             if state.resources[rs.attributes["cluster"]].attributes.get("ray_status") != "running":
                 servlet = {"alive": False}
         else:
             conn, _ = self._conn(rs, ctx, state)
-            now = envs.read_installed(conn, rs.attributes["path"])
+            now = envs.read_env(conn, rs.attributes["path"])
             servlet = self._servlet_status(rs, conn, ctx, state) if now is not None else {}
         if now is None:
             return None, [f"{rs.address}: env folder {rs.attributes['path']} is gone"]
+        if isinstance(now, envs.EnvFacts):
+            now, markers = now.dists, now.markers
         notes = []
         if not servlet.get("alive"):
             rs.attributes["servlet"] = "stopped"
@@ -258,20 +355,46 @@ class EnvType(ResourceType):
             rs.attributes["servlet_pid"] = servlet.get("pid")
         kept = []
         for raw in rs.attributes.get("reqs") or []:
-            missing = []
-            for entry in (rs.attributes.get("installed") or {}).get(raw, []):
-                name, _, version = entry.partition("==")
-                have = now.get(name)
-                if have is None:
-                    missing.append(f"{name} missing")
-                elif version and have.version != version:
-                    missing.append(f"{name} is {have.version}, not {version}")
-            if missing:
-                notes.append(f"{rs.address}: {raw} drifted ({', '.join(missing)})")
+            problems = self._drift(raw, rs, now, markers, ctx, state)
+            if problems:
+                notes.append(f"{rs.address}: {raw} drifted ({', '.join(problems)})")
             else:
                 kept.append(raw)
         rs.attributes["reqs"] = kept
         return rs, notes
+
+    def _drift(self, raw: str, rs: ResourceState, now: dict[str, envs.Installed],
+               markers: dict[str, str], ctx: RunContext, state: State) -> list[str]:
+        """How one entry of reqs is not met: the requirement itself is checked (present,
+        in its specifier; a folder's or git package's distribution, at its commit), and
+        the dependencies its install added must still be there. What the env cannot tell
+        (a URL's distribution) falls back on the versions its install recorded."""
+        recorded = (rs.attributes.get("installed") or {}).get(raw, [])
+        try:
+            req = self._requirement(raw, ctx, state)
+        except (ValueError, ProviderError):
+            req = None  # e.g. its folder is gone here: judged by the record alone
+        own: list[str] | None = None
+        if req is not None and req.kind == "reqs":
+            own = _requirements_txt_drift(Path(req.target), now, markers)
+        elif req is not None:
+            own_name = recorded[0].partition("==")[0] if recorded else None
+            host_req = dataclasses.replace(req, target=self._host_target(req, rs, ctx, state))
+            own = envs.requirement_drift(host_req, now, markers,
+                                         (rs.private.get("commits") or {}).get(raw), own_name)
+        problems = list(own or [])
+        for entry in recorded:
+            name, _, version = entry.partition("==")
+            have = now.get(name)
+            if have is None:
+                problem = f"{name} missing"
+            elif own is None and version and have.version != version:
+                problem = f"{name} is {have.version}, not {version}"
+            else:
+                continue
+            if problem not in problems:
+                problems.append(problem)
+        return problems
 
     def _servlet_status(self, rs: ResourceState, conn: Connection, ctx: RunContext,
                         state: State) -> dict[str, Any]:
@@ -300,6 +423,9 @@ class EnvType(ResourceType):
         stale = [r for r in a["reqs"] if r in b.get("reqs", [])
                  and (b.get("sources") or {}).get(r) != (a.get("sources") or {}).get(r)]
         added = [r for r in a["reqs"] if r not in b.get("reqs", [])]
+        constraints = self._constraints(conn, after, ctx, state)
+        # a cluster whose Ray version changed: the new Ray first, so entries resolve with it
+        self._ensure_ray(after, conn, state, constraints)
         # entries the refresh dropped (drift) are in installed but not in before.reqs
         for raw in removed:
             names = self._own_names(raw, installed, ctx, state)
@@ -310,11 +436,19 @@ class EnvType(ResourceType):
         for raw in stale:
             envs.uninstall(conn, path, self._own_names(raw, installed, ctx, state))
             installed.pop(raw, None)
-        for raw in [r for r in a["reqs"] if r in added or r in stale]:
-            installed[raw] = self._install(conn, path, raw, after, ctx, state)
+        todo = [r for r in a["reqs"] if r in added or r in stale]
+        done = [r for r in a["reqs"] if r not in todo]
+        for i, raw in enumerate(todo):
+            # under the pins installed so far (each record says what that entry changed)
+            pins = self._pins(done + todo[: i + 1], ctx, state)
+            constraints = envs.write_constraints(conn, path, pins)
+            installed[raw] = self._install(conn, path, raw, after, ctx, state, constraints)
         for raw in list(installed):
             if raw not in a["reqs"]:
                 installed.pop(raw)
+        commits = after.private.get("commits") or {}
+        for raw in [r for r in commits if r not in a["reqs"]]:
+            commits.pop(raw)
         a["installed"] = installed
         if (b.get("env_vars") != a["env_vars"] or b.get("secrets_sha256") != a["secrets_sha256"]
                 or b.get("secrets") != a["secrets"]):
@@ -381,6 +515,71 @@ def _check_names(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
 
 def _line(rc: ResourceConfig, attr: str) -> int:
     return rc.block.attrs[attr].line if attr in rc.block.attrs else rc.line
+
+
+def _local_ray_version() -> str | None:
+    try:
+        return importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _ray_requires(version: str | None, ctx: RunContext) -> list[PipRequirement]:
+    """What ray==version itself requires (no extras), from this machine's Ray metadata
+    when it is that version; [] when unknown."""
+    key = ("ray_requires", version)
+    if key not in ctx.cache:
+        needs = []
+        if version is not None and version == _local_ray_version():
+            for line in importlib.metadata.requires("ray") or []:
+                try:
+                    req = PipRequirement(line)
+                except InvalidRequirement:
+                    continue
+                if req.marker is None or req.marker.evaluate({"extra": ""}):
+                    needs.append(req)
+        ctx.cache[key] = needs
+    return ctx.cache[key]
+
+
+def _pin_conflict(name: str, spec: PipRequirement, ray_version: str | None,
+                  ray_needs: list[PipRequirement]) -> str | None:
+    """Why a user's requirement cannot be installed beside ray==ray_version, when that is
+    certain: a ray version the cluster does not run, or an exact pin Ray's specifier
+    excludes. None otherwise."""
+    if name == "ray":
+        if ray_version and spec.specifier and not spec.specifier.contains(
+                ray_version, prereleases=True):
+            return f"the cluster runs ray {ray_version}"
+        return None
+    pins = [s.version for s in spec.specifier if s.operator in ("==", "===")
+            and not s.version.endswith(".*")]
+    for need in ray_needs:
+        if canonicalize_name(need.name) != name or not need.specifier:
+            continue
+        for pin in pins:
+            if not need.specifier.contains(pin, prereleases=True):
+                return f"ray {ray_version} requires {need.name}{need.specifier}"
+    return None
+
+
+def _requirements_txt_drift(folder: Path, now: dict[str, envs.Installed],
+                            markers: dict[str, str]) -> list[str] | None:
+    """Each plain requirement of a reqs: folder's requirements.txt (as it is here), checked
+    like a pip: entry; None if none is plain (options, URLs, paths)."""
+    try:
+        text = (folder / "requirements.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    problems: list[str] | None = None
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")) or "://" in line or line.startswith((".", "/")):
+            continue
+        found = envs.spec_drift(line, now, markers)
+        if found is not None:
+            problems = (problems or []) + [p for p in found if p not in (problems or [])]
+    return problems
 
 
 def _parsed(raw: str, ctx: RunContext) -> Requirement:
