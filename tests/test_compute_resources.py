@@ -110,6 +110,57 @@ def test_bad_compute_requests_are_one_line_errors(tmp_path: Path, rhplan_in: Any
     assert f"main.hcl:{line_of(path, 'compute =')}:" in msg and expected in msg, msg
 
 
+SSH_PAIR = """
+cluster "pair" {
+  provider                 = "ssh"
+  ips                      = ["10.0.0.5", "10.0.0.6"]
+  custom_resources         = { my_accel = 2 }
+  custom_resources_by_host = BY_HOST
+  ssh {
+    user = "me"
+  }
+}
+
+env "accel" {
+  cluster = cluster.pair
+  reqs    = []
+  compute = { my_accel = 3 }
+}
+"""
+
+
+@pytest.mark.parametrize("by_host, expected", [
+    # the head (the first of ips) offers 4: its servlets can have 3
+    ('{ "10.0.0.5" = { my_accel = 4 } }', None),
+    # only the worker offers more: the head's 2 is what a servlet can get
+    ('{ "10.0.0.6" = { my_accel = 4 } }', "asks for my_accel = 3, but cluster.pair has 2"),
+    ('{ "10.0.0.7" = { my_accel = 4 } }',
+     "custom_resources_by_host names '10.0.0.7', which is not in ips"),
+    ('{ "10.0.0.6" = { "a b" = 1 } }', "resource name 'a b' is not allowed"),
+    ('{ "10.0.0.6" = { GPU = 1 } }', "'GPU' is one of Ray's own resources"),
+])
+def test_per_host_custom_resources_at_plan_time(tmp_path: Path, rhplan_in: Any, by_host: str,
+                                                expected: str | None) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write(SSH_PAIR.replace("BY_HOST", by_host))
+    res = rh("plan", "-refresh=false")
+    if expected is None:
+        assert res.returncode == 0 and "Plan: 2 to add" in res.stdout, res.describe()
+        assert not rh.resources()
+        return
+    msg = res.error_line()
+    assert "main.hcl:" in msg and expected in msg, msg
+
+
+def test_per_host_custom_resources_need_listed_hosts(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    path = rh.write('cluster "c" {\n  provider = "local"\n'
+                    '  custom_resources_by_host = { "127.0.0.1" = { my_accel = 1 } }\n}\n')
+    msg = rh("validate").error_line()
+    assert f"main.hcl:{line_of(path, 'custom_resources_by_host')}:" in msg, msg
+    assert "needs the hosts listed in ips" in msg and "use custom_resources" in msg, msg
+
+
 # --------------------------------------------------------------------------
 # one real local cluster offering my_accel
 # --------------------------------------------------------------------------
@@ -230,7 +281,8 @@ print("NODES " + json.dumps({n["NodeManagerAddress"]: n["Resources"].get("my_acc
 
 
 def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in: Any) -> None:
-    """Head and worker each get `ray start --resources` (two hosts in two network
+    """Head and worker each get `ray start --resources`, a host its own values where
+    custom_resources_by_host gives them (two hosts in two network
     namespaces, reached over SSH, as test_ssh_provider's two-host test)."""
     from netns import TestNetwork, netns_available
     from test_ssh_provider import (
@@ -252,8 +304,10 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
         rh = rhplan_in(tmp_path / "infra")
         ssh = (f'  ssh {{\n    user        = "root"\n    private_key = '
                f"{hcl_str(net.client_key)}\n    known_hosts = {hcl_str(net.known_hosts)}\n  }}")
+        # every node offers 2; the worker, by host, 5
         rh.write(cluster_hcl("duo", [a.address, b.address], root, ssh).replace(
-            '  provider = "ssh"\n', '  provider = "ssh"\n  custom_resources = { my_accel = 2 }\n'))
+            '  provider = "ssh"\n', '  provider = "ssh"\n  custom_resources = { my_accel = 2 }\n'
+            f'  custom_resources_by_host = {{ "{b.address}" = {{ my_accel = 5 }} }}\n'))
         temp_dirs = [temp_dir_for(str(root))]
         try:
             rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
@@ -264,7 +318,7 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
                          timeout=DRIVER_TIMEOUT)
             nodes = [ln for ln in proc.stdout.splitlines() if ln.startswith("NODES ")]
             assert proc.returncode == 0 and nodes, f"{proc.stdout}\n{proc.stderr}"
-            assert json.loads(nodes[0][6:]) == {a.address: 2.0, b.address: 2.0}
+            assert json.loads(nodes[0][6:]) == {a.address: 2.0, b.address: 5.0}
             res = rh("plan", "-detailed-exitcode")
             assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
         finally:

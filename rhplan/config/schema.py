@@ -76,6 +76,9 @@ CLUSTER = _schema(
          doc="custom Ray resources every node of the cluster offers, as `ray start "
              "--resources` takes them, e.g. { my_accel = 4 }; an env asks for them with "
              "compute = { my_accel = 1 }"),
+    Attr("custom_resources_by_host", "map(map(number))", default={},
+         doc="per host of ips: custom resources that host's Ray node offers over "
+             "custom_resources, e.g. { \"10.0.0.6\" = { my_accel = 8 } }"),
     Attr("ray_status", "string", computed=True),
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),

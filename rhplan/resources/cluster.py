@@ -35,8 +35,9 @@ class ClusterType(ResourceType):
         return attrs
 
     def settle(self, before: dict[str, Any], after: dict[str, Any], ctx: RunContext) -> None:
-        if (after.get("ray_status") == "running" and (before.get("custom_resources") or {})
-                != (after.get("custom_resources") or {})):
+        if after.get("ray_status") == "running" and any(
+                (before.get(k) or {}) != (after.get(k) or {})
+                for k in ("custom_resources", "custom_resources_by_host")):
             # each node is given its resources by `ray start`: Ray starts again, in place
             after["ray_status"] = "restarting"
         provider = ctx.provider(after["provider"])
@@ -115,7 +116,7 @@ class ClusterType(ResourceType):
                               int(cpus.get(head_ip, resources.get("CPU", 1))),
                               int(resources.get("GPU", 0)),
                               node_ip=node_ips.get(head_ip, head_ip), single_node=single,
-                              resources=a.get("custom_resources") or None)
+                              resources=node_resources(a, head_ip))
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
         rs.private["ray_head_host"] = head_ip
@@ -149,7 +150,7 @@ class ClusterType(ResourceType):
                 workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
                                             a["root_dir"], token, node_ips.get(ip, ip),
                                             int(cpus.get(ip, 1)), host=ip,
-                                            resources=a.get("custom_resources") or None)
+                                            resources=node_resources(a, ip))
             except ProviderError as exc:
                 failed[ip] = str(exc)
 
@@ -424,6 +425,7 @@ def _check_resources(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
         problem = ray_head.resource_problem(key, amount)
         if problem:
             raise ConfigError(f"cluster {rc.name!r}: custom_resources: {problem}", rc.file, line)
+    _check_by_host(rc, attrs)
     given = attrs.get("resources")
     if isinstance(given, dict):
         custom = sorted(k for k in given if k not in ("CPU", "GPU"))
@@ -434,3 +436,37 @@ def _check_resources(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
             raise ConfigError(f"cluster {rc.name!r}: resources takes CPU and GPU only; a custom "
                               f"Ray resource goes in custom_resources = {{ {example} }}, which "
                               "every node's `ray start --resources` gets", rc.file, res_line)
+
+
+def _check_by_host(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
+    """custom_resources_by_host: keyed by the cluster's own ips (a host rhplan would
+    never reach is a typo), each a valid custom_resources map."""
+    by_host = attrs.get("custom_resources_by_host") or {}
+    if not by_host:
+        return
+    line = rc.block.attrs["custom_resources_by_host"].line \
+        if "custom_resources_by_host" in rc.block.attrs else rc.line
+    ips = attrs.get("ips")
+    if not isinstance(ips, list):
+        raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host needs the hosts "
+                          "listed in ips (an ssh cluster); use custom_resources for every "
+                          "node", rc.file, line)
+    for host, resources in by_host.items():
+        if all(isinstance(i, str) for i in ips) and host not in ips:
+            raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host names {host!r}, "
+                              f"which is not in ips ({', '.join(ips)}); use one of them",
+                              rc.file, line)
+        for key, amount in (resources or {}).items():
+            problem = None if amount is _unknown() else ray_head.resource_problem(key, amount)
+            if problem:
+                raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host[{host!r}]: "
+                                  f"{problem}", rc.file, line)
+
+
+def node_resources(attrs: dict[str, Any], host: str | None) -> dict[str, Any] | None:
+    """The custom resources one host's Ray node offers: custom_resources, with that
+    host's custom_resources_by_host over them; None when there are none."""
+    by_host = attrs.get("custom_resources_by_host") or {}
+    mine = by_host.get(host) if isinstance(by_host, dict) else None
+    merged = {**(attrs.get("custom_resources") or {}), **(mine or {})}
+    return merged or None

@@ -135,9 +135,10 @@ class EnvType(ResourceType):
         """A servlet asking for more than its cluster has would wait forever in Ray, or
         be refused as unschedulable: refuse it while planning, counting what the
         cluster's other servlets hold. CPU and GPU are the cluster's `resources`; any
-        other name must be one of its custom_resources (servlets run on the head, which
-        offers what every node does)."""
+        other name must be one the cluster's head offers (its servlets run there):
+        custom_resources, with the head's custom_resources_by_host over them."""
         from rhplan.ray_head import resource_problem  # the one rule for resource names
+        from rhplan.resources.cluster import node_resources
 
         compute = attrs.get("compute") or {}
         if not compute:
@@ -153,8 +154,13 @@ class EnvType(ResourceType):
             if problem:
                 raise ConfigError(f"env {rc.name!r}: compute: {problem}", rc.file, line)
             builtin = key in ("CPU", "GPU")
-            have = (cluster.get("resources") if builtin
-                    else cluster.get("custom_resources"))
+            if builtin:
+                have = cluster.get("resources")
+            else:  # what the head offers (its servlets run there), once known
+                offers = (cluster.get("custom_resources"),
+                          cluster.get("custom_resources_by_host") or {})
+                have = (node_resources(cluster, (cluster.get("ips") or [None])[0]) or {}
+                        if all(isinstance(o, dict) for o in offers) else None)
             if not isinstance(have, dict) or have.get(key, 0) is UNKNOWN:
                 continue  # known once the cluster is (an ssh cluster's CPUs, a variable)
             if not builtin and key not in have:
