@@ -156,8 +156,10 @@ def first_handle(directory: str) -> float:
 # the bench: sets up, runs drivers, prints, tears down
 # --------------------------------------------------------------------------
 
-def _driver(args: list[str], route: str, env_python: str) -> dict[str, Any]:
-    env = {**os.environ, "RHPLAN_SERVLET_ROUTE": route if route != "rayclient" else "ssh"}
+def _driver(args: list[str], route: str, env_python: str,
+            extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = {**os.environ, "RHPLAN_SERVLET_ROUTE": route if route != "rayclient" else "ssh",
+           **(extra_env or {})}
     proc = subprocess.run([env_python, __file__, *args], capture_output=True, text=True,
                           timeout=900, env=env, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -189,7 +191,9 @@ def _driver_python(work: Path, rayclient: bool) -> str:
 
 def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
     """A Ray Client server on the head's loopback (what a Ray Client design would run);
-    its port. Stopped with the cluster's Ray (its command line names the temp dir)."""
+    its port. Stopped with the cluster's Ray (its command line names the temp dir).
+    Legacy mode (one server process): proxy mode's per-client server failed to start
+    on rhplan's head ("Starting Ray client server failed", empty logs)."""
     from rhplan.ray_head import private_env
     cluster = next(r for r in state["resources"] if r["type"] == "cluster")
     a, p = cluster["attributes"], cluster["private"]
@@ -212,7 +216,7 @@ def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
     conn.run(["sh", "-c", launcher, "sh", log, "env",
               *[f"{k}={v}" for k, v in private_env(p).items()], a["ray_python"], "-c",
               run_server, p["ray_temp_dir"], f"--address={a['ray_address']}",
-              "--host=127.0.0.1", f"--port={port}", "--mode=proxy"], timeout=60)
+              "--host=127.0.0.1", f"--port={port}", "--mode=legacy"], timeout=60)
     return port
 
 
@@ -328,6 +332,7 @@ env "{ENV}" {{
             try:
                 extra: dict[str, Any] = {}
                 rc_addr = ""
+                rc_env: dict[str, str] = {}
                 if route == "ssh":
                     extra["cold_first_handle_s"] = _driver(
                         ["--first-handle", str(infra)], route, py)["first_handle_s"]
@@ -340,8 +345,13 @@ env "{ENV}" {{
                         port = _start_ray_client(conn, state)
                     forward, local = _forward(server, port)
                     rc_addr = f"ray://127.0.0.1:{local}"
+                    # a Ray Client driver needs the cluster's token like any driver
+                    from rhplan.ray_head import private_env
+                    cl = next(r for r in state["resources"] if r["type"] == "cluster")
+                    rc_env = private_env(cl["private"], driver=True)
                 results[route] = {**_driver(["--measure", str(infra), route, *common,
-                                             "--rayclient", rc_addr], route, py), **extra}
+                                             "--rayclient", rc_addr], route, py, rc_env),
+                                  **extra}
             except Exception as exc:  # noqa: BLE001 - a route that fails is a finding
                 results[route] = {"error": str(exc).strip().splitlines()[-1][:300]}
             print(f"{route}: {json.dumps(results[route])}", file=sys.stderr)
