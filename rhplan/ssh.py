@@ -243,8 +243,9 @@ if paramiko is not None:
 
 
 def _proxy_exit(sock: Any) -> tuple[int, str] | None:
-    """(exit status, last line of its stderr) of a proxy command that exited by itself
-    during the connect; None if it still runs or was stopped by a signal (ours)."""
+    """(exit status, last line of its stderr) of a proxy command that failed during the
+    connect; None if it still runs, was stopped by a signal (ours), or exited 0 (its
+    connection ended: what the network did is the answer, as without a proxy)."""
     process = getattr(sock, "process", None)
     if process is None:
         return None
@@ -252,7 +253,7 @@ def _proxy_exit(sock: Any) -> tuple[int, str] | None:
         status = process.wait(timeout=1.0)  # the command may be exiting just now
     except subprocess.TimeoutExpired:
         return None
-    if status < 0:
+    if status <= 0:
         return None
     said = b""
     try:

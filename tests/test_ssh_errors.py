@@ -168,6 +168,35 @@ def test_a_proxy_command_that_exits_is_quoted(server: SSHServer) -> None:
     assert "proxy_command" in msg and took < 3, (msg, took)
 
 
+def test_a_proxy_that_cannot_connect_is_quoted(server: SSHServer) -> None:
+    """sshd.py's relay to a port where nothing listens exits 1 with Python's error."""
+    port = free_port()
+    msg, took = failure(server, port, proxy_command=server.relay_command(), connect_timeout=15)
+    assert "proxy command " in msg and "exited (status 1)" in msg, msg
+    assert "ConnectionRefusedError" in msg and took < 5, (msg, took)
+
+
+def test_a_proxy_whose_peer_closes_is_not_blamed(server: SSHServer) -> None:
+    """A proxy that ends cleanly because the far side closed (status 0) is not the
+    fault: the message says what the peer did."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def close_each() -> None:
+            while True:
+                try:
+                    peer, _ = listener.accept()
+                except OSError:
+                    return
+                peer.close()
+
+        threading.Thread(target=close_each, daemon=True).start()
+        msg, took = failure(server, port, proxy_command=server.relay_command(),
+                            connect_timeout=15)
+    assert "by the peer during the SSH handshake" in msg and "proxy command" not in msg, msg
+    assert took < 5, took
+
+
 def test_a_silent_proxy_command_is_a_timeout(server: SSHServer) -> None:
     msg, took = failure(server, 22, proxy_command="sleep 30", connect_timeout=2)
     assert "connected, but no SSH greeting and key exchange within 2 s" in msg, msg
