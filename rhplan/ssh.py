@@ -407,7 +407,8 @@ class SSHConnection:
         started = time.monotonic()
         try:
             self._login(client, sock)
-        except Exception as exc:
+        except (OSError, EOFError, paramiko.SSHException, _HostKeyChanged,
+                _HostKeyUnknown) as exc:
             # classified before closing: closing stops a proxy command, whose own exit
             # status and words are part of the answer
             error = self._connect_error(exc, time.monotonic() - started, sock)
