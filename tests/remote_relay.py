@@ -1,7 +1,8 @@
 """A way out of a network namespace to exactly one TCP port, for the SSH-only tests.
 
     python remote_relay.py serve SOCK HOST PORT   # root namespace: UNIX socket -> TCP
-    python remote_relay.py connect SOCK           # a ProxyCommand: stdio <-> UNIX socket
+    python remote_relay.py connect SOCK [ARG...]  # a ProxyCommand: stdio <-> UNIX socket
+                                                  # (ARGs, e.g. %h %i, are only logged)
 
 A caller started with `unshare --net` has nothing but its own loopback, yet its SSH
 ProxyCommand (`connect`) reaches sshd through the socket file on the shared file
@@ -44,7 +45,10 @@ def serve(path: str, host: str, port: int) -> None:
             threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
 
-def connect(path: str) -> None:
+def connect(path: str, *seen: str) -> None:
+    if seen:  # what rhplan substituted (%h, %i), for tests to check
+        with open(path + ".log", "a") as fh:
+            fh.write(" ".join(seen) + "\n")
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(path)
 
@@ -64,4 +68,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
-        connect(sys.argv[2])
+        connect(sys.argv[2], *sys.argv[3:])

@@ -273,6 +273,9 @@ def ssh_opener(conn_factory: Callable[[], Any], cluster: dict[str, Any],
 def _channel(conn: Any, port: int) -> Any:
     if hasattr(conn, "open_tunnel"):
         return conn.open_tunnel("127.0.0.1", port)
+    if getattr(conn, "host", "") != "localhost":  # never this machine's port by mistake
+        raise ProviderError(f"the connection to {conn.host} cannot open a tunnel to rhplan's "
+                            "gateway; use a provider whose hosts are reached over SSH")
     sock = socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
