@@ -419,3 +419,47 @@ def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
         welcome = transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]), token,
                                       conn.host)
     assert welcome["ray"] == RAY_VERSION and welcome["pid"] == info["pid"]
+
+
+def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
+    from rhplan.servlets import manage
+
+    stopped, resumed = tmp_path / "stopped", tmp_path / "resumed"
+    proc = box.drive_start(f"""
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        s.call("operator:add", 1, 1)
+        print("READY", flush=True)
+        def wait_for(path):
+            deadline = time.monotonic() + 60
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        wait_for({str(stopped)!r})
+        t0 = time.monotonic()
+        try:
+            s.with_timeout(2).call("operator:add", 1, 2)
+            timed_out = False
+        except TimeoutError:
+            timed_out = True
+        took = time.monotonic() - t0
+        print("TIMED", flush=True)
+        wait_for({str(resumed)!r})
+        emit(timed_out=timed_out, took=took, after=s.with_timeout(60).call("operator:add", 2, 2))
+    """)
+    info = json.loads(Path(manage.gateway_dir(str(box.root)), "gateway.json").read_text())
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        os.kill(info["pid"], signal.SIGSTOP)  # the head hangs (its gateway, at least)
+        try:
+            stopped.touch()
+            assert proc.stdout.readline().strip() == "TIMED"
+        finally:
+            os.kill(info["pid"], signal.SIGCONT)
+        resumed.touch()
+        out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    got = _result(proc.returncode, out, err)
+    assert got["timed_out"] and 2 <= got["took"] < 10 and got["after"] == 4

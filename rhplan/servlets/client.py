@@ -43,11 +43,19 @@ ROUTE_ENV = "RHPLAN_SERVLET_ROUTE"
 class ServletHandle:
     """A servlet, reached directly through Ray (actor) or through the cluster's gateway."""
 
-    def __init__(self, name: str, actor: Any, address: str, gateway: Gateway | None = None):
+    def __init__(self, name: str, actor: Any, address: str, gateway: Gateway | None = None,
+                 timeout: float | None = CALL_TIMEOUT):
         self.name = name
         self.address = address
         self._actor = actor
         self._gateway = gateway
+        self._timeout = timeout
+
+    def with_timeout(self, seconds: float | None) -> ServletHandle:
+        """The same servlet, with every request bounded: one that has no answer within
+        seconds raises TimeoutError (what it started on the cluster may go on). Without
+        one, a call waits as long as it runs; only connecting is always bounded."""
+        return ServletHandle(self.name, self._actor, self.address, self._gateway, seconds)
 
     @property
     def route(self) -> str:
@@ -56,13 +64,14 @@ class ServletHandle:
     def __repr__(self) -> str:
         return f"<servlet {self.name!r} at {self.address}>"
 
-    def _direct(self, method: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+    def _direct(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Call a method of the actor through Ray. A servlet replaced by an apply makes
         the held handle fail at once: find it by name again, once."""
         import ray
         for attempt in (0, 1):
             try:
-                return ray.get(getattr(self._actor, method).remote(*args), timeout=timeout)
+                return ray.get(getattr(self._actor, method).remote(*args),
+                               timeout=timeout if timeout is not None else self._timeout)
             except ray.exceptions.RayTaskError as exc:
                 # the servlet's own exception (e.g. KeyError from get), not Ray's wrapper
                 cause = getattr(exc, "cause", None)
@@ -79,9 +88,10 @@ class ServletHandle:
                     raise
         raise AssertionError("unreachable")
 
-    def _ask(self, op: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+    def _ask(self, op: str, *args: Any, timeout: float | None = None) -> Any:
         assert self._gateway is not None
-        return self._gateway.request(op, self.name, args, timeout=timeout)
+        return self._gateway.request(op, self.name, args,
+                                     timeout=timeout if timeout is not None else self._timeout)
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) in the env and return its result. fn is a callable

@@ -158,7 +158,7 @@ class Gateway:
             try:
                 os.unlink(log)
             except OSError:
-                pass
+                pass  # nothing was printed: the servlet made no file
 
     @staticmethod
     def _forward(log: str, offset: int, send_out) -> int:

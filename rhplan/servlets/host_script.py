@@ -185,12 +185,13 @@ class EnvServlet:
 
 class _Sink:
     """Output records appended to a file (one write per record, so threads interleave
-    whole records)."""
+    whole records), made on the first write: a call that prints nothing costs no file."""
 
     def __init__(self, path: str):
         import threading
 
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.path = path
+        self.fd = -1
         self.lock = threading.Lock()
 
     def write(self, stream: int, data) -> None:
@@ -199,11 +200,16 @@ class _Sink:
             return
         record = memoryview(stream.to_bytes(1, "big") + len(data).to_bytes(4, "big") + data)
         with self.lock:
+            if self.fd < 0:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             while record:
                 record = record[os.write(self.fd, record):]
 
     def close(self) -> None:
-        os.close(self.fd)
+        with self.lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
 
 
 class _Router:
