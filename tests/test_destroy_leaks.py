@@ -1,8 +1,10 @@
-"""Destroy leaves nothing behind, whatever state an earlier apply left the cluster in:
-instances, security groups and key pairs of an aws cluster whose host setup failed
-(moto), Ray heads whose folder vanished, servlets whose Ray is down, and the local
-copies of Ray tokens. Real parts throughout: a moto server, the CLI in subprocesses,
-real Ray on this machine."""
+"""Destroy leaves nothing behind, whatever state an earlier apply or the world left the
+cluster in: instances, security groups and key pairs of an aws cluster whose host setup
+failed (moto), rhplan's folder of an ssh setup that failed half-way, a cluster whose Ray
+failed to start, Ray heads whose folder vanished (local and ssh), servlets whose Ray is
+down, and the local copies of Ray tokens. A host that cannot be reached keeps its
+cluster in the state with a one-line error. Real parts throughout: a moto server, a
+real sshd on 127.0.0.1, the CLI in subprocesses, real Ray on this machine."""
 from __future__ import annotations
 
 import contextlib
