@@ -87,7 +87,10 @@ def render_change(c: Change, s: Styler) -> list[str]:
     before = c.before or {}
     after = c.after or {}
     names = sorted(set(before) | set(after))
-    width = max((len(n) for n in names), default=0)
+    # align on the attributes that can show: an empty one (a setting left at its
+    # default) must not widen every block
+    width = max((len(n) for n in names if _filled(before.get(n)) or _filled(after.get(n))),
+                default=0)
     for n in names:
         b, a = before.get(n), after.get(n)
         if c.action == "create":
@@ -102,6 +105,10 @@ def render_change(c: Change, s: Styler) -> list[str]:
             lines.extend(_attr(s, "~", n, width, b, a, c))
     lines.append("    }")
     return lines
+
+
+def _filled(v: Any) -> bool:
+    return v is not None and v != [] and v != {}
 
 
 def _attr(s: Styler, sym: str, name: str, width: int, b: Any, a: Any, c: Change) -> list[str]:
