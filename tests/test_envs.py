@@ -372,3 +372,39 @@ def test_hostile_strings_stay_data(conn: LocalConnection, in_tmp: Path) -> None:
 
     delete_env(conn, env_dir)
     assert not os.path.exists(env_dir) and read_installed(conn, env_dir) is None
+
+
+# --- what a refresh checks (issue 11, item 1) --------------------------------------
+
+
+def test_refresh_checks_each_requirement_by_its_specifier_and_markers(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    import sys
+
+    from rhplan import facts
+    from rhplan.envs import read_env, spec_drift
+
+    env_dir = str(tmp_path / "d")
+    create_venv(conn, env_dir)
+    install(conn, env_dir, parse_requirement("pip:six==1.16.0", tmp_path))
+    got = read_env(conn, env_dir)
+    assert got is not None
+    own = _py(env_dir, "import platform; print(platform.python_version())").stdout.strip()
+    assert got.markers["python_full_version"] == own
+    dists, markers = got.dists, got.markers
+    assert spec_drift("six==1.16.0", dists, markers) == []
+    assert spec_drift("six>=1.17", dists, markers) == ["six is 1.16.0, not >=1.17"]
+    assert spec_drift("Absent_Pkg", dists, markers) == ["absent-pkg missing"]
+    # a requirement whose marker excludes this interpreter is skipped, as installers do
+    assert spec_drift('absent-pkg; python_version < "3"', dists, markers) == []
+    assert spec_drift(f'absent-pkg; python_version == "{markers["python_version"]}"',
+                      dists, markers) == ["absent-pkg missing"]
+    # the host-wide read (another interpreter: Ray's) tells the same, in the same command
+    before = conn.commands_run
+    seen = facts.gather(conn, sys.executable, {"envs": {"env.x": env_dir}})
+    assert conn.commands_run == before + 1
+    assert facts.installed(seen["envs"]["env.x"]) == dists
+    theirs = facts.markers(seen, "env.x")
+    assert {k: theirs[k] for k in ("python_version", "python_full_version", "sys_platform")} \
+        == {k: markers[k] for k in ("python_version", "python_full_version", "sys_platform")}
