@@ -706,6 +706,10 @@ def _last_line(res: CommandResult) -> str:
     is usually the real reason, so it is added to the message.
     """
     lines = [line.strip() for line in (res.stderr or res.stdout).splitlines() if line.strip()]
+    conflict = _pip_conflict([line.strip() for line in f"{res.stdout}\n{res.stderr}".splitlines()
+                              if line.strip()])
+    if conflict:
+        return conflict
     main_at = next(
         (i for i in range(len(lines) - 1, -1, -1) if lines[i].lower().startswith(_MAIN)), None
     )
@@ -730,6 +734,22 @@ def _last_line(res: CommandResult) -> str:
     if detail and detail not in main:
         return _clip(f"{main.rstrip('.')}: {detail}")
     return _clip(main)
+
+
+def _pip_conflict(lines: list[str]) -> str | None:
+    """pip's resolver conflict, which it prints over several lines ("The conflict is
+    caused by:" then one line per side), as one line naming both sides."""
+    if "The conflict is caused by:" not in lines:
+        return None
+    at = lines.index("The conflict is caused by:")
+    sides = []
+    for line in lines[at + 1:]:
+        if line.startswith(("To fix", "ERROR:", "Additionally")):
+            break
+        sides.append(line)
+    head = next((ln.split(":", 1)[1].strip() for ln in lines
+                 if ln.startswith("ERROR: Cannot install")), "conflicting dependencies")
+    return _clip(f"{head.rstrip('.')}: {'; '.join(sides)}")
 
 
 _MAIN = ("cause:", "error:")

@@ -408,3 +408,28 @@ def test_refresh_checks_each_requirement_by_its_specifier_and_markers(
     theirs = facts.markers(seen, "env.x")
     assert {k: theirs[k] for k in ("python_version", "python_full_version", "sys_platform")} \
         == {k: markers[k] for k in ("python_version", "python_full_version", "sys_platform")}
+
+
+def test_a_pin_ray_cannot_live_with_is_named_with_both_sides_by_uv_and_by_pip(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    """The resolver's answer for the pins and the servlet's ray==X, installing nothing
+    (issue 11, item 3): uv says it in one line, pip over several, joined into one."""
+    import importlib.metadata as md
+
+    from rhplan.envs import check_resolvable, constraint_lines, write_constraints
+
+    pins = constraint_lines([parse_requirement(raw, tmp_path) for raw in
+                             ("pip:packaging<24", "pip:six", "./", "pip:idna[all]>=3")])
+    assert pins == ["packaging<24", "idna>=3"]  # names with versions only, no extras
+    for c, name in ((conn, "uv"), (_NoUvConnection(), "pip")):
+        env_dir = str(tmp_path / name)
+        create_venv(c, env_dir)
+        path = write_constraints(c, env_dir, pins)
+        assert Path(path).read_text() == "packaging<24\nidna>=3\n"
+        why = check_resolvable(c, env_dir, [f"ray=={md.version('ray')}"], path)
+        assert why is not None and "packaging<24" in why and "packaging>=24" in why, why
+        assert "\n" not in why
+        have = read_installed(c, env_dir) or {}
+        assert "ray" not in have and "packaging" not in have, sorted(have)
+        assert check_resolvable(c, env_dir, ["six==1.16.0"], path) is None

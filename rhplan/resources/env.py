@@ -291,10 +291,12 @@ class EnvType(ResourceType):
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
         rs.private.pop("ray", None)
         rs.private["commits"] = {}
-        constraints = self._constraints(conn, rs, ctx, state)
+        pins = self._pins(a["reqs"], ctx, state)
+        constraints = envs.write_constraints(conn, a["path"], pins)
         # the pins and the servlet's Ray are resolved together before anything is
         # installed: a pin Ray cannot live with is refused here, naming both sides
-        why = envs.check_resolvable(conn, a["path"], [self._ray_pin(rs, state)], constraints)
+        why = pins and envs.check_resolvable(conn, a["path"], [self._ray_pin(rs, state)],
+                                             constraints)
         if why:
             raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
                                 f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
