@@ -387,6 +387,20 @@ def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> No
         assert proc.stdout.readline().strip() == "READY"
         old = box.rh.resources()["env.remote"]["attributes"]["servlet_pid"]
         os.kill(old, signal.SIGKILL)  # the servlet dies; apply starts a new one
+        gone = box.drive("""
+            from rhplan.errors import RhplanError
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # Ray notices the death in a moment
+                try:
+                    rhplan.servlet("remote", chdir=CHDIR)
+                except RhplanError as exc:
+                    emit(error=str(exc))
+                    break
+                time.sleep(0.2)
+            else:
+                emit(error=None)
+        """)
+        assert "is not running" in (gone["error"] or ""), gone
         box.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
         new = box.rh.resources()["env.remote"]["attributes"]["servlet_pid"]
         assert new != old

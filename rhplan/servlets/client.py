@@ -345,7 +345,10 @@ def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
     servlet_name = env.attributes["name"]
     if choose_route(cluster) == "ssh":
         gw = _gateway(cluster, chdir)
-        gw.request("find", servlet_name, (), timeout=60)
+        try:
+            gw.request("find", servlet_name, (), timeout=60)
+        except LookupError as exc:  # the gateway's "not running", as the direct route says it
+            raise RhplanError(str(exc).strip("'\"")) from None
         head = (cluster.attributes.get("ips") or ["?"])[0]
         return ServletHandle(servlet_name, None, f"ssh://{head} ({cluster.address})", gw)
     address = connect_ray(cluster)
