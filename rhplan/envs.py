@@ -682,7 +682,8 @@ def _changes(
     The own one is found by name (pip specs) or by its file:// URL (local
     folders), and counts as changed even at the same version: it was rebuilt.
     """
-    own, deps = [], []
+    own: list[str] = []
+    deps: list[str] = []
     for name, dist in sorted(after.dists.items()):
         is_own = name == own_name or (
             own_url is not None

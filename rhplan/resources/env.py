@@ -341,20 +341,19 @@ class EnvType(ResourceType):
         known = ctx.cache.get(("facts", rs.attributes["cluster"]))
         if known is not None and rs.address in known["envs"]:
             # read with the cluster, in its one command per host
-            now = facts.installed(known["envs"][rs.address])
-            markers = facts.markers(known, rs.address)
+            dists = facts.installed(known["envs"][rs.address])
+            seen = None if dists is None else envs.EnvFacts(dists,
+                                                              facts.markers(known, rs.address))
             servlet = {"alive": bool(known["servlets"].get(rs.address)),
                        "pid": rs.attributes.get("servlet_pid")}
             if state.resources[rs.attributes["cluster"]].attributes.get("ray_status") != "running":
                 servlet = {"alive": False}
         else:
             conn, _ = self._conn(rs, ctx, state)
-            now = envs.read_env(conn, rs.attributes["path"])
-            servlet = self._servlet_status(rs, conn, ctx, state) if now is not None else {}
-        if now is None:
+            seen = envs.read_env(conn, rs.attributes["path"])
+            servlet = self._servlet_status(rs, conn, ctx, state) if seen is not None else {}
+        if seen is None:
             return None, [f"{rs.address}: env folder {rs.attributes['path']} is gone"]
-        if isinstance(now, envs.EnvFacts):
-            now, markers = now.dists, now.markers
         notes = []
         if not servlet.get("alive"):
             rs.attributes["servlet"] = "stopped"
@@ -363,7 +362,7 @@ class EnvType(ResourceType):
             rs.attributes["servlet_pid"] = servlet.get("pid")
         kept = []
         for raw in rs.attributes.get("reqs") or []:
-            problems = self._drift(raw, rs, now, markers, ctx, state)
+            problems = self._drift(raw, rs, seen.dists, seen.markers, ctx, state)
             if problems:
                 notes.append(f"{rs.address}: {raw} drifted ({', '.join(problems)})")
             else:
