@@ -8,6 +8,7 @@ single package and a refresh can tell which entry drifted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -524,6 +525,7 @@ def _line(rc: ResourceConfig, attr: str) -> int:
     return rc.block.attrs[attr].line if attr in rc.block.attrs else rc.line
 
 
+@functools.cache
 def _local_ray_version() -> str | None:
     try:
         return importlib.metadata.version("ray")
