@@ -3,7 +3,12 @@ on a cluster's head, built through the provider's connection.
 
 Packages are tracked one by one: `installed` maps each entry of reqs to the
 distributions installing it added (name==version), so a plan can add or remove a
-single package and a refresh can tell which entry drifted.
+single package. A refresh checks each entry itself (present, in its specifier, from
+its folder or git commit) and that what its install added is still there.
+
+The servlet's Ray is installed first; every entry is then resolved together with
+ray==X under the user's pins (ENV/rhplan/constraints.txt), so neither side is moved
+silently: a conflict fails, naming both, before the entry installs anything.
 """
 from __future__ import annotations
 
