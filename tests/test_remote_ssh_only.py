@@ -173,16 +173,19 @@ def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Bo
           env_vars = {{ WHERE = "head" }}
         }}
     """)
-    rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
     scripts = base / "scripts"
     scripts.mkdir()
+    box = Box(rh, relay, root, scripts, server)
+    # apply, and destroy below, from the namespace too: the caller needs SSH only
     try:
-        yield Box(rh, relay, root, scripts, server)
+        applied = box.cli("apply", "-auto-approve", timeout=APPLY_TIMEOUT)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        yield box
     finally:
         if relay.proc is None:
             relay.start()
         temp_dir = temp_dir_for(str(root))
-        res = rh("destroy", "-auto-approve", timeout=300)
+        res = box.cli("destroy", "-auto-approve", timeout=300)
         deadline = time.monotonic() + 20
         left = cluster_processes([temp_dir], root)
         while left and time.monotonic() < deadline:
@@ -193,7 +196,8 @@ def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Bo
                 os.kill(pid, signal.SIGKILL)
         relay.kill()
         server.close()
-        assert res.returncode == 0, res.describe()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert not rh.resources(), "the state is not empty after destroy"
         assert not left, f"processes of the cluster (its gateway too) outlived destroy: {left}"
 
 
@@ -265,6 +269,8 @@ def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
 
 
 def test_status_and_run_cli_through_ssh_only(box: Box) -> None:
+    plan = box.cli("plan", "-detailed-exitcode")  # refresh reads the hosts over SSH
+    assert plan.returncode == 0, plan.stdout + plan.stderr
     st = box.cli("status")
     assert st.returncode == 0, st.stdout + st.stderr
     assert "servlet   alive" in st.stdout and "remote" in st.stdout
