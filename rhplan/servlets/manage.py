@@ -210,6 +210,16 @@ def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str,
     raise ProviderError(f"starting rhplan's gateway on {conn.host} failed: {why}")
 
 
+def read_gateway(conn: Connection, cluster: dict[str, Any]) -> dict[str, Any] | None:
+    """The port file of the cluster's gateway, if there is one (it may be stale: the
+    handshake tells)."""
+    try:
+        data = json.loads(conn.get_bytes(f"{gateway_dir(cluster['root_dir'])}/gateway.json"))
+    except (OSError, ValueError, ProviderError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("port"), int) else None
+
+
 _STOP_GATEWAY = r"""
 import json, os, signal, sys
 for name in os.listdir(sys.argv[1]):
