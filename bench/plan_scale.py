@@ -62,7 +62,7 @@ MARKER = ".plan_scale"  # marks a directory this script generated (safe to regen
 PIP_POOL = [
     ("six", "1.16.0"), ("idna", "3.7"), ("certifi", "2024.2.2"),
     ("charset-normalizer", "3.3.2"), ("urllib3", "2.2.1"), ("requests", "2.31.0"),
-    ("packaging", "24.0"), ("attrs", "23.2.0"), ("PyYAML", "6.0.1"), ("click", "8.1.7"),
+    ("packaging", "24.2"), ("attrs", "23.2.0"), ("PyYAML", "6.0.1"), ("click", "8.1.7"),
     ("tqdm", "4.66.2"), ("typing-extensions", "4.11.0"), ("python-dateutil", "2.9.0"),
     ("pytz", "2024.1"), ("filelock", "3.13.4"), ("fsspec", "2024.3.1"),
     ("jinja2", "3.1.3"), ("markupsafe", "2.1.5"), ("pydantic", "2.7.0"),
@@ -289,7 +289,9 @@ def build_state(d: Path) -> dict[str, Any]:
     variables = resolve_variables(cfg)
     t1 = time.perf_counter()
     ctx = RunContext(d)
-    digest.use_key(ctx, LocalBackend(d / "rhplan.state.json").digest_key)  # as the CLI does
+    # one backend for the key and the write: the key it makes is stored with the state
+    backend = LocalBackend(d / "rhplan.state.json")
+    digest.use_key(ctx, backend.digest_key)  # as the CLI does
     planner = Planner(cfg, ctx, variables)
     plan = planner.plan(State.new(), PlanOptions(variables=variables))
     t2 = time.perf_counter()
@@ -317,7 +319,6 @@ def build_state(d: Path) -> dict[str, Any]:
     for name, o in plan.output_changes.items():
         if o["after"] is not UNKNOWN and o["after"] is not None:
             state.outputs[name] = {"value": o["after"], "sensitive": o["sensitive"]}
-    backend = LocalBackend(d / "rhplan.state.json")
     t4 = time.perf_counter()
     backend.write(state)
     t5 = time.perf_counter()
