@@ -113,14 +113,22 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
         click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
     else:
         click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
+        _print_notes(ws)
     if out:
+        from rhplan.plan.model import save_plan
         path = Path(out) if Path(out).is_absolute() else Path(obj.chdir) / out
         p.prior_state = refreshed.to_json()  # what apply starts from
-        path.write_text(p.dumps())
+        save_plan(path, p, out)  # 0600: it holds the prior state and secret digests
         click.echo(f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, run:\n"
                    f"    rhplan apply {out}")
     if detailed_exitcode and p.has_changes:
         sys.exit(2)
+
+
+def _print_notes(ws: Any) -> None:
+    for note in ws.notes:  # e.g. .rhplan/ added to .gitignore
+        click.echo(f"\n{note}")
+    ws.notes.clear()
 
 
 def _confirm(what: str) -> bool:
@@ -188,6 +196,7 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
             p, planner, state = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
                                              refresh == "true", parallelism)
             click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
+            _print_notes(ws)
             if not p.has_changes:
                 ws.save_refreshed(state)
                 _print_outputs(ws.backend.read().outputs)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rhplan import gitignore
 from rhplan.apply import Applier, ApplyResult
 from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
@@ -30,6 +31,7 @@ class Workspace:
         self.backend = backend_for(self.cfg)
         self.ctx = RunContext(self.dir)
         self.ctx.provider_configs = evaluate_providers(self.cfg, self.variables)
+        self.notes: list[str] = []  # for the user, printed after the plan
 
     def planner(self) -> Planner:
         return Planner(self.cfg, self.ctx, self.variables)
@@ -38,6 +40,11 @@ class Workspace:
                   state: State | None = None) -> tuple[Plan, Planner, State]:
         """Plan against the recorded state (refreshed first unless told not to).
         The caller holds the lock."""
+        # before anything is written under .rhplan/ (and before local packages in this
+        # folder are hashed, so the entry is in their first hash too)
+        note = gitignore.ensure_ignored(self.dir)
+        if note:
+            self.notes.append(note)
         state = state if state is not None else self.backend.read()
         self.ctx.lineage = state.lineage
         digest.use_key(self.ctx, self.backend.digest_key)  # secrets' digests: keyed

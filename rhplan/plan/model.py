@@ -2,7 +2,10 @@
 rendered as text by a separate view (rhplan.plan.render)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -298,3 +301,27 @@ def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
         "replace_paths": [[p] for p in c.replace_because],
         "change": {"actions": c.actions, "before": before, "after": after},
     }
+
+
+def save_plan(path: Path, plan: Plan, shown: str) -> None:
+    """Write a plan file readable by its owner only (0600): it carries the prior state
+    (provider-private data) and keyed digests of secret values. Written beside the target
+    and renamed over it, so a file that was 0644 before is replaced, not kept."""
+    data = plan.dumps().encode("utf-8")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise RhplanError(f"cannot write plan file {shown!r}: {exc.strerror}; give a path "
+                          "in a folder you can write") from None
+    try:
+        os.fchmod(fd, 0o600)  # mkstemp makes it 0600 already; said here, not assumed
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise RhplanError(f"cannot write plan file {shown!r}: {exc.strerror}") from None
