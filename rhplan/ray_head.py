@@ -1,7 +1,9 @@
 """The Ray head rhplan owns on a cluster: start, check, stop — through a Connection.
 
-rhplan's Ray never collides with a Ray the user runs: it has its own temp dir, its
-own free ports and its own auth token (Ray 2.60 turns token auth on by itself, so
+rhplan's Ray never collides with a Ray the user runs, nor lets other users of the
+host in: it has its own temp dir (random, 0700, under the user's own 0700 folder,
+checked before every use; ray_host.py), runs with umask 077, has its own free ports
+and its own auth token (Ray 2.60 turns token auth on by itself, so
 every process rhplan starts gets RAY_AUTH_MODE=token and the token's path
 explicitly). It is stopped by the processes that belong to its temp dir (and their
 children), never with `ray stop`, which would kill every Ray of the user.
@@ -14,6 +16,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from rhplan.connection import Connection
@@ -57,84 +60,11 @@ print(json.dumps({"ports": [s.getsockname()[1] for s in socks],
                   "path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}))
 """
 
-# Host-side code shared by scripts that need a Ray node's processes: a process belongs
-# to the node when its command line names the node's temp dir, when it descends from
-# one that does, or when Raylet started it with this cluster's token (agents and
-# workers rename themselves ray::..., and outlive a raylet killed by hand). Drivers,
-# such as a user's notebook, have no RAY_RAYLET_PID and are never matched.
-OWNED_PIDS_FN = r"""
-import os
-def owned_pids(temp_dir, token_path):
-    token = b"RAY_AUTH_TOKEN_PATH=" + token_path.encode()
-    temp_dir = temp_dir.encode()
-    parents, owned = {}, set()
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{p}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if fields[0] == b"Z":
-            continue
-        parents[int(p)] = int(fields[1])
-        if temp_dir in cmd:
-            owned.add(int(p))
-            continue
-        if not token_path:
-            continue
-        try:
-            with open(f"/proc/{p}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if token in env and any(e.startswith(b"RAY_RAYLET_PID=") for e in env):
-            owned.add(int(p))
-    changed = True
-    while changed:
-        changed = False
-        for pid, ppid in parents.items():
-            if ppid in owned and pid not in owned:
-                owned.add(pid); changed = True
-    return sorted(owned)
-
-def raylet_up(temp_dir):
-    # a head whose raylet is gone answers on its GCS port, yet no driver can connect
-    # ("Failed to connect to Ray cluster" after a minute): it counts as down
-    marker = temp_dir.encode() + b"/"
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"/raylet") and any(marker in a for a in argv[1:]):
-            return True
-    return False
-
-def gcs_up(host, port):
-    import socket
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-        return True
-    except OSError:
-        return False
-"""
-
-# Runs on the host: the pids of a Ray node, and whether the head answers (its GCS
-# listens and its raylet runs).
-_PIDS = OWNED_PIDS_FN + r"""
-import json, sys
-print(json.dumps({"pids": owned_pids(sys.argv[1], sys.argv[3]),
-                  "gcs_up": int(sys.argv[2]) > 0 and gcs_up(sys.argv[4], sys.argv[2])
-                  and raylet_up(sys.argv[1])}))
-"""
+# Host-side code (rhplan/ray_host.py): the node's private temp dir and its processes.
+# Other host scripts (facts.py, servlets/manage.py) put this text in front of theirs to
+# use owned_pids / raylet_up / gcs_up; run alone it takes a command (see its docstring).
+OWNED_PIDS_FN = resources.files("rhplan").joinpath("ray_host.py").read_text()
+_HOST = OWNED_PIDS_FN + "\nsys.exit(main())\n"
 
 # Runs on the host: SIGTERM the head's processes, then SIGKILL what is left (some Ray
 # daemons ignore SIGTERM), waiting with a bound.
@@ -197,9 +127,41 @@ def private_env(private: dict[str, Any], driver: bool = False) -> dict[str, str]
     return ray_env(token or private["ray_token_path"], private.get("ray_single_node", True))
 
 
-def temp_dir_for(root_dir: str) -> str:
-    # Ray's socket paths must stay under 107 bytes: a short dir named by the cluster root
-    return f"/tmp/rhplan-ray-{hashlib.sha256(root_dir.encode()).hexdigest()[:12]}"
+def temp_dir_key(node: str) -> str:
+    """The fixed part of a node's temp dir name (node: the cluster's root dir, or
+    root@host for a worker): a new start finds the node's leftovers by it; the rest of
+    the name is random (ray_host.py)."""
+    return hashlib.sha256(node.encode()).hexdigest()[:8]
+
+
+def legacy_temp_dir(node: str) -> str:
+    """The shared, predictable temp dir older rhplan gave a node: still stopped and
+    removed (when this user's) so clusters recorded with it upgrade cleanly."""
+    return f"/tmp/rhplan-ray-{hashlib.sha256(node.encode()).hexdigest()[:12]}"
+
+
+def _host(conn: Connection, python: str, what: str, *args: str) -> dict[str, Any]:
+    """Run one ray_host.py command; a refusal is a one-line ProviderError."""
+    res = conn.run([python, "-I", "-c", _HOST, *args], timeout=60)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    data = json.loads(lines[-1]) if lines else {}
+    if "error" in data:
+        raise ProviderError(f"{what} on {conn.host}: {data['error']}")
+    if not res.ok or not data:
+        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ProviderError(f"{what} on {conn.host} failed: {last}")
+    return data
+
+
+def _fresh_temp_dir(conn: Connection, ray_python: str, node: str, token_path: str) -> str:
+    """Stop what an earlier start of this node left (found by its temp dirs, and the
+    cluster's token when given), remove those dirs, and make a new private one."""
+    old = _host(conn, ray_python, "looking for Ray's leftovers", "leftovers",
+                temp_dir_key(node), legacy_temp_dir(node), token_path)
+    if old["pids"]:
+        stop_pids(conn, ray_python, old["pids"])
+    return str(_host(conn, ray_python, "making Ray's temp dir", "make", temp_dir_key(node),
+                     *old["dirs"])["temp_dir"])
 
 
 def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: bool,
@@ -245,11 +207,8 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
           resources: dict[str, float] | None = None) -> RayHead:
     """Start the head on this host (stopping a leftover one of the same cluster first),
     offering `resources` (custom Ray resources) besides its CPUs and GPUs."""
-    temp_dir = temp_dir_for(root_dir)
     token_path = f"{root_dir}/ray/token"
-    old = _status(conn, ray_python, temp_dir, 0, token_path)
-    if old["pids"]:
-        stop_pids(conn, ray_python, old["pids"])
+    temp_dir = _fresh_temp_dir(conn, ray_python, root_dir, token_path)
     conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
     argv, (gcs,) = _node_argv(conn, ray_python, token_path, single_node, node_ip, temp_dir,
                               num_cpus, num_gpus, resources)
@@ -267,13 +226,10 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
     """Start a worker node on this host and join it to head (same token). Its temp dir
     is its own, named by the host rhplan reached: test hosts (network namespaces, or
     emulated instances behind one sshd) share one filesystem and may share an address."""
-    temp_dir = temp_dir_for(f"{root_dir}@{host or node_ip}")
     token_path = f"{root_dir}/ray/token"
     # only this node's own leftovers (by temp dir): matching by the cluster's token would
     # also catch the head's agents where hosts share a process table (test namespaces)
-    old = _status(conn, ray_python, temp_dir, 0, "")
-    if old["pids"]:
-        stop_pids(conn, ray_python, old["pids"])
+    temp_dir = _fresh_temp_dir(conn, ray_python, f"{root_dir}@{host or node_ip}", "")
     conn.put_bytes(token, token_path, mode=0o600)
     argv, _ = _node_argv(conn, ray_python, token_path, False, node_ip, temp_dir, num_cpus,
                          num_gpus, resources)
@@ -288,7 +244,12 @@ def _run_or_clean_up(conn: Connection, argv: list[str], ray_python: str, temp_di
     """Run `ray start`; if it fails (e.g. "node timed out during startup" on a loaded
     host) it leaves what it had started (log monitor, raylet...), which no state records
     and so no destroy would stop: stop this node's processes by its temp dir now."""
-    res = conn.run(argv, timeout=START_TIMEOUT)
+    # umask 077: Ray's files (logs with what servlets print, sockets, spilled objects)
+    # and every process it starts (workers, servlets) keep other users out
+    res = conn.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv], timeout=START_TIMEOUT)
+    # Ray chmods its folders 0777 at node start (inside this user's 0700 folder): take
+    # that back, so the folder passes the check before every later use
+    _host(conn, ray_python, "sealing Ray's temp dir", "seal", temp_dir)
     if not res.ok:
         try:
             stop(conn, ray_python, temp_dir, token_path)
@@ -299,17 +260,18 @@ def _run_or_clean_up(conn: Connection, argv: list[str], ray_python: str, temp_di
 
 def _status(conn: Connection, ray_python: str, temp_dir: str, port: int, token_path: str,
             host: str = "127.0.0.1") -> dict[str, Any]:
-    res = conn.run([ray_python, "-I", "-c", _PIDS, temp_dir, str(port), token_path, host],
-                   timeout=30)
-    if not res.ok:
-        raise ProviderError(f"checking Ray on {conn.host} failed: {res.stderr.strip()}")
-    return json.loads(res.stdout)
+    """The node's pids, whether its head answers, and what is wrong with its temp dir
+    ("problem": not this user's, a symlink, open to others), if anything."""
+    return _host(conn, ray_python, "checking Ray", "status", temp_dir, str(port), token_path,
+                 host)
 
 
 def is_running(conn: Connection, ray_python: str, address: str, temp_dir: str,
                token_path: str) -> bool:
     host, _, port = address.rpartition(":")
     st = _status(conn, ray_python, temp_dir, int(port), token_path, host)
+    if st["problem"]:
+        raise ProviderError(f"Ray on {conn.host} is not used: {st['problem']}")
     return bool(st["pids"]) and st["gcs_up"]
 
 
@@ -331,9 +293,10 @@ def stop(conn: Connection, ray_python: str, temp_dir: str, token_path: str,
             raise
         ray_python = fallback_python
         st = _status(conn, ray_python, temp_dir, 0, token_path)
-    if st["pids"]:
+    if st["pids"]:  # this user's processes only, whatever the folder's state
         stop_pids(conn, ray_python, st["pids"])
-    conn.run(["rm", "-rf", "--", temp_dir], timeout=60)
+    # removed only when it is still this user's private folder (checked on the host)
+    _host(conn, ray_python, "removing Ray's temp dir", "remove", temp_dir)
 
 
 def stop_pids(conn: Connection, ray_python: str, pids: list[int]) -> None:

@@ -46,9 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Rhplan
-from rayprocs import alive, cluster_processes
+from rayprocs import alive, cluster_processes, temp_dir_for
 
-from rhplan.ray_head import temp_dir_for
 from rhplan.state.model import State
 
 KILL_WAIT = 240.0  # the longest a command may run before its kill point must be seen

@@ -35,3 +35,31 @@ def cluster_processes(temp_dirs: list[str], root: Path) -> dict[int, str]:
         if any(t.encode() in cmd for t in temp_dirs) or token in environ:
             found[int(entry)] = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
     return found
+
+
+_seen: dict[str, str] = {}
+
+
+def temp_dir_prefix(node: str) -> str:
+    """The fixed start of a node's Ray temp dir (node: the cluster's root dir, or
+    root@host for a worker); rhplan adds a random part (rhplan/ray_host.py)."""
+    from rhplan.ray_head import temp_dir_key
+    return f"/tmp/rhplan-{os.geteuid()}/{temp_dir_key(node)}-"
+
+
+def temp_dir_for(node: str) -> str:
+    """The Ray temp dir rhplan made for node: the newest folder with its prefix. Once
+    seen, the same path is answered after it is gone (a destroy removed it); before
+    any, the prefix itself (no process names it without the random part following,
+    and nothing exists there)."""
+    prefix = temp_dir_prefix(node)
+    parent, start = prefix.rsplit("/", 1)
+    found = []
+    for p in Path(parent).glob(f"{start}*"):
+        try:
+            found.append((p.lstat().st_mtime, str(p)))
+        except OSError:
+            pass
+    if found:
+        _seen[node] = max(found)[1]
+    return _seen.get(node, prefix)

@@ -44,7 +44,7 @@ MAX_BYTES = 20 * 1024 * 1024
 _SKIP_DIRS = {"site-packages", "ray-venv", "runtime_resources", "__pycache__", ".git"}
 _SKIP_SUFFIXES = (".so", ".pyc", ".whl", ".zip", ".gz", ".tar", ".png", ".jpg", ".pickle",
                   ".pkl", ".db", ".sqlite")
-RAY_TEMP_GLOB = "rhplan-ray-*"
+RAY_TEMP_GLOB = f"rhplan-{os.geteuid()}/*"  # and rhplan-ray-* of older rhplan
 CLI_LOG_NAME = "rhplan-cli-output.log"
 
 _cli_log: Path | None = None
@@ -137,7 +137,7 @@ def scan_paths(paths: Iterable[Path], values: list[str] | None = None) -> ScanRe
 def ray_temp_dirs(since: float) -> list[Path]:
     """Ray temp dirs of rhplan clusters touched since the session started."""
     out = []
-    for p in Path("/tmp").glob(RAY_TEMP_GLOB):
+    for p in [*Path("/tmp").glob(RAY_TEMP_GLOB), *Path("/tmp").glob("rhplan-ray-*")]:
         try:
             if p.stat().st_mtime >= since - 1:
                 out.append(p)

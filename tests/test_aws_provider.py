@@ -32,11 +32,9 @@ from typing import Any
 import pytest
 from conftest import poll_until
 from motoserver import MotoServer, aws_env
-from rayprocs import cluster_processes
+from rayprocs import cluster_processes, temp_dir_for
 from sshd import SSHServer, _descendants, ensure_sshd_installed
 from test_ssh_provider import BASE_PY, NUMPY, PRELUDE, hcl_str, provision_ray_venv
-
-from rhplan.ray_head import temp_dir_for
 
 APPLY_TIMEOUT = 600.0
 DRIVER_TIMEOUT = 120.0

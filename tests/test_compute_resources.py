@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rayprocs import cluster_processes
+from rayprocs import cluster_processes, temp_dir_for
 
 from rhplan.connection import LocalConnection
-from rhplan.ray_head import temp_dir_for
 from rhplan.servlets import manage
 
 OFFERING = """

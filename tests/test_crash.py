@@ -37,11 +37,10 @@ from crash_harness import (
     sweep_creates,
 )
 from motoserver import MotoServer, aws_env
+from rayprocs import temp_dir_prefix
 from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import aws_hcl, linked_ray_root, x86_image
 from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
-
-from rhplan.ray_head import temp_dir_for
 
 SMALL_REQ = "six==1.16.0"
 ADDED_REQ = "idna==3.7"
@@ -65,7 +64,7 @@ def report(provider: str, verdicts: list[Verdict]) -> None:
 def bootstrap(sc: Scenario) -> KillPoint:
     """`ray start` of this cluster's head is running."""
     return process_appears("ray start (bootstrap)", "start",
-                           f"--temp-dir={temp_dir_for(str(sc.root))}")
+                           f"--temp-dir={temp_dir_prefix(str(sc.root))}")
 
 
 def installing(sc: Scenario, req: str) -> KillPoint:

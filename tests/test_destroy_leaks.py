@@ -23,12 +23,10 @@ from typing import Any
 import pytest
 from conftest import poll_until
 from motoserver import MotoServer, aws_env, free_port
-from rayprocs import alive, cluster_processes
+from rayprocs import alive, cluster_processes, temp_dir_for, temp_dir_prefix
 from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import PROXY, leftovers, x86_image
 from test_ssh_provider import cluster_hcl, hcl_str, provision_ray_venv, ssh_block, sshd_down
-
-from rhplan.ray_head import temp_dir_for
 
 APPLY_TIMEOUT = 300.0
 
@@ -252,16 +250,20 @@ def test_an_ssh_setup_that_failed_half_way_is_recorded_and_destroyed(
 
 
 def test_a_cluster_whose_ray_failed_to_start_is_recorded_and_destroyed(rh: Any) -> None:
-    """The host is set up (here: rhplan's folder), then `ray start` fails: the cluster is
-    recorded with Ray stopped, so a plan starts it and destroy removes the folder."""
+    """The host is set up (here: rhplan's folder), then Ray cannot start (here: a file
+    where a leftover temp dir of this cluster would be, which rhplan refuses to remove):
+    the cluster is recorded with Ray stopped, so a plan starts it and destroy removes
+    the folder."""
     rh.write('cluster "main" {\n  provider = "local"\n}\n')
     root = rh.cluster_dir("main")
-    blocker = Path(temp_dir_for(str(root)))  # a file where Ray wants its temp dir
+    blocker = Path(temp_dir_prefix(str(root)) + "blocker")
+    blocker.parent.mkdir(mode=0o700, exist_ok=True)
     blocker.write_text("not a folder\n")
     try:
         res = rh("apply", "-auto-approve")
         assert res.returncode == 1, res.describe()
-        assert "starting the Ray head" in res.stdout, res.stdout
+        assert f"making Ray's temp dir on localhost: not removed: Ray's temp dir {blocker} " \
+            "is not a folder" in res.stdout, res.stdout
         cluster = rh.resources()["cluster.main"]["attributes"]
         assert cluster["ray_status"] == "stopped", cluster
         plan = rh("plan", "-detailed-exitcode")

@@ -550,9 +550,8 @@ def test_destroy_forgets_a_cluster_that_vanished_outside_rhplan(rh: Any) -> None
     """Nothing left to destroy still records what refresh found: a cluster whose Ray and
     folder are gone leaves the state, instead of staying there for good while every
     destroy says "No changes" (as a destroy killed half-way could leave it)."""
-    from rayprocs import cluster_processes
+    from rayprocs import cluster_processes, temp_dir_for
 
-    from rhplan.ray_head import temp_dir_for
     rh.write('cluster "main" {\n  provider = "local"\n}\n')
     rh("apply", "-auto-approve").ok()
     root = rh.cluster_dir("main")

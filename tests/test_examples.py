@@ -23,10 +23,8 @@ from typing import Any
 import pytest
 from conftest import Rhplan, poll_until
 from motoserver import aws_env
-from rayprocs import alive, cluster_processes
+from rayprocs import alive, cluster_processes, temp_dir_for
 from sshd import _descendants, ensure_sshd_installed
-
-from rhplan.ray_head import temp_dir_for
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

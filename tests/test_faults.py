@@ -40,6 +40,7 @@ from conftest import poll_until
 from faulty_http import FORWARD, SERVER_ERROR, THROTTLE, FaultyProxy, Rule
 from faulty_tcp import FaultyTCP
 from motoserver import MotoServer, aws_env
+from rayprocs import temp_dir_for
 from sshd import SSHServer, ensure_sshd_installed
 from test_aws_provider import leftovers, x86_image
 from test_ssh_provider import (
@@ -50,8 +51,6 @@ from test_ssh_provider import (
     provision_ray_venv,
     ssh_block,
 )
-
-from rhplan.ray_head import temp_dir_for
 
 pytest.importorskip("paramiko")
 

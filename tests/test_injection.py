@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 from canary import canary_secret
+from rayprocs import temp_dir_for
 from secret_scan import record_cli_output, scan_paths
 from test_ssh_provider import (
     APPLY_TIMEOUT,
@@ -53,8 +54,6 @@ from test_ssh_provider import (
     server,  # noqa: F401 - the module's own real sshd (a fixture)
     ssh_block,
 )
-
-from rhplan.ray_head import temp_dir_for
 
 SECRET_VAR = "RHPLAN_INJECTION_SECRET"
 SECRET = canary_secret("injection", f"; touch {MARK}_s1 $(touch {MARK}_s2) `touch {MARK}_s3` "

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from canary import canary_secret
+from rayprocs import temp_dir_for
 from secret_scan import encodings, scan_paths
 from sshd import SSHServer
 from test_ssh_provider import destroy_and_check, server  # noqa: F401 - a real sshd fixture
 
 from rhplan.envs import SECRETS_FILE, write_env_files
-from rhplan.ray_head import temp_dir_for
 from rhplan.ssh import SSHConnection
 
 SECRET_VAR = "RHPLAN_LEAK_TEST_SECRET"

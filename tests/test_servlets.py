@@ -34,9 +34,7 @@ from typing import Any
 
 import pytest
 from canary import canary_secret
-from rayprocs import alive, cluster_processes
-
-from rhplan.ray_head import temp_dir_for
+from rayprocs import alive, cluster_processes, temp_dir_for
 
 SECRET_VAR = "RHPLAN_TEST_SECRET"
 # Unique, so finding it anywhere it should not be can only mean it leaked.

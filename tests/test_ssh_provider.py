@@ -38,10 +38,8 @@ from typing import Any
 
 import pytest
 from canary import canary_secret
-from rayprocs import alive, cluster_processes
+from rayprocs import alive, cluster_processes, temp_dir_for
 from sshd import SSHServer, ensure_sshd_installed, free_port
-
-from rhplan.ray_head import temp_dir_for
 
 pytest.importorskip("paramiko")
 
