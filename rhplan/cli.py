@@ -433,8 +433,10 @@ def status(obj: Ctx, as_json: bool) -> None:
                    f"  ray {c['ray'].get('version') or '-'}")
         if c["ray"].get("error"):
             click.echo(f"            {c['ray']['error']}")
+        if c.get("gateway"):
+            click.echo(f"  gateway   running pid {c['gateway']['pid']} (127.0.0.1 on the head)")
         for s in c["servlets"]:
-            health = "alive" if s["alive"] else "dead"
+            health = {True: "alive", False: "dead"}.get(s["alive"], "unknown")
             up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""
             pid = f"pid {s['pid']}" if s.get("pid") else ""
             click.echo(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up}".rstrip())

@@ -2,11 +2,13 @@
 and a command run inside an env — all through the provider's connection."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,6 @@ from rhplan import ray_head
 from rhplan.connection import CommandResult, Connection
 from rhplan.errors import ProviderError, RhplanError
 from rhplan.provider import RunContext
-from rhplan.servlets import manage
 from rhplan.servlets.transport import write_output
 from rhplan.state.model import ResourceState, State
 
@@ -22,41 +23,81 @@ from rhplan.state.model import ResourceState, State
 def cluster_status(state: State, chdir: str, parallelism: int = 10) -> list[dict[str, Any]]:
     ctx = RunContext(Path(chdir).absolute())
     clusters = sorted(a for a, r in state.resources.items() if r.type == "cluster")
-    envs: dict[str, list[str]] = {addr: [] for addr in clusters}
+    envs: dict[str, dict[str, str]] = {addr: {} for addr in clusters}
     for r in state.resources.values():
         if r.type == "env" and r.attributes.get("cluster") in envs:
-            envs[r.attributes["cluster"]].append(r.attributes["name"])
+            envs[r.attributes["cluster"]][r.attributes["name"]] = str(
+                r.attributes.get("path") or "")
     for addr in clusters:
         ctx.provider(state.resources[addr].provider)  # loaded once, before the threads
-    # Clusters are asked in parallel: each costs a Ray driver start on its head (~1-4 s);
-    # 8 one-host clusters took 19-21 s one after the other, 6-8 s like this (bench/load.py)
+    # clusters are asked in parallel: each costs an SSH connection and one command
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(clusters)))) as pool:
-        return list(pool.map(lambda a: _one_cluster(a, state.resources[a], sorted(envs[a]),
-                                                    ctx), clusters))
+        return list(pool.map(lambda a: _one_cluster(a, state.resources[a], envs[a], ctx),
+                             clusters))
 
 
-def _one_cluster(addr: str, rs: ResourceState, envs: list[str], ctx: RunContext
+_PROBE = resources.files("rhplan.servlets").joinpath("status_probe.py").read_bytes()
+PROBE_TIMEOUT = 30.0
+
+
+def _probe(conn: Connection, a: dict[str, Any], p: dict[str, Any], envs: dict[str, str]
+           ) -> dict[str, Any]:
+    """One command on the head (status_probe.py, standard library only): Ray's processes,
+    its GCS, the gateway and each servlet, from the process table. No Ray driver."""
+    host, _, port = str(a.get("ray_address") or ":0").rpartition(":")
+    args = [p["ray_temp_dir"], p.get("ray_token_path") or "", host or "127.0.0.1",
+            port or "0", f"{a['root_dir']}/ray", json.dumps(envs)]
+    script = ray_head.OWNED_PIDS_FN.encode() + b"\n" + _PROBE
+    why = "no output"
+    # rhplan's Ray Python first; the host's own when that venv is gone
+    for python in dict.fromkeys(x for x in (a.get("ray_python"), a.get("python"), "python3")
+                                if x):
+        res = conn.run([python, "-I", "-", *args], stdin=script, timeout=PROBE_TIMEOUT)
+        if res.ok:
+            return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+        why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+        if res.returncode not in (126, 127) and "No such file" not in res.stderr:
+            break
+    raise ProviderError(f"reading the head's status on {conn.host} failed: {why}")
+
+
+def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, str], ctx: RunContext
                  ) -> dict[str, Any]:
+    """What `rhplan status` shows of one cluster, through its SSH endpoint alone: one
+    connection and one command, however many envs (no Ray driver, no gateway)."""
     a = rs.attributes
     report: dict[str, Any] = {"address": addr, "provider": rs.provider,
                               "ips": a.get("ips") or [], "servlets": []}
-    ray = {"status": "unknown", "address": a.get("ray_address"),
-           "version": a.get("ray_version")}
+    ray: dict[str, Any] = {"status": "unknown", "address": a.get("ray_address"),
+                           "version": a.get("ray_version")}
     servlets: dict[str, Any] = {}
+    report["gateway"] = None
+    head = (a.get("ips") or ["?"])[0]
     try:
+        if not a.get("ray_address") or not rs.private.get("ray_temp_dir"):
+            raise KeyError("ray_address")
         conn = ctx.provider(rs.provider).connect(a, rs.private, ctx)
-        running = bool(a.get("ray_address")) and ray_head.is_running(
-            conn, a["ray_python"], a["ray_address"], rs.private["ray_temp_dir"],
-            rs.private["ray_token_path"])
-        ray["status"] = "running" if running else "stopped"
-        if running and envs:
-            servlets = manage.servlet_status(conn, a, rs.private, envs)
-    except (ProviderError, KeyError) as exc:
+        found = _probe(conn, a, rs.private, envs)
+        up = found["ray"]["pids"] > 0 and found["ray"]["gcs_up"] and found["ray"]["raylet_up"]
+        ray["status"] = "running" if up else "stopped"
+        if not up:
+            ray["error"] = (f"rhplan's Ray is not running on the head {head} (" + (
+                "no process of it" if not found["ray"]["pids"] else
+                "its GCS does not answer" if not found["ray"]["gcs_up"] else
+                "its raylet is gone") + "); rhplan apply starts it again")
+        servlets = found["servlets"] if up else {}
+        report["gateway"] = found.get("gateway")
+    except KeyError:
+        ray["status"] = "stopped"
+        ray["error"] = "no Ray head recorded; run rhplan apply"
+    except ProviderError as exc:
         ray["status"] = "unreachable"
-        ray["error"] = str(exc)
+        ray["error"] = f"the head {head} cannot be reached over SSH: {exc}"
     report["ray"] = ray
-    for name in envs:
-        s = servlets.get(name, {"alive": False})
+    # a head that cannot be asked says nothing of its servlets: unknown, not dead
+    unknown = {"alive": None} if ray["status"] == "unreachable" else {"alive": False}
+    for name in sorted(envs):
+        s = servlets.get(name, unknown)
         report["servlets"].append({"env": name, **s})
     return report
 

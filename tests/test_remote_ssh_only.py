@@ -30,8 +30,6 @@ import pytest
 from rayprocs import cluster_processes
 from sshd import SSHServer
 
-from rhplan.ray_head import temp_dir_for
-
 pytest.importorskip("paramiko")
 
 HERE = Path(__file__).resolve().parent
@@ -93,13 +91,15 @@ class Box:
     scripts: Path
     server: SSHServer
 
-    def drive_start(self, body: str, env: dict[str, str] | None = None
-                    ) -> subprocess.Popen[str]:
-        """A driver script (PRELUDE + body) in a network namespace of its own."""
+    def drive_start(self, body: str, env: dict[str, str] | None = None,
+                    isolate: list[str] | None = None) -> subprocess.Popen[str]:
+        """A driver script (PRELUDE + body) in a network namespace of its own (or
+        started by the isolate argv prefix instead)."""
         script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
         script.write_text(PRELUDE + textwrap.dedent(body))
+        prefix = ["unshare", "--net"] if isolate is None else isolate
         return subprocess.Popen(
-            ["unshare", "--net", sys.executable, "-u", str(script), str(self.rh.dir)],
+            [*prefix, sys.executable, "-u", str(script), str(self.rh.dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
@@ -184,7 +184,8 @@ def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Bo
     finally:
         if relay.proc is None:
             relay.start()
-        temp_dir = temp_dir_for(str(root))
+        recorded = rh.resources().get("cluster.box", {}).get("private", {})
+        temp_dir = str(recorded.get("ray_temp_dir") or root / "ray")  # gone after destroy
         res = box.cli("destroy", "-auto-approve", timeout=300)
         deadline = time.monotonic() + 20
         left = cluster_processes([temp_dir], root)
@@ -483,3 +484,149 @@ def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
             proc.wait(timeout=10)
     got = _result(proc.returncode, out, err)
     assert got["timed_out"] and 2 <= got["took"] < 10 and got["after"] == 4
+
+
+# `rhplan status` reads the head's process table over SSH (rhplan/servlets/
+# status_probe.py): no Ray driver, no gateway. Ray's job table counts every driver that
+# ever joined the cluster, so a driver here (it can reach Ray) counts before and after.
+JOB_COUNTER = """
+import json, os, sys, time
+from rhplan.servlets.client import connect_ray, find_env
+connect_ray(find_env("remote", sys.argv[1])[1])
+import ray._private.state as ray_state
+print(len(ray_state.jobs()), flush=True)
+deadline = time.monotonic() + 120
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(len(ray_state.jobs()), flush=True)
+"""
+
+
+def test_status_needs_no_ray_driver_and_is_fast(box: Box, tmp_path: Path) -> None:
+    done = tmp_path / "status-done"
+    counter = subprocess.Popen([sys.executable, "-c", JOB_COUNTER, str(box.rh.dir), str(done)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=box.rh.env, stdin=subprocess.DEVNULL)
+    try:
+        assert counter.stdout is not None
+        before = int(counter.stdout.readline() or -1)
+        assert before > 0, counter.stderr.read() if counter.stderr else ""
+        t0 = time.monotonic()
+        st = box.cli("status", "-json")
+        took = time.monotonic() - t0
+        done.touch()
+        after = int(counter.stdout.readline() or -1)
+        assert counter.wait(timeout=60) == 0
+    finally:
+        if counter.poll() is None:
+            counter.kill()
+            counter.wait(timeout=10)
+    assert st.returncode == 0, st.stdout + st.stderr
+    report = json.loads(st.stdout)
+    pid = box.rh.resources()["env.remote"]["attributes"]["servlet_pid"]
+    assert report[0]["ray"]["status"] == "running", report
+    assert [(s["env"], s["alive"], s["pid"]) for s in report[0]["servlets"]] == [
+        ("remote", True, pid)], report
+    assert after == before, f"rhplan status started {after - before} Ray driver(s)"
+    print(f"\nrhplan status from the namespace: {took:.2f} s (process start included)")
+    assert took < 10, took  # one SSH connection and one command; a Ray driver was 1-4 s
+
+
+def test_status_reports_an_unreachable_head_clearly(box: Box) -> None:
+    box.relay.kill()  # the head's SSH endpoint is gone from this caller's world
+    try:
+        t0 = time.monotonic()
+        st = box.cli("status")
+        took = time.monotonic() - t0
+    finally:
+        box.relay.start()
+    assert st.returncode == 1, st.stdout + st.stderr
+    lines = st.stdout.splitlines()
+    assert any(ln.split()[:3] == ["ray", "head", "unreachable"] for ln in lines), st.stdout
+    assert "the head 127.0.0.1 cannot be reached over SSH" in st.stdout, st.stdout
+    assert "Traceback" not in st.stdout + st.stderr
+    assert any(ln.split()[:3] == ["servlet", "unknown", "remote"] for ln in lines), st.stdout
+    assert took < 15, took
+    print(f"\nrhplan status, head unreachable:\n{st.stdout}({took:.2f} s)")
+
+
+# The direct route (this caller can reach the head's Ray: the root namespace) streams
+# too. The servlet writes a call's output to a file; this process tails it when the
+# servlet sees its files (here: same machine, same mounts), else the gateway on the
+# head relays it. A private tmpfs over the caller's TMPDIR (its own mount namespace)
+# makes the servlet blind to the caller's files, as a head on another machine is.
+CHATTY = """
+s = rhplan.servlet("remote", chdir=CHDIR)
+s.call(lambda: 1)  # warm: the route, and whether the servlet sees this caller's files
+def chatty():
+    import logging, time
+    for i in range(4):
+        print(f"line {i}", flush=True)
+        if i == 0:
+            logging.warning("logged")
+        time.sleep(1)
+    return "done"
+print("CALL", time.monotonic(), flush=True)
+r = s.call(chatty)
+print("END", time.monotonic(), flush=True)
+ran = s.run("echo ran-out; echo ran-err >&2")
+quiet = s.with_streaming(False).call(lambda: print("line 0", flush=True) or "done")
+from rhplan import ssh
+from rhplan.servlets import transport
+emit(r=r, route=s.route, ran=ran["stdout"], quiet=quiet, ssh_conns=len(ssh._pool),
+     gateways=len(transport._gateways))
+"""
+
+
+def _stream_times(proc: subprocess.Popen[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """When each line of a CHATTY driver arrived here, and what it emitted."""
+    seen: dict[str, float] = {}
+    lines: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("RESULT"):
+                break
+            key = line.split()[0] if line.startswith(("CALL", "END")) else line.strip()
+            seen.setdefault(key, time.monotonic())
+        lines.append(proc.stdout.read())
+        got = _result(proc.wait(timeout=60), "".join(lines), proc.stderr.read())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    return seen, got
+
+
+def _check_streamed(seen: dict[str, float], got: dict[str, Any]) -> None:
+    assert {"CALL", "line 0", "line 3", "END"} <= set(seen), seen
+    assert seen["line 0"] - seen["CALL"] < 1.0, seen  # within 1 s of a ~4 s call
+    assert seen["END"] - seen["line 0"] > 2.0, seen
+    assert got["r"] == "done" and got["quiet"] == "done" and got["ran"] == "ran-out\n"
+    assert "logged" in got["_stderr"] and "ran-err" in got["_stderr"]
+    assert "ran-out" in seen
+    # with_streaming(False): the second chatty call printed nothing here
+    assert sum(1 for ln in got["_stdout"].splitlines() if ln == "line 0") == 1, got["_stdout"]
+
+
+def test_direct_route_streams_a_calls_output_here(box: Box) -> None:
+    proc = box.drive_start(CHATTY, env={"RHPLAN_SERVLET_ROUTE": "auto"}, isolate=[])
+    seen, got = _stream_times(proc)
+    _check_streamed(seen, got)
+    assert got["route"] == "direct"
+    assert got["ssh_conns"] == 0 and got["gateways"] == 0  # nothing went through SSH
+
+
+def test_direct_route_to_a_servlet_blind_to_our_files_streams_via_the_gateway(
+        box: Box, tmp_path: Path) -> None:
+    private = tmp_path / "private-tmp"
+    private.mkdir()
+    isolate = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"',
+               str(private)]
+    proc = box.drive_start(CHATTY, env={"RHPLAN_SERVLET_ROUTE": "auto",
+                                        "TMPDIR": str(private)}, isolate=isolate)
+    seen, got = _stream_times(proc)
+    _check_streamed(seen, got)
+    assert got["route"] == "direct"  # put/get/keys stay on Ray; output came via the head
+    assert got["ssh_conns"] == 1 and got["gateways"] == 1

@@ -11,25 +11,43 @@ The env is found through the configuration's state file. Two routes reach it:
   and the driver token is here; otherwise the ssh route is taken.
 
 RHPLAN_SERVLET_ROUTE=ssh|direct forces one route.
+
+Output: what a call prints (print, logging to stdout/stderr) and a run's output appear
+on this process's stdout/stderr as they happen, on both routes. The servlet writes
+them to a per-call file that someone on its host tails: the gateway on the ssh route;
+on the direct route this process itself when the servlet sees this machine's files
+(local clusters; a head that is this machine). A direct-route servlet on another host
+has its streamed calls and runs sent through the gateway instead, since only something
+on that host can read the file. `handle.with_streaming(False)` keeps them on Ray, and
+their output is not shown.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
+import shutil
 import socket
 import sys
+import tempfile
 import threading
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rhplan.errors import RhplanError
 from rhplan.ray_head import private_env
+from rhplan.servlets.gateway import POLL
+from rhplan.servlets.gateway import Gateway as _HeadGateway
 from rhplan.servlets.transport import (
     Gateway,
     GatewayLost,
     RemoteError,
     gateway_for,
     ssh_opener,
+    write_output,
 )
 
 NAMESPACE = "rhplan"
@@ -44,18 +62,33 @@ class ServletHandle:
     """A servlet, reached directly through Ray (actor) or through the cluster's gateway."""
 
     def __init__(self, name: str, actor: Any, address: str, gateway: Gateway | None = None,
-                 timeout: float | None = CALL_TIMEOUT):
+                 timeout: float | None = CALL_TIMEOUT, stream: bool = True,
+                 via_gateway: Callable[[], Gateway] | None = None):
         self.name = name
         self.address = address
         self._actor = actor
         self._gateway = gateway
         self._timeout = timeout
+        self._stream = stream
+        # direct route only: how to reach the gateway, for output only the head can read
+        self._via_gateway = via_gateway
+
+    def _copy(self, **changes: Any) -> ServletHandle:
+        values = {"timeout": self._timeout, "stream": self._stream,
+                  "via_gateway": self._via_gateway, **changes}
+        return ServletHandle(self.name, self._actor, self.address, self._gateway, **values)
 
     def with_timeout(self, seconds: float | None) -> ServletHandle:
         """The same servlet, with every request bounded: one that has no answer within
         seconds raises TimeoutError (what it started on the cluster may go on). Without
         one, a call waits as long as it runs; only connecting is always bounded."""
-        return ServletHandle(self.name, self._actor, self.address, self._gateway, seconds)
+        return self._copy(timeout=seconds)
+
+    def with_streaming(self, on: bool) -> ServletHandle:
+        """The same servlet, with a call's prints and a run's output shown here as they
+        happen (on, the default) or not shown at all (off: on the direct route to a
+        servlet on another host, calls then stay on Ray instead of the gateway)."""
+        return self._copy(stream=on)
 
     @property
     def route(self) -> str:
@@ -64,14 +97,16 @@ class ServletHandle:
     def __repr__(self) -> str:
         return f"<servlet {self.name!r} at {self.address}>"
 
-    def _direct(self, method: str, *args: Any, timeout: float | None = None) -> Any:
-        """Call a method of the actor through Ray. A servlet replaced by an apply makes
-        the held handle fail at once: find it by name again, once."""
+    def _direct(self, method: str, *args: Any, timeout: float | None = None,
+                log: str | None = None) -> Any:
+        """Call a method of the actor through Ray (with log, the method's last argument,
+        tailed here while it runs). A servlet replaced by an apply makes the held handle
+        fail at once: find it by name again, once."""
         import ray
         for attempt in (0, 1):
             try:
-                return ray.get(getattr(self._actor, method).remote(*args),
-                               timeout=timeout if timeout is not None else self._timeout)
+                ref = getattr(self._actor, method).remote(*args)
+                return _wait(ref, timeout if timeout is not None else self._timeout, log)
             except ray.exceptions.RayTaskError as exc:
                 # the servlet's own exception (e.g. KeyError from get), not Ray's wrapper
                 cause = getattr(exc, "cause", None)
@@ -88,6 +123,31 @@ class ServletHandle:
                     raise
         raise AssertionError("unreachable")
 
+    def _output_route(self, method: str) -> str:
+        """How a streamed method's output reaches this process on the direct route:
+        "here" (this process tails the servlet's file), "gateway", or "none"."""
+        if not self._stream:
+            return "none"
+        try:
+            getattr(self._actor, method)
+        except AttributeError:
+            return "none"  # a servlet started by an older rhplan: its output stays there
+        if _sees_our_files(self):
+            return "here"
+        return "gateway" if self._via_gateway is not None else "none"
+
+    def _streamed(self, op: str, method: str, payload: tuple[Any, ...]) -> Any:
+        """A call or run on the direct route, its output streamed when it can be."""
+        how = self._output_route(method)
+        if how == "here":
+            log = os.path.join(_output_dir(), f"{uuid.uuid4().hex}.out")
+            return self._direct(method, *payload, log, log=log)
+        if how == "gateway":
+            assert self._via_gateway is not None
+            return self._via_gateway().request(op, self.name, (*payload, True),
+                                               timeout=self._timeout)
+        return self._direct(op, *payload)
+
     def _ask(self, op: str, *args: Any, timeout: float | None = None) -> Any:
         assert self._gateway is not None
         return self._gateway.request(op, self.name, args,
@@ -99,11 +159,12 @@ class ServletHandle:
         route, what it prints appears here as it runs."""
         if self._gateway is None:
             from ray import cloudpickle
-            result = self._direct("call", cloudpickle.dumps((_by_value(fn), args, kwargs)))
+            result = self._streamed("call", "call_streamed",
+                                    (cloudpickle.dumps((_by_value(fn), args, kwargs)),))
         else:
             self._check_python(fn)
             result = self._ask("call", _dumps((_by_value(fn), args, kwargs),
-                                              by_value=callable(fn)), True)
+                                              by_value=callable(fn)), self._stream)
         if result[0] == "ok":
             return self._loads(result[1])
         _, blob, remote_tb, summary = result
@@ -144,8 +205,8 @@ class ServletHandle:
         """Run a command in the env (a string goes to bash; a list is an argv). Through
         the ssh route, its output also appears here as it runs."""
         if self._gateway is None:
-            return self._direct("run", cmd, timeout)
-        return self._ask("run", cmd, timeout, True)
+            return self._streamed("run", "run_streamed", (cmd, timeout))
+        return self._ask("run", cmd, timeout, self._stream)
 
     def put(self, key: str, obj: Any) -> None:
         if self._gateway is None:
@@ -167,6 +228,72 @@ class ServletHandle:
         if self._gateway is None:
             return self._direct("status", timeout=STATUS_TIMEOUT)
         return self._ask("status", timeout=STATUS_TIMEOUT)
+
+
+def _wait(ref: Any, timeout: float | None, log: str | None) -> Any:
+    """ray.get(ref), bounded by timeout; with log, the output records the servlet
+    writes there are shown here while it runs (as the gateway does on the head)."""
+    import ray
+    if log is None:
+        return ray.get(ref, timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    offset, poll = 0, POLL[0]
+
+    def show(chunk: bytes) -> None:
+        write_output(chunk[0], chunk[1:])
+
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return ray.get(ref, timeout=0)  # GetTimeoutError, a TimeoutError
+            ready, _ = ray.wait([ref], timeout=poll if left is None else min(poll, left))
+            offset = _HeadGateway._forward(log, offset, show)
+            if ready:
+                return ray.get(ref)
+            poll = min(POLL[1], poll * 2)
+    finally:
+        _HeadGateway._forward(log, offset, show)
+        try:
+            os.unlink(log)
+        except OSError:
+            pass  # nothing was printed: the servlet made no file
+
+
+_out_dir: str | None = None
+_seen: dict[tuple[str, str], bool] = {}
+_out_lock = threading.Lock()
+
+
+def _output_dir() -> str:
+    """This process's folder for the output files of its direct-route calls."""
+    global _out_dir
+    with _out_lock:
+        if _out_dir is None:
+            _out_dir = tempfile.mkdtemp(prefix="rhplan-out-")
+            atexit.register(shutil.rmtree, _out_dir, True)
+        return _out_dir
+
+
+def _sees_our_files(handle: ServletHandle) -> bool:
+    """Whether the servlet sees this machine's files (asked once per process): it is on
+    this machine, in the same mount namespace, so the file it writes can be tailed here."""
+    key = (handle.address, handle.name)
+    with _out_lock:
+        if key in _seen:
+            return _seen[key]
+    probe = os.path.join(_output_dir(), f"probe-{uuid.uuid4().hex}")
+    with open(probe, "w"):
+        pass
+    try:
+        from ray import cloudpickle
+        result = handle._direct("call", cloudpickle.dumps(("os.path:exists", (probe,), {})))
+        seen = result[0] == "ok" and pickle.loads(result[1]) is True
+    finally:
+        os.unlink(probe)
+    with _out_lock:
+        _seen[key] = seen
+    return seen
 
 
 def _dumps(obj: Any, by_value: bool = False) -> bytes:
@@ -352,7 +479,9 @@ def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
         head = (cluster.attributes.get("ips") or ["?"])[0]
         return ServletHandle(servlet_name, None, f"ssh://{head} ({cluster.address})", gw)
     address = connect_ray(cluster)
-    return ServletHandle(servlet_name, _find_actor(servlet_name), address)
+    # a servlet on another host: its output can only be read there, by the gateway
+    via = None if cluster.provider == "local" else (lambda: _gateway(cluster, chdir))
+    return ServletHandle(servlet_name, _find_actor(servlet_name), address, via_gateway=via)
 
 
 __all__ = ["GatewayLost", "RemoteError", "ServletHandle", "servlet", "find_env",
