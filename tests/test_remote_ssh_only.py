@@ -92,19 +92,21 @@ class Box:
     server: SSHServer
 
     def drive_start(self, body: str, env: dict[str, str] | None = None,
-                    isolate: list[str] | None = None) -> subprocess.Popen[str]:
+                    isolate: list[str] | None = None, python: str = sys.executable
+                    ) -> subprocess.Popen[str]:
         """A driver script (PRELUDE + body) in a network namespace of its own (or
-        started by the isolate argv prefix instead)."""
+        started by the isolate argv prefix instead), run by python."""
         script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
         script.write_text(PRELUDE + textwrap.dedent(body))
         prefix = ["unshare", "--net"] if isolate is None else isolate
         return subprocess.Popen(
-            [*prefix, sys.executable, "-u", str(script), str(self.rh.dir)],
+            [*prefix, python, "-u", str(script), str(self.rh.dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
-    def drive(self, body: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-        proc = self.drive_start(body, env)
+    def drive(self, body: str, env: dict[str, str] | None = None,
+              python: str = sys.executable) -> dict[str, Any]:
+        proc = self.drive_start(body, env, python=python)
         try:
             out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -630,3 +632,54 @@ def test_direct_route_to_a_servlet_blind_to_our_files_streams_via_the_gateway(
     _check_streamed(seen, got)
     assert got["route"] == "direct"  # put/get/keys stay on Ray; output came via the head
     assert got["ssh_conns"] == 1 and got["gateways"] == 1
+
+
+# Item 3 of issue 12: the caller's Python need not match the cluster's Ray. A venv made
+# here holds rhplan (--no-deps) and its dependencies but Ray, from uv's cache.
+RHPLAN_DEPS_BUT_RAY = ["click>=8.1", "python-hcl2==7.3.1", "networkx>=3.2", "packaging>=23",
+                       "paramiko>=3.4", "boto3>=1.35.70", "uv>=0.5"]
+
+
+def _caller_venv(where: Path, *extra: str) -> str:
+    venv = where / "venv"
+    python = str(venv / "bin" / "python")
+    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
+                 [UV, "pip", "install", "-q", "--python", python, "--no-deps", str(HERE.parent)],
+                 [UV, "pip", "install", "-q", "--python", python, *RHPLAN_DEPS_BUT_RAY, *extra]):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
+    return python
+
+
+MIXED_CALLER = """
+import importlib.util
+s = rhplan.servlet("remote", chdir=CHDIR)
+s.put("k", {"a": [1, 2]})
+def by_value():
+    return 6 * 7
+try:
+    lam = s.call(by_value)
+except rhplan.errors.RhplanError as exc:
+    lam = "error: " + str(exc)
+emit(has_ray=importlib.util.find_spec("ray") is not None, route=s.route,
+     by_name=s.call("operator:mul", 6, 7), lam=lam, got=s.get("k"), keys=s.keys(),
+     deleted=s.delete("k"), ran=s.run(["sh", "-c", "echo hi; exit 5"]),
+     env=s.status()["env"])
+"""
+
+
+def test_a_caller_without_ray(box: Box, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    python = _caller_venv(tmp_path)
+    built = time.monotonic() - t0
+    got = box.drive(MIXED_CALLER, python=python)
+    assert got["has_ray"] is False and got["route"] == "ssh"
+    assert got["by_name"] == 42 and got["got"] == {"a": [1, 2]} and got["keys"] == ["k"]
+    assert got["deleted"] is True and got["env"] == "remote"
+    assert got["ran"]["returncode"] == 5 and got["ran"]["stdout"] == "hi\n"
+    assert "hi" in got["_stdout"]  # streamed
+    # a function sent by value: works, or one line naming what is missing and the fix
+    assert got["lam"] == 42 or (
+        got["lam"].startswith("error: ") and "Ray" in got["lam"] and RAY_VERSION in got["lam"]
+        and "module:function" in got["lam"]), got["lam"]
+    print(f"\nno-Ray caller venv built in {built:.1f} s; function by value: {got['lam']}")

@@ -163,8 +163,10 @@ class ServletHandle:
                                     (cloudpickle.dumps((_by_value(fn), args, kwargs)),))
         else:
             self._check_python(fn)
-            result = self._ask("call", _dumps((_by_value(fn), args, kwargs),
-                                              by_value=callable(fn)), self._stream)
+            theirs = self._gateway.versions.get("ray")
+            result = self._ask("call", _dumps((_by_value(fn, theirs), args, kwargs),
+                                              by_value=callable(fn), cluster_ray=theirs),
+                               self._stream)
         if result[0] == "ok":
             return self._loads(result[1])
         _, blob, remote_tb, summary = result
@@ -211,7 +213,7 @@ class ServletHandle:
     def put(self, key: str, obj: Any) -> None:
         if self._gateway is None:
             return self._direct("put", key, obj)
-        return self._ask("put", key, _dumps(obj))
+        return self._ask("put", key, _dumps(obj, cluster_ray=self._gateway.versions.get("ray")))
 
     def get(self, key: str) -> Any:
         if self._gateway is None:
@@ -296,7 +298,21 @@ def _sees_our_files(handle: ServletHandle) -> bool:
     return seen
 
 
-def _dumps(obj: Any, by_value: bool = False) -> bytes:
+def _cloudpickle(cluster_ray: str | None) -> Any:
+    """Ray's cloudpickle, which sends functions by value; a caller without Ray is told
+    what it can do instead (everything else needs no Ray here)."""
+    try:
+        from ray import cloudpickle
+    except ImportError:
+        raise RhplanError(
+            "sending a function (or an object of __main__) by value needs Ray's cloudpickle "
+            f"and this Python has no Ray (the cluster runs Ray {cluster_ray or '?'}); call it "
+            "by name instead (\"module:function\", importable in the env), or install Ray "
+            f"here (pip install 'ray=={cluster_ray or 'VERSION'}')") from None
+    return cloudpickle
+
+
+def _dumps(obj: Any, by_value: bool = False, cluster_ray: str | None = None) -> bytes:
     """Plain pickle when it will do (no Ray import needed here); cloudpickle for
     functions, lambdas and what lives in __main__ (which the env does not have)."""
     if not by_value:
@@ -306,18 +322,17 @@ def _dumps(obj: Any, by_value: bool = False) -> bytes:
                 return blob
         except (pickle.PicklingError, AttributeError, TypeError):
             pass
-    from ray import cloudpickle
-    return cloudpickle.dumps(obj, protocol=5)
+    return _cloudpickle(cluster_ray).dumps(obj, protocol=5)
 
 
-def _by_value(fn: Any) -> Any:
+def _by_value(fn: Any, cluster_ray: str | None = None) -> Any:
     """Functions from the caller's own modules travel by value (the env does not have
     those modules); functions from installed packages travel by reference."""
     if isinstance(fn, str) or not callable(fn):
         return fn
     module = getattr(fn, "__module__", None)
     if module and module not in ("__main__", "builtins") and module in sys.modules:
-        from ray import cloudpickle
+        cloudpickle = _cloudpickle(cluster_ray)
         mod = sys.modules[module]
         path = getattr(mod, "__file__", "") or ""
         if "site-packages" not in path and "/lib/python" not in path:
