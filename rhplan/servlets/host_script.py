@@ -30,7 +30,7 @@ SERVLET_CONCURRENCY = 32  # calls one servlet serves at once (one thread each)
 class EnvServlet:
     """A long-lived actor in one env's interpreter: calls, commands, an object store."""
 
-    def __init__(self, name: str, env_dir: str):
+    def __init__(self, name: str, env_dir: str, gateway_key: str = ""):
         self.name = name
         self.env_dir = env_dir
         self.started = time.time()
@@ -46,6 +46,8 @@ class EnvServlet:
         bin_dir = os.path.join(env_dir, "bin")
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         os.environ["VIRTUAL_ENV"] = env_dir
+        if gateway_key:  # the gateway on this host reaches it here, not through Ray
+            _listen(self, servlet_socket(gateway_key, name))
 
     def _touch(self) -> None:
         self.last_activity = time.time()
@@ -128,8 +130,12 @@ class EnvServlet:
         """call(), with what fn prints (sys.stdout, sys.stderr, logging to them) written
         to log_path as it happens, as records: 1 byte stream (1 out, 2 err), 4 bytes
         length, the bytes."""
+        return self._call_into(payload, _Sink(log_path))
+
+    def _call_into(self, payload: bytes, sink) -> tuple:
+        """call(), with what fn prints going to sink.write(stream, data)."""
         tls = _stream_router()
-        tls.sink = sink = _Sink(log_path)
+        tls.sink = sink
         try:
             return self.call(payload)
         finally:
@@ -138,11 +144,14 @@ class EnvServlet:
 
     def run_streamed(self, cmd, timeout, log_path: str) -> dict:
         """run(), with the command's output also written to log_path as it comes."""
+        return self._run_into(cmd, timeout, _Sink(log_path))
+
+    def _run_into(self, cmd, timeout, sink) -> dict:
+        """run(), with the command's output also going to sink.write(stream, data)."""
         import threading
 
         self._touch()
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
-        sink = _Sink(log_path)
         try:
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  stdin=subprocess.DEVNULL, cwd=self.env_dir)
@@ -181,6 +190,194 @@ class EnvServlet:
         from ray import cloudpickle
 
         return cloudpickle.dumps(self.get(key))
+
+    def serve_request(self, op: str, args: tuple, sink):
+        """One request from the gateway through this servlet's socket (gateway.py's
+        ops; objects arrive and leave pickled, as through Ray)."""
+        if op == "find":
+            return True
+        if op == "call":
+            payload, stream = args
+            return self._call_into(payload, sink) if stream else self.call(payload)
+        if op == "run":
+            cmd, timeout, stream = args
+            return self._run_into(cmd, timeout, sink) if stream else self.run(cmd, timeout)
+        if op == "put":
+            return self.put_pickled(*args)
+        if op == "get":
+            return self.get_pickled(*args)
+        if op in ("keys", "delete", "status"):
+            return getattr(self, op)(*args)
+        raise ValueError(f"unknown request {op!r}")
+
+
+# -- the servlet's own socket: how the gateway (gateway.py) on this host reaches it
+# without a Ray call per request. Frames and packing are gateway.py's (that file is
+# not on the env's path, so the few lines needed are repeated here;
+# tests/test_servlets.py checks both sides agree).
+
+_HEADER_FMT = ">IBI"  # request id, kind, body length
+_REQUEST, _OUT, _RESULT, _ERROR = 3, 4, 5, 6
+_OUT_OF_BAND = 64 * 1024
+
+
+def servlet_socket(key: str, name: str) -> str:
+    """The abstract UNIX socket of servlet name in the cluster whose Ray address is key
+    (no file: nothing to clean up when the servlet dies, no path length limit)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{key}\0{name}".encode()).hexdigest()[:32]
+    return f"\0rhplan-servlet-{digest}"
+
+
+def _pack(obj) -> list:
+    import pickle
+    import struct
+
+    bufs: list = []
+    meta = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    views = [b.raw() for b in bufs]
+    return [struct.pack(f">I{len(views)}Q", len(views), *(v.nbytes for v in views)),
+            meta, *views]
+
+
+def _unpack(body):
+    import pickle
+    import struct
+
+    view = memoryview(body)
+    n = struct.unpack_from(">I", view)[0]
+    lens = struct.unpack_from(f">{n}Q", view, 4)
+    end = len(view) - sum(lens)
+    bufs, pos = [], end
+    for size in lens:
+        bufs.append(view[pos:pos + size])
+        pos += size
+    return pickle.loads(view[4 + 8 * n:end], buffers=bufs)
+
+
+def _out_of_band(value):
+    import pickle
+
+    if isinstance(value, (bytes, bytearray)) and len(value) >= _OUT_OF_BAND:
+        return pickle.PickleBuffer(value)
+    if isinstance(value, tuple):
+        return tuple(_out_of_band(v) if not isinstance(v, tuple) else v for v in value)
+    return value
+
+
+def _error(exc: BaseException) -> tuple:
+    """As gateway.py's: (exception pickled or None, type name, message, traceback)."""
+    import pickle
+
+    try:
+        blob = pickle.dumps(exc, protocol=5)
+        pickle.loads(blob)
+    except Exception:  # not picklable: the text still goes back
+        blob = None
+    return (blob, type(exc).__name__, str(exc),
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+class _FrameSink:
+    """Where a request's output goes on the socket path: OUT frames, as it comes."""
+
+    def __init__(self, send, req: int):
+        self.send, self.req = send, req
+
+    def write(self, stream: int, data) -> None:
+        data = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
+        if data:
+            self.send(self.req, _OUT, [bytes([stream]) + data])
+
+    def close(self) -> None:
+        pass
+
+
+def _listen(servlet, address: str) -> None:
+    """Serve the gateway on address, in the background. Only processes of this user are
+    answered (the socket has no file permissions): the gateway runs as the user that
+    runs the cluster's Ray, as this servlet does."""
+    import socket
+    import struct
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(SERVLET_CONCURRENCY, thread_name_prefix="rhplan-servlet")
+    creds = struct.Struct("3i")  # pid, uid, gid
+
+    def accept() -> None:
+        deadline = time.time() + READY_TIMEOUT
+        while True:
+            srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                srv.bind(address)
+                break
+            except OSError:  # the servlet this one replaces is still exiting
+                srv.close()
+                if time.time() > deadline:
+                    return  # the gateway calls this servlet through Ray instead
+                time.sleep(0.05)
+        srv.listen(16)
+        while True:
+            conn, _ = srv.accept()
+            _, uid, _ = creds.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                     creds.size))
+            if uid != os.getuid():
+                conn.close()
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True,
+                             name="rhplan-servlet gateway").start()
+
+    def serve(conn) -> None:
+        header = struct.Struct(_HEADER_FMT)
+        lock = threading.Lock()
+
+        def send(req: int, kind: int, pieces: list) -> None:
+            size = sum(memoryview(p).nbytes for p in pieces)
+            small = [header.pack(req, kind, size)]
+            with lock:
+                for p in pieces:
+                    if memoryview(p).nbytes < _OUT_OF_BAND:
+                        small.append(p)
+                        continue
+                    conn.sendall(b"".join(small))
+                    small = []
+                    conn.sendall(p)
+                if small:
+                    conn.sendall(b"".join(small))
+
+        def answer(req: int, payload) -> None:
+            try:
+                op, args = _unpack(payload)
+                result = servlet.serve_request(op, args, _FrameSink(send, req))
+                send(req, _RESULT, _pack(_out_of_band(result)))
+            except BaseException as exc:  # the caller re-raises it
+                import pickle
+
+                try:
+                    send(req, _ERROR, [pickle.dumps(_error(exc), protocol=5)])
+                except OSError:
+                    pass  # the gateway is gone
+
+        stream = conn.makefile("rb", buffering=256 * 1024)
+        try:
+            while True:
+                head = stream.read(header.size)
+                if len(head) < header.size:
+                    return
+                req, kind, n = header.unpack(head)
+                body = stream.read(n)
+                if len(body) < n:
+                    return
+                if kind == _REQUEST:
+                    pool.submit(answer, req, body)
+        except (OSError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True, name="rhplan-servlet listen").start()
 
 
 class _Sink:
@@ -305,7 +502,7 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
         node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    actor = ray.remote(EnvServlet).options(**opts).remote(name, env_dir)
+    actor = ray.remote(EnvServlet).options(**opts).remote(name, env_dir, address)
     try:
         info = ray.get(actor.ready.remote(), timeout=READY_TIMEOUT)
     except Exception as exc:

@@ -33,7 +33,6 @@ from rhplan.servlets import gateway as proto
 
 HANDSHAKE_TIMEOUT = 10.0
 _LOST = -1  # a frame kind of this side only: the connection died
-_PIECE = 256 * 1024
 
 
 class GatewayLost(RhplanError):
@@ -50,15 +49,42 @@ Opener = Callable[[], tuple[Any, dict[str, Any]]]
 
 
 class _Link:
-    """One live channel to the gateway: its sender lock and the requests waiting."""
+    """One live channel to the gateway: its outbox and the requests waiting."""
 
     def __init__(self, chan: Any, welcome: dict[str, Any]):
         self.chan = chan
         self.welcome = welcome
-        self.send_lock = threading.Lock()
         self.pending: dict[int, queue.SimpleQueue[tuple[int, Any]]] = {}
         self.lock = threading.Lock()
         self.dead: str | None = None
+        self.outbox: list[Any] = []
+        self.sending = False
+
+    def send(self, pieces: list[Any]) -> None:
+        """Queue a frame's pieces; the first thread to find no sender at work sends
+        everything queued meanwhile, together: under concurrency, several requests share
+        one SSH packet (paramiko's per-packet cost is Python) instead of one each."""
+        with self.lock:
+            self.outbox.extend(pieces)
+            if self.sending:
+                return
+            self.sending = True
+        try:
+            while True:
+                with self.lock:
+                    batch, self.outbox = self.outbox, []
+                    if not batch:
+                        self.sending = False
+                        return
+                for piece in proto.joined(batch):
+                    # paramiko's sendall keeps what is left with s = s[sent:]: a
+                    # memoryview makes that free (bytes recopied the rest: quadratic)
+                    self.chan.sendall(memoryview(piece).cast("B"))
+        except BaseException as exc:
+            with self.lock:
+                self.sending = False
+                self.outbox = []
+            self.fail_all(str(exc) or type(exc).__name__)
 
     def fail_all(self, reason: str) -> None:
         with self.lock:
@@ -98,8 +124,9 @@ class Gateway:
     def _read(self, link: _Link) -> None:
         reason = "the connection was closed"
         try:
+            reader = proto.FrameReader(link.chan.recv)
             while True:
-                req, kind, body = proto.read_frame(link.chan.recv)
+                req, kind, body = reader.read()
                 with link.lock:
                     q = link.pending.get(req)
                 if q is not None:
@@ -127,12 +154,8 @@ class Gateway:
                 raise self._lost(op, servlet, link.dead)
             link.pending[req] = q
         try:
-            body = pickle.dumps((op, servlet, args), protocol=5)
-            try:
-                with link.send_lock:
-                    _send(link.chan, proto.frame(req, proto.REQUEST, body))
-            except Exception as exc:  # noqa: BLE001 - socket or paramiko: the link died
-                link.fail_all(str(exc) or type(exc).__name__)
+            link.send(proto.frame_pieces(req, proto.REQUEST,
+                                         proto.request_pieces(servlet, op, args)))
             deadline = None if timeout is None else time.monotonic() + timeout
             out = on_output or write_output
             while True:
@@ -143,9 +166,9 @@ class Gateway:
                     raise TimeoutError(f"servlet {servlet!r} on {self.label} did not answer "
                                        f"{op} within {timeout:g} s") from None
                 if kind == proto.OUT:
-                    out(data[0], data[1:])
+                    out(data[0], bytes(data[1:]))
                 elif kind == proto.RESULT:
-                    return pickle.loads(data)
+                    return proto.unpack(data)
                 elif kind == proto.ERROR:
                     raise _rebuild(servlet, pickle.loads(data))
                 else:
@@ -167,14 +190,6 @@ class Gateway:
                 link.chan.close()
             except Exception:  # noqa: BLE001
                 pass
-
-
-def _send(chan: Any, data: bytes) -> None:
-    """chan.sendall in pieces: paramiko's sendall copies what is left after every
-    32 KB packet (s = s[sent:]), quadratic for a large object (10 MB took ~1 s)."""
-    view = memoryview(data)
-    for i in range(0, len(data), _PIECE):
-        chan.sendall(bytes(view[i:i + _PIECE]))
 
 
 def write_output(stream: int, data: bytes) -> None:

@@ -1,0 +1,208 @@
+"""The gateway's fast path: a servlet's own socket (rhplan/servlets/gateway.py and
+host_script.py), without SSH or Ray in the way.
+
+A real EnvServlet (host_script.py's class, in a process of its own, as on a head)
+listens on its abstract UNIX socket; a real gateway (gateway.Gateway) serves a TCP
+listener on 127.0.0.1; the caller is the real transport and ServletHandle. The ssh
+route as a whole (sshd, Ray, network namespaces) is tests/test_remote_ssh_only.py.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rhplan.servlets import gateway, transport
+from rhplan.servlets.client import ServletHandle
+
+SERVLETS = Path(gateway.__file__).resolve().parent
+sys.path.insert(0, str(SERVLETS))
+import host_script  # noqa: E402 - the file shipped to hosts, imported as a module here
+
+SERVLET = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import host_script
+host_script.EnvServlet(sys.argv[2], sys.argv[3], sys.argv[4])
+print("STARTED", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+@dataclass
+class Rig:
+    key: str
+    name: str
+    gw: gateway.Gateway
+    handle: ServletHandle
+    caller: transport.Gateway
+
+
+def _wait_listening(address: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(address)
+                return
+            except OSError:
+                time.sleep(0.01)
+    pytest.fail("the servlet did not listen on its socket within 30 s")
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    env_dir = tmp_path_factory.mktemp("env")
+    key, name = f"127.0.0.1:{uuid.uuid4().hex[:8]}", "sock-test"
+    proc = subprocess.Popen([sys.executable, "-c", SERVLET, str(SERVLETS), name, str(env_dir),
+                             key], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    token = os.urandom(16).hex().encode()
+    gw = gateway.Gateway(key, token)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=gw.serve_connection, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def opener() -> tuple[Any, dict[str, Any]]:
+        chan = socket.create_connection(srv.getsockname(), timeout=10)
+        return chan, transport.handshake(chan, token, "the test gateway")
+
+    caller = transport.Gateway("cluster.test", opener)
+    try:
+        _wait_listening(gateway.servlet_socket(key, name), proc)
+        yield Rig(key, name, gw, ServletHandle(name, None, "test", caller), caller)
+    finally:
+        caller.close()
+        srv.close()
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_both_sides_name_the_same_socket_and_pack_alike() -> None:
+    assert host_script.servlet_socket("10.0.0.1:6379", "np") == gateway.servlet_socket(
+        "10.0.0.1:6379", "np")
+    assert gateway.servlet_socket("a", "np") != gateway.servlet_socket("b", "np")
+    big = os.urandom(gateway.OUT_OF_BAND + 1)
+    value = ("ok", big, {"n": 1})
+    for pack, unpack in ((gateway.pack, host_script._unpack), (host_script._pack,
+                                                                gateway.unpack)):
+        mark = gateway.out_of_band if pack is gateway.pack else host_script._out_of_band
+        pieces = pack(mark(value))
+        assert any(p is not None and memoryview(p).nbytes == len(big) for p in pieces[2:])
+        body = b"".join(bytes(p) for p in pieces)
+        got = unpack(body)
+        assert (got[0], bytes(got[1]), got[2]) == value
+
+
+def test_calls_objects_and_commands_through_the_servlets_socket(rig: Rig) -> None:
+    s = rig.handle
+    assert s.call("operator:add", 2, 3) == 5
+    data = os.urandom(10 << 20)
+    s.put("blob", data)
+    assert s.get("blob") == data
+    assert s.keys() == ["blob"]
+    with pytest.raises(KeyError, match="no object 'nothing'"):
+        s.get("nothing")
+    assert s.delete("blob") is True and s.keys() == []
+    assert s.run(["sh", "-c", "echo out; echo err >&2; exit 3"]) == {
+        "returncode": 3, "stdout": "out\n", "stderr": "err\n"}
+    assert s.status()["env"] == rig.name
+    # served by the servlet itself: the gateway never joined Ray
+    assert rig.gw.ray is None and not rig.gw.joining
+
+
+def test_a_calls_output_streams_back_before_it_ends(rig: Rig) -> None:
+    got: list[tuple[int, bytes, float]] = []
+    start = time.monotonic()
+
+    def on_output(stream: int, data: bytes) -> None:
+        got.append((stream, data, time.monotonic() - start))
+
+    from ray import cloudpickle
+    code = ("import sys, time\n"
+            "print('first', flush=True)\n"
+            "print('to err', file=sys.stderr, flush=True)\n"
+            "time.sleep(1.5)\n"
+            "print('last', flush=True)\n")
+    payload = cloudpickle.dumps(("builtins:exec", (code,), {}))
+    result = rig.caller.request("call", rig.name, (payload, True), timeout=30,
+                                on_output=on_output)
+    took = time.monotonic() - start
+    assert result[0] == "ok", result
+    text = {1: b"".join(d for s, d, _ in got if s == 1), 2: b"".join(
+        d for s, d, _ in got if s == 2)}
+    assert text == {1: b"first\nlast\n", 2: b"to err\n"}
+    first_at = next(t for s, d, t in got if d.startswith(b"first"))
+    assert first_at < took - 1.0, (first_at, took)
+
+
+def test_many_threads_share_one_connection(rig: Rig) -> None:
+    s = rig.handle
+    connects = rig.caller.connects
+    wrong: list[Any] = []
+
+    def work(i: int) -> None:
+        for j in range(50):
+            got = s.call("operator:add", i, j)
+            if got != i + j:
+                wrong.append((i, j, got))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not wrong and not any(t.is_alive() for t in threads)
+    assert rig.caller.connects == connects
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a process as another user")
+def test_the_servlets_socket_answers_only_its_own_user(rig: Rig) -> None:
+    probe = (
+        "import os, socket, struct, sys\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(10)\n"
+        "s.connect(\"\\0\" + sys.argv[1])  # abstract: a NUL first\n"
+        "try:\n"
+        "    s.sendall(sys.stdin.buffer.read())\n"
+        "    print(repr(s.recv(100)))\n"
+        "except (ConnectionResetError, BrokenPipeError):  # closed before it was read\n"
+        "    print(repr(b''))\n")
+    body = b"".join(bytes(p) for p in gateway.pack(("keys", ())))
+    request = struct.pack(">IBI", 1, gateway.REQUEST, len(body)) + body
+    out = subprocess.run([sys.executable, "-I", "-c", probe,
+                          gateway.servlet_socket(rig.key, rig.name)[1:]], input=request,
+                         capture_output=True, timeout=60)
+    # connected (abstract sockets have no permissions) but closed without an answer
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == b"b''"
+    # the same request from this user is answered
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(gateway.servlet_socket(rig.key, rig.name))
+        s.sendall(request)
+        req, kind, _ = gateway.read_frame(s.recv)
+    assert (req, kind) == (1, gateway.RESULT)
