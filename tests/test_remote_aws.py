@@ -1,11 +1,16 @@
-"""An aws (moto) cluster called from a caller whose only way out is the SSH proxy.
+"""An aws (moto) cluster's whole lifecycle from a caller whose only ways out are the
+EC2 API and the SSH proxy.
 
-The cluster is launched through a real moto server; its instance is reached through
-a `proxy_command` in the aws provider's `%i` form that goes through a UNIX socket
-relay (tests/remote_relay.py) to the test sshd, as SSM or a bastion would. The callers
-run under `unshare --net`: no moto, no Ray port, only the proxy. They use the servlet
-(call with streamed output, put/get/keys/delete/status/run), `rhplan status` and
-`rhplan run` (exit code passed through).
+The caller runs in a network namespace of its own (`unshare --net`): its loopback
+holds only a forwarder to the moto server (tests/remote_relay.py `inside`, as a laptop
+reaches the AWS API), and the cluster's instance is reached through a `proxy_command`
+in the aws provider's `%i` form that goes through a UNIX socket relay to the test sshd,
+as SSM or a bastion would. From there: apply, plan (no changes), the servlet (call
+with streamed output, put/get/keys/delete/status/run) on one SSH connection, `rhplan
+status`, `rhplan run` (exit code passed through) and destroy. The head's Ray port is
+shown unreachable from there. After destroy: the instance is terminated, the state is
+empty, and nothing is left on either side (no process of the cluster, its gateway
+included; no SSH session on the head's sshd).
 """
 from __future__ import annotations
 
@@ -13,13 +18,16 @@ import json
 import shlex
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from motoserver import MotoServer, aws_env
-from sshd import SSHServer
+from rayprocs import cluster_processes
+from sshd import SSHServer, _descendants
 from test_remote_ssh_only import (
     APPLY_TIMEOUT,
     BASE_PY,
@@ -33,6 +41,12 @@ from test_remote_ssh_only import (
 pytest.importorskip("paramiko")
 
 
+def _ssh_sessions(server: SSHServer) -> list[int]:
+    """The sshd's per-connection processes (it forks one for each client)."""
+    assert server._proc is not None
+    return _descendants(server._proc.pid)
+
+
 @pytest.fixture(scope="module")
 def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
             rhplan_in: Any) -> Iterator[Box]:
@@ -43,6 +57,8 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
     server = SSHServer(base / "sshd").start()
     relay = Relay(base / "relay.sock", server)
     relay.start()
+    api = Relay(base / "api.sock", SimpleNamespace(host="127.0.0.1", port=moto.port))
+    api.start()
     root = base / "cluster-root"
     _provision_ray_venv(root)
     images = moto.client("ec2").describe_images()["Images"]
@@ -78,20 +94,51 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
     """))
     scripts = base / "scripts"
     scripts.mkdir()
+    # the namespace's loopback: 127.0.0.1:<moto's port> leads to moto, nothing else
+    isolate = ["unshare", "--net", sys.executable, str(HERE / "remote_relay.py"), "inside",
+               str(moto.port), str(api.sock), "--"]
+    box = Box(rh, relay, root, scripts, server, isolate)
     try:
-        rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-        yield Box(rh, relay, root, scripts, server)
+        applied = box.cli("apply", "-auto-approve", timeout=APPLY_TIMEOUT)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        yield box
     finally:
         if relay.proc is None:
             relay.start()
-        res = rh("destroy", "-auto-approve", timeout=300)
+        recorded = rh.resources().get("cluster.far", {})
+        temp_dir = str(recorded.get("private", {}).get("ray_temp_dir") or root / "ray")
+        ids = [i["id"] for i in recorded.get("private", {}).get("instances") or []]
+        res = box.cli("destroy", "-auto-approve", timeout=300)
+        deadline = time.monotonic() + 20
+        left = cluster_processes([temp_dir], root)
+        sessions = _ssh_sessions(server)
+        while (left or sessions) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = cluster_processes([temp_dir], root)
+            sessions = _ssh_sessions(server)
+        states = {i["InstanceId"]: i["State"]["Name"] for r in moto.client(
+            "ec2").describe_instances(InstanceIds=ids)["Reservations"]
+            for i in r["Instances"]} if ids else {}
         relay.kill()
+        api.kill()
         server.close()
-        assert res.returncode == 0, res.describe()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert not rh.resources(), "the state is not empty after destroy"
+        assert ids and set(states.values()) == {"terminated"}, states
+        assert not left, f"processes of the cluster (its gateway too) outlived destroy: {left}"
+        assert not sessions, f"SSH sessions on the head outlived the callers: {sessions}"
 
 
 def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
-    attrs = aws_box.rh.resources()["cluster.far"]["attributes"]
+    cluster = aws_box.rh.resources()["cluster.far"]
+    attrs = cluster["attributes"]
+    emulated = set(attrs["ips"]) | {i.get("private_ip") for i in cluster["private"]["instances"]}
+    # Ray runs on this machine (behind the test sshd): its address is one of ours, never
+    # an emulated instance's, so probing it below is safe
+    assert attrs["ray_address"].rpartition(":")[0] not in emulated, (attrs, emulated)
+    plan = aws_box.cli("plan", "-detailed-exitcode")  # EC2 read and SSH refresh, from there
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    logins = aws_box.server.accepted_logins()
     got = aws_box.drive(f"""
         host, _, port = {attrs["ray_address"]!r}.rpartition(":")
         try:
@@ -105,14 +152,27 @@ def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
             print("hello from", os.environ["WHERE"], flush=True)
             return os.environ["WHERE"]
         s.put("k", [1, 2])
+        results = []
+        def many():
+            for i in range(10):
+                results.append(s.call("operator:add", i, 1))
+        threads = [threading.Thread(target=many) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join(60)
+        from rhplan import ssh
+        from rhplan.servlets import transport
         emit(route=s.route, ray_reachable=ray_reachable, where=s.call(hello),
              got=s.get("k"), keys=s.keys(), deleted=s.delete("k"),
-             ran=s.run(["sh", "-c", "exit 4"])["returncode"], env=s.status()["env"])
+             ran=s.run(["sh", "-c", "exit 4"])["returncode"], env=s.status()["env"],
+             n=len(results), ssh_conns=len(ssh._pool), gateways=len(transport._gateways))
     """)
     assert got["route"] == "ssh" and got["ray_reachable"] is False
     assert got["where"] == "ec2" and "hello from ec2" in got["_stdout"]
     assert got["got"] == [1, 2] and got["keys"] == ["k"] and got["deleted"] is True
-    assert got["ran"] == 4 and got["env"] == "remote"
+    assert got["ran"] == 4 and got["env"] == "remote" and got["n"] == 40
+    # one SSH connection (one login) for the whole process, all threads included
+    assert got["ssh_conns"] == 1 and got["gateways"] == 1
+    assert aws_box.server.accepted_logins() == logins + 1
     st = aws_box.cli("status")
     assert st.returncode == 0 and "servlet   alive" in st.stdout, st.stdout + st.stderr
     run = aws_box.cli("run", "remote", "--", "sh", "-c", "echo $WHERE; exit 9")
