@@ -96,9 +96,11 @@ cluster "rh-cpu" {{
   num_instances = {n}
   image_id      = "{ami}"
   tags          = {{ team = "{team}" }}
+  allowed_cidrs = ["198.51.100.0/24"]
   ssh {{
-    user        = "ubuntu"
-    private_key = "{key}"
+    user           = "ubuntu"
+    private_key    = "{key}"
+    host_key_check = "trust_on_first_use"
   }}
 }}
 """

@@ -7,9 +7,11 @@ and newlines in user data arrive as data. The remote login shell only has to be
 POSIX (sh, bash, dash, zsh).
 
 Host keys are never accepted silently: with a known_hosts file the key must be
-in it; without one the first key seen is trusted and exposed as
-`fingerprint` ("SHA256:...", as OpenSSH prints it) for the caller to record,
-and a recorded fingerprint that no longer matches is refused.
+in it; with `published` fingerprints (a cloud's console output lists them) the key
+must be one of them, checked during the key exchange, before any login; otherwise
+the first key seen is trusted and exposed as `fingerprint` ("SHA256:...", as
+OpenSSH prints it) for the caller to record, and a recorded fingerprint that no
+longer matches is refused.
 
 One TCP connection per SSHConnection, shared by concurrent `run()` calls (one
 SSH channel each) and one lazily opened SFTP session; `get_connection()` keeps
@@ -179,6 +181,17 @@ def fingerprint_of(key: Any) -> str:
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
+def md5_fingerprint_of(key: Any) -> str:
+    """The older form ssh-keygen printed (and old cloud-init images still do):
+    'MD5:aa:bb:...'."""
+    digest = hashlib.md5(key.asbytes(), usedforsecurity=False).hexdigest()
+    return "MD5:" + ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def _published_match(key: Any, published: frozenset[str]) -> bool:
+    return fingerprint_of(key) in published or md5_fingerprint_of(key) in published
+
+
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
@@ -196,19 +209,28 @@ class _HostKeyUnknown(Exception):
         self.got = got
 
 
+class _HostKeyNotPublished(Exception):
+    def __init__(self, got: str):
+        super().__init__(got)
+        self.got = got
+
+
 if paramiko is not None:
 
     class _FingerprintPolicy(paramiko.MissingHostKeyPolicy):
         """Trust on first use: accept any key when nothing was recorded, else
         only the recorded fingerprint. Only used without a known_hosts file."""
 
-        def __init__(self, expected: str | None):
+        def __init__(self, expected: str | None, published: frozenset[str] | None = None):
             self.expected = expected
+            self.published = published
 
         def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
             got = fingerprint_of(key)
             if self.expected is not None and got != self.expected:
                 raise _HostKeyChanged(self.expected, got)
+            if self.published is not None and not _published_match(key, self.published):
+                raise _HostKeyNotPublished(got)
 
     class _RejectUnknown(paramiko.RejectPolicy):
         """paramiko's RejectPolicy, raising something we can tell apart."""
@@ -332,6 +354,8 @@ class SSHConnection:
         proxy_command: str | None = None,
         recorded_fingerprint: str | None = None,
         connect_timeout: float | None = None,
+        published: frozenset[str] | None = None,
+        published_by: str = "",
     ) -> None:
         if paramiko is None:
             raise ProviderError(
@@ -345,6 +369,9 @@ class SSHConnection:
         self.known_hosts = os.path.expanduser(known_hosts) if known_hosts else None
         self.proxy_command = proxy_command
         self.recorded_fingerprint = recorded_fingerprint
+        # fingerprints the host's key must be one of (first connect only), and who said so
+        self.published = frozenset(published) if published is not None else None
+        self.published_by = published_by or "the fingerprints given"
         self.connect_timeout = (connect_timeout if connect_timeout is not None
                                 else connect_timeout_default())
         self.alive_interval, self.alive_count_max = alive_settings()
@@ -397,6 +424,14 @@ class SSHConnection:
             "from the state; otherwise someone may be intercepting the connection"
         )
 
+    def _not_published_error(self, got: str) -> ProviderError:
+        listed = ", ".join(sorted(self.published or ())) or "none"
+        return ProviderError(
+            f"host key of {self.where} ({got}) is not one of those {self.published_by} "
+            f"lists ({listed}); someone may be intercepting the connection, or the "
+            "instance was rebuilt: nothing was recorded and no login was tried"
+        )
+
     def _connect(self) -> None:
         """Open (or reopen) the TCP connection; hold _connect_lock or be in __init__."""
         # Only the file we were given: never the user's ~/.ssh/known_hosts
@@ -408,7 +443,7 @@ class SSHConnection:
         try:
             self._login(client, sock)
         except (OSError, EOFError, paramiko.SSHException, _HostKeyChanged,
-                _HostKeyUnknown) as exc:
+                _HostKeyUnknown, _HostKeyNotPublished) as exc:
             # classified before closing: closing stops a proxy command, whose own exit
             # status and words are part of the answer
             error = self._connect_error(exc, time.monotonic() - started, sock)
@@ -423,7 +458,9 @@ class SSHConnection:
         recorded fingerprint (trust on first use when there is none)."""
         client = paramiko.SSHClient()
         if self.known_hosts is None:
-            client.set_missing_host_key_policy(_FingerprintPolicy(expected))
+            # published fingerprints matter until a key is verified (then it is expected)
+            published = self.published if expected is None else None
+            client.set_missing_host_key_policy(_FingerprintPolicy(expected, published))
             return client
         try:
             client.load_host_keys(self.known_hosts)
@@ -486,12 +523,17 @@ class SSHConnection:
         """Take a logged-in client as this connection's: check its host key, tune its
         socket, start its keepalive watch."""
         transport = client.get_transport()
-        got = fingerprint_of(transport.get_remote_server_key())
+        server_key = transport.get_remote_server_key()
+        got = fingerprint_of(server_key)
         # Known keys skip the policy, so check the recorded fingerprint (and,
         # on a reconnect, the key first seen) here too.
         if expected is not None and got != expected:
             client.close()
             raise self._changed_error(expected, got)
+        if (expected is None and self.published is not None
+                and not _published_match(server_key, self.published)):
+            client.close()
+            raise self._not_published_error(got)
         transport.set_keepalive(30)
         if isinstance(transport.sock, socket.socket):
             # Without it each channel open waits ~40 ms on Nagle + delayed ACK.
@@ -523,6 +565,8 @@ class SSHConnection:
         really spent), unknown name."""
         if isinstance(exc, _HostKeyChanged):
             return self._changed_error(exc.expected, exc.got)
+        if isinstance(exc, _HostKeyNotPublished):
+            return self._not_published_error(exc.got)
         if isinstance(exc, paramiko.BadHostKeyException):
             return self._changed_error(fingerprint_of(exc.expected_key), fingerprint_of(exc.key))
         if isinstance(exc, _HostKeyUnknown):
@@ -1016,6 +1060,8 @@ def get_connection(
     proxy_command: str | None = None,
     recorded_fingerprint: str | None = None,
     connect_timeout: float | None = None,
+    published: frozenset[str] | None = None,
+    published_by: str = "",
 ) -> SSHConnection:
     """The process's SSHConnection to user@host:port, connecting on first use.
 
@@ -1045,6 +1091,9 @@ def get_connection(
                 and recorded_fingerprint != old.fingerprint
             ):
                 raise old._changed_error(recorded_fingerprint, old.fingerprint)
+            if (published is not None and old.fingerprint is not None
+                    and old.fingerprint not in published):
+                raise old._not_published_error(old.fingerprint)
             return old
         new = SSHConnection(
             host,
@@ -1056,6 +1105,8 @@ def get_connection(
             proxy_command=proxy_command,
             recorded_fingerprint=recorded_fingerprint,
             connect_timeout=connect_timeout,
+            published=published,
+            published_by=published_by,
         )
         if old is not None:
             old.close()  # also drops it from the pool

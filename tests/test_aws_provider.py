@@ -39,6 +39,9 @@ from test_ssh_provider import BASE_PY, NUMPY, PRELUDE, hcl_str, provision_ray_ve
 APPLY_TIMEOUT = 600.0
 DRIVER_TIMEOUT = 120.0
 PROXY = str(Path(__file__).with_name("aws_proxy.py"))
+# who the tests' security groups let in (a documentation range: moto's instances are
+# never reached over the network, only through PROXY)
+ALLOWED = "198.51.100.0/24"
 
 
 def x86_image(moto: MotoServer) -> str:
@@ -64,6 +67,7 @@ def aws_hcl(moto: MotoServer, server: SSHServer, root: Path, proxy_log: Path, am
           num_instances = {n}
           image_id      = {hcl_str(ami)}
           open_ports    = [8080]
+          allowed_cidrs = ["{ALLOWED}"]
           root_dir      = {hcl_str(str(root))}
           python        = {hcl_str(BASE_PY)}
           tags          = {{ owner = "rhplan-tests" }}
@@ -71,6 +75,8 @@ def aws_hcl(moto: MotoServer, server: SSHServer, root: Path, proxy_log: Path, am
             user          = {hcl_str(server.user)}
             private_key   = {hcl_str(server.client_key)}
             proxy_command = {hcl_str(proxy)}
+            # moto's console output is a fixed boot log without host keys
+            host_key_check = "trust_on_first_use"
           }}
         }}
     """) + extra
@@ -299,6 +305,13 @@ def test_apply_launches_tagged_instances_reached_through_the_proxy(fleet: Fleet)
     assert len(groups) == 1
     ports = {p.get("FromPort") for p in groups[0]["IpPermissions"]}
     assert {22, 8080} <= ports
+    # only allowed_cidrs may reach SSH and open_ports: nothing is open to the world
+    sources = {(p.get("FromPort"), r["CidrIp"]) for p in groups[0]["IpPermissions"]
+               for r in p.get("IpRanges", [])}
+    assert sources == {(22, ALLOWED), (8080, ALLOWED)}, sources
+    assert a["ingress"] == [f"tcp/22 from {ALLOWED}", f"tcp/8080 from {ALLOWED}",
+                            "all traffic from the cluster itself"]
+    assert a["host_keys"] == "trusted on first use"
     # no credential of any kind reached the state
     text = fleet.rh.state_path.read_text()
     assert "testing" not in text and "SecretAccessKey" not in text
@@ -320,7 +333,8 @@ def test_no_change_plan_is_one_describe_call(fleet: Fleet, tmp_path: Path) -> No
     log = tmp_path / "api.log"
     out = fleet.rh("plan", env={"RHPLAN_AWS_API_LOG": str(log)}).ok().stdout
     assert "No changes." in out, out
-    assert api_calls(log) == {"DescribeInstances": 1}
+    # one for every instance of the state, one for every security group's rules
+    assert api_calls(log) == {"DescribeInstances": 1, "DescribeSecurityGroups": 1}
 
 
 def test_scale_up_launches_one_and_joins_it(fleet: Fleet) -> None:

@@ -51,10 +51,12 @@ def unreachable_aws_hcl(moto: MotoServer, tmp_path: Path, n: int = 2) -> str:
           num_instances = {n}
           image_id      = {hcl_str(x86_image(moto))}
           root_dir      = "/tmp/rhplan-never-reached"
+          allowed_cidrs = ["198.51.100.0/24"]
           ssh {{
-            user          = "nobody"
-            private_key   = {hcl_str(str(key))}
-            proxy_command = {hcl_str(proxy)}
+            user           = "nobody"
+            private_key    = {hcl_str(str(key))}
+            proxy_command  = {hcl_str(proxy)}
+            host_key_check = "trust_on_first_use"  # moto's console shows no keys
           }}
         }}
     """)

@@ -219,9 +219,11 @@ def two_clusters_hcl(url: str, ami: str, key: Path, tag: str = "ml") -> str:
               num_instances = 2
               image_id      = {hcl_str(ami)}
               tags          = {{ team = "{tag if name == 'a' else 'ml'}" }}
+              allowed_cidrs = ["198.51.100.0/24"]
               ssh {{
-                user        = "ubuntu"
-                private_key = {hcl_str(str(key))}
+                user           = "ubuntu"
+                private_key    = {hcl_str(str(key))}
+                host_key_check = "trust_on_first_use"  # moto's console shows no keys
               }}
             }}
         """)

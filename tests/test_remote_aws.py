@@ -79,10 +79,12 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
           image_id      = {json.dumps(ami)}
           root_dir      = {json.dumps(str(root))}
           python        = {json.dumps(BASE_PY)}
+          allowed_cidrs = ["198.51.100.0/24"]
           ssh {{
-            user          = {json.dumps(server.user)}
-            private_key   = {json.dumps(server.client_key)}
-            proxy_command = {json.dumps(proxy)}
+            user           = {json.dumps(server.user)}
+            private_key    = {json.dumps(server.client_key)}
+            proxy_command  = {json.dumps(proxy)}
+            host_key_check = "trust_on_first_use"  # moto's console shows no keys
           }}
         }}
 

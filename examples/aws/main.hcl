@@ -1,7 +1,8 @@
 # Two EC2 instances forming one Ray cluster (the first is the head), with one env.
 # rhplan launches them, makes a key pair from private_key's .pub and a security group
-# (SSH, open_ports, and all traffic between the cluster's own instances), then sets the
-# hosts up over SSH. See README.md for real AWS and for a dry run against moto
+# (SSH and open_ports from allowed_cidrs only, and all traffic between the cluster's own
+# instances), checks each new instance's host key against its console output, then sets
+# the hosts up over SSH. See README.md for real AWS and for a dry run against moto
 # (local_moto.py writes moto.json, a -var-file with the settings below for it).
 #
 #   rhplan -chdir=examples/aws plan  -var image_id=ami-...
@@ -34,6 +35,16 @@ variable "private_key" {
   description = "SSH private key; the instances' key pair is imported from its .pub beside it."
 }
 
+variable "allowed_cidrs" {
+  default     = null
+  description = "Who may reach SSH and open_ports, e.g. [\"203.0.113.7/32\"]; null means this machine's public address (looked up at https://checkip.amazonaws.com while planning)."
+}
+
+variable "host_key_check" {
+  default     = "console_output"
+  description = "How a new instance's SSH host key is checked: \"console_output\" (against the fingerprints cloud-init prints to its console) or \"trust_on_first_use\"."
+}
+
 variable "proxy_command" {
   default     = null
   description = "How to reach an instance (%h its address, %i its id), e.g. through SSM; null means SSH to its address."
@@ -63,10 +74,12 @@ cluster "rh-cpu" {
   autostop_mins = 60         # the head shuts down (EC2 stops it) after an idle hour
   python        = var.python
   root_dir      = var.root_dir
+  allowed_cidrs = var.allowed_cidrs
   ssh {
-    user          = var.ssh_user
-    private_key   = var.private_key
-    proxy_command = var.proxy_command
+    user           = var.ssh_user
+    private_key    = var.private_key
+    proxy_command  = var.proxy_command
+    host_key_check = var.host_key_check
   }
 }
 

@@ -19,6 +19,7 @@ create duplicates on EC2.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import threading
 import time
@@ -30,7 +31,7 @@ from rhplan import ray_head
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.errors import ConfigError, PartialFailure, ProviderError
 from rhplan.provider import RunContext
-from rhplan_aws import catalog, ec2
+from rhplan_aws import caller_address, catalog, console, ec2
 
 _NOT_FOR_AWS = ("ips",)
 # attributes whose change replaces the cluster's instances (EC2 cannot change them)
@@ -42,6 +43,10 @@ _REPLACES = {
 }
 # how long to wait for sshd on a fresh instance (cloud-init takes ~30 s)
 SSH_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_SSH_WAIT_SECONDS", "300"))
+# how long to wait for cloud-init to print a new instance's host keys to the console
+CONSOLE_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_CONSOLE_WAIT_SECONDS", "300"))
+HOST_KEY_CHECKS = {"console_output": "verified from console output",
+                   "trust_on_first_use": "trusted on first use"}
 
 
 def _skip_host_setup() -> bool:
@@ -58,6 +63,7 @@ class AWSProvider(SSHProvider):
         super().__init__()
         self.skip_host_setup = _skip_host_setup()
         self._describe_lock = threading.Lock()
+        self._console_prints: dict[str, frozenset[str]] = {}  # instance id -> fingerprints
 
     # ---- planning -------------------------------------------------------------
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
@@ -95,6 +101,11 @@ class AWSProvider(SSHProvider):
             raise ConfigError(f"cluster {name!r}: root_dir must be an absolute path on the "
                               "instances (or left out: ~/.rhplan/clusters/NAME)", file, line)
         pcfg = ctx.provider_configs.get("aws") or {}
+        attrs["allowed_cidrs"] = _allowed_cidrs(name, attrs.get("allowed_cidrs"), pcfg, file,
+                                                line)
+        attrs["ingress"] = (UNKNOWN if attrs["allowed_cidrs"] is UNKNOWN
+                            else rules_text(wanted_rules(attrs)))
+        attrs["host_keys"] = _host_keys(name, ssh, file, line)
         attrs["region"] = (attrs.get("region") or pcfg.get("region")
                            or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
                            or "us-east-1")
@@ -132,6 +143,15 @@ class AWSProvider(SSHProvider):
 
     def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str]
                     ) -> tuple[list[str], str]:
+        forces, why = self._replacement(before, after, changed)
+        if not forces and ("ingress" in changed or "allowed_cidrs" in changed):
+            rules = ("the security group's rules change in place (instances and Ray are "
+                     "left alone)")
+            why = f"{why}; {rules}" if why else rules
+        return forces, why
+
+    def _replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str]
+                     ) -> tuple[list[str], str]:
         forces = [k for k in _REPLACES if k in changed]
         if forces:
             return forces, "; ".join(_REPLACES[k] for k in forces)
@@ -240,41 +260,105 @@ class AWSProvider(SSHProvider):
         if found:  # made by an apply that was killed: take it over
             gid = found[0]["GroupId"]
             perms = found[0].get("IpPermissions") or []
-            private["open_ports"] = sorted(
-                p["FromPort"] for p in perms
-                if p.get("IpProtocol") == "tcp" and p.get("FromPort") == p.get("ToPort")
-                and p.get("FromPort") != 22)
-            # killed between CreateSecurityGroup and its AuthorizeSecurityGroupIngress, the
-            # group lets nothing in: SSH would time out on every instance launched into it
-            missing = [r for r in _base_rules(gid) if not _has_rule(perms, r)]
         else:
             gid = ec2.call(client.create_security_group, f"creating security group {name}",
                            GroupName=name, Description=f"rhplan cluster {attrs.get('name')}",
                            TagSpecifications=[{"ResourceType": "security-group", "Tags":
                                                ec2.tag_list(self._tags(attrs, lineage, 0))}]
                            )["GroupId"]
-            missing = _base_rules(gid)
-            private["open_ports"] = []
-        if missing:
-            ec2.call(client.authorize_security_group_ingress, "opening SSH and Ray ports",
-                     GroupId=gid, IpPermissions=missing)
+            perms = []
         private["security_group_id"] = gid
-        self._sync_ports(client, attrs, private)
+        # killed between CreateSecurityGroup and AuthorizeSecurityGroupIngress, a group
+        # lets nothing in: the sync adds whatever is missing
+        self._sync_rules(client, attrs, private, perms)
         return gid
 
-    def _sync_ports(self, client: Any, attrs: dict[str, Any], private: dict) -> None:
+    def _groups(self, attrs: dict[str, Any], private: dict) -> dict[str, dict[str, Any]]:
+        """Every security group of the state's lineage, by id: one describe shared by every
+        cluster of this run (refresh reads each cluster's rules from it)."""
+        client = self._ec2(attrs, private)
+        lineage = self._lineage(private)
+        key = ("aws-groups", private["region"], private.get("endpoint_url"), lineage)
+        ctx = self._ctx
+        with self._describe_lock:
+            found = None if ctx is None else ctx.cache.get(key)
+            if found is None:
+                found = {g["GroupId"]: g for g in ec2.call(
+                    client.describe_security_groups, "describing security groups",
+                    Filters=[{"Name": f"tag:{ec2.LINEAGE_TAG}", "Values": [lineage]}]
+                )["SecurityGroups"]}
+                if ctx is not None:
+                    ctx.cache[key] = found
+        return found
+
+    def _sync_rules(self, client: Any, attrs: dict[str, Any], private: dict,
+                    perms: list[dict[str, Any]] | None = None) -> None:
+        """Make the group's inbound rules exactly what allowed_cidrs and open_ports say:
+        add what is missing, revoke what is not wanted (0.0.0.0/0 added by hand, a CIDR
+        taken out of allowed_cidrs, a closed port). The instances are not touched."""
         gid = private["security_group_id"]
-        want = sorted({int(p) for p in attrs.get("open_ports") or []} - {22})
-        have = sorted(private.get("open_ports") or [])
-        add = [p for p in want if p not in have]
-        drop = [p for p in have if p not in want]
+        if perms is None:
+            groups = ec2.call(client.describe_security_groups, f"reading security group {gid}",
+                              GroupIds=[gid])["SecurityGroups"]
+            perms = groups[0].get("IpPermissions") or [] if groups else []
+        have = found_rules(perms, gid)
+        want = wanted_rules(attrs)
+        add, drop = sorted(want - have, key=_rule_order), sorted(have - want, key=_rule_order)
         if add:
-            ec2.call(client.authorize_security_group_ingress, "opening ports", GroupId=gid,
-                     IpPermissions=[_tcp(p) for p in add])
+            ec2.call(client.authorize_security_group_ingress, "opening "
+                     + ", ".join(rule_text(r) for r in add), GroupId=gid,
+                     IpPermissions=[_permission(r, gid) for r in add])
         if drop:
-            ec2.call(client.revoke_security_group_ingress, "closing ports", GroupId=gid,
-                     IpPermissions=[_tcp(p) for p in drop])
-        private["open_ports"] = want
+            ec2.call(client.revoke_security_group_ingress, "closing "
+                     + ", ".join(rule_text(r) for r in drop), GroupId=gid,
+                     IpPermissions=[_permission(r, gid) for r in drop])
+        private.pop("open_ports", None)  # recorded by older versions; the group is the truth
+        if self._ctx is not None:  # the shared describe no longer tells the truth
+            with self._describe_lock:
+                for k in [k for k in self._ctx.cache if isinstance(k, tuple)
+                          and k[:1] == ("aws-groups",)]:
+                    del self._ctx.cache[k]
+
+    # ---- host keys: published in the console output ---------------------------------
+    def _published_host_keys(self, ip: str, attrs: dict[str, Any], private: dict
+                             ) -> dict[str, Any]:
+        """A new instance's host key must be one cloud-init printed to its console (only
+        the account can read it) unless the cluster says to trust the first key."""
+        mode = (attrs.get("ssh") or {}).get("host_key_check") or "console_output"
+        if mode != "console_output":
+            return {}
+        iid = next((i["id"] for i in private.get("instances") or [] if i["ip"] == ip), None)
+        if iid is None:
+            raise ProviderError(f"{ip} is not one of the cluster's recorded instances, so "
+                                "its host key cannot be checked against a console output")
+        prints = self._console_fingerprints(iid, attrs, private)
+        return {"published": prints, "published_by": f"the console output of {iid}"}
+
+    def _console_fingerprints(self, iid: str, attrs: dict[str, Any], private: dict
+                              ) -> frozenset[str]:
+        """The host key fingerprints in iid's console output, waiting (bounded) for
+        cloud-init to print them at the end of the first boot."""
+        known = self._console_prints.get(iid)
+        if known:
+            return known
+        client = self._ec2(attrs, private)
+        deadline = time.monotonic() + CONSOLE_WAIT_SECONDS
+        delay = 1.0
+        while True:
+            prints = console.host_key_fingerprints(_console_text(client, iid))
+            if prints:
+                self._console_prints[iid] = prints
+                return prints
+            if time.monotonic() > deadline:
+                raise ProviderError(
+                    f"the console output of {iid} shows no SSH host key fingerprints after "
+                    f"{CONSOLE_WAIT_SECONDS:g} s (cloud-init prints them at the end of the "
+                    "first boot; an image without cloud-init, or an EC2 emulator, prints "
+                    "none), so its host key cannot be verified; set ssh { host_key_check = "
+                    "\"trust_on_first_use\" } to accept the first key it shows (the plan "
+                    "then says so), or give ssh.known_hosts")
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 10.0)
 
     def _launch(self, client: Any, attrs: dict[str, Any], private: dict, count: int,
                 image: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -470,6 +554,11 @@ class AWSProvider(SSHProvider):
         else:
             tags = attrs.get("tags_all") or {}
         attrs["tags_all"] = tags
+        gid = private.get("security_group_id")
+        if gid:
+            group = self._groups(attrs, private).get(gid)
+            attrs["ingress"] = rules_text(found_rules(
+                (group or {}).get("IpPermissions") or [], gid)) if group else []
         if any(s != "ready" for s in hosts.values()) and hosts.get(attrs["ips"][0]) != "ready":
             attrs["ray_status"] = "stopped"
         return attrs
@@ -505,7 +594,7 @@ class AWSProvider(SSHProvider):
         if before.get("tags_all") != attrs.get("tags_all") and ids:
             self._retag(client, before.get("tags_all") or {}, attrs.get("tags_all") or {}, ids)
         if private.get("security_group_id"):
-            self._sync_ports(client, attrs, private)
+            self._sync_rules(client, attrs, private)
         instances = self._adopt(attrs, private)
         old_ip = {r["id"]: r["ip"] for r in private.get("instances") or []}
         live = {i["InstanceId"] for i in instances}
@@ -646,28 +735,125 @@ def catalog_resize_refused(before: dict[str, Any], after: dict[str, Any]) -> str
         return "the recorded instance type is not one rhplan knows"
 
 
-def _tcp(port: int) -> dict[str, Any]:
-    return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-            "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+# An inbound rule as a value: (protocol, from port, to port, source). The source is a
+# CIDR block, or "self" for the cluster's own group (Ray's nodes talk on many ports).
+Rule = tuple[str, int, int, str]
 
 
-def _base_rules(gid: str) -> list[dict[str, Any]]:
-    """What every cluster's group lets in: SSH, and anything from its own instances."""
-    return [_tcp(22), {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": gid}]}]
+def wanted_rules(attrs: dict[str, Any]) -> set[Rule]:
+    """SSH and every open port from each allowed CIDR, and anything between the
+    cluster's own instances."""
+    ports = sorted({22} | {int(p) for p in attrs.get("open_ports") or []})
+    cidrs = attrs.get("allowed_cidrs") or []
+    return {("tcp", p, p, c) for p in ports for c in cidrs} | {("-1", -1, -1, "self")}
 
 
-def _has_rule(perms: list[dict[str, Any]], rule: dict[str, Any]) -> bool:
+def found_rules(perms: list[dict[str, Any]], gid: str) -> set[Rule]:
+    out: set[Rule] = set()
     for p in perms:
-        if p.get("IpProtocol") != rule["IpProtocol"] or p.get("FromPort") != rule.get(
-                "FromPort"):
-            continue
-        if "UserIdGroupPairs" in rule:
-            want = rule["UserIdGroupPairs"][0]["GroupId"]
-            if any(g.get("GroupId") == want for g in p.get("UserIdGroupPairs") or []):
-                return True
-        elif any(r.get("CidrIp") == "0.0.0.0/0" for r in p.get("IpRanges") or []):
-            return True
-    return False
+        proto = str(p.get("IpProtocol"))
+        lo, hi = (-1, -1) if proto == "-1" else (int(p.get("FromPort", -1)),
+                                                  int(p.get("ToPort", -1)))
+        out |= {(proto, lo, hi, r["CidrIp"]) for r in p.get("IpRanges") or []}
+        out |= {(proto, lo, hi, r["CidrIpv6"]) for r in p.get("Ipv6Ranges") or []}
+        out |= {(proto, lo, hi, "self" if g.get("GroupId") == gid else str(g.get("GroupId")))
+                for g in p.get("UserIdGroupPairs") or []}
+        out |= {(proto, lo, hi, str(pl.get("PrefixListId"))) for pl in p.get("PrefixListIds")
+                or []}
+    return out
+
+
+def rule_text(rule: Rule) -> str:
+    proto, lo, hi, source = rule
+    what = ("all traffic" if proto == "-1" else f"{proto}/{lo}" if lo == hi
+            else f"{proto}/{lo}-{hi}")
+    return f"{what} from {'the cluster itself' if source == 'self' else source}"
+
+
+def _rule_order(rule: Rule) -> tuple[bool, int, str, str]:
+    return rule[0] == "-1", rule[1], rule[0], rule[3]
+
+
+def rules_text(rules: set[Rule]) -> list[str]:
+    return [rule_text(r) for r in sorted(rules, key=_rule_order)]
+
+
+def _permission(rule: Rule, gid: str) -> dict[str, Any]:
+    proto, lo, hi, source = rule
+    perm: dict[str, Any] = {"IpProtocol": proto}
+    if proto != "-1":
+        perm.update(FromPort=lo, ToPort=hi)
+    if source == "self" or source.startswith("sg-"):
+        perm["UserIdGroupPairs"] = [{"GroupId": gid if source == "self" else source}]
+    elif source.startswith("pl-"):
+        perm["PrefixListIds"] = [{"PrefixListId": source}]
+    elif ":" in source:
+        perm["Ipv6Ranges"] = [{"CidrIpv6": source}]
+    else:
+        perm["IpRanges"] = [{"CidrIp": source}]
+    return perm
+
+
+def _allowed_cidrs(name: str, given: Any, pcfg: dict[str, Any], file: str, line: int) -> Any:
+    """allowed_cidrs as written (each checked, written the canonical way), else this
+    machine's public address; without one, the plan refuses to guess."""
+    if given is UNKNOWN:
+        return UNKNOWN
+    if given is None:
+        url = pcfg.get("public_ip_url")
+        address, why = caller_address.public_address(url)
+        if address is None:
+            shown = caller_address.DEFAULT_URL if url is None else url
+            raise ConfigError(
+                f"cluster {name!r}: allowed_cidrs is not set and this machine's public "
+                f"address could not be found ({shown or 'no lookup'}: {why}); write "
+                "allowed_cidrs = [\"YOUR.PUBLIC.IP/32\"] (who may reach SSH and open_ports), "
+                "or [] to let nothing in from outside (reach the instances through "
+                "ssh.proxy_command)", file, line)
+        return [caller_address.single_host_cidr(address)]
+    out = []
+    for cidr in given:
+        try:
+            net = ipaddress.ip_network(str(cidr), strict=True)
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(str(cidr), strict=False)
+            except ValueError:
+                raise ConfigError(f"cluster {name!r}: allowed_cidrs holds {cidr!r}, not a CIDR "
+                                  "block; write e.g. \"203.0.113.7/32\"", file, line) from None
+            host = str(cidr).split("/", 1)[0]
+            raise ConfigError(f"cluster {name!r}: allowed_cidrs holds {cidr!r}, whose address "
+                              f"has bits set past the prefix; write \"{loose}\" for the "
+                              f"network or \"{host}/{loose.max_prefixlen}\" for the one "
+                              "address", file, line) from None
+        if str(net) not in out:
+            out.append(str(net))
+    return out
+
+
+def _host_keys(name: str, ssh: dict[str, Any], file: str, line: int) -> str:
+    """What the plan says about new instances' host keys."""
+    check = ssh.get("host_key_check")
+    if check is not None and check not in HOST_KEY_CHECKS:
+        raise ConfigError(f"cluster {name!r}: ssh.host_key_check is {check!r}; write "
+                          "\"console_output\" (verify against the fingerprints in the "
+                          "instance's console output) or \"trust_on_first_use\"", file, line)
+    if ssh.get("known_hosts"):
+        return f"checked against known_hosts {ssh['known_hosts']}"
+    return HOST_KEY_CHECKS[check or "console_output"]
+
+
+def _console_text(client: Any, iid: str) -> str:
+    """The console output: the latest (Nitro instances), else the buffered copy."""
+    try:
+        res = ec2.call(client.get_console_output, f"reading the console output of {iid}",
+                       InstanceId=iid, Latest=True)
+    except ProviderError as exc:
+        if "Unsupported" not in str(exc):
+            raise
+        res = ec2.call(client.get_console_output, f"reading the console output of {iid}",
+                       InstanceId=iid)
+    return str(res.get("Output") or "")
 
 
 def _launch_order(inst: dict[str, Any]) -> tuple[int, int, str]:

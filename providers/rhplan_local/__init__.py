@@ -19,7 +19,7 @@ from rhplan.provider import RunContext
 
 MARKER = ".rhplan-cluster"
 # cloud-only settings: a local cluster would silently ignore them, so refuse them
-_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "ips")
+_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "ips", "allowed_cidrs")
 
 
 class LocalProvider:

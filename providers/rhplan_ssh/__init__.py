@@ -26,7 +26,7 @@ from rhplan.provider import RunContext
 from rhplan.ssh import ConnectionLost, get_connection
 
 MARKER = ".rhplan-cluster"
-_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size")
+_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "allowed_cidrs")
 
 # Runs on each host with its python3: version, home, CPUs, and the address Ray should
 # use on it (one round trip). The address: the given candidate if it is one of the
@@ -127,6 +127,10 @@ class SSHProvider:
         if len(set(ips)) != len(ips):
             raise ConfigError(f"cluster {name!r}: ips lists a host twice", file, line)
         ssh = attrs.get("ssh") or {}
+        if ssh.get("host_key_check") is not None:
+            raise ConfigError(f"cluster {name!r}: ssh.host_key_check applies to provider "
+                              "\"aws\" (console output); for your own hosts give known_hosts",
+                              file, line)
         if not ssh.get("user"):
             raise ConfigError(f"cluster {name!r}: give ssh {{ user = \"...\" private_key = "
                               "\"~/.ssh/id_ed25519\" }", file, line)
@@ -153,12 +157,14 @@ class SSHProvider:
         password = sens.get("ssh.password")
         key = ssh.get("private_key")
         known = ssh.get("known_hosts")
+        recorded = (private.get("host_keys") or {}).get(ip)
         conn = get_connection(
             ip, port=int(ssh.get("port") or 22), user=ssh.get("user"),
             private_key=os.path.expanduser(key) if key else None, password=password,
             known_hosts=os.path.expanduser(known) if known else None,
             proxy_command=self._proxy_command(ip, attrs, private),
-            recorded_fingerprint=(private.get("host_keys") or {}).get(ip))
+            recorded_fingerprint=recorded,
+            **({} if known or recorded else self._published_host_keys(ip, attrs, private)))
         fp = getattr(conn, "fingerprint", None)
         if fp and not known:
             private.setdefault("host_keys", {})[ip] = fp  # trust on first use, recorded
@@ -166,6 +172,14 @@ class SSHProvider:
 
     def _proxy_command(self, ip: str, attrs: dict[str, Any], private: dict) -> str | None:
         return (attrs.get("ssh") or {}).get("proxy_command")
+
+    def _published_host_keys(self, ip: str, attrs: dict[str, Any], private: dict
+                             ) -> dict[str, Any]:
+        """For a host first met (no known_hosts, nothing recorded): fingerprints its key
+        must be one of, from somewhere the host cannot forge, as get_connection's
+        published / published_by; {} trusts the first key (static hosts have no such
+        source: give known_hosts to check them)."""
+        return {}
 
     def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
         self._ctx = ctx

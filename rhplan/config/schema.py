@@ -43,6 +43,10 @@ SSH_BLOCK = _schema(
     Attr("password", "string", sensitive=True),
     Attr("known_hosts", "string"),
     Attr("proxy_command", "string"),
+    Attr("host_key_check", "string",
+         doc='aws: how a new instance\'s host key is checked before the first login: '
+             '"console_output" (default: against the fingerprints cloud-init prints to '
+             'the console) or "trust_on_first_use"'),
 )
 
 CLUSTER = _schema(
@@ -57,6 +61,9 @@ CLUSTER = _schema(
     Attr("disk_size", "number", force_new=True),
     Attr("use_spot", "bool", default=False, force_new=True),
     Attr("open_ports", "list(number)", default=[]),
+    Attr("allowed_cidrs", "list(string)", optional_computed=True,
+         doc="aws: who may reach SSH and open_ports, e.g. [\"203.0.113.7/32\"] (default: "
+             "this machine's public address, looked up while planning)"),
     Attr("tags", "map(string)", default={}, doc="tags on the cluster's cloud resources"),
     Attr("autostop_mins", "number",
          doc="shut the head down after this many minutes without servlet activity"),
@@ -92,6 +99,11 @@ CLUSTER = _schema(
          doc="estimated on-demand USD per hour for all its instances"),
     Attr("instance_ids", "list(string)", computed=True),
     Attr("tags_all", "map(string)", computed=True, doc="default_tags merged with tags"),
+    # aws: the security group's inbound rules (planned from allowed_cidrs and open_ports,
+    # read back on refresh, so a rule changed outside rhplan shows as drift)
+    Attr("ingress", "list(string)", computed=True),
+    Attr("host_keys", "string", computed=True,
+         doc="how new hosts' SSH host keys are checked"),
     blocks={"ssh": SSH_BLOCK},
 )
 
@@ -139,6 +151,9 @@ PROVIDER_SCHEMAS: dict[str, BlockSchema] = {
         Attr("profile", "string", doc="a profile in ~/.aws/config (credentials stay there)"),
         Attr("endpoint_url", "string", doc="an AWS-compatible endpoint, e.g. a local emulator"),
         Attr("default_tags", "map(string)", default={}, doc="tags on everything rhplan creates"),
+        Attr("public_ip_url", "string",
+             doc="where a cluster without allowed_cidrs looks up this machine's public "
+                 "address (default https://checkip.amazonaws.com; \"\" for no lookup)"),
     ),
     "local": _schema(),
     "ssh": _schema(),

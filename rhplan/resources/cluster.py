@@ -189,6 +189,9 @@ class ClusterType(ResourceType):
                 provider, "leftovers") else []
             if left:
                 return self._remains(rs, left, ctx, state)
+            # forgotten without a delete (its hosts went outside rhplan): the local copy
+            # of its Ray token must not outlive it
+            _remove_driver_token(rs.private.get("ray_driver_token_path"))
             return None, [f"{rs.address} no longer exists"]
         rs.attributes = attrs
         # what the provider found changed, shown as an attribute diff
@@ -301,6 +304,12 @@ class ClusterType(ResourceType):
         except PartialFailure as exc:
             attrs, private, partial = exc.attributes, exc.private, exc
         after.attributes, after.private = attrs, private
+        head = (attrs.get("ips") or [None])[0]
+        if partial is not None and (attrs.get("hosts") or {}).get(head, "ready") != "ready":
+            # the head is still not set up (as in create): no Ray to start or join
+            attrs["ray_status"] = "stopped"
+            partial.resource_state = after
+            raise partial
         hosts_changed = (before.attributes.get("hosts") or {}) != (attrs.get("hosts") or {})
         autostop_changed = any(before.attributes.get(k) != attrs.get(k)
                                for k in ("autostop_mins", "autostop_command"))
