@@ -21,7 +21,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,8 @@ class Box:
     root: Path
     scripts: Path
     server: SSHServer
+    # how a caller is shut in: its own network namespace (the SSH proxy its only way out)
+    isolate: list[str] = field(default_factory=lambda: ["unshare", "--net"])
 
     def drive_start(self, body: str, env: dict[str, str] | None = None,
                     isolate: list[str] | None = None, python: str = sys.executable
@@ -98,7 +100,7 @@ class Box:
         started by the isolate argv prefix instead), run by python."""
         script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
         script.write_text(PRELUDE + textwrap.dedent(body))
-        prefix = ["unshare", "--net"] if isolate is None else isolate
+        prefix = self.isolate if isolate is None else isolate
         return subprocess.Popen(
             [*prefix, python, "-u", str(script), str(self.rh.dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -118,7 +120,7 @@ class Box:
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """The rhplan CLI in a network namespace of its own."""
         return subprocess.run(
-            ["unshare", "--net", sys.executable, "-m", "rhplan.cli", f"-chdir={self.rh.dir}",
+            [*self.isolate, sys.executable, "-m", "rhplan.cli", f"-chdir={self.rh.dir}",
              *args], capture_output=True, text=True, timeout=timeout, check=False,
             env=self.rh.env, stdin=subprocess.DEVNULL)
 
@@ -683,3 +685,29 @@ def test_a_caller_without_ray(box: Box, tmp_path: Path) -> None:
         got["lam"].startswith("error: ") and "Ray" in got["lam"] and RAY_VERSION in got["lam"]
         and "module:function" in got["lam"]), got["lam"]
     print(f"\nno-Ray caller venv built in {built:.1f} s; function by value: {got['lam']}")
+
+
+OTHER_RAY = "ray==2.52.0"  # the oldest Ray rhplan allows; the cluster runs this venv's
+
+
+def test_a_caller_with_another_ray_version(box: Box, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    python = _caller_venv(tmp_path, OTHER_RAY)
+    built = time.monotonic() - t0
+    got = box.drive(MIXED_CALLER + """
+import ray
+print("CALLER_RAY", ray.__version__)
+""", python=python)
+    caller_ray = next(ln.split()[1] for ln in got["_stdout"].splitlines()
+                      if ln.startswith("CALLER_RAY"))
+    assert caller_ray == OTHER_RAY.split("==")[1] != RAY_VERSION
+    assert got["has_ray"] is True and got["route"] == "ssh"
+    assert got["by_name"] == 42 and got["got"] == {"a": [1, 2]} and got["keys"] == ["k"]
+    assert got["deleted"] is True and got["env"] == "remote"
+    assert got["ran"]["returncode"] == 5 and got["ran"]["stdout"] == "hi\n"
+    # a function sent by value with another Ray's cloudpickle: works, or one line that
+    # names both versions and the fix
+    assert got["lam"] == 42 or (
+        caller_ray in got["lam"] and RAY_VERSION in got["lam"]), got["lam"]
+    print(f"\nRay {caller_ray} caller venv built in {built:.1f} s; function by value: "
+          f"{got['lam']}")
