@@ -153,6 +153,13 @@ def _host(conn: Connection, python: str, what: str, *args: str) -> dict[str, Any
     return data
 
 
+def private_argv(argv: list[str]) -> list[str]:
+    """argv run with umask 077: what a process of rhplan's Ray makes on the host (logs
+    with what servlets print, sockets, spilled objects, a driver's event logs) is the
+    user's alone; its children (workers, servlets, the gateway) inherit it."""
+    return ["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv]
+
+
 def _fresh_temp_dir(conn: Connection, ray_python: str, node: str, token_path: str) -> str:
     """Stop what an earlier start of this node left (found by its temp dirs, and the
     cluster's token when given), remove those dirs, and make a new private one."""
@@ -244,11 +251,9 @@ def _run_or_clean_up(conn: Connection, argv: list[str], ray_python: str, temp_di
     """Run `ray start`; if it fails (e.g. "node timed out during startup" on a loaded
     host) it leaves what it had started (log monitor, raylet...), which no state records
     and so no destroy would stop: stop this node's processes by its temp dir now."""
-    # umask 077: Ray's files (logs with what servlets print, sockets, spilled objects)
-    # and every process it starts (workers, servlets) keep other users out
-    res = conn.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv], timeout=START_TIMEOUT)
+    res = conn.run(private_argv(argv), timeout=START_TIMEOUT)
     # Ray chmods its folders 0777 at node start (inside this user's 0700 folder): take
-    # that back, so the folder passes the check before every later use
+    # that back (a worker's start opens them again; the parent keeps others out)
     _host(conn, ray_python, "sealing Ray's temp dir", "seal", temp_dir)
     if not res.ok:
         try:

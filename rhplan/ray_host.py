@@ -15,9 +15,10 @@ the user that runs it:
 <key> is 8 hex digits naming the node (sha256 of the cluster's root dir, or of
 root@host for a worker), so a new start finds its node's leftovers; the random part
 makes the path unguessable, and the parent keeps other users out whatever Ray does
-to the modes inside (Ray chmods its folders 0777; `seal` takes that back). Before
-rhplan 0.x nodes used /tmp/rhplan-ray-<sha256[:12]> (LEGACY), made by Ray itself:
-those are still stopped and removed when the state names them.
+to the modes inside (Ray chmods its folders 0777 when a node or worker starts; `seal`
+takes that back after `ray start`; files are 0600 through umask 077). Older rhplan
+used /tmp/rhplan-ray-<sha256[:12]> (LEGACY), made by Ray itself: those are still
+stopped and removed when they are this user's.
 
     make KEY [OLD_DIR...]         remove OLD_DIRs (checked), make a new folder for KEY
     leftovers KEY LEGACY TOKEN    folders of KEY (and LEGACY) and the processes in them
@@ -86,10 +87,12 @@ def ensure_parent():
     return parent
 
 
-def temp_dir_problem(temp_dir, strict=True):
+def temp_dir_problem(temp_dir):
     """Why temp_dir may not be used as a node's Ray folder, or None (also when it is
-    gone: nothing runs there). Not strict: its own mode is not checked, for sealing or
-    removing a folder Ray has just opened to 0777 inside this user's private one."""
+    gone: nothing runs there). The parent must be this user's, 0700, a real folder; the
+    temp dir this user's and a real folder. Its own mode is not held against it: Ray
+    chmods its folders 0777 whenever a node or a worker starts (ray/_private/node.py,
+    _init_temp), and the parent is what keeps other users out."""
     try:
         if LEGACY.fullmatch(temp_dir):
             # made by Ray itself (0777) by an older rhplan: ours, and a real folder
@@ -101,7 +104,7 @@ def temp_dir_problem(temp_dir, strict=True):
             return (f"{temp_dir} is not a Ray temp dir rhplan makes for uid {os.geteuid()} "
                     f"(those are under {user_parent()}/)")
         _private_dir(parent, "rhplan's folder for Ray")
-        _private_dir(temp_dir, "Ray's temp dir", mode_ok=strict)
+        _private_dir(temp_dir, "Ray's temp dir", mode_ok=False)
     except FileNotFoundError:
         return None
     except Unsafe as exc:
@@ -132,7 +135,7 @@ def make(key, old):
 
 
 def remove(temp_dir):
-    problem = temp_dir_problem(temp_dir, strict=False)
+    problem = temp_dir_problem(temp_dir)
     if problem:
         raise Unsafe(f"not removed: {problem}")
     # rmtree works through folder fds here: a symlink swapped in is removed, not followed
@@ -144,7 +147,7 @@ def remove(temp_dir):
 def seal(temp_dir):
     """Take back the 0777 Ray gives its folders (files are 0600 by umask 077 already):
     walked through fds, symlinks never followed."""
-    problem = temp_dir_problem(temp_dir, strict=False)
+    problem = temp_dir_problem(temp_dir)
     if problem:
         raise Unsafe(problem)
     if not os.path.isdir(temp_dir):

@@ -13,7 +13,7 @@ from typing import Any
 
 from rhplan.connection import Connection
 from rhplan.errors import ProviderError
-from rhplan.ray_head import OWNED_PIDS_FN, private_env, stop_pids
+from rhplan.ray_head import OWNED_PIDS_FN, private_argv, private_env, stop_pids
 from rhplan.ssh import ConnectionLost
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
@@ -27,12 +27,11 @@ def script_path(root_dir: str) -> str:
 def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], args: list[str],
          what: str) -> Any:
     path = script_path(cluster["root_dir"])
-    res = conn.run([cluster["ray_python"], path, *args],
-                   env=private_env(private), timeout=300)
+    argv = private_argv([cluster["ray_python"], path, *args])  # its Ray driver's logs: 0600
+    res = conn.run(argv, env=private_env(private), timeout=300)
     if res.returncode == 2 and "No such file" in res.stderr:
         conn.put_bytes(_SCRIPT, path)  # first use on this host (or its root was wiped)
-        res = conn.run([cluster["ray_python"], path, *args],
-                       env=private_env(private), timeout=300)
+        res = conn.run(argv, env=private_env(private), timeout=300)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if not res.ok:  # the script's SystemExit(json) puts its error line on stderr
         lines += [ln for ln in res.stderr.splitlines() if ln.startswith('{"error"')]
@@ -143,7 +142,7 @@ def start_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str,
     conn.put_bytes(_WATCHDOG, script)
     log = f"{root}/ray/watchdog.log"
     # user data (the command) only ever travels as "$@", never inside the script text
-    launcher = 'log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
+    launcher = 'umask 077; log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
     res = conn.run(["sh", "-c", launcher, "sh", log, "env", *[
         f"{k}={v}" for k, v in private_env(private).items()], cluster["ray_python"], script,
         cluster["ray_address"], str(float(minutes) * 60), command, private["ray_temp_dir"],
@@ -213,8 +212,9 @@ def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str,
     """Start the cluster's gateway on its head unless one answers; its {"port", "pid"}.
     Started by the caller on first use, so every cluster gets one, however old."""
     state = gateway_dir(cluster["root_dir"])
-    argv = [cluster["ray_python"], "-c", _GATEWAY_BOOT, f"{state}/gateway.py", "ensure",
-            cluster["ray_address"], private["ray_temp_dir"], private["ray_token_path"], state]
+    argv = private_argv([cluster["ray_python"], "-c", _GATEWAY_BOOT, f"{state}/gateway.py",
+                         "ensure", cluster["ray_address"], private["ray_temp_dir"],
+                         private["ray_token_path"], state])
     res = conn.run(argv, env=private_env(private), stdin=_GATEWAY, timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     data = json.loads(lines[-1]) if lines else {}
