@@ -107,24 +107,36 @@ class RayHead:
                 "ray_single_node": self.single_node}
 
 
-def ray_env(token_path: str, single_node: bool = True) -> dict[str, str]:
-    """What every process talking to rhplan's Ray needs (drivers included)."""
+def ray_env(token_path: str, single_node: bool = True,
+            tls: dict[str, str] | None = None) -> dict[str, str]:
+    """What every process talking to rhplan's Ray needs (drivers included). tls: the
+    paths of the process's certificate, key and the cluster's CA (multi-node clusters)."""
     env = {
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": token_path,
         "RAY_USAGE_STATS_ENABLED": "0",
+        # no Prometheus exporter: it answers without auth, on every interface of a node
+        # that is not on loopback (issue 16); rhplan reads none of Ray's metrics
+        "RAY_enable_metrics_collection": "0",
     }
     if single_node:
-        # keep a one-host Ray on its given address; with it, no second node can join
-        # (see FIELD-NOTES), so multi-node clusters go without
+        # keep a one-host Ray on its given address (loopback); with it, no second node
+        # can join (see FIELD-NOTES), so multi-node clusters go without
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    elif tls:
+        # between nodes every gRPC channel is mutual TLS with the cluster's CA: the
+        # token in each call's metadata never crosses the network in cleartext
+        env.update(RAY_USE_TLS="1", RAY_TLS_SERVER_CERT=tls["cert"],
+                   RAY_TLS_SERVER_KEY=tls["key"], RAY_TLS_CA_CERT=tls["ca"])
     return env
 
 
 def private_env(private: dict[str, Any], driver: bool = False) -> dict[str, str]:
     """The Ray settings for a process on the head (default) or a driver on this machine."""
     token = private.get("ray_driver_token_path") if driver else None
-    return ray_env(token or private["ray_token_path"], private.get("ray_single_node", True))
+    tls = (private.get("ray_tls") or {}).get("driver" if driver else "head")
+    return ray_env(token or private["ray_token_path"], private.get("ray_single_node", True),
+                   tls)
 
 
 def temp_dir_key(node: str) -> str:
@@ -173,9 +185,14 @@ def _fresh_temp_dir(conn: Connection, ray_python: str, node: str, token_path: st
 
 def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: bool,
                node_ip: str, temp_dir: str, num_cpus: int, num_gpus: int,
-               resources: dict[str, float] | None = None) -> tuple[list[str], list[int]]:
+               resources: dict[str, float] | None = None,
+               tls: dict[str, str] | None = None) -> tuple[list[str], list[int]]:
     """`ray start` for one node, in a clean environment, on free ports; and the ports
-    left for the caller (the head's GCS). `resources`: the node's custom resources."""
+    left for the caller (the head's GCS). `resources`: the node's custom resources.
+    Ray binds its servers to the node's address: a single node's is 127.0.0.1, so
+    nothing of it listens beyond loopback; the nodes of a bigger cluster talk TLS."""
+    if not single_node and not tls:
+        raise ProviderError(f"Ray on {conn.host}: a multi-node cluster needs its TLS files")
     res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "8"], timeout=30)
     if not res.ok:
         raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
@@ -185,7 +202,7 @@ def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: 
     # A clean environment: Raylet hands its own to every worker, so whatever the shell
     # that ran apply holds (cloud keys, one env's secrets) would reach every servlet.
     clean = [f"HOME={found['home']}", f"PATH={found['path']}", "LANG=C.UTF-8",
-             *[f"{k}={v}" for k, v in ray_env(token_path, single_node).items()]]
+             *[f"{k}={v}" for k, v in ray_env(token_path, single_node, tls).items()]]
     argv = [
         "env", "-i", *clean, ray_bin, "start", f"--node-ip-address={node_ip}",
         f"--temp-dir={temp_dir}", f"--dashboard-port={dash}",
@@ -211,15 +228,22 @@ def _check(res: Any, conn: Connection, what: str) -> None:
 
 def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_gpus: int = 0,
           node_ip: str = "127.0.0.1", single_node: bool = True,
-          resources: dict[str, float] | None = None) -> RayHead:
+          resources: dict[str, float] | None = None,
+          tls: dict[str, str] | None = None) -> RayHead:
     """Start the head on this host (stopping a leftover one of the same cluster first),
-    offering `resources` (custom Ray resources) besides its CPUs and GPUs."""
+    offering `resources` (custom Ray resources) besides its CPUs and GPUs. A single
+    node runs on 127.0.0.1 whatever the host's address (callers come through SSH);
+    a head that others join runs on node_ip with TLS (tls: its files' paths)."""
+    if single_node:
+        node_ip = "127.0.0.1"
     token_path = f"{root_dir}/ray/token"
     temp_dir = _fresh_temp_dir(conn, ray_python, root_dir, token_path)
     conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
     argv, (gcs,) = _node_argv(conn, ray_python, token_path, single_node, node_ip, temp_dir,
-                              num_cpus, num_gpus, resources)
-    argv += ["--head", f"--port={gcs}", "--include-dashboard=false"]
+                              num_cpus, num_gpus, resources, tls)
+    # --no-monitor: rhplan does not autoscale, and the monitor's Prometheus server
+    # (ray[default]) binds every interface of a head that is not on loopback
+    argv += ["--head", f"--port={gcs}", "--include-dashboard=false", "--no-monitor"]
     _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, token_path), conn,
            "starting the Ray head")
     version = conn.run([ray_python, "-I", "-c", "import ray; print(ray.__version__)"],
@@ -229,7 +253,8 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
 
 def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token: bytes,
          node_ip: str, num_cpus: int, num_gpus: int = 0, host: str | None = None,
-         resources: dict[str, float] | None = None) -> str:
+         resources: dict[str, float] | None = None,
+         tls: dict[str, str] | None = None) -> str:
     """Start a worker node on this host and join it to head (same token). Its temp dir
     is its own, named by the host rhplan reached: test hosts (network namespaces, or
     emulated instances behind one sshd) share one filesystem and may share an address."""
@@ -239,7 +264,7 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
     temp_dir = _fresh_temp_dir(conn, ray_python, f"{root_dir}@{host or node_ip}", "")
     conn.put_bytes(token, token_path, mode=0o600)
     argv, _ = _node_argv(conn, ray_python, token_path, False, node_ip, temp_dir, num_cpus,
-                         num_gpus, resources)
+                         num_gpus, resources, tls)
     argv += [f"--address={head.address}"]
     _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, ""), conn,
            f"joining {node_ip} to the Ray head")

@@ -41,6 +41,8 @@ from canary import canary_secret
 from rayprocs import alive, cluster_processes, temp_dir_for
 from sshd import SSHServer, ensure_sshd_installed, free_port
 
+from rhplan.ray_head import private_env
+
 pytest.importorskip("paramiko")
 
 RAY_VERSION = version("ray")
@@ -635,11 +637,11 @@ def test_bad_logins_fail_in_one_line(server: SSHServer, tmp_path: Path,
 # --------------------------------------------------------------------------
 
 
-# Runs in the head's namespace with the cluster's Ray Python: the live nodes.
+# Runs in the head's namespace with the cluster's Ray Python: the live nodes. argv[2]:
+# the head's Ray settings (token, TLS files) as JSON.
 _NODES = """
 import json, os, sys
-os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=sys.argv[2],
-                  RAY_USAGE_STATS_ENABLED="0")
+os.environ.update(json.loads(sys.argv[2]))
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 print("NODES " + json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])))
@@ -670,7 +672,7 @@ def test_two_hosts_in_two_namespaces_form_one_ray_cluster(tmp_path: Path,
             assert c["attributes"]["hosts"] == {a.address: "ready", b.address: "ready"}, res
             assert c["attributes"]["ray_address"].startswith(f"{a.address}:")
             proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", _NODES,
-                          c["attributes"]["ray_address"], c["private"]["ray_driver_token_path"]],
+                          c["attributes"]["ray_address"], json.dumps(private_env(c["private"]))],
                          timeout=DRIVER_TIMEOUT)
             nodes = [ln for ln in proc.stdout.splitlines() if ln.startswith("NODES ")]
             assert proc.returncode == 0 and nodes, f"{proc.stdout}\n{proc.stderr}"

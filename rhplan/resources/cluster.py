@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rhplan import facts, ray_head
+from rhplan import facts, ray_head, tls
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError, PartialFailure, ProviderError
 from rhplan.provider import RunContext, load_provider
@@ -43,6 +43,12 @@ class ClusterType(ResourceType):
         provider = ctx.provider(after["provider"])
         if hasattr(provider, "settle") and before.get("provider") == after["provider"]:
             provider.settle(before, after)
+        if (after.get("ray_status") == "running" and getattr(provider, "grows", False)
+                and len(before.get("ips") or []) == 1
+                and _count(after.get("num_instances")) > 1):
+            # a one-host head runs on loopback only: to take workers it starts again on
+            # the host's address, with TLS
+            after["ray_status"] = "restarting"
 
     def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str],
                     ctx: RunContext) -> tuple[list[str], str]:
@@ -109,14 +115,17 @@ class ClusterType(ResourceType):
         resources = a.get("resources") or {}
         cpus = rs.private.get("host_cpus") or {}
         node_ips = rs.private.get("node_ips") or {}
-        # a provider that adds hosts later (aws) starts every head ready for workers
-        single = (len(a.get("ips") or [head_ip]) == 1
-                  and not getattr(provider, "grows", False))
+        # one host: Ray on its loopback only (callers come through SSH); more hosts: on
+        # the hosts' addresses, with TLS between them (a provider that adds hosts later
+        # starts the head again when it first does)
+        single = len(a.get("ips") or [head_ip]) == 1
+        ca = None if single else self._tls_ca(rs, ctx, conn, new_ok=True)
         head = ray_head.start(conn, a["ray_python"], a["root_dir"],
                               int(cpus.get(head_ip, resources.get("CPU", 1))),
                               int(resources.get("GPU", 0)),
                               node_ip=node_ips.get(head_ip, head_ip), single_node=single,
-                              resources=node_resources(a, head_ip))
+                              resources=node_resources(a, head_ip),
+                              tls=self._tls_node(rs, conn, head_ip, ca, head=True) if ca else None)
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
         rs.private["ray_head_host"] = head_ip
@@ -132,10 +141,44 @@ class ClusterType(ResourceType):
             manage.start_watchdog(conn, a, rs.private, a["autostop_mins"],
                                   a.get("autostop_command") or DEFAULT_AUTOSTOP)
         rs.private["ray_worker_temp_dirs"] = {}
-        self._join_workers(rs, ctx, head, token, hosts[1:])
+        self._join_workers(rs, ctx, head, token, hosts[1:], ca)
+
+    def _tls_ca(self, rs: ResourceState, ctx: RunContext, head_conn: Any, new_ok: bool
+                ) -> tls.Pair:
+        """The cluster's CA (made on its first multi-node start, kept in the state and
+        0600 here and on the head; a replaced cluster starts without one), and this
+        machine's driver certificate for the direct route."""
+        a, p = rs.attributes, rs.private
+        name = a.get("name", "cluster")
+        here = tls.local_dir(ctx.config_dir, name)
+        record = dict(p.get("ray_tls") or {})
+        ca = tls.cluster_ca(record, here, head_conn, a["root_dir"], name, new_ok)
+        if record.get("ca_cert") != ca.cert.decode():
+            record = {"nodes": {}}  # a new CA: every node gets a new certificate
+        head_ip = (p.get("node_ips") or {}).get(a["ips"][0], a["ips"][0])
+        me = tls.caller_address(head_ip)
+        record.update(ca_cert=ca.cert.decode(), dir=str(here),
+                      driver=tls.driver_files(ca, here, [me] if me else []))
+        p["ray_tls"] = record
+        return ca
+
+    def _tls_node(self, rs: ResourceState, conn: Any, ip: str, ca: tls.Pair,
+                  head: bool = False) -> dict[str, str]:
+        """One node's certificate and key on its host (for its Ray address and the
+        address rhplan reached it at); their paths."""
+        record = rs.private["ray_tls"]
+        node_ip = (rs.private.get("node_ips") or {}).get(ip, ip)
+        paths, cert = tls.put_node(conn, rs.attributes["root_dir"], ip,
+                                   list(dict.fromkeys([node_ip, ip])), ca,
+                                   record["nodes"].get(ip))
+        record["nodes"][ip] = cert
+        if head:
+            record["head"] = paths
+        return paths
 
     def _join_workers(self, rs: ResourceState, ctx: RunContext, head: ray_head.RayHead,
-                      token: bytes, hosts: list[tuple[str, Any]]) -> None:
+                      token: bytes, hosts: list[tuple[str, Any]],
+                      ca: tls.Pair | None = None) -> None:
         """Join hosts to the running head, in parallel; a host that fails is recorded."""
         provider = ctx.provider(rs.provider)
         a = rs.attributes
@@ -150,7 +193,8 @@ class ClusterType(ResourceType):
                 workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
                                             a["root_dir"], token, node_ips.get(ip, ip),
                                             int(cpus.get(ip, 1)), host=ip,
-                                            resources=node_resources(a, ip))
+                                            resources=node_resources(a, ip),
+                                            tls=self._tls_node(rs, c, ip, ca) if ca else None)
             except ProviderError as exc:
                 failed[ip] = str(exc)
 
@@ -177,7 +221,8 @@ class ClusterType(ResourceType):
         new = [(ip, c) for ip, c in hosts[1:] if ip not in joined]
         if new:
             token = hosts[0][1].get_bytes(head.token_path)
-            self._join_workers(rs, ctx, head, token, new)
+            ca = self._tls_ca(rs, ctx, hosts[0][1], new_ok=False)
+            self._join_workers(rs, ctx, head, token, new, ca)
 
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
@@ -320,7 +365,9 @@ class ClusterType(ResourceType):
             attrs["ray_status"] = "skipped"
         elif (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
                 or attrs.get("ray_status") != "running" or head_moved
-                or (hosts_changed and not getattr(ctx.provider(after.provider), "grows", False))):
+                or (hosts_changed and not getattr(ctx.provider(after.provider), "grows", False))
+                or (hosts_changed and before.private.get("ray_single_node", False)
+                    and len(attrs.get("ips") or []) > 1)):
             self._start_ray(after, ctx)
         elif hosts_changed:
             self._join_new_hosts(after, ctx)
@@ -351,6 +398,7 @@ class ClusterType(ResourceType):
                 f"; {rs.address} stays in the state: make the host reachable and run destroy "
                 "again")
         _remove_driver_token(rs.private.get("ray_driver_token_path"))
+        tls.remove_local(rs.private.get("ray_tls"))  # its CA key and driver key
 
     def _stop_ray(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
         """Stop the head and every worker node rhplan started, by their temp dirs, in
@@ -389,6 +437,11 @@ class ClusterType(ResourceType):
 def _host_gone(status: Any) -> bool:
     """A host that runs nothing any more: its instance is terminated or stopped."""
     return str(status or "").startswith(("terminated", "stopped"))
+
+
+def _count(value: Any) -> int:
+    """A planned count, 0 when it is not known yet."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _remove_driver_token(path: str | None) -> None:

@@ -462,11 +462,32 @@ def _direct_possible(cluster: Any) -> bool:
             return False
     except Exception:  # noqa: BLE001 - no Ray here
         return False
+    if not _own_loopback_or_network(cluster):
+        return False
     wanted = private_env(cluster.private, driver=True)
+    if not cluster.private.get("ray_single_node", True) and not all(
+            os.path.exists(wanted.get(k, "")) for k in ("RAY_TLS_SERVER_CERT",
+                                                         "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT")):
+        return False  # a multi-node cluster talks TLS only: no driver certificate here
     if "ray" in sys.modules and any(os.environ.get(k) != v for k, v in wanted.items()
                                     if k != "RAY_AUTH_TOKEN_PATH"):
         return False  # this process's Ray is set up for another cluster
     return reachable(cluster.attributes["ray_address"])
+
+
+def _own_loopback_or_network(cluster: Any) -> bool:
+    """A one-host cluster's Ray listens on its head's loopback only: this machine's
+    127.0.0.1 is that loopback only when the head is this machine (reached at a loopback
+    address, with no proxy command in between)."""
+    import ipaddress
+    a = cluster.attributes
+    try:
+        if not ipaddress.ip_address(a["ray_address"].rpartition(":")[0]).is_loopback:
+            return True
+        head = ipaddress.ip_address((a.get("ips") or ["?"])[0])
+    except ValueError:
+        return False
+    return head.is_loopback and not (a.get("ssh") or {}).get("proxy_command")
 
 
 def _gateway(cluster: Any, chdir: str | os.PathLike[str]) -> Gateway:
