@@ -98,8 +98,9 @@ class FrameReader:
     read, and `buffered` tells whether another is already here (so a sender can wait
     for it and send both at once). A large body is read into its own buffer, once."""
 
-    def __init__(self, recv):
+    def __init__(self, recv, recv_into=None):
         self.recv = recv
+        self.recv_into = recv_into  # a socket's: a large body is read where it will lie
         self.buf = bytearray()
         self.pos = 0
 
@@ -135,11 +136,17 @@ class FrameReader:
         self.pos = 0
         got = have
         while got < n:
-            chunk = self.recv(min(n - got, 1 << 20))
-            if not chunk:
+            if self.recv_into is not None:
+                size = self.recv_into(view[got:])
+            else:
+                # all that is left at once: paramiko's channel buffer moves what it
+                # keeps to its front after every partial read (MBs, per read)
+                chunk = self.recv(n - got)
+                size = len(chunk)
+                view[got:got + size] = chunk
+            if not size:
                 raise EOFError("the other side closed the connection")
-            view[got:got + len(chunk)] = chunk
-            got += len(chunk)
+            got += size
         return req, kind, view
 
 
@@ -170,17 +177,28 @@ def unpack(body):
 def out_of_band(value):
     """value with its long byte strings (at the top, or in a top-level tuple) marked to
     travel out of band by pack."""
-    if isinstance(value, (bytes, bytearray, memoryview)) and len(value) >= OUT_OF_BAND:
-        return pickle.PickleBuffer(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return pickle.PickleBuffer(value) if len(value) >= OUT_OF_BAND else value
     if isinstance(value, tuple):
+        if not any(isinstance(v, (bytes, bytearray, memoryview)) and len(v) >= OUT_OF_BAND
+                   for v in value):
+            return value  # the usual small call: nothing to mark, nothing to copy
         return tuple(out_of_band(v) if not isinstance(v, tuple) else v for v in value)
     return value
 
 
-def request_pieces(name: str, op: str, args: tuple) -> list:
-    """A REQUEST body, as pieces: which servlet, then the packed (op, args)."""
+def request_frame(req: int, name: str, op: str, args: tuple) -> list:
+    """A REQUEST frame, as pieces: which servlet, then the packed (op, args). A small
+    one is one piece (built with as little Python as can be: it is per call)."""
     raw = name.encode()
-    return [struct.pack(">H", len(raw)) + raw, *pack((op, out_of_band(args)))]
+    bufs: list = []
+    meta = pickle.dumps((op, out_of_band(args)), protocol=5, buffer_callback=bufs.append)
+    views = [b.raw() for b in bufs]
+    head = struct.pack(f">H{len(raw)}sI{len(views)}Q", len(raw), raw, len(views),
+                       *(v.nbytes for v in views))
+    size = len(head) + len(meta) + sum(v.nbytes for v in views)
+    first = HEADER.pack(req, REQUEST, size) + head + meta
+    return [first, *views] if views else [first]
 
 
 def split_request(body) -> tuple[str, memoryview]:
@@ -269,7 +287,7 @@ class _ServletLink:
         return True
 
     def _read(self) -> None:
-        reader = FrameReader(self.peer.sock.recv)
+        reader = FrameReader(self.peer.sock.recv, self.peer.sock.recv_into)
         out: dict[_Peer, list] = {}
         try:
             while True:
@@ -507,7 +525,7 @@ class Gateway:
                 "protocol": PROTOCOL, "ray": _ray_version(),
                 "python": list(sys.version_info[:3]), "pid": os.getpid()}).encode())
             sock.settimeout(None)
-            reader = FrameReader(sock.recv)
+            reader = FrameReader(sock.recv, sock.recv_into)
             while True:
                 req, kind, body = reader.read()
                 if kind != REQUEST:

@@ -332,20 +332,44 @@ def _listen(servlet, address: str) -> None:
     def serve(conn) -> None:
         header = struct.Struct(_HEADER_FMT)
         lock = threading.Lock()
+        outbox: list = []
+        sending = [False]
 
         def send(req: int, kind: int, pieces: list) -> None:
+            """Queue a frame; the first thread to find no sender at work sends all that
+            is queued meanwhile in one write: answers that finish together reach the
+            caller in one SSH packet (whose cost there is Python, per packet)."""
             size = sum(memoryview(p).nbytes for p in pieces)
-            small = [header.pack(req, kind, size)]
             with lock:
-                for p in pieces:
-                    if memoryview(p).nbytes < _OUT_OF_BAND:
-                        small.append(p)
-                        continue
-                    conn.sendall(b"".join(small))
-                    small = []
-                    conn.sendall(p)
-                if small:
-                    conn.sendall(b"".join(small))
+                outbox.append(header.pack(req, kind, size))
+                outbox.extend(pieces)
+                if sending[0]:
+                    return
+                sending[0] = True
+            try:
+                while True:
+                    with lock:
+                        batch = outbox[:]
+                        del outbox[:]
+                        if not batch:
+                            sending[0] = False
+                            return
+                    small: list = []
+                    for p in batch:
+                        if memoryview(p).nbytes < _OUT_OF_BAND:
+                            small.append(p)
+                            continue
+                        if small:
+                            conn.sendall(b"".join(small))
+                            small = []
+                        conn.sendall(p)
+                    if small:
+                        conn.sendall(b"".join(small))
+            except BaseException:
+                with lock:
+                    sending[0] = False
+                    del outbox[:]
+                raise
 
         def answer(req: int, payload) -> None:
             try:

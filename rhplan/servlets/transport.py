@@ -76,6 +76,9 @@ class _Link:
                     if not batch:
                         self.sending = False
                         return
+                if len(batch) == 1 and len(batch[0]) < proto.OUT_OF_BAND:  # one small frame
+                    self.chan.sendall(batch[0])
+                    continue
                 for piece in proto.joined(batch):
                     # paramiko's sendall keeps what is left with s = s[sent:]: a
                     # memoryview makes that free (bytes recopied the rest: quadratic)
@@ -124,7 +127,7 @@ class Gateway:
     def _read(self, link: _Link) -> None:
         reason = "the connection was closed"
         try:
-            reader = proto.FrameReader(link.chan.recv)
+            reader = proto.FrameReader(link.chan.recv, getattr(link.chan, "recv_into", None))
             while True:
                 req, kind, body = reader.read()
                 with link.lock:
@@ -154,8 +157,7 @@ class Gateway:
                 raise self._lost(op, servlet, link.dead)
             link.pending[req] = q
         try:
-            link.send(proto.frame_pieces(req, proto.REQUEST,
-                                         proto.request_pieces(servlet, op, args)))
+            link.send(proto.request_frame(req, servlet, op, args))
             deadline = None if timeout is None else time.monotonic() + timeout
             out = on_output or write_output
             while True:
