@@ -206,3 +206,16 @@ def test_the_servlets_socket_answers_only_its_own_user(rig: Rig) -> None:
         s.sendall(request)
         req, kind, _ = gateway.read_frame(s.recv)
     assert (req, kind) == (1, gateway.RESULT)
+
+
+def test_a_long_call_does_not_hold_up_the_next(rig: Rig) -> None:
+    s = rig.handle
+    slow = threading.Thread(target=s.call, args=("time:sleep", 3))
+    slow.start()
+    try:
+        for _ in range(3):  # while it sleeps, more requests than idle threads
+            t0 = time.monotonic()
+            assert s.call("operator:add", 1, 1) == 2
+            assert time.monotonic() - t0 < 2
+    finally:
+        slow.join(30)

@@ -253,6 +253,11 @@ class _Peer:
         self.lock = threading.Lock()
 
     def send(self, pieces: list) -> None:
+        if len(pieces) <= 2 and sum(len(p) for p in pieces) < OUT_OF_BAND:
+            data = b"".join(pieces)  # a header and a small body: one write
+            with self.lock:
+                self.sock.sendall(data)
+            return
         with self.lock:
             for p in joined(pieces):
                 self.sock.sendall(p)

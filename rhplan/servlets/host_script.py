@@ -298,12 +298,37 @@ def _listen(servlet, address: str) -> None:
     """Serve the gateway on address, in the background. Only processes of this user are
     answered (the socket has no file permissions): the gateway runs as the user that
     runs the cluster's Ray, as this servlet does."""
+    import queue
     import socket
     import struct
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(SERVLET_CONCURRENCY, thread_name_prefix="rhplan-servlet")
+    # requests wait here for one of SERVLET_CONCURRENCY threads (made as needed): a
+    # plain queue, cheaper per request than an executor's futures
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    count = {"made": 0, "idle": 0, "queued": 0}
+    count_lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with count_lock:
+                count["idle"] += 1
+            job = work.get()
+            with count_lock:
+                count["idle"] -= 1
+                count["queued"] -= 1
+            job[0](*job[1:])
+
+    def submit(*job) -> None:
+        with count_lock:  # a thread more whenever requests outnumber idle threads
+            count["queued"] += 1
+            more = count["queued"] > count["idle"] and count["made"] < SERVLET_CONCURRENCY
+            if more:
+                count["made"] += 1
+        if more:
+            threading.Thread(target=worker, daemon=True, name="rhplan-servlet").start()
+        work.put(job)
+
     creds = struct.Struct("3i")  # pid, uid, gid
 
     def accept() -> None:
@@ -395,7 +420,7 @@ def _listen(servlet, address: str) -> None:
                 if len(body) < n:
                     return
                 if kind == _REQUEST:
-                    pool.submit(answer, req, body)
+                    submit(answer, req, body)
         except (OSError, ValueError):
             return
         finally:
