@@ -152,12 +152,12 @@ def test_a_one_host_ssh_cluster_listens_on_loopback_only(net: Any, rhplan_in: An
     try:
         rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
         temp_dirs = [temp_dir_for(str(root))]
-        c = rh.resources()["cluster.solo"]
-        assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
         seen = listeners(ss(solo))
         print(f"RELIABILITY: security: ssh one-host head listeners: {sorted(seen)}")
         assert any("gcs_server" in p for _, p in seen), seen
         assert [s for s in seen if not on_loopback(s[0])] == []
+        c = rh.resources()["cluster.solo"]
+        assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
     finally:
         sp.destroy_and_check(rh, root, temp_dirs)
 
