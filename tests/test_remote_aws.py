@@ -10,7 +10,7 @@ with streamed output, put/get/keys/delete/status/run) on one SSH connection, `rh
 status`, `rhplan run` (exit code passed through) and destroy. The head's Ray port is
 shown unreachable from there. After destroy: the instance is terminated, the state is
 empty, and nothing is left on either side (no process of the cluster, its gateway
-included; no SSH session on the head's sshd).
+included; no SSH session on the head's sshd; no proxy command on the caller's side).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from motoserver import MotoServer, aws_env
 from rayprocs import cluster_processes
-from sshd import SSHServer, _descendants
+from sshd import SSHServer
 from test_remote_ssh_only import (
     APPLY_TIMEOUT,
     BASE_PY,
@@ -36,15 +36,10 @@ from test_remote_ssh_only import (
     Relay,
     _provision_ray_venv,
     _unshare_ok,
+    leftovers,
 )
 
 pytest.importorskip("paramiko")
-
-
-def _ssh_sessions(server: SSHServer) -> list[int]:
-    """The sshd's per-connection processes (it forks one for each client)."""
-    assert server._proc is not None
-    return _descendants(server._proc.pid)
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +108,11 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
         res = box.cli("destroy", "-auto-approve", timeout=300)
         deadline = time.monotonic() + 20
         left = cluster_processes([temp_dir], root)
-        sessions = _ssh_sessions(server)
-        while (left or sessions) and time.monotonic() < deadline:
+        links = leftovers(server, relay)
+        while (left or links) and time.monotonic() < deadline:
             time.sleep(0.1)
             left = cluster_processes([temp_dir], root)
-            sessions = _ssh_sessions(server)
+            links = leftovers(server, relay)
         states = {i["InstanceId"]: i["State"]["Name"] for r in moto.client(
             "ec2").describe_instances(InstanceIds=ids)["Reservations"]
             for i in r["Instances"]} if ids else {}
@@ -128,7 +123,7 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
         assert not rh.resources(), "the state is not empty after destroy"
         assert ids and set(states.values()) == {"terminated"}, states
         assert not left, f"processes of the cluster (its gateway too) outlived destroy: {left}"
-        assert not sessions, f"SSH sessions on the head outlived the callers: {sessions}"
+        assert not links, f"left behind by the callers: {links}"
 
 
 def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
