@@ -84,6 +84,17 @@ _KEEPALIVE_REQUEST = "keepalive@openssh.com"
 _LOST = -1000
 
 
+if paramiko is not None:
+    class _Transport(paramiko.Transport):
+        """paramiko's transport, AES-GCM first: one C call per packet where its default
+        (aes128-ctr, then a separate HMAC) costs ~30% more of the caller's CPU per
+        packet (docs/remote.md: 10 MB sent 30 -> 21 ms of CPU, a small round trip
+        117 -> 88 us). A server without GCM gets paramiko's usual order."""
+
+        _preferred_ciphers = tuple(sorted(paramiko.Transport._preferred_ciphers,
+                                          key=lambda c: "-gcm@" not in c))
+
+
 class ConnectionLost(ProviderError):
     """The SSH connection broke while a command ran: it may or may not have finished
     on the host. Commands that are safe to repeat may be retried."""
@@ -517,6 +528,7 @@ class SSHConnection:
             allow_agent=not explicit,
             look_for_keys=not explicit,
             sock=sock,
+            transport_factory=_Transport,
         )
 
     def _adopt(self, client: Any, expected: str | None) -> None:
