@@ -101,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rhplan-tls-bench-") as d:
         t0 = time.monotonic()
         res = {m: run(m, args.calls, Path(d)) for m in ("plain", "tls")}
-    print(f"\nRay actor round trips, multi-node head on this host ({args.calls} calls, "
+    print(f"\nRay actor round trips, plain: one-host head, TLS: head for many ({args.calls} calls, "
           f"load {os.getloadavg()[0]:.1f}, {time.monotonic() - t0:.0f} s)")
     print(f"{'':12}{'plain':>10}{'TLS':>10}{'ratio':>8}")
     for k, label in (("median", "call median"), ("p90", "call p90"), ("p99", "call p99"),
