@@ -2,8 +2,9 @@
 
 Callers anywhere reach a cluster's servlets through SSH alone: rhplan opens a
 `direct-tcpip` channel on its SSH connection to this process, which listens on the
-head's 127.0.0.1 only, is a Ray driver of the cluster, and relays requests to the
-env servlets (named actors) by name. Standard library and Ray only, like
+head's 127.0.0.1 only, and relays requests to the env servlets by name (through
+each servlet's own socket, or as a Ray driver calling the named actor). Standard
+library and Ray only, like
 host_script.py (rhplan is not installed on hosts); the caller imports this file too,
 for the frame format, so nothing at module level may need Ray.
 
