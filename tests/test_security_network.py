@@ -13,7 +13,9 @@ network, checked on real clusters.
 - Private keys (the cluster's CA and this machine's driver key under .rhplan/ray-tls,
   each node's key on its host) are 0600 in 0700 folders, never in the state.
 
-Every wait is bounded; clusters are destroyed and checked gone at the end.
+The three clusters are applied side by side by one module fixture (so the local check
+also needs network namespaces); every wait is bounded; all are destroyed and checked
+gone at the end.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,27 +104,6 @@ def mode(path: Path) -> int:
 # --------------------------------------------------------------------------
 
 
-def test_a_local_cluster_listens_on_loopback_only(rhplan_in: Any, tmp_path: Path) -> None:
-    sp = _ssh_test_helpers()
-    rh = rhplan_in(tmp_path / "infra")
-    rh.write('cluster "main" {\n  provider = "local"\n}\n')
-    root = rh.cluster_dir("main")
-    temp_dirs = []
-    try:
-        rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-        temp_dirs = [temp_dir_for(str(root))]
-        c = rh.resources()["cluster.main"]
-        assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
-        pids = set(cluster_processes(temp_dirs, root))
-        seen = listeners(ss(), pids)
-        print(f"RELIABILITY: security: local head listeners: {sorted(seen)}")
-        assert seen, "no Ray listener found for the cluster's processes"
-        assert [s for s in seen if not on_loopback(s[0])] == []
-        assert "ray_tls" not in c["private"]
-    finally:
-        sp.destroy_and_check(rh, root, temp_dirs)
-
-
 @pytest.fixture(scope="module")
 def net() -> Iterator[Any]:
     _need_netns()
@@ -139,27 +122,78 @@ def _ssh_block(net: Any) -> str:
             f"{sp.hcl_str(net.client_key)}\n    known_hosts = {sp.hcl_str(net.known_hosts)}\n  }}")
 
 
-def test_a_one_host_ssh_cluster_listens_on_loopback_only(net: Any, rhplan_in: Any,
-                                                          tmp_path: Path) -> None:
-    """Before: the head bound every interface of the host (gcs_server *:PORT)."""
+@dataclass
+class Applied:
+    rh: Any
+    root: Path
+    hosts: list[Any]
+    temp_dirs: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def clusters(net: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Applied]]:
+    """A local cluster (`main`), a one-host ssh cluster (`solo`) and a two-host one
+    (`a`, `b`), applied side by side; all destroyed (and checked gone) at the end."""
     sp = _ssh_test_helpers()
-    solo = net.add_host("solo")
-    root = tmp_path / "root"
-    sp.provision_ray_venv(root)
-    rh = rhplan_in(tmp_path / "infra")
-    rh.write(sp.cluster_hcl("solo", [solo.address], root, _ssh_block(net)))
-    temp_dirs = [temp_dir_for(str(root))]
+    base = tmp_path_factory.mktemp("net")
+    made: dict[str, Applied] = {}
+    local = Rhplan(base / "main" / "infra")
+    local.write('cluster "main" {\n  provider = "local"\n}\n')
+    made["main"] = Applied(local, local.cluster_dir("main"), [])
+    for name, hosts in (("solo", [net.add_host("solo")]),
+                        ("duo", [net.add_host("a"), net.add_host("b")])):
+        root = base / name / "root"
+        sp.provision_ray_venv(root)
+        rh = Rhplan(base / name / "infra")
+        rh.write(sp.cluster_hcl(name, [h.address for h in hosts], root, _ssh_block(net)))
+        made[name] = Applied(rh, root, hosts, [temp_dir_for(str(root))])
     try:
-        rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-        temp_dirs = [temp_dir_for(str(root))]
-        seen = listeners(ss(solo))
-        print(f"RELIABILITY: security: ssh one-host head listeners: {sorted(seen)}")
-        assert any("gcs_server" in p for _, p in seen), seen
-        assert [s for s in seen if not on_loopback(s[0])] == []
-        c = rh.resources()["cluster.solo"]
-        assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(
+                lambda c: c.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT), made.values()))
+        print(f"RELIABILITY: security: local, one-host and two-host applies side by side "
+              f"{time.monotonic() - t0:.1f} s")
+        for (name, c), res in zip(made.items(), results, strict=True):
+            res.ok()
+            private = c.rh.resources()[f"cluster.{name}"]["private"]
+            c.temp_dirs = [temp_dir_for(str(c.root)),
+                           *(private.get("ray_worker_temp_dirs") or {}).values()]
+        yield made
     finally:
-        sp.destroy_and_check(rh, root, temp_dirs)
+        def destroy(c: Applied) -> str:
+            try:
+                sp.destroy_and_check(c.rh, c.root, c.temp_dirs)
+            except AssertionError as exc:
+                return str(exc)
+            return ""
+        with ThreadPoolExecutor(3) as pool:
+            problems = [p for p in pool.map(destroy, made.values()) if p]
+        assert not problems, problems
+        assert not tls.local_dir(made["duo"].rh.dir, "duo").exists(), "CA key outlived destroy"
+
+
+def test_a_local_cluster_listens_on_loopback_only(clusters: dict[str, Applied]) -> None:
+    local = clusters["main"]
+    c = local.rh.resources()["cluster.main"]
+    assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
+    seen = listeners(ss(), set(cluster_processes(local.temp_dirs, local.root)))
+    print(f"RELIABILITY: security: local head listeners: {sorted(seen)}")
+    assert seen, "no Ray listener found for the cluster's processes"
+    assert [s for s in seen if not on_loopback(s[0])] == []
+    assert "ray_tls" not in c["private"]
+
+
+def test_a_one_host_ssh_cluster_listens_on_loopback_only(clusters: dict[str, Applied]) -> None:
+    """Before: the head bound every interface of the host (gcs_server *:PORT)."""
+    solo = clusters["solo"]
+    seen = listeners(ss(solo.hosts[0]))
+    print(f"RELIABILITY: security: ssh one-host head listeners: {sorted(seen)}")
+    assert any("gcs_server" in p for _, p in seen), seen
+    assert [s for s in seen if not on_loopback(s[0])] == []
+    c = solo.rh.resources()["cluster.solo"]
+    assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
+    assert "ray_tls" not in c["private"]
 
 
 # --------------------------------------------------------------------------
@@ -211,27 +245,12 @@ class Duo:
 
 
 @pytest.fixture(scope="module")
-def duo(net: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Duo]:
-    sp = _ssh_test_helpers()
-    base = tmp_path_factory.mktemp("duo")
-    a, b = net.add_host("a"), net.add_host("b")
-    root = base / "root"
-    sp.provision_ray_venv(root)
-    rh = Rhplan(base / "infra")
-    rh.write(sp.cluster_hcl("duo", [a.address, b.address], root, _ssh_block(net)))
-    temp_dirs = [temp_dir_for(str(root))]
-    try:
-        t0 = time.monotonic()
-        rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-        print(f"RELIABILITY: security: two-host TLS apply {time.monotonic() - t0:.1f} s")
-        c = rh.resources()["cluster.duo"]
-        temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
-        temp_dirs[0] = temp_dir_for(str(root))
-        assert c["attributes"]["hosts"] == {a.address: "ready", b.address: "ready"}
-        yield Duo(rh, root, a, b)
-    finally:
-        sp.destroy_and_check(rh, root, temp_dirs)
-        assert not tls.local_dir(rh.dir, "duo").exists(), "the CA key outlived destroy"
+def duo(clusters: dict[str, Applied]) -> Duo:
+    c = clusters["duo"]
+    a, b = c.hosts
+    assert c.rh.resources()["cluster.duo"]["attributes"]["hosts"] == {
+        a.address: "ready", b.address: "ready"}
+    return Duo(c.rh, c.root, a, b)
 
 
 def test_what_a_driver_sends_between_nodes_is_tls_only(duo: Duo, tmp_path: Path) -> None:
