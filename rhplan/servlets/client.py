@@ -41,6 +41,7 @@ from rhplan.errors import RhplanError
 from rhplan.ray_head import private_env
 from rhplan.servlets.gateway import POLL
 from rhplan.servlets.gateway import Gateway as _HeadGateway
+from rhplan.servlets.remote_errors import remote_exception
 from rhplan.servlets.transport import (
     Gateway,
     GatewayLost,
@@ -169,17 +170,10 @@ class ServletHandle:
                                self._stream)
         if result[0] == "ok":
             return self._loads(result[1])
+        # never the servlet's own pickle of it: see remote_errors.py
         _, blob, remote_tb, summary = result
-        exc: BaseException | None = None
-        if blob is not None:
-            try:
-                exc = pickle.loads(blob)
-            except Exception:
-                exc = None
-        if not isinstance(exc, BaseException):
-            exc = RemoteError(f"servlet {self.name!r}: {summary}")
-        exc.add_note(f"Remote traceback (servlet {self.name!r}):\n{remote_tb}")
-        raise exc
+        type_name, _, message = str(summary).partition(": ")
+        raise remote_exception(self.name, blob, type_name, message, remote_tb)
 
     def _loads(self, blob: bytes) -> Any:
         try:

@@ -238,6 +238,49 @@ def servlet_socket(key: str, name: str) -> str:
     return f"\0rhplan-servlet-{digest}"
 
 
+def servlet_key(name: str, identity: dict | None) -> str:
+    """What a caller names a servlet by in a REQUEST: its name, and when the caller knows
+    it (from the state), the identity recorded when it started: only that actor (through
+    Ray) or that process (on the servlet's socket) is trusted to answer."""
+    if not identity:
+        return name
+    return "\0".join([name, str(identity.get("actor_id") or ""), str(identity.get("pid") or ""),
+                      str(identity.get("start_ticks") or "")])
+
+
+def parse_key(key: str) -> tuple[str, list[str]]:
+    """servlet_key's name and identity fields (actor id, pid, start ticks; "" if unknown)."""
+    name, *ident = key.split("\0")
+    return name, (ident + ["", "", ""])[:3] if ident else []
+
+
+def not_started_by_rhplan(name: str, what: str) -> PermissionError:
+    """The one error a caller gets for an impostor (tests and client.py match on it)."""
+    return PermissionError(f"servlet {name!r}: {what} is not the servlet rhplan started; "
+                           "nothing was sent to it; run rhplan apply to restart the servlet "
+                           "(or rhplan refresh if it was restarted by rhplan elsewhere)")
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process pid started (as host_script.process_start_ticks)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peer_is(sock: socket.socket, pid: str, ticks: str) -> bool:
+    """Whether the process listening at the other end of a UNIX socket is pid, started at
+    ticks, and of this user (an abstract socket's name can be taken by anyone)."""
+    creds = struct.Struct("3i")
+    peer, uid, _ = creds.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                creds.size))
+    return (uid == os.getuid() and str(peer) == pid
+            and (not ticks or str(_start_ticks(peer)) == ticks))
+
+
 def proof(token: bytes, who: str, caller_nonce: str, gateway_nonce: str) -> str:
     """What shows a side holds the token, for this one handshake."""
     msg = f"{who}:{caller_nonce}:{gateway_nonce}".encode()
@@ -325,7 +368,8 @@ class _ServletLink:
             self.peer.sock.close()
         except OSError:
             pass
-        lost = ConnectionResetError(f"servlet {self.name!r} stopped while answering; the "
+        lost = ConnectionResetError(f"servlet {parse_key(self.name)[0]!r} stopped while "
+                                    "answering; the "
                                     "request may or may not have run")
         body = pickle.dumps(_error(lost), protocol=5)
         for caller, req, _ in pending.values():
@@ -384,11 +428,16 @@ class Gateway:
         if link is not None and not link.dead:
             return link
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        real, ident = parse_key(name)
         try:
-            sock.connect(servlet_socket(self.address, name))
+            sock.connect(servlet_socket(self.address, real))
+            if ident and ident[1] and not _peer_is(sock, ident[1], ident[2]):
+                raise OSError("not the recorded servlet process")
         except OSError:
             sock.close()
-            return None  # not running, or started by an older rhplan: through Ray
+            # not running, started by an older rhplan, or someone else holds its socket:
+            # through Ray, where the actor's id is checked
+            return None
         with self.lock:
             link = self.links.get(name)
             if link is not None and not link.dead:  # another caller connected first
@@ -408,11 +457,15 @@ class Gateway:
         with self.lock:
             actor = None if fresh else self.actors.get(name)
         if actor is None:
+            real, ident = parse_key(name)
             try:
-                actor = ray.get_actor(name, namespace=NAMESPACE)
+                actor = ray.get_actor(real, namespace=NAMESPACE)
             except ValueError:
-                raise LookupError(f"servlet {name!r} is not running; rhplan plan shows it "
+                raise LookupError(f"servlet {real!r} is not running; rhplan plan shows it "
                                   "as drift and rhplan apply starts it") from None
+            if ident and actor._actor_id.hex() != ident[0]:
+                raise not_started_by_rhplan(real, f"the actor answering to "
+                                            f"{NAMESPACE}/{real} ({actor._actor_id.hex()})")
             with self.lock:
                 self.actors[name] = actor
         return actor
@@ -574,18 +627,50 @@ def _ray_version() -> str:
 
 
 def _error(exc: BaseException) -> tuple:
-    """(exception pickled or None, its type name, message, remote traceback text). The
+    """(describe_exception, its type name, message, remote traceback text). The
     servlet's own exception (e.g. KeyError from get) rather than Ray's wrapper."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         exc = cause
-    try:
-        blob = pickle.dumps(exc, protocol=5)
-        pickle.loads(blob)
-    except Exception:  # noqa: BLE001 - not picklable: the text still goes back
-        blob = None
-    return (blob, type(exc).__name__, str(exc),
+    return (describe_exception(exc), type(exc).__name__, str(exc),
             "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def describe_exception(exc: BaseException) -> bytes:
+    """exc as plain data for the caller, never as its own pickle (host_script.py's
+    function, repeated: that file is not on this one's path)."""
+    cls = type(exc)
+    desc = {"module": getattr(cls, "__module__", ""), "qualname": cls.__qualname__,
+            "tracker": None, "args": None, "state": None}
+    try:
+        from ray.cloudpickle import cloudpickle as cp
+
+        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls)
+    except Exception:  # noqa: BLE001 - no Ray's cloudpickle here: no tracker id
+        pass
+    try:
+        reduced = exc.__reduce_ex__(5)
+        if (isinstance(reduced, tuple) and reduced[0] is cls and _plain(reduced[1])
+                and (len(reduced) < 3 or _plain(reduced[2]))):
+            desc["args"] = tuple(reduced[1])
+            desc["state"] = reduced[2] if len(reduced) > 2 and isinstance(
+                reduced[2], dict) else None
+    except Exception:  # noqa: BLE001 - a __reduce__ that fails: the text still goes back
+        pass
+    return pickle.dumps(desc, protocol=5)
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Whether value is plain data (what a pickle with no globals can hold)."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return True
+    if depth > 20:
+        return False
+    if type(value) in (tuple, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _gcs_up(address: str) -> bool:

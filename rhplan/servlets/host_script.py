@@ -57,7 +57,7 @@ class EnvServlet:
 
     def call(self, payload: bytes) -> tuple:
         """payload: cloudpickled (fn or "module:qualname", args, kwargs). Returns
-        ("ok", pickled result) or ("error", pickled exception or None, traceback text)."""
+        ("ok", pickled result) or ("error", describe_exception, traceback text, summary)."""
         import importlib
 
         from ray import cloudpickle
@@ -74,11 +74,7 @@ class EnvServlet:
             return ("ok", cloudpickle.dumps(fn(*args, **kwargs)))
         except BaseException as exc:  # the caller re-raises it, with this traceback
             tb = traceback.format_exc()
-            try:
-                blob = cloudpickle.dumps(exc)
-            except Exception:
-                blob = None
-            return ("error", blob, tb, f"{type(exc).__name__}: {exc}")
+            return ("error", describe_exception(exc), tb, f"{type(exc).__name__}: {exc}")
 
     def run(self, cmd, timeout: float | None = None) -> dict:
         self._touch()
@@ -266,16 +262,53 @@ def _out_of_band(value):
     return value
 
 
-def _error(exc: BaseException) -> tuple:
-    """As gateway.py's: (exception pickled or None, type name, message, traceback)."""
+def describe_exception(exc: BaseException) -> bytes:
+    """exc as plain data, never as its own pickle: the caller (which holds cloud keys)
+    must not run whatever __reduce__ an exception of the env names. A pickle of a dict
+    of str/int/float/bytes/None/tuple/list/dict only: the class's module and qualname,
+    the cloudpickle tracker id of a class the caller sent by value, and the arguments
+    and state of its __reduce__ when they are plain data and it rebuilds the class
+    itself (as BaseException's does). gateway.py has the same function (checked by
+    tests/test_security_servlet_identity.py)."""
     import pickle
 
+    cls = type(exc)
+    desc = {"module": getattr(cls, "__module__", ""), "qualname": cls.__qualname__,
+            "tracker": None, "args": None, "state": None}
     try:
-        blob = pickle.dumps(exc, protocol=5)
-        pickle.loads(blob)
-    except Exception:  # not picklable: the text still goes back
-        blob = None
-    return (blob, type(exc).__name__, str(exc),
+        from ray.cloudpickle import cloudpickle as cp
+
+        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls)
+    except Exception:  # no Ray's cloudpickle here, or it changed: no tracker id
+        pass
+    try:
+        reduced = exc.__reduce_ex__(5)
+        if (isinstance(reduced, tuple) and reduced[0] is cls and _plain(reduced[1])
+                and (len(reduced) < 3 or _plain(reduced[2]))):
+            desc["args"] = tuple(reduced[1])
+            desc["state"] = reduced[2] if len(reduced) > 2 and isinstance(
+                reduced[2], dict) else None
+    except Exception:  # a __reduce__ that fails: the text still goes back
+        pass
+    return pickle.dumps(desc, protocol=5)
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Whether value is plain data (what a pickle with no globals can hold)."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return True
+    if depth > 20:
+        return False
+    if type(value) in (tuple, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _error(exc: BaseException) -> tuple:
+    """As gateway.py's: (describe_exception, type name, message, traceback text)."""
+    return (describe_exception(exc), type(exc).__name__, str(exc),
             "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
@@ -558,7 +591,22 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
         ray.kill(actor, no_restart=True)
         why = _why_not_started(ray, exc, asked, py_executable)
         raise SystemExit(json.dumps({"error": f"servlet {name!r} did not start: {why}"})) from None
+    # who this servlet is, recorded in the state: callers trust only this actor (Ray
+    # gives ids, nobody picks one) and, on its socket, only this process (pid and start
+    # time: a pid alone is reused)
+    info["actor_id"] = actor._actor_id.hex()
+    info["start_ticks"] = process_start_ticks(info["pid"])
     return info
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process pid started (clock ticks since boot, /proc/PID/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> str:

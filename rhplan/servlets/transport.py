@@ -19,7 +19,6 @@ import hmac
 import itertools
 import json
 import os
-import pickle
 import queue
 import socket
 import sys
@@ -30,6 +29,8 @@ from typing import Any
 
 from rhplan.errors import ProviderError, RhplanError
 from rhplan.servlets import gateway as proto
+from rhplan.servlets.remote_errors import RemoteError as RemoteError  # re-exported
+from rhplan.servlets.remote_errors import error_frame, unpack_data
 
 HANDSHAKE_TIMEOUT = 10.0
 _LOST = -1  # a frame kind of this side only: the connection died
@@ -38,10 +39,6 @@ _LOST = -1  # a frame kind of this side only: the connection died
 class GatewayLost(RhplanError):
     """The connection to a cluster's gateway broke while a request was in flight (it
     may or may not have run); the next request connects again."""
-
-
-class RemoteError(RhplanError):
-    """An exception raised on the cluster that could not be sent back as itself."""
 
 
 # (channel-like object with recv/sendall/close, cluster's {"ray", "python"} versions)
@@ -151,10 +148,11 @@ class Gateway:
         this process's stdout/stderr); the servlet's exception is raised as itself."""
         link = self._connected()
         req = next(self._ids)
+        name = servlet.partition("\0")[0]  # servlet: gateway.servlet_key, for messages
         q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         with link.lock:
             if link.dead is not None:
-                raise self._lost(op, servlet, link.dead)
+                raise self._lost(op, name, link.dead)
             link.pending[req] = q
         try:
             link.send(proto.request_frame(req, servlet, op, args))
@@ -165,16 +163,16 @@ class Gateway:
                 try:
                     kind, data = q.get(timeout=left)
                 except queue.Empty:
-                    raise TimeoutError(f"servlet {servlet!r} on {self.label} did not answer "
+                    raise TimeoutError(f"servlet {name!r} on {self.label} did not answer "
                                        f"{op} within {timeout:g} s") from None
                 if kind == proto.OUT:
                     out(data[0], bytes(data[1:]))
                 elif kind == proto.RESULT:
-                    return proto.unpack(data)
+                    return unpack_data(data)  # plain data only: see remote_errors.py
                 elif kind == proto.ERROR:
-                    raise _rebuild(servlet, pickle.loads(data))
+                    raise error_frame(name, data)
                 else:
-                    raise self._lost(op, servlet, data)
+                    raise self._lost(op, name, data)
         finally:
             with link.lock:
                 link.pending.pop(req, None)
@@ -204,22 +202,6 @@ def write_output(stream: int, data: bytes) -> None:
     else:  # a notebook's stream has no buffer
         target.write(data.decode("utf-8", "replace"))
         target.flush()
-
-
-def _rebuild(servlet: str, err: tuple) -> BaseException:
-    blob, type_name, message, remote_tb = err
-    exc: BaseException | None = None
-    if blob is not None:
-        try:
-            exc = pickle.loads(blob)
-        except Exception:  # noqa: BLE001 - a module this Python lacks
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(f"servlet {servlet!r}: {type_name}: {message}")
-    exc.add_note(f"(raised in servlet {servlet!r})")
-    if remote_tb:
-        exc.add_note(f"Remote traceback (servlet {servlet!r}):\n{remote_tb}")
-    return exc
 
 
 # -- opening: SSH connection, gateway started if absent, token, channel, handshake ------
