@@ -326,6 +326,7 @@ class EnvType(ResourceType):
             # the env is built: record it with its servlet stopped, so the next apply
             # starts the servlet and a destroy removes the folder (never left unrecorded)
             a["servlet"], a["servlet_pid"] = "stopped", None
+            rs.private.pop("servlet_identity", None)
             partial = PartialFailure(str(exc), a, rs.private)
             partial.resource_state = rs
             raise partial from None
@@ -341,6 +342,9 @@ class EnvType(ResourceType):
                                     rs.attributes["python"], rs.attributes.get("compute") or {})
         rs.attributes["servlet"] = "running"
         rs.attributes["servlet_pid"] = info["pid"]
+        # who it is: callers trust only this actor and process (servlets/client.py)
+        rs.private["servlet_identity"] = {k: info.get(k) for k in ("actor_id", "pid",
+                                                                    "start_ticks")}
 
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
@@ -364,6 +368,16 @@ class EnvType(ResourceType):
         if not servlet.get("alive"):
             rs.attributes["servlet"] = "stopped"
             notes.append(f"{rs.address}: its servlet is not running")
+        elif not rs.private.get("servlet_identity"):
+            # started by an older rhplan: callers have nothing to check it against
+            rs.attributes["servlet"] = "stopped"
+            notes.append(f"{rs.address}: its servlet has no identity recorded for callers to "
+                         "check (started by an older rhplan); apply restarts it")
+        elif servlet.get("pid") != rs.private["servlet_identity"].get("pid"):
+            # alive, but not the process rhplan started (callers refuse it): apply restarts
+            rs.attributes["servlet"] = "stopped"
+            notes.append(f"{rs.address}: its servlet (pid {servlet.get('pid')}) is not the one "
+                         "rhplan started; apply restarts it")
         elif servlet.get("pid") != rs.attributes.get("servlet_pid"):
             rs.attributes["servlet_pid"] = servlet.get("pid")
         kept = []

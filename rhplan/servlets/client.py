@@ -39,7 +39,7 @@ from typing import Any
 
 from rhplan.errors import RhplanError
 from rhplan.ray_head import private_env
-from rhplan.servlets.gateway import POLL
+from rhplan.servlets.gateway import POLL, not_started_by_rhplan, servlet_key
 from rhplan.servlets.gateway import Gateway as _HeadGateway
 from rhplan.servlets.remote_errors import remote_exception
 from rhplan.servlets.transport import (
@@ -64,7 +64,9 @@ class ServletHandle:
 
     def __init__(self, name: str, actor: Any, address: str, gateway: Gateway | None = None,
                  timeout: float | None = CALL_TIMEOUT, stream: bool = True,
-                 via_gateway: Callable[[], Gateway] | None = None):
+                 via_gateway: Callable[[], Gateway] | None = None,
+                 identity: dict[str, Any] | None = None,
+                 reread: Callable[[], dict[str, Any] | None] | None = None):
         self.name = name
         self.address = address
         self._actor = actor
@@ -73,11 +75,44 @@ class ServletHandle:
         self._stream = stream
         # direct route only: how to reach the gateway, for output only the head can read
         self._via_gateway = via_gateway
+        # who the servlet is (recorded in the state when it started): only it is asked.
+        # reread reads it from the state again, for a servlet restarted by an apply
+        self._identity = identity
+        self._reread = reread
 
     def _copy(self, **changes: Any) -> ServletHandle:
         values = {"timeout": self._timeout, "stream": self._stream,
-                  "via_gateway": self._via_gateway, **changes}
+                  "via_gateway": self._via_gateway, "identity": self._identity,
+                  "reread": self._reread, **changes}
         return ServletHandle(self.name, self._actor, self.address, self._gateway, **values)
+
+    def _find(self) -> Any:
+        """The actor by name again (it was replaced), if it is the one rhplan started:
+        the state is read again first when the one it named is not it (an apply)."""
+        actor = _find_actor(self.name)
+        if self._identity is not None and not _is_recorded(actor, self._identity) and (
+                self._reread is not None):
+            self._identity = self._reread()
+        _check_actor(self.name, actor, self._identity)
+        return actor
+
+    def _request(self, gw: Gateway, op: str, args: tuple[Any, ...],
+                 timeout: float | None) -> Any:
+        """A request through the gateway, naming the servlet with its recorded identity
+        (the gateway refuses any other); after a refusal, once with the identity the state
+        holds now (an apply restarted the servlet)."""
+        for attempt in (0, 1):
+            try:
+                return gw.request(op, servlet_key(self.name, self._identity), args,
+                                  timeout=timeout)
+            except PermissionError as exc:
+                if "is not the servlet rhplan started" not in str(exc):
+                    raise
+                fresh = self._reread() if self._reread is not None and not attempt else None
+                if fresh is None or fresh == self._identity:
+                    raise RhplanError(str(exc).split("\n")[0]) from None
+                self._identity = fresh
+        raise AssertionError("unreachable")
 
     def with_timeout(self, seconds: float | None) -> ServletHandle:
         """The same servlet, with every request bounded: one that has no answer within
@@ -119,7 +154,7 @@ class ServletHandle:
                 if attempt:
                     raise
                 old = self._actor
-                self._actor = _find_actor(self.name)
+                self._actor = self._find()
                 if self._actor._actor_id == old._actor_id:
                     raise
         raise AssertionError("unreachable")
@@ -145,14 +180,13 @@ class ServletHandle:
             return self._direct(method, *payload, log, log=log)
         if how == "gateway":
             assert self._via_gateway is not None
-            return self._via_gateway().request(op, self.name, (*payload, True),
-                                               timeout=self._timeout)
+            return self._request(self._via_gateway(), op, (*payload, True), self._timeout)
         return self._direct(op, *payload)
 
     def _ask(self, op: str, *args: Any, timeout: float | None = None) -> Any:
         assert self._gateway is not None
-        return self._gateway.request(op, self.name, args,
-                                     timeout=timeout if timeout is not None else self._timeout)
+        return self._request(self._gateway, op, args,
+                             timeout if timeout is not None else self._timeout)
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run fn(*args, **kwargs) in the env and return its result. fn is a callable
@@ -401,6 +435,30 @@ def connect_ray(cluster: Any) -> str:
     return address
 
 
+def _is_recorded(actor: Any, identity: dict[str, Any]) -> bool:
+    return bool(identity.get("actor_id")) and actor._actor_id.hex() == identity["actor_id"]
+
+
+def _check_actor(name: str, actor: Any, identity: dict[str, Any] | None) -> None:
+    """Refuse an actor under the servlet's name that is not the one rhplan started: its
+    answers would be unpickled here (the machine with the cloud keys). Only its id,
+    which Ray gives and nobody picks, is looked at: nothing is asked of it."""
+    if identity is None:
+        raise RhplanError(_NO_IDENTITY.format(name=name))
+    if not _is_recorded(actor, identity):
+        raise RhplanError(str(not_started_by_rhplan(
+            name, f"the actor answering to {NAMESPACE}/{name} ({actor._actor_id.hex()})")))
+
+
+_NO_IDENTITY = ("servlet {name!r} has no identity recorded in the state (started by an "
+                "older rhplan), so nothing can tell it from an impostor; run rhplan apply "
+                "to restart it")
+
+
+def _identity(env: Any) -> dict[str, Any] | None:
+    return (getattr(env, "private", None) or {}).get("servlet_identity") or None
+
+
 def _find_actor(name: str) -> Any:
     import ray
     try:
@@ -500,18 +558,30 @@ def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
     """A handle to env NAME's servlet, found through the state in chdir."""
     env, cluster = find_env(name, chdir)
     servlet_name = env.attributes["name"]
+    identity = _identity(env)
+
+    def reread() -> dict[str, Any] | None:
+        return _identity(find_env(name, chdir)[0])
+
     if choose_route(cluster) == "ssh":
+        if identity is None:
+            raise RhplanError(_NO_IDENTITY.format(name=servlet_name))
         gw = _gateway(cluster, chdir)
+        handle = ServletHandle(servlet_name, None, "", gw, identity=identity)
         try:
-            gw.request("find", servlet_name, (), timeout=60)
+            handle._request(gw, "find", (), 60)
         except LookupError as exc:  # the gateway's "not running", as the direct route says it
             raise RhplanError(str(exc).strip("'\"")) from None
         head = (cluster.attributes.get("ips") or ["?"])[0]
-        return ServletHandle(servlet_name, None, f"ssh://{head} ({cluster.address})", gw)
+        return ServletHandle(servlet_name, None, f"ssh://{head} ({cluster.address})", gw,
+                             identity=identity, reread=reread)
     address = connect_ray(cluster)
+    actor = _find_actor(servlet_name)
+    _check_actor(servlet_name, actor, identity)
     # a servlet on another host: its output can only be read there, by the gateway
     via = None if cluster.provider == "local" else (lambda: _gateway(cluster, chdir))
-    return ServletHandle(servlet_name, _find_actor(servlet_name), address, via_gateway=via)
+    return ServletHandle(servlet_name, actor, address, via_gateway=via, identity=identity,
+                         reread=reread)
 
 
 __all__ = ["GatewayLost", "RemoteError", "ServletHandle", "servlet", "find_env",
