@@ -360,3 +360,23 @@ def test_replacing_the_cluster_rotates_its_ca(duo: Duo) -> None:
     assert after["ca_cert"] != before["ca_cert"]
     assert set(after["nodes"].values()).isdisjoint(before["nodes"].values())
     assert mode(tls.local_dir(duo.rh.dir, "duo") / "ca.key") == 0o600
+
+
+def test_a_cluster_an_older_rhplan_started_without_tls_is_planned_again(duo: Duo) -> None:
+    """A state an rhplan before issue 16 wrote (the same cluster, recorded without its
+    TLS files): a refreshing plan shows Ray started again, and why."""
+    path = duo.rh.state_path
+    saved = path.read_bytes()
+    state = json.loads(saved)
+    for r in state["resources"]:
+        if r["address"] == "cluster.duo":
+            del r["private"]["ray_tls"]
+    try:
+        path.write_text(json.dumps(state))
+        res = duo.rh("plan", "-detailed-exitcode")
+    finally:
+        path.write_bytes(saved)
+    assert res.returncode == 2, res.describe()
+    assert "without TLS; apply starts it again safely" in res.output, res.describe()
+    assert '"exposed" -> "running"' in res.output, res.describe()
+    assert duo.rh("plan", "-detailed-exitcode").returncode == 0

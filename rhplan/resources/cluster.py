@@ -245,6 +245,12 @@ class ClusterType(ResourceType):
                  if attrs.get(k) != recorded.get(k)]
         if attrs.get("ray_address") and rs.private.get("ray_temp_dir"):
             notes += self._read_hosts(rs, ctx, state)
+        exposed = _exposed(attrs, rs.private)
+        if exposed:
+            # started by an rhplan before issue 16: the next apply starts it again on
+            # loopback (one host) or with TLS between its nodes
+            attrs["ray_status"] = "exposed"
+            notes.append(f"{rs.address}: its Ray {exposed}; apply starts it again safely")
         if all(s != "ready" for s in (rs.attributes.get("hosts") or {"-": "ready"}).values()):
             # its hosts still exist (instances bill, folders and Ray may be left): it stays
             # recorded until destroy removes them, and an apply sets them up again
@@ -437,6 +443,21 @@ class ClusterType(ResourceType):
 def _host_gone(status: Any) -> bool:
     """A host that runs nothing any more: its instance is terminated or stopped."""
     return str(status or "").startswith(("terminated", "stopped"))
+
+
+def _exposed(attrs: dict[str, Any], private: dict[str, Any]) -> str:
+    """How a running Ray an older rhplan started faces the network, or "" when it runs
+    as rhplan starts it now (one host: loopback only; more: TLS between nodes)."""
+    if attrs.get("ray_status") != "running" or not attrs.get("ray_address"):
+        return ""
+    if private.get("ray_single_node", True):
+        host = attrs["ray_address"].rpartition(":")[0]
+        if host.startswith("127.") or host in ("::1", "localhost"):
+            return ""
+        return f"listens beyond loopback ({attrs['ray_address']})"
+    if not (private.get("ray_tls") or {}).get("head"):
+        return f"listens on {attrs['ray_address']} without TLS"
+    return ""
 
 
 def _count(value: Any) -> int:
