@@ -149,6 +149,9 @@ def test_remote_exceptions_arrive_as_text_unless_their_class_is_ours(
     assert not marker.exists(), marker.read_text()
     for route in ("direct", "ssh"):
         r = got[route]
+        print(f"RELIABILITY: {route}: " + "; ".join(
+            f"{k} -> {v['type']}" + (f" ({v['remote_type']})" if v.get("remote_type") else "")
+            for k, v in r.items()))
         local = r["local"]
         assert local["type"] == "RemoteError" and local["remote_type"] == "LocalOnlyError", r
         assert "LocalOnlyError: only-in-the-env" in local["msg"], local
@@ -263,6 +266,7 @@ def test_a_rogue_actor_under_the_servlets_name_runs_nothing_here(
     rogue_id = got.pop("rogue_id")
     assert rogue_id != before["actor_id"]
     for what, res in got.items():
+        print(f"RELIABILITY: {what}: {res.get('type')}: {res.get('msg', res.get('value'))}")
         assert res.get("type") == "RhplanError", (what, res)
         msg = res["msg"]
         assert "\n" not in msg and msg.startswith("servlet 'sec': "), (what, msg)

@@ -257,8 +257,7 @@ def parse_key(key: str) -> tuple[str, list[str]]:
 def not_started_by_rhplan(name: str, what: str) -> PermissionError:
     """The one error a caller gets for an impostor (tests and client.py match on it)."""
     return PermissionError(f"servlet {name!r}: {what} is not the servlet rhplan started; "
-                           "nothing was sent to it; run rhplan apply to restart the servlet "
-                           "(or rhplan refresh if it was restarted by rhplan elsewhere)")
+                           "nothing was sent to it; run rhplan apply to restart the servlet")
 
 
 def _start_ticks(pid: int) -> int | None:
