@@ -54,7 +54,8 @@ def test_route_falls_back_to_ssh_within_2s(black_hole: str, tmp_path: Path,
     token.write_text("t")
     cluster = ResourceState(
         address="cluster.far", type="cluster", name="far", provider="ssh",
-        attributes={"ray_address": black_hole, "ray_version": version("ray")},
+        attributes={"ray_address": black_hole, "ray_version": version("ray"),
+                    "ips": ["127.0.0.1"]},
         private={"ray_token_path": "/x/token", "ray_driver_token_path": str(token)})
     t0 = time.monotonic()
     client._routes.pop((cluster.address, black_hole), None)
@@ -66,6 +67,11 @@ def test_route_falls_back_to_ssh_within_2s(black_hole: str, tmp_path: Path,
         srv.listen(8)
         cluster.attributes["ray_address"] = f"127.0.0.1:{srv.getsockname()[1]}"
         assert client.choose_route(cluster) == "direct"
+        # ...but a one-host cluster's loopback is its head's: from another machine, the
+        # 127.0.0.1 here is someone else's port (issue 16)
+        cluster.attributes["ips"] = ["10.0.0.5"]
+        client._routes.clear()
+        assert client.choose_route(cluster) == "ssh"
 
 
 def test_route_forced_and_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
