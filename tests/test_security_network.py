@@ -221,8 +221,14 @@ print("RAN " + json.dumps(sorted(ran)), flush=True)
 
 
 class Duo:
-    def __init__(self, rh: Any, root: Path, a: Any, b: Any) -> None:
-        self.rh, self.root, self.a, self.b = rh, root, a, b
+    def __init__(self, applied: Applied) -> None:
+        self.applied = applied
+        self.rh = applied.rh
+        self.a, self.b = applied.hosts
+
+    @property
+    def root(self) -> Path:
+        return self.applied.root
 
     @property
     def cluster(self) -> dict[str, Any]:
@@ -250,7 +256,7 @@ def duo(clusters: dict[str, Applied]) -> Duo:
     a, b = c.hosts
     assert c.rh.resources()["cluster.duo"]["attributes"]["hosts"] == {
         a.address: "ready", b.address: "ready"}
-    return Duo(c.rh, c.root, a, b)
+    return Duo(c)
 
 
 def test_what_a_driver_sends_between_nodes_is_tls_only(duo: Duo, tmp_path: Path) -> None:
@@ -351,15 +357,26 @@ def test_private_keys_are_owner_only_and_never_in_the_state(duo: Duo) -> None:
 @pytest.mark.long
 def test_replacing_the_cluster_rotates_its_ca(duo: Duo) -> None:
     """A re-apply with nothing to change keeps the CA and certificates; a replaced
-    cluster gets a new CA and new node certificates."""
+    cluster (a new root_dir forces it; the hosts have no PyPI, so its Ray venv is
+    provisioned first) gets a new CA and new node certificates."""
+    sp = _ssh_test_helpers()
     before = duo.cluster["private"]["ray_tls"]
     res = duo.rh("plan", "-detailed-exitcode")
     assert res.returncode == 0, res.describe()
-    duo.rh("apply", "-auto-approve", "-replace=cluster.duo", timeout=APPLY_TIMEOUT).ok()
-    after = duo.cluster["private"]["ray_tls"]
+    old, new = duo.root, duo.root.with_name("root2")
+    sp.provision_ray_venv(new)
+    duo.rh.edit(sp.hcl_str(str(old)), sp.hcl_str(str(new)))
+    duo.applied.root = new
+    duo.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+    private = duo.cluster["private"]
+    duo.applied.temp_dirs = [temp_dir_for(str(new)),
+                             *(private.get("ray_worker_temp_dirs") or {}).values()]
+    after = private["ray_tls"]
     assert after["ca_cert"] != before["ca_cert"]
     assert set(after["nodes"].values()).isdisjoint(before["nodes"].values())
     assert mode(tls.local_dir(duo.rh.dir, "duo") / "ca.key") == 0o600
+    assert not old.exists()
+    print("RELIABILITY: security: replaced cluster: new CA, new node certificates")
 
 
 def test_a_cluster_an_older_rhplan_started_without_tls_is_planned_again(duo: Duo) -> None:
