@@ -65,7 +65,10 @@ def _wait_listening(address: str, proc: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     env_dir = tmp_path_factory.mktemp("env")
-    key, name = f"127.0.0.1:{uuid.uuid4().hex[:8]}", "sock-test"
+    with socket.socket() as free:  # a port with no Ray there: the rig's "cluster"
+        free.bind(("127.0.0.1", 0))
+        key = f"127.0.0.1:{free.getsockname()[1]}"
+    name = f"sock-test-{uuid.uuid4().hex[:8]}"  # its socket's name is this run's alone
     proc = subprocess.Popen([sys.executable, "-c", SERVLET, str(SERVLETS), name, str(env_dir),
                              key], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     token = os.urandom(16).hex().encode()
@@ -219,3 +222,13 @@ def test_a_long_call_does_not_hold_up_the_next(rig: Rig) -> None:
             assert time.monotonic() - t0 < 2
     finally:
         slow.join(30)
+
+
+def test_a_servlet_without_its_own_socket_goes_through_ray(rig: Rig) -> None:
+    # no servlet listens under this name: the gateway turns to Ray, which is not
+    # there either (the rig's address has no GCS): one clear error, within seconds
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match="could not join Ray .* is not answering"):
+        rig.caller.request("keys", "no-such-servlet", (), timeout=60)
+    assert time.monotonic() - t0 < 15
+    assert rig.gw.ray is None and rig.gw.joining

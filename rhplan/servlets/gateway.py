@@ -410,6 +410,8 @@ class Gateway:
                 return
             self.joining = True
         try:
+            if not _gcs_up(self.address):  # ray.init retries a dead address for minutes
+                raise ConnectionError(f"Ray at {self.address} is not answering")
             import ray
 
             ray.init(address=self.address, namespace=NAMESPACE, logging_level="ERROR",
