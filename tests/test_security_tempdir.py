@@ -11,7 +11,8 @@ third one a victim whose /tmp/rhplan-<uid> someone else made first:
   servlet printed a secret (worker-*.out), and the other user cannot read the log;
 - its process whose command line names the cluster's temp dir is not one of the
   cluster's (owned_pids) and outlives destroy;
-- on an ssh cluster (the suite's loopback sshd) the recorded temp dir is private too.
+- on an ssh cluster (the suite's loopback sshd) the recorded temp dir is private too;
+- a cluster recorded with the old shared temp dir is still refreshed and destroyed.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ from test_ssh_provider import (  # noqa: F401 - server: a real sshd fixture
     ssh_block,
 )
 
+from rhplan import ray_head
+from rhplan.connection import LocalConnection
 from rhplan.ray_head import OWNED_PIDS_FN
 
 ATTACKER = "rhplan-t-squat"
@@ -124,6 +127,19 @@ def others_shut_out(temp_dir: Path) -> None:
         assert res.returncode != 0 and "Permission denied" in res.stderr, (argv, res)
 
 
+def processes_of(uid: int, word: str) -> list[int]:
+    """Live processes of uid whose command line holds word."""
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and os.stat(f"/proc/{p}").st_uid == uid and word.encode() in \
+                    Path(f"/proc/{p}/cmdline").read_bytes():
+                found.append(int(p))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
 def run_owned_pids(temp_dir: str, token_path: str) -> list[int]:
     """owned_pids() as rhplan runs it on a host (its host-side text, run by Python)."""
     script = OWNED_PIDS_FN + "\nimport json, sys\nprint(json.dumps(owned_pids(sys.argv[1], " \
@@ -171,6 +187,8 @@ def test_a_squatted_old_temp_dir_does_not_make_apply_write_a_root_file(applied: 
     # the squatter's folder is neither used nor removed: it is not rhplan's
     assert legacy.lstat().st_uid == pwd.getpwnam(ATTACKER).pw_uid
     assert sorted(p.name for p in legacy.iterdir()) == ["ray_current_cluster"]
+    print(f"RELIABILITY: security squat (local): old path {legacy} squatted by {ATTACKER}, "
+          f"root-only file unchanged=yes, Ray's temp dir {temp_dir}")
 
 
 def test_the_heads_temp_dir_is_private_after_apply_and_a_printed_secret(
@@ -186,6 +204,7 @@ def test_the_heads_temp_dir_is_private_after_apply_and_a_printed_secret(
     assert sockets and max(len(str(s)) for s in sockets) < 108, sockets
     assert files_open_to_others(temp_dir) == []
     others_shut_out(temp_dir)
+    after_apply = sum(len(f) for _, _, f in os.walk(temp_dir))
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(f"""
         import sys
@@ -215,6 +234,12 @@ def test_the_heads_temp_dir_is_private_after_apply_and_a_printed_secret(
                    if re.search(rf"[-_]{proc.pid}\.(log|out|err) ", f)]
     assert files_open_to_others(temp_dir) == driver_logs
     others_shut_out(temp_dir)
+    print(f"RELIABILITY: security temp dir (local): parent {parent} 700, files after apply="
+          f"{after_apply} open to others=0; after a printed secret files="
+          f"{sum(len(f) for _, _, f in os.walk(temp_dir))} holding it={len(logs)} (0600), "
+          f"open to others={len(driver_logs)} (the caller's own driver logs); "
+          f"{ATTACKER} can list or read none; longest socket path "
+          f"{max(len(str(s)) for s in sockets)} bytes")
     for log in logs:
         read = as_user(ATTACKER, "cat", str(log))
         assert read.returncode != 0 and SECRET not in read.stdout, read
@@ -233,11 +258,8 @@ def test_owned_pids_ignore_another_users_process_naming_the_temp_dir(applied: An
                               "import time; time.sleep(600)", temp_dir,
                               f"{temp_dir}/session_latest/logs"])
     try:
-        pid = poll_until(lambda: [int(p) for p in os.listdir("/proc") if p.isdigit()
-                                  and os.stat(f"/proc/{p}").st_uid
-                                  == pwd.getpwnam(ATTACKER).pw_uid
-                                  and temp_dir.encode() in Path(f"/proc/{p}/cmdline")
-                                  .read_bytes()], timeout=20, what="the decoy")[0]
+        pid = poll_until(lambda: processes_of(who.pw_uid, temp_dir), timeout=20,
+                         what="the decoy")[0]
         owned = run_owned_pids(temp_dir, token)
         assert owned, "no process of the cluster found"
         assert pid not in owned
@@ -245,6 +267,8 @@ def test_owned_pids_ignore_another_users_process_naming_the_temp_dir(applied: An
         assert res.returncode == 0, res.describe()
         assert alive(pid), "destroy signalled another user's process"
         assert not Path(temp_dir).exists()
+        print(f"RELIABILITY: security owned_pids (local): cluster processes={len(owned)}, "
+              f"{ATTACKER}'s process naming the temp dir matched=no, alive after destroy=yes")
     finally:
         decoy.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -350,3 +374,44 @@ def test_an_ssh_clusters_temp_dir_is_private_and_removed_by_destroy(
         res = rh("destroy", "-auto-approve", timeout=APPLY_TIMEOUT)
     assert res.returncode == 0, res.describe()
     assert not temp_dir.exists()
+
+
+# --- upgrade: a cluster recorded with the old shared temp dir --------------------------
+
+def test_a_cluster_recorded_with_the_old_shared_temp_dir_is_refreshed_and_destroyed(
+        rh: Any) -> None:
+    """A head older rhplan started in /tmp/rhplan-ray-<sha256(root)[:12]> (made by Ray,
+    0777), recorded so in the state: a refresh still sees it running, and destroy stops
+    it and removes that folder."""
+    rh.write('cluster "main" {\n  provider = "local"\n}\n')
+    rh("apply", "-auto-approve").ok()
+    doc = rh.state()
+    cluster = next(r for r in doc["resources"] if r["address"] == "cluster.main")
+    root, private = cluster["attributes"]["root_dir"], cluster["private"]
+    token = private["ray_token_path"]
+    conn = LocalConnection()
+    ray_head.stop(conn, sys.executable, private["ray_temp_dir"], token)
+    # the head as older rhplan started it: Ray's own folder at the hashed path
+    legacy = ray_head.legacy_temp_dir(root)
+    argv, (gcs,) = ray_head._node_argv(conn, sys.executable, token, True, "127.0.0.1",
+                                       legacy, 1, 0)
+    started = conn.run([*argv, "--head", f"--port={gcs}", "--include-dashboard=false"],
+                       timeout=ray_head.START_TIMEOUT)
+    try:
+        assert started.ok, started.stderr
+        assert stat.S_IMODE(Path(legacy).stat().st_mode) == 0o777
+        private["ray_temp_dir"] = legacy
+        cluster["attributes"]["ray_address"] = f"127.0.0.1:{gcs}"
+        rh.state_path.write_text(json.dumps(doc, indent=2))
+        plan = rh("plan", "-detailed-exitcode")
+        assert plan.returncode == 0, plan.describe()
+        assert "No changes" in plan.stdout, plan.stdout
+        res = rh("destroy", "-auto-approve")
+        assert res.returncode == 0 and "1 destroyed" in res.stdout, res.describe()
+        assert not Path(legacy).exists()
+        assert processes_of(os.geteuid(), legacy) == []
+    finally:
+        for pid in processes_of(os.geteuid(), legacy):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+        shutil.rmtree(legacy, ignore_errors=True)
