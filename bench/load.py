@@ -114,7 +114,7 @@ from test_ssh_provider import (  # noqa: E402  (how tests make ssh hosts and clu
     ssh_block,
 )
 
-from rhplan.ray_head import temp_dir_for  # noqa: E402
+from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 

@@ -165,7 +165,8 @@ def driver_python(workdir: Path) -> str:
 
 def leftover_processes(directory: Path) -> list[int]:
     """Live processes of this benchmark's cluster Ray (by its temp dir or token path)."""
-    from rhplan.ray_head import temp_dir_for
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from rayprocs import temp_dir_for  # the random temp dir rhplan made for this root
     root = (directory / ".rhplan" / "clusters" / "bench").absolute()
     temp_dir = temp_dir_for(str(root)).encode()
     token = f"RAY_AUTH_TOKEN_PATH={root}/ray/token".encode()

@@ -60,7 +60,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 
-from rhplan.ray_head import temp_dir_for  # noqa: E402
+from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 UV = str(Path(sys.executable).parent / "uv")
