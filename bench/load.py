@@ -106,15 +106,13 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import plan_scale  # noqa: E402  (the generator and state builder of the plan benchmark)
-from rayprocs import cluster_processes  # noqa: E402
+from rayprocs import cluster_processes, temp_dir_for  # noqa: E402  (Ray's random temp dirs)
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 from test_ssh_provider import (  # noqa: E402  (how tests make ssh hosts and clusters)
     cluster_hcl,
     provision_ray_venv,
     ssh_block,
 )
-
-from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 

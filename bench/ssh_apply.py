@@ -58,9 +58,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
-
 from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
+from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 UV = str(Path(sys.executable).parent / "uv")

@@ -277,9 +277,17 @@ def _run_or_clean_up(conn: Connection, argv: list[str], ray_python: str, temp_di
     host) it leaves what it had started (log monitor, raylet...), which no state records
     and so no destroy would stop: stop this node's processes by its temp dir now."""
     res = conn.run(private_argv(argv), timeout=START_TIMEOUT)
-    # Ray chmods its folders 0777 at node start (inside this user's 0700 folder): take
-    # that back (a worker's start opens them again; the parent keeps others out)
-    _host(conn, ray_python, "sealing Ray's temp dir", "seal", temp_dir)
+    try:
+        # Ray chmods its folders 0777 at node start (inside this user's 0700 folder):
+        # take that back (a worker's start opens them again; the parent keeps others out)
+        _host(conn, ray_python, "sealing Ray's temp dir", "seal", temp_dir)
+    except ProviderError:
+        if res.ok:  # a started node the state would not record: stop it, then say why
+            try:
+                stop(conn, ray_python, temp_dir, token_path)
+            except ProviderError:
+                pass
+            raise
     if not res.ok:
         try:
             stop(conn, ray_python, temp_dir, token_path)
