@@ -118,6 +118,11 @@ def ray_env(token_path: str, single_node: bool = True,
         # no Prometheus exporter: it answers without auth, on every interface of a node
         # that is not on loopback (issue 16); rhplan reads none of Ray's metrics
         "RAY_enable_metrics_collection": "0",
+        # ray[default]'s dashboard head (started even with --include-dashboard=false)
+        # serves its own metrics on 0.0.0.0:44227 whatever the above says; Ray 2.60 has
+        # no switch for it, but a port that cannot be bound makes it log an error and
+        # go on without that server (dashboard/head.py catches it)
+        "DASHBOARD_METRIC_PORT": "65536",
     }
     if single_node:
         # keep a one-host Ray on its given address (loopback); with it, no second node
