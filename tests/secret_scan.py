@@ -6,7 +6,8 @@ Where it looks:
   saved plans, lock info, cluster root_dirs ("hosts"), driver scripts, background
   command logs, and CLI_LOG: the stdout/stderr of every `rhplan` command the tests ran
   (appended by conftest.Rhplan, see record_cli_output);
-- the Ray temp dirs rhplan made for the tests' clusters (/tmp/rhplan-ray-*, changed
+- the Ray temp dirs rhplan made for the tests' clusters (/tmp/rhplan-<uid>/*, and
+  /tmp/rhplan-ray-* of older rhplan, changed
   since the session started; most are gone after destroy, so tests that apply also
   call scan_paths on theirs before destroying).
 
