@@ -491,10 +491,11 @@ def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
         wait_for({str(resumed)!r})
         emit(timed_out=timed_out, took=took, after=s.with_timeout(60).call("operator:add", 2, 2))
     """)
-    info = json.loads(Path(manage.gateway_dir(str(box.root)), "gateway.json").read_text())
     assert proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "READY"
+        # Read only now: the first call above may be what started the gateway.
+        info = json.loads(Path(manage.gateway_dir(str(box.root)), "gateway.json").read_text())
         os.kill(info["pid"], signal.SIGSTOP)  # the head hangs (its gateway, at least)
         try:
             stopped.touch()
