@@ -103,7 +103,8 @@ import json, os, sys
 import rhplan
 CHDIR = sys.argv[1]
 def emit(**values):
-    print("RESULT " + json.dumps(values), flush=True)
+    # on a line of its own: a streamed run may have left one without its newline
+    print("\\nRESULT " + json.dumps(values), flush=True)
 """
 
 
