@@ -47,6 +47,7 @@ from test_ssh_provider import (  # noqa: F401 - server: a real sshd fixture
 from rhplan import ray_head
 from rhplan.connection import LocalConnection
 from rhplan.ray_head import OWNED_PIDS_FN
+from rhplan.servlets import manage
 
 ATTACKER = "rhplan-t-squat"
 VICTIM = "rhplan-t-victim"
@@ -256,13 +257,18 @@ def test_owned_pids_ignore_another_users_process_naming_the_temp_dir(applied: An
     decoy = subprocess.Popen(["setpriv", f"--reuid={who.pw_uid}", f"--regid={who.pw_gid}",
                               "--clear-groups", "--", SYSTEM_PY, "-c",
                               "import time; time.sleep(600)", temp_dir,
-                              f"{temp_dir}/session_latest/logs"])
+                              f"{temp_dir}/session_latest/logs", "/x/watchdog-decoy.py"])
     try:
         pid = poll_until(lambda: processes_of(who.pw_uid, temp_dir), timeout=20,
                          what="the decoy")[0]
         owned = run_owned_pids(temp_dir, token)
         assert owned, "no process of the cluster found"
         assert pid not in owned
+        # stopping the autostop watchdog (what an autostop change does) spares it too,
+        # though it names the temp dir and a watchdog-* script
+        manage.stop_watchdog(LocalConnection(), {"ray_python": SYSTEM_PY},
+                             {"ray_temp_dir": temp_dir})
+        assert alive(pid), "stopping the watchdog signalled another user's process"
         res = applied("destroy", "-auto-approve")
         assert res.returncode == 0, res.describe()
         assert alive(pid), "destroy signalled another user's process"

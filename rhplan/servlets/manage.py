@@ -153,6 +153,9 @@ def start_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str,
                             f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
+# Only this user's watchdog of this temp dir: the temp dir is one argument of its own
+# and the script is named watchdog-*, so a root destroy never signals another user's
+# process that merely mentions the path.
 _STOP_WATCHDOG = r"""
 import os, signal, sys
 marker = sys.argv[1].encode()
@@ -160,11 +163,13 @@ for p in os.listdir("/proc"):
     if not p.isdigit() or int(p) == os.getpid():
         continue
     try:
+        if os.stat(f"/proc/{p}").st_uid != os.getuid():
+            continue
         with open(f"/proc/{p}/cmdline", "rb") as f:
-            cmd = f.read()
+            args = f.read().split(b"\0")
     except OSError:
         continue
-    if marker in cmd and b"watchdog-" in cmd:
+    if marker in args and any(os.path.basename(a).startswith(b"watchdog-") for a in args):
         try:
             os.kill(int(p), signal.SIGKILL)
         except OSError:
