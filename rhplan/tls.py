@@ -161,6 +161,25 @@ def node_paths(root_dir: str, host: str) -> dict[str, str]:
             "ca": f"{base}/ca.crt"}
 
 
+# Runs on a host: the address Ray finds for the node by itself (a UDP socket "towards"
+# 8.8.8.8, no packet sent), which it may advertise whatever --node-ip-address says
+# (FIELD-NOTES: 127.0.0.1 is given up for the eth0 address): certificates name it too.
+_OWN_ADDRESS = r"""
+import socket
+try:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("8.8.8.8", 53))
+        print(s.getsockname()[0])
+except OSError:
+    pass
+"""
+
+
+def own_address(conn: Connection, python: str) -> list[str]:
+    res = conn.run([python, "-I", "-c", _OWN_ADDRESS], timeout=30)
+    return res.stdout.split()[:1] if res.ok else []
+
+
 def put_node(conn: Connection, root_dir: str, host: str, addresses: list[str], ca: Pair,
              recorded: str | None) -> tuple[dict[str, str], str]:
     """Make sure the node on this host has a certificate of the cluster's CA for its

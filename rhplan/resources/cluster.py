@@ -168,8 +168,10 @@ class ClusterType(ResourceType):
         address rhplan reached it at); their paths."""
         record = rs.private["ray_tls"]
         node_ip = (rs.private.get("node_ips") or {}).get(ip, ip)
+        # and the address Ray may advertise instead of a loopback node address
+        own = tls.own_address(conn, rs.attributes["ray_python"])
         paths, cert = tls.put_node(conn, rs.attributes["root_dir"], ip,
-                                   list(dict.fromkeys([node_ip, ip])), ca,
+                                   list(dict.fromkeys([node_ip, ip, *own])), ca,
                                    record["nodes"].get(ip))
         record["nodes"][ip] = cert
         if head:
