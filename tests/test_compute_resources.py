@@ -268,10 +268,10 @@ def test_a_failed_servlet_start_leaves_the_env_recorded(applied: Any) -> None:
 
 
 # Runs in the head's namespace with the cluster's Ray Python: my_accel on each live node.
+# argv[2]: the head's Ray settings (token, TLS files) as JSON.
 _NODE_RESOURCES = """
 import json, os, sys
-os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=sys.argv[2],
-                  RAY_USAGE_STATS_ENABLED="0")
+os.environ.update(json.loads(sys.argv[2]))
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 print("NODES " + json.dumps({n["NodeManagerAddress"]: n["Resources"].get("my_accel")
@@ -293,6 +293,8 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
         hcl_str,
         provision_ray_venv,
     )
+
+    from rhplan.ray_head import private_env
     reason = netns_available()
     if reason is not None:
         pytest.skip(f"network namespaces: {reason}")
@@ -314,7 +316,7 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
             c = rh.resources()["cluster.duo"]
             temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
             proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", _NODE_RESOURCES,
-                          c["attributes"]["ray_address"], c["private"]["ray_driver_token_path"]],
+                          c["attributes"]["ray_address"], json.dumps(private_env(c["private"]))],
                          timeout=DRIVER_TIMEOUT)
             nodes = [ln for ln in proc.stdout.splitlines() if ln.startswith("NODES ")]
             assert proc.returncode == 0 and nodes, f"{proc.stdout}\n{proc.stderr}"
