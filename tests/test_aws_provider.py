@@ -337,7 +337,7 @@ def test_no_change_plan_is_one_describe_call(fleet: Fleet, tmp_path: Path) -> No
     assert api_calls(log) == {"DescribeInstances": 1, "DescribeSecurityGroups": 1}
 
 
-@pytest.mark.long  # the default run keeps the fleet's launch, plan, drift and resize plans
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_scale_up_launches_one_and_joins_it(fleet: Fleet) -> None:
     pid = fleet.servlet_pid()
     fleet.rh.edit("num_instances = 2", "num_instances = 3")
@@ -351,7 +351,7 @@ def test_scale_up_launches_one_and_joins_it(fleet: Fleet) -> None:
     assert fleet.servlet_pid() == pid  # the head and its servlet were left alone
 
 
-@pytest.mark.long  # the default run keeps the fleet's launch, plan, drift and resize plans
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_scale_down_removes_the_last_worker(fleet: Fleet) -> None:
     before = fleet.cluster()["attributes"]["instance_ids"]
     fleet.rh.edit("num_instances = 3", "num_instances = 2")
@@ -398,7 +398,7 @@ def test_drift_is_shown_and_repaired(fleet: Fleet) -> None:
     assert "No changes." in fleet.rh("plan").ok().stdout
 
 
-@pytest.mark.long  # the default run keeps the fleet's launch, plan, drift and resize plans
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_worker_terminated_outside_is_replaced(fleet: Fleet) -> None:
     a = fleet.cluster()["attributes"]
     ids = a["instance_ids"]
@@ -422,7 +422,7 @@ def test_a_worker_terminated_outside_is_replaced(fleet: Fleet) -> None:
     poll_until(lambda: fleet.ray_nodes() == 2, 90, "Ray to count two live nodes")
 
 
-@pytest.mark.long  # the default run keeps the fleet's launch, plan, drift and resize plans
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_throttling_is_retried_and_a_broken_endpoint_fails_in_one_line(fleet: Fleet) -> None:
     from faulty_http import SERVER_ERROR, THROTTLE, FaultyProxy, Rule
     proxy = FaultyProxy(fleet.moto.url, [Rule("DescribeInstances", THROTTLE, 3)]).start()
@@ -444,7 +444,7 @@ def test_throttling_is_retried_and_a_broken_endpoint_fails_in_one_line(fleet: Fl
     assert "No changes." in fleet.rh("plan").ok().stdout
 
 
-@pytest.mark.long  # the default run keeps the fleet's launch, plan, drift and resize plans
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_resize_in_place_keeps_the_instances_and_restarts_the_servlet(fleet: Fleet) -> None:
     ids = fleet.cluster()["attributes"]["instance_ids"]
     fleet.rh.edit('"CPU:2+"', '"c5.xlarge"')
@@ -461,7 +461,7 @@ def test_resize_in_place_keeps_the_instances_and_restarts_the_servlet(fleet: Fle
 
 # --- failures --------------------------------------------------------------------------
 
-@pytest.mark.long  # the default run keeps the fleet's launch, plan, drift and resize plans
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_bad_image_fails_its_cluster_and_leaves_the_other_applied(
         moto: MotoServer, server: SSHServer, ray_root: Path, tmp_path: Path,
         rhplan_in: Any) -> None:
@@ -481,6 +481,7 @@ def test_a_bad_image_fails_its_cluster_and_leaves_the_other_applied(
     assert leftovers(moto, lineage) == []
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_killed_apply_is_adopted_not_duplicated(moto: MotoServer, server: SSHServer,
                                                   ray_root: Path, tmp_path: Path,
                                                   rhplan_in: Any) -> None:

@@ -279,7 +279,7 @@ print("NODES " + json.dumps({n["NodeManagerAddress"]: n["Resources"].get("my_acc
 """
 
 
-@pytest.mark.long  # two netns hosts, ~60-150 s; per-host resources are checked at plan time in the default run
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in: Any) -> None:
     """Head and worker each get `ray start --resources`, a host its own values where
     custom_resources_by_host gives them (two hosts in two network

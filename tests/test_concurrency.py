@@ -97,7 +97,9 @@ def _s3_store(rh: Rhplan, moto: Any) -> Store:
                                             Body=json.dumps(info).encode()))
 
 
-@pytest.fixture(params=["local", "s3"])
+# The S3 variants (a moto server, ~70 s) run under -m long; tests/test_state_s3.py keeps
+# S3 locking in the default run.
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.long)])
 def store(request: pytest.FixtureRequest, rh: Rhplan) -> Store:
     rh.keep = True  # secrets only: nothing real to destroy afterwards
     if request.param == "local":

@@ -141,6 +141,7 @@ def test_destroy_removes_the_local_ray_token(rh: Any) -> None:
     assert not token.parent.exists()  # no other cluster's token was in it
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_destroy_with_the_clusters_ray_down_stops_the_servlet_by_its_pid(rh: Any) -> None:
     root, temp_dirs, servlet, token = local_applied(rh)
     gcs = [pid for pid, cmd in cluster_processes(temp_dirs, root).items() if "gcs_server" in cmd]
@@ -190,6 +191,7 @@ def test_destroy_with_the_raylet_gone_does_not_wait_for_ray(rh: Any) -> None:
     assert_nothing_left(rh, root, temp_dirs, servlet, token)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_local_cluster_whose_marker_vanished_is_repaired_or_destroyed(rh: Any) -> None:
     """Without its marker file a local cluster still runs Ray: the plan repairs it
     (never forgets it), and destroy stops its Ray and servlet."""
@@ -280,6 +282,7 @@ def test_a_cluster_whose_ray_failed_to_start_is_recorded_and_destroyed(rh: Any) 
             blocker.unlink()
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_an_ssh_cluster_whose_folder_vanished_under_its_ray_is_repaired_or_destroyed(
         server: SSHServer, tmp_path: Path, rhplan_in: Any) -> None:
     """rhplan's folder (Ray venv, token, marker) is removed on the host while its Ray

@@ -312,6 +312,7 @@ def test_add_one_package_then_remove_one_then_destroy(rh: Any) -> None:
     assert res.returncode == 2 and "Plan: 2 to add" in res.stdout, res.describe()
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_removing_a_package_the_servlet_runtime_also_needs_keeps_the_env_working(
         rh: Any) -> None:
     rh.write(one_env(["six==1.16.0", "idna==3.7"]))
@@ -325,6 +326,7 @@ def test_removing_a_package_the_servlet_runtime_also_needs_keeps_the_env_working
     assert_converged(rh)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_env_vars_in_place_stale_saved_plan_and_cluster_move(rh: Any) -> None:
     rh.write(one_env(["six==1.16.0"], '{ MODE = "a" }')
              + '\ncluster "other" {\n  provider = "local"\n}\n')
@@ -471,6 +473,7 @@ def blocking_config(rh: Any, blocker: str, fast_env: bool = False,
     rh.write("\n".join(parts))
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_concurrent_apply_is_refused_at_once(rh: Any, wait_for: Any) -> None:
     blocker, release, started = rh.blocker()
     blocking_config(rh, blocker)
@@ -499,6 +502,7 @@ def test_concurrent_apply_is_refused_at_once(rh: Any, wait_for: Any) -> None:
     assert_converged(rh)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_sigkill_mid_apply_then_reapply_converges(rh: Any, wait_for: Any) -> None:
     blocker, release, started = rh.blocker()
     blocking_config(rh, blocker, fast_env=True)
