@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 
 UV = str(Path(sys.executable).parent / "uv")
@@ -104,6 +105,7 @@ def test_uninstalling_a_requirement_ray_already_brought_is_drift(rh: Any) -> Non
     _converged(rh)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_version_outside_the_specifier_is_drift(rh: Any) -> None:
     rh.write(_hcl(["pip:idna>=3.7"]))
     rh("apply", "-auto-approve").ok()
@@ -152,6 +154,7 @@ def test_uninstalling_a_local_package_or_removing_a_folder_from_the_path_is_drif
     _converged(rh)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_git_package_uninstalled_or_at_another_commit_is_drift(
         rh: Any, tmp_path: Path) -> None:
     repo, first = _git_repo(tmp_path / "gitpkg", "gitdrift", 1)

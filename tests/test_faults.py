@@ -413,6 +413,7 @@ def test_ssh_reset_mid_command(host: Host, tally: Tally) -> None:
                    f"{second:.1f} s, its 5 s command not cut by the 3 s dead-peer limit")
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_ssh_hang_mid_command(host: Host, tally: Tally) -> None:
     kind = "ssh connection hung (black hole) during an env's setup command"
     tally.start(kind)
