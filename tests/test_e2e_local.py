@@ -183,6 +183,7 @@ def test_env_vars_and_secrets_files_are_written(shared: Any) -> None:
     assert (files / "secrets.json").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_secret_value_is_never_stored_nor_printed(shared: Any) -> None:
     shared("plan", "-out", "again.plan").ok()
     shared("plan", "-json").ok()
@@ -373,6 +374,7 @@ def test_env_vars_in_place_stale_saved_plan_and_cluster_move(rh: Any) -> None:
     assert_converged(rh)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_drift_is_planned_and_repaired(rh: Any) -> None:
     rh.write(one_env(["six==1.16.0", "idna==3.7"], '{ MODE = "a" }'))
     rh("apply", "-auto-approve").ok()
@@ -523,6 +525,7 @@ def test_sigkill_mid_apply_then_reapply_converges(rh: Any, wait_for: Any) -> Non
     assert_converged(rh)
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_ctrl_c_lets_the_running_step_finish_and_skips_the_rest(rh: Any, wait_for: Any
                                                                 ) -> None:
     blocker, release, started = rh.blocker()

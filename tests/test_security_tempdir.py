@@ -384,6 +384,7 @@ def test_an_ssh_clusters_temp_dir_is_private_and_removed_by_destroy(
 
 # --- upgrade: a cluster recorded with the old shared temp dir --------------------------
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_cluster_recorded_with_the_old_shared_temp_dir_is_refreshed_and_destroyed(
         rh: Any) -> None:
     """A head older rhplan started in /tmp/rhplan-ray-<sha256(root)[:12]> (made by Ray,
