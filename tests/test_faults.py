@@ -395,6 +395,7 @@ def finish_and_check(h: Host, name: str) -> float:
     return took
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_ssh_reset_mid_command(host: Host, tally: Tally) -> None:
     kind = "ssh connection reset during an env's setup command"
     tally.start(kind)

@@ -532,6 +532,7 @@ def test_a_servlet_killed_by_hand_is_drift_and_apply_restarts_it(
     assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_the_secret_value_is_never_stored_nor_printed(applied: Applied) -> None:
     rh = applied.rh
     for args in (("plan",), ("plan", "-json"), ("show",), ("show", "-json"),

@@ -649,6 +649,7 @@ print("NODES " + json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes() 
 """
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_two_hosts_in_two_namespaces_form_one_ray_cluster(tmp_path: Path,
                                                           rhplan_in: Any) -> None:
     from netns import TestNetwork, netns_available
