@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rhplan.ray_head import private_env
 from rhplan.servlets import client
 from rhplan.state.model import ResourceState
 
@@ -61,7 +62,11 @@ def test_route_falls_back_to_ssh_within_2s(black_hole: str, tmp_path: Path,
     client._routes.pop((cluster.address, black_hole), None)
     assert client.choose_route(cluster) == "ssh"
     assert time.monotonic() - t0 < 2.0
-    # a head that answers (here: any listener) keeps the direct fast path
+    # a head that answers (here: any listener) keeps the direct fast path; in a suite
+    # that already imported Ray, this process must look set up for this cluster
+    for k, v in private_env(cluster.private, driver=True).items():
+        if k != "RAY_AUTH_TOKEN_PATH":
+            monkeypatch.setenv(k, v)
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(8)
