@@ -654,6 +654,7 @@ def test_fuzz_saved_plans_long(plan_seed: PlanSeed, env: dict[str, str]) -> None
 
 # ---- the real CLI agrees; a corrupted state names its backup -------------------------
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_subprocess_agrees_with_in_process(seeds: list[ConfigSeed],
                                            state_seeds: list[StateSeed], plan_seed: PlanSeed,
                                            env: dict[str, str]) -> None:

@@ -147,6 +147,7 @@ def test_a_secrets_file_on_an_ssh_host_is_0600(server: SSHServer,  # noqa: F811
     assert [p.name for p in target.parent.iterdir() if p.name.startswith(".rhplan-tmp")] == []
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_secret_from_a_variable_stays_out_of_the_saved_plan(rh: Any, tmp_path: Path) -> None:
     token = canary_secret("leaksvar")
     rh.keep = True  # a secret alone has nothing behind it to destroy

@@ -379,6 +379,7 @@ def test_replacing_the_cluster_rotates_its_ca(duo: Duo) -> None:
     print("RELIABILITY: security: replaced cluster: new CA, new node certificates")
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_cluster_an_older_rhplan_started_without_tls_is_planned_again(duo: Duo) -> None:
     """A state an rhplan before issue 16 wrote (the same cluster, recorded without its
     TLS files): a refreshing plan shows Ray started again, and why."""

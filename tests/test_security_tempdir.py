@@ -360,6 +360,7 @@ def test_a_users_temp_dir_is_made_private_and_checked_before_each_use(
 
 # --- an ssh cluster (the suite's loopback sshd) ----------------------------------------
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_an_ssh_clusters_temp_dir_is_private_and_removed_by_destroy(
         server: SSHServer, tmp_path: Path, rhplan_in: Any) -> None:  # noqa: F811
     rh = rhplan_in(tmp_path / "infra")
