@@ -231,6 +231,7 @@ def test_an_unschedulable_servlet_says_what_the_cluster_offers(applied: Any) -> 
     assert "same Ray version" not in msg, msg
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_servlet_without_the_clusters_ray_says_so(applied: Any, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # an interpreter without Ray: its worker dies at import and the actor stays pending

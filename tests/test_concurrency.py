@@ -306,6 +306,7 @@ def test_killed_holder_is_reported_then_cleared(store: Store, blocking_secret: A
           "with one notice line")
 
 
+@pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_unprovable_lock_waits_for_force_unlock(store: Store) -> None:
     """Locks rhplan cannot check: one taken on another host (every field present,
     only the host differs), and one an older rhplan wrote without boot id and start

@@ -128,8 +128,10 @@ class AwsFault:
 
 AWS_FAULTS = [
     # answers slower than the read timeout (1.5 s): retried, the apply completes
-    AwsFault("ec2 slow DescribeInstances (past the read timeout, twice)",
-             lambda: [Rule("DescribeInstances", FORWARD, 2, delay=3.0)], expect="completes"),
+    pytest.param(AwsFault(
+        "ec2 slow DescribeInstances (past the read timeout, twice)",
+        lambda: [Rule("DescribeInstances", FORWARD, 2, delay=3.0)], expect="completes"),
+        marks=pytest.mark.long),
     # made, answer lost, the retry meets it: that cluster fails, the other is applied
     AwsFault("ec2 CreateSecurityGroup answer lost after it was made",
              lambda: [Rule("CreateSecurityGroup", None, 1, after_upstream=True)]),

@@ -41,6 +41,7 @@ def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         pytest.fail(str(exc), pytrace=False)
 
 
+@pytest.mark.long  # bench/plan_scale.py measures plans of 2,000+ resources; left to -m long
 def test_plan_of_500_recorded_resources_accounts_for_each(tmp_path: Path) -> None:
     """The default-suite smoke of the plan part: no-op, a few changes, -json counts and a
     refreshed plan of state-only resources, at 500."""
