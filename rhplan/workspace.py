@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rhplan import gitignore
-from rhplan.apply import Applier, ApplyResult
 from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
 from rhplan.errors import ConfigError, StalePlanError
@@ -20,6 +19,9 @@ from rhplan.state import digest
 from rhplan.state.backend import Backend
 from rhplan.state.local import LocalBackend
 from rhplan.state.model import State
+
+if TYPE_CHECKING:
+    from rhplan.apply import ApplyResult
 
 
 class Workspace:
@@ -75,6 +77,7 @@ class Workspace:
             # killed apply launched is tagged with it and found again by the next one
             self.backend.write(current)
             refreshed.serial = current.serial
+        from rhplan.apply import Applier  # networkx and the apply machinery: apply only
         return Applier(plan, planner, refreshed, self.backend, self.ctx, parallelism, out,
                        progress_every).run()
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
-
 from rhplan.config.decode import Evaluation
 from rhplan.config.evaluate import UNKNOWN, EvalError, ResourceValue
 from rhplan.config.load import Config, ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
-from rhplan.graph import build_graph
+from rhplan.graph import ancestors, build_graph, descendants, topological_order
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
@@ -106,7 +104,7 @@ class Planner:
         selected = self._selected(state, opts)
         changes: dict[str, Change] = {}
         replaced: set[str] = set()
-        order = list(nx.lexicographical_topological_sort(self.graph))
+        order = topological_order(self.graph)
         for addr in order:
             rc = self.cfg.resources[addr]
             prior = state.resources.get(addr)
@@ -213,7 +211,7 @@ class Planner:
                 continue
             out.add(t)
             # planning a target needs what it depends on; destroying it, what depends on it
-            out |= nx.descendants(g, t) if opts.destroy else nx.ancestors(g, t)
+            out |= descendants(g, t) if opts.destroy else ancestors(g, t)
         return out
 
     def _diff(self, rc: ResourceConfig, attrs: dict[str, Any], prior: ResourceState | None,

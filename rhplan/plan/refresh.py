@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import networkx as nx
-
 from rhplan.errors import RhplanError
+from rhplan.graph import Graph, topological_generations
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
 from rhplan.state.model import State
@@ -14,7 +13,7 @@ from rhplan.state.model import State
 def refresh(state: State, ctx: RunContext, parallelism: int = 10) -> tuple[State, list[dict]]:
     """A refreshed copy of state (gone resources removed) and the drift found."""
     fresh = state.copy()
-    g = nx.DiGraph()
+    g = Graph()
     for addr, rs in fresh.resources.items():
         g.add_node(addr)
         for dep in rs.dependencies:
@@ -22,7 +21,7 @@ def refresh(state: State, ctx: RunContext, parallelism: int = 10) -> tuple[State
                 g.add_edge(dep, addr)
     drift: list[dict] = []
     # a resource is read after what it depends on (an env needs its cluster's connection)
-    for generation in nx.topological_generations(g):
+    for generation in topological_generations(g):
         def read(addr: str) -> tuple[str, object, list[str]]:
             rs = fresh.resources[addr]
             missing = [d for d in rs.dependencies

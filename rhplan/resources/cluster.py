@@ -7,13 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rhplan import facts, ray_head, tls
+from rhplan import facts, ray_head
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError, PartialFailure, ProviderError
+from rhplan.lazy import lazy_module
 from rhplan.provider import RunContext, load_provider
 from rhplan.resources.base import ResourceType
-from rhplan.servlets import manage
 from rhplan.state.model import ResourceState, State
+
+# imported on first use: paramiko and cryptography are not needed to plan (~0.45 s)
+manage = lazy_module("rhplan.servlets.manage")
+tls = lazy_module("rhplan.tls")
 
 # what autostop runs on an idle head unless the cluster says otherwise
 DEFAULT_AUTOSTOP = "sudo -n shutdown -h now"

@@ -29,12 +29,14 @@ from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
 from rhplan.errors import ConfigError, PartialFailure, ProviderError, RhplanError
+from rhplan.lazy import lazy_module
 from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
-from rhplan.servlets import manage
 from rhplan.state.model import ResourceState, State
+
+manage = lazy_module("rhplan.servlets.manage")  # imports paramiko: not needed to plan
 
 # what a running servlet holds, by attribute: a change to any restarts it (an
 # interpreter cannot reload upgraded modules, nor see a new environment)
