@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rhplan.config import ast
+from rhplan.config import ast, functions
 from rhplan.errors import ConfigError
 
 RESOURCE_TYPES = ("cluster", "env", "package", "secret")
@@ -59,10 +58,13 @@ class ResourceValue:
 class EvalError(Exception):
     """Raised inside evaluation; turned into a ConfigError with the file name."""
 
-    def __init__(self, message: str, line: int):
+    def __init__(self, message: str, line: int, static: bool = False):
         super().__init__(message)
         self.message = message
         self.line = line
+        # a mistake in the configuration itself (an undeclared variable, an unknown
+        # function): try() and can() do not hide it, as in Terraform
+        self.static = static
 
 
 Resolver = Callable[[str, str, int], ResourceValue]
@@ -90,15 +92,28 @@ class Scope:
             raise ConfigError(exc.message, file, exc.line) from None
 
 
+def make_evaluator(scope: Scope, bindings: dict[str, Any]) -> _Evaluator:
+    """An evaluator whose errors stay EvalErrors (templatefile renders with one)."""
+    return _Evaluator(scope, bindings)
+
+
 class _Evaluator:
     def __init__(self, scope: Scope, bindings: dict[str, Any]):
         self.scope = scope
         self.bindings = bindings
 
+    def bound(self, names: dict[str, Any]) -> _Evaluator:
+        """This evaluator with more names bound (a for loop's variables)."""
+        return _Evaluator(self.scope, {**self.bindings, **names})
+
     def eval(self, e: ast.Expr) -> Any:
         if isinstance(e, ast.Literal):
+            if type(e.value) is str and "%{" in e.value:
+                return self.directives(e, (e.value,), e.value)
             return e.value
         if isinstance(e, ast.Template):
+            if any(type(p) is str and "%{" in p for p in e.parts):
+                return self.directives(e, e.parts, None)
             out = []
             for p in e.parts:
                 if isinstance(p, str):
@@ -112,7 +127,7 @@ class _Evaluator:
         if isinstance(e, ast.Name):
             if e.name in self.bindings:
                 return self.bindings[e.name]
-            raise EvalError(_bare_name_message(e.name), e.line)
+            raise EvalError(_bare_name_message(e.name), e.line, static=True)
         if isinstance(e, ast.GetAttr):
             return self.get_attr(e)
         if isinstance(e, ast.Index):
@@ -178,7 +193,7 @@ class _Evaluator:
                     raise EvalError(
                         f"unknown variable var.{e.name}; declare it with "
                         f"variable \"{e.name}\" {{}}",
-                        e.line)
+                        e.line, static=True)
                 return self.scope.variables[e.name]
             if root == "local":
                 return self.scope.local_value(e.name, e.line)
@@ -188,7 +203,7 @@ class _Evaluator:
                 if e.name in ("module", "root", "cwd"):
                     return str(self.scope.base_dir)
                 raise EvalError(f"unknown path.{e.name}; use path.module", e.line)
-            raise EvalError(_bare_name_message(root), e.line)
+            raise EvalError(_bare_name_message(root), e.line, static=True)
         obj = self.eval(e.obj)
         if obj is UNKNOWN:
             return UNKNOWN
@@ -269,11 +284,20 @@ class _Evaluator:
                 out_list.append(sub.eval(e.value))
         return out_map if e.key is not None else out_list
 
+    def directives(self, e: ast.Expr, parts: tuple[Any, ...], plain: Any) -> Any:
+        """A string holding %{ for } / %{ if } directives (python-hcl2 leaves them raw)."""
+        from rhplan.config import template  # only strings with directives need it
+
+        tree = template.compiled(e, parts)
+        return plain if tree is None else template.render(tree, self)
+
     def call(self, e: ast.Call) -> Any:
-        fn = FUNCTIONS.get(e.name)
+        lazy = functions.LAZY.get(e.name)
+        if lazy is not None:  # try() / can(): they catch their arguments' errors
+            return lazy(lambda x: self.value(self.eval(x), e.line), e.args, e.line)
+        fn = functions.FUNCTIONS.get(e.name)
         if fn is None:
-            raise EvalError(
-                f"unknown function {e.name}(); available: {', '.join(sorted(FUNCTIONS))}", e.line)
+            raise EvalError(_unknown_function_message(e.name), e.line, static=True)
         args = [self.value(self.eval(a), e.line) for a in e.args]
         if e.expand_last and args:
             last = args.pop()
@@ -294,17 +318,26 @@ class _Evaluator:
                 exc.line = e.line
             raise
         except (TypeError, AttributeError):
-            # the functions are plain Python: a value of the wrong type shows up as one of
-            # these (fuzzing found lower(1), split(1, 2) and merge(1) as tracebacks)
+            # the functions are plain Python: a value of the wrong type they do not check
+            # shows up as one of these (fuzzing found lower(1), split(1, 2) and merge(1))
             raise EvalError(f"{e.name}(): an argument has the wrong type "
                             f"({', '.join(type_name(a) for a in args)}); "
                             f"{_usage(e.name)}", e.line) from None
-        except (ValueError, OSError, KeyError, ArithmeticError) as exc:
+        except (ValueError, OSError, KeyError, ArithmeticError, RecursionError) as exc:
             raise EvalError(f"{e.name}(): {exc}", e.line) from None
 
 
+def _unknown_function_message(name: str) -> str:
+    import difflib  # only on this error path
+
+    close = difflib.get_close_matches(name, functions.names(), n=3)
+    hint = (f"did you mean {' or '.join(c + '()' for c in close)}?" if close else
+            "the README's language section lists the functions")
+    return f"unknown function {name}(); {hint}"
+
+
 def _usage(name: str) -> str:
-    params = list(inspect.signature(FUNCTIONS[name]).parameters.values())[1:]  # not scope
+    params = list(inspect.signature(functions.FUNCTIONS[name]).parameters.values())[1:]  # not scope
     shown = ", ".join(("..." + p.name) if p.kind is p.VAR_POSITIONAL else
                       (f"{p.name}?" if p.default is not p.empty else p.name) for p in params)
     return f"write {name}({shown})"
@@ -407,68 +440,3 @@ def _to_bool(v: Any, line: int) -> bool:
     if v in ("true", "false"):
         return v == "true"
     raise EvalError(f"cannot use {_short(v)} as a bool", line)
-
-
-# ---- functions ---------------------------------------------------------
-
-def _fn_file(scope: Scope, path: str) -> str:
-    p = Path(os.path.expanduser(path))
-    if not p.is_absolute():
-        p = scope.base_dir / p
-    try:
-        return p.read_text()
-    except FileNotFoundError:
-        raise ValueError(f"no such file {str(p)!r}") from None
-
-
-def _fn_env(scope: Scope, name: str, default: Any = None) -> Any:
-    value = os.environ.get(name)
-    if value is None:
-        if default is None:
-            raise ValueError(f"environment variable {name} is not set; export it or give a "
-                             "default: "
-                             f'env("{name}", "fallback")')
-        return default
-    return value
-
-
-def _fn_format(scope: Scope, fmt: str, *args: Any) -> str:
-    # HCL's verbs are printf's; %v is "any value"
-    return fmt.replace("%v", "%s") % tuple(args)
-
-
-def _fn_join(scope: Scope, sep: str, *lists: list[Any]) -> str:
-    items: list[str] = []
-    for lst in lists:
-        if not isinstance(lst, list):
-            raise ValueError("join(separator, list): the second argument must be a list")
-        items.extend(_to_str(x, 0) for x in lst)
-    return sep.join(items)
-
-
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "file": _fn_file,
-    "env": _fn_env,
-    "join": _fn_join,
-    "format": _fn_format,
-    "lower": lambda scope, text: text.lower(),
-    "upper": lambda scope, text: text.upper(),
-    "split": lambda scope, sep, s: s.split(sep),
-    "length": lambda scope, x: len(x),
-    "concat": lambda scope, *ls: [x for lst in ls for x in lst],
-    "merge": lambda scope, *ms: {k: v for m in ms for k, v in m.items()},
-    "tostring": lambda scope, v: _to_str(v, 0),
-    "tonumber": lambda scope, v: _to_num(v, 0),
-    "trimspace": lambda scope, s: s.strip(),
-    "replace": lambda scope, s, old, new: s.replace(old, new),
-    "coalesce": lambda scope, *xs: next((x for x in xs if x not in (None, "")), None),
-    "abspath": lambda scope, p: str((scope.base_dir / os.path.expanduser(p)).resolve()),
-    "basename": lambda scope, p: os.path.basename(p),
-    "dirname": lambda scope, p: os.path.dirname(p),
-    "keys": lambda scope, m: sorted(m),
-    "values": lambda scope, m: [m[k] for k in sorted(m)],
-    "lookup": lambda scope, m, k, d=None: m.get(k, d),
-    "contains": lambda scope, lst, v: v in lst,
-    "min": lambda scope, *xs: min(xs),
-    "max": lambda scope, *xs: max(xs),
-}
