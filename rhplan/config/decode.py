@@ -54,7 +54,13 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
                 f"-var-file=FILE (a .json or HCL file setting {name}) or set RHPLAN_VAR_{name}",
                 v.file, v.line)
         line = v.default.line if v.default is not None else v.line
-        values[name] = _convert_variable(values[name], v.type, name, v.file, line)
+        if values[name] is None and not v.nullable and v.default is not None:
+            values[name] = no_refs.evaluate(v.default, v.file)  # null means "use the default"
+        values[name] = _convert_variable(values[name], v, name, v.file, line)
+    from rhplan.config import variables
+    for name, v in cfg.variables.items():  # once every value is known: rules may read others
+        variables.check(name, values[name], v.validations, v.nullable, values, cfg.dir,
+                        v.file, v.line)
     return values
 
 
@@ -88,13 +94,15 @@ def _from_text(cfg: Config, name: str, raw: str, where: str) -> Any:
                           'HCL, e.g. ["a", "b"] or { k = "v" }') from None
 
 
-def _convert_variable(value: Any, t: str | None, name: str, file: str, line: int) -> Any:
-    if t is None or t == "any":
+def _convert_variable(value: Any, v: Any, name: str, file: str, line: int) -> Any:
+    if v.type_spec is None:
         return value
+    from rhplan.config import variables
     try:
-        return coerce(value, t.replace("list(", "list(").replace("(any)", "(any)"))
+        return variables.convert(value, v.type_spec)
     except TypeError as exc:
-        raise ConfigError(f"variable {name!r}: {exc}; give a {t}", file, line) from None
+        raise ConfigError(f"variable {name!r}: {exc}; its type is {v.type}", file, line
+                          ) from None
 
 
 def _no_locals(name: str, line: int) -> Any:

@@ -31,6 +31,9 @@ class Variable:
     sensitive: bool
     file: str
     line: int
+    type_spec: Any = None  # rhplan.config.variables.Type; `type` is its Terraform spelling
+    nullable: bool = True
+    validations: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -224,34 +227,32 @@ _VARIABLE_ATTRS = {"default", "type", "description", "sensitive", "nullable"}
 
 
 def _variable(b: ast.Block) -> Variable:
+    from rhplan.config import variables  # type constraints and validation rules
+
     for name, a in b.attrs.items():
         if name not in _VARIABLE_ATTRS:
             raise ConfigError(f"unknown attribute {name!r} in variable {b.labels[0]!r}; "
                               f"use {', '.join(sorted(_VARIABLE_ATTRS))}", b.file, a.line)
-    if b.blocks:
-        raise ConfigError("a variable block holds no nested blocks", b.file, b.blocks[0].line)
-    type_ = None
-    if "type" in b.attrs:
-        t = b.attrs["type"].expr
-        type_ = _type_text(t)
-        if type_ is None:
-            raise ConfigError("variable type must be string, number, bool, list(...) or map(...)",
-                              b.file, t.line)
+    type_spec = variables.parse_type(b.attrs["type"].expr, b.file) if "type" in b.attrs else None
     desc = b.attrs.get("description")
     sens = b.attrs.get("sensitive")
+    nullable = True
+    if "nullable" in b.attrs:
+        nullable = _const(b.attrs["nullable"].expr, b.file, "nullable")
+        if not isinstance(nullable, bool):
+            raise ConfigError("nullable must be true or false", b.file, b.attrs["nullable"].line)
+        default = b.attrs.get("default")
+        if not nullable and default is not None and isinstance(default.expr, ast.Literal) \
+                and default.expr.value is None:
+            raise ConfigError(f"variable {b.labels[0]!r} has nullable = false, so its default "
+                              "cannot be null; remove the default or give a value",
+                              b.file, default.line)
     return Variable(
-        b.labels[0], b.attrs["default"].expr if "default" in b.attrs else None, type_,
+        b.labels[0], b.attrs["default"].expr if "default" in b.attrs else None,
+        variables.type_text(type_spec) if type_spec is not None else None,
         _const(desc.expr, b.file, "description") if desc else "",
-        bool(_const(sens.expr, b.file, "sensitive")) if sens else False, b.file, b.line)
-
-
-def _type_text(t: ast.Expr) -> str | None:
-    if isinstance(t, ast.Name) and t.name in ("string", "number", "bool", "any", "list", "map"):
-        return t.name
-    if isinstance(t, ast.Call) and t.name in ("list", "map", "set") and len(t.args) == 1:
-        inner = _type_text(t.args[0])
-        return f"{'list' if t.name == 'set' else t.name}({inner})" if inner else None
-    return None
+        bool(_const(sens.expr, b.file, "sensitive")) if sens else False, b.file, b.line,
+        type_spec, nullable, variables.read_validations(b, b.labels[0]))
 
 
 def _output(b: ast.Block) -> Output:
