@@ -118,6 +118,26 @@ CASES = [
         "main.hcl:2", ["upper()"], BOTH,
         id="function-wrong-arguments"),
     pytest.param(
+        {"main.hcl": 'secret "s" {\n  values = { K = jsondecode("{nope") }\n}\n'},
+        "main.hcl:2", ["jsondecode()", "not valid JSON"], BOTH,
+        id="function-bad-value"),
+    pytest.param(
+        {"main.hcl": 'secret "s" {\n  values = { K = templatefile("t.tftpl", {}) }\n}\n',
+         "t.tftpl": "# template\nhello ${name}\n"},
+        "main.hcl:2", ["templatefile()", "t.tftpl:2", "name"], BOTH,
+        id="templatefile-missing-variable"),
+    pytest.param(
+        {"main.hcl": 'variable "region" {\n  default = "Frankfurt"\n  validation {\n'
+                     '    condition     = can(regex("^[a-z]+-[a-z]+-[0-9]$", var.region))\n'
+                     '    error_message = "The region must look like us-east-1."\n  }\n}\n'},
+        "main.hcl:4", ["invalid value for variable 'region'", "must look like us-east-1"],
+        (PLAN,), id="variable-validation-fails"),
+    pytest.param(
+        {"main.hcl": 'variable "pool" {\n  type = object({ name = string })\n'
+                     '  default = { size = 2 }\n}\n'},
+        "main.hcl:3", ["variable 'pool'", "attribute 'name' is required"], (PLAN,),
+        id="variable-object-type"),
+    pytest.param(
         {"main.hcl": 'variable "v" {\n  default = "x"\n}\n'},
         "-var", ["no variable 'nope'"],
         (("validate", "-var", "nope=1"), ("plan", "-refresh=false", "-var=nope=1")),

@@ -163,6 +163,14 @@ VALUES = [
     "<<EOT\nunclosed ${\nEOT\n", "cluster.laptop[*].nope", "a::b::c()", "cluster.laptop.*.x",
     '"${env.np_env}"', "[cluster.laptop, cluster.laptop]", '"${' + "x" * 1000 + '}"',
     "1 == [] ? 2 : 3", "{ (var.greeting) = 1 }", "{ [1] = 2 }", "2 * 3 + 4 > 5 && true",
+    # issue 14 item 7: Terraform's functions, try/can and %{ } directives
+    'jsondecode("{")', 'yamldecode("a: [")', "yamlencode(null)", "try({}.a)", "can(1, 2)",
+    'try(nosuch(1), 2)', 'regex("(", "x")', 'regexall("a", 5)', "range(1e9)", "range(0, 1, 0)",
+    'templatefile("/nonexistent", {})', 'templatefile("main.hcl", [])', '"%{ if true }x"',
+    '"%{ for x in 5 }%{ endfor }"', '"%{ endfor }"', '"%%{ x }"', "element([], 0)",
+    'base64decode("!!")', 'format("%z", 1)', "flatten(5)", "toset([[1], 2])",
+    "zipmap([1], [])", 'substr("a", 9, 1)', "sum([])", "one([1, 2])", "sort([null])",
+    'formatlist("%s", [1], [1, 2])', "coalescelist()", "alltrue([1])", "tomap([])",
 ]
 # text inserted before a line: unknown blocks and attributes, duplicates, cycles
 SNIPPETS = [
@@ -180,6 +188,12 @@ SNIPPETS = [
     'lifecycle {\n  ignore_changes = [nope]\n}\n', "lifecycle {\n  prevent_destroy = 1\n}\n",
     'x = "' + "\\" * 3 + '"\n', "\ufeff", "\x00\n", "\r\n", "\t\v\f\n", "\u202e\n",
     'variable "greeting" {\n  default = [1]\n  type = number\n}\n',
+    'variable "vt" {\n  type = object({ a = optional(number, "x") })\n}\n',
+    'variable "vu" {\n  type = tuple(string)\n  nullable = 3\n}\n',
+    'variable "vw" {\n  default = 1\n  validation {\n    condition = var.vw\n'
+    '    error_message = ""\n  }\n}\n',
+    'variable "vx" {\n  default = 1\n  validation {\n    condition = local.team == ""\n'
+    '  }\n}\n',
     'output "o" {\n  value = env.np_env\n}\n', 'output "o2" {\n  value = local.team\n  x = 1\n}\n',
     'env "e3" {\n  cluster = cluster.laptop\n  reqs = ["./nope", "pip:", "a==", "../.."]\n}\n',
     'env "e4" {\n  cluster = cluster.laptop\n  reqs = ["six", "six"]\n  conda = {}\n}\n',
