@@ -422,3 +422,10 @@ DIRECTIVES = [
 @pytest.mark.parametrize(("src", "want"), [pytest.param(s, w, id=s[:40]) for s, w in DIRECTIVES])
 def test_template_directives(src: str, want: Any) -> None:
     assert evaluate(src) == want
+
+
+def test_for_expression_walks_a_map_in_key_order() -> None:
+    """Terraform iterates a map or object by key, whatever order it was written in."""
+    assert evaluate('[for k, v in { b = 2, a = 1, c = 3 } : "${k}=${v}"]') == ["a=1", "b=2",
+                                                                             "c=3"]
+    assert evaluate('"%{ for k, v in { z = 1, y = 2 } }${k}%{ endfor }"') == "yz"

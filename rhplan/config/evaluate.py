@@ -263,7 +263,7 @@ class _Evaluator:
         if coll is UNKNOWN:
             return UNKNOWN
         if isinstance(coll, dict):
-            pairs = list(coll.items())
+            pairs = sorted(coll.items())  # Terraform walks a map in key order
         elif isinstance(coll, list):
             pairs = list(enumerate(coll))
         else:
