@@ -137,6 +137,11 @@ ERRORS = [
                  '    condition = var.v.nope\n    error_message = "Bad."\n  }\n}\n',
                  [], None, "main.hcl:4", ["cannot index string"],
                  id="validation-condition-errors"),
+    pytest.param('variable "key" {\n  default = "hunter2"\n  sensitive = true\n  validation {\n'
+                 '    condition     = length(var.key) > 10\n'
+                 '    error_message = "Too short: ${var.key}."\n  }\n}\n', [], None,
+                 "main.hcl:5", ["invalid value for variable 'key'", "sensitive var.key",
+                                "not shown"], id="validation-message-hides-sensitive"),
     pytest.param('variable "v" {\n  default = 1\n  check {\n  }\n}\n', [], None, "main.hcl:3",
                  ["only validation { } blocks"], id="unknown-nested-block"),
     pytest.param(OBJ, ['pool={ name = "x" }'], None, "main.hcl:9",
@@ -187,3 +192,4 @@ def test_bad_variable_is_one_line(tmp_path: Path, hcl: str, cli: list[str], var_
     assert "\n" not in line
     for w in words:
         assert w in line, f"{w!r} not in {line!r}"
+    assert "hunter2" not in line

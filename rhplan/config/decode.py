@@ -59,8 +59,7 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
         values[name] = _convert_variable(values[name], v, name, v.file, line)
     from rhplan.config import variables
     for name, v in cfg.variables.items():  # once every value is known: rules may read others
-        variables.check(name, values[name], v.validations, v.nullable, values, cfg.dir,
-                        v.file, v.line)
+        variables.check(v, values[name], values, cfg.variables, cfg.dir)
     return values
 
 

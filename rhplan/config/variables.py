@@ -237,26 +237,37 @@ def _describe(value: Any) -> str:
     return ev.type_name(value)
 
 
-def check(name: str, value: Any, validations: list[Validation], nullable: bool,
-          variables: dict[str, Any], base_dir: Any, decl_file: str, decl_line: int) -> None:
-    """nullable = false and each validation rule, against the variable's final value."""
-    if value is None and not nullable:
+def check(v: Any, value: Any, values: dict[str, Any], declared: dict[str, Any],
+          base_dir: Any) -> None:
+    """nullable = false and each validation rule of variable v (a load.Variable), against
+    its final value; `values` are all variables' values (a rule may read others)."""
+    name = v.name
+    if value is None and not v.nullable:
         raise ConfigError(f"variable {name!r} must not be null (nullable = false); give it "
-                          "a value", decl_file, decl_line)
+                          "a value", v.file, v.line)
 
     def no_refs(*args: Any) -> Any:
         raise ev.EvalError("a validation condition can refer only to variables", args[-1])
 
-    scope = ev.Scope(variables, no_refs, no_refs, base_dir)
-    for rule in validations:
+    scope = ev.Scope(values, no_refs, no_refs, base_dir)
+    for rule in v.validations:
         ok = scope.evaluate(rule.condition, rule.file)
         if ok is None or not isinstance(ok, bool) and ok not in ("true", "false"):
+            shown = "null" if ok is None else ("a value" if v.sensitive else _describe(ok))
             raise ConfigError(f"the validation condition of variable {name!r} must be true or "
-                              f"false, not {_describe(ok) if ok is not None else 'null'}",
-                              rule.file, rule.line)
+                              f"false, not {shown}", rule.file, rule.line)
         if ok is True or ok == "true":
             continue
-        message = scope.evaluate(rule.error_message, rule.file)
-        text = " ".join(ev._to_str(message, rule.line).split()) if message is not None else ""
+        secret = sorted(n.name for n in ast.walk(rule.error_message)
+                        if isinstance(n, ast.GetAttr) and isinstance(n.obj, ast.Name)
+                        and n.obj.name == "var" and getattr(declared.get(n.name), "sensitive",
+                                                            False))
+        if secret:  # the message would print a sensitive value
+            text = (f"(the error message refers to the sensitive var.{secret[0]} and is not "
+                    "shown)")
+        else:
+            message = scope.evaluate(rule.error_message, rule.file)
+            text = " ".join(ev._to_str(message, rule.line).split()) if message is not None \
+                else ""
         raise ConfigError(f"invalid value for variable {name!r}: {text} (checked by the "
                           f"validation rule here)", rule.file, rule.line)
