@@ -113,6 +113,7 @@ CASES: dict[str, list[tuple[str, Any]]] = {
         ('element(["a", "b", "c"], 1)', "b"),
         ('element(["a", "b", "c"], 3)', "a"),  # wraps around
         ('element(["a", "b", "c"], length(["a", "b", "c"])-1)', "c"),
+        ('element(["a", "b", "c"], -1)', "c"),  # cty wraps negative indexes too
     ],
     "range": [
         ("range(3)", [0, 1, 2]),
@@ -122,6 +123,7 @@ CASES: dict[str, list[tuple[str, Any]]] = {
         ("range(4, 1)", [4, 3, 2]),
         ("range(10, 5, -2)", [10, 8, 6]),
         ("range(0)", []),
+        ("range(-3)", [0, -1, -2]),
     ],
     "zipmap": [
         ('zipmap(["hello", "bar"], ["world", "baz"])', {"hello": "world", "bar": "baz"}),
@@ -146,6 +148,9 @@ CASES: dict[str, list[tuple[str, Any]]] = {
         ('substr("🤔🤷", 0, 1)', "🤔"),
         ('substr("hello world", -5, -1)', "world"),
         ('substr("hello world", 6, 10)', "world"),
+        ('substr("abc", 5, 1)', ""),  # past the end: empty, as cty does
+        ('substr("abc", -9, 2)', "ab"),
+        ('substr("abc", 1, -5)', "bc"),
     ],
     "regex": [
         ('regex("(\\\\d+)([a-z]+)", "aaa111bbb222")', ["111", "bbb"]),
@@ -271,6 +276,13 @@ CASES: dict[str, list[tuple[str, Any]]] = {
         ('format("%q", "hi")', '"hi"'),
         ('format("%%d is %d", 1)', "%d is 1"),
         ('format("%[2]s %[1]s", "a", "b")', "b a"),
+        # cty's %v writes numbers as Go's shortest %g: exponent form from 1e+06
+        ('format("%v", 123456)', "123456"),
+        ('format("%v", 1000000)', "1e+06"),
+        ('format("%v", 2.5)', "2.5"),
+        ('format("%v", "x")', "x"),
+        ('format("%v", [1, "a"])', '[1,"a"]'),
+        ('format("%.3s|%.0s", "abcdef", "xy")', "abc|xy"),
     ],
 }
 
@@ -324,7 +336,8 @@ ERRORS = [
     ('tomap({a = "x", b = ["y"]})', ["tomap()", "same type"]),
     ('flatten("a")', ["flatten()", "must be a list"]),
     ("element([], 0)", ["cannot use element function with an empty list"]),
-    ('element(["a"], -1)', ["cannot use element function with a negative index"]),
+    ("range(1, 5, -1)", ["end must be less than start when step is negative"]),
+    ("range(5, 1, 1)", ["end must be greater than start when step is positive"]),
     ("range(1, 2, 0)", ["step must not be zero"]),
     ("range(2000)", ["more than 1024 values"]),
     ("range(1, 2, 3, 4)", ["range()", "range(start, limit, step)"]),
@@ -333,7 +346,7 @@ ERRORS = [
     ("try(var.nope, 1)", ["unknown variable var.nope"]),  # a mistake try does not hide
     ("try(nosuch(1), 1)", ["unknown function nosuch()"]),
     ("can(1, 2)", ["can() takes one argument"]),
-    ('substr("abc", 5, 1)', ["substr()", "greater than the length"]),
+    ('substr("abc", 1.5, 1)', ["substr()", "the offset must be a whole number"]),
     ('regex("[a-z]+", "123")', ["regex()", "pattern did not match"]),
     ('regex("(", "x")', ["regex()", "invalid regular expression"]),
     ('regexall("[", "x")', ["regexall()", "invalid regular expression"]),
@@ -367,6 +380,7 @@ ERRORS = [
     ('format("%s %s", "a")', ["format()", "not enough arguments"]),
     ('format("%s", "a", "b")', ["format()", "too many arguments"]),
     ('format("%z", 1)', ["format()", "unrecognized format verb %z"]),
+    ('format("%x", "ab")', ["format()", "must be a number"]),
     ('lookup({a = 1}, "b")', ["lookup()", "failed to find key 'b'"]),
     ("coalesce()", ["coalesce()", "no non-null, non-empty-string arguments"]),
     ("min()", ["min()", "at least one number"]),

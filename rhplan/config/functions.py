@@ -175,23 +175,23 @@ def _format_one(verb: str, flags: str, width: str | None, prec: str | None, v: A
     w = width or ""
     p = f".{prec or 0}" if prec is not None else ""
     if verb == "v":
-        text = ("null" if v is None else json.dumps(_plain(v), separators=(",", ":"))
-                if "#" in flags or isinstance(v, (list, dict)) else _str(v))
+        if "#" in flags or isinstance(v, (list, dict, bool)) or v is None:
+            text = json.dumps(_plain(v), separators=(",", ":"), ensure_ascii=False)
+        else:
+            text = v if isinstance(v, str) else _go_g(v)
         return f"{text:{'<' if '-' in flags else '>'}{w}}" if w else text
     if verb == "s":
         if isinstance(v, (list, dict)):
             raise ValueError(f"a {ev.type_name(v)} is not a string {where}")
         text = _str(v, f"the value {where}")
-        if prec is not None:
-            text = text[:int(prec or 0)]
+        if prec and int(prec) > 0:  # cty truncates only for a precision above zero
+            text = text[:int(prec)]
         return f"{text:{'<' if '-' in flags else '>'}{w}}" if w else text
     if verb == "q":
         return json.dumps(_str(v, f"the value {where}"), ensure_ascii=False)
     if verb == "t":
         return "true" if _bool(v, f"the value {where}") else "false"
     if verb in "dbox":
-        if verb == "x" and isinstance(v, str) and ev.parse_number(v) is None:
-            return v.encode().hex()
         n = _num(v, f"the value {where}")
         if n != int(n):
             raise ValueError(f"{_num_text(n)} has a fractional part {where}")
@@ -201,9 +201,40 @@ def _format_one(verb: str, flags: str, width: str | None, prec: str | None, v: A
     if verb in "eEfFgG":
         n = _num(v, f"the value {where}")
         if verb in "gG" and prec is None:
-            return _num_text(n)
+            text = _go_g(n)
+            return text.upper() if verb == "G" else text
         return f"{float(n):{pyflags}{w}{p or '.6'}{verb}}"
     raise ValueError(f"unrecognized format verb %{verb} at offset {at}")
+
+
+def _go_g(n: int | float) -> str:
+    """A number as Go's %g with the shortest precision writes it (cty's %v): plain
+    digits, or exponent form when the exponent is below -4 or at least 6 (1e+06)."""
+    if n == 0:
+        return "0"
+    sign = "-" if n < 0 else ""
+    if isinstance(n, int):
+        text = str(abs(n))
+        digits, exp = text.rstrip("0"), len(text) - 1
+    else:
+        short = repr(abs(n))  # the shortest digits that read back as the same float
+        mant, _, e = short.partition("e")
+        if e:
+            digits, exp = mant.replace(".", "").rstrip("0") or "0", int(e)
+        else:
+            whole, _, frac = short.partition(".")
+            frac = frac.rstrip("0")
+            raw = (whole + frac).lstrip("0")
+            lead = len(whole) if whole != "0" else -(len(frac) - len(frac.lstrip("0")))
+            digits, exp = raw.rstrip("0") or "0", lead - 1
+    if exp < -4 or exp >= 6:
+        body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{body}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp < 0:
+        return f"{sign}0.{'0' * (-exp - 1)}{digits}"
+    whole = digits[:exp + 1].ljust(exp + 1, "0")
+    frac = digits[exp + 1:]
+    return f"{sign}{whole}{'.' + frac if frac else ''}"
 
 
 def _fn_formatlist(scope: Any, spec: Any, *args: Any) -> list[str]:
@@ -253,16 +284,13 @@ def _fn_replace(scope: Any, text: Any, old: Any, new: Any) -> str:
 
 
 def _fn_substr(scope: Any, text: Any, offset: Any, length: Any) -> str:
+    """cty's substr: a negative offset counts from the end, a negative length means the
+    rest, an offset past the end gives ""."""
     s = _str(text, "the string")
     off, n = _int(offset, "the offset"), _int(length, "the length")
     if off < 0:
         off = max(len(s) + off, 0)
-    if off > len(s):
-        raise ValueError(f"offset {off} is greater than the length of the string "
-                         f"({len(s)})")
-    if n < -1:
-        raise ValueError("length must be -1 (to the end) or a number of characters")
-    return s[off:] if n == -1 else s[off:off + n]
+    return s[off:] if n < 0 else s[off:off + n]
 
 
 def _fn_trim(scope: Any, text: Any, chars: Any) -> str:
@@ -375,9 +403,7 @@ def _fn_element(scope: Any, lst: Any, index: Any) -> Any:
     lst, i = _list(lst, "the first argument"), _int(index, "the index")
     if not lst:
         raise ValueError("cannot use element function with an empty list")
-    if i < 0:
-        raise ValueError("cannot use element function with a negative index")
-    return lst[i % len(lst)]  # Terraform wraps around
+    return lst[i % len(lst)]  # wraps around, both ways (-1 is the last), as cty does
 
 
 def _fn_slice(scope: Any, lst: Any, start: Any, end: Any) -> list[Any]:
@@ -408,7 +434,8 @@ MAX_RANGE = 1024  # Terraform refuses to generate more, to protect itself
 def _fn_range(scope: Any, *args: Any) -> list[int | float]:
     nums = [_num(a, f"argument {i + 1}") for i, a in enumerate(args)]
     if len(nums) == 1:
-        start, limit, step = 0, nums[0], 1
+        start, limit = 0, nums[0]
+        step = 1 if limit >= 0 else -1
     elif len(nums) == 2:
         start, limit = nums
         step = 1 if limit >= start else -1
@@ -418,6 +445,10 @@ def _fn_range(scope: Any, *args: Any) -> list[int | float]:
         raise ValueError("write range(limit), range(start, limit) or range(start, limit, step)")
     if step == 0:
         raise ValueError("step must not be zero")
+    if step < 0 and limit > start:
+        raise ValueError("end must be less than start when step is negative")
+    if step > 0 and limit < start:
+        raise ValueError("end must be greater than start when step is positive")
     out: list[int | float] = []
     v = start
     while (v < limit) if step > 0 else (v > limit):
