@@ -443,3 +443,10 @@ def test_for_expression_walks_a_map_in_key_order() -> None:
     assert evaluate('[for k, v in { b = 2, a = 1, c = 3 } : "${k}=${v}"]') == ["a=1", "b=2",
                                                                              "c=3"]
     assert evaluate('"%{ for k, v in { z = 1, y = 2 } }${k}%{ endfor }"') == "yz"
+
+
+def test_whole_numbers_print_without_a_fraction() -> None:
+    """Terraform has one number type: 1.5 * 2 interpolates as 3 (Python would say 3.0)."""
+    assert evaluate('"${1.5 * 2}-${0.5}"') == "3-0.5"
+    assert evaluate("tostring(1.5 * 2)") == "3"
+    assert evaluate('{ (1.5 * 2) = "k" }') == {"3": "k"}

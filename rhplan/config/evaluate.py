@@ -400,6 +400,8 @@ def _finite(v: Any, line: int) -> Any:
 def _to_str(v: Any, line: int) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e21:
+        return str(int(v))  # Terraform has one number type: 1.5 * 2 prints as 3, not 3.0
     if isinstance(v, (str, int, float)):
         return str(v)
     raise EvalError(f"cannot use a {type_name(v)} as a string", line)
