@@ -57,6 +57,8 @@ CASES: dict[str, list[tuple[str, Any]]] = {
         ('yamlencode({"foo":[1, 2, 3], "bar": "baz"})', '"bar": "baz"\n"foo":\n- 1\n- 2\n- 3\n'),
         ('yamlencode({"foo":[1, {"a":"b","c":"d"}, 3], "bar": "baz"})',
          '"bar": "baz"\n"foo":\n- 1\n- "a": "b"\n  "c": "d"\n- 3\n'),
+        # go-cty-yaml: a string with a newline is a literal block; empty collections flow
+        ('yamlencode({a = "x\\ny", b = [], c = {}})', '"a": |-\n  x\n  y\n"b": []\n"c": {}\n'),
     ],
     "yamldecode": [
         ('yamldecode("true")', True),

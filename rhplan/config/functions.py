@@ -693,13 +693,14 @@ def _fn_yamlencode(scope: Any, v: Any) -> str:
 
 def _yaml_dumper(yaml: Any) -> Any:
     class Dumper(yaml.SafeDumper):
-        """Strings double-quoted, as Terraform's yamlencode writes them."""
+        """Strings as go-cty-yaml writes them: double-quoted, or a literal block when
+        they span lines."""
 
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s,
-                                                                 style='"'))
+    Dumper.add_representer(str, lambda d, s: d.represent_scalar(
+        "tag:yaml.org,2002:str", s, style="|" if "\n" in s else '"'))
     return Dumper
 
 
