@@ -108,7 +108,7 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
     ws = obj.workspace(var, var_file)
     with ws.backend.locked("plan"):
         p, _, refreshed = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
-                                       refresh == "true", parallelism)
+                                       refresh == "true", parallelism, saving=bool(out))
     if as_json:
         click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
     else:

@@ -39,9 +39,11 @@ class Workspace:
         return Planner(self.cfg, self.ctx, self.variables)
 
     def make_plan(self, opts: PlanOptions, do_refresh: bool = True, parallelism: int = 10,
-                  state: State | None = None) -> tuple[Plan, Planner, State]:
+                  state: State | None = None, saving: bool = False
+                  ) -> tuple[Plan, Planner, State]:
         """Plan against the recorded state (refreshed first unless told not to).
-        The caller holds the lock."""
+        The caller holds the lock. Only a plan being saved (saving) records the digest
+        of the state it was made from: it costs ~0.3 s per 2,000 resources."""
         # before anything is written under .rhplan/ (and before local packages in this
         # folder are hashed, so the entry is in their first hash too)
         note = gitignore.ensure_ignored(self.dir)
@@ -50,11 +52,13 @@ class Workspace:
         state = state if state is not None else self.backend.read()
         self.ctx.lineage = state.lineage
         digest.use_key(self.ctx, self.backend.digest_key)  # secrets' digests: keyed
-        read = state.digest()
+        refreshing = do_refresh and bool(state.resources)
+        read = state.digest() if saving or refreshing else ""
         drift: list[dict[str, str]] = []
-        if do_refresh and state.resources:
+        refresh_changed = False
+        if refreshing:
             state, drift = refresh(state, self.ctx, parallelism)
-        refresh_changed = state.digest() != read  # before the planner upgrades digests
+            refresh_changed = state.digest() != read  # before the planner upgrades digests
         planner = self.planner()
         opts.variables = self.variables
         plan = planner.plan(state, opts, drift)

@@ -3,8 +3,10 @@
 We use python-hcl2 7.3.1 and read its lark tree ourselves instead of its dict
 output: the dict output drops quotes inside expressions (`join(",", ["a"])`
 comes back as `[a]`) and 8.x drops line numbers (upstream #291), while the lark
-tree carries a line on every node and loses nothing. Parsing is the slow part
-(seconds for thousands of blocks), so parsed files are cached by content hash.
+tree carries a line on every node and loses nothing. Parsing with it is the slow
+part (seconds for thousands of blocks), so most files take fastparse.py's reader of
+the plain subset, which builds the same tree (lark still parses the rest and reports
+every error), and parsed files are cached by content hash.
 """
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rhplan.config import ast
+from rhplan.config import ast, fastparse
 from rhplan.config.evaluate import parse_number
 from rhplan.errors import ConfigError
 
-_CACHE_VERSION = "2"
+_CACHE_VERSION = "3"  # 3: nodes pickled as their fields (ast._pickled_by_fields)
 # How deep expressions may nest (brackets, calls, operators): far beyond any real
 # configuration, and low enough that converting and evaluating them never exhausts
 # Python's recursion limit (fuzzing found RecursionError tracebacks without it).
@@ -67,7 +69,14 @@ def _set_file(block: ast.Block, display: str) -> None:
 
 
 def parse_text(text: str, display: str, depth: int = 0) -> ast.File:
-    import hcl2.parser  # imported here: lark's grammar is only loaded when a file is not cached
+    if not text.endswith("\n"):
+        text += "\n"  # the grammar needs a final newline
+    if depth == 0:
+        try:
+            return fastparse.parse(text, display)
+        except fastparse.Unsupported:
+            pass  # python-hcl2 decides: it parses the rest, and reports every error
+    import hcl2.parser  # imported here: lark's grammar loads only for what the fast path leaves
     from lark.exceptions import (
         UnexpectedCharacters,
         UnexpectedEOF,
@@ -75,8 +84,6 @@ def parse_text(text: str, display: str, depth: int = 0) -> ast.File:
         UnexpectedToken,
     )
 
-    if not text.endswith("\n"):
-        text += "\n"  # the grammar needs a final newline
     try:
         # hcl2.parses() builds an uncached parser each process (~1 s); this one is cached
         tree = hcl2.parser.parser().parse(text)

@@ -1,0 +1,51 @@
+"""The commands users run most start fast: `validate`, `plan` and `--help` import none of
+the libraries only apply or a servlet needs (Ray, paramiko, boto3, networkx,
+cryptography); importing them cost ~1 s of every start (issue 17 item 2). Each command
+runs in a fresh interpreter, which then lists what it imported."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("ray", "paramiko", "boto3", "botocore", "networkx", "cryptography", "invoke")
+
+CONFIG = """\
+variable "team" { default = "ml" }
+cluster "c" {
+  provider = "local"
+}
+env "e" {
+  cluster  = cluster.c
+  reqs     = ["pip:six==1.16.0"]
+  env_vars = { TEAM = var.team }
+}
+"""
+
+# runs one command the way main() does, then prints the heavy modules it imported
+_PROBE = """
+import json, sys
+from rhplan.cli import execute
+code = execute(sys.argv[1:])
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(%r)))
+print("\\n" + json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate"],
+    ["plan", "-refresh=false"],
+    ["plan"],
+    ["--help"],
+    ["plan", "--help"],
+], ids=lambda a: " ".join(a))
+def test_command_imports_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / "main.hcl").write_text(CONFIG)
+    p = subprocess.run([sys.executable, "-c", _PROBE % json.dumps(HEAVY), f"-chdir={tmp_path}",
+                        *argv], capture_output=True, text=True, timeout=120)
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, p.stdout + p.stderr
+    assert result["heavy"] == [], f"rhplan {' '.join(argv)} imported {result['heavy']}"
