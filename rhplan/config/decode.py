@@ -25,12 +25,14 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
     """Defaults, then RHPLAN_VAR_name, then -var-file, then -var (Terraform's order)."""
     no_refs = Scope({}, _no_locals, _no_resources, cfg.dir)
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # where a value not from the default came from (messages)
     for name, v in cfg.variables.items():
         if v.default is not None:
             values[name] = no_refs.evaluate(v.default, v.file)
     for name, raw in env_var_overrides().items():
         if name in cfg.variables:
             values[name] = _from_text(cfg, name, raw, f"RHPLAN_VAR_{name}")
+            origin[name] = f"RHPLAN_VAR_{name}"
     for vf in var_files:
         path = Path(vf) if Path(vf).is_absolute() else cfg.dir / vf
         if not path.is_file() and Path(vf).is_file():
@@ -43,10 +45,12 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
                                   "{} to the configuration or fix the name", display, line)
             values[name] = (no_refs.evaluate(value, display) if not isinstance(value, (str, int,
                             float, bool, list, dict)) and value is not None else value)
+            origin[name] = f"-var-file {display}"
     for text in cli_vars:
         name, raw = parse_var_assignment(text)
         _check_declared(cfg, name, "-var")
         values[name] = _from_text(cfg, name, raw, f"-var {name}")
+        origin[name] = f"-var {name}"
     for name, v in cfg.variables.items():
         if name not in values:
             raise ConfigError(
@@ -56,7 +60,7 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
         line = v.default.line if v.default is not None else v.line
         if values[name] is None and not v.nullable and v.default is not None:
             values[name] = no_refs.evaluate(v.default, v.file)  # null means "use the default"
-        values[name] = _convert_variable(values[name], v, name, v.file, line)
+        values[name] = _convert_variable(values[name], v, name, v.file, line, origin.get(name))
     from rhplan.config import variables
     for name, v in cfg.variables.items():  # once every value is known: rules may read others
         variables.check(v, values[name], values, cfg.variables, cfg.dir)
@@ -93,14 +97,18 @@ def _from_text(cfg: Config, name: str, raw: str, where: str) -> Any:
                           'HCL, e.g. ["a", "b"] or { k = "v" }') from None
 
 
-def _convert_variable(value: Any, v: Any, name: str, file: str, line: int) -> Any:
+def _convert_variable(value: Any, v: Any, name: str, file: str, line: int,
+                      origin: str | None = None) -> Any:
     if v.type_spec is None:
         return value
     from rhplan.config import variables
     try:
         return variables.convert(value, v.type_spec)
     except TypeError as exc:
-        raise ConfigError(f"variable {name!r}: {exc}; its type is {v.type}", file, line
+        given = f" (the value given by {origin})" if origin else ""
+        if origin:  # the declaration's type is what the value must fit
+            line = v.line
+        raise ConfigError(f"variable {name!r}{given}: {exc}; its type is {v.type}", file, line
                           ) from None
 
 
