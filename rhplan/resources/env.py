@@ -126,13 +126,10 @@ class EnvType(ResourceType):
             req = _parsed(raw, ctx)
             if req.kind != "pip" or not req.name:
                 continue
-            try:
-                spec = PipRequirement(req.target)
-            except InvalidRequirement:
-                continue
-            if spec.marker is not None and not spec.marker.evaluate({"extra": ""}):
-                continue
-            why = _pin_conflict(req.name, spec, version, ray_needs)
+            key = ("pin_conflict", req.name, req.target, version)  # pins repeat across envs
+            if key not in ctx.cache:
+                ctx.cache[key] = _pin_verdict(req.name, req.target, version, ray_needs)
+            why = ctx.cache[key]
             if why:
                 raise ConfigError(f"env {rc.name!r}: {raw!r} conflicts with the servlet's Ray: "
                                   f"{why}; pin a version both accept, or remove the pin",
@@ -570,6 +567,19 @@ def _ray_requires(version: str | None, ctx: RunContext) -> list[PipRequirement]:
                     needs.append(req)
         ctx.cache[key] = needs
     return ctx.cache[key]
+
+
+def _pin_verdict(name: str, target: str, ray_version: str | None,
+                 ray_needs: list[PipRequirement]) -> str | None:
+    """_pin_conflict of one requirement string (None if it does not parse, or its marker
+    leaves it out here)."""
+    try:
+        spec = PipRequirement(target)
+    except InvalidRequirement:
+        return None
+    if spec.marker is not None and not spec.marker.evaluate({"extra": ""}):
+        return None
+    return _pin_conflict(name, spec, ray_version, ray_needs)
 
 
 def _pin_conflict(name: str, spec: PipRequirement, ray_version: str | None,
