@@ -21,7 +21,8 @@ from rhplan.config import ast, fastparse
 from rhplan.config.evaluate import parse_number
 from rhplan.errors import ConfigError
 
-_CACHE_VERSION = "3"  # 3: nodes pickled as their fields (ast._pickled_by_fields)
+# 3: nodes pickled as their fields (ast._pickled_by_fields); 4: f(list...) expands
+_CACHE_VERSION = "4"
 # How deep expressions may nest (brackets, calls, operators): far beyond any real
 # configuration, and low enough that converting and evaluating them never exhausts
 # Python's recursion limit (fuzzing found RecursionError tracebacks without it).
@@ -108,7 +109,9 @@ def parse_text(text: str, display: str, depth: int = 0) -> ast.File:
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark errors
         raise ConfigError(f"syntax error: {exc}", display, getattr(exc, "line", None)) from None
-    body = _Converter(display, depth).body(tree.children[0], "", (), 1)
+    conv = _Converter(display, depth)
+    conv.text = text  # the grammar drops the `...` of f(list...): it is found in the text
+    body = conv.body(tree.children[0], "", (), 1)
     return ast.File(display, body)
 
 
@@ -138,6 +141,7 @@ class _Converter:
     def __init__(self, file: str, depth: int = 0):
         self.file = file
         self.depth = depth  # expression nesting so far (heredocs parse their ${} anew)
+        self.text = ""
 
     # ---- structure ---------------------------------------------------
     def body(self, node: Any, type_: str, labels: tuple[str, ...], line: int) -> ast.Block:
@@ -317,11 +321,19 @@ class _Converter:
         expand = False
         for c in node.children[1:]:
             if getattr(c, "data", None) == "arguments":
+                last = None
                 for a in c.children:
                     if hasattr(a, "data") and not _is_nl(a):
                         args.append(self.expr(a))
+                        last = a
                     elif str(a) == "...":
                         expand = True
+                # python-hcl2's grammar matches `...` as an anonymous token and drops it,
+                # so min([1, 2]...) would silently be min([1, 2]): look between the last
+                # argument and the closing parenthesis
+                if not expand and last is not None and self.text and _has_meta(last, node):
+                    between = self.text[last.meta.end_pos:node.meta.end_pos]
+                    expand = between.lstrip().startswith("...")
         return ast.Call(name, tuple(args), line, expand)
 
     def x_provider_function_call(self, node: Any, line: int) -> ast.Expr:
@@ -407,6 +419,10 @@ class _Converter:
             return ast.ForExpr(key_var, value_var, collection, self.expr(rest[0]),
                                self.expr(rest[1]), cond, line)
         return ast.ForExpr(key_var, value_var, collection, None, self.expr(rest[0]), cond, line)
+
+
+def _has_meta(*nodes: Any) -> bool:
+    return all(not getattr(getattr(n, "meta", None), "empty", True) for n in nodes)
 
 
 def _is_nl(node: Any) -> bool:
