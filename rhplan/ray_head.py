@@ -48,17 +48,6 @@ def resource_problem(name: object, amount: object, builtin_ok: bool = False) -> 
         return f"{name} = {amount:g} must be a number from 0 to {MAX_RESOURCE_AMOUNT:g}"
     return None
 
-# Runs on the host: find N free TCP ports on 127.0.0.1 (held open together, so
-# distinct), and the host's HOME and PATH for the head's clean environment.
-_FREE_PORTS = r"""
-import json, os, socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(json.dumps({"ports": [s.getsockname()[1] for s in socks],
-                  "home": os.path.expanduser("~"),
-                  "path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")}))
-"""
 
 # Host-side code (rhplan/ray_host.py): the node's private temp dir and its processes.
 # Other host scripts (facts.py, servlets/manage.py) put this text in front of theirs to
@@ -177,31 +166,27 @@ def private_argv(argv: list[str]) -> list[str]:
     return ["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv]
 
 
-def _fresh_temp_dir(conn: Connection, ray_python: str, node: str, token_path: str) -> str:
-    """Stop what an earlier start of this node left (found by its temp dirs, and the
-    cluster's token when given), remove those dirs, and make a new private one."""
-    old = _host(conn, ray_python, "looking for Ray's leftovers", "leftovers",
-                temp_dir_key(node), legacy_temp_dir(node), token_path)
-    if old["pids"]:
-        stop_pids(conn, ray_python, old["pids"])
-    return str(_host(conn, ray_python, "making Ray's temp dir", "make", temp_dir_key(node),
-                     *old["dirs"])["temp_dir"])
+def _fresh(conn: Connection, ray_python: str, node: str, token_path: str) -> dict[str, Any]:
+    """One round trip before a node starts: stop what an earlier start of this node left
+    (found by its temp dirs, and the cluster's token when given), remove those dirs and
+    make a new private one ("temp_dir"); 8 free ports, the host's HOME and PATH, and
+    the Ray version of ray_python (ray_host.py `fresh`)."""
+    return _host(conn, ray_python, "making Ray's temp dir", "fresh", temp_dir_key(node),
+                 legacy_temp_dir(node), token_path, "8")
 
 
-def _node_argv(conn: Connection, ray_python: str, token_path: str, single_node: bool,
-               node_ip: str, temp_dir: str, num_cpus: int, num_gpus: int,
+def _node_argv(conn: Connection, ray_python: str, found: dict[str, Any], token_path: str,
+               single_node: bool, node_ip: str, num_cpus: int, num_gpus: int,
                resources: dict[str, float] | None = None,
                tls: dict[str, str] | None = None) -> tuple[list[str], list[int]]:
-    """`ray start` for one node, in a clean environment, on free ports; and the ports
-    left for the caller (the head's GCS). `resources`: the node's custom resources.
-    Ray binds its servers to the node's address: a single node's is 127.0.0.1, so
-    nothing of it listens beyond loopback; the nodes of a bigger cluster talk TLS."""
+    """`ray start` for one node, in a clean environment, on the free ports `found` (from
+    _fresh); and the ports left for the caller (the head's GCS). `resources`: the node's
+    custom resources. Ray binds its servers to the node's address: a single node's is
+    127.0.0.1, so nothing of it listens beyond loopback; the nodes of a bigger cluster
+    talk TLS."""
     if not single_node and not tls:
         raise ProviderError(f"Ray on {conn.host}: a multi-node cluster needs its TLS files")
-    res = conn.run([ray_python, "-I", "-c", _FREE_PORTS, "8"], timeout=30)
-    if not res.ok:
-        raise ProviderError(f"could not run {ray_python} on {conn.host}: {res.stderr.strip()}")
-    found = json.loads(res.stdout)
+    temp_dir = found["temp_dir"]
     nm, om, dash, agent_grpc, agent_http, metrics, rt_env, gcs = found["ports"]
     ray_bin = ray_python.rsplit("/", 1)[0] + "/ray"
     # A clean environment: Raylet hands its own to every worker, so whatever the shell
@@ -242,17 +227,18 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
     if single_node:
         node_ip = "127.0.0.1"
     token_path = f"{root_dir}/ray/token"
-    temp_dir = _fresh_temp_dir(conn, ray_python, root_dir, token_path)
+    found = _fresh(conn, ray_python, root_dir, token_path)
+    temp_dir = found["temp_dir"]
     conn.put_bytes(secrets.token_hex(32).encode(), token_path, mode=0o600)
-    argv, (gcs,) = _node_argv(conn, ray_python, token_path, single_node, node_ip, temp_dir,
+    argv, (gcs,) = _node_argv(conn, ray_python, found, token_path, single_node, node_ip,
                               num_cpus, num_gpus, resources, tls)
     # --no-monitor: rhplan does not autoscale, and the monitor's Prometheus server
     # (ray[default]) binds every interface of a head that is not on loopback
     argv += ["--head", f"--port={gcs}", "--include-dashboard=false", "--no-monitor"]
     _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, token_path), conn,
            "starting the Ray head")
-    version = conn.run([ray_python, "-I", "-c", "import ray; print(ray.__version__)"],
-                       timeout=60).stdout.strip()
+    version = found.get("ray_version") or conn.run(
+        [ray_python, "-I", "-c", "import ray; print(ray.__version__)"], timeout=60).stdout.strip()
     return RayHead(f"{node_ip}:{gcs}", version, temp_dir, token_path, single_node)
 
 
@@ -266,9 +252,10 @@ def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token:
     token_path = f"{root_dir}/ray/token"
     # only this node's own leftovers (by temp dir): matching by the cluster's token would
     # also catch the head's agents where hosts share a process table (test namespaces)
-    temp_dir = _fresh_temp_dir(conn, ray_python, f"{root_dir}@{host or node_ip}", "")
+    found = _fresh(conn, ray_python, f"{root_dir}@{host or node_ip}", "")
+    temp_dir = found["temp_dir"]
     conn.put_bytes(token, token_path, mode=0o600)
-    argv, _ = _node_argv(conn, ray_python, token_path, False, node_ip, temp_dir, num_cpus,
+    argv, _ = _node_argv(conn, ray_python, found, token_path, False, node_ip, num_cpus,
                          num_gpus, resources, tls)
     argv += [f"--address={head.address}"]
     _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, ""), conn,

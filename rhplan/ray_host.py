@@ -22,6 +22,9 @@ stopped and removed when they are this user's.
 
     make KEY [OLD_DIR...]         remove OLD_DIRs (checked), make a new folder for KEY
     leftovers KEY LEGACY TOKEN    folders of KEY (and LEGACY) and the processes in them
+    fresh KEY LEGACY TOKEN PORTS  a node's start in one round trip: stop the leftovers'
+                                  processes, remove their folders, make a new one; and
+                                  PORTS free ports, HOME, PATH and this Python's Ray version
     status TEMP PORT TOKEN HOST   the node's pids, whether its head answers, and what is
                                   wrong with its folder ("problem"), if anything
     seal TEMP                     no group/other access to anything under TEMP
@@ -178,6 +181,98 @@ def _proc_uid(pid):
         return None
 
 
+def _my_processes(with_stat=False):
+    """(pid, argv, stat fields after the name) of every process this user runs: the one
+    ownership check of a process, made again after reading it (the pid may have been
+    reused meanwhile). Without with_stat, fields is None."""
+    me = os.geteuid()
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or _proc_uid(p) != me:
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            fields = None
+            if with_stat:
+                with open(f"/proc/{p}/stat", "rb") as f:
+                    st = f.read()
+                fields = st[st.rfind(b")") + 2:].split()
+        except OSError:
+            continue
+        if _proc_uid(p) != me:  # the pid was reused while we read it
+            continue
+        yield p, argv, fields
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            s = f.read()
+        return s[s.rfind(b")") + 2:].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def kill(pids, wait=5.0):
+    """SIGTERM, then SIGKILL what is left (some Ray daemons ignore SIGTERM), waiting
+    with a bound each time; the pids still alive."""
+    import signal
+    import time
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+        deadline = time.time() + wait
+        while time.time() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.05)
+        pids = [p for p in pids if _alive(p)]
+        if not pids:
+            break
+    return pids
+
+
+def leftovers(key, legacy, token):
+    """Folders of KEY (and LEGACY) and the processes of this user in them. An old-style
+    folder counts only when it is this user's: one someone else made is never used,
+    nor removed, nor a reason to refuse."""
+    dirs = _key_dirs(key) + ([legacy] if os.path.lexists(legacy)
+                             and not temp_dir_problem(legacy) else [])
+    pids = set(owned_pids("", token)) if token else set()
+    for d in dirs:
+        pids.update(owned_pids(d, ""))
+    return dirs, sorted(pids)
+
+
+def fresh(key, legacy, token, ports):
+    """Everything a node's start needs from its host, in one command: what an earlier
+    start left is stopped and removed, a new private folder made; free ports on
+    127.0.0.1 (held open together, so distinct), HOME and PATH for Ray's clean
+    environment, and the Ray version of this Python (from its metadata: importing Ray
+    takes ~1 s)."""
+    import socket
+    from importlib.metadata import PackageNotFoundError, version
+    dirs, pids = leftovers(key, legacy, token)
+    left = kill(pids) if pids else []
+    if left:
+        raise Unsafe(f"could not stop Ray processes {left} left by an earlier start")
+    temp_dir = make(key, dirs)
+    socks = []
+    for _ in range(int(ports)):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    try:
+        ray_version = version("ray")
+    except PackageNotFoundError:
+        ray_version = None
+    return {"temp_dir": temp_dir, "ports": [s.getsockname()[1] for s in socks],
+            "home": os.path.expanduser("~"),
+            "path": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "ray_version": ray_version}
+
+
 def _names(arg, temp_dir):
     """arg names temp_dir itself or a path under it (not /tmp/x-1 for /tmp/x)."""
     start = arg.find(temp_dir)
@@ -198,21 +293,8 @@ def owned_pids(temp_dir, token_path):
     RAY_RAYLET_PID and are never matched."""
     token = b"RAY_AUTH_TOKEN_PATH=" + token_path.encode()
     temp_dir = temp_dir.encode()
-    me = os.geteuid()
     parents, owned = {}, set()
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or _proc_uid(p) != me:
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{p}/stat", "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        if _proc_uid(p) != me:  # the pid was reused while we read it
-            continue
-        fields = st[st.rfind(b")") + 2:].split()
+    for p, argv, fields in _my_processes(with_stat=True):
         if fields[0] == b"Z":
             continue
         parents[int(p)] = int(fields[1])
@@ -242,18 +324,8 @@ def raylet_up(temp_dir):
     """A raylet of this user runs in temp_dir. A head whose raylet is gone answers on
     its GCS port, yet no driver can connect: it counts as down."""
     marker = temp_dir.encode() + b"/"
-    me = os.geteuid()
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or _proc_uid(p) != me:
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"/raylet") and any(marker in a for a in argv[1:]):
-            return True
-    return False
+    return any(argv[0].endswith(b"/raylet") and any(marker in a for a in argv[1:])
+               for _, argv, _ in _my_processes())
 
 
 def gcs_up(host, port):
@@ -272,15 +344,10 @@ def main(argv=None):
         if cmd == "make":
             out = {"temp_dir": make(args[0], args[1:])}
         elif cmd == "leftovers":
-            key, legacy, token = args
-            # an old-style folder counts only when it is this user's: one someone else
-            # made is never used, nor removed, nor a reason to refuse
-            dirs = _key_dirs(key) + ([legacy] if os.path.lexists(legacy)
-                                     and not temp_dir_problem(legacy) else [])
-            pids = set(owned_pids("", token)) if token else set()
-            for d in dirs:
-                pids.update(owned_pids(d, ""))
-            out = {"dirs": dirs, "pids": sorted(pids)}
+            dirs, pids = leftovers(*args)
+            out = {"dirs": dirs, "pids": pids}
+        elif cmd == "fresh":
+            out = fresh(*args)
         elif cmd == "status":
             temp_dir, port, token, host = args
             out = {"pids": owned_pids(temp_dir, token), "problem": temp_dir_problem(temp_dir),

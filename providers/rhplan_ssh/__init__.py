@@ -62,14 +62,18 @@ print(json.dumps({"version": list(sys.version_info[:3]), "home": os.path.expandu
 """
 
 
-# Runs on each host with its python3: rhplan's Ray venv (python -m venv, then uv from
-# PyPI, then ray==VERSION with uv), skipped when it is already there. uv trusts the
-# host's certificate store (a proxy's CA lives there; an SSH session has no SSL_CERT_FILE).
+# Runs on each host with its python3: rhplan's Ray venv, ROOT/ray-venv, skipped when it
+# is already there. A new one is a link to this user's shared Ray venv for that Ray
+# version and Python (~/.cache/rhplan/ray-venvs/..., made once, then reused by every
+# cluster and after every destroy: Ray's modules stay compiled, ~5 s of a first `ray
+# start`). It is made with a uv the host already has (rhplan's shared copy, PATH,
+# ~/.local/bin, ~/.cargo/bin), files linked from uv's cache; only without any uv:
+# python -m venv, then uv from PyPI (kept for next time). uv trusts the host's
+# certificate store (a proxy's CA lives there; an SSH session has no SSL_CERT_FILE).
 _BOOTSTRAP = r"""
-import fcntl, os, subprocess, sys
+import fcntl, hashlib, os, shutil, subprocess, sys
 root, want = sys.argv[1], sys.argv[2]
 venv = os.path.join(root, "ray-venv")
-vpy, uv = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "uv")
 os.makedirs(root, exist_ok=True)
 # the folder is rhplan's from now on (a destroy removes only a folder with this marker),
 # so what a setup that fails half-way leaves can be removed
@@ -77,30 +81,89 @@ marker = os.path.join(root, ".rhplan-cluster")
 if not os.path.exists(marker):
     with open(marker, "w") as f:
         f.write('{"owner": "rhplan"}')
+env = dict(os.environ, UV_SYSTEM_CERTS="1")
 def ok(argv):
-    return subprocess.run(argv, capture_output=True, text=True)
-def have():
-    r = ok([vpy, "-I", "-c", "import ray; print(ray.__version__)"]) if os.path.exists(vpy) else None
+    return subprocess.run(argv, capture_output=True, text=True, env=env)
+def have(d):
+    vpy = os.path.join(d, "bin", "python")
+    r = ok([vpy, "-I", "-c", "from importlib.metadata import version; print(version('ray'))"]
+           ) if os.path.exists(vpy) else None
     return r is not None and r.returncode == 0 and r.stdout.strip() == want
+def must(argv):
+    r = ok(argv)
+    if r.returncode:
+        sys.stderr.write((r.stderr or r.stdout).strip() + "\n")
+        sys.exit(1)
+cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                     "rhplan")
+shared_uv = os.path.join(cache, "bin", "uv")
+def find_uv():
+    home = os.path.expanduser("~")
+    for c in (shared_uv, shutil.which("uv"), home + "/.local/bin/uv", home + "/.cargo/bin/uv"):
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+def place(src, dst):
+    # a hardlink where it can be (one file on disk), else a copy
+    if os.path.exists(dst):
+        return
+    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+    tmp = f"{dst}.{os.getpid()}"
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+def build(d, uv):
+    # a venv with Ray `want` and uv in its bin, made anew
+    if uv:
+        must([uv, "venv", "-q", "--clear", "--python", sys.executable, d])
+    else:
+        must([sys.executable, "-m", "venv", "--clear", d])
+        must([os.path.join(d, "bin", "python"), "-m", "pip", "install", "-q",
+              "--disable-pip-version-check", "uv"])
+        uv = os.path.join(d, "bin", "uv")
+        place(uv, shared_uv)
+    place(uv, os.path.join(d, "bin", "uv"))
+    must([os.path.join(d, "bin", "uv"), "pip", "install", "-q", "--python",
+          os.path.join(d, "bin", "python"), "ray==" + want])
 with open(os.path.join(root, ".bootstrap.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    if not have():
-        env = dict(os.environ, UV_SYSTEM_CERTS="1")
-        steps = []
-        if not os.path.exists(vpy):
-            steps.append([sys.executable, "-m", "venv", venv])
+    if os.path.lexists(venv) and not os.path.islink(venv):
+        # a Ray venv of the host's own (an image with Ray) or of an older rhplan: kept
+        vpy, uv = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "uv")
+        if not have(venv):
+            steps = []
+            if not os.path.exists(vpy):
+                steps.append([sys.executable, "-m", "venv", venv])
+            if not os.path.exists(uv):
+                steps.append([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              "uv"])
+            steps.append([uv, "pip", "install", "-q", "--python", vpy, "ray==" + want])
+            for argv in steps:
+                must(argv)
         if not os.path.exists(uv):
-            steps.append([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"])
-        steps.append([uv, "pip", "install", "-q", "--python", vpy, "ray==" + want])
-        for argv in steps:
-            r = subprocess.run(argv, capture_output=True, text=True, env=env)
-            if r.returncode:
-                sys.stderr.write((r.stderr or r.stdout).strip() + "\n")
-                sys.exit(1)
-    if not os.path.exists(uv):
-        # an image with Ray but no uv: envs would fall back to pip (~4x slower per env),
-        # so try to add uv; a host without PyPI keeps pip
-        ok([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"])
+            # an image with Ray but no uv: envs would fall back to pip (~4x slower per
+            # env), so try to add uv; a host without PyPI keeps pip
+            ok([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"])
+    else:
+        key = hashlib.sha256(os.path.realpath(sys.executable).encode()).hexdigest()[:8]
+        shared = os.path.join(cache, "ray-venvs", "ray-%s-py%d.%d-%s" % (
+            want, sys.version_info[0], sys.version_info[1], key))
+        os.makedirs(os.path.dirname(shared), mode=0o700, exist_ok=True)
+        with open(shared + ".lock", "w") as slock:
+            fcntl.flock(slock, fcntl.LOCK_EX)
+            done = os.path.join(shared, ".rhplan-complete")
+            if not (os.path.exists(done) and have(shared)):
+                build(shared, find_uv())
+                with open(done, "w") as f:
+                    f.write(want)
+        if os.path.islink(venv) and os.readlink(venv) != shared:
+            os.unlink(venv)
+        if not os.path.lexists(venv):
+            tmp = f"{venv}.{os.getpid()}"
+            os.symlink(shared, tmp)
+            os.replace(tmp, venv)
 print("ready")
 """
 

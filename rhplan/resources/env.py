@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -213,18 +214,21 @@ class EnvType(ResourceType):
         return parse_requirement(raw, ctx.config_dir)
 
     def _install(self, conn: Connection, path: str, raw: str, rs: ResourceState,
-                 ctx: RunContext, state: State, constraints: str) -> list[str]:
+                 ctx: RunContext, state: State, constraints: str, before: Any = None
+                 ) -> tuple[list[str], Any]:
         """Install one entry resolved together with the servlet's Ray and under the
         user's pins: what either needs is never moved silently; a conflict fails here,
-        naming both sides. A git package's installed commit is kept, for refresh."""
+        naming both sides. A git package's installed commit is kept, for refresh.
+        Returns what it changed and what the env holds now (the next one's `before`)."""
         req = self._on_host(self._requirement(raw, ctx, state), rs, conn, ctx, state)
-        res = envs.install_entry(conn, path, req, [self._ray_pin(rs, state)], constraints)
+        res = envs.install_entry(conn, path, req, [self._ray_pin(rs, state)], constraints,
+                                 before)
         commits = rs.private.setdefault("commits", {})
         if req.kind == "git" and res.own is not None and res.own.commit:
             commits[raw] = res.own.commit
         else:
             commits.pop(raw, None)
-        return res.changes
+        return res.changes, res.after
 
     def _ray_pin(self, rs: ResourceState, state: State) -> str:
         return f"ray=={state.resources[rs.attributes['cluster']].attributes['ray_version']}"
@@ -246,15 +250,23 @@ class EnvType(ResourceType):
                                       self._pins(rs.attributes["reqs"], ctx, state))
 
     def _ensure_ray(self, rs: ResourceState, conn: Connection, state: State,
-                    constraints: str | None) -> None:
+                    constraints: str | None) -> Any:
         """The servlet runs in the env's interpreter, which needs the cluster's Ray
-        version; installed under the user's pins (a conflict fails, naming both)."""
-        version = state.resources[rs.attributes["cluster"]].attributes["ray_version"]
+        version; installed under the user's pins (a conflict fails, naming both).
+        Returns what the env holds after installing it (None when it was there)."""
+        cluster = state.resources[rs.attributes["cluster"]].attributes
+        version = cluster["ray_version"]
         if rs.private.get("ray") == version:
-            return
-        envs.install(conn, rs.attributes["path"],
-                     parse_requirement(f"pip:ray=={version}", Path("/")), (), constraints)
+            return None
+        res = envs.install_entry(conn, rs.attributes["path"],
+                                 parse_requirement(f"pip:ray=={version}", Path("/")), (),
+                                 constraints)
         rs.private["ray"] = version
+        if cluster.get("ray_python") and res.after is not None:
+            # the servlet's first `import ray` reads bytecode instead of compiling it
+            envs.seed_bytecode(conn, rs.attributes["path"], res.after.site_packages,
+                               cluster["ray_python"], version)
+        return res.after
 
     def _on_host(self, req: Requirement, rs: ResourceState, conn: Connection, ctx: RunContext,
                  state: State) -> Requirement:
@@ -299,23 +311,30 @@ class EnvType(ResourceType):
         pins = self._pins(a["reqs"], ctx, state)
         constraints = envs.write_constraints(conn, a["path"], pins)
         # the pins and the servlet's Ray are resolved together before anything is
-        # installed: a pin Ray cannot live with is refused here, naming both sides
-        why = pins and envs.check_resolvable(conn, a["path"], [self._ray_pin(rs, state)],
-                                             constraints)
+        # installed: a pin Ray cannot live with is refused here, naming both sides. The
+        # check only resolves (--dry-run), so it runs while Ray installs; its verdict is
+        # read before any entry is.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            check = pool.submit(envs.check_resolvable, conn, a["path"],
+                                [self._ray_pin(rs, state)], constraints) if pins else None
+            # Ray first, then each entry resolved with it under the pins of the entries so
+            # far (the last one writes them all): each record says what that entry changed
+            before = self._ensure_ray(rs, conn, state, None)
+            why = check.result() if check else None
         if why:
+            # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
+            envs.delete_env(conn, a["path"])
             raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
                                 f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
                                 "or remove the pin")
-        # Ray first, then each entry resolved with it under the pins of the entries so
-        # far (the last one writes them all): each record says what that entry changed
-        self._ensure_ray(rs, conn, state, None)
         installed: dict[str, list[str]] = {}
         written = None
         for i, raw in enumerate(a["reqs"]):
             pins = self._pins(a["reqs"][: i + 1], ctx, state)
             if pins != written:
                 constraints, written = envs.write_constraints(conn, a["path"], pins), pins
-            installed[raw] = self._install(conn, a["path"], raw, rs, ctx, state, constraints)
+            installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
+                                                   constraints, before)
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
         envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx))
@@ -468,7 +487,7 @@ class EnvType(ResourceType):
             # under the pins installed so far (each record says what that entry changed)
             pins = self._pins(done + todo[: i + 1], ctx, state)
             constraints = envs.write_constraints(conn, path, pins)
-            installed[raw] = self._install(conn, path, raw, after, ctx, state, constraints)
+            installed[raw], _ = self._install(conn, path, raw, after, ctx, state, constraints)
         for raw in list(installed):
             if raw not in a["reqs"]:
                 installed.pop(raw)
