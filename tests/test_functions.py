@@ -401,6 +401,13 @@ ERRORS = [
 ]
 
 
+def test_directive_error_in_a_heredoc_names_its_own_line() -> None:
+    src = "<<EOT\nline 4\n${var.names[0]}\n%{ if var.on }\nnever closed\nEOT\n"
+    with pytest.raises(ConfigError) as info:
+        evaluate(src)
+    assert str(info.value).startswith("main.hcl:6: %{ if } is never closed"), info.value
+
+
 @pytest.mark.parametrize(("src", "words"), [pytest.param(s, w, id=s[:40]) for s, w in ERRORS])
 def test_bad_call_is_one_line_naming_file_and_line(src: str, words: list[str],
                                                     templates: Path) -> None:

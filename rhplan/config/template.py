@@ -58,9 +58,11 @@ def compiled(node: Any, parts: tuple[Any, ...]) -> tuple[Any, ...] | None:
     if hit is not None and hit[0] is node:
         return hit[1]
     tokens: list[Any] = []
+    line = node.line
     for p in parts:
         if isinstance(p, str):
-            tokens.extend(_scan(p, node.line, interpolations=False))
+            tokens.extend(_scan(p, line, interpolations=False))
+            line += p.count("\n")  # a heredoc's later directives sit on later lines
         else:
             tokens.append(p)
     tree = _build(tokens, node.line) if any(isinstance(t, _Directive) for t in tokens) else None
