@@ -34,6 +34,13 @@ SERVLET = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import host_script
+if sys.argv[5:] == ["older"]:  # as a servlet an older rhplan started: no call_fn
+    serve = host_script.EnvServlet.serve_request
+    def older(self, op, args, sink):
+        if op == "call_fn":
+            raise ValueError(f"unknown request {op!r}")  # what its serve_request says
+        return serve(self, op, args, sink)
+    host_script.EnvServlet.serve_request = older
 host_script.EnvServlet(sys.argv[2], sys.argv[3], sys.argv[4])
 print("STARTED", flush=True)
 sys.stdin.read()  # until the test closes it
@@ -103,20 +110,26 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         proc.wait(timeout=30)
 
 
-def test_both_sides_name_the_same_socket_and_pack_alike() -> None:
+def test_both_host_scripts_and_the_caller_share_one_wire_module() -> None:
+    """host_script.py and gateway.py take frames, packing, socket names and exception
+    descriptions from servlet_wire.py (uploaded beside them), not from copies."""
+    from rhplan.servlets import remote_errors, servlet_wire
+
+    assert host_script.servlet_socket is sys.modules["servlet_wire"].servlet_socket
+    assert gateway.wire is servlet_wire and gateway.servlet_socket is servlet_wire.servlet_socket
     assert host_script.servlet_socket("10.0.0.1:6379", "np") == gateway.servlet_socket(
         "10.0.0.1:6379", "np")
     assert gateway.servlet_socket("a", "np") != gateway.servlet_socket("b", "np")
     big = os.urandom(gateway.OUT_OF_BAND + 1)
     value = ("ok", big, {"n": 1})
-    for pack, unpack in ((gateway.pack, host_script._unpack), (host_script._pack,
-                                                                gateway.unpack)):
-        mark = gateway.out_of_band if pack is gateway.pack else host_script._out_of_band
-        pieces = pack(mark(value))
-        assert any(p is not None and memoryview(p).nbytes == len(big) for p in pieces[2:])
-        body = b"".join(bytes(p) for p in pieces)
+    pieces = host_script.pack(host_script.out_of_band(value))
+    assert any(memoryview(p).nbytes == len(big) for p in pieces[2:])  # not in the pickle
+    body = b"".join(bytes(p) for p in pieces)
+    for unpack in (gateway.unpack, remote_errors.unpack_data):
         got = unpack(body)
         assert (got[0], bytes(got[1]), got[2]) == value
+    assert not [(m.__name__, n) for m in (gateway, host_script)
+                for n in ("_plain", "_pack", "_unpack", "_out_of_band") if hasattr(m, n)]
 
 
 def test_calls_objects_and_commands_through_the_servlets_socket(rig: Rig) -> None:
@@ -232,3 +245,76 @@ def test_a_servlet_without_its_own_socket_goes_through_ray(rig: Rig) -> None:
         rig.caller.request("keys", "no-such-servlet", (), timeout=60)
     assert time.monotonic() - t0 < 15
     assert rig.gw.ray is None and rig.gw.joining
+
+
+BASE = 10
+
+
+def test_functions_sent_again_see_what_changed(rig: Rig) -> None:
+    """A function is pickled once here and rebuilt once in the servlet while nothing it
+    captures changes; a closure or global that changes is seen at the next call, and
+    what a call changes in its copy is never carried to the next."""
+    global BASE
+    from rhplan.servlets import client
+
+    s = rig.handle
+    n = 1
+
+    def add(x: int) -> int:
+        return x + n + BASE
+
+    def who() -> int:
+        return id(who)  # the servlet's copy of this function
+
+    assert s.call(add, 1) == 12
+    n = 5
+    assert s.call(add, 1) == 16  # a closure that changed
+    BASE = 100
+    try:
+        assert s.call(add, 1) == 106  # a global that changed
+    finally:
+        BASE = 10
+    assert add in client._fn_pickles  # pickled once per change, not per call
+    first = s.call(who)
+    assert [s.call(who) for _ in range(3)] == [first] * 3  # rebuilt once there
+
+    items = [1]
+
+    def grow() -> int:
+        items.append(1)  # a mutable capture: a fresh copy per call, as before
+        return len(items)
+
+    assert [s.call(grow) for _ in range(3)] == [2, 2, 2]
+    assert grow not in client._fn_pickles
+
+    def bump() -> int:
+        global BASE
+        BASE += 1  # rebinds a global: never kept, here or there
+        return BASE
+
+    assert [s.call(bump) for _ in range(3)] == [11, 11, 11] and BASE == 10
+
+    def fails() -> None:
+        raise KeyError(f"nothing at {n}")
+
+    for _ in range(2):
+        with pytest.raises(KeyError, match="nothing at 5"):
+            s.call(fails)
+
+
+def test_a_servlet_of_an_older_rhplan_gets_functions_the_older_way(
+        rig: Rig, tmp_path: Path) -> None:
+    name = f"sock-old-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-c", SERVLET, str(SERVLETS), name,
+                             str(tmp_path), rig.key, "older"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_listening(gateway.servlet_socket(rig.key, name), proc)
+        old = ServletHandle(name, None, "test", rig.caller)
+        k = 3
+        assert [old.call(lambda: k * 2) for _ in range(2)] == [6, 6]
+        assert old.call("operator:add", 1, 2) == 3
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)

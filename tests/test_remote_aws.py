@@ -18,7 +18,6 @@ import json
 import shlex
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,18 +25,18 @@ from typing import Any
 
 import pytest
 from motoserver import MotoServer, aws_env
-from rayprocs import cluster_processes
-from sshd import SSHServer
-from test_remote_ssh_only import (
+from netns_caller import (
     APPLY_TIMEOUT,
     BASE_PY,
     HERE,
     Box,
     Relay,
-    _provision_ray_venv,
-    _unshare_ok,
-    leftovers,
+    check_nothing_left,
+    destroy_from,
+    provision_ray_venv,
+    why_no_netns,
 )
+from sshd import SSHServer
 
 pytest.importorskip("paramiko")
 
@@ -45,7 +44,7 @@ pytest.importorskip("paramiko")
 @pytest.fixture(scope="module")
 def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
             rhplan_in: Any) -> Iterator[Box]:
-    why = _unshare_ok()
+    why = why_no_netns()
     if why:
         pytest.skip(why)
     base = tmp_path_factory.mktemp("remote-aws")
@@ -55,7 +54,7 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
     api = Relay(base / "api.sock", SimpleNamespace(host="127.0.0.1", port=moto.port))
     api.start()
     root = base / "cluster-root"
-    _provision_ray_venv(root)
+    provision_ray_venv(root)
     images = moto.client("ec2").describe_images()["Images"]
     ami = sorted(i["ImageId"] for i in images if i.get("Architecture") == "x86_64")[0]
     proxy = shlex.join([sys.executable, str(HERE / "remote_relay.py"), "connect",
@@ -100,30 +99,16 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
         assert applied.returncode == 0, applied.stdout + applied.stderr
         yield box
     finally:
-        if relay.proc is None:
-            relay.start()
-        recorded = rh.resources().get("cluster.far", {})
-        temp_dir = str(recorded.get("private", {}).get("ray_temp_dir") or root / "ray")
-        ids = [i["id"] for i in recorded.get("private", {}).get("instances") or []]
-        res = box.cli("destroy", "-auto-approve", timeout=300)
-        deadline = time.monotonic() + 20
-        left = cluster_processes([temp_dir], root)
-        links = leftovers(server, relay)
-        while (left or links) and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = cluster_processes([temp_dir], root)
-            links = leftovers(server, relay)
+        down = destroy_from(box, "cluster.far")
+        ids = [i["id"] for i in down.recorded.get("private", {}).get("instances") or []]
         states = {i["InstanceId"]: i["State"]["Name"] for r in moto.client(
             "ec2").describe_instances(InstanceIds=ids)["Reservations"]
             for i in r["Instances"]} if ids else {}
         relay.kill()
         api.kill()
         server.close()
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert not rh.resources(), "the state is not empty after destroy"
+        check_nothing_left(box, down)
         assert ids and set(states.values()) == {"terminated"}, states
-        assert not left, f"processes of the cluster (its gateway too) outlived destroy: {left}"
-        assert not links, f"left behind by the callers: {links}"
 
 
 def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:

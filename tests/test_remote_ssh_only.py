@@ -10,161 +10,40 @@ tunnel at once. Every wait is bounded; the drivers report through RESULT lines.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rayprocs import cluster_processes
-from sshd import SSHServer, _descendants
+from netns_caller import (
+    APPLY_TIMEOUT,
+    BASE_PY,
+    DRIVER_TIMEOUT,
+    HERE,
+    RAY_VERSION,
+    UV,
+    Box,
+    Relay,
+    check_nothing_left,
+    destroy_from,
+    driver_result,
+    provision_ray_venv,
+    why_no_netns,
+)
+from sshd import SSHServer
 
 pytest.importorskip("paramiko")
-
-HERE = Path(__file__).resolve().parent
-RAY_VERSION = version("ray")
-UV = str(Path(sys.executable).parent / "uv")
-BASE_PY = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-APPLY_TIMEOUT = 600.0
-DRIVER_TIMEOUT = 180.0
-
-PRELUDE = """
-import json, os, socket, sys, threading, time
-import rhplan
-CHDIR = sys.argv[1]
-def emit(**values):
-    # on a line of its own: a streamed run may have left one without its newline
-    print("\\nRESULT " + json.dumps(values), flush=True)
-"""
-
-
-def _unshare_ok() -> str | None:
-    if os.geteuid() != 0:
-        return "unshare --net needs root"
-    res = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True,
-                         timeout=30, check=False)
-    return None if res.returncode == 0 else f"unshare --net fails: {res.stderr.strip()}"
-
-
-class Relay:
-    """tests/remote_relay.py serve: the one way from a namespace to the sshd."""
-
-    def __init__(self, sock: Path, server: SSHServer):
-        self.sock, self.server = sock, server
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "remote_relay.py"), "serve", str(self.sock),
-             self.server.host, str(self.server.port)],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    @property
-    def proxy_command(self) -> str:
-        return shlex.join([sys.executable, str(HERE / "remote_relay.py"), "connect",
-                           str(self.sock)])
-
-
-@dataclass
-class Box:
-    rh: Any
-    relay: Relay
-    root: Path
-    scripts: Path
-    server: SSHServer
-    # how a caller is shut in: its own network namespace (the SSH proxy its only way out)
-    isolate: list[str] = field(default_factory=lambda: ["unshare", "--net"])
-
-    def drive_start(self, body: str, env: dict[str, str] | None = None,
-                    isolate: list[str] | None = None, python: str = sys.executable
-                    ) -> subprocess.Popen[str]:
-        """A driver script (PRELUDE + body) in a network namespace of its own (or
-        started by the isolate argv prefix instead), run by python."""
-        script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
-        script.write_text(PRELUDE + textwrap.dedent(body))
-        prefix = self.isolate if isolate is None else isolate
-        return subprocess.Popen(
-            [*prefix, python, "-u", str(script), str(self.rh.dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-
-    def drive(self, body: str, env: dict[str, str] | None = None,
-              python: str = sys.executable) -> dict[str, Any]:
-        proc = self.drive_start(body, env, python=python)
-        try:
-            out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"driver did not finish within {DRIVER_TIMEOUT} s:\n{out}\n{err}")
-        return _result(proc.returncode, out, err)
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """The rhplan CLI in a network namespace of its own."""
-        return subprocess.run(
-            [*self.isolate, sys.executable, "-m", "rhplan.cli", f"-chdir={self.rh.dir}",
-             *args], capture_output=True, text=True, timeout=timeout, check=False,
-            env=self.rh.env, stdin=subprocess.DEVNULL)
-
-
-def leftovers(server: SSHServer, relay: Relay) -> list[str]:
-    """What the callers left on either side: sshd's per-connection processes on the
-    head, and proxy commands (remote_relay.py connect) on the caller's side."""
-    assert server._proc is not None
-    found = [f"sshd session {pid}" for pid in _descendants(server._proc.pid)]
-    marker = f"remote_relay.py\0connect\0{relay.sock}".encode()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if marker in fh.read():
-                    found.append(f"proxy command {entry}")
-        except (OSError, NotADirectoryError):
-            continue
-    return found
-
-
-def _result(code: int, out: str, err: str) -> dict[str, Any]:
-    report = f"driver -> exit {code}\n{out}\n{err}"
-    assert code == 0, report
-    results = [ln[len("RESULT "):] for ln in out.splitlines() if ln.startswith("RESULT ")]
-    assert len(results) == 1, report
-    value: dict[str, Any] = json.loads(results[0])
-    value["_stdout"], value["_stderr"] = out, err
-    return value
-
-
-def _provision_ray_venv(root: Path) -> None:
-    """An image with Ray: ROOT/ray-venv with this Ray and uv, from uv's cache."""
-    venv = root / "ray-venv"
-    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
-                 [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                  f"ray=={RAY_VERSION}", "uv"]):
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Box]:
-    why = _unshare_ok()
+    why = why_no_netns()
     if why:
         pytest.skip(why)
     base = tmp_path_factory.mktemp("remote")
@@ -172,7 +51,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Bo
     relay = Relay(base / "relay.sock", server)
     relay.start()
     root = base / "cluster-root"
-    _provision_ray_venv(root)
+    provision_ray_venv(root)
     rh = rhplan_in(base / "infra")
     rh.write(f"""
         cluster "box" {{
@@ -203,28 +82,10 @@ def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Bo
         assert applied.returncode == 0, applied.stdout + applied.stderr
         yield box
     finally:
-        if relay.proc is None:
-            relay.start()
-        recorded = rh.resources().get("cluster.box", {}).get("private", {})
-        temp_dir = str(recorded.get("ray_temp_dir") or root / "ray")  # gone after destroy
-        res = box.cli("destroy", "-auto-approve", timeout=300)
-        deadline = time.monotonic() + 20
-        left = cluster_processes([temp_dir], root)
-        links = leftovers(server, relay)
-        while (left or links) and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = cluster_processes([temp_dir], root)
-            links = leftovers(server, relay)
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        down = destroy_from(box, "cluster.box")
         relay.kill()
         server.close()
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert not rh.resources(), "the state is not empty after destroy"
-        assert not left, f"processes of the cluster (its gateway too) outlived destroy: {left}"
-        # every caller closed its SSH connection when it exited: nothing on either side
-        assert not links, f"left behind by the callers: {links}"
+        check_nothing_left(box, down)
 
 
 def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
@@ -399,7 +260,7 @@ def test_tunnel_dropped_mid_call_then_reconnects(box: Box, tmp_path: Path) -> No
             proc.wait(timeout=10)
         if box.relay.proc is None:
             box.relay.start()
-    got = _result(proc.returncode, out, err)
+    got = driver_result(proc.returncode, out, err)
     assert got["lost"] and "cluster.box" in got["lost"]
     assert got["again"] == 5 and got["took"] < 5
 
@@ -443,7 +304,7 @@ def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    got = _result(proc.returncode, out, err)
+    got = driver_result(proc.returncode, out, err)
     assert got["before"] == old and got["after"] == new and got["add"] == 3
 
 
@@ -509,7 +370,7 @@ def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    got = _result(proc.returncode, out, err)
+    got = driver_result(proc.returncode, out, err)
     assert got["timed_out"] and 2 <= got["took"] < 10 and got["after"] == 4
 
 
@@ -623,7 +484,7 @@ def _stream_times(proc: subprocess.Popen[str]) -> tuple[dict[str, float], dict[s
             key = line.split()[0] if line.startswith(("CALL", "END")) else line.strip()
             seen.setdefault(key, time.monotonic())
         lines.append(proc.stdout.read())
-        got = _result(proc.wait(timeout=60), "".join(lines), proc.stderr.read())
+        got = driver_result(proc.wait(timeout=60), "".join(lines), proc.stderr.read())
     finally:
         if proc.poll() is None:
             proc.kill()

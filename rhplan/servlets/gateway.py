@@ -41,7 +41,6 @@ before it joins Ray, so a first caller does not wait for a Ray driver to start.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import json
 import os
@@ -51,18 +50,28 @@ import struct
 import sys
 import threading
 import time
-import traceback
 import uuid
+
+if __package__:  # imported by the caller (transport.py), inside rhplan
+    from . import servlet_wire as wire
+else:  # run on a head: the copy manage.py uploaded beside this file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import servlet_wire as wire  # type: ignore[no-redef]
+
+# the shared parts, also under the names the caller and the tests use (gateway.pack...)
+HEADER, OUT_OF_BAND = wire.HEADER, wire.OUT_OF_BAND
+pack, unpack, out_of_band = wire.pack, wire.unpack, wire.out_of_band
+servlet_socket, describe_exception = wire.servlet_socket, wire.describe_exception
+HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = (
+    wire.HELLO, wire.WELCOME, wire.REQUEST, wire.OUT, wire.RESULT, wire.ERROR, wire.CHALLENGE,
+    wire.AUTH)
 
 PROTOCOL = 2
 NAMESPACE = "rhplan"
-HEADER = struct.Struct(">IBI")
-HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = range(1, 9)
 HANDSHAKE_TIMEOUT = 10.0
 WORKERS = 64  # requests served at once through Ray (servlets without their own socket)
 POLL = (0.002, 0.05)  # output is looked for this often while a call runs (min, max)
 GCS_MISSES = 3  # the gateway exits after this many failed checks, 5 s apart
-OUT_OF_BAND = 64 * 1024  # byte strings this long travel after the pickle, not in it
 CHUNK = 256 * 1024  # read this much at once: many small frames cost one read
 RAY_WAIT = 120.0  # a request that needs Ray waits this long for the gateway to join it
 
@@ -151,43 +160,6 @@ class FrameReader:
         return req, kind, view
 
 
-def pack(obj) -> list:
-    """obj as pieces to send one after the other: `>I` count, `>Q` lengths, a pickle,
-    then the out-of-band buffers (byte strings wrapped in pickle.PickleBuffer, see
-    out_of_band), which are sent from where they lie, never copied into the pickle."""
-    bufs: list = []
-    meta = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
-    views = [b.raw() for b in bufs]
-    head = struct.pack(f">I{len(views)}Q", len(views), *(v.nbytes for v in views))
-    return [head, meta, *views]
-
-
-def unpack(body):
-    """What pack made; out-of-band byte strings come back as memoryviews of body."""
-    view = memoryview(body)
-    n = struct.unpack_from(">I", view)[0]
-    lens = struct.unpack_from(f">{n}Q", view, 4)
-    end = len(view) - sum(lens)
-    bufs, pos = [], end
-    for size in lens:
-        bufs.append(view[pos:pos + size])
-        pos += size
-    return pickle.loads(view[4 + 8 * n:end], buffers=bufs)
-
-
-def out_of_band(value):
-    """value with its long byte strings (at the top, or in a top-level tuple) marked to
-    travel out of band by pack."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return pickle.PickleBuffer(value) if len(value) >= OUT_OF_BAND else value
-    if isinstance(value, tuple):
-        if not any(isinstance(v, (bytes, bytearray, memoryview)) and len(v) >= OUT_OF_BAND
-                   for v in value):
-            return value  # the usual small call: nothing to mark, nothing to copy
-        return tuple(out_of_band(v) if not isinstance(v, tuple) else v for v in value)
-    return value
-
-
 def request_frame(req: int, name: str, op: str, args: tuple) -> list:
     """A REQUEST frame, as pieces: which servlet, then the packed (op, args). A small
     one is one piece (built with as little Python as can be: it is per call)."""
@@ -230,14 +202,6 @@ def joined(pieces: list) -> list:
     return out
 
 
-def servlet_socket(key: str, name: str) -> str:
-    """The abstract UNIX socket a servlet of this cluster (key: its Ray address) listens
-    on. host_script.py has the same function: a servlet started there must be found
-    here (tests/test_servlets.py checks both name the same socket)."""
-    digest = hashlib.sha256(f"{key}\0{name}".encode()).hexdigest()[:32]
-    return f"\0rhplan-servlet-{digest}"
-
-
 def servlet_key(name: str, identity: dict | None) -> str:
     """What a caller names a servlet by in a REQUEST: its name, and when the caller knows
     it (from the state), the identity recorded when it started: only that actor (through
@@ -260,16 +224,6 @@ def not_started_by_rhplan(name: str, what: str) -> PermissionError:
                            "nothing was sent to it; run rhplan apply to restart the servlet")
 
 
-def _start_ticks(pid: int) -> int | None:
-    """When process pid started (as host_script.process_start_ticks)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return int(stat[stat.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _peer_is(sock: socket.socket, pid: str, ticks: str) -> bool:
     """Whether the process listening at the other end of a UNIX socket is pid, started at
     ticks, and of this user (an abstract socket's name can be taken by anyone)."""
@@ -277,7 +231,7 @@ def _peer_is(sock: socket.socket, pid: str, ticks: str) -> bool:
     peer, uid, _ = creds.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                 creds.size))
     return (uid == os.getuid() and str(peer) == pid
-            and (not ticks or str(_start_ticks(peer)) == ticks))
+            and (not ticks or str(wire.process_start_ticks(peer)) == ticks))
 
 
 def proof(token: bytes, who: str, caller_nonce: str, gateway_nonce: str) -> str:
@@ -320,19 +274,27 @@ class _ServletLink:
         threading.Thread(target=self._read, daemon=True,
                          name=f"rhplan-gw servlet {name}").start()
 
-    def forward(self, caller: _Peer, req: int, payload) -> bool:
-        """Send a caller's request on; False if this link died first."""
+    def forward(self, caller: _Peer, req: int, payload, out: dict) -> bool:
+        """Queue a caller's request for this servlet in out (sent by flush, with the
+        others that arrived together); False if this link died first."""
         with self.lock:
             if self.dead:
                 return False
             sid = self.next_id
             self.next_id = sid + 1 if sid < 0xFFFFFFFE else 1
             self.pending[sid] = (caller, req, self.name)
-        try:
-            self.peer.send(frame_pieces(sid, REQUEST, [payload]))
-        except OSError:
-            self._close()  # in-flight requests (this one too) get an error answer
+        out.setdefault(self, []).extend(frame_pieces(sid, REQUEST, [payload]))
         return True
+
+    @staticmethod
+    def flush(out: dict) -> None:
+        """Send each servlet the requests queued for it, in one write where they fit."""
+        for link, pieces in out.items():
+            try:
+                link.peer.send(pieces)
+            except OSError:
+                link._close()  # in-flight requests (these too) get an error answer
+        out.clear()
 
     def _read(self) -> None:
         reader = FrameReader(self.peer.sock.recv, self.peer.sock.recv_into)
@@ -576,6 +538,7 @@ class Gateway:
         def send(req: int, kind: int, body: bytes) -> None:
             caller.send([HEADER.pack(req, kind, len(body)), body])
 
+        out: dict[_ServletLink, list] = {}  # requests that arrived together, per servlet
         try:
             sock.settimeout(HANDSHAKE_TIMEOUT)
             _, kind, body = read_frame(sock.recv)
@@ -596,15 +559,17 @@ class Gateway:
             reader = FrameReader(sock.recv, sock.recv_into)
             while True:
                 req, kind, body = reader.read()
-                if kind != REQUEST:
-                    continue
-                name, payload = split_request(body)
-                link = self.link(name)
-                if link is None or not link.forward(caller, req, payload):
-                    self.pool.submit(self.answer, req, name, payload, send)
+                if kind == REQUEST:
+                    name, payload = split_request(body)
+                    link = self.link(name)
+                    if link is None or not link.forward(caller, req, payload, out):
+                        self.pool.submit(self.answer, req, name, payload, send)
+                if out and not reader.buffered():  # forwarded together: one write
+                    _ServletLink.flush(out)
         except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError):
             pass
         finally:
+            _ServletLink.flush(out)  # what came before the caller went: sent, as it came
             sock.close()
 
     def answer(self, req: int, name: str, payload, send) -> None:
@@ -646,50 +611,10 @@ def _ray_version() -> str:
 
 
 def _error(exc: BaseException) -> tuple:
-    """(describe_exception, its type name, message, remote traceback text). The
-    servlet's own exception (e.g. KeyError from get) rather than Ray's wrapper."""
+    """wire.error_parts of the servlet's own exception (e.g. KeyError from get) rather
+    than Ray's wrapper."""
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    return (describe_exception(exc), type(exc).__name__, str(exc),
-            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
-
-def describe_exception(exc: BaseException) -> bytes:
-    """exc as plain data for the caller, never as its own pickle (host_script.py's
-    function, repeated: that file is not on this one's path)."""
-    cls = type(exc)
-    desc = {"module": getattr(cls, "__module__", ""), "qualname": cls.__qualname__,
-            "tracker": None, "args": None, "state": None}
-    try:
-        from ray.cloudpickle import cloudpickle as cp
-
-        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls)
-    except Exception:  # noqa: BLE001 - no Ray's cloudpickle here: no tracker id
-        pass
-    try:
-        reduced = exc.__reduce_ex__(5)
-        if (isinstance(reduced, tuple) and reduced[0] is cls and _plain(reduced[1])
-                and (len(reduced) < 3 or _plain(reduced[2]))):
-            desc["args"] = tuple(reduced[1])
-            desc["state"] = reduced[2] if len(reduced) > 2 and isinstance(
-                reduced[2], dict) else None
-    except Exception:  # noqa: BLE001 - a __reduce__ that fails: the text still goes back
-        pass
-    return pickle.dumps(desc, protocol=5)
-
-
-def _plain(value, depth: int = 0) -> bool:
-    """Whether value is plain data (what a pickle with no globals can hold)."""
-    if value is None or type(value) in (bool, int, float, str, bytes):
-        return True
-    if depth > 20:
-        return False
-    if type(value) in (tuple, list):
-        return all(_plain(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
-    return False
+    return wire.error_parts(cause if isinstance(cause, BaseException) else exc)
 
 
 def _gcs_up(address: str) -> bool:

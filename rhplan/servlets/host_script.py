@@ -22,9 +22,29 @@ import sys
 import time
 import traceback
 
+# uploaded beside this file (manage.py); the servlet, sent to the env's interpreter by
+# value, carries what it uses of it by value too (see start)
+from servlet_wire import (
+    ERROR,
+    HEADER_FMT,
+    OUT,
+    OUT_OF_BAND,
+    REQUEST,
+    RESULT,
+    describe_exception,
+    error_parts,
+    out_of_band,
+    pack,
+    process_start_ticks,
+    reuse_key,
+    servlet_socket,
+    unpack,
+)
+
 NAMESPACE = "rhplan"
 READY_TIMEOUT = float(os.environ.get("RHPLAN_SERVLET_TIMEOUT", "120"))
 SERVLET_CONCURRENCY = 32  # calls one servlet serves at once (one thread each)
+FUNCTIONS_KEPT = 256  # rebuilt functions a servlet keeps for callers that send them again
 
 
 class EnvServlet:
@@ -36,6 +56,7 @@ class EnvServlet:
         self.started = time.time()
         self.last_activity = self.started
         self.store: dict = {}
+        self._functions: dict = {}  # pickle -> (rebuilt function, reuse_key, len(globals))
         # env vars and secrets come from the env's own files, so secret values never
         # travel through Ray's control plane or rhplan's state
         for fname in ("env_vars.json", "secrets.json"):
@@ -58,23 +79,61 @@ class EnvServlet:
     def call(self, payload: bytes) -> tuple:
         """payload: cloudpickled (fn or "module:qualname", args, kwargs). Returns
         ("ok", pickled result) or ("error", describe_exception, traceback text, summary)."""
-        import importlib
-
         from ray import cloudpickle
+
+        return self._call(lambda: cloudpickle.loads(payload))
+
+    def call_fn(self, fn_blob: bytes, rest: bytes) -> tuple:
+        """call(), with the function pickled apart from (args, kwargs): a function sent
+        again and again is rebuilt once (see _function), not per call."""
+        from ray import cloudpickle
+
+        return self._call(lambda: (self._function(fn_blob), *cloudpickle.loads(rest)))
+
+    def _call(self, load) -> tuple:
+        import importlib
 
         self._touch()
         try:
-            fn, args, kwargs = cloudpickle.loads(payload)
+            fn, args, kwargs = load()
             if isinstance(fn, str):
                 module, _, qualname = fn.partition(":")
                 obj = importlib.import_module(module)
                 for part in qualname.split("."):
                     obj = getattr(obj, part)
                 fn = obj
-            return ("ok", cloudpickle.dumps(fn(*args, **kwargs)))
+            return ("ok", _dumps_result(fn(*args, **kwargs)))
         except BaseException as exc:  # the caller re-raises it, with this traceback
             tb = traceback.format_exc()
             return ("error", describe_exception(exc), tb, f"{type(exc).__name__}: {exc}")
+
+    def _function(self, blob) -> object:
+        """The function a caller pickled, rebuilt once per distinct pickle while nothing
+        it holds can have changed (servlet_wire.reuse_key: only immutable values or ones
+        that travel by name, and code that rebinds no global nor enclosing variable);
+        checked again before each reuse. Anything else is rebuilt per call, as before."""
+        from ray import cloudpickle
+        from ray.cloudpickle import cloudpickle as cp
+
+        blob = bytes(blob)
+        cache = self._functions
+        hit = cache.get(blob)
+        if hit is not None and len(hit[0].__globals__) == hit[2] and reuse_key(
+                hit[0], cp) == hit[1]:
+            return hit[0]
+        fn = cloudpickle.loads(blob)
+        try:
+            key = reuse_key(fn, cp)
+        except Exception:  # noqa: BLE001 - a cloudpickle without what reuse_key reads
+            key = None
+        if key is not None:
+            if len(cache) >= FUNCTIONS_KEPT:
+                try:
+                    cache.pop(next(iter(cache)))  # the oldest
+                except (KeyError, RuntimeError, StopIteration):
+                    pass  # another thread trimmed it meanwhile
+            cache[blob] = (fn, key, len(getattr(fn, "__globals__", ())))
+        return fn
 
     def run(self, cmd, timeout: float | None = None) -> dict:
         self._touch()
@@ -130,10 +189,14 @@ class EnvServlet:
 
     def _call_into(self, payload: bytes, sink) -> tuple:
         """call(), with what fn prints going to sink.write(stream, data)."""
+        return self._streamed_into(sink, lambda: self.call(payload))
+
+    @staticmethod
+    def _streamed_into(sink, work) -> tuple:
         tls = _stream_router()
         tls.sink = sink
         try:
-            return self.call(payload)
+            return work()
         finally:
             tls.sink = None
             sink.close()
@@ -183,9 +246,7 @@ class EnvServlet:
         self.put(key, cloudpickle.loads(blob))
 
     def get_pickled(self, key: str) -> bytes:
-        from ray import cloudpickle
-
-        return cloudpickle.dumps(self.get(key))
+        return _dumps_result(self.get(key))
 
     def serve_request(self, op: str, args: tuple, sink):
         """One request from the gateway through this servlet's socket (gateway.py's
@@ -195,6 +256,11 @@ class EnvServlet:
         if op == "call":
             payload, stream = args
             return self._call_into(payload, sink) if stream else self.call(payload)
+        if op == "call_fn":
+            fn_blob, rest, stream = args
+            if not stream:
+                return self.call_fn(fn_blob, rest)
+            return self._streamed_into(sink, lambda: self.call_fn(fn_blob, rest))
         if op == "run":
             cmd, timeout, stream = args
             return self._run_into(cmd, timeout, sink) if stream else self.run(cmd, timeout)
@@ -207,110 +273,25 @@ class EnvServlet:
         raise ValueError(f"unknown request {op!r}")
 
 
+def _dumps_result(value) -> bytes:
+    """value pickled for the caller: the C pickler when it will do (cloudpickle's Python
+    pickler costs more, per call), cloudpickle for what only it can carry (functions,
+    classes sent by value, objects of this __main__)."""
+    import pickle
+
+    try:
+        blob = pickle.dumps(value, protocol=5)
+        if b"__main__" not in blob:
+            return blob
+    except Exception:  # noqa: BLE001 - not picklable by name: by value instead
+        pass
+    from ray import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=5)
+
+
 # -- the servlet's own socket: how the gateway (gateway.py) on this host reaches it
-# without a Ray call per request. Frames and packing are gateway.py's (that file is
-# not on the env's path, so the few lines needed are repeated here;
-# tests/test_servlets.py checks both sides agree).
-
-_HEADER_FMT = ">IBI"  # request id, kind, body length
-_REQUEST, _OUT, _RESULT, _ERROR = 3, 4, 5, 6
-_OUT_OF_BAND = 64 * 1024
-
-
-def servlet_socket(key: str, name: str) -> str:
-    """The abstract UNIX socket of servlet name in the cluster whose Ray address is key
-    (no file: nothing to clean up when the servlet dies, no path length limit)."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{key}\0{name}".encode()).hexdigest()[:32]
-    return f"\0rhplan-servlet-{digest}"
-
-
-def _pack(obj) -> list:
-    import pickle
-    import struct
-
-    bufs: list = []
-    meta = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
-    views = [b.raw() for b in bufs]
-    return [struct.pack(f">I{len(views)}Q", len(views), *(v.nbytes for v in views)),
-            meta, *views]
-
-
-def _unpack(body):
-    import pickle
-    import struct
-
-    view = memoryview(body)
-    n = struct.unpack_from(">I", view)[0]
-    lens = struct.unpack_from(f">{n}Q", view, 4)
-    end = len(view) - sum(lens)
-    bufs, pos = [], end
-    for size in lens:
-        bufs.append(view[pos:pos + size])
-        pos += size
-    return pickle.loads(view[4 + 8 * n:end], buffers=bufs)
-
-
-def _out_of_band(value):
-    import pickle
-
-    if isinstance(value, (bytes, bytearray)) and len(value) >= _OUT_OF_BAND:
-        return pickle.PickleBuffer(value)
-    if isinstance(value, tuple):
-        return tuple(_out_of_band(v) if not isinstance(v, tuple) else v for v in value)
-    return value
-
-
-def describe_exception(exc: BaseException) -> bytes:
-    """exc as plain data, never as its own pickle: the caller (which holds cloud keys)
-    must not run whatever __reduce__ an exception of the env names. A pickle of a dict
-    of str/int/float/bytes/None/tuple/list/dict only: the class's module and qualname,
-    the cloudpickle tracker id of a class the caller sent by value, and the arguments
-    and state of its __reduce__ when they are plain data and it rebuilds the class
-    itself (as BaseException's does). gateway.py has the same function (checked by
-    tests/test_security_servlet_identity.py)."""
-    import pickle
-
-    cls = type(exc)
-    desc = {"module": getattr(cls, "__module__", ""), "qualname": cls.__qualname__,
-            "tracker": None, "args": None, "state": None}
-    try:
-        from ray.cloudpickle import cloudpickle as cp
-
-        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls)
-    except Exception:  # no Ray's cloudpickle here, or it changed: no tracker id
-        pass
-    try:
-        reduced = exc.__reduce_ex__(5)
-        if (isinstance(reduced, tuple) and reduced[0] is cls and _plain(reduced[1])
-                and (len(reduced) < 3 or _plain(reduced[2]))):
-            desc["args"] = tuple(reduced[1])
-            desc["state"] = reduced[2] if len(reduced) > 2 and isinstance(
-                reduced[2], dict) else None
-    except Exception:  # a __reduce__ that fails: the text still goes back
-        pass
-    return pickle.dumps(desc, protocol=5)
-
-
-def _plain(value, depth: int = 0) -> bool:
-    """Whether value is plain data (what a pickle with no globals can hold)."""
-    if value is None or type(value) in (bool, int, float, str, bytes):
-        return True
-    if depth > 20:
-        return False
-    if type(value) in (tuple, list):
-        return all(_plain(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
-    return False
-
-
-def _error(exc: BaseException) -> tuple:
-    """As gateway.py's: (describe_exception, type name, message, traceback text)."""
-    return (describe_exception(exc), type(exc).__name__, str(exc),
-            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
+# without a Ray call per request (frames and packing: servlet_wire.py)
 
 class _FrameSink:
     """Where a request's output goes on the socket path: OUT frames, as it comes."""
@@ -321,7 +302,7 @@ class _FrameSink:
     def write(self, stream: int, data) -> None:
         data = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
         if data:
-            self.send(self.req, _OUT, [bytes([stream]) + data])
+            self.send(self.req, OUT, [bytes([stream]) + data])
 
     def close(self) -> None:
         pass
@@ -388,7 +369,7 @@ def _listen(servlet, address: str) -> None:
                              name="rhplan-servlet gateway").start()
 
     def serve(conn) -> None:
-        header = struct.Struct(_HEADER_FMT)
+        header = struct.Struct(HEADER_FMT)
         lock = threading.Lock()
         outbox: list = []
         sending = [False]
@@ -414,7 +395,7 @@ def _listen(servlet, address: str) -> None:
                             return
                     small: list = []
                     for p in batch:
-                        if memoryview(p).nbytes < _OUT_OF_BAND:
+                        if memoryview(p).nbytes < OUT_OF_BAND:
                             small.append(p)
                             continue
                         if small:
@@ -431,14 +412,14 @@ def _listen(servlet, address: str) -> None:
 
         def answer(req: int, payload) -> None:
             try:
-                op, args = _unpack(payload)
+                op, args = unpack(payload)
                 result = servlet.serve_request(op, args, _FrameSink(send, req))
-                send(req, _RESULT, _pack(_out_of_band(result)))
+                send(req, RESULT, pack(out_of_band(result)))
             except BaseException as exc:  # the caller re-raises it
                 import pickle
 
                 try:
-                    send(req, _ERROR, [pickle.dumps(_error(exc), protocol=5)])
+                    send(req, ERROR, [pickle.dumps(error_parts(exc), protocol=5)])
                 except OSError:
                     pass  # the gateway is gone
 
@@ -452,7 +433,7 @@ def _listen(servlet, address: str) -> None:
                 body = stream.read(n)
                 if len(body) < n:
                     return
-                if kind == _REQUEST:
+                if kind == REQUEST:
                     submit(answer, req, body)
         except (OSError, ValueError):
             return
@@ -584,6 +565,11 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
         node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    # the env's interpreter has no servlet_wire on its path: what EnvServlet uses of it
+    # travels by value, as EnvServlet itself (this script is __main__)
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules["servlet_wire"])
     actor = ray.remote(EnvServlet).options(**opts).remote(name, env_dir, address)
     try:
         info = ray.get(actor.ready.remote(), timeout=READY_TIMEOUT)
@@ -597,16 +583,6 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     info["actor_id"] = actor._actor_id.hex()
     info["start_ticks"] = process_start_ticks(info["pid"])
     return info
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When process pid started (clock ticks since boot, /proc/PID/stat field 22)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return int(stat[stat.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> str:

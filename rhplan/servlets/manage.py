@@ -17,11 +17,13 @@ from rhplan.ray_head import OWNED_PIDS_FN, private_argv, private_env, stop_pids
 from rhplan.ssh import ConnectionLost
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
-SCRIPT_SHA = hashlib.sha256(_SCRIPT).hexdigest()[:16]
+# host_script.py and gateway.py import it from beside them: uploaded with each
+_WIRE = resources.files("rhplan.servlets").joinpath("servlet_wire.py").read_bytes()
+SCRIPT_SHA = hashlib.sha256(_SCRIPT + _WIRE).hexdigest()[:16]
 
 
 def script_path(root_dir: str) -> str:
-    return f"{root_dir}/ray/host_script-{SCRIPT_SHA}.py"
+    return f"{root_dir}/ray/host_script-{SCRIPT_SHA}/host_script.py"
 
 
 def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], args: list[str],
@@ -30,7 +32,10 @@ def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], arg
     argv = private_argv([cluster["ray_python"], path, *args])  # its Ray driver's logs: 0600
     res = conn.run(argv, env=private_env(private), timeout=300)
     if res.returncode == 2 and "No such file" in res.stderr:
-        conn.put_bytes(_SCRIPT, path)  # first use on this host (or its root was wiped)
+        # first use on this host (or its root was wiped); the script last: it is there
+        # only when what it imports is
+        conn.put_bytes(_WIRE, path.replace("host_script.py", "servlet_wire.py"))
+        conn.put_bytes(_SCRIPT, path)
         res = conn.run(argv, env=private_env(private), timeout=300)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if not res.ok:  # the script's SystemExit(json) puts its error line on stderr
@@ -186,7 +191,7 @@ def stop_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str, 
 # -- the gateway (gateway.py): how callers reach servlets through SSH alone ----------
 
 _GATEWAY = resources.files("rhplan.servlets").joinpath("gateway.py").read_bytes()
-GATEWAY_SHA = hashlib.sha256(_GATEWAY).hexdigest()[:16]
+GATEWAY_SHA = hashlib.sha256(_GATEWAY + _WIRE).hexdigest()[:16]
 
 
 def gateway_dir(root_dir: str) -> str:
@@ -194,19 +199,22 @@ def gateway_dir(root_dir: str) -> str:
     return f"{root_dir}/ray/gateway-{GATEWAY_SHA}"
 
 
-# Runs on the head: writes gateway.py (sent on stdin) where it belongs unless it is
-# there, then runs it. The first use of a host is one command, not a failed command,
-# an upload and the command again (~0.1-0.3 s of a cold first handle).
+# Runs on the head: writes servlet_wire.py and gateway.py (sent on stdin, the first
+# sys.argv[2] bytes the former) where they belong unless they are there, then runs the
+# gateway. The first use of a host is one command, not a failed command, an upload
+# and the command again (~0.1-0.3 s of a cold first handle).
 _GATEWAY_BOOT = r"""
 import os, runpy, sys
-path = sys.argv[1]
+path, split = sys.argv[1], int(sys.argv.pop(2))
 src = sys.stdin.buffer.read()
 if not os.path.exists(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(src)
-    os.replace(tmp, path)
+    wire = os.path.join(os.path.dirname(path), "servlet_wire.py")
+    for where, data in ((wire, src[:split]), (path, src[split:])):
+        tmp = f"{where}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, where)
 sys.argv = sys.argv[1:]
 runpy.run_path(path, run_name="__main__")
 """
@@ -218,9 +226,9 @@ def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str,
     Started by the caller on first use, so every cluster gets one, however old."""
     state = gateway_dir(cluster["root_dir"])
     argv = private_argv([cluster["ray_python"], "-c", _GATEWAY_BOOT, f"{state}/gateway.py",
-                         "ensure", cluster["ray_address"], private["ray_temp_dir"],
-                         private["ray_token_path"], state])
-    res = conn.run(argv, env=private_env(private), stdin=_GATEWAY, timeout=timeout)
+                         str(len(_WIRE)), "ensure", cluster["ray_address"],
+                         private["ray_temp_dir"], private["ray_token_path"], state])
+    res = conn.run(argv, env=private_env(private), stdin=_WIRE + _GATEWAY, timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     data = json.loads(lines[-1]) if lines else {}
     if res.ok and "port" in data:

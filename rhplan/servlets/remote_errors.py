@@ -8,7 +8,7 @@ So nothing a servlet sends may name code for the caller to run:
   numbers, None, tuples, lists, dicts. A pickle that names any class or function is
   refused before anything runs.
 - Exceptions arrive as type name + message + traceback text, with a plain-data
-  description (host_script.describe_exception). The caller rebuilds the exception as
+  description (servlet_wire.describe_exception). The caller rebuilds the exception as
   itself only when its class is one it already has: a builtin exception, a class of
   a module this process has already imported (nothing is imported on a servlet's
   word), or a class this process sent by value (cloudpickle's tracker id), called
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import io
 import pickle
-import struct
 import sys
 from typing import Any
 
 from rhplan.errors import RhplanError
+from rhplan.servlets.servlet_wire import unpack
 
 
 class RemoteError(RhplanError):
@@ -61,17 +61,9 @@ def loads_data(data: Any, buffers: Any = None) -> Any:
 
 
 def unpack_data(body: Any) -> Any:
-    """gateway.unpack, loading plain data only (out-of-band byte strings come back as
-    memoryviews of body)."""
-    view = memoryview(body)
-    n = struct.unpack_from(">I", view)[0]
-    lens = struct.unpack_from(f">{n}Q", view, 4)
-    end = len(view) - sum(lens)
-    bufs, pos = [], end
-    for size in lens:
-        bufs.append(view[pos:pos + size])
-        pos += size
-    return loads_data(view[4 + 8 * n:end], buffers=bufs)
+    """servlet_wire.unpack, loading plain data only (out-of-band byte strings come back
+    as memoryviews of body)."""
+    return unpack(body, loads_data)
 
 
 def known_exception_class(module: str, qualname: str, tracker: Any = None) -> type | None:

@@ -1,0 +1,215 @@
+"""What the caller, the gateway (gateway.py) and the env servlets (host_script.py) must
+agree on, in one file: frames, packing with out-of-band byte strings, a servlet's socket
+name, and how an exception travels as plain data.
+
+Standard library only: it runs on hosts, where rhplan is not installed. manage.py
+uploads it beside gateway.py and host_script.py, which import it from there; a
+servlet (host_script's EnvServlet, sent to the env's interpreter by value) carries it
+along by value; the caller imports it as rhplan.servlets.servlet_wire.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import struct
+import traceback
+import types
+
+HEADER_FMT = ">IBI"  # request id, kind, body length; then the body
+HEADER = struct.Struct(HEADER_FMT)
+HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = range(1, 9)
+OUT_OF_BAND = 64 * 1024  # byte strings this long travel after the pickle, not in it
+
+
+# -- packing ---------------------------------------------------------------------------
+
+def pack(obj) -> list:
+    """obj as pieces to send one after the other: `>I` count, `>Q` lengths, a pickle,
+    then the out-of-band buffers (byte strings wrapped in pickle.PickleBuffer, see
+    out_of_band), which are sent from where they lie, never copied into the pickle."""
+    bufs: list = []
+    meta = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    views = [b.raw() for b in bufs]
+    head = struct.pack(f">I{len(views)}Q", len(views), *(v.nbytes for v in views))
+    return [head, meta, *views]
+
+
+def unpack(body, loads=pickle.loads):
+    """What pack made, read with loads(data, buffers=...) (the caller passes one that
+    accepts plain data only); out-of-band byte strings come back as memoryviews of body."""
+    view = memoryview(body)
+    n = struct.unpack_from(">I", view)[0]
+    lens = struct.unpack_from(f">{n}Q", view, 4)
+    end = len(view) - sum(lens)
+    bufs, pos = [], end
+    for size in lens:
+        bufs.append(view[pos:pos + size])
+        pos += size
+    return loads(view[4 + 8 * n:end], buffers=bufs)
+
+
+def _long_bytes(value) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview)) and len(value) >= OUT_OF_BAND
+
+
+def out_of_band(value):
+    """value with its long byte strings (at the top, or in a top-level tuple) marked to
+    travel out of band by pack."""
+    if _long_bytes(value):
+        return pickle.PickleBuffer(value)
+    if isinstance(value, tuple) and any(_long_bytes(v) for v in value):
+        return tuple(pickle.PickleBuffer(v) if _long_bytes(v) else v for v in value)
+    return value  # the usual small call: nothing to mark, nothing to copy
+
+
+# -- where a servlet listens -----------------------------------------------------------
+
+def servlet_socket(key: str, name: str) -> str:
+    """The abstract UNIX socket servlet name of the cluster whose Ray address is key
+    listens on (no file: nothing to clean up when the servlet dies, no path length
+    limit; only processes of the servlet's own user are answered)."""
+    digest = hashlib.sha256(f"{key}\0{name}".encode()).hexdigest()[:32]
+    return f"\0rhplan-servlet-{digest}"
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process pid started (clock ticks since boot, /proc/PID/stat field 22): with
+    the pid, who a servlet is (a pid alone is reused)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# -- exceptions, as plain data ---------------------------------------------------------
+
+def error_parts(exc: BaseException) -> tuple:
+    """What an ERROR frame or a failed call carries: (describe_exception, type name,
+    message, traceback text)."""
+    return (describe_exception(exc), type(exc).__name__, str(exc),
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def describe_exception(exc: BaseException) -> bytes:
+    """exc as plain data, never as its own pickle: the caller (which holds cloud keys)
+    must not run whatever __reduce__ an exception of the env names. A pickle of a dict
+    of str/int/float/bytes/None/tuple/list/dict only: the class's module and qualname,
+    the cloudpickle tracker id of a class the caller sent by value, and the arguments
+    and state of its __reduce__ when they are plain data and it rebuilds the class
+    itself (as BaseException's does). The caller's side is remote_errors.py."""
+    cls = type(exc)
+    desc = {"module": getattr(cls, "__module__", ""), "qualname": cls.__qualname__,
+            "tracker": None, "args": None, "state": None}
+    try:
+        from ray.cloudpickle import cloudpickle as cp
+
+        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls)
+    except Exception:  # noqa: BLE001 - no Ray's cloudpickle here, or it changed: no id
+        pass
+    try:
+        reduced = exc.__reduce_ex__(5)
+        if (isinstance(reduced, tuple) and reduced[0] is cls and plain(reduced[1])
+                and (len(reduced) < 3 or plain(reduced[2]))):
+            desc["args"] = tuple(reduced[1])
+            desc["state"] = reduced[2] if len(reduced) > 2 and isinstance(
+                reduced[2], dict) else None
+    except Exception:  # noqa: BLE001 - a __reduce__ that fails: the text still goes back
+        pass
+    return pickle.dumps(desc, protocol=5)
+
+
+def plain(value, depth: int = 0) -> bool:
+    """Whether value is plain data (what a pickle with no globals can hold)."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return True
+    if depth > 20:
+        return False
+    if type(value) in (tuple, list):
+        return all(plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(plain(k, depth + 1) and plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+# -- functions sent by value: when one pickle (or one rebuilt function) can serve again --
+
+_ATOMS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis))
+_BY_NAME = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)
+
+
+def reuse_key(fn, cp, _seen=None):
+    """A fingerprint of all that cloudpickle (module cp) captures when it sends function
+    fn by value: its code, names, defaults, closure and the globals it uses, recursively
+    for the functions it uses that travel by value too. Equal fingerprints, the same
+    pickle: the caller pickles fn once and the servlet rebuilds it once, not per call.
+    None when fn holds anything that can change without the fingerprint seeing it (a
+    list, a dict, an instance, a class sent by value...): such a function is pickled and
+    rebuilt every call, as before. The fingerprint holds what it names (code, modules,
+    importable functions and classes: compared by identity), so none is freed and
+    replaced by another at the same address meanwhile."""
+    if not isinstance(fn, types.FunctionType) or _writes_shared_state(fn.__code__):
+        return None
+    seen = set() if _seen is None else _seen
+    if id(fn) in seen:
+        return ("again", fn)  # a function that refers to itself
+    seen.add(id(fn))
+    parts: list = [fn.__code__, fn.__name__, fn.__qualname__, fn.__module__, fn.__doc__]
+    values: list = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).items(),
+                    *fn.__dict__.items(), *getattr(fn, "__annotations__", {}).items()]
+    for cell in fn.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            values.append(("empty cell",))
+    names = fn.__globals__
+    for name in cp._extract_code_globals(fn.__code__):
+        values.append((name, names[name]) if name in names else ("absent", name))
+    for value in values:
+        k = _value_key(value, cp, seen)
+        if k is None:
+            return None
+        parts.append(k)
+    return tuple(parts)
+
+
+_WRITES: dict = {}  # code -> whether it rebinds a global or a variable it closes over
+
+
+def _writes_shared_state(code) -> bool:
+    """Whether code (or code nested in it) rebinds a global or a variable of an enclosing
+    function: one rebuilt copy, shared by calls, would then carry that from call to call."""
+    found = _WRITES.get(code)
+    if found is None:
+        import dis
+
+        free = set(code.co_freevars)
+        todo, found = [code], False
+        while todo and not found:
+            c = todo.pop()
+            todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+            found = any(i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL") or (
+                i.opname in ("STORE_DEREF", "DELETE_DEREF") and i.argval in free)
+                for i in dis.get_instructions(c))
+        if len(_WRITES) > 4096:
+            _WRITES.clear()
+        _WRITES[code] = found
+    return found
+
+
+def _value_key(value, cp, seen):
+    if type(value) in _ATOMS:
+        return (type(value).__name__, value)
+    if type(value) in (tuple, frozenset):
+        parts = tuple(_value_key(v, cp, seen) for v in value)
+        return None if None in parts else (type(value).__name__, parts)
+    if isinstance(value, _BY_NAME):
+        try:
+            if cp._should_pickle_by_reference(value):
+                return ("by name", value)
+        except Exception:  # noqa: BLE001 - cloudpickle cannot tell: no reuse
+            return None
+        if isinstance(value, types.FunctionType):
+            return reuse_key(value, cp, seen)
+    return None
