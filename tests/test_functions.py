@@ -67,6 +67,7 @@ CASES: dict[str, list[tuple[str, Any]]] = {
         ('yamldecode("hello: world")', {"hello": "world"}),
         ('yamldecode("- a\\n- 1\\n- 2.5")', ["a", 1, 2.5]),
         ('yamldecode("d: 2001-12-14")', {"d": "2001-12-14"}),  # no time type: a string
+        ('yamldecode("[y, N, yes, off, \\"y\\"]")', [True, False, True, False, "y"]),  # YAML 1.1
     ],
     "base64encode": [
         ("base64encode(\"abc123!?$*&()'-=@~\")", "YWJjMTIzIT8kKiYoKSctPUB+"),

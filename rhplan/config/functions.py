@@ -707,14 +707,9 @@ def _yaml_dumper(yaml: Any) -> Any:
 def _fn_yamldecode(scope: Any, text: Any) -> Any:
     import yaml  # imported here: see yamlencode
 
-    class Loader(yaml.SafeLoader):
-        """Timestamps stay strings (Terraform has no time type); nothing else is built."""
-
-    Loader.add_constructor("tag:yaml.org,2002:timestamp",
-                           lambda loader, node: loader.construct_scalar(node))
     s = _str(text, "the argument")
     try:
-        value = yaml.load(s, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+        value = yaml.load(s, Loader=_yaml_loader(yaml))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -723,6 +718,27 @@ def _fn_yamldecode(scope: Any, text: Any) -> Any:
     except RecursionError:
         raise ValueError("the YAML nests too deeply") from None
     return _yaml_value(value, 0)
+
+
+_YAML_LOADER: list[Any] = []  # built on first use
+
+
+def _yaml_loader(yaml: Any) -> Any:
+    if _YAML_LOADER:
+        return _YAML_LOADER[0]
+
+    class Loader(yaml.SafeLoader):
+        """go-cty-yaml's reading: y/n are bools too; timestamps stay strings (Terraform
+        has no time type); nothing but plain data is built."""
+
+        bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp",
+                           lambda loader, node: loader.construct_scalar(node))
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"),
+                                 list("yYnN"))
+    _YAML_LOADER.append(Loader)
+    return Loader
 
 
 def _yaml_value(v: Any, depth: int) -> Any:
