@@ -433,6 +433,9 @@ MAX_RANGE = 1024  # Terraform refuses to generate more, to protect itself
 
 def _fn_range(scope: Any, *args: Any) -> list[int | float]:
     nums = [_num(a, f"argument {i + 1}") for i, a in enumerate(args)]
+    start: int | float
+    limit: int | float
+    step: int | float
     if len(nums) == 1:
         start, limit = 0, nums[0]
         step = 1 if limit >= 0 else -1
