@@ -28,14 +28,19 @@ What it does
      diff    Planner(cfg, RunContext(DIR), vars).plan(state, PlanOptions())  (no refresh;
              note Planner() builds the graph again internally)
      render  render_plan(plan)
-   cold = the parse cache emptied first (the first run in the process, so it also pays
-   lark's grammar load); warm = the cache filled, 3 runs (--repeat), median reported.
+   cold = the parse cache emptied first (a file outside the fast reader's subset would
+   also pay lark's grammar load); warm = the cache filled, 3 runs (--repeat), median
+   reported. Each plan runs in its own fresh interpreter, with the CLI's garbage
+   collector set-up.
    Also the end-to-end CLI `rhplan -chdir=DIR plan -refresh=false -detailed-exitcode`
    wall time, cold and warm (a subprocess: interpreter start-up and imports included).
-4. Prints a table, peak RSS, and PASS/FAIL against the target: a warm no-change
-   in-process plan (sum of all phases above) of 2,000 resources in under 1 s.
+4. Prints a table, peak RSS, and PASS/FAIL against the targets (issue 17 item 5): a
+   warm no-change plan of 2,000+ resources in <= 1 s, in-process and through the CLI
+   (process start to exit), and <= 3 s cold through the CLI (empty parse cache). The
+   CLI's CPU seconds are printed beside its wall time: on a shared machine they are
+   the steadier figure.
 
-Exit status: 0 when the target is met, 1 when it is missed, 2 when a plan that must be
+Exit status: 0 when every target is met, 1 when one is missed, 2 when a plan that must be
 a no-change plan is not (a bug in rhplan or in this benchmark's state building).
 """
 from __future__ import annotations
@@ -54,7 +59,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-TARGET_SECONDS = 1.0
+TARGET_SECONDS = 1.0  # warm, in-process and through the CLI
+COLD_TARGET_SECONDS = 3.0  # through the CLI, empty parse cache
 PHASES = ("parse", "vars", "state", "graph", "diff", "render")
 MARKER = ".plan_scale"  # marks a directory this script generated (safe to regenerate)
 
@@ -388,7 +394,12 @@ def _one_plan(d: Path, timings: dict[str, float]) -> Any:
     return len(cfg.resources)
 
 
-def worker(d: Path, repeat: int, profile: str | None) -> None:
+def worker(d: Path, cold: bool, profile: str | None) -> None:
+    """One plan in this fresh interpreter, as one `rhplan plan` would make it: the parse
+    cache emptied first when cold. (Plans repeated in one process measured the garbage
+    of the earlier ones, not what a user waits for.)"""
+    from rhplan.cli import tune_gc
+    tune_gc()  # what `rhplan` does first, so in-process figures are the CLI's
     t = time.perf_counter()
     import rhplan.config.decode  # noqa: F401  (what `rhplan plan` imports, roughly)
     import rhplan.config.load  # noqa: F401
@@ -398,29 +409,40 @@ def worker(d: Path, repeat: int, profile: str | None) -> None:
     import rhplan.state  # noqa: F401
     imports = time.perf_counter() - t
 
-    shutil.rmtree(d / ".cache", ignore_errors=True)
-    cold: dict[str, float] = {}
-    n = _one_plan(d, cold)
-    rss_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    warm_runs = []
-    for _ in range(repeat):
-        w: dict[str, float] = {}
-        _one_plan(d, w)
-        warm_runs.append(w)
+    if cold:
+        shutil.rmtree(d / ".cache", ignore_errors=True)
+    timings: dict[str, float] = {}
+    prof = None
     if profile:
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
-        _one_plan(d, {})
+    n = _one_plan(d, timings)
+    if prof is not None:
         prof.disable()
         prof.dump_stats(profile)
-    json.dump({"resources": n, "imports": imports, "cold": cold, "warm": warm_runs,
-               "rss_cold_kb": rss_cold,
+    json.dump({"resources": n, "imports": imports, "timings": timings,
                "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, sys.stdout)
 
 
+def run_worker(d: Path, cold: bool, profile: str | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", str(d)]
+    cmd += ["--_cold"] if cold else []
+    cmd += ["--_profile_out", profile] if profile else []
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        print(p.stderr, file=sys.stderr)
+        print("FAIL: the measuring process failed (see above)")
+        sys.exit(p.returncode if p.returncode == 2 else 1)
+    return json.loads(p.stdout)
+
+
+CLI_CPU: list[float] = []  # CPU seconds (user + system) of each CLI run, in order
+
+
 def run_cli(d: Path) -> tuple[float, int, str, int]:
-    """(wall seconds, exit code, output, peak RSS in KiB) of one `rhplan plan`."""
+    """(wall seconds, exit code, output, peak RSS in KiB) of one `rhplan plan`; its CPU
+    seconds go to CLI_CPU (steadier than wall time on a shared machine)."""
     exe = shutil.which("rhplan", path=str(Path(sys.executable).parent) + os.pathsep +
                        os.environ.get("PATH", ""))
     cmd = [exe] if exe else [sys.executable, "-m", "rhplan.cli"]
@@ -431,6 +453,7 @@ def run_cli(d: Path) -> tuple[float, int, str, int]:
         _, status, usage = os.wait4(p.pid, 0)  # this child's own rusage
         elapsed = time.perf_counter() - t
         p.returncode = os.waitstatus_to_exitcode(status)
+        CLI_CPU.append(usage.ru_utime + usage.ru_stime)
         out.seek(0)
         text = out.read().decode(errors="replace")
     return elapsed, p.returncode, text, usage.ru_maxrss
@@ -450,12 +473,13 @@ def main() -> None:
                     help="cProfile one warm in-process plan; print the top functions "
                          "(and keep the stats in FILE if given)")
     ap.add_argument("--_worker", help=argparse.SUPPRESS)
+    ap.add_argument("--_cold", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_profile_out", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args._worker:
         os.environ["XDG_CACHE_HOME"] = str(Path(args._worker) / ".cache")
-        worker(Path(args._worker), args.repeat, args._profile_out)
+        worker(Path(args._worker), args._cold, args._profile_out)
         return
 
     tmp = None
@@ -494,16 +518,13 @@ def run(d: Path, args: argparse.Namespace) -> int:
     if args.profile:
         profile_file = (args.profile if args.profile != "-" else
                         str(Path(tempfile.gettempdir()) / f"plan_scale.{os.getpid()}.prof"))
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", str(d),
-           "--repeat", str(args.repeat)]
+    first = run_worker(d, cold=True)
+    warm_workers = [run_worker(d, cold=False) for _ in range(args.repeat)]
     if profile_file:
-        cmd += ["--_profile_out", profile_file]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        print(p.stderr, file=sys.stderr)
-        print("FAIL: the measuring process failed (see above)")
-        return p.returncode if p.returncode == 2 else 1
-    r = json.loads(p.stdout)
+        run_worker(d, cold=False, profile=profile_file)  # not timed: cProfile slows it
+    r = {"resources": first["resources"], "imports": first["imports"],
+         "cold": first["timings"], "warm": [w["timings"] for w in warm_workers],
+         "rss_cold_kb": first["rss_kb"], "rss_kb": max(w["rss_kb"] for w in warm_workers)}
     warm = {k: statistics.median(w[k] for w in r["warm"]) for k in PHASES + ("total",)}
 
     # CLI: cold (cache emptied) once, warm `repeat` times
@@ -522,6 +543,7 @@ def run(d: Path, args: argparse.Namespace) -> int:
         cli_warm_runs.append(t)
         cli_rss = max(cli_rss, rss)
     cli_warm = statistics.median(cli_warm_runs)
+    cpu_cold, cpu_warm = CLI_CPU[0], statistics.median(CLI_CPU[1:])
 
     n = r["resources"]
     print()
@@ -539,16 +561,26 @@ def run(d: Path, args: argparse.Namespace) -> int:
         print(f"  {names[ph]:<34}{r['cold'][ph]:>9.3f}{warm[ph]:>9.3f}")
     print(f"  {'total in-process':<34}{r['cold']['total']:>9.3f}{warm['total']:>9.3f}")
     print(f"  {'CLI rhplan plan (end to end)':<34}{cli_cold:>9.3f}{cli_warm:>9.3f}")
+    print(f"  {'  its CPU time (user + system)':<34}{cpu_cold:>9.3f}{cpu_warm:>9.3f}")
     print(f"  (rhplan imports in the worker: {r['imports']:.3f}s; warm totals: "
           + ", ".join(f"{w['total']:.3f}" for w in r["warm"])
           + "; CLI warm runs: " + ", ".join(f"{t:.3f}" for t in cli_warm_runs) + ")")
-    print(f"peak RSS: in-process {r['rss_kb'] / 1024:.0f} MiB (after the cold run "
-          f"{r['rss_cold_kb'] / 1024:.0f} MiB); CLI {cli_rss / 1024:.0f} MiB")
+    print(f"peak RSS: in-process {r['rss_kb'] / 1024:.0f} MiB warm, "
+          f"{r['rss_cold_kb'] / 1024:.0f} MiB cold; CLI {cli_rss / 1024:.0f} MiB")
     print()
-    ok = warm["total"] < TARGET_SECONDS
-    print(f"{'PASS' if ok else 'FAIL'}: warm no-change in-process plan of {n:,} resources "
-          f"took {warm['total']:.3f}s (target < {TARGET_SECONDS:.1f}s); cold "
-          f"{r['cold']['total']:.3f}s in-process, CLI warm {cli_warm:.3f}s / cold {cli_cold:.3f}s")
+    checks = [
+        (f"warm no-change in-process plan of {n:,} resources", warm["total"], TARGET_SECONDS),
+        ("warm `rhplan plan` through the CLI (process start to exit)", cli_warm,
+         TARGET_SECONDS),
+        ("cold `rhplan plan` through the CLI (empty parse cache)", cli_cold,
+         COLD_TARGET_SECONDS),
+    ]
+    for what, seconds, target in checks:
+        print(f"{'PASS' if seconds <= target else 'FAIL'}: {what} took {seconds:.3f}s "
+              f"(target <= {target:.1f}s)")
+    ok = all(seconds <= target for _, seconds, target in checks)
+    if sys.flags.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("(PYTHONDONTWRITEBYTECODE is set: every CLI run compiles the modules it imports)")
 
     if profile_file:
         import pstats

@@ -480,11 +480,15 @@ def force_unlock(obj: Ctx, lock_id: str, force: bool) -> None:
                f"{removed.who}, {removed.operation} since {removed.created})")
 
 
-def main(argv: list[str] | None = None) -> None:
-    # A plan builds tens of thousands of long-lived objects (syntax trees, state):
-    # full collections over them cost a third of a large plan and find nothing.
+def tune_gc() -> None:
+    """A plan builds tens of thousands of long-lived objects (syntax trees, state):
+    full collections over them cost a third of a large plan and find nothing."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def main(argv: list[str] | None = None) -> None:
+    tune_gc()
     sys.exit(execute(list(sys.argv[1:] if argv is None else argv)))
 
 

@@ -151,11 +151,12 @@ def depth(node: Any) -> int:
     while stack:
         n, d = stack.pop()
         deepest = max(deepest, d)
-        stack.extend((child, d + 1) for child in _children(n))
+        stack.extend((child, d + 1) for child in children(n))
     return deepest
 
 
-def _children(n: Any) -> list[Any]:
+def children(n: Any) -> list[Any]:
+    """The expression nodes directly under n."""
     if isinstance(n, (GetAttr, Splat)):
         return [n.obj]
     if isinstance(n, Index):
@@ -185,7 +186,7 @@ def walk(node: Any):
     while stack:
         n = stack.pop()
         yield n
-        stack.extend(_children(n))
+        stack.extend(children(n))
 
 
 def _pickled_by_fields(cls: type) -> None:

@@ -365,12 +365,36 @@ def _address_of(e: ast.Expr) -> str | None:
 
 def expr_refs(expr: ast.Expr) -> set[str]:
     """Addresses (cluster.x) and locals (local.y) an expression mentions."""
+    # a walk by exact type, literals first: this ran over every expression of every
+    # resource at load (~0.3 s for 2,000 envs through ast.walk's isinstance chain)
     out: set[str] = set()
-    for n in ast.walk(expr):
-        if isinstance(n, ast.GetAttr) and isinstance(n.obj, ast.Name):
-            if n.obj.name in RESOURCE_TYPES or n.obj.name == "local":
-                out.add(f"{n.obj.name}.{n.name}")
+    stack = [expr]
+    while stack:
+        n = stack.pop()
+        t = type(n)
+        if t is ast.Literal or t is ast.Name:
+            continue
+        if t is ast.GetAttr:
+            obj = n.obj
+            if type(obj) is ast.Name:
+                if obj.name in _REF_ROOTS:
+                    out.add(f"{obj.name}.{n.name}")
+            else:
+                stack.append(obj)
+        elif t is ast.TupleExpr:
+            stack.extend(n.items)
+        elif t is ast.ObjectExpr:
+            for k, v in n.items:
+                stack.append(k)
+                stack.append(v)
+        elif t is ast.Template:
+            stack.extend(p for p in n.parts if type(p) is not str)
+        else:
+            stack.extend(ast.children(n))
     return out
+
+
+_REF_ROOTS = frozenset(RESOURCE_TYPES) | {"local"}
 
 
 def _resolve_local_refs(cfg: Config) -> None:
