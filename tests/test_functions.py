@@ -463,3 +463,14 @@ def test_whole_numbers_print_without_a_fraction() -> None:
     assert evaluate('"${1.5 * 2}-${0.5}"') == "3-0.5"
     assert evaluate("tostring(1.5 * 2)") == "3"
     assert evaluate('{ (1.5 * 2) = "k" }') == {"3": "k"}
+
+
+def test_for_expression_groups_with_an_ellipsis_and_refuses_duplicate_keys() -> None:
+    """As Terraform: `k => v...` groups values by key; a duplicate key without it is an
+    error (it silently kept the last value)."""
+    assert evaluate('{ for s in ["a1", "b1", "a2"] : substr(s, 0, 1) => s... }') == {
+        "a": ["a1", "a2"], "b": ["b1"]}
+    with pytest.raises(ConfigError) as info:
+        evaluate('{ for s in ["a1", "b1", "a2"] : substr(s, 0, 1) => s }')
+    assert str(info.value).startswith("main.hcl:3: two elements produce the key 'a'"), info.value
+    assert "write ... after the value" in str(info.value)

@@ -107,6 +107,7 @@ class ForExpr:
     value: Expr
     cond: Expr | None
     line: int
+    group: bool = False  # `{ for ... : k => v... }`: values of equal keys become a list
 
 
 Expr = Union[  # noqa: UP007 - a runtime alias; `|` of forward references fails here

@@ -288,7 +288,15 @@ class _Evaluator:
             if e.cond is not None and not _to_bool(sub.eval(e.cond), e.line):
                 continue
             if e.key is not None:
-                out_map[_to_str(sub.eval(e.key), e.line)] = sub.eval(e.value)
+                key = _to_str(sub.eval(e.key), e.line)
+                if e.group:
+                    out_map.setdefault(key, []).append(sub.eval(e.value))
+                elif key in out_map:
+                    raise EvalError(f"two elements produce the key {key!r} in this for "
+                                    "expression; make the keys unique, or write ... after "
+                                    "the value to group them into lists", e.line)
+                else:
+                    out_map[key] = sub.eval(e.value)
             else:
                 out_list.append(sub.eval(e.value))
         return out_map if e.key is not None else out_list

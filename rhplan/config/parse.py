@@ -21,8 +21,9 @@ from rhplan.config import ast, fastparse
 from rhplan.config.evaluate import parse_number
 from rhplan.errors import ConfigError
 
-# 3: nodes pickled as their fields (ast._pickled_by_fields); 4: f(list...) expands
-_CACHE_VERSION = "4"
+# 3: nodes pickled as their fields (ast._pickled_by_fields); 4: f(list...) expands;
+# 5: { for ... : k => v... } groups
+_CACHE_VERSION = "5"
 # How deep expressions may nest (brackets, calls, operators): far beyond any real
 # configuration, and low enough that converting and evaluating them never exhausts
 # Python's recursion limit (fuzzing found RecursionError tracebacks without it).
@@ -416,8 +417,9 @@ class _Converter:
             rest = rest[:-1]
         key_var, value_var = (names[0], names[1]) if len(names) == 2 else (None, names[0])
         if is_object:
+            group = any(str(c) == "..." for c in node.children if not hasattr(c, "data"))
             return ast.ForExpr(key_var, value_var, collection, self.expr(rest[0]),
-                               self.expr(rest[1]), cond, line)
+                               self.expr(rest[1]), cond, line, group)
         return ast.ForExpr(key_var, value_var, collection, None, self.expr(rest[0]), cond, line)
 
 
