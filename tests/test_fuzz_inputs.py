@@ -171,6 +171,7 @@ VALUES = [
     'base64decode("!!")', 'format("%z", 1)', "flatten(5)", "toset([[1], 2])",
     "zipmap([1], [])", 'substr("a", 9, 1)', "sum([])", "one([1, 2])", "sort([null])",
     'formatlist("%s", [1], [1, 2])', "coalescelist()", "alltrue([1])", "tomap([])",
+    '{ for s in ["a", "a"] : s => s }', '{ for s in ["a", "a"] : s => s... }', "min([]...)",
 ]
 # text inserted before a line: unknown blocks and attributes, duplicates, cycles
 SNIPPETS = [
