@@ -294,6 +294,15 @@ def test_functions_sent_again_see_what_changed(rig: Rig) -> None:
 
     assert [s.call(bump) for _ in range(3)] == [11, 11, 11] and BASE == 10
 
+    zero = 0.0
+
+    def sign() -> str:
+        return str(zero)
+
+    assert s.call(sign) == "0.0"
+    zero = -0.0  # equal to 0.0, yet another value
+    assert s.call(sign) == "-0.0"
+
     def fails() -> None:
         raise KeyError(f"nothing at {n}")
 

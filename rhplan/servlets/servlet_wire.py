@@ -155,7 +155,9 @@ def reuse_key(fn, cp, _seen=None):
     if id(fn) in seen:
         return ("again", fn)  # a function that refers to itself
     seen.add(id(fn))
-    parts: list = [fn.__code__, fn.__name__, fn.__qualname__, fn.__module__, fn.__doc__]
+    # the code by identity (equal code from another file pickles another file name)
+    parts: list = [id(fn.__code__), fn.__code__, fn.__name__, fn.__qualname__, fn.__module__,
+                   fn.__doc__]
     values: list = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).items(),
                     *fn.__dict__.items(), *getattr(fn, "__annotations__", {}).items()]
     for cell in fn.__closure__ or ():
@@ -200,6 +202,8 @@ def _writes_shared_state(code) -> bool:
 
 def _value_key(value, cp, seen):
     if type(value) in _ATOMS:
+        if type(value) in (float, complex):  # -0.0 == 0.0, yet they pickle apart
+            return (type(value).__name__, repr(value))
         return (type(value).__name__, value)
     if type(value) in (tuple, frozenset):
         parts = tuple(_value_key(v, cp, seen) for v in value)
