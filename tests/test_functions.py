@@ -265,6 +265,66 @@ CASES: dict[str, list[tuple[str, Any]]] = {
     "setunion": [('setunion(["a", "b"], ["b", "c"], ["d"])', ["a", "b", "c", "d"])],
     "setintersection": [('setintersection(["a", "b"], ["b", "c"], ["b", "d"])', ["b"])],
     "setsubtract": [('setsubtract(["a", "b", "c"], ["a", "c"])', ["b"])],
+    "cidrhost": [('cidrhost("192.168.1.0/24", 5)', "192.168.1.5"),
+                 ('cidrhost("10.12.112.0/20", 16)', "10.12.112.16"),
+                 ('cidrhost("10.12.112.0/20", 268)', "10.12.113.12"),
+                 ('cidrhost("10.12.112.0/20", -1)', "10.12.127.255"),
+                 ('cidrhost("fd00:fd12:3456:7890:00a2::/72", 34)', "fd00:fd12:3456:7890::22")],
+    "cidrnetmask": [('cidrnetmask("172.16.0.0/12")', "255.240.0.0"),
+                    ('cidrnetmask("192.168.1.0/24")', "255.255.255.0")],
+    "cidrsubnet": [('cidrsubnet("172.16.0.0/12", 4, 2)', "172.18.0.0/16"),
+                   ('cidrsubnet("10.1.2.0/24", 4, 15)', "10.1.2.240/28"),
+                   ('cidrsubnet("fd00:fd12:3456:7890::/56", 16, 162)',
+                    "fd00:fd12:3456:7800:a200::/72"),
+                   ('cidrsubnet("192.168.2.0/20", 4, 6)', "192.168.6.0/24")],
+    "cidrsubnets": [
+        ('cidrsubnets("10.1.0.0/16", 4, 4, 8, 4)',
+         ["10.1.0.0/20", "10.1.16.0/20", "10.1.32.0/24", "10.1.48.0/20"]),
+        ('cidrsubnets("10.0.0.0/8", 8, 8, 16, 8)',
+         ["10.0.0.0/16", "10.1.0.0/16", "10.2.0.0/24", "10.3.0.0/16"]),
+        ('cidrsubnets("fd00:fd12:3456:7890::/56", 16, 16, 16, 32)',
+         ["fd00:fd12:3456:7800::/72", "fd00:fd12:3456:7800:100::/72",
+          "fd00:fd12:3456:7800:200::/72", "fd00:fd12:3456:7800:300::/88"]),
+    ],
+    "setproduct": [('setproduct(["development", "staging", "production"], ["app1", "app2"])',
+                    [["development", "app1"], ["development", "app2"], ["staging", "app1"],
+                     ["staging", "app2"], ["production", "app1"], ["production", "app2"]])],
+    "transpose": [('transpose({"a" = ["1", "2"], "b" = ["2", "3"]})',
+                   {"1": ["a"], "2": ["a", "b"], "3": ["b"]})],
+    "matchkeys": [('matchkeys(["a", "b", "c"], ["ref1", "ref2", "ref3"], ["ref1"])', ["a"]),
+                  ('matchkeys(["a", "b", "c"], [1, 2, 3], [1, "3"])', ["a", "c"])],
+    "log": [("log(1, 10)", 0.0), ("log(16, 2)", 4.0)],
+    "uuidv5": [('uuidv5("dns", "tada")', "faa898db-9b9d-5b75-86a9-149e7bb8e3b8"),
+               ('uuidv5("url", "tada")', "2c1ff6b4-211f-577e-94de-d978b0caa16e"),
+               ('uuidv5("oid", "tada")', "61eeea26-5176-5288-87fc-232d6ed30d2f"),
+               ('uuidv5("x500", "tada")', "7e12415e-f7c9-57c3-9e43-52dc9950d264"),
+               ('uuidv5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "tada")',
+                "faa898db-9b9d-5b75-86a9-149e7bb8e3b8")],
+    "base64sha512": [('base64sha512("test")', "7iaw3Ur350mqGo7jwQrpkj9hiYB3Lkc/iBml1JQODbJ6wYX4"
+                      "oOHV+E+IvIh/1nsUNzLDBMxfqa2Ob1f1ACio/w==")],
+    "filebase64": [('filebase64("hello.txt")', "aGVsbG8h")],
+    "filemd5": [('filemd5("hello.txt")', "5a8dd3ad0756a93ded72b823b19dd877")],
+    "filesha1": [('filesha1("hello.txt")', "8f7d88e901a5ad3a05d8cc0de93313fd76028f8c")],
+    "filesha256": [('filesha256("hello.txt")',
+                    "ce06092fb948d9ffac7d1a376e404b26b7575bcc11ee05a4615fef4fec3a308b")],
+    "filesha512": [('filesha512("hello.txt")',
+                    "c6f81db0e9f8206c971c9e5826e3ba823ffbb1a3a900f8047652a8bf78ea98fdfc745855a"
+                    "3853a635675458eb6d1aaf1209e88ead2d192382b5c4cbdd6850e02")],
+    "file": [('file("hello.txt")', "hello!")],
+    "fileexists": [('fileexists("hello.txt")', True), ('fileexists("nope.txt")', False)],
+    "fileset": [('fileset(".", "hello.*")', ["hello.tmpl", "hello.txt"]),
+                ('fileset(".", "*/hello.*")', ["subdirectory/hello.tmpl",
+                                               "subdirectory/hello.txt"]),
+                ('fileset("subdirectory", "hello.*")', ["hello.tmpl", "hello.txt"])],
+    "templatestring": [('templatestring(file("hello.tmpl"), { name = "Arthur" })',
+                        "Hello, Arthur!")],
+    "basename": [('basename("foo/bar/baz.txt")', "baz.txt"),
+                 ('basename("testdata/hello.txt")', "hello.txt")],
+    "dirname": [('dirname("foo/bar/baz.txt")', "foo/bar"),
+                ('dirname("testdata/hello.txt")', "testdata")],
+    "abspath": [('abspath("/etc/../etc/hosts")', "/etc/hosts")],
+    "pathexpand": [('pathexpand("/etc/resolv.conf")', "/etc/resolv.conf")],
+    "env": [('env("RHPLAN_TEST_FUNCTIONS_UNSET", "fallback")', "fallback")],  # rhplan's own
     "format": [
         ('format("Hello, %s!", "Ander")', "Hello, Ander!"),
         ('format("There are %d lights", 4)', "There are 4 lights"),
@@ -299,6 +359,9 @@ TEMPLATES = {
     "uses_var.tmpl": "region ${var.region}\n",
     "unknown_name.tmpl": "line one\nHello, ${nme}!\n",
     "open_for.tmpl": "a\n%{ for x in xs }\n${x}\n",
+    "hello.txt": "hello!",
+    "subdirectory/hello.txt": "hello!",
+    "subdirectory/hello.tmpl": "Hello, ${name}!",
 }
 
 
@@ -306,6 +369,7 @@ TEMPLATES = {
 def templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("templates")
     for name, text in TEMPLATES.items():
+        (d / name).parent.mkdir(exist_ok=True)
         (d / name).write_text(text)
     return d
 
@@ -316,6 +380,11 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_function_matches_terraform(src: str, want: Any, templates: Path) -> None:
     got = evaluate(src, templates)
     assert got == want and type(got) is type(want), f"{src} gave {got!r}, want {want!r}"
+
+
+def test_every_function_has_cases() -> None:
+    from rhplan.config import functions
+    assert not [f for f in functions.names() if f not in CASES]
 
 
 def test_every_required_function_has_cases() -> None:
@@ -395,6 +464,17 @@ ERRORS = [
     ('tobool("yes")', ["tobool()", "cannot convert"]),
     ('slice(["a"], 0, 5)', ["slice()", "start (0) and end (5)"]),
     ("sha256s(1)", ["unknown function sha256s()", "did you mean sha256()"]),
+    ('cidrhost("10.0.0.0/30", 4)', ["prefix of 30 does not accommodate a host numbered 4"]),
+    ('cidrsubnet("10.0.0.0/30", 4, 0)', ["insufficient address space to extend prefix of 30"]),
+    ('cidrsubnet("10.0.0.0/16", 2, 4)', ["does not accommodate a subnet numbered 4"]),
+    ('cidrsubnets("10.0.0.0/30", 1, 1, 1)', ["not enough remaining address space",
+                                             "after 10.0.0.2/31"]),
+    ('cidrnetmask("nope")', ["invalid CIDR expression"]),
+    ('uuidv5("nope", "x")', ["uuidv5 namespace must be"]),
+    ("setproduct([1])", ["at least two arguments"]),
+    ("matchkeys([1], [1, 2], [])", ["length of keys and values should be equal"]),
+    ('filesha256("nope.txt")', ["filesha256()", "no such file"]),
+    ('templatestring("$${x}", {})', ["templatestring()", "x", "not among the variables"]),
     ('"%{ if var.on }yes"', ["%{ if } is never closed"]),
     ('"%{ endif }"', ["%{ endif } without an open %{ if }"]),
     ('"%{ while x }"', ["unknown template directive"]),

@@ -818,17 +818,186 @@ def _fn_templatefile(scope: Any, path: Any, variables: Any) -> str:
     """Render a template file with only the given variables in scope (as Terraform)."""
     from rhplan.config import template  # the template parser is needed only here
 
+    variables = _template_vars(variables)
+    if getattr(scope, "in_template", False):
+        raise ValueError("cannot call templatefile from inside a template")
+    p = _path(scope, path)
+    text = _fn_file(scope, str(p))
+    return template.render_file(text, p.name, variables, scope)
+
+
+def _fn_templatestring(scope: Any, text: Any, variables: Any) -> str:
+    """Render a string (usually read with file() or from a variable) as a template."""
+    from rhplan.config import template
+
+    variables = _template_vars(variables)
+    if getattr(scope, "in_template", False):
+        raise ValueError("cannot call templatestring from inside a template")
+    return template.render_file(_str(text, "the template"), "template string", variables,
+                                scope)
+
+
+def _template_vars(variables: Any) -> dict[str, Any]:
     variables = _map(variables, "the variables")
     for name in variables:
         if not re.fullmatch(r"[A-Za-z_][\w-]*", name):
             raise ValueError(f"invalid template variable name {name!r}: it must start with a "
                              "letter or underscore and contain only letters, digits, "
                              "underscores and dashes")
-    if getattr(scope, "in_template", False):
-        raise ValueError("cannot call templatefile from inside a template")
+    return variables
+
+
+def _file_bytes(scope: Any, path: Any) -> bytes:
     p = _path(scope, path)
-    text = _fn_file(scope, str(p))
-    return template.render_file(text, p.name, variables, scope)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"no such file {str(p)!r}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{str(p)!r} is a directory, not a file") from None
+
+
+def _file_hasher(name: str) -> Callable[..., str]:
+    def fn(scope: Any, path: Any) -> str:
+        return hashlib.new(name, _file_bytes(scope, path)).hexdigest()
+    return fn
+
+
+def _fn_filebase64(scope: Any, path: Any) -> str:
+    return base64.b64encode(_file_bytes(scope, path)).decode()
+
+
+def _fn_fileset(scope: Any, path: Any, pattern: Any) -> list[str]:
+    """Files under path matching pattern (`*`, `**`, `?`), relative to path, sorted."""
+    root = _path(scope, path)
+    pat = _str(pattern, "the pattern")
+    if not root.is_dir():
+        return []
+    try:
+        found = {p.relative_to(root).as_posix() for p in root.glob(pat) if p.is_file()}
+    except ValueError as exc:  # a pattern pathlib refuses (absolute, empty)
+        raise ValueError(f"invalid pattern {_short(pat)}: {exc}") from None
+    return sorted(found)
+
+
+# ---- networks: cidrhost/cidrnetmask/cidrsubnet(s), as Terraform computes them ---------
+
+
+def _network(prefix: Any) -> Any:
+    import ipaddress  # only configurations that compute addresses need it
+
+    text = _str(prefix, "the prefix")
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"invalid CIDR expression {_short(text)}; write e.g. "
+                         "10.0.0.0/16") from None
+
+
+def _fn_cidrhost(scope: Any, prefix: Any, hostnum: Any) -> str:
+    net, n = _network(prefix), _int(hostnum, "the host number")
+    size = net.num_addresses
+    index = n if n >= 0 else size + n
+    if not 0 <= index < size:
+        raise ValueError(f"prefix of {net.prefixlen} does not accommodate a host numbered {n}")
+    return str(net.network_address + index)
+
+
+def _fn_cidrnetmask(scope: Any, prefix: Any) -> str:
+    net = _network(prefix)
+    if net.version != 4:
+        raise ValueError("only IPv4 prefixes have a netmask")
+    return str(net.netmask)
+
+
+def _fn_cidrsubnet(scope: Any, prefix: Any, newbits: Any, netnum: Any) -> str:
+    net, bits, num = _network(prefix), _int(newbits, "newbits"), _int(netnum, "netnum")
+    new_len = net.prefixlen + bits
+    if bits < 0 or new_len > net.max_prefixlen:
+        raise ValueError(f"insufficient address space to extend prefix of {net.prefixlen} "
+                         f"by {bits}")
+    if not 0 <= num < 2 ** bits:
+        raise ValueError(f"prefix extension of {bits} does not accommodate a subnet "
+                         f"numbered {num}")
+    start = int(net.network_address) + (num << (net.max_prefixlen - new_len))
+    return f"{type(net.network_address)(start)}/{new_len}"
+
+
+def _fn_cidrsubnets(scope: Any, prefix: Any, *newbits: Any) -> list[str]:
+    """Consecutive subnets, each aligned to its own size (Terraform's allocation)."""
+    net = _network(prefix)
+    width = net.max_prefixlen
+    base = int(net.network_address)
+    end = base + net.num_addresses
+    out: list[str] = []
+    cursor = base  # the first address not yet allocated
+    for i, b in enumerate(newbits):
+        length = net.prefixlen + _int(b, f"newbits {i + 1}")
+        if length > width or length < net.prefixlen:
+            raise ValueError(f"would extend prefix to {length} bits, which is too long for "
+                             f"an IPv{net.version} address")
+        size = 1 << (width - length)
+        start = -(-cursor // size) * size  # round up to this subnet's alignment
+        if start + size > end:
+            after = f" after {out[-1]}" if out else ""
+            raise ValueError(f"not enough remaining address space for a subnet with a "
+                             f"prefix of {length} bits{after}")
+        out.append(f"{type(net.network_address)(start)}/{length}")
+        cursor = start + size
+    return out
+
+
+# ---- more collections ----------------------------------------------------------------
+
+
+def _fn_setproduct(scope: Any, *sets: Any) -> list[list[Any]]:
+    if len(sets) < 2:
+        raise ValueError("at least two arguments are required")
+    out: list[list[Any]] = [[]]
+    for i, s in enumerate(sets):
+        out = [prefix + [x] for prefix in out for x in _list(s, f"argument {i + 1}")]
+    return out
+
+
+def _fn_transpose(scope: Any, m: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, vs in sorted(_map(m).items()):
+        for v in _list(vs, f"the value of {k!r}"):
+            out.setdefault(_str(v, "an element"), []).append(k)
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _fn_matchkeys(scope: Any, values: Any, keys: Any, searchset: Any) -> list[Any]:
+    values, keys = _list(values, "the values"), _list(keys, "the keys")
+    if len(values) != len(keys):
+        raise ValueError("length of keys and values should be equal")
+    def key(x: Any) -> str:  # keys and search set share one type: primitives as strings
+        return "s" + _str(x) if isinstance(x, (str, int, float, bool)) else _key(x)
+
+    wanted = {key(x) for x in _list(searchset, "the search set")}
+    return [v for v, k in zip(values, keys, strict=True) if key(k) in wanted]
+
+
+def _fn_log(scope: Any, x: Any, base: Any) -> float:
+    try:
+        return math.log(_num(x, "the number"), _num(base, "the base"))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError("log needs a positive number and a positive base other than 1"
+                         ) from None
+
+
+def _fn_uuidv5(scope: Any, namespace: Any, name: Any) -> str:
+    import uuid  # only this function needs it
+
+    ns = _str(namespace, "the namespace")
+    known = {"dns": uuid.NAMESPACE_DNS, "url": uuid.NAMESPACE_URL, "oid": uuid.NAMESPACE_OID,
+             "x500": uuid.NAMESPACE_X500}
+    try:
+        space = known[ns] if ns in known else uuid.UUID(ns)
+    except ValueError:
+        raise ValueError(f"uuidv5 namespace must be dns, url, oid, x500 or a UUID, not "
+                         f"{_short(ns)}") from None
+    return str(uuid.uuid5(space, _str(name, "the name")))
 
 
 def _fn_env(scope: Any, name: Any, *default: Any) -> Any:
@@ -894,6 +1063,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "setunion": _fn_setunion,
     "setintersection": _fn_setintersection,
     "setsubtract": _fn_setsubtract,
+    "setproduct": _fn_setproduct,
+    "transpose": _fn_transpose,
+    "matchkeys": _fn_matchkeys,
     # type conversion
     "tostring": _fn_tostring,
     "tonumber": _fn_tonumber,
@@ -910,6 +1082,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "signum": _fn_signum,
     "pow": _fn_pow,
     "parseint": _fn_parseint,
+    "log": _fn_log,
     # encoding and hashing
     "jsonencode": _fn_jsonencode,
     "jsondecode": _fn_jsondecode,
@@ -923,9 +1096,23 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sha1": _hasher("sha1"),
     "sha256": _hasher("sha256"),
     "sha512": _hasher("sha512"),
+    "base64sha512": lambda scope, text: base64.b64encode(
+        hashlib.sha512(_str(text).encode()).digest()).decode(),
+    "uuidv5": _fn_uuidv5,
+    "cidrhost": _fn_cidrhost,
+    "cidrnetmask": _fn_cidrnetmask,
+    "cidrsubnet": _fn_cidrsubnet,
+    "cidrsubnets": _fn_cidrsubnets,
     # files and the machine that plans
     "file": _fn_file,
     "fileexists": _fn_fileexists,
+    "fileset": _fn_fileset,
+    "filebase64": _fn_filebase64,
+    "filemd5": _file_hasher("md5"),
+    "filesha1": _file_hasher("sha1"),
+    "filesha256": _file_hasher("sha256"),
+    "filesha512": _file_hasher("sha512"),
+    "templatestring": _fn_templatestring,
     "templatefile": _fn_templatefile,
     "abspath": lambda scope, p: str((scope.base_dir / os.path.expanduser(_str(p))).resolve()),
     "basename": lambda scope, p: os.path.basename(_str(p)),
