@@ -115,3 +115,16 @@ def test_mutated_files_never_disagree() -> None:
         accepted += 1
         assert tree == slow(t), t
     assert accepted > 200  # the check above really ran
+
+
+@pytest.mark.parametrize("text", [
+    'x = {}.a\n', 'x = [1][0]\n', 'x = "s"[0]\n', 'x = f(1).a\n', 'x = a[0].b[1]\n',
+    'x = a . b\n', 'x = a [ 0 ]\n', 'x = f (1)\n', 'x = {"a"=1}\n', 'x = {a=1,}\n',
+    'x = [1,]\n', 'x = f(1,)\n', 'x = f(\n1\n,\n2\n)\n', 'x = [\n1\n,\n2\n]\n', 'b\n{\n}\n',
+    'b "x"\n{\n}\n', 'b x "y" {}\n', 'x = "${a}${b}"\n', 'x = "a${ a.b }b"\n',
+    'x = "${"in"}"\n', 'x = "${[1,\n2]}"\n', 'x = 01\n', 'x = 1.5E-3\n',
+    'x = "%{if a}b%{endif}"\n', 'x = "\\x41"\n', 'x = "é€"\n', 'x_y-z = a-b\n',
+    'x = {\n # c\n a = 1 // d\n /* e */ b = 2\n}\n', 'b { a = 1 }\nc {}\n', 'x = f(\n)\n',
+])
+def test_tricky_forms_agree(text: str) -> None:
+    assert fast(text) == slow(text)
