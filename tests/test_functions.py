@@ -474,6 +474,7 @@ ERRORS = [
     ("setproduct([1])", ["at least two arguments"]),
     ("matchkeys([1], [1, 2], [])", ["length of keys and values should be equal"]),
     ('filesha256("nope.txt")', ["filesha256()", "no such file"]),
+    ('fileset(".", "/abs")', ["fileset()", "invalid pattern"]),
     ('templatestring("$${x}", {})', ["templatestring()", "x", "not among the variables"]),
     ('"%{ if var.on }yes"', ["%{ if } is never closed"]),
     ('"%{ endif }"', ["%{ endif } without an open %{ if }"]),
@@ -554,3 +555,14 @@ def test_for_expression_groups_with_an_ellipsis_and_refuses_duplicate_keys() -> 
         evaluate('{ for s in ["a1", "b1", "a2"] : substr(s, 0, 1) => s }')
     assert str(info.value).startswith("main.hcl:3: two elements produce the key 'a'"), info.value
     assert "write ... after the value" in str(info.value)
+
+
+def test_fileset_refuses_to_walk_too_many_files(templates: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """fileset("/", "**/*") would walk the whole disk: past a bound it is an error (the
+    bound is lowered here so the test's folder is enough)."""
+    from rhplan.config import functions
+    monkeypatch.setattr(functions, "MAX_FILESET", 3)
+    with pytest.raises(ConfigError) as info:
+        evaluate('fileset(".", "**/*")', templates)
+    assert str(info.value).startswith("main.hcl:3: fileset(): the pattern matches more than 3")

@@ -873,11 +873,24 @@ def _fn_fileset(scope: Any, path: Any, pattern: Any) -> list[str]:
     pat = _str(pattern, "the pattern")
     if not root.is_dir():
         return []
+    found: set[str] = set()
     try:
-        found = {p.relative_to(root).as_posix() for p in root.glob(pat) if p.is_file()}
-    except ValueError as exc:  # a pattern pathlib refuses (absolute, empty)
+        for p in root.glob(pat):
+            if p.is_file():
+                found.add(p.relative_to(root).as_posix())
+                if len(found) > MAX_FILESET:  # fileset("/", "**/*") would walk the disk
+                    break
+    except (ValueError, NotImplementedError) as exc:  # a pattern pathlib refuses
         raise ValueError(f"invalid pattern {_short(pat)}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot list {str(root)!r}: {exc.strerror}") from None
+    if len(found) > MAX_FILESET:
+        raise ValueError(f"the pattern matches more than {MAX_FILESET} files; narrow the "
+                         "path or the pattern")
     return sorted(found)
+
+
+MAX_FILESET = 10_000
 
 
 # ---- networks: cidrhost/cidrnetmask/cidrsubnet(s), as Terraform computes them ---------
