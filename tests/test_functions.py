@@ -474,6 +474,14 @@ ERRORS = [
     ("setproduct([1])", ["at least two arguments"]),
     ("matchkeys([1], [1, 2], [])", ["length of keys and values should be equal"]),
     ('filesha256("nope.txt")', ["filesha256()", "no such file"]),
+    # a few characters must not ask for gigabytes
+    ('format("%999999999d", 1)', ["format()", "at most 10000"]),
+    ('indent(999999999, "a\\nb")', ["indent()", "at most 10000"]),
+    ("setproduct(range(1000), range(1000), range(1000))", ["setproduct()", "more than 1000000"]),
+    ('yamldecode("a: &a [1,1,1,1,1,1,1,1,1,1]\\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\\n'
+     'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\\n'
+     'e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\\n'
+     'g: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]")', ["yamldecode()", "more than 1000000 values"]),
     ('fileset(".", "/abs")', ["fileset()", "invalid pattern"]),
     ('templatestring("$${x}", {})', ["templatestring()", "x", "not among the variables"]),
     ('"%{ if var.on }yes"', ["%{ if } is never closed"]),

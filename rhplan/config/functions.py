@@ -27,6 +27,11 @@ from urllib.parse import quote
 
 from rhplan.config import evaluate as ev
 
+# Bounds on what one call may build: a few characters of configuration must not be
+# able to ask for gigabytes (format("%999999999d", 1), a YAML billion laughs).
+MAX_PAD = 10_000
+MAX_VALUE_NODES = 1_000_000
+
 # ---- argument checks: Terraform converts primitives freely, never collections ----------
 
 
@@ -150,6 +155,8 @@ def _format(spec: str, args: list[Any]) -> str:
         out.append(spec[pos:m.start()])
         pos = m.end()
         index, flags, width, prec, verb = m.groups()
+        if max(int(width or 0), int(prec or 0)) > MAX_PAD:
+            raise ValueError(f"width and precision in {m.group()!r} must be at most {MAX_PAD}")
         if verb == "%" and index is None:
             out.append("%")
             continue
@@ -306,7 +313,10 @@ def _fn_trimsuffix(scope: Any, text: Any, suffix: Any) -> str:
 
 
 def _fn_indent(scope: Any, spaces: Any, text: Any) -> str:
-    pad = " " * _int(spaces, "the number of spaces")
+    n = _int(spaces, "the number of spaces")
+    if n > MAX_PAD:
+        raise ValueError(f"the number of spaces must be at most {MAX_PAD}")
+    pad = " " * n
     return ("\n" + pad).join(_str(text, "the string").split("\n"))
 
 
@@ -744,14 +754,22 @@ def _yaml_loader(yaml: Any) -> Any:
     return Loader
 
 
-def _yaml_value(v: Any, depth: int) -> Any:
+def _yaml_value(v: Any, depth: int, budget: list[int] | None = None) -> Any:
+    """PyYAML's result as plain values, within a node budget: aliases let a few lines
+    name billions of nodes (the "billion laughs"), which copying would build."""
+    if budget is None:
+        budget = [MAX_VALUE_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"the YAML expands to more than {MAX_VALUE_NODES} values (through "
+                         "aliases?); simplify it")
     if depth > 200:  # aliases may build deep or cyclic values
         raise ValueError("the YAML nests too deeply (or refers to itself through an alias)")
     if isinstance(v, dict):
-        return {_str(k, "a key") if k is not None else "null": _yaml_value(x, depth + 1)
+        return {_str(k, "a key") if k is not None else "null": _yaml_value(x, depth + 1, budget)
                 for k, x in v.items()}
     if isinstance(v, (list, tuple, set)):
-        return [_yaml_value(x, depth + 1) for x in v]
+        return [_yaml_value(x, depth + 1, budget) for x in v]
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError(f"{v} is not a number Terraform or rhplan can use")
     if isinstance(v, bytes):
@@ -966,9 +984,13 @@ def _fn_cidrsubnets(scope: Any, prefix: Any, *newbits: Any) -> list[str]:
 def _fn_setproduct(scope: Any, *sets: Any) -> list[list[Any]]:
     if len(sets) < 2:
         raise ValueError("at least two arguments are required")
+    lists = [_list(s, f"argument {i + 1}") for i, s in enumerate(sets)]
+    if math.prod(len(x) for x in lists) > MAX_VALUE_NODES:
+        raise ValueError(f"the product has more than {MAX_VALUE_NODES} elements; use smaller "
+                         "sets")
     out: list[list[Any]] = [[]]
-    for i, s in enumerate(sets):
-        out = [prefix + [x] for prefix in out for x in _list(s, f"argument {i + 1}")]
+    for lst in lists:
+        out = [prefix + [x] for prefix in out for x in lst]
     return out
 
 
