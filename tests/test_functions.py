@@ -400,7 +400,8 @@ def test_every_required_function_has_cases() -> None:
 ERRORS = [
     ('jsondecode("{nope")', ["jsondecode()", "not valid JSON"]),
     ('yamldecode("a: [")', ["yamldecode()", "not valid YAML"]),
-    ('base64decode("not base64!")', ["base64decode()", "failed to decode base64"]),
+    ('base64decode("not base64!")', ["base64decode()", "failed to decode base64",
+                                     "a string of 11 character(s)"]),
     ('base64decode("/w==")', ["not valid UTF-8"]),
     ('sha256(["a"])', ["sha256()", "must be a string, not a list"]),
     ('md5({})', ["md5()", "must be a string"]),

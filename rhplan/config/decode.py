@@ -103,7 +103,7 @@ def _convert_variable(value: Any, v: Any, name: str, file: str, line: int,
         return value
     from rhplan.config import variables
     try:
-        return variables.convert(value, v.type_spec)
+        return variables.convert(value, v.type_spec, secret=v.sensitive)
     except TypeError as exc:
         given = f" (the value given by {origin})" if origin else ""
         if origin:  # the declaration's type is what the value must fit

@@ -54,7 +54,7 @@ def _num(v: Any, what: str = "the argument") -> int | float:
         n = ev.parse_number(v)
         if n is not None:
             return n
-        raise ValueError(f"{what} must be a number, not the string {_short(v)}")
+        raise ValueError(f"{what} must be a number, not {_a_string(v)}")
     if v is None:
         raise ValueError(f"{what} is null; a number is required")
     raise ValueError(f"{what} must be a number, not a {ev.type_name(v)}")
@@ -74,7 +74,8 @@ def _bool(v: Any, what: str = "the argument") -> bool:
         return v == "true"
     if v is None:
         raise ValueError(f"{what} is null; a bool is required")
-    raise ValueError(f"{what} must be a bool (true or false), not {_short(v)}")
+    raise ValueError(f"{what} must be a bool (true or false), not "
+                     f"{_a_string(v) if isinstance(v, str) else 'a ' + ev.type_name(v)}")
 
 
 def _list(v: Any, what: str = "the argument") -> list[Any]:
@@ -91,6 +92,11 @@ def _map(v: Any, what: str = "the argument") -> dict[str, Any]:
     if v is None:
         raise ValueError(f"{what} is null; a map is required")
     raise ValueError(f"{what} must be a map or object, not a {ev.type_name(v)}")
+
+
+def _a_string(v: Any) -> str:
+    """A string argument named without its content: it may be a secret's value."""
+    return f"a string of {len(v)} character(s)" if isinstance(v, str) else "a value"
 
 
 def _short(v: Any) -> str:
@@ -588,7 +594,7 @@ def _fn_tonumber(scope: Any, v: Any) -> int | float | None:
     if v is None:
         return None
     if isinstance(v, str) and ev.parse_number(v) is None:
-        raise ValueError(f"cannot convert {_short(v)} to a number")
+        raise ValueError(f"cannot convert {_a_string(v)} to a number")
     return _num(v)
 
 
@@ -596,7 +602,7 @@ def _fn_tobool(scope: Any, v: Any) -> bool | None:
     if v is None:
         return None
     if isinstance(v, str) and v not in ("true", "false"):
-        raise ValueError(f'cannot convert {_short(v)} to a bool; only "true" or "false"')
+        raise ValueError(f'cannot convert {_a_string(v)} to a bool; only "true" or "false"')
     return _bool(v)
 
 
@@ -667,7 +673,7 @@ def _fn_parseint(scope: Any, text: Any, base: Any) -> int:
     try:
         return int(_str(text, "the number"), b)
     except ValueError:
-        raise ValueError(f"cannot parse {_short(text)} as a base {b} integer") from None
+        raise ValueError(f"cannot parse {_a_string(text)} as a base {b} integer") from None
 
 
 # ---- encoding and hashing ------------------------------------------------------------
@@ -786,7 +792,7 @@ def _fn_base64decode(scope: Any, text: Any) -> str:
     try:
         data = base64.b64decode(s, validate=True)
     except ValueError:
-        raise ValueError(f"failed to decode base64 data {_short(s)}") from None
+        raise ValueError(f"failed to decode base64 data ({_a_string(s)})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -8,6 +8,7 @@ tree once, while loading, and turned back into Terraform's spelling for messages
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,7 @@ def _object_attr(k: ast.Expr, v: ast.Expr, file: str) -> tuple[str, Type, bool, 
         if len(v.args) == 2:
             default = _constant(v.args[1], file)
             try:
-                default = convert(default, t)
+                default = _convert(default, t)
             except TypeError as exc:
                 raise ConfigError(f"the default of optional attribute {k.value!r}: {exc}",
                                   file, v.line) from None
@@ -157,8 +158,19 @@ def read_validations(b: ast.Block, name: str) -> list[Validation]:
 # ---- values --------------------------------------------------------------------------
 
 
-def convert(value: Any, t: Type) -> Any:
-    """value converted to type t (Terraform's rules), or TypeError saying where and why."""
+def convert(value: Any, t: Type, secret: bool = False) -> Any:
+    """value converted to type t (Terraform's rules), or TypeError saying where and why
+    (without the value's content when it is secret: a sensitive variable's)."""
+    try:
+        return _convert(value, t)
+    except TypeError as exc:
+        if not secret:
+            raise
+        raise TypeError(re.sub(r"found string '(?:[^'\\]|\\.)*'|found string \"(?:[^\"\\]|\\.)*\"",
+                               "found a string", str(exc))) from None
+
+
+def _convert(value: Any, t: Type) -> Any:
     if value is None or value is ev.UNKNOWN:
         return value
     kind = t[0]
@@ -225,7 +237,7 @@ def convert(value: Any, t: Type) -> Any:
 
 def _at(where: str, value: Any, t: Type) -> Any:
     try:
-        return convert(value, t)
+        return _convert(value, t)
     except TypeError as exc:
         raise TypeError(f"{where}: {exc}") from None
 
