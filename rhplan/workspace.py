@@ -81,7 +81,7 @@ class Workspace:
             # killed apply launched is tagged with it and found again by the next one
             self.backend.write(current)
             refreshed.serial = current.serial
-        from rhplan.apply import Applier  # networkx and the apply machinery: apply only
+        from rhplan.apply import Applier  # the apply machinery: only when applying
         return Applier(plan, planner, refreshed, self.backend, self.ctx, parallelism, out,
                        progress_every).run()
 
