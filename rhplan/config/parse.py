@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rhplan.config import ast, fastparse
+from rhplan.config import ast
 from rhplan.config.evaluate import parse_number
 from rhplan.errors import ConfigError
 
@@ -74,6 +74,7 @@ def parse_text(text: str, display: str, depth: int = 0) -> ast.File:
     if not text.endswith("\n"):
         text += "\n"  # the grammar needs a final newline
     if depth == 0:
+        from rhplan.config import fastparse  # a cached file (the usual case) needs no parser
         try:
             return fastparse.parse(text, display)
         except fastparse.Unsupported:
