@@ -407,8 +407,11 @@ class AWSProvider(SSHProvider):
 
     def _adopt(self, attrs: dict[str, Any], private: dict) -> list[dict[str, Any]]:
         """Instances of this cluster that exist but are not recorded (an apply that was
-        killed after launching them): recorded ones first, then by launch order."""
-        every = self._owned(attrs, private, fresh=True, gone_too=True)
+        killed after launching them): recorded ones first, then by launch order. The
+        describe is the one this run's refresh made, if any (under the state lock nothing
+        else launches into this lineage, and this run's launches and terminations drop
+        it), so a change to 1,000 instances describes them once, not twice."""
+        every = self._owned(attrs, private, gone_too=True)
         owned = [i for i in every if i["State"]["Name"] not in ("terminated", "shutting-down")]
         recorded = [i["id"] for i in private.get("instances") or []]
         known = {i["InstanceId"]: i for i in owned}
@@ -459,13 +462,17 @@ class AWSProvider(SSHProvider):
         return self._bring_up(client, attrs, private, instances, set())
 
     def _bring_up(self, client: Any, attrs: dict[str, Any], private: dict,
-                  instances: list[dict[str, Any]], known_ips: set[str]
-                  ) -> tuple[dict[str, Any], dict]:
+                  instances: list[dict[str, Any]], known_ips: set[str],
+                  restarted: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict]:
         """Wait until every instance runs with an IP, record them, set up the new hosts
-        over SSH."""
+        over SSH. `instances` are as last described, except those restarted since."""
         ids = [i["InstanceId"] for i in instances]
-        running = ec2.wait_for(client, ids, {"running"}, f"starting {self._address(attrs)}",
-                               need_ip=True)
+        if not restarted and all(i["State"]["Name"] == "running" and (
+                i.get("PublicIpAddress") or i.get("PrivateIpAddress")) for i in instances):
+            running = instances  # as just described: no need to ask again
+        else:
+            running = ec2.wait_for(client, ids, {"running"},
+                                   f"starting {self._address(attrs)}", need_ip=True)
         self._record(attrs, private, running)
         old_hosts = attrs.get("hosts") if isinstance(attrs.get("hosts"), dict) else {}
         attrs["hosts"] = {ip: old_hosts.get(ip, "new") for ip in attrs["ips"]}
@@ -607,7 +614,7 @@ class AWSProvider(SSHProvider):
         stopped = [i["InstanceId"] for i in instances
                    if i["State"]["Name"] in ("stopped", "stopping")]
         if stopped:
-            ec2.wait_for(client, stopped, {"stopped"}, "waiting for instances to stop")
+            ec2.wait_until(client, stopped, {"stopped"}, "waiting for instances to stop")
             ec2.call(client.start_instances, "starting stopped instances", InstanceIds=stopped)
             restarted += stopped
         # resize in place: stop, modify each, start
@@ -627,7 +634,8 @@ class AWSProvider(SSHProvider):
         # a started instance has a new public IP, no Ray, and must be set up again
         ready = {ip for ip, st in (before.get("hosts") or {}).items() if st == "ready"}
         known = ready - {old_ip.get(i) for i in restarted}
-        attrs, private = self._bring_up(client, attrs, private, instances, known)
+        attrs, private = self._bring_up(client, attrs, private, instances, known,
+                                        frozenset(restarted))
         self._forget_workers(attrs, private, [(i, old_ip[i]) for i in restarted if i in old_ip])
         if head_restarted:
             attrs["ray_status"] = "stopped"  # the cluster type starts Ray again
@@ -663,7 +671,7 @@ class AWSProvider(SSHProvider):
 
     def _resize(self, client: Any, ids: list[str], itype: str) -> None:
         ec2.call(client.stop_instances, "stopping instances to resize them", InstanceIds=ids)
-        ec2.wait_for(client, ids, {"stopped"}, "stopping instances to resize them")
+        ec2.wait_until(client, ids, {"stopped"}, "stopping instances to resize them")
         for iid in ids:  # EC2 modifies one instance per call
             ec2.call(client.modify_instance_attribute, f"resizing {iid} to {itype}",
                      InstanceId=iid, InstanceType={"Value": itype})
@@ -701,7 +709,7 @@ class AWSProvider(SSHProvider):
         ids = [i["InstanceId"] for i in self._adopt(attrs, private)]
         if ids:
             self._terminate(client, ids)
-            ec2.wait_for(client, ids, {"terminated"}, f"terminating {self._address(attrs)}")
+            ec2.wait_until(client, ids, {"terminated"}, f"terminating {self._address(attrs)}")
         # every instance is gone, and whatever ran on it (Ray) with it
         attrs["hosts"] = dict.fromkeys(attrs.get("ips") or [], "terminated by destroy")
         gid = private.get("security_group_id")

@@ -106,12 +106,52 @@ def describe_lineage(ec2: Any, lineage: str) -> list[dict[str, Any]]:
     return out
 
 
-def describe_ids(ec2: Any, ids: list[str]) -> list[dict[str, Any]]:
+def describe_ids(ec2: Any, ids: list[str], states: Iterable[str] = ()
+                 ) -> list[dict[str, Any]]:
+    """The instances with these ids (only those in `states`, if given)."""
     if not ids:
         return []
-    pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+    filters = [{"Name": "instance-state-name", "Values": sorted(states)}] if states else []
+    pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids, Filters=filters)
     return [i for page in call(lambda: list(pages), "describing instances")
             for r in page["Reservations"] for i in r["Instances"]]
+
+
+# every state an instance can be in
+STATES = frozenset({"pending", "running", "shutting-down", "terminated", "stopping",
+                    "stopped"})
+
+
+def wait_until(ec2: Any, ids: list[str], states: Iterable[str], what: str) -> None:
+    """Poll until every instance is in one of states, asking each round only for the
+    instances still in another state: a describe of 1,000 instances costs seconds on
+    both ends, one of none costs next to nothing. Bounded by WAIT_SECONDS. For waits
+    whose answer is not needed (stopped, terminated); wait_for returns the instances."""
+    want = set(states)
+    deadline = time.monotonic() + WAIT_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            late = describe_ids(ec2, ids, STATES - want)
+        except ProviderError as exc:
+            # EC2 is eventually consistent: a just-launched id may be "not found" briefly
+            if "InvalidInstanceID.NotFound" not in str(exc) or time.monotonic() > deadline:
+                raise
+            late = [{"InstanceId": "?"}]
+        if not late:
+            return
+        bad = [i for i in late if i.get("State", {}).get("Name") in
+               {"terminated", "shutting-down"} - want]
+        if bad:
+            reason = (bad[0].get("StateReason") or {}).get("Message", "no reason given")
+            raise ProviderError(f"{what}: instance {bad[0]['InstanceId']} was terminated "
+                                f"({reason})")
+        if time.monotonic() > deadline:
+            raise ProviderError(f"{what}: {len(late)} instance(s) not {'/'.join(sorted(want))} "
+                                f"after {WAIT_SECONDS:.0f} s "
+                                f"({', '.join(i['InstanceId'] for i in late[:3])})")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def wait_for(ec2: Any, ids: list[str], states: Iterable[str], what: str,
