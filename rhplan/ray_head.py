@@ -15,6 +15,7 @@ import json
 import math
 import re
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -224,6 +225,27 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
     offering `resources` (custom Ray resources) besides its CPUs and GPUs. A single
     node runs on 127.0.0.1 whatever the host's address (callers come through SSH);
     a head that others join runs on node_ip with TLS (tls: its files' paths)."""
+    return _start(conn, ray_python, root_dir, num_cpus, num_gpus, node_ip, single_node,
+                  resources, tls, background=False)[0]
+
+
+def start_background(conn: Connection, ray_python: str, root_dir: str, num_cpus: int,
+                     num_gpus: int = 0, resources: dict[str, float] | None = None
+                     ) -> tuple[RayHead, Future[None]]:
+    """start() of a single-node head that returns once what its record needs is known
+    (its temp dir, ports, token and Ray version: one round trip), while `ray start`
+    itself (3-9 s) runs on: envs are built meanwhile. The Future is done when the head
+    runs; it raises the start's ProviderError (after cleaning up what it started)."""
+    head, ready = _start(conn, ray_python, root_dir, num_cpus, num_gpus, "127.0.0.1", True,
+                         resources, None, background=True)
+    assert ready is not None
+    return head, ready
+
+
+def _start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_gpus: int,
+           node_ip: str, single_node: bool, resources: dict[str, float] | None,
+           tls: dict[str, str] | None, background: bool
+           ) -> tuple[RayHead, Future[None] | None]:
     if single_node:
         node_ip = "127.0.0.1"
     token_path = f"{root_dir}/ray/token"
@@ -235,11 +257,23 @@ def start(conn: Connection, ray_python: str, root_dir: str, num_cpus: int, num_g
     # --no-monitor: rhplan does not autoscale, and the monitor's Prometheus server
     # (ray[default]) binds every interface of a head that is not on loopback
     argv += ["--head", f"--port={gcs}", "--include-dashboard=false", "--no-monitor"]
-    _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, token_path), conn,
-           "starting the Ray head")
     version = found.get("ray_version") or conn.run(
         [ray_python, "-I", "-c", "import ray; print(ray.__version__)"], timeout=60).stdout.strip()
-    return RayHead(f"{node_ip}:{gcs}", version, temp_dir, token_path, single_node)
+    head = RayHead(f"{node_ip}:{gcs}", version, temp_dir, token_path, single_node)
+
+    def launch() -> None:
+        _check(_run_or_clean_up(conn, argv, ray_python, temp_dir, token_path), conn,
+               "starting the Ray head")
+
+    if background:
+        return head, _STARTS.submit(launch)
+    launch()
+    return head, None
+
+
+# `ray start`s left running by start(background=True). Its threads are not daemons: a
+# process ends only after every start it began has finished (and cleaned up if it failed)
+_STARTS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rhplan-ray-start")
 
 
 def join(conn: Connection, ray_python: str, head: RayHead, root_dir: str, token: bytes,

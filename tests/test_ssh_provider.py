@@ -394,6 +394,19 @@ def test_apply_records_the_host_its_key_and_ray(box: Box, server: SSHServer) -> 
     assert server.accepted_logins() >= 1
 
 
+def test_a_new_hosts_ray_venv_links_the_users_shared_one(box: Box) -> None:
+    """rhplan's folder on a new host links this user's shared Ray venv for that Ray and
+    Python (issue 17: made once with uv, Ray's modules compiled once, reused by every
+    cluster and after a destroy, which removes only the link)."""
+    venv = box.root / "ray-venv"
+    assert venv.is_symlink(), "the Ray venv was built inside rhplan's folder"
+    target = Path(os.readlink(venv))
+    assert target.parent == Path.home() / ".cache" / "rhplan" / "ray-venvs", target
+    assert target.name.startswith(f"ray-{RAY_VERSION}-py{sys.version_info[0]}."), target
+    assert (target / ".rhplan-complete").read_text() == RAY_VERSION
+    assert os.access(target / "bin" / "uv", os.X_OK)  # envs are built with uv
+
+
 def test_np_sum_through_the_servlet_over_ssh(box: Box) -> None:
     got = box.drive("""
         s = rhplan.servlet("remote", chdir=CHDIR)

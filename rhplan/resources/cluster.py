@@ -124,12 +124,22 @@ class ClusterType(ResourceType):
         # starts the head again when it first does)
         single = len(a.get("ips") or [head_ip]) == 1
         ca = None if single else self._tls_ca(rs, ctx, conn, new_ok=True)
-        head = ray_head.start(conn, a["ray_python"], a["root_dir"],
-                              int(cpus.get(head_ip, resources.get("CPU", 1))),
-                              int(resources.get("GPU", 0)),
-                              node_ip=node_ips.get(head_ip, head_ip), single_node=single,
-                              resources=node_resources(a, head_ip),
-                              tls=self._tls_node(rs, conn, head_ip, ca, head=True) if ca else None)
+        num_cpus = int(cpus.get(head_ip, resources.get("CPU", 1)))
+        ready = None
+        if single and not a.get("autostop_mins") and ctx.cache.get(
+                ("servlets_wait_for", rs.address)):
+            # an env of this apply waits for it before its servlet starts (wait_for_ray):
+            # Ray starts while the env is built
+            head, ready = ray_head.start_background(conn, a["ray_python"], a["root_dir"],
+                                                    num_cpus, int(resources.get("GPU", 0)),
+                                                    resources=node_resources(a, head_ip))
+        else:
+            head = ray_head.start(conn, a["ray_python"], a["root_dir"], num_cpus,
+                                  int(resources.get("GPU", 0)),
+                                  node_ip=node_ips.get(head_ip, head_ip), single_node=single,
+                                  resources=node_resources(a, head_ip),
+                                  tls=self._tls_node(rs, conn, head_ip, ca, head=True)
+                                  if ca else None)
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
         rs.private["ray_head_host"] = head_ip
@@ -141,10 +151,14 @@ class ClusterType(ResourceType):
         with os.fdopen(fd, "wb") as fh:
             fh.write(token)
         rs.private["ray_driver_token_path"] = str(local)
+        rs.private["ray_worker_temp_dirs"] = {}
+        if ready is not None:
+            with ctx.lock:
+                ctx.cache[("ray_starting", rs.address)] = ready
+            return  # one host, no watchdog: nothing else needs Ray running
         if a.get("autostop_mins"):
             manage.start_watchdog(conn, a, rs.private, a["autostop_mins"],
                                   a.get("autostop_command") or DEFAULT_AUTOSTOP)
-        rs.private["ray_worker_temp_dirs"] = {}
         self._join_workers(rs, ctx, head, token, hosts[1:], ca)
 
     def _tls_ca(self, rs: ResourceState, ctx: RunContext, head_conn: Any, new_ok: bool
@@ -444,6 +458,24 @@ class ClusterType(ResourceType):
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             list(pool.map(stop, nodes))
         return failed
+
+
+def wait_for_ray(cluster: ResourceState, ctx: RunContext) -> None:
+    """Wait for the cluster's Ray head when this apply started it in the background
+    (ClusterType._start_ray); nothing when it was not. A head that failed to start is
+    marked stopped in the cluster's record (the next apply starts it again) and the
+    failure raised, naming the cluster."""
+    with ctx.lock:
+        ready = ctx.cache.get(("ray_starting", cluster.address))
+    if ready is None:
+        return
+    try:
+        ready.result(timeout=ray_head.START_TIMEOUT + 60)
+    except Exception as exc:  # the start's own ProviderError, or no answer in time
+        cluster.attributes["ray_status"] = "stopped"
+        why = str(exc) if isinstance(exc, ProviderError) else (
+            f"no answer within {ray_head.START_TIMEOUT + 60:g} s")
+        raise ProviderError(f"{cluster.address}: its Ray head did not start: {why}") from None
 
 
 def _host_gone(status: Any) -> bool:

@@ -99,6 +99,8 @@ class EnvType(ResourceType):
             json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
         cluster = planned.get(attrs["cluster"], {})
         self._check_compute(rc, attrs, cluster, ctx)
+        with ctx.lock:  # its cluster may start Ray in the background: a servlet waits
+            ctx.cache[("servlets_wait_for", attrs["cluster"])] = True
         # a cluster whose Ray restarts in this apply (an in-place resize) takes the
         # servlet down with it: the plan shows it started again
         attrs["servlet"] = "restarting" if cluster.get("ray_status") == "restarting" \
@@ -354,7 +356,12 @@ class EnvType(ResourceType):
                        state: State) -> None:
         """The servlet runs in the env's interpreter, with the cluster's Ray version (which
         create and update install first, under the user's pins)."""
+        from rhplan.resources.cluster import wait_for_ray
         cluster = state.resources[rs.attributes["cluster"]]
+        try:
+            wait_for_ray(cluster, ctx)  # started while this env was built
+        except ProviderError as exc:
+            raise manage.ServletNotStarted(str(exc)) from None
         info = manage.start_servlet(conn, cluster.attributes, cluster.private,
                                     rs.attributes["name"], rs.attributes["path"],
                                     rs.attributes["python"], rs.attributes.get("compute") or {})
