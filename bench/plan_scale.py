@@ -398,7 +398,14 @@ def worker(d: Path, cold: bool, profile: str | None) -> None:
     """One plan in this fresh interpreter, as one `rhplan plan` would make it: the parse
     cache emptied first when cold. (Plans repeated in one process measured the garbage
     of the earlier ones, not what a user waits for.)"""
-    from rhplan.cli import tune_gc
+    try:
+        from rhplan.cli import tune_gc
+    except ImportError:  # an older rhplan (to compare): what its main() did
+        import gc
+
+        def tune_gc() -> None:
+            gc.freeze()
+            gc.set_threshold(50_000, 50, 100)
     tune_gc()  # what `rhplan` does first, so in-process figures are the CLI's
     t = time.perf_counter()
     import rhplan.config.decode  # noqa: F401  (what `rhplan plan` imports, roughly)
