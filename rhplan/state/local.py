@@ -106,7 +106,7 @@ class LocalBackend:
             old_serial, old_version = state.serial, state.rhplan_version
             state.serial += 1
             state.rhplan_version = RHPLAN_VERSION  # the file records its latest writer
-            payload = (json.dumps(state.to_json(), indent=2, sort_keys=False) + "\n").encode()
+            payload = state.dumps()
             try:
                 mode: int | None = None
                 if self.path.exists():

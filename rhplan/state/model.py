@@ -109,16 +109,17 @@ class ResourceState:
     dependencies: list[str] = field(default_factory=list)
     private: dict[str, Any] = field(default_factory=dict)  # provider-private data
 
-    def to_json(self) -> dict[str, Any]:
-        # Deep copies: the result may be edited or kept while the state moves on.
+    def to_json(self, copy_values: bool = True) -> dict[str, Any]:
+        # Deep copies: the result may be edited or kept while the state moves on (not
+        # needed by a caller that only encodes it at once).
         return {
             "address": self.address,
             "type": self.type,
             "name": self.name,
             "provider": self.provider,
-            "attributes": copy.deepcopy(self.attributes),
+            "attributes": copy.deepcopy(self.attributes) if copy_values else self.attributes,
             "dependencies": list(self.dependencies),
-            "private": copy.deepcopy(self.private),
+            "private": copy.deepcopy(self.private) if copy_values else self.private,
         }
 
     @classmethod
@@ -184,12 +185,12 @@ class State:
     def copy(self) -> State:
         return copy.deepcopy(self)
 
-    def recorded(self) -> dict[str, Any]:
+    def recorded(self, copy_values: bool = True) -> dict[str, Any]:
         """What the state records, as compared between a saved plan and the backend:
         resources (attributes, dependencies, private data), outputs, lineage and serial.
         A state never written (serial 0) gets a new lineage each time it is read, so
         its lineage does not count."""
-        d = self.to_json()
+        d = self.to_json(copy_values)
         del d["rhplan_version"]  # who wrote it last, not what it records
         if not self.serial:
             d["lineage"] = ""
@@ -198,19 +199,26 @@ class State:
     def digest(self) -> str:
         """sha256 of the canonical JSON of recorded(): a saved plan keeps the digest of
         the state it was made from, and apply recomputes it from the backend's."""
-        text = json.dumps(self.recorded(), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(self.recorded(copy_values=False), sort_keys=True,
+                          separators=(",", ":"))
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, copy_values: bool = True) -> dict[str, Any]:
         # Resources as a list sorted by address: stable diffs of the file in review.
         return {
             "format_version": self.FORMAT_VERSION,
             "rhplan_version": self.rhplan_version,
             "serial": self.serial,
             "lineage": self.lineage,
-            "resources": [self.resources[a].to_json() for a in sorted(self.resources)],
-            "outputs": copy.deepcopy(self.outputs),
+            "resources": [self.resources[a].to_json(copy_values)
+                          for a in sorted(self.resources)],
+            "outputs": copy.deepcopy(self.outputs) if copy_values else self.outputs,
         }
+
+    def dumps(self) -> bytes:
+        """The bytes of the state file: indented JSON, encoded straight from the state
+        (no copies: at 2,000 resources copying cost a third of each write)."""
+        return (json.dumps(self.to_json(copy_values=False), indent=2) + "\n").encode()
 
     @classmethod
     def from_json(cls, d: Any, source: str, copy_values: bool = True,

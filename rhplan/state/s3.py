@@ -215,7 +215,7 @@ class S3Backend:
             old_serial, old_version = state.serial, state.rhplan_version
             state.serial += 1
             state.rhplan_version = RHPLAN_VERSION
-            payload = (json.dumps(state.to_json(), indent=2, sort_keys=False) + "\n").encode()
+            payload = state.dumps()
             try:
                 self._etag = self._put_state(s3, payload)
             except BaseException:
@@ -417,6 +417,24 @@ class S3Backend:
     def lock_info(self) -> LockInfo | None:
         """What KEY.tflock says, or None if there is no lock."""
         return self._read_lock()[0]
+
+    # -- workspaces (rhplan.state.workspaces) ---------------------------------
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key in the bucket under prefix."""
+        keys: list[str] = []
+        with self._calling("list the workspaces", f"s3://{self.bucket}/{prefix}"):
+            pages = self._client().get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    def delete_state(self) -> None:
+        """Delete the state, its backup and its digest key (a deleted workspace)."""
+        for key in (self.key, self.backup_key, self.digest_key_key):
+            with self._calling("delete the workspace's state", f"s3://{self.bucket}/{key}"):
+                self._client().delete_object(Bucket=self.bucket, Key=key)
 
     def _read_lock(self) -> tuple[LockInfo | None, str | None]:
         """KEY.tflock's lock info and ETag, or (None, None) if there is no lock."""
