@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rhplan.errors import RhplanError
+from rhplan.workspace_cli import workspace as workspace_group
 
 if TYPE_CHECKING:
     from rhplan.state.backend import Backend
@@ -466,6 +467,9 @@ def run(obj: Ctx, env: str, command: tuple[str, ...]) -> None:
         raise RhplanError("give a command after --, e.g. rhplan run np_env -- python -V")
     # output streams as the command writes it, over the provider's connection alone
     sys.exit(stream_in_env(_backend(obj).read(), obj.chdir, env, cmd))
+
+
+cli.add_command(workspace_group, "workspace")
 
 
 @cli.command("force-unlock")

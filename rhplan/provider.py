@@ -38,6 +38,8 @@ class RunContext:
     provider_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the state's lineage: cloud resources are tagged with it
     lineage: str = ""
+    # the selected workspace (rhplan.workspace in expressions)
+    workspace: str = "default"
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:

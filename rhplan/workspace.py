@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 from rhplan import gitignore
 from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
-from rhplan.errors import ConfigError, StalePlanError
+from rhplan.errors import ConfigError, RhplanError, StalePlanError
 from rhplan.plan.model import Plan
 from rhplan.plan.planner import SENSITIVE_VARIABLE, Planner, PlanOptions, sensitive_digest
 from rhplan.plan.refresh import refresh
 from rhplan.provider import RunContext
-from rhplan.state import digest
+from rhplan.state import digest, workspaces
 from rhplan.state.backend import Backend
 from rhplan.state.local import LocalBackend
 from rhplan.state.model import State
@@ -30,9 +30,11 @@ class Workspace:
         self.dir = Path(directory).absolute()
         self.cfg: Config = load_config(self.dir)
         self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files))
-        self.backend = backend_for(self.cfg)
+        self.name = workspaces.current(self.dir)  # the selected workspace
+        self.backend = backend_for(self.cfg, self.name)
         self.ctx = RunContext(self.dir)
-        self.ctx.provider_configs = evaluate_providers(self.cfg, self.variables)
+        self.ctx.workspace = self.name
+        self.ctx.provider_configs = evaluate_providers(self.cfg, self.variables, self.name)
         self.notes: list[str] = []  # for the user, printed after the plan
 
     def planner(self) -> Planner:
@@ -190,19 +192,83 @@ def _fingerprint(plan: Plan) -> str:
                       default=str)
 
 
-def backend_for(cfg: Config) -> Backend:
-    """The backend the configuration's `rhplan { backend "TYPE" { ... } }` block names."""
+def backend_for(cfg: Config, workspace: str | None = None) -> Backend:
+    """The backend the configuration's `rhplan { backend "TYPE" { ... } }` block names,
+    holding the state of `workspace` (by default the selected one)."""
+    name = workspace if workspace is not None else workspaces.current(cfg.dir)
     b = cfg.backend
     if b.type == "s3":
-        return _s3_backend(cfg)
+        return _s3_backend(cfg, name)
     if b.type != "local":
         raise ConfigError(f'backend "{b.type}" is not available; use "local" or "s3"',
                           b.file, b.line)
     path = Path(str(b.attrs.get("path", "rhplan.state.json")))
-    return LocalBackend(path if path.is_absolute() else cfg.dir / path)
+    path = workspaces.local_state_path(cfg.dir, path if path.is_absolute() else cfg.dir / path,
+                                       name)
+    if name != workspaces.DEFAULT:
+        # made on first use, as Terraform's local backend does (TF_WORKSPACE in CI)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return LocalBackend(path)
 
 
-def _s3_backend(cfg: Config) -> Backend:
+def workspace_names(cfg: Config) -> list[str]:
+    """Every workspace of the configuration's backend, "default" first."""
+    if cfg.backend.type == "s3":
+        backend = _s3_backend(cfg, workspaces.DEFAULT)
+        keys = backend.list_keys(workspaces.S3_PREFIX + "/")  # type: ignore[attr-defined]
+        return workspaces.s3_names(keys, backend.key)  # type: ignore[attr-defined]
+    return workspaces.local_names(cfg.dir)
+
+
+def new_workspace(cfg: Config, name: str) -> None:
+    """Create workspace NAME with an empty state (as Terraform does), and select it."""
+    workspaces.check_name(name)
+    if name in workspace_names(cfg):
+        raise RhplanError(f'workspace "{name}" already exists; select it with rhplan '
+                          f"workspace select {name}")
+    backend = backend_for(cfg, name)
+    with backend.locked("workspace new"):
+        backend.write(State.new())
+    workspaces.select(cfg.dir, name)
+
+
+def delete_workspace(cfg: Config, name: str, force: bool) -> int:
+    """Delete workspace NAME's state; refuses one that still tracks resources unless
+    force. Returns how many resources were forgotten."""
+    workspaces.check_name(name)
+    if name == workspaces.DEFAULT:
+        raise RhplanError('the default workspace cannot be deleted')
+    if name not in workspace_names(cfg):
+        raise RhplanError(f'workspace "{name}" does not exist; see rhplan workspace list')
+    if name == workspaces.current(cfg.dir):
+        raise RhplanError(f'workspace "{name}" is the one in use; select another '
+                          "(rhplan workspace select default) and delete it then")
+    backend = backend_for(cfg, name)
+    with backend.locked("workspace delete"):
+        tracked = sorted(backend.read().resources)
+        if tracked and not force:
+            shown = ", ".join(tracked[:5]) + (f" and {len(tracked) - 5} more"
+                                              if len(tracked) > 5 else "")
+            raise RhplanError(
+                f'workspace "{name}" still tracks {len(tracked)} resource(s) ({shown}); run '
+                "rhplan destroy in it first, or add -force to delete it and forget them "
+                "(they keep running, unmanaged)")
+        if isinstance(backend, LocalBackend):
+            _remove_local_states(backend)
+        else:
+            backend.delete_state()  # type: ignore[attr-defined]
+    if isinstance(backend, LocalBackend):
+        import shutil
+        shutil.rmtree(backend.path.parent, ignore_errors=True)  # lock files, digest key
+    return len(tracked)
+
+
+def _remove_local_states(backend: LocalBackend) -> None:
+    for p in (backend.path, backend.backup_path, backend.digest_key_path):
+        p.unlink(missing_ok=True)
+
+
+def _s3_backend(cfg: Config, workspace: str = workspaces.DEFAULT) -> Backend:
     b = cfg.backend
     missing = [k for k in ("bucket", "key") if k not in b.attrs]
     if missing:
@@ -219,6 +285,7 @@ def _s3_backend(cfg: Config) -> Backend:
         raise ConfigError(f'backend "s3" key {key!r} must name an object, like '
                           '"path/rhplan.state.json" (no leading or trailing /)', b.file, b.line)
     from rhplan.state.s3 import S3Backend  # imports botocore: only when used
+    key = workspaces.s3_key(key, workspace)
     return S3Backend(str(values["bucket"]), key, region=values["region"],
                      endpoint_url=values["endpoint_url"], profile=values["profile"])
 

@@ -176,11 +176,11 @@ class Evaluation:
     """Evaluates locals (lazily, once) and resource blocks for one plan."""
 
     def __init__(self, cfg: Config, variables: dict[str, Any],
-                 resolve: Callable[[str, str, int], ResourceValue]):
+                 resolve: Callable[[str, str, int], ResourceValue], workspace: str = "default"):
         self.cfg = cfg
         self._locals: dict[str, Any] = {}
         self._evaluating: list[str] = []
-        self.scope = Scope(variables, self._local, resolve, cfg.dir)
+        self.scope = Scope(variables, self._local, resolve, cfg.dir, workspace)
 
     def _local(self, name: str, line: int) -> Any:
         from rhplan.config.evaluate import EvalError
@@ -267,7 +267,8 @@ def _copy(v: Any) -> Any:
     return v
 
 
-def evaluate_providers(cfg: Config, variables: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def evaluate_providers(cfg: Config, variables: dict[str, Any], workspace: str = "default"
+                       ) -> dict[str, dict[str, Any]]:
     """Each provider "NAME" { ... } block, evaluated with variables and locals (not
     resources: a provider is configured before anything is planned)."""
     from rhplan.config.schema import PROVIDER_SCHEMAS
@@ -278,7 +279,7 @@ def evaluate_providers(cfg: Config, variables: dict[str, Any]) -> dict[str, dict
                         line)
 
     out: dict[str, dict[str, Any]] = {}
-    ev = Evaluation(cfg, variables, no_resources)
+    ev = Evaluation(cfg, variables, no_resources, workspace)
     for name, block in cfg.providers.items():
         schema = PROVIDER_SCHEMAS.get(name)
         if schema is None:

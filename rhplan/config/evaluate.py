@@ -79,11 +79,13 @@ class Scope:
         local_value: Callable[[str, int], Any],
         resolve: Resolver,
         base_dir: Path,
+        workspace: str = "default",
     ):
         self.variables = variables
         self.local_value = local_value
         self.resolve = resolve
         self.base_dir = base_dir
+        self.workspace = workspace  # rhplan.workspace (Terraform's terraform.workspace)
 
     def evaluate(self, expr: ast.Expr, file: str, bindings: dict[str, Any] | None = None) -> Any:
         try:
@@ -208,6 +210,11 @@ class _Evaluator:
                 return self.scope.local_value(e.name, e.line)
             if root in RESOURCE_TYPES:
                 return self.scope.resolve(root, e.name, e.line)
+            if root in ("rhplan", "terraform"):
+                if e.name == "workspace":
+                    return self.scope.workspace
+                raise EvalError(f"unknown {root}.{e.name}; {root}.workspace is the one "
+                                "attribute there", e.line, static=True)
             if root == "path":
                 if e.name in ("module", "root", "cwd"):
                     return str(self.scope.base_dir)

@@ -51,7 +51,7 @@ class Planner:
         self.ctx = ctx
         self.graph = build_graph(cfg)
         self.planned: dict[str, dict[str, Any]] = {}
-        self.evaluation = Evaluation(cfg, variables, self._resolve)
+        self.evaluation = Evaluation(cfg, variables, self._resolve, ctx.workspace)
         # secrets whose recorded plain digest this plan replaced: address -> plain digest
         self._plain_digests: dict[str, str] = {}
         # secrets whose digest changed only as far as can be told: made with another key

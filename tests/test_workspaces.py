@@ -1,0 +1,139 @@
+"""Workspaces (issue 14 item 4): one state per workspace, as Terraform keeps them: the
+local backend's default state where it always was, others in rhplan.state.d/NAME/, the
+S3 backend's under env:/NAME/KEY (a real moto server); the selection in
+.rhplan/environment, RHPLAN_WORKSPACE / TF_WORKSPACE overriding it; rhplan.workspace
+in expressions. The configurations hold packages and secrets only: nothing runs."""
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from motoserver import aws_env
+
+HCL = """
+package "p" {
+  git_url = "https://example.com/${rhplan.workspace}.git"
+}
+
+output "ws" { value = terraform.workspace }
+"""
+
+
+def _addresses(path: Path) -> list[str]:
+    return sorted(r["address"] for r in json.loads(path.read_text())["resources"])
+
+
+def test_each_workspace_has_its_own_state(rh: Any) -> None:
+    rh.keep = True
+    rh.write(HCL)
+    assert rh("workspace", "show").ok().stdout == "default\n"
+    rh("apply", "-auto-approve").ok()
+    default_state = rh.state_path.read_text()
+
+    out = rh("workspace", "new", "dev").ok().stdout
+    assert 'Created and switched to workspace "dev"!' in out
+    assert (rh.dir / ".rhplan" / "environment").read_text() == "dev\n"
+    assert rh("workspace", "list").ok().stdout == "  default\n* dev\n"
+    plan = rh("plan", "-no-color").ok().stdout  # an empty state: everything is new
+    assert '+ git_url        = "https://example.com/dev.git"' in plan
+    assert '+ ws = "dev"' in plan
+    rh("apply", "-auto-approve").ok()
+    dev = rh.dir / "rhplan.state.d" / "dev" / "rhplan.state.json"
+    assert _addresses(dev) == ["package.p"]
+    assert rh("output", "ws").ok().stdout == '"dev"\n'
+    assert rh.state_path.read_text() == default_state  # the default state is untouched
+
+    assert rh("workspace", "select", "default").ok().stdout == \
+        'Switched to workspace "default".\n'
+    assert rh("output", "ws").ok().stdout == '"default"\n'
+    assert "No changes." in rh("plan").ok().stdout
+    assert rh("state", "list").ok().stdout == "package.p\n"
+
+
+def test_overrides_and_refusals(rh: Any) -> None:
+    rh.keep = True
+    rh.write(HCL)
+    rh("workspace", "new", "dev").ok()
+    rh("apply", "-auto-approve").ok()
+    # RHPLAN_WORKSPACE wins over TF_WORKSPACE, which wins over .rhplan/environment
+    both = {"RHPLAN_WORKSPACE": "ci", "TF_WORKSPACE": "other"}
+    assert rh("workspace", "show", env=both).ok().stdout == "ci\n"
+    assert rh("workspace", "show", env={"TF_WORKSPACE": "other"}).ok().stdout == "other\n"
+    assert rh("output", "ws", env={"TF_WORKSPACE": "ci"}).returncode == 1  # no state there yet
+    rh("apply", "-auto-approve", env={"TF_WORKSPACE": "ci"}).ok()
+    assert rh("output", "ws", env={"TF_WORKSPACE": "ci"}).ok().stdout == '"ci"\n'
+    line = rh("workspace", "select", "default", env={"TF_WORKSPACE": "ci"}).error_line()
+    assert "chosen by TF_WORKSPACE" in line and "unset TF_WORKSPACE" in line
+
+    assert "cannot be deleted" in rh("workspace", "delete", "default").error_line()
+    assert "is the one in use" in rh("workspace", "delete", "dev").error_line()
+    rh("workspace", "select", "default").ok()
+    line = rh("workspace", "delete", "dev").error_line()
+    assert 'workspace "dev" still tracks 1 resource(s) (package.p)' in line
+    assert "-force" in line
+    assert (rh.dir / "rhplan.state.d" / "dev" / "rhplan.state.json").exists()  # kept
+    out = rh("workspace", "delete", "-force", "dev").ok().stdout
+    assert 'Deleted workspace "dev"!' in out and "no longer managed" in out
+    assert not (rh.dir / "rhplan.state.d" / "dev").exists()
+    assert rh("workspace", "list").ok().stdout == "* default\n  ci\n"
+
+    assert "does not exist" in rh("workspace", "select", "gone").error_line()
+    assert rh("workspace", "select", "-or-create", "gone").ok()
+    assert "already exists" in rh("workspace", "new", "gone").error_line()
+    rh("workspace", "select", "default").ok()
+    assert rh("workspace", "delete", "gone").ok()  # empty: no -force needed
+    for bad in ("a/b", "..", "", "a b"):
+        assert "is not allowed" in rh("workspace", "new", bad).error_line()
+    line = rh("plan", env={"RHPLAN_WORKSPACE": "../x"}).error_line()
+    assert line.startswith("Error: RHPLAN_WORKSPACE: the workspace name '../x' is not allowed")
+    (rh.dir / ".rhplan" / "environment").write_text("no/pe\n")
+    assert ".rhplan/environment: the workspace name" in rh("plan").error_line()
+
+
+def test_unknown_attribute_of_rhplan_is_one_line(rh: Any) -> None:
+    rh.keep = True
+    rh.write('output "x" { value = rhplan.nope }\n')
+    assert rh("validate").error_line() == (
+        "Error: main.hcl:1: unknown rhplan.nope; rhplan.workspace is the one attribute there")
+
+
+@pytest.fixture
+def s3_cli(tmp_path: Path, rhplan_in: Any, moto: Any, cleanups: Any) -> Any:
+    bucket = f"rhplan-ws-{uuid.uuid4().hex[:12]}"
+    moto.client("s3").create_bucket(Bucket=bucket)
+    rh = rhplan_in(tmp_path / "infra", env=aws_env())
+    rh.keep = True
+    rh.write(f'rhplan {{\n  backend "s3" {{\n    bucket = "{bucket}"\n    key = "team/s.json"\n'
+             f'    region = "us-east-1"\n    endpoint_url = "{moto.url}"\n  }}\n}}\n' + HCL)
+    yield rh, bucket
+    cleanups.add(rh)
+
+
+def _keys(moto: Any, bucket: str) -> list[str]:
+    got = moto.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])
+    return sorted(o["Key"] for o in got)
+
+
+def test_s3_workspaces_live_under_env_prefix(s3_cli: Any, moto: Any) -> None:
+    rh, bucket = s3_cli
+    rh("apply", "-auto-approve").ok()
+    rh("workspace", "new", "prod").ok()
+    rh("apply", "-auto-approve").ok()
+    rh("workspace", "new", "qa").ok()
+    assert _keys(moto, bucket) == [
+        "env:/prod/team/s.json", "env:/prod/team/s.json.backup", "env:/qa/team/s.json",
+        "team/s.json", "team/s.json.backup"]
+    assert rh("workspace", "list").ok().stdout == "  default\n  prod\n* qa\n"
+    rh("workspace", "select", "prod").ok()
+    assert rh("output", "ws").ok().stdout == '"prod"\n'
+    body = moto.client("s3").get_object(Bucket=bucket, Key="env:/prod/team/s.json")["Body"]
+    assert json.loads(body.read())["outputs"]["ws"]["value"] == "prod"
+    rh("workspace", "select", "default").ok()
+    assert "still tracks 1 resource(s)" in rh("workspace", "delete", "prod").error_line()
+    rh("workspace", "delete", "qa").ok()
+    rh("workspace", "delete", "-force", "prod").ok()
+    assert _keys(moto, bucket) == ["team/s.json", "team/s.json.backup"]
+    assert rh("workspace", "list").ok().stdout == "* default\n"
