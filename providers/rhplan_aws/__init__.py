@@ -45,6 +45,8 @@ _REPLACES = {
 SSH_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_SSH_WAIT_SECONDS", "300"))
 # how long to wait for cloud-init to print a new instance's host keys to the console
 CONSOLE_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_CONSOLE_WAIT_SECONDS", "300"))
+# how old the refresh's describe may be for apply to act on it (see _adopt)
+ADOPT_REUSE_SECONDS = 30.0
 HOST_KEY_CHECKS = {"console_output": "verified from console output",
                    "trust_on_first_use": "trusted on first use"}
 
@@ -199,21 +201,24 @@ class AWSProvider(SSHProvider):
     def _address(self, attrs: dict[str, Any]) -> str:
         return f"cluster.{attrs.get('name')}"
 
-    def _owned(self, attrs: dict[str, Any], private: dict, fresh: bool = False,
+    def _owned(self, attrs: dict[str, Any], private: dict, max_age: float | None = None,
                gone_too: bool = False) -> list[dict[str, Any]]:
         """This cluster's instances that are not terminated (all of them with gone_too),
         from the one describe of the state's whole lineage (shared by every cluster in
-        this run unless fresh)."""
+        this run, if made at most max_age seconds ago when given)."""
         client = self._ec2(attrs, private)
         lineage = self._lineage(private)
         key = ("aws-instances", private["region"], private.get("endpoint_url"), lineage)
         ctx = self._ctx
         with self._describe_lock:
-            found = None if fresh or ctx is None else ctx.cache.get(key)
+            made, found = (ctx.cache.get(key) if ctx is not None else None) or (0.0, None)
+            if found is not None and max_age is not None and \
+                    time.monotonic() - made > max_age:
+                found = None
             if found is None:
                 found = ec2.describe_lineage(client, lineage)
                 if ctx is not None:
-                    ctx.cache[key] = found
+                    ctx.cache[key] = (time.monotonic(), found)
         addr = self._address(attrs)
         return [i for i in found if ec2.tag_dict(i).get(ec2.ADDRESS_TAG) == addr
                 and (gone_too or i["State"]["Name"] not in ("terminated", "shutting-down"))]
@@ -410,8 +415,9 @@ class AWSProvider(SSHProvider):
         killed after launching them): recorded ones first, then by launch order. The
         describe is the one this run's refresh made, if any (under the state lock nothing
         else launches into this lineage, and this run's launches and terminations drop
-        it), so a change to 1,000 instances describes them once, not twice."""
-        every = self._owned(attrs, private, gone_too=True)
+        it), so a change to 1,000 instances describes them once, not twice. Only a
+        recent one: an apply that waited at its prompt describes again."""
+        every = self._owned(attrs, private, max_age=ADOPT_REUSE_SECONDS, gone_too=True)
         owned = [i for i in every if i["State"]["Name"] not in ("terminated", "shutting-down")]
         recorded = [i["id"] for i in private.get("instances") or []]
         known = {i["InstanceId"]: i for i in owned}
