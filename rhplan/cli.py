@@ -39,7 +39,27 @@ class Ctx:
 
     def workspace(self, var: tuple[str, ...] = (), var_file: tuple[str, ...] = ()) -> Any:
         from rhplan.workspace import Workspace
-        return Workspace(self.chdir, list(var), list(var_file))
+        return Workspace(self.chdir, list(var), list(var_file), var_order(_ARGS))
+
+
+# the command line being run (normalized): -var and -var-file apply in the order given
+_ARGS: list[str] = []
+
+
+def var_order(args: list[str]) -> list[str]:
+    """"var" / "var-file" for each -var / -var-file option in args, in order."""
+    kinds: list[str] = []
+    i = 0
+    while i < len(args) and args[i] != "--":
+        a = args[i]
+        if a in ("--var", "--var-file"):
+            kinds.append(a[2:])
+            i += 2
+            continue
+        if a.startswith(("--var=", "--var-file=")):
+            kinds.append(a[2:].partition("=")[0])
+        i += 1
+    return kinds
 
 
 def _echo(line: str) -> None:
@@ -507,8 +527,9 @@ def execute(argv: list[str]) -> int:
 
     main() is this plus sys.exit, so tests that call execute() in-process take exactly the
     path a user's command takes."""
+    _ARGS[:] = normalize_args(argv)
     try:
-        result = cli.main(args=normalize_args(argv), prog_name="rhplan", standalone_mode=False)
+        result = cli.main(args=list(_ARGS), prog_name="rhplan", standalone_mode=False)
     except RhplanError as exc:
         return _fail(str(exc))
     except click.exceptions.Abort:

@@ -26,16 +26,19 @@ if TYPE_CHECKING:
 
 class Workspace:
     def __init__(self, directory: Path | str, cli_vars: Sequence[str] = (),
-                 var_files: Sequence[str] = ()):
+                 var_files: Sequence[str] = (), order: Sequence[str] | None = None):
         self.dir = Path(directory).absolute()
         self.cfg: Config = load_config(self.dir)
-        self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files))
+        self.notes: list[str] = []  # for the user, printed after the plan
+        # order: "var" / "var-file" for each -var / -var-file, as given (later wins)
+        self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files),
+                                           list(order) if order is not None else None,
+                                           self.notes)
         self.name = workspaces.current(self.dir)  # the selected workspace
         self.backend = backend_for(self.cfg, self.name)
         self.ctx = RunContext(self.dir)
         self.ctx.workspace = self.name
         self.ctx.provider_configs = evaluate_providers(self.cfg, self.variables, self.name)
-        self.notes: list[str] = []  # for the user, printed after the plan
 
     def planner(self) -> Planner:
         return Planner(self.cfg, self.ctx, self.variables)

@@ -137,3 +137,74 @@ def test_s3_workspaces_live_under_env_prefix(s3_cli: Any, moto: Any) -> None:
     rh("workspace", "delete", "-force", "prod").ok()
     assert _keys(moto, bucket) == ["team/s.json", "team/s.json.backup"]
     assert rh("workspace", "list").ok().stdout == "* default\n"
+
+
+# ---- variable values: auto-loaded files and TF_VAR_ (issue 14 item 4) ------------------
+
+VARS = 'variable "a" { default = "default" }\nvariable "n" {\n  type = number\n  default = 0\n}\n'
+
+
+def _resolve(tmp_path: Path, files: dict[str, str], cli: list[str] = (),
+             var_files: list[str] = (), order: list[str] | None = None
+             ) -> tuple[dict[str, Any], list[str]]:
+    from rhplan.config.decode import resolve_variables
+    from rhplan.config.load import load_text
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    warnings: list[str] = []
+    cfg = load_text(tmp_path, {"main.hcl": VARS})
+    return resolve_variables(cfg, list(cli), list(var_files), order, warnings), warnings
+
+
+def test_variable_precedence_is_terraforms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    for k in [k for k in __import__("os").environ if k.startswith(("RHPLAN_VAR_", "TF_VAR_"))]:
+        monkeypatch.delenv(k)
+    assert _resolve(tmp_path, {})[0] == {"a": "default", "n": 0}
+    monkeypatch.setenv("TF_VAR_a", "tf")
+    monkeypatch.setenv("TF_VAR_n", "4")  # typed as the declaration says
+    assert _resolve(tmp_path, {})[0] == {"a": "tf", "n": 4}
+    monkeypatch.setenv("RHPLAN_VAR_a", "rhplan")  # beside TF_VAR_a: RHPLAN_ wins
+    assert _resolve(tmp_path, {})[0]["a"] == "rhplan"
+    assert _resolve(tmp_path, {"rhplan.tfvars": 'a = "tfvars"\n'})[0]["a"] == "tfvars"
+    assert _resolve(tmp_path, {"rhplan.tfvars.json": '{"a": "json"}'})[0]["a"] == "json"
+    # auto files after rhplan.tfvars(.json), in lexical order of their names
+    got, _ = _resolve(tmp_path, {"b.auto.tfvars.json": '{"a": "b"}', "c.auto.tfvars": 'a = "c"'})
+    assert got["a"] == "c"
+    (tmp_path / "c.auto.tfvars").unlink()
+    assert _resolve(tmp_path, {})[0]["a"] == "b"
+    # -var-file and -var after every auto-loaded file, in the order given
+    files = {"f1.tfvars": 'a = "f1"\n', "f2.tfvars": 'a = "f2"\n'}
+    assert _resolve(tmp_path, files, ["a=cli"], ["f1.tfvars"], ["var", "var-file"]
+                    )[0]["a"] == "f1"
+    assert _resolve(tmp_path, files, ["a=cli"], ["f1.tfvars"], ["var-file", "var"]
+                    )[0]["a"] == "cli"
+    assert _resolve(tmp_path, files, ["a=cli"], ["f2.tfvars", "f1.tfvars"],
+                    ["var-file", "var", "var-file"])[0]["a"] == "f1"
+
+
+def test_auto_file_warns_of_undeclared_and_explicit_file_refuses(tmp_path: Path) -> None:
+    from rhplan.errors import ConfigError
+    got, warnings = _resolve(tmp_path, {"x.auto.tfvars": 'a = "x"\nnope = 1\n'})
+    assert got["a"] == "x"
+    assert warnings == ["Warning: x.auto.tfvars:2: a value for undeclared variable 'nope' is "
+                        'ignored; declare variable "nope" {} or remove it']
+    (tmp_path / "x.auto.tfvars").unlink()
+    (tmp_path / "e.tfvars").write_text("nope = 1\n")
+    with pytest.raises(ConfigError, match="^e.tfvars:1: no variable 'nope' is declared"):
+        _resolve(tmp_path, {}, var_files=["e.tfvars"])
+    (tmp_path / "bad.auto.tfvars").write_text('n = "four"\n')
+    with pytest.raises(ConfigError, match="the value given by bad.auto.tfvars"):
+        _resolve(tmp_path, {})
+
+
+def test_cli_takes_var_and_var_file_in_the_order_given(rh: Any) -> None:
+    rh.keep = True
+    rh.write('variable "a" { default = "d" }\noutput "a" { value = var.a }\n')
+    rh.write('a = "f1"\n', "f1.tfvars")
+    rh.write('a = "auto"\nnope = 1\n', "x.auto.tfvars")
+    out = rh("plan", "-no-color").ok().stdout
+    assert '+ a = "auto"' in out and "undeclared variable 'nope' is ignored" in out
+    assert '+ a = "f1"' in rh("plan", "-var", "a=cli", "-var-file=f1.tfvars").ok().stdout
+    assert '+ a = "cli"' in rh("plan", "-var-file", "f1.tfvars", "-var=a=cli").ok().stdout
+    assert '+ a = "auto"' in rh("plan", env={"TF_VAR_a": "tf"}).ok().stdout

@@ -11,7 +11,6 @@ from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope, parse_number, 
 from rhplan.config.load import (
     Config,
     ResourceConfig,
-    env_var_overrides,
     parse_var_assignment,
     read_var_file,
 )
@@ -20,34 +19,57 @@ from rhplan.config.schema import RESOURCE_SCHEMAS, BlockSchema
 from rhplan.errors import ConfigError
 
 
-def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str] = ()
+def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str] = (),
+                      order: list[str] | None = None, warnings: list[str] | None = None
                       ) -> dict[str, Any]:
-    """Defaults, then RHPLAN_VAR_name, then -var-file, then -var (Terraform's order)."""
+    """Terraform's precedence, later wins: defaults, TF_VAR_name / RHPLAN_VAR_name
+    (RHPLAN_ wins when both are set), rhplan.tfvars, rhplan.tfvars.json, *.auto.tfvars and
+    *.auto.tfvars.json in lexical order, then -var-file and -var in the order given
+    (`order`: "var" / "var-file" per option as they came; else every file, then -var).
+    Values for undeclared variables in auto-loaded files are warned about, not refused."""
     no_refs = Scope({}, _no_locals, _no_resources, cfg.dir)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}  # where a value not from the default came from (messages)
     for name, v in cfg.variables.items():
         if v.default is not None:
             values[name] = no_refs.evaluate(v.default, v.file)
-    for name, raw in env_var_overrides().items():
+    for name, (raw, var) in environment_variables().items():
         if name in cfg.variables:
-            values[name] = _from_text(cfg, name, raw, f"RHPLAN_VAR_{name}")
-            origin[name] = f"RHPLAN_VAR_{name}"
-    for vf in var_files:
-        path = Path(vf) if Path(vf).is_absolute() else cfg.dir / vf
-        if not path.is_file() and Path(vf).is_file():
-            path = Path(vf)
+            values[name] = _from_text(cfg, name, raw, var)
+            origin[name] = var
+
+    def from_file(path: Path, explicit: bool) -> None:
         assigned, display = read_var_file(path)
         for name, value in assigned.items():
             line = getattr(value, "line", None)
             if name not in cfg.variables:
+                if not explicit and warnings is not None:
+                    warnings.append(
+                        f"Warning: {display}{f':{line}' if line else ''}: a value for "
+                        f"undeclared variable {name!r} is ignored; declare variable "
+                        f'"{name}" {{}} or remove it')
+                    continue
                 raise ConfigError(f"no variable {name!r} is declared; add variable \"{name}\" "
                                   "{} to the configuration or fix the name", display, line)
             values[name] = (no_refs.evaluate(value, display) if not isinstance(value, (str, int,
                             float, bool, list, dict)) and value is not None else value)
-            origin[name] = f"-var-file {display}"
-    for text in cli_vars:
-        name, raw = parse_var_assignment(text)
+            origin[name] = display if not explicit else f"-var-file {display}"
+
+    for path in auto_var_files(cfg.dir):
+        from_file(path, explicit=False)
+    files, texts = list(var_files), list(cli_vars)
+    kinds = order if order is not None and sorted(order) == sorted(
+        ["var-file"] * len(files) + ["var"] * len(texts)) else \
+        ["var-file"] * len(files) + ["var"] * len(texts)
+    for kind in kinds:
+        if kind == "var-file":
+            vf = files.pop(0)
+            path = Path(vf) if Path(vf).is_absolute() else cfg.dir / vf
+            if not path.is_file() and Path(vf).is_file():
+                path = Path(vf)
+            from_file(path, explicit=True)
+            continue
+        name, raw = parse_var_assignment(texts.pop(0))
         _check_declared(cfg, name, "-var")
         values[name] = _from_text(cfg, name, raw, f"-var {name}")
         origin[name] = f"-var {name}"
@@ -55,8 +77,8 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
         if name not in values:
             raise ConfigError(
                 f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE, "
-                f"-var-file=FILE (a .json or HCL file setting {name}) or set RHPLAN_VAR_{name}",
-                v.file, v.line)
+                f"-var-file=FILE (a .json or HCL file setting {name}), write it in "
+                f"rhplan.tfvars, or set RHPLAN_VAR_{name}", v.file, v.line)
         line = v.default.line if v.default is not None else v.line
         if values[name] is None and not v.nullable and v.default is not None:
             values[name] = no_refs.evaluate(v.default, v.file)  # null means "use the default"
@@ -65,6 +87,32 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
     for name, v in cfg.variables.items():  # once every value is known: rules may read others
         variables.check(v, values[name], values, cfg.variables, cfg.dir)
     return values
+
+
+# variables read from the environment; the first prefix set for a name wins
+ENV_PREFIXES = ("RHPLAN_VAR_", "TF_VAR_")
+
+
+def environment_variables() -> dict[str, tuple[str, str]]:
+    """name -> (text, the variable it came from) for RHPLAN_VAR_name and TF_VAR_name."""
+    import os
+    out: dict[str, tuple[str, str]] = {}
+    for prefix in reversed(ENV_PREFIXES):
+        for k, v in os.environ.items():
+            if k.startswith(prefix) and len(k) > len(prefix):
+                out[k[len(prefix):]] = (v, k)
+    return out
+
+
+def auto_var_files(directory: Path) -> list[Path]:
+    """rhplan.tfvars, rhplan.tfvars.json, then *.auto.tfvars(.json) by name, as
+    Terraform loads terraform.tfvars and *.auto.tfvars."""
+    d = Path(directory)
+    first = [d / "rhplan.tfvars", d / "rhplan.tfvars.json"]
+    auto = sorted((p for p in d.iterdir() if p.name.endswith((".auto.tfvars",
+                                                               ".auto.tfvars.json"))),
+                  key=lambda p: p.name)
+    return [p for p in [*first, *auto] if p.is_file()]
 
 
 def _check_declared(cfg: Config, name: str, where: str) -> None:
