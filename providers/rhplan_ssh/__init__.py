@@ -7,7 +7,8 @@
     }
 
 Each host is checked (python3 3.9+) and gets rhplan's own virtualenv for Ray (never
-the system Python: PEP 668 systems refuse pip there), with the driver's Ray version.
+the system Python: PEP 668 systems refuse pip there), with the driver's Ray version: a
+link to the user's shared one for that Ray and Python, made once (see _BOOTSTRAP).
 Hosts are set up in parallel; one failing host is recorded as failed while the
 others go on, and the next plan offers to set it up again. Host keys are verified
 against known_hosts when given, else trusted on first use and recorded in the state.
