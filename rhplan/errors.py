@@ -43,6 +43,12 @@ class ProviderError(RhplanError):
     """A provider operation (create, read, update, delete) failed on a host."""
 
 
+class ConnectionLost(ProviderError):
+    """The SSH connection broke while a command ran: it may or may not have finished
+    on the host. Commands that are safe to repeat may be retried. (Defined here, not in
+    rhplan.ssh, so code that only catches it does not import paramiko.)"""
+
+
 class PartialFailure(ProviderError):
     """Part of a resource was set up (some hosts of a cluster): record that part, then
     report the failure; the next plan offers to finish the rest."""

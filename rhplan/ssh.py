@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from rhplan.connection import EXIT_TIMEOUT, CommandResult
-from rhplan.errors import ProviderError
+from rhplan.errors import ConnectionLost, ProviderError
 
 try:
     import paramiko
@@ -93,11 +93,6 @@ if paramiko is not None:
 
         _preferred_ciphers = tuple(sorted(paramiko.Transport._preferred_ciphers,
                                           key=lambda c: "-gcm@" not in c))
-
-
-class ConnectionLost(ProviderError):
-    """The SSH connection broke while a command ran: it may or may not have finished
-    on the host. Commands that are safe to repeat may be retried."""
 
 
 def _setting(name: str, default: float, minimum: float) -> float:

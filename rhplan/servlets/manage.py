@@ -12,9 +12,8 @@ from importlib import resources
 from typing import Any
 
 from rhplan.connection import Connection
-from rhplan.errors import ProviderError
+from rhplan.errors import ConnectionLost, ProviderError
 from rhplan.ray_head import OWNED_PIDS_FN, private_argv, private_env, stop_pids
-from rhplan.ssh import ConnectionLost
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
 # host_script.py and gateway.py import it from beside them: uploaded with each
