@@ -48,11 +48,14 @@ def parse(text: str, display: str) -> ast.File:
 
     def space() -> None:
         nonlocal pos
-        pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
+        if pos < n and s[pos] in " \t":  # most calls find no space: skip the regex
+            pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
 
     def newlines() -> bool:
         """Skip spaces, new lines and comments; True if there were new lines or comments."""
         nonlocal pos, line
+        if pos >= n or s[pos] not in " \t\n#/":
+            return False
         m = _NEWLINES.match(s, pos)
         if m is None:
             pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
