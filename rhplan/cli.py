@@ -278,24 +278,44 @@ def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
         return
     ws = obj.workspace()
     state = ws.backend.read()
+    hidden = ws.state_sensitive_paths(state)  # shown as (sensitive value)
     if as_json:
-        click.echo(json.dumps(state.to_json(), indent=2))
+        from rhplan.plan.model import SENSITIVE_TEXT, hide_sensitive
+        data = state.to_json()
+        for r in data["resources"]:
+            paths = hidden.get(r["address"])
+            if paths:
+                r["attributes"] = hide_sensitive(r["attributes"], paths, lambda v: SENSITIVE_TEXT)
+                r["sensitive_attributes"] = paths
+        for o in data.get("outputs", {}).values():
+            if o.get("sensitive"):
+                o["value"] = SENSITIVE_TEXT
+        click.echo(json.dumps(data, indent=2))
         return
     if not state.resources:
         click.echo("The state is empty. Run rhplan apply to create resources.")
         return
     for addr in sorted(state.resources):
-        click.echo(_resource_text(state.resources[addr]))
+        click.echo(_resource_text(state.resources[addr], hidden.get(addr, [])))
     _print_outputs(state.outputs)
 
 
-def _resource_text(rs: Any) -> str:
+def _resource_text(rs: Any, sensitive: list[str] | None = None) -> str:
+    from rhplan.plan.model import SENSITIVE_TEXT, hide_sensitive
     lines = [f"# {rs.address}:", f'{rs.type} "{rs.name}" {{']
     width = max((len(k) for k in rs.attributes), default=0)
-    for k in sorted(rs.attributes):
-        lines.append(f"    {k.ljust(width)} = {json.dumps(rs.attributes[k], sort_keys=True)}")
+    attrs = hide_sensitive(rs.attributes, sensitive or [], lambda v: _HIDDEN) or {}
+    hidden = json.dumps(_HIDDEN)
+    for k in sorted(attrs):
+        text = json.dumps(attrs[k], sort_keys=True).replace(hidden, SENSITIVE_TEXT)
+        lines.append(f"    {k.ljust(width)} = {text}")
     lines.append("}")
     return "\n".join(lines)
+
+
+# stands for a sensitive value while an attribute is turned into text (no real value
+# holds NUL characters), then is printed as (sensitive value)
+_HIDDEN = "\x00sensitive\x00"
 
 
 @cli.command()
