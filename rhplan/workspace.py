@@ -67,11 +67,38 @@ class Workspace:
         planner = self.planner()
         opts.variables = self.variables
         plan = planner.plan(state, opts, drift)
+        for c in plan.changes:  # shown as (sensitive value), as Terraform does
+            c.sensitive = sensitive_paths(planner.evaluation.sensitive_attrs.get(c.address, []),
+                                          c.after)
+        if any(c.action == "delete" and c.address in self.cfg.resources for c in plan.changes):
+            recorded = self.state_sensitive_paths(state)  # not evaluated by a destroy plan
+            for c in plan.changes:
+                if c.action == "delete":
+                    c.sensitive = recorded.get(c.address, [])
         self.backend.store_digest_key()  # a new key is kept once a plan made with it stands
         from rhplan.state.model import RHPLAN_VERSION
         plan.rhplan_version = RHPLAN_VERSION
         plan.state_digest, plan.refresh_changed = read, refresh_changed
         return plan, planner, state
+
+    def state_sensitive_paths(self, state: State) -> dict[str, list[str]]:
+        """Which recorded attributes the configuration derives from sensitive values
+        (for `show`): each resource block evaluated against the recorded values of the
+        others, nothing planned and no host reached."""
+        from rhplan.graph import topological_order
+        planner = self.planner()
+        planner.planned = {a: r.attributes for a, r in state.resources.items()}
+        out: dict[str, list[str]] = {}
+        for addr in topological_order(planner.graph):
+            try:
+                planner.evaluation.resource(self.cfg.resources[addr])
+            except ConfigError:
+                continue  # shown as recorded; a plan reports the error
+            recorded = state.resources.get(addr)
+            marked = planner.evaluation.sensitive_attrs.get(addr, [])
+            if recorded is not None and marked:
+                out[addr] = sensitive_paths(marked, recorded.attributes)
+        return out
 
     def apply(self, plan: Plan, planner: Planner, refreshed: State, parallelism: int,
               out: Callable[[str], None], progress_every: float = 10.0) -> ApplyResult:
@@ -140,6 +167,28 @@ class Workspace:
                 f"{source} no longer matches the configuration (files, variables or secrets "
                 "changed since it was made); run rhplan plan -out again")
         return plan, planner, state
+
+
+def sensitive_paths(marked: list[str], after: dict[str, Any] | None) -> list[str]:
+    """The marked attribute paths of a resource, and the attributes the resource type
+    worked out from them (a package's spec holds its git_url): any attribute whose
+    text holds a sensitive string is sensitive too."""
+    if not marked or not after:
+        return list(marked)
+    from rhplan.plan.planner import _strings
+    secrets: list[str] = []
+    for path in marked:
+        name, _, key = path.partition(".")
+        value = after.get(name)
+        if key and isinstance(value, dict):
+            value = value.get(key)
+        secrets += [t for t in _strings(value) if len(t) >= 4]
+    out = list(marked)
+    seen = {p.partition(".")[0] for p in marked}
+    for name, value in after.items():
+        if name not in seen and any(sec in t for t in _strings(value) for sec in secrets):
+            out.append(name)
+    return out
 
 
 def _different_state(source: str, what: str) -> StalePlanError:

@@ -229,11 +229,47 @@ class Evaluation:
         self._locals: dict[str, Any] = {}
         self._evaluating: list[str] = []
         self.scope = Scope(variables, self._local, resolve, cfg.dir, workspace)
+        sensitive_vars, self._sensitive_locals = secret_sources(cfg)
+        self.scope.sensitive_vars = frozenset(sensitive_vars)
+        self._local_marks: dict[str, str | None] = {}
+        # attribute paths ("env_vars", "env_vars.TOKEN") whose value is sensitive, by address
+        self.sensitive_attrs = self.scope.sensitive_attrs
 
     def _local(self, name: str, line: int) -> Any:
-        from rhplan.config.evaluate import EvalError
         if name in self._locals:
+            self._carry(self._local_marks.get(name))
             return self._locals[name]
+        value, mark = self.marked(name, line)
+        self._local_marks[name] = mark
+        self._carry(mark)
+        return value
+
+    def _carry(self, mark: str | None) -> None:
+        if mark and self.scope.mark is None:
+            self.scope.mark = mark
+
+    def marked_evaluate(self, expr: ast.Expr, file: str) -> tuple[Any, str | None]:
+        """expr's value, and the first sensitive value it was derived from (or None)."""
+        outer = self.scope.mark
+        self.scope.mark = None
+        try:
+            return self.scope.evaluate(expr, file), self.scope.mark
+        finally:
+            self.scope.mark = outer
+
+    def output(self, o: Any) -> Any:
+        """An output's value; one derived from a sensitive value must be declared
+        sensitive, as Terraform requires."""
+        value, mark = self.marked_evaluate(o.value, o.file)
+        if mark and not o.sensitive:
+            raise ConfigError(f"output {o.name!r} refers to sensitive values ({mark}); add "
+                              "sensitive = true to the output block to confirm you mean to "
+                              "export them (rhplan then shows it as (sensitive value))",
+                              o.file, o.line)
+        return value
+
+    def marked(self, name: str, line: int) -> tuple[Any, str | None]:
+        from rhplan.config.evaluate import EvalError
         if name not in self.cfg.locals:
             raise EvalError(f"unknown local.{name}; define it in a locals {{ }} block", line)
         if name in self._evaluating:  # a loop only provider blocks reach (load finds the rest)
@@ -244,11 +280,14 @@ class Evaluation:
                             "other locals; refer to values more directly", line)
         self._evaluating.append(name)
         try:
-            value = self.scope.evaluate(self.cfg.locals[name].expr, self.cfg.local_files[name])
+            value, mark = self.marked_evaluate(self.cfg.locals[name].expr,
+                                               self.cfg.local_files[name])
         finally:
             self._evaluating.pop()
         self._locals[name] = value
-        return value
+        if mark is None and name in self._sensitive_locals:
+            mark = f"local.{name}"  # it feeds a secret's values
+        return value, mark
 
     def evaluate(self, expr: ast.Expr, file: str) -> Any:
         return self.scope.evaluate(expr, file)
@@ -256,20 +295,30 @@ class Evaluation:
     def resource(self, rc: ResourceConfig) -> dict[str, Any]:
         """The resource's configured attributes, typed, defaults filled in."""
         schema = RESOURCE_SCHEMAS[rc.type]
-        attrs = self._block(rc.block, schema, f"{rc.type} {rc.name!r}")
+        marks: list[str] = []
+        attrs = self._block(rc.block, schema, f"{rc.type} {rc.name!r}", marks)
         for sub_name, sub_schema in schema.blocks.items():
             subs = rc.block.blocks_of(sub_name)
-            attrs[sub_name] = (self._block(subs[0], sub_schema, f"{sub_name} block")
-                               if subs else None)
+            attrs[sub_name] = (self._block(subs[0], sub_schema, f"{sub_name} block", marks,
+                                           f"{sub_name}.") if subs else None)
+        if marks:
+            self.sensitive_attrs[rc.address] = marks
+        else:
+            self.sensitive_attrs.pop(rc.address, None)
         return attrs
 
-    def _block(self, block: ast.Block, schema: BlockSchema, what: str) -> dict[str, Any]:
+    def _block(self, block: ast.Block, schema: BlockSchema, what: str,
+               marks: list[str] | None = None, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, spec in schema.attrs.items():
             if spec.computed:
                 continue
             a = block.attrs.get(name)
-            value = self.evaluate(a.expr, block.file) if a else None
+            value = None
+            if a is not None:
+                value, mark = self.marked_evaluate(a.expr, block.file)
+                if mark and marks is not None and not spec.sensitive:  # those are digested
+                    marks.extend(self._marked_paths(prefix + name, a.expr, block.file))
             if value is None:
                 if spec.required:
                     line = a.line if a else block.line
@@ -283,6 +332,49 @@ class Evaluation:
                     raise ConfigError(f"{name}: {exc}", block.file, a.line) from None  # type: ignore[union-attr]
             out[name] = value
         return out
+
+
+    def _marked_paths(self, path: str, expr: ast.Expr, file: str) -> list[str]:
+        """The sensitive parts of a marked attribute: the keys of a map written out
+        whose values are sensitive (env_vars.TOKEN), else the whole attribute."""
+        if not isinstance(expr, ast.ObjectExpr):
+            return [path]
+        keys = []
+        for k, v in expr.items:
+            if self.marked_evaluate(v, file)[1]:
+                key, mark = self.marked_evaluate(k, file)
+                if mark or not isinstance(key, str):
+                    return [path]
+                keys.append(f"{path}.{key}")
+        return keys or [path]
+
+
+def secret_sources(cfg: Config) -> tuple[set[str], set[str]]:
+    """Variables and locals whose values are sensitive: variables declared sensitive,
+    and the variables and locals a sensitive attribute (a secret's values, an ssh
+    password) is written from: their values are the secret's."""
+    names = {n for n, v in cfg.variables.items() if v.sensitive}
+    local_names: set[str] = set()
+    for rc in cfg.resources.values():
+        schema = RESOURCE_SCHEMAS.get(rc.type)
+        if schema is None:
+            continue
+        exprs = [a.expr for n, a in rc.block.attrs.items()
+                 if n in schema.attrs and schema.attrs[n].sensitive]
+        for bname, bschema in schema.blocks.items():
+            for sub in rc.block.blocks_of(bname):
+                exprs += [a.expr for n, a in sub.attrs.items()
+                          if n in bschema.attrs and bschema.attrs[n].sensitive]
+        while exprs:  # through the locals they read, too
+            for n in ast.walk(exprs.pop()):
+                if isinstance(n, ast.GetAttr) and isinstance(n.obj, ast.Name):
+                    if n.obj.name == "var":
+                        names.add(n.name)
+                    elif n.obj.name == "local" and n.name not in local_names:
+                        local_names.add(n.name)
+                        if n.name in cfg.locals:
+                            exprs.append(cfg.locals[n.name].expr)
+    return names, local_names
 
 
 def coerce_attr(value: Any, t: str) -> Any:

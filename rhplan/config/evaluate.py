@@ -86,6 +86,12 @@ class Scope:
         self.resolve = resolve
         self.base_dir = base_dir
         self.workspace = workspace  # rhplan.workspace (Terraform's terraform.workspace)
+        # Sensitive values, as Terraform marks them: what an evaluation read that is
+        # sensitive is noted in `mark` (the first such reference, for messages), so a
+        # value derived from one is known to be sensitive too. Readers reset it first.
+        self.mark: str | None = None
+        self.sensitive_vars: frozenset[str] = frozenset()
+        self.sensitive_attrs: dict[str, list[str]] = {}  # address -> marked attribute paths
 
     def evaluate(self, expr: ast.Expr, file: str, bindings: dict[str, Any] | None = None) -> Any:
         try:
@@ -205,6 +211,8 @@ class _Evaluator:
                         f"unknown variable var.{e.name}; declare it with "
                         f"variable \"{e.name}\" {{}}",
                         e.line, static=True)
+                if e.name in self.scope.sensitive_vars and self.scope.mark is None:
+                    self.scope.mark = f"var.{e.name}"
                 return self.scope.variables[e.name]
             if root == "local":
                 return self.scope.local_value(e.name, e.line)
@@ -228,6 +236,10 @@ class _Evaluator:
                 raise EvalError(
                     f"{obj.address} has no attribute {e.name!r}; it has: "
                     f"{', '.join(sorted(obj.valid))}", e.line)
+            marked = self.scope.sensitive_attrs.get(obj.address)
+            if marked and self.scope.mark is None and any(
+                    p == e.name or p.startswith(e.name + ".") for p in marked):
+                self.scope.mark = f"{obj.address}.{e.name}"
             return obj.attrs.get(e.name)
         return _index(obj, e.name, e.line)
 
@@ -316,6 +328,8 @@ class _Evaluator:
         return plain if tree is None else template.render(tree, self)
 
     def call(self, e: ast.Call) -> Any:
+        if e.name in ("sensitive", "nonsensitive"):
+            return self.mark_call(e)
         lazy = functions.LAZY.get(e.name)
         if lazy is not None:  # try() / can(): they catch their arguments' errors
             return lazy(lambda x: self.value(self.eval(x), e.line), e.args, e.line)
@@ -349,6 +363,20 @@ class _Evaluator:
                             f"{_usage(e.name)}", e.line) from None
         except (ValueError, OSError, KeyError, ArithmeticError, RecursionError) as exc:
             raise EvalError(f"{e.name}(): {exc}", e.line) from None
+
+
+    def mark_call(self, e: ast.Call) -> Any:
+        """sensitive(v) marks v sensitive; nonsensitive(v) drops the mark of v alone."""
+        if len(e.args) != 1 or e.expand_last:
+            raise EvalError(f"{e.name}() takes one argument; write {e.name}(value)", e.line)
+        before = self.scope.mark
+        self.scope.mark = None
+        try:
+            value = self.value(self.eval(e.args[0]), e.line)
+        finally:
+            self.scope.mark = before if e.name == "nonsensitive" else (
+                before or self.scope.mark or "sensitive()")
+        return value
 
 
 def _unknown_function_message(name: str) -> str:

@@ -38,6 +38,8 @@ class Change:
     reason: str = ""
     replace_because: list[str] = field(default_factory=list)
     dependencies: list[str] = field(default_factory=list)
+    # attribute paths derived from sensitive values ("env_vars.TOKEN"): never shown
+    sensitive: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> list[str]:
@@ -182,7 +184,7 @@ class _Checker:
                 raise self.error(f"{where}: {key} must be an object or null")
         if not isinstance(c.get("reason", ""), str):
             raise self.error(f"{where}: reason must be a string")
-        for key in ("replace_because", "dependencies"):
+        for key in ("replace_because", "dependencies", "sensitive"):
             if not all(isinstance(x, str) for x in self.typed(c, key, list, [])):
                 raise self.error(f"{where}: {key} must be a list of strings")
         return Change(**{**c, "after": decode_unknown(c["after"])})
@@ -245,6 +247,39 @@ def decode_unknown(v: Any) -> Any:
     return v
 
 
+SENSITIVE_TEXT = "(sensitive value)"
+
+
+def hide_sensitive(values: dict[str, Any] | None, paths: list[str], hide: Any
+                   ) -> dict[str, Any] | None:
+    """A copy of a resource's values with each sensitive path ("env_vars",
+    "env_vars.TOKEN", "ssh.password") replaced by hide(value)."""
+    if not values or not paths:
+        return values
+    out = dict(values)
+    for path in paths:
+        name, _, key = path.partition(".")
+        if name not in out or out[name] is None or out[name] is UNKNOWN:
+            continue
+        if not key:
+            out[name] = hide(out[name])
+        elif isinstance(out[name], dict) and key in out[name]:
+            out[name] = {**out[name], key: hide(out[name][key])}
+    return out
+
+
+def _sensitive_mask(paths: list[str]) -> dict[str, Any]:
+    """Terraform's before_sensitive / after_sensitive: true where a value is sensitive."""
+    mask: dict[str, Any] = {}
+    for path in paths:
+        name, _, key = path.partition(".")
+        if not key:
+            mask[name] = True
+        elif mask.get(name) is not True:
+            mask.setdefault(name, {})[key] = True
+    return mask
+
+
 def terraform_json(plan: Plan) -> dict[str, Any]:
     """`show -json`: Terraform's plan representation, with rhplan's reason added."""
     def unknown_mask(v: Any) -> Any:
@@ -266,18 +301,26 @@ def terraform_json(plan: Plan) -> dict[str, Any]:
             return [known(x) for x in v]
         return v
 
+    def hide(values: dict[str, Any] | None, c: Change) -> dict[str, Any] | None:
+        return hide_sensitive(values, c.sensitive, lambda v: SENSITIVE_TEXT)
+
+    def shown(v: Any, o: dict[str, Any]) -> Any:
+        return SENSITIVE_TEXT if o.get("sensitive") and v is not None else known(v)
+
     return {
         "format_version": "1.2",
         "rhplan_version": plan.rhplan_version,
         "lineage": plan.lineage,
         "serial": plan.serial,
         "destroy": plan.destroy,
-        "resource_changes": [_resource_change(c, known(c.before), known(c.after),
+        "resource_changes": [_resource_change(c, known(hide(c.before, c)),
+                                              known(hide(c.after, c)),
                                               unknown_mask(c.after) if c.after else {})
                              for c in plan.changes],
         "output_changes": {
-            name: {"actions": ACTIONS[o["action"]], "before": known(o.get("before")),
-                   "after": known(o.get("after")), "sensitive": o.get("sensitive", False)}
+            name: {"actions": ACTIONS[o["action"]],
+                   "before": shown(o.get("before"), o), "after": shown(o.get("after"), o),
+                   "sensitive": o.get("sensitive", False)}
             for name, o in plan.output_changes.items()
         },
         "resource_drift": plan.drift,
@@ -297,9 +340,15 @@ def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
         "before": before,
         "after": after,
         "after_unknown": after_unknown,
+        "before_sensitive": _sensitive_mask(c.sensitive) if c.before is not None else False,
+        "after_sensitive": _sensitive_mask(c.sensitive) if c.after is not None else False,
         "reason": c.reason,
         "replace_paths": [[p] for p in c.replace_because],
-        "change": {"actions": c.actions, "before": before, "after": after},
+        "change": {"actions": c.actions, "before": before, "after": after,
+                   "before_sensitive": _sensitive_mask(c.sensitive) if c.before is not None
+                   else False,
+                   "after_sensitive": _sensitive_mask(c.sensitive) if c.after is not None
+                   else False},
     }
 
 

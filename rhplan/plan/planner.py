@@ -294,7 +294,7 @@ class Planner:
                 after = None
             else:
                 try:
-                    after = self.evaluation.evaluate(o.value, o.file)
+                    after = self.evaluation.output(o)  # refuses an unmarked sensitive one
                 except ConfigError:
                     if any(r not in self.planned for r in o.refs if not r.startswith("local.")):
                         after = UNKNOWN  # refers to something outside -target

@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
-from rhplan.plan.model import Change, Plan
+from rhplan.plan.model import SENSITIVE_TEXT, Change, Plan, hide_sensitive
 from rhplan.state.digest import is_keyed
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}
@@ -27,7 +27,23 @@ class Styler:
         return self(text, "1")
 
 
+class _Hidden:
+    """A value derived from a sensitive one: compared as itself, shown as
+    (sensitive value)."""
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Hidden) and other.value == self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def value_text(v: Any) -> str:
+    if isinstance(v, _Hidden):
+        return SENSITIVE_TEXT
     if v is UNKNOWN:
         return "(known after apply)"
     if isinstance(v, str) and (v.startswith("sha256:") and len(v) == 71 or is_keyed(v)):
@@ -86,6 +102,8 @@ def render_change(c: Change, s: Styler) -> list[str]:
     lines.append(f"  {s(sym, COLORS[sym])} {c.type} \"{c.name}\" {{")
     before = c.before or {}
     after = c.after or {}
+    shown_before = hide_sensitive(before, c.sensitive, _Hidden) or {}
+    shown_after = hide_sensitive(after, c.sensitive, _Hidden) or {}
     names = sorted(set(before) | set(after))
     # align on the attributes that can show: an empty one (a setting left at its
     # default) must not widen every block
@@ -96,13 +114,13 @@ def render_change(c: Change, s: Styler) -> list[str]:
         if c.action == "create":
             if a is None or a == [] or a == {} or (n in QUIET and a is not UNKNOWN):
                 continue
-            lines.extend(_attr(s, "+", n, width, None, a, c))
+            lines.extend(_attr(s, "+", n, width, None, shown_after.get(n), c))
         elif c.action == "delete":
             if b is None or b == [] or b == {} or n in QUIET:
                 continue
-            lines.extend(_attr(s, "-", n, width, b, None, c))
+            lines.extend(_attr(s, "-", n, width, shown_before.get(n), None, c))
         elif a != b and not (b is None and a in ([], {})):  # an attribute new to the schema
-            lines.extend(_attr(s, "~", n, width, b, a, c))
+            lines.extend(_attr(s, "~", n, width, shown_before.get(n), shown_after.get(n), c))
     lines.append("    }")
     return lines
 
@@ -118,6 +136,8 @@ def _attr(s: Styler, sym: str, name: str, width: int, b: Any, a: Any, c: Change)
         return _block(s, "+", pad, a)
     if sym == "-":
         return _block(s, "-", pad, b)
+    if isinstance(a, _Hidden) or isinstance(b, _Hidden):  # neither side is shown
+        return [f"      {s('~', COLORS['~'])} {pad} = {SENSITIVE_TEXT}{forces}"]
     # element-wise diff of lists and maps, so one added package reads as one line
     if isinstance(b, list) and isinstance(a, list):
         lines = [f"      {s('~', COLORS['~'])} {pad} = [{forces}"]
@@ -139,6 +159,9 @@ def _attr(s: Styler, sym: str, name: str, width: int, b: Any, a: Any, c: Change)
                 lines.append(f"          {plus} {json.dumps(k)} = {value_text(a[k])}")
             elif k not in a:
                 lines.append(f"          {minus} {json.dumps(k)} = {value_text(b[k])}")
+            elif isinstance(a[k], _Hidden) or isinstance(b[k], _Hidden):
+                lines.append(f"          {s('~', COLORS['~'])} {json.dumps(k)} = "
+                             f"{SENSITIVE_TEXT}")
             else:
                 lines.append(f"          {s('~', COLORS['~'])} {json.dumps(k)} = "
                              f"{value_text(b[k])} -> {value_text(a[k])}")
