@@ -7,6 +7,10 @@ Run (from the repository root, as root or a user sshd lets in, with the venv act
     python bench/remote_calls.py --calls 3000 --objects 20 --seconds 5
     python bench/remote_calls.py --routes ssh,direct  # leave Ray Client out
     python bench/remote_calls.py --rounds 1           # single samples (quicker, noisier)
+    python bench/remote_calls.py --routes direct,ssh --compare 4526350
+                                       # the ssh route as of a git revision too, beside
+    python bench/remote_calls.py --routes ssh --keep  # leave the cluster up: measure
+                                       # again with the --measure line it prints
 
 What it does
 ------------
@@ -23,6 +27,11 @@ What it does
      put / get     a 10 MB float64 numpy array: median of --objects each
      1 thread      calls per second of one thread for --seconds
      8 threads     calls per second of 8 threads on one handle, and the ratio
+     CPU per call  process CPU time (/proc/PID/stat) per call during the 1- and
+                   8-thread runs, of each process a call goes through (caller; servlet;
+                   for ssh also the gateway and sshd's session processes): what the
+                   neighbours' load skews less than calls per second, though batching
+                   under 8 threads still varies with it
    First handles and thread runs are measured --rounds times (thread runs alternated);
    the best counts, since other work on the machine only ever adds time. Every sample
    is printed (stderr), so the spread shows.
@@ -329,7 +338,8 @@ def _meets(key: str, value: float) -> bool:
     return value >= TARGETS[key] if key == "threads_ratio" else value <= TARGETS[key]
 
 
-def _table(results: dict[str, dict[str, Any]]) -> str:
+def _table(results: dict[str, dict[str, Any]], before: dict[str, Any] | None = None,
+           rev: str = "") -> str:
     rows = [("first handle (s)", "first_handle_s", "{:.3f}"),
             ("first handle, gateway cold (s)", "cold_first_handle_s", "{:.3f}"),
             ("call median (ms)", "call_median_ms", "{:.2f}"),
@@ -337,14 +347,24 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
             ("put 10 MB (ms)", "put_ms", "{:.1f}"), ("get 10 MB (ms)", "get_ms", "{:.1f}"),
             ("1 thread (calls/s)", "one_thread_per_s", "{:.0f}"),
             ("8 threads (calls/s)", "eight_threads_per_s", "{:.0f}"),
-            ("8 threads / 1 thread", "threads_ratio", "{:.2f}")]
+            ("8 threads / 1 thread", "threads_ratio", "{:.2f}"),
+            ("CPU per call, 1 thread (us)", "cpu_1", "{:.0f}"),
+            ("CPU per call, 8 threads (us)", "cpu_8", "{:.0f}")]
+    for r in [*results.values(), before or {}]:  # all of a call's processes together
+        for n in ("1", "8"):
+            if "total" in r.get("cpu_us_per_call", {}).get(n, {}):
+                r[f"cpu_{n}"] = r["cpu_us_per_call"][n]["total"]
     routes = list(results)
-    out = [f"{'':32}" + "".join(f"{r:>11}" for r in routes) + "   ssh target"]
+    out = [f"{'':32}" + "".join(f"{r:>11}" for r in routes)
+           + (f"{'ssh ' + rev[:7]:>12}" if before else "") + "   ssh target"]
     for label, key, fmt in rows:
         cells = []
         for r in routes:
             v = results[r].get(key)
             cells.append(f"{fmt.format(v) if isinstance(v, (int, float)) else '-':>11}")
+        if before:
+            v = before.get(key)
+            cells.append(f"{fmt.format(v) if isinstance(v, (int, float)) else '-':>12}")
         target = ""
         if key in TARGETS:
             v = results.get("ssh", {}).get(key)
@@ -352,9 +372,12 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 "  met" if _meets(key, v) else "  MISSED")
             target = f"   {'>=' if key == 'threads_ratio' else '<='} {TARGETS[key]:g}{mark}"
         out.append(f"{label:32}" + "".join(cells) + target)
-    for r in routes:
-        if "error" in results[r]:
-            out.append(f"{r}: {results[r]['error']}")
+    for r, res in [*results.items(), *([(f"ssh {rev[:7]}", before)] if before else [])]:
+        for n, per in sorted(res.get("cpu_us_per_call", {}).items()):
+            out.append(f"{r}, {n} thread(s), CPU us per call: "
+                       + ", ".join(f"{k} {v}" for k, v in per.items()))
+        if "error" in res:
+            out.append(f"{r}: {res['error']}")
     return "\n".join(out)
 
 
@@ -368,6 +391,10 @@ def main() -> int:
     ap.add_argument("--measure", nargs=2, metavar=("DIR", "ROUTE"))
     ap.add_argument("--first-handle", metavar="DIR")
     ap.add_argument("--rayclient", default="")
+    ap.add_argument("--compare", metavar="REV",
+                    help="first run the ssh route with rhplan as of git revision REV (its "
+                         "own cluster), and print it beside this run's")
+    ap.add_argument("--json-out", metavar="FILE", help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true",
                     help="leave the cluster and sshd running (prints how to measure again)")
     ap.add_argument("--rounds", type=int, default=3,
@@ -382,6 +409,7 @@ def main() -> int:
                                  args.mb, args.seconds, args.rayclient, args.rounds)))
         return 0
 
+    before = _compare(args.compare, sys.argv[1:]) if args.compare else None
     sys.path.insert(0, str(ROOT / "tests"))
     from sshd import SSHServer
     work = Path(tempfile.mkdtemp(prefix="rhplan-bench-remote-"))
@@ -467,7 +495,9 @@ env "{ENV}" {{
             except Exception as exc:  # noqa: BLE001 - a route that fails is a finding
                 results[route] = {"error": str(exc).strip().splitlines()[-1][:300]}
             print(f"{route}: {json.dumps(results[route])}", file=sys.stderr)
-        print(_table(results))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results))
+        print(_table(results, before, args.compare or ""))
         ssh = results.get("ssh", {})
         if "call_median_ms" in ssh:
             missed = [k for k in TARGETS if k in ssh and not _meets(k, ssh[k])]
@@ -488,6 +518,28 @@ env "{ENV}" {{
         else:
             _teardown(infra, server, work)
     return code
+
+
+def _compare(rev: str, argv: list[str]) -> dict[str, Any]:
+    """The ssh route measured with rhplan as of rev: this bench, run with that tree first
+    on the import path (and as the working folder), so that the caller, the CLI and the
+    files uploaded to the head are all rev's."""
+    tree = Path(tempfile.mkdtemp(prefix="rhplan-bench-rev-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
+                                 check=True, timeout=120).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
+        out = tree / "results.json"
+        rest = [a for i, a in enumerate(argv) if a not in ("--compare", "--keep") and (
+            i == 0 or argv[i - 1] != "--compare") and not a.startswith("--compare=")]
+        print(f"measuring {rev} first (ssh route)...", file=sys.stderr)
+        subprocess.run([sys.executable, __file__, *rest, "--routes", "ssh", "--json-out",
+                        str(out)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                       timeout=3600, check=False, stdout=sys.stderr)
+        got: dict[str, Any] = json.loads(out.read_text()).get("ssh", {}) if out.exists() else {}
+        return got or {"error": f"the bench at {rev} failed (its output is above)"}
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def _teardown(infra: Path, server: Any, work: Path) -> None:
