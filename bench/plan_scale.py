@@ -399,14 +399,16 @@ def worker(d: Path, cold: bool, profile: str | None) -> None:
     """One plan in this fresh interpreter, as one `rhplan plan` would make it: the parse
     cache emptied first when cold. (Plans repeated in one process measured the garbage
     of the earlier ones, not what a user waits for.)"""
+    import contextlib
     try:
-        from rhplan.cli import tune_gc
+        from rhplan.cli import gc_paused, tune_gc
     except ImportError:  # an older rhplan (to compare): what its main() did
         import gc
 
         def tune_gc() -> None:
             gc.freeze()
             gc.set_threshold(50_000, 50, 100)
+        gc_paused = contextlib.nullcontext
     tune_gc()  # what `rhplan` does first, so in-process figures are the CLI's
     t = time.perf_counter()
     import rhplan.config.decode  # noqa: F401  (what `rhplan plan` imports, roughly)
@@ -425,7 +427,8 @@ def worker(d: Path, cold: bool, profile: str | None) -> None:
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
-    n = _one_plan(d, timings)
+    with gc_paused():  # as `rhplan plan` plans
+        n = _one_plan(d, timings)
     if prof is not None:
         prof.disable()
         prof.dump_stats(profile)
