@@ -208,3 +208,16 @@ def test_cli_takes_var_and_var_file_in_the_order_given(rh: Any) -> None:
     assert '+ a = "f1"' in rh("plan", "-var", "a=cli", "-var-file=f1.tfvars").ok().stdout
     assert '+ a = "cli"' in rh("plan", "-var-file", "f1.tfvars", "-var=a=cli").ok().stdout
     assert '+ a = "auto"' in rh("plan", env={"TF_VAR_a": "tf"}).ok().stdout
+
+
+def test_a_local_cluster_of_another_workspace_lives_apart(rh: Any) -> None:
+    """Same cluster name, same machine: each workspace's local cluster has its own folder
+    (Ray head, envs), so destroying staging's never reaches the default one's."""
+    rh.keep = True
+    rh.write('cluster "c" { provider = "local" }\n')
+    default = json.loads(rh("plan", "-json").ok().stdout)["resource_changes"][0]
+    assert default["after"]["root_dir"] == str(rh.dir / ".rhplan" / "clusters" / "c")
+    staging = json.loads(rh("plan", "-json", env={"RHPLAN_WORKSPACE": "staging"}
+                            ).ok().stdout)["resource_changes"][0]
+    assert staging["after"]["root_dir"] == str(
+        rh.dir / ".rhplan" / "workspaces" / "staging" / "clusters" / "c")

@@ -44,7 +44,7 @@ class LocalProvider:
         attrs["ips"] = ["127.0.0.1"]
         if not attrs.get("resources"):
             attrs["resources"] = {"CPU": os.cpu_count() or 1, "GPU": 0}
-        root = attrs.get("root_dir") or str(ctx.config_dir / ".rhplan" / "clusters" / name)
+        root = attrs.get("root_dir") or str(_default_root(ctx, name))
         attrs["root_dir"] = str(Path(os.path.expanduser(root)).absolute())
         return attrs
 
@@ -91,3 +91,15 @@ def _make_root(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if not (root / MARKER).exists():
         (root / MARKER).write_text(json.dumps({"owner": "rhplan"}))
+
+
+def _default_root(ctx: RunContext, name: str) -> Path:
+    """.rhplan/clusters/NAME; another workspace's clusters live apart
+    (.rhplan/workspaces/WS/clusters/NAME), or its apply and destroy would reach the
+    default workspace's Ray head and envs of the same name on this machine."""
+    base = ctx.config_dir / ".rhplan"
+    workspace = getattr(ctx, "workspace", "default")
+    if workspace != "default":
+        base = base / "workspaces" / workspace
+    return base / "clusters" / name
+
