@@ -84,10 +84,6 @@ class StateRecorder:
             mine = self._changes
         self._write_including(mine)
 
-    @property
-    def dirty(self) -> bool:
-        return self._written < self._changes
-
     def _write_including(self, mine: int) -> None:
         with self.lock:
             if self._written >= mine:
