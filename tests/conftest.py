@@ -75,7 +75,8 @@ class Rhplan:
                     # not after rhplan's default of 120 s
                     "RHPLAN_SERVLET_TIMEOUT": "30", **(env or {})}
         for k in list(self.env):
-            if k.startswith("RHPLAN_VAR_"):
+            if k.startswith(("RHPLAN_VAR_", "TF_VAR_")) or k in ("RHPLAN_WORKSPACE",
+                                                                  "TF_WORKSPACE"):
                 del self.env[k]  # a developer's shell must not change what tests plan
         self.log: list[Result] = []  # every command run, for checks over all output
         self.background: list[Background] = []  # commands started with start()
