@@ -394,6 +394,8 @@ def _function_pickle(fn: Any, cluster_ray: str | None) -> bytes:
         return bytes(cloudpickle.dumps(fn, protocol=5))
     try:
         key = reuse_key(fn, cp)
+        if key is not None:  # by name, or by value once its module is registered so
+            key = (cp._should_pickle_by_reference(fn), key)
     except Exception:  # noqa: BLE001 - a cloudpickle without what reuse_key reads
         key = None
     if hit is not None and key is not None and hit[0] == key:

@@ -110,6 +110,9 @@ class Gateway:
         return self._connected().welcome
 
     def _connected(self) -> _Link:
+        link = self._link  # the usual case, without the lock: 8 threads call this per call
+        if link is not None and link.dead is None:
+            return link
         with self._lock:
             link = self._link
             if link is not None and link.dead is None:
