@@ -26,6 +26,12 @@ from secret_scan import record_cli_output  # noqa: E402 - after the rewrite hook
 # looked for in every artifact the run left, the CLI output logged below included
 pytest_plugins = ["secret_scan"]
 
+# This machine's shell sets PYTHONDONTWRITEBYTECODE=1, so every CLI run, Ray head, Ray
+# worker and servlet the tests start would compile each module it imports (~0.5 s of CPU
+# for Ray alone, per process). A user's Python caches bytecode; the tests' processes do too.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
 T = TypeVar("T")
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
