@@ -296,9 +296,7 @@ def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
         else:
             click.echo(render_plan(p, obj.color), nl=False)
         return
-    ws = obj.workspace()
-    state = ws.backend.read()
-    hidden = ws.state_sensitive_paths(state)  # shown as (sensitive value)
+    ws, state, hidden = _state_view(obj)
     if as_json:
         from rhplan.plan.model import SENSITIVE_TEXT, hide_sensitive
         data = state.to_json()
@@ -318,6 +316,15 @@ def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
     for addr in sorted(state.resources):
         click.echo(_resource_text(state.resources[addr], hidden.get(addr, [])))
     _print_outputs(state.outputs)
+
+
+def _state_view(obj: Ctx) -> tuple[Any, Any, dict[str, list[str]]]:
+    """The workspace, its state, and which recorded values the configuration derives
+    from sensitive ones (shown as (sensitive value)); needs no variable values."""
+    from rhplan.workspace import Workspace
+    ws = Workspace(obj.chdir, values_needed=False)
+    state = ws.backend.read()
+    return ws, state, ws.state_sensitive_paths(state)
 
 
 def _resource_text(rs: Any, sensitive: list[str] | None = None) -> str:
@@ -400,10 +407,10 @@ def state_list(obj: Ctx) -> None:
 @click.pass_obj
 def state_show(obj: Ctx, address: str) -> None:
     """Show one resource's recorded attributes."""
-    st = _backend(obj).read()
+    _, st, hidden = _state_view(obj)
     if address not in st.resources:
         raise RhplanError(f"no {address} in the state; see rhplan state list")
-    click.echo(_resource_text(st.resources[address]))
+    click.echo(_resource_text(st.resources[address], hidden.get(address, [])))
 
 
 @state.command("rm")

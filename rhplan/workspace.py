@@ -26,14 +26,19 @@ if TYPE_CHECKING:
 
 class Workspace:
     def __init__(self, directory: Path | str, cli_vars: Sequence[str] = (),
-                 var_files: Sequence[str] = (), order: Sequence[str] | None = None):
+                 var_files: Sequence[str] = (), order: Sequence[str] | None = None,
+                 values_needed: bool = True):
         self.dir = Path(directory).absolute()
         self.cfg: Config = load_config(self.dir)
         self.notes: list[str] = []  # for the user, printed after the plan
-        # order: "var" / "var-file" for each -var / -var-file, as given (later wins)
-        self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files),
-                                           list(order) if order is not None else None,
-                                           self.notes)
+        if not values_needed:  # reading the state: which values are sensitive, not what
+            from rhplan.config.evaluate import UNKNOWN
+            self.variables: dict[str, Any] = {n: UNKNOWN for n in self.cfg.variables}
+        else:
+            # order: "var" / "var-file" for each -var / -var-file, as given (later wins)
+            self.variables = resolve_variables(self.cfg, list(cli_vars), list(var_files),
+                                               list(order) if order is not None else None,
+                                               self.notes)
         self.name = workspaces.current(self.dir)  # the selected workspace
         self.backend = backend_for(self.cfg, self.name)
         self.ctx = RunContext(self.dir)
@@ -86,7 +91,10 @@ class Workspace:
         (for `show`): each resource block evaluated against the recorded values of the
         others, nothing planned and no host reached."""
         from rhplan.graph import topological_order
-        planner = self.planner()
+        try:
+            planner = self.planner()
+        except ConfigError:
+            return {}  # a configuration with a cycle: its plan says so; the state shows
         planner.planned = {a: r.attributes for a, r in state.resources.items()}
         out: dict[str, list[str]] = {}
         for addr in topological_order(planner.graph):

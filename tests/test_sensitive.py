@@ -128,3 +128,20 @@ output "url" {
     out = rh("destroy", "-auto-approve", "-no-color").ok().stdout
     assert "- git_url        = (sensitive value)" in out
     _never_shown(rh.log)
+
+
+def test_show_and_state_show_hide_without_the_variables_values(rh: Any) -> None:
+    """Reading the state needs no variable values (as in Terraform), and still tells
+    which recorded values came from sensitive ones."""
+    rh.keep = True
+    rh.write("""
+variable "tok" { sensitive = true }
+package "p" { git_url = "https://x:${var.tok}@example.com/p.git" }
+""")
+    rh("apply", "-auto-approve", env={"TF_VAR_tok": TOKEN}).ok()
+    assert TOKEN in rh.state_path.read_text()  # the state holds it, as Terraform's does
+    for args in (("show",), ("state", "show", "package.p")):
+        out = rh(*args).ok().stdout
+        assert "git_url        = (sensitive value)" in out
+        assert "spec           = (sensitive value)" in out
+    _never_shown(rh.log)
