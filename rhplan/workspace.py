@@ -264,7 +264,7 @@ def backend_for(cfg: Config, workspace: str | None = None) -> Backend:
                           b.file, b.line)
     path = Path(str(b.attrs.get("path", "rhplan.state.json")))
     path = workspaces.local_state_path(cfg.dir, path if path.is_absolute() else cfg.dir / path,
-                                       name)
+                                       name, _workspace_dir(cfg))
     if name != workspaces.DEFAULT:
         # made on first use, as Terraform's local backend does (TF_WORKSPACE in CI)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,9 +275,32 @@ def workspace_names(cfg: Config) -> list[str]:
     """Every workspace of the configuration's backend, "default" first."""
     if cfg.backend.type == "s3":
         backend = _s3_backend(cfg, workspaces.DEFAULT)
-        keys = backend.list_keys(workspaces.S3_PREFIX + "/")  # type: ignore[attr-defined]
-        return workspaces.s3_names(keys, backend.key)  # type: ignore[attr-defined]
-    return workspaces.local_names(cfg.dir)
+        prefix = _key_prefix(cfg)
+        keys = backend.list_keys(prefix + "/")  # type: ignore[attr-defined]
+        return workspaces.s3_names(keys, backend.key, prefix)  # type: ignore[attr-defined]
+    return workspaces.local_names(cfg.dir, _workspace_dir(cfg))
+
+
+def _workspace_dir(cfg: Config) -> str:
+    """The local backend's workspace_dir (Terraform's name), rhplan.state.d by default."""
+    b = cfg.backend
+    value = b.attrs.get("workspace_dir", workspaces.LOCAL_DIR)
+    if not isinstance(value, str) or not value.strip() or Path(value).is_absolute() \
+            or ".." in Path(value).parts:
+        raise ConfigError('backend "local" workspace_dir must be a folder inside the '
+                          'configuration folder, like "rhplan.state.d"', b.file, b.line)
+    return value
+
+
+def _key_prefix(cfg: Config) -> str:
+    """The S3 backend's workspace_key_prefix (Terraform's name), env: by default."""
+    b = cfg.backend
+    value = b.attrs.get("workspace_key_prefix", workspaces.S3_PREFIX)
+    if not isinstance(value, str) or not value or value.startswith("/") \
+            or value.endswith("/"):
+        raise ConfigError('backend "s3" workspace_key_prefix must be a non-empty string '
+                          'without a leading or trailing /, like "env:"', b.file, b.line)
+    return value
 
 
 def new_workspace(cfg: Config, name: str) -> None:
@@ -345,7 +368,7 @@ def _s3_backend(cfg: Config, workspace: str = workspaces.DEFAULT) -> Backend:
         raise ConfigError(f'backend "s3" key {key!r} must name an object, like '
                           '"path/rhplan.state.json" (no leading or trailing /)', b.file, b.line)
     from rhplan.state.s3 import S3Backend  # imports botocore: only when used
-    key = workspaces.s3_key(key, workspace)
+    key = workspaces.s3_key(key, workspace, _key_prefix(cfg))
     return S3Backend(str(values["bucket"]), key, region=values["region"],
                      endpoint_url=values["endpoint_url"], profile=values["profile"])
 

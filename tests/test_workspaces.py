@@ -221,3 +221,29 @@ def test_a_local_cluster_of_another_workspace_lives_apart(rh: Any) -> None:
                             ).ok().stdout)["resource_changes"][0]
     assert staging["after"]["root_dir"] == str(
         rh.dir / ".rhplan" / "workspaces" / "staging" / "clusters" / "c")
+
+
+def test_workspace_dir_and_key_prefix_are_terraforms_settings(rh: Any, rhplan_in: Any,
+                                                              moto: Any, tmp_path: Path,
+                                                              cleanups: Any) -> None:
+    rh.keep = True
+    rh.write('rhplan {\n  backend "local" { workspace_dir = "states" }\n}\n' + HCL)
+    rh("workspace", "new", "qa").ok()
+    assert (rh.dir / "states" / "qa" / "rhplan.state.json").exists()
+    assert rh("workspace", "list").ok().stdout == "  default\n* qa\n"
+    rh.edit('workspace_dir = "states"', 'workspace_dir = "../elsewhere"')
+    assert rh("workspace", "list").error_line() == (
+        'Error: main.hcl:2: backend "local" workspace_dir must be a folder inside the '
+        'configuration folder, like "rhplan.state.d"')
+
+    bucket = f"rhplan-ws-{uuid.uuid4().hex[:12]}"
+    moto.client("s3").create_bucket(Bucket=bucket)
+    s3 = rhplan_in(tmp_path / "s3", env=aws_env())
+    s3.keep = True
+    cleanups.add(s3)
+    s3.write(f'rhplan {{\n  backend "s3" {{\n    bucket = "{bucket}"\n    key = "s.json"\n'
+             f'    region = "us-east-1"\n    endpoint_url = "{moto.url}"\n'
+             '    workspace_key_prefix = "teams/ml"\n  }\n}\n' + HCL)
+    s3("workspace", "new", "qa").ok()
+    assert _keys(moto, bucket) == ["teams/ml/qa/s.json"]
+    assert s3("workspace", "list").ok().stdout == "  default\n* qa\n"

@@ -193,8 +193,8 @@ def _const(expr: ast.Expr, file: str, what: str) -> Any:
 
 # what each backend "TYPE" block takes (checked further, with types, in workspace.backend_for)
 BACKEND_ATTRS = {
-    "local": ("path",),
-    "s3": ("bucket", "key", "region", "endpoint_url", "profile"),
+    "local": ("path", "workspace_dir"),
+    "s3": ("bucket", "key", "region", "endpoint_url", "profile", "workspace_key_prefix"),
 }
 
 

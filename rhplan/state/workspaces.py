@@ -65,29 +65,31 @@ def select(config_dir: Path, name: str) -> None:
     os.replace(tmp, path)
 
 
-def local_state_path(config_dir: Path, default_path: Path, name: str) -> Path:
+def local_state_path(config_dir: Path, default_path: Path, name: str,
+                     workspace_dir: str = LOCAL_DIR) -> Path:
     if name == DEFAULT:
         return default_path
-    return Path(config_dir) / LOCAL_DIR / name / LOCAL_FILE
+    return Path(config_dir) / workspace_dir / name / LOCAL_FILE
 
 
-def local_names(config_dir: Path) -> list[str]:
-    """Workspaces of the local backend: default, and each folder of rhplan.state.d."""
-    base = Path(config_dir) / LOCAL_DIR
+def local_names(config_dir: Path, workspace_dir: str = LOCAL_DIR) -> list[str]:
+    """Workspaces of the local backend: default, and each folder of rhplan.state.d
+    (the backend's workspace_dir)."""
+    base = Path(config_dir) / workspace_dir
     found = sorted(p.name for p in base.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)
                    and p.name != DEFAULT) if base.is_dir() else []
     return [DEFAULT, *found]
 
 
-def s3_key(key: str, name: str) -> str:
-    return key if name == DEFAULT else f"{S3_PREFIX}/{name}/{key}"
+def s3_key(key: str, name: str, prefix: str = S3_PREFIX) -> str:
+    return key if name == DEFAULT else f"{prefix}/{name}/{key}"
 
 
-def s3_names(keys: list[str], key: str) -> list[str]:
-    """Workspaces of the S3 backend, from the object keys under env:/ ."""
+def s3_names(keys: list[str], key: str, prefix: str = S3_PREFIX) -> list[str]:
+    """Workspaces of the S3 backend, from the object keys under PREFIX/ (env:/)."""
     found = set()
     for k in keys:
-        rest = k[len(S3_PREFIX) + 1:]
+        rest = k[len(prefix) + 1:]
         name, _, tail = rest.partition("/")
         if tail == key and _NAME.fullmatch(name) and name != DEFAULT:
             found.add(name)
