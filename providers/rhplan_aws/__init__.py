@@ -389,10 +389,15 @@ class AWSProvider(SSHProvider):
         if attrs.get("use_spot"):
             kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
                 "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
-        res = ec2.call(client.run_instances, f"launching {count} {attrs['resolved_instance_type']}"
-                       f" instance(s) of {self._address(attrs)}", **kwargs)
+        try:
+            res = ec2.call(client.run_instances, f"launching {count} "
+                           f"{attrs['resolved_instance_type']} instance(s) of "
+                           f"{self._address(attrs)}", **kwargs)
+        finally:
+            # even a launch that failed may have launched (an answer lost or too late):
+            # what is described next must be asked of EC2 again
+            self._forget_describe()
         private["generation"] = generation + 1
-        self._forget_describe()
         return list(res["Instances"])
 
     def _image(self, client: Any, attrs: dict[str, Any], private: dict) -> dict[str, Any]:
@@ -703,9 +708,11 @@ class AWSProvider(SSHProvider):
 
     def _terminate(self, client: Any, ids: list[str]) -> None:
         if ids:
-            ec2.call(client.terminate_instances, f"terminating {len(ids)} instance(s)",
-                     InstanceIds=ids)
-            self._forget_describe()
+            try:
+                ec2.call(client.terminate_instances, f"terminating {len(ids)} instance(s)",
+                         InstanceIds=ids)
+            finally:
+                self._forget_describe()
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
         """Terminate every instance of the cluster (recorded or adopted), then its
