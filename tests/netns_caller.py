@@ -113,6 +113,11 @@ class Box:
             pytest.fail(f"driver did not finish within {DRIVER_TIMEOUT} s:\n{out}\n{err}")
         return driver_result(proc.returncode, out, err)
 
+    def apply(self) -> None:
+        """rhplan apply from the caller's namespace too: the caller needs SSH only."""
+        applied = self.cli("apply", "-auto-approve", timeout=APPLY_TIMEOUT)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """The rhplan CLI in a network namespace of its own."""
         return subprocess.run(
