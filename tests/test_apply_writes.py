@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any
 
-from rhplan.apply import WRITE_INTERVAL
+from rhplan.apply import WRITE_INTERVAL, changes_world
 
 
 def secrets_and_packages(n: int) -> str:
@@ -24,6 +24,15 @@ def secrets_and_packages(n: int) -> str:
         parts.append(f'package "p{i:03d}" {{\n  git_url = "https://example.com/r{i}.git"\n'
                      f'  revision = "v1"\n  install_method = "pip"\n}}\n')
     return "\n".join(parts)
+
+
+def test_only_clusters_and_envs_act_outside_the_state() -> None:
+    """What decides which steps are written at once: a type whose create/update/delete
+    is its own (a new type acting on hosts is durable without being listed anywhere)."""
+    for type_name, outside in (("cluster", True), ("env", True), ("secret", False),
+                               ("package", False)):
+        for op in ("create", "update", "delete"):
+            assert changes_world(type_name, op) is outside, (type_name, op)
 
 
 def test_state_only_steps_share_writes(rh: Any) -> None:
