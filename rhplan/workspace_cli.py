@@ -15,10 +15,12 @@ def _config(obj: Any) -> Any:
     return load_config(obj.chdir)
 
 
-def _not_overridden(what: str) -> None:
+def _not_overridden(what: str, unless: str | None = None) -> None:
+    import os
+
     from rhplan.state import workspaces
     var = workspaces.overridden()
-    if var:
+    if var and os.environ[var] != unless:
         raise RhplanError(f"the workspace is chosen by {var} for now, so {what} would not "
                           f"take effect; change or unset {var} instead")
 
@@ -34,7 +36,7 @@ def workspace() -> None:
 def workspace_new(obj: Any, name: str) -> None:
     """Create workspace NAME (an empty state) and switch to it."""
     from rhplan.workspace import new_workspace
-    _not_overridden(f"switching to {name!r}")
+    _not_overridden(f"switching to {name!r}", unless=name)  # CI may make the one it names
     new_workspace(_config(obj), name)
     click.echo(f'Created and switched to workspace "{name}"!\n\nYou\'re now on a new, empty '
                "workspace. Workspaces isolate their state,\nso if you run \"rhplan plan\" "

@@ -67,6 +67,10 @@ def test_overrides_and_refusals(rh: Any) -> None:
     assert rh("output", "ws", env={"TF_WORKSPACE": "ci"}).ok().stdout == '"ci"\n'
     line = rh("workspace", "select", "default", env={"TF_WORKSPACE": "ci"}).error_line()
     assert "chosen by TF_WORKSPACE" in line and "unset TF_WORKSPACE" in line
+    assert "chosen by TF_WORKSPACE" in rh("workspace", "new", "x", env={"TF_WORKSPACE": "y"}
+                                          ).error_line()
+    rh("workspace", "new", "ci2", env={"TF_WORKSPACE": "ci2"}).ok()  # the name it sets
+    rh("workspace", "select", "dev").ok()
 
     assert "cannot be deleted" in rh("workspace", "delete", "default").error_line()
     assert "is the one in use" in rh("workspace", "delete", "dev").error_line()
@@ -78,7 +82,7 @@ def test_overrides_and_refusals(rh: Any) -> None:
     out = rh("workspace", "delete", "-force", "dev").ok().stdout
     assert 'Deleted workspace "dev"!' in out and "no longer managed" in out
     assert not (rh.dir / "rhplan.state.d" / "dev").exists()
-    assert rh("workspace", "list").ok().stdout == "* default\n  ci\n"
+    assert rh("workspace", "list").ok().stdout == "* default\n  ci\n  ci2\n"
 
     assert "does not exist" in rh("workspace", "select", "gone").error_line()
     assert rh("workspace", "select", "-or-create", "gone").ok()
