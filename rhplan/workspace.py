@@ -84,6 +84,7 @@ class Workspace:
         from rhplan.state.model import RHPLAN_VERSION
         plan.rhplan_version = RHPLAN_VERSION
         plan.state_digest, plan.refresh_changed = read, refresh_changed
+        plan.workspace = self.name
         return plan, planner, state
 
     def state_sensitive_paths(self, state: State) -> dict[str, list[str]]:
@@ -141,6 +142,11 @@ class Workspace:
         taken from the file: the backend's state (which must be the one the plan was made
         from), refreshed again if the plan's refresh changed it; the file's prior_state
         must match that, else someone edited it or the world moved on."""
+        if saved.workspace != self.name:
+            raise StalePlanError(
+                f"{source} was made in workspace {saved.workspace!r}, but the workspace in "
+                f"use is {self.name!r}; run rhplan workspace select {saved.workspace}, or "
+                "plan again here")
         current = self.backend.read()
         if saved.lineage != current.lineage and (current.resources or current.serial):
             raise StalePlanError(

@@ -251,3 +251,14 @@ def test_workspace_dir_and_key_prefix_are_terraforms_settings(rh: Any, rhplan_in
     s3("workspace", "new", "qa").ok()
     assert _keys(moto, bucket) == ["teams/ml/qa/s.json"]
     assert s3("workspace", "list").ok().stdout == "  default\n* qa\n"
+
+
+def test_a_saved_plan_applies_only_in_its_workspace(rh: Any) -> None:
+    rh.keep = True
+    rh.write(HCL)
+    rh("plan", "-out", "p.plan").ok()
+    line = rh("apply", "p.plan", env={"TF_WORKSPACE": "fresh"}).error_line()
+    assert line == ("Error: p.plan was made in workspace 'default', but the workspace in use "
+                    "is 'fresh'; run rhplan workspace select default, or plan again here")
+    assert not (rh.dir / "rhplan.state.d" / "fresh" / "rhplan.state.json").exists()
+    rh("apply", "p.plan").ok()

@@ -67,6 +67,7 @@ class Plan:
     state_digest: str = ""
     refresh_changed: bool = False  # the refresh changed the state it read
     rhplan_version: str = ""
+    workspace: str = "default"  # the workspace whose state it was planned against
 
     def counts(self) -> tuple[int, int, int]:
         add = sum(1 for c in self.changes if c.action in ("create", "replace"))
@@ -109,6 +110,7 @@ class Plan:
         check.typed(d, "rhplan_version", str, "")
         check.typed(d, "state_digest", str)
         check.typed(d, "refresh_changed", bool, False)
+        check.typed(d, "workspace", str, "default")
         for key in ("targets", "replace"):
             if not all(isinstance(a, str) for a in check.typed(d, key, list, [])):
                 raise check.error(f"{key} must be a list of addresses")
