@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from rayprocs import cluster_processes
 from sshd import SSHServer, _descendants
+from test_ssh_provider import provision_ray_venv  # noqa: F401 - the tests take it from here
 
 HERE = Path(__file__).resolve().parent
 RAY_VERSION = version("ray")
@@ -150,16 +151,6 @@ def driver_result(code: int, out: str, err: str) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(results[0])
     value["_stdout"], value["_stderr"] = out, err
     return value
-
-
-def provision_ray_venv(root: Path) -> None:
-    """An image with Ray: ROOT/ray-venv with this Ray and uv, from uv's cache."""
-    venv = root / "ray-venv"
-    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
-                 [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                  f"ray=={RAY_VERSION}", "uv"]):
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
 
 
 @dataclass
