@@ -178,7 +178,14 @@ if [ -n "$h" ]; then
     "$d"/*) echo "refusing to delete $d: it holds the home folder $h" >&2; exit 3 ;;
   esac
 fi
-rm -rf -- "$d"
+# An installer a killed apply left behind may still be writing into the folder for a
+# few seconds ("Directory not empty"): try again until it is done, 15 s at most.
+i=0
+until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
+  i=$((i + 1))
+  if [ "$i" -ge 75 ]; then rm -rf -- "$d"; exit; fi
+  sleep 0.2
+done
 """
 
 # Puts the env's bin first on PATH on the host (whose PATH only it knows),

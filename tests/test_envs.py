@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,6 +238,44 @@ def test_delete_env(conn: LocalConnection, tmp_path: Path, monkeypatch: pytest.M
         delete_env(conn, "/")
     with pytest.raises(ProviderError, match="absolute path"):
         delete_env(conn, "relative/env")
+
+
+# An installer left behind by a killed apply: it keeps adding folders and files inside
+# the env (never the env folder itself, as uv writes into site-packages) for a while.
+_LINGERING_WRITER = r"""
+import os, sys, time
+root, deadline, n = sys.argv[1], time.monotonic() + float(sys.argv[2]), 0
+open(os.path.join(root, "started"), "w").close()
+while time.monotonic() < deadline:
+    try:
+        os.mkdir(os.path.join(root, f"pkg{n}"))
+        for i in range(20):
+            open(os.path.join(root, f"pkg{n}", f"m{i}.py"), "w").close()
+    except OSError:  # the env folder went away under it, as uv's writes would fail
+        pass
+    n += 1
+"""
+
+
+def test_delete_env_outlasts_an_installer_still_writing_into_it(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    """SIGKILL of an apply mid-install leaves its uv writing into the env for a few
+    seconds; the next apply's delete must not fail with 'Directory not empty'."""
+    env_dir = tmp_path / "busy"
+    for n in range(200):  # enough for rm -rf to take a while
+        (env_dir / f"old{n}").mkdir(parents=True)
+    writer = subprocess.Popen([sys.executable, "-c", _LINGERING_WRITER, str(env_dir), "2"])
+    try:
+        deadline = time.monotonic() + 10
+        while not (env_dir / "started").exists():
+            assert time.monotonic() < deadline and writer.poll() is None, "writer did not start"
+            time.sleep(0.01)
+        delete_env(conn, str(env_dir))
+        assert writer.wait(timeout=10) == 0
+    finally:
+        writer.kill()
+    assert not env_dir.exists()
 
 
 def test_write_env_files(conn: LocalConnection, env: str) -> None:
