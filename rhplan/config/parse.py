@@ -19,6 +19,7 @@ from typing import Any
 
 from rhplan.config import ast
 from rhplan.config.evaluate import parse_number
+from rhplan.config.template import matching_brace
 from rhplan.errors import ConfigError
 
 # 3: nodes pickled as their fields (ast._pickled_by_fields); 4: f(list...) expands;
@@ -284,7 +285,7 @@ class _Converter:
                 parts.append("${")
                 pos = m.end()
                 continue
-            end = _matching_brace(text, m.end())
+            end = matching_brace(text, m.end())
             if end < 0:
                 raise ConfigError("unclosed ${ in heredoc", self.file, line)
             inner = text[m.end():end]
@@ -464,27 +465,6 @@ def _unescape(raw: str) -> str:
         return m.group(0)
 
     return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", sub, raw)
-
-
-def _matching_brace(text: str, start: int) -> int:
-    depth, i, in_str = 1, start, False
-    while i < len(text):
-        c = text[i]
-        if in_str:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
 
 
 def _climb(operands: list[ast.Expr], ops: list[str], line: int) -> ast.Expr:

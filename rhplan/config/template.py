@@ -169,7 +169,7 @@ def _scan(text: str, line: int, interpolations: bool, file: str = "") -> list[An
             out.append(m.group()[1:])
             pos = m.end()
             continue
-        end = _matching_brace(text, m.end())
+        end = matching_brace(text, m.end())
         if end < 0:
             raise ev.EvalError(f"unclosed {m.group()} in the template; close it with }}", here)
         inner = text[m.end():end]
@@ -188,7 +188,8 @@ def _scan(text: str, line: int, interpolations: bool, file: str = "") -> list[An
     return [t for t in out if t != ""]
 
 
-def _matching_brace(text: str, start: int) -> int:
+def matching_brace(text: str, start: int) -> int:
+    """The index of the } closing the { before `start` (strings skipped), or -1."""
     depth, i, in_str = 1, start, False
     while i < len(text):
         c = text[i]
