@@ -24,6 +24,7 @@ from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN, is_known
 from rhplan.errors import PartialFailure, RhplanError
+from rhplan.graph import reachable
 from rhplan.plan.model import Change, Plan
 from rhplan.plan.planner import Planner
 from rhplan.provider import RunContext
@@ -234,14 +235,7 @@ class Applier:
 
     def _skip(self, addr: str, pending: set[str], g: dict[str, list[str]]) -> None:
         """Skip every pending step that waits, directly or not, for addr."""
-        seen: set[str] = set()
-        todo = list(g[addr])
-        while todo:
-            d = todo.pop()
-            if d not in seen:
-                seen.add(d)
-                todo.extend(g[d])
-        for d in sorted(seen):
+        for d in sorted(reachable(g, addr)):
             if d in pending:
                 pending.discard(d)
                 self.result.skipped.append(d)

@@ -11,7 +11,7 @@ the same way.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from rhplan.config.load import Config
 from rhplan.errors import ConfigError, CycleError
@@ -107,7 +107,8 @@ def topological_generations(g: Graph) -> list[list[str]]:
     return out
 
 
-def _reachable(adj: dict[str, dict[str, None]], start: str) -> set[str]:
+def reachable(adj: Mapping[str, Iterable[str]], start: str) -> set[str]:
+    """Every node a path leads to from start along adj (start itself left out)."""
     seen: set[str] = set()
     stack = list(adj[start])
     while stack:
@@ -121,12 +122,12 @@ def _reachable(adj: dict[str, dict[str, None]], start: str) -> set[str]:
 
 def ancestors(g: Graph, n: str) -> set[str]:
     """Everything n depends on, directly or not."""
-    return _reachable(g._pred, n)
+    return reachable(g._pred, n)
 
 
 def descendants(g: Graph, n: str) -> set[str]:
     """Everything that depends on n, directly or not."""
-    return _reachable(g._succ, n)
+    return reachable(g._succ, n)
 
 
 def find_cycle(g: Graph) -> list[str] | None:
