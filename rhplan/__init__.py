@@ -1,7 +1,8 @@
 """rhplan: a Terraform-style planner for Runhouse-style compute.
 
 The public Python API is small: `rhplan.servlet(name, chdir=...)` returns a handle to
-an applied env's servlet (call, run, put, get, keys, delete, status).
+an applied env's servlet (call, run, put, get, keys, delete, status, and instance /
+get_instance for objects that live in the servlet: RemoteInstance).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rhplan.errors import (
 )
 
 if TYPE_CHECKING:
-    from rhplan.servlets.client import ServletHandle
+    from rhplan.servlets.client import RemoteInstance, ServletHandle
 
 
 def servlet(name: str, chdir: str = ".") -> ServletHandle:
@@ -28,13 +29,14 @@ def servlet(name: str, chdir: str = ".") -> ServletHandle:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ServletHandle", "RemoteError"):
+    if name in ("ServletHandle", "RemoteError", "RemoteInstance"):
         from rhplan.servlets import client
         return getattr(client, name)
     raise AttributeError(name)
 
 
 __all__ = [
-    "ConfigError", "CycleError", "ProviderError", "RemoteError", "RhplanError", "ServletHandle",
+    "ConfigError", "CycleError", "ProviderError", "RemoteError", "RemoteInstance", "RhplanError",
+    "ServletHandle",
     "StalePlanError", "StateError", "StateLockedError", "servlet",
 ]

@@ -43,7 +43,7 @@ from rhplan.ray_head import private_env
 from rhplan.servlets.gateway import POLL, not_started_by_rhplan, servlet_key
 from rhplan.servlets.gateway import Gateway as _HeadGateway
 from rhplan.servlets.remote_errors import remote_exception
-from rhplan.servlets.servlet_wire import reuse_key
+from rhplan.servlets.servlet_wire import INSTANCE_METHOD, NEW_INSTANCE, reuse_key
 from rhplan.servlets.transport import (
     Gateway,
     GatewayLost,
@@ -194,13 +194,19 @@ class ServletHandle:
         """Run fn(*args, **kwargs) in the env and return its result. fn is a callable
         (sent by value) or "module:qualname" importable in the env. Through the ssh
         route, what it prints appears here as it runs."""
+        return self._call_target(fn, args, kwargs)
+
+    def _call_target(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     by_value: bool = False) -> Any:
+        """A call of fn, or of a remote-object target (servlet_wire.NEW_INSTANCE...):
+        by_value when the target carries a class that must travel by value."""
         if self._gateway is None:
             from ray import cloudpickle
             result = self._streamed("call", "call_streamed",
                                     (cloudpickle.dumps((_by_value(fn), args, kwargs)),))
         else:
             self._check_python(fn)
-            result = self._call_via_gateway(fn, args, kwargs)
+            result = self._call_via_gateway(fn, args, kwargs, by_value)
         if result[0] == "ok":
             return self._loads(result[1])
         # never the servlet's own pickle of it: see remote_errors.py
@@ -208,7 +214,8 @@ class ServletHandle:
         type_name, _, message = str(summary).partition(": ")
         raise remote_exception(self.name, blob, type_name, message, remote_tb)
 
-    def _call_via_gateway(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _call_via_gateway(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          by_value: bool = False) -> Any:
         """A function travels pickled apart from its arguments ("call_fn"): pickled once
         here and rebuilt once there while it stays the same (see _function_pickle); by
         name, or to a servlet of an older rhplan, all in one pickle ("call")."""
@@ -225,7 +232,8 @@ class ServletHandle:
                     raise
                 _no_call_fn.add(old)  # nothing ran there: send it the older way
         return self._ask("call", _dumps((_by_value(fn, theirs), args, kwargs),
-                                        by_value=callable(fn), cluster_ray=theirs), self._stream)
+                                        by_value=by_value or callable(fn), cluster_ray=theirs),
+                         self._stream)
 
     def _loads(self, blob: bytes) -> Any:
         try:
@@ -261,7 +269,47 @@ class ServletHandle:
             return self._direct("put", key, obj)
         return self._ask("put", key, _dumps(obj, cluster_ray=self._gateway.versions.get("ray")))
 
-    def get(self, key: str) -> Any:
+    def instance(self, cls: type | str, *args: Any, name: str | None = None,
+                 **kwargs: Any) -> RemoteInstance:
+        """Make cls(*args, **kwargs) in the servlet and keep it there under name (made up
+        from the class's name when None; an object already under that name is replaced),
+        as Runhouse's `rh.module(cls)(...).to(cluster)`. cls is a class (sent by value
+        when it is the caller's own, by reference when installed) or "module:Class"
+        importable in the env. The handle's methods run in the servlet, on that object."""
+        if isinstance(cls, str):
+            module, _, qualname = cls.partition(":")
+            if not module or not qualname:
+                raise RhplanError(f"instance({cls!r}): name a class as \"module:Class\" "
+                                  "(importable in the env), or pass the class itself")
+            label = qualname.rpartition(".")[2]
+        elif isinstance(cls, type):
+            label = cls.__name__
+            _by_value(cls, None if self._gateway is None else self._gateway.versions.get("ray"))
+            if self._gateway is not None:
+                self._check_python(cls)
+        else:
+            raise TypeError(f"instance() takes a class or \"module:Class\", not "
+                            f"{type(cls).__name__}")
+        key = f"{label.lower()}-{uuid.uuid4().hex[:8]}" if name is None else name
+        if not isinstance(key, str) or not key:
+            raise RhplanError(f"instance(name={name!r}): the name must be a non-empty string")
+        made = self._call_target((NEW_INSTANCE, key, cls), args, kwargs,
+                                 by_value=not isinstance(cls, str))
+        return RemoteInstance(self, made)
+
+    def get_instance(self, name: str) -> RemoteInstance:
+        """A handle to the object kept under name (made by instance(), from any process,
+        or put()): Runhouse's `cluster.get(name, remote=True)`. KeyError if there is none."""
+        if name not in self.keys():
+            raise KeyError(f"no object {name!r} in servlet {self.name!r}; s.keys() lists the "
+                           "ones it holds")
+        return RemoteInstance(self, name)
+
+    def get(self, key: str, remote: bool = False) -> Any:
+        """The object kept under key, copied here; with remote=True a handle to it that
+        stays in the servlet (get_instance)."""
+        if remote:
+            return self.get_instance(key)
         if self._gateway is None:
             return self._direct("get", key)
         return self._loads(self._ask("get", key))
@@ -276,6 +324,53 @@ class ServletHandle:
         if self._gateway is None:
             return self._direct("status", timeout=STATUS_TIMEOUT)
         return self._ask("status", timeout=STATUS_TIMEOUT)
+
+
+class RemoteInstance:
+    """An object living in a servlet (ServletHandle.instance / get_instance). Reading any
+    attribute not starting with "_" gives a RemoteMethod: `h.add(2)` runs the object's
+    add(2) in the servlet and returns its result; `h.total()` on a plain (non-callable)
+    attribute returns its value (with arguments: TypeError). Errors raised there come back
+    as a call's do, with the remote traceback. A few names are the handle's own: key (the
+    name it is kept under), fetch() (a copy of the object here), delete(), and
+    call_method(attr, ...) for a method named like one of them or starting with "_"."""
+
+    def __init__(self, servlet: ServletHandle, key: str):
+        self._servlet = servlet
+        self.key = key
+
+    def __getattr__(self, attr: str) -> RemoteMethod:
+        if attr.startswith("_"):  # pickle, copy, IPython... probe these: stay local
+            raise AttributeError(attr)
+        return RemoteMethod(self._servlet, self.key, attr)
+
+    def call_method(self, attr: str, *args: Any, **kwargs: Any) -> Any:
+        return RemoteMethod(self._servlet, self.key, attr)(*args, **kwargs)
+
+    def fetch(self) -> Any:
+        """A copy of the object, unpickled here (its class must be importable here)."""
+        return self._servlet.get(self.key)
+
+    def delete(self) -> bool:
+        """Drop the object from the servlet; False if it was not there."""
+        return self._servlet.delete(self.key)
+
+    def __repr__(self) -> str:
+        return f"<remote object {self.key!r} in servlet {self._servlet.name!r}>"
+
+
+class RemoteMethod:
+    """attr of a remote object, called in the servlet."""
+
+    def __init__(self, servlet: ServletHandle, key: str, attr: str):
+        self._servlet, self._key, self._attr = servlet, key, attr
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._servlet._call_target((INSTANCE_METHOD, self._key, self._attr), args,
+                                          kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._attr!r} of {self._key!r} in {self._servlet.name!r}>"
 
 
 def _wait(ref: Any, timeout: float | None, log: str | None) -> Any:
@@ -638,5 +733,5 @@ def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
                          reread=reread)
 
 
-__all__ = ["GatewayLost", "RemoteError", "ServletHandle", "servlet", "find_env",
-           "choose_route"]
+__all__ = ["GatewayLost", "RemoteError", "RemoteInstance", "RemoteMethod", "ServletHandle",
+           "servlet", "find_env", "choose_route"]

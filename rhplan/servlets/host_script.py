@@ -27,6 +27,8 @@ import traceback
 from servlet_wire import (
     ERROR,
     HEADER_FMT,
+    INSTANCE_METHOD,
+    NEW_INSTANCE,
     OUT,
     OUT_OF_BAND,
     REQUEST,
@@ -45,6 +47,8 @@ NAMESPACE = "rhplan"
 READY_TIMEOUT = float(os.environ.get("RHPLAN_SERVLET_TIMEOUT", "120"))
 SERVLET_CONCURRENCY = 32  # calls one servlet serves at once (one thread each)
 FUNCTIONS_KEPT = 256  # rebuilt functions a servlet keeps for callers that send them again
+SNAPSHOT_FILE = "rhplan/objects.pickle"  # in the env dir: the store across a restart
+SNAPSHOT_TIMEOUT = 60.0  # a servlet being replaced gets this long to write its store
 
 
 class EnvServlet:
@@ -67,6 +71,7 @@ class EnvServlet:
         bin_dir = os.path.join(env_dir, "bin")
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         os.environ["VIRTUAL_ENV"] = env_dir
+        self.restored = self._restore()
         if gateway_key:  # the gateway on this host reaches it here, not through Ray
             _listen(self, servlet_socket(gateway_key, name))
 
@@ -74,7 +79,61 @@ class EnvServlet:
         self.last_activity = time.time()
 
     def ready(self) -> dict:
-        return {"pid": os.getpid(), "python": sys.executable, "started": self.started}
+        return {"pid": os.getpid(), "python": sys.executable, "started": self.started,
+                "restored": self.restored}
+
+    # -- continuity: the store outlives a restart by apply (host_script start)
+
+    def snapshot(self) -> dict:
+        """Write the store to the env dir (0600), each object cloudpickled on its own so
+        one that cannot be pickled (a lock, a socket...) costs only itself. Returns
+        {"kept": [keys], "lost": {key: why}}; the next servlet of this env loads it."""
+        import pickle
+
+        from ray import cloudpickle
+
+        kept, lost = {}, {}
+        for key, value in list(self.store.items()):
+            try:
+                kept[key] = cloudpickle.dumps(value, protocol=5)
+            except Exception as exc:  # noqa: BLE001 - any failure: that object is lost
+                lost[key] = f"{type(exc).__name__}: {exc}"[:200]
+        path = os.path.join(self.env_dir, SNAPSHOT_FILE)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(kept, fh, protocol=5)
+        os.replace(tmp, path)
+        return {"kept": sorted(kept), "lost": lost}
+
+    def _restore(self) -> dict:
+        """Load (then remove) the snapshot the servlet this one replaces wrote: objects
+        whose class no longer loads (a package change removed it) are reported lost."""
+        import pickle
+
+        path = os.path.join(self.env_dir, SNAPSHOT_FILE)
+        try:
+            with open(path, "rb") as fh:
+                blobs = pickle.load(fh)
+        except FileNotFoundError:
+            return {"kept": [], "lost": {}}
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file: start empty
+            return {"kept": [], "lost": {"*": f"{type(exc).__name__}: {exc}"[:200]}}
+        finally:
+            try:
+                os.unlink(path)  # once: a later crash restart must not bring back old ones
+            except OSError:
+                pass
+        from ray import cloudpickle
+
+        lost = {}
+        for key, blob in blobs.items():
+            try:
+                self.store[key] = cloudpickle.loads(blob)
+            except Exception as exc:  # noqa: BLE001 - its class is gone or changed
+                lost[key] = f"{type(exc).__name__}: {exc}"[:200]
+        return {"kept": sorted(self.store), "lost": lost}
 
     def call(self, payload: bytes) -> tuple:
         """payload: cloudpickled (fn or "module:qualname", args, kwargs). Returns
@@ -96,16 +155,41 @@ class EnvServlet:
         self._touch()
         try:
             fn, args, kwargs = load()
-            if isinstance(fn, str):
-                module, _, qualname = fn.partition(":")
-                obj = importlib.import_module(module)
-                for part in qualname.split("."):
-                    obj = getattr(obj, part)
-                fn = obj
+            if isinstance(fn, tuple) and fn[:1] in ((NEW_INSTANCE,), (INSTANCE_METHOD,)):
+                fn = self._instance_target(*fn)
+            elif isinstance(fn, str):
+                fn = _by_name(fn, importlib)
             return ("ok", _dumps_result(fn(*args, **kwargs)))
         except BaseException as exc:  # the caller re-raises it, with this traceback
             tb = traceback.format_exc()
             return ("error", describe_exception(exc), tb, f"{type(exc).__name__}: {exc}")
+
+    def _instance_target(self, kind: str, name: str, what):
+        """What a remote-object call runs: the class, made and kept under name (by
+        value, or "module:Class" importable in the env); or a kept object's attribute:
+        a method, or a plain value returned as it is when called with no arguments."""
+        import importlib
+
+        if kind == NEW_INSTANCE:
+            cls = _by_name(what, importlib) if isinstance(what, str) else what
+
+            def new(*args, **kwargs):
+                self.store[name] = cls(*args, **kwargs)
+                return name
+            return new
+        if name not in self.store:
+            raise KeyError(f"no object {name!r} in servlet {self.name!r} (deleted, or "
+                           "never made: s.instance(Class, name=...) makes it)")
+        value = getattr(self.store[name], what)
+        if callable(value):
+            return value
+
+        def attribute(*args, **kwargs):
+            if args or kwargs:
+                raise TypeError(f"{type(self.store[name]).__name__}.{what} is not callable "
+                                "(a plain attribute: call it with no arguments to read it)")
+            return value
+        return attribute
 
     def _function(self, blob) -> object:
         """The function a caller pickled, rebuilt once per distinct pickle while nothing
@@ -271,6 +355,15 @@ class EnvServlet:
         if op in ("keys", "delete", "status"):
             return getattr(self, op)(*args)
         raise ValueError(f"unknown request {op!r}")
+
+
+def _by_name(target: str, importlib):
+    """The object "module:qualname" names, importable in the env."""
+    module, _, qualname = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _dumps_result(value) -> bytes:
@@ -542,7 +635,9 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     res = json.loads(resources)
     asked = dict(res)
     old = _actor(ray, name)
+    kept = None
     if old is not None:
+        kept = _snapshot(ray, old)
         ray.kill(old, no_restart=True)
         deadline = time.time() + READY_TIMEOUT
         while _actor(ray, name) is not None and time.time() < deadline:
@@ -581,8 +676,21 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     # gives ids, nobody picks one) and, on its socket, only this process (pid and start
     # time: a pid alone is reused)
     info["actor_id"] = actor._actor_id.hex()
+    if kept is not None and kept.get("error"):  # the old one's store could not be written
+        info["restored"]["lost"]["*"] = kept["error"]
     info["start_ticks"] = process_start_ticks(info["pid"])
     return info
+
+
+def _snapshot(ray, old) -> dict:
+    """Ask the servlet being replaced to write its store for its successor (bounded: a
+    servlet that does not answer in time loses its objects, and start says so)."""
+    try:
+        return ray.get(old.snapshot.remote(), timeout=SNAPSHOT_TIMEOUT)
+    except AttributeError:  # started by an older rhplan: it cannot
+        return {"error": "the servlet (started by an older rhplan) cannot keep its objects"}
+    except Exception as exc:  # noqa: BLE001 - dead, hung or failed: its objects are lost
+        return {"error": f"its objects could not be kept ({type(exc).__name__})"}
 
 
 def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from importlib import resources
 from typing import Any
 
@@ -85,13 +86,18 @@ class ServletNotStarted(ProviderError):
 def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
                   name: str, env_dir: str, python: str, compute: dict[str, Any]) -> dict[str, Any]:
     try:
-        return _run(conn, cluster, private,
+        info = _run(conn, cluster, private,
                     ["start", cluster["ray_address"], name, env_dir, python,
                      json.dumps(compute)], f"starting servlet {name!r}", quick_exit=True)
     except ConnectionLost:
         raise  # whether it started is unknown: the next refresh finds out
     except ProviderError as exc:
         raise ServletNotStarted(str(exc)) from None
+    lost = (info.get("restored") or {}).get("lost") or {}
+    if lost:  # the servlet it replaced kept the rest of its objects (host_script snapshot)
+        sys.stderr.write(f"Warning: servlet {name!r} restarted without these objects: "
+                         + "; ".join(f"{k} ({why})" for k, why in sorted(lost.items())) + "\n")
+    return info
 
 
 def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],

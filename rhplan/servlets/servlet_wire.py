@@ -20,6 +20,14 @@ HEADER = struct.Struct(HEADER_FMT)
 HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = range(1, 9)
 OUT_OF_BAND = 64 * 1024  # byte strings this long travel after the pickle, not in it
 
+# A call's target (besides a function or "module:qualname") naming an object the servlet
+# keeps (remote objects, client.RemoteInstance): (NEW_INSTANCE, name, class or
+# "module:Class") makes one and keeps it under name; (INSTANCE_METHOD, name, attribute)
+# calls its method. Both travel as ordinary calls, so every route and every way a call's
+# output and errors come back serve them unchanged.
+NEW_INSTANCE = "rhplan:new"
+INSTANCE_METHOD = "rhplan:method"
+
 
 # -- packing ---------------------------------------------------------------------------
 
