@@ -2,7 +2,7 @@
 
 rhplan's Ray never collides with a Ray the user runs, nor lets other users of the
 host in: it has its own temp dir (random, 0700, under the user's own 0700 folder,
-checked before every use; ray_host.py), runs with umask 077, has its own free ports
+checked before every use; hostside/ray_host.py), runs with umask 077, has its own free ports
 and its own auth token (Ray 2.60 turns token auth on by itself, so
 every process rhplan starts gets RAY_AUTH_MODE=token and the token's path
 explicitly). It is stopped by the processes that belong to its temp dir (and their
@@ -17,9 +17,9 @@ import re
 import secrets
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
+from rhplan import hostside
 from rhplan.connection import Connection
 from rhplan.errors import ProviderError
 
@@ -50,38 +50,10 @@ def resource_problem(name: object, amount: object, builtin_ok: bool = False) -> 
     return None
 
 
-# Host-side code (rhplan/ray_host.py): the node's private temp dir and its processes.
-# Other host scripts (facts.py, servlets/manage.py) put this text in front of theirs to
-# use owned_pids / raylet_up / gcs_up; run alone it takes a command (see its docstring).
-OWNED_PIDS_FN = resources.files("rhplan").joinpath("ray_host.py").read_text()
-_HOST = OWNED_PIDS_FN + "\nsys.exit(main())\n"
-
-# Runs on the host: SIGTERM the head's processes, then SIGKILL what is left (some Ray
-# daemons ignore SIGTERM), waiting with a bound.
-_KILL = r"""
-import os, signal, sys, time
-pids = [int(p) for p in sys.argv[1:]]
-def alive(p):
-    try:
-        with open(f"/proc/{p}/stat", "rb") as f:
-            s = f.read()
-        return s[s.rfind(b")") + 2:].split()[0] != b"Z"
-    except OSError:
-        return False
-for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-    for p in pids:
-        try:
-            os.kill(p, sig)
-        except OSError:
-            pass
-    deadline = time.time() + wait
-    while time.time() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.05)
-    pids = [p for p in pids if alive(p)]
-    if not pids:
-        break
-print(len(pids))
-"""
+# Host-side code (rhplan/hostside/ray_host.py): the node's private temp dir and its
+# processes. Host scripts that use owned_pids / raylet_up / gcs_up run after this text.
+OWNED_PIDS_FN = hostside.script("ray_host").text
+_HOST = hostside.script("ray_host", after="sys.exit(main())")
 
 
 @dataclass(frozen=True)
@@ -137,7 +109,7 @@ def private_env(private: dict[str, Any], driver: bool = False) -> dict[str, str]
 def temp_dir_key(node: str) -> str:
     """The fixed part of a node's temp dir name (node: the cluster's root dir, or
     root@host for a worker): a new start finds the node's leftovers by it; the rest of
-    the name is random (ray_host.py)."""
+    the name is random (hostside/ray_host.py)."""
     return hashlib.sha256(node.encode()).hexdigest()[:8]
 
 
@@ -149,15 +121,7 @@ def legacy_temp_dir(node: str) -> str:
 
 def _host(conn: Connection, python: str, what: str, *args: str) -> dict[str, Any]:
     """Run one ray_host.py command; a refusal is a one-line ProviderError."""
-    res = conn.run([python, "-I", "-c", _HOST, *args], timeout=60)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-    data = json.loads(lines[-1]) if lines else {}
-    if "error" in data:
-        raise ProviderError(f"{what} on {conn.host}: {data['error']}")
-    if not res.ok or not data:
-        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ProviderError(f"{what} on {conn.host} failed: {last}")
-    return data
+    return dict(hostside.run_json(conn, python, _HOST, *args, what=f"{what} on {conn.host}"))
 
 
 def private_argv(argv: list[str]) -> list[str]:
@@ -364,7 +328,13 @@ def stop(conn: Connection, ray_python: str, temp_dir: str, token_path: str,
 
 
 def stop_pids(conn: Connection, ray_python: str, pids: list[int]) -> None:
-    res = conn.run([ray_python, "-I", "-c", _KILL, *[str(p) for p in pids]], timeout=60)
-    if not res.ok or res.stdout.strip() != "0":
+    """SIGTERM the pids, then SIGKILL what is left (some Ray daemons ignore SIGTERM),
+    waiting with a bound (ray_host.py `kill`)."""
+    try:
+        left = _host(conn, ray_python, "stopping Ray processes", "kill", *map(str, pids))["left"]
+    except ProviderError as exc:
+        raise ProviderError(f"could not stop Ray processes {pids} on {conn.host}: {exc}"
+                            ) from None
+    if left:
         raise ProviderError(f"could not stop Ray processes {pids} on {conn.host}: "
-                            f"{res.stderr.strip() or res.stdout.strip()}")
+                            f"{left} still run after SIGKILL")

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rhplan import ray_head
+from rhplan import hostside, ray_head
 from rhplan.connection import CommandResult, Connection
 from rhplan.errors import ProviderError, RhplanError
 from rhplan.provider import RunContext
@@ -36,7 +36,9 @@ def cluster_status(state: State, chdir: str, parallelism: int = 10) -> list[dict
                              clusters))
 
 
-_PROBE = resources.files("rhplan.servlets").joinpath("status_probe.py").read_bytes()
+# status_probe.py (standard library only) runs after ray_host.py's functions
+_PROBE = hostside.Script("status_probe", ray_head.OWNED_PIDS_FN + "\n" + resources.files(
+    "rhplan.servlets").joinpath("status_probe.py").read_text())
 PROBE_TIMEOUT = 30.0
 
 
@@ -47,18 +49,19 @@ def _probe(conn: Connection, a: dict[str, Any], p: dict[str, Any], envs: dict[st
     host, _, port = str(a.get("ray_address") or ":0").rpartition(":")
     args = [p["ray_temp_dir"], p.get("ray_token_path") or "", host or "127.0.0.1",
             port or "0", f"{a['root_dir']}/ray", json.dumps(envs)]
-    script = ray_head.OWNED_PIDS_FN.encode() + b"\n" + _PROBE
-    why = "no output"
+    what = f"reading the head's status on {conn.host}"
+    error = ProviderError(f"{what} failed: no output")
     # rhplan's Ray Python first; the host's own when that venv is gone
     for python in dict.fromkeys(x for x in (a.get("ray_python"), a.get("python"), "python3")
                                 if x):
-        res = conn.run([python, "-I", "-", *args], stdin=script, timeout=PROBE_TIMEOUT)
-        if res.ok:
-            return dict(json.loads(res.stdout.strip().splitlines()[-1]))
-        why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
-        if res.returncode not in (126, 127) and "No such file" not in res.stderr:
-            break
-    raise ProviderError(f"reading the head's status on {conn.host} failed: {why}")
+        try:
+            return dict(hostside.run_json(conn, python, _PROBE, *args, what=what,
+                                          timeout=PROBE_TIMEOUT, via_stdin=True))
+        except hostside.HostScriptError as exc:
+            error = exc
+            if exc.returncode not in (126, 127) and "No such file" not in exc.stderr:
+                break
+    raise error
 
 
 def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, str], ctx: RunContext
@@ -103,20 +106,7 @@ def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, str], ctx: RunCon
 
 
 # the env's files are read on the host by a fixed script; values never pass a shell
-_IN_ENV = (
-    'import json, os, sys\n'
-    'env_dir = sys.argv[1]\n'
-    'for f in ("env_vars.json", "secrets.json"):\n'
-    '    p = os.path.join(env_dir, "rhplan", f)\n'
-    '    if os.path.exists(p):\n'
-    '        os.environ.update({k: str(v) for k, v in json.load(open(p)).items()})\n'
-    'os.environ["VIRTUAL_ENV"] = env_dir\n'
-    'os.environ["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + os.environ["PATH"]\n'
-    'try:\n'
-    '    os.execvp(sys.argv[2], sys.argv[2:])\n'
-    'except FileNotFoundError:\n'
-    '    sys.stderr.write(f"{sys.argv[2]}: command not found\\n"); sys.exit(127)\n'
-)
+_IN_ENV = hostside.script("in_env").text
 
 
 def _in_env(state: State, chdir: str, env_name: str, argv: list[str]

@@ -51,7 +51,7 @@ from rhplan.servlets import manage
 
 ATTACKER = "rhplan-t-squat"
 VICTIM = "rhplan-t-victim"
-HOST_SCRIPT = Path(__file__).resolve().parents[1] / "rhplan" / "ray_host.py"
+HOST_SCRIPT = Path(__file__).resolve().parents[1] / "rhplan" / "hostside" / "ray_host.py"
 SYSTEM_PY = "/usr/bin/python3"  # other users cannot run the suite's venv (under /root)
 SECRET = "rhplan-tempdir-secret-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
 

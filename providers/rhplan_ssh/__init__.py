@@ -8,18 +8,19 @@
 
 Each host is checked (python3 3.9+) and gets rhplan's own virtualenv for Ray (never
 the system Python: PEP 668 systems refuse pip there), with the driver's Ray version: a
-link to the user's shared one for that Ray and Python, made once (see _BOOTSTRAP).
+link to the user's shared one for that Ray and Python, made once (see rhplan/hostside/ray_venv.py).
 Hosts are set up in parallel; one failing host is recorded as failed while the
 others go on, and the next plan offers to set it up again. Host keys are verified
 against known_hosts when given, else trusted on first use and recorded in the state.
 """
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
+from rhplan import hostside
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.connection import Connection
 from rhplan.errors import ConfigError, PartialFailure, ProviderError
@@ -27,146 +28,12 @@ from rhplan.provider import RunContext
 from rhplan.ssh import ConnectionLost, get_connection
 
 MARKER = ".rhplan-cluster"
+T = TypeVar("T")
 _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "allowed_cidrs")
 
-# Runs on each host with its python3: version, home, CPUs, and the address Ray should
-# use on it (one round trip). The address: the given candidate if it is one of the
-# host's own (a LAN or VPC address), else the one SSH reached it at, else the address of
-# its default route (a host behind a proxy command is reached at 127.0.0.1, which other
-# nodes cannot use).
-_PROBE = r"""
-import json, os, socket, sys
-def own(ip):
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((ip, 0))
-        return True
-    except OSError:
-        return False
-def default_route():
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # no packet is sent
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-cand = sys.argv[1] if len(sys.argv) > 1 else ""
-reached = (os.environ.get("SSH_CONNECTION") or "").split()[2:3]
-if cand and own(cand):
-    node_ip = cand
-elif reached and not reached[0].startswith("127.") and own(reached[0]):
-    node_ip = reached[0]
-else:
-    node_ip = default_route()
-print(json.dumps({"version": list(sys.version_info[:3]), "home": os.path.expanduser("~"),
-                  "cpus": os.cpu_count() or 1, "node_ip": node_ip}))
-"""
-
-
-# Runs on each host with its python3: rhplan's Ray venv, ROOT/ray-venv, skipped when it
-# is already there. A new one is a link to this user's shared Ray venv for that Ray
-# version and Python (~/.cache/rhplan/ray-venvs/..., made once, then reused by every
-# cluster and after every destroy: Ray's modules stay compiled, ~5 s of a first `ray
-# start`). It is made with a uv the host already has (rhplan's shared copy, PATH,
-# ~/.local/bin, ~/.cargo/bin), files linked from uv's cache; only without any uv:
-# python -m venv, then uv from PyPI (kept for next time). uv trusts the host's
-# certificate store (a proxy's CA lives there; an SSH session has no SSL_CERT_FILE).
-_BOOTSTRAP = r"""
-import fcntl, hashlib, os, shutil, subprocess, sys
-root, want = sys.argv[1], sys.argv[2]
-venv = os.path.join(root, "ray-venv")
-os.makedirs(root, exist_ok=True)
-# the folder is rhplan's from now on (a destroy removes only a folder with this marker),
-# so what a setup that fails half-way leaves can be removed
-marker = os.path.join(root, ".rhplan-cluster")
-if not os.path.exists(marker):
-    with open(marker, "w") as f:
-        f.write('{"owner": "rhplan"}')
-env = dict(os.environ, UV_SYSTEM_CERTS="1")
-def ok(argv):
-    return subprocess.run(argv, capture_output=True, text=True, env=env)
-def have(d):
-    vpy = os.path.join(d, "bin", "python")
-    r = ok([vpy, "-I", "-c", "from importlib.metadata import version; print(version('ray'))"]
-           ) if os.path.exists(vpy) else None
-    return r is not None and r.returncode == 0 and r.stdout.strip() == want
-def must(argv):
-    r = ok(argv)
-    if r.returncode:
-        sys.stderr.write((r.stderr or r.stdout).strip() + "\n")
-        sys.exit(1)
-cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                     "rhplan")
-shared_uv = os.path.join(cache, "bin", "uv")
-def find_uv():
-    home = os.path.expanduser("~")
-    for c in (shared_uv, shutil.which("uv"), home + "/.local/bin/uv", home + "/.cargo/bin/uv"):
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
-def place(src, dst):
-    # a hardlink where it can be (one file on disk), else a copy
-    if os.path.exists(dst):
-        return
-    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
-    tmp = f"{dst}.{os.getpid()}"
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-def build(d, uv):
-    # a venv with Ray `want` and uv in its bin, made anew
-    if uv:
-        must([uv, "venv", "-q", "--clear", "--python", sys.executable, d])
-    else:
-        must([sys.executable, "-m", "venv", "--clear", d])
-        must([os.path.join(d, "bin", "python"), "-m", "pip", "install", "-q",
-              "--disable-pip-version-check", "uv"])
-        uv = os.path.join(d, "bin", "uv")
-        place(uv, shared_uv)
-    place(uv, os.path.join(d, "bin", "uv"))
-    must([os.path.join(d, "bin", "uv"), "pip", "install", "-q", "--python",
-          os.path.join(d, "bin", "python"), "ray==" + want])
-with open(os.path.join(root, ".bootstrap.lock"), "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if os.path.lexists(venv) and not os.path.islink(venv):
-        # a Ray venv of the host's own (an image with Ray) or of an older rhplan: kept
-        vpy, uv = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "uv")
-        if not have(venv):
-            steps = []
-            if not os.path.exists(vpy):
-                steps.append([sys.executable, "-m", "venv", venv])
-            if not os.path.exists(uv):
-                steps.append([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              "uv"])
-            steps.append([uv, "pip", "install", "-q", "--python", vpy, "ray==" + want])
-            for argv in steps:
-                must(argv)
-        if not os.path.exists(uv):
-            # an image with Ray but no uv: envs would fall back to pip (~4x slower per
-            # env), so try to add uv; a host without PyPI keeps pip
-            ok([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"])
-    else:
-        key = hashlib.sha256(os.path.realpath(sys.executable).encode()).hexdigest()[:8]
-        shared = os.path.join(cache, "ray-venvs", "ray-%s-py%d.%d-%s" % (
-            want, sys.version_info[0], sys.version_info[1], key))
-        os.makedirs(os.path.dirname(shared), mode=0o700, exist_ok=True)
-        with open(shared + ".lock", "w") as slock:
-            fcntl.flock(slock, fcntl.LOCK_EX)
-            done = os.path.join(shared, ".rhplan-complete")
-            if not (os.path.exists(done) and have(shared)):
-                build(shared, find_uv())
-                with open(done, "w") as f:
-                    f.write(want)
-        if os.path.islink(venv) and os.readlink(venv) != shared:
-            os.unlink(venv)
-        if not os.path.lexists(venv):
-            tmp = f"{venv}.{os.getpid()}"
-            os.symlink(shared, tmp)
-            os.replace(tmp, venv)
-print("ready")
-"""
+# Run on each host with its python3 (rhplan/hostside): one round trip each
+_PROBE = hostside.script("probe_host")
+_RAY_VENV = hostside.script("ray_venv")
 
 
 def _ray_version() -> str:
@@ -331,15 +198,15 @@ class SSHProvider:
                    ) -> dict[str, Any]:
         conn = self._connect(ip, attrs, private)
         python = attrs.get("python") or "python3"
-        res = _run_repeatable(conn, [python, "-c", _PROBE, self._node_ip_candidate(ip, private)],
-                              timeout=60)
-        if res.returncode == 127:
-            raise ProviderError(f"{python} is not installed on {ip}; install Python 3.9+ there "
-                                "or set python = \"/path/to/python3\"")
-        if not res.ok:
-            raise ProviderError(f"running {python} on {ip} failed: "
-                                f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
-        probe = json.loads(res.stdout)
+        try:
+            probe = _repeatable(lambda: hostside.run_json(
+                conn, python, _PROBE, self._node_ip_candidate(ip, private), timeout=60,
+                what=f"running {python} on {ip}"))
+        except hostside.HostScriptError as exc:
+            if exc.returncode == 127:
+                raise ProviderError(f"{python} is not installed on {ip}; install Python 3.9+ "
+                                    "there or set python = \"/path/to/python3\"") from None
+            raise
         if tuple(probe["version"][:2]) < (3, 9):
             raise ProviderError(f"{ip} has Python {'.'.join(map(str, probe['version']))}; "
                                 "rhplan needs 3.9 or newer (set python = ...)")
@@ -360,11 +227,10 @@ class SSHProvider:
         driver and a cluster of different Ray versions cannot talk). One command; a lock
         on the host keeps two setups of the same folder apart."""
         want = _ray_version()
-        res = _run_repeatable(conn, [python, "-I", "-c", _BOOTSTRAP, root, want], timeout=1200)
-        if not res.ok:
-            tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["?"]
-            raise ProviderError(f"setting up Ray {want} on {ip} failed: {tail[0]}")
-        return f"{root}/ray-venv/bin/python"
+        made = _repeatable(lambda: hostside.run_json(conn, python, _RAY_VENV, root, want,
+                                                      timeout=1200,
+                                                      what=f"setting up Ray {want} on {ip}"))
+        return str(made["ray_python"])
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
                    ctx: RunContext) -> str:
@@ -449,14 +315,14 @@ class WithTools:
         return self._conn.which(program)
 
 
-def _run_repeatable(conn: Connection, argv: list[str], timeout: float) -> Any:
-    """Run a command that is safe to run twice (the probe only reads; the bootstrap
+def _repeatable(step: Callable[[], T]) -> T:
+    """Run a step that is safe to run twice (the probe only reads; the Ray venv's setup
     checks what is there and holds a lock on the host), once more if the connection
     was lost under it: a reset mid-setup then costs a retry, not a failed apply."""
     try:
-        return conn.run(argv, timeout=timeout)
+        return step()
     except ConnectionLost:
-        return conn.run(argv, timeout=timeout)
+        return step()
 
 
 def _cluster_name(attrs: dict[str, Any]) -> str:

@@ -2,9 +2,10 @@
 each of rhplan's Ray nodes works in there, and which processes belong to that node.
 
 rhplan is not installed on hosts. ray_head.py runs this file's text as
-`python -I -c <text>` followed by `main()` (COMMAND ARGS below), and facts.py and
-servlets/manage.py put its text in front of their own host scripts (OWNED_PIDS_FN),
-so "the processes of this node" has one definition.
+`python -I -c <text>` followed by `main()` (COMMAND ARGS below; rhplan.hostside), and
+the other host scripts that need its functions (hostside/facts.py,
+servlets/manage.py, servlets/status_probe.py) run after its text (OWNED_PIDS_FN), so
+"the processes of this node" has one definition.
 
 Layout. Every Ray node works in its own folder, named at random, under a folder of
 the user that runs it:
@@ -29,6 +30,7 @@ stopped and removed when they are this user's.
                                   wrong with its folder ("problem"), if anything
     seal TEMP                     no group/other access to anything under TEMP
     remove TEMP                   remove TEMP (checked first); nothing if it is gone
+    kill PID...                   SIGTERM, then SIGKILL; {"left": the pids still alive}
 
 Every command prints one JSON line; a refusal is {"error": ONE LINE} and exit 1.
 """
@@ -358,6 +360,8 @@ def main(argv=None):
         elif cmd == "remove":
             remove(args[0])
             out = {"removed": args[0]}
+        elif cmd == "kill":
+            out = {"left": kill([int(p) for p in args])}
         else:
             raise Unsafe(f"unknown command {cmd!r}")
     except Unsafe as exc:

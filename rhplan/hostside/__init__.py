@@ -1,0 +1,81 @@
+"""Code that runs ON hosts, and the one way rhplan runs it.
+
+Every other .py file in this folder is a host script: standard library only (rhplan
+is not installed on hosts), never imported here, read as text and run by a host's
+Python as `python -I -c TEXT ARGS...` (or from stdin). Arguments travel as argv
+(JSON for anything structured), never pasted into the text or a shell. A script
+prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero exit.
+
+    facts.py      refresh's one read of a host (after ray_host.py and envs' helpers)
+    in_env.py     exec a command inside an env (its vars, secrets, bin on PATH)
+    probe_host.py Python version, home, CPUs and the address Ray should use
+    ray_host.py   a Ray node's private temp dir, its processes, killing them
+    ray_venv.py   rhplan's Ray venv on a host (a link to a shared one per Ray/Python)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from rhplan.connection import CommandResult, Connection
+from rhplan.errors import ProviderError
+
+
+@dataclass(frozen=True)
+class Script:
+    """The text a host's Python runs: one host script, after the ones it uses."""
+
+    name: str
+    text: str
+
+
+@cache
+def _text(name: str) -> str:
+    return resources.files(__name__).joinpath(f"{name}.py").read_text()
+
+
+def script(name: str, uses: tuple[str, ...] = (), before: str = "", after: str = "") -> Script:
+    """Host script NAME, run after the scripts it uses (their functions defined first)
+    and `before` (helpers still kept as text elsewhere); `after` ends it."""
+    parts = [_text(u) for u in uses] + [before, _text(name), after]
+    return Script(name, "\n".join(p for p in parts if p))
+
+
+class HostScriptError(ProviderError):
+    """A host script failed or refused; returncode and stderr let a caller tell a
+    missing interpreter (127) from the script's own answer."""
+
+    def __init__(self, message: str, returncode: int, stderr: str):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def run_json(conn: Connection, python: str, script: Script, *args: str, what: str,
+             timeout: float = 60.0, env: dict[str, str] | None = None,
+             via_stdin: bool = False) -> Any:
+    """Run script with argv `args` by `python` on conn's host; its last JSON line.
+    `what` names the step for errors ("checking Ray on HOST"): a refusal reads
+    "WHAT: ERROR", any other failure "WHAT failed: LAST STDERR LINE"."""
+    if via_stdin:
+        res = conn.run([python, "-I", "-", *args], stdin=script.text.encode(), env=env,
+                       timeout=timeout)
+    else:
+        res = conn.run([python, "-I", "-c", script.text, *args], env=env, timeout=timeout)
+    return answer(res, what)
+
+
+def answer(res: CommandResult, what: str) -> Any:
+    """The JSON answer of a host script's run (see run_json), or its error."""
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    data = json.loads(lines[-1]) if lines else None
+    if isinstance(data, dict) and "error" in data:
+        raise HostScriptError(f"{what}: {data['error']}", res.returncode, res.stderr)
+    if not res.ok or data is None:
+        said = (res.stderr.strip() or res.stdout.strip()).splitlines()
+        raise HostScriptError(f"{what} failed: {said[-1] if said else 'no output'}",
+                              res.returncode, res.stderr)
+    return data
