@@ -1,0 +1,98 @@
+"""One SSHConnection per (host, port, user) for the whole process."""
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import threading
+
+from rhplan.ssh.connection import SSHConnection
+
+_pool: dict[tuple[str, int, str], SSHConnection] = {}
+_pool_lock = threading.Lock()
+# One lock per (host, port, user): parallel apply steps for one host share one
+# connection instead of racing to open several, while a slow host does not
+# hold up connecting to the others.
+_key_locks: dict[tuple[str, int, str], threading.Lock] = {}
+
+
+def get_connection(
+    host: str,
+    *,
+    port: int = 22,
+    user: str | None = None,
+    private_key: str | None = None,
+    password: str | None = None,
+    known_hosts: str | None = None,
+    proxy_command: str | None = None,
+    recorded_fingerprint: str | None = None,
+    connect_timeout: float | None = None,
+    published: frozenset[str] | None = None,
+    published_by: str = "",
+) -> SSHConnection:
+    """The process's SSHConnection to user@host:port, connecting on first use.
+
+    A later call with other credentials, known_hosts or proxy replaces the
+    pooled connection; one with a recorded fingerprint that differs from the
+    key the pooled connection verified is refused.
+    """
+    user = user or getpass.getuser()
+    key = (host, int(port), user)
+    settings = (
+        os.path.expanduser(private_key) if private_key else None,
+        password,
+        os.path.expanduser(known_hosts) if known_hosts else None,
+        proxy_command,
+    )
+    with _pool_lock:
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _pool_lock:
+            old = _pool.get(key)
+        if old is not None and old._client is not None and settings == (
+            old.private_key, old.password, old.known_hosts, old.proxy_command
+        ):
+            _check_pooled(old, recorded_fingerprint, published)
+            return old
+        new = SSHConnection(
+            host, port=port, user=user, private_key=private_key, password=password,
+            known_hosts=known_hosts, proxy_command=proxy_command,
+            recorded_fingerprint=recorded_fingerprint, connect_timeout=connect_timeout,
+            published=published, published_by=published_by,
+        )
+        if old is not None:
+            old.close()  # also drops it from the pool
+        with _pool_lock:
+            _pool[key] = new
+    return new
+
+
+def _check_pooled(old: SSHConnection, recorded_fingerprint: str | None,
+                  published: frozenset[str] | None) -> None:
+    """A pooled connection serves a caller only with the key that caller expects."""
+    if (recorded_fingerprint is not None and old.fingerprint is not None
+            and recorded_fingerprint != old.fingerprint):
+        raise old._changed_error(recorded_fingerprint, old.fingerprint)
+    if (published is not None and old.fingerprint is not None
+            and old.fingerprint not in published):
+        raise old._not_published_error(old.fingerprint)
+
+
+def forget(conn: SSHConnection) -> None:
+    """Drop a closed connection from the pool."""
+    with _pool_lock:
+        for key, pooled in list(_pool.items()):
+            if pooled is conn:
+                del _pool[key]
+
+
+def close_all() -> None:
+    """Close every pooled connection (at exit, and between tests)."""
+    with _pool_lock:
+        conns = list(_pool.values())
+        _pool.clear()
+    for conn in conns:
+        conn.close()
+
+
+atexit.register(close_all)
