@@ -275,7 +275,8 @@ class Applier:
         pending = [k for k, v in after.items() if not is_known(v)
                    and k not in TYPES[c.type].after_apply]
         if pending:
-            rc = self.planner.cfg.resources[c.address]
+            rc = self.planner.resource_config(c.address)
+            assert rc is not None, c.address
             with self._lock:
                 for addr, rs in self.state.resources.items():
                     self.planner.planned[addr] = rs.attributes

@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope, parse_number, type_name
+from rhplan.config.evaluate import (
+    UNKNOWN,
+    InstanceMap,
+    Instances,
+    ResourceValue,
+    Scope,
+    SetValue,
+    instances_message,
+    parse_number,
+    type_name,
+)
 from rhplan.config.load import (
     Config,
     ResourceConfig,
@@ -205,6 +215,9 @@ def coerce(value: Any, t: str) -> Any:
         want = t[4:-1]
         if isinstance(value, ResourceValue) and value.address.startswith(want + "."):
             return value.address
+        if isinstance(value, (Instances, InstanceMap)):
+            raise TypeError(instances_message(value).replace("its attributes must be read",
+                                                             "it must be referred to"))
         raise TypeError(f"expected a reference to a {want} (like {want}.NAME), found "
                         f"{_describe(value)}")
     raise TypeError(f"expected {t}, found {_describe(value)}")
@@ -232,6 +245,9 @@ class Evaluation:
         sensitive_vars, self._sensitive_locals = secret_sources(cfg)
         self.scope.sensitive_vars = frozenset(sensitive_vars)
         self._local_marks: dict[str, str | None] = {}
+        # count.index / each.* (and a dynamic block's iterator) while one instance of a
+        # repeated block is evaluated; locals never see them
+        self._bindings: dict[str, Any] | None = None
         # attribute paths ("env_vars", "env_vars.TOKEN") whose value is sensitive, by address
         self.sensitive_attrs = self.scope.sensitive_attrs
 
@@ -253,7 +269,7 @@ class Evaluation:
         outer = self.scope.mark
         self.scope.mark = None
         try:
-            return self.scope.evaluate(expr, file), self.scope.mark
+            return self.scope.evaluate(expr, file, self._bindings), self.scope.mark
         finally:
             self.scope.mark = outer
 
@@ -279,33 +295,86 @@ class Evaluation:
             raise EvalError(f"local.{name} is reached through more than {MAX_LOCALS_CHAIN} "
                             "other locals; refer to values more directly", line)
         self._evaluating.append(name)
+        bindings, self._bindings = self._bindings, None  # each.* is not for locals
         try:
             value, mark = self.marked_evaluate(self.cfg.locals[name].expr,
                                                self.cfg.local_files[name])
         finally:
             self._evaluating.pop()
+            self._bindings = bindings
         self._locals[name] = value
         if mark is None and name in self._sensitive_locals:
             mark = f"local.{name}"  # it feeds a secret's values
         return value, mark
 
     def evaluate(self, expr: ast.Expr, file: str) -> Any:
-        return self.scope.evaluate(expr, file)
+        return self.scope.evaluate(expr, file, self._bindings)
 
     def resource(self, rc: ResourceConfig) -> dict[str, Any]:
         """The resource's configured attributes, typed, defaults filled in."""
+        outer, self._bindings = self._bindings, rc.bindings
+        try:
+            return self._resource(rc)
+        finally:
+            self._bindings = outer
+
+    def _resource(self, rc: ResourceConfig) -> dict[str, Any]:
         schema = RESOURCE_SCHEMAS[rc.type]
         marks: list[str] = []
-        attrs = self._block(rc.block, schema, f"{rc.type} {rc.name!r}", marks)
+        attrs = self._block(rc.block, schema, f"{rc.type} {rc.label!r}", marks)
         for sub_name, sub_schema in schema.blocks.items():
-            subs = rc.block.blocks_of(sub_name)
-            attrs[sub_name] = (self._block(subs[0], sub_schema, f"{sub_name} block", marks,
-                                           f"{sub_name}.") if subs else None)
+            subs = [(b, self._bindings) for b in rc.block.blocks_of(sub_name)]
+            if not subs:
+                subs = self._dynamic_blocks(rc, sub_name)
+            if not subs:
+                attrs[sub_name] = None
+                continue
+            block, bindings = subs[0]
+            outer, self._bindings = self._bindings, bindings
+            try:
+                attrs[sub_name] = self._block(block, sub_schema, f"{sub_name} block", marks,
+                                              f"{sub_name}.")
+            finally:
+                self._bindings = outer
         if marks:
             self.sensitive_attrs[rc.address] = marks
         else:
             self.sensitive_attrs.pop(rc.address, None)
         return attrs
+
+    def _dynamic_blocks(self, rc: ResourceConfig, name: str
+                        ) -> list[tuple[ast.Block, dict[str, Any] | None]]:
+        """The blocks a `dynamic "NAME"` block makes: its content once per element of
+        for_each, with ITERATOR.key / ITERATOR.value bound (rhplan's nested blocks are
+        single, so at most one; none leaves the block out)."""
+        dyn = next((d for d in rc.block.blocks_of("dynamic") if d.labels[0] == name), None)
+        if dyn is None:
+            return []
+        fe = dyn.attrs["for_each"]
+        value = self.evaluate(fe.expr, rc.file)
+        if value is UNKNOWN:
+            raise ConfigError(f"dynamic {name!r}: for_each is known only after apply; it "
+                              "must be known while planning (use variables or locals)",
+                              rc.file, fe.line)
+        if isinstance(value, dict):
+            items = sorted(value.items())
+        elif isinstance(value, list):
+            items = list(enumerate(value)) if not isinstance(value, SetValue) else [
+                (v, v) for v in value]
+        elif value is None:
+            items = []
+        else:
+            raise ConfigError(f"dynamic {name!r}: for_each must be a list, set or map, not "
+                              f"{type_name(value)}", rc.file, fe.line)
+        if len(items) > 1:
+            raise ConfigError(f"dynamic {name!r}: for_each gives {len(items)} elements, but "
+                              f"{rc.type} takes one {name} block; give it at most one",
+                              rc.file, fe.line)
+        it = dyn.attrs.get("iterator")
+        var = it.expr.name if it is not None else name  # type: ignore[union-attr]
+        content = dyn.blocks_of("content")[0]
+        return [(content, {**(self._bindings or {}), var: {"key": k, "value": v}})
+                for k, v in items]
 
     def _block(self, block: ast.Block, schema: BlockSchema, what: str,
                marks: list[str] | None = None, prefix: str = "") -> dict[str, Any]:
@@ -362,7 +431,10 @@ def secret_sources(cfg: Config) -> tuple[set[str], set[str]]:
         exprs = [a.expr for n, a in rc.block.attrs.items()
                  if n in schema.attrs and schema.attrs[n].sensitive]
         for bname, bschema in schema.blocks.items():
-            for sub in rc.block.blocks_of(bname):
+            subs = rc.block.blocks_of(bname) + [c for d in rc.block.blocks_of("dynamic")
+                                                if d.labels[0] == bname
+                                                for c in d.blocks_of("content")]
+            for sub in subs:
                 exprs += [a.expr for n, a in sub.attrs.items()
                           if n in bschema.attrs and bschema.attrs[n].sensitive]
         while exprs:  # through the locals they read, too

@@ -56,6 +56,43 @@ class ResourceValue:
     valid: frozenset[str]
 
 
+class SetValue(list):  # type: ignore[type-arg]
+    """A set (toset(), a set(...) variable): a list in Terraform's order that remembers
+    it is a set, because for_each takes a set of strings but refuses a list."""
+
+    __slots__ = ()
+
+
+class Instances(list):  # type: ignore[type-arg]
+    """`env.x` where x has count: its instances' ResourceValues, by index."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: str, items: list[Any]):
+        super().__init__(items)
+        self.address = address
+
+
+class InstanceMap(dict):  # type: ignore[type-arg]
+    """`env.x` where x has for_each: its instances' ResourceValues, by key."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: str, items: dict[str, Any]):
+        super().__init__(items)
+        self.address = address
+
+
+def instances_message(obj: Instances | InstanceMap) -> str:
+    """Terraform's error for an attribute read on a repeated resource as a whole."""
+    if isinstance(obj, Instances):
+        return (f'because {obj.address} has "count" set, its attributes must be read on one '
+                f"instance: write {obj.address}[count.index] or {obj.address}[0] "
+                f"(or {obj.address}[*].ATTR for all of them)")
+    return (f'because {obj.address} has "for_each" set, its attributes must be read on one '
+            f'instance: write {obj.address}[each.key] or {obj.address}["KEY"]')
+
+
 class EvalError(Exception):
     """Raised inside evaluation; turned into a ConfigError with the file name."""
 
@@ -232,6 +269,8 @@ class _Evaluator:
         obj = self.eval(e.obj)
         if obj is UNKNOWN:
             return UNKNOWN
+        if isinstance(obj, (Instances, InstanceMap)):
+            raise EvalError(instances_message(obj), e.line)
         if isinstance(obj, ResourceValue):
             if e.name not in obj.valid:
                 raise EvalError(
@@ -404,6 +443,12 @@ def _usage(name: str) -> str:
 
 
 def _bare_name_message(name: str) -> str:
+    if name == "each":
+        return ('"each" can be used only in a resource block that sets for_each; add '
+                "for_each = ... to the block, or use a value that does not need it")
+    if name == "count":
+        return ('"count" (count.index) can be used only in a resource block that sets '
+                "count; add count = ... to the block, or use a value that does not need it")
     return (f"unknown reference {name!r}; write var.NAME, local.NAME, or TYPE.NAME.ATTR "
             f"for a resource (types: {', '.join(RESOURCE_TYPES)})")
 

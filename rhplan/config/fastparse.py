@@ -21,6 +21,7 @@ from rhplan.config.evaluate import parse_number
 # lark's NAME; identifiers spelled like these keywords are for/if expressions there
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
 _KEYWORDS = frozenset(("in", "for", "if", "for_each"))
+_NAME_CHAR = re.compile(r"[a-zA-Z0-9_-]")
 _SPACE = re.compile(r"[ \t]*")
 # new_line_or_comment (with the spaces around): \n, # and // comments, /* */ comments
 _NEWLINES = re.compile(r"(?:[ \t]*(?:\n|#[^\n]*\n|//[^\n]*\n|/\*(?:.|\n)*?\*/))+[ \t]*")
@@ -266,7 +267,12 @@ def parse(text: str, display: str) -> ast.File:
                     raise Unsupported
                 return block
             item_line = line
-            ident = name()
+            # lark's identifier takes FOR_EACH too: `for_each = ...` in a block
+            if s.startswith("for_each", pos) and not _NAME_CHAR.match(s, pos + 8):
+                ident = "for_each"
+                pos += 8
+            else:
+                ident = name()
             space()
             if s[pos] == "=":
                 equals()

@@ -616,10 +616,10 @@ def _fn_toset(scope: Any, v: Any) -> list[Any]:
     if any(x is None for x in items):
         raise ValueError("a set cannot hold null")
     if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in items):
-        return sorted(items)
+        return ev.SetValue(sorted(items))
     if all(isinstance(x, str) for x in items):
-        return sorted(items)
-    return sorted(items, key=_key)
+        return ev.SetValue(sorted(items))
+    return ev.SetValue(sorted(items, key=_key))
 
 
 def _fn_tomap(scope: Any, v: Any) -> dict[str, Any]:
@@ -911,7 +911,7 @@ def _fn_fileset(scope: Any, path: Any, pattern: Any) -> list[str]:
     if len(found) > MAX_FILESET:
         raise ValueError(f"the pattern matches more than {MAX_FILESET} files; narrow the "
                          "path or the pattern")
-    return sorted(found)
+    return ev.SetValue(sorted(found))
 
 
 MAX_FILESET = 10_000

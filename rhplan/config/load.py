@@ -17,7 +17,7 @@ from rhplan.config.evaluate import RESOURCE_TYPES
 from rhplan.config.parse import parse_file, parse_text
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
-from rhplan.names import NAME_RULE, valid_name
+from rhplan.names import NAME_RULE, instance_address, valid_name
 
 TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES
 
@@ -56,10 +56,36 @@ class ResourceConfig:
     depends_on: list[str]
     prevent_destroy: bool
     ignore_changes: list[str]
+    # repetition (Terraform's meta-arguments); at most one of them is set
+    count: ast.Attribute | None = None
+    for_each: ast.Attribute | None = None
+    # set on one instance of a repeated block (the planner makes them): its index or
+    # key, its block's label (`name` is then the instance's on-host name) and what
+    # count.index / each.key / each.value are inside it
+    key: int | str | None = None
+    block_name: str = ""
+    bindings: dict[str, Any] | None = None
 
     @property
     def address(self) -> str:
-        return f"{self.type}.{self.name}"
+        if self.key is None:
+            return f"{self.type}.{self.name}"
+        return instance_address(self.type, self.block_name, self.key)
+
+    @property
+    def label(self) -> str:
+        """The block's label (`env "x"`), also for an instance."""
+        return self.block_name or self.name
+
+    @property
+    def block_address(self) -> str:
+        return f"{self.type}.{self.label}"
+
+    @property
+    def repeated(self) -> str | None:
+        """"count" or "for_each" for a repeated block, else None."""
+        return "count" if self.count is not None else (
+            "for_each" if self.for_each is not None else None)
 
     @property
     def file(self) -> str:
@@ -268,7 +294,7 @@ def _output(b: ast.Block) -> Output:
     out = Output(b.labels[0], b.attrs["value"].expr,
                  bool(_const(sens.expr, b.file, "sensitive")) if sens else False,
                  _const(desc.expr, b.file, "description") if desc else "", b.file, b.line)
-    out.refs = expr_refs(b.attrs["value"].expr)
+    out.refs = expr_refs(b.attrs["value"].expr) - _REPETITION_NAMES
     return out
 
 
@@ -291,6 +317,16 @@ def _resource(b: ast.Block) -> ResourceConfig:
     for sub in b.blocks:
         if sub.type == "lifecycle":
             prevent_destroy, ignore = _lifecycle(sub, schema)
+            continue
+        if sub.type == "dynamic":
+            label = _dynamic(sub, b, schema)
+            if label in nested_seen:
+                raise ConfigError(f"a second {label} block; keep one", b.file, sub.line)
+            nested_seen.add(label)
+            for part in (sub, *sub.blocks):
+                for a in part.attrs.values():
+                    if a.name != "iterator":
+                        refs |= expr_refs(a.expr)
             continue
         if sub.type not in schema.blocks:
             raise ConfigError(
@@ -319,8 +355,92 @@ def _resource(b: ast.Block) -> ResourceConfig:
                 raise ConfigError("depends_on entries must be resources like cluster.gpu",
                                   b.file, item.line)
             depends_on.append(addr)
-    rc = ResourceConfig(b.type, b.labels[0], b, refs, depends_on, prevent_destroy, ignore)
+    count, for_each = b.attrs.get("count"), b.attrs.get("for_each")
+    if count is not None and for_each is not None:
+        raise ConfigError(f'{b.type} {b.labels[0]!r} sets both "count" and "for_each"; use '
+                          "one of them (for_each = toset(...) or a map, or count = N)",
+                          b.file, max(count.line, for_each.line))
+    for meta in (count, for_each):
+        if meta is not None:
+            _no_self_reference(meta, b)
+            refs |= expr_refs(meta.expr)
+    used = refs & _REPETITION_NAMES
+    refs -= used
+    _check_repetition_names(b, used, count is not None, for_each is not None)
+    rc = ResourceConfig(b.type, b.labels[0], b, refs, depends_on, prevent_destroy, ignore,
+                        count, for_each)
     return rc
+
+
+def _no_self_reference(meta: ast.Attribute, b: ast.Block) -> None:
+    """count / for_each are read before any instance exists: they cannot use each,
+    count or the block itself (Terraform: "Invalid count argument")."""
+    for n in ast.walk(meta.expr):
+        if isinstance(n, ast.Name) and n.name in ("each", "count"):
+            raise ConfigError(f'{meta.name} cannot use "{n.name}": it decides how many '
+                              "instances there are; use variables, locals or other "
+                              "resources", b.file, n.line)
+
+
+def _check_repetition_names(b: ast.Block, used: set[str], has_count: bool,
+                            has_for_each: bool) -> None:
+    """each.* only where for_each is set, count.* only where count is (Terraform's
+    "Reference to "each" in context without for_each"). `used`: the ones the block's
+    expressions read (found by expr_refs' walk); only a mistake walks again, for its line."""
+    wrong = ("each" in used and not has_for_each) or ("count" in used and not has_count)
+    if not wrong:
+        return
+    exprs = [a.expr for a in b.attrs.values() if a.name not in ("count", "for_each")]
+    for sub in b.blocks:
+        for part in (sub, *sub.blocks):
+            exprs += [a.expr for a in part.attrs.values() if a.name != "iterator"]
+    for expr in exprs:
+        for n in ast.walk(expr):
+            if not isinstance(n, ast.GetAttr) or not isinstance(n.obj, ast.Name):
+                continue
+            if n.obj.name == "each" and not has_for_each:
+                raise ConfigError(f'"each" is used in {b.type} {b.labels[0]!r}, which does '
+                                  "not set for_each; add for_each = ... (a map or a set of "
+                                  "strings) or remove each.key / each.value", b.file, n.line)
+            if n.obj.name == "count" and not has_count:
+                raise ConfigError(f'"count.index" is used in {b.type} {b.labels[0]!r}, which '
+                                  "does not set count; add count = N or remove count.index",
+                                  b.file, n.line)
+
+
+def _dynamic(sub: ast.Block, b: ast.Block, schema: Any) -> str:
+    """Check a `dynamic "NAME" { for_each = ...  iterator = I  content { ... } }` block;
+    returns NAME. Only nested blocks may be dynamic, as in Terraform."""
+    if len(sub.labels) != 1:
+        raise ConfigError('a dynamic block takes one label, the nested block it makes: '
+                          'dynamic "ssh" { ... }', b.file, sub.line)
+    label = sub.labels[0]
+    if label not in schema.blocks:
+        nested = ", ".join(sorted(schema.blocks)) or "none"
+        raise ConfigError(f"dynamic {label!r}: {b.type} has no nested block {label!r} "
+                          f"(its nested blocks: {nested}; lifecycle cannot be dynamic)",
+                          b.file, sub.line)
+    for name, a in sub.attrs.items():
+        if name not in ("for_each", "iterator"):
+            raise ConfigError(f"unknown attribute {name!r} in dynamic {label!r}; it takes "
+                              "for_each, iterator and a content block", b.file, a.line)
+    if "for_each" not in sub.attrs:
+        raise ConfigError(f"dynamic {label!r} needs for_each = ... (a list, set or map)",
+                          b.file, sub.line)
+    it = sub.attrs.get("iterator")
+    if it is not None and not isinstance(it.expr, ast.Name):
+        raise ConfigError(f"dynamic {label!r}: iterator must be a bare name, e.g. "
+                          "iterator = item", b.file, it.line)
+    contents = sub.blocks_of("content")
+    if len(contents) != 1 or len(sub.blocks) != 1:
+        raise ConfigError(f"dynamic {label!r} holds exactly one content {{ ... }} block",
+                          b.file, sub.line)
+    sub_schema = schema.blocks[label]
+    for name, a in contents[0].attrs.items():
+        if name not in sub_schema.attrs:
+            raise ConfigError(f"unknown attribute {name!r} in {label} block; it takes: "
+                              f"{', '.join(sub_schema.settable())}", b.file, a.line)
+    return label
 
 
 def _lifecycle(sub: ast.Block, schema: Any) -> tuple[bool, list[str]]:
@@ -364,7 +484,8 @@ def _address_of(e: ast.Expr) -> str | None:
 
 
 def expr_refs(expr: ast.Expr) -> set[str]:
-    """Addresses (cluster.x) and locals (local.y) an expression mentions."""
+    """Addresses (cluster.x) and locals (local.y) an expression mentions, and "each" /
+    "count" when it reads each.* / count.* (_resource takes those out again)."""
     # a walk by exact type, literals first: this ran over every expression of every
     # resource at load (~0.3 s for 2,000 envs through ast.walk's isinstance chain)
     out: set[str] = set()
@@ -379,6 +500,8 @@ def expr_refs(expr: ast.Expr) -> set[str]:
             if type(obj) is ast.Name:
                 if obj.name in _REF_ROOTS:
                     out.add(f"{obj.name}.{n.name}")
+                elif obj.name in _REPETITION_NAMES:
+                    out.add(obj.name)
             else:
                 stack.append(obj)
         elif t is ast.TupleExpr:
@@ -394,6 +517,7 @@ def expr_refs(expr: ast.Expr) -> set[str]:
     return out
 
 
+_REPETITION_NAMES = frozenset(("each", "count"))
 _REF_ROOTS = frozenset(RESOURCE_TYPES) | {"local"}
 
 
@@ -414,7 +538,7 @@ def _resolve_local_refs(cfg: Config) -> None:
         for r in expr_refs(cfg.locals[name].expr):
             if r.startswith("local."):
                 out |= of_local(r[6:], stack + (name,))
-            else:
+            elif r not in _REPETITION_NAMES:  # reported when evaluated
                 out.add(r)
         memo[name] = out
         return out

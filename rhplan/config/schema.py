@@ -167,7 +167,7 @@ RESOURCE_SCHEMAS: dict[str, BlockSchema] = {
 }
 
 # Meta-arguments every resource block accepts (Terraform's names).
-META_ATTRS = {"depends_on"}
+META_ATTRS = {"depends_on", "count", "for_each"}
 META_BLOCKS = {"lifecycle"}
 LIFECYCLE = _schema(
     Attr("prevent_destroy", "bool", default=False),

@@ -2,15 +2,32 @@
 except through the resource types' read() during refresh, which is a separate step."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rhplan.config.decode import Evaluation
-from rhplan.config.evaluate import UNKNOWN, EvalError, ResourceValue
+from rhplan.config.decode import Evaluation, coerce
+from rhplan.config.evaluate import (
+    UNKNOWN,
+    EvalError,
+    InstanceMap,
+    Instances,
+    ResourceValue,
+    SetValue,
+    is_known,
+    type_name,
+)
 from rhplan.config.load import Config, ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
 from rhplan.graph import ancestors, build_graph, descendants, topological_order
+from rhplan.names import (
+    block_address,
+    instance_address,
+    instance_name,
+    normalize_address,
+    parse_address,
+)
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
@@ -29,6 +46,9 @@ class PlanOptions:
 
 # how a saved plan marks a variable it keeps only as a (keyed) digest
 SENSITIVE_VARIABLE = "$sensitive_sha256"
+
+# a count or for_each this large is a mistake (and would take the machine's memory)
+MAX_INSTANCES = 100_000
 
 
 def _strings(value: Any) -> list[str]:
@@ -56,16 +76,97 @@ class Planner:
         self._plain_digests: dict[str, str] = {}
         # secrets whose digest changed only as far as can be told: made with another key
         self._rekeyed: set[str] = set()
+        # repetition: each block's instances' keys (None for a block without count or
+        # for_each), and each planned instance's own configuration
+        self.instance_keys: dict[str, list[Any]] = {}
+        self.configs: dict[str, ResourceConfig] = {}
+        self._selection: tuple[set[str], set[str]] | None = None
 
-    # what `cluster.x` means inside an expression: the planned attributes
-    def _resolve(self, type_: str, name: str, line: int) -> ResourceValue:
+    def resource_config(self, address: str) -> ResourceConfig | None:
+        """The configuration of a resource instance (env.x["a"]) or a plain block."""
+        return self.configs.get(address) or self.cfg.resources.get(address)
+
+    # what `cluster.x` means inside an expression: the planned attributes; for a block
+    # with count a list of its instances, with for_each a map of them
+    def _resolve(self, type_: str, name: str, line: int
+                 ) -> ResourceValue | Instances | InstanceMap:
         addr = f"{type_}.{name}"
-        if addr not in self.cfg.resources:
+        rc = self.cfg.resources.get(addr)
+        if rc is None:
             raise EvalError(f"unknown reference {addr}; declare {type_} \"{name}\" {{ ... }}", line)
-        attrs = self.planned.get(addr)
-        valid = frozenset(RESOURCE_SCHEMAS[type_].attrs) | frozenset(RESOURCE_SCHEMAS[type_].blocks)
-        valid = valid - {n for n, a in RESOURCE_SCHEMAS[type_].attrs.items() if a.sensitive}
-        return ResourceValue(addr, attrs if attrs is not None else {}, valid)
+        valid = _valid_attrs(type_)
+        if rc.repeated is None:
+            attrs = self.planned.get(addr)
+            return ResourceValue(addr, attrs if attrs is not None else {}, valid)
+        values = {}
+        for key in self.instance_keys.get(addr, ()):
+            inst = instance_address(type_, name, key)
+            values[key] = ResourceValue(inst, self.planned.get(inst) or {}, valid)
+        if rc.repeated == "count":
+            return Instances(addr, list(values.values()))
+        return InstanceMap(addr, values)
+
+    def expand(self, rc: ResourceConfig) -> list[ResourceConfig]:
+        """The instances of a block: itself without count / for_each, else one per index
+        or key, named on hosts by names.instance_name."""
+        if rc.repeated is None:
+            return [rc]
+        out = []
+        for key, bindings in self._repetition(rc):
+            out.append(dataclasses.replace(rc, name=instance_name(rc.name, key), key=key,
+                                           block_name=rc.name, bindings=bindings))
+        return out
+
+    def _repetition(self, rc: ResourceConfig) -> list[tuple[Any, dict[str, Any]]]:
+        """(key, what count / each mean in that instance) for a repeated block, checked
+        as Terraform checks count and for_each; errors name the argument's line."""
+        meta = rc.count if rc.count is not None else rc.for_each
+        assert meta is not None
+        value = self.evaluation.evaluate(meta.expr, rc.file)
+        where = f"{rc.type} {rc.name!r}"
+        if rc.count is not None:
+            if value is UNKNOWN:
+                raise ConfigError(_unknown_message(where, "count"), rc.file, meta.line)
+            try:
+                n = coerce(value, "number") if not isinstance(value, bool) else None
+            except TypeError:
+                n = None
+            if n is None or n != int(n):
+                raise ConfigError(f"{where}: count must be a whole number, not "
+                                  f"{type_name(value) if n is None else n}; e.g. count = 2",
+                                  rc.file, meta.line)
+            if n < 0:
+                raise ConfigError(f"{where}: count must be zero or more, not {int(n)}",
+                                  rc.file, meta.line)
+            if n > MAX_INSTANCES:
+                raise ConfigError(f"{where}: count = {int(n)} is more than {MAX_INSTANCES:,} "
+                                  "instances; lower it", rc.file, meta.line)
+            return [(i, {"count": {"index": i}}) for i in range(int(n))]
+        if isinstance(value, dict):
+            pairs = sorted(value.items())
+        elif isinstance(value, SetValue):
+            if not is_known(value):
+                raise ConfigError(_unknown_message(where, "for_each"), rc.file, meta.line)
+            bad = next((v for v in value if not isinstance(v, str)), None)
+            if bad is not None:
+                raise ConfigError(f"{where}: for_each takes a set of strings, and this set "
+                                  f"holds a {type_name(bad)} ({bad!r}); convert its elements "
+                                  "with tostring, or use a map", rc.file, meta.line)
+            pairs = [(v, v) for v in value]
+        elif value is UNKNOWN:
+            raise ConfigError(_unknown_message(where, "for_each"), rc.file, meta.line)
+        elif isinstance(value, list):
+            raise ConfigError(f"{where}: for_each must be a map or a set of strings, and this "
+                              "is a list; write toset([...]) to use its elements as keys, or "
+                              "a map (e.g. { for v in LIST : v.name => v })",
+                              rc.file, meta.line)
+        else:
+            raise ConfigError(f"{where}: for_each must be a map or a set of strings, not "
+                              f"{type_name(value)}", rc.file, meta.line)
+        if len(pairs) > MAX_INSTANCES:
+            raise ConfigError(f"{where}: for_each has {len(pairs):,} keys, more than "
+                              f"{MAX_INSTANCES:,}; split it", rc.file, meta.line)
+        return [(k, {"each": {"key": k, "value": v}}) for k, v in pairs]
 
     def desired(self, rc: ResourceConfig) -> dict[str, Any]:
         """A resource's configured + plan-time computed attributes, sensitive ones hashed."""
@@ -97,52 +198,69 @@ class Planner:
 
     def plan(self, state: State, opts: PlanOptions, drift: list[dict[str, str]] | None = None
              ) -> Plan:
+        opts.targets = [normalize_address(a) for a in opts.targets]
+        opts.replace = [normalize_address(a) for a in opts.replace]
         for addr in opts.targets + opts.replace:
-            if addr not in self.cfg.resources and addr not in state.resources:
+            if block_address(addr) not in self.cfg.resources and addr not in state.resources:
                 raise ConfigError(f"{addr} is not a resource in the configuration or state; "
                                   "check the address (see rhplan state list)")
-        selected = self._selected(state, opts)
+        self._selection = self._selected(state, opts)
+        recorded: dict[str, list[str]] = {}  # block address -> its recorded instances
+        for addr in state.resources:
+            recorded.setdefault(block_address(addr), []).append(addr)
         changes: dict[str, Change] = {}
         replaced: set[str] = set()
         order = topological_order(self.graph)
-        for addr in order:
-            rc = self.cfg.resources[addr]
-            prior = state.resources.get(addr)
-            if addr not in selected:
-                # outside -target: keep what is recorded so references still resolve
+        for block in order:
+            rc = self.cfg.resources[block]
+            if not self._block_selected(block) or opts.destroy:
+                # outside -target (or destroying): keep what is recorded, so references
+                # still resolve
+                self._keep_recorded(rc, recorded.get(block, []), state, opts.destroy)
+                continue
+            instances = self.expand(rc)
+            if rc.repeated is not None:
+                self.instance_keys[block] = [i.key for i in instances]
+            deps = self._dependencies(block)
+            for inst in instances:
+                addr = inst.address
+                self.configs[addr] = inst
+                prior = state.resources.get(addr)
+                if not self.selected(addr):  # -target names another instance
+                    if prior is not None:
+                        self.planned[addr] = prior.attributes
+                    continue
+                attrs = self.desired(inst)
                 if prior is not None:
-                    self.planned[addr] = prior.attributes
-                continue
-            if opts.destroy:
-                self.planned[addr] = prior.attributes if prior else {}
-                continue
-            attrs = self.desired(rc)
-            if prior is not None:
-                self._upgrade_digests(rc, attrs, prior, state)
-            provider = self.provider_of(rc, attrs)
-            deps = sorted(self.graph.predecessors(addr))
-            change = self._diff(rc, attrs, prior, provider, deps, opts, replaced)
-            notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
-                     if d["address"] == addr]
-            if notes and change.action != "no-op":
-                change.reason = f"{change.reason} (found outside rhplan: {'; '.join(notes)})"
-            if change.action == "replace":
-                replaced.add(addr)
-            changes[addr] = change
-            self.planned[addr] = change.after or {}
+                    self._upgrade_digests(inst, attrs, prior, state)
+                provider = self.provider_of(inst, attrs)
+                change = self._diff(inst, attrs, prior, provider, deps, opts, replaced)
+                notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
+                         if d["address"] == addr]
+                if notes and change.action != "no-op":
+                    change.reason = f"{change.reason} (found outside rhplan: {'; '.join(notes)})"
+                if change.action == "replace":
+                    replaced.add(addr)
+                changes[addr] = change
+                self.planned[addr] = change.after or {}
+        for addr in opts.targets + opts.replace:
+            if addr not in self.configs and addr not in state.resources \
+                    and addr not in self.cfg.resources:
+                raise ConfigError(f"{addr} is not a resource instance in the configuration or "
+                                  "state; check the key (see rhplan state list)")
         # resources recorded but no longer configured (or all of them, for -destroy)
         for addr, rs in state.resources.items():
-            if addr in changes or addr not in selected:
+            if addr in changes or not self.selected(addr):
                 continue
-            if addr in self.cfg.resources and not opts.destroy:
+            if addr in self.configs and not opts.destroy:
                 continue
-            rc = self.cfg.resources.get(addr)
+            rc = self.cfg.resources.get(block_address(addr))
             if rc is not None and rc.prevent_destroy:
                 raise ConfigError(
                     f"{addr} has lifecycle.prevent_destroy set, and this plan would destroy it; "
                     "remove prevent_destroy to allow it", rc.file, rc.line)
             reason = ("destroy requested" if opts.destroy else
-                      "no longer in the configuration")
+                      _gone_reason(addr, rc))
             changes[addr] = Change(addr, rs.type, rs.name, rs.provider, "delete", rs.attributes,
                                    None, reason, [], list(rs.dependencies))
         ordered = sorted(changes.values(), key=lambda c: c.address)
@@ -196,29 +314,67 @@ class Planner:
             if recorded.get("secrets_sha256") == secret_type.combined(before):
                 recorded["secrets_sha256"] = secret_type.combined(now)
 
-    def _selected(self, state: State, opts: PlanOptions) -> set[str]:
-        everything = set(self.cfg.resources) | set(state.resources)
+    def _keep_recorded(self, rc: ResourceConfig, addresses: list[str], state: State,
+                       destroy: bool) -> None:
+        for addr in addresses:
+            self.planned[addr] = state.resources[addr].attributes
+        if rc.repeated is not None:
+            keys = [k for k in (_key_of(a) for a in addresses) if k is not None]
+            self.instance_keys[rc.address] = sorted(keys, key=lambda k: (type(k) is str, k))
+        elif destroy and rc.address not in self.planned:
+            self.planned[rc.address] = {}
+
+    def _dependencies(self, block: str) -> list[str]:
+        """The instances a block's instances depend on (all of each block it refers to,
+        as Terraform records them)."""
+        out: list[str] = []
+        for dep in self.graph.predecessors(block):
+            rc = self.cfg.resources.get(dep)
+            if rc is None or rc.repeated is None:
+                out.append(dep)
+            else:
+                out += [instance_address(rc.type, rc.name, k)
+                        for k in self.instance_keys.get(dep, ())]
+        return sorted(out)
+
+    def _selected(self, state: State, opts: PlanOptions) -> tuple[set[str], set[str]] | None:
+        """With -target: the blocks planned whole (a target without an index, and what
+        targets depend on, or for -destroy what depends on them) and the instances named
+        one by one; None plans everything."""
         if not opts.targets:
-            return everything
+            return None
         g = self.graph.copy()
         for addr, rs in state.resources.items():
             for dep in rs.dependencies:
-                g.add_edge(dep, addr)
-        out: set[str] = set()
+                g.add_edge(block_address(dep), block_address(addr))
+        whole: set[str] = set()
+        exact: set[str] = set()
         for t in opts.targets:
-            if t not in g:
-                out.add(t)
-                continue
-            out.add(t)
-            # planning a target needs what it depends on; destroying it, what depends on it
-            out |= descendants(g, t) if opts.destroy else ancestors(g, t)
-        return out
+            b = block_address(t)
+            (whole if t == b else exact).add(t)
+            if b in g:
+                # planning a target needs what it depends on; destroying it, what depends on it
+                whole |= descendants(g, b) if opts.destroy else ancestors(g, b)
+        return whole, exact
+
+    def selected(self, addr: str) -> bool:
+        """Whether this plan covers the resource instance at addr (see -target)."""
+        if self._selection is None:
+            return True
+        whole, exact = self._selection
+        return addr in exact or block_address(addr) in whole
+
+    def _block_selected(self, block: str) -> bool:
+        if self._selection is None:
+            return True
+        whole, exact = self._selection
+        return block in whole or any(block_address(e) == block for e in exact)
 
     def _diff(self, rc: ResourceConfig, attrs: dict[str, Any], prior: ResourceState | None,
               provider: str, deps: list[str], opts: PlanOptions, replaced: set[str]) -> Change:
         addr = rc.address
         if prior is None:
-            return Change(addr, rc.type, rc.name, provider, "create", None, attrs,
+            return Change(addr, rc.type, rc.label, provider, "create", None, attrs,
                           "not in the state yet", [], deps)
         schema = RESOURCE_SCHEMAS[rc.type]
         ignore = set(rc.ignore_changes)
@@ -245,7 +401,7 @@ class Planner:
         forces += [n for n in more if n not in forces]
         parent_replaced = [d for d in TYPES[rc.type].replaced_with(after) if d in replaced]
         reason = ""
-        if addr in opts.replace:
+        if addr in opts.replace or (rc.key is not None and rc.block_address in opts.replace):
             action, reason = "replace", "replacement requested with -replace"
         elif forces:
             action, reason = "replace", (why_replace or
@@ -269,7 +425,7 @@ class Planner:
             for name in TYPES[rc.type].after_apply:
                 if name not in attrs or attrs[name] is UNKNOWN:
                     after[name] = UNKNOWN
-        return Change(addr, rc.type, rc.name, provider, action, before, after, reason,
+        return Change(addr, rc.type, rc.label, provider, action, before, after, reason,
                       forces, deps)
 
     def _describe(self, rc: ResourceConfig, name: str, before: Any, after: Any,
@@ -316,6 +472,44 @@ class Planner:
                 out[name] = {"action": "delete", "before": rec.get("value"), "after": None,
                              "sensitive": rec.get("sensitive", False)}
         return out
+
+
+def _valid_attrs(type_: str) -> frozenset[str]:
+    """The attributes a reference to a resource of type_ may read (not sensitive ones)."""
+    valid = _VALID.get(type_)
+    if valid is None:
+        schema = RESOURCE_SCHEMAS[type_]
+        valid = _VALID[type_] = (frozenset(schema.attrs) | frozenset(schema.blocks)) - {
+            n for n, a in schema.attrs.items() if a.sensitive}
+    return valid
+
+
+_VALID: dict[str, frozenset[str]] = {}
+
+
+def _key_of(address: str) -> Any:
+    parts = parse_address(address)
+    return parts[2] if parts else None
+
+
+def _unknown_message(where: str, meta: str) -> str:
+    """Terraform's "Invalid count / for_each argument" when it is known only after apply."""
+    what = "how many instances" if meta == "count" else "which keys"
+    return (f'{where}: the "{meta}" value depends on values known only after apply, so '
+            f"rhplan cannot tell {what} to plan; build it from variables or locals, or "
+            "apply what it depends on first with -target")
+
+
+def _gone_reason(addr: str, rc: ResourceConfig | None) -> str:
+    if rc is None or addr == rc.address:
+        return "no longer in the configuration"
+    key = _key_of(addr)
+    if rc.repeated == "count" and isinstance(key, int):
+        return "its index is beyond count"
+    if rc.repeated == "for_each" and isinstance(key, str):
+        return "its key is no longer in for_each"
+    return (f"{rc.address} now sets {rc.repeated}, so this address has no configuration"
+            if rc.repeated else f"{rc.address} no longer sets count or for_each")
 
 
 # status attributes whose change the resource type explains itself (refine_update)

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 from rhplan.errors import StateError
+from rhplan.names import block_address, parse_address
 
 
 def _installed_version() -> str:
@@ -136,7 +137,8 @@ class ResourceState:
         for key in ("address", "type", "name", "provider"):
             if not isinstance(d[key], str) or not d[key]:
                 raise _shape_error(source, f"{where}: {key} must be a non-empty string", backup)
-        if d["address"] != f"{d['type']}.{d['name']}":
+        if block_address(d["address"]) != f"{d['type']}.{d['name']}" or (
+                "[" in d["address"] and parse_address(d["address"]) is None):
             raise _shape_error(source, f"{where}: its type and name say "
                                        f"{d['type']}.{d['name']!r}", backup)
         attributes = d["attributes"]
