@@ -676,8 +676,10 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     # gives ids, nobody picks one) and, on its socket, only this process (pid and start
     # time: a pid alone is reused)
     info["actor_id"] = actor._actor_id.hex()
-    if kept is not None and kept.get("error"):  # the old one's store could not be written
-        info["restored"]["lost"]["*"] = kept["error"]
+    if kept is not None:  # what the servlet it replaced could not write, and why
+        info["restored"]["lost"].update(kept.get("lost") or {})
+        if kept.get("error"):
+            info["restored"]["lost"]["*"] = kept["error"]
     info["start_ticks"] = process_start_ticks(info["pid"])
     return info
 
@@ -688,7 +690,11 @@ def _snapshot(ray, old) -> dict:
     try:
         return ray.get(old.snapshot.remote(), timeout=SNAPSHOT_TIMEOUT)
     except AttributeError:  # started by an older rhplan: it cannot
-        return {"error": "the servlet (started by an older rhplan) cannot keep its objects"}
+        try:
+            held = ray.get(old.keys.remote(), timeout=SNAPSHOT_TIMEOUT)
+        except Exception:  # noqa: BLE001 - it does not answer: nothing more to say
+            held = ["?"]
+        return {"lost": {k: "its servlet was started by an older rhplan" for k in held}}
     except Exception as exc:  # noqa: BLE001 - dead, hung or failed: its objects are lost
         return {"error": f"its objects could not be kept ({type(exc).__name__})"}
 
