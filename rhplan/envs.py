@@ -188,9 +188,26 @@ until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
 done
 """
 
-# Puts the env's bin first on PATH on the host (whose PATH only it knows),
-# then runs the user's command, passed as $1, as a bash script.
-_SETUP_WRAPPER = 'PATH="$VIRTUAL_ENV/bin:$PATH"; export PATH; exec bash -c "$1"'
+# Runs in the env's interpreter on the host: loads the env's env vars and secrets from
+# its files (so values never travel on a command line), puts the env's bin first on
+# PATH (whose PATH only the host knows), then runs the user's command, passed as an
+# argument, as a bash script in the given folder.
+_SETUP_RUNNER = r"""
+import json, os, sys
+env_dir, cwd, cmd = sys.argv[1:4]
+for name in ("ENV_VARS", "SECRETS"):
+    try:
+        with open(os.path.join(env_dir, name), encoding="utf-8") as fh:
+            os.environ.update({str(k): str(v) for k, v in json.load(fh).items()})
+    except FileNotFoundError:
+        pass
+os.environ["VIRTUAL_ENV"] = env_dir
+os.environ["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + os.environ.get("PATH", "")
+if cwd:
+    os.chdir(cwd)
+sys.stdout.flush()
+os.execvp("bash", ["bash", "-c", cmd, "rhplan-setup"])
+"""
 
 
 @dataclass(frozen=True)
@@ -619,19 +636,21 @@ def redact(text: str, secrets: Mapping[str, str]) -> str:
 
 
 def run_setup_cmds(
-    conn: Connection, env_dir: str, cmds: list[str], secrets: Mapping[str, str] | None = None
+    conn: Connection, env_dir: str, cmds: list[str], secrets: Mapping[str, str] | None = None,
+    cwd: str = "",
 ) -> None:
     """Run user-written shell commands (Runhouse setup_cmds) in order, in the env.
 
-    Each runs as its own bash script with the env's bin first on PATH and
-    VIRTUAL_ENV set; the first failure stops the rest. Its error names the last line
-    of the command's output, with the env's secret values redacted.
+    Each runs as its own bash script with the env's bin first on PATH, VIRTUAL_ENV set,
+    and the env's env vars and secrets (from the files write_env_files wrote) in its
+    environment, in cwd when given (the env's working_dir); the first failure stops the
+    rest. Its error names the last line of the command's output, with the env's secret
+    values redacted.
     """
     env_dir = _check_env_dir(env_dir)
+    runner = _SETUP_RUNNER.replace("ENV_VARS", ENV_VARS_FILE).replace("SECRETS", SECRETS_FILE)
     for i, cmd in enumerate(cmds, 1):
-        res = conn.run(
-            ["bash", "-c", _SETUP_WRAPPER, "rhplan-setup", cmd], env={"VIRTUAL_ENV": env_dir}
-        )
+        res = conn.run([env_python(env_dir), "-I", "-c", runner, env_dir, cwd, cmd])
         if not res.ok:
             first = cmd.strip().splitlines()[0] if cmd.strip() else ""
             shown = first if len(first) <= 60 else first[:57] + "..."

@@ -112,6 +112,8 @@ ENV = _schema(
     Attr("cluster", "ref(cluster)", required=True, force_new=True),
     Attr("reqs", "list(req)", default=[]),
     Attr("env_vars", "map(string)", default={}),
+    # ".env", a list, or { path = ".env", sensitive = true } (rhplan/env_files.py)
+    Attr("env_file", "any"),
     Attr("secrets", "list(ref(secret))", default=[]),
     Attr("setup_cmds", "list(string)", default=[]),
     Attr("compute", "map(number)", default={}),
@@ -120,6 +122,11 @@ ENV = _schema(
     # editing a local package reinstalls it
     Attr("sources", "map(string)", computed=True),
     Attr("secrets_sha256", "string", computed=True),
+    # read from env_file while planning: plain files' values (env_vars win over them);
+    # a sensitive file's keys and a keyed digest of its values (never the values)
+    Attr("env_file_vars", "map(string)", computed=True),
+    Attr("env_file_secret_keys", "list(string)", computed=True),
+    Attr("env_file_sha256", "string", computed=True),
     # filled in by apply
     Attr("path", "string", computed=True, force_new=True),
     Attr("python", "string", computed=True),

@@ -25,7 +25,7 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as PipRequirement
 from packaging.utils import canonicalize_name
 
-from rhplan import envs, facts, sync
+from rhplan import env_files, envs, facts, sync
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
@@ -35,14 +35,17 @@ from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import Requirement, parse_requirement, tree_hash
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
+from rhplan.state import digest
 from rhplan.state.model import ResourceState, State
 
 manage = lazy_module("rhplan.servlets.manage")  # imports paramiko: not needed to plan
 
 # what a running servlet holds, by attribute: a change to any restarts it (an
 # interpreter cannot reload upgraded modules, nor see a new environment)
-_HELD = {"reqs": "packages", "sources": "packages", "env_vars": "environment",
-         "secrets": "environment", "secrets_sha256": "environment", "compute": "resources"}
+_ENVIRONMENT = ("env_vars", "secrets", "secrets_sha256", "env_file_vars",
+                "env_file_secret_keys", "env_file_sha256")
+_HELD = {"reqs": "packages", "sources": "packages", "compute": "resources",
+         **{k: "environment" for k in _ENVIRONMENT}}
 
 
 class EnvType(ResourceType):
@@ -57,6 +60,7 @@ class EnvType(ResourceType):
         if attrs.get("name") is None:
             attrs["name"] = rc.name
         _check_names(rc, attrs)
+        self._plan_env_files(rc, attrs, ctx)
         if attrs.get("conda") is not None:
             raise ConfigError(f"env {rc.name!r}: conda envs are not supported yet; use pip "
                               "packages in a virtualenv (remove conda = ...)", rc.file,
@@ -112,6 +116,43 @@ class EnvType(ResourceType):
             attrs["path"] = f"{root}/envs/{attrs['name']}"
             attrs["python"] = f"{attrs['path']}/bin/python"
         return attrs
+
+    def _plan_env_files(self, rc: ResourceConfig, attrs: dict[str, Any],
+                        ctx: RunContext) -> None:
+        """env_file: plain values join the plan (env_vars win over them); a sensitive
+        file's values stay in memory for apply, the plan holding its keys and a keyed
+        digest, so editing the file is a planned update that never shows a value."""
+        line = _line(rc, "env_file")
+        spec = attrs.get("env_file")
+        if spec is None:  # left unset (null): states from before env_file plan no change
+            return
+        env_vars = attrs.get("env_vars") or {}
+        if spec is UNKNOWN or any(v is UNKNOWN for v in (spec if isinstance(spec, list)
+                                                         else [spec])):
+            attrs["env_file_vars"] = attrs["env_file_secret_keys"] = UNKNOWN
+            attrs["env_file_sha256"] = UNKNOWN
+            return
+        try:
+            files = env_files.parse_spec(spec, ctx.config_dir)
+        except ValueError as exc:
+            raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, line) from None
+        try:
+            found = env_files.read(files, env_vars)
+        except ConfigError as exc:
+            if exc.line:  # a bad line: the .env file's own file:line
+                raise
+            raise ConfigError(f"env {rc.name!r}: {exc.message}", rc.file, line) from None
+        for label, values in (("env var", found.plain), ("secret", found.sensitive)):
+            for key, value in values.items():
+                problem = envs.env_var_problem(label, key, value)
+                if problem:
+                    raise ConfigError(f"env {rc.name!r}: env_file: {problem}", rc.file, line)
+        attrs["env_file_vars"] = found.plain
+        attrs["env_file_secret_keys"] = sorted(found.sensitive)
+        attrs["env_file_sha256"] = digest.digest(ctx, found.sensitive) \
+            if found.sensitive else ""
+        with ctx.lock:  # apply writes them into secrets.json; never into the state
+            ctx.secret_values[rc.address] = found.sensitive
 
     def _check_pins(self, rc: ResourceConfig, attrs: dict[str, Any], cluster: dict[str, Any],
                     ctx: RunContext, line: int) -> None:
@@ -296,8 +337,17 @@ class EnvType(ResourceType):
         tag = hashlib.sha256(str(local).encode()).hexdigest()[:10]
         return f"{cluster.attributes['root_dir']}/src/{local.name or 'root'}-{tag}"
 
+    def _env_vars(self, rs: ResourceState) -> dict[str, str]:
+        """What the env's processes see as env vars: its env files', then env_vars."""
+        a = rs.attributes
+        return {**(a.get("env_file_vars") or {}), **(a.get("env_vars") or {})}
+
     def _secrets(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
-        out: dict[str, str] = {}
+        # a sensitive env_file's values (planned in this run), then the secret blocks'
+        out: dict[str, str] = dict(ctx.secret_values.get(rs.address) or {})
+        if rs.attributes.get("env_file_secret_keys") and not out:
+            raise ProviderError(f"{rs.address}: the values of its sensitive env_file were not "
+                                "read in this run; run rhplan plan or apply again")
         for addr in rs.attributes.get("secrets") or []:
             out.update(ctx.secret_values.get(addr, {}))
         return out
@@ -338,7 +388,7 @@ class EnvType(ResourceType):
             installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
                                                    constraints, before)
         a["installed"] = installed
-        envs.write_env_files(conn, a["path"], a["env_vars"], self._secrets(rs, ctx))
+        envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
         envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx))
         try:
             self._start_servlet(rs, conn, ctx, state)
@@ -502,9 +552,8 @@ class EnvType(ResourceType):
         for raw in [r for r in commits if r not in a["reqs"]]:
             commits.pop(raw)
         a["installed"] = installed
-        if (b.get("env_vars") != a["env_vars"] or b.get("secrets_sha256") != a["secrets_sha256"]
-                or b.get("secrets") != a["secrets"]):
-            envs.write_env_files(conn, path, a["env_vars"], self._secrets(after, ctx))
+        if any(b.get(k) != a.get(k) for k in _ENVIRONMENT):
+            envs.write_env_files(conn, path, self._env_vars(after), self._secrets(after, ctx))
         if b.get("setup_cmds") != a["setup_cmds"]:
             envs.run_setup_cmds(conn, path, a["setup_cmds"], self._secrets(after, ctx))
         if (b.get("servlet") != "running" or a.get("servlet") != "running"
