@@ -29,6 +29,7 @@ from packaging.requirements import Requirement as PipRequirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
+from rhplan import secret_providers
 from rhplan.connection import CommandResult, Connection
 from rhplan.errors import ProviderError
 from rhplan.packages import Requirement, split_git
@@ -602,6 +603,8 @@ def write_env_files(
     Values are never put in a message: an error names the key only.
     """
     env_dir = _check_env_dir(env_dir)
+    # provider secrets' credential files (0600) first; secrets.json points at them
+    secrets = secret_providers.place(conn, env_dir, secrets)
     for label, values, path, mode in (
         ("env var", env_vars, ENV_VARS_FILE, 0o644),
         ("secret", secrets, SECRETS_FILE, 0o600),

@@ -146,6 +146,10 @@ PACKAGE = _schema(
 SECRET = _schema(
     Attr("from_env", "list(string)", default=[]),
     Attr("values", "map(string)", default={}, sensitive=True),
+    Attr("provider", "string", doc="aws | huggingface | gcp | ssh: credentials read on this "
+                                   "machine, put on the hosts as a 0600 file"),
+    Attr("profile", "string", doc="aws: the profile in the credentials file"),
+    Attr("path", "string", doc="the local credentials file (default: the provider's own)"),
     Attr("keys", "list(string)", computed=True),
     Attr("sha256", "string", computed=True),
 )
