@@ -20,7 +20,8 @@ own runtime_resources, sockets and other non-regular files, compiled or archive
 files by suffix, and files over MAX_BYTES (counted and reported as skipped).
 
 Allowed: the file an env keeps its secrets in on its host, ENV/rhplan/secrets.json,
-which must hold them; each such file found must be mode 0600, or that is a leak too.
+and its provider secrets' credential files, ENV/rhplan/secret_files/*, which must hold
+them; each such file found must be mode 0600, or that is a leak too.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ import pytest
 from canary import issued
 
 # the one file meant to hold secret values: an env's secrets on its host (envs.SECRETS_FILE)
-ALLOWED = re.compile(r"/envs/[A-Za-z_][A-Za-z0-9_-]*/rhplan/secrets\.json$")
+ALLOWED = re.compile(
+    r"/envs/[A-Za-z_][A-Za-z0-9_-]*/rhplan/(secrets\.json|secret_files/[^/]+)$")
 MAX_BYTES = 20 * 1024 * 1024
 _SKIP_DIRS = {"site-packages", "ray-venv", "runtime_resources", "__pycache__", ".git"}
 _SKIP_SUFFIXES = (".so", ".pyc", ".whl", ".zip", ".gz", ".tar", ".png", ".jpg", ".pickle",
