@@ -1,4 +1,6 @@
-"""secret "NAME" { from_env = [...] values = {...} }: values envs receive.
+"""secret "NAME" { from_env = [...] values = {...} }: values envs receive; or
+secret "NAME" { provider = "aws" profile = "..." }: credentials read on this machine and
+put on the hosts as a 0600 file (rhplan.secret_providers).
 
 Values are read from the environment when planning and applying and kept in memory
 only; the state and plan hold key names and a keyed digest (`sha256`: an HMAC-SHA256
@@ -11,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from rhplan import envs
+from rhplan import envs, secret_providers
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError
 from rhplan.provider import RunContext
@@ -50,7 +52,10 @@ class SecretType(ResourceType):
             values[name] = os.environ[name]
         literal = ctx.sensitive.get(rc.address, {}).get("values") or {}
         values.update(literal)
+        values.update(self._from_provider(rc, attrs))
         for key, value in values.items():
+            if secret_providers.is_file_key(key):
+                continue  # a file's content: checked as a file, never an env var
             # refused here with file:line, not on the host mid-apply; the message names
             # the key only, never the value
             problem = envs.env_var_problem("secret", key, value)
@@ -59,6 +64,30 @@ class SecretType(ResourceType):
                 line = rc.block.attrs[attr].line if attr in rc.block.attrs else rc.line
                 raise ConfigError(f"{rc.address}: {problem}", rc.file, line)
         ctx.secret_values[rc.address] = values
-        attrs["keys"] = sorted(values)
+        attrs["keys"] = secret_providers.shown_keys(values)
         attrs["sha256"] = digest.digest(ctx, values)
         return attrs
+
+    @staticmethod
+    def _from_provider(rc: ResourceConfig, attrs: dict[str, Any]) -> dict[str, str]:
+        """A provider secret's values (credential files read now, so rotating them shows
+        as a planned change); a missing file is one line naming it, at file:line."""
+        provider = attrs.get("provider")
+        for name in ("profile", "path"):
+            if attrs.get(name) is not None and provider is None:
+                line = rc.block.attrs[name].line if name in rc.block.attrs else rc.line
+                raise ConfigError(f"{rc.address}: {name} needs provider (one of "
+                                  f"{', '.join(secret_providers.PROVIDERS)})", rc.file, line)
+        if provider is None:
+            return {}
+        line = rc.block.attrs["provider"].line if "provider" in rc.block.attrs else rc.line
+        if provider not in secret_providers.PROVIDERS:
+            raise ConfigError(f"{rc.address}: unknown provider {provider!r}; use one of "
+                              f"{', '.join(secret_providers.PROVIDERS)}", rc.file, line)
+        if attrs.get("profile") is not None and provider != "aws":
+            raise ConfigError(f"{rc.address}: profile is for provider \"aws\" only",
+                              rc.file, line)
+        try:
+            return secret_providers.read_local(provider, attrs.get("profile"), attrs.get("path"))
+        except secret_providers.MissingCredentials as exc:
+            raise ConfigError(f"{rc.address}: {exc}", rc.file, line) from None
