@@ -22,9 +22,17 @@ if TYPE_CHECKING:
     from rhplan.servlets.client import RemoteInstance, ServletHandle
 
 
-def servlet(name: str, chdir: str = ".") -> ServletHandle:
-    """A handle to env NAME's servlet, found through the state of the configuration in chdir."""
+def servlet(name: str, chdir: str = ".", key: str | int | None = None) -> ServletHandle:
+    """A handle to env NAME's servlet, found through the state of the configuration in chdir.
+
+    An instance of a repeated env is `servlet('x["a"]')` / `servlet("x[0]")`, or
+    `servlet("x", key="a")` / `servlet("x", key=0)`."""
+    from rhplan.names import instance_address, normalize_address
     from rhplan.servlets.client import servlet as _servlet  # Ray is imported only when used
+    if key is not None:
+        name = instance_address("env", name.removeprefix("env."), key)
+    elif "[" in name:
+        name = normalize_address(name if name.startswith("env.") else f"env.{name}")
     return _servlet(name, chdir)
 
 

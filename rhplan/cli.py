@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rhplan.errors import RhplanError
+from rhplan.names import address_order, block_address, normalize_address
 from rhplan.workspace_cli import workspace as workspace_group
 
 if TYPE_CHECKING:
@@ -395,40 +396,61 @@ def _backend(obj: Ctx) -> Backend:
 
 
 @state.command("list")
+@click.argument("addresses", nargs=-1)
 @click.pass_obj
-def state_list(obj: Ctx) -> None:
-    """List resource addresses in the state."""
-    for addr in sorted(_backend(obj).read().resources):
-        click.echo(addr)
+def state_list(obj: Ctx, addresses: tuple[str, ...]) -> None:
+    """List resource addresses in the state (only those ADDRESSES name: env.x lists
+    every instance of env.x)."""
+    recorded = _backend(obj).read().resources
+    wanted = [normalize_address(a) for a in addresses]
+    for addr in sorted(recorded, key=address_order):
+        if not wanted or addr in wanted or block_address(addr) in wanted:
+            click.echo(addr)
+
+
+def _instances(st: Any, address: str) -> list[str]:
+    """The recorded instances an address names: itself, or every instance of a block
+    (env.x -> env.x["a"], env.x["b"]), as Terraform's state commands read it."""
+    address = normalize_address(address)
+    if address in st.resources:
+        return [address]
+    return sorted((a for a in st.resources if block_address(a) == address), key=address_order)
 
 
 @state.command("show")
 @click.argument("address")
 @click.pass_obj
 def state_show(obj: Ctx, address: str) -> None:
-    """Show one resource's recorded attributes."""
+    """Show one resource instance's recorded attributes."""
     _, st, hidden = _state_view(obj)
-    if address not in st.resources:
+    found = _instances(st, address)
+    if not found:
         raise RhplanError(f"no {address} in the state; see rhplan state list")
-    click.echo(_resource_text(st.resources[address], hidden.get(address, [])))
+    if len(found) > 1 or found[0] != normalize_address(address):
+        raise RhplanError(f"{address} has {len(found)} instances ({', '.join(found)}); "
+                          f"show one of them, e.g. rhplan state show '{found[0]}'")
+    click.echo(_resource_text(st.resources[found[0]], hidden.get(found[0], [])))
 
 
 @state.command("rm")
 @click.argument("addresses", nargs=-1, required=True)
 @click.pass_obj
 def state_rm(obj: Ctx, addresses: tuple[str, ...]) -> None:
-    """Forget resources without destroying them."""
+    """Forget resources without destroying them (env.x: every instance of it)."""
     backend = _backend(obj)
     with backend.locked("state rm"):
         st = backend.read()
+        gone: list[str] = []
         for a in addresses:
-            if a not in st.resources:
+            found = _instances(st, a)
+            if not found:
                 raise RhplanError(f"no {a} in the state; see rhplan state list")
-        for a in addresses:
+            gone += [f for f in found if f not in gone]
+        for a in gone:
             del st.resources[a]
             click.echo(f"Removed {a}")
         backend.write(st)
-    click.echo(f"Successfully removed {len(addresses)} resource instance(s).")
+    click.echo(f"Successfully removed {len(gone)} resource instance(s).")
 
 
 @state.command("pull")

@@ -77,3 +77,12 @@ def instance_name(name: str, key: Any) -> str:
     tag = hashlib.sha256(f"{name}[{address_key}]".encode()).hexdigest()[:8]
     slug = _UNSAFE.sub("-", str(key)).strip("-")[:40]
     return f"{name[:72]}-{slug}-{tag}" if slug else f"{name[:72]}-{tag}"
+
+
+def address_order(address: str) -> tuple[str, int, int | str]:
+    """Sort key: by block, then env.x[2] before env.x[10] (numbers by value)."""
+    parts = parse_address(address)
+    if parts is None or parts[2] is None:
+        return (block_address(address), 0, 0)
+    key = parts[2]
+    return (block_address(address), 1 if isinstance(key, int) else 2, key)

@@ -164,8 +164,8 @@ class Workspace:
         opts = PlanOptions(destroy=saved.destroy, targets=list(saved.targets),
                            replace=list(saved.replace))
         digest.use_key(self.ctx, self.backend.digest_key)
-        self.variables = {**self.variables,
-                          **_saved_variables(saved, self.variables, source, self.ctx)}
+        self.variables = {**self.variables, **_typed_again(
+            self.cfg, _saved_variables(saved, self.variables, source, self.ctx))}
         prior, drift = current, saved.drift
         if saved.refresh_changed and current.resources:
             self.ctx.lineage = current.lineage
@@ -251,6 +251,21 @@ def _saved_variables(saved: Plan, given: dict[str, Any], source: str,
             value = given[name]
         values[name] = value
     return values
+
+
+def _typed_again(cfg: Config, values: dict[str, Any]) -> dict[str, Any]:
+    """A saved plan's JSON holds a set(...) variable as a list; converted by its type
+    again, it is a set once more (for_each takes sets, not lists)."""
+    from rhplan.config import variables
+    out = dict(values)
+    for name, value in values.items():
+        v = cfg.variables.get(name)
+        if v is not None and v.type_spec is not None:
+            try:
+                out[name] = variables.convert(value, v.type_spec, secret=v.sensitive)
+            except TypeError:
+                pass  # kept as saved: the plan's check reports what differs
+    return out
 
 
 def _fingerprint(plan: Plan) -> str:

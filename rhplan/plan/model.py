@@ -12,6 +12,7 @@ from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.errors import RhplanError
+from rhplan.names import parse_address
 
 # 2: plans record the digest of the state they were made from (state_digest)
 PLAN_FORMAT = 2
@@ -333,7 +334,7 @@ def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
                      ) -> dict[str, Any]:
     # before/after appear twice (Terraform's shape); one copy each, shared, halves the
     # memory of `plan -json` (bench/load.py: 5,000 resources)
-    return {
+    out = {
         "address": c.address,
         "type": c.type,
         "name": c.name,
@@ -352,6 +353,11 @@ def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
                    "after_sensitive": _sensitive_mask(c.sensitive) if c.after is not None
                    else False},
     }
+    if c.address.endswith("]"):  # an instance of a block with count / for_each
+        parts = parse_address(c.address)
+        if parts is not None:
+            out["index"] = parts[2]
+    return out
 
 
 def save_plan(path: Path, plan: Plan, shown: str) -> None:

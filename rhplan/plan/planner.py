@@ -452,7 +452,8 @@ class Planner:
                 try:
                     after = self.evaluation.output(o)  # refuses an unmarked sensitive one
                 except ConfigError:
-                    if any(r not in self.planned for r in o.refs if not r.startswith("local.")):
+                    if any(r not in self.planned and r not in self.instance_keys
+                           for r in o.refs if not r.startswith("local.")):
                         after = UNKNOWN  # refers to something outside -target
                     else:
                         raise
