@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_remote_ssh_only import box  # noqa: F401 - the sshd-only cluster fixture
 
 DRIVER_TIMEOUT = 120.0
 
@@ -216,3 +217,36 @@ def test_a_class_by_import_path_or_from_the_callers_module(cluster: Cluster,
     assert "Remote traceback" in got["no_class"]["notes"], got
     assert got["not_a_class"]["type"] == "TypeError", got
     assert got["keys"] == [f"greeter-{route}", f"letters-{route}"]
+
+
+# -- through SSH only: a real sshd, a caller whose one way out is the SSH proxy ------
+
+@pytest.mark.long  # a second cluster (sshd, Ray over SSH): the gateway route is above
+def test_remote_objects_through_ssh_only(box: Any) -> None:  # noqa: F811
+    made = box.drive("""
+        class Acc:
+            def __init__(self):
+                self.items = []
+            def add(self, x):
+                self.items.append(x)
+                return sum(self.items)
+
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        a = s.instance(Acc, name="acc")
+        emit(route=s.route, sums=[a.add(3), a.add(4)], items=a.items(),
+             letters=s.instance("collections:Counter", "aab", name="ab").most_common(1))
+    """)
+    made = {k: v for k, v in made.items() if not k.startswith("_")}  # _stdout, _stderr
+    assert made == {"route": "ssh", "sums": [3, 7], "items": [3, 4], "letters": [["a", 2]]}
+    again = box.drive("""
+        s = rhplan.servlet("remote", chdir=CHDIR)
+        h = s.get_instance("acc")
+        try:
+            h.add()
+        except TypeError as exc:
+            error = [type(exc).__name__, "Remote traceback" in "".join(exc.__notes__)]
+        emit(sum=h.add(1), error=error, deleted=[h.delete(), s.delete("ab")], keys=s.keys())
+    """)
+    again = {k: v for k, v in again.items() if not k.startswith("_")}
+    assert again == {"sum": 8, "error": ["TypeError", True], "deleted": [True, True],
+                     "keys": []}
