@@ -43,7 +43,7 @@ import posixpath
 import pwd
 import shlex
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,9 @@ from rhplan.packages import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MANIFEST_NAME",
+    "Selection",
     "SyncResult",
+    "scan",
     "check_sync_folder",
     "remote_tree_hash",
     "sync_folder",
@@ -133,7 +135,11 @@ def check_sync_folder(local_dir: Path) -> Path:
     those sent whole disks in Runhouse), and anything that is not a folder.
     Cheap (no walk), so a planner can call it to refuse early.
     """
-    root = Path(local_dir).expanduser().resolve()
+    try:
+        root = Path(local_dir).expanduser().resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a loop
+        raise ConfigError(f"refusing to sync {local_dir}: it is a symlink loop; point it at "
+                          "a real folder") from None
     hint = "point the package at your project's folder (the one with pyproject.toml or setup.py)"
     if root == Path(root.anchor):
         raise ConfigError(f"refusing to sync {root}: that is the whole filesystem; {hint}")
@@ -173,13 +179,24 @@ def _inside(root: str, target: str) -> bool:
     return target == root or target.startswith(root.rstrip("/") + "/")
 
 
-def _select(root: Path) -> tuple[list[_Entry], list[str]]:
+@dataclass(frozen=True)
+class Selection:
+    """What a sync leaves out on top of what packages.tree_hash leaves out (a working_dir
+    adds its .rhplanignore and rhplan's own files): more patterns in .gitignore's syntax,
+    and a test on each file (its path) that may read it."""
+
+    patterns: tuple[str, ...] = ()
+    exclude_file: Callable[[str], bool] | None = None
+    ignore_files: str = ".gitignore"  # named in messages: where to leave something out
+
+
+def _select(root: Path, sel: Selection = Selection()) -> tuple[list[_Entry], list[str]]:
     """Walk root exactly as packages.tree_hash does (same pruning, same order).
 
     Returns the entries in tree_hash order and the paths that are skipped.
     """
     root_s = str(root)
-    patterns = _gitignore_patterns(root)
+    patterns = _gitignore_patterns(root) + list(sel.patterns)
     entries: list[_Entry] = []
     skipped: list[str] = []
 
@@ -210,6 +227,8 @@ def _select(root: Path) -> tuple[list[_Entry], list[str]]:
             if any(fnmatch.fnmatchcase(fname, p) for p in _SKIP_FILE_PATTERNS):
                 continue
             if _ignored(rel, False, patterns):
+                continue
+            if sel.exclude_file is not None and sel.exclude_file(os.path.join(dirpath, fname)):
                 continue
             entry = _classify(root_s, rel, os.path.join(dirpath, fname), skipped)
             if entry is not None:
@@ -256,7 +275,8 @@ def _classify(root: str, rel: str, path: str, skipped: list[str]) -> _Entry | No
     return _Entry(rel, source, st.st_size, stat.S_IMODE(st.st_mode) & 0o777, send=True)
 
 
-def _check_size(root: Path, entries: list[_Entry], max_bytes: int) -> None:
+def _check_size(root: Path, entries: list[_Entry], max_bytes: int,
+                fix: str = "") -> None:
     total = sum(e.size for e in entries if e.send)
     if total <= max_bytes:
         return
@@ -270,9 +290,9 @@ def _check_size(root: Path, entries: list[_Entry], max_bytes: int) -> None:
     parts = ", ".join(f"{name!r} {_human(size)}" for name, size in biggest)
     raise ConfigError(
         f"refusing to sync {root}: its files add up to {_human(total)}, more than the "
-        f"{_human(max_bytes)} limit (biggest: {parts}); add what the code does not need "
-        f"(data, checkpoints, outputs) to {root}/.gitignore, or point the package at a "
-        "smaller folder"
+        f"{_human(max_bytes)} limit (biggest: {parts}); " + (fix or (
+            f"add what the code does not need (data, checkpoints, outputs) to "
+            f"{root}/.gitignore, or point the package at a smaller folder"))
     )
 
 
@@ -304,6 +324,18 @@ def _hash_all(root: Path, entries: list[_Entry]) -> tuple[dict[str, tuple[str, i
         if e.send:
             files[e.rel] = (digest.hex(), e.mode)
     return files, tree.hexdigest()
+
+
+def scan(local_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES,
+         selection: Selection = Selection(), size_fix: str = "") -> tuple[str, int, int]:
+    """(tree_hash, files, bytes) of what sync_folder would send, without a host: a planner
+    compares the hash with the one recorded at the last sync. Refuses what sync_folder
+    refuses (/, home, over max_bytes), with the same messages."""
+    root = check_sync_folder(local_dir)
+    entries, _ = _select(root, selection)
+    _check_size(root, entries, max_bytes, size_fix)
+    files, tree_hash = _hash_all(root, entries)
+    return tree_hash, len(files), sum(e.size for e in entries if e.send)
 
 
 # -- the remote side --------------------------------------------------------------
@@ -462,6 +494,8 @@ def sync_folder(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     force: bool = False,
+    selection: Selection = Selection(),
+    size_fix: str = "",
 ) -> SyncResult:
     """Make remote_dir on conn's host hold the selected files of local_dir.
 
@@ -475,8 +509,8 @@ def sync_folder(
     """
     root = check_sync_folder(local_dir)
     remote = _normalize_remote(remote_dir)
-    entries, skipped = _select(root)
-    _check_size(root, entries, max_bytes)
+    entries, skipped = _select(root, selection)
+    _check_size(root, entries, max_bytes, size_fix)
     files, tree_hash = _hash_all(root, entries)
     sources = {e.rel: e.source for e in entries if e.send}
 

@@ -115,6 +115,11 @@ ENV = _schema(
     # ".env", a list, or { path = ".env", sensitive = true } (rhplan/env_files.py)
     Attr("env_file", "any"),
     Attr("secrets", "list(ref(secret))", default=[]),
+    # the user's code, synced to the host (rhplan/working_dir.py); default: the git
+    # repository holding the configuration, else the configuration folder
+    Attr("working_dir", "string"),
+    Attr("working_dir_max_mb", "number", doc="the size guard of working_dir, in MiB "
+                                              "(default 200)"),
     Attr("setup_cmds", "list(string)", default=[]),
     Attr("compute", "map(number)", default={}),
     Attr("conda", "any", force_new=True),
@@ -127,6 +132,9 @@ ENV = _schema(
     Attr("env_file_vars", "map(string)", computed=True),
     Attr("env_file_secret_keys", "list(string)", computed=True),
     Attr("env_file_sha256", "string", computed=True),
+    # the working_dir's content hash, and where its copy lives on the host
+    Attr("working_dir_hash", "string", computed=True),
+    Attr("working_dir_remote", "string", computed=True),
     # filled in by apply
     Attr("path", "string", computed=True, force_new=True),
     Attr("python", "string", computed=True),

@@ -17,6 +17,8 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import os
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as PipRequirement
 from packaging.utils import canonicalize_name
 
-from rhplan import env_files, envs, facts, sync
+from rhplan import env_files, envs, facts, sync, working_dir
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
@@ -45,6 +47,7 @@ manage = lazy_module("rhplan.servlets.manage")  # imports paramiko: not needed t
 _ENVIRONMENT = ("env_vars", "secrets", "secrets_sha256", "env_file_vars",
                 "env_file_secret_keys", "env_file_sha256")
 _HELD = {"reqs": "packages", "sources": "packages", "compute": "resources",
+         "working_dir_remote": "working_dir",
          **{k: "environment" for k in _ENVIRONMENT}}
 
 
@@ -66,6 +69,8 @@ class EnvType(ResourceType):
                               "packages in a virtualenv (remove conda = ...)", rc.file,
                               rc.block.attrs["conda"].line)
         reqs_line = rc.block.attrs["reqs"].line if "reqs" in rc.block.attrs else rc.line
+        cluster = planned.get(attrs["cluster"], {})
+        self._plan_working_dir(rc, attrs, ctx, cluster)
         sources: dict[str, Any] = {}
         seen: set[str] = set()
         for raw in attrs["reqs"]:
@@ -91,17 +96,19 @@ class EnvType(ResourceType):
                 except RhplanError as exc:
                     raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line) from None
             if req.kind in ("local", "reqs"):
-                # editing a local package (or requirements file) reinstalls it
-                key = ("tree_hash", req.target)
+                # editing a local package (or requirements file) reinstalls it; a reqs:
+                # folder is only its requirements.txt (its other files are no package)
+                path = Path(req.target) / "requirements.txt" if req.kind == "reqs" \
+                    else Path(req.target)
+                key = ("tree_hash", str(path))
                 if key not in ctx.cache:
-                    ctx.cache[key] = tree_hash(Path(req.target))
+                    ctx.cache[key] = tree_hash(path)
                 sources[raw] = ctx.cache[key]
         attrs["sources"] = sources
         self._check_pins(rc, attrs, planned.get(attrs["cluster"], {}), ctx, reqs_line)
         secret_hashes = [planned.get(s, {}).get("sha256", "") for s in attrs["secrets"]]
         attrs["secrets_sha256"] = hashlib.sha256(
             json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
-        cluster = planned.get(attrs["cluster"], {})
         self._check_compute(rc, attrs, cluster, ctx)
         with ctx.lock:  # its cluster may start Ray in the background: a servlet waits
             ctx.cache[("servlets_wait_for", attrs["cluster"])] = True
@@ -116,6 +123,58 @@ class EnvType(ResourceType):
             attrs["path"] = f"{root}/envs/{attrs['name']}"
             attrs["python"] = f"{attrs['path']}/bin/python"
         return attrs
+
+    def _plan_working_dir(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
+                          cluster: dict[str, Any]) -> None:
+        """The working_dir's content hash (a change re-syncs it; the servlet keeps running
+        and re-imports what changed), where it goes on the host, and its requirements.txt
+        as a `reqs:` entry (as Runhouse's reqs:./ does). Refused here, before anything is
+        synced: /, a home folder, a symlink loop, more than working_dir_max_mb."""
+        value = attrs.get("working_dir")
+        max_mb = attrs.get("working_dir_max_mb")
+        max_mb = working_dir.DEFAULT_MAX_MB if max_mb is None else max_mb
+        line = _line(rc, "working_dir" if "working_dir" in rc.block.attrs
+                     else "working_dir_max_mb")
+        if value is UNKNOWN or max_mb is UNKNOWN:
+            attrs["working_dir_hash"] = attrs["working_dir_remote"] = UNKNOWN
+            return
+        if not isinstance(max_mb, (int, float)) or max_mb <= 0:
+            raise ConfigError(f"env {rc.name!r}: working_dir_max_mb must be a positive number "
+                              f"of MiB, e.g. 500", rc.file, _line(rc, "working_dir_max_mb"))
+        root = working_dir.resolve(value, ctx.config_dir)
+        key = ("working_dir", str(root), max_mb)
+        if key not in ctx.cache:
+            try:
+                ctx.cache[key] = working_dir.scan(root, max_mb)
+            except ConfigError as exc:
+                raise ConfigError(f"env {rc.name!r}: working_dir: {exc.message}", rc.file,
+                                  line) from None
+        attrs["working_dir_hash"] = ctx.cache[key][0]
+        croot = cluster.get("root_dir", UNKNOWN)
+        attrs["working_dir_remote"] = UNKNOWN if croot is UNKNOWN or attrs.get(
+            "name") is UNKNOWN else f"{croot}/workdirs/{attrs['name']}"
+        if (root / "requirements.txt").is_file():
+            real = root.resolve()
+            have = [r for r in attrs["reqs"] if isinstance(r, str) and r.startswith("reqs:")
+                    and _reqs_target(r, ctx) == str(real)]
+            if not have:
+                rel = os.path.relpath(real, Path(ctx.config_dir).resolve())
+                attrs["reqs"] = [*attrs["reqs"], "reqs:./" if rel == "." else f"reqs:{rel}"]
+
+    def _sync_working_dir(self, conn: Connection, rs: ResourceState, ctx: RunContext
+                          ) -> None:
+        """Sync the working_dir to its copy on the host (only changed files travel) and
+        tell the env's servlet where it is (ENV/rhplan/working_dir.json)."""
+        a = rs.attributes
+        remote = a.get("working_dir_remote")
+        if not remote:
+            return
+        root = working_dir.resolve(a.get("working_dir"), ctx.config_dir)
+        res = working_dir.sync_to(conn, root, remote, a.get("working_dir_max_mb") or
+                                  working_dir.DEFAULT_MAX_MB)
+        a["working_dir_hash"] = res.tree_hash
+        conn.put_bytes(json.dumps({"path": remote}).encode(),
+                       posixpath.join(a["path"], "rhplan", "working_dir.json"))
 
     def _plan_env_files(self, rc: ResourceConfig, attrs: dict[str, Any],
                         ctx: RunContext) -> None:
@@ -237,6 +296,9 @@ class EnvType(ResourceType):
         if why:
             after["servlet_pid"] = UNKNOWN
             return f"its servlet restarts to pick up the new {' and '.join(why)}"
+        if "working_dir_hash" in changed:
+            return ("code re-synced; its servlet keeps running and re-imports the changed "
+                    "modules on the next call")
         return ""
 
     # ---- apply -----------------------------------------------------------
@@ -360,6 +422,7 @@ class EnvType(ResourceType):
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
         rs.private.pop("ray", None)
         rs.private["commits"] = {}
+        self._sync_working_dir(conn, rs, ctx)
         pins = self._pins(a["reqs"], ctx, state)
         constraints = envs.write_constraints(conn, a["path"], pins)
         # the pins and the servlet's Ray are resolved together before anything is
@@ -389,7 +452,8 @@ class EnvType(ResourceType):
                                                    constraints, before)
         a["installed"] = installed
         envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
-        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx))
+        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
+                            a.get("working_dir_remote") or "")
         try:
             self._start_servlet(rs, conn, ctx, state)
         except manage.ServletNotStarted as exc:
@@ -525,6 +589,13 @@ class EnvType(ResourceType):
         stale = [r for r in a["reqs"] if r in b.get("reqs", [])
                  and (b.get("sources") or {}).get(r) != (a.get("sources") or {}).get(r)]
         added = [r for r in a["reqs"] if r not in b.get("reqs", [])]
+        if (b.get("working_dir_hash") != a.get("working_dir_hash")
+                or b.get("working_dir_remote") != a.get("working_dir_remote")):
+            # only changed files travel; the servlet re-imports them on its next call
+            self._sync_working_dir(conn, after, ctx)
+            old = b.get("working_dir_remote")
+            if old and old != a.get("working_dir_remote"):
+                envs.delete_env(conn, old)
         constraints = self._constraints(conn, after, ctx, state)
         # a cluster whose Ray version changed: the new Ray first, so entries resolve with it
         self._ensure_ray(after, conn, state, constraints)
@@ -555,7 +626,8 @@ class EnvType(ResourceType):
         if any(b.get(k) != a.get(k) for k in _ENVIRONMENT):
             envs.write_env_files(conn, path, self._env_vars(after), self._secrets(after, ctx))
         if b.get("setup_cmds") != a["setup_cmds"]:
-            envs.run_setup_cmds(conn, path, a["setup_cmds"], self._secrets(after, ctx))
+            envs.run_setup_cmds(conn, path, a["setup_cmds"], self._secrets(after, ctx),
+                                a.get("working_dir_remote") or "")
         if (b.get("servlet") != "running" or a.get("servlet") != "running"
                 or any(b.get(k) != a.get(k) for k in _HELD)):
             self._start_servlet(after, conn, ctx, state)
@@ -581,6 +653,8 @@ class EnvType(ResourceType):
         conn, _ = self._conn(rs, ctx, state)
         self._stop_servlet(rs, conn, state.resources[rs.attributes["cluster"]])
         envs.delete_env(conn, rs.attributes["path"])
+        if rs.attributes.get("working_dir_remote"):
+            envs.delete_env(conn, rs.attributes["working_dir_remote"])  # its code copy
 
     def _stop_servlet(self, rs: ResourceState, conn: Connection, cluster: ResourceState
                       ) -> None:
@@ -695,6 +769,14 @@ def _requirements_txt_drift(folder: Path, now: dict[str, envs.Installed],
         if found is not None:
             problems = (problems or []) + [p for p in found if p not in (problems or [])]
     return problems
+
+
+def _reqs_target(raw: str, ctx: RunContext) -> str | None:
+    """The folder of a reqs: entry, or None if it does not parse."""
+    try:
+        return _parsed(raw, ctx).target
+    except ValueError:
+        return None
 
 
 def _parsed(raw: str, ctx: RunContext) -> Requirement:

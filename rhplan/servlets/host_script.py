@@ -46,6 +46,7 @@ from servlet_wire import (
 NAMESPACE = "rhplan"
 READY_TIMEOUT = float(os.environ.get("RHPLAN_SERVLET_TIMEOUT", "120"))
 SERVLET_CONCURRENCY = 32  # calls one servlet serves at once (one thread each)
+CODE_MANIFEST = ".rhplan-manifest.json"  # written last by every sync (rhplan/sync.py)
 FUNCTIONS_KEPT = 256  # rebuilt functions a servlet keeps for callers that send them again
 SNAPSHOT_FILE = "rhplan/objects.pickle"  # in the env dir: the store across a restart
 SNAPSHOT_TIMEOUT = 60.0  # a servlet being replaced gets this long to write its store
@@ -71,12 +72,64 @@ class EnvServlet:
         bin_dir = os.path.join(env_dir, "bin")
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         os.environ["VIRTUAL_ENV"] = env_dir
+        self.cwd = self._enter_working_dir()  # before _restore: its classes may live there
         self.restored = self._restore()
         if gateway_key:  # the gateway on this host reaches it here, not through Ray
             _listen(self, servlet_socket(gateway_key, name))
 
     def _touch(self) -> None:
         self.last_activity = time.time()
+
+    # -- the env's working_dir: the caller's project code, synced by rhplan
+
+    def _enter_working_dir(self) -> str:
+        """The env's synced working_dir (named in ENV/rhplan/working_dir.json) becomes this
+        process's current directory and first on sys.path, so a caller's function can
+        import its project's modules. Without one: the env folder, as before."""
+        import threading
+
+        self._code_lock = threading.Lock()
+        self._code_mark = None
+        try:
+            with open(os.path.join(self.env_dir, "rhplan", "working_dir.json"),
+                      encoding="utf-8") as fh:
+                path = json.load(fh)["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return self.env_dir
+        if not isinstance(path, str) or not os.path.isdir(path):
+            return self.env_dir
+        os.chdir(path)
+        sys.path.insert(0, path)
+        self._code_mark = _mtime_ns(os.path.join(path, CODE_MANIFEST))
+        return path
+
+    def _reimport_changed(self) -> None:
+        """After a re-sync (whose manifest is written last), reload the modules loaded from
+        the working_dir whose file the sync wrote: one stat per call when nothing changed."""
+        if self._code_mark is None:
+            return
+        mark = _mtime_ns(os.path.join(self.cwd, CODE_MANIFEST))
+        if mark == self._code_mark:
+            return
+        import importlib
+
+        with self._code_lock:
+            if mark == self._code_mark:
+                return
+            since = self._code_mark
+            importlib.invalidate_caches()  # new files and folders are found
+            prefix = self.cwd.rstrip("/") + "/"
+            for name, mod in list(sys.modules.items()):
+                file = getattr(mod, "__file__", None)
+                if not (isinstance(file, str) and file.startswith(prefix)):
+                    continue
+                if _mtime_ns(file) >= since:  # written by a sync since the last one seen
+                    try:
+                        importlib.reload(mod)
+                    except Exception:  # noqa: BLE001 - imported afresh by the next user
+                        sys.modules.pop(name, None)
+            self._functions.clear()  # rebuilt functions may hold the old modules
+            self._code_mark = mark
 
     def ready(self) -> dict:
         return {"pid": os.getpid(), "python": sys.executable, "started": self.started,
@@ -154,6 +207,7 @@ class EnvServlet:
 
         self._touch()
         try:
+            self._reimport_changed()
             fn, args, kwargs = load()
             if isinstance(fn, tuple) and fn[:1] in ((NEW_INSTANCE,), (INSTANCE_METHOD,)):
                 fn = self._instance_target(*fn)
@@ -225,7 +279,7 @@ class EnvServlet:
         argv = ["bash", "-c", cmd] if shell else [str(c) for c in cmd]
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                               cwd=self.env_dir)
+                               cwd=self.cwd)
             return {"returncode": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
         except FileNotFoundError:
             return {"returncode": 127, "stdout": "", "stderr": f"{argv[0]}: command not found"}
@@ -297,7 +351,7 @@ class EnvServlet:
         argv = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
         try:
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 stdin=subprocess.DEVNULL, cwd=self.env_dir)
+                                 stdin=subprocess.DEVNULL, cwd=self.cwd)
         except FileNotFoundError:
             sink.close()
             return {"returncode": 127, "stdout": "", "stderr": f"{argv[0]}: command not found"}
@@ -364,6 +418,13 @@ def _by_name(target: str, importlib):
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def _dumps_result(value) -> bytes:

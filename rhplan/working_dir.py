@@ -1,0 +1,116 @@
+"""An env's working_dir: the user's own code, synced to the env's host by content hash.
+
+    env "app" { working_dir = "./src" }   # default: the git repository holding the
+                                          # configuration, else the configuration folder
+
+The folder is synced with rhplan.sync (only changed files travel; the host keeps a
+manifest) to ROOT/workdirs/ENV; the env's servlet runs there (its current directory,
+first on sys.path) and re-imports the modules a later sync changed on its next call.
+
+What is synced: what the folder's top-level .gitignore and .rhplanignore leave in,
+minus what never belongs on a host: rhplan's own folder (.rhplan/: tokens, keys,
+caches), state files, lock files and saved plans (found by name and by content: they
+hold provider-private data), the configuration itself (*.hcl, *.tfvars: rhplan's input,
+which may hold variable values; editing it must not re-sync every env's code) and
+dotenv files (.env, *.env: read by env_file while planning, never needed as files).
+Refused before anything is synced: /, a home folder or one that holds it, a symlink
+loop, and more than `working_dir_max_mb` (default 200).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rhplan import sync
+from rhplan.connection import Connection
+from rhplan.errors import ConfigError
+
+DEFAULT_MAX_MB = 200
+IGNORE_FILE = ".rhplanignore"
+# never synced, whatever the ignore files say (see the module docstring)
+BUILTIN_PATTERNS = (".rhplan/", "rhplan.state.json*", "rhplan.state.d/", "*.tfstate*",
+                    "*.lock", "*.lock.info", "*.tflock", ".env", ".env.*", "*.env",
+                    "*.hcl", "*.tfvars", "*.tfvars.json", IGNORE_FILE)
+# a state or plan file of rhplan, whatever its name: JSON with these keys
+_STATE_MARKS = (b'"lineage"', b'"serial"')
+_SNIFF_MAX = 64 * 1024 * 1024
+
+
+def default_root(config_dir: Path) -> Path:
+    """The git repository holding the configuration, else the configuration folder."""
+    start = Path(config_dir).resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+def resolve(value: str | None, config_dir: Path) -> Path:
+    """The local folder an env's working_dir names (relative to the configuration)."""
+    if value is None:
+        return default_root(config_dir)
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else Path(config_dir) / p
+
+
+def _rhplan_data(path: str) -> bool:
+    """A state, backup or saved plan of rhplan: never synced (it holds private data), and
+    never part of the hash (a plan written into the folder must not change the plan)."""
+    if not path.endswith((".json", ".plan", ".backup", ".tfplan")) and "." in \
+            os.path.basename(path):
+        return False
+    try:
+        if os.path.getsize(path) > _SNIFF_MAX:
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+            if head != b"{":
+                return False
+            data = head + fh.read()
+    except OSError:
+        return False
+    return all(mark in data for mark in _STATE_MARKS)
+
+
+def selection(root: Path) -> sync.Selection:
+    patterns: list[str] = list(BUILTIN_PATTERNS)
+    try:
+        text = (root / IGNORE_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")):
+            patterns.append(line)
+    return sync.Selection(tuple(patterns), _rhplan_data, f".gitignore or {IGNORE_FILE}")
+
+
+def size_fix(root: Path) -> str:
+    return (f"add what the code does not need (data, checkpoints, outputs) to "
+            f"{root}/{IGNORE_FILE} or .gitignore, or raise the env's working_dir_max_mb "
+            f"(default {DEFAULT_MAX_MB})")
+
+
+def check(root: Path) -> Path:
+    """The resolved folder, or ConfigError: /, home, a symlink loop, not a folder."""
+    if Path(root).is_symlink():
+        try:
+            Path(root).resolve(strict=True)
+        except (RuntimeError, OSError):
+            raise ConfigError(f"refusing to sync working_dir {root}: it is a symlink loop "
+                              "(or points nowhere); point working_dir at a real folder"
+                              ) from None
+    return sync.check_sync_folder(root)
+
+
+def scan(root: Path, max_mb: float) -> tuple[str, int, int]:
+    """(content hash, files, bytes) of what a sync of root sends."""
+    real = check(root)
+    return sync.scan(real, int(max_mb * 1024 * 1024), selection(real), size_fix(real))
+
+
+def sync_to(conn: Connection, root: Path, remote: str, max_mb: float
+            ) -> sync.SyncResult:
+    real = check(root)
+    return sync.sync_folder(conn, real, remote, max_bytes=int(max_mb * 1024 * 1024),
+                            selection=selection(real), size_fix=size_fix(real))

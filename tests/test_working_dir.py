@@ -1,0 +1,161 @@
+"""An env's working_dir (issue 13, item 1), against a real local cluster (its own Ray head,
+a uv venv, a servlet) applied once for the module, and a real git repository.
+
+- default: the git repository holding the configuration; .gitignore, .rhplanignore and
+  rhplan's own files (state, saved plans, .rhplan/, .env) stay behind;
+- the servlet's current directory is the synced copy, on sys.path: a caller's function
+  imports a sibling module of its project; requirements.txt at the root is installed;
+- editing one file re-syncs that file only, keeps the servlet running, and the next call
+  sees the new code;
+- refused before anything is synced: /, a home folder, a symlink loop, over the guard.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DRIVER_TIMEOUT = 120.0
+
+HCL = """
+cluster "c" {
+  provider  = "local"
+  resources = { CPU = 2, GPU = 0 }
+}
+
+env "e" {
+  cluster = cluster.c
+}
+"""
+
+# the caller's function: imports its project's module inside the servlet
+DRIVER = """
+import json, os, sys
+import rhplan
+
+def probe():
+    import mylib
+    return {"value": mylib.VALUE, "cwd": os.getcwd(), "first_path": sys.path[0],
+            "helper": mylib.helper()}
+
+s = rhplan.servlet("e", chdir=sys.argv[1])
+print("RESULT " + json.dumps(s.call(probe)), flush=True)
+"""
+
+
+@dataclass
+class Project:
+    rh: Any
+    root: Path  # the git repository (the default working_dir)
+    scripts: Path
+
+    @property
+    def copy(self) -> Path:
+        return self.rh.cluster_dir("c").absolute() / "workdirs" / "e"
+
+    def call(self) -> dict[str, Any]:
+        script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
+        script.write_text(DRIVER)
+        proc = subprocess.run([sys.executable, str(script), str(self.rh.dir)],
+                              capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
+                              check=False)
+        lines = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert proc.returncode == 0 and len(lines) == 1, f"{proc.stdout}\n{proc.stderr}"
+        return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Project]:
+    base = tmp_path_factory.mktemp("workdir")
+    root = base / "project"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True, timeout=30)
+    (root / ".gitignore").write_text("data/\n")
+    (root / ".rhplanignore").write_text("scratch.txt\n")
+    (root / "mylib.py").write_text("from pkg import helper\nVALUE = 1\n")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("def helper():\n    return 'helped'\n")
+    (root / "requirements.txt").write_text("tomli_w==1.0.0\n")
+    (root / "data").mkdir()
+    (root / "data" / "big.bin").write_bytes(b"\0" * 4096)
+    (root / "scratch.txt").write_text("not for the host\n")
+    rh = rhplan_in(root / "infra")
+    rh.write(HCL)
+    (rh.dir / ".env").write_text("NOT_SHIPPED=1\n")
+    (base / "scripts").mkdir()
+    try:
+        yield Project(rh, root, base / "scripts")
+    finally:
+        rh("destroy", "-auto-approve").ok()
+        assert not (rh.cluster_dir("c") / "workdirs").exists()
+
+
+def test_plan_syncs_the_git_repository_and_installs_its_requirements(project: Project
+                                                                     ) -> None:
+    out = project.rh("plan", "-no-color").ok().stdout
+    assert "working_dir_hash" in out and "workdirs/e" in out, out
+    assert '"reqs:.."' in out, out  # the repository's requirements.txt, as reqs:./ does
+
+
+def test_apply_syncs_what_belongs_and_the_servlet_runs_there(project: Project) -> None:
+    rh = project.rh
+    rh("apply", "-auto-approve").ok()
+    copy = project.copy
+    synced = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
+    # infra/.gitignore: rhplan keeps .rhplan/ out of git in a work tree (gitignore.py)
+    assert synced == [".gitignore", ".rhplan-manifest.json", "infra/.gitignore",
+                      "mylib.py", "pkg/__init__.py", "requirements.txt"], synced
+    got = project.call()
+    assert got == {"value": 1, "cwd": str(copy), "first_path": str(copy), "helper": "helped"}
+    attrs = rh.resources()["env.e"]["attributes"]
+    assert any(i.startswith("tomli-w==1.0.0") for i in attrs["installed"]["reqs:.."]), attrs
+    # nothing left to do: the state, its lock and a saved plan in the folder change nothing
+    rh("plan", "-out", "p.plan").ok()
+    assert rh("plan", "-detailed-exitcode").returncode == 0
+
+
+def test_editing_one_file_resyncs_it_and_keeps_the_servlet(project: Project) -> None:
+    rh = project.rh
+    pid = rh.resources()["env.e"]["attributes"]["servlet_pid"]
+    untouched = (project.copy / "pkg" / "__init__.py").stat().st_mtime_ns
+    (project.root / "mylib.py").write_text("from pkg import helper\nVALUE = 2\n")
+    plan = rh("plan", "-no-color").ok().stdout
+    assert "code re-synced; its servlet keeps running" in plan, plan
+    assert "servlet_pid" not in plan, plan
+    rh("apply", "-auto-approve").ok()
+    assert rh.resources()["env.e"]["attributes"]["servlet_pid"] == pid
+    assert (project.copy / "pkg" / "__init__.py").stat().st_mtime_ns == untouched
+    assert project.call()["value"] == 2  # re-imported on this call, same process
+    # a new sibling module is found too (import caches invalidated)
+    (project.root / "mylib.py").write_text("from pkg import helper\nfrom extra import V as VALUE\n")
+    (project.root / "extra.py").write_text("V = 3\n")
+    rh("apply", "-auto-approve").ok()
+    assert project.call()["value"] == 3
+    assert rh.resources()["env.e"]["attributes"]["servlet_pid"] == pid
+
+
+@pytest.mark.parametrize("case", ["root", "home", "loop", "guard"])
+def test_refused_before_anything_is_synced(case: str, tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    attr = {"root": 'working_dir = "/"', "home": 'working_dir = "~"',
+            "loop": 'working_dir = "loop"',
+            "guard": 'working_dir_max_mb = 0.001'}[case]
+    rh.write(HCL.replace("cluster = cluster.c\n", f"cluster = cluster.c\n  {attr}\n"))
+    (rh.dir / "loop").symlink_to(rh.dir / "loop")
+    (rh.dir / "blob.bin").write_bytes(os.urandom(4096))
+    msg = rh("plan", "-refresh=false").error_line()
+    assert "main.hcl:8:" in msg and "working_dir" in msg, msg
+    want = {"root": "whole filesystem", "home": "home folder", "loop": "symlink loop",
+            "guard": "more than the 1.0 KiB limit"}[case]
+    assert want in msg, msg
+    if case == "guard":
+        assert "4.0 KiB" in msg and "working_dir_max_mb" in msg and ".rhplanignore" in msg
+    assert not rh.resources() and not rh.cluster_dir("c").exists()
