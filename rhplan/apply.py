@@ -26,7 +26,7 @@ from rhplan.config.evaluate import UNKNOWN, is_known
 from rhplan.errors import PartialFailure, RhplanError
 from rhplan.graph import reachable
 from rhplan.plan.model import Change, Plan
-from rhplan.plan.planner import Planner
+from rhplan.plan.planner import Planner, moved_state
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
 from rhplan.resources.base import ResourceType
@@ -149,6 +149,11 @@ class Applier:
         ticker = threading.Thread(target=self._progress, daemon=True)
         ticker.start()
         try:
+            moves = {c.previous_address: c.address for c in self.plan.changes
+                     if c.previous_address}
+            if moves:  # env.x -> env.x[0]: the state says so before any step runs
+                self.recorder.record(lambda st: moved_state(st, moves, in_place=True),
+                                     durable=True)
             self._walk(deletes, self._delete_graph(deletes))
             blocked = set(self.result.failed) | set(self.result.skipped)
             self._walk(creates, self._create_graph(creates), blocked)

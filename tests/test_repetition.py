@@ -85,10 +85,14 @@ PLAN_CASES = [
                  {'env.x["a"]': "delete"}, id="destroy-one-instance"),
     pytest.param(COUNT2, envs("  count = 0"), {}, {"cluster.c": "no-op", "env.x[0]": "delete",
                                                    "env.x[1]": "delete"}, id="count-zero"),
-    # Terraform moves env.x to env.x[0] by itself; rhplan plans them as two resources
-    # (the instance's on-host name differs: x versus x-0-HASH), see the README
-    pytest.param(PLAIN, COUNT1, {}, {"cluster.c": "no-op", "env.x": "delete",
-                                     "env.x[0]": "create"}, id="no-count-to-count-1"),
+    # Terraform's implicit moves: env.x becomes env.x[0] (and back), nothing rebuilt
+    pytest.param(PLAIN, COUNT1, {}, {"cluster.c": "no-op", "env.x[0]": "no-op"},
+                 id="no-count-to-count-1"),
+    pytest.param(PLAIN, envs("  count = 2"), {}, {"cluster.c": "no-op", "env.x[0]": "no-op",
+                                                 "env.x[1]": "create"},
+                 id="no-count-to-count-2"),
+    pytest.param(envs("  count = 2"), PLAIN, {}, {"cluster.c": "no-op", "env.x": "no-op",
+                                     "env.x[1]": "delete"}, id="count-2-to-no-count"),
 ]
 
 
@@ -98,6 +102,21 @@ def test_plan(tmp_path: Path, before: str | None, now: str, opts: dict[str, Any]
     state = state_of(tmp_path, before) if before else None
     plan = plan_of(tmp_path, now, state, **opts)
     assert {c.address: c.action for c in plan.changes} == expected
+
+
+def test_adding_count_moves_the_recorded_instance(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, COUNT1, state_of(tmp_path, PLAIN))
+    moved = plan.change("env.x[0]")
+    assert moved.previous_address == "env.x" and moved.after["name"] == "x"
+    assert plan.has_changes  # the state must record the move
+    shown = render_plan(plan)
+    assert "# env.x has moved to env.x[0]" in shown
+    assert "Plan: 0 to add, 0 to change, 0 to destroy." in shown
+    # and back: env.x[0] becomes env.x again, keeping the name it was made with
+    plan = plan_of(tmp_path, PLAIN, state_of(tmp_path, COUNT1))
+    back = plan.change("env.x")
+    assert back.previous_address == "env.x[0]" and back.action == "no-op"
+    assert back.after["name"] == instance_name("x", 0)
 
 
 def test_instances_are_named_by_key_and_read_each_and_count(tmp_path: Path) -> None:
@@ -320,3 +339,19 @@ def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rhplan_in: Any) -
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
     assert rh.resources() == {}
+
+
+def test_apply_records_the_implicit_move(tmp_path: Path, rhplan_in: Any) -> None:
+    """A real apply (secrets need no host): adding count = 1 moves secret.s to
+    secret.s[0] in the state, and nothing is written again."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write('secret "s" {\n  values = { K = "v" }\n}\n')
+    rh("apply", "-auto-approve").ok()
+    rh.edit('secret "s" {\n', 'secret "s" {\n  count = 1\n')
+    res = rh("plan", "-detailed-exitcode")
+    assert res.returncode == 2 and "# secret.s has moved to secret.s[0]" in res.stdout, res.stdout
+    out = rh("apply", "-auto-approve").ok().stdout
+    assert "0 added, 0 changed, 0 destroyed" in out, out
+    assert set(rh.resources()) == {"secret.s[0]"}
+    assert "No changes." in rh("plan").ok().stdout
+    rh("destroy", "-auto-approve").ok()

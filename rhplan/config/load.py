@@ -60,8 +60,8 @@ class ResourceConfig:
     count: ast.Attribute | None = None
     for_each: ast.Attribute | None = None
     # set on one instance of a repeated block (the planner makes them): its index or
-    # key, its block's label (`name` is then the instance's on-host name) and what
-    # count.index / each.key / each.value are inside it
+    # key, its block's label (`name` is then the instance's on-host name, which a
+    # block moved from env.x[0] keeps too) and what count.index / each.* are inside it
     key: int | str | None = None
     block_name: str = ""
     bindings: dict[str, Any] | None = None
@@ -69,7 +69,7 @@ class ResourceConfig:
     @property
     def address(self) -> str:
         if self.key is None:
-            return f"{self.type}.{self.name}"
+            return f"{self.type}.{self.block_name or self.name}"
         return instance_address(self.type, self.block_name, self.key)
 
     @property

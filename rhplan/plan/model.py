@@ -41,6 +41,9 @@ class Change:
     dependencies: list[str] = field(default_factory=list)
     # attribute paths derived from sensitive values ("env_vars.TOKEN"): never shown
     sensitive: list[str] = field(default_factory=list)
+    # the address the state records it under, when this plan moves it (Terraform's
+    # implicit move of env.x to env.x[0] when count is added, and back)
+    previous_address: str | None = None
 
     @property
     def actions(self) -> list[str]:
@@ -78,7 +81,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "no-op" for c in self.changes) or any(
+        return any(c.action != "no-op" or c.previous_address for c in self.changes) or any(
             o["action"] != "no-op" for o in self.output_changes.values())
 
     def change(self, address: str) -> Change | None:
@@ -190,6 +193,8 @@ class _Checker:
         for key in ("replace_because", "dependencies", "sensitive"):
             if not all(isinstance(x, str) for x in self.typed(c, key, list, [])):
                 raise self.error(f"{where}: {key} must be a list of strings")
+        if not isinstance(c.get("previous_address"), (str, type(None))):
+            raise self.error(f"{where}: previous_address must be a string or null")
         return Change(**{**c, "after": decode_unknown(c["after"])})
 
 
@@ -353,6 +358,8 @@ def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
                    "after_sensitive": _sensitive_mask(c.sensitive) if c.after is not None
                    else False},
     }
+    if c.previous_address:
+        out["previous_address"] = c.previous_address
     if c.address.endswith("]"):  # an instance of a block with count / for_each
         parts = parse_address(c.address)
         if parts is not None:

@@ -2,6 +2,7 @@
 except through the resource types' read() during refresh, which is a separate step."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from rhplan.names import (
     instance_name,
     normalize_address,
     parse_address,
+    valid_name,
 )
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
@@ -205,6 +207,10 @@ class Planner:
                 raise ConfigError(f"{addr} is not a resource in the configuration or state; "
                                   "check the address (see rhplan state list)")
         self._selection = self._selected(state, opts)
+        moves = self._implicit_moves(state)
+        if moves:
+            state = moved_state(state, moves)
+        moved_from = {new: old for old, new in moves.items()}
         recorded: dict[str, list[str]] = {}  # block address -> its recorded instances
         for addr in state.resources:
             recorded.setdefault(block_address(addr), []).append(addr)
@@ -224,8 +230,10 @@ class Planner:
             deps = self._dependencies(block)
             for inst in instances:
                 addr = inst.address
-                self.configs[addr] = inst
                 prior = state.resources.get(addr)
+                if prior is not None:
+                    inst = _keep_name(inst, prior)
+                self.configs[addr] = inst
                 if not self.selected(addr):  # -target names another instance
                     if prior is not None:
                         self.planned[addr] = prior.attributes
@@ -241,6 +249,7 @@ class Planner:
                     change.reason = f"{change.reason} (found outside rhplan: {'; '.join(notes)})"
                 if change.action == "replace":
                     replaced.add(addr)
+                change.previous_address = moved_from.get(addr)
                 changes[addr] = change
                 self.planned[addr] = change.after or {}
         for addr in opts.targets + opts.replace:
@@ -262,7 +271,8 @@ class Planner:
             reason = ("destroy requested" if opts.destroy else
                       _gone_reason(addr, rc))
             changes[addr] = Change(addr, rs.type, rs.name, rs.provider, "delete", rs.attributes,
-                                   None, reason, [], list(rs.dependencies))
+                                   None, reason, [], list(rs.dependencies),
+                                   previous_address=moved_from.get(addr))
         ordered = sorted(changes.values(), key=lambda c: c.address)
         plan = Plan(state.lineage, state.serial, ordered, destroy=opts.destroy,
                     variables=self.saved_variables(opts.variables), targets=list(opts.targets),
@@ -313,6 +323,22 @@ class Planner:
             before = [self._plain_digests.get(s, d) for s, d in zip(names, now, strict=True)]
             if recorded.get("secrets_sha256") == secret_type.combined(before):
                 recorded["secrets_sha256"] = secret_type.combined(now)
+
+    def _implicit_moves(self, state: State) -> dict[str, str]:
+        """Terraform's implicit moves: a block that gains count takes over its recorded
+        single instance as [0] (env.x -> env.x[0]); one that loses count takes [0] back.
+        for_each has none (no key would be the obvious one)."""
+        moves: dict[str, str] = {}
+        for block, rc in self.cfg.resources.items():
+            if rc.repeated == "count":
+                old, new = block, f"{block}[0]"
+            elif rc.repeated is None:
+                old, new = f"{block}[0]", block
+            else:
+                continue
+            if old in state.resources and new not in state.resources:
+                moves[old] = new
+        return moves
 
     def _keep_recorded(self, rc: ResourceConfig, addresses: list[str], state: State,
                        destroy: bool) -> None:
@@ -511,6 +537,32 @@ def _gone_reason(addr: str, rc: ResourceConfig | None) -> str:
         return "its key is no longer in for_each"
     return (f"{rc.address} now sets {rc.repeated}, so this address has no configuration"
             if rc.repeated else f"{rc.address} no longer sets count or for_each")
+
+
+def _keep_name(inst: ResourceConfig, prior: ResourceState) -> ResourceConfig:
+    """An instance keeps the on-host name it was made with, so a move never rebuilds:
+    env.x moved to env.x[0] keeps "x"; env.x[0] moved back to env.x keeps x-0-HASH."""
+    recorded = prior.attributes.get("name")
+    if recorded == inst.name or not valid_name(recorded):
+        return inst
+    if inst.key is not None or recorded == instance_name(inst.name, 0):
+        return dataclasses.replace(inst, name=recorded, block_name=inst.label)
+    return inst
+
+
+def moved_state(state: State, moves: dict[str, str], in_place: bool = False) -> State:
+    """The state with resources moved to new addresses (old -> new), dependencies on
+    them too; a copy, or the state itself when in_place (apply records moves so)."""
+    view = state if in_place else copy.copy(state)
+    resources: dict[str, ResourceState] = {}
+    for addr, rs in state.resources.items():
+        new = moves.get(addr, addr)
+        deps = [moves.get(d, d) for d in rs.dependencies]
+        if new != addr or deps != rs.dependencies:
+            rs = dataclasses.replace(rs, address=new, dependencies=deps)
+        resources[new] = rs
+    view.resources = resources
+    return view
 
 
 # status attributes whose change the resource type explains itself (refine_update)

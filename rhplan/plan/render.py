@@ -60,7 +60,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         for d in plan.drift:
             out.append(f"  # {d['message']}")
         out.append("")
-    actionable = [c for c in plan.changes if c.action != "no-op"]
+    actionable = [c for c in plan.changes if c.action != "no-op" or c.previous_address]
     if not plan.has_changes:
         out.append(s.bold("No changes.") + " Your infrastructure matches the configuration.")
         return "\n".join(out) + "\n"
@@ -95,8 +95,13 @@ def render_plan(plan: Plan, color: bool = False) -> str:
 
 
 def render_change(c: Change, s: Styler) -> list[str]:
+    if c.previous_address and c.action == "no-op":
+        return [s.bold(f"  # {c.previous_address} has moved to {c.address}"),
+                f"  # ({c.reason})" if c.reason else "  # (nothing else changes)"]
     sym = SYMBOLS[c.action]
     lines = [s.bold(f"  # {c.address} {VERBS[c.action]}")]
+    if c.previous_address:
+        lines.append(f"  # (moved from {c.previous_address})")
     if c.reason and c.action != "create":
         lines.append(f"  # ({c.reason})")
     lines.append(f"  {s(sym, COLORS[sym])} {c.type} \"{c.name}\" {{")
