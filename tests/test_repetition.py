@@ -163,6 +163,12 @@ def test_counted_clusters_and_for_each_over_a_resource(tmp_path: Path) -> None:
     assert after['env.copy["p"]']["env_vars"] == {"OF": after['env.z["p"]']["name"]}
 
 
+def test_depends_on_an_instance(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, SET_AB + 'env "y" {\n  cluster    = cluster.c\n'
+                                      '  depends_on = [env.x["a"]]\n}\n')
+    assert plan.change("env.y").dependencies == ["cluster.c", 'env.x["a"]', 'env.x["b"]']
+
+
 def test_dynamic_nested_block_with_iterator(tmp_path: Path) -> None:
     def cluster(items: str) -> str:
         return ('variable "users" { default = ' + items + ' }\n\n'

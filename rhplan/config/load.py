@@ -478,6 +478,8 @@ def _lifecycle(sub: ast.Block, schema: Any) -> tuple[bool, list[str]]:
 
 
 def _address_of(e: ast.Expr) -> str | None:
+    if isinstance(e, ast.Index) and isinstance(e.key, ast.Literal):
+        e = e.obj  # env.x[0] / env.x["a"]: an order between blocks, as for env.x
     if isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.Name) and e.obj.name in RESOURCE_TYPES:
         return f"{e.obj.name}.{e.name}"
     return None
