@@ -113,6 +113,20 @@ def test_huggingface_token_from_env_or_file(home: dict[str, Path]) -> None:
     assert from_file["HF_TOKEN"] == HF_TOKEN  # stripped of its newline
 
 
+def test_bad_provider_settings_are_one_line_at_their_line(tmp_path: Path,
+                                                          rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    for body, want in (
+            ('provider = "azure"', 'main.hcl:2: secret.s: unknown provider \'azure\'; use one '
+                                   'of aws, huggingface, gcp, ssh'),
+            ('\n  profile = "ml"', "main.hcl:3: secret.s: profile needs provider"),
+            ('provider = "gcp"\n  profile = "ml"',
+             'main.hcl:3: secret.s: profile is for provider "aws" only')):
+        rh.write(f'secret "s" {{\n  {body}\n}}\n')
+        line = rh("plan").error_line()
+        assert want in line, line
+
+
 # -- on a cluster ---------------------------------------------------------------------
 
 @dataclass

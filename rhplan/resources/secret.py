@@ -85,8 +85,8 @@ class SecretType(ResourceType):
             raise ConfigError(f"{rc.address}: unknown provider {provider!r}; use one of "
                               f"{', '.join(secret_providers.PROVIDERS)}", rc.file, line)
         if attrs.get("profile") is not None and provider != "aws":
-            raise ConfigError(f"{rc.address}: profile is for provider \"aws\" only",
-                              rc.file, line)
+            raise ConfigError(f"{rc.address}: profile is for provider \"aws\" only; remove it",
+                              rc.file, rc.block.attrs["profile"].line)
         try:
             return secret_providers.read_local(provider, attrs.get("profile"), attrs.get("path"))
         except secret_providers.MissingCredentials as exc:
