@@ -109,8 +109,16 @@ def scan(root: Path, max_mb: float) -> tuple[str, int, int]:
     return sync.scan(real, int(max_mb * 1024 * 1024), selection(real), size_fix(real))
 
 
-def sync_to(conn: Connection, root: Path, remote: str, max_mb: float
-            ) -> sync.SyncResult:
+def sync_to(conn: Connection, root: Path, remote: str, max_mb: float,
+            cache: Path | None = None) -> sync.SyncResult:
+    """Sync root to remote; with cache (a folder of this machine), a re-sync is one
+    command to the host (see rhplan/sync.py, the fast path)."""
     real = check(root)
     return sync.sync_folder(conn, real, remote, max_bytes=int(max_mb * 1024 * 1024),
-                            selection=selection(real), size_fix=size_fix(real))
+                            selection=selection(real), size_fix=size_fix(real), cache=cache)
+
+
+def cache_dir(config_dir: Path) -> Path:
+    """Where this machine keeps the manifests it last wrote to hosts (never committed:
+    .rhplan/ is git-ignored, see rhplan/gitignore.py)."""
+    return Path(config_dir) / ".rhplan" / "sync"

@@ -159,3 +159,35 @@ def test_refused_before_anything_is_synced(case: str, tmp_path: Path, rhplan_in:
     if case == "guard":
         assert "4.0 KiB" in msg and "working_dir_max_mb" in msg and ".rhplanignore" in msg
     assert not rh.resources() and not rh.cluster_dir("c").exists()
+
+
+def test_a_resync_is_one_command_and_a_wiped_host_is_noticed(tmp_path: Path) -> None:
+    """The fast path (rhplan/sync.py): with this machine's cache of the host's manifest,
+    a re-sync after one edit is ONE command and no file transfer; a host whose copy was
+    wiped (or written by another machine) is synced the slow way, whole."""
+    from rhplan import working_dir
+    from rhplan.connection import LocalConnection
+
+    root, remote, cache = tmp_path / "code", str(tmp_path / "host" / "wd"), tmp_path / "cache"
+    for i in range(30):
+        (root / f"p{i % 3}").mkdir(parents=True, exist_ok=True)
+        (root / f"p{i % 3}" / f"m{i}.py").write_text(f"X = {i}\n")
+    conn = LocalConnection()
+    puts: list[str] = []
+    real_put = conn.put_bytes
+    conn.put_bytes = lambda data, path, mode=0o644: (puts.append(path),  # type: ignore
+                                                     real_put(data, path, mode))[1]
+    assert working_dir.sync_to(conn, root, remote, 200, cache).files_sent == 30
+    (root / "p0" / "m0.py").write_text("X = 'edited'\n")
+    (root / "p1" / "m1.py").unlink()
+    before, puts[:] = conn.commands_run, []
+    res = working_dir.sync_to(conn, root, remote, 200, cache)
+    assert (res.files_sent, res.files_deleted) == (1, 1)
+    assert conn.commands_run - before == 1 and puts == []
+    assert Path(remote, "p0", "m0.py").read_text() == "X = 'edited'\n"
+    assert not Path(remote, "p1", "m1.py").exists()
+    manifest = json.loads(Path(remote, ".rhplan-manifest.json").read_text())
+    assert manifest["tree_hash"] == res.tree_hash and len(manifest["files"]) == 29
+    subprocess.run(["rm", "-rf", remote], check=True, timeout=30)
+    assert working_dir.sync_to(conn, root, remote, 200, cache).files_sent == 29
+    assert Path(remote, "p2", "m2.py").read_text() == "X = 2\n"

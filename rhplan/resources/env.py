@@ -161,8 +161,8 @@ class EnvType(ResourceType):
                 rel = os.path.relpath(real, Path(ctx.config_dir).resolve())
                 attrs["reqs"] = [*attrs["reqs"], "reqs:./" if rel == "." else f"reqs:{rel}"]
 
-    def _sync_working_dir(self, conn: Connection, rs: ResourceState, ctx: RunContext
-                          ) -> None:
+    def _sync_working_dir(self, conn: Connection, rs: ResourceState, ctx: RunContext,
+                          tell: bool = True) -> None:
         """Sync the working_dir to its copy on the host (only changed files travel) and
         tell the env's servlet where it is (ENV/rhplan/working_dir.json)."""
         a = rs.attributes
@@ -171,10 +171,12 @@ class EnvType(ResourceType):
             return
         root = working_dir.resolve(a.get("working_dir"), ctx.config_dir)
         res = working_dir.sync_to(conn, root, remote, a.get("working_dir_max_mb") or
-                                  working_dir.DEFAULT_MAX_MB)
+                                  working_dir.DEFAULT_MAX_MB,
+                                  working_dir.cache_dir(ctx.config_dir))
         a["working_dir_hash"] = res.tree_hash
-        conn.put_bytes(json.dumps({"path": remote}).encode(),
-                       posixpath.join(a["path"], "rhplan", "working_dir.json"))
+        if tell:  # a re-sync to the same place: the servlet knows it already
+            conn.put_bytes(json.dumps({"path": remote}).encode(),
+                           posixpath.join(a["path"], "rhplan", "working_dir.json"))
 
     def _plan_env_files(self, rc: ResourceConfig, attrs: dict[str, Any],
                         ctx: RunContext) -> None:
@@ -592,7 +594,8 @@ class EnvType(ResourceType):
         if (b.get("working_dir_hash") != a.get("working_dir_hash")
                 or b.get("working_dir_remote") != a.get("working_dir_remote")):
             # only changed files travel; the servlet re-imports them on its next call
-            self._sync_working_dir(conn, after, ctx)
+            self._sync_working_dir(conn, after, ctx,
+                                   tell=b.get("working_dir_remote") != a.get("working_dir_remote"))
             old = b.get("working_dir_remote")
             if old and old != a.get("working_dir_remote"):
                 envs.delete_env(conn, old)
