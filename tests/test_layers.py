@@ -1,0 +1,109 @@
+"""Imports run only downward (issue 15 item 3), for the packages split so far: a new
+import of a higher layer (plan, config, resources, servlets, the CLI, a provider) from
+the SSH transport, the host scripts or Ray's head fails here, naming file:line. Read
+from the source (ast), nothing is imported. Host scripts (rhplan/hostside/*.py but
+__init__) run on hosts where rhplan is not installed: the standard library only."""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"rhplan.connection", "rhplan.errors"}
+# what each module may import of rhplan and its providers (a prefix allows what is
+# under it). rhplan.config.evaluate (UNKNOWN) in the providers is known and is to go
+# with the provider contract (issue 15 item 1); do not add to it.
+ALLOWED: dict[str, set[str]] = {
+    "rhplan.ssh": BASE | {"rhplan.ssh"},
+    "rhplan.hostside": BASE,
+    "rhplan.ray_head": BASE | {"rhplan.hostside"},
+    "rhplan.facts": BASE | {"rhplan.hostside", "rhplan.envs"},
+    "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.provider", "rhplan.ssh", "rhplan_ssh",
+                          "rhplan.config.evaluate"},
+    "rhplan_aws": BASE | {"rhplan.ray_head", "rhplan.provider", "rhplan_ssh", "rhplan_aws",
+                          "rhplan.config.evaluate"},
+}
+PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT / "providers" if "providers" in path.parts else ROOT)
+    parts = list(rel.with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in the file, function-level ones too; `from
+    rhplan import x` counts as rhplan.x."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if node.module in ("rhplan", *PROVIDERS):
+                found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def ours(name: str) -> bool:
+    return name.split(".")[0] in ("rhplan", *PROVIDERS)
+
+
+def within(name: str, allowed: set[str]) -> bool:
+    return any(name == a or name.startswith(a + ".") for a in allowed)
+
+
+def problem(module: str, name: str) -> str | None:
+    """Why `module` may not import `name`, or None."""
+    if module.startswith("rhplan") and not module.startswith(PROVIDERS) \
+            and name.split(".")[0] in PROVIDERS:
+        return f"the core imports provider {name}"
+    rule = next((ALLOWED[k] for k in sorted(ALLOWED, key=len, reverse=True)
+                 if module == k or module.startswith(k + ".")), None)
+    if rule is not None and ours(name) and not within(name, rule):
+        return f"{module} imports {name}, a layer above it"
+    return None
+
+
+def violations(path: Path, module: str) -> list[str]:
+    where = path.relative_to(ROOT)
+    return [f"{where}:{line}: {why}" for line, name in imports(path)
+            if (why := problem(module, name))]
+
+
+def sources() -> list[Path]:
+    return sorted([*ROOT.glob("rhplan/**/*.py"), *ROOT.glob("providers/rhplan_*/**/*.py")])
+
+
+def test_imports_run_downward() -> None:
+    problems = [v for p in sources() for v in violations(p, module_name(p))]
+    assert not problems, "\n".join(problems)
+
+
+def test_host_scripts_need_only_the_standard_library() -> None:
+    scripts = [p for p in (ROOT / "rhplan" / "hostside").glob("*.py") if p.name != "__init__.py"]
+    assert scripts
+    problems = [f"{p.relative_to(ROOT)}:{line}: imports {name}, not in the standard library"
+                for p in scripts for line, name in imports(p)
+                if name.split(".")[0] not in sys.stdlib_module_names]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module, source", [
+    ("rhplan.ssh.pool", "from rhplan.plan.model import Plan\n"),
+    ("rhplan.ssh.channel", "def f():\n    from rhplan import servlets\n"),
+    ("rhplan.ray_head", "import rhplan.resources.cluster\n"),
+    ("rhplan.apply", "from rhplan_aws import AWSProvider\n"),
+    ("rhplan_ssh.hosts", "from rhplan_aws.account import Account\n"),
+])
+def test_an_upward_import_is_caught(tmp_path: Path, module: str, source: str) -> None:
+    """The check itself: each of these would be a new arrow running back up."""
+    fake = tmp_path / "probe.py"
+    fake.write_text(source)
+    assert [name for _, name in imports(fake) if problem(module, name)], \
+        f"{module}: {source!r} was not caught"
