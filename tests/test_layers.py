@@ -5,13 +5,20 @@ from the source (ast), nothing is imported. Host scripts (rhplan/hostside/*.py b
 __init__) run on hosts where rhplan is not installed: the standard library only."""
 from __future__ import annotations
 
-import ast
+import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("package_graph", ROOT / "docs" / "package_graph.py")
+assert _spec is not None and _spec.loader is not None
+graph = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(graph)
+imports, module_name, sources, PROVIDERS = (graph.imports, graph.module_name, graph.sources,
+                                            graph.PROVIDERS)
+
 BASE = {"rhplan.connection", "rhplan.errors"}
 # what each module may import of rhplan and its providers (a prefix allows what is
 # under it). rhplan.config.evaluate (UNKNOWN) in the providers is known and is to go
@@ -26,28 +33,6 @@ ALLOWED: dict[str, set[str]] = {
     "rhplan_aws": BASE | {"rhplan.ray_head", "rhplan.provider", "rhplan_ssh", "rhplan_aws",
                           "rhplan.config.evaluate"},
 }
-PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
-
-
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT / "providers" if "providers" in path.parts else ROOT)
-    parts = list(rel.with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every import in the file, function-level ones too; `from
-    rhplan import x` counts as rhplan.x."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            if node.module in ("rhplan", *PROVIDERS):
-                found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
-            else:
-                found.append((node.lineno, node.module))
-    return found
 
 
 def ours(name: str) -> bool:
@@ -74,10 +59,6 @@ def violations(path: Path, module: str) -> list[str]:
     where = path.relative_to(ROOT)
     return [f"{where}:{line}: {why}" for line, name in imports(path)
             if (why := problem(module, name))]
-
-
-def sources() -> list[Path]:
-    return sorted([*ROOT.glob("rhplan/**/*.py"), *ROOT.glob("providers/rhplan_*/**/*.py")])
 
 
 def test_imports_run_downward() -> None:
@@ -107,3 +88,11 @@ def test_an_upward_import_is_caught(tmp_path: Path, module: str, source: str) ->
     fake.write_text(source)
     assert [name for _, name in imports(fake) if problem(module, name)], \
         f"{module}: {source!r} was not caught"
+
+
+def test_the_package_graph_in_the_docs_is_current() -> None:
+    """docs/ARCHITECTURE.md's picture of which layer imports which is made from the
+    source; a new arrow between layers shows there (or this fails)."""
+    assert graph.current() == graph.block(), (
+        "docs/ARCHITECTURE.md: the package graph is out of date; run "
+        "python docs/package_graph.py --write and look at what changed")
