@@ -50,6 +50,7 @@ CODE_MANIFEST = ".rhplan-manifest.json"  # written last by every sync (rhplan/sy
 FUNCTIONS_KEPT = 256  # rebuilt functions a servlet keeps for callers that send them again
 SNAPSHOT_FILE = "rhplan/objects.pickle"  # in the env dir: the store across a restart
 SNAPSHOT_TIMEOUT = 60.0  # a servlet being replaced gets this long to write its store
+STARTED_FILE = "rhplan/servlet_actor_id"  # in the env dir: the actor start() made last
 
 
 class EnvServlet:
@@ -698,7 +699,7 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     old = _actor(ray, name)
     kept = None
     if old is not None:
-        kept = _snapshot(ray, old)
+        kept = _snapshot(ray, old, env_dir)
         ray.kill(old, no_restart=True)
         deadline = time.time() + READY_TIMEOUT
         while _actor(ray, name) is not None and time.time() < deadline:
@@ -737,6 +738,7 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     # gives ids, nobody picks one) and, on its socket, only this process (pid and start
     # time: a pid alone is reused)
     info["actor_id"] = actor._actor_id.hex()
+    _write_started(env_dir, info["actor_id"])
     if kept is not None:  # what the servlet it replaced could not write, and why
         info["restored"]["lost"].update(kept.get("lost") or {})
         if kept.get("error"):
@@ -745,17 +747,37 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     return info
 
 
-def _snapshot(ray, old) -> dict:
-    """Ask the servlet being replaced to write its store for its successor (bounded: a
-    servlet that does not answer in time loses its objects, and start says so)."""
+def _write_started(env_dir: str, actor_id: str) -> None:
+    path = os.path.join(env_dir, STARTED_FILE)
     try:
-        return ray.get(old.snapshot.remote(), timeout=SNAPSHOT_TIMEOUT)
-    except AttributeError:  # started by an older rhplan: it cannot
-        try:
-            held = ray.get(old.keys.remote(), timeout=SNAPSHOT_TIMEOUT)
-        except Exception:  # noqa: BLE001 - it does not answer: nothing more to say
-            held = ["?"]
-        return {"lost": {k: "its servlet was started by an older rhplan" for k in held}}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(actor_id)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next start keeps no objects, and says so
+
+
+def _snapshot(ray, old, env_dir: str) -> dict:
+    """Ask the servlet being replaced to write its store for its successor: only the
+    actor this script started last for the env (an impostor under its name is asked
+    nothing); bounded: one that does not answer in time loses its objects, and start
+    says so."""
+    try:
+        with open(os.path.join(env_dir, STARTED_FILE), encoding="utf-8") as fh:
+            ours = fh.read().strip()
+    except OSError:
+        ours = ""
+    if not ours:
+        return {"error": "its servlet was started by an older rhplan: the objects it held, "
+                         "if any, were not kept"}
+    if old._actor_id.hex() != ours:
+        return {"error": "the actor under the servlet's name is not the one rhplan "
+                         "started: nothing was asked of it"}
+    try:
+        kept = ray.get(old.snapshot.remote(), timeout=SNAPSHOT_TIMEOUT)
+        return kept if isinstance(kept, dict) else {"error": "its objects could not be kept"}
     except Exception as exc:  # noqa: BLE001 - dead, hung or failed: its objects are lost
         return {"error": f"its objects could not be kept ({type(exc).__name__})"}
 

@@ -93,7 +93,10 @@ def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, 
         raise  # whether it started is unknown: the next refresh finds out
     except ProviderError as exc:
         raise ServletNotStarted(str(exc)) from None
-    lost = (info.get("restored") or {}).get("lost") or {}
+    lost = dict((info.get("restored") or {}).get("lost") or {})
+    whole = lost.pop("*", None)  # none of them could be kept, and why
+    if whole:
+        sys.stderr.write(f"Warning: servlet {name!r} restarted without its objects: {whole}\n")
     if lost:  # the servlet it replaced kept the rest of its objects (host_script snapshot)
         sys.stderr.write(f"Warning: servlet {name!r} restarted without these objects: "
                          + "; ".join(f"{k} ({why})" for k, why in sorted(lost.items())) + "\n")
