@@ -537,3 +537,31 @@ def test_sync_over_ssh(ssh_conn: object, src: Path, remote: Path, tmp_path: Path
     assert remote_tree_hash(ssh_conn, str(remote)) == tree_hash(src) == third.tree_hash
     assert [p for p in tmp_path.rglob("*") if p.name == "PWNED"] == []
     assert home_pwned.exists() == had_home_pwned
+
+
+def test_fast_path_over_ssh_is_one_command(ssh_conn: object, src: Path, remote: Path,
+                                           tmp_path: Path) -> None:
+    """With a cache of the manifest this machine wrote, a re-sync is one command that
+    carries every change on stdin: hostile names stay data, deletions included."""
+    from rhplan.ssh import SSHConnection
+
+    assert isinstance(ssh_conn, SSHConnection)
+    cache = tmp_path / "cache"
+    first = sync_folder(ssh_conn, src, str(remote), cache=cache)
+    assert first.files_sent == first.files_total == 4
+    for name in HOSTILE_NAMES:
+        (src / name).write_text(name)
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    (src / "run.sh").chmod(0o755)
+    before = ssh_conn.commands_run
+    second = sync_folder(ssh_conn, src, str(remote), cache=cache)
+    assert second.files_sent == 1 + len(HOSTILE_NAMES) and ssh_conn.commands_run == before + 1
+    assert remote_files(remote) == local_files(src)
+    assert stat.S_IMODE((remote / "run.sh").stat().st_mode) == 0o755
+    for name in HOSTILE_NAMES:
+        (src / name).unlink()
+    third = sync_folder(ssh_conn, src, str(remote), cache=cache)
+    assert third.files_deleted == len(HOSTILE_NAMES) and ssh_conn.commands_run == before + 2
+    assert remote_files(remote) == local_files(src)
+    assert remote_tree_hash(ssh_conn, str(remote)) == tree_hash(src) == third.tree_hash
+    assert [p for p in tmp_path.rglob("*") if p.name == "PWNED"] == []
