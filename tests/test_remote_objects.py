@@ -83,11 +83,25 @@ class Cluster:
         return json.loads(lines[0])
 
 
+WORKING_DIR_MODULE = """
+import os
+
+class Tally:
+    def __init__(self):
+        self.seen = []
+    def add(self, word):
+        self.seen.append(word)
+        return {"seen": self.seen, "cwd": os.getcwd()}
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("remote-objects")
     rh = rhplan_in(base / "infra")
     rh.write(HCL)
+    # the project's own code, beside the configuration: the env's working_dir
+    rh.write(WORKING_DIR_MODULE, "objlib.py")
     (base / "scripts").mkdir()
     try:
         rh("apply", "-auto-approve").ok()
@@ -217,6 +231,23 @@ def test_a_class_by_import_path_or_from_the_callers_module(cluster: Cluster,
     assert "Remote traceback" in got["no_class"]["notes"], got
     assert got["not_a_class"]["type"] == "TypeError", got
     assert got["keys"] == [f"greeter-{route}", f"letters-{route}"]
+
+
+@ROUTES
+def test_a_class_from_the_envs_working_dir_by_import_path(cluster: Cluster,
+                                                          route: str) -> None:
+    got = cluster.drive(f"""
+        s = rhplan.servlet("objs", chdir=CHDIR)
+        t = s.instance("objlib:Tally", name="tally-{route}")
+        t.add("a")
+        out = t.add("b")
+        out["here"] = catch(__import__, "objlib")  # the caller does not have it
+        t.delete()
+        emit(**out)
+    """, route)
+    assert got["seen"] == ["a", "b"]
+    assert got["cwd"].endswith("/workdirs/objs"), got  # the synced copy
+    assert got["here"]["type"] == "ModuleNotFoundError", got
 
 
 # -- through SSH only: a real sshd, a caller whose one way out is the SSH proxy ------
