@@ -95,7 +95,8 @@ class AWSProvider:
             running = ec2.wait_for(client, ids, {"running"}, f"starting {address(attrs)}",
                                    need_ip=True)
         instances.record(attrs, private, running)
-        old_hosts = attrs.get("hosts") if isinstance(attrs.get("hosts"), dict) else {}
+        old = attrs.get("hosts")
+        old_hosts: dict[str, str] = old if isinstance(old, dict) else {}
         attrs["hosts"] = {ip: old_hosts.get(ip, "new") for ip in attrs["ips"]}
         if self.skip_host_setup:
             attrs["hosts"] = {ip: "ready" for ip in attrs["ips"]}
