@@ -279,3 +279,42 @@ def test_missing_credentials_fail_the_plan_in_one_line(applied: Applied,
 
 if sys.platform != "linux":  # the servlet's files and Ray's local cluster: Linux only
     pytestmark = pytest.mark.skip("Linux only")
+
+
+@pytest.mark.long  # a second cluster (sshd): the files written over SFTP, not locally
+def test_a_provider_secret_on_an_ssh_host(tmp_path_factory: pytest.TempPathFactory,
+                                          rhplan_in: Any, home: dict[str, Path]) -> None:
+    from sshd import SSHServer, ensure_sshd_installed
+    from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
+
+    ensure_sshd_installed()
+    base = tmp_path_factory.mktemp("ssh-provider-secret")
+    root = base / "root"
+    provision_ray_venv(root)
+    with SSHServer() as server:
+        rh = rhplan_in(base / "infra", env={"AWS_SHARED_CREDENTIALS_FILE": str(home["aws"])})
+        rh.env.pop("AWS_PROFILE", None)
+        rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server)) + """
+            secret "aws" {
+              provider = "aws"
+              profile  = "rhplan-test"
+            }
+
+            env "remote" {
+              cluster = cluster.box
+              reqs    = ["pip:six==1.16.0"]
+              secrets = [secret.aws]
+            }
+        """)
+        placed = root / "envs" / "remote" / "rhplan" / "secret_files" / "aws_credentials"
+        try:
+            rh("apply", "-auto-approve").ok()
+            run = rh("run", "remote", "--", "sh", "-c", 'stat -c %a "$AWS_SHARED_CREDENTIALS_FILE"'
+                     '; echo "$AWS_PROFILE"; grep -c aws_access_key_id '
+                     '"$AWS_SHARED_CREDENTIALS_FILE"').ok()
+            assert run.stdout == "600\nrhplan-test\n1\n", run.describe()
+            assert AWS_KEY in placed.read_text() and OTHER_PROFILE_SECRET not in placed.read_text()
+            assert not scan_paths([rh.dir, rh.state_path], [AWS_KEY, AWS_SECRET]).leaks
+        finally:
+            rh("destroy", "-auto-approve").ok()
+        assert not placed.exists()
