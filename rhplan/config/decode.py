@@ -321,7 +321,7 @@ class Evaluation:
     def _resource(self, rc: ResourceConfig) -> dict[str, Any]:
         schema = RESOURCE_SCHEMAS[rc.type]
         marks: list[str] = []
-        attrs = self._block(rc.block, schema, f"{rc.type} {rc.label!r}", marks)
+        attrs = self._block(rc.block, schema, f"{rc.type} {rc.block_name or rc.name!r}", marks)
         for sub_name, sub_schema in schema.blocks.items():
             subs = [(b, self._bindings) for b in rc.block.blocks_of(sub_name)]
             if not subs:

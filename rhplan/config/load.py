@@ -81,11 +81,8 @@ class ResourceConfig:
     def block_address(self) -> str:
         return f"{self.type}.{self.label}"
 
-    @property
-    def repeated(self) -> str | None:
-        """"count" or "for_each" for a repeated block, else None."""
-        return "count" if self.count is not None else (
-            "for_each" if self.for_each is not None else None)
+    # "count" or "for_each" for a repeated block, else None (a field: read per reference)
+    repeated: str | None = None
 
     @property
     def file(self) -> str:
@@ -365,10 +362,12 @@ def _resource(b: ast.Block) -> ResourceConfig:
             _no_self_reference(meta, b)
             refs |= expr_refs(meta.expr)
     used = refs & _REPETITION_NAMES
-    refs -= used
-    _check_repetition_names(b, used, count is not None, for_each is not None)
+    if used:
+        refs -= used
+        _check_repetition_names(b, used, count is not None, for_each is not None)
     rc = ResourceConfig(b.type, b.labels[0], b, refs, depends_on, prevent_destroy, ignore,
-                        count, for_each)
+                        count, for_each, repeated="count" if count is not None else (
+                            "for_each" if for_each is not None else None))
     return rc
 
 

@@ -213,28 +213,31 @@ class Planner:
         moved_from = {new: old for old, new in moves.items()}
         recorded: dict[str, list[str]] = {}  # block address -> its recorded instances
         for addr in state.resources:
-            recorded.setdefault(block_address(addr), []).append(addr)
+            b = addr if addr[-1] != "]" else block_address(addr)
+            recorded.setdefault(b, []).append(addr)
         changes: dict[str, Change] = {}
         replaced: set[str] = set()
         order = topological_order(self.graph)
         for block in order:
             rc = self.cfg.resources[block]
-            if not self._block_selected(block) or opts.destroy:
+            if opts.destroy or (self._selection is not None
+                                and not self._block_selected(block)):
                 # outside -target (or destroying): keep what is recorded, so references
                 # still resolve
                 self._keep_recorded(rc, recorded.get(block, []), state, opts.destroy)
                 continue
-            instances = self.expand(rc)
+            instances = [rc] if rc.repeated is None else self.expand(rc)
             if rc.repeated is not None:
                 self.instance_keys[block] = [i.key for i in instances]
             deps = self._dependencies(block)
             for inst in instances:
                 addr = inst.address
                 prior = state.resources.get(addr)
-                if prior is not None:
+                if prior is not None and prior.attributes.get("name") != inst.name:
                     inst = _keep_name(inst, prior)
                 self.configs[addr] = inst
-                if not self.selected(addr):  # -target names another instance
+                if self._selection is not None and not self.selected(addr):
+                    # -target names another instance
                     if prior is not None:
                         self.planned[addr] = prior.attributes
                     continue
@@ -400,7 +403,7 @@ class Planner:
               provider: str, deps: list[str], opts: PlanOptions, replaced: set[str]) -> Change:
         addr = rc.address
         if prior is None:
-            return Change(addr, rc.type, rc.label, provider, "create", None, attrs,
+            return Change(addr, rc.type, rc.block_name or rc.name, provider, "create", None, attrs,
                           "not in the state yet", [], deps)
         schema = RESOURCE_SCHEMAS[rc.type]
         ignore = set(rc.ignore_changes)
@@ -451,8 +454,8 @@ class Planner:
             for name in TYPES[rc.type].after_apply:
                 if name not in attrs or attrs[name] is UNKNOWN:
                     after[name] = UNKNOWN
-        return Change(addr, rc.type, rc.label, provider, action, before, after, reason,
-                      forces, deps)
+        return Change(addr, rc.type, rc.block_name or rc.name, provider, action, before, after,
+                      reason, forces, deps)
 
     def _describe(self, rc: ResourceConfig, name: str, before: Any, after: Any,
                   attrs: dict[str, Any]) -> str:
