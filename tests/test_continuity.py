@@ -40,6 +40,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterato
     base = tmp_path_factory.mktemp("continuity")
     rh = rhplan_in(base / "infra")
     rh.write(HCL)
+    # a class of the project's own code (the env's working_dir), kept by reference
+    rh.write("class Box:\n    def __init__(self):\n        self.items = []\n"
+             "    def add(self, x):\n        self.items.append(x)\n        return self.items\n",
+             "keeplib.py")
     (base / "scripts").mkdir()
     try:
         rh("apply", "-auto-approve").ok()
@@ -51,6 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterato
 READ_BACK = """
 s = rhplan.servlet("keep", chdir=CHDIR)
 emit(keys=s.keys(), plain=s.get("plain"), incr=s.get_instance("counter").incr(),
+     box=s.get_instance("box").add(len(s.keys())),
      a=s.call("os:getenv", "A"), pid=s.call("os:getpid"),
      six=s.call("importlib.metadata:version", "six"))
 """
@@ -74,9 +79,10 @@ def test_env_vars_change_keeps_objects_and_names_the_unpicklable(cluster: Cluste
         c = s.instance(Counter, name="counter")
         c.incr(), c.incr()
         s.instance("threading:Lock", name="lock")  # made there: it cannot be pickled
+        s.instance("keeplib:Box", name="box").add("first")
         emit(keys=s.keys())
     """, "direct")
-    assert made["keys"] == ["counter", "lock", "plain"]
+    assert made["keys"] == ["box", "counter", "lock", "plain"]
     before = _pid(cluster)
 
     cluster.rh.edit('A = "1"', 'A = "2"')
@@ -86,10 +92,11 @@ def test_env_vars_change_keeps_objects_and_names_the_unpicklable(cluster: Cluste
     # the one it could not keep is named, with why; the others are not
     assert "Warning: servlet 'keep' restarted without these objects: lock (TypeError" \
         in res.stderr, res.describe()
-    assert "counter" not in res.stderr and "plain" not in res.stderr, res.describe()
+    assert not any(k in res.stderr for k in ("box", "counter", "plain")), res.describe()
 
     got = cluster.drive(READ_BACK, "ssh")
-    assert got["keys"] == ["counter", "plain"]
+    assert got["keys"] == ["box", "counter", "plain"]
+    assert got["box"] == ["first", 3]  # its class comes from the working_dir
     assert got["plain"] == {"rows": [1, 2, 3]}
     assert got["incr"] == 3  # its state came along
     assert got["a"] == "2" and got["pid"] == _pid(cluster)
@@ -105,7 +112,8 @@ def test_package_change_keeps_objects(cluster: Cluster) -> None:
 
     got = cluster.drive(READ_BACK, "direct")
     assert got["six"] == "1.17.0"
-    assert got["keys"] == ["counter", "plain"] and got["incr"] == 4
+    assert got["keys"] == ["box", "counter", "plain"] and got["incr"] == 4
+    assert got["box"] == ["first", 3, 3]
     snapshot = cluster.rh.env_dir("c", "keep") / "rhplan" / "objects.pickle"
     assert not snapshot.exists(), "the snapshot is read once, then removed"
 
