@@ -127,6 +127,20 @@ def test_bad_provider_settings_are_one_line_at_their_line(tmp_path: Path,
         assert want in line, line
 
 
+def test_a_relative_path_starts_at_the_configuration_folder(tmp_path: Path,
+                                                            rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write('secret "git" {\n  provider = "ssh"\n  path     = "keys/id_git"\n}\n')
+    line = rh("plan").error_line()  # from elsewhere: rhplan runs with -chdir
+    assert f"main.hcl:2: secret.git: no SSH private key at {rh.dir}/keys/id_git" in line, line
+    (rh.dir / "keys").mkdir()
+    key = "not-a-canary-" + "k" * 20  # this file stays under basetemp: no canary in it
+    (rh.dir / "keys" / "id_git").write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{key}\n"
+                                             "-----END OPENSSH PRIVATE KEY-----\n")
+    res = rh("plan").ok()
+    assert '"GIT_SSH_COMMAND"' in res.stdout and key not in res.output, res.describe()
+
+
 # -- on a cluster ---------------------------------------------------------------------
 
 @dataclass

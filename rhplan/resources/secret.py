@@ -52,7 +52,7 @@ class SecretType(ResourceType):
             values[name] = os.environ[name]
         literal = ctx.sensitive.get(rc.address, {}).get("values") or {}
         values.update(literal)
-        values.update(self._from_provider(rc, attrs))
+        values.update(self._from_provider(rc, attrs, ctx))
         for key, value in values.items():
             if secret_providers.is_file_key(key):
                 continue  # a file's content: checked as a file, never an env var
@@ -69,7 +69,8 @@ class SecretType(ResourceType):
         return attrs
 
     @staticmethod
-    def _from_provider(rc: ResourceConfig, attrs: dict[str, Any]) -> dict[str, str]:
+    def _from_provider(rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext
+                       ) -> dict[str, str]:
         """A provider secret's values (credential files read now, so rotating them shows
         as a planned change); a missing file is one line naming it, at file:line."""
         provider = attrs.get("provider")
@@ -87,7 +88,10 @@ class SecretType(ResourceType):
         if attrs.get("profile") is not None and provider != "aws":
             raise ConfigError(f"{rc.address}: profile is for provider \"aws\" only; remove it",
                               rc.file, rc.block.attrs["profile"].line)
+        path = attrs.get("path")
+        if isinstance(path, str) and not path.startswith(("~", "/")):
+            path = str(ctx.config_dir / path)  # as env_file: from the configuration's folder
         try:
-            return secret_providers.read_local(provider, attrs.get("profile"), attrs.get("path"))
+            return secret_providers.read_local(provider, attrs.get("profile"), path)
         except secret_providers.MissingCredentials as exc:
             raise ConfigError(f"{rc.address}: {exc}", rc.file, line) from None
