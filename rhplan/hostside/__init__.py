@@ -11,6 +11,7 @@ prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero ex
     probe_host.py Python version, home, CPUs and the address Ray should use
     ray_host.py   a Ray node's private temp dir, its processes, killing them
     ray_venv.py   rhplan's Ray venv on a host (a link to a shared one per Ray/Python)
+    sync_apply.py one batch of a working_dir sync (files on stdin; rhplan/sync.py)
 """
 from __future__ import annotations
 
