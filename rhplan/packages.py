@@ -9,6 +9,10 @@ A package string is what a user writes in an env's `reqs`:
     ./src/mypkg   /abs/dir   ~/code    a local folder (also: an existing folder
                                        under the config dir, or `local:DIR`)
     git+https://host/repo.git@REV      a git checkout at a pinned revision
+    git+https://host/repo.git          the default branch: its commit is resolved
+    https://github.com/org/repo        while planning and recorded (sources), so a
+                                       new upstream commit is a planned change
+    requirements.txt, ./x/requirements.txt   that file (as reqs:DIR)
 
 Parsing is pure: it reads the local disk (to resolve folders) but never a host.
 """
@@ -29,6 +33,7 @@ from packaging.requirements import Requirement as _PipRequirement
 from packaging.utils import canonicalize_name
 
 KINDS = ("pip", "conda", "reqs", "local", "git")
+REQUIREMENTS = "requirements.txt"
 
 # Markers of a project's root folder, as in Runhouse.
 CODE_ROOT_MARKERS = (".git", "setup.py", "setup.cfg", "pyproject.toml", "requirements.txt")
@@ -68,6 +73,8 @@ def parse_requirement(raw: str, base_dir: Path) -> Requirement:
 
     if spec.startswith("git+"):
         return _parse_git(raw, spec, args)
+    if _bare_git_url(spec):
+        return _parse_git(raw, "git+" + spec, args)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):
         # A bare URL (a wheel or sdist on a web server) is a pip target.
         return Requirement(raw, "pip", spec, args, None)
@@ -91,6 +98,9 @@ def parse_requirement(raw: str, base_dir: Path) -> Requirement:
             f"reqs and local; {_EXAMPLES}"
         )
 
+    if spec.rsplit("/", 1)[-1] == REQUIREMENTS:
+        # "requirements.txt" or "./deps/requirements.txt": that file, as reqs:DIR
+        return _parse_reqs(raw, spec, args, base_dir)
     if _looks_like_path(spec) or (base_dir / spec).is_dir():
         return _parse_local(raw, spec, args, base_dir)
     return _parse_pip(raw, spec, args, base_dir)
@@ -169,6 +179,11 @@ def _is_pip_spec(text: str) -> bool:
 
 def _parse_reqs(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Requirement:
     path = _resolve(spec, base_dir)
+    if path.name == REQUIREMENTS and not path.is_dir():
+        if not path.is_file():
+            raise ValueError(f"'{raw}': {path} does not exist; fix the path (relative paths "
+                             "start at the configuration's folder)")
+        path = path.parent
     if path.is_file():
         raise ValueError(
             f"'{raw}' names a file; reqs: takes the folder that holds requirements.txt, "
@@ -216,13 +231,14 @@ def _parse_git(raw: str, spec: str, args: tuple[str, ...]) -> Requirement:
             f"'git+https://host/repo.git@REVISION' (or git+ssh://git@host/repo.git@REVISION)"
         )
     # The revision follows the last "@" of the path; an "@" in the host part
-    # (git+ssh://git@host/...) is the user name.
-    if "@" not in parts.path or not parts.path.rpartition("@")[2]:
+    # (git+ssh://git@host/...) is the user name. Without one: the default branch, whose
+    # commit the planner resolves and records (resolve_head).
+    if "@" in parts.path and not parts.path.rpartition("@")[2]:
         raise ValueError(
-            f"'{raw}' has no revision; pin one so every apply installs the same code: "
-            f"'{spec.split('#')[0]}@v1.2.3' (a tag, branch or commit)"
+            f"'{raw}' has an empty revision; write one after '@' ('...@v1.2.3': a tag, "
+            f"branch or commit), or nothing for the default branch"
         )
-    problem = git_problem(url, parts.path.rpartition("@")[2])
+    problem = git_problem(url, parts.path.rpartition("@")[2] if "@" in parts.path else None)
     if problem:
         raise ValueError(f"'{raw}': {problem}")
     name = None
@@ -231,6 +247,64 @@ def _parse_git(raw: str, spec: str, args: tuple[str, ...]) -> Requirement:
         if key == "egg" and value:
             name = canonicalize_name(value)
     return Requirement(raw, "git", spec, args, name)
+
+
+# Hosts whose bare https URLs are git repositories (Runhouse reads them so).
+GIT_HOSTS = ("github.com", "gitlab.com", "bitbucket.org")
+_ARCHIVES = (".whl", ".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar")
+
+
+def _bare_git_url(spec: str) -> bool:
+    """https://github.com/org/repo (or any URL ending in .git, file:// included): a git
+    repository, not a file for pip."""
+    parts = urlsplit(spec)
+    if parts.scheme not in ("https", "http", "ssh", "git", "file") or not parts.path:
+        return False
+    path = parts.path.rpartition("@")[0] or parts.path
+    if path.endswith(_ARCHIVES):
+        return False
+    host = parts.hostname or ""
+    return path.rstrip("/").endswith(".git") or (
+        host in GIT_HOSTS and len([p for p in path.split("/") if p]) == 2)
+
+
+def unpinned(req: Requirement) -> bool:
+    """A git package at its repository's default branch (no @REVISION)."""
+    return req.kind == "git" and split_git(req.target)[1] is None
+
+
+def pinned(req: Requirement, commit: str) -> Requirement:
+    """req at commit (an unpinned git package, once its commit is resolved)."""
+    url, _ = split_git(req.target)
+    fragment = req.target.partition("#")[2]
+    target = f"git+{url}@{commit}" + (f"#{fragment}" if fragment else "")
+    return Requirement(req.raw, req.kind, target, req.args, req.name)
+
+
+def resolve_head(req: Requirement, timeout: float = 60.0) -> str:
+    """The commit the default branch of an unpinned git package points at, asked of the
+    repository with `git ls-remote` from this machine. ValueError says why not."""
+    import shutil
+    import subprocess
+
+    url, _ = split_git(req.target)
+    git = shutil.which("git")
+    if git is None:
+        raise ValueError(f"'{req.raw}' names no revision, and resolving the default branch "
+                         "needs git on this machine; install git or pin a revision (@v1.2.3)")
+    try:
+        res = subprocess.run([git, "ls-remote", "--", url, "HEAD"], capture_output=True,
+                             text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"'{req.raw}': git ls-remote {url} did not answer within "
+                         f"{timeout:g} s; check the URL and network, or pin a revision") from None
+    commit = res.stdout.split()[0] if res.returncode == 0 and res.stdout.split() else ""
+    if not re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", commit):
+        why = (res.stderr.strip().splitlines() or ["no HEAD in its answer"])[-1]
+        raise ValueError(f"'{req.raw}': cannot resolve its default branch ({why[:200]}); "
+                         "check the URL, or pin a revision (@v1.2.3)")
+    return commit
 
 
 def split_git(target: str) -> tuple[str, str | None]:

@@ -126,6 +126,9 @@ ENV = _schema(
     # filled in while planning: a content hash per local package folder, so that
     # editing a local package reinstalls it
     Attr("sources", "map(string)", computed=True),
+    # the commit of each git entry without @REVISION (its default branch), resolved while
+    # planning: a new upstream commit is a planned update that installs it
+    Attr("git_commits", "map(string)", computed=True),
     Attr("secrets_sha256", "string", computed=True),
     # read from env_file while planning: plain files' values (env_vars win over them);
     # a sensitive file's keys and a keyed digest of its values (never the values)

@@ -34,7 +34,14 @@ from rhplan.connection import Connection
 from rhplan.errors import ConfigError, PartialFailure, ProviderError, RhplanError
 from rhplan.lazy import lazy_module
 from rhplan.names import NAME_RULE, valid_name
-from rhplan.packages import Requirement, parse_requirement, tree_hash
+from rhplan.packages import (
+    Requirement,
+    parse_requirement,
+    pinned,
+    resolve_head,
+    tree_hash,
+    unpinned,
+)
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
 from rhplan.state import digest
@@ -46,7 +53,8 @@ manage = lazy_module("rhplan.servlets.manage")  # imports paramiko: not needed t
 # interpreter cannot reload upgraded modules, nor see a new environment)
 _ENVIRONMENT = ("env_vars", "secrets", "secrets_sha256", "env_file_vars",
                 "env_file_secret_keys", "env_file_sha256")
-_HELD = {"reqs": "packages", "sources": "packages", "compute": "resources",
+_HELD = {"reqs": "packages", "sources": "packages", "git_commits": "packages",
+         "compute": "resources",
          "working_dir_remote": "working_dir",
          **{k: "environment" for k in _ENVIRONMENT}}
 
@@ -65,13 +73,15 @@ class EnvType(ResourceType):
         _check_names(rc, attrs)
         self._plan_env_files(rc, attrs, ctx)
         if attrs.get("conda") is not None:
-            raise ConfigError(f"env {rc.name!r}: conda envs are not supported yet; use pip "
-                              "packages in a virtualenv (remove conda = ...)", rc.file,
+            raise ConfigError(f"env {rc.name!r}: conda envs are not supported yet: rhplan "
+                              "builds virtualenvs with uv and does not install conda on hosts; "
+                              "use pip packages in a virtualenv (remove conda = ...)", rc.file,
                               rc.block.attrs["conda"].line)
         reqs_line = rc.block.attrs["reqs"].line if "reqs" in rc.block.attrs else rc.line
         cluster = planned.get(attrs["cluster"], {})
         self._plan_working_dir(rc, attrs, ctx, cluster)
         sources: dict[str, Any] = {}
+        commits: dict[str, str] = {}  # unpinned git entries: the default branch's commit
         seen: set[str] = set()
         for raw in attrs["reqs"]:
             if raw is UNKNOWN:
@@ -89,7 +99,19 @@ class EnvType(ResourceType):
                 raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line) from None
             if req.kind == "conda":
                 raise ConfigError(f"env {rc.name!r}: {raw!r} needs a conda env, which rhplan "
-                                  "does not build yet; use a pip package", rc.file, reqs_line)
+                                  "cannot build yet (it builds virtualenvs with uv and does not "
+                                  "install conda on hosts); use a pip package", rc.file,
+                                  reqs_line)
+            if unpinned(req):
+                # the default branch: its commit now, so a new upstream commit is a change
+                key = ("git_head", req.target)
+                if key not in ctx.cache:
+                    try:
+                        ctx.cache[key] = resolve_head(req)
+                    except ValueError as exc:
+                        raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line
+                                          ) from None
+                commits[raw] = ctx.cache[key]
             if req.kind == "local":
                 try:  # never hash (or later sync) a home folder or /
                     sync.check_sync_folder(Path(req.target))
@@ -105,6 +127,8 @@ class EnvType(ResourceType):
                     ctx.cache[key] = tree_hash(path)
                 sources[raw] = ctx.cache[key]
         attrs["sources"] = sources
+        # shown in the plan (sources is not): a new upstream commit reads as one
+        attrs["git_commits"] = commits or None
         self._check_pins(rc, attrs, planned.get(attrs["cluster"], {}), ctx, reqs_line)
         secret_hashes = [planned.get(s, {}).get("sha256", "") for s in attrs["secrets"]]
         attrs["secrets_sha256"] = hashlib.sha256(
@@ -155,7 +179,7 @@ class EnvType(ResourceType):
             "name") is UNKNOWN else f"{croot}/workdirs/{attrs['name']}"
         if (root / "requirements.txt").is_file():
             real = root.resolve()
-            have = [r for r in attrs["reqs"] if isinstance(r, str) and r.startswith("reqs:")
+            have = [r for r in attrs["reqs"] if isinstance(r, str)
                     and _reqs_target(r, ctx) == str(real)]
             if not have:
                 rel = os.path.relpath(real, Path(ctx.config_dir).resolve())
@@ -327,7 +351,8 @@ class EnvType(ResourceType):
         user's pins: what either needs is never moved silently; a conflict fails here,
         naming both sides. A git package's installed commit is kept, for refresh.
         Returns what it changed and what the env holds now (the next one's `before`)."""
-        req = self._on_host(self._requirement(raw, ctx, state), rs, conn, ctx, state)
+        req = self._on_host(self._at_commit(self._requirement(raw, ctx, state), rs), rs,
+                            conn, ctx, state)
         res = envs.install_entry(conn, path, req, [self._ray_pin(rs, state)], constraints,
                                  before)
         commits = rs.private.setdefault("commits", {})
@@ -336,6 +361,11 @@ class EnvType(ResourceType):
         else:
             commits.pop(raw, None)
         return res.changes, res.after
+
+    def _at_commit(self, req: Requirement, rs: ResourceState) -> Requirement:
+        """A git package at its default branch installs the commit the plan resolved."""
+        commit = (rs.attributes.get("git_commits") or {}).get(req.raw)
+        return pinned(req, commit) if unpinned(req) and isinstance(commit, str) else req
 
     def _ray_pin(self, rs: ResourceState, state: State) -> str:
         return f"ray=={state.resources[rs.attributes['cluster']].attributes['ray_version']}"
@@ -589,7 +619,8 @@ class EnvType(ResourceType):
         installed: dict[str, list[str]] = dict(b.get("installed") or {})
         removed = [r for r in b.get("reqs", []) if r not in a["reqs"]]
         stale = [r for r in a["reqs"] if r in b.get("reqs", [])
-                 and (b.get("sources") or {}).get(r) != (a.get("sources") or {}).get(r)]
+                 and any((b.get(k) or {}).get(r) != (a.get(k) or {}).get(r)
+                         for k in ("sources", "git_commits"))]
         added = [r for r in a["reqs"] if r not in b.get("reqs", [])]
         if (b.get("working_dir_hash") != a.get("working_dir_hash")
                 or b.get("working_dir_remote") != a.get("working_dir_remote")):
@@ -775,11 +806,14 @@ def _requirements_txt_drift(folder: Path, now: dict[str, envs.Installed],
 
 
 def _reqs_target(raw: str, ctx: RunContext) -> str | None:
-    """The folder of a reqs: entry, or None if it does not parse."""
+    """The folder of a reqs: entry ("reqs:DIR", "requirements.txt"), else None."""
+    if raw.startswith("package."):
+        return None
     try:
-        return _parsed(raw, ctx).target
+        req = _parsed(raw, ctx)
     except ValueError:
         return None
+    return req.target if req.kind == "reqs" else None
 
 
 def _parsed(raw: str, ctx: RunContext) -> Requirement:
