@@ -7,7 +7,8 @@ The folder is synced with rhplan.sync (only changed files travel; the host keeps
 manifest) to ROOT/workdirs/ENV; the env's servlet runs there (its current directory,
 first on sys.path) and re-imports the modules a later sync changed on its next call.
 
-What is synced: what the folder's top-level .gitignore and .rhplanignore leave in,
+What is synced: what git does not ignore (every .gitignore, asked of git itself; outside
+a git work tree the folder's top-level .gitignore) and .rhplanignore leaves in,
 minus what never belongs on a host: rhplan's own folder (.rhplan/: tokens, keys,
 caches), state files, lock files and saved plans (found by name and by content: they
 hold provider-private data), the configuration itself (*.hcl, *.tfvars: rhplan's input,
@@ -19,6 +20,8 @@ loop, and more than `working_dir_max_mb` (default 200).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from rhplan import sync
@@ -72,6 +75,24 @@ def _rhplan_data(path: str) -> bool:
     return all(mark in data for mark in _STATE_MARKS)
 
 
+def _git_listed(root: Path) -> set[str] | None:
+    """Inside a git work tree: the files git does not ignore under root (every
+    .gitignore, nested ones and global excludes included), relative to root; None
+    outside one, or without git (then only the top-level .gitignore is read)."""
+    git = shutil.which("git")
+    if git is None or not any((d / ".git").exists() for d in (root, *root.parents)):
+        return None
+    try:
+        res = subprocess.run([git, "-C", str(root), "ls-files", "-z", "--cached", "--others",
+                              "--exclude-standard"], capture_output=True, timeout=60,
+                             check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    return {os.fsdecode(p) for p in res.stdout.split(b"\0") if p}
+
+
 def selection(root: Path) -> sync.Selection:
     patterns: list[str] = list(BUILTIN_PATTERNS)
     try:
@@ -82,7 +103,15 @@ def selection(root: Path) -> sync.Selection:
         line = line.strip()
         if line and not line.startswith(("#", "!")):
             patterns.append(line)
-    return sync.Selection(tuple(patterns), _rhplan_data, f".gitignore or {IGNORE_FILE}")
+    listed = _git_listed(root)
+    prefix = str(root).rstrip("/") + "/"
+
+    def exclude(path: str) -> bool:
+        if listed is not None and path[len(prefix):] not in listed:
+            return True  # git ignores it
+        return _rhplan_data(path)
+
+    return sync.Selection(tuple(patterns), exclude, f".gitignore or {IGNORE_FILE}")
 
 
 def size_fix(root: Path) -> str:

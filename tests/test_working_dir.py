@@ -84,6 +84,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterato
     (root / "pkg").mkdir()
     (root / "pkg" / "__init__.py").write_text("def helper():\n    return 'helped'\n")
     (root / "requirements.txt").write_text("tomli_w==1.0.0\n")
+    (root / "pkg" / ".gitignore").write_text("*.tmp\n")  # a nested one: git is asked
+    (root / "pkg" / "junk.tmp").write_text("left behind\n")
     (root / "data").mkdir()
     (root / "data" / "big.bin").write_bytes(b"\0" * 4096)
     (root / "scratch.txt").write_text("not for the host\n")
@@ -112,7 +114,8 @@ def test_apply_syncs_what_belongs_and_the_servlet_runs_there(project: Project) -
     synced = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
     # infra/.gitignore: rhplan keeps .rhplan/ out of git in a work tree (gitignore.py)
     assert synced == [".gitignore", ".rhplan-manifest.json", "infra/.gitignore",
-                      "mylib.py", "pkg/__init__.py", "requirements.txt"], synced
+                      "mylib.py", "pkg/.gitignore", "pkg/__init__.py", "requirements.txt"
+                      ], synced
     got = project.call()
     assert got == {"value": 1, "cwd": str(copy), "first_path": str(copy), "helper": "helped"}
     attrs = rh.resources()["env.e"]["attributes"]
