@@ -246,6 +246,10 @@ ERRORS = [
     pytest.param(envs("  for_each = toset([tostring(env.y.servlet_pid)])") + ENV_Y,
                  "for_each", ['"for_each" value depends on values known only after apply'],
                  id="for-each-unknown"),
+    pytest.param('variable "teams" {\n  sensitive = true\n  default   = { a = "1" }\n}\n'
+                 + envs("  for_each = var.teams"), "for_each",
+                 ["derived from a sensitive value (var.teams)", "nonsensitive"],
+                 id="for-each-sensitive"),
     pytest.param(envs("  count = 2") + 'output "n" { value = env.x.name }\n', 'output "n"',
                  ['because env.x has "count" set', "env.x[count.index] or env.x[0]"],
                  id="attribute-of-counted-resource"),

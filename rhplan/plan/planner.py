@@ -124,8 +124,13 @@ class Planner:
         as Terraform checks count and for_each; errors name the argument's line."""
         meta = rc.count if rc.count is not None else rc.for_each
         assert meta is not None
-        value = self.evaluation.evaluate(meta.expr, rc.file)
+        value, mark = self.evaluation.marked_evaluate(meta.expr, rc.file)
         where = f"{rc.type} {rc.name!r}"
+        if mark and rc.for_each is not None:
+            raise ConfigError(f"{where}: for_each is derived from a sensitive value ({mark}); "
+                              "its keys would show in every address, so Terraform's rule "
+                              "applies: build the keys from values that are not sensitive "
+                              "(nonsensitive(...) if they are safe to show)", rc.file, meta.line)
         if rc.count is not None:
             if value is UNKNOWN:
                 raise ConfigError(_unknown_message(where, "count"), rc.file, meta.line)
