@@ -130,7 +130,7 @@ def _home_dirs() -> list[Path]:
     return homes
 
 
-def check_sync_folder(local_dir: Path) -> Path:
+def check_sync_folder(local_dir: Path, what: str = "the package") -> Path:
     """The resolved folder, or ConfigError if it must not be synced.
 
     Refuses /, the user's home folder and any folder that holds it (syncing
@@ -142,14 +142,14 @@ def check_sync_folder(local_dir: Path) -> Path:
     except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a loop
         raise ConfigError(f"refusing to sync {local_dir}: it is a symlink loop; point it at "
                           "a real folder") from None
-    hint = "point the package at your project's folder (the one with pyproject.toml or setup.py)"
+    hint = f"point {what} at your project's folder (the one with pyproject.toml or setup.py)"
     if root == Path(root.anchor):
         raise ConfigError(f"refusing to sync {root}: that is the whole filesystem; {hint}")
     for home in _home_dirs():
         if root == home:
             raise ConfigError(
                 f"refusing to sync {root}: it is your home folder, with everything in it; "
-                f"point the package at a project folder inside it, e.g. {root}/myproject"
+                f"point {what} at a project folder inside it, e.g. {root}/myproject"
             )
         if root in home.parents:
             raise ConfigError(

@@ -129,7 +129,7 @@ def check(root: Path) -> Path:
             raise ConfigError(f"refusing to sync working_dir {root}: it is a symlink loop "
                               "(or points nowhere); point working_dir at a real folder"
                               ) from None
-    return sync.check_sync_folder(root)
+    return sync.check_sync_folder(root, "working_dir")
 
 
 def scan(root: Path, max_mb: float) -> tuple[str, int, int]:
