@@ -536,7 +536,9 @@ def _backend(chdir: str | os.PathLike[str]) -> Any:
 def find_env(name: str, chdir: str | os.PathLike[str] = ".") -> tuple[Any, Any]:
     """The env's and its cluster's recorded state."""
     state = _backend(chdir).read()
-    env = state.resources.get(name if name.startswith("env.") else f"env.{name}")
+    from rhplan.names import normalize_address  # x['a'] means x["a"], as on the CLI
+    env = state.resources.get(normalize_address(name if name.startswith("env.") else
+                                                f"env.{name}"))
     if env is None:
         env = next((r for r in state.resources.values()
                     if r.type == "env" and r.attributes.get("name") == name), None)
