@@ -211,6 +211,17 @@ def test_state_commands_take_instance_addresses(tmp_path: Path, rhplan_in: Any) 
     assert rh("state", "list").ok().stdout.split() == ["cluster.c"]
 
 
+def test_an_env_instance_is_found_by_either_quoting(tmp_path: Path) -> None:
+    """What rhplan.servlet and rhplan run look up (no Ray needed to find the record)."""
+    from rhplan.servlets.client import find_env
+    from rhplan.state.local import LocalBackend
+
+    LocalBackend(tmp_path / "rhplan.state.json").write(state_of(tmp_path, SET_AB))
+    for name in ('x["a"]', "x['a']", 'env.x["a"]'):
+        env, cluster = find_env(name, tmp_path)
+        assert env.address == 'env.x["a"]' and cluster.address == "cluster.c"
+
+
 def test_show_json_gives_the_index(tmp_path: Path, rhplan_in: Any) -> None:
     rh = rhplan_in(tmp_path / "infra")
     rh.keep = True
