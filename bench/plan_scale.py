@@ -7,6 +7,7 @@ Run (from the repository root, with the project's venv active):
     python bench/plan_scale.py --envs 2000 --clusters 20 --dir /tmp/rhplan-bench
     python bench/plan_scale.py --profile             # also cProfile one warm plan
     python bench/plan_scale.py --bytecode            # CLI runs may cache bytecode
+    python bench/plan_scale.py --for-each            # the envs as ONE for_each block
 
 What it does
 ------------
@@ -431,7 +432,7 @@ def _one_plan(d: Path, timings: dict[str, float]) -> Any:
     if not text.startswith("No changes."):
         print(f"FAIL: render of a no-change plan says:\n{text[:500]}", file=sys.stderr)
         sys.exit(2)
-    return len(cfg.resources)
+    return len(plan.changes)  # resource instances (one for_each block makes 2,000)
 
 
 def worker(d: Path, cold: bool, profile: str | None) -> None:
