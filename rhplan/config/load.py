@@ -65,12 +65,13 @@ class ResourceConfig:
     key: int | str | None = None
     block_name: str = ""
     bindings: dict[str, Any] | None = None
+    instance: str = ""  # an instance's address, worked out once (read many times a plan)
 
     @property
     def address(self) -> str:
         if self.key is None:
             return f"{self.type}.{self.block_name or self.name}"
-        return instance_address(self.type, self.block_name, self.key)
+        return self.instance or instance_address(self.type, self.block_name, self.key)
 
     @property
     def label(self) -> str:

@@ -115,8 +115,9 @@ class Planner:
             return [rc]
         out = []
         for key, bindings in self._repetition(rc):
-            out.append(dataclasses.replace(rc, name=instance_name(rc.name, key), key=key,
-                                           block_name=rc.name, bindings=bindings))
+            out.append(dataclasses.replace(
+                rc, name=instance_name(rc.name, key), key=key, block_name=rc.name,
+                bindings=bindings, instance=instance_address(rc.type, rc.name, key)))
         return out
 
     def _repetition(self, rc: ResourceConfig) -> list[tuple[Any, dict[str, Any]]]:
