@@ -119,6 +119,16 @@ def test_adding_count_moves_the_recorded_instance(tmp_path: Path) -> None:
     assert back.after["name"] == instance_name("x", 0)
 
 
+def test_a_cluster_gaining_count_keeps_its_envs(tmp_path: Path) -> None:
+    """cluster.c moves to cluster.c[0]; the env's recorded reference follows the move,
+    so an env now written with cluster = cluster.c[0] is not rebuilt."""
+    counted = CLUSTER.replace('  provider = "local"\n', '  count    = 1\n  provider = "local"\n')
+    plan = plan_of(tmp_path, counted + 'env "e" {\n  cluster = cluster.c[0]\n}\n',
+                   state_of(tmp_path, PLAIN.replace('env "x"', 'env "e"')))
+    assert {c.address: (c.action, c.previous_address) for c in plan.changes} == {
+        "cluster.c[0]": ("no-op", "cluster.c"), "env.e": ("no-op", None)}
+
+
 def test_instances_are_named_by_key_and_read_each_and_count(tmp_path: Path) -> None:
     text = (CLUSTER
             + 'env "x" {\n  for_each = { gpu = "g", "two words" = "t" }\n'
