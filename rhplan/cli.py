@@ -433,9 +433,10 @@ def state_show(obj: Ctx, address: str) -> None:
 
 
 @state.command("rm")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
 @click.argument("addresses", nargs=-1, required=True)
 @click.pass_obj
-def state_rm(obj: Ctx, addresses: tuple[str, ...]) -> None:
+def state_rm(obj: Ctx, addresses: tuple[str, ...], dry_run: bool) -> None:
     """Forget resources without destroying them (env.x: every instance of it)."""
     backend = _backend(obj)
     with backend.locked("state rm"):
@@ -447,10 +448,59 @@ def state_rm(obj: Ctx, addresses: tuple[str, ...]) -> None:
                 raise RhplanError(f"no {a} in the state; see rhplan state list")
             gone += [f for f in found if f not in gone]
         for a in gone:
-            del st.resources[a]
-            click.echo(f"Removed {a}")
-        backend.write(st)
-    click.echo(f"Successfully removed {len(gone)} resource instance(s).")
+            click.echo(f"Would remove {a}" if dry_run else f"Removed {a}")
+            if not dry_run:
+                del st.resources[a]
+        if not dry_run:
+            backend.write(st)
+    if not dry_run:
+        click.echo(f"Successfully removed {len(gone)} resource instance(s).")
+
+
+@state.command("mv")
+@click.option("--dry-run", is_flag=True, help="Say what would move; change nothing.")
+@click.argument("source")
+@click.argument("destination")
+@click.pass_obj
+def state_mv(obj: Ctx, source: str, destination: str, dry_run: bool) -> None:
+    """Move a resource to another address in the state, without touching it: e.g.
+    env.x to 'env.x["a"]' when the block gains for_each, or a block's every instance
+    (env.x to env.y). What refers to it in the state follows."""
+    from rhplan.names import instance_address, parse_address
+    from rhplan.plan.planner import moved_state
+
+    src, dst = normalize_address(source), normalize_address(destination)
+    ps, pd = parse_address(src), parse_address(dst)
+    for given, parts in ((source, ps), (destination, pd)):
+        if parts is None:
+            raise RhplanError(f"{given!r} is not a resource address; write TYPE.NAME, "
+                              "TYPE.NAME[0] or 'TYPE.NAME[\"key\"]'")
+    assert ps is not None and pd is not None
+    if ps[0] != pd[0]:
+        raise RhplanError(f"cannot move a {ps[0]} to a {pd[0]} address; keep the type")
+    backend = _backend(obj)
+    with backend.locked("state mv"):
+        st = backend.read()
+        found = _instances(st, src)
+        if not found:
+            raise RhplanError(f"no {src} in the state; see rhplan state list")
+        if found == [src]:
+            moves = {src: dst}
+        elif pd[2] is not None:
+            raise RhplanError(f"{src} has {len(found)} instances; move them to a block "
+                              f"address (e.g. {pd[0]}.{pd[1]}), or move one instance")
+        else:
+            moves = {a: instance_address(pd[0], pd[1], parse_address(a)[2])  # type: ignore[index]
+                     for a in found}
+        taken = [d for d in moves.values() if d in st.resources and d not in moves]
+        if taken:
+            raise RhplanError(f"{taken[0]} is already in the state; remove or move it first")
+        for old, new in moves.items():
+            click.echo(f'{"Would move" if dry_run else "Move"} "{old}" to "{new}"')
+        if not dry_run:
+            backend.write(moved_state(st, moves, in_place=True))
+    if not dry_run:
+        click.echo(f"Successfully moved {len(moves)} object(s).")
 
 
 @state.command("pull")

@@ -232,6 +232,28 @@ def test_an_env_instance_is_found_by_either_quoting(tmp_path: Path) -> None:
         assert env.address == 'env.x["a"]' and cluster.address == "cluster.c"
 
 
+def test_state_mv_adopts_for_each_without_rebuilding(tmp_path: Path, rhplan_in: Any) -> None:
+    """for_each has no implicit move: state mv env.x 'env.x["a"]' says which key the
+    recorded env is, and the plan then keeps it (same on-host name, nothing rebuilt)."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True  # a state made without hosts: nothing to destroy
+    state = state_of(rh.dir, PLAIN)
+    rh.state_path.write_text(json.dumps(state.to_json()))
+    rh.write(envs('  for_each = toset(["a"])'))
+    assert 'env.x will be destroyed' in rh("plan", "-refresh=false").ok().stdout
+    out = rh("state", "mv", "-dry-run", "env.x", "env.x['a']").ok().stdout
+    assert out == 'Would move "env.x" to "env.x["a"]"\n', out
+    assert rh("state", "rm", "-dry-run", "env.x").ok().stdout == "Would remove env.x\n"
+    assert set(rh.resources()) == {"cluster.c", "env.x"}  # dry runs changed nothing
+    out = rh("state", "mv", "env.x", 'env.x["a"]').ok().stdout
+    assert "Successfully moved 1 object(s)." in out
+    assert rh("plan", "-refresh=false").ok().stdout.startswith("No changes.")
+    recorded = rh.resources()['env.x["a"]']
+    assert recorded["name"] == "x" and recorded["attributes"]["name"] == "x"
+    msg = rh("state", "mv", 'env.x["a"]', "cluster.x").error_line()
+    assert "cannot move a env to a cluster address" in msg, msg
+
+
 def test_show_json_gives_the_index(tmp_path: Path, rhplan_in: Any) -> None:
     rh = rhplan_in(tmp_path / "infra")
     rh.keep = True
