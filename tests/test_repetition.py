@@ -408,3 +408,16 @@ def test_apply_records_the_implicit_move(tmp_path: Path, rhplan_in: Any) -> None
     assert set(rh.resources()) == {"secret.s[0]"}
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
+
+
+def test_saved_plan_with_for_each_over_a_set_variable(tmp_path: Path, rhplan_in: Any) -> None:
+    """A plan file keeps a set(string) variable as a JSON list; applying it reads the
+    variable's type again, so for_each still gets a set (secrets: no host needed)."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write('variable "names" {\n  type    = set(string)\n  default = ["b", "a"]\n}\n\n'
+             'secret "s" {\n  for_each = var.names\n  values   = { K = each.key }\n}\n')
+    rh("plan", "-out", "p.plan").ok()
+    out = rh("apply", "p.plan").ok().stdout
+    assert "Apply complete! Resources: 2 added" in out, out
+    assert set(rh.resources()) == {'secret.s["a"]', 'secret.s["b"]'}
+    rh("destroy", "-auto-approve").ok()
