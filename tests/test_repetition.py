@@ -137,7 +137,9 @@ def test_instances_are_named_by_key_and_read_each_and_count(tmp_path: Path) -> N
               '  env_vars = { I = "${count.index}", X = env.x["gpu"].name,\n'
               '               ALL = join(",", [for k, e in env.x : "${k}=${e.name}"]) }\n}\n\n'
               'output "ys" { value = env.y[*].name }\n'
-              'output "y0" { value = env.y[0].name }\n')
+              'output "y0" { value = env.y[0].name }\n'
+              'output "xs" { value = values(env.x)[*].name }\n'
+              'output "keys" { value = keys(env.x) }\n')
     plan = plan_of(tmp_path, text)
     after = {c.address: c.after for c in plan.changes}
     gpu = instance_name("x", "gpu")
@@ -152,6 +154,8 @@ def test_instances_are_named_by_key_and_read_each_and_count(tmp_path: Path) -> N
     assert plan.output_changes["ys"]["after"] == [after["env.y[0]"]["name"],
                                                   after["env.y[1]"]["name"]]
     assert plan.output_changes["y0"]["after"] == after["env.y[0]"]["name"]
+    assert plan.output_changes["xs"]["after"] == [gpu, two["name"]]
+    assert plan.output_changes["keys"]["after"] == ["gpu", "two words"]
     # the instances of y depend on every instance of x, and on the cluster
     deps = next(c for c in plan.changes if c.address == "env.y[0]").dependencies
     assert deps == ["cluster.c", 'env.x["gpu"]', 'env.x["two words"]']
@@ -300,6 +304,9 @@ ERRORS = [
                  + 'env "y" {\n  cluster  = cluster.c\n  env_vars = { N = env.x.name }\n}\n',
                  "N = env.x.name", ['because env.x has "for_each" set', 'env.x["KEY"]'],
                  id="attribute-of-for-each-resource"),
+    pytest.param(envs('  for_each = toset(["a"])') + 'output "n" { value = env.x[*].name }\n',
+                 'output "n"', ['env.x has "for_each" set, so it is a map',
+                                "values(env.x)[*].name"], id="splat-of-for-each-resource"),
     pytest.param('cluster "c" {\n  count    = 2\n  provider = "local"\n}\n\n'
                  'env "x" {\n  cluster = cluster.c\n}\n', 'cluster = cluster.c',
                  ['because cluster.c has "count" set', "cluster.c[0]"],

@@ -221,6 +221,11 @@ class _Evaluator:
             obj = self.value(self.eval(e.obj), e.line)
             if obj is UNKNOWN:
                 return UNKNOWN
+            if isinstance(obj, InstanceMap):
+                attr = ".".join(e.names) or "ATTR"
+                raise EvalError(f'{obj.address} has "for_each" set, so it is a map: write '
+                                f"values({obj.address})[*].{attr} or "
+                                f"[for k, v in {obj.address} : v.{attr}]", e.line)
             items = obj if isinstance(obj, list) else [obj]
             out_list = []
             for item in items:
