@@ -101,7 +101,7 @@ class EnvServlet:
             return self.env_dir
         os.chdir(path)
         sys.path.insert(0, path)
-        self._code_mark = _mtime_ns(os.path.join(path, CODE_MANIFEST))
+        self._code_mark = _file_mark(os.path.join(path, CODE_MANIFEST))
         return path
 
     def _reimport_changed(self) -> None:
@@ -109,7 +109,7 @@ class EnvServlet:
         the working_dir whose file the sync wrote: one stat per call when nothing changed."""
         if self._code_mark is None:
             return
-        mark = _mtime_ns(os.path.join(self.cwd, CODE_MANIFEST))
+        mark = _file_mark(os.path.join(self.cwd, CODE_MANIFEST))
         if mark == self._code_mark:
             return
         import importlib
@@ -117,7 +117,7 @@ class EnvServlet:
         with self._code_lock:
             if mark == self._code_mark:
                 return
-            since = self._code_mark
+            since = self._code_mark[1]
             importlib.invalidate_caches()  # new files and folders are found
             prefix = self.cwd.rstrip("/") + "/"
             for name, mod in list(sys.modules.items()):
@@ -426,6 +426,16 @@ def _mtime_ns(path: str) -> int:
         return os.stat(path).st_mtime_ns
     except OSError:
         return -1
+
+
+def _file_mark(path: str) -> tuple:
+    """What tells a rewritten file (each sync replaces the manifest: a new inode, even
+    within one tick of the clock) from the one seen before."""
+    try:
+        st = os.stat(path)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (-1, -1, -1)
 
 
 def _dumps_result(value) -> bytes:
