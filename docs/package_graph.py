@@ -28,7 +28,7 @@ LAYERS = {
     "apply": ["apply"],
     "state": ["state"],
     "resources": ["resources"],
-    "providers": ["provider", *PROVIDERS],
+    "providers": ["provider", "plugin", *PROVIDERS],
     "servlets": ["servlets"],
     "remote": ["envs", "packages", "sync", "working_dir", "facts", "ray_head", "tls"],
     "ssh": ["ssh"],

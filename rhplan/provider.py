@@ -1,9 +1,9 @@
-"""The provider plugin protocol, and finding providers through entry points.
+"""Finding providers through entry points, and the RunContext of one run.
 
-A provider turns a cluster block into hosts and gives the core a Connection to
-the cluster's head; the core builds envs through that connection the same way
-for every provider. Plugins register under the `rhplan.providers` entry-point
-group (see pyproject.toml), so a provider can ship as its own package.
+The provider API itself (the Provider base class with every hook, Capabilities, and
+what a provider may import) is rhplan/plugin.py. Plugins register under the
+`rhplan.providers` entry-point group (see pyproject.toml), so a provider can ship as
+its own package.
 """
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from rhplan.connection import Connection
 from rhplan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rhplan.plugin import Provider
 
 GROUP = "rhplan.providers"
 
@@ -28,7 +30,8 @@ class RunContext:
     secret_values: dict[str, dict[str, str]] = field(default_factory=dict)
     # values of sensitive attributes by address, e.g. an ssh password
     sensitive: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _providers: dict[str, Provider] = field(default_factory=dict)
+    # providers loaded in this run, by name (through provider())
+    loaded: dict[str, Provider] = field(default_factory=dict)
     # per-plan bookkeeping: resources servlets hold per cluster (plan-time check)
     allocations: dict[str, dict[str, float]] = field(default_factory=dict)
     # per-run memo of remote reads (e.g. all servlet statuses of a cluster at once)
@@ -41,46 +44,13 @@ class RunContext:
     # the selected workspace (rhplan.workspace in expressions)
     workspace: str = "default"
 
-    def provider(self, name: str) -> Provider:
-        if name not in self._providers:
-            self._providers[name] = load_provider(name)
-        return self._providers[name]
-
-
-class Provider(Protocol):
-    name: str
-
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
-                     line: int
-                     ) -> dict[str, Any]:
-        """Validate a cluster's attributes (ConfigError at file:line) and fill in
-        what is known before apply; leave the rest UNKNOWN."""
-        ...
-
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
-        """Bring the cluster up; return its attributes (computed ones set) and private data."""
-        ...
-
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
-             ) -> dict[str, Any] | None:
-        """The cluster as it really is, or None when it is gone."""
-        ...
-
-    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
-        ...
-
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
-        ...
-
-    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
-        """The interpreter that runs Ray on the head (installing it first if needed)."""
-        ...
-
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
-        """A connection to the cluster's head host."""
-        ...
+    def provider(self, name: str, file: str | None = None, line: int | None = None
+                 ) -> Provider:
+        """The provider named `name`, loaded once per run (a missing one is a
+        ConfigError at file:line)."""
+        if name not in self.loaded:
+            self.loaded[name] = load_provider(name, file, line)
+        return self.loaded[name]
 
 
 def available_providers() -> dict[str, Any]:
@@ -93,4 +63,9 @@ def load_provider(name: str, file: str | None = None, line: int | None = None) -
         have = ", ".join(sorted(eps)) or "none"
         raise ConfigError(f"no provider {name!r} is installed (installed: {have}); "
                           "install its package or fix the name", file, line)
-    return eps[name].load()()
+    from rhplan.plugin import Provider
+    provider = eps[name].load()()
+    if not isinstance(provider, Provider):
+        raise ConfigError(f"provider {name!r} ({eps[name].value}) does not derive from "
+                          "rhplan.plugin.Provider; update its package", file, line)
+    return provider

@@ -21,17 +21,17 @@ imports, module_name, sources, PROVIDERS = (graph.imports, graph.module_name, gr
 
 BASE = {"rhplan.connection", "rhplan.errors"}
 # what each module may import of rhplan and its providers (a prefix allows what is
-# under it). rhplan.config.evaluate (UNKNOWN) in the providers is known and is to go
-# with the provider contract (issue 15 item 1); do not add to it.
+# under it). A provider reaches the core through rhplan.plugin (the provider API);
+# the ssh and aws providers also use the transport and host layers, and rhplan_aws
+# stops a Ray worker through ray_head (known, to go).
 ALLOWED: dict[str, set[str]] = {
     "rhplan.ssh": BASE | {"rhplan.ssh"},
     "rhplan.hostside": BASE,
     "rhplan.ray_head": BASE | {"rhplan.hostside"},
     "rhplan.facts": BASE | {"rhplan.hostside", "rhplan.envs"},
-    "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.provider", "rhplan.ssh", "rhplan_ssh",
-                          "rhplan.config.evaluate"},
-    "rhplan_aws": BASE | {"rhplan.ray_head", "rhplan.provider", "rhplan_ssh", "rhplan_aws",
-                          "rhplan.config.evaluate"},
+    "rhplan_local": {"rhplan.plugin"},
+    "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.plugin", "rhplan.ssh", "rhplan_ssh"},
+    "rhplan_aws": BASE | {"rhplan.ray_head", "rhplan.plugin", "rhplan_ssh", "rhplan_aws"},
 }
 
 

@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.errors import ProviderError
-from rhplan.provider import RunContext
+from rhplan.plugin import ProviderError, RunContext
 from rhplan_aws import ec2
 
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rhplan.errors import RhplanError
+from rhplan.plugin import RhplanError
 
 ARCHES = ("x86_64", "arm64")
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rhplan.errors import ProviderError
+from rhplan.plugin import ProviderError
 
 # Tags rhplan puts on everything it creates: which state and which resource own it.
 LINEAGE_TAG = "rhplan:lineage"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan.errors import ProviderError
+from rhplan.plugin import ProviderError
 from rhplan_aws import catalog, ec2
 from rhplan_aws.account import Account, address, client_token
 

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from rhplan.errors import ProviderError
+from rhplan.plugin import ProviderError
 from rhplan_aws import ec2
 from rhplan_aws.account import Account
 

@@ -7,8 +7,7 @@ import ipaddress
 import os
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.errors import ConfigError
+from rhplan.plugin import UNKNOWN, ConfigError
 from rhplan_aws import caller_address, catalog
 from rhplan_aws.network import rules_text, wanted_rules
 

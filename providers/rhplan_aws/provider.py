@@ -11,9 +11,15 @@ from typing import Any
 from rhplan_ssh import SSHHosts
 
 from rhplan import ray_head
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.errors import PartialFailure, ProviderError
-from rhplan.provider import RunContext
+from rhplan.plugin import (
+    UNKNOWN,
+    Capabilities,
+    Connection,
+    PartialFailure,
+    Provider,
+    ProviderError,
+    RunContext,
+)
 from rhplan_aws import ec2, instances, network, plan
 from rhplan_aws.account import Account, address
 from rhplan_aws.hostkeys import InstanceAccess
@@ -22,21 +28,13 @@ from rhplan_aws.hostkeys import InstanceAccess
 SSH_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_SSH_WAIT_SECONDS", "300"))
 
 
-def _skip_host_setup() -> bool:
-    # Test hook for bench/aws_scale.py only: launch and tag instances but never SSH to
-    # them (moto's instances have no sshd). Not a user setting: it is not in the schema.
-    return os.environ.get("RHPLAN_TEST_SKIP_HOST_SETUP") == "1"
-
-
-class AWSProvider:
+class AWSProvider(Provider):
     name = "aws"
-    grows = True  # workers are added to a running head (num_instances 2 -> 3)
+    capabilities = Capabilities(grows=True)  # workers join a running head (2 -> 3)
 
     def __init__(self) -> None:
-        self.skip_host_setup = _skip_host_setup()
         self._account = Account(lambda: self._hosts.ctx)
         self._hosts = SSHHosts(InstanceAccess(self._account))
-        self._hosts.serve(self)  # connect, hosts, connect_host, ray_python
 
     # ---- planning (plan.py) ----------------------------------------------------------
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
@@ -54,6 +52,22 @@ class AWSProvider:
 
     def _use(self, ctx: RunContext) -> None:
         self._hosts.ctx = ctx  # the account reads it too (Account's ctx_of)
+
+    # ---- reaching the hosts: SSHHosts', given InstanceAccess -------------------------
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+        return self._hosts.connect(attrs, private, ctx)
+
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+              ) -> list[tuple[str, Connection]]:
+        return self._hosts.hosts(attrs, private, ctx)
+
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+                     ) -> Connection:
+        return self._hosts.connect_host(ip, attrs, private, ctx)
+
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        return self._hosts.ray_python(conn, attrs, private, ctx)
 
     # ---- lifecycle ------------------------------------------------------------------
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
@@ -98,13 +112,13 @@ class AWSProvider:
         old = attrs.get("hosts")
         old_hosts: dict[str, str] = old if isinstance(old, dict) else {}
         attrs["hosts"] = {ip: old_hosts.get(ip, "new") for ip in attrs["ips"]}
-        if self.skip_host_setup:
-            attrs["hosts"] = {ip: "ready" for ip in attrs["ips"]}
-            attrs["root_dir"] = attrs["root_dir"] if attrs.get("root_dir") not in (
-                None, UNKNOWN) else "/skipped"
-            return attrs, private
         todo = [ip for ip in attrs["ips"] if ip not in known_ips
                 or attrs["hosts"].get(ip) != "ready"]
+        return self._set_up_hosts(attrs, private, todo)
+
+    def _set_up_hosts(self, attrs: dict[str, Any], private: dict, todo: list[str]
+                      ) -> tuple[dict[str, Any], dict]:
+        """Reach the new (or not yet ready) instances over SSH and set them up."""
         try:
             self._wait_for_ssh(attrs, private, todo)
             return self._hosts.setup(attrs, private, todo) if todo else (attrs, private)
@@ -245,7 +259,7 @@ class AWSProvider:
         for inst in extra:
             ip = ec2.address_of(inst)
             temp_dir = workers.pop(ip, None)
-            if temp_dir and attrs.get("ray_python") and not self.skip_host_setup:
+            if temp_dir and attrs.get("ray_python"):
                 self._stop_worker(ip, temp_dir, attrs, private)
             (attrs.get("hosts") or {}).pop(ip, None)
         private["ray_worker_temp_dirs"] = workers

@@ -13,18 +13,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rhplan.connection import Connection, LocalConnection
-from rhplan.errors import ConfigError, ProviderError
-from rhplan.provider import RunContext
+from rhplan.plugin import (
+    MARKER,
+    Capabilities,
+    ConfigError,
+    Connection,
+    LocalConnection,
+    Provider,
+    ProviderError,
+    RunContext,
+)
 
-MARKER = ".rhplan-cluster"
 # cloud-only settings: a local cluster would silently ignore them, so refuse them
 _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "ips", "allowed_cidrs")
 
 
-class LocalProvider:
+class LocalProvider(Provider):
     name = "local"
-    local_filesystem = True  # local package folders are installed in place
+    capabilities = Capabilities(local_filesystem=True)  # package folders used in place
 
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
                      line: int) -> dict[str, Any]:
@@ -98,7 +104,7 @@ def _default_root(ctx: RunContext, name: str) -> Path:
     (.rhplan/workspaces/WS/clusters/NAME), or its apply and destroy would reach the
     default workspace's Ray head and envs of the same name on this machine."""
     base = ctx.config_dir / ".rhplan"
-    workspace = getattr(ctx, "workspace", "default")
+    workspace = ctx.workspace
     if workspace != "default":
         base = base / "workspaces" / workspace
     return base / "clusters" / name

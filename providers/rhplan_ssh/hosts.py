@@ -13,14 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from rhplan import hostside
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.connection import Connection
-from rhplan.errors import PartialFailure, ProviderError
-from rhplan.provider import RunContext
+from rhplan.plugin import (
+    UNKNOWN,
+    Connection,
+    PartialFailure,
+    ProviderError,
+    RunContext,
+)
 from rhplan.ssh import ConnectionLost, get_connection
 
 T = TypeVar("T")
-MARKER = ".rhplan-cluster"
 
 # Run on each host with its python3 (rhplan/hostside): one round trip each
 _PROBE = hostside.script("probe_host")
@@ -90,15 +92,7 @@ class SSHHosts:
             private.setdefault("host_keys", {})[ip] = fp  # trust on first use, recorded
         return conn
 
-    # ---- the provider hooks (rhplan/provider.py) a provider hands to SSHHosts ----
-    def serve(self, provider: Any) -> None:
-        """Make these host hooks provider's own: a provider whose hosts are reached over
-        SSH delegates connect, hosts, connect_host and ray_python here."""
-        provider.connect = self.connect
-        provider.hosts = self.hosts
-        provider.connect_host = self.connect_host
-        provider.ray_python = self.ray_python
-
+    # ---- the provider hooks (rhplan/plugin.py) a provider delegates to SSHHosts ----
     def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
         """The head; its which() also finds the tools in rhplan's Ray venv there."""
         self.ctx = ctx

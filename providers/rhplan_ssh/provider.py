@@ -5,20 +5,26 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.errors import ConfigError, PartialFailure, ProviderError
-from rhplan.provider import RunContext
-from rhplan_ssh.hosts import MARKER, SSHHosts, cluster_name, holding_folders
+from rhplan.plugin import (
+    MARKER,
+    UNKNOWN,
+    ConfigError,
+    Connection,
+    PartialFailure,
+    Provider,
+    ProviderError,
+    RunContext,
+)
+from rhplan_ssh.hosts import SSHHosts, cluster_name, holding_folders
 
 _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "allowed_cidrs")
 
 
-class SSHProvider:
+class SSHProvider(Provider):
     name = "ssh"
 
     def __init__(self) -> None:
         self._hosts = SSHHosts()
-        self._hosts.serve(self)  # connect, hosts, connect_host, ray_python
 
     def _use(self, ctx: RunContext) -> None:
         self._hosts.ctx = ctx
@@ -55,6 +61,22 @@ class SSHProvider:
         if not attrs.get("resources"):
             attrs["resources"] = UNKNOWN
         return attrs
+
+    # ---- reaching the hosts: SSHHosts' --------------------------------------------
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+        return self._hosts.connect(attrs, private, ctx)
+
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+              ) -> list[tuple[str, Connection]]:
+        return self._hosts.hosts(attrs, private, ctx)
+
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+                     ) -> Connection:
+        return self._hosts.connect_host(ip, attrs, private, ctx)
+
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        return self._hosts.ray_python(conn, attrs, private, ctx)
 
     # ---- lifecycle ------------------------------------------------------------
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rhplan import facts, ray_head
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError, PartialFailure, ProviderError
 from rhplan.lazy import lazy_module
-from rhplan.provider import RunContext, load_provider
+from rhplan.plugin import Provider
+from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
 from rhplan.state.model import ResourceState, State
+
+if TYPE_CHECKING:
+    from rhplan.tls import Pair
 
 # imported on first use: paramiko and cryptography are not needed to plan (~0.45 s)
 manage = lazy_module("rhplan.servlets.manage")
@@ -28,14 +32,11 @@ class ClusterType(ResourceType):
 
     def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        name = attrs["provider"]
-        line = rc.block.attrs["provider"].line
-        if name not in ctx._providers:
-            ctx._providers[name] = load_provider(name, rc.file, line)
+        provider = ctx.provider(attrs["provider"], rc.file, rc.block.attrs["provider"].line)
         attrs["name"] = rc.name
         _check_resources(rc, attrs)
-        attrs = ctx.provider(name).plan_cluster(rc.name, attrs, ctx, rc.file, rc.line)
-        attrs["ray_status"] = "skipped" if skips_hosts(ctx.provider(name)) else "running"
+        attrs = provider.plan_cluster(rc.name, attrs, ctx, rc.file, rc.line)
+        attrs["ray_status"] = "running" if runs_ray(provider) else "skipped"
         return attrs
 
     def settle(self, before: dict[str, Any], after: dict[str, Any], ctx: RunContext) -> None:
@@ -45,9 +46,9 @@ class ClusterType(ResourceType):
             # each node is given its resources by `ray start`: Ray starts again, in place
             after["ray_status"] = "restarting"
         provider = ctx.provider(after["provider"])
-        if hasattr(provider, "settle") and before.get("provider") == after["provider"]:
+        if before.get("provider") == after["provider"]:
             provider.settle(before, after)
-        if (after.get("ray_status") == "running" and getattr(provider, "grows", False)
+        if (after.get("ray_status") == "running" and provider.capabilities.grows
                 and len(before.get("ips") or []) == 1
                 and _count(after.get("num_instances")) > 1):
             # a one-host head runs on loopback only: to take workers it starts again on
@@ -57,7 +58,7 @@ class ClusterType(ResourceType):
     def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str],
                     ctx: RunContext) -> tuple[list[str], str]:
         provider = ctx.provider(after["provider"])
-        if hasattr(provider, "replacement") and before.get("provider") == after["provider"]:
+        if before.get("provider") == after["provider"]:
             return provider.replacement(before, after, changed)
         return [], ""
 
@@ -100,16 +101,13 @@ class ClusterType(ResourceType):
         return rs
 
     def _hosts(self, rs: ResourceState, ctx: RunContext) -> list[tuple[str, Any]]:
-        provider = ctx.provider(rs.provider)
-        if hasattr(provider, "hosts"):
-            return provider.hosts(rs.attributes, rs.private, ctx)
-        return [(rs.attributes["ips"][0], provider.connect(rs.attributes, rs.private, ctx))]
+        return ctx.provider(rs.provider).hosts(rs.attributes, rs.private, ctx)
 
     def _start_ray(self, rs: ResourceState, ctx: RunContext) -> None:
         """The head on the first host; every other ready host joins it, in parallel."""
         provider = ctx.provider(rs.provider)
         a = rs.attributes
-        if skips_hosts(provider):
+        if not runs_ray(provider):
             a["ray_status"] = "skipped"
             a.update(ray_address=None, ray_version=None, ray_python=None)
             return
@@ -162,7 +160,7 @@ class ClusterType(ResourceType):
         self._join_workers(rs, ctx, head, token, hosts[1:], ca)
 
     def _tls_ca(self, rs: ResourceState, ctx: RunContext, head_conn: Any, new_ok: bool
-                ) -> tls.Pair:
+                ) -> Pair:
         """The cluster's CA (made on its first multi-node start, kept in the state and
         0600 here and on the head; a replaced cluster starts without one), and this
         machine's driver certificate for the direct route."""
@@ -180,7 +178,7 @@ class ClusterType(ResourceType):
         p["ray_tls"] = record
         return ca
 
-    def _tls_node(self, rs: ResourceState, conn: Any, ip: str, ca: tls.Pair,
+    def _tls_node(self, rs: ResourceState, conn: Any, ip: str, ca: Pair,
                   head: bool = False) -> dict[str, str]:
         """One node's certificate and key on its host (for its Ray address and the
         address rhplan reached it at); their paths."""
@@ -198,7 +196,7 @@ class ClusterType(ResourceType):
 
     def _join_workers(self, rs: ResourceState, ctx: RunContext, head: ray_head.RayHead,
                       token: bytes, hosts: list[tuple[str, Any]],
-                      ca: tls.Pair | None = None) -> None:
+                      ca: Pair | None = None) -> None:
         """Join hosts to the running head, in parallel; a host that fails is recorded."""
         provider = ctx.provider(rs.provider)
         a = rs.attributes
@@ -250,8 +248,7 @@ class ClusterType(ResourceType):
         recorded = dict(rs.attributes)
         attrs = provider.read(dict(rs.attributes), rs.private, ctx)
         if attrs is None:
-            left = provider.leftovers(rs.attributes, rs.private, ctx) if hasattr(
-                provider, "leftovers") else []
+            left = provider.leftovers(rs.attributes, rs.private, ctx)
             if left:
                 return self._remains(rs, left, ctx, state)
             # forgotten without a delete (its hosts went outside rhplan): the local copy
@@ -310,11 +307,7 @@ class ClusterType(ResourceType):
         for ip in ips:
             # a host that cannot be reached, or answers with another host key, stops the
             # plan: guessing "gone" would plan to re-create it and trust the new key
-            conn = (provider.connect_host(ip, a, p, ctx) if hasattr(provider, "connect_host")
-                    else provider.connect(a, p, ctx))
-            hosts.append((ip, conn))
-            if not hasattr(provider, "connect_host"):
-                break
+            hosts.append((ip, provider.connect_host(ip, a, p, ctx)))
         asks = {}
         for ip, conn in hosts:
             ray = ({"temp_dir": p["ray_temp_dir"], "token_path": p["ray_token_path"],
@@ -387,11 +380,12 @@ class ClusterType(ResourceType):
         head_before = before.private.get("ray_head_host") or (
             before.attributes.get("ips") or [None])[0]
         head_moved = head_before != (attrs.get("ips") or [None])[0]
-        if skips_hosts(ctx.provider(after.provider)):
+        provider = ctx.provider(after.provider)
+        if not runs_ray(provider):
             attrs["ray_status"] = "skipped"
         elif (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
                 or attrs.get("ray_status") != "running" or head_moved
-                or (hosts_changed and not getattr(ctx.provider(after.provider), "grows", False))
+                or (hosts_changed and not provider.capabilities.grows)
                 or (hosts_changed and before.private.get("ray_single_node", False)
                     and len(attrs.get("ips") or []) > 1)):
             self._start_ray(after, ctx)
@@ -446,8 +440,7 @@ class ClusterType(ResourceType):
         def stop(node: tuple[str, str, str]) -> None:
             ip, temp_dir, token = node
             try:
-                conn = (provider.connect_host(ip, a, p, ctx) if hasattr(provider, "connect_host")
-                        else provider.connect(a, p, ctx))
+                conn = provider.connect_host(ip, a, p, ctx)
                 # rhplan's Ray venv may be gone with its folder: the scripts need only the
                 # standard library, so the host's own python does as well
                 ray_head.stop(conn, a["ray_python"], temp_dir, token,
@@ -518,9 +511,10 @@ def _remove_driver_token(path: str | None) -> None:
         pass
 
 
-def skips_hosts(provider: Any) -> bool:
-    """True when the provider was told to leave hosts alone (bench/aws_scale.py only)."""
-    return bool(getattr(provider, "skip_host_setup", False))
+def runs_ray(provider: Provider) -> bool:
+    """False for a provider that only provisions machines (Capabilities.runs_ray): the
+    core contacts none of its hosts."""
+    return provider.capabilities.runs_ray
 
 
 def _short(v: Any) -> str:

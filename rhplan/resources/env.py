@@ -423,7 +423,7 @@ class EnvType(ResourceType):
                      state: State) -> str:
         """Where a requirement's folder is on the env's host (pure: nothing is synced)."""
         cluster = state.resources[rs.attributes["cluster"]]
-        if getattr(ctx.provider(cluster.provider), "local_filesystem", False):
+        if ctx.provider(cluster.provider).capabilities.local_filesystem:
             return req.target
         if req.kind not in ("local", "reqs"):
             return req.target

@@ -1,0 +1,145 @@
+"""The provider plugin API: everything a provider may use of rhplan, in one module.
+
+A provider turns a `cluster` block into hosts and gives the core a Connection to
+each; the core starts Ray and builds envs through those connections the same way
+for every provider. A provider subclasses `Provider`, implements its abstract hooks,
+overrides the optional ones it needs (each has a documented default: the core calls
+every hook directly, it never probes for one), announces what it can do in
+`capabilities`, and registers a factory under the `rhplan.providers` entry-point
+group:
+
+    [project.entry-points."rhplan.providers"]
+    mycloud = "rhplan_mycloud:MyCloudProvider"
+
+docs/PROVIDERS.md walks through writing one. A provider imports rhplan only through
+this module; what it re-exports (values, errors, connections) is the stable surface.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from rhplan.config.evaluate import UNKNOWN
+from rhplan.connection import CommandResult, Connection, LocalConnection
+from rhplan.errors import (
+    ConfigError,
+    ConnectionLost,
+    PartialFailure,
+    ProviderError,
+    RhplanError,
+)
+from rhplan.provider import GROUP, RunContext
+
+__all__ = [
+    "GROUP", "MARKER", "UNKNOWN", "Capabilities", "CommandResult", "ConfigError", "Connection",
+    "ConnectionLost", "LocalConnection", "PartialFailure", "Provider", "ProviderError",
+    "RhplanError", "RunContext",
+]
+
+# The file that makes a folder on a host rhplan's cluster folder (root_dir): a provider
+# writes it when it makes the folder, removes only folders holding it, and the core's
+# refresh reports a host whose root_dir lacks it as "rhplan's folder is gone".
+MARKER = ".rhplan-cluster"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do beyond the required hooks, announced, never probed."""
+
+    # the hosts are this machine: an env's local package folder is installed in place
+    # instead of synced to the host
+    local_filesystem: bool = False
+    # hosts can be added to a running cluster (num_instances 2 -> 3): new hosts join the
+    # running Ray head instead of Ray starting again; a one-host head (loopback only)
+    # starts again on the host's address when the cluster first grows
+    grows: bool = False
+    # the core starts Ray on the hosts (and envs can be built there). False: the provider
+    # only provisions machines; the cluster's ray_status is "skipped" and no host is
+    # contacted by the core (a provisioning-only provider, or a benchmark's stand-in)
+    runs_ray: bool = True
+
+
+class Provider(ABC):
+    """One kind of cluster. `attrs` is the cluster's attributes (the block's settings
+    and the computed values); `private` is this provider's own record in the state,
+    a JSON-able dict the user never sees (instance ids, recorded host keys ...)."""
+
+    name: str = ""
+    capabilities: Capabilities = Capabilities()
+
+    # ---- planning -------------------------------------------------------------------
+    @abstractmethod
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+                     line: int) -> dict[str, Any]:
+        """Validate a cluster's attributes (raise ConfigError(msg, file, line)) and fill
+        in what is known before apply (ips, root_dir, resources ...); leave the rest
+        UNKNOWN. Return the attributes."""
+
+    def settle(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Adjust a planned change in place (e.g. keep a value the user cannot see
+        change). Called only when the recorded cluster has this same provider.
+        Default: nothing."""
+        return None
+
+    def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str]
+                    ) -> tuple[list[str], str]:
+        """Which of the changed attributes force a new cluster, and why (one line).
+        Default: none beyond those the schema marks force_new."""
+        return [], ""
+
+    # ---- lifecycle ------------------------------------------------------------------
+    @abstractmethod
+    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        """Bring the hosts up; return the attributes (computed ones set: ips, root_dir
+        ...) and the provider's private record. Some hosts failing: raise
+        PartialFailure(msg, attrs, private) so what exists is recorded."""
+
+    @abstractmethod
+    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+             ) -> dict[str, Any] | None:
+        """The cluster as it really is (drift shows as changed attributes), or None when
+        it is gone."""
+
+    def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> list[str]:
+        """When read() found the cluster gone: what of it still exists (one phrase each),
+        so it stays recorded for destroy to remove. Default: nothing."""
+        return []
+
+    @abstractmethod
+    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+        """Change the cluster in place; return the new attributes and private record."""
+
+    @abstractmethod
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+        """Remove the hosts (or rhplan's folder on them). The core has stopped Ray on
+        them first. Raise ProviderError while something is left: the cluster stays in
+        the state for the next destroy."""
+
+    # ---- reaching the hosts ---------------------------------------------------------
+    @abstractmethod
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+        """A connection to the cluster's head host (attrs["ips"][0])."""
+
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+              ) -> list[tuple[str, Connection]]:
+        """Every host that is set up, connected, the head first: Ray's head starts on the
+        first, the others join it. Default: the head only."""
+        return [(attrs["ips"][0], self.connect(attrs, private, ctx))]
+
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+                     ) -> Connection:
+        """A connection to one host of the cluster (refresh reads each; destroy stops Ray
+        on each). Default: the head through connect(); any other host is refused, so a
+        provider with more than one host implements this."""
+        if ip == (attrs.get("ips") or [None])[0]:
+            return self.connect(attrs, private, ctx)
+        raise ProviderError(f"provider {self.name!r} cannot reach host {ip} on its own "
+                            "(its connect_host hook is not implemented)")
+
+    @abstractmethod
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        """The interpreter that runs Ray on the host behind conn (installing it first if
+        needed). It must have the driver's Ray version."""
