@@ -154,6 +154,9 @@ class Applier:
             if moves:  # env.x -> env.x[0]: the state says so before any step runs
                 self.recorder.record(lambda st: moved_state(st, moves, in_place=True),
                                      durable=True)
+            forgets = [c.address for c in self.plan.changes if c.action == "forget"]
+            if forgets:  # removed blocks with destroy = false: the state lets go, nothing else
+                self.recorder.record(lambda st: _forget(st, forgets), durable=True)
             self._walk(deletes, self._delete_graph(deletes))
             blocked = set(self.result.failed) | set(self.result.skipped)
             self._walk(creates, self._create_graph(creates), blocked)
@@ -383,3 +386,8 @@ class Applier:
 
 def _secs(s: float) -> str:
     return f"{int(s)}s" if s < 60 else f"{int(s) // 60}m{int(s) % 60}s"
+
+
+def _forget(state: State, addresses: list[str]) -> None:
+    for a in addresses:
+        state.resources.pop(a, None)

@@ -15,11 +15,14 @@ from typing import Any
 from rhplan.config import ast
 from rhplan.config.evaluate import RESOURCE_TYPES
 from rhplan.config.parse import parse_file, parse_text
+from rhplan.config.refactor_blocks import BLOCK_TYPES as REFACTOR_BLOCKS
+from rhplan.config.refactor_blocks import read_block as read_refactor_block
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
 from rhplan.names import NAME_RULE, instance_address, valid_name
 
-TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES
+TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES + \
+    REFACTOR_BLOCKS
 
 
 @dataclass
@@ -113,6 +116,10 @@ class Config:
     providers: dict[str, ast.Block]
     resources: dict[str, ResourceConfig]
     outputs: dict[str, Output]
+    # moved / removed / import blocks (rhplan/config/refactor_blocks.py)
+    moved: list[Any] = field(default_factory=list)
+    removed: list[Any] = field(default_factory=list)
+    imports: list[Any] = field(default_factory=list)
 
     def resource(self, address: str) -> ResourceConfig | None:
         return self.resources.get(address)
@@ -173,6 +180,9 @@ def build_config(directory: Path, files: list[ast.File]) -> Config:
                             f"{cfg.locals[name].line}); rename one", f.path, attr.line)
                     cfg.locals[name] = attr
                     cfg.local_files[name] = f.path
+                continue
+            if b.type in REFACTOR_BLOCKS:
+                read_refactor_block(b, cfg)
                 continue
             _expect_labels(b, 1)
             name = b.labels[0]

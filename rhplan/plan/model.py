@@ -24,6 +24,7 @@ ACTIONS = {
     "replace": ["delete", "create"],
     "delete": ["delete"],
     "no-op": ["no-op"],
+    "forget": ["forget"],  # a removed block with destroy = false: out of the state only
 }
 
 

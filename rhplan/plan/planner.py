@@ -30,6 +30,7 @@ from rhplan.names import (
     parse_address,
     valid_name,
 )
+from rhplan.plan import moved
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
@@ -213,7 +214,8 @@ class Planner:
                 raise ConfigError(f"{addr} is not a resource in the configuration or state; "
                                   "check the address (see rhplan state list)")
         self._selection = self._selected(state, opts)
-        moves = self._implicit_moves(state)
+        moved.check_removed(self.cfg)
+        moves = moved.plan_moves(self.cfg, state, self._implicit_moves, moved_state)
         if moves:
             state = moved_state(state, moves)
         moved_from = {new: old for old, new in moves.items()}
@@ -272,6 +274,10 @@ class Planner:
                 continue
             if addr in self.configs and not opts.destroy:
                 continue
+            removed = moved.forgotten(self.cfg, addr)
+            if removed is not None:  # a removed block with destroy = false
+                changes[addr] = moved.forget_change(addr, rs, removed)
+                continue
             rc = self.cfg.resources.get(block_address(addr))
             if rc is not None and rc.prevent_destroy:
                 raise ConfigError(
@@ -282,6 +288,7 @@ class Planner:
             changes[addr] = Change(addr, rs.type, rs.name, rs.provider, "delete", rs.attributes,
                                    None, reason, [], list(rs.dependencies),
                                    previous_address=moved_from.get(addr))
+        moved.check_names(self.cfg, changes)
         ordered = sorted(changes.values(), key=lambda c: c.address)
         plan = Plan(state.lineage, state.serial, ordered, destroy=opts.destroy,
                     variables=self.saved_variables(opts.variables), targets=list(opts.targets),
@@ -554,7 +561,8 @@ def _keep_name(inst: ResourceConfig, prior: ResourceState) -> ResourceConfig:
     recorded = prior.attributes.get("name")
     if recorded == inst.name or not valid_name(recorded):
         return inst
-    if inst.key is not None or recorded == instance_name(inst.name, 0):
+    if inst.key is not None or recorded == instance_name(inst.name, 0) \
+            or "name" not in inst.block.attrs:  # moved (block, state mv): name kept too
         return dataclasses.replace(inst, name=recorded, block_name=inst.label)
     return inst
 

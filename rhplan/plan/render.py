@@ -71,7 +71,9 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.extend(render_change(c, s))
             out.append("")
     add, change, destroy = plan.counts()
-    out.append(s.bold("Plan:") + f" {add} to add, {change} to change, {destroy} to destroy.")
+    forget = sum(1 for c in plan.changes if c.action == "forget")
+    out.append(s.bold("Plan:") + f" {add} to add, {change} to change, {destroy} to destroy"
+               + (f", {forget} to forget." if forget else "."))
     cost = cost_line(plan)
     if cost:
         out.append(cost)
@@ -98,6 +100,9 @@ def render_change(c: Change, s: Styler) -> list[str]:
     if c.previous_address and c.action == "no-op":
         return [s.bold(f"  # {c.previous_address} has moved to {c.address}"),
                 f"  # ({c.reason})" if c.reason else "  # (nothing else changes)"]
+    if c.action == "forget":
+        return [s.bold(f"  # {c.address} will no longer be managed by rhplan, but will not "
+                       "be destroyed"), f"  # ({c.reason})"]
     sym = SYMBOLS[c.action]
     lines = [s.bold(f"  # {c.address} {VERBS[c.action]}")]
     if c.previous_address:

@@ -1,0 +1,204 @@
+"""moved and removed blocks (issue 14 item 3): refactoring without rebuilding.
+
+Plan cases are data: (configuration applied before, configuration now) -> the action
+and previous address planned for each instance. The state "applied before" is made
+without any host (test_plan_cases.applied_state). Errors run through the CLI: one line,
+file:line. One test applies for real (local cluster, real Ray, a real venv): a renamed
+env keeps its venv and servlet.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_plan_cases import applied_state, case_context
+
+from rhplan.config.decode import resolve_variables
+from rhplan.config.load import load_config
+from rhplan.plan.planner import Planner, PlanOptions, moved_state
+from rhplan.plan.render import render_plan
+from rhplan.state.model import State
+
+CLUSTER = 'cluster "c" {\n  provider = "local"\n}\n\n'
+
+
+def env(name: str, extra: str = "", cluster: str = "c") -> str:
+    return f'env "{name}" {{\n{extra}  cluster = cluster.{cluster}\n}}\n\n'
+
+
+def moved(src: str, dst: str) -> str:
+    return f"moved {{\n  from = {src}\n  to   = {dst}\n}}\n\n"
+
+
+def removed(src: str, destroy: str = "false") -> str:
+    return f"removed {{\n  from = {src}\n  lifecycle {{\n    destroy = {destroy}\n  }}\n}}\n\n"
+
+
+def plan_of(directory: Path, text: str, state: State) -> Any:
+    (directory / "main.hcl").write_text(text)
+    cfg = load_config(directory)
+    return Planner(cfg, case_context(directory), resolve_variables(cfg)).plan(state,
+                                                                          PlanOptions())
+
+
+def state_of(directory: Path, text: str) -> State:
+    (directory / "main.hcl").write_text(text)
+    return applied_state(directory)
+
+
+A = CLUSTER + env("a")
+COUNT2 = CLUSTER + env("x", "  count = 2\n")
+
+# (before, now, {address: (action, previous_address)})
+CASES = [
+    pytest.param(A, CLUSTER + env("b") + moved("env.a", "env.b"),
+                 {"cluster.c": ("no-op", None), "env.b": ("no-op", "env.a")}, id="rename"),
+    pytest.param(A, CLUSTER + env("c") + moved("env.a", "env.b") + moved("env.b", "env.c"),
+                 {"cluster.c": ("no-op", None), "env.c": ("no-op", "env.a")}, id="chain"),
+    pytest.param(A, CLUSTER + env("a", '  for_each = toset(["k"])\n')
+                 + moved("env.a", 'env.a["k"]'),
+                 {"cluster.c": ("no-op", None), 'env.a["k"]': ("no-op", "env.a")},
+                 id="into-a-for-each-key"),
+    pytest.param(COUNT2, CLUSTER + env("y", "  count = 2\n") + moved("env.x", "env.y"),
+                 {"cluster.c": ("no-op", None), "env.y[0]": ("no-op", "env.x[0]"),
+                  "env.y[1]": ("no-op", "env.x[1]")}, id="whole-block-keys-kept"),
+    pytest.param(A, 'cluster "d" {\n  provider = "local"\n}\n\n' + env("a", cluster="d")
+                 + moved("cluster.c", "cluster.d"),
+                 {"cluster.d": ("no-op", "cluster.c"), "env.a": ("no-op", None)},
+                 id="cluster-rename-keeps-its-envs"),
+    pytest.param(A, CLUSTER + moved("env.a", "env.b"),
+                 {"cluster.c": ("no-op", None), "env.b": ("delete", "env.a")},
+                 id="moved-then-gone"),
+    pytest.param(A, CLUSTER + env("b") + moved("env.z", "env.b"),
+                 {"cluster.c": ("no-op", None), "env.a": ("delete", None),
+                  "env.b": ("create", None)}, id="from-not-in-state-does-nothing"),
+    pytest.param(A, CLUSTER + removed("env.a"),
+                 {"cluster.c": ("no-op", None), "env.a": ("forget", None)}, id="removed-forgets"),
+    pytest.param(COUNT2, CLUSTER + removed("env.x"),
+                 {"cluster.c": ("no-op", None), "env.x[0]": ("forget", None),
+                  "env.x[1]": ("forget", None)}, id="removed-every-instance"),
+    pytest.param(A, CLUSTER + removed("env.a", "true"),
+                 {"cluster.c": ("no-op", None), "env.a": ("delete", None)},
+                 id="removed-destroy-true"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "expected"), CASES)
+def test_plan(tmp_path: Path, before: str, now: str, expected: dict[str, Any]) -> None:
+    plan = plan_of(tmp_path, now, state_of(tmp_path, before))
+    got = {c.address: (c.action, c.previous_address) for c in plan.changes}
+    assert got == expected
+
+
+def test_plan_text_says_moved_and_forget(tmp_path: Path) -> None:
+    state = state_of(tmp_path, A + env("f"))
+    text = render_plan(plan_of(tmp_path, CLUSTER + env("b") + moved("env.a", "env.b")
+                               + removed("env.f"), state))
+    assert "  # env.a has moved to env.b\n  # (nothing else changes)\n" in text, text
+    assert ("  # env.f will no longer be managed by rhplan, but will not be destroyed\n"
+            "  # (removed block at main.hcl:") in text, text
+    assert "Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget." in text, text
+
+
+def test_state_mv_keeps_the_on_host_name(tmp_path: Path) -> None:
+    """env.a moved to env.b in the state (state mv) plans no change: the recorded name
+    'a' (its folder, its servlet) is kept, since the block does not set name."""
+    state = moved_state(state_of(tmp_path, A), {"env.a": "env.b"})
+    plan = plan_of(tmp_path, CLUSTER + env("b"), state)
+    assert {c.address: c.action for c in plan.changes} == {"cluster.c": "no-op",
+                                                           "env.b": "no-op"}
+    # setting name = ... says to rename it on the host: that rebuilds it
+    plan = plan_of(tmp_path, CLUSTER + env("b", '  name = "b"\n'), state)
+    assert plan.change("env.b").action == "replace"
+
+
+ERRORS = [
+    pytest.param(A + moved("env.a", "env.b"), "from = env.a",
+                 ["env.a is still declared at main.hcl:5"], id="from-still-declared"),
+    pytest.param(CLUSTER + env("b") + moved("env.a", "cluster.b"), "from = env.a",
+                 ["cannot move env.a to cluster.b", "a move keeps the type"], id="type-mismatch"),
+    pytest.param(CLUSTER + env("c") + moved("env.a", "env.b") + moved("env.b", "env.a"),
+                 "from = env.a", ["moved blocks make a cycle: env.a -> env.b -> env.a"],
+                 id="cycle"),
+    pytest.param(CLUSTER + env("b") + "moved {\n  from = env.a\n}\n", "moved {",
+                 ["a moved block needs to = ADDRESS"], id="moved-without-to"),
+    pytest.param(CLUSTER + env("b") + "moved {\n  from = var.a\n  to = env.b\n}\n",
+                 "from = var.a", ["from must be a resource address"], id="not-an-address"),
+    pytest.param(A + removed("env.a"), "from = env.a",
+                 ["removed: env.a is still declared at main.hcl:5"], id="removed-still-declared"),
+    pytest.param(CLUSTER + "removed {\n  from = env.a\n}\n", "removed {",
+                 ["removed needs lifecycle { destroy = false }"], id="removed-without-lifecycle"),
+    pytest.param(CLUSTER + removed('env.a["k"]'), "from = env.a",
+                 ["names one instance", "from = env.a)"], id="removed-an-instance"),
+]
+
+
+@pytest.mark.parametrize(("text", "marker", "words"), ERRORS)
+def test_errors_name_file_and_line(tmp_path: Path, rhplan_in: Any, text: str, marker: str,
+                                   words: list[str]) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True  # a state made without hosts: nothing to destroy
+    rh.write(CLUSTER + env("a") + env("b"))
+    rh.state_path.write_text(json.dumps(applied_state(rh.dir).to_json()))
+    rh.write(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if marker in t)
+    msg = rh("plan", "-refresh=false").error_line()
+    assert msg.startswith(f"Error: main.hcl:{line}: "), msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_moving_onto_a_recorded_address_is_refused(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write(CLUSTER + env("a") + env("b"))
+    rh.state_path.write_text(json.dumps(applied_state(rh.dir).to_json()))
+    rh.write(CLUSTER + env("b") + moved("env.a", "env.b"))
+    msg = rh("plan", "-refresh=false").error_line()
+    assert msg.startswith("Error: main.hcl:10: cannot move env.a to env.b: the state already "
+                          "holds env.b"), msg
+
+
+def test_a_new_env_cannot_take_a_kept_name(tmp_path: Path, rhplan_in: Any) -> None:
+    """After state mv env.a env.b, env.b keeps the folder 'a': a new env "a" would share
+    it, and is refused while planning."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write(A)
+    st = moved_state(applied_state(rh.dir), {"env.a": "env.b"})
+    rh.state_path.write_text(json.dumps(st.to_json()))
+    rh.write(CLUSTER + env("a") + env("b"))
+    msg = rh("plan", "-refresh=false").error_line()
+    assert msg.startswith("Error: main.hcl:5: env.a would be named 'a' on its hosts, the name "
+                          "env.b already has"), msg
+
+
+def test_rename_and_forget_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> None:
+    """A real apply: env "a" renamed to "b" with a moved block keeps its venv (same inode
+    and mtime) and its servlet (same pid); a removed block then forgets it, leaving the
+    folder in place."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write(CLUSTER + env("a", "  reqs = []\n"))
+    rh("apply", "-auto-approve").ok()
+    venv = rh.env_dir("c", "a")
+    before = os.stat(venv / "bin" / "python", follow_symlinks=False)
+    pid = rh.resources()["env.a"]["attributes"]["servlet_pid"]
+    rh.write(CLUSTER + env("b", "  reqs = []\n") + moved("env.a", "env.b"))
+    res = rh("plan", "-detailed-exitcode")
+    assert res.returncode == 2 and "# env.a has moved to env.b" in res.stdout, res.stdout
+    assert "Plan: 0 to add, 0 to change, 0 to destroy." in res.stdout, res.stdout
+    out = rh("apply", "-auto-approve").ok().stdout
+    assert "0 added, 0 changed, 0 destroyed" in out, out
+    recorded = rh.resources()["env.b"]["attributes"]
+    assert recorded["name"] == "a" and recorded["servlet_pid"] == pid
+    after = os.stat(venv / "bin" / "python", follow_symlinks=False)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert "No changes." in rh("plan").ok().stdout  # a refresh finds the servlet alive
+    rh.write(CLUSTER + removed("env.b"))
+    out = rh("apply", "-auto-approve").ok().stdout
+    assert "0 added, 0 changed, 0 destroyed" in out, out
+    assert set(rh.resources()) == {"cluster.c"} and venv.is_dir()
+    rh("destroy", "-auto-approve").ok()
