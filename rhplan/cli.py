@@ -124,7 +124,7 @@ def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
     from rhplan.plan.planner import PlanOptions
     from rhplan.state.model import State
     ws = obj.workspace(var, var_file)
-    ws.planner().plan(State.new(), PlanOptions())
+    ws.planner().plan(State.new(), PlanOptions(validate=True))
     click.echo("Success! The configuration is valid.")
 
 

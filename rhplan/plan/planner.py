@@ -45,6 +45,9 @@ class PlanOptions:
     targets: list[str] = field(default_factory=list)
     replace: list[str] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
+    # validate (Terraform's rule): a count / for_each known only after apply is no
+    # error; the block has no instances and references to it are unknown
+    validate: bool = False
 
 
 # how a saved plan marks a variable it keeps only as a (keyed) digest
@@ -84,6 +87,8 @@ class Planner:
         self.instance_keys: dict[str, list[Any]] = {}
         self.configs: dict[str, ResourceConfig] = {}
         self._selection: tuple[set[str], set[str]] | None = None
+        self._validating = False
+        self._unknown: set[str] = set()  # validate: blocks whose instances are unknown
 
     def resource_config(self, address: str) -> ResourceConfig | None:
         """The configuration of a resource instance (env.x["a"]) or a plain block."""
@@ -91,12 +96,13 @@ class Planner:
 
     # what `cluster.x` means inside an expression: the planned attributes; for a block
     # with count a list of its instances, with for_each a map of them
-    def _resolve(self, type_: str, name: str, line: int
-                 ) -> ResourceValue | Instances | InstanceMap:
+    def _resolve(self, type_: str, name: str, line: int) -> Any:
         addr = f"{type_}.{name}"
         rc = self.cfg.resources.get(addr)
         if rc is None:
             raise EvalError(f"unknown reference {addr}; declare {type_} \"{name}\" {{ ... }}", line)
+        if addr in self._unknown:
+            return UNKNOWN
         valid = _valid_attrs(type_)
         if rc.repeated is None:
             attrs = self.planned.get(addr)
@@ -114,14 +120,18 @@ class Planner:
         or key, named on hosts by names.instance_name."""
         if rc.repeated is None:
             return [rc]
-        out = []
-        for key, bindings in self._repetition(rc):
+        out: list[ResourceConfig] = []
+        pairs = self._repetition(rc)
+        if pairs is None:  # validate: known only after apply
+            self._unknown.add(rc.address)
+            return out
+        for key, bindings in pairs:
             out.append(dataclasses.replace(
                 rc, name=instance_name(rc.name, key), key=key, block_name=rc.name,
                 bindings=bindings, instance=instance_address(rc.type, rc.name, key)))
         return out
 
-    def _repetition(self, rc: ResourceConfig) -> list[tuple[Any, dict[str, Any]]]:
+    def _repetition(self, rc: ResourceConfig) -> list[tuple[Any, dict[str, Any]]] | None:
         """(key, what count / each mean in that instance) for a repeated block, checked
         as Terraform checks count and for_each; errors name the argument's line."""
         meta = rc.count if rc.count is not None else rc.for_each
@@ -135,6 +145,8 @@ class Planner:
                               "(nonsensitive(...) if they are safe to show)", rc.file, meta.line)
         if rc.count is not None:
             if value is UNKNOWN:
+                if self._validating:
+                    return None
                 raise ConfigError(_unknown_message(where, "count"), rc.file, meta.line)
             try:
                 n = coerce(value, "number") if not isinstance(value, bool) else None
@@ -155,6 +167,8 @@ class Planner:
             pairs = sorted(value.items())
         elif isinstance(value, SetValue):
             if not is_known(value):
+                if self._validating:
+                    return None
                 raise ConfigError(_unknown_message(where, "for_each"), rc.file, meta.line)
             bad = next((v for v in value if not isinstance(v, str)), None)
             if bad is not None:
@@ -163,6 +177,8 @@ class Planner:
                                   "with tostring, or use a map", rc.file, meta.line)
             pairs = [(v, v) for v in value]
         elif value is UNKNOWN:
+            if self._validating:
+                return None
             raise ConfigError(_unknown_message(where, "for_each"), rc.file, meta.line)
         elif isinstance(value, list):
             raise ConfigError(f"{where}: for_each must be a map or a set of strings, and this "
@@ -214,6 +230,7 @@ class Planner:
                 raise ConfigError(f"{addr} is not a resource in the configuration or state; "
                                   "check the address (see rhplan state list)")
         self._selection = self._selected(state, opts)
+        self._validating = opts.validate
         moved.check_removed(self.cfg)
         moves = moved.plan_moves(self.cfg, state, self._implicit_moves, moved_state)
         if moves:
