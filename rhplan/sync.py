@@ -513,7 +513,8 @@ def _remember(path: Path, files: dict[str, tuple[str, int]], tree_hash: str) -> 
 
 
 def _fast_sync(conn: Connection, root: Path, remote: str, files: dict[str, tuple[str, int]],
-               tree_hash: str, sources: dict[str, str], cache: Path) -> SyncResult | None:
+               tree_hash: str, sources: dict[str, str], cache: Path, python: str
+               ) -> SyncResult | None:
     """The sync in one command, or None when the slow path must run."""
     path = _cache_file(cache, conn, remote)
     try:
@@ -543,7 +544,7 @@ def _fast_sync(conn: Connection, root: Path, remote: str, files: dict[str, tuple
     manifest = _manifest_bytes(final, tree_hash)
     head = json.dumps({"delete": to_delete, "files": heads, "manifest": len(manifest)},
                       ensure_ascii=True).encode() + b"\n"
-    res = conn.run(["python3", "-I", "-c", _APPLY_SCRIPT, remote, old_hash],
+    res = conn.run([python, "-I", "-c", _APPLY_SCRIPT, remote, old_hash],
                    stdin=head + b"".join(blobs) + manifest, timeout=_RM_TIMEOUT)
     answer = (res.stdout.strip().splitlines() or ["{}"])[-1]
     try:
@@ -553,7 +554,7 @@ def _fast_sync(conn: Connection, root: Path, remote: str, files: dict[str, tuple
     if not res.ok or not verdict.get("ok"):
         if verdict.get("error"):
             raise ProviderError(f"cannot sync to {_where(conn, remote)}: {verdict['error']}")
-        return None  # stale, or no python3 there: the slow path
+        return None  # stale, or no such python there: the slow path
     _remember(path, final, tree_hash)
     return SyncResult(len(files), len(to_send), len(to_delete),
                       sum(len(b) for b in blobs), tree_hash, tuple(to_send), tuple(to_delete))
@@ -575,6 +576,7 @@ def sync_folder(
     selection: Selection = Selection(),
     size_fix: str = "",
     cache: Path | None = None,
+    python: str = "python3",
 ) -> SyncResult:
     """Make remote_dir on conn's host hold the selected files of local_dir.
 
@@ -594,7 +596,7 @@ def sync_folder(
     sources = {e.rel: e.source for e in entries if e.send}
 
     if cache is not None and not force:
-        done = _fast_sync(conn, root, remote, files, tree_hash, sources, cache)
+        done = _fast_sync(conn, root, remote, files, tree_hash, sources, cache, python)
         if done is not None:
             return dataclasses.replace(done, skipped=tuple(skipped))
     old_raw, old, _ = _read_manifest(conn, remote)

@@ -139,12 +139,13 @@ def scan(root: Path, max_mb: float) -> tuple[str, int, int]:
 
 
 def sync_to(conn: Connection, root: Path, remote: str, max_mb: float,
-            cache: Path | None = None) -> sync.SyncResult:
+            cache: Path | None = None, python: str = "python3") -> sync.SyncResult:
     """Sync root to remote; with cache (a folder of this machine), a re-sync is one
-    command to the host (see rhplan/sync.py, the fast path)."""
+    command to the host, run by python there (see rhplan/sync.py, the fast path)."""
     real = check(root)
     return sync.sync_folder(conn, real, remote, max_bytes=int(max_mb * 1024 * 1024),
-                            selection=selection(real), size_fix=size_fix(real), cache=cache)
+                            selection=selection(real), size_fix=size_fix(real), cache=cache,
+                            python=python)
 
 
 def cache_dir(config_dir: Path) -> Path:

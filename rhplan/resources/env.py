@@ -196,7 +196,8 @@ class EnvType(ResourceType):
         root = working_dir.resolve(a.get("working_dir"), ctx.config_dir)
         res = working_dir.sync_to(conn, root, remote, a.get("working_dir_max_mb") or
                                   working_dir.DEFAULT_MAX_MB,
-                                  working_dir.cache_dir(ctx.config_dir))
+                                  working_dir.cache_dir(ctx.config_dir),
+                                  a.get("python") or "python3")  # the env's: always there
         a["working_dir_hash"] = res.tree_hash
         if tell:  # a re-sync to the same place: the servlet knows it already
             conn.put_bytes(json.dumps({"path": remote}).encode(),
