@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rhplan.config import ast
+from rhplan.config import ast, lifecycle
 from rhplan.config.evaluate import RESOURCE_TYPES
 from rhplan.config.parse import parse_file, parse_text
 from rhplan.config.refactor_blocks import BLOCK_TYPES as REFACTOR_BLOCKS
 from rhplan.config.refactor_blocks import read_block as read_refactor_block
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
-from rhplan.names import NAME_RULE, instance_address, valid_name
+from rhplan.names import NAME_RULE, block_address, instance_address, valid_name
 
 TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES + \
     REFACTOR_BLOCKS
@@ -87,6 +87,9 @@ class ResourceConfig:
 
     # "count" or "for_each" for a repeated block, else None (a field: read per reference)
     repeated: str | None = None
+    # lifecycle's other settings (rhplan/config/lifecycle.py, rhplan/plan/lifecycle.py)
+    create_before_destroy: bool = False
+    replace_triggered_by: tuple[Any, ...] = ()
 
     @property
     def file(self) -> str:
@@ -322,9 +325,12 @@ def _resource(b: ast.Block) -> ResourceConfig:
     prevent_destroy = False
     ignore: list[str] = []
     nested_seen: set[str] = set()
+    cbd, triggers = False, ()
     for sub in b.blocks:
         if sub.type == "lifecycle":
             prevent_destroy, ignore = _lifecycle(sub, schema)
+            cbd, triggers = lifecycle.read_extras(sub)
+            refs |= {block_address(t.address) for t in triggers}  # planned after them
             continue
         if sub.type == "dynamic":
             label = _dynamic(sub, b, schema)
@@ -379,6 +385,7 @@ def _resource(b: ast.Block) -> ResourceConfig:
     rc = ResourceConfig(b.type, b.labels[0], b, refs, depends_on, prevent_destroy, ignore,
                         count, for_each, repeated="count" if count is not None else (
                             "for_each" if for_each is not None else None))
+    rc.create_before_destroy, rc.replace_triggered_by = cbd, triggers
     return rc
 
 
@@ -479,11 +486,12 @@ def _lifecycle(sub: ast.Block, schema: Any) -> tuple[bool, list[str]]:
                         f"ignore_changes: {n!r} is not an attribute of this resource",
                         sub.file, item.line)
                 ignore.append(n)
-        elif name == "create_before_destroy":
-            continue
+        elif name in ("create_before_destroy", "replace_triggered_by"):
+            continue  # lifecycle.read_extras
         else:
-            raise ConfigError(f"unknown lifecycle setting {name!r}; use prevent_destroy or "
-                              "ignore_changes", sub.file, a.line)
+            raise ConfigError(f"unknown lifecycle setting {name!r}; use prevent_destroy, "
+                              "ignore_changes, create_before_destroy or replace_triggered_by",
+                              sub.file, a.line)
     return prevent, ignore
 
 

@@ -30,7 +30,7 @@ from rhplan.names import (
     parse_address,
     valid_name,
 )
-from rhplan.plan import moved
+from rhplan.plan import lifecycle, moved
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
@@ -193,9 +193,13 @@ class Planner:
                               f"{MAX_INSTANCES:,}; split it", rc.file, meta.line)
         return [(k, {"each": {"key": k, "value": v}}) for k, v in pairs]
 
-    def desired(self, rc: ResourceConfig) -> dict[str, Any]:
-        """A resource's configured + plan-time computed attributes, sensitive ones hashed."""
+    def desired(self, rc: ResourceConfig, keep: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+        """A resource's configured + plan-time computed attributes, sensitive ones hashed;
+        `keep`: recorded values planned from instead (ignore_changes)."""
         attrs = self.evaluation.resource(rc)
+        if keep:
+            attrs.update(keep)
         schema = RESOURCE_SCHEMAS[rc.type]
         hidden: dict[str, Any] = {}
         for name, spec in schema.attrs.items():
@@ -266,11 +270,12 @@ class Planner:
                     if prior is not None:
                         self.planned[addr] = prior.attributes
                     continue
-                attrs = self.desired(inst)
+                attrs = self.desired(inst, lifecycle.ignored_values(inst, prior))
                 if prior is not None:
                     self._upgrade_digests(inst, attrs, prior, state)
                 provider = self.provider_of(inst, attrs)
                 change = self._diff(inst, attrs, prior, provider, deps, opts, replaced)
+                lifecycle.shape(inst, change, attrs, changes)
                 notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
                          if d["address"] == addr]
                 if notes and change.action != "no-op":
