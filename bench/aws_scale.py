@@ -19,9 +19,11 @@ What it does
 2. For each N, in a fresh directory (so a fresh state lineage), writes ONE cluster:
    provider "aws" (endpoint_url = the moto server), instance_type "m6i.large",
    num_instances = N, tags = { team = "ml" }, and runs the real CLI as a subprocess
-   (`python -m rhplan.cli -chdir=DIR ...`, NO_COLOR=1, moto's fake credentials) with
-   RHPLAN_TEST_SKIP_HOST_SETUP=1: the provider launches, tags and terminates instances
-   but never SSHes to them (moto's instances have no sshd). Each phase is timed from
+   (`python -m rhplan.cli -chdir=DIR ...`, NO_COLOR=1, moto's fake credentials). The
+   cluster's provider is aws_launch_only, a test provider found by entry point
+   (tests/plugins, installed with `uv pip install -e tests/plugins`): the aws provider's
+   EC2 side, which launches, tags and terminates instances but never SSHes to them
+   (moto's instances have no sshd). Each phase is timed from
    process start to exit; its own CPU seconds (user+sys, from wait4) and the moto
    server's CPU seconds meanwhile (/proc/PID/stat) are taken, and its EC2 API calls are
    counted with RHPLAN_AWS_API_LOG=FILE (one line per call; a fresh file per phase).
@@ -107,7 +109,7 @@ provider "aws" {{
 }}
 
 cluster "rh-cpu" {{
-  provider      = "aws"
+  provider      = "aws_launch_only"
   instance_type = "m6i.large"
   num_instances = {n}
   image_id      = "{ami}"
@@ -140,7 +142,7 @@ def run_phase(directory: Path, log: Path, moto_pid: int | None, *args: str
     meanwhile, its output and its API calls."""
     log.unlink(missing_ok=True)
     env = aws_env()
-    env.update(NO_COLOR="1", RHPLAN_TEST_SKIP_HOST_SETUP="1", RHPLAN_AWS_API_LOG=str(log))
+    env.update(NO_COLOR="1", RHPLAN_AWS_API_LOG=str(log))
     env.update(BYTECODE_ENV)
     if "PYTHONPYCACHEPREFIX" in BYTECODE_ENV:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -248,7 +250,7 @@ def measure(moto: MotoServer, n: int, base: Path, ami: str, key: Path) -> dict[s
     finally:
         if created:  # a phase failed after instances existed: clean up, best effort
             env = aws_env()
-            env.update(NO_COLOR="1", RHPLAN_TEST_SKIP_HOST_SETUP="1")
+            env.update(NO_COLOR="1")
             subprocess.run([*RHPLAN, f"-chdir={directory}", "destroy", "-auto-approve"],
                            capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env,
                            check=False)
@@ -315,7 +317,7 @@ def main() -> int:
             m = r[ph]
             print(f"  {r['n']:>5}  {ph:<8} {m['seconds']:>8.2f}  {m['cpu']:>12.2f}  "
                   f"{m['moto_cpu']:>10.2f}  {m['calls']:>9}  {compact(m['ops'])}")
-    print("\n  (wall: CLI process start to exit, RHPLAN_TEST_SKIP_HOST_SETUP=1; rhplan CPU: "
+    print("\n  (wall: CLI process start to exit, provider aws_launch_only; rhplan CPU: "
           "that process's user+sys from wait4; moto CPU: the moto server's user+sys "
           "meanwhile; calls: every EC2 API call the process made)")
     print("  Terraform 1.11 + AWS provider against moto (from the issue): "

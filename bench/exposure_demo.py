@@ -1,7 +1,8 @@
 """The aws provider's exposure settings against a real moto server, as README.md shows
 them: the refusal without allowed_cidrs (no internet), the caller's address from a local
 stand-in for checkip.amazonaws.com, an in-place allowed_cidrs change, and drift in the
-security group's rules. Host setup is skipped (RHPLAN_TEST_SKIP_HOST_SETUP): nothing
+security group's rules. The cluster's provider is aws_launch_only (tests/plugins,
+`uv pip install -e tests/plugins`): the aws provider without host set-up, so nothing
 connects to moto's made-up addresses.
 
     python bench/exposure_demo.py
@@ -20,7 +21,7 @@ from test_security_exposure import _AddressService, ssh_key, x86_image_id  # noq
 base = Path(tempfile.mkdtemp(prefix="rhplan-exposure-"))
 infra = base / "infra"
 infra.mkdir()
-env = {**aws_env(), "NO_COLOR": "1", "RHPLAN_TEST_SKIP_HOST_SETUP": "1"}
+env = {**aws_env(), "NO_COLOR": "1"}
 
 
 def rh(*a: str) -> None:
@@ -41,7 +42,7 @@ with MotoServer(base) as moto:
           {provider_extra}
         }}
         cluster "rh-cpu" {{
-          provider      = "aws"
+          provider      = "aws_launch_only"
           instance_type = "c5.large"
           num_instances = 1
           image_id      = "{x86_image_id(moto)}"

@@ -3,9 +3,9 @@
 destroy acts on the describe its own refresh made, and waits for termination by asking
 only for the instances not terminated yet.
 
-moto's instances have no sshd: these runs use the test-only hook
-RHPLAN_TEST_SKIP_HOST_SETUP=1 (launch, tag, terminate; never SSH), as tests/test_faults.py
-does; tests/test_aws_provider.py runs the whole chain.
+moto's instances have no sshd: these runs use the test provider aws_launch_only
+(tests/plugins: the aws provider's EC2 side, launch, tag, terminate; never SSH), as
+tests/test_faults.py does; tests/test_aws_provider.py runs the whole chain.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ provider "aws" {{
 }}
 
 cluster "big" {{
-  provider      = "aws"
+  provider      = "aws_launch_only"
   instance_type = "m6i.large"
   num_instances = {N}
   image_id      = "{ami}"
@@ -54,7 +54,7 @@ def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Pat
     key = tmp_path / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     ami = x86_image(moto)
-    rh = rhplan_in(tmp_path / "infra", env={**aws_env(), "RHPLAN_TEST_SKIP_HOST_SETUP": "1"})
+    rh = rhplan_in(tmp_path / "infra", env=aws_env())
     logs = iter(tmp_path / f"api-{i}.log" for i in range(10))
 
     def run(*args: str) -> tuple[str, dict[str, int]]:

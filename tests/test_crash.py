@@ -205,11 +205,10 @@ def s3_backend(moto: MotoServer, bucket: str) -> str:
 def aws_scenario(moto: MotoServer, server: SSHServer, rh: Any, root: Path, tmp: Path,
                  n: int, hosts: bool) -> Scenario:
     bucket = f"crash-{tmp.name.lower().replace('_', '-')[-40:]}"
-    rh.write(s3_backend(moto, bucket) + aws_hcl(moto, server, root, tmp / "proxy.log",
-                                                  x86_image(moto), name="main", n=n)
-             + (env_hcl("main", [SMALL_REQ]) if hosts else ""))
-    if not hosts:  # launch and tag only: the EC2 side of a crash, in seconds
-        rh.env["RHPLAN_TEST_SKIP_HOST_SETUP"] = "1"
+    cluster = aws_hcl(moto, server, root, tmp / "proxy.log", x86_image(moto), name="main", n=n)
+    if not hosts:  # launch and tag only (tests/plugins): the EC2 side of a crash, in seconds
+        cluster = cluster.replace('provider      = "aws"', 'provider      = "aws_launch_only"')
+    rh.write(s3_backend(moto, bucket) + cluster + (env_hcl("main", [SMALL_REQ]) if hosts else ""))
     return Scenario("aws" if hosts else "aws (no host set-up)", rh, root,
                     envs=("app",) if hosts else (), moto=moto, instances=n,
                     skip_hosts=not hosts, driver_env=aws_env())

@@ -13,9 +13,9 @@ For every fault the same contract is checked, against real parts only:
 
 EC2: a real moto server process behind tests/faulty_http.py, two clusters per
 configuration, the fault aimed at one operation in the middle of the apply. moto's
-instances have no sshd, so these runs use the test-only hook
-RHPLAN_TEST_SKIP_HOST_SETUP=1 (the provider launches, tags and terminates, and never
-SSHes); tests/test_aws_provider.py runs the whole chain. moto ignores ClientToken, so
+instances have no sshd, so these runs use the test provider aws_launch_only
+(tests/plugins: the aws provider launches, tags and terminates, and never SSHes);
+tests/test_aws_provider.py runs the whole chain. moto ignores ClientToken, so
 the proxy answers a repeated token as EC2 does (see faulty_http.py).
 
 SSH: a real sshd on 127.0.0.1 behind tests/faulty_tcp.py (the cluster's ssh port is
@@ -216,7 +216,7 @@ def two_clusters_hcl(url: str, ami: str, key: Path, tag: str = "ml") -> str:
     for name in ("a", "b"):
         out += textwrap.dedent(f"""
             cluster "{name}" {{
-              provider      = "aws"
+              provider      = "aws_launch_only"
               instance_type = "c5.large"
               num_instances = 2
               image_id      = {hcl_str(ami)}
@@ -266,7 +266,7 @@ def test_ec2_fault(fault: AwsFault, moto: MotoServer, ec2_proxy: FaultyProxy, ke
                    tmp_path: Path, rhplan_in: Any, tally: Tally) -> None:
     tally.start(fault.kind)
     rh = rhplan_in(tmp_path / "infra", env={
-        **aws_env(), "RHPLAN_TEST_SKIP_HOST_SETUP": "1", "RHPLAN_AWS_READ_TIMEOUT": "1.5",
+        **aws_env(), "RHPLAN_AWS_READ_TIMEOUT": "1.5",
         "RHPLAN_AWS_MAX_ATTEMPTS": "3", "RHPLAN_AWS_WAIT_SECONDS": "30"})
     rh.keep = True  # destroyed and checked below
     ami = x86_image(moto)

@@ -165,11 +165,17 @@ def aws_cluster_hcl(moto: MotoServer, key: Path, name: str = "c", cidrs: str | N
     """)
 
 
+def launch_only(hcl: str) -> str:
+    """The cluster on the test provider aws_launch_only (tests/plugins): its instances
+    are launched, tagged and terminated, never reached over SSH (moto's have no sshd)."""
+    return hcl.replace('provider      = "aws"', 'provider      = "aws_launch_only"')
+
+
 def test_token_copy_goes_when_a_refresh_forgets_the_cluster(moto: MotoServer, tmp_path: Path,
                                                             rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra", env={**aws_env(), "RHPLAN_TEST_SKIP_HOST_SETUP": "1"})
+    rh = rhplan_in(tmp_path / "infra", env=aws_env())
     rh.keep = True
-    rh.write(aws_cluster_hcl(moto, ssh_key(tmp_path), name="gone"))
+    rh.write(launch_only(aws_cluster_hcl(moto, ssh_key(tmp_path), name="gone")))
     rh("apply", "-auto-approve").ok()
     # what _start_ray leaves on a cluster with Ray: the local token copy, recorded
     token = rh.dir / ".rhplan" / "ray-tokens" / "gone.token"
@@ -213,9 +219,9 @@ def group_rules(moto: MotoServer, rh: Any, address: str = "cluster.c") -> set[tu
 
 def test_allowed_cidrs_narrow_the_group_and_change_in_place(moto: MotoServer, tmp_path: Path,
                                                             rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra", env={**aws_env(), "RHPLAN_TEST_SKIP_HOST_SETUP": "1"})
+    rh = rhplan_in(tmp_path / "infra", env=aws_env())
     key = ssh_key(tmp_path)
-    rh.write(aws_cluster_hcl(moto, key))
+    rh.write(launch_only(aws_cluster_hcl(moto, key)))
     out = rh("apply", "-auto-approve").ok().stdout  # the plan it printed, then the apply
     for line in ('"tcp/22 from 198.51.100.0/24"', '"tcp/8080 from 198.51.100.0/24"',
                  '"all traffic from the cluster itself"',
@@ -225,7 +231,8 @@ def test_allowed_cidrs_narrow_the_group_and_change_in_place(moto: MotoServer, tm
                                      ("-1", "self")}
     ids = rh.resources()["cluster.c"]["attributes"]["instance_ids"]
     # a new CIDR (IPv6 too) replaces the old one in place: the instances stay
-    rh.write(aws_cluster_hcl(moto, key, cidrs='["203.0.113.0/24", "2001:db8::/32"]'))
+    rh.write(launch_only(aws_cluster_hcl(moto, key,
+                                         cidrs='["203.0.113.0/24", "2001:db8::/32"]')))
     out = rh("apply", "-auto-approve").ok().stdout
     assert "cluster.c will be updated in-place" in out and "must be replaced" not in out, out
     assert "the security group's rules change in place" in out, out
