@@ -194,3 +194,50 @@ def test_a_resync_is_one_command_and_a_wiped_host_is_noticed(tmp_path: Path) -> 
     subprocess.run(["rm", "-rf", remote], check=True, timeout=30)
     assert working_dir.sync_to(conn, root, remote, 200, cache).files_sent == 29
     assert Path(remote, "p2", "m2.py").read_text() == "X = 2\n"
+
+
+# Runs in its own interpreter: EnvServlet (host_script.py, as Ray runs it) in a working_dir,
+# a call, then a re-sync of mylib.py that keeps its size and its whole second (the
+# bytecode cache's view of a source), then a call that must see the new code.
+SAME_SECOND = r"""
+import json, os, pickle, sys
+sys.dont_write_bytecode = False
+servlets, env_dir, wd = sys.argv[1:4]
+sys.path.insert(0, servlets)
+import host_script
+T = 1_700_000_000 * 10**9
+def put(rel, text, at):
+    path = os.path.join(wd, rel)
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)  # as a sync writes: a new file
+    os.utime(path, ns=(at, at))
+put("mylib.py", "VALUE = 1\n", T + 100_000_000)
+put(".rhplan-manifest.json", "{}", T + 200_000_000)
+s = host_script.EnvServlet("e", env_dir)
+def fn():
+    import mylib
+    return mylib.VALUE
+first = pickle.loads(s._call(lambda: (fn, (), {}))[1])
+put("mylib.py", "VALUE = 2\n", T + 300_000_000)
+put(".rhplan-manifest.json", "{}", T + 400_000_000)
+second = pickle.loads(s._call(lambda: (fn, (), {}))[1])
+print(json.dumps([first, second, os.getcwd(), sys.path[0]]))
+"""
+
+
+def test_a_same_size_edit_within_a_second_is_reimported(tmp_path: Path) -> None:
+    """Before: the reload read the old bytecode (cached by the source's whole second and
+    size), so a quick same-size edit kept running the old code."""
+    import rhplan.servlets
+
+    env_dir, wd = tmp_path / "env", tmp_path / "workdir"
+    (env_dir / "rhplan").mkdir(parents=True)
+    wd.mkdir()
+    (env_dir / "rhplan" / "working_dir.json").write_text(json.dumps({"path": str(wd)}))
+    servlets = str(Path(rhplan.servlets.__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", SAME_SECOND, servlets, str(env_dir), str(wd)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [1, 2, str(wd), str(wd)]

@@ -113,6 +113,7 @@ class EnvServlet:
         if mark == self._code_mark:
             return
         import importlib
+        import importlib.util
 
         with self._code_lock:
             if mark == self._code_mark:
@@ -125,6 +126,12 @@ class EnvServlet:
                 if not (isinstance(file, str) and file.startswith(prefix)):
                     continue
                 if _mtime_ns(file) >= since:  # written by a sync since the last one seen
+                    try:
+                        # its bytecode cache knows the source by whole seconds and size:
+                        # a same-size edit within a second would load the old code
+                        os.unlink(importlib.util.cache_from_source(file))
+                    except (OSError, ValueError, NotImplementedError):
+                        pass
                     try:
                         importlib.reload(mod)
                     except Exception:  # noqa: BLE001 - imported afresh by the next user
