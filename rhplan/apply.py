@@ -154,6 +154,8 @@ class Applier:
             if moves:  # env.x -> env.x[0]: the state says so before any step runs
                 self.recorder.record(lambda st: moved_state(st, moves, in_place=True),
                                      durable=True)
+            if any(c.imported_id for c in self.plan.changes):  # adopted into self.state
+                self.recorder.record(lambda st: None, durable=True)
             forgets = [c.address for c in self.plan.changes if c.action == "forget"]
             if forgets:  # removed blocks with destroy = false: the state lets go, nothing else
                 self.recorder.record(lambda st: _forget(st, forgets), durable=True)

@@ -279,6 +279,30 @@ def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], paralleli
             click.echo("No changes found outside rhplan.")
 
 
+@cli.command("import")
+@var_options
+@click.argument("address")
+@click.argument("id_", metavar="ID")
+@click.pass_obj
+def import_(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], address: str,
+            id_: str) -> None:
+    """Adopt an existing object into the state at ADDRESS (an env: ID is its folder's
+    name under its cluster's ROOT/envs); nothing on the host changes."""
+    from rhplan.plan.imports import adopt
+    from rhplan.state import digest
+    ws = obj.workspace(var, var_file)
+    with ws.backend.locked("import"):
+        state = ws.backend.read()
+        ws.ctx.lineage = state.lineage
+        digest.use_key(ws.ctx, ws.backend.digest_key)
+        click.echo(f'{normalize_address(address)}: Importing from ID "{id_}"...')
+        rs = adopt(ws.cfg, ws.ctx, state, address, id_)
+        state.resources[rs.address] = rs
+        ws.backend.write(state)
+    click.echo(f"{rs.address}: Import complete; run rhplan plan to see what differs from the "
+               "configuration.")
+
+
 @cli.command()
 @click.argument("plan_file", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

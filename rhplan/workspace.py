@@ -11,6 +11,7 @@ from rhplan import gitignore
 from rhplan.config.decode import evaluate_providers, resolve_variables
 from rhplan.config.load import Config, load_config
 from rhplan.errors import ConfigError, RhplanError, StalePlanError
+from rhplan.plan import imports
 from rhplan.plan.model import Plan
 from rhplan.plan.planner import SENSITIVE_VARIABLE, Planner, PlanOptions, sensitive_digest
 from rhplan.plan.refresh import refresh
@@ -71,7 +72,11 @@ class Workspace:
             refresh_changed = state.digest() != read  # before the planner upgrades digests
         planner = self.planner()
         opts.variables = self.variables
+        imported = imports.adopt_blocks(self.cfg, self.ctx, state, planner.evaluation.evaluate
+                                        ) if self.cfg.imports and not opts.destroy else {}
         plan = planner.plan(state, opts, drift)
+        for c in plan.changes:  # import blocks: adopted into the state apply records
+            c.imported_id = imported.get(c.address)
         for c in plan.changes:  # shown as (sensitive value), as Terraform does
             c.sensitive = sensitive_paths(planner.evaluation.sensitive_attrs.get(c.address, []),
                                           c.after)

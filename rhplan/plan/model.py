@@ -45,6 +45,8 @@ class Change:
     # the address the state records it under, when this plan moves it (Terraform's
     # implicit move of env.x to env.x[0] when count is added, and back)
     previous_address: str | None = None
+    # the id an import block adopts it from (rhplan/plan/imports.py)
+    imported_id: str | None = None
 
     @property
     def actions(self) -> list[str]:
@@ -82,7 +84,8 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "no-op" or c.previous_address for c in self.changes) or any(
+        return any(c.action != "no-op" or c.previous_address or c.imported_id
+                   for c in self.changes) or any(
             o["action"] != "no-op" for o in self.output_changes.values())
 
     def change(self, address: str) -> Change | None:
@@ -194,8 +197,9 @@ class _Checker:
         for key in ("replace_because", "dependencies", "sensitive"):
             if not all(isinstance(x, str) for x in self.typed(c, key, list, [])):
                 raise self.error(f"{where}: {key} must be a list of strings")
-        if not isinstance(c.get("previous_address"), (str, type(None))):
-            raise self.error(f"{where}: previous_address must be a string or null")
+        for key in ("previous_address", "imported_id"):
+            if not isinstance(c.get(key), (str, type(None))):
+                raise self.error(f"{where}: {key} must be a string or null")
         return Change(**{**c, "after": decode_unknown(c["after"])})
 
 

@@ -60,7 +60,8 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         for d in plan.drift:
             out.append(f"  # {d['message']}")
         out.append("")
-    actionable = [c for c in plan.changes if c.action != "no-op" or c.previous_address]
+    actionable = [c for c in plan.changes
+                  if c.action != "no-op" or c.previous_address or c.imported_id]
     if not plan.has_changes:
         out.append(s.bold("No changes.") + " Your infrastructure matches the configuration.")
         return "\n".join(out) + "\n"
@@ -72,7 +73,9 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.append("")
     add, change, destroy = plan.counts()
     forget = sum(1 for c in plan.changes if c.action == "forget")
-    out.append(s.bold("Plan:") + f" {add} to add, {change} to change, {destroy} to destroy"
+    imported = sum(1 for c in plan.changes if c.imported_id)
+    out.append(s.bold("Plan:") + (f" {imported} to import," if imported else "")
+               + f" {add} to add, {change} to change, {destroy} to destroy"
                + (f", {forget} to forget." if forget else "."))
     cost = cost_line(plan)
     if cost:
@@ -100,6 +103,9 @@ def render_change(c: Change, s: Styler) -> list[str]:
     if c.previous_address and c.action == "no-op":
         return [s.bold(f"  # {c.previous_address} has moved to {c.address}"),
                 f"  # ({c.reason})" if c.reason else "  # (nothing else changes)"]
+    if c.imported_id and c.action == "no-op":
+        return [s.bold(f"  # {c.address} will be imported"),
+                f'  # (from id "{c.imported_id}"; nothing else changes)']
     if c.action == "forget":
         return [s.bold(f"  # {c.address} will no longer be managed by rhplan, but will not "
                        "be destroyed"), f"  # ({c.reason})"]
@@ -107,6 +113,8 @@ def render_change(c: Change, s: Styler) -> list[str]:
     lines = [s.bold(f"  # {c.address} {VERBS[c.action]}")]
     if c.previous_address:
         lines.append(f"  # (moved from {c.previous_address})")
+    if c.imported_id:
+        lines.append(f'  # (imported from id "{c.imported_id}" by an import block)')
     if c.reason and c.action != "create":
         lines.append(f"  # ({c.reason})")
     lines.append(f"  {s(sym, COLORS[sym])} {c.type} \"{c.name}\" {{")

@@ -1,0 +1,113 @@
+"""import: adopt something that already exists into the state (`rhplan import ADDR ID`
+and `import { to = ADDR  id = "..." }` blocks).
+
+An adopted object is recorded with what identifies it (for an env: its folder on its
+cluster, ID being the folder's name under ROOT/envs), then read as a refresh reads it:
+what is not there is an error, what is there but differs from the configuration
+(packages missing, env vars, a servlet rhplan did not start) is what the next plan
+changes in place. Nothing is rebuilt: the folder, its venv and what is installed stay.
+
+Envs are adopted so far; clusters and EC2 instances are refused in one line.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rhplan.config import ast
+from rhplan.config.load import Config
+from rhplan.errors import ConfigError, RhplanError
+from rhplan.names import (
+    block_address,
+    instance_address,
+    normalize_address,
+    parse_address,
+    valid_name,
+)
+from rhplan.provider import RunContext
+from rhplan.resources import TYPES
+from rhplan.state.model import ResourceState, State
+
+
+def adopt(cfg: Config, ctx: RunContext, state: State, address: str, id_: str,
+          where: tuple[str | None, int | None] = (None, None)) -> ResourceState:
+    """The ResourceState of what ID names, read from its host; the state is not changed."""
+    addr = normalize_address(address)
+    parts = parse_address(addr)
+    file, line = where
+    if parts is None:
+        raise ConfigError(f"{address!r} is not a resource address; write TYPE.NAME, "
+                          "TYPE.NAME[0] or TYPE.NAME[\"key\"]", file, line)
+    rc = cfg.resources.get(block_address(addr))
+    if rc is None:
+        raise ConfigError(f"import: {addr} is not declared in the configuration; write its "
+                          f'{parts[0]} "{parts[1]}" {{ ... }} block first, then import into it',
+                          file, line)
+    if (parts[2] is None) != (rc.repeated is None):
+        raise ConfigError(f"import: {addr} does not match {rc.address}, which "
+                          + (f"sets {rc.repeated}: give the instance's index or key"
+                             if rc.repeated else "sets neither count nor for_each"),
+                          file, line)
+    if addr in state.resources:
+        raise ConfigError(f"import: {addr} is already in the state; rhplan state rm it first "
+                          "to import another object there", file, line)
+    if rc.type != "env":
+        raise ConfigError(f"import: adopting a {rc.type} is not supported yet (envs are); "
+                          f"let rhplan apply create {addr}", file, line)
+    if not valid_name(id_):
+        raise ConfigError(f"import: {id_!r} is not an env folder name (the name of an env "
+                          "under the cluster's ROOT/envs)", file, line)
+    cluster_addr = _cluster_of(rc.block.attrs.get("cluster"))
+    cluster = state.resources.get(cluster_addr or "")
+    if cluster is None:
+        raise ConfigError(f"import: {addr} runs on {cluster_addr or 'its cluster'}, which is "
+                          "not in the state; apply (or import) the cluster first", file, line)
+    root = cluster.attributes.get("root_dir")
+    if others := [a for a, r in state.resources.items() if r.type == "env"
+                  and r.attributes.get("cluster") == cluster_addr
+                  and r.attributes.get("name") == id_]:
+        raise ConfigError(f"import: the env folder {id_!r} on {cluster_addr} is already "
+                          f"managed as {others[0]}", file, line)
+    path = f"{root}/envs/{id_}"
+    rs = ResourceState(addr, "env", parts[1], cluster.provider,
+                       {"name": id_, "cluster": cluster_addr, "path": path,
+                        "python": f"{path}/bin/python", "reqs": [], "installed": {},
+                        "servlet": "stopped"}, [cluster_addr])
+    view = state.copy()
+    view.resources[addr] = rs
+    try:
+        found, _ = TYPES["env"].read(rs, ctx, view)
+    except RhplanError as exc:
+        raise RhplanError(f"import {addr}: reading {path} on {cluster_addr}: {exc}") from None
+    if found is None:
+        raise ConfigError(f"import: there is no env folder {path} on {cluster_addr} to adopt; "
+                          f"check the id (an env's folder name under {root}/envs)", file, line)
+    return found
+
+
+def _cluster_of(attr: ast.Attribute | None) -> str | None:
+    """cluster = cluster.c / cluster.c[0] / cluster.c["k"], as written."""
+    if attr is None:
+        return None
+    e, key = attr.expr, None
+    if isinstance(e, ast.Index) and isinstance(e.key, ast.Literal):
+        key, e = e.key.value, e.obj
+    if isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.Name) and e.obj.name == "cluster":
+        return instance_address("cluster", e.name, key)
+    return None
+
+
+def adopt_blocks(cfg: Config, ctx: RunContext, state: State, evaluate: Any
+                 ) -> dict[str, str]:
+    """Import blocks whose `to` the state does not hold yet: adopted into `state` (the
+    refreshed state the plan is made against, which apply then records). Returns
+    address -> id, for the plan to say "will be imported"."""
+    done: dict[str, str] = {}
+    for b in cfg.imports:
+        if b.to in state.resources:
+            continue  # imported before: the block stays harmless, as in Terraform
+        id_ = evaluate(b.id, b.file)
+        if not isinstance(id_, str):
+            raise ConfigError(f"import: id must be a string, not {id_!r}", b.file, b.line)
+        state.resources[b.to] = adopt(cfg, ctx, state, b.to, id_, (b.file, b.line))
+        done[b.to] = id_
+    return done

@@ -1,0 +1,63 @@
+"""import (issue 14 item 3): adopt an env folder that exists on a cluster, with the
+command (rhplan import ADDR ID) and with an import block, on a real local cluster
+(real Ray, a real venv). Adopting rebuilds nothing: the venv stays (same inode); the
+next apply only changes what differs from the configuration (the servlet is started
+again under rhplan's identity).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+CLUSTER = 'cluster "c" {\n  provider = "local"\n}\n\n'
+ENV = 'env "a" {\n  cluster  = cluster.c\n  reqs     = []\n  env_vars = { K = "v" }\n}\n\n'
+IMPORT = 'import {\n  to = env.a\n  id = "a"\n}\n'
+
+
+def test_import_an_env_folder(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write(CLUSTER + ENV)
+    rh("apply", "-auto-approve").ok()
+    venv = rh.env_dir("c", "a")
+    inode = os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino
+
+    # the command: forget it, adopt it again
+    rh("state", "rm", "env.a").ok()
+    out = rh("import", "env.a", "a").ok().stdout
+    assert 'env.a: Importing from ID "a"...' in out and "Import complete" in out, out
+    assert rh.resources()["env.a"]["attributes"]["path"] == str(venv)
+    shown = rh("plan", "-no-color").ok().stdout
+    assert "# env.a will be updated in-place" in shown, shown
+    assert "0 to add, 1 to change, 0 to destroy" in shown, shown
+    rh("apply", "-auto-approve").ok()
+    assert "No changes." in rh("plan").ok().stdout
+    assert os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino == inode
+
+    # mistakes: one line each
+    msg = rh("import", "env.a", "a").error_line()
+    assert msg == ("Error: import: env.a is already in the state; rhplan state rm it first to "
+                   "import another object there"), msg
+    rh("state", "rm", "env.a").ok()
+    msg = rh("import", "env.a", "nope").error_line()
+    assert msg.startswith("Error: import: there is no env folder ") and "nope" in msg, msg
+    msg = rh("import", "env.b", "a").error_line()
+    assert "import: env.b is not declared in the configuration" in msg, msg
+    msg = rh("import", "cluster.c", "x").error_line()
+    assert "already in the state" in msg, msg
+
+    # an import block: the plan says so, apply records it
+    rh.write(CLUSTER + ENV + IMPORT)
+    shown = rh("plan", "-no-color").ok().stdout
+    assert "# env.a will be updated in-place" in shown, shown
+    assert '# (imported from id "a" by an import block)' in shown, shown
+    assert "Plan: 1 to import, 0 to add, 1 to change, 0 to destroy." in shown, shown
+    rh("apply", "-auto-approve").ok()
+    assert "env.a" in rh.resources()
+    assert "No changes." in rh("plan").ok().stdout  # the block stays harmless
+    rh.write(CLUSTER + ENV + IMPORT.replace('"a"', '"gone"').replace("env.a", "env.b")
+             + ENV.replace('"a"', '"b"'))
+    msg = rh("plan").error_line()
+    assert msg.startswith(f"Error: main.hcl:{(CLUSTER + ENV).count(chr(10)) + 1}: import: "
+                          "there is no env folder"), msg
+    rh("destroy", "-auto-approve").ok()
