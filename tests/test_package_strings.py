@@ -119,3 +119,21 @@ def test_default_branch_commit_is_recorded_and_a_new_one_is_a_change(
         assert rh.resources()["env.e"]["attributes"]["git_commits"] == {repo.as_uri(): second}
     finally:
         rh("destroy", "-auto-approve")
+
+
+def test_validate_reaches_no_repository_and_plan_says_which_it_could_not(
+        tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write(f"""
+        cluster "c" {{
+          provider = "local"
+        }}
+        env "e" {{
+          cluster = cluster.c
+          reqs    = ["{(tmp_path / 'nowhere.git').as_uri()}"]
+        }}
+    """)
+    rh("validate").ok()  # as Terraform: validate reaches nothing outside this machine
+    msg = rh("plan", "-refresh=false").error_line()
+    assert "main.hcl:6:" in msg and "cannot resolve its default branch" in msg, msg
+    assert "pin a revision" in msg, msg

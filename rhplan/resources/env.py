@@ -104,7 +104,11 @@ class EnvType(ResourceType):
                                   reqs_line)
             if unpinned(req):
                 # the default branch: its commit now, so a new upstream commit is a change
+                # (not while validating: validate reaches nothing outside this machine)
                 key = ("git_head", req.target)
+                if ctx.cache.get("validating"):
+                    commits[raw] = UNKNOWN
+                    continue
                 if key not in ctx.cache:
                     try:
                         ctx.cache[key] = resolve_head(req)
