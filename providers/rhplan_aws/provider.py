@@ -8,13 +8,12 @@ import os
 import time
 from typing import Any
 
-from rhplan_ssh import SSHHosts
+from rhplan_ssh import SSHHostHooks, SSHHosts
 
 from rhplan import ray_head
 from rhplan.plugin import (
     UNKNOWN,
     Capabilities,
-    Connection,
     PartialFailure,
     Provider,
     ProviderError,
@@ -28,7 +27,7 @@ from rhplan_aws.hostkeys import InstanceAccess
 SSH_WAIT_SECONDS = float(os.environ.get("RHPLAN_AWS_SSH_WAIT_SECONDS", "300"))
 
 
-class AWSProvider(Provider):
+class AWSProvider(SSHHostHooks, Provider):
     name = "aws"
     capabilities = Capabilities(grows=True)  # workers join a running head (2 -> 3)
 
@@ -53,21 +52,6 @@ class AWSProvider(Provider):
     def _use(self, ctx: RunContext) -> None:
         self._hosts.ctx = ctx  # the account reads it too (Account's ctx_of)
 
-    # ---- reaching the hosts: SSHHosts', given InstanceAccess -------------------------
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
-        return self._hosts.connect(attrs, private, ctx)
-
-    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
-              ) -> list[tuple[str, Connection]]:
-        return self._hosts.hosts(attrs, private, ctx)
-
-    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
-                     ) -> Connection:
-        return self._hosts.connect_host(ip, attrs, private, ctx)
-
-    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
-        return self._hosts.ray_python(conn, attrs, private, ctx)
 
     # ---- lifecycle ------------------------------------------------------------------
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:

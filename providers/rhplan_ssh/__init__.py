@@ -16,7 +16,7 @@ against known_hosts when given, else trusted on first use and recorded in the st
     provider.py  SSHProvider: plan-time checks and the lifecycle
     hosts.py     SSHHosts: connections and host setup (the aws provider uses it too)
 """
-from rhplan_ssh.hosts import HostAccess, SSHHosts
+from rhplan_ssh.hosts import HostAccess, SSHHostHooks, SSHHosts
 from rhplan_ssh.provider import SSHProvider
 
-__all__ = ["HostAccess", "SSHHosts", "SSHProvider"]
+__all__ = ["HostAccess", "SSHHostHooks", "SSHHosts", "SSHProvider"]

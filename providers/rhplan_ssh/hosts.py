@@ -183,6 +183,29 @@ class SSHHosts:
         return str(made["ray_python"])
 
 
+class SSHHostHooks:
+    """The provider hooks of hosts reached over SSH (connect, hosts, connect_host,
+    ray_python), handed to the provider's SSHHosts: a provider puts this class before
+    rhplan.plugin.Provider among its bases and sets self._hosts."""
+
+    _hosts: SSHHosts
+
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+        return self._hosts.connect(attrs, private, ctx)
+
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+              ) -> list[tuple[str, Connection]]:
+        return self._hosts.hosts(attrs, private, ctx)
+
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+                     ) -> Connection:
+        return self._hosts.connect_host(ip, attrs, private, ctx)
+
+    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
+                   ctx: RunContext) -> str:
+        return self._hosts.ray_python(conn, attrs, private, ctx)
+
+
 def _record(attrs: dict[str, Any], private: dict, results: dict[str, dict[str, Any] | str]
             ) -> None:
     """Each host's setup outcome: ready (its CPUs, Ray's address there) or why not."""

@@ -9,18 +9,17 @@ from rhplan.plugin import (
     MARKER,
     UNKNOWN,
     ConfigError,
-    Connection,
     PartialFailure,
     Provider,
     ProviderError,
     RunContext,
 )
-from rhplan_ssh.hosts import SSHHosts, cluster_name, holding_folders
+from rhplan_ssh.hosts import SSHHostHooks, SSHHosts, cluster_name, holding_folders
 
 _CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "allowed_cidrs")
 
 
-class SSHProvider(Provider):
+class SSHProvider(SSHHostHooks, Provider):
     name = "ssh"
 
     def __init__(self) -> None:
@@ -61,22 +60,6 @@ class SSHProvider(Provider):
         if not attrs.get("resources"):
             attrs["resources"] = UNKNOWN
         return attrs
-
-    # ---- reaching the hosts: SSHHosts' --------------------------------------------
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
-        return self._hosts.connect(attrs, private, ctx)
-
-    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
-              ) -> list[tuple[str, Connection]]:
-        return self._hosts.hosts(attrs, private, ctx)
-
-    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
-                     ) -> Connection:
-        return self._hosts.connect_host(ip, attrs, private, ctx)
-
-    def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
-        return self._hosts.ray_python(conn, attrs, private, ctx)
 
     # ---- lifecycle ------------------------------------------------------------
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
