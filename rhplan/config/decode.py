@@ -302,6 +302,9 @@ class Evaluation:
         finally:
             self._evaluating.pop()
             self._bindings = bindings
+        if self.cfg.module_vars and name in self.cfg.module_vars:  # config/modules.py
+            from rhplan.config.modules import module_variable
+            value = module_variable(self.cfg, name, value)
         self._locals[name] = value
         if mark is None and name in self._sensitive_locals:
             mark = f"local.{name}"  # it feeds a secret's values

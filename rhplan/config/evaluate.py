@@ -259,7 +259,7 @@ class _Evaluator:
                 return self.scope.variables[e.name]
             if root == "local":
                 return self.scope.local_value(e.name, e.line)
-            if root in RESOURCE_TYPES:
+            if root in RESOURCE_TYPES or root[:7] == "module.":  # module.m.env: modules.py
                 return self.scope.resolve(root, e.name, e.line)
             if root in ("rhplan", "terraform"):
                 if e.name == "workspace":

@@ -21,7 +21,7 @@ from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
 from rhplan.names import NAME_RULE, block_address, instance_address, valid_name
 
-TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output") + RESOURCE_TYPES + \
+TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output", "module") + RESOURCE_TYPES + \
     REFACTOR_BLOCKS
 
 
@@ -70,10 +70,12 @@ class ResourceConfig:
     bindings: dict[str, Any] | None = None
     instance: str = ""  # an instance's address, worked out once (read many times a plan)
 
+    module: str = ""  # "module.m." inside a module call (rhplan/config/modules.py)
+
     @property
     def address(self) -> str:
         if self.key is None:
-            return f"{self.type}.{self.block_name or self.name}"
+            return f"{self.module}{self.type}.{self.block_name or self.name}"
         return self.instance or instance_address(self.type, self.block_name, self.key)
 
     @property
@@ -83,7 +85,7 @@ class ResourceConfig:
 
     @property
     def block_address(self) -> str:
-        return f"{self.type}.{self.label}"
+        return f"{self.module}{self.type}.{self.label}"
 
     # "count" or "for_each" for a repeated block, else None (a field: read per reference)
     repeated: str | None = None
@@ -123,6 +125,8 @@ class Config:
     moved: list[Any] = field(default_factory=list)
     removed: list[Any] = field(default_factory=list)
     imports: list[Any] = field(default_factory=list)
+    # module variables, by the local that holds each one's value (module.m.var.x)
+    module_vars: dict[str, Variable] = field(default_factory=dict)
 
     def resource(self, address: str) -> ResourceConfig | None:
         return self.resources.get(address)
@@ -153,11 +157,24 @@ def load_text(directory: Path, sources: dict[str, str]) -> Config:
     return build_config(directory, [parse_text(t, n) for n, t in sorted(sources.items())])
 
 
-def build_config(directory: Path, files: list[ast.File]) -> Config:
+def load_module(directory: Path, stack: tuple[Path, ...], root: Path) -> Config:
+    """A module's folder, its files named relative to the root configuration."""
+    paths = sorted(p for p in directory.glob("*.hcl") if p.is_file())
+    if not paths:
+        raise ConfigError(f"module folder {os.path.relpath(directory, root)!r} has no *.hcl "
+                          "files; write the module's main.hcl there or fix source")
+    cache_dir = parse_cache_dir()
+    files = [parse_file(p, os.path.relpath(p, root), cache_dir) for p in paths]
+    return build_config(directory, files, stack)
+
+
+def build_config(directory: Path, files: list[ast.File],
+                 module_stack: tuple[Path, ...] = ()) -> Config:
     cfg = Config(directory, [f.path for f in files], Backend("local", {"path": "rhplan.state.json"},
                  None, None), {}, {}, {}, {}, {}, {})
     seen: dict[str, tuple[str, int]] = {}
     backend_seen = False
+    module_calls: list[ast.Block] = []
     for f in files:
         if f.body.attrs:
             a = next(iter(f.body.attrs.values()))
@@ -206,8 +223,13 @@ def build_config(directory: Path, files: list[ast.File]) -> Config:
                 cfg.providers[name] = b
             elif b.type == "output":
                 cfg.outputs[name] = _output(b)
+            elif b.type == "module":
+                module_calls.append(b)
             else:
                 cfg.resources[key] = _resource(b)
+    if module_calls:
+        from rhplan.config import modules
+        modules.expand(cfg, module_calls, module_stack)
     _resolve_local_refs(cfg)
     return cfg
 
@@ -522,6 +544,8 @@ def expr_refs(expr: ast.Expr) -> set[str]:
                     out.add(f"{obj.name}.{n.name}")
                 elif obj.name in _REPETITION_NAMES:
                     out.add(obj.name)
+                elif obj.name[:7] == "module.":  # a module's resource (config/modules.py)
+                    out.add(f"{obj.name}.{n.name}")
             else:
                 stack.append(obj)
         elif t is ast.TupleExpr:

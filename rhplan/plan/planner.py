@@ -103,7 +103,7 @@ class Planner:
             raise EvalError(f"unknown reference {addr}; declare {type_} \"{name}\" {{ ... }}", line)
         if addr in self._unknown:
             return UNKNOWN
-        valid = _valid_attrs(type_)
+        valid = _valid_attrs(rc.type)  # type_ is module.m.env inside a module
         if rc.repeated is None:
             attrs = self.planned.get(addr)
             return ResourceValue(addr, attrs if attrs is not None else {}, valid)
@@ -127,8 +127,8 @@ class Planner:
             return out
         for key, bindings in pairs:
             out.append(dataclasses.replace(
-                rc, name=instance_name(rc.name, key), key=key, block_name=rc.name,
-                bindings=bindings, instance=instance_address(rc.type, rc.name, key)))
+                rc, name=instance_name(rc.name, key), key=key, block_name=rc.label,
+                bindings=bindings, instance=rc.module + instance_address(rc.type, rc.label, key)))
         return out
 
     def _repetition(self, rc: ResourceConfig) -> list[tuple[Any, dict[str, Any]]] | None:

@@ -1,0 +1,323 @@
+"""Modules: `module "m" { source = "./modules/gpu-pool"  size = 2 }`.
+
+A module call is flattened into its caller's Config at load time, so the graph, the
+planner and the state see ordinary resources, only with longer addresses
+(`module.m.env.x`). What the module's expressions mean is kept by rewriting them once:
+
+- its resources: `env.x` -> a reference whose root is `module.m.env` (the evaluator and
+  the planner resolve `ROOT.NAME`, which is the full address);
+- its variables, locals and outputs become the caller's locals `module.m.var.V`,
+  `module.m.local.L` and `module.m.output.O` (a variable's local is the caller's
+  argument expression, or the variable's default; its type and validation rules are
+  applied when it is evaluated, see decode.Evaluation);
+- `module.m.O` in the caller reads the local `module.m.output.O`;
+- `path.module` is the module's folder.
+
+Nested modules are the same step applied again: the inner call is flattened into the
+module's Config first, and those names (all with a dot) are prefixed once more.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from rhplan.config import ast
+from rhplan.config.evaluate import RESOURCE_TYPES
+from rhplan.errors import ConfigError
+
+# what a module block takes besides the module's variables
+META_ARGS = ("source", "count", "for_each", "depends_on", "providers", "version")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def module_name(label: str, module: str) -> str:
+    """The on-host name of resource `label` inside module `module` ("module.m."):
+    env "x" in module.gpu -> x-gpu-1a2b3c4d, apart from the root's x and from the same
+    block in another module call (the hash is of the whole address)."""
+    path = module.rstrip(".")
+    slug = _UNSAFE.sub("-", path.replace("module.", "")).strip("-")[:40]
+    tag = hashlib.sha256(f"{path}.{label}".encode()).hexdigest()[:8]
+    return f"{label[:72]}-{slug}-{tag}"
+
+
+def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
+    """Flatten each module call of cfg into cfg (resources, locals), then rewrite the
+    caller's own `module.m.OUT` references. stack: the folders being loaded, the root
+    configuration's first (cycle detection, file names relative to the root)."""
+    from rhplan.config.load import _output, _resource, load_module
+
+    stack = stack or (Path(cfg.dir).resolve(),)
+    outputs: dict[str, set[str]] = {}
+    args: list[str] = []  # the locals made of the calls' arguments (the caller's expressions)
+    for call in calls:
+        name = call.labels[0]
+        for meta in ("count", "for_each"):
+            if meta in call.attrs:
+                raise ConfigError(f"module {name!r}: {meta} on a module block is not supported "
+                                  "yet; write one module block per instance",
+                                  call.file, call.attrs[meta].line)
+        child_dir = _source_dir(call, cfg.dir, stack)
+        child = load_module(child_dir, stack + (child_dir,), stack[0])
+        prefix = f"module.{name}"
+        _check_outputs(child)
+        args += _add_variables(cfg, call, child, prefix)
+        outputs[name] = set(child.outputs)
+        _add_child(cfg, child, prefix, child_dir)
+    # the caller's own expressions that read module.m.OUT
+    for key, rc in list(cfg.resources.items()):
+        if rc.module == "" and _mentions_module(rc.block):
+            new = _resource(rewrite_block(rc.block, "", cfg.dir, outputs))
+            cfg.resources[key] = new
+    for lname, attr in list(cfg.locals.items()):
+        if ("." not in lname or lname in args) and _mentions_module_expr(attr.expr):
+            try:
+                cfg.locals[lname] = _attr(attr, "", cfg.dir, outputs)
+            except _Located as exc:
+                raise ConfigError(exc.message, cfg.local_files[lname], exc.line) from None
+    for oname, out in list(cfg.outputs.items()):
+        if _mentions_module_expr(out.value):
+            block = ast.Block("output", (oname,), {
+                "value": ast.Attribute("value", out.value, out.value.line)}, [],
+                out.file, out.line)
+            new_out = _output(rewrite_block(block, "", cfg.dir, outputs))
+            new_out.sensitive, new_out.description = out.sensitive, out.description
+            cfg.outputs[oname] = new_out
+
+
+def _source_dir(call: ast.Block, caller_dir: Path, stack: tuple[Path, ...]) -> Path:
+    name = call.labels[0]
+    src = call.attrs.get("source")
+    if src is None:
+        raise ConfigError(f'module {name!r} needs source = "./modules/NAME" (a local folder)',
+                          call.file, call.line)
+    if not isinstance(src.expr, ast.Literal) or not isinstance(src.expr.value, str):
+        raise ConfigError(f"module {name!r}: source must be a literal string, e.g. "
+                          '"./modules/gpu-pool"', call.file, src.line)
+    text = src.expr.value
+    if not text.startswith(("./", "../")):
+        raise ConfigError(f"module {name!r}: source {text!r} is not a local path; rhplan reads "
+                          'modules from local folders only: write source = "./modules/NAME" '
+                          "(a registry or git source is not supported)", call.file, src.line)
+    d = (Path(caller_dir) / text).resolve()
+    if not d.is_dir():
+        raise ConfigError(f"module {name!r}: source folder {text!r} does not exist (looked in "
+                          f"{d}); create it or fix source", call.file, src.line)
+    if d in stack:
+        chain = " -> ".join(_shown(p, stack[0]) for p in (*stack[1:], d)) or _shown(d, stack[0])
+        raise ConfigError(f"module {name!r} includes {text!r}, which is already being loaded "
+                          f"({chain}): a module cannot include itself; remove the call",
+                          call.file, call.line)
+    return d
+
+
+def _shown(p: Path, root: Path) -> str:
+    return os.path.relpath(p, root)
+
+
+def _check_outputs(child: Any) -> None:
+    """An output may read only what its module declares (Terraform checks this at
+    validate, not when the caller happens to use the output)."""
+    for out in child.outputs.values():
+        for n in ast.walk(out.value):
+            if not isinstance(n, ast.GetAttr) or not isinstance(n.obj, ast.Name):
+                continue
+            root, what = n.obj.name, None
+            if root == "var" and n.name not in child.variables:
+                what = f"var.{n.name}"
+            elif root == "local" and n.name not in child.locals:
+                what = f"local.{n.name}"
+            elif root in RESOURCE_TYPES and f"{root}.{n.name}" not in child.resources:
+                what = f"{root}.{n.name}"
+            if what:
+                raise ConfigError(f"output {out.name!r} refers to {what}, which this module "
+                                  "does not declare; declare it or fix the reference",
+                                  out.file, n.line)
+
+
+def _add_variables(cfg: Any, call: ast.Block, child: Any, prefix: str) -> list[str]:
+    name = call.labels[0]
+    args = []
+    for arg, a in call.attrs.items():
+        if arg not in META_ARGS and arg not in child.variables:
+            have = ", ".join(sorted(child.variables)) or "none"
+            raise ConfigError(f"module {name!r} has no variable {arg!r} (its variables: "
+                              f"{have}); remove the argument or declare variable \"{arg}\" "
+                              "in the module", call.file, a.line)
+    for vname, v in child.variables.items():
+        lname = f"{prefix}.var.{vname}"
+        given = call.attrs.get(vname)
+        if given is not None:
+            cfg.locals[lname] = ast.Attribute(lname, given.expr, given.line)
+            cfg.local_files[lname] = call.file
+            args.append(lname)
+        elif v.default is not None:
+            cfg.locals[lname] = ast.Attribute(lname, v.default, v.default.line)
+            cfg.local_files[lname] = v.file
+        else:
+            raise ConfigError(f"module {name!r} needs a value for variable {vname!r} (declared "
+                              f"at {v.file}:{v.line}, without a default); add {vname} = ... "
+                              "to the module block", call.file, call.line)
+        cfg.module_vars[lname] = v
+    return args
+
+
+def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
+    """Everything of the loaded module, under prefix, into the caller's Config."""
+    for key, rc in child.resources.items():
+        address = f"{prefix}.{key}"
+        if address in cfg.resources:  # cannot happen with distinct labels; kept honest
+            raise ConfigError(f"{address} is declared twice", rc.file, rc.line)
+        block = rewrite_block(rc.block, prefix, child_dir)
+        module = f"{prefix}.{rc.module}"
+        refs = {f"{prefix}.{r}" if not r.startswith("local.") else _local_ref(r, prefix)
+                for r in rc.refs}
+        refs |= {r for r in _block_refs(block) if r.startswith("local.")}
+        cfg.resources[address] = dataclasses.replace(
+            rc, block=block, refs=refs, depends_on=[f"{prefix}.{d}" for d in rc.depends_on],
+            count=block.attrs.get("count"), for_each=block.attrs.get("for_each"),
+            module=module, name=module_name(rc.label, module), block_name=rc.label)
+    for lname, attr in child.locals.items():
+        new = _local_name(lname, prefix)
+        cfg.locals[new] = ast.Attribute(new, rewrite(attr.expr, prefix, child_dir), attr.line)
+        cfg.local_files[new] = child.local_files[lname]
+    for oname, out in child.outputs.items():
+        new = f"{prefix}.output.{oname}"
+        cfg.locals[new] = ast.Attribute(new, rewrite(out.value, prefix, child_dir), out.line)
+        cfg.local_files[new] = out.file
+    for vname, v in child.module_vars.items():
+        cfg.module_vars[f"{prefix}.{vname}"] = v
+    for pname, p in child.providers.items():
+        cfg.providers.setdefault(pname, p)
+    cfg.files.extend(child.files)
+
+
+def _local_name(name: str, prefix: str) -> str:
+    # a module's own local has no dot; a name with one was made by a nested call
+    return f"{prefix}.{name}" if "." in name else f"{prefix}.local.{name}"
+
+
+def _local_ref(ref: str, prefix: str) -> str:
+    return "local." + _local_name(ref[6:], prefix)
+
+
+def _block_refs(block: ast.Block) -> set[str]:
+    from rhplan.config.load import expr_refs
+
+    out: set[str] = set()
+    stack = [block]
+    while stack:
+        b = stack.pop()
+        for a in b.attrs.values():
+            out |= expr_refs(a.expr)
+        stack.extend(b.blocks)
+    return out
+
+
+def _attr(attr: ast.Attribute, prefix: str, module_dir: Path,
+          outputs: dict[str, set[str]] | None = None) -> ast.Attribute:
+    return ast.Attribute(attr.name, rewrite(attr.expr, prefix, module_dir, outputs), attr.line)
+
+
+def rewrite_block(b: ast.Block, prefix: str, module_dir: Path,
+                  outputs: dict[str, set[str]] | None = None) -> ast.Block:
+    try:
+        return _rewrite_block(b, prefix, module_dir, outputs)
+    except _Located as exc:
+        raise ConfigError(exc.message, b.file, exc.line) from None
+
+
+def _rewrite_block(b: ast.Block, prefix: str, module_dir: Path,
+                   outputs: dict[str, set[str]] | None) -> ast.Block:
+    return ast.Block(b.type, b.labels,
+                     {k: _attr(a, prefix, module_dir, outputs) for k, a in b.attrs.items()},
+                     [_rewrite_block(s, prefix, module_dir, outputs) for s in b.blocks],
+                     b.file, b.line, b.end_line, b.extra)
+
+
+def _mentions_module(b: ast.Block) -> bool:
+    return any(_mentions_module_expr(a.expr) for a in b.attrs.values()) or any(
+        _mentions_module(s) for s in b.blocks)
+
+
+def _mentions_module_expr(e: ast.Expr) -> bool:
+    return any(isinstance(n, ast.Name) and n.name == "module" for n in ast.walk(e))
+
+
+def rewrite(e: Any, prefix: str, module_dir: Path,
+            outputs: dict[str, set[str]] | None = None) -> Any:
+    """e as its module's caller reads it (see the module docstring). prefix "" rewrites
+    only `module.m.OUT` (checked against `outputs`: module name -> its output names)."""
+    t = type(e)
+    if t is ast.Literal or t is ast.Name:
+        return e
+    if t is ast.GetAttr:
+        obj = e.obj
+        if type(obj) is ast.GetAttr and type(obj.obj) is ast.Name and obj.obj.name == "module":
+            if outputs is not None and obj.name in outputs and e.name not in outputs[obj.name]:
+                have = ", ".join(sorted(outputs[obj.name])) or "none"
+                raise _Located(f"module.{obj.name} has no output {e.name!r} (its outputs: "
+                               f"{have}); declare output \"{e.name}\" in the module or fix "
+                               "the name", e.line)
+            if outputs is not None and obj.name not in outputs:
+                raise _Located(f"unknown module.{obj.name}; declare module \"{obj.name}\" "
+                               "{ source = ... }", e.line)
+            pre = f"{prefix}." if prefix else ""
+            return ast.GetAttr(ast.Name("local", e.line),
+                               f"{pre}module.{obj.name}.output.{e.name}", e.line)
+        if type(obj) is ast.Name and prefix:
+            root = obj.name
+            if root == "var":
+                return ast.GetAttr(ast.Name("local", obj.line), f"{prefix}.var.{e.name}", e.line)
+            if root == "local":
+                return ast.GetAttr(obj, _local_name(e.name, prefix), e.line)
+            if root in RESOURCE_TYPES or root.startswith("module."):
+                return ast.GetAttr(ast.Name(f"{prefix}.{root}", obj.line), e.name, e.line)
+            if root == "path" and e.name == "module":
+                return ast.Literal(str(module_dir), e.line)
+            return e
+        return ast.GetAttr(rewrite(obj, prefix, module_dir, outputs), e.name, e.line)
+    if t is ast.Template:
+        return ast.Template(tuple(p if type(p) is str else rewrite(p, prefix, module_dir, outputs)
+                                  for p in e.parts), e.line)
+    if t is ast.ObjectExpr:
+        return ast.ObjectExpr(tuple((rewrite(k, prefix, module_dir, outputs),
+                                     rewrite(v, prefix, module_dir, outputs))
+                                    for k, v in e.items), e.line)
+    changes = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, tuple):
+            changes[f.name] = tuple(x if type(x) is str else rewrite(x, prefix, module_dir, outputs)
+                                    for x in v)
+        elif f.name not in ("line",) and v is not None and not isinstance(v, (str, bool, int)):
+            changes[f.name] = rewrite(v, prefix, module_dir, outputs)
+    return dataclasses.replace(e, **changes) if changes else e
+
+
+class _Located(ConfigError):
+    """An error found while rewriting, whose file the caller of rewrite adds."""
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message, None, line)
+
+
+def module_variable(cfg: Any, local: str, value: Any) -> Any:
+    """A module variable's value (the local `local`) converted to its type and checked by
+    its validation rules, as a root variable is."""
+    from rhplan.config import variables
+    from rhplan.config.decode import _convert_variable
+    from rhplan.config.evaluate import is_known
+
+    v = cfg.module_vars[local]
+    if not is_known(value):
+        return value
+    if value is None and v.default is not None and not v.nullable:
+        return value
+    value = _convert_variable(value, v, v.name,
+                              cfg.local_files[local], cfg.locals[local].line)
+    variables.check(v, value, {v.name: value}, {v.name: v}, cfg.dir)
+    return value
