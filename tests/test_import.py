@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CLUSTER = 'cluster "c" {\n  provider = "local"\n}\n\n'
 ENV = 'env "a" {\n  cluster  = cluster.c\n  reqs     = []\n  env_vars = { K = "v" }\n}\n\n'
 IMPORT = 'import {\n  to = env.a\n  id = "a"\n}\n'
@@ -61,3 +63,31 @@ def test_import_an_env_folder(tmp_path: Path, rhplan_in: Any) -> None:
     assert msg.startswith(f"Error: main.hcl:{(CLUSTER + ENV).count(chr(10)) + 1}: import: "
                           "there is no env folder"), msg
     rh("destroy", "-auto-approve").ok()
+
+
+@pytest.mark.long  # 45 s; the local test covers the same adoption
+def test_import_an_env_folder_over_ssh(tmp_path: Path, rhplan_in: Any) -> None:
+    """The same adoption on an ssh cluster (real sshd on 127.0.0.1): the env folder is
+    found and read over SSH, and the next apply keeps its venv."""
+    from sshd import SSHServer, ensure_sshd_installed
+    from test_ssh_provider import cluster_hcl, ssh_block
+
+    ensure_sshd_installed()
+    with SSHServer() as server:
+        rh = rhplan_in(tmp_path / "infra")
+        root = tmp_path / "root"
+        cluster = cluster_hcl("c", ["127.0.0.1"], root, ssh_block(server))
+        rh.write(cluster + ENV)
+        try:
+            rh("apply", "-auto-approve").ok()
+            venv = root / "envs" / "a"
+            inode = os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino
+            rh("state", "rm", "env.a").ok()
+            rh.write(cluster + ENV + IMPORT)
+            shown = rh("plan", "-no-color").ok().stdout
+            assert "Plan: 1 to import, 0 to add, 1 to change, 0 to destroy." in shown, shown
+            rh("apply", "-auto-approve").ok()
+            assert "No changes." in rh("plan").ok().stdout
+            assert os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino == inode
+        finally:
+            rh("destroy", "-auto-approve")
