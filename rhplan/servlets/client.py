@@ -537,8 +537,8 @@ def find_env(name: str, chdir: str | os.PathLike[str] = ".") -> tuple[Any, Any]:
     """The env's and its cluster's recorded state."""
     state = _backend(chdir).read()
     from rhplan.names import normalize_address  # x['a'] means x["a"], as on the CLI
-    env = state.resources.get(normalize_address(name if name.startswith("env.") else
-                                                f"env.{name}"))
+    env = state.resources.get(normalize_address(name if name.startswith(("env.", "module."))
+                                                else f"env.{name}"))
     if env is None:
         env = next((r for r in state.resources.values()
                     if r.type == "env" and r.attributes.get("name") == name), None)
