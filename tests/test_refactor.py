@@ -202,3 +202,25 @@ def test_rename_and_forget_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> 
     assert "0 added, 0 changed, 0 destroyed" in out, out
     assert set(rh.resources()) == {"cluster.c"} and venv.is_dir()
     rh("destroy", "-auto-approve").ok()
+
+
+def test_saved_plan_applies_moves_and_forgets(tmp_path: Path, rhplan_in: Any) -> None:
+    """A real apply of a saved plan (secrets need no host): the move and the forget are
+    recorded; the secret is not written again."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write('secret "s" {\n  values = { K = "v" }\n}\n\nsecret "f" {\n  values = { K = "w" }\n}\n')
+    rh("apply", "-auto-approve").ok()
+    rh.write('secret "t" {\n  values = { K = "v" }\n}\n\n' + moved("secret.s", "secret.t")
+             + removed("secret.f"))
+    rh("plan", "-out", "p.plan").ok()
+    shown = rh("show", "p.plan").ok().stdout
+    assert "# secret.s has moved to secret.t" in shown, shown
+    data = json.loads(rh("show", "-json", "p.plan").ok().stdout)
+    actions = {c["address"]: (c["change"]["actions"], c.get("previous_address"))
+               for c in data["resource_changes"]}
+    assert actions == {"secret.t": (["no-op"], "secret.s"), "secret.f": (["forget"], None)}
+    out = rh("apply", "p.plan").ok().stdout
+    assert "0 added, 0 changed, 0 destroyed" in out, out
+    assert set(rh.resources()) == {"secret.t"}
+    assert "No changes." in rh("plan").ok().stdout
+    rh("destroy", "-auto-approve").ok()
