@@ -32,7 +32,7 @@ def servlet(name: str, chdir: str = ".", key: str | int | None = None) -> Servle
     if key is not None:
         name = instance_address("env", name.removeprefix("env."), key)
     elif "[" in name:
-        name = normalize_address(name if name.startswith("env.") else f"env.{name}")
+        name = normalize_address(name if name.startswith(("env.", "module.")) else f"env.{name}")
     return _servlet(name, chdir)
 
 

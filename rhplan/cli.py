@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rhplan.errors import RhplanError
-from rhplan.names import address_order, block_address, normalize_address
+from rhplan.names import address_order, block_address, is_module_address, normalize_address
 from rhplan.workspace_cli import workspace as workspace_group
 
 if TYPE_CHECKING:
@@ -296,7 +296,7 @@ def import_(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], address: 
         ws.ctx.lineage = state.lineage
         digest.use_key(ws.ctx, ws.backend.digest_key)
         click.echo(f'{normalize_address(address)}: Importing from ID "{id_}"...')
-        rs = adopt(ws.cfg, ws.ctx, state, address, id_)
+        rs = adopt(ws.cfg, ws.ctx, state, address, id_, desired=ws.planner().desired)
         state.resources[rs.address] = rs
         ws.backend.write(state)
     click.echo(f"{rs.address}: Import complete; run rhplan plan to see what differs from the "
@@ -428,7 +428,8 @@ def state_list(obj: Ctx, addresses: tuple[str, ...]) -> None:
     recorded = _backend(obj).read().resources
     wanted = [normalize_address(a) for a in addresses]
     for addr in sorted(recorded, key=address_order):
-        if not wanted or addr in wanted or block_address(addr) in wanted:
+        if not wanted or addr in wanted or block_address(addr) in wanted or any(
+                addr.startswith(w + ".") for w in wanted if is_module_address(w)):
             click.echo(addr)
 
 
@@ -438,6 +439,8 @@ def _instances(st: Any, address: str) -> list[str]:
     address = normalize_address(address)
     if address in st.resources:
         return [address]
+    if is_module_address(address):  # all that is inside it
+        return sorted((a for a in st.resources if a.startswith(address + ".")), key=address_order)
     return sorted((a for a in st.resources if block_address(a) == address), key=address_order)
 
 
@@ -500,7 +503,7 @@ def state_mv(obj: Ctx, source: str, destination: str, dry_run: bool) -> None:
             raise RhplanError(f"{given!r} is not a resource address; write TYPE.NAME, "
                               "TYPE.NAME[0] or 'TYPE.NAME[\"key\"]'")
     assert ps is not None and pd is not None
-    if ps[0] != pd[0]:
+    if ps[0].rpartition(".")[2] != pd[0].rpartition(".")[2]:  # into / out of a module: fine
         raise RhplanError(f"cannot move a {ps[0]} to a {pd[0]} address; keep the type")
     backend = _backend(obj)
     with backend.locked("state mv"):

@@ -18,8 +18,10 @@ from typing import Any
 NAME_RULE = "start with a letter or underscore and use only letters, digits, '_' and '-'"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-# TYPE.NAME, then an optional [0] or ["key"] (the key in JSON's string syntax)
-_ADDRESS = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_-]*)'
+# TYPE.NAME, then an optional [0] or ["key"] (the key in JSON's string syntax); inside
+# a module call the type carries the module's address: module.m.env (config/modules.py)
+_ADDRESS = re.compile(r'((?:module\.[A-Za-z_][A-Za-z0-9_-]*\.)*[A-Za-z_][A-Za-z0-9_]*)'
+                      r'\.([A-Za-z_][A-Za-z0-9_-]*)'
                       r'(?:\[(?:([0-9]+)|("(?:[^"\\]|\\.)*"))\])?')
 
 
@@ -63,6 +65,14 @@ def normalize_address(text: str) -> str:
     it is not one."""
     parts = parse_address(text)
     return instance_address(*parts) if parts else text
+
+
+_MODULE = re.compile(r"module\.[A-Za-z_][A-Za-z0-9_-]*(?:\.module\.[A-Za-z_][A-Za-z0-9_-]*)*")
+
+
+def is_module_address(text: str) -> bool:
+    """module.m or module.m.module.n: a module call, standing for all that is inside it."""
+    return _MODULE.fullmatch(text) is not None
 
 
 def block_address(address: str) -> str:

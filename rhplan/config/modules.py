@@ -321,3 +321,18 @@ def module_variable(cfg: Any, local: str, value: Any) -> Any:
                               cfg.local_files[local], cfg.locals[local].line)
     variables.check(v, value, {v.name: value}, {v.name: v}, cfg.dir)
     return value
+
+
+def expand_targets(targets: list[str], cfg: Any, state: Any) -> list[str]:
+    """-target module.m means every resource inside it (nested calls too), as in
+    Terraform; other addresses are kept as given."""
+    from rhplan.names import block_address, is_module_address
+
+    out: list[str] = []
+    for t in targets:
+        inside: set[str] = set()
+        if is_module_address(t):
+            inside = {a for a in cfg.resources if a.startswith(t + ".")}
+            inside |= {block_address(a) for a in state.resources if a.startswith(t + ".")}
+        out += sorted(inside) if inside else [t]
+    return out

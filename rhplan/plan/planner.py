@@ -229,6 +229,9 @@ class Planner:
              ) -> Plan:
         opts.targets = [normalize_address(a) for a in opts.targets]
         opts.replace = [normalize_address(a) for a in opts.replace]
+        if any(a.startswith("module.") for a in opts.targets):  # all that is inside it
+            from rhplan.config.modules import expand_targets
+            opts.targets = expand_targets(opts.targets, self.cfg, state)
         for addr in opts.targets + opts.replace:
             if block_address(addr) not in self.cfg.resources and addr not in state.resources:
                 raise ConfigError(f"{addr} is not a resource in the configuration or state; "
@@ -399,7 +402,7 @@ class Planner:
             if rc is None or rc.repeated is None:
                 out.append(dep)
             else:
-                out += [instance_address(rc.type, rc.name, k)
+                out += [rc.module + instance_address(rc.type, rc.label, k)
                         for k in self.instance_keys.get(dep, ())]
         return sorted(out)
 

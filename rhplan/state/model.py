@@ -137,7 +137,8 @@ class ResourceState:
         for key in ("address", "type", "name", "provider"):
             if not isinstance(d[key], str) or not d[key]:
                 raise _shape_error(source, f"{where}: {key} must be a non-empty string", backup)
-        if block_address(d["address"]) != f"{d['type']}.{d['name']}" or (
+        block, own = block_address(d["address"]), f"{d['type']}.{d['name']}"
+        if (block != own and not (block.startswith("module.") and block.endswith("." + own))) or (
                 "[" in d["address"] and parse_address(d["address"]) is None):
             raise _shape_error(source, f"{where}: its type and name say "
                                        f"{d['type']}.{d['name']!r}", backup)
