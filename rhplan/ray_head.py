@@ -338,3 +338,11 @@ def stop_pids(conn: Connection, ray_python: str, pids: list[int]) -> None:
     if left:
         raise ProviderError(f"could not stop Ray processes {pids} on {conn.host}: "
                             f"{left} still run after SIGKILL")
+
+
+def running_pids(conn: Connection, ray_python: str, root_dir: str) -> list[int]:
+    """The processes of rhplan's Ray head for root_dir on this host (what a new start of
+    it would stop first): how import tells a cluster that runs rhplan's Ray."""
+    found = _host(conn, ray_python, "looking for rhplan's Ray", "leftovers",
+                  temp_dir_key(root_dir), legacy_temp_dir(root_dir), "")
+    return [int(p) for p in found.get("pids") or []]

@@ -72,7 +72,8 @@ class Workspace:
             refresh_changed = state.digest() != read  # before the planner upgrades digests
         planner = self.planner()
         opts.variables = self.variables
-        imported = imports.adopt_blocks(self.cfg, self.ctx, state, planner.evaluation.evaluate
+        imported = imports.adopt_blocks(self.cfg, self.ctx, state, planner.evaluation.evaluate,
+                                        planner.desired
                                         ) if self.cfg.imports and not opts.destroy else {}
         plan = planner.plan(state, opts, drift)
         for c in plan.changes:  # import blocks: adopted into the state apply records

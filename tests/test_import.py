@@ -68,7 +68,9 @@ def test_import_an_env_folder(tmp_path: Path, rhplan_in: Any) -> None:
 @pytest.mark.long  # 45 s; the local test covers the same adoption
 def test_import_an_env_folder_over_ssh(tmp_path: Path, rhplan_in: Any) -> None:
     """The same adoption on an ssh cluster (real sshd on 127.0.0.1): the env folder is
-    found and read over SSH, and the next apply keeps its venv."""
+    found and read over SSH, and the next apply keeps its venv; then the cluster itself,
+    running rhplan's Ray, is adopted by its head's address (its Ray is started again by
+    the next apply, the env's venv kept)."""
     from sshd import SSHServer, ensure_sshd_installed
     from test_ssh_provider import cluster_hcl, ssh_block
 
@@ -86,6 +88,21 @@ def test_import_an_env_folder_over_ssh(tmp_path: Path, rhplan_in: Any) -> None:
             rh.write(cluster + ENV + IMPORT)
             shown = rh("plan", "-no-color").ok().stdout
             assert "Plan: 1 to import, 0 to add, 1 to change, 0 to destroy." in shown, shown
+            rh("apply", "-auto-approve").ok()
+            assert "No changes." in rh("plan").ok().stdout
+            assert os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino == inode
+
+            # the cluster too: forgotten, then adopted by its head's address
+            rh.write(cluster + ENV)
+            rh("state", "rm", "env.a", "cluster.c").ok()
+            msg = rh("import", "cluster.c", "10.0.0.9").error_line()
+            assert "an ssh cluster's id is its head's address" in msg, msg
+            out = rh("import", "cluster.c", "127.0.0.1").ok().stdout
+            assert "cluster.c: Import complete" in out, out
+            rh("import", "env.a", "a").ok()
+            shown = rh("plan", "-no-color").ok().stdout
+            assert "# cluster.c will be updated in-place" in shown, shown
+            assert "0 to add, 2 to change, 0 to destroy" in shown, shown
             rh("apply", "-auto-approve").ok()
             assert "No changes." in rh("plan").ok().stdout
             assert os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino == inode

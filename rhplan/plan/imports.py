@@ -7,13 +7,14 @@ what is not there is an error, what is there but differs from the configuration
 (packages missing, env vars, a servlet rhplan did not start) is what the next plan
 changes in place. Nothing is rebuilt: the folder, its venv and what is installed stay.
 
-Envs are adopted so far; clusters and EC2 instances are refused in one line.
+Envs and ssh clusters are adopted; aws clusters (EC2 instances) are refused in one line.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from rhplan.config import ast
+from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import Config
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.names import (
@@ -29,7 +30,8 @@ from rhplan.state.model import ResourceState, State
 
 
 def adopt(cfg: Config, ctx: RunContext, state: State, address: str, id_: str,
-          where: tuple[str | None, int | None] = (None, None)) -> ResourceState:
+          where: tuple[str | None, int | None] = (None, None),
+          desired: Any = None) -> ResourceState:
     """The ResourceState of what ID names, read from its host; the state is not changed."""
     addr = normalize_address(address)
     parts = parse_address(addr)
@@ -50,9 +52,11 @@ def adopt(cfg: Config, ctx: RunContext, state: State, address: str, id_: str,
     if addr in state.resources:
         raise ConfigError(f"import: {addr} is already in the state; rhplan state rm it first "
                           "to import another object there", file, line)
+    if rc.type == "cluster" and desired is not None:
+        return _adopt_cluster(ctx, addr, id_, desired(rc), rc.label, where)
     if rc.type != "env":
-        raise ConfigError(f"import: adopting a {rc.type} is not supported yet (envs are); "
-                          f"let rhplan apply create {addr}", file, line)
+        raise ConfigError(f"import: adopting a {rc.type} is not supported yet (envs and ssh "
+                          f"clusters are); let rhplan apply create {addr}", file, line)
     if not valid_name(id_):
         raise ConfigError(f"import: {id_!r} is not an env folder name (the name of an env "
                           "under the cluster's ROOT/envs)", file, line)
@@ -84,6 +88,36 @@ def adopt(cfg: Config, ctx: RunContext, state: State, address: str, id_: str,
     return found
 
 
+def _adopt_cluster(ctx: RunContext, addr: str, id_: str, attrs: dict[str, Any], label: str,
+                   where: tuple[str | None, int | None]) -> ResourceState:
+    """An ssh cluster whose head runs rhplan's Ray (ID: the head's address, ips[0]).
+    Its hosts are set up as an apply would (idempotent: folders and Ray's venv are kept)
+    and it is recorded with Ray stopped: the next apply starts Ray again (stopping the
+    head it found first, whose token and temp dir this state never held), and the
+    servlets of its envs with it."""
+    from rhplan import ray_head
+
+    file, line = where
+    if attrs.get("provider") != "ssh":
+        raise ConfigError(f"import: adopting a {attrs.get('provider')} cluster is not "
+                          f"supported yet (ssh clusters are); let rhplan apply create {addr}",
+                          file, line)
+    ips = attrs.get("ips") or []
+    if not ips or id_ != ips[0]:
+        raise ConfigError(f"import: an ssh cluster's id is its head's address, the first of "
+                          f"its ips ({ips[0] if ips else 'none set'}), not {id_!r}", file, line)
+    attrs = {k: (None if v is UNKNOWN else v) for k, v in attrs.items()}
+    provider = ctx.provider("ssh")
+    attrs, private = provider.create(attrs, ctx)
+    conn = provider.connect(attrs, private, ctx)
+    python = provider.ray_python(conn, attrs, private, ctx)
+    if not ray_head.running_pids(conn, python, attrs["root_dir"]):
+        raise ConfigError(f"import: {id_} runs no Ray of rhplan's for {attrs['root_dir']}; "
+                          f"nothing to adopt there: let rhplan apply create {addr}", file, line)
+    attrs.update(ray_status="stopped", ray_address=None, ray_python=python)
+    return ResourceState(addr, "cluster", label, "ssh", attrs, [], private)
+
+
 def _cluster_of(attr: ast.Attribute | None) -> str | None:
     """cluster = cluster.c / cluster.c[0] / cluster.c["k"], as written."""
     if attr is None:
@@ -96,8 +130,8 @@ def _cluster_of(attr: ast.Attribute | None) -> str | None:
     return None
 
 
-def adopt_blocks(cfg: Config, ctx: RunContext, state: State, evaluate: Any
-                 ) -> dict[str, str]:
+def adopt_blocks(cfg: Config, ctx: RunContext, state: State, evaluate: Any,
+                 desired: Any = None) -> dict[str, str]:
     """Import blocks whose `to` the state does not hold yet: adopted into `state` (the
     refreshed state the plan is made against, which apply then records). Returns
     address -> id, for the plan to say "will be imported"."""
@@ -108,6 +142,6 @@ def adopt_blocks(cfg: Config, ctx: RunContext, state: State, evaluate: Any
         id_ = evaluate(b.id, b.file)
         if not isinstance(id_, str):
             raise ConfigError(f"import: id must be a string, not {id_!r}", b.file, b.line)
-        state.resources[b.to] = adopt(cfg, ctx, state, b.to, id_, (b.file, b.line))
+        state.resources[b.to] = adopt(cfg, ctx, state, b.to, id_, (b.file, b.line), desired)
         done[b.to] = id_
     return done
