@@ -98,7 +98,7 @@ def _source_dir(call: ast.Block, caller_dir: Path, stack: tuple[Path, ...]) -> P
         raise ConfigError(f"module {name!r}: source must be a literal string, e.g. "
                           '"./modules/gpu-pool"', call.file, src.line)
     text = src.expr.value
-    if not text.startswith(("./", "../")):
+    if text not in (".", "..") and not text.startswith(("./", "../")):
         raise ConfigError(f"module {name!r}: source {text!r} is not a local path; rhplan reads "
                           'modules from local folders only: write source = "./modules/NAME" '
                           "(a registry or git source is not supported)", call.file, src.line)
@@ -106,6 +106,9 @@ def _source_dir(call: ast.Block, caller_dir: Path, stack: tuple[Path, ...]) -> P
     if not d.is_dir():
         raise ConfigError(f"module {name!r}: source folder {text!r} does not exist (looked in "
                           f"{d}); create it or fix source", call.file, src.line)
+    if not any(p.is_file() for p in d.glob("*.hcl")):
+        raise ConfigError(f"module {name!r}: source folder {text!r} has no *.hcl files; write "
+                          "the module's main.hcl there or fix source", call.file, src.line)
     if d in stack:
         chain = " -> ".join(_shown(p, stack[0]) for p in (*stack[1:], d)) or _shown(d, stack[0])
         raise ConfigError(f"module {name!r} includes {text!r}, which is already being loaded "
@@ -317,7 +320,7 @@ def module_variable(cfg: Any, local: str, value: Any) -> Any:
         return value
     if value is None and v.default is not None and not v.nullable:
         return value
-    value = _convert_variable(value, v, v.name,
+    value = _convert_variable(value, v, local,
                               cfg.local_files[local], cfg.locals[local].line)
     variables.check(v, value, {v.name: value}, {v.name: v}, cfg.dir)
     return value

@@ -320,6 +320,8 @@ class Planner:
         plan = Plan(state.lineage, state.serial, ordered, destroy=opts.destroy,
                     variables=self.saved_variables(opts.variables), targets=list(opts.targets),
                     replace=list(opts.replace), drift=drift or [])
+        for name in self.cfg.module_vars:  # each module variable is typed and validated
+            self.evaluation._local(name, 0)
         plan.output_changes = self.output_changes(state, opts.destroy)
         return plan
 

@@ -1,0 +1,312 @@
+"""Modules (issue 14 item 2): module "m" { source = "./modules/x" ... }.
+
+Plan cases are data: (files written in a tmp dir, plan options) -> the action planned
+for each address, and what a few attributes become. Errors run through the CLI: one
+line, file:line. One test applies for real (local cluster, real Ray, real venv).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_plan_cases import applied_state, case_context
+
+from rhplan.config.decode import resolve_variables
+from rhplan.config.load import load_config
+from rhplan.names import parse_address
+from rhplan.plan.planner import Planner, PlanOptions
+from rhplan.state.model import State
+
+ROOT = """
+cluster "c" {
+  provider = "local"
+}
+
+module "pool" {
+  source  = "./modules/pool"
+  cluster = cluster.c
+  size    = 2
+}
+
+env "x" {
+  cluster  = cluster.c
+  reqs     = []
+  env_vars = { FIRST = module.pool.first }
+}
+
+output "pool_names" { value = module.pool.names }
+"""
+
+POOL = """
+variable "cluster" {}
+variable "size" {
+  type    = number
+  default = 1
+  validation {
+    condition     = var.size < 5
+    error_message = "At most 4 envs in a pool."
+  }
+}
+variable "label" { default = "gpu" }
+
+locals { tag = "${var.label}-${var.size}" }
+
+env "x" {
+  count    = var.size
+  cluster  = var.cluster
+  reqs     = []
+  env_vars = { TAG = local.tag, I = "${count.index}", HERE = path.module }
+}
+
+module "inner" {
+  source  = "../inner"
+  cluster = var.cluster
+}
+
+output "first" { value = env.x[0].name }
+output "names" { value = concat(env.x[*].name, [module.inner.name]) }
+"""
+
+INNER = """
+variable "cluster" {}
+
+env "x" {
+  cluster = var.cluster
+  reqs    = []
+}
+
+output "name" { value = env.x.name }
+"""
+
+FILES = {"main.hcl": ROOT, "modules/pool/main.hcl": POOL, "modules/inner/main.hcl": INNER}
+ALL = ["cluster.c", "env.x", "module.pool.env.x[0]", "module.pool.env.x[1]",
+       "module.pool.module.inner.env.x"]
+
+
+def write(directory: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text.lstrip("\n"))
+
+
+def plan_of(directory: Path, files: dict[str, str], state: State | None = None,
+            **opts: Any) -> Any:
+    write(directory, files)
+    cfg = load_config(directory)
+    planner = Planner(cfg, case_context(directory), resolve_variables(cfg))
+    return planner.plan(state or State.new(), PlanOptions(**opts))
+
+
+def with_(**changes: str) -> dict[str, str]:
+    """FILES with some text replaced: with_(main="size    = 2=>size    = 3")."""
+    out = dict(FILES)
+    for key, edit in changes.items():
+        name = {"main": "main.hcl", "pool": "modules/pool/main.hcl",
+                "inner": "modules/inner/main.hcl"}[key]
+        old, new = edit.split("=>")
+        assert old in out[name], old
+        out[name] = out[name].replace(old, new)
+    return out
+
+
+PLAN_CASES = [
+    pytest.param(None, FILES, {}, dict.fromkeys(ALL, "create"), id="nested-module-creates"),
+    pytest.param(FILES, FILES, {}, dict.fromkeys(ALL, "no-op"), id="applied-no-changes"),
+    pytest.param(FILES, with_(main="size    = 2=>size    = 3"), {},
+                 {**dict.fromkeys(ALL, "no-op"), "module.pool.env.x[2]": "create",
+                  "module.pool.env.x[0]": "update", "module.pool.env.x[1]": "update"},
+                 id="module-variable-changes-its-resources"),
+    pytest.param(FILES, with_(main="size    = 2=>size    = 3"),
+                 {"targets": ["module.pool.module.inner"]},
+                 {"cluster.c": "no-op", "module.pool.module.inner.env.x": "no-op"},
+                 id="target-nested-module"),
+    pytest.param(None, FILES, {"targets": ["module.pool"]},
+                 {"cluster.c": "create", "module.pool.env.x[0]": "create",
+                  "module.pool.env.x[1]": "create",
+                  "module.pool.module.inner.env.x": "create"}, id="target-module-all-inside"),
+    pytest.param(FILES, with_(main="  size    = 2\n=>"), {},
+                 {**dict.fromkeys(ALL, "no-op"), "module.pool.env.x[0]": "update",
+                  "module.pool.env.x[1]": "delete"}, id="module-variable-default"),
+    pytest.param(FILES, with_(inner="reqs    = []=>reqs    = []\n  env_vars = { A = \"1\" }"),
+                 {}, {**dict.fromkeys(ALL, "no-op"),
+                      "module.pool.module.inner.env.x": "update"}, id="edit-a-module-file"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "opts", "want"), PLAN_CASES)
+def test_plan(tmp_path: Path, before: dict[str, str] | None, now: dict[str, str],
+              opts: dict[str, Any], want: dict[str, str]) -> None:
+    state = None
+    if before is not None:  # the same folder: paths on the local cluster stay the same
+        write(tmp_path, before)
+        state = applied_state(tmp_path)
+    plan = plan_of(tmp_path, now, state, **opts)
+    got = {c.address: c.action for c in plan.changes}
+    assert got == want
+
+
+def test_references_inside_a_module_are_its_own(tmp_path: Path) -> None:
+    """The root's env.x and the module's env.x are apart: addresses, on-host names,
+    variables, locals, path.module, outputs read by the caller."""
+    plan = plan_of(tmp_path, FILES)
+    after = {c.address: c.after for c in plan.changes}
+    names = {a: after[a]["name"] for a in ALL[1:]}
+    assert names["env.x"] == "x" and len(set(names.values())) == 4, names
+    m0 = after["module.pool.env.x[0]"]
+    assert m0["env_vars"] == {"TAG": "gpu-2", "I": "0",
+                              "HERE": str((tmp_path / "modules/pool").resolve())}
+    assert after["env.x"]["env_vars"] == {"FIRST": m0["name"]}
+    assert plan.output_changes["pool_names"]["after"] == [
+        names["module.pool.env.x[0]"], names["module.pool.env.x[1]"],
+        names["module.pool.module.inner.env.x"]]
+    # the module's resources come after what its variables read
+    assert "cluster.c" in next(c for c in plan.changes
+                               if c.address == "module.pool.module.inner.env.x").dependencies
+
+
+def test_state_keeps_module_addresses(tmp_path: Path) -> None:
+    write(tmp_path, FILES)
+    state = applied_state(tmp_path)
+    again = State.from_json(json.loads(json.dumps(state.to_json())), "test")
+    assert sorted(again.resources) == ALL
+    assert parse_address("module.pool.env.x[1]") == ("module.pool.env", "x", 1)
+
+
+def test_state_commands_take_module_addresses(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True  # a state made without hosts: nothing to destroy
+    write(rh.dir, FILES)
+    rh.state_path.write_text(json.dumps(applied_state(rh.dir).to_json()))
+    assert rh("state", "list").ok().stdout.split() == ALL
+    assert rh("state", "list", "module.pool.module.inner").ok().stdout.split() == ALL[-1:]
+    shown = rh("state", "show", "module.pool.env.x[1]").ok().stdout
+    assert shown.startswith('# module.pool.env.x[1]:\nenv "x" {'), shown
+    out = rh("state", "mv", "module.pool.module.inner.env.x", "env.moved").ok().stdout
+    assert 'Move "module.pool.module.inner.env.x" to "env.moved"' in out
+    out = rh("state", "rm", "module.pool").ok().stdout
+    assert "Successfully removed 2 resource instance(s)." in out
+    assert rh("state", "list").ok().stdout.split() == ["cluster.c", "env.moved", "env.x"]
+
+
+# (files besides FILES, the file and text the error's line holds, words it must say)
+ERRORS = [
+    pytest.param({"main.hcl": 'module "m" {\n  source = "./modules/nope"\n}\n'},
+                 "main.hcl", "source", ["source folder './modules/nope' does not exist"],
+                 id="missing-source-dir"),
+    pytest.param({"main.hcl": 'module "m" {\n  source = "git::https://example.com/m.git"\n}\n'},
+                 "main.hcl", "source", ["is not a local path", "local folders only"],
+                 id="git-source"),
+    pytest.param({"main.hcl": ROOT.replace("  cluster = cluster.c\n  size", "  size")},
+                 "main.hcl", 'module "pool"', ["needs a value for variable 'cluster'",
+                                               "modules/pool/main.hcl:1"],
+                 id="missing-required-variable"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 2\n  sise = 3")},
+                 "main.hcl", "sise", ["module 'pool' has no variable 'sise'"],
+                 id="unknown-argument"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 9")},
+                 "modules/pool/main.hcl", "condition", ["At most 4 envs in a pool."],
+                 id="module-variable-validation"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", 'size    = "two"')},
+                 "main.hcl", "size", ["a number is required"], id="module-variable-type"),
+    pytest.param({"modules/inner/main.hcl": INNER + 'module "again" {\n  source = "../pool"\n'
+                  '  cluster = var.cluster\n}\n'},
+                 "modules/inner/main.hcl", 'module "again"',
+                 ["a module cannot include itself", "modules/pool -> modules/inner -> "
+                  "modules/pool"], id="module-cycle"),
+    pytest.param({"modules/inner/main.hcl": INNER.replace("env.x.name", "env.y.name")},
+                 "modules/inner/main.hcl", "output", ["refers to env.y", "does not declare"],
+                 id="output-refers-to-nothing"),
+    pytest.param({"main.hcl": ROOT.replace("module.pool.first", "module.pool.frist")},
+                 "main.hcl", "frist", ["module.pool has no output 'frist'"],
+                 id="unknown-module-output"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 2\n  count   = 2")},
+                 "main.hcl", "count", ["count on a module block is not supported"],
+                 id="module-count-refused"),
+]
+
+
+@pytest.mark.parametrize(("files", "where", "marker", "words"), ERRORS)
+def test_errors_name_file_and_line(tmp_path: Path, rhplan_in: Any, files: dict[str, str],
+                                   where: str, marker: str, words: list[str]) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    every = {**FILES, **files}
+    write(rh.dir, every)
+    text = every[where].lstrip("\n")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if marker in t)
+    for args in (("validate",), ("plan", "-refresh=false")):
+        msg = rh(*args).error_line()
+        assert msg.startswith(f"Error: {where}:{line}: "), (args, msg)
+        for w in words:
+            assert w in msg, (args, w, msg)
+    assert not rh.resources()
+
+
+# ---- one real apply: an env inside a module, reached by its address, destroyed --------
+
+REAL_ROOT = """
+cluster "c" {
+  provider = "local"
+}
+
+module "team" {
+  source  = "./modules/team"
+  cluster = cluster.c
+  team    = "nlp"
+}
+
+env "w" {
+  cluster  = cluster.c
+  reqs     = []
+  env_vars = { WHICH = "root" }
+}
+
+output "team_env" { value = module.team.env_name }
+"""
+
+REAL_TEAM = """
+variable "cluster" {}
+variable "team" { type = string }
+
+env "w" {
+  cluster  = var.cluster
+  reqs     = []
+  env_vars = { WHICH = var.team }
+}
+
+output "env_name" { value = env.w.name }
+"""
+
+DRIVER = """
+import json, os, sys
+import rhplan
+
+def which():
+    return os.environ["WHICH"]
+
+print("RESULT " + json.dumps([rhplan.servlet("module.team.env.w", chdir=sys.argv[1]).call(which),
+                              rhplan.servlet("w", chdir=sys.argv[1]).call(which)]))
+"""
+
+
+def test_apply_an_env_inside_a_module(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    write(rh.dir, {"main.hcl": REAL_ROOT, "modules/team/main.hcl": REAL_TEAM})
+    out = rh("apply", "-auto-approve").ok().stdout
+    assert set(rh.resources()) == {"cluster.c", "env.w", "module.team.env.w"}
+    name = rh.resources()["module.team.env.w"]["attributes"]["name"]
+    assert name != "w" and f'team_env = "{name}"' in out, out
+    assert rh.env_dir("c", name).is_dir() and rh.env_dir("c", "w").is_dir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    res = subprocess.run([sys.executable, str(driver), str(rh.dir)], capture_output=True,
+                         text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.split("RESULT ", 1)[1]) == ["nlp", "root"]
+    assert "No changes." in rh("plan").ok().stdout
+    rh("destroy", "-auto-approve").ok()
+    assert rh.resources() == {} and not rh.env_dir("c", name).exists()
