@@ -171,6 +171,7 @@ def _add_variables(cfg: Any, call: ast.Block, child: Any, prefix: str) -> list[s
 def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
     """Everything of the loaded module, under prefix, into the caller's Config."""
     for key, rc in child.resources.items():
+        _check_refs(rc, child)
         address = f"{prefix}.{key}"
         if address in cfg.resources:  # cannot happen with distinct labels; kept honest
             raise ConfigError(f"{address} is declared twice", rc.file, rc.line)
@@ -196,6 +197,18 @@ def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
     for pname, p in child.providers.items():
         cfg.providers.setdefault(pname, p)
     cfg.files.extend(child.files)
+
+
+def _check_refs(rc: Any, child: Any) -> None:
+    """A reference to a resource the module does not declare, named as the module's
+    author wrote it (the graph would name the prefixed address)."""
+    from rhplan.graph import _line_of
+
+    for ref in sorted(rc.refs | set(rc.depends_on)):
+        if not ref.startswith("local.") and ref not in child.resources:
+            raise ConfigError(f"{rc.address} refers to {ref}, which this module does not "
+                              "declare; declare it in the module, pass it in as a variable, "
+                              "or fix the name", rc.file, _line_of(rc, ref))
 
 
 def _local_name(name: str, prefix: str) -> str:
