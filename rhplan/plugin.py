@@ -32,9 +32,9 @@ from rhplan.errors import (
 from rhplan.provider import GROUP, RunContext
 
 __all__ = [
-    "GROUP", "MARKER", "UNKNOWN", "Capabilities", "CommandResult", "ConfigError", "Connection",
-    "ConnectionLost", "LocalConnection", "PartialFailure", "Provider", "ProviderError",
-    "RhplanError", "RunContext",
+    "GROUP", "MARKER", "UNKNOWN", "Capabilities", "CommandResult", "ConfigError",
+    "Connection", "ConnectionLost", "LocalConnection", "Node", "PartialFailure", "Provider",
+    "ProviderError", "RhplanError", "RunContext",
 ]
 
 # The file that makes a folder on a host rhplan's cluster folder (root_dir): a provider
@@ -58,6 +58,16 @@ class Capabilities:
     # only provisions machines; the cluster's ray_status is "skipped" and no host is
     # contacted by the core (a provisioning-only provider, or a benchmark's stand-in)
     runs_ray: bool = True
+
+
+@dataclass(frozen=True)
+class Node:
+    """How Ray runs on one host: the address its Ray node uses (e.g. an instance's
+    private address, where the host was reached at a public one) and the CPUs Ray may
+    use there (None: the cluster's resources' CPU on the head, 1 on a worker)."""
+
+    address: str
+    cpus: int | None = None
 
 
 class Provider(ABC):
@@ -137,6 +147,11 @@ class Provider(ABC):
             return self.connect(attrs, private, ctx)
         raise ProviderError(f"provider {self.name!r} cannot reach host {ip} on its own "
                             "(its connect_host hook is not implemented)")
+
+    def node(self, ip: str, attrs: dict[str, Any], private: dict) -> Node:
+        """How Ray runs on host ip (its node address and CPUs), as found when the host
+        was set up. Default: Node(ip), CPUs from the cluster's resources."""
+        return Node(ip)
 
     @abstractmethod
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,

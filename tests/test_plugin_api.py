@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 from crash_harness import processes_with
 
-from rhplan.plugin import MARKER, Capabilities, Connection, Provider, ProviderError, RunContext
+from rhplan.plugin import (
+    MARKER,
+    Capabilities,
+    Connection,
+    Node,
+    Provider,
+    ProviderError,
+    RunContext,
+)
 
 TESTS = Path(__file__).parent
 PLUGIN = TESTS / "plugins" / "rhplan_fakecloud"
@@ -149,6 +157,7 @@ def test_optional_hooks_have_their_documented_defaults(tmp_path: Path) -> None:
     p.settle({"a": 0}, after)
     assert after == {"a": 1}
     assert [ip for ip, _ in p.hosts(attrs, {}, ctx)] == ["10.0.0.1"]
+    assert p.node("10.0.0.2", attrs, {}) == Node("10.0.0.2", None)
     assert p.connect_host("10.0.0.1", attrs, {}, ctx) is not None
     with pytest.raises(ProviderError, match="cannot reach host 10.0.0.2"):
         p.connect_host("10.0.0.2", attrs, {}, ctx)

@@ -16,6 +16,7 @@ from rhplan import hostside
 from rhplan.plugin import (
     UNKNOWN,
     Connection,
+    Node,
     PartialFailure,
     ProviderError,
     RunContext,
@@ -185,7 +186,7 @@ class SSHHosts:
 
 class SSHHostHooks:
     """The provider hooks of hosts reached over SSH (connect, hosts, connect_host,
-    ray_python), handed to the provider's SSHHosts: a provider puts this class before
+    ray_python, node), handed to the provider's SSHHosts: a provider puts this class before
     rhplan.plugin.Provider among its bases and sets self._hosts."""
 
     _hosts: SSHHosts
@@ -204,6 +205,11 @@ class SSHHostHooks:
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
                    ctx: RunContext) -> str:
         return self._hosts.ray_python(conn, attrs, private, ctx)
+
+    def node(self, ip: str, attrs: dict[str, Any], private: dict) -> Node:
+        """As the host's probe found it (_record)."""
+        return Node((private.get("node_ips") or {}).get(ip, ip),
+                    (private.get("host_cpus") or {}).get(ip))
 
 
 def _record(attrs: dict[str, Any], private: dict, results: dict[str, dict[str, Any] | str]

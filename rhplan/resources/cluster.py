@@ -115,14 +115,13 @@ class ClusterType(ResourceType):
         head_ip, conn = hosts[0]
         a["ray_python"] = provider.ray_python(conn, a, rs.private, ctx)
         resources = a.get("resources") or {}
-        cpus = rs.private.get("host_cpus") or {}
-        node_ips = rs.private.get("node_ips") or {}
+        node = provider.node(head_ip, a, rs.private)
         # one host: Ray on its loopback only (callers come through SSH); more hosts: on
         # the hosts' addresses, with TLS between them (a provider that adds hosts later
         # starts the head again when it first does)
         single = len(a.get("ips") or [head_ip]) == 1
         ca = None if single else self._tls_ca(rs, ctx, conn, new_ok=True)
-        num_cpus = int(cpus.get(head_ip, resources.get("CPU", 1)))
+        num_cpus = int(node.cpus if node.cpus is not None else resources.get("CPU", 1))
         ready = None
         if single and not a.get("autostop_mins") and ctx.cache.get(
                 ("servlets_wait_for", rs.address)):
@@ -134,9 +133,10 @@ class ClusterType(ResourceType):
         else:
             head = ray_head.start(conn, a["ray_python"], a["root_dir"], num_cpus,
                                   int(resources.get("GPU", 0)),
-                                  node_ip=node_ips.get(head_ip, head_ip), single_node=single,
+                                  node_ip=node.address, single_node=single,
                                   resources=node_resources(a, head_ip),
-                                  tls=self._tls_node(rs, conn, head_ip, ca, head=True)
+                                  tls=self._tls_node(rs, conn, head_ip, node.address, ca,
+                                                     head=True)
                                   if ca else None)
         a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
         rs.private.update(head.to_private())
@@ -171,19 +171,18 @@ class ClusterType(ResourceType):
         ca = tls.cluster_ca(record, here, head_conn, a["root_dir"], name, new_ok)
         if record.get("ca_cert") != ca.cert.decode():
             record = {"nodes": {}}  # a new CA: every node gets a new certificate
-        head_ip = (p.get("node_ips") or {}).get(a["ips"][0], a["ips"][0])
+        head_ip = ctx.provider(rs.provider).node(a["ips"][0], a, p).address
         me = tls.caller_address(head_ip)
         record.update(ca_cert=ca.cert.decode(), dir=str(here),
                       driver=tls.driver_files(ca, here, [me] if me else []))
         p["ray_tls"] = record
         return ca
 
-    def _tls_node(self, rs: ResourceState, conn: Any, ip: str, ca: Pair,
+    def _tls_node(self, rs: ResourceState, conn: Any, ip: str, node_ip: str, ca: Pair,
                   head: bool = False) -> dict[str, str]:
         """One node's certificate and key on its host (for its Ray address and the
         address rhplan reached it at); their paths."""
         record = rs.private["ray_tls"]
-        node_ip = (rs.private.get("node_ips") or {}).get(ip, ip)
         # and the address Ray may advertise instead of a loopback node address
         own = tls.own_address(conn, rs.attributes["ray_python"])
         paths, cert = tls.put_node(conn, rs.attributes["root_dir"], ip,
@@ -200,19 +199,19 @@ class ClusterType(ResourceType):
         """Join hosts to the running head, in parallel; a host that fails is recorded."""
         provider = ctx.provider(rs.provider)
         a = rs.attributes
-        cpus = rs.private.get("host_cpus") or {}
-        node_ips = rs.private.get("node_ips") or {}
         failed: dict[str, str] = {}
         workers: dict[str, str] = dict(rs.private.get("ray_worker_temp_dirs") or {})
 
         def join(host: tuple[str, Any]) -> None:
             ip, c = host
+            node = provider.node(ip, a, rs.private)
             try:
                 workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
-                                            a["root_dir"], token, node_ips.get(ip, ip),
-                                            int(cpus.get(ip, 1)), host=ip,
-                                            resources=node_resources(a, ip),
-                                            tls=self._tls_node(rs, c, ip, ca) if ca else None)
+                                            a["root_dir"], token, node.address,
+                                            int(node.cpus if node.cpus is not None else 1),
+                                            host=ip, resources=node_resources(a, ip),
+                                            tls=self._tls_node(rs, c, ip, node.address, ca)
+                                            if ca else None)
             except ProviderError as exc:
                 failed[ip] = str(exc)
 
