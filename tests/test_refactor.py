@@ -133,6 +133,11 @@ ERRORS = [
                  ["removed needs lifecycle { destroy = false }"], id="removed-without-lifecycle"),
     pytest.param(CLUSTER + removed('env.a["k"]'), "from = env.a",
                  ["names one instance", "from = env.a)"], id="removed-an-instance"),
+    pytest.param(CLUSTER + 'import {\n  to = env.z\n  id = "z"\n}\n', "import {",
+                 ['import: env.z is not declared in the configuration; write its env "z"'],
+                 id="import-undeclared"),
+    pytest.param(A + 'import {\n  to = env.a\n  id = "a"\n}\n' * 2, "import {",
+                 ["import: env.a is imported twice (also at main.hcl:9)"], id="import-twice"),
 ]
 
 
@@ -145,10 +150,13 @@ def test_errors_name_file_and_line(tmp_path: Path, rhplan_in: Any, text: str, ma
     rh.state_path.write_text(json.dumps(applied_state(rh.dir).to_json()))
     rh.write(text)
     line = next(i for i, t in enumerate(text.splitlines(), 1) if marker in t)
-    msg = rh("plan", "-refresh=false").error_line()
-    assert msg.startswith(f"Error: main.hcl:{line}: "), msg
-    for w in words:
-        assert w in msg, (w, msg)
+    if "twice" in words[0]:
+        line = len(text.splitlines()) - 3  # the second block
+    for args in (("plan", "-refresh=false"), ("validate",)):
+        msg = rh(*args).error_line()
+        assert msg.startswith(f"Error: main.hcl:{line}: "), (args, msg)
+        for w in words:
+            assert w in msg, (w, msg)
 
 
 def test_moving_onto_a_recorded_address_is_refused(tmp_path: Path, rhplan_in: Any) -> None:

@@ -25,7 +25,6 @@ from rhplan.names import (
     valid_name,
 )
 from rhplan.provider import RunContext
-from rhplan.resources import TYPES
 from rhplan.state.model import ResourceState, State
 
 
@@ -76,6 +75,8 @@ def adopt(cfg: Config, ctx: RunContext, state: State, address: str, id_: str,
                        {"name": id_, "cluster": cluster_addr, "path": path,
                         "python": f"{path}/bin/python", "reqs": [], "installed": {},
                         "servlet": "stopped"}, [cluster_addr])
+    from rhplan.resources import TYPES  # (resources import the planner's modules)
+
     view = state.copy()
     view.resources[addr] = rs
     try:
@@ -135,6 +136,7 @@ def adopt_blocks(cfg: Config, ctx: RunContext, state: State, evaluate: Any,
     """Import blocks whose `to` the state does not hold yet: adopted into `state` (the
     refreshed state the plan is made against, which apply then records). Returns
     address -> id, for the plan to say "will be imported"."""
+    check_blocks(cfg)
     done: dict[str, str] = {}
     for b in cfg.imports:
         if b.to in state.resources:
@@ -145,3 +147,20 @@ def adopt_blocks(cfg: Config, ctx: RunContext, state: State, evaluate: Any,
         state.resources[b.to] = adopt(cfg, ctx, state, b.to, id_, (b.file, b.line), desired)
         done[b.to] = id_
     return done
+
+
+def check_blocks(cfg: Config) -> None:
+    """What an import block can be told wrong without reading any host (validate and
+    every plan): its `to` is declared, and named by one block only."""
+    seen: dict[str, Any] = {}
+    for b in cfg.imports:
+        rc = cfg.resources.get(block_address(b.to))
+        if rc is None:
+            parts = parse_address(b.to)
+            raise ConfigError(f"import: {b.to} is not declared in the configuration; write its "
+                              f'{parts[0] if parts else "TYPE"} "{parts[1] if parts else "NAME"}"'
+                              " { ... } block first, then import into it", b.file, b.line)
+        if b.to in seen:
+            raise ConfigError(f"import: {b.to} is imported twice (also at {seen[b.to].file}:"
+                              f"{seen[b.to].line}); keep one import block", b.file, b.line)
+        seen[b.to] = b

@@ -30,7 +30,7 @@ from rhplan.names import (
     parse_address,
     valid_name,
 )
-from rhplan.plan import lifecycle, moved
+from rhplan.plan import imports, lifecycle, moved
 from rhplan.plan.model import Change, Plan
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
@@ -241,6 +241,7 @@ class Planner:
         # resource types skip what reaches outside while validating (git ls-remote)
         self.ctx.cache["validating"] = opts.validate
         moved.check_removed(self.cfg)
+        imports.check_blocks(self.cfg)
         moves = moved.plan_moves(self.cfg, state, self._implicit_moves, moved_state)
         if moves:
             state = moved_state(state, moves)
