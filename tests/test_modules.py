@@ -168,6 +168,16 @@ def test_references_inside_a_module_are_its_own(tmp_path: Path) -> None:
                                if c.address == "module.pool.module.inner.env.x").dependencies
 
 
+def test_a_null_argument_for_a_non_nullable_variable_takes_its_default(tmp_path: Path) -> None:
+    pool = POOL.replace('variable "label" { default = "gpu" }',
+                        'variable "label" {\n  default  = "gpu"\n  nullable = false\n}')
+    files = {**FILES, "modules/pool/main.hcl": pool,
+             "main.hcl": ROOT.replace("size    = 2", "size    = 2\n  label   = null")}
+    plan = plan_of(tmp_path, files)
+    after = {c.address: c.after for c in plan.changes}
+    assert after["module.pool.env.x[1]"]["env_vars"]["TAG"] == "gpu-2"
+
+
 def test_state_keeps_module_addresses(tmp_path: Path) -> None:
     write(tmp_path, FILES)
     state = applied_state(tmp_path)

@@ -331,8 +331,10 @@ def module_variable(cfg: Any, local: str, value: Any) -> Any:
     v = cfg.module_vars[local]
     if not is_known(value):
         return value
-    if value is None and v.default is not None and not v.nullable:
-        return value
+    if value is None and v.default is not None and not v.nullable:  # null: the default
+        from rhplan.config.decode import _no_locals, _no_resources
+        from rhplan.config.evaluate import Scope
+        value = Scope({}, _no_locals, _no_resources, cfg.dir).evaluate(v.default, v.file)
     value = _convert_variable(value, v, local,
                               cfg.local_files[local], cfg.locals[local].line)
     variables.check(v, value, {v.name: value}, {v.name: v}, cfg.dir)
