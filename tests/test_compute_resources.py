@@ -131,8 +131,10 @@ env "accel" {
 @pytest.mark.parametrize("by_host, expected", [
     # the head (the first of ips) offers 4: its servlets can have 3
     ('{ "10.0.0.5" = { my_accel = 4 } }', None),
-    # only the worker offers more: the head's 2 is what a servlet can get
-    ('{ "10.0.0.6" = { my_accel = 4 } }', "asks for my_accel = 3, but cluster.pair has 2"),
+    # only the worker offers more: the env is placed there (tests/test_placement.py)
+    ('{ "10.0.0.6" = { my_accel = 4 } }', None),
+    # neither node has 3: each one's offer is named
+    ('{ "10.0.0.6" = { my_accel = 1 } }', "which no node of cluster.pair has free"),
     ('{ "10.0.0.7" = { my_accel = 4 } }',
      "custom_resources_by_host names '10.0.0.7', which is not in ips"),
     ('{ "10.0.0.6" = { "a b" = 1 } }', "resource name 'a b' is not allowed"),

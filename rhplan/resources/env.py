@@ -43,6 +43,7 @@ from rhplan.packages import (
     unpinned,
 )
 from rhplan.provider import RunContext
+from rhplan.resources import placement
 from rhplan.resources.base import ResourceType
 from rhplan.state import digest
 from rhplan.state.model import ResourceState, State
@@ -271,14 +272,17 @@ class EnvType(ResourceType):
 
     def _check_compute(self, rc: ResourceConfig, attrs: dict[str, Any],
                        cluster: dict[str, Any], ctx: RunContext) -> None:
-        """A servlet asking for more than its cluster has would wait forever in Ray, or
-        be refused as unschedulable: refuse it while planning, counting what the
-        cluster's other servlets hold. CPU and GPU are the cluster's `resources`; any
-        other name must be one the cluster's head offers (its servlets run there):
-        custom_resources, with the head's custom_resources_by_host over them."""
+        """Where the env's servlet runs, and whether it fits: a servlet asking for more
+        than its cluster has would wait forever in Ray, or be refused as unschedulable,
+        so refuse it while planning, counting what the cluster's other servlets hold.
+        CPU and GPU are the cluster's `resources`. A custom resource places the env: on
+        the first host of ips (the head first) whose node offers it (custom_resources,
+        with that host's custom_resources_by_host over them) with enough left; the env is
+        built on that node and its servlet pinned there. A worker placement is recorded
+        as `node` (its host); no `node` is the head, as every env was before."""
         from rhplan.ray_head import resource_problem  # the one rule for resource names
-        from rhplan.resources.cluster import node_resources
 
+        attrs.pop("node", None)
         compute = attrs.get("compute") or {}
         if not compute:
             return
@@ -286,37 +290,41 @@ class EnvType(ResourceType):
         addr = attrs["cluster"]
         holders = ctx.allocations.setdefault(addr, {})
         holders.pop(rc.address, None)
+        custom: dict[str, Any] = {}
         for key, amount in compute.items():
             if amount is UNKNOWN:
                 continue
             problem = resource_problem(key, amount, builtin_ok=True)
             if problem:
                 raise ConfigError(f"env {rc.name!r}: compute: {problem}", rc.file, line)
-            builtin = key in ("CPU", "GPU")
-            if builtin:
-                have = cluster.get("resources")
-            else:  # what the head offers (its servlets run there), once known
-                offers = (cluster.get("custom_resources"),
-                          cluster.get("custom_resources_by_host") or {})
-                have = (node_resources(cluster, (cluster.get("ips") or [None])[0]) or {}
-                        if all(isinstance(o, dict) for o in offers) else None)
+            if key not in ("CPU", "GPU"):
+                custom[key] = amount
+                continue
+            have = cluster.get("resources")
             if not isinstance(have, dict) or have.get(key, 0) is UNKNOWN:
                 continue  # known once the cluster is (an ssh cluster's CPUs, a variable)
-            if not builtin and key not in have:
-                raise ConfigError(
-                    f"env {rc.name!r} asks for compute {key} = {amount:g}, which {addr} does "
-                    f"not offer, so Ray could never place its servlet; declare it on {addr}: "
-                    f"custom_resources = {{ {key} = {max(amount, 1):g} }}", rc.file, line)
             total = have.get(key, 0)
             others = sum(h.get(key, 0) for h in holders.values())
             if others + amount > total:
-                fix = (f"lower compute.{key} or use a bigger cluster" if builtin else
-                       f"lower compute.{key} or raise custom_resources.{key} on {addr}")
                 raise ConfigError(
                     f"env {rc.name!r} asks for {key} = {amount:g}, but {addr} has "
                     f"{total:g}" + (f" and its other servlets hold {others:g}" if others else "")
-                    + f"; {fix}", rc.file, line)
-        holders[rc.address] = dict(compute)
+                    + f"; lower compute.{key} or use a bigger cluster", rc.file, line)
+        node = placement.choose(rc.name, addr, cluster, custom, holders)
+        if isinstance(node, placement.Refusal):
+            raise ConfigError(node.message, rc.file, line)
+        if node is not None and node != placement.head(cluster):
+            attrs["node"] = node
+        holders[rc.address] = {**compute, placement.NODE_KEY: node}
+
+    def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str],
+                    ctx: RunContext) -> tuple[list[str], str]:
+        # an env lives on its node's disk: another node means building it there
+        if "node" in changed:
+            return ["node"], (f"it moves to {after.get('node') or 'the head'} (from "
+                              f"{before.get('node') or 'the head'}): built there, its servlet "
+                              "started there")
+        return [], ""
 
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
                       changed: list[str]) -> str:
@@ -333,13 +341,26 @@ class EnvType(ResourceType):
         return ""
 
     # ---- apply -----------------------------------------------------------
-    def _conn(self, rs: ResourceState, ctx: RunContext, state: State) -> tuple[Connection, dict]:
+    def _conn(self, rs: ResourceState, ctx: RunContext, state: State, head: bool = False
+              ) -> tuple[Connection, dict]:
+        """A connection to the node the env lives on (its `node`, else the head); head:
+        to the head whatever the env's node (Ray-wide questions, the autostop clock)."""
         cluster = state.resources.get(rs.attributes["cluster"])
         if cluster is None:
             raise ProviderError(f"{rs.address}: its cluster {rs.attributes['cluster']} is not in "
                                 "the state; apply the cluster first")
         provider = ctx.provider(cluster.provider)
+        node = rs.attributes.get("node")
+        if node and not head:
+            return provider.connect_host(node, cluster.attributes, cluster.private,
+                                         ctx), cluster.attributes
         return provider.connect(cluster.attributes, cluster.private, ctx), cluster.attributes
+
+    def _touch(self, rs: ResourceState, ctx: RunContext, state: State) -> None:
+        """Work on an env counts as activity for the autostop watchdog on the head."""
+        if state.resources[rs.attributes["cluster"]].attributes.get("autostop_mins"):
+            conn, cluster = self._conn(rs, ctx, state, head=True)
+            manage.touch_activity(conn, cluster)
 
     def _requirement(self, raw: str, ctx: RunContext, state: State) -> Requirement:
         if raw.startswith("package."):
@@ -453,7 +474,7 @@ class EnvType(ResourceType):
 
     def create(self, rs: ResourceState, ctx: RunContext, state: State) -> ResourceState:
         conn, cluster = self._conn(rs, ctx, state)
-        manage.touch_activity(conn, cluster)
+        self._touch(rs, ctx, state)
         a = rs.attributes
         envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
@@ -513,7 +534,10 @@ class EnvType(ResourceType):
             wait_for_ray(cluster, ctx)  # started while this env was built
         except ProviderError as exc:
             raise manage.ServletNotStarted(str(exc)) from None
-        info = manage.start_servlet(conn, cluster.attributes, cluster.private,
+        # started by a driver on the env's node: Ray pins the servlet to that node
+        info = manage.start_servlet(conn, cluster.attributes,
+                                    manage.node_private(cluster.attributes, cluster.private,
+                                                        rs.attributes.get("node")),
                                     rs.attributes["name"], rs.attributes["path"],
                                     rs.attributes["python"], rs.attributes.get("compute") or {})
         rs.attributes["servlet"] = "running"
@@ -525,7 +549,7 @@ class EnvType(ResourceType):
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
         known = ctx.cache.get(("facts", rs.attributes["cluster"]))
-        if known is not None and rs.address in known["envs"]:
+        if known is not None and rs.address in known["envs"] and not rs.attributes.get("node"):
             # read with the cluster, in its one command per host
             dists = facts.installed(known["envs"][rs.address])
             seen = None if dists is None else envs.EnvFacts(dists,
@@ -611,6 +635,7 @@ class EnvType(ResourceType):
             if key not in ctx.cache:
                 names = [r.attributes["name"] for r in state.resources.values()
                          if r.type == "env" and r.attributes.get("cluster") == cluster_addr]
+                conn, _ = self._conn(rs, ctx, state, head=True)  # Ray knows every node's
                 ctx.cache[key] = manage.servlet_status(conn, cluster.attributes,
                                                        cluster.private, names)
             return ctx.cache[key].get(rs.attributes["name"], {"alive": False})
@@ -618,7 +643,7 @@ class EnvType(ResourceType):
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
                state: State) -> ResourceState:
         conn, cluster = self._conn(after, ctx, state)
-        manage.touch_activity(conn, cluster)
+        self._touch(after, ctx, state)
         b, a = before.attributes, after.attributes
         path = a["path"]
         installed: dict[str, list[str]] = dict(b.get("installed") or {})
@@ -700,13 +725,14 @@ class EnvType(ResourceType):
         """Through Ray while it runs; else (down, or not answering) by the servlet's
         recorded process, proven to be it: a servlet never outlives its env."""
         ca = cluster.attributes
+        private = manage.node_private(ca, cluster.private, rs.attributes.get("node"))
         if ca.get("ray_address") and ca.get("ray_status") == "running":
             try:
-                manage.stop_servlets(conn, ca, cluster.private, [rs.attributes["name"]])
+                manage.stop_servlets(conn, ca, private, [rs.attributes["name"]])
                 return
             except ProviderError:
                 pass  # its Ray does not answer: stop the process itself
-        manage.stop_servlet_process(conn, ca, cluster.private, rs.attributes.get("servlet_pid"),
+        manage.stop_servlet_process(conn, ca, private, rs.attributes.get("servlet_pid"),
                                     rs.attributes["path"])
 
 

@@ -78,6 +78,20 @@ def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], arg
     raise ProviderError(f"{what} on {conn.host} failed: {last}")
 
 
+def node_private(cluster: dict[str, Any], private: dict[str, Any], node: str | None
+                 ) -> dict[str, Any]:
+    """The cluster's private record as a process on `node` sees it: a worker node has
+    the cluster's token where `ray_head.join` put it and its own TLS files, not the
+    head's. The head (node None, or the head's host) keeps the record as it is."""
+    if not node or node == (private.get("ray_head_host") or (cluster.get("ips") or [None])[0]):
+        return private
+    from rhplan import tls  # cryptography: only multi-node clusters need it
+    mine = dict(private, ray_token_path=f"{cluster['root_dir']}/ray/token")
+    if private.get("ray_tls"):
+        mine["ray_tls"] = dict(private["ray_tls"], head=tls.node_paths(cluster["root_dir"], node))
+    return mine
+
+
 class ServletNotStarted(ProviderError):
     """The env is built but its servlet did not start; the message says why (from the
     host: Ray cannot place it, the env lacks the cluster's Ray version, ...)."""
