@@ -178,6 +178,22 @@ def test_a_null_argument_for_a_non_nullable_variable_takes_its_default(tmp_path:
     assert after["module.pool.env.x[1]"]["env_vars"]["TAG"] == "gpu-2"
 
 
+def test_replace_triggered_by_inside_a_module(tmp_path: Path) -> None:
+    inner = INNER.replace("  reqs    = []\n", "  reqs    = []\n}\n\nenv \"y\" {\n"
+                          "  cluster = var.cluster\n  reqs    = []\n"
+                          "  lifecycle {\n    replace_triggered_by = [env.x]\n  }\n")
+    before = {**FILES, "modules/inner/main.hcl": inner}
+    write(tmp_path, before)
+    state = applied_state(tmp_path)
+    now = {**before, "modules/inner/main.hcl": inner.replace(
+        "env \"x\" {\n  cluster = var.cluster\n  reqs    = []\n",
+        "env \"x\" {\n  cluster = var.cluster\n  reqs    = []\n  env_vars = { A = \"1\" }\n")}
+    plan = plan_of(tmp_path, now, state)
+    got = {c.address: c.action for c in plan.changes if c.action != "no-op"}
+    assert got == {"module.pool.module.inner.env.x": "update",
+                   "module.pool.module.inner.env.y": "replace"}
+
+
 def test_state_keeps_module_addresses(tmp_path: Path) -> None:
     write(tmp_path, FILES)
     state = applied_state(tmp_path)

@@ -183,7 +183,9 @@ def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
         cfg.resources[address] = dataclasses.replace(
             rc, block=block, refs=refs, depends_on=[f"{prefix}.{d}" for d in rc.depends_on],
             count=block.attrs.get("count"), for_each=block.attrs.get("for_each"),
-            module=module, name=module_name(rc.label, module), block_name=rc.label)
+            module=module, name=module_name(rc.label, module), block_name=rc.label,
+            replace_triggered_by=tuple(dataclasses.replace(t, address=f"{prefix}.{t.address}")
+                                       for t in rc.replace_triggered_by))
     for lname, attr in child.locals.items():
         new = _local_name(lname, prefix)
         cfg.locals[new] = ast.Attribute(new, rewrite(attr.expr, prefix, child_dir), attr.line)
