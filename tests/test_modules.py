@@ -194,6 +194,17 @@ def test_replace_triggered_by_inside_a_module(tmp_path: Path) -> None:
                    "module.pool.module.inner.env.y": "replace"}
 
 
+def test_plan_json_gives_the_module_address(tmp_path: Path) -> None:
+    from rhplan.plan.model import _resource_change
+
+    plan = plan_of(tmp_path, FILES)
+    got = {c.address: _resource_change(c, None, None, None).get("module_address")
+           for c in plan.changes}
+    assert got == {"cluster.c": None, "env.x": None, "module.pool.env.x[0]": "module.pool",
+                   "module.pool.env.x[1]": "module.pool",
+                   "module.pool.module.inner.env.x": "module.pool.module.inner"}
+
+
 def test_state_keeps_module_addresses(tmp_path: Path) -> None:
     write(tmp_path, FILES)
     state = applied_state(tmp_path)

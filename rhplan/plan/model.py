@@ -365,6 +365,10 @@ def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
     }
     if c.previous_address:
         out["previous_address"] = c.previous_address
+    if c.address.startswith("module."):  # Terraform's module_address: module.a.module.b
+        parts = parse_address(c.address)
+        if parts is not None:
+            out["module_address"] = parts[0].rpartition(".")[0]
     if c.address.endswith("]"):  # an instance of a block with count / for_each
         parts = parse_address(c.address)
         if parts is not None:
