@@ -138,8 +138,13 @@ class Applier:
 
     # ---- the walk ----------------------------------------------------------
     def run(self) -> ApplyResult:
+        # an env replaced create_before_destroy: built first (under its new on-host
+        # name), its old object (kept aside here) destroyed after every create
+        deposed = {c.address: self.state.resources[c.address] for c in self.plan.changes
+                   if c.action == "replace" and c.address in self.state.resources
+                   and _before_destroy(self.planner, c)}
         deletes = [Step(c.address, "delete", c) for c in self.plan.changes
-                   if c.action in ("delete", "replace")]
+                   if c.action in ("delete", "replace") and c.address not in deposed]
         creates = [Step(c.address, "update" if c.action == "update" else "create", c)
                    for c in self.plan.changes if c.action in ("create", "update", "replace")]
         previous = signal.getsignal(signal.SIGINT)
@@ -162,6 +167,7 @@ class Applier:
             self._walk(deletes, self._delete_graph(deletes))
             blocked = set(self.result.failed) | set(self.result.skipped)
             self._walk(creates, self._create_graph(creates), blocked)
+            self._destroy_deposed(deposed)
             if not self.result.interrupted:
                 self._set_outputs()
         finally:
@@ -278,6 +284,27 @@ class Applier:
         with self._lock:
             self.result.destroyed += 1
 
+    def _destroy_deposed(self, deposed: dict[str, ResourceState]) -> None:
+        """The old objects of create_before_destroy replacements whose new one is up."""
+        for addr, old in deposed.items():
+            if self.result.interrupted or addr in self.result.failed \
+                    or addr in self.result.skipped:
+                continue  # the old one is still what the state records
+            self.out(f"{addr} (deposed object {old.attributes.get('name')!r}): Destroying...")
+            t0 = time.monotonic()
+            try:
+                TYPES[old.type].delete(old, self.ctx, self.state)
+            except Exception as exc:  # the new one stands; the old one is left behind
+                msg = str(exc) if isinstance(exc, RhplanError) else f"{type(exc).__name__}: {exc}"
+                self.result.failed[addr] = f"destroying its old object: {msg}"
+                self.out(f"Error: {addr}: destroying its old object "
+                         f"{old.attributes.get('name')!r}: {msg}")
+                continue
+            self.out(f"{addr} (deposed object): Destruction complete after "
+                     f"{_secs(time.monotonic() - t0)}")
+            with self._lock:
+                self.result.destroyed += 1
+
     def _attributes(self, c: Change) -> dict[str, Any]:
         """The planned attributes; values unknown at plan time are evaluated now that
         what they refer to exists."""
@@ -393,3 +420,10 @@ def _secs(s: float) -> str:
 def _forget(state: State, addresses: list[str]) -> None:
     for a in addresses:
         state.resources.pop(a, None)
+
+
+def _before_destroy(planner: Planner, c: Change) -> bool:
+    """Whether a replacement is create_before_destroy (planned under a new name)."""
+    rc = planner.resource_config(c.address)
+    return bool(rc is not None and rc.create_before_destroy and c.type == "env"
+                and (c.after or {}).get("name") != (c.before or {}).get("name"))

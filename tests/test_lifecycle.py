@@ -100,11 +100,17 @@ def test_trigger_reason_is_shown(tmp_path: Path) -> None:
 
 
 ERRORS = [
-    pytest.param(CLUSTER + package("v1") + env(life("create_before_destroy = true")),
+    pytest.param(CLUSTER + package("v1") + env(life("create_before_destroy = true"),
+                                               extra='  name    = "e"\n'),
                  ("-replace=env.e",), 'env "e"',
                  ["env.e must be replaced (replacement requested with -replace) and sets "
-                  "lifecycle.create_before_destroy, which rhplan cannot honour for an env",
-                  "on-host name 'e'", "remove create_before_destroy"], id="cbd-env-refused"),
+                  "lifecycle.create_before_destroy, but also name = 'e'",
+                  "remove name (rhplan then picks a new one) or create_before_destroy"],
+                 id="cbd-env-with-a-name-refused"),
+    pytest.param('cluster "c" {\n  provider = "local"\n' + life("create_before_destroy = true")
+                 + "}\n\n" + package("v1") + env(), ("-replace=cluster.c",), 'cluster "c"',
+                 ["cluster.c must be replaced", "which rhplan cannot honour for a cluster"],
+                 id="cbd-cluster-refused"),
     pytest.param(CLUSTER + package("v1") + env(life("replace_triggered_by = [var.x]")), (),
                  "replace_triggered_by", ["replace_triggered_by takes resources"],
                  id="trigger-not-a-resource"),
@@ -130,3 +136,38 @@ def test_errors_name_file_and_line(tmp_path: Path, rhplan_in: Any, text: str,
     assert msg.startswith(f"Error: main.hcl:{line}: "), msg
     for w in words:
         assert w in msg, (w, msg)
+
+
+def test_create_before_destroy_plans_a_new_name(tmp_path: Path) -> None:
+    from rhplan.plan.lifecycle import replacement_name
+
+    state = state_of(tmp_path, BASE)
+    plan = plan_of(tmp_path, CLUSTER + package("v1") + env(life("create_before_destroy = true")),
+                   state, replace=["env.e"])
+    c = plan.change("env.e")
+    cfg = load_config(tmp_path)
+    new = replacement_name(cfg.resources["env.e"], "e")
+    assert c.action == "replace" and c.after["name"] == new and new.startswith("e-")
+    assert c.after["path"].endswith(f"/envs/{new}")
+    assert f"(create_before_destroy: the replacement is built as {new!r}, then 'e' is " \
+           "destroyed)" in c.reason
+
+
+def test_create_before_destroy_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> None:
+    """A real apply: the replacement env and its servlet are up before the old env is
+    destroyed (apply's own order of messages), under a new folder; the old folder goes."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.write(CLUSTER + 'env "e" {\n  cluster = cluster.c\n  reqs    = []\n'
+             + life("create_before_destroy = true") + "}\n")
+    rh("apply", "-auto-approve").ok()
+    old = rh.env_dir("c", "e")
+    out = rh("apply", "-auto-approve", "-replace=env.e").ok().stdout
+    new = rh.resources()["env.e"]["attributes"]["name"]
+    assert new.startswith("e-"), new
+    created = out.index("env.e: Creation complete")
+    destroying = out.index("env.e (deposed object 'e'): Destroying...")
+    assert created < destroying, out
+    assert "Resources: 1 added, 0 changed, 1 destroyed." in out, out
+    assert not old.exists() and rh.env_dir("c", new).is_dir()
+    assert "No changes." in rh("plan").ok().stdout
+    rh("destroy", "-auto-approve").ok()

@@ -5,14 +5,16 @@
   revision) does not change either.
 - replace_triggered_by: a no-op or in-place update becomes a replacement when a
   referenced resource is planned to change (or, for env.a.attr, that attribute).
-- create_before_destroy: rhplan replaces by destroying first. For packages and
-  secrets (they live only in the state) the order is invisible, so the setting is
-  honoured trivially; for an env or a cluster, the replacement would need the same
-  on-host folder and servlet name as the object it replaces while both run, so a plan
-  that replaces one is refused in one line rather than silently destroying first.
+- create_before_destroy: an env is replaced under a new on-host name (its folder and
+  servlet beside the old ones), built before the old one is destroyed (apply.py); an
+  env that sets name = ..., or a cluster (its folder and Ray are named after it), is
+  refused in one line rather than silently destroyed first. Packages and secrets live
+  only in the state: the order cannot show, so the setting is honoured as it is.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
@@ -76,10 +78,43 @@ def replace_for_trigger(rc: ResourceConfig, change: Change, desired: dict[str, A
     change.after = after
 
 
+def replacement_name(rc: ResourceConfig, old: str) -> str:
+    """The on-host name an env replaced create-before-destroy is built under: its label
+    and a hash of its address and the old name, so the old one runs on beside it (and a
+    saved plan, planned again, picks the same name)."""
+    tag = hashlib.sha256(f"{rc.address}|{old}".encode()).hexdigest()[:8]
+    return f"{rc.label[:100]}-{tag}"
+
+
+def create_before_destroy(rc: ResourceConfig, change: Change, desired: Any) -> None:
+    """An env replaced with create_before_destroy: planned under a new on-host name
+    (apply builds it, then destroys the old one); refused when its block sets name."""
+    if change.action != "replace" or not rc.create_before_destroy or rc.type != "env" \
+            or "name" in rc.block.attrs:
+        check_create_before_destroy(rc, change)
+        return
+    old = (change.before or {}).get("name") or rc.name
+    new = replacement_name(rc, old)
+    attrs = desired(dataclasses.replace(rc, name=new, block_name=rc.label), {"name": new})
+    from rhplan.resources import TYPES
+    for name in TYPES[rc.type].after_apply:
+        if attrs.get(name) is UNKNOWN or name not in attrs:
+            attrs[name] = UNKNOWN
+    change.after = attrs
+    change.reason += (f" (create_before_destroy: the replacement is built as {new!r}, then "
+                      f"{old!r} is destroyed)")
+
+
 def check_create_before_destroy(rc: ResourceConfig, change: Change) -> None:
     if change.action != "replace" or not rc.create_before_destroy or rc.type not in _REAL:
         return
     name = (change.before or {}).get("name", rc.name)
+    if rc.type == "env":  # it sets name: both would need it at once
+        raise ConfigError(
+            f"{change.address} must be replaced ({change.reason}) and sets lifecycle."
+            f"create_before_destroy, but also name = {name!r}: the replacement would need "
+            "that on-host name while the old one still runs; remove name (rhplan then "
+            "picks a new one) or create_before_destroy", rc.file, rc.line)
     raise ConfigError(
         f"{change.address} must be replaced ({change.reason}) and sets lifecycle."
         f"create_before_destroy, which rhplan cannot honour for a{'n' if rc.type == 'env' else ''}"
@@ -89,12 +124,15 @@ def check_create_before_destroy(rc: ResourceConfig, change: Change) -> None:
 
 
 def shape(rc: ResourceConfig, change: Change, desired: dict[str, Any],
-          changes: dict[str, Change]) -> None:
-    """The planner's one hook after a resource's diff: replace_triggered_by, then the
-    create_before_destroy check."""
+          changes: dict[str, Change], plan_again: Any = None) -> None:
+    """The planner's one hook after a resource's diff: replace_triggered_by, then
+    create_before_destroy (plan_again: the planner's desired(rc, keep))."""
     if rc.replace_triggered_by and change.action in ("no-op", "update"):
         why = trigger_reason(rc, changes)
         if why:
             from rhplan.resources import TYPES
             replace_for_trigger(rc, change, desired, TYPES[rc.type].after_apply, why)
-    check_create_before_destroy(rc, change)
+    if plan_again is None:
+        check_create_before_destroy(rc, change)
+    else:
+        create_before_destroy(rc, change, plan_again)

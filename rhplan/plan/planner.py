@@ -281,7 +281,7 @@ class Planner:
                     self._upgrade_digests(inst, attrs, prior, state)
                 provider = self.provider_of(inst, attrs)
                 change = self._diff(inst, attrs, prior, provider, deps, opts, replaced)
-                lifecycle.shape(inst, change, attrs, changes)
+                lifecycle.shape(inst, change, attrs, changes, self.desired)
                 notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
                          if d["address"] == addr]
                 if notes and change.action != "no-op":
