@@ -308,10 +308,14 @@ class ClusterType(ResourceType):
             # plan: guessing "gone" would plan to re-create it and trust the new key
             hosts.append((ip, provider.connect_host(ip, a, p, ctx)))
         asks = {}
+        workers = p.get("ray_worker_temp_dirs") or {}
         for ip, conn in hosts:
             ray = ({"temp_dir": p["ray_temp_dir"], "token_path": p["ray_token_path"],
                     "port": int(a["ray_address"].rpartition(":")[2]), "host": head_host}
                    if ip == hosts[0][0] else None)
+            if ray is None and workers.get(ip):  # a worker: is its node's Ray alive?
+                ray = {"temp_dir": workers[ip], "token_path": "", "host": head_host,
+                       "port": int(a["ray_address"].rpartition(":")[2])}
             asks[ip] = (conn, {"marker": marker, "ray": ray,
                                "envs": {e: r.attributes.get("path") for e, r in envs.items()
                                         if ip == hosts[0][0] and r.attributes.get("path")},
@@ -356,6 +360,8 @@ class ClusterType(ResourceType):
         if not running:
             a["ray_status"] = "stopped"
             notes.append(f"{rs.address}: its Ray head ({a['ray_address']}) is not running")
+        else:
+            notes += _dead_workers(rs, results, ips[1:])
         return notes
 
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
@@ -575,6 +581,23 @@ def _check_by_host(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
             if problem:
                 raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host[{host!r}]: "
                                   f"{problem}", rc.file, line)
+
+
+def _dead_workers(rs: ResourceState, results: dict[str, Any], ips: list[str]) -> list[str]:
+    """Worker nodes whose Ray is down (no raylet of theirs, or the head's GCS out of
+    their reach) are drift: the host is planned to be set up and joined again (apply
+    rejoins a host no longer recorded as joined), and the servlets on it start again."""
+    notes = []
+    joined = rs.private.get("ray_worker_temp_dirs") or {}
+    for ip in ips:
+        ray = (results.get(ip) or {}).get("ray") if isinstance(results.get(ip), dict) else None
+        if ip in joined and isinstance(ray, dict) and not ray.get("gcs_up"):
+            joined.pop(ip)
+            rs.attributes["hosts"] = {**(rs.attributes.get("hosts") or {}),
+                                      ip: "failed: its Ray node is down"}
+            notes.append(f"{rs.address}: node {ip}'s Ray is down; apply starts it and "
+                         "joins it again")
+    return notes
 
 
 def node_resources(attrs: dict[str, Any], host: str | None) -> dict[str, Any] | None:
