@@ -1,7 +1,7 @@
 """The planner as pure data: recorded state + configuration → expected plan.
 
 Each folder under tests/plan_cases/ is one case:
-  main.hcl        the configuration being planned
+  main.hcl        the configuration being planned (modules/: the local modules it calls)
   state.json      the recorded state (or before.hcl: the configuration a previous
                   apply used, turned into a state without touching any host)
   flags.json      optional PlanOptions: {"destroy": true, "targets": [...], "replace": [...]}
@@ -78,6 +78,8 @@ def test_plan_case(name: str, tmp_path: Path) -> None:
     work = tmp_path / name
     work.mkdir()
     shutil.copy(case / "main.hcl", work / "main.hcl")
+    if (case / "modules").is_dir():  # the local modules main.hcl calls
+        shutil.copytree(case / "modules", work / "modules")
     if (case / "state.json").exists():
         state = State.from_json(json.loads((case / "state.json").read_text()), "state.json")
     elif (case / "before.hcl").exists():

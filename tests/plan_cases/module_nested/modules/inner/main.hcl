@@ -1,0 +1,8 @@
+variable "cluster" {}
+
+env "x" {
+  cluster = var.cluster
+  reqs    = []
+}
+
+output "name" { value = env.x.name }
