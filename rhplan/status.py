@@ -111,12 +111,16 @@ _IN_ENV = hostside.script("in_env").text
 
 def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
             ) -> tuple[Connection, list[str], str]:
-    """The env's host connection, and the argv that runs argv in the env's folder with
-    its bin first on PATH, its env vars and secrets."""
+    """The connection to the env's node (the head unless placed elsewhere), and the
+    argv that runs argv in the env's folder with its bin first on PATH, its env vars
+    and secrets."""
     from rhplan.servlets.client import find_env
     env, cluster = find_env(env_name, chdir)
     ctx = RunContext(Path(chdir).absolute())
-    conn = ctx.provider(cluster.provider).connect(cluster.attributes, cluster.private, ctx)
+    provider = ctx.provider(cluster.provider)
+    node = env.attributes.get("node")  # an env placed on a worker node lives there
+    conn = (provider.connect_host(node, cluster.attributes, cluster.private, ctx) if node
+            else provider.connect(cluster.attributes, cluster.private, ctx))
     path = env.attributes["path"]
     python = env.attributes["python"]
     if not os.path.isabs(python):
