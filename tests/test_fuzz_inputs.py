@@ -304,6 +304,8 @@ def config_seeds(root: Path) -> list[ConfigSeed]:
         d = root / case.name
         d.mkdir()
         shutil.copy(case / "main.hcl", d / "main.hcl")
+        if (case / "modules").is_dir():  # the local modules main.hcl calls
+            shutil.copytree(case / "modules", d / "modules")
         if (case / "state.json").exists():
             shutil.copy(case / "state.json", d / STATE)
         seeds.append(ConfigSeed(f"plan_cases/{case.name}", d, (d / "main.hcl").read_text(), []))
@@ -325,7 +327,7 @@ def seeds(work: Path) -> list[ConfigSeed]:
     return config_seeds(work / "config")
 
 
-CONFIG_WHERE = re.compile(r"^Error: [\w.-]+\.hcl:\d+: ")
+CONFIG_WHERE = re.compile(r"^Error: [\w./-]+\.hcl:\d+: ")  # modules/m/main.hcl too
 CONFIG_COMMANDS = [["validate"], ["plan", "-refresh=false"], ["plan", "-refresh=false"]]
 
 
