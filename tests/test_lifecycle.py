@@ -149,8 +149,8 @@ def test_create_before_destroy_plans_a_new_name(tmp_path: Path) -> None:
     new = replacement_name(cfg.resources["env.e"], "e")
     assert c.action == "replace" and c.after["name"] == new and new.startswith("e-")
     assert c.after["path"].endswith(f"/envs/{new}")
-    assert f"(create_before_destroy: the replacement is built as {new!r}, then 'e' is " \
-           "destroyed)" in c.reason
+    assert c.reason.endswith(f"; create_before_destroy: the replacement is built as {new!r}, "
+                             "then 'e' is destroyed")
 
 
 def test_create_before_destroy_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> None:

@@ -101,8 +101,8 @@ def create_before_destroy(rc: ResourceConfig, change: Change, desired: Any) -> N
         if attrs.get(name) is UNKNOWN or name not in attrs:
             attrs[name] = UNKNOWN
     change.after = attrs
-    change.reason += (f" (create_before_destroy: the replacement is built as {new!r}, then "
-                      f"{old!r} is destroyed)")
+    change.reason += (f"; create_before_destroy: the replacement is built as {new!r}, then "
+                      f"{old!r} is destroyed")
 
 
 def check_create_before_destroy(rc: ResourceConfig, change: Change) -> None:
