@@ -204,13 +204,26 @@ def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
 def _check_refs(rc: Any, child: Any) -> None:
     """A reference to a resource the module does not declare, named as the module's
     author wrote it (the graph would name the prefixed address)."""
-    from rhplan.graph import _line_of
-
     for ref in sorted(rc.refs | set(rc.depends_on)):
         if not ref.startswith("local.") and ref not in child.resources:
             raise ConfigError(f"{rc.address} refers to {ref}, which this module does not "
                               "declare; declare it in the module, pass it in as a variable, "
-                              "or fix the name", rc.file, _line_of(rc, ref))
+                              "or fix the name", rc.file, _line_of(rc.block, ref))
+
+
+def _line_of(block: ast.Block, ref: str) -> int:
+    """The line of the first attribute that mentions ref (the block's line if none)."""
+    from rhplan.config.load import _address_of, expr_refs
+
+    stack = [block]
+    while stack:
+        b = stack.pop(0)
+        for a in b.attrs.values():
+            if ref in expr_refs(a.expr) or (a.name == "depends_on" and any(
+                    _address_of(i) == ref for i in ast.children(a.expr))):
+                return a.line
+        stack.extend(b.blocks)
+    return block.line
 
 
 def _local_name(name: str, prefix: str) -> str:
