@@ -205,6 +205,23 @@ def test_plan_json_gives_the_module_address(tmp_path: Path) -> None:
                    "module.pool.module.inner.env.x": "module.pool.module.inner"}
 
 
+def test_a_sensitive_module_variable_stays_sensitive(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    inner = INNER.replace('variable "cluster" {}', 'variable "cluster" {}\n'
+                          'variable "token" {\n  sensitive = true\n  default   = "hunter2"\n}')
+    inner = inner.replace("  reqs    = []\n", "  reqs    = []\n  env_vars = { T = var.token }\n")
+    write(rh.dir, {**FILES, "modules/inner/main.hcl": inner})
+    shown = rh("plan", "-refresh=false", "-no-color").ok().stdout
+    assert '"T" = (sensitive value)' in shown and "hunter2" not in shown, shown
+    (rh.dir / "main.hcl").write_text(ROOT + 'output "t" { value = module.pool.token }\n')
+    pool = POOL + 'output "token" { value = module.inner.token }\n'
+    write(rh.dir, {"modules/pool/main.hcl": pool, "modules/inner/main.hcl": inner +
+                   'output "token" {\n  value     = var.token\n  sensitive = true\n}\n'})
+    msg = rh("plan", "-refresh=false").error_line()
+    assert "output 't' refers to sensitive values" in msg and "add sensitive = true" in msg, msg
+
+
 def test_state_keeps_module_addresses(tmp_path: Path) -> None:
     write(tmp_path, FILES)
     state = applied_state(tmp_path)
@@ -261,6 +278,10 @@ ERRORS = [
                  "modules/inner/main.hcl", "cluster.c", ["env.x refers to cluster.c",
                                                          "this module does not declare"],
                  id="module-resource-refers-to-the-callers"),
+    pytest.param({"modules/inner/main.hcl": INNER + 'moved {\n  from = env.old\n'
+                  '  to   = env.x\n}\n'}, "modules/inner/main.hcl", "from =",
+                 ["moved blocks inside a module are not supported",
+                  "module.inner.TYPE.NAME"], id="moved-inside-a-module-refused"),
     pytest.param({"main.hcl": ROOT.replace("module.pool.first", "module.pool.frist")},
                  "main.hcl", "frist", ["module.pool has no output 'frist'"],
                  id="unknown-module-output"),

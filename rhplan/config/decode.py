@@ -305,6 +305,8 @@ class Evaluation:
         if self.cfg.module_vars and name in self.cfg.module_vars:  # config/modules.py
             from rhplan.config.modules import module_variable
             value = module_variable(self.cfg, name, value)
+            if mark is None and self.cfg.module_vars[name].sensitive:
+                mark = name  # a module's sensitive variable: what it feeds is sensitive
         self._locals[name] = value
         if mark is None and name in self._sensitive_locals:
             mark = f"local.{name}"  # it feeds a secret's values

@@ -63,6 +63,11 @@ def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
         child_dir = _source_dir(call, cfg.dir, stack)
         child = load_module(child_dir, stack + (child_dir,), stack[0])
         prefix = f"module.{name}"
+        for kind in ("moved", "removed", "imports"):
+            for block in getattr(child, kind):
+                raise ConfigError(f"{kind.rstrip('s')} blocks inside a module are not supported "
+                                  "yet; write it in the root configuration with the full "
+                                  f"address (module.{name}.TYPE.NAME)", block.file, block.line)
         _check_outputs(child)
         args += _add_variables(cfg, call, child, prefix)
         outputs[name] = set(child.outputs)
