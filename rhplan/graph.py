@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
 
+from rhplan.config.default_env import check_default_envs, default_env_refs
 from rhplan.config.load import Config
 from rhplan.errors import ConfigError, CycleError
 
@@ -190,6 +191,7 @@ def build_graph(cfg: Config) -> Graph:
     g = Graph()
     g.add_nodes_from(cfg.resources)
     for addr, rc in cfg.resources.items():
+        soft = default_env_refs(rc, cfg)  # a cluster's default env depends on it, not back
         for ref in sorted(rc.refs | set(rc.depends_on)):
             if ref.startswith("local."):
                 continue  # an unknown local is reported with file:line at evaluation
@@ -202,13 +204,15 @@ def build_graph(cfg: Config) -> Graph:
             if ref == addr:
                 raise CycleError(f"{addr} refers to itself; remove that reference", rc.file,
                                  _line_of(rc, ref))
-            g.add_edge(ref, addr)
+            if ref not in soft or ref in rc.depends_on:
+                g.add_edge(ref, addr)
     for out in cfg.outputs.values():
         for ref in sorted(out.refs):
             if not ref.startswith("local.") and ref not in cfg.resources:
                 raise ConfigError(
                     f"output {out.name!r} refers to {ref}, which is not declared; declare it or "
                     "fix the reference", out.file, out.value.line)
+    check_default_envs(cfg)
     check_acyclic(g, cfg)
     return g
 

@@ -86,6 +86,10 @@ CLUSTER = _schema(
     Attr("custom_resources_by_host", "map(map(number))", default={},
          doc="per host of ips: custom resources that host's Ray node offers over "
              "custom_resources, e.g. { \"10.0.0.6\" = { my_accel = 8 } }"),
+    # not a dependency (the env depends on the cluster): config/default_env.py checks it
+    Attr("default_env", "ref(env)",
+         doc="the env `rhplan run -cluster NAME` and rhplan.servlet(cluster=NAME) use "
+             "(default: the cluster's only env)"),
     Attr("ray_status", "string", computed=True),
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),
