@@ -131,6 +131,7 @@ class Applier:
         self.out = out
         self.progress_every = progress_every
         self.result = ApplyResult()
+        self._replacing: dict[str, ResourceState] = {}  # create_before_destroy: the old
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._running: dict[str, tuple[str, float]] = {}
@@ -140,11 +141,15 @@ class Applier:
     def run(self) -> ApplyResult:
         # an env replaced create_before_destroy: built first (under its new on-host
         # name), its old object (kept aside here) destroyed after every create
-        deposed = {c.address: self.state.resources[c.address] for c in self.plan.changes
-                   if c.action == "replace" and c.address in self.state.resources
-                   and _before_destroy(self.planner, c)}
+        self._replacing = {c.address: self.state.resources[c.address]
+                           for c in self.plan.changes
+                           if c.action == "replace" and c.address in self.state.resources
+                           and _before_destroy(self.planner, c)}
         deletes = [Step(c.address, "delete", c) for c in self.plan.changes
-                   if c.action in ("delete", "replace") and c.address not in deposed]
+                   if c.action in ("delete", "replace") and c.address not in self._replacing]
+        # old objects recorded beside the resource (this apply's replacements add theirs)
+        deposed = [c.address for c in self.plan.changes
+                   if c.deposed or c.address in self._replacing]
         creates = [Step(c.address, "update" if c.action == "update" else "create", c)
                    for c in self.plan.changes if c.action in ("create", "update", "replace")]
         previous = signal.getsignal(signal.SIGINT)
@@ -284,26 +289,33 @@ class Applier:
         with self._lock:
             self.result.destroyed += 1
 
-    def _destroy_deposed(self, deposed: dict[str, ResourceState]) -> None:
-        """The old objects of create_before_destroy replacements whose new one is up."""
-        for addr, old in deposed.items():
-            if self.result.interrupted or addr in self.result.failed \
+    def _destroy_deposed(self, addresses: list[str]) -> None:
+        """The old objects create_before_destroy replacements recorded beside the new one
+        (this apply's, or an earlier apply's that stopped before destroying them); each
+        is taken out of the record once destroyed."""
+        for addr in addresses:
+            rs = self.state.resources.get(addr)
+            if self.result.interrupted or addr in self.result.failed or rs is None \
                     or addr in self.result.skipped:
                 continue  # the old one is still what the state records
-            self.out(f"{addr} (deposed object {old.attributes.get('name')!r}): Destroying...")
-            t0 = time.monotonic()
-            try:
-                TYPES[old.type].delete(old, self.ctx, self.state)
-            except Exception as exc:  # the new one stands; the old one is left behind
-                msg = str(exc) if isinstance(exc, RhplanError) else f"{type(exc).__name__}: {exc}"
-                self.result.failed[addr] = f"destroying its old object: {msg}"
-                self.out(f"Error: {addr}: destroying its old object "
-                         f"{old.attributes.get('name')!r}: {msg}")
-                continue
-            self.out(f"{addr} (deposed object): Destruction complete after "
-                     f"{_secs(time.monotonic() - t0)}")
-            with self._lock:
-                self.result.destroyed += 1
+            for raw in list(rs.private.get("deposed") or []):
+                old = ResourceState.from_json(raw, "deposed object")
+                name = old.attributes.get("name")
+                self.out(f"{addr} (deposed object {name!r}): Destroying...")
+                t0 = time.monotonic()
+                try:
+                    TYPES[old.type].delete(old, self.ctx, self.state)
+                except Exception as exc:  # the new one stands; the old one stays recorded
+                    msg = str(exc) if isinstance(exc, RhplanError) else (
+                        f"{type(exc).__name__}: {exc}")
+                    self.result.failed[addr] = f"destroying its old object {name!r}: {msg}"
+                    self.out(f"Error: {addr}: destroying its old object {name!r}: {msg}")
+                    break
+                self.recorder.record(lambda st, r=rs, d=raw: _drop_deposed(r, d), durable=True)
+                self.out(f"{addr} (deposed object {name!r}): Destruction complete after "
+                         f"{_secs(time.monotonic() - t0)}")
+                with self._lock:
+                    self.result.destroyed += 1
 
     def _attributes(self, c: Change) -> dict[str, Any]:
         """The planned attributes; values unknown at plan time are evaluated now that
@@ -334,6 +346,11 @@ class Applier:
         except PartialFailure as exc:
             self._record_partial(c.address, exc)
             raise
+        old = self._replacing.get(c.address)
+        if old is not None:  # create_before_destroy: the old one stays recorded till gone
+            record = old.to_json()
+            record["private"].pop("deposed", None)
+            new.private["deposed"] = [*(old.private.get("deposed") or []), record]
         self._record(new, changes_world(c.type, "create"))
         with self._lock:
             self.result.added += 1
@@ -427,3 +444,11 @@ def _before_destroy(planner: Planner, c: Change) -> bool:
     rc = planner.resource_config(c.address)
     return bool(rc is not None and rc.create_before_destroy and c.type == "env"
                 and (c.after or {}).get("name") != (c.before or {}).get("name"))
+
+
+def _drop_deposed(rs: ResourceState, raw: dict[str, Any]) -> None:
+    rest = [d for d in rs.private.get("deposed") or [] if d is not raw]
+    if rest:
+        rs.private["deposed"] = rest
+    else:
+        rs.private.pop("deposed", None)

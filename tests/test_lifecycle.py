@@ -169,5 +169,31 @@ def test_create_before_destroy_on_a_real_cluster(tmp_path: Path, rhplan_in: Any)
     assert created < destroying, out
     assert "Resources: 1 added, 0 changed, 1 destroyed." in out, out
     assert not old.exists() and rh.env_dir("c", new).is_dir()
+    assert "deposed" not in rh.resources()["env.e"]["private"]
+    assert "No changes." in rh("plan").ok().stdout
+
+    # an apply stopped between the two leaves the old object recorded beside the new
+    # one (made here by hand from a second env): the next plan and apply destroy it
+    rh.write(CLUSTER + 'env "e" {\n  cluster = cluster.c\n  reqs    = []\n'
+             + life("create_before_destroy = true") + "}\n\n"
+             + 'env "f" {\n  cluster = cluster.c\n  reqs    = []\n}\n')
+    rh("apply", "-auto-approve").ok()
+    data = json.loads(rh.state_path.read_text())
+    entries = {r["address"]: r for r in data["resources"]} if isinstance(
+        data["resources"], list) else data["resources"]
+    f = entries.pop("env.f")
+    entries["env.e"]["private"]["deposed"] = [f]
+    data["resources"] = list(entries.values()) if isinstance(data["resources"], list) \
+        else entries
+    rh.state_path.write_text(json.dumps(data))
+    rh.write(CLUSTER + 'env "e" {\n  cluster = cluster.c\n  reqs    = []\n'
+             + life("create_before_destroy = true") + "}\n")
+    shown = rh("plan", "-no-color").ok().stdout
+    assert "# env.e (deposed object 'f') will be destroyed" in shown, shown
+    assert "Plan: 0 to add, 0 to change, 1 to destroy." in shown, shown
+    out = rh("apply", "-auto-approve").ok().stdout
+    assert "env.e (deposed object 'f'): Destruction complete" in out, out
+    assert not rh.env_dir("c", "f").exists()
+    assert "deposed" not in rh.resources()["env.e"]["private"]
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()

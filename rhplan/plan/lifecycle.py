@@ -136,3 +136,12 @@ def shape(rc: ResourceConfig, change: Change, desired: dict[str, Any],
         check_create_before_destroy(rc, change)
     else:
         create_before_destroy(rc, change, plan_again)
+
+
+def deposed_names(prior: ResourceState | None) -> list[str]:
+    """On-host names of the old objects a create_before_destroy replacement recorded
+    beside the new one (apply.py), still to be destroyed."""
+    if prior is None:
+        return []
+    return [str((d.get("attributes") or {}).get("name")) for d in
+            prior.private.get("deposed") or [] if isinstance(d, dict)]

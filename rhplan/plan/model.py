@@ -47,6 +47,9 @@ class Change:
     previous_address: str | None = None
     # the id an import block adopts it from (rhplan/plan/imports.py)
     imported_id: str | None = None
+    # on-host names of old objects a create_before_destroy replacement left recorded
+    # (an apply stopped between the two): destroyed by the next apply
+    deposed: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> list[str]:
@@ -80,11 +83,11 @@ class Plan:
         add = sum(1 for c in self.changes if c.action in ("create", "replace"))
         change = sum(1 for c in self.changes if c.action == "update")
         destroy = sum(1 for c in self.changes if c.action in ("delete", "replace"))
-        return add, change, destroy
+        return add, change, destroy + sum(len(c.deposed) for c in self.changes)
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "no-op" or c.previous_address or c.imported_id
+        return any(c.action != "no-op" or c.previous_address or c.imported_id or c.deposed
                    for c in self.changes) or any(
             o["action"] != "no-op" for o in self.output_changes.values())
 
@@ -194,7 +197,7 @@ class _Checker:
                 raise self.error(f"{where}: {key} must be an object or null")
         if not isinstance(c.get("reason", ""), str):
             raise self.error(f"{where}: reason must be a string")
-        for key in ("replace_because", "dependencies", "sensitive"):
+        for key in ("replace_because", "dependencies", "sensitive", "deposed"):
             if not all(isinstance(x, str) for x in self.typed(c, key, list, [])):
                 raise self.error(f"{where}: {key} must be a list of strings")
         for key in ("previous_address", "imported_id"):

@@ -282,6 +282,7 @@ class Planner:
                 provider = self.provider_of(inst, attrs)
                 change = self._diff(inst, attrs, prior, provider, deps, opts, replaced)
                 lifecycle.shape(inst, change, attrs, changes, self.desired)
+                change.deposed = lifecycle.deposed_names(prior)
                 notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
                          if d["address"] == addr]
                 if notes and change.action != "no-op":

@@ -1,6 +1,7 @@
 """Render a Plan as text, the way Terraform does (+, ~, -, -/+)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -61,7 +62,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.append(f"  # {d['message']}")
         out.append("")
     actionable = [c for c in plan.changes
-                  if c.action != "no-op" or c.previous_address or c.imported_id]
+                  if c.action != "no-op" or c.previous_address or c.imported_id or c.deposed]
     if not plan.has_changes:
         out.append(s.bold("No changes.") + " Your infrastructure matches the configuration.")
         return "\n".join(out) + "\n"
@@ -100,6 +101,13 @@ def render_plan(plan: Plan, color: bool = False) -> str:
 
 
 def render_change(c: Change, s: Styler) -> list[str]:
+    if c.deposed:
+        lines = [line for name in c.deposed for line in (
+            s.bold(f"  # {c.address} (deposed object {name!r}) will be destroyed"),
+            "  # (left by a create_before_destroy replacement that did not finish)")]
+        if c.action == "no-op" and not c.previous_address and not c.imported_id:
+            return lines
+        return lines + [""] + render_change(dataclasses.replace(c, deposed=[]), s)
     if c.previous_address and c.action == "no-op":
         return [s.bold(f"  # {c.previous_address} has moved to {c.address}"),
                 f"  # ({c.reason})" if c.reason else "  # (nothing else changes)"]
