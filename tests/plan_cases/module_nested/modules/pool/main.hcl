@@ -17,4 +17,4 @@ module "inner" {
 }
 
 output "first" { value = env.x[0].name }
-output "names" { value = concat(env.x[*].name, [module.inner.name]) }
+output "names" { value = [env.x[0].name, env.x[1].name, module.inner.name] }
