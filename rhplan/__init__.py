@@ -22,13 +22,22 @@ if TYPE_CHECKING:
     from rhplan.servlets.client import RemoteInstance, ServletHandle
 
 
-def servlet(name: str, chdir: str = ".", key: str | int | None = None) -> ServletHandle:
+def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = None,
+            cluster: str | None = None) -> ServletHandle:
     """A handle to env NAME's servlet, found through the state of the configuration in chdir.
 
     An instance of a repeated env is `servlet('x["a"]')` / `servlet("x[0]")`, or
-    `servlet("x", key="a")` / `servlet("x", key=0)`."""
+    `servlet("x", key="a")` / `servlet("x", key=0)`. Without a name, the default env of
+    `cluster` (its default_env, else its only env), or of the workspace's only cluster."""
     from rhplan.names import instance_address, normalize_address
     from rhplan.servlets.client import servlet as _servlet  # Ray is imported only when used
+    if name is None:
+        if key is not None:
+            raise RhplanError("servlet(key=...) needs the env's name: servlet(NAME, key=...)")
+        return _servlet(None, chdir, cluster)
+    if cluster is not None:
+        raise RhplanError(f"servlet({name!r}, cluster={cluster!r}): give the env or the "
+                          "cluster, not both (an env has one cluster)")
     if key is not None:
         name = instance_address("env", name.removeprefix("env."), key)
     elif "[" in name:

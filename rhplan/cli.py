@@ -618,21 +618,27 @@ def _duration(seconds: float) -> str:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.argument("env")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--cluster", metavar="NAME", help="Run in this cluster's default env.")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
-def run(obj: Ctx, env: str, command: tuple[str, ...]) -> None:
+def run(obj: Ctx, cluster: str | None, args: tuple[str, ...]) -> None:
     """Run COMMAND inside ENV on its cluster: rhplan run np_env -- python -c 'import numpy'.
 
-    Exits with the command's exit code."""
+    rhplan run -cluster NAME -- COMMAND runs it in the cluster's default env (its
+    default_env, else its only env). Exits with the command's exit code."""
+    from rhplan.servlets.client import default_env
     from rhplan.status import stream_in_env
-    cmd = list(command)
+    cmd = list(args)
+    env = None if cluster is not None else cmd.pop(0)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise RhplanError("give a command after --, e.g. rhplan run np_env -- python -V")
+    state = _backend(obj).read()
+    if env is None:
+        env = default_env(state, cluster, obj.chdir)
     # output streams as the command writes it, over the provider's connection alone
-    sys.exit(stream_in_env(_backend(obj).read(), obj.chdir, env, cmd))
+    sys.exit(stream_in_env(state, obj.chdir, env, cmd))
 
 
 cli.add_command(workspace_group, "workspace")

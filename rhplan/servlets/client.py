@@ -533,9 +533,52 @@ def _backend(chdir: str | os.PathLike[str]) -> Any:
     return backend_for(cfg)
 
 
-def find_env(name: str, chdir: str | os.PathLike[str] = ".") -> tuple[Any, Any]:
-    """The env's and its cluster's recorded state."""
+def default_env(state: Any, cluster: str | None, chdir: str | os.PathLike[str] = "."
+                ) -> str:
+    """The address of cluster CLUSTER's default env (of the only cluster when None): its
+    default_env, else its only env."""
+    clusters = sorted(a for a, r in state.resources.items() if r.type == "cluster")
+    if cluster is None:
+        if len(clusters) != 1:
+            raise RhplanError(
+                f"{len(clusters)} clusters in the state of {chdir} ("
+                f"{', '.join(clusters) or 'none: run rhplan apply'}); name the cluster "
+                "(rhplan.servlet(cluster=\"NAME\"), rhplan run -cluster NAME) or the env")
+        addr = clusters[0]
+    else:
+        from rhplan.names import normalize_address
+        addr = normalize_address(cluster if cluster.startswith(("cluster.", "module."))
+                                 else f"cluster.{cluster}")
+        if addr not in state.resources:
+            addr = next((a for a in clusters
+                         if state.resources[a].attributes.get("name") == cluster), addr)
+        if addr not in state.resources:
+            raise RhplanError(f"no cluster {cluster!r} in the state of {chdir}; applied "
+                              f"clusters: {', '.join(clusters) or 'none (run rhplan apply)'}")
+    declared = state.resources[addr].attributes.get("default_env")
+    if declared:
+        if declared not in state.resources:
+            raise RhplanError(f"{addr}: its default_env {declared} is not applied; run "
+                              "rhplan apply")
+        return str(declared)
+    envs = sorted(a for a, r in state.resources.items()
+                  if r.type == "env" and r.attributes.get("cluster") == addr)
+    if len(envs) == 1:
+        return envs[0]
+    if not envs:
+        raise RhplanError(f"{addr} has no env; declare one (env \"main\" {{ cluster = {addr} }}) "
+                          "and run rhplan apply")
+    raise RhplanError(f"{addr} has {len(envs)} envs ({', '.join(envs)}) and no default_env; "
+                      "set default_env = env.NAME in its cluster block, or name the env")
+
+
+def find_env(name: str | None, chdir: str | os.PathLike[str] = ".",
+             cluster: str | None = None) -> tuple[Any, Any]:
+    """The env's and its cluster's recorded state; with no name, the cluster's default
+    env (see default_env)."""
     state = _backend(chdir).read()
+    if name is None:
+        name = default_env(state, cluster, chdir)
     from rhplan.names import normalize_address  # x['a'] means x["a"], as on the CLI
     env = state.resources.get(normalize_address(name if name.startswith(("env.", "module."))
                                                 else f"env.{name}"))
@@ -705,9 +748,12 @@ def _gateway(cluster: Any, chdir: str | os.PathLike[str]) -> Gateway:
     return gateway_for(key, cluster.address, ssh_opener(conn, a, p))
 
 
-def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
-    """A handle to env NAME's servlet, found through the state in chdir."""
-    env, cluster = find_env(name, chdir)
+def servlet(name: str | None, chdir: str | os.PathLike[str] = ".",
+            cluster_name: str | None = None) -> ServletHandle:
+    """A handle to env NAME's servlet, found through the state in chdir; with no name, to
+    the default env of cluster_name (of the only cluster when that is None too)."""
+    env, cluster = find_env(name, chdir, cluster_name)
+    name = env.address  # a handle keeps the env it found, whatever the default becomes
     servlet_name = env.attributes["name"]
     identity = _identity(env)
 
@@ -736,4 +782,4 @@ def servlet(name: str, chdir: str | os.PathLike[str] = ".") -> ServletHandle:
 
 
 __all__ = ["GatewayLost", "RemoteError", "RemoteInstance", "RemoteMethod", "ServletHandle",
-           "servlet", "find_env", "choose_route"]
+           "servlet", "find_env", "default_env", "choose_route"]
