@@ -111,8 +111,12 @@ class SSHHosts:
 
     def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
                      ) -> Connection:
+        """Any host; as connect(), its which() finds rhplan's tools there (an env placed
+        on a worker node is built there with that host's uv)."""
         self.ctx = ctx
-        return self.connect_to(ip, attrs, private)
+        conn = self.connect_to(ip, attrs, private)
+        root = attrs.get("root_dir")
+        return WithTools(conn, f"{root}/ray-venv/bin") if root and root is not UNKNOWN else conn
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
                    ctx: RunContext) -> str:
