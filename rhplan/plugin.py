@@ -111,6 +111,14 @@ class Provider(ABC):
         """The cluster as it really is (drift shows as changed attributes), or None when
         it is gone."""
 
+    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: RunContext
+                       ) -> tuple[dict[str, Any], dict]:
+        """rhplan import: adopt the existing machines `id_` names (the provider says
+        how) as the cluster `attrs` plans, setting them up as create would; return the
+        attributes and private record. Default: not supported, in one line."""
+        raise ProviderError(f"importing a {self.name} cluster is not supported; let rhplan "
+                            "apply create it")
+
     def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> list[str]:
         """When read() found the cluster gone: what of it still exists (one phrase each),
         so it stays recorded for destroy to remove. Default: nothing."""

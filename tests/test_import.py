@@ -108,3 +108,51 @@ def test_import_an_env_folder_over_ssh(tmp_path: Path, rhplan_in: Any) -> None:
             assert os.stat(venv / "bin" / "python", follow_symlinks=False).st_ino == inode
         finally:
             rh("destroy", "-auto-approve")
+
+
+@pytest.mark.long  # ~1-2 min: a Ray venv, a moto server and an sshd
+def test_import_ec2_instances_by_tag(moto: Any, tmp_path: Path, rhplan_in: Any) -> None:
+    """EC2 instances launched outside rhplan (moto) are adopted by tag: tagged as the
+    cluster's, reached only through proxy_command to a local sshd, set up; nothing is
+    launched, and the next apply starts Ray on them."""
+    from motoserver import aws_env
+    from sshd import SSHServer, ensure_sshd_installed
+    from test_aws_provider import aws_hcl, linked_ray_root, x86_image
+    from test_ssh_provider import provision_ray_venv
+
+    ensure_sshd_installed()
+    shared = tmp_path / "ray"
+    provision_ray_venv(shared)
+    root = linked_ray_root(shared / "ray-venv", tmp_path)
+    ami = x86_image(moto)
+    ec2 = moto.client("ec2")
+    launched = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="m6i.large",
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                     {"Key": "pool", "Value": "adopt-me"}]}])
+    ids = [i["InstanceId"] for i in launched["Instances"]]
+
+    def live() -> set[str]:
+        return {i["InstanceId"] for r in ec2.describe_instances()["Reservations"]
+                for i in r["Instances"]
+                if i["State"]["Name"] not in ("terminated", "shutting-down")}
+
+    before = live()
+    with SSHServer() as server:
+        rh = rhplan_in(tmp_path / "infra", env=aws_env())
+        rh.write(aws_hcl(moto, server, root, tmp_path / "proxy.log", ami, n=1,
+                         itype="m6i.large"))
+        try:
+            msg = rh("import", "cluster.rh-cpu", "tag:pool=nobody").error_line()
+            assert "no running EC2 instance matches 'tag:pool=nobody'" in msg, msg
+            rh("import", "cluster.rh-cpu", "tag:pool=adopt-me").ok()
+            recorded = rh.resources()["cluster.rh-cpu"]["attributes"]
+            assert recorded["instance_ids"] == ids, recorded
+            shown = rh("plan", "-no-color").ok().stdout
+            assert "# cluster.rh-cpu will be updated in-place" in shown, shown
+            rh("apply", "-auto-approve").ok()
+            assert "No changes." in rh("plan").ok().stdout
+            assert live() == before  # nothing launched
+        finally:
+            out = rh("destroy", "-auto-approve")
+    assert out.returncode == 0, out.describe()
+    assert not live() & set(ids)  # destroy terminated the adopted instances

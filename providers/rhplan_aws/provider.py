@@ -80,6 +80,45 @@ class AWSProvider(SSHHostHooks, Provider):
             raise
         return self._bring_up(client, attrs, private, found, set())
 
+    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: RunContext
+                       ) -> tuple[dict[str, Any], dict]:
+        """Adopt running EC2 instances, by id (`i-1,i-2`) or by tag (`tag:KEY=VALUE`):
+        they are tagged as this cluster's, then create() finds them as its own (as it
+        adopts the instances of a killed apply) and sets them up over SSH; nothing is
+        launched. The count must be num_instances."""
+        self._use(ctx)
+        private: dict[str, Any] = {}
+        client = self._account.client(attrs, private)
+        lineage = self._account.lineage(private)
+        live = ("pending", "running")
+        if id_.startswith("tag:"):
+            key, eq, value = id_[4:].partition("=")
+            if not key or not eq:
+                raise ProviderError(f"{id_!r}: write tag:KEY=VALUE, or instance ids i-1,i-2")
+            pages = client.get_paginator("describe_instances").paginate(Filters=[
+                {"Name": f"tag:{key}", "Values": [value]},
+                {"Name": "instance-state-name", "Values": list(live)}])
+            found = [i for page in ec2.call(lambda: list(pages), "describing instances")
+                     for r in page["Reservations"] for i in r["Instances"]]
+        else:
+            found = ec2.describe_ids(client, [i for i in id_.split(",") if i], live)
+        if not found:
+            raise ProviderError(f"no running EC2 instance matches {id_!r} in "
+                                f"{private.get('region')}; check the ids or the tag")
+        owner = {ec2.tag_dict(i).get(ec2.LINEAGE_TAG) for i in found} - {None, lineage}
+        if owner:
+            raise ProviderError(f"{id_!r}: the instances belong to another rhplan state "
+                                f"(lineage {sorted(owner)[0]}); import them there")
+        if len(found) != attrs["num_instances"]:
+            raise ProviderError(f"{id_!r} matches {len(found)} instance(s), and the cluster "
+                                f"has num_instances = {attrs['num_instances']}; make them agree")
+        ids = [i["InstanceId"] for i in found]
+        ec2.call(client.create_tags, "tagging the instances", Resources=ids,
+                 Tags=ec2.tag_list({ec2.LINEAGE_TAG: lineage, ec2.ADDRESS_TAG: address(attrs)}))
+        ctx.cache.pop(("aws-instances", private["region"], private.get("endpoint_url"),
+                       lineage), None)  # describe again: they are this cluster's now
+        return self.create(attrs, ctx)
+
     def _bring_up(self, client: Any, attrs: dict[str, Any], private: dict,
                   launched: list[dict[str, Any]], known_ips: set[str],
                   restarted: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict]:

@@ -7,7 +7,7 @@ what is not there is an error, what is there but differs from the configuration
 (packages missing, env vars, a servlet rhplan did not start) is what the next plan
 changes in place. Nothing is rebuilt: the folder, its venv and what is installed stay.
 
-Envs and ssh clusters are adopted; aws clusters (EC2 instances) are refused in one line.
+Envs, ssh clusters and aws clusters (EC2 instances by id or tag) are adopted.
 """
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def adopt(cfg: Config, ctx: RunContext, state: State, address: str, id_: str,
 
 def _adopt_cluster(ctx: RunContext, addr: str, id_: str, attrs: dict[str, Any], label: str,
                    where: tuple[str | None, int | None]) -> ResourceState:
-    """An ssh cluster whose head runs rhplan's Ray (ID: the head's address, ips[0]).
+    """An ssh cluster whose head runs rhplan's Ray (ID: the head's address, ips[0]), or
+    an aws one from running EC2 instances (ID: i-1,i-2 or tag:KEY=VALUE).
     Its hosts are set up as an apply would (idempotent: folders and Ray's venv are kept)
     and it is recorded with Ray stopped: the next apply starts Ray again (stopping the
     head it found first, whose token and temp dir this state never held), and the
@@ -99,15 +100,19 @@ def _adopt_cluster(ctx: RunContext, addr: str, id_: str, attrs: dict[str, Any], 
     from rhplan import ray_head
 
     file, line = where
-    if attrs.get("provider") != "ssh":
-        raise ConfigError(f"import: adopting a {attrs.get('provider')} cluster is not "
-                          f"supported yet (ssh clusters are); let rhplan apply create {addr}",
-                          file, line)
+    attrs = {k: (None if v is UNKNOWN else v) for k, v in attrs.items()}
+    if attrs.get("provider") != "ssh":  # aws: instances by id or tag (the provider's hook)
+        kind = str(attrs.get("provider"))
+        try:
+            attrs, private = ctx.provider(kind).import_cluster(attrs, id_, ctx)
+        except RhplanError as exc:
+            raise ConfigError(f"import {addr}: {exc}", file, line) from None
+        attrs.update(ray_status="stopped", ray_address=None)
+        return ResourceState(addr, "cluster", label, kind, attrs, [], private)
     ips = attrs.get("ips") or []
     if not ips or id_ != ips[0]:
         raise ConfigError(f"import: an ssh cluster's id is its head's address, the first of "
                           f"its ips ({ips[0] if ips else 'none set'}), not {id_!r}", file, line)
-    attrs = {k: (None if v is UNKNOWN else v) for k, v in attrs.items()}
     provider = ctx.provider("ssh")
     attrs, private = provider.create(attrs, ctx)
     conn = provider.connect(attrs, private, ctx)
