@@ -585,9 +585,15 @@ def state_push(obj: Ctx, file: str, force: bool) -> None:
 @click.pass_obj
 def status(obj: Ctx, as_json: bool) -> None:
     """Clusters, their Ray heads, and each env's servlet with its health."""
+    from rhplan.servlets.client import default_env
     from rhplan.status import cluster_status
     st = _backend(obj).read()
     report = cluster_status(st, obj.chdir)
+    for c in report:  # what run -cluster and servlet(cluster=...) use; None if ambiguous
+        try:
+            c["default_env"] = default_env(st, c["address"], obj.chdir)
+        except RhplanError:
+            c["default_env"] = None
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
@@ -606,7 +612,10 @@ def status(obj: Ctx, as_json: bool) -> None:
             health = {True: "alive", False: "dead"}.get(s["alive"], "unknown")
             up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""
             pid = f"pid {s['pid']}" if s.get("pid") else ""
-            click.echo(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up}".rstrip())
+            default = c["default_env"] and st.resources[c["default_env"]].attributes.get(
+                "name") == s["env"]
+            click.echo(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up:<10}"
+                       f"{'  (default env)' if default else ''}".rstrip())
     if any(not s["alive"] for c in report for s in c["servlets"]) or any(
             c["ray"]["status"] != "running" for c in report):
         sys.exit(1)

@@ -139,6 +139,10 @@ def test_run_and_servlet_reach_the_clusters_default_env(tmp_path: Path, rh: Any)
     res = rh("run", "-cluster", "nope", "--", "true")
     assert res.returncode == 1 and res.error_line().startswith(
         "Error: no cluster 'nope' in the state"), res.describe()
+    status = rh("status").ok().stdout
+    marked = [ln.split()[2] for ln in status.splitlines() if ln.endswith("(default env)")]
+    assert marked == ["b"], status
+    assert json.loads(rh("status", "-json").ok().stdout)[0]["default_env"] == "env.b"
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(DRIVER))
     proc = subprocess.run([sys.executable, str(script), str(rh.dir)], capture_output=True,
