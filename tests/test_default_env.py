@@ -55,6 +55,17 @@ def test_a_default_env_of_another_cluster_is_refused_with_file_and_line(rh: Any)
     res = rh("validate")
     assert res.returncode == 1 and "main.hcl:3" in res.error_line() \
         and "env.nope, which is not declared" in res.error_line(), res.describe()
+    rh.write(TWO_CLUSTERS.replace("default_env = env.b", 'default_env = env.x["k"]') + """
+env "x" {
+  for_each = toset(["k"])
+  cluster  = cluster.c
+}
+""")
+    res = rh("validate")
+    assert res.error_line() == (
+        "Error: main.hcl:3: cluster 'c': default_env: env.x has for_each, and an env with "
+        "count or for_each cannot be a cluster's default (yet); name an env without them"), \
+        res.describe()
     assert not rh.state_path.exists()
 
 

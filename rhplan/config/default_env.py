@@ -31,6 +31,10 @@ def check_default_envs(cfg: Config) -> None:
             raise ConfigError(f"{where} must name one env of this cluster, like "
                               f"default_env = env.NAME", rc.file, a.line)
         env = cfg.resources[envs[0]]
+        if env.repeated:  # its instances are known only after the cluster is planned
+            raise ConfigError(f"{where}: {envs[0]} has {env.repeated}, and an env with "
+                              "count or for_each cannot be a cluster's default (yet); name "
+                              "an env without them", rc.file, a.line)
         ca = env.block.attrs.get("cluster")
         theirs = ({x for r in expr_refs(ca.expr) for x in (r, env.module + r)
                    if x in cfg.resources} if ca else set())
