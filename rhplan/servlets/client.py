@@ -589,10 +589,10 @@ def find_env(name: str | None, chdir: str | os.PathLike[str] = ".",
         have = sorted(a for a in state.resources if a.startswith("env."))
         raise RhplanError(f"no env {name!r} in the state of {chdir}; applied envs: "
                           f"{', '.join(have) or 'none (run rhplan apply)'}")
-    cluster = state.resources.get(env.attributes["cluster"])
-    if cluster is None or not cluster.attributes.get("ray_address"):
+    found = state.resources.get(env.attributes["cluster"])
+    if found is None or not found.attributes.get("ray_address"):
         raise RhplanError(f"{env.address}: its cluster has no Ray head recorded; run rhplan apply")
-    return env, cluster
+    return env, found
 
 
 def connect_ray(cluster: Any) -> str:
