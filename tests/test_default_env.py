@@ -51,6 +51,12 @@ def test_a_default_env_of_another_cluster_is_refused_with_file_and_line(rh: Any)
     rh.edit("default_env = env.b", 'default_env = "b"')
     res = rh("validate")
     assert res.returncode == 1 and "main.hcl:3" in res.error_line(), res.describe()
+    for value in ("env.a.name", "cluster.d", "null"):  # not a plain env.NAME
+        rh.edit('default_env = "b"', f"default_env = {value}")
+        assert rh("validate").error_line() == (
+            "Error: main.hcl:3: cluster 'c': default_env must name one env of this cluster, "
+            "like default_env = env.NAME"), value
+        rh.edit(f"default_env = {value}", 'default_env = "b"')
     rh.edit('default_env = "b"', "default_env = env.nope")
     res = rh("validate")
     assert res.returncode == 1 and "main.hcl:3" in res.error_line() \

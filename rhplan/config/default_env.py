@@ -6,6 +6,7 @@ dependency (it would be a cycle): it is only checked here, against the configura
 and read from the state when a command needs it."""
 from __future__ import annotations
 
+from rhplan.config import ast
 from rhplan.config.load import Config, ResourceConfig, expr_refs
 from rhplan.errors import ConfigError
 
@@ -27,7 +28,8 @@ def check_default_envs(cfg: Config) -> None:
         where = f"cluster {rc.name!r}: default_env"
         refs = default_env_refs(rc, cfg)
         envs = [r for r in refs if cfg.resources[r].type == "env"]
-        if len(refs) != 1 or len(envs) != 1:
+        plain = type(a.expr) is ast.GetAttr and type(a.expr.obj) is ast.Name  # env.NAME
+        if not plain or len(refs) != 1 or len(envs) != 1:
             raise ConfigError(f"{where} must name one env of this cluster, like "
                               f"default_env = env.NAME", rc.file, a.line)
         env = cfg.resources[envs[0]]
