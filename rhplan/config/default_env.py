@@ -28,7 +28,8 @@ def check_default_envs(cfg: Config) -> None:
         where = f"cluster {rc.name!r}: default_env"
         refs = default_env_refs(rc, cfg)
         envs = [r for r in refs if cfg.resources[r].type == "env"]
-        plain = type(a.expr) is ast.GetAttr and type(a.expr.obj) is ast.Name  # env.NAME
+        e = a.expr.obj if type(a.expr) is ast.Index else a.expr  # env.NAME (or an instance)
+        plain = type(e) is ast.GetAttr and type(e.obj) is ast.Name
         if not plain or len(refs) != 1 or len(envs) != 1:
             raise ConfigError(f"{where} must name one env of this cluster, like "
                               f"default_env = env.NAME", rc.file, a.line)
