@@ -9,7 +9,10 @@ real Ray with TLS between them) is further down.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -151,4 +154,153 @@ def test_states_from_before_placement_plan_no_change(tmp_path: Path) -> None:
         "env.plain": "no-op", "env.first": "no-op", "env.second": "no-op"}
 
 
-_ = (json, time, pytest)  # used by the multi-node tests below
+# --------------------------------------------------------------------------
+# a real two-node cluster: two network namespaces, each with its own sshd
+# --------------------------------------------------------------------------
+
+TWO_NODE_ENVS = """
+env "near" {
+  cluster = cluster.duo
+  reqs    = []
+}
+
+env "far" {
+  cluster = cluster.duo
+  reqs    = []
+  compute = { my_accel = 1 }
+}
+"""
+
+# a driver on this machine: where each servlet runs (its network namespace and the
+# address Ray gives its node), through the route RHPLAN_SERVLET_ROUTE names
+WHERE = """
+import json, sys
+import rhplan
+
+def where():
+    import os, ray
+    return [os.readlink("/proc/self/ns/net"), ray.util.get_node_ip_address()]
+
+out = {}
+for env in sys.argv[2:]:
+    s = rhplan.servlet(env, chdir=sys.argv[1])
+    out[env] = s.call(where)
+print("WHERE " + json.dumps(out))
+"""
+
+# a Ray driver ON the head host (the direct Ray route): the named actor answers a run
+DIRECT = """
+import json, os, sys
+os.environ.update(json.loads(sys.argv[2]))
+import ray
+ray.init(address=sys.argv[1], namespace="rhplan", logging_level="ERROR", log_to_driver=False)
+actor = ray.get_actor(sys.argv[3], namespace="rhplan")
+print("DIRECT " + json.dumps(ray.get(actor.run.remote("readlink /proc/self/ns/net"),
+                                     timeout=60)))
+"""
+
+
+def where(rh: Any, route: str, *envs: str) -> dict[str, list[str]]:
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", WHERE, str(rh.dir), *envs],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**rh.env, "RHPLAN_SERVLET_ROUTE": route})
+    found = [ln[6:] for ln in proc.stdout.splitlines() if ln.startswith("WHERE ")]
+    assert proc.returncode == 0 and found, proc.stdout + proc.stderr
+    return json.loads(found[0])
+
+
+@pytest.mark.long  # two Ray nodes, two envs, a node killed and rejoined: minutes
+def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
+        tmp_path: Path, rhplan_in: Any) -> None:
+    from netns import TestNetwork, netns_available
+    from rayprocs import cluster_processes, temp_dir_for
+    from test_ssh_provider import (
+        APPLY_TIMEOUT,
+        DRIVER_TIMEOUT,
+        cluster_hcl,
+        destroy_and_check,
+        hcl_str,
+        provision_ray_venv,
+    )
+
+    from rhplan.ray_head import private_env
+    reason = netns_available()
+    if reason is not None:
+        pytest.skip(f"network namespaces: {reason}")
+    net = TestNetwork()
+    try:
+        a, b = net.add_host("a"), net.add_host("b")
+        for host in (a, b):  # no PyPI in there: uv installs from its cache, offline
+            host.extra_config.append("SetEnv UV_OFFLINE=1")
+            host.stop()
+            host.start()
+        netns = {h.address: h.run(["readlink", "/proc/self/ns/net"]).stdout.strip()
+                 for h in (a, b)}
+        root = tmp_path / "root"
+        provision_ray_venv(root)
+        rh = rhplan_in(tmp_path / "infra")
+        ssh = (f'  ssh {{\n    user        = "root"\n    private_key = '
+               f"{hcl_str(net.client_key)}\n    known_hosts = {hcl_str(net.known_hosts)}\n  }}")
+        # only the worker offers my_accel
+        rh.write(cluster_hcl("duo", [a.address, b.address], root, ssh).replace(
+            '  provider = "ssh"\n', '  provider = "ssh"\n'
+            f'  custom_resources_by_host = {{ "{b.address}" = {{ my_accel = 1 }} }}\n')
+            + TWO_NODE_ENVS)
+        temp_dirs = [temp_dir_for(str(root))]
+        try:
+            res = rh("plan", "-no-color").ok()
+            assert nodes_of(res.stdout) == {"near": None, "far": b.address}, res.stdout
+            print("PLACEMENT plan:\n" + res.stdout)
+            t0 = time.monotonic()
+            rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+            print(f"PLACEMENT: first apply of two nodes, two envs: "
+                  f"{time.monotonic() - t0:.1f} s")
+            c = rh.resources()["cluster.duo"]
+            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            far = rh.resources()["env.far"]["attributes"]
+            assert far["node"] == b.address and far["servlet"] == "running", far
+            assert "node" not in rh.resources()["env.near"]["attributes"]
+            # served from the worker: its namespace, its node address; near from the head
+            expect = {"near": [netns[a.address], a.address], "far": [netns[b.address],
+                                                                      b.address]}
+            assert where(rh, "ssh", "near", "far") == expect  # through the head's gateway
+            # the direct Ray route: a driver on the head calls the actor on the worker
+            proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", DIRECT,
+                          c["attributes"]["ray_address"], json.dumps(private_env(c["private"])),
+                          "far"], timeout=DRIVER_TIMEOUT)
+            direct = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("DIRECT ")]
+            assert proc.returncode == 0 and direct, proc.stdout + proc.stderr
+            assert json.loads(direct[0])["stdout"].strip() == netns[b.address]
+            # built on the worker: `rhplan run` reaches the env on its own node
+            ran = rh("run", "far", "--", "readlink", "/proc/self/ns/net").ok()
+            assert ran.stdout.strip() == netns[b.address], ran.describe()
+            res = rh("plan", "-detailed-exitcode")
+            assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
+            # the worker's Ray dies: drift, repaired by the next apply
+            worker_dir = c["private"]["ray_worker_temp_dirs"][b.address]
+            for pid in cluster_processes([worker_dir], tmp_path / "no-such-root"):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            res = rh("plan", "-no-color", "-detailed-exitcode")
+            assert res.returncode == 2, res.describe()
+            assert f"node {b.address}'s Ray is down" in res.output, res.describe()
+            assert "env.far: its servlet is not running" in res.output, res.describe()
+            print("PLACEMENT drift:\n" + res.stdout)
+            rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
+            c = rh.resources()["cluster.duo"]
+            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            assert c["attributes"]["hosts"][b.address] == "ready", c["attributes"]["hosts"]
+            assert where(rh, "ssh", "far") == {"far": expect["far"]}
+            res = rh("plan", "-detailed-exitcode")
+            assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
+        finally:
+            destroy_and_check(rh, root, temp_dirs)
+    finally:
+        try:
+            net.close()
+        except RuntimeError as exc:
+            # as test_ssh_provider: a veth gone with its namespace may say "No such device"
+            if any("No such device" not in part for part in str(exc).split("; ")):
+                raise

@@ -380,6 +380,11 @@ class ClusterType(ResourceType):
             partial.resource_state = after
             raise partial
         hosts_changed = (before.attributes.get("hosts") or {}) != (attrs.get("hosts") or {})
+        # only worker nodes whose Ray died (refresh, _dead_workers) came back: they join
+        # the running head again; the head and the servlets on it are left alone
+        rejoin_only = hosts_changed and all(
+            was == DEAD_NODE for ip, was in (before.attributes.get("hosts") or {}).items()
+            if (attrs.get("hosts") or {}).get(ip) != was)
         autostop_changed = any(before.attributes.get(k) != attrs.get(k)
                                for k in ("autostop_mins", "autostop_command"))
         head_before = before.private.get("ray_head_host") or (
@@ -390,7 +395,7 @@ class ClusterType(ResourceType):
             attrs["ray_status"] = "skipped"
         elif (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
                 or attrs.get("ray_status") != "running" or head_moved
-                or (hosts_changed and not provider.capabilities.grows)
+                or (hosts_changed and not provider.capabilities.grows and not rejoin_only)
                 or (hosts_changed and before.private.get("ray_single_node", False)
                     and len(attrs.get("ips") or []) > 1)):
             self._start_ray(after, ctx)
@@ -583,6 +588,9 @@ def _check_by_host(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
                                   f"{problem}", rc.file, line)
 
 
+DEAD_NODE = "failed: its Ray node is down"  # a host's status after refresh found it so
+
+
 def _dead_workers(rs: ResourceState, results: dict[str, Any], ips: list[str]) -> list[str]:
     """Worker nodes whose Ray is down (no raylet of theirs, or the head's GCS out of
     their reach) are drift: the host is planned to be set up and joined again (apply
@@ -593,8 +601,7 @@ def _dead_workers(rs: ResourceState, results: dict[str, Any], ips: list[str]) ->
         ray = (results.get(ip) or {}).get("ray") if isinstance(results.get(ip), dict) else None
         if ip in joined and isinstance(ray, dict) and not ray.get("gcs_up"):
             joined.pop(ip)
-            rs.attributes["hosts"] = {**(rs.attributes.get("hosts") or {}),
-                                      ip: "failed: its Ray node is down"}
+            rs.attributes["hosts"] = {**(rs.attributes.get("hosts") or {}), ip: DEAD_NODE}
             notes.append(f"{rs.address}: node {ip}'s Ray is down; apply starts it and "
                          "joins it again")
     return notes

@@ -534,12 +534,16 @@ class EnvType(ResourceType):
             wait_for_ray(cluster, ctx)  # started while this env was built
         except ProviderError as exc:
             raise manage.ServletNotStarted(str(exc)) from None
-        # started by a driver on the env's node: Ray pins the servlet to that node
+        # started by a driver on the env's node, pinned to that node by its Ray address
+        node = rs.attributes.get("node")
+        node_ip = ctx.provider(cluster.provider).node(node, cluster.attributes,
+                                                      cluster.private).address if node else ""
         info = manage.start_servlet(conn, cluster.attributes,
                                     manage.node_private(cluster.attributes, cluster.private,
-                                                        rs.attributes.get("node")),
+                                                        node),
                                     rs.attributes["name"], rs.attributes["path"],
-                                    rs.attributes["python"], rs.attributes.get("compute") or {})
+                                    rs.attributes["python"], rs.attributes.get("compute") or {},
+                                    node_ip)
         rs.attributes["servlet"] = "running"
         rs.attributes["servlet_pid"] = info["pid"]
         # who it is: callers trust only this actor and process (servlets/client.py)

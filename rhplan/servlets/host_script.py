@@ -709,7 +709,10 @@ def _actor(ray, name: str):
         return None
 
 
-def start(address: str, name: str, env_dir: str, py_executable: str, resources: str) -> dict:
+def start(address: str, name: str, env_dir: str, py_executable: str, resources: str,
+          node_ip: str = "") -> dict:
+    """node_ip: the Ray node address of the node the env was built on (placed there by
+    the plan); "" for the node this driver runs on (the head)."""
     ray = _connect(address)
     res = json.loads(resources)
     asked = dict(res)
@@ -734,11 +737,12 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
     }
     if res:
         opts["resources"] = res
-    # the env lives on this host (the head): keep its servlet here, whatever other
-    # nodes the cluster has
+    # the env lives on its node's disk: keep its servlet on that node, whatever other
+    # nodes the cluster has (a driver on a worker's host may still be given the head's
+    # raylet by Ray, so the node is found by its address, not taken from the driver)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-        node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    node_id = _node_id(ray, node_ip)
+    opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
     # the env's interpreter has no servlet_wire on its path: what EnvServlet uses of it
     # travels by value, as EnvServlet itself (this script is __main__)
     from ray import cloudpickle
@@ -749,7 +753,8 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
         info = ray.get(actor.ready.remote(), timeout=READY_TIMEOUT)
     except Exception as exc:
         ray.kill(actor, no_restart=True)
-        why = _why_not_started(ray, exc, asked, py_executable)
+        why = _why_not_started(ray, exc, asked, py_executable, node_id,
+                               f"node {node_ip}" if node_ip else "the head node")
         raise SystemExit(json.dumps({"error": f"servlet {name!r} did not start: {why}"})) from None
     # who this servlet is, recorded in the state: callers trust only this actor (Ray
     # gives ids, nobody picks one) and, on its socket, only this process (pid and start
@@ -799,13 +804,25 @@ def _snapshot(ray, old, env_dir: str) -> dict:
         return {"error": f"its objects could not be kept ({type(exc).__name__})"}
 
 
-def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> str:
+def _node_id(ray, node_ip: str) -> str:
+    """The id of the live Ray node at node_ip (this driver's own node when "")."""
+    if not node_ip:
+        return ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("NodeManagerAddress") == node_ip:
+            return node["NodeID"]
+    raise SystemExit(json.dumps({"error": f"no live Ray node at {node_ip}: its Ray is down "
+                                 "or has not joined; rhplan plan shows it as drift and rhplan "
+                                 "apply joins it again"}))
+
+
+def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str, node: str,
+                     where: str = "the head node") -> str:
     """The real cause of a failed servlet start, in one phrase with its fix: Ray cannot
     place it (what it asks for against what the head offers and has free), the env's
     interpreter lacks the cluster's Ray version, or it died or did not answer."""
     kind = type(exc).__name__
     wanted = {k: v for k, v in asked.items() if v}
-    node = ray.get_runtime_context().get_node_id()
     try:
         from ray._private.state import state
         total = state.total_resources_per_node().get(node, {})
@@ -816,7 +833,7 @@ def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> st
         k.startswith("node:") or k.endswith("memory") or k.startswith("accelerator_type"))}
     missing = [k for k, v in wanted.items() if total and total.get(k, 0) < v]
     if missing or kind == "ActorUnschedulableError":
-        return (f"Ray cannot place it ({kind}): it asks for {_fmt(wanted)}, the head node "
+        return (f"Ray cannot place it ({kind}): it asks for {_fmt(wanted)}, {where} "
                 f"offers {_fmt(offered)}; offer it on the cluster (custom_resources, or more "
                 "CPU/GPU) or lower the env's compute")
     busy = [k for k, v in wanted.items() if free and free.get(k, 0) < v]
@@ -825,7 +842,7 @@ def _why_not_started(ray, exc: Exception, asked: dict, py_executable: str) -> st
         return f"{mismatch}; the env needs the same Ray version as the cluster"
     if busy:
         return (f"Ray cannot place it within {READY_TIMEOUT:g} s: it asks for {_fmt(wanted)}, "
-                f"the head node has {_fmt({k: free.get(k, 0) for k in busy})} free of "
+                f"{where} has {_fmt({k: free.get(k, 0) for k in busy})} free of "
                 f"{_fmt({k: total.get(k, 0) for k in busy})} (other actors hold the rest); "
                 "lower the env's compute or free them")
     if kind == "GetTimeoutError":

@@ -98,11 +98,15 @@ class ServletNotStarted(ProviderError):
 
 
 def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
-                  name: str, env_dir: str, python: str, compute: dict[str, Any]) -> dict[str, Any]:
+                  name: str, env_dir: str, python: str, compute: dict[str, Any],
+                  node_ip: str = "") -> dict[str, Any]:
+    """node_ip: the Ray node address the servlet must run on ("": the node of conn's
+    host, the head)."""
     try:
         info = _run(conn, cluster, private,
                     ["start", cluster["ray_address"], name, env_dir, python,
-                     json.dumps(compute)], f"starting servlet {name!r}", quick_exit=True)
+                     json.dumps(compute), node_ip], f"starting servlet {name!r}",
+                    quick_exit=True)
     except ConnectionLost:
         raise  # whether it started is unknown: the next refresh finds out
     except ProviderError as exc:
