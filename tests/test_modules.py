@@ -168,6 +168,19 @@ def test_references_inside_a_module_are_its_own(tmp_path: Path) -> None:
                                if c.address == "module.pool.module.inner.env.x").dependencies
 
 
+def test_a_module_declares_its_own_cluster_and_envs(tmp_path: Path) -> None:
+    """An env inside a module names the module's own cluster (cluster.c there is
+    module.m.cluster.c): the cluster reference checks the address past the module path."""
+    plan = plan_of(tmp_path, {
+        "main.hcl": 'module "m" {\n  source = "./modules/pool"\n}\n',
+        "modules/pool/main.hcl": 'cluster "c" {\n  provider = "local"\n}\n'
+                                 'env "e" {\n  cluster = cluster.c\n  reqs    = []\n}\n'})
+    after = {c.address: c.after for c in plan.changes}
+    assert after["module.m.env.e"]["cluster"] == "module.m.cluster.c"
+    assert "module.m.cluster.c" in next(c for c in plan.changes
+                                        if c.address == "module.m.env.e").dependencies
+
+
 def test_a_null_argument_for_a_non_nullable_variable_takes_its_default(tmp_path: Path) -> None:
     pool = POOL.replace('variable "label" { default = "gpu" }',
                         'variable "label" {\n  default  = "gpu"\n  nullable = false\n}')

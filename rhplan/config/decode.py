@@ -2,6 +2,8 @@
 checked against its schema."""
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,6 +182,10 @@ def _no_resources(type_: str, name: str, line: int) -> ResourceValue:
     raise EvalError("variables cannot refer to resources", line)
 
 
+# the module path an address inside a module call starts with (module.m.module.n.)
+_MODULE_PREFIX = re.compile(r"^(?:module\.[A-Za-z_][A-Za-z0-9_-]*\.)+")
+
+
 def coerce(value: Any, t: str) -> Any:
     """Convert value to schema type t, or raise TypeError saying what was found."""
     if value is UNKNOWN or value is None:
@@ -213,7 +219,8 @@ def coerce(value: Any, t: str) -> Any:
         return {str(k): coerce(v, inner) for k, v in value.items()}
     elif t.startswith("ref("):
         want = t[4:-1]
-        if isinstance(value, ResourceValue) and value.address.startswith(want + "."):
+        if isinstance(value, ResourceValue) and _MODULE_PREFIX.sub(
+                "", value.address).startswith(want + "."):  # module.m.cluster.c is a cluster
             return value.address
         if isinstance(value, (Instances, InstanceMap)):
             raise TypeError(instances_message(value).replace("its attributes must be read",
