@@ -155,6 +155,38 @@ def test_states_from_before_placement_plan_no_change(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
+# a streamed call into a worker's servlet, asked by the head's gateway
+# --------------------------------------------------------------------------
+
+# host_script.py as a servlet runs it: a streamed call whose output file is on another
+# host (the gateway's folder exists on the head only) still answers
+STREAMED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import host_script
+def work():
+    print("printed on the worker")
+    return ("answer",)
+sink = host_script._Sink(sys.argv[2])
+print("RESULT", host_script.EnvServlet._streamed_into(sink, work), file=sys.__stderr__)
+"""
+
+
+def test_a_streamed_call_whose_output_folder_is_on_another_host_still_answers(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from rhplan.servlets import gateway
+    folder = Path(gateway.__file__).resolve().parent
+    out = tmp_path / "gateway-on-the-head" / "x.out"  # no such folder on this host
+    proc = subprocess.run([sys.executable, "-c", STREAMED, str(folder), str(out)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and "RESULT ('answer',)" in proc.stderr, proc.stderr
+    assert not out.parent.exists()
+
+
+# --------------------------------------------------------------------------
 # a real two-node cluster: two network namespaces, each with its own sshd
 # --------------------------------------------------------------------------
 

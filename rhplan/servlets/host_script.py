@@ -632,8 +632,17 @@ class _Sink:
             return
         record = memoryview(stream.to_bytes(1, "big") + len(data).to_bytes(4, "big") + data)
         with self.lock:
+            if self.fd == -2:
+                return  # the file cannot be made here: see below
             if self.fd < 0:
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                      0o600)
+                except OSError:
+                    # a servlet on a worker node, asked by the head's gateway whose folder
+                    # is on the head only: its output is not streamed, the call goes on
+                    self.fd = -2
+                    return
             while record:
                 record = record[os.write(self.fd, record):]
 
