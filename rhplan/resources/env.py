@@ -1,5 +1,7 @@
-"""env "NAME" { cluster, reqs, env_vars, secrets, setup_cmds }: a Python environment
-on a cluster's head, built through the provider's connection.
+"""env "NAME" { cluster, reqs, env_vars, secrets, setup_cmds, compute }: a Python
+environment on one node of a cluster (the head, or the node its compute places it on:
+rhplan/resources/placement.py, recorded as `node`), built through the provider's
+connection to that host.
 
 Packages are tracked one by one: `installed` maps each entry of reqs to the
 distributions installing it added (name==version), so a plan can add or remove a
