@@ -130,8 +130,8 @@ def plan_from(before: str, after: str, tmp_path: Path) -> Any:
 
 
 def test_a_change_of_node_is_a_planned_replacement(tmp_path: Path) -> None:
-    # "first" was on the worker (the head had none); now the head offers it
-    plan = plan_from(pair(0, 2, 2, 0), pair(2, 2, 2, 0), tmp_path)
+    # "first" was on the worker (the head had none); now only the head offers it
+    plan = plan_from(pair(0, 2, 2, 0), pair(2, 0, 2, 0), tmp_path)
     by = {c.address: c for c in plan.changes}
     first = by["env.first"]
     assert first.before["node"] == "10.0.0.6" and "node" not in first.after
@@ -145,6 +145,25 @@ def test_a_change_of_node_is_a_planned_replacement(tmp_path: Path) -> None:
     same = {c.address: c for c in plan_from(pair(0, 2, 2, 0), pair(0, 2, 2, 0),
                                             tmp_path / "same").changes}
     assert same["env.first"].action == "no-op", same["env.first"].reason
+
+
+def test_an_env_planned_alone_keeps_its_node(tmp_path: Path) -> None:
+    """-target plans one env without the others: what they hold where they are recorded
+    still counts, so it is not moved onto a node they fill."""
+    old = tmp_path / "c"
+    old.mkdir()
+    (old / "main.hcl").write_text(pair(2, 2, 2, 2))  # first on the head, second on 10.0.0.6
+    state = applied_state(old)
+    assert state.resources["env.second"].attributes["node"] == "10.0.0.6"
+    cfg = load_config(old)
+    plan = Planner(cfg, case_context(old), resolve_variables(cfg)).plan(
+        state, PlanOptions(targets=["env.second"]))
+    assert {c.address: c.action for c in plan.changes if c.type == "env"} == {
+        "env.second": "no-op"}, [(c.address, c.reason) for c in plan.changes]
+    # and an env that fits where it is stays there, though an earlier node has room now
+    plan = plan_from(pair(2, 2, 2, 2), pair(4, 2, 2, 2), tmp_path / "room")
+    second = {c.address: c for c in plan.changes}["env.second"]
+    assert second.action != "replace", second.reason
 
 
 def test_states_from_before_placement_plan_no_change(tmp_path: Path) -> None:

@@ -246,6 +246,7 @@ class Planner:
         if moves:
             state = moved_state(state, moves)
         moved_from = {new: old for old, new in moves.items()}
+        self.ctx.cache["recorded_state"] = state  # env placement keeps recorded nodes
         recorded: dict[str, list[str]] = {}  # block address -> its recorded instances
         for addr in state.resources:
             b = addr if addr[-1] != "]" else block_address(addr)

@@ -290,8 +290,15 @@ class EnvType(ResourceType):
             return
         line = rc.block.attrs["compute"].line if "compute" in rc.block.attrs else rc.line
         addr = attrs["cluster"]
-        holders = ctx.allocations.setdefault(addr, {})
-        holders.pop(rc.address, None)
+        recorded = ctx.cache.get("recorded_state")
+        with ctx.lock:
+            holders = ctx.allocations.setdefault(addr, {})
+            if not ctx.cache.get(("placement_seeded", addr)):
+                ctx.cache[("placement_seeded", addr)] = True
+                placement.seed(holders, recorded, addr, cluster)
+            holders.pop(rc.address, None)
+        prior = getattr(recorded, "resources", {}).get(rc.address)
+        prefer = (prior.attributes.get("node") or placement.head(cluster)) if prior else None
         custom: dict[str, Any] = {}
         for key, amount in compute.items():
             if amount is UNKNOWN:
@@ -312,7 +319,7 @@ class EnvType(ResourceType):
                     f"env {rc.name!r} asks for {key} = {amount:g}, but {addr} has "
                     f"{total:g}" + (f" and its other servlets hold {others:g}" if others else "")
                     + f"; lower compute.{key} or use a bigger cluster", rc.file, line)
-        node = placement.choose(rc.name, addr, cluster, custom, holders)
+        node = placement.choose(rc.name, addr, cluster, custom, holders, prefer)
         if isinstance(node, placement.Refusal):
             raise ConfigError(node.message, rc.file, line)
         if node is not None and node != placement.head(cluster):

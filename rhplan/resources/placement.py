@@ -42,16 +42,35 @@ def offers(cluster: dict[str, Any], host: str | None) -> dict[str, Any]:
     return node_resources(cluster, host) or {}
 
 
+def seed(holders: dict[str, dict[str, Any]], recorded: Any, addr: str,
+         cluster: dict[str, Any]) -> None:
+    """What the envs recorded on the cluster hold of its custom resources, where they
+    are: counted until each is planned again (it then takes its own entry out), so an
+    env planned alone (-target) or before them does not take their place."""
+    for r in getattr(recorded, "resources", {}).values():
+        if r.type != "env" or r.attributes.get("cluster") != addr:
+            continue
+        custom = {k: v for k, v in (r.attributes.get("compute") or {}).items()
+                  if k not in ("CPU", "GPU")}
+        if custom:
+            holders.setdefault(r.address, {**custom, NODE_KEY: r.attributes.get("node")
+                                           or head(cluster)})
+
+
 def choose(env: str, addr: str, cluster: dict[str, Any], custom: dict[str, float],
-           holders: dict[str, dict[str, Any]]) -> str | None | Refusal:
+           holders: dict[str, dict[str, Any]], prefer: str | None = None
+           ) -> str | None | Refusal:
     """The host the env's servlet runs on (None: the head, its address not known yet),
-    or why none can take it."""
+    or why none can take it. prefer: where it runs now, kept while it still fits."""
     if not custom:
         return head(cluster)
     if not all(isinstance(cluster.get(k) or {}, dict)
                for k in ("custom_resources", "custom_resources_by_host")):
         return head(cluster)  # known once the cluster's settings are
     tried = hosts(cluster)
+    if prefer in tried:  # stay where it is: a move rebuilds the env
+        tried.remove(prefer)
+        tried.insert(0, prefer)
     seen: list[tuple[str | None, dict[str, Any], dict[str, float]]] = []
     for host in tried:
         have = offers(cluster, host)
