@@ -287,7 +287,7 @@ class Planner:
                 notes = [d["message"].removeprefix(f"{addr}: ") for d in drift or []
                          if d["address"] == addr]
                 if notes and change.action != "no-op":
-                    change.reason = f"{change.reason} (found outside rhplan: {'; '.join(notes)})"
+                    change.reason = drift_reason(change.reason, notes)
                 if change.action == "replace":
                     replaced.add(addr)
                 change.previous_address = moved_from.get(addr)
@@ -573,6 +573,13 @@ def _unknown_message(where: str, meta: str) -> str:
     return (f'{where}: the "{meta}" value depends on values known only after apply, so '
             f"rhplan cannot tell {what} to plan; build it from variables or locals, or "
             "apply what it depends on first with -target")
+
+
+def drift_reason(reason: str, notes: list[str]) -> str:
+    """The change's reason with what refresh found outside rhplan; a change with no
+    reason of its own reads "found outside rhplan: …" (rendered in one pair of brackets)."""
+    found = f"found outside rhplan: {'; '.join(notes)}"
+    return f"{reason} ({found})" if reason else found
 
 
 def _gone_reason(addr: str, rc: ResourceConfig | None) -> str:
