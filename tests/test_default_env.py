@@ -144,6 +144,7 @@ print("RESULT " + json.dumps({"by_cluster": by_cluster.call("os:getenv", "WHICH"
 """
 
 
+@pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
 def test_run_and_servlet_reach_the_clusters_default_env(tmp_path: Path, rh: Any) -> None:
     rh.write(APPLIED)
     assert "Apply complete! Resources: 3 added" in rh("apply", "-auto-approve").ok().stdout

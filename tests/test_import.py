@@ -17,6 +17,7 @@ ENV = 'env "a" {\n  cluster  = cluster.c\n  reqs     = []\n  env_vars = { K = "v
 IMPORT = 'import {\n  to = env.a\n  id = "a"\n}\n'
 
 
+@pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
 def test_import_an_env_folder(tmp_path: Path, rhplan_in: Any) -> None:
     rh = rhplan_in(tmp_path / "infra")
     rh.write(CLUSTER + ENV)

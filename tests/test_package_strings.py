@@ -82,6 +82,7 @@ def test_conda_is_refused_saying_why(tmp_path: Path, rhplan_in: Any) -> None:
     assert "main.hcl:6:" in msg and "does not install conda on hosts" in msg, msg
 
 
+@pytest.mark.long  # a real git repository and install (~20 s); parsing tests run by default
 def test_default_branch_commit_is_recorded_and_a_new_one_is_a_change(
         tmp_path: Path, rhplan_in: Any) -> None:
     repo = make_repo(tmp_path, 1)

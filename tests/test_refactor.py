@@ -184,6 +184,7 @@ def test_a_new_env_cannot_take_a_kept_name(tmp_path: Path, rhplan_in: Any) -> No
                           "env.b already has"), msg
 
 
+@pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
 def test_rename_and_forget_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> None:
     """A real apply: env "a" renamed to "b" with a moved block keeps its venv (same inode
     and mtime) and its servlet (same pid); a removed block then forgets it, leaving the

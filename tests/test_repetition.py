@@ -392,6 +392,7 @@ print("RESULT " + json.dumps([rhplan.servlet("w", chdir=sys.argv[1], key="a").ca
 """
 
 
+@pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
 def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rhplan_in: Any) -> None:
     rh = rhplan_in(tmp_path / "infra")
     rh.write(REAL)
