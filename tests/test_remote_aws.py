@@ -109,6 +109,7 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
         assert ids and set(states.values()) == {"terminated"}, states
 
 
+@pytest.mark.long  # 28 s; SSH-only calling runs by default in test_remote_ssh_only
 def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
     cluster = aws_box.rh.resources()["cluster.far"]
     attrs = cluster["attributes"]
