@@ -108,7 +108,7 @@ def local(rh: Any) -> Scenario:
     return Scenario("local", rh, rh.cluster_dir("main"), envs=("app",))
 
 
-@pytest.mark.long  # its kill points are a sample of test_crash_local_sweep's; test_crash_aws runs by default
+@pytest.mark.long  # a sample of test_crash_local_sweep's kill points; test_crash_aws is default
 def test_crash_local(local: Scenario) -> None:
     sc = local
     verdicts = chain(sc, [("create", bootstrap(sc)), ("add", installing(sc, ADDED_REQ)),
