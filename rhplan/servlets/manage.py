@@ -248,9 +248,12 @@ _GATEWAY = resources.files("rhplan.servlets").joinpath("gateway.py").read_bytes(
 GATEWAY_SHA = hashlib.sha256(_GATEWAY + _WIRE).hexdigest()[:16]
 
 
-def gateway_dir(root_dir: str) -> str:
-    """Where a gateway of this rhplan version keeps its port file, lock and log."""
-    return f"{root_dir}/ray/gateway-{GATEWAY_SHA}"
+def gateway_dir(root_dir: str, node: str = "") -> str:
+    """Where a gateway of this rhplan version keeps its port file, lock and log; a
+    worker node's own gateway (node: its host) in a folder of its own (test hosts
+    share one filesystem)."""
+    base = f"{root_dir}/ray/gateway-{GATEWAY_SHA}"
+    return f"{base}/node-{node}" if node else base
 
 
 # Runs on the head: writes servlet_wire.py and gateway.py (sent on stdin, the first
@@ -275,10 +278,11 @@ runpy.run_path(path, run_name="__main__")
 
 
 def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
-                   timeout: float = 120) -> dict[str, Any]:
-    """Start the cluster's gateway on its head unless one answers; its {"port", "pid"}.
-    Started by the caller on first use, so every cluster gets one, however old."""
-    state = gateway_dir(cluster["root_dir"])
+                   timeout: float = 120, node: str = "") -> dict[str, Any]:
+    """Start the cluster's gateway on its head (or on worker node `node`, private being
+    that node's) unless one answers; its {"port", "pid"}. Started by the caller on
+    first use, so every cluster gets one, however old."""
+    state = gateway_dir(cluster["root_dir"], node)
     argv = private_argv([cluster["ray_python"], "-c", _GATEWAY_BOOT, f"{state}/gateway.py",
                          str(len(_WIRE)), "ensure", cluster["ray_address"],
                          private["ray_temp_dir"], private["ray_token_path"], state])
@@ -291,11 +295,13 @@ def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str,
     raise ProviderError(f"starting rhplan's gateway on {conn.host} failed: {why}")
 
 
-def read_gateway(conn: Connection, cluster: dict[str, Any]) -> dict[str, Any] | None:
-    """The port file of the cluster's gateway, if there is one (it may be stale: the
-    handshake tells)."""
+def read_gateway(conn: Connection, cluster: dict[str, Any], node: str = ""
+                 ) -> dict[str, Any] | None:
+    """The port file of the cluster's gateway (of worker node `node`'s), if there is
+    one (it may be stale: the handshake tells)."""
     try:
-        data = json.loads(conn.get_bytes(f"{gateway_dir(cluster['root_dir'])}/gateway.json"))
+        data = json.loads(conn.get_bytes(f"{gateway_dir(cluster['root_dir'], node)}"
+                                         "/gateway.json"))
     except (OSError, ValueError, ProviderError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("port"), int) else None
