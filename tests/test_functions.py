@@ -577,8 +577,8 @@ def test_fileset_refuses_to_walk_too_many_files(templates: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """fileset("/", "**/*") would walk the whole disk: past a bound it is an error (the
     bound is lowered here so the test's folder is enough)."""
-    from rhplan.config import functions
-    monkeypatch.setattr(functions, "MAX_FILESET", 3)
+    from rhplan.config.functions import files
+    monkeypatch.setattr(files, "MAX_FILESET", 3)
     with pytest.raises(ConfigError) as info:
         evaluate('fileset(".", "**/*")', templates)
     assert str(info.value).startswith("main.hcl:3: fileset(): the pattern matches more than 3")
