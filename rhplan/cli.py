@@ -120,11 +120,11 @@ def gc_paused() -> Iterator[None]:
 @click.pass_obj
 @gc_paused()
 def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
-    """Check the configuration: syntax, schemas, references, cycles."""
-    from rhplan.plan.planner import PlanOptions
-    from rhplan.state.model import State
-    ws = obj.workspace(var, var_file)
-    ws.planner().plan(State.new(), PlanOptions(validate=True))
+    """Check the configuration: syntax, schemas, types, references, cycles. Needs no
+    variable values, secrets, state or network (a variable without a value is unknown)."""
+    from rhplan.workspace import validate as validate_config
+    for note in validate_config(obj.chdir, var, var_file, var_order(_ARGS)):
+        click.echo(note, err=True)
     click.echo("Success! The configuration is valid.")
 
 

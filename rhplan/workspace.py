@@ -189,6 +189,25 @@ class Workspace:
         return plan, planner, state
 
 
+def validate(directory: Path | str, cli_vars: Sequence[str] = (), var_files: Sequence[str] = (),
+             order: Sequence[str] | None = None) -> list[str]:
+    """Terraform's validate: the configuration checked on its own (syntax, schemas, types,
+    references, cycles, count / for_each), needing no variable values or secrets. A
+    variable without a value is unknown; no state, backend or provider is reached, and
+    nothing is read from the environment but given variables. Returns notes (warnings)."""
+    d = Path(directory).absolute()
+    cfg = load_config(d)
+    notes: list[str] = []
+    variables = resolve_variables(cfg, list(cli_vars), list(var_files),
+                                  list(order) if order is not None else None, notes,
+                                  missing_unknown=True)
+    ctx = RunContext(d)
+    ctx.workspace = workspaces.current(d)
+    ctx.provider_configs = evaluate_providers(cfg, variables, ctx.workspace)
+    Planner(cfg, ctx, variables).plan(State.new(), PlanOptions(validate=True))
+    return notes
+
+
 def sensitive_paths(marked: list[str], after: dict[str, Any] | None) -> list[str]:
     """The marked attribute paths of a resource, and the attributes the resource type
     worked out from them (a package's spec holds its git_url): any attribute whose

@@ -3,7 +3,6 @@ checked against its schema."""
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,14 @@ from rhplan.errors import ConfigError
 
 
 def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str] = (),
-                      order: list[str] | None = None, warnings: list[str] | None = None
-                      ) -> dict[str, Any]:
+                      order: list[str] | None = None, warnings: list[str] | None = None,
+                      missing_unknown: bool = False) -> dict[str, Any]:
     """Terraform's precedence, later wins: defaults, TF_VAR_name / RHPLAN_VAR_name
     (RHPLAN_ wins when both are set), rhplan.tfvars, rhplan.tfvars.json, *.auto.tfvars and
     *.auto.tfvars.json in lexical order, then -var-file and -var in the order given
     (`order`: "var" / "var-file" per option as they came; else every file, then -var).
-    Values for undeclared variables in auto-loaded files are warned about, not refused."""
+    Values for undeclared variables in auto-loaded files are warned about, not refused.
+    missing_unknown (validate, as Terraform's): a variable without a value is unknown."""
     no_refs = Scope({}, _no_locals, _no_resources, cfg.dir)
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}  # where a value not from the default came from (messages)
@@ -86,7 +86,9 @@ def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str
         values[name] = _from_text(cfg, name, raw, f"-var {name}")
         origin[name] = f"-var {name}"
     for name, v in cfg.variables.items():
-        if name not in values:
+        if name not in values and missing_unknown:
+            values[name] = UNKNOWN
+        elif name not in values:
             raise ConfigError(
                 f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE, "
                 f"-var-file=FILE (a .json or HCL file setting {name}), write it in "

@@ -264,6 +264,8 @@ def check(v: Any, value: Any, values: dict[str, Any], declared: dict[str, Any],
     scope = ev.Scope(values, no_refs, no_refs, base_dir)
     for rule in v.validations:
         ok = scope.evaluate(rule.condition, rule.file)
+        if ok is ev.UNKNOWN:
+            continue  # validate: a variable without a value (its rule is checked at plan)
         if ok is None or not isinstance(ok, bool) and ok not in ("true", "false"):
             shown = "null" if ok is None else ("a value" if v.sensitive else _describe(ok))
             raise ConfigError(f"the validation condition of variable {name!r} must be true or "

@@ -32,6 +32,8 @@ class ClusterType(ResourceType):
 
     def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if ctx.cache.get("validating"):
+            return _validated(rc, attrs)
         provider = ctx.provider(attrs["provider"], rc.file, rc.block.attrs["provider"].line)
         attrs["name"] = rc.name
         _check_resources(rc, attrs)
@@ -536,6 +538,25 @@ def _short(v: Any) -> str:
 def _unknown() -> Any:
     from rhplan.config.evaluate import UNKNOWN
     return UNKNOWN
+
+
+def _validated(rc: ResourceConfig, attrs: dict[str, Any]) -> dict[str, Any]:
+    """validate (as Terraform's): the provider must be installed, but it is not loaded and
+    plans nothing (no credentials, no network); what it would fill in is unknown."""
+    from rhplan.config.schema import RESOURCE_SCHEMAS
+    from rhplan.provider import available_providers
+    name = attrs.get("provider")
+    if isinstance(name, str) and name not in available_providers():
+        have = ", ".join(sorted(available_providers())) or "none"
+        raise ConfigError(f"no provider {name!r} is installed (installed: {have}); "
+                          "install its package or fix the name", rc.file,
+                          rc.block.attrs["provider"].line)
+    _check_resources(rc, attrs)
+    for key, spec in RESOURCE_SCHEMAS["cluster"].attrs.items():
+        if spec.computed or (spec.optional_computed and attrs.get(key) is None):
+            attrs[key] = _unknown()
+    attrs["name"] = rc.name
+    return attrs
 
 
 def _check_resources(rc: ResourceConfig, attrs: dict[str, Any]) -> None:

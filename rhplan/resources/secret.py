@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from rhplan import envs, secret_providers
+from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError
 from rhplan.provider import RunContext
@@ -43,6 +44,11 @@ def upgrade_recorded(recorded: dict[str, Any], planned: dict[str, Any],
 class SecretType(ResourceType):
     def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if ctx.cache.get("validating"):  # validate reads no environment or credentials
+            self._check_provider(rc, attrs)
+            # no digest without values: "" keeps an env's digest of its secrets computable
+            attrs["keys"], attrs["sha256"] = UNKNOWN, ""
+            return attrs
         values: dict[str, str] = {}
         for name in attrs.get("from_env") or []:
             if name not in os.environ:
@@ -74,20 +80,9 @@ class SecretType(ResourceType):
         """A provider secret's values (credential files read now, so rotating them shows
         as a planned change); a missing file is one line naming it, at file:line."""
         provider = attrs.get("provider")
-        for name in ("profile", "path"):
-            if attrs.get(name) is not None and provider is None:
-                line = rc.block.attrs[name].line if name in rc.block.attrs else rc.line
-                raise ConfigError(f"{rc.address}: {name} needs provider (one of "
-                                  f"{', '.join(secret_providers.PROVIDERS)})", rc.file, line)
-        if provider is None:
+        if provider is None or SecretType._check_provider(rc, attrs) is None:
             return {}
         line = rc.block.attrs["provider"].line if "provider" in rc.block.attrs else rc.line
-        if provider not in secret_providers.PROVIDERS:
-            raise ConfigError(f"{rc.address}: unknown provider {provider!r}; use one of "
-                              f"{', '.join(secret_providers.PROVIDERS)}", rc.file, line)
-        if attrs.get("profile") is not None and provider != "aws":
-            raise ConfigError(f"{rc.address}: profile is for provider \"aws\" only; remove it",
-                              rc.file, rc.block.attrs["profile"].line)
         path = attrs.get("path")
         if isinstance(path, str) and not path.startswith(("~", "/")):
             path = str(ctx.config_dir / path)  # as env_file: from the configuration's folder
@@ -95,3 +90,24 @@ class SecretType(ResourceType):
             return secret_providers.read_local(provider, attrs.get("profile"), path)
         except secret_providers.MissingCredentials as exc:
             raise ConfigError(f"{rc.address}: {exc}", rc.file, line) from None
+
+    @staticmethod
+    def _check_provider(rc: ResourceConfig, attrs: dict[str, Any]) -> str | None:
+        """What can be told of provider / profile / path without reading anything; the
+        provider's name (None for none)."""
+        provider = attrs.get("provider")
+        for name in ("profile", "path"):
+            if attrs.get(name) is not None and provider is None:
+                line = rc.block.attrs[name].line if name in rc.block.attrs else rc.line
+                raise ConfigError(f"{rc.address}: {name} needs provider (one of "
+                                  f"{', '.join(secret_providers.PROVIDERS)})", rc.file, line)
+        if provider is None or provider is UNKNOWN:
+            return None
+        line = rc.block.attrs["provider"].line if "provider" in rc.block.attrs else rc.line
+        if provider not in secret_providers.PROVIDERS:
+            raise ConfigError(f"{rc.address}: unknown provider {provider!r}; use one of "
+                              f"{', '.join(secret_providers.PROVIDERS)}", rc.file, line)
+        if attrs.get("profile") is not None and provider != "aws":
+            raise ConfigError(f"{rc.address}: profile is for provider \"aws\" only; remove it",
+                              rc.file, rc.block.attrs["profile"].line)
+        return str(provider)
