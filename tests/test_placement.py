@@ -262,6 +262,27 @@ def where(rh: Any, route: str, *envs: str) -> dict[str, list[str]]:
     return json.loads(found[0])
 
 
+def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str, Any]
+                                        ) -> None:
+    from rhplan.servlets import manage
+
+    def pid_of(folder: str) -> int | None:
+        try:
+            return int(json.loads(Path(folder, "gateway.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    worker = pid_of(manage.gateway_dir(str(root), node))
+    assert worker is not None, "no gateway runs on the worker node"
+    argv = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
+    # named by the worker's Ray temp dir: stopping that node's Ray stops it
+    assert private["ray_worker_temp_dirs"][node].encode() in argv, argv
+    head = pid_of(manage.gateway_dir(str(root)))
+    if head is not None:
+        maps = Path(f"/proc/{head}/maps").read_text()
+        assert "_raylet" not in maps, "the head's gateway joined Ray to reach a servlet"
+
+
 @pytest.mark.long  # two Ray nodes, two envs, a node killed and rejoined: minutes
 def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
         tmp_path: Path, rhplan_in: Any) -> None:
@@ -316,7 +337,10 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             # served from the worker: its namespace, its node address; near from the head
             expect = {"near": [netns[a.address], a.address], "far": [netns[b.address],
                                                                       b.address]}
-            assert where(rh, "ssh", "near", "far") == expect  # through the head's gateway
+            assert where(rh, "ssh", "near", "far") == expect
+            # far through a gateway on its own node (its socket), not the head's through
+            # Ray between the nodes: the head's gateway never loaded Ray
+            assert_served_by_its_nodes_gateway(root, b.address, c["private"])
             # the direct Ray route: a driver on the head calls the actor on the worker
             proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", DIRECT,
                           c["attributes"]["ray_address"], json.dumps(private_env(c["private"])),
