@@ -14,7 +14,8 @@ stays on the head, env "far" asks for a custom resource only the worker offers, 
 is built on and served from the worker. Then, per env, the median and 90th percentile
 of a steady call, printed side by side, over both routes:
   - ssh: `rhplan.servlet(env).call(fn)` from this machine, through the SSH connection
-    and the gateway on the head (a worker's servlet is reached through Ray from there);
+    to the servlet's own node and the gateway there (a worker's servlet has its own
+    gateway, on the worker; until 971bf6c the head's gateway reached it through Ray);
   - direct: a Ray driver on the head calling the named actor (`keys`, the smallest
     round trip).
 Everything is destroyed at the end (also after a failure or Ctrl-C).
