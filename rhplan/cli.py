@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rhplan.errors import RhplanError
+from rhplan.fmt_cli import fmt_command
 from rhplan.names import address_order, block_address, is_module_address, normalize_address
 from rhplan.workspace_cli import workspace as workspace_group
 
@@ -651,6 +652,7 @@ def run(obj: Ctx, cluster: str | None, args: tuple[str, ...]) -> None:
 
 
 cli.add_command(workspace_group, "workspace")
+cli.add_command(fmt_command)
 
 
 @cli.command("force-unlock")
