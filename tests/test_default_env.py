@@ -1,5 +1,6 @@
 """A default env per cluster (issue 13 item 3): `default_env = env.NAME` on the cluster,
-else the cluster's only env, so `rhplan run -cluster NAME -- CMD` and
+else the cluster's only env, else (a cluster declaring no env) the bare env.C_default rhplan
+creates with it, so `rhplan run -cluster NAME -- CMD` and
 `rhplan.servlet(cluster="NAME")` (or `rhplan.servlet()` with one cluster) need no env name.
 
 Plan-time checks and the resolution run without Ray; one real local apply (two
@@ -170,3 +171,105 @@ def test_run_and_servlet_reach_the_clusters_default_env(tmp_path: Path, rh: Any)
     assert json.loads(line[len("RESULT "):]) == {"by_cluster": "b", "only": "b"}, proc.stdout
     rh("destroy", "-auto-approve").ok()
     assert not rh.resources()
+
+
+BARE = """
+cluster "c" {
+  provider = "local"
+}
+"""
+
+
+def test_a_cluster_without_envs_plans_a_bare_default_env(rh: Any) -> None:
+    rh.write(BARE + """
+cluster "d" {
+  provider = "local"
+}
+
+env "mine" {
+  cluster = cluster.d
+}
+""")
+    out = rh("plan", "-no-color").ok().stdout
+    assert "  # env.c_default will be created\n  # (the default env of cluster.c, which " \
+           "declares none: Python, Ray and the working_dir, no packages)\n" \
+           '  + env "c_default" {\n      + cluster            = "cluster.c"\n' in out, out
+    assert "env.d_default" not in out and "Plan: 4 to add," in out, out
+    graph = rh("graph").ok().stdout
+    assert '"env.c_default" -> "cluster.c"' in graph, graph
+    # a default_env, or any env of its own (also through a local), means no bare env
+    rh.write(BARE + """
+env "x" {
+  cluster = local.c
+}
+
+locals {
+  c = cluster.c
+}
+""")
+    out = rh("plan", "-no-color").ok().stdout
+    assert "c_default" not in out and "Plan: 2 to add," in out, out
+    rh.write(BARE.replace('"local"', '"local"\n  default_env = env.x') + """
+env "x" {
+  cluster = cluster.c
+}
+""")
+    out = rh("plan", "-no-color").ok().stdout
+    assert "c_default" not in out and "Plan: 2 to add," in out, out
+
+
+def test_a_bare_env_whose_name_is_taken_is_refused_with_file_and_line(rh: Any) -> None:
+    rh.write(BARE + """
+cluster "d" {
+  provider = "local"
+}
+
+env "c_default" {
+  cluster = cluster.d
+}
+""")
+    res = rh("validate")
+    assert res.returncode == 1 and res.error_line() == (
+        "Error: main.hcl:1: cluster 'c' declares no env, so rhplan would give it a bare "
+        "default env env.c_default, but main.hcl:9 declares an env of that name for another "
+        "cluster; declare an env for cluster 'c' (or rename that env)"), res.describe()
+
+
+def test_a_modules_cluster_gets_its_bare_env_inside_the_module(rh: Any) -> None:
+    rh.write(BARE, name="mod/main.hcl")
+    rh.write('module "m" {\n  source = "./mod"\n}\n')
+    out = rh("plan", "-no-color").ok().stdout
+    assert "# module.m.env.c_default will be created" in out and \
+        '+ cluster            = "module.m.cluster.c"' in out, out
+
+
+@pytest.mark.long  # its own real local cluster, built twice (~25 s idle)
+def test_the_bare_env_runs_commands_and_a_declared_env_replaces_it(tmp_path: Path, rh: Any
+                                                                   ) -> None:
+    rh.write(BARE)
+    assert "Resources: 2 added" in rh("apply", "-auto-approve").ok().stdout
+    bare = rh.cluster_dir("c") / "envs" / "c_default"
+    res = rh("run", "-cluster", "c", "--", "python", "-c",
+             "import ray, sys; print(sys.prefix)")
+    assert (res.returncode, res.stdout) == (0, f"{bare}\n"), res.describe()
+    assert "(default env)" in rh("status").ok().stdout
+    script = tmp_path / "driver.py"
+    script.write_text("import sys, rhplan\nprint('RESULT', rhplan.servlet(cluster='c', "
+                      "chdir=sys.argv[1]).call('os:getcwd'))\n")
+    proc = subprocess.run([sys.executable, str(script), str(rh.dir)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"RESULT {rh.cluster_dir('c')}/workdirs/c_default" in proc.stdout, proc.stdout
+    rh.write(BARE + '\nenv "main" {\n  cluster  = cluster.c\n  env_vars = { W = "m" }\n}\n')
+    out = rh("plan", "-no-color").ok().stdout
+    assert "  # env.c_default will be destroyed\n  # (cluster.c now declares an env (or a " \
+           "default_env) of its own, which replaces this bare default env)" in out, out
+    assert "Plan: 1 to add, 0 to change, 1 to destroy." in out, out
+    rh("apply", "-auto-approve").ok()
+    assert not bare.exists()
+    res = rh("run", "-cluster", "c", "--", "python", "-c", "import os; print(os.environ['W'])")
+    assert (res.returncode, res.stdout) == (0, "m\n"), res.describe()
+    rh.write(BARE)  # the env goes: the bare env comes back
+    assert "Resources: 1 added, 0 changed, 1 destroyed" in rh("apply", "-auto-approve").ok().stdout
+    rh("destroy", "-auto-approve").ok()
+    assert not rh.resources() and not bare.exists()

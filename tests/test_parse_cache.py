@@ -54,4 +54,4 @@ def test_plan_through_a_corrupt_cache(tmp_path: Path, monkeypatch) -> None:  # t
     for entry in entries(cache):
         entry.write_bytes(b"garbage")
     cfg = load_config(tmp_path)
-    assert list(cfg.resources) == ["cluster.c"]
+    assert list(cfg.resources) == ["cluster.c", "env.c_default"]  # (its bare default env)

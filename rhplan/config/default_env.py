@@ -50,3 +50,78 @@ def check_default_envs(cfg: Config) -> None:
                 f"{where} = {envs[0]} is an env of {other}, not of this cluster; name one of "
                 f"its own envs ({', '.join(own) or 'none declared'}) or remove default_env",
                 rc.file, a.line)
+
+
+# A cluster that declares no env (and no default_env) gets a bare one, created and
+# destroyed with it: Python, the cluster's Ray and the working_dir, no packages. Its
+# address is an ordinary env address, env.CLUSTER_default, so everything that takes an
+# env takes it (`rhplan run c_default -- …`, `-target`, `state show`), the way
+# Terraform's aws_default_vpc is a resource of its own rather than a hidden part of
+# another one. Declaring an env for the cluster later plans this one's deletion.
+BARE_SUFFIX = "_default"
+
+
+def bare_env_label(cluster_label: str) -> str:
+    return f"{cluster_label}{BARE_SUFFIX}"
+
+
+def bare_reason(cluster: str) -> str:
+    """Why the bare env is in a plan (shown under its create)."""
+    return (f"the default env of {cluster}, which declares none: Python, Ray and the "
+            "working_dir, no packages")
+
+
+def is_bare_env(address: str, attrs: dict[str, object]) -> bool:
+    """Whether a recorded env is a cluster's bare default env (env.C_default of cluster.C)."""
+    cluster = attrs.get("cluster")
+    if not isinstance(cluster, str) or "cluster." not in cluster:
+        return False
+    module, _, label = cluster.rpartition("cluster.")
+    return address == f"{module}env.{bare_env_label(label)}"
+
+
+def add_bare_envs(cfg: Config) -> None:
+    """Add env.C_default for each cluster C of this configuration (not of a module
+    called from it: the module's own configuration adds its clusters') that no env names
+    and that sets no default_env. A repeated cluster gets none (yet)."""
+    from rhplan.config.load import _resource
+
+    clusters = {a: rc for a, rc in cfg.resources.items()
+                if rc.type == "cluster" and not rc.module}
+    if not clusters:
+        return
+    named: set[str] = set()  # clusters some env names in its cluster attribute
+    for rc in cfg.resources.values():
+        a = rc.type == "env" and rc.block.attrs.get("cluster")
+        if a:
+            named |= _through_locals(expr_refs(a.expr), cfg, set())
+    for addr, rc in clusters.items():
+        if addr in named or rc.repeated or "default_env" in rc.block.attrs:
+            continue
+        label = bare_env_label(rc.name)
+        taken = cfg.resources.get(f"env.{label}")
+        if taken is not None:
+            raise ConfigError(
+                f"cluster {rc.name!r} declares no env, so rhplan would give it a bare "
+                f"default env env.{label}, but {taken.file}:{taken.line} declares an env of "
+                f"that name for another cluster; declare an env for cluster {rc.name!r} "
+                "(or rename that env)", rc.file, rc.line)
+        line = rc.line
+        ref = ast.GetAttr(ast.Name("cluster", line), rc.name, line)
+        block = ast.Block("env", (label,), {"cluster": ast.Attribute("cluster", ref, line)},
+                          [], rc.file, line, rc.block.end_line)
+        env = _resource(block)
+        env.bare_default_of = addr
+        cfg.resources[f"env.{label}"] = env
+
+
+def _through_locals(refs: set[str], cfg: Config, seen: set[str]) -> set[str]:
+    """refs with each local.X replaced by what X refers to."""
+    out: set[str] = set()
+    for r in refs:
+        if not r.startswith("local."):
+            out.add(r)
+        elif r not in seen and r[6:] in cfg.locals:
+            seen.add(r)
+            out |= _through_locals(expr_refs(cfg.locals[r[6:]].expr), cfg, seen)
+    return out

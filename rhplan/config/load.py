@@ -71,6 +71,9 @@ class ResourceConfig:
     instance: str = ""  # an instance's address, worked out once (read many times a plan)
 
     module: str = ""  # "module.m." inside a module call (rhplan/config/modules.py)
+    # set on the bare env rhplan adds for a cluster that declares none: that cluster's
+    # address (rhplan/config/default_env.py)
+    bare_default_of: str = ""
 
     @property
     def address(self) -> str:
@@ -227,6 +230,8 @@ def build_config(directory: Path, files: list[ast.File],
                 module_calls.append(b)
             else:
                 cfg.resources[key] = _resource(b)
+    from rhplan.config.default_env import add_bare_envs  # (it imports this module)
+    add_bare_envs(cfg)
     if module_calls:
         from rhplan.config import modules
         modules.expand(cfg, module_calls, module_stack)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rhplan.config.decode import Evaluation, coerce
+from rhplan.config.default_env import bare_reason, is_bare_env
 from rhplan.config.evaluate import (
     UNKNOWN,
     EvalError,
@@ -269,6 +270,10 @@ class Planner:
             for inst in instances:
                 addr = inst.address
                 prior = state.resources.get(addr)
+                # a bare default env depends on its cluster alone (config/default_env.py)
+                if inst.bare_default_of and self.planned.get(deps[0], {}).get(
+                        "ray_status") == "skipped":
+                    continue  # no Ray on its cluster: nothing to build a bare env in
                 if prior is not None and prior.attributes.get("name") != inst.name:
                     inst = _keep_name(inst, prior)
                 self.configs[addr] = inst
@@ -290,6 +295,8 @@ class Planner:
                     change.reason = drift_reason(change.reason, notes)
                 if change.action == "replace":
                     replaced.add(addr)
+                if inst.bare_default_of and change.action == "create":
+                    change.reason = bare_reason(deps[0])
                 change.previous_address = moved_from.get(addr)
                 changes[addr] = change
                 self.planned[addr] = change.after or {}
@@ -314,7 +321,7 @@ class Planner:
                     f"{addr} has lifecycle.prevent_destroy set, and this plan would destroy it; "
                     "remove prevent_destroy to allow it", rc.file, rc.line)
             reason = ("destroy requested" if opts.destroy else
-                      _gone_reason(addr, rc))
+                      _gone_reason(addr, rc, rs, self.cfg))
             changes[addr] = Change(addr, rs.type, rs.name, rs.provider, "delete", rs.attributes,
                                    None, reason, [], list(rs.dependencies),
                                    previous_address=moved_from.get(addr))
@@ -582,7 +589,14 @@ def drift_reason(reason: str, notes: list[str]) -> str:
     return f"{reason} ({found})" if reason else found
 
 
-def _gone_reason(addr: str, rc: ResourceConfig | None) -> str:
+def _gone_reason(addr: str, rc: ResourceConfig | None, rs: ResourceState, cfg: Config
+                 ) -> str:
+    if rc is None and is_bare_env(addr, rs.attributes):  # config/default_env.py
+        cluster = rs.attributes["cluster"]
+        if cluster not in cfg.resources:
+            return f"{cluster}'s bare default env goes with it"
+        return (f"{cluster} now declares an env (or a default_env) of its own, which "
+                "replaces this bare default env")
     if rc is None or addr == rc.address:
         return "no longer in the configuration"
     key = _key_of(addr)

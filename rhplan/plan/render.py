@@ -9,6 +9,9 @@ from rhplan.config.evaluate import UNKNOWN
 from rhplan.plan.model import SENSITIVE_TEXT, Change, Plan, hide_sensitive
 from rhplan.state.digest import is_keyed
 
+# the planner's reason for every create: not shown; any other (a bare default env's) is
+CREATE_REASON = "not in the state yet"
+
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+"}
 VERBS = {"create": "will be created", "update": "will be updated in-place",
          "delete": "will be destroyed", "replace": "must be replaced"}
@@ -123,7 +126,7 @@ def render_change(c: Change, s: Styler) -> list[str]:
         lines.append(f"  # (moved from {c.previous_address})")
     if c.imported_id:
         lines.append(f'  # (imported from id "{c.imported_id}" by an import block)')
-    if c.reason and c.action != "create":
+    if c.reason and (c.action != "create" or c.reason != CREATE_REASON):
         lines.append(f"  # ({c.reason})")
     lines.append(f"  {s(sym, COLORS[sym])} {c.type} \"{c.name}\" {{")
     before = c.before or {}
