@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -27,6 +28,7 @@ from rhplan.envs import (
     install,
     local_dist_name,
     read_installed,
+    requirement_drift,
     run_setup_cmds,
     uninstall,
     write_env_files,
@@ -472,3 +474,58 @@ def test_a_pin_ray_cannot_live_with_is_named_with_both_sides_by_uv_and_by_pip(
         have = read_installed(c, env_dir) or {}
         assert "ray" not in have and "packaging" not in have, sorted(have)
         assert check_resolvable(c, env_dir, ["six==1.16.0"], path) is None
+
+
+def test_a_local_package_is_built_once_per_content_and_still_reads_as_the_folder(
+    conn: LocalConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uv rebuilds a folder given explicitly on every install (issue 17: 1.5-3 s of each
+    # env); the wheel built for the folder's content is installed again instead
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _pyproject_pkg(tmp_path / "once pkg src", "oncepkg", 1)
+    builds = tmp_path / "builds.log"  # outside the folder: not part of its content
+    (root / "setup.py").write_text(
+        "import os\nfrom setuptools import setup\n"
+        f"with open({str(builds)!r}, 'a') as fh:\n    fh.write('build\\n')\nsetup()\n")
+    req = parse_requirement(str(root), tmp_path)
+    runs = []  # setuptools runs setup.py a few times per build
+    for name in ("first", "second"):
+        env_dir = str(tmp_path / name)
+        create_venv(conn, env_dir)
+        assert install(conn, env_dir, req) == ["oncepkg==0.1"]
+        assert _py(env_dir, "import oncepkg; print(oncepkg.VALUE)").stdout.strip() == "1"
+        runs.append(builds.read_text().count("build\n"))
+    assert runs[0] > 0 and runs[1] == runs[0]  # the second env built nothing
+    second = env_dir
+    dist = (read_installed(conn, second) or {})["oncepkg"]
+    # what refresh reads is what an install of the folder itself records
+    assert dist.direct_url == f"file://{quote(str(root))}"
+    assert requirement_drift(req, read_installed(conn, second) or {}) == []
+    record = next((Path(second) / "lib").glob("python*/site-packages/oncepkg-0.1.dist-info"))
+    assert json.loads((record / "direct_url.json").read_text())["dir_info"] == {}
+    # changed content is a new build, installed as changed
+    (root / "oncepkg" / "__init__.py").write_text("VALUE = 2\n")
+    assert install(conn, second, req) == ["oncepkg==0.1"]
+    assert _py(second, "import oncepkg; print(oncepkg.VALUE)").stdout.strip() == "2"
+    assert builds.read_text().count("build\n") > runs[1]
+
+
+def test_an_exact_pin_installs_from_uvs_cache_without_asking_the_index(
+    conn: LocalConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uv asks the index again for every package it resolves (~0.4 s an install, issue
+    # 17); a second env's exact pins are what the first env put in uv's cache
+    first = str(tmp_path / "first")
+    create_venv(conn, first)
+    install(conn, first, parse_requirement("pip:six==1.16.0", tmp_path))
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: no index
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    second = str(tmp_path / "second")
+    create_venv(conn, second)
+    assert install(conn, second, parse_requirement("pip:six==1.16.0", tmp_path)) == [
+        "six==1.16.0"]
+    # an open requirement still asks the index (whose newest version it wants)
+    with pytest.raises(ProviderError):
+        install(conn, second, parse_requirement("pip:idna", tmp_path))

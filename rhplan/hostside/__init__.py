@@ -8,6 +8,7 @@ prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero ex
 
     facts.py      refresh's one read of a host (after ray_host.py and envs' helpers)
     in_env.py     exec a command inside an env (its vars, secrets, bin on PATH)
+    local_wheel.py install a local package folder from a wheel built once per content
     probe_host.py Python version, home, CPUs and the address Ray should use
     ray_host.py   a Ray node's private temp dir, its processes, killing them
     ray_venv.py   rhplan's Ray venv on a host (a link to a shared one per Ray/Python)
