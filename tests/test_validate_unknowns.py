@@ -109,6 +109,11 @@ def test_validate_reads_no_secrets(rhplan_in: Any, tmp_path: Path) -> None:
     rh.keep = True
     rh.write(SECRETS)
     assert rh("validate").ok().stdout == "Success! The configuration is valid.\n"
+    msg = rh("plan", "-refresh=false").error_line()  # plan reads them
+    assert msg.startswith("Error: main.hcl:10: secret.aws: no AWS credentials file"), msg
+    rh.edit("secret.aws]", "]")
+    rh.edit('secret "aws" {\n  provider = "aws"\n  path     = "no-such-folder/credentials"\n}\n',
+            "")
     msg = rh("plan", "-refresh=false").error_line()
     assert msg.startswith("Error: main.hcl:6: ") and "RHPLAN_TEST_NEVER_SET_A9" in msg, msg
     assert not (rh.dir / ".rhplan").exists()  # validate made no digest key, no state
