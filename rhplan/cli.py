@@ -143,15 +143,15 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
          no_color_local: bool, out: str | None, destroy: bool, detailed_exitcode: bool,
          as_json: bool) -> None:
     """Show what apply would change."""
-    from rhplan.plan.model import terraform_json
     from rhplan.plan.planner import PlanOptions
     from rhplan.plan.render import render_plan
+    from rhplan.plan.tfjson import plan_json
     ws = obj.workspace(var, var_file)
     with ws.backend.locked("plan"):
         p, _, refreshed = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
                                        refresh == "true", parallelism, saving=bool(out))
     if as_json:
-        click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
+        click.echo(json.dumps(plan_json(p), indent=2, sort_keys=True))
     else:
         click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
         _print_notes(ws)
@@ -309,8 +309,8 @@ def import_(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], address: 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
-    """Show a saved plan, or the current state."""
-    from rhplan.plan.model import load_plan, terraform_json
+    """Show a saved plan, or the current state (-json: Terraform's JSON output format)."""
+    from rhplan.plan.model import load_plan
     from rhplan.plan.render import render_plan
     if plan_file:
         path = Path(plan_file)
@@ -318,23 +318,17 @@ def show(obj: Ctx, plan_file: str | None, as_json: bool) -> None:
             path = Path(obj.chdir) / plan_file
         p = load_plan(path, plan_file)
         if as_json:
-            click.echo(json.dumps(terraform_json(p), indent=2, sort_keys=True))
+            from rhplan.plan.tfjson import plan_json
+            click.echo(json.dumps(plan_json(p), indent=2))
         else:
             click.echo(render_plan(p, obj.color), nl=False)
         return
     ws, state, hidden = _state_view(obj)
     if as_json:
-        from rhplan.plan.model import SENSITIVE_TEXT, hide_sensitive
-        data = state.to_json()
-        for r in data["resources"]:
-            paths = hidden.get(r["address"])
-            if paths:
-                r["attributes"] = hide_sensitive(r["attributes"], paths, lambda v: SENSITIVE_TEXT)
-                r["sensitive_attributes"] = paths
-        for o in data.get("outputs", {}).values():
-            if o.get("sensitive"):
-                o["value"] = SENSITIVE_TEXT
-        click.echo(json.dumps(data, indent=2))
+        from rhplan.state.model import RHPLAN_VERSION
+        from rhplan.state.tfjson import state_json
+        click.echo(json.dumps(state_json(state.to_json(copy_values=False), hidden,
+                                         RHPLAN_VERSION), indent=2))
         return
     if not state.resources:
         click.echo("The state is empty. Run rhplan apply to create resources.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,13 @@ from rhplan.config.load import Config, load_config
 from rhplan.errors import ConfigError, RhplanError, StalePlanError
 from rhplan.plan import imports
 from rhplan.plan.model import Plan
-from rhplan.plan.planner import SENSITIVE_VARIABLE, Planner, PlanOptions, sensitive_digest
+from rhplan.plan.planner import (
+    SENSITIVE_VARIABLE,
+    Planner,
+    PlanOptions,
+    drift_changes,
+    sensitive_digest,
+)
 from rhplan.plan.refresh import refresh
 from rhplan.provider import RunContext
 from rhplan.state import digest, workspaces
@@ -67,6 +74,7 @@ class Workspace:
         read = state.digest() if saving or refreshing else ""
         drift: list[dict[str, str]] = []
         refresh_changed = False
+        recorded = state
         if refreshing:
             state, drift = refresh(state, self.ctx, parallelism)
             refresh_changed = state.digest() != read  # before the planner upgrades digests
@@ -74,8 +82,14 @@ class Workspace:
         opts.variables = self.variables
         imported = imports.adopt_blocks(self.cfg, self.ctx, state, planner.evaluation.evaluate,
                                         planner.desired
-                                        ) if self.cfg.imports and not opts.destroy else {}
+                                        ) if self.cfg.imports and not (
+            opts.destroy or opts.refresh_only) else {}
         plan = planner.plan(state, opts, drift)
+        plan.drifted = drift_changes(recorded, state) if refreshing else []
+        plan.timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if saving:  # show -json PLANFILE shows the configuration it was made from
+            from rhplan.config.tfjson import configuration_json
+            plan.configuration = configuration_json(self.cfg)
         for c in plan.changes:  # import blocks: adopted into the state apply records
             c.imported_id = imported.get(c.address)
         for c in plan.changes:  # shown as (sensitive value), as Terraform does
@@ -168,7 +182,7 @@ class Workspace:
         recorded = State.from_json(saved.prior_state, source, backup=None) \
             if saved.prior_state is not None else None
         opts = PlanOptions(destroy=saved.destroy, targets=list(saved.targets),
-                           replace=list(saved.replace))
+                           replace=list(saved.replace), refresh_only=saved.refresh_only)
         digest.use_key(self.ctx, self.backend.digest_key)
         self.variables = {**self.variables, **_typed_again(
             self.cfg, _saved_variables(saved, self.variables, source, self.ctx))}

@@ -244,10 +244,10 @@ def test_show_json_of_saved_plan(shared: Any) -> None:
     shown = json.loads(shared("show", "-json", "first.plan").ok().stdout)
     changes = {c["address"]: c for c in shown["resource_changes"]}
     assert set(changes) == {"cluster.main", "secret.s", "env.app"}
-    for c in changes.values():
-        for key in ("address", "actions", "before", "after", "reason"):
+    for c in changes.values():  # Terraform's resource change (rhplan/plan/tfjson.py)
+        for key in ("address", "mode", "type", "name", "provider_name", "change"):
             assert key in c, f"{c['address']} has no {key!r}"
-        assert c["actions"] == ["create"] and c["before"] is None and c["reason"]
+        assert c["change"]["actions"] == ["create"] and c["change"]["before"] is None
     assert changes["env.app"]["after"]["reqs"] == ["pip:six==1.16.0", "idna==3.7",
                                                    "./src/localpkg"]
     assert changes["env.app"]["after"]["env_vars"] == {"GREETING": "hello"}
@@ -378,8 +378,9 @@ def test_env_vars_in_place_stale_saved_plan_and_cluster_move(rh: Any) -> None:
     assert "Plan: 1 to add, 0 to change, 1 to destroy." in plan.stdout
     shown = json.loads(rh("show", "-json", "move.json").ok().stdout)
     move = next(c for c in shown["resource_changes"] if c["address"] == "env.app")
-    assert move["actions"] == ["delete", "create"], move["actions"]  # Terraform's replace
-    assert "cluster" in move["reason"]
+    assert move["change"]["actions"] == ["delete", "create"], move  # Terraform's replace
+    assert move["action_reason"] == "replace_because_cannot_update"
+    assert move["change"]["replace_paths"] == [["cluster"]]
     rh("apply", "move.json").ok()
     new = rh.env_dir("other", "app")
     assert not env.exists()

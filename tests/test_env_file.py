@@ -102,7 +102,8 @@ def test_plan_shows_file_keys_never_sensitive_values(applied: Any) -> None:
     assert '"TOKEN"' in out and TOKEN not in out, out  # the key, never the value
     assert "from-file" not in out, out  # env_vars win
     # the plan JSON, too
-    js = rh("plan", "-json").ok().stdout
+    rh("plan", "-out", "p.plan").ok()
+    js = rh("show", "-json", "p.plan").ok().stdout
     assert TOKEN not in js and "TOKEN" in js
 
 

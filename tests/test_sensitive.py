@@ -85,7 +85,8 @@ env "e" {
     assert '"FED" = (sensitive value)' in out
     assert '"PLAIN" = "hello"' in out
     assert '"TOKEN" = (sensitive value)' in out
-    data = json.loads(rh("plan", "-json").ok().stdout)
+    rh("plan", "-out", "j.plan").ok()
+    data = json.loads(rh("show", "-json", "j.plan").ok().stdout)
     env = next(c for c in data["resource_changes"] if c["address"] == "env.e")
     assert env["change"]["after"]["env_vars"] == {
         "FED": "(sensitive value)", "PLAIN": "hello", "TOKEN": "(sensitive value)"}
@@ -110,17 +111,18 @@ output "url" {
     assert "+ git_url        = (sensitive value)" in rh("show", "p.plan").ok().stdout
     saved = json.loads(rh("show", "-json", "p.plan").ok().stdout)
     p = next(c for c in saved["resource_changes"] if c["address"] == "package.p")
-    assert p["after"]["git_url"] == "(sensitive value)"
-    assert p["after_sensitive"] == {"git_url": True, "spec": True}
+    assert p["change"]["after"]["git_url"] == "(sensitive value)"
+    assert p["change"]["after_sensitive"] == {"git_url": True, "spec": True}
     assert saved["output_changes"]["url"]["after"] == "(sensitive value)"
     assert "url = <sensitive>" in rh("apply", "p.plan").ok().stdout
     shown = rh("show").ok().stdout
     assert "git_url        = (sensitive value)" in shown and "url = <sensitive>" in shown
     state = json.loads(rh("show", "-json").ok().stdout)
-    rec = next(r for r in state["resources"] if r["address"] == "package.p")
-    assert rec["attributes"]["git_url"] == "(sensitive value)"
-    assert rec["sensitive_attributes"] == ["git_url", "spec"]
-    assert state["outputs"]["url"]["value"] == "(sensitive value)"
+    rec = next(r for r in state["values"]["root_module"]["resources"]
+               if r["address"] == "package.p")
+    assert rec["values"]["git_url"] == "(sensitive value)"
+    assert rec["sensitive_values"] == {"git_url": True, "spec": True}
+    assert state["values"]["outputs"]["url"]["value"] == "(sensitive value)"
     rh.edit(f'default   = "{TOKEN}"', f'default   = "{TOKEN}-2"')
     out = rh("plan", "-no-color").ok().stdout
     assert "~ git_url        = (sensitive value)" in out

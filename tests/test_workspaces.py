@@ -219,10 +219,14 @@ def test_a_local_cluster_of_another_workspace_lives_apart(rh: Any) -> None:
     (Ray head, envs), so destroying staging's never reaches the default one's."""
     rh.keep = True
     rh.write('cluster "c" { provider = "local" }\n')
-    default = json.loads(rh("plan", "-json").ok().stdout)["resource_changes"][0]
+    def planned(**env: str) -> dict[str, Any]:
+        rh("plan", "-out", "p.plan", env=env).ok()
+        shown = json.loads(rh("show", "-json", "p.plan", env=env).ok().stdout)
+        return shown["resource_changes"][0]["change"]
+
+    default = planned()
     assert default["after"]["root_dir"] == str(rh.dir / ".rhplan" / "clusters" / "c")
-    staging = json.loads(rh("plan", "-json", env={"RHPLAN_WORKSPACE": "staging"}
-                            ).ok().stdout)["resource_changes"][0]
+    staging = planned(RHPLAN_WORKSPACE="staging")
     assert staging["after"]["root_dir"] == str(
         rh.dir / ".rhplan" / "workspaces" / "staging" / "clusters" / "c")
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.errors import RhplanError
-from rhplan.names import parse_address
 
 # 2: plans record the digest of the state they were made from (state_digest)
 PLAN_FORMAT = 2
@@ -78,6 +77,14 @@ class Plan:
     refresh_changed: bool = False  # the refresh changed the state it read
     rhplan_version: str = ""
     workspace: str = "default"  # the workspace whose state it was planned against
+    # what refresh found changed outside rhplan: before = recorded, after = read
+    # (Terraform's resource_drift; rhplan/plan/tfjson.py)
+    drifted: list[Change] = field(default_factory=list)
+    refresh_only: bool = False  # plan -refresh-only: only the drift, to record it
+    # Terraform's configuration representation, kept by plan -out for show -json
+    # (rhplan/config/tfjson.py)
+    configuration: dict[str, Any] = field(default_factory=dict)
+    timestamp: str = ""  # when it was made, UTC (RFC 3339)
 
     def counts(self) -> tuple[int, int, int]:
         add = sum(1 for c in self.changes if c.action in ("create", "replace"))
@@ -87,6 +94,8 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        if self.refresh_only:
+            return bool(self.drifted)
         return any(c.action != "no-op" or c.previous_address or c.imported_id or c.deposed
                    for c in self.changes) or any(
             o["action"] != "no-op" for o in self.output_changes.values())
@@ -122,6 +131,9 @@ class Plan:
         check.typed(d, "state_digest", str)
         check.typed(d, "refresh_changed", bool, False)
         check.typed(d, "workspace", str, "default")
+        check.typed(d, "refresh_only", bool, False)
+        check.typed(d, "configuration", dict, {})
+        check.typed(d, "timestamp", str, "")
         for key in ("targets", "replace"):
             if not all(isinstance(a, str) for a in check.typed(d, key, list, [])):
                 raise check.error(f"{key} must be a list of addresses")
@@ -147,6 +159,7 @@ class Plan:
         d["output_changes"] = {n: {**o, "after": decode_unknown(o["after"])}
                                for n, o in d.get("output_changes", {}).items()}
         changes = [check.change(c) for c in data_changes]
+        d["drifted"] = [check.change(c) for c in check.typed(d, "drifted", list, [])]
         return cls(changes=changes, **d)
 
     def dumps(self) -> str:
@@ -281,101 +294,6 @@ def hide_sensitive(values: dict[str, Any] | None, paths: list[str], hide: Any
             out[name] = hide(out[name])
         elif isinstance(out[name], dict) and key in out[name]:
             out[name] = {**out[name], key: hide(out[name][key])}
-    return out
-
-
-def _sensitive_mask(paths: list[str]) -> dict[str, Any]:
-    """Terraform's before_sensitive / after_sensitive: true where a value is sensitive."""
-    mask: dict[str, Any] = {}
-    for path in paths:
-        name, _, key = path.partition(".")
-        if not key:
-            mask[name] = True
-        elif mask.get(name) is not True:
-            mask.setdefault(name, {})[key] = True
-    return mask
-
-
-def terraform_json(plan: Plan) -> dict[str, Any]:
-    """`show -json`: Terraform's plan representation, with rhplan's reason added."""
-    def unknown_mask(v: Any) -> Any:
-        if v is UNKNOWN:
-            return True
-        if isinstance(v, dict):
-            m = {k: unknown_mask(x) for k, x in v.items()}
-            return {k: x for k, x in m.items() if x}
-        if isinstance(v, list):
-            return [unknown_mask(x) for x in v]
-        return False
-
-    def known(v: Any) -> Any:
-        if v is UNKNOWN:
-            return None
-        if isinstance(v, dict):
-            return {k: known(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [known(x) for x in v]
-        return v
-
-    def hide(values: dict[str, Any] | None, c: Change) -> dict[str, Any] | None:
-        return hide_sensitive(values, c.sensitive, lambda v: SENSITIVE_TEXT)
-
-    def shown(v: Any, o: dict[str, Any]) -> Any:
-        return SENSITIVE_TEXT if o.get("sensitive") and v is not None else known(v)
-
-    return {
-        "format_version": "1.2",
-        "rhplan_version": plan.rhplan_version,
-        "lineage": plan.lineage,
-        "serial": plan.serial,
-        "destroy": plan.destroy,
-        "resource_changes": [_resource_change(c, known(hide(c.before, c)),
-                                              known(hide(c.after, c)),
-                                              unknown_mask(c.after) if c.after else {})
-                             for c in plan.changes],
-        "output_changes": {
-            name: {"actions": ACTIONS[o["action"]],
-                   "before": shown(o.get("before"), o), "after": shown(o.get("after"), o),
-                   "sensitive": o.get("sensitive", False)}
-            for name, o in plan.output_changes.items()
-        },
-        "resource_drift": plan.drift,
-    }
-
-
-def _resource_change(c: Change, before: Any, after: Any, after_unknown: Any
-                     ) -> dict[str, Any]:
-    # before/after appear twice (Terraform's shape); one copy each, shared, halves the
-    # memory of `plan -json` (bench/load.py: 5,000 resources)
-    out = {
-        "address": c.address,
-        "type": c.type,
-        "name": c.name,
-        "provider_name": c.provider,
-        "actions": c.actions,
-        "before": before,
-        "after": after,
-        "after_unknown": after_unknown,
-        "before_sensitive": _sensitive_mask(c.sensitive) if c.before is not None else False,
-        "after_sensitive": _sensitive_mask(c.sensitive) if c.after is not None else False,
-        "reason": c.reason,
-        "replace_paths": [[p] for p in c.replace_because],
-        "change": {"actions": c.actions, "before": before, "after": after,
-                   "before_sensitive": _sensitive_mask(c.sensitive) if c.before is not None
-                   else False,
-                   "after_sensitive": _sensitive_mask(c.sensitive) if c.after is not None
-                   else False},
-    }
-    if c.previous_address:
-        out["previous_address"] = c.previous_address
-    if c.address.startswith("module."):  # Terraform's module_address: module.a.module.b
-        parts = parse_address(c.address)
-        if parts is not None:
-            out["module_address"] = parts[0].rpartition(".")[0]
-    if c.address.endswith("]"):  # an instance of a block with count / for_each
-        parts = parse_address(c.address)
-        if parts is not None:
-            out["index"] = parts[2]
     return out
 
 

@@ -49,6 +49,8 @@ class PlanOptions:
     # validate (Terraform's rule): a count / for_each known only after apply is no
     # error; the block has no instances and references to it are unknown
     validate: bool = False
+    # plan -refresh-only: no changes, only what refresh found, to record in the state
+    refresh_only: bool = False
 
 
 # how a saved plan marks a variable it keeps only as a (keyed) digest
@@ -237,6 +239,10 @@ class Planner:
             if block_address(addr) not in self.cfg.resources and addr not in state.resources:
                 raise ConfigError(f"{addr} is not a resource in the configuration or state; "
                                   "check the address (see rhplan state list)")
+        if opts.refresh_only:  # Terraform's refresh-only mode: nothing to undo the drift
+            return Plan(state.lineage, state.serial, [], variables=self.saved_variables(
+                opts.variables), targets=list(opts.targets), drift=drift or [],
+                refresh_only=True)
         self._selection = self._selected(state, opts)
         self._validating = opts.validate
         # resource types skip what reaches outside while validating (git ls-remote)
@@ -702,3 +708,17 @@ def _describe_change(name: str, before: Any, after: Any) -> str:
         keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         return f"{name}: {', '.join(keys)} changed"
     return f"{name} changed"
+
+
+def drift_changes(recorded: State, refreshed: State) -> list[Change]:
+    """What refresh found changed outside rhplan, as changes from the recorded values
+    to those read (Terraform's resource_drift): updated, or deleted if gone."""
+    out: list[Change] = []
+    for addr in sorted(recorded.resources):
+        rs, now = recorded.resources[addr], refreshed.resources.get(addr)
+        if now is not None and now.attributes == rs.attributes:
+            continue
+        out.append(Change(addr, rs.type, rs.name, rs.provider,
+                          "delete" if now is None else "update", rs.attributes,
+                          None if now is None else now.attributes, "found outside rhplan"))
+    return out

@@ -1,0 +1,184 @@
+"""A configuration in Terraform's JSON "configuration representation": each block's
+expressions as written, not evaluated, so a policy can check what the user wrote
+(`constant_value`) or what it refers to (`references`). Made by `plan -out` and kept
+in the plan file, since `show -json PLANFILE` shows the configuration it was made from.
+
+A constant the schema marks sensitive (a secret's values, an ssh password) and a
+sensitive variable's default are left out, as Terraform does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rhplan.config import ast
+from rhplan.config.evaluate import RESOURCE_TYPES
+from rhplan.config.load import Config, ResourceConfig
+from rhplan.config.schema import META_ATTRS, META_BLOCKS, PROVIDER_SCHEMAS, RESOURCE_SCHEMAS
+from rhplan.state.tfjson import MODE, provider_name
+
+# roots whose references Terraform names with two parts (var.x, local.y, each.key)
+_TWO_PART = ("var", "local", "each", "count", "path", "rhplan", "terraform", "self")
+_NO_CONSTANT = object()
+
+
+def constant(expr: Any) -> Any:
+    """The value of an expression made of literals only, else _NO_CONSTANT."""
+    if isinstance(expr, ast.Literal):
+        return expr.value
+    if isinstance(expr, ast.TupleExpr):
+        items = [constant(x) for x in expr.items]
+        return _NO_CONSTANT if any(x is _NO_CONSTANT for x in items) else items
+    if isinstance(expr, ast.ObjectExpr):
+        out = {}
+        for k, v in expr.items:
+            key = k.name if isinstance(k, ast.Name) else constant(k)
+            value = constant(v)
+            if not isinstance(key, str) or value is _NO_CONSTANT:
+                return _NO_CONSTANT
+            out[key] = value
+        return out
+    if isinstance(expr, ast.Template) and all(isinstance(p, str) for p in expr.parts):
+        return "".join(expr.parts)
+    return _NO_CONSTANT
+
+
+def _traversal(node: Any) -> list[str] | None:
+    """["cluster", "c", "ips"] for cluster.c.ips (indexes end it), else None."""
+    names: list[str] = []
+    while isinstance(node, (ast.GetAttr, ast.Index)):
+        if isinstance(node, ast.Index):
+            names = []  # cluster.c.ips[0]: Terraform names cluster.c.ips
+        else:
+            names.insert(0, node.name)
+        node = node.obj
+    if not isinstance(node, ast.Name):
+        return None
+    return [node.name, *names]
+
+
+def references(expr: Any) -> list[str]:
+    """Terraform's references of an expression: each traversal and the object it starts
+    from (cluster.c.ips, cluster.c), in order, without repeats."""
+    out: list[str] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        parts = _traversal(node) if isinstance(node, (ast.Name, ast.GetAttr, ast.Index)) else None
+        if parts is not None:
+            out += _reference_names(parts)
+            # an index's key may hold references of its own: var.m[local.k]
+            while isinstance(node, (ast.GetAttr, ast.Index)):
+                if isinstance(node, ast.Index):
+                    stack.append(node.key)
+                node = node.obj
+            continue
+        stack.extend(reversed(ast.children(node)))
+    return list(dict.fromkeys(out))
+
+
+def _reference_names(parts: list[str]) -> list[str]:
+    root = parts[0]
+    if root in _TWO_PART:
+        return [".".join(parts[:2])] if len(parts) > 1 else []
+    if root == "module" and len(parts) > 1:
+        return [".".join(parts[:3]), ".".join(parts[:2])] if len(parts) > 2 else [
+            ".".join(parts[:2])]
+    if root in RESOURCE_TYPES and len(parts) > 1:
+        return [".".join(parts[:3]), ".".join(parts[:2])] if len(parts) > 2 else [
+            ".".join(parts[:2])]
+    return []  # a for expression's own variable, a function's argument name
+
+
+def expression(expr: Any, sensitive: bool = False) -> dict[str, Any]:
+    value = constant(expr)
+    if value is not _NO_CONSTANT:
+        return {} if sensitive else {"constant_value": value}
+    refs = references(expr)
+    return {"references": refs} if refs else {}
+
+
+def expressions(block: ast.Block, schema: Any) -> dict[str, Any]:
+    """A block's attributes and nested blocks (each a list of objects, as Terraform)."""
+    out: dict[str, Any] = {}
+    attrs = schema.attrs if schema is not None else {}
+    for name, attr in sorted(block.attrs.items()):
+        if name in META_ATTRS:
+            continue
+        a = attrs.get(name)
+        out[name] = expression(attr.expr, sensitive=bool(a is not None and a.sensitive))
+    for nested in block.blocks:
+        if nested.type in META_BLOCKS:
+            continue
+        inner = schema.blocks.get(nested.type) if schema is not None else None
+        out.setdefault(nested.type, []).append(expressions(nested, inner))
+    return out
+
+
+def _resource(rc: ResourceConfig) -> dict[str, Any]:
+    provider = _provider_of(rc)
+    out: dict[str, Any] = {
+        "address": f"{rc.type}.{rc.label}",
+        "mode": MODE,
+        "type": rc.type,
+        "name": rc.label,
+        "provider_config_key": provider,
+        "expressions": expressions(rc.block, RESOURCE_SCHEMAS.get(rc.type)),
+        "schema_version": 0,
+    }
+    if rc.count is not None:
+        out["count_expression"] = expression(rc.count.expr)
+    if rc.for_each is not None:
+        out["for_each_expression"] = expression(rc.for_each.expr)
+    if rc.depends_on:
+        out["depends_on"] = list(rc.depends_on)
+    return out
+
+
+def _provider_of(rc: ResourceConfig) -> str:
+    """A cluster names its provider; other resources belong to rhplan itself."""
+    p = rc.block.attrs.get("provider")
+    value = constant(p.expr) if p is not None else _NO_CONSTANT
+    return value if rc.type == "cluster" and isinstance(value, str) else "rhplan"
+
+
+def configuration_json(cfg: Config) -> dict[str, Any]:
+    """Terraform's configuration representation of cfg (module calls flattened by the
+    loader are nested again under module_calls), plus the block addresses a plan's
+    action reasons need (resource_addresses, not shown)."""
+    root: dict[str, Any] = {}
+
+    def module(prefix: str) -> dict[str, Any]:  # "module.a.module.b." -> its module
+        body = root
+        for name in prefix.split(".")[1::2]:
+            body = body.setdefault("module_calls", {}).setdefault(name, {"module": {}})["module"]
+        return body
+
+    for rc in sorted(cfg.resources.values(), key=lambda r: r.block_address):
+        module(rc.module).setdefault("resources", []).append(_resource(rc))
+    if cfg.outputs:
+        root["outputs"] = {
+            n: {"expression": expression(o.value), **({"sensitive": True} if o.sensitive else {})}
+            for n, o in sorted(cfg.outputs.items())}
+    if cfg.variables:
+        root["variables"] = {n: _variable(v) for n, v in sorted(cfg.variables.items())}
+    providers = {}
+    for name, block in sorted(cfg.providers.items()):
+        providers[name] = {"name": name, "full_name": provider_name(name),
+                           "expressions": expressions(block, PROVIDER_SCHEMAS.get(name))}
+    out: dict[str, Any] = {"root_module": root}
+    if providers:
+        out["provider_config"] = providers
+    out["resource_addresses"] = sorted(r.block_address for r in cfg.resources.values())
+    return out
+
+
+def _variable(v: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    default = constant(v.default) if v.default is not None else _NO_CONSTANT
+    if default is not _NO_CONSTANT and not v.sensitive:
+        out["default"] = default
+    if v.description:
+        out["description"] = v.description
+    if v.sensitive:
+        out["sensitive"] = True
+    return out
