@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rhplan.console import console_command
 from rhplan.errors import RhplanError
 from rhplan.fmt_cli import fmt_command
 from rhplan.names import address_order, block_address, is_module_address, normalize_address
+from rhplan.providers_list import providers_command
 from rhplan.workspace_cli import workspace as workspace_group
 
 if TYPE_CHECKING:
@@ -647,6 +649,8 @@ def run(obj: Ctx, cluster: str | None, args: tuple[str, ...]) -> None:
 
 cli.add_command(workspace_group, "workspace")
 cli.add_command(fmt_command)
+cli.add_command(providers_command)
+cli.add_command(console_command)
 
 
 @cli.command("force-unlock")

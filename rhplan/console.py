@@ -1,0 +1,190 @@
+"""`rhplan console`: try expressions against the configuration, as Terraform's console.
+
+Expressions are read one per line from standard input (a prompt when it is a terminal;
+`echo 'upper("a")' | rhplan console` in scripts) and evaluated with the configuration's
+variables, locals and functions and its resources' values: what the state records for
+applied resources, the configured values for the others (with what only apply can tell
+"(known after apply)"). A variable without a value is unknown. Values print as Terraform
+prints them; a value derived from a sensitive one prints as (sensitive value). A bad
+expression is one error line and the console goes on; `exit` or end of input ends it.
+Nothing is planned, applied or written; no provider is asked anything."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+DISPLAY = "<stdin>"
+_PREFIX = "__console__ = "  # an expression is parsed as this attribute's value
+
+
+class Session:
+    """The configuration loaded once; evaluate() then takes one expression at a time."""
+
+    def __init__(self, directory: Path, cli_vars: tuple[str, ...] = (),
+                 var_files: tuple[str, ...] = (), order: list[str] | None = None):
+        from rhplan.config.decode import evaluate_providers, resolve_variables
+        from rhplan.config.load import load_config
+        from rhplan.plan.planner import Planner, PlanOptions
+        from rhplan.provider import RunContext
+        from rhplan.state import workspaces
+        from rhplan.state.model import State
+
+        d = Path(directory).absolute()
+        cfg = load_config(d)
+        variables = resolve_variables(cfg, list(cli_vars), list(var_files), order,
+                                      missing_unknown=True)
+        ctx = RunContext(d)
+        ctx.workspace = workspaces.current(d)
+        ctx.provider_configs = evaluate_providers(cfg, variables, ctx.workspace)
+        state = _recorded(cfg, ctx.workspace)
+        planner = Planner(cfg, ctx, variables)
+        # configured values (as validate sees them: no provider, secret or network)...
+        planner.plan(State.new(), PlanOptions(validate=True))
+        # ...and what apply recorded, for what exists
+        for addr, rs in state.resources.items():
+            planner.planned[addr] = rs.attributes
+            block, key = _block_and_key(addr)
+            keys = planner.instance_keys.get(block)
+            if key is not None and keys is not None and key not in keys:
+                keys.append(key)
+        self.evaluation = planner.evaluation
+
+    def evaluate(self, text: str, line: int = 1) -> str:
+        """The value of one expression, rendered; RhplanError naming <stdin>:LINE."""
+        from rhplan.config.parse import parse_text
+        from rhplan.errors import ConfigError
+        try:
+            tree = parse_text("\n" * (line - 1) + _PREFIX + text + "\n", DISPLAY)
+        except ConfigError as exc:  # columns as the user typed them, without _PREFIX
+            message = re.sub(r"\bcolumn (\d+)",
+                             lambda m: f"column {max(1, int(m.group(1)) - len(_PREFIX))}",
+                             exc.message)
+            raise ConfigError(message, exc.file, exc.line) from None
+        attr = tree.body.attrs.get("__console__")
+        if attr is None or len(tree.body.attrs) != 1 or tree.body.blocks:
+            raise ConfigError("write one expression per line, e.g. upper(var.name)", DISPLAY,
+                              line)
+        value, mark = self.evaluation.marked_evaluate(attr.expr, DISPLAY)
+        return "(sensitive value)" if mark else render(value)
+
+
+def _recorded(cfg: Any, workspace: str) -> Any:
+    from rhplan.workspace import backend_for
+    return backend_for(cfg, workspace).read()
+
+
+def _block_and_key(addr: str) -> tuple[str, Any]:
+    """env.x["a"] -> ("env.x", "a"); a plain address -> (itself, None)."""
+    if not addr.endswith("]"):
+        return addr, None
+    from rhplan.names import block_address, parse_address
+    parts = parse_address(addr)
+    return block_address(addr), (parts[2] if parts else None)
+
+
+def render(value: Any, indent: int = 0) -> str:
+    """Terraform's console format: strings quoted, multi-line ones as heredocs, lists
+    `[ ... ,]`, sets `toset([...])`, maps and objects `{ "k" = v }`, unknown values
+    (known after apply)."""
+    from rhplan.config.evaluate import (
+        UNKNOWN,
+        InstanceMap,
+        Instances,
+        ResourceValue,
+        SetValue,
+    )
+    if value is UNKNOWN:
+        return "(known after apply)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return _string(value, indent)
+    if isinstance(value, ResourceValue):
+        return _mapping({k: v for k, v in value.attrs.items() if k in value.valid}, indent)
+    if isinstance(value, (dict, InstanceMap)):
+        return _mapping(value, indent)
+    if isinstance(value, (list, tuple, Instances)):
+        seq = _sequence(list(value), indent)
+        return f"toset({seq})" if isinstance(value, SetValue) else seq
+    return json.dumps(str(value))
+
+
+def _string(s: str, indent: int) -> str:
+    lines = s.split("\n")
+    if len(lines) < 2:
+        return json.dumps(s, ensure_ascii=False)
+    op, marker = ("<<-" if indent else "<<"), "EOT"
+    while any(line.strip() == marker for line in lines):
+        marker += "_"
+    pad = " " * indent
+    return op + marker + "".join(f"\n{pad}{line}" for line in lines) + f"\n{pad}{marker}"
+
+
+def _mapping(m: Any, indent: int) -> str:
+    if not m:
+        return "{}"
+    pad = " " * (indent + 2)
+    body = "".join(f"\n{pad}{json.dumps(str(k), ensure_ascii=False)} = "
+                   f"{render(m[k], indent + 2)}" for k in sorted(m, key=str))
+    return "{" + body + "\n" + " " * indent + "}"
+
+
+def _sequence(items: list[Any], indent: int) -> str:
+    if not items:
+        return "[]"
+    pad = " " * (indent + 2)
+    body = "".join(f"\n{pad}{render(v, indent + 2)}," for v in items)
+    return "[" + body + "\n" + " " * indent + "]"
+
+
+@click.command("console")
+@click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
+@click.option("--var-file", "var_file", multiple=True, metavar="FILE",
+              help="Read variables from a file.")
+@click.pass_obj
+def console_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
+    """Evaluate expressions read from standard input, one per line (`exit` ends)."""
+    from rhplan import cli
+    from rhplan.errors import RhplanError
+
+    session = Session(Path(obj.chdir), var, var_file, cli.var_order(cli._ARGS))
+    interactive = sys.stdin.isatty()
+    failed = False
+    number = 0
+    while True:
+        if interactive:
+            click.echo("> ", nl=False)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        number += 1
+        text = line.strip()
+        if not text:
+            continue
+        if text == "exit":
+            break
+        try:
+            click.echo(session.evaluate(text, number))
+        except RhplanError as exc:
+            failed = True
+            cli._fail(str(exc))
+        except RecursionError:
+            failed = True
+            cli._fail(f"{DISPLAY}:{number}: the expression nests too deeply; simplify it")
+    if interactive:
+        click.echo()
+    # piped input (CI): a failed expression fails the command, after all were tried
+    if failed and not interactive:
+        sys.exit(1)
