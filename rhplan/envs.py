@@ -339,8 +339,9 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
         raise ProviderError(f"{what} failed: {req.target!r} is not a package")
 
     local_url = None
-    if req.kind == "reqs":
-        targets = ["-r", posixpath.join(req.target, "requirements.txt")]
+    if req.kind == "reqs":  # a folder's requirements.txt, or a pyproject.toml itself
+        targets = ["-r", req.target if req.target.endswith(".toml")
+                   else posixpath.join(req.target, "requirements.txt")]
     elif req.kind == "local":
         kind = _run_checked(
             conn, ["sh", "-c", _PROBE_LOCAL_SCRIPT, "rhplan", req.target], what

@@ -189,12 +189,21 @@ def _parse_reqs(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> R
             f"'{raw}' names a file; reqs: takes the folder that holds requirements.txt, "
             f"e.g. 'reqs:{_relative_hint(path.parent, base_dir)}'"
         )
-    if not (path / "requirements.txt").is_file():
+    if reqs_file(path) is None:
         raise ValueError(
-            f"'{raw}': there is no requirements.txt in {path}; add one, or list the "
-            f"packages as 'pip:NAME' entries"
+            f"'{raw}': there is no requirements.txt (nor a pyproject.toml with [project] "
+            f"dependencies) in {path}; add one, or list the packages as 'pip:NAME' entries"
         )
     return Requirement(raw, "reqs", str(path), args, None)
+
+
+def reqs_file(folder: Path) -> str | None:
+    """What a reqs: folder installs: its requirements.txt, else its pyproject.toml's
+    [project] dependencies (rhplan/pyproject_reqs.py), else None."""
+    if (folder / REQUIREMENTS).is_file():
+        return REQUIREMENTS
+    from rhplan import pyproject_reqs
+    return pyproject_reqs.NAME if pyproject_reqs.has_dependencies(folder) else None
 
 
 def _relative_hint(path: Path, base_dir: Path) -> str:

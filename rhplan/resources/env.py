@@ -29,7 +29,7 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as PipRequirement
 from packaging.utils import canonicalize_name
 
-from rhplan import env_files, envs, facts, sync, working_dir
+from rhplan import env_files, envs, facts, pyproject_reqs, sync, working_dir
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
@@ -37,9 +37,11 @@ from rhplan.errors import ConfigError, PartialFailure, ProviderError, RhplanErro
 from rhplan.lazy import lazy_module
 from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import (
+    REQUIREMENTS,
     Requirement,
     parse_requirement,
     pinned,
+    reqs_file,
     resolve_head,
     tree_hash,
     unpinned,
@@ -126,9 +128,10 @@ class EnvType(ResourceType):
                     raise ConfigError(f"env {rc.name!r}: {exc}", rc.file, reqs_line) from None
             if req.kind in ("local", "reqs"):
                 # editing a local package (or requirements file) reinstalls it; a reqs:
-                # folder is only its requirements.txt (its other files are no package)
-                path = Path(req.target) / "requirements.txt" if req.kind == "reqs" \
-                    else Path(req.target)
+                # folder is only its requirements.txt or pyproject.toml (its other files
+                # are no package)
+                path = Path(req.target) / (reqs_file(Path(req.target)) or REQUIREMENTS) \
+                    if req.kind == "reqs" else Path(req.target)
                 key = ("tree_hash", str(path))
                 if key not in ctx.cache:
                     ctx.cache[key] = tree_hash(path)
@@ -159,7 +162,8 @@ class EnvType(ResourceType):
                           cluster: dict[str, Any]) -> None:
         """The working_dir's content hash (a change re-syncs it; the servlet keeps running
         and re-imports what changed), where it goes on the host, and its requirements.txt
-        as a `reqs:` entry (as Runhouse's reqs:./ does). Refused here, before anything is
+        (else its pyproject.toml's [project] dependencies) as a `reqs:` entry (as
+        Runhouse's reqs:./ does). Refused here, before anything is
         synced: /, a home folder, a symlink loop, more than working_dir_max_mb."""
         value = attrs.get("working_dir")
         max_mb = attrs.get("working_dir_max_mb")
@@ -184,7 +188,13 @@ class EnvType(ResourceType):
         croot = cluster.get("root_dir", UNKNOWN)
         attrs["working_dir_remote"] = UNKNOWN if croot is UNKNOWN or attrs.get(
             "name") is UNKNOWN else f"{croot}/workdirs/{attrs['name']}"
-        if (root / "requirements.txt").is_file():
+        try:
+            installs = reqs_file(root) is not None
+        except pyproject_reqs.PyprojectError as exc:  # pointed at the file itself
+            raise ConfigError(f"env {rc.name!r}: working_dir {root}: {exc}",
+                              os.path.relpath(root / pyproject_reqs.NAME, ctx.config_dir)
+                              if exc.line else rc.file, exc.line or line) from None
+        if installs:
             real = root.resolve()
             have = [r for r in attrs["reqs"] if isinstance(r, str)
                     and _reqs_target(r, ctx) == str(real)]
@@ -443,16 +453,19 @@ class EnvType(ResourceType):
     def _on_host(self, req: Requirement, rs: ResourceState, conn: Connection, ctx: RunContext,
                  state: State) -> Requirement:
         """Local folders live on this machine: on a remote cluster, sync them to the host
-        first (only changed files travel) and install from there."""
+        first (only changed files travel) and install from there. A reqs: folder whose
+        requirements are a pyproject.toml is installed as `-r FOLDER/pyproject.toml`."""
         remote = self._host_target(req, rs, ctx, state)
-        if remote == req.target:
-            return req
         local = Path(req.target)
-        if req.kind == "local":
-            sync.sync_folder(conn, local, remote)
-        else:  # reqs:DIR needs only its requirements.txt
-            conn.put_bytes((local / "requirements.txt").read_bytes(), f"{remote}/requirements.txt")
-        return dataclasses.replace(req, target=remote)
+        toml = req.kind == "reqs" and reqs_file(local) == pyproject_reqs.NAME
+        if remote != req.target:
+            if req.kind == "local":
+                sync.sync_folder(conn, local, remote)
+            else:  # reqs:DIR needs only its requirements.txt (or pyproject.toml)
+                name = reqs_file(local) or REQUIREMENTS
+                conn.put_bytes((local / name).read_bytes(), f"{remote}/{name}")
+        return dataclasses.replace(req, target=f"{remote}/{pyproject_reqs.NAME}" if toml
+                                   else remote)
 
     def _host_target(self, req: Requirement, rs: ResourceState, ctx: RunContext,
                      state: State) -> str:
@@ -487,42 +500,48 @@ class EnvType(ResourceType):
         a = rs.attributes
         envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
-        rs.private.pop("ray", None)
-        rs.private["commits"] = {}
-        self._sync_working_dir(conn, rs, ctx)
-        pins = self._pins(a["reqs"], ctx, state)
-        constraints = envs.write_constraints(conn, a["path"], pins)
-        # the pins and the servlet's Ray are resolved together before anything is
-        # installed: a pin Ray cannot live with is refused here, naming both sides. The
-        # check only resolves (--dry-run), so it runs while Ray installs; its verdict is
-        # read before any entry is.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            check = pool.submit(envs.check_resolvable, conn, a["path"],
-                                [self._ray_pin(rs, state)], constraints) if pins else None
-            # Ray first, then each entry resolved with it under the pins of the entries so
-            # far (the last one writes them all): each record says what that entry changed
-            before = self._ensure_ray(rs, conn, state, None)
-            why = check.result() if check else None
-        if why:
-            # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
-            envs.delete_env(conn, a["path"])
-            raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
-                                f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
-                                "or remove the pin")
-        installed: dict[str, list[str]] = {}
-        written = None
-        for i, raw in enumerate(a["reqs"]):
-            pins = self._pins(a["reqs"][: i + 1], ctx, state)
-            if pins != written:
-                constraints, written = envs.write_constraints(conn, a["path"], pins), pins
-            installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
-                                                   constraints, before)
-        a["installed"] = installed
-        envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
-        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
-                            a.get("working_dir_remote") or "")
+        # the driver that starts the servlet joins Ray while the env is built
+        pending = self._pending_start(rs, conn, ctx, state)
         try:
-            self._start_servlet(rs, conn, ctx, state)
+            rs.private.pop("ray", None)
+            rs.private["commits"] = {}
+            self._sync_working_dir(conn, rs, ctx)
+            pins = self._pins(a["reqs"], ctx, state)
+            constraints = envs.write_constraints(conn, a["path"], pins)
+            # the pins and the servlet's Ray are resolved together before anything is
+            # installed: a pin Ray cannot live with is refused here, naming both sides. The
+            # check only resolves (--dry-run), so it runs while Ray installs; its verdict is
+            # read before any entry is.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                check = pool.submit(envs.check_resolvable, conn, a["path"],
+                                    [self._ray_pin(rs, state)], constraints) if pins else None
+                # Ray first, then each entry resolved with it under the pins of the entries so
+                # far (the last one writes them all): each record says what that entry changed
+                before = self._ensure_ray(rs, conn, state, None)
+                why = check.result() if check else None
+            if why:
+                # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
+                envs.delete_env(conn, a["path"])
+                raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
+                                    f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
+                                    "or remove the pin")
+            installed: dict[str, list[str]] = {}
+            written = None
+            for i, raw in enumerate(a["reqs"]):
+                pins = self._pins(a["reqs"][: i + 1], ctx, state)
+                if pins != written:
+                    constraints, written = envs.write_constraints(conn, a["path"], pins), pins
+                installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
+                                                       constraints, before)
+            a["installed"] = installed
+            envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
+            envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
+                                a.get("working_dir_remote") or "")
+        except BaseException:
+            pending.cancel()
+            raise
+        try:
+            self._start_servlet(rs, conn, ctx, state, pending)
         except manage.ServletNotStarted as exc:
             # the env is built: record it with its servlet stopped, so the next apply
             # starts the servlet and a destroy removes the folder (never left unrecorded)
@@ -533,26 +552,38 @@ class EnvType(ResourceType):
             raise partial from None
         return rs
 
+    def _servlet_args(self, rs: ResourceState, ctx: RunContext, state: State,
+                      conn: Connection) -> tuple:
+        """manage.start_servlet's arguments: started by a driver on the env's node, pinned
+        to that node by its Ray address."""
+        cluster = state.resources[rs.attributes["cluster"]]
+        node = rs.attributes.get("node")
+        node_ip = ctx.provider(cluster.provider).node(node, cluster.attributes,
+                                                      cluster.private).address if node else ""
+        return (conn, cluster.attributes,
+                manage.node_private(cluster.attributes, cluster.private, node),
+                rs.attributes["name"], rs.attributes["path"], rs.attributes["python"],
+                rs.attributes.get("compute") or {}, node_ip)
+
+    def _pending_start(self, rs: ResourceState, conn: Connection, ctx: RunContext,
+                       state: State) -> manage.PendingStart:
+        return manage.PendingStart(*self._servlet_args(rs, ctx, state, conn))
+
     def _start_servlet(self, rs: ResourceState, conn: Connection, ctx: RunContext,
-                       state: State) -> None:
+                       state: State, pending: manage.PendingStart | None = None) -> None:
         """The servlet runs in the env's interpreter, with the cluster's Ray version (which
-        create and update install first, under the user's pins)."""
+        create and update install first, under the user's pins). pending: its start,
+        begun while the env was built (create)."""
         from rhplan.resources.cluster import wait_for_ray
         cluster = state.resources[rs.attributes["cluster"]]
         try:
             wait_for_ray(cluster, ctx)  # started while this env was built
         except ProviderError as exc:
+            if pending is not None:
+                pending.cancel()
             raise manage.ServletNotStarted(str(exc)) from None
-        # started by a driver on the env's node, pinned to that node by its Ray address
-        node = rs.attributes.get("node")
-        node_ip = ctx.provider(cluster.provider).node(node, cluster.attributes,
-                                                      cluster.private).address if node else ""
-        info = manage.start_servlet(conn, cluster.attributes,
-                                    manage.node_private(cluster.attributes, cluster.private,
-                                                        node),
-                                    rs.attributes["name"], rs.attributes["path"],
-                                    rs.attributes["python"], rs.attributes.get("compute") or {},
-                                    node_ip)
+        info = pending.start() if pending is not None else manage.start_servlet(
+            *self._servlet_args(rs, ctx, state, conn))
         rs.attributes["servlet"] = "running"
         rs.attributes["servlet_pid"] = info["pid"]
         # who it is: callers trust only this actor and process (servlets/client.py)
