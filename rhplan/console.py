@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,10 @@ def render(value: Any, indent: int = 0) -> str:
     if isinstance(value, (int, float)):
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
-        return format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            from decimal import Decimal  # 1e+20 as Terraform writes it: 100000000000000000000
+            return format(Decimal(repr(value)), "f")
+        return str(value)
     if isinstance(value, str):
         return _string(value, indent)
     if isinstance(value, ResourceValue):
