@@ -52,7 +52,7 @@ def unknown_mask(v: Any) -> Any:
         return True
     if isinstance(v, dict):
         m = {k: unknown_mask(x) for k, x in v.items()}
-        return {k: x for k, x in m.items() if x is not False and x != {}}
+        return {k: x for k, x in m.items() if x is not False}  # Terraform drops falses
     if isinstance(v, list):
         return [unknown_mask(x) for x in v]
     return False

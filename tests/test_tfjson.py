@@ -1,0 +1,160 @@
+"""`rhplan show -json` in Terraform's JSON output format (issue 14 item 9): a saved
+plan as Terraform's plan representation, the state as its state representation
+(values.root_module). The configurations hold packages and secrets (state only) and a
+local cluster that is planned, never applied: nothing runs on a host.
+tests/test_checkov_policy.py has a real consumer read the same JSON."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from rhplan.state.model import RHPLAN_VERSION
+
+TOKEN = "tok-9f1c2e"  # a sensitive variable's value: never printed
+
+CONFIG = f"""
+variable "tok" {{
+  default   = "{TOKEN}"
+  sensitive = true
+}}
+variable "team" {{ default = "ml" }}
+cluster "c" {{ provider = "local" }}
+package "p" {{
+  for_each = toset(["a", "b"])
+  git_url  = "https://git.example.com/${{each.key}}.git"
+  revision = "v1"
+}}
+secret "s" {{ values = {{ TOKEN = var.tok }} }}
+env "e" {{
+  cluster  = cluster.c
+  reqs     = [package.p["a"]]
+  env_vars = {{ TEAM = var.team, TOKEN = var.tok }}
+}}
+module "pool" {{ source = "./modules/pool" }}
+output "team" {{ value = var.team }}
+"""
+
+MODULE = 'package "inner" { git_url = "https://git.example.com/inner.git" }\n' \
+         'output "url" { value = package.inner.git_url }\n'
+
+
+def _show(rh: Any, *plan_args: str) -> dict[str, Any]:
+    rh("plan", "-out", "p.plan", *plan_args).ok()
+    out = rh("show", "-json", "p.plan").ok().stdout
+    assert TOKEN not in out
+    return json.loads(out)
+
+
+def test_a_saved_plan_is_terraforms_plan_representation(rh: Any) -> None:
+    rh.keep = True
+    rh.write(CONFIG)
+    rh.write(MODULE, "modules/pool/main.hcl")
+    data = _show(rh)
+    assert data["format_version"] == "1.2"
+    assert data["terraform_version"] == RHPLAN_VERSION
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["timestamp"])
+    assert data["errored"] is False and data["applyable"] is True
+    assert data["variables"] == {"team": {"value": "ml"},
+                                 "tok": {"value": "(sensitive value)"}}
+
+    # planned_values: the root module's instances, a module's under child_modules
+    root = data["planned_values"]["root_module"]
+    by_addr = {r["address"]: r for r in root["resources"]}
+    assert sorted(by_addr) == ["cluster.c", "env.e", 'package.p["a"]', 'package.p["b"]',
+                               "secret.s"]
+    p = by_addr['package.p["b"]']
+    assert {k: p[k] for k in ("mode", "type", "name", "index", "schema_version")} == {
+        "mode": "managed", "type": "package", "name": "p", "index": "b", "schema_version": 0}
+    assert p["provider_name"] == "registry.terraform.io/rhplan/rhplan"
+    assert p["values"]["git_url"] == "https://git.example.com/b.git"
+    assert by_addr["cluster.c"]["provider_name"] == "registry.terraform.io/rhplan/local"
+    env = by_addr["env.e"]
+    assert env["values"]["env_vars"] == {"TEAM": "ml", "TOKEN": "(sensitive value)"}
+    assert env["sensitive_values"] == {"env_vars": {"TOKEN": True}}
+    assert "index" not in env
+    [child] = root["child_modules"]
+    assert child["address"] == "module.pool"
+    assert [r["address"] for r in child["resources"]] == ["module.pool.package.inner"]
+    assert data["planned_values"]["outputs"] == {"team": {"sensitive": False, "value": "ml"}}
+
+    # resource_changes: Terraform's change representation
+    changes = {c["address"]: c for c in data["resource_changes"]}
+    inner = changes["module.pool.package.inner"]
+    assert inner["module_address"] == "module.pool"
+    assert (inner["type"], inner["name"]) == ("package", "inner")
+    change = changes["env.e"]["change"]
+    assert change["actions"] == ["create"] and change["before"] is None
+    assert change["after_unknown"]["servlet_pid"] is True  # known after apply
+    assert change["before_sensitive"] is False
+    assert change["after_sensitive"] == {"env_vars": {"TOKEN": True}}
+    assert data["output_changes"]["team"]["actions"] == ["create"]
+    assert data["resource_drift"] == [] and data["relevant_attributes"] == []
+    assert data["prior_state"]["values"]["root_module"] == {"resources": []}
+
+    # configuration: what was written, constants and references
+    conf = data["configuration"]["root_module"]
+    res = {r["address"]: r for r in conf["resources"]}
+    assert res["env.e"]["expressions"]["cluster"] == {"references": ["cluster.c"]}
+    assert res["env.e"]["expressions"]["env_vars"] == {"references": ["var.team", "var.tok"]}
+    assert res["package.p"]["for_each_expression"] == {}  # a function call: no constant
+    assert res["package.p"]["expressions"]["revision"] == {"constant_value": "v1"}
+    assert res["cluster.c"]["provider_config_key"] == "local"
+    assert res["secret.s"]["expressions"]["values"] == {"references": ["var.tok"]}
+    assert conf["variables"]["tok"] == {"sensitive": True}  # no default shown
+    assert conf["variables"]["team"] == {"default": "ml"}
+    assert conf["outputs"]["team"] == {"expression": {"references": ["var.team"]}}
+    pool = conf["module_calls"]["pool"]["module"]
+    assert [r["address"] for r in pool["resources"]] == ["package.inner"]
+
+
+def test_the_state_is_values_root_module(rh: Any) -> None:
+    rh.keep = True
+    rh.write(CONFIG.replace('cluster "c" { provider = "local" }', "").split('env "e"')[0]
+             + 'module "pool" { source = "./modules/pool" }\n'
+             + 'output "url" {\n  value     = secret.s.keys\n}\n')
+    rh.write(MODULE, "modules/pool/main.hcl")
+    empty = json.loads(rh("show", "-json").ok().stdout)
+    assert empty == {"format_version": "1.0", "terraform_version": RHPLAN_VERSION}
+    rh("apply", "-auto-approve").ok()
+    out = rh("show", "-json").ok().stdout
+    assert TOKEN not in out
+    data = json.loads(out)
+    assert data["format_version"] == "1.0"
+    root = data["values"]["root_module"]
+    assert [r["address"] for r in root["resources"]] == [
+        'package.p["a"]', 'package.p["b"]', "secret.s"]
+    secret = root["resources"][2]
+    assert secret["mode"] == "managed" and secret["type"] == "secret"
+    assert secret["values"]["keys"] == ["TOKEN"]  # the state keeps keys and a digest only
+    assert root["child_modules"][0]["address"] == "module.pool"
+    assert root["child_modules"][0]["resources"][0]["values"]["git_url"] == \
+        "https://git.example.com/inner.git"
+    assert data["values"]["outputs"] == {"url": {"sensitive": False, "value": ["TOKEN"]}}
+
+
+def test_action_reasons_are_terraforms(rh: Any) -> None:
+    rh.keep = True
+    rh.write("""
+package "p" {
+  for_each = toset(["a", "b"])
+  git_url  = "https://git.example.com/${each.key}.git"
+}
+package "q" { git_url = "https://git.example.com/q.git" }
+package "r" { git_url = "https://git.example.com/r.git" }
+""")
+    rh("apply", "-auto-approve").ok()
+    rh.edit('toset(["a", "b"])', 'toset(["a"])')
+    rh.edit('package "q" { git_url = "https://git.example.com/q.git" }\n', "")
+    data = _show(rh, "-replace", "package.r")
+    reasons = {c["address"]: (c["change"]["actions"], c.get("action_reason"))
+               for c in data["resource_changes"]}
+    assert reasons == {
+        'package.p["a"]': (["no-op"], None),
+        'package.p["b"]': (["delete"], "delete_because_each_key"),
+        "package.q": (["delete"], "delete_because_no_resource_config"),
+        "package.r": (["delete", "create"], "replace_by_request"),
+    }
+    prior = data["prior_state"]["values"]["root_module"]["resources"]
+    assert [r["address"] for r in prior] == ['package.p["a"]', 'package.p["b"]', "package.q",
+                                            "package.r"]
