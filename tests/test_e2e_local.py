@@ -583,3 +583,65 @@ def test_destroy_forgets_a_cluster_that_vanished_outside_rhplan(rh: Any) -> None
     res = rh("destroy", "-auto-approve").ok()
     assert "Objects have changed outside" in res.stdout, res.describe()
     assert rh.resources() == {}, rh.state()
+
+
+# Runs as the env's setup command (its last step before the servlet): waits, bounded,
+# for a process of this user that is the servlet's start (its go file among its
+# arguments) with Ray loaded, and writes what it found.
+PRESTART_PROBE = r"""
+import os, sys, time
+out, deadline = sys.argv[1], time.time() + 20
+found = "no driver"
+while time.time() < deadline:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+            if not any(b"/rhplan/servlet-go-" in a for a in args) or b"start" not in args:
+                continue
+            with open(f"/proc/{pid}/maps", "rb") as fh:
+                if b"_raylet" in fh.read():
+                    found = "driver with Ray"
+        except OSError:
+            continue
+    if found != "no driver":
+        break
+    time.sleep(0.05)
+with open(out, "w") as fh:
+    fh.write(found)
+"""
+
+
+def _go_drivers() -> list[int]:
+    """This user's processes waiting to start a servlet (their go file in argv)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"/rhplan/servlet-go-" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def test_the_servlets_driver_loads_ray_while_the_env_is_built(rh: Any, wait_for: Any
+                                                               ) -> None:
+    """Issue 17: a servlet's start was a new Ray driver after the env was built (~1 s of
+    importing Ray and joining the cluster, then the actor). Now that driver starts with
+    the env and only creates the actor once the env is done; a failed env sends it away."""
+    probe, seen = rh.dir / "probe.py", rh.dir / "seen.txt"
+    probe.write_text(PRESTART_PROBE)
+    rh.write(one_env(["six==1.16.0"],
+                     extra=f"setup_cmds = {hcl_list([f'python {probe} {seen}'])}"))
+    rh("apply", "-auto-approve").ok()
+    assert seen.read_text() == "driver with Ray"
+    assert rh.resources()["env.app"]["attributes"]["servlet"] == "running"
+    assert run_in_env(rh.env_dir("main", "app"),
+                      "import json, six; print(json.dumps(six.__version__))") == "1.16.0"
+    assert not list((rh.env_dir("main", "app") / "rhplan").glob("servlet-go-*"))
+    # an env whose setup fails: the waiting driver is sent away, not left behind
+    rh.write(one_env(["six==1.16.0"], extra='setup_cmds = ["exit 3"]')
+             .replace('env "app"', 'env "broken"'))
+    res = rh("apply", "-auto-approve")
+    assert res.returncode != 0 and "setup command 1" in res.stdout, res.describe()
+    wait_for(lambda: not _go_drivers(), timeout=30, what="the pending servlet start to leave")

@@ -500,42 +500,48 @@ class EnvType(ResourceType):
         a = rs.attributes
         envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
         a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
-        rs.private.pop("ray", None)
-        rs.private["commits"] = {}
-        self._sync_working_dir(conn, rs, ctx)
-        pins = self._pins(a["reqs"], ctx, state)
-        constraints = envs.write_constraints(conn, a["path"], pins)
-        # the pins and the servlet's Ray are resolved together before anything is
-        # installed: a pin Ray cannot live with is refused here, naming both sides. The
-        # check only resolves (--dry-run), so it runs while Ray installs; its verdict is
-        # read before any entry is.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            check = pool.submit(envs.check_resolvable, conn, a["path"],
-                                [self._ray_pin(rs, state)], constraints) if pins else None
-            # Ray first, then each entry resolved with it under the pins of the entries so
-            # far (the last one writes them all): each record says what that entry changed
-            before = self._ensure_ray(rs, conn, state, None)
-            why = check.result() if check else None
-        if why:
-            # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
-            envs.delete_env(conn, a["path"])
-            raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
-                                f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
-                                "or remove the pin")
-        installed: dict[str, list[str]] = {}
-        written = None
-        for i, raw in enumerate(a["reqs"]):
-            pins = self._pins(a["reqs"][: i + 1], ctx, state)
-            if pins != written:
-                constraints, written = envs.write_constraints(conn, a["path"], pins), pins
-            installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
-                                                   constraints, before)
-        a["installed"] = installed
-        envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
-        envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
-                            a.get("working_dir_remote") or "")
+        # the driver that starts the servlet joins Ray while the env is built
+        pending = self._pending_start(rs, conn, ctx, state)
         try:
-            self._start_servlet(rs, conn, ctx, state)
+            rs.private.pop("ray", None)
+            rs.private["commits"] = {}
+            self._sync_working_dir(conn, rs, ctx)
+            pins = self._pins(a["reqs"], ctx, state)
+            constraints = envs.write_constraints(conn, a["path"], pins)
+            # the pins and the servlet's Ray are resolved together before anything is
+            # installed: a pin Ray cannot live with is refused here, naming both sides. The
+            # check only resolves (--dry-run), so it runs while Ray installs; its verdict is
+            # read before any entry is.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                check = pool.submit(envs.check_resolvable, conn, a["path"],
+                                    [self._ray_pin(rs, state)], constraints) if pins else None
+                # Ray first, then each entry resolved with it under the pins of the entries so
+                # far (the last one writes them all): each record says what that entry changed
+                before = self._ensure_ray(rs, conn, state, None)
+                why = check.result() if check else None
+            if why:
+                # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
+                envs.delete_env(conn, a["path"])
+                raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
+                                    f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
+                                    "or remove the pin")
+            installed: dict[str, list[str]] = {}
+            written = None
+            for i, raw in enumerate(a["reqs"]):
+                pins = self._pins(a["reqs"][: i + 1], ctx, state)
+                if pins != written:
+                    constraints, written = envs.write_constraints(conn, a["path"], pins), pins
+                installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
+                                                       constraints, before)
+            a["installed"] = installed
+            envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
+            envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
+                                a.get("working_dir_remote") or "")
+        except BaseException:
+            pending.cancel()
+            raise
+        try:
+            self._start_servlet(rs, conn, ctx, state, pending)
         except manage.ServletNotStarted as exc:
             # the env is built: record it with its servlet stopped, so the next apply
             # starts the servlet and a destroy removes the folder (never left unrecorded)
@@ -546,26 +552,38 @@ class EnvType(ResourceType):
             raise partial from None
         return rs
 
+    def _servlet_args(self, rs: ResourceState, ctx: RunContext, state: State,
+                      conn: Connection) -> tuple:
+        """manage.start_servlet's arguments: started by a driver on the env's node, pinned
+        to that node by its Ray address."""
+        cluster = state.resources[rs.attributes["cluster"]]
+        node = rs.attributes.get("node")
+        node_ip = ctx.provider(cluster.provider).node(node, cluster.attributes,
+                                                      cluster.private).address if node else ""
+        return (conn, cluster.attributes,
+                manage.node_private(cluster.attributes, cluster.private, node),
+                rs.attributes["name"], rs.attributes["path"], rs.attributes["python"],
+                rs.attributes.get("compute") or {}, node_ip)
+
+    def _pending_start(self, rs: ResourceState, conn: Connection, ctx: RunContext,
+                       state: State) -> manage.PendingStart:
+        return manage.PendingStart(*self._servlet_args(rs, ctx, state, conn))
+
     def _start_servlet(self, rs: ResourceState, conn: Connection, ctx: RunContext,
-                       state: State) -> None:
+                       state: State, pending: manage.PendingStart | None = None) -> None:
         """The servlet runs in the env's interpreter, with the cluster's Ray version (which
-        create and update install first, under the user's pins)."""
+        create and update install first, under the user's pins). pending: its start,
+        begun while the env was built (create)."""
         from rhplan.resources.cluster import wait_for_ray
         cluster = state.resources[rs.attributes["cluster"]]
         try:
             wait_for_ray(cluster, ctx)  # started while this env was built
         except ProviderError as exc:
+            if pending is not None:
+                pending.cancel()
             raise manage.ServletNotStarted(str(exc)) from None
-        # started by a driver on the env's node, pinned to that node by its Ray address
-        node = rs.attributes.get("node")
-        node_ip = ctx.provider(cluster.provider).node(node, cluster.attributes,
-                                                      cluster.private).address if node else ""
-        info = manage.start_servlet(conn, cluster.attributes,
-                                    manage.node_private(cluster.attributes, cluster.private,
-                                                        node),
-                                    rs.attributes["name"], rs.attributes["path"],
-                                    rs.attributes["python"], rs.attributes.get("compute") or {},
-                                    node_ip)
+        info = pending.start() if pending is not None else manage.start_servlet(
+            *self._servlet_args(rs, ctx, state, conn))
         rs.attributes["servlet"] = "running"
         rs.attributes["servlet_pid"] = info["pid"]
         # who it is: callers trust only this actor and process (servlets/client.py)

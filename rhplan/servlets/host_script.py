@@ -719,10 +719,11 @@ def _actor(ray, name: str):
 
 
 def start(address: str, name: str, env_dir: str, py_executable: str, resources: str,
-          node_ip: str = "") -> dict:
+          node_ip: str = "", go_file: str = "") -> dict:
     """node_ip: the Ray node address of the node the env was built on (placed there by
-    the plan); "" for the node this driver runs on (the head)."""
-    ray = _connect(address)
+    the plan); "" for the node this driver runs on (the head). go_file: start only when
+    it says "go" (see _await_go)."""
+    ray = _await_go(address, go_file) if go_file else _connect(address)
     res = json.loads(resources)
     asked = dict(res)
     old = _actor(ray, name)
@@ -776,6 +777,32 @@ def start(address: str, name: str, env_dir: str, py_executable: str, resources: 
             info["restored"]["lost"]["*"] = kept["error"]
     info["start_ticks"] = process_start_ticks(info["pid"])
     return info
+
+
+GO_TIMEOUT = float(os.environ.get("RHPLAN_SERVLET_GO_TIMEOUT", "3600"))
+
+
+def _await_go(address: str, go_file: str):
+    """Started while its env is still being built (manage.PendingStart): join Ray as
+    soon as it answers (a driver's Ray import and connection, ~1 s, then overlap the
+    env's installs), and go on once go_file appears: "go" starts the servlet, anything
+    else leaves. Leaves as well when rhplan's command is gone (its parent changed) or
+    after GO_TIMEOUT s, saying {"expired": ...} so rhplan starts it the usual way."""
+    parent, deadline, ray = os.getppid(), time.time() + GO_TIMEOUT, None
+    while not os.path.exists(go_file):
+        if os.getppid() != parent or time.time() > deadline:
+            print(json.dumps({"expired": "the servlet's start was not confirmed in time"}))
+            raise SystemExit(0)
+        if ray is None and _gcs_reachable(address, timeout=0.2):
+            ray = _connect(address)
+        time.sleep(0.01)
+    with open(go_file, encoding="utf-8") as fh:
+        said = fh.read().strip()
+    os.remove(go_file)
+    if said != "go":
+        print(json.dumps({"cancelled": True}))
+        raise SystemExit(0)
+    return ray or _connect(address)
 
 
 def _write_started(env_dir: str, actor_id: str) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
 
@@ -99,18 +101,21 @@ class ServletNotStarted(ProviderError):
 
 def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
                   name: str, env_dir: str, python: str, compute: dict[str, Any],
-                  node_ip: str = "") -> dict[str, Any]:
+                  node_ip: str = "", go_file: str = "") -> dict[str, Any]:
     """node_ip: the Ray node address the servlet must run on ("": the node of conn's
-    host, the head)."""
+    host, the head). go_file: see PendingStart (the answer may then be {"expired"} or
+    {"cancelled"})."""
     try:
         info = _run(conn, cluster, private,
                     ["start", cluster["ray_address"], name, env_dir, python,
-                     json.dumps(compute), node_ip], f"starting servlet {name!r}",
-                    quick_exit=True)
+                     json.dumps(compute), node_ip, *([go_file] if go_file else [])],
+                    f"starting servlet {name!r}", quick_exit=True)
     except ConnectionLost:
         raise  # whether it started is unknown: the next refresh finds out
     except ProviderError as exc:
         raise ServletNotStarted(str(exc)) from None
+    if "pid" not in info:
+        return info  # a pending start that expired or was cancelled
     lost = dict((info.get("restored") or {}).get("lost") or {})
     whole = lost.pop("*", None)  # none of them could be kept, and why
     if whole:
@@ -119,6 +124,47 @@ def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, 
         sys.stderr.write(f"Warning: servlet {name!r} restarted without these objects: "
                          + "; ".join(f"{k} ({why})" for k, why in sorted(lost.items())) + "\n")
     return info
+
+
+class PendingStart:
+    """A servlet start begun while its env is still being built: the driver that starts
+    it imports Ray and joins the cluster (~1 s) during the env's installs, then waits
+    for a file in the env (host_script._await_go). start() says go and returns what
+    start_servlet returns; cancel() sends it away (the env failed). A driver that gave
+    up (rhplan's command was gone, or an hour passed) makes start() start the servlet
+    the usual way."""
+
+    def __init__(self, conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
+                 name: str, env_dir: str, python: str, compute: dict[str, Any],
+                 node_ip: str = ""):
+        self._conn = conn
+        self._args = (conn, cluster, private, name, env_dir, python, compute, node_ip)
+        self._go = f"{env_dir}/rhplan/servlet-go-{secrets.token_hex(8)}"
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="servlet-start")
+        self._future = self._pool.submit(start_servlet, *self._args, go_file=self._go)
+
+    def start(self) -> dict[str, Any]:
+        self._say(b"go")
+        try:
+            info = self._future.result()
+        finally:
+            self._pool.shutdown(wait=False)
+        if "pid" not in info:
+            return start_servlet(*self._args)
+        return info
+
+    def cancel(self) -> None:
+        try:
+            self._say(b"cancel")
+            self._future.result(timeout=60)
+        except Exception:  # noqa: BLE001 - it leaves by itself (parent gone, timeout)
+            pass
+        finally:
+            self._pool.shutdown(wait=False)
+
+    def _say(self, word: bytes) -> None:
+        if not self._future.done():  # a driver that already answered reads nothing
+            self._conn.put_bytes(word, self._go)
 
 
 def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
