@@ -211,6 +211,7 @@ def validate(directory: Path | str, cli_vars: Sequence[str] = (), var_files: Seq
     nothing is read from the environment but given variables. Returns notes (warnings)."""
     d = Path(directory).absolute()
     cfg = load_config(d)
+    check_backend(cfg)
     notes: list[str] = []
     variables = resolve_variables(cfg, list(cli_vars), list(var_files),
                                   list(order) if order is not None else None, notes,
@@ -412,6 +413,25 @@ def _remove_local_states(backend: LocalBackend) -> None:
 
 
 def _s3_backend(cfg: Config, workspace: str = workspaces.DEFAULT) -> Backend:
+    values = _s3_settings(cfg)
+    from rhplan.state.s3 import S3Backend  # imports botocore: only when used
+    key = workspaces.s3_key(str(values["key"]), workspace, _key_prefix(cfg))
+    return S3Backend(str(values["bucket"]), key, region=values["region"],
+                     endpoint_url=values["endpoint_url"], profile=values["profile"])
+
+
+def check_backend(cfg: Config) -> None:
+    """The backend block's settings, checked without reaching the backend (validate)."""
+    if cfg.backend.type == "s3":
+        _s3_settings(cfg)
+        _key_prefix(cfg)
+    elif cfg.backend.type == "local":
+        _workspace_dir(cfg)
+    else:
+        backend_for(cfg)  # names the backends there are
+
+
+def _s3_settings(cfg: Config) -> dict[str, str | None]:
     b = cfg.backend
     missing = [k for k in ("bucket", "key") if k not in b.attrs]
     if missing:
@@ -427,8 +447,5 @@ def _s3_backend(cfg: Config, workspace: str = workspaces.DEFAULT) -> Backend:
     if key.startswith("/") or key.endswith("/"):
         raise ConfigError(f'backend "s3" key {key!r} must name an object, like '
                           '"path/rhplan.state.json" (no leading or trailing /)', b.file, b.line)
-    from rhplan.state.s3 import S3Backend  # imports botocore: only when used
-    key = workspaces.s3_key(key, workspace, _key_prefix(cfg))
-    return S3Backend(str(values["bucket"]), key, region=values["region"],
-                     endpoint_url=values["endpoint_url"], profile=values["profile"])
+    return values
 

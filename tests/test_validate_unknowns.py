@@ -192,6 +192,8 @@ CLUSTER = 'cluster "c" {\n  provider = "local"\n}\n'
     pytest.param('variable "n" {\n  default = 12\n  validation {\n    condition     = '
                  'var.n < 10\n    error_message = "Too many."\n  }\n}\n' + CLUSTER,
                  4, ["Too many."], id="default-breaks-validation"),
+    pytest.param('rhplan {\n  backend "s3" {\n    bucket = "b"\n  }\n}\n' + CLUSTER,
+                 2, ['backend "s3" needs key'], id="backend-settings"),
     pytest.param('variable "x" {}\ncluster "c" {\n  provider = "gcp"\n}\n',
                  3, ["no provider 'gcp' is installed"], id="provider-not-installed"),
     pytest.param('variable "x" {}\ncluster "c" {\n  provider   = "local"\n'
