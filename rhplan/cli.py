@@ -17,6 +17,7 @@ import click
 from rhplan.console import console_command
 from rhplan.errors import RhplanError
 from rhplan.fmt_cli import fmt_command
+from rhplan.lock_option import lock_option
 from rhplan.names import address_order, block_address, is_module_address, normalize_address
 from rhplan.providers_list import providers_command
 from rhplan.workspace_cli import workspace as workspace_group
@@ -100,7 +101,7 @@ def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--parallelism", default=10, type=click.IntRange(1, 256),
                      help="How many operations run at once.")(f)
     f = click.option("--no-color", "no_color_local", is_flag=True, hidden=True)(f)
-    return var_options(f)
+    return lock_option(var_options(f))
 
 
 @contextlib.contextmanager
@@ -264,6 +265,7 @@ def destroy(ctx: click.Context, **kwargs: Any) -> None:
 
 @cli.command()
 @var_options
+@lock_option
 @click.option("--parallelism", default=10, type=click.IntRange(1, 256))
 @click.pass_obj
 def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], parallelism: int) -> None:
@@ -284,6 +286,7 @@ def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], paralleli
 
 @cli.command("import")
 @var_options
+@lock_option
 @click.argument("address")
 @click.argument("id_", metavar="ID")
 @click.pass_obj
@@ -457,6 +460,7 @@ def state_show(obj: Ctx, address: str) -> None:
 
 
 @state.command("rm")
+@lock_option
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
 @click.argument("addresses", nargs=-1, required=True)
 @click.pass_obj
@@ -482,6 +486,7 @@ def state_rm(obj: Ctx, addresses: tuple[str, ...], dry_run: bool) -> None:
 
 
 @state.command("mv")
+@lock_option
 @click.option("--dry-run", is_flag=True, help="Say what would move; change nothing.")
 @click.argument("source")
 @click.argument("destination")
@@ -535,6 +540,7 @@ def state_pull(obj: Ctx) -> None:
 
 
 @state.command("push")
+@lock_option
 @click.argument("file")
 @click.option("--force", is_flag=True,
               help="Replace the state even if its lineage differs or its serial is lower.")
@@ -583,7 +589,7 @@ def state_push(obj: Ctx, file: str, force: bool) -> None:
 def status(obj: Ctx, as_json: bool) -> None:
     """Clusters, their Ray heads, and each env's servlet with its health."""
     from rhplan.servlets.client import default_env
-    from rhplan.status import cluster_status
+    from rhplan.status import cluster_status, render, unhealthy
     st = _backend(obj).read()
     report = cluster_status(st, obj.chdir)
     for c in report:  # what run -cluster and servlet(cluster=...) use; None if ambiguous
@@ -597,30 +603,12 @@ def status(obj: Ctx, as_json: bool) -> None:
     if not report:
         click.echo("No clusters in the state. Run rhplan apply.")
         return
-    for c in report:
-        click.echo(f"{c['address']} ({c['provider']}, hosts {', '.join(c['ips'])})")
-        click.echo(f"  ray head  {c['ray']['status']:<7} {c['ray'].get('address') or '-'}"
-                   f"  ray {c['ray'].get('version') or '-'}")
-        if c["ray"].get("error"):
-            click.echo(f"            {c['ray']['error']}")
-        if c.get("gateway"):
-            click.echo(f"  gateway   running pid {c['gateway']['pid']} (127.0.0.1 on the head)")
-        for s in c["servlets"]:
-            health = {True: "alive", False: "dead"}.get(s["alive"], "unknown")
-            up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""
-            pid = f"pid {s['pid']}" if s.get("pid") else ""
-            default = c["default_env"] and st.resources[c["default_env"]].attributes.get(
-                "name") == s["env"]
-            click.echo(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up:<10}"
-                       f"{'  (default env)' if default else ''}".rstrip())
-    if any(not s["alive"] for c in report for s in c["servlets"]) or any(
-            c["ray"]["status"] != "running" for c in report):
+    names = {c["address"]: c["default_env"] and st.resources[c["default_env"]].attributes.get(
+        "name") for c in report}  # each node's servlets are printed under it
+    for line in render(report, names):
+        click.echo(line)
+    if unhealthy(report):
         sys.exit(1)
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -689,6 +677,8 @@ def execute(argv: list[str]) -> int:
     main() is this plus sys.exit, so tests that call execute() in-process take exactly the
     path a user's command takes."""
     _ARGS[:] = normalize_args(argv)
+    from rhplan.state import lockwait
+    lockwait.set_timeout("0s")  # a command without -lock-timeout fails at once
     try:
         result = cli.main(args=list(_ARGS), prog_name="rhplan", standalone_mode=False)
     except RhplanError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from rhplan.errors import RhplanError
+from rhplan.lock_option import lock_option
 
 
 def _config(obj: Any) -> Any:
@@ -31,6 +32,7 @@ def workspace() -> None:
 
 
 @workspace.command("new")
+@lock_option
 @click.argument("name")
 @click.pass_obj
 def workspace_new(obj: Any, name: str) -> None:
@@ -91,6 +93,7 @@ def workspace_show(obj: Any) -> None:
 
 
 @workspace.command("delete")
+@lock_option
 @click.argument("name")
 @click.option("--force", is_flag=True,
               help="Delete even if the workspace still tracks resources (they are forgotten, "

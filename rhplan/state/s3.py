@@ -42,7 +42,7 @@ from botocore.exceptions import (
 )
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state import digest
+from rhplan.state import digest, lockwait
 from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 
@@ -382,8 +382,9 @@ class S3Backend:
 
     @contextlib.contextmanager
     def locked(self, operation: str) -> Iterator[LockInfo]:
-        """Hold the state lock for the body of a `with` block."""
-        info = self.lock(operation)
+        """Hold the state lock for the body of a `with` block (waiting for it up to
+        -lock-timeout: rhplan/state/lockwait.py)."""
+        info = lockwait.acquire(lambda: self.lock(operation))
         try:
             yield info
         except BaseException:
