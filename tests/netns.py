@@ -297,6 +297,9 @@ class TestHost(SSHServer):
         self.user = "root"
         self.authorized_keys.write_text(Path(network.client_key + ".pub").read_text())
         self.client_key = network.client_key
+        # no PyPI in a namespace: uv installs from its cache at once instead of waiting
+        # on an index it cannot reach (a cluster's bare default env installs Ray)
+        self.extra_config.append("SetEnv UV_OFFLINE=1")
 
     @property
     def exec_prefix(self) -> list[str]:
