@@ -589,7 +589,7 @@ def state_push(obj: Ctx, file: str, force: bool) -> None:
 def status(obj: Ctx, as_json: bool) -> None:
     """Clusters, their Ray heads, and each env's servlet with its health."""
     from rhplan.servlets.client import default_env
-    from rhplan.status import cluster_status
+    from rhplan.status import cluster_status, render, unhealthy
     st = _backend(obj).read()
     report = cluster_status(st, obj.chdir)
     for c in report:  # what run -cluster and servlet(cluster=...) use; None if ambiguous
@@ -603,30 +603,12 @@ def status(obj: Ctx, as_json: bool) -> None:
     if not report:
         click.echo("No clusters in the state. Run rhplan apply.")
         return
-    for c in report:
-        click.echo(f"{c['address']} ({c['provider']}, hosts {', '.join(c['ips'])})")
-        click.echo(f"  ray head  {c['ray']['status']:<7} {c['ray'].get('address') or '-'}"
-                   f"  ray {c['ray'].get('version') or '-'}")
-        if c["ray"].get("error"):
-            click.echo(f"            {c['ray']['error']}")
-        if c.get("gateway"):
-            click.echo(f"  gateway   running pid {c['gateway']['pid']} (127.0.0.1 on the head)")
-        for s in c["servlets"]:
-            health = {True: "alive", False: "dead"}.get(s["alive"], "unknown")
-            up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""
-            pid = f"pid {s['pid']}" if s.get("pid") else ""
-            default = c["default_env"] and st.resources[c["default_env"]].attributes.get(
-                "name") == s["env"]
-            click.echo(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up:<10}"
-                       f"{'  (default env)' if default else ''}".rstrip())
-    if any(not s["alive"] for c in report for s in c["servlets"]) or any(
-            c["ray"]["status"] != "running" for c in report):
+    names = {c["address"]: c["default_env"] and st.resources[c["default_env"]].attributes.get(
+        "name") for c in report}  # each node's servlets are printed under it
+    for line in render(report, names):
+        click.echo(line)
+    if unhealthy(report):
         sys.exit(1)
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

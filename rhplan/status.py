@@ -23,14 +23,15 @@ from rhplan.state.model import ResourceState, State
 def cluster_status(state: State, chdir: str, parallelism: int = 10) -> list[dict[str, Any]]:
     ctx = RunContext(Path(chdir).absolute())
     clusters = sorted(a for a, r in state.resources.items() if r.type == "cluster")
-    envs: dict[str, dict[str, str]] = {addr: {} for addr in clusters}
+    # each cluster's envs: name -> (folder, the node it is placed on; None: the head)
+    envs: dict[str, dict[str, tuple[str, str | None]]] = {addr: {} for addr in clusters}
     for r in state.resources.values():
         if r.type == "env" and r.attributes.get("cluster") in envs:
-            envs[r.attributes["cluster"]][r.attributes["name"]] = str(
-                r.attributes.get("path") or "")
+            envs[r.attributes["cluster"]][r.attributes["name"]] = (
+                str(r.attributes.get("path") or ""), r.attributes.get("node") or None)
     for addr in clusters:
         ctx.provider(state.resources[addr].provider)  # loaded once, before the threads
-    # clusters are asked in parallel: each costs an SSH connection and one command
+    # clusters are asked in parallel, and each cluster's nodes: one SSH command per node
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(clusters)))) as pool:
         return list(pool.map(lambda a: _one_cluster(a, state.resources[a], envs[a], ctx),
                              clusters))
@@ -42,14 +43,19 @@ _PROBE = hostside.Script("status_probe", ray_head.OWNED_PIDS_FN + "\n" + resourc
 PROBE_TIMEOUT = 30.0
 
 
-def _probe(conn: Connection, a: dict[str, Any], p: dict[str, Any], envs: dict[str, str]
-           ) -> dict[str, Any]:
-    """One command on the head (status_probe.py, standard library only): Ray's processes,
-    its GCS, the gateway and each servlet, from the process table. No Ray driver."""
+def _probe(conn: Connection, a: dict[str, Any], p: dict[str, Any], envs: dict[str, str],
+           worker_temp_dir: str = "") -> dict[str, Any]:
+    """One command on a node (status_probe.py, standard library only): Ray's processes,
+    its GCS (the head's, from a worker), the gateway (on the head) and each servlet
+    placed there, from the process table, and the node's memory. No Ray driver."""
     host, _, port = str(a.get("ray_address") or ":0").rpartition(":")
-    args = [p["ray_temp_dir"], p.get("ray_token_path") or "", host or "127.0.0.1",
-            port or "0", f"{a['root_dir']}/ray", json.dumps(envs)]
-    what = f"reading the head's status on {conn.host}"
+    if worker_temp_dir:  # a worker finds its Ray by its temp dir and the node's token
+        args = [worker_temp_dir, f"{a['root_dir']}/ray/token", host or "127.0.0.1",
+                port or "0", "", json.dumps(envs)]
+    else:
+        args = [p["ray_temp_dir"], p.get("ray_token_path") or "", host or "127.0.0.1",
+                port or "0", f"{a['root_dir']}/ray", json.dumps(envs)]
+    what = f"reading the status of {conn.host}"
     error = ProviderError(f"{what} failed: no output")
     # rhplan's Ray Python first; the host's own when that venv is gone
     for python in dict.fromkeys(x for x in (a.get("ray_python"), a.get("python"), "python3")
@@ -64,45 +70,133 @@ def _probe(conn: Connection, a: dict[str, Any], p: dict[str, Any], envs: dict[st
     raise error
 
 
-def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, str], ctx: RunContext
-                 ) -> dict[str, Any]:
-    """What `rhplan status` shows of one cluster, through its SSH endpoint alone: one
-    connection and one command, however many envs (no Ray driver, no gateway)."""
+def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, tuple[str, str | None]],
+                 ctx: RunContext) -> dict[str, Any]:
+    """What `rhplan status` shows of one cluster, through its SSH endpoints alone: one
+    connection and one command per node, the nodes in parallel, however many envs (no
+    Ray driver, no gateway)."""
     a = rs.attributes
-    report: dict[str, Any] = {"address": addr, "provider": rs.provider,
-                              "ips": a.get("ips") or [], "servlets": []}
+    ips = list(a.get("ips") or [])
+    head = ips[0] if ips else "?"
+    head_node = rs.private.get("ray_head_host") or head
+    on: dict[str, dict[str, str]] = {ip: {} for ip in ips}  # node -> its envs' folders
+    for name, (path, node) in envs.items():
+        on.setdefault(node if node and node != head_node else head, {})[name] = path
+    workers = rs.private.get("ray_worker_temp_dirs") or {}
+    report: dict[str, Any] = {"address": addr, "provider": rs.provider, "ips": ips,
+                              "servlets": [], "gateway": None, "nodes": []}
     ray: dict[str, Any] = {"status": "unknown", "address": a.get("ray_address"),
                            "version": a.get("ray_version")}
-    servlets: dict[str, Any] = {}
-    report["gateway"] = None
-    head = (a.get("ips") or ["?"])[0]
-    try:
-        if not a.get("ray_address") or not rs.private.get("ray_temp_dir"):
-            raise KeyError("ray_address")
-        conn = ctx.provider(rs.provider).connect(a, rs.private, ctx)
-        found = _probe(conn, a, rs.private, envs)
-        up = found["ray"]["pids"] > 0 and found["ray"]["gcs_up"] and found["ray"]["raylet_up"]
-        ray["status"] = "running" if up else "stopped"
-        if not up:
-            ray["error"] = (f"rhplan's Ray is not running on the head {head} (" + (
-                "no process of it" if not found["ray"]["pids"] else
-                "its GCS does not answer" if not found["ray"]["gcs_up"] else
-                "its raylet is gone") + "); rhplan apply starts it again")
-        servlets = found["servlets"] if up else {}
-        report["gateway"] = found.get("gateway")
-    except KeyError:
+    recorded = bool(a.get("ray_address") and rs.private.get("ray_temp_dir"))
+
+    def ask(ip: str) -> dict[str, Any] | ProviderError | None:
+        if not recorded or (ip != head and not workers.get(ip)):
+            return None  # no Ray recorded there: nothing to ask
+        try:
+            if ip == head:
+                conn = ctx.provider(rs.provider).connect(a, rs.private, ctx)
+                return _probe(conn, a, rs.private, on.get(ip, {}))
+            conn = ctx.provider(rs.provider).connect_host(ip, a, rs.private, ctx)
+            return _probe(conn, a, rs.private, on.get(ip, {}), workers[ip])
+        except ProviderError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(ips))) as pool:
+        found = dict(zip(ips, pool.map(ask, ips), strict=True))
+    head_up = False
+    for ip in ips or [head]:
+        r = found.get(ip)
+        node: dict[str, Any] = {"ip": ip, "role": "head" if ip == head else "worker",
+                                "memory": None, "servlets": []}
+        if isinstance(r, ProviderError):
+            node["ray"] = "unreachable"
+            node["error"] = f"{ip} cannot be reached over SSH: {r}"
+        elif r is None:
+            node["ray"] = "stopped"
+            why = (a.get("hosts") or {}).get(ip) or "not set up"
+            node["error"] = ("no Ray head recorded; run rhplan apply" if ip == head else
+                             f"its Ray has not joined ({why}); rhplan apply joins it")
+        else:
+            pids, gcs, raylet = r["ray"]["pids"], r["ray"]["gcs_up"], r["ray"]["raylet_up"]
+            up = pids > 0 and gcs and raylet
+            node["ray"] = "running" if up else "stopped"
+            node["memory"] = r.get("memory")
+            if not up:
+                where = "the head" if ip == head else "the worker"
+                node["error"] = (f"rhplan's Ray is not running on {where} {ip} (" + (
+                    "no process of it" if not pids else
+                    "its GCS does not answer" if ip == head and not gcs else
+                    "the head's GCS is out of its reach" if not gcs else
+                    "its raylet is gone") + "); rhplan apply starts it again")
+            if ip == head:
+                report["gateway"] = r.get("gateway")
+        # a node that cannot be asked says nothing of its servlets: unknown, not dead
+        unknown = {"alive": None} if node["ray"] == "unreachable" else {"alive": False}
+        alive = r["servlets"] if isinstance(r, dict) and node["ray"] == "running" else {}
+        for name in sorted(on.get(ip, {})):
+            s = {"env": name, "node": ip, **alive.get(name, unknown)}
+            node["servlets"].append(s)
+            report["servlets"].append(s)
+        if ip == head:
+            head_up = node["ray"] == "running"
+            ray["status"] = node["ray"]
+            if node.get("error"):
+                ray["error"] = (node["error"] if node["ray"] != "unreachable" else
+                                f"the head {node['error']}")
+        report["nodes"].append(node)
+    if not head_up and ray["status"] == "unknown":
         ray["status"] = "stopped"
-        ray["error"] = "no Ray head recorded; run rhplan apply"
-    except ProviderError as exc:
-        ray["status"] = "unreachable"
-        ray["error"] = f"the head {head} cannot be reached over SSH: {exc}"
     report["ray"] = ray
-    # a head that cannot be asked says nothing of its servlets: unknown, not dead
-    unknown = {"alive": None} if ray["status"] == "unreachable" else {"alive": False}
-    for name in sorted(envs):
-        s = servlets.get(name, unknown)
-        report["servlets"].append({"env": name, **s})
     return report
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f}"
+
+
+def render(report: list[dict[str, Any]], default_envs: dict[str, str | None]) -> list[str]:
+    """The lines `rhplan status` prints: per cluster its Ray head and gateway, then each
+    node (head first) with its Ray, memory and the servlets placed on it.
+    default_envs: cluster address -> the name of its default env (None if none)."""
+    lines = []
+    for c in report:
+        lines.append(f"{c['address']} ({c['provider']}, hosts {', '.join(c['ips'])})")
+        lines.append(f"  ray head  {c['ray']['status']:<7} {c['ray'].get('address') or '-'}"
+                     f"  ray {c['ray'].get('version') or '-'}")
+        if c["ray"].get("error"):
+            lines.append(f"            {c['ray']['error']}")
+        if c.get("gateway"):
+            lines.append(f"  gateway   running pid {c['gateway']['pid']} (127.0.0.1 on the head)")
+        several = len(c["nodes"]) > 1
+        for node in c["nodes"]:
+            mem = node.get("memory")
+            used = (f"memory {_gib(mem['used'])}/{_gib(mem['total'])} GiB used" if mem
+                    else "memory -")
+            if several or mem:
+                lines.append(f"  node      {node['ip']:<15} {node['role']:<6}  ray "
+                             f"{node['ray']:<11} {used}".rstrip())
+            if several and node.get("error") and node["role"] == "worker":
+                lines.append(f"            {node['error']}")
+            for s in node["servlets"]:
+                health = {True: "alive", False: "dead"}.get(s["alive"], "unknown")
+                up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""
+                pid = f"pid {s['pid']}" if s.get("pid") else ""
+                mark = "  (default env)" if default_envs.get(c["address"]) == s["env"] else ""
+                lines.append(f"  servlet   {health:<7} {s['env']:<20} {pid:<12} {up:<10}"
+                             f"{mark}".rstrip())
+    return lines
+
+
+def unhealthy(report: list[dict[str, Any]]) -> bool:
+    """A servlet not known alive, or a node whose Ray is not running: status exits 1."""
+    return any(not s["alive"] for c in report for s in c["servlets"]) or any(
+        n["ray"] != "running" for c in report for n in c["nodes"]) or any(
+        c["ray"]["status"] != "running" for c in report)
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 # the env's files are read on the host by a fixed script; values never pass a shell

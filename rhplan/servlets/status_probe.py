@@ -1,6 +1,7 @@
-"""Runs ON a cluster's head, with any Python 3 (standard library only; no annotations an
-older host Python could not read): what `rhplan status` shows, read from the head's
-process table, without a Ray driver.
+"""Runs ON each node of a cluster (the head, and each worker in parallel), with any
+Python 3 (standard library only; no annotations an older host Python could not read):
+what `rhplan status` shows of that node, read from its process table, without a Ray
+driver.
 
 A Ray driver costs 1-4 s to start on the head and hangs (bounded, but long) when the
 head's Ray is half down; reading /proc costs milliseconds and works when Ray does not.
@@ -9,9 +10,12 @@ defines owned_pids, raylet_up and gcs_up), so nothing is copied to the host firs
 
     python -I - TEMP_DIR TOKEN_PATH GCS_HOST GCS_PORT GATEWAY_ROOT ENVS_JSON
 
-ENVS_JSON maps each env's name to its folder. Prints one JSON line:
+ENVS_JSON maps the name of each env placed on this node to its folder; on a worker,
+TEMP_DIR is that node's Ray temp dir, GCS_HOST:GCS_PORT the head's (can the node still
+reach it) and GATEWAY_ROOT "". Prints one JSON line:
 {"ray": {"pids", "gcs_up", "raylet_up"}, "gateway": {"pid", "port"} or null,
- "servlets": {name: {"alive", "pid", "uptime"}}}.
+ "servlets": {name: {"alive", "pid", "uptime"}}, "memory": {"total", "used"} or null}
+(memory in bytes: used is MemTotal - MemAvailable, what the kernel could not hand out).
 
 A servlet counts as alive when a live worker of this cluster's Ray (owned_pids) is
 titled ray::EnvServlet and has the env's own files mapped (its interpreter loads Ray
@@ -82,14 +86,26 @@ def gateway(root):
     return best[1] if best else None
 
 
+def memory():
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh if ":" in line)
+        total = int(info["MemTotal"].split()[0]) * 1024
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    return {"total": total, "used": total - available}
+
+
 def probe(owned_pids, raylet_up, gcs_up):
     temp_dir, token_path, host, port, gateway_root, envs_json = sys.argv[1:7]
     owned = owned_pids(temp_dir, token_path)
     report = {
         "ray": {"pids": len(owned), "raylet_up": raylet_up(temp_dir),
                 "gcs_up": int(port) > 0 and gcs_up(host, port)},
-        "gateway": gateway(gateway_root),
+        "gateway": gateway(gateway_root) if gateway_root else None,
         "servlets": servlets(owned, json.loads(envs_json)),
+        "memory": memory(),
     }
     print(json.dumps(report))
 
