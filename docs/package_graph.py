@@ -22,8 +22,9 @@ END = "<!-- end of package graph -->"
 PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
 # layer: the modules (or packages) in it, by name below rhplan (providers by package)
 LAYERS = {
-    "commands": ["cli", "workspace_cli", "workspace", "status", "gitignore", "__init__"],
-    "config": ["config", "names", "env_files", "secret_providers"],
+    "commands": ["cli", "workspace_cli", "workspace", "status", "gitignore", "__init__",
+                 "fmt_cli", "console", "providers_list"],
+    "config": ["config", "names", "env_files", "secret_providers", "fmt"],
     "plan": ["plan", "graph"],
     "apply": ["apply"],
     "state": ["state"],
