@@ -80,7 +80,7 @@ CASES = [
     pytest.param(CLUSTER + 'secret "s" {\n  values = { K = "v" }\n}\n',
                  CLUSTER + 'secret "s" {\n  values = { K = "v" }\n'
                  + life("create_before_destroy = true") + "}\n", {"replace": ["secret.s"]},
-                 {"cluster.c": "no-op", "secret.s": "replace"},
+                 {"cluster.c": "no-op", "env.c_default": "no-op", "secret.s": "replace"},
                  id="create-before-destroy-on-a-secret"),
 ]
 
@@ -103,7 +103,8 @@ ERRORS = [
     pytest.param(CLUSTER + package("v1") + env(life("create_before_destroy = true"),
                                                extra='  name    = "e"\n'),
                  ("-replace=env.e",), 'env "e"',
-                 ["env.e must be replaced (replacement requested with -replace) and sets "
+                 ["env.e must be replaced (replacement requested with -replace; its "
+                  "servlet's objects and instances are lost) and sets "
                   "lifecycle.create_before_destroy, but also name = 'e'",
                   "remove name (rhplan then picks a new one) or create_before_destroy"],
                  id="cbd-env-with-a-name-refused"),

@@ -505,6 +505,8 @@ class Planner:
         else:
             action = "no-op"
         if action == "replace":
+            note = TYPES[rc.type].replace_note()
+            reason = f"{reason}; {note}" if note else reason
             if rc.prevent_destroy:
                 raise ConfigError(f"{addr} has lifecycle.prevent_destroy set, and this plan would "
                                   f"replace it ({reason}); remove prevent_destroy to allow it",

@@ -32,6 +32,10 @@ class ResourceType:
         here, why); e.g. an instance type EC2 cannot resize in place."""
         return [], ""
 
+    def replace_note(self) -> str:
+        """What a replacement means beyond the attributes (added to the plan's reason)."""
+        return ""
+
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
                       changed: list[str]) -> str:
         """Adjust an in-place update's planned attributes (mark what it will recompute as

@@ -64,8 +64,18 @@ _HELD = {"reqs": "packages", "sources": "packages", "git_commits": "packages",
          **{k: "environment" for k in _ENVIRONMENT}}
 
 
+# what a restart by apply does to what its callers put into the servlet (host_script.py
+# hands the store over through ENV/rhplan/objects.pickle), and what a replacement does
+KEPT_ON_RESTART = ("its objects and instances are handed to the new one where they can be "
+                   "pickled; apply names any lost")
+LOST_ON_REPLACE = "its servlet's objects and instances are lost"
+
+
 class EnvType(ResourceType):
     after_apply = ("installed", "servlet_pid")
+
+    def replace_note(self) -> str:
+        return LOST_ON_REPLACE  # a new env, often elsewhere: nothing is handed over
 
     def replaced_with(self, attrs: dict[str, Any]) -> list[str]:
         # an env lives inside its cluster's folder: a new cluster means a new env
@@ -353,7 +363,8 @@ class EnvType(ResourceType):
         why = sorted({_HELD[k] for k in changed if k in _HELD})
         if why:
             after["servlet_pid"] = UNKNOWN
-            return f"its servlet restarts to pick up the new {' and '.join(why)}"
+            return (f"its servlet restarts to pick up the new {' and '.join(why)}; "
+                    f"{KEPT_ON_RESTART}")
         if "working_dir_hash" in changed:
             return ("code re-synced; its servlet keeps running and re-imports the changed "
                     "modules on the next call")
