@@ -130,9 +130,8 @@ class _Lexer:
         s, n = self.s, self.n
         start = i
         while True:
-            if i >= n or s[i] == "\n":
-                raise self.error(i, "a quoted string is never closed; end it with \" on "
-                                    "the same line")
+            if i >= n:  # (a newline inside quotes is taken as written: rhplan's parser does)
+                raise self.error(start, "a quoted string is never closed; end it with \"")
             c = s[i]
             if c == '"':
                 if i > start:
