@@ -18,6 +18,8 @@ of a steady call, printed side by side, over both routes:
     gateway, on the worker; until 971bf6c the head's gateway reached it through Ray);
   - direct: a Ray driver on the head calling the named actor (`keys`, the smallest
     round trip).
+and the ssh route's first handle and call per env, in seconds (near: the head's
+gateway, started cold; far: an SSH connection to the worker and its gateway, cold).
 Everything is destroyed at the end (also after a failure or Ctrl-C).
 """
 from __future__ import annotations
@@ -57,9 +59,12 @@ import rhplan
 def fn():
     return 1
 
-out = {}
+out, first = {}, {}
 for env in sys.argv[3:]:
+    t = time.perf_counter()
     s = rhplan.servlet(env, chdir=sys.argv[1])
+    s.call(fn)
+    first[env] = time.perf_counter() - t
     for _ in range(20):
         s.call(fn)
     times = []
@@ -69,6 +74,7 @@ for env in sys.argv[3:]:
         times.append(time.perf_counter() - t)
     out[env] = sorted(times)
 print("TIMES " + json.dumps(out))
+print("FIRST " + json.dumps(first))
 """
 
 # on the head: a Ray driver calling each named actor directly
@@ -150,10 +156,13 @@ def main() -> int:
             (infra / "rhplan.state.json").read_text())["resources"]}
         far = state["env.far"]["attributes"]
         print(f"env.near on the head {a.address}; env.far on node {far.get('node')}")
-        ssh_times = times_of(subprocess.run(
+        ssh_run = subprocess.run(
             [sys.executable, "-c", SSH_DRIVER, str(infra), str(args.calls), "near", "far"],
             capture_output=True, text=True, timeout=900, check=False,
-            env={**os.environ, "RHPLAN_SERVLET_ROUTE": "ssh"}).stdout)
+            env={**os.environ, "RHPLAN_SERVLET_ROUTE": "ssh"}).stdout
+        ssh_times = times_of(ssh_run)
+        first = json.loads(next(ln[6:] for ln in ssh_run.splitlines()
+                                if ln.startswith("FIRST ")))
         c = state["cluster.duo"]
         proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", DIRECT_DRIVER,
                       c["attributes"]["ray_address"], json.dumps(private_env(c["private"])),
@@ -165,6 +174,9 @@ def main() -> int:
                          ("direct: Ray driver on the head", direct_times)):
             cells = [f"{pct(t[e], 0.5):6.2f} / {pct(t[e], 0.9):6.2f}" for e in ("near", "far")]
             print(f"  {label:34s} {cells[0]:>16s} {cells[1]:>16s}")
+        # a worker env's first handle connects to its node and starts its gateway there
+        print(f"  {'ssh: first handle + call (s)':34s} {first['near']:16.2f} "
+              f"{first['far']:16.2f}")
         return 0
     finally:
         if applied:
