@@ -101,7 +101,25 @@ def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--parallelism", default=10, type=click.IntRange(1, 256),
                      help="How many operations run at once.")(f)
     f = click.option("--no-color", "no_color_local", is_flag=True, hidden=True)(f)
+    f = click.option("--refresh-only", is_flag=True,
+                     help="Only record what changed outside rhplan; change nothing.")(f)
     return lock_option(var_options(f))
+
+
+def _refresh_only_fits(refresh_only: bool, destroy: bool, refresh: str,
+                       replace: tuple[str, ...]) -> None:
+    """Terraform's refresh-only mode takes no other planning mode."""
+    if not refresh_only:
+        return
+    if destroy:
+        raise RhplanError("-refresh-only and -destroy cannot be used together: a "
+                          "refresh-only plan changes nothing; drop one of them")
+    if refresh == "false":
+        raise RhplanError("-refresh-only with -refresh=false has nothing to do; drop "
+                          "-refresh=false")
+    if replace:
+        raise RhplanError("-replace cannot be used with -refresh-only, which replaces "
+                          "nothing; drop one of them")
 
 
 @contextlib.contextmanager
@@ -143,20 +161,21 @@ def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
 @gc_paused()
 def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
          target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
-         no_color_local: bool, out: str | None, destroy: bool, detailed_exitcode: bool,
-         as_json: bool) -> None:
+         no_color_local: bool, refresh_only: bool, out: str | None, destroy: bool,
+         detailed_exitcode: bool, as_json: bool) -> None:
     """Show what apply would change."""
     from rhplan.plan.planner import PlanOptions
-    from rhplan.plan.render import render_plan
     from rhplan.plan.tfjson import plan_json
+    _refresh_only_fits(refresh_only, destroy, refresh, replace)
     ws = obj.workspace(var, var_file)
     with ws.backend.locked("plan"):
-        p, _, refreshed = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
+        p, _, refreshed = ws.make_plan(PlanOptions(destroy, list(target), list(replace),
+                                                   refresh_only=refresh_only),
                                        refresh == "true", parallelism, saving=bool(out))
     if as_json:
         click.echo(json.dumps(plan_json(p), indent=2, sort_keys=True))
     else:
-        click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
+        click.echo(_render(p, obj.color and not no_color_local), nl=False)
         _print_notes(ws)
     if out:
         from rhplan.plan.model import save_plan
@@ -167,6 +186,12 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
                    f"    rhplan apply {out}")
     if detailed_exitcode and p.has_changes:
         sys.exit(2)
+
+
+def _render(p: Any, color: bool) -> str:
+    from rhplan.plan.render import render_plan
+    from rhplan.plan.render_refresh import render_refresh_only
+    return render_refresh_only(p, color) if p.refresh_only else render_plan(p, color)
 
 
 def _print_notes(ws: Any) -> None:
@@ -183,6 +208,13 @@ def _confirm(what: str) -> bool:
     except EOFError:
         answer = ""
     return answer.strip() == "yes"
+
+
+def _record_refreshed(ws: Any, refreshed: Any) -> None:
+    """apply -refresh-only: the state takes what refresh read; no remote object changes."""
+    ws.save_refreshed(refreshed)
+    click.echo("\nApply complete! Resources: 0 added, 0 changed, 0 destroyed.")
+    _print_outputs(ws.backend.read().outputs)
 
 
 def _run_apply(obj: Ctx, ws: Any, p: Any, planner: Any, state: Any, parallelism: int,
@@ -224,11 +256,12 @@ def _print_outputs(outputs: dict[str, Any]) -> None:
 @gc_paused()
 def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
           target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
-          no_color_local: bool, plan_file: str | None, auto_approve: bool, destroy: bool) -> None:
+          no_color_local: bool, refresh_only: bool, plan_file: str | None, auto_approve: bool,
+          destroy: bool) -> None:
     """Carry out the changes (from a fresh plan, or a saved PLAN_FILE)."""
     from rhplan.plan.model import load_plan
     from rhplan.plan.planner import PlanOptions
-    from rhplan.plan.render import render_plan
+    _refresh_only_fits(refresh_only, destroy, refresh, replace)
     ws = obj.workspace(var, var_file)
     with ws.backend.locked("apply"):
         if plan_file:
@@ -238,11 +271,22 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
             saved = load_plan(path, plan_file)
             p, planner, state = ws.replan_saved(saved, plan_file, parallelism)
             destroy = saved.destroy
+            if saved.refresh_only:
+                return _record_refreshed(ws, state)
         else:
-            p, planner, state = ws.make_plan(PlanOptions(destroy, list(target), list(replace)),
+            p, planner, state = ws.make_plan(PlanOptions(destroy, list(target), list(replace),
+                                                         refresh_only=refresh_only),
                                              refresh == "true", parallelism)
-            click.echo(render_plan(p, obj.color and not no_color_local), nl=False)
+            click.echo(_render(p, obj.color and not no_color_local), nl=False)
             _print_notes(ws)
+            if refresh_only:
+                if p.has_changes and (auto_approve or _confirm(
+                        "update the rhplan state to reflect these detected changes")):
+                    _record_refreshed(ws, state)
+                elif p.has_changes:
+                    click.echo("\nApply cancelled.")
+                    sys.exit(1)
+                return
             if not p.has_changes:
                 ws.save_refreshed(state)
                 _print_outputs(ws.backend.read().outputs)

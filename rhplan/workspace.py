@@ -86,6 +86,10 @@ class Workspace:
             opts.destroy or opts.refresh_only) else {}
         plan = planner.plan(state, opts, drift)
         plan.drifted = drift_changes(recorded, state) if refreshing else []
+        if plan.drifted:  # what the configuration derives from sensitive values stays hidden
+            hidden = self.state_sensitive_paths(state)
+            for d in plan.drifted:
+                d.sensitive = hidden.get(d.address, [])
         plan.timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if saving:  # show -json PLANFILE shows the configuration it was made from
             from rhplan.config.tfjson import configuration_json
