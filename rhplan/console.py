@@ -53,6 +53,12 @@ class Session:
             if key is not None and keys is not None and key not in keys:
                 keys.append(key)
         self.evaluation = planner.evaluation
+        self.dir = d
+        self.module_outputs: dict[str, set[str]] = {}  # module name -> its outputs
+        for name in cfg.locals:
+            m = re.fullmatch(r"module\.([^.]+)\.output\.(.+)", name)
+            if m:
+                self.module_outputs.setdefault(m.group(1), set()).add(m.group(2))
 
     def evaluate(self, text: str, line: int = 1) -> str:
         """The value of one expression, rendered; RhplanError naming <stdin>:LINE."""
@@ -69,6 +75,10 @@ class Session:
         if attr is None or len(tree.body.attrs) != 1 or tree.body.blocks:
             raise ConfigError("write one expression per line, e.g. upper(var.name)", DISPLAY,
                               line)
+        # module.m.OUT reads the module's output, as in the configuration's own files
+        from rhplan.config.modules import rewrite_block
+        tree.body.file = DISPLAY
+        attr = rewrite_block(tree.body, "", self.dir, self.module_outputs).attrs["__console__"]
         value, mark = self.evaluation.marked_evaluate(attr.expr, DISPLAY)
         return "(sensitive value)" if mark else render(value)
 

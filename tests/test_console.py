@@ -120,3 +120,14 @@ def test_console_refuses_a_broken_configuration_in_one_line(rhplan_in: Any,
     rh.keep = True
     rh.write('cluster "c" {\n  provider = "local"\n  bogus    = 1\n}\n')
     assert rh("console", input="1\n").error_line().startswith("Error: main.hcl:3: ")
+
+
+def test_console_reads_module_outputs(rhplan_in: Any, tmp_path: Path) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write('module "m" {\n  source = "./mod"\n  n      = 2\n}\n')
+    rh.write('variable "n" {}\noutput "twice" {\n  value = var.n * 2\n}\n', "mod/main.hcl")
+    res = rh("console", input="module.m.twice\nmodule.m.nope\n")
+    assert res.returncode == 1 and res.stdout == "4\n"
+    assert res.error_line().startswith(
+        "Error: <stdin>:2: module.m has no output 'nope' (its outputs: twice)")
