@@ -128,7 +128,9 @@ def _folder(path: Path, shown: str, recursive: bool) -> list[tuple[Path, str]]:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replaced whole (a temp file renamed over it), keeping the file's mode."""
+    """Replaced whole (a temp file renamed over it), keeping the file's mode; a symlink
+    keeps pointing at its file, which is the one rewritten."""
+    path = path.resolve()
     tmp = path.with_name(f".{path.name}.fmt{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.chmod(tmp, path.stat().st_mode & 0o7777)
