@@ -212,3 +212,11 @@ def test_mutated_files_format_or_are_refused(tmp_path: Path) -> None:
         assert _shape(parse_text(out, "m.hcl")) == _shape(tree), text
         formatted += 1
     assert tried == 300 and formatted >= 60, (tried, formatted)
+
+
+def test_a_symlinked_file_is_formatted_through_its_link(tmp_path: Path) -> None:
+    (tmp_path / "shared.hcl.txt").write_text("a=1\n")
+    (tmp_path / "main.hcl").symlink_to("shared.hcl.txt")
+    assert fmt(tmp_path).returncode == 0
+    assert (tmp_path / "main.hcl").is_symlink()
+    assert (tmp_path / "shared.hcl.txt").read_text() == "a = 1\n"
