@@ -241,3 +241,32 @@ def test_a_same_size_edit_within_a_second_is_reimported(tmp_path: Path) -> None:
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == [1, 2, str(wd), str(wd)]
+
+
+# The same servlet; only helpers.py changes, and mylib (unchanged) took `twice` from it
+# with `from helpers import twice`: reloading helpers alone left mylib's old binding.
+FROM_IMPORT = SAME_SECOND.replace(
+    'put("mylib.py", "VALUE = 1\\n", T + 100_000_000)',
+    'put("helpers.py", "def twice(x):\\n    return 2 * x\\n", T + 50_000_000)\n'
+    'put("mylib.py", "from helpers import twice\\nVALUE = 1\\n'
+    'def value():\\n    return twice(1)\\n", T + 100_000_000)').replace(
+    'put("mylib.py", "VALUE = 2\\n", T + 300_000_000)',
+    'put("helpers.py", "def twice(x):\\n    return 20 * x\\n", T + 300_000_000)').replace(
+    "return mylib.VALUE", "return mylib.value()")
+
+
+def test_an_unchanged_module_sees_what_it_imported_from_a_changed_one(tmp_path: Path
+                                                                      ) -> None:
+    """Before: only rewritten modules were reloaded, so mylib kept the old `twice`."""
+    import rhplan.servlets
+
+    assert FROM_IMPORT.count("helpers.py") == 2 and "mylib.value()" in FROM_IMPORT
+    env_dir, wd = tmp_path / "env", tmp_path / "workdir"
+    (env_dir / "rhplan").mkdir(parents=True)
+    wd.mkdir()
+    (env_dir / "rhplan" / "working_dir.json").write_text(json.dumps({"path": str(wd)}))
+    servlets = str(Path(rhplan.servlets.__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", FROM_IMPORT, servlets, str(env_dir), str(wd)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [2, 20, str(wd), str(wd)]

@@ -121,6 +121,9 @@ class EnvServlet:
             since = self._code_mark[1]
             importlib.invalidate_caches()  # new files and folders are found
             prefix = self.cwd.rstrip("/") + "/"
+            # every module of the working_dir is imported afresh by its next user, not
+            # only the rewritten ones: `from helpers import twice` in an unchanged module
+            # would keep the old function (importlib.reload rebinds only its own module)
             for name, mod in list(sys.modules.items()):
                 file = getattr(mod, "__file__", None)
                 if not (isinstance(file, str) and file.startswith(prefix)):
@@ -132,10 +135,7 @@ class EnvServlet:
                         os.unlink(importlib.util.cache_from_source(file))
                     except (OSError, ValueError, NotImplementedError):
                         pass
-                    try:
-                        importlib.reload(mod)
-                    except Exception:  # noqa: BLE001 - imported afresh by the next user
-                        sys.modules.pop(name, None)
+                sys.modules.pop(name, None)
             self._functions.clear()  # rebuilt functions may hold the old modules
             self._code_mark = mark
 
