@@ -283,6 +283,17 @@ def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str,
         assert "_raylet" not in maps, "the head's gateway joined Ray to reach a servlet"
 
 
+def status_nodes(rh: Any, code: int) -> dict[str, dict[str, Any]]:
+    """`rhplan status` (exit `code`; its text printed, for the README) and its JSON, by
+    node."""
+    text = rh("status")
+    assert text.returncode == code, text.describe()
+    print("PLACEMENT status:\n" + text.stdout)
+    res = rh("status", "-json")  # the report itself: exit 0 whatever it says
+    assert res.returncode == 0, res.describe()
+    return {n["ip"]: n for n in json.loads(res.stdout)[0]["nodes"]}
+
+
 @pytest.mark.long  # two Ray nodes, two envs, a node killed and rejoined: minutes
 def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
         tmp_path: Path, rhplan_in: Any) -> None:
@@ -353,6 +364,14 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert ran.stdout.strip() == netns[b.address], ran.describe()
             res = rh("plan", "-detailed-exitcode")
             assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
+            # status: each node's Ray, memory and servlets, one SSH command per node
+            nodes = status_nodes(rh, 0)
+            assert {ip: (n["role"], n["ray"], [s["env"] for s in n["servlets"]],
+                         all(s["alive"] for s in n["servlets"])) for ip, n in nodes.items()
+                    } == {a.address: ("head", "running", ["near"], True),
+                          b.address: ("worker", "running", ["far"], True)}, nodes
+            for n in nodes.values():
+                assert 0 < n["memory"]["used"] < n["memory"]["total"], n
             # the worker's Ray dies: drift, repaired by the next apply
             worker_dir = c["private"]["ray_worker_temp_dirs"][b.address]
             for pid in cluster_processes([worker_dir], tmp_path / "no-such-root"):
@@ -363,11 +382,18 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert f"node {b.address}'s Ray is down" in res.output, res.describe()
             assert "env.far: its servlet is not running" in res.output, res.describe()
             print("PLACEMENT drift:\n" + res.stdout)
+            nodes = status_nodes(rh, 1)  # status sees it too, and exits 1
+            assert (nodes[a.address]["ray"], nodes[b.address]["ray"]) == ("running",
+                                                                          "stopped"), nodes
+            assert [s["alive"] for s in nodes[b.address]["servlets"]] == [False], nodes
             rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
             c = rh.resources()["cluster.duo"]
             temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
             assert c["attributes"]["hosts"][b.address] == "ready", c["attributes"]["hosts"]
             assert where(rh, "ssh", "far") == {"far": expect["far"]}
+            nodes = status_nodes(rh, 0)
+            assert nodes[b.address]["ray"] == "running" and all(
+                s["alive"] for s in nodes[b.address]["servlets"]), nodes
             res = rh("plan", "-detailed-exitcode")
             assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
         finally:
