@@ -25,7 +25,9 @@ phases by what they run:
     installs       everything else of the env before its servlet (uv, reading the
                    env's packages, syncing folders, env files)
     servlet start  starting the servlet (host_script start), and before it the wait
-                   for a Ray head that started in the background ("ray wait" in --json)
+                   for a Ray head that started in the background ("ray wait" in --json);
+                   a start whose driver began with the env (it joins Ray during the
+                   installs) counts from rhplan's "go" to the servlet's answer
     total          the CLI process, start to exit (the target's measure)
     cpu            CPU seconds of the CLI and the commands it waited for (not Ray's
                    daemons): steadier than wall time on a shared machine
@@ -61,7 +63,7 @@ from rhplan import connection, ssh
 calls, steps = [], {}
 def kind(name, args):
     if name == "put_bytes":
-        return "installs"
+        return "go" if "/rhplan/servlet-go-" in str(args[1]) else "installs"
     argv = [str(a) for a in args[0]]
     text = " ".join(argv)
     if "host_script" in text and " start " in f" {text} ":
@@ -69,6 +71,11 @@ def kind(name, args):
     if ("venv" in argv and "/envs/" in text) or "refusing to delete" in text:
         return "venv"
     return "other"
+def what(name, args):  # a short line saying what the call ran, for --trace
+    if name == "put_bytes":
+        return f"put {args[1]}"
+    return " ".join(a if len(a) < 60 else a[:25].replace("\n", " ") + "..."
+                    for a in map(str, args[0]))[:200]
 def wrap(cls, name):
     orig = getattr(cls, name)
     def timed(self, *args, **kw):
@@ -76,7 +83,8 @@ def wrap(cls, name):
         try:
             return orig(self, *args, **kw)
         finally:
-            calls.append([kind(name, args), t - T0, time.perf_counter() - T0])
+            calls.append([kind(name, args), t - T0, time.perf_counter() - T0,
+                          what(name, args)])
     setattr(cls, name, timed)
 for cls in (connection.LocalConnection, ssh.SSHConnection):
     wrap(cls, "run")
@@ -97,7 +105,7 @@ def wait_for_ray(*args, **kw):  # a servlet waiting for a Ray head started in th
     try:
         return orig_wait(*args, **kw)
     finally:
-        calls.append(["ray wait", t - T0, time.perf_counter() - T0])
+        calls.append(["ray wait", t - T0, time.perf_counter() - T0, "wait_for_ray"])
 if orig_wait is not None:
     cluster_mod.wait_for_ray = wait_for_ray
 from rhplan.cli import main
@@ -151,10 +159,23 @@ def phases(run: dict[str, Any], env: str) -> dict[str, float]:
         return sum(c[2] - c[1] for c in mine if c[0] in kinds)
 
     venv, servlet, wait = span(("venv",)), span(("servlet",)), span(("ray wait",))
+    go = [c for c in mine if c[0] == "go"]
+    if go:  # the servlet's driver began with the env (PendingStart): from "go" on
+        servlet = max(c[2] for c in mine if c[0] == "servlet") - go[0][1]
     return {"cluster up": (cluster[1] - cluster[0]) if cluster else 0.0,
             "env venv": venv, "installs": max(0.0, (e1 - e0) - venv - servlet - wait),
             "ray wait": wait, "servlet start": servlet + wait, "total": run["wall"],
             "cpu": run["cpu"]}
+
+
+TRACE = False
+
+
+def trace(run: dict[str, Any], name: str) -> None:
+    if TRACE:
+        print(f"  host calls of {name} (start s, seconds, kind, what):")
+        for kind, t0, t1, what in sorted(run["calls"], key=lambda c: c[1]):
+            print(f"  {t0:7.2f} {t1 - t0:6.2f}  {kind:<9} {what}")
 
 
 def add_second(directory: Path, cluster: str, reqs: list[str]) -> None:
@@ -171,11 +192,13 @@ def scenario(name: str, directory: Path, var_args: list[str], env: str, cluster:
     cli(directory, "destroy", "-auto-approve", *var_args)
     try:
         print(f"[{name}] cold apply", flush=True)
-        results[f"{name} cold"] = phases(cli(directory, "apply", "-auto-approve", *var_args,
-                                             timed=True), f"env.{env}")
+        run = cli(directory, "apply", "-auto-approve", *var_args, timed=True)
+        trace(run, f"{name} cold")
+        results[f"{name} cold"] = phases(run, f"env.{env}")
         add_second(directory, cluster, reqs)
         print(f"[{name}] second env", flush=True)
         run = cli(directory, "apply", "-auto-approve", *var_args, timed=True)
+        trace(run, f"{name} second env")
         results[f"{name} second env"] = phases(run, "env.second")
     finally:
         cli(directory, "destroy", "-auto-approve", *var_args)
@@ -231,7 +254,12 @@ def main() -> int:
     ap.add_argument("--dir", help="work here (default: a temp folder, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep --dir afterwards")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--trace", action="store_true",
+                    help="also print every host call of the measured applies (start, "
+                         "seconds, what it ran)")
     args = ap.parse_args()
+    global TRACE
+    TRACE = args.trace
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="rhplan-first-"))
     base.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, float]] = {}

@@ -645,3 +645,19 @@ def test_the_servlets_driver_loads_ray_while_the_env_is_built(rh: Any, wait_for:
     res = rh("apply", "-auto-approve")
     assert res.returncode != 0 and "setup command 1" in res.stdout, res.describe()
     wait_for(lambda: not _go_drivers(), timeout=30, what="the pending servlet start to leave")
+
+
+def test_a_killed_apply_leaves_no_servlet_start_waiting(rh: Any, wait_for: Any) -> None:
+    """The driver begun with an env (previous test) waits for the env; when rhplan is
+    killed, only rhplan (SIGKILL to its pid, not its group: its children live on), the
+    driver leaves by itself instead of waiting for an hour."""
+    blocker, release, started = rh.blocker()
+    blocking_config(rh, blocker)
+    first = rh.start("apply", "-auto-approve")
+    wait_for(lambda: (started.exists() and _go_drivers()) or not first.running(), 90,
+             "the blocking setup command and the waiting servlet start")
+    assert first.running(), first.text()
+    os.kill(first.pid, signal.SIGKILL)
+    first.finish(30)
+    wait_for(lambda: not _go_drivers(), 30, "the waiting servlet start to leave")
+    release.touch()

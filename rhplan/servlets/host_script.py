@@ -786,11 +786,14 @@ def _await_go(address: str, go_file: str):
     """Started while its env is still being built (manage.PendingStart): join Ray as
     soon as it answers (a driver's Ray import and connection, ~1 s, then overlap the
     env's installs), and go on once go_file appears: "go" starts the servlet, anything
-    else leaves. Leaves as well when rhplan's command is gone (its parent changed) or
-    after GO_TIMEOUT s, saying {"expired": ...} so rhplan starts it the usual way."""
+    else leaves. Leaves as well when rhplan's command is gone (its parent changed, or
+    nobody reads its output) or after GO_TIMEOUT s, saying {"expired": ...} so rhplan
+    starts it the usual way."""
     parent, deadline, ray = os.getppid(), time.time() + GO_TIMEOUT, None
     while not os.path.exists(go_file):
-        if os.getppid() != parent or time.time() > deadline:
+        if os.getppid() != parent or _unread():
+            os._exit(0)  # nobody to answer; and no Ray shutdown to wait for
+        if time.time() > deadline:
             print(json.dumps({"expired": "the servlet's start was not confirmed in time"}))
             raise SystemExit(0)
         if ray is None and _gcs_reachable(address, timeout=0.2):
@@ -803,6 +806,16 @@ def _await_go(address: str, go_file: str):
         print(json.dumps({"cancelled": True}))
         raise SystemExit(0)
     return ray or _connect(address)
+
+
+def _unread() -> bool:
+    """Nobody reads this process's output any more: the rhplan that runs it is gone
+    (its pipe closed; over SSH the login shell between them may live on)."""
+    import select
+
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
 
 
 def _write_started(env_dir: str, actor_id: str) -> None:
