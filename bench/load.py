@@ -590,8 +590,12 @@ class PlanFigures:
     actions: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def _json_actions(run: Run) -> tuple[dict[str, int], list[str]]:
-    data = json.loads(run.output)
+def _json_actions(d: Path, stream: Run, env: dict[str, str]) -> tuple[dict[str, int], list[str]]:
+    """Each resource's actions, from `show -json` of the same plan saved (Terraform's plan
+    representation lists the no-ops too); the streamed `plan -json` must name exactly
+    the resources that change."""
+    cli(d, "plan", "-refresh=false", "-out", "load.plan", env=env)
+    data = json.loads(cli(d, "show", "-json", "load.plan", env=env).output)
     counts: dict[str, int] = {}
     changed = []
     for rc in data["resource_changes"]:
@@ -599,6 +603,10 @@ def _json_actions(run: Run) -> tuple[dict[str, int], list[str]]:
         counts[key] = counts.get(key, 0) + 1
         if key != "no-op":
             changed.append(rc["address"])
+    streamed = sorted(m["change"]["resource"]["addr"] for m in map(
+        json.loads, stream.output.splitlines()) if m["type"] == "planned_change")
+    if streamed != sorted(changed):
+        raise BenchError(f"plan -json streamed changes to {streamed}, the saved plan {changed}")
     return counts, sorted(changed)
 
 
@@ -664,7 +672,7 @@ def run_plan(base: Path, resources: int, log: Any = print) -> PlanFigures:
         if r.returncode != 0 or "No changes." not in r.output:
             raise BenchError(f"not a no-change plan:\n{r.describe()}")
     figs.noop_json = cli(d, "plan", "-refresh=false", "-json", env=cache)
-    counts, changed = _json_actions(figs.noop_json)
+    counts, changed = _json_actions(d, figs.noop_json, cache)
     figs.actions["no change"] = counts
     if counts != {"no-op": resources} or changed:
         raise BenchError(f"-json of the no-change plan accounts for {counts}, not "
@@ -679,7 +687,7 @@ def run_plan(base: Path, resources: int, log: Any = print) -> PlanFigures:
         raise BenchError(f"the plan with changes is not 1 add, 3 change, 1 destroy:\n"
                          f"{figs.changed.describe()}")
     figs.changed_json = cli(d, "plan", "-refresh=false", "-json", env=cache)
-    counts, changed = _json_actions(figs.changed_json)
+    counts, changed = _json_actions(d, figs.changed_json, cache)
     figs.actions["a few changes"] = counts
     if changed != want or sum(counts.values()) != resources + 1 or \
             counts.get("no-op") != resources - 4:

@@ -139,12 +139,23 @@ def gc_paused() -> Iterator[None]:
 
 @cli.command()
 @var_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as Terraform's validate JSON.")
 @click.pass_obj
 @gc_paused()
-def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
+def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], as_json: bool) -> None:
     """Check the configuration: syntax, schemas, types, references, cycles. Needs no
     variable values, secrets, state or network (a variable without a value is unknown)."""
     from rhplan.workspace import validate as validate_config
+    if as_json:  # one document, as Terraform's validate -json (not streamed)
+        from rhplan.json_ui import validate_json
+        try:
+            notes = validate_config(obj.chdir, var, var_file, var_order(_ARGS))
+        except RhplanError as exc:
+            click.echo(json.dumps(validate_json(exc, []), indent=2))
+            sys.exit(1)
+        click.echo(json.dumps(validate_json(None, list(notes)), indent=2))
+        return
     for note in validate_config(obj.chdir, var, var_file, var_order(_ARGS)):
         click.echo(note, err=True)
     click.echo("Success! The configuration is valid.")
@@ -156,7 +167,8 @@ def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
 @click.option("--destroy", is_flag=True, help="Plan to destroy everything.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 with no changes, 2 with changes, 1 on error.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Terraform's machine-readable UI: one JSON object per line.")
 @click.pass_obj
 @gc_paused()
 def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
@@ -165,15 +177,18 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
          detailed_exitcode: bool, as_json: bool) -> None:
     """Show what apply would change."""
     from rhplan.plan.planner import PlanOptions
-    from rhplan.plan.tfjson import plan_json
-    _refresh_only_fits(refresh_only, destroy, refresh, replace)
-    ws = obj.workspace(var, var_file)
-    with ws.backend.locked("plan"):
-        p, _, refreshed = ws.make_plan(PlanOptions(destroy, list(target), list(replace),
-                                                   refresh_only=refresh_only),
-                                       refresh == "true", parallelism, saving=bool(out))
-    if as_json:
-        click.echo(json.dumps(plan_json(p), indent=2, sort_keys=True))
+    ui = _json_ui() if as_json else None
+    with _diagnosed(ui):
+        _refresh_only_fits(refresh_only, destroy, refresh, replace)
+        ws = obj.workspace(var, var_file)
+        with ws.backend.locked("plan"):
+            p, _, refreshed = ws.make_plan(PlanOptions(destroy, list(target), list(replace),
+                                                       refresh_only=refresh_only),
+                                           refresh == "true", parallelism, saving=bool(out))
+    if ui is not None:
+        ui.plan(p)
+        for note in ws.notes:
+            ui.emit("log", note)
     else:
         click.echo(_render(p, obj.color and not no_color_local), nl=False)
         _print_notes(ws)
@@ -182,10 +197,32 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
         path = Path(out) if Path(out).is_absolute() else Path(obj.chdir) / out
         p.prior_state = refreshed.to_json()  # what apply starts from
         save_plan(path, p, out)  # 0600: it holds the prior state and secret digests
-        click.echo(f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, run:\n"
-                   f"    rhplan apply {out}")
+        if ui is not None:
+            ui.emit("log", f"Saved the plan to: {out}")
+        else:
+            click.echo(f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, "
+                       f"run:\n    rhplan apply {out}")
     if detailed_exitcode and p.has_changes:
         sys.exit(2)
+
+
+def _json_ui() -> Any:
+    from rhplan.json_ui import JsonUI
+    from rhplan.state.model import RHPLAN_VERSION
+    ui = JsonUI(RHPLAN_VERSION)
+    ui.start()
+    return ui
+
+
+@contextlib.contextmanager
+def _diagnosed(ui: Any) -> Iterator[None]:
+    """-json: an error is also a diagnostic message on stdout (still one line on stderr)."""
+    try:
+        yield
+    except RhplanError as exc:
+        if ui is not None:
+            ui.diagnostic(str(exc), error=exc)
+        raise
 
 
 def _render(p: Any, color: bool) -> str:
@@ -210,18 +247,32 @@ def _confirm(what: str) -> bool:
     return answer.strip() == "yes"
 
 
-def _record_refreshed(ws: Any, refreshed: Any) -> None:
+def _record_refreshed(ws: Any, refreshed: Any, ui: Any = None) -> None:
     """apply -refresh-only: the state takes what refresh read; no remote object changes."""
     ws.save_refreshed(refreshed)
+    if ui is not None:
+        ui.applied(0, 0, 0, False, ws.backend.read().outputs)
+        return
     click.echo("\nApply complete! Resources: 0 added, 0 changed, 0 destroyed.")
     _print_outputs(ws.backend.read().outputs)
 
 
 def _run_apply(obj: Ctx, ws: Any, p: Any, planner: Any, state: Any, parallelism: int,
-               destroy: bool) -> None:
+               destroy: bool, ui: Any = None) -> None:
     gc.enable()  # planning is done (see gc_paused): a long apply collects as usual
-    result = ws.apply(p, planner, state, parallelism, _echo,
+    result = ws.apply(p, planner, state, parallelism, _echo if ui is None else ui.apply_line,
                       float(os.environ.get("RHPLAN_PROGRESS_SECONDS", "10")))
+    if ui is not None:
+        if result.ok:
+            ui.applied(result.added, result.changed, result.destroyed, destroy,
+                       ws.backend.read().outputs)
+            return
+        for addr in result.skipped:
+            ui.emit("log", f"{addr}: skipped (not started)", level="warn")
+        raise RhplanError(f"{'destroy' if destroy else 'apply'} "
+                          f"{'interrupted' if result.interrupted else 'failed'}: "
+                          f"{len(result.failed)} failed, {len(result.skipped)} skipped; what "
+                          "finished is saved in the state; fix the cause and run apply again")
     word = "Destroy" if destroy else "Apply"
     counts = (f"Resources: {result.added} added, {result.changed} changed, "
               f"{result.destroyed} destroyed.")
@@ -252,13 +303,28 @@ def _print_outputs(outputs: dict[str, Any]) -> None:
 @click.argument("plan_file", required=False)
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--destroy", is_flag=True, help="Destroy everything (same as rhplan destroy).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Terraform's machine-readable UI (needs -auto-approve or a saved plan).")
 @click.pass_obj
 @gc_paused()
 def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
           target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
           no_color_local: bool, refresh_only: bool, plan_file: str | None, auto_approve: bool,
-          destroy: bool) -> None:
+          destroy: bool, as_json: bool = False) -> None:
     """Carry out the changes (from a fresh plan, or a saved PLAN_FILE)."""
+    if as_json and not (auto_approve or plan_file):
+        raise RhplanError("-json cannot ask for approval: add -auto-approve, or apply a saved "
+                          "plan (rhplan apply -json PLANFILE)")
+    ui = _json_ui() if as_json else None
+    with _diagnosed(ui):
+        _apply(obj, ui, var, var_file, refresh, target, replace, parallelism, no_color_local,
+               refresh_only, plan_file, auto_approve, destroy)
+
+
+def _apply(obj: Ctx, ui: Any, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
+           target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
+           no_color_local: bool, refresh_only: bool, plan_file: str | None,
+           auto_approve: bool, destroy: bool) -> None:
     from rhplan.plan.model import load_plan
     from rhplan.plan.planner import PlanOptions
     _refresh_only_fits(refresh_only, destroy, refresh, replace)
@@ -271,36 +337,46 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
             saved = load_plan(path, plan_file)
             p, planner, state = ws.replan_saved(saved, plan_file, parallelism)
             destroy = saved.destroy
+            if ui is not None:
+                ui.plan(p, "apply")
             if saved.refresh_only:
-                return _record_refreshed(ws, state)
+                return _record_refreshed(ws, state, ui)
         else:
             p, planner, state = ws.make_plan(PlanOptions(destroy, list(target), list(replace),
                                                          refresh_only=refresh_only),
                                              refresh == "true", parallelism)
-            click.echo(_render(p, obj.color and not no_color_local), nl=False)
-            _print_notes(ws)
+            if ui is not None:
+                ui.plan(p, "destroy" if destroy else "apply")
+            else:
+                click.echo(_render(p, obj.color and not no_color_local), nl=False)
+                _print_notes(ws)
             if refresh_only:
                 if p.has_changes and (auto_approve or _confirm(
                         "update the rhplan state to reflect these detected changes")):
-                    _record_refreshed(ws, state)
+                    _record_refreshed(ws, state, ui)
                 elif p.has_changes:
                     click.echo("\nApply cancelled.")
                     sys.exit(1)
                 return
             if not p.has_changes:
                 ws.save_refreshed(state)
-                _print_outputs(ws.backend.read().outputs)
+                if ui is not None:
+                    ui.applied(0, 0, 0, destroy, ws.backend.read().outputs)
+                else:
+                    _print_outputs(ws.backend.read().outputs)
                 return
             if not auto_approve and not _confirm("destroy all resources" if destroy
                                                  else "perform these actions"):
                 click.echo("\nApply cancelled.")
                 sys.exit(1)
-        _run_apply(obj, ws, p, planner, state, parallelism, destroy)
+        _run_apply(obj, ws, p, planner, state, parallelism, destroy, ui)
 
 
 @cli.command()
 @plan_options
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Terraform's machine-readable UI (needs -auto-approve).")
 @click.pass_context
 def destroy(ctx: click.Context, **kwargs: Any) -> None:
     """Destroy everything this configuration manages."""

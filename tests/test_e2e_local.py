@@ -442,8 +442,9 @@ def test_target_plans_only_that_resource_and_what_it_needs(rh: Any) -> None:
           cluster = cluster.c2
         }
     """)
-    plan = json.loads(rh("plan", "-json", "-target", "env.a").ok().stdout)
-    acting = {c["address"] for c in plan["resource_changes"] if c["actions"] != ["no-op"]}
+    stream = [json.loads(x) for x in rh("plan", "-json", "-target", "env.a").ok().stdout
+              .splitlines()]  # Terraform's machine-readable UI: one object per line
+    acting = {m["change"]["resource"]["addr"] for m in stream if m["type"] == "planned_change"}
     assert acting == {"cluster.c1", "secret.s", "env.a"}
     text = rh("plan", "-target=env.a").ok().stdout
     assert "Plan: 3 to add, 0 to change, 0 to destroy." in text

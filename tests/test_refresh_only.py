@@ -60,6 +60,12 @@ def test_refresh_only_records_drift_and_changes_nothing(moto: MotoServer, tmp_pa
         moto.client("ec2").terminate_instances(InstanceIds=[gone])  # outside rhplan
         found = "terminated outside rhplan"
 
+        stream = [json.loads(x) for x in rh("plan", "-json").ok().stdout.splitlines()]
+        drifts = [(m["change"]["resource"]["addr"], m["change"]["action"], m["type"])
+                  for m in stream if m["type"] in ("resource_drift", "planned_change")]
+        assert drifts == [("cluster.pool", "update", "resource_drift"),
+                          ("cluster.pool", "update", "planned_change")], drifts
+
         res = rh("plan", "-refresh-only", "-detailed-exitcode", "-out", "r.plan")
         assert res.returncode == 2, res.describe()
         out = res.stdout

@@ -1,0 +1,212 @@
+"""`plan -json` / `apply -json`: Terraform's machine-readable UI, one JSON object per line
+on stdout, each with @level, @message, @module, @timestamp and type: version,
+resource_drift, planned_change, change_summary, outputs, apply_start, apply_progress,
+apply_complete, apply_errored, diagnostic and log. Read from Terraform's "Machine
+Readable UI" documentation and its internal/command/views/json package.
+
+The apply engine reports progress as text lines (rhplan/apply.py: "ADDR: Creating...",
+"ADDR: Creation complete after 2s", "ADDR: Still creating... [10s elapsed]",
+"Error: ADDR: ..."); apply_line() turns each into its hook message, and anything else
+into a log message, so the engine stays the same for both UIs.
+
+`validate -json` is not streamed in Terraform either: validate_json() is its one
+document (format_version, valid, error_count, warning_count, diagnostics)."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from rhplan.errors import ConfigError, RhplanError
+from rhplan.plan.model import Change, Plan
+from rhplan.state.tfjson import split_address
+
+UI_VERSION = "1.2"  # the version of Terraform's machine-readable UI these messages follow
+MODULE = "terraform.ui"  # kept as Terraform writes it: tools filter on it
+
+# planned_change / apply hooks name actions as Terraform's UI does
+_ACTIONS = {"create": "create", "update": "update", "replace": "replace", "delete": "delete",
+            "no-op": "noop", "forget": "forget"}
+_PLAN_VERB = {"create": "create", "update": "update", "replace": "replace",
+              "delete": "delete", "forget": "forget", "move": "move", "import": "import"}
+_HOOK = re.compile(r"^(?P<addr>\S+): (?P<what>Creating\.\.\.|Modifying\.\.\.|Destroying\.\.\."
+                   r"|(?:Creation|Modifications|Destruction) complete after (?P<done>\S+)"
+                   r"|Still (?:creating|modifying|destroying)\.\.\. \[(?P<still>\S+) elapsed\])$")
+_ERRORED = {"create": "Creation", "update": "Modifications", "delete": "Destruction"}
+_HOOK_ACTION = {"Creat": "create", "Modif": "update", "Destr": "delete", "Still c": "create",
+                "Still m": "update", "Still d": "delete"}
+
+
+def seconds(text: str) -> int:
+    """2s -> 2, 1m5s -> 65 (rhplan/apply.py's _secs)."""
+    m = re.fullmatch(r"(?:(\d+)m)?(\d+)s", text)
+    return int(m.group(1) or 0) * 60 + int(m.group(2)) if m else 0
+
+
+def resource(address: str, provider: str = "") -> dict[str, Any]:
+    """Terraform's UI resource address object."""
+    module, type_, name, key = split_address(address)
+    return {"addr": address, "module": module,
+            "resource": address[len(module) + 1:] if module else address,
+            "implied_provider": provider or "rhplan", "resource_type": type_,
+            "resource_name": name, "resource_key": key}
+
+
+class JsonUI:
+    def __init__(self, version: str, write: Callable[[str], None] | None = None):
+        self.version = version
+        self.write = write or _stdout_line
+        self._lock = threading.Lock()  # apply's steps report from several threads
+        self._started: dict[str, tuple[str, float]] = {}  # address -> (action, when)
+
+    def emit(self, type_: str, message: str, level: str = "info", **fields: Any) -> None:
+        stamp = datetime.now(timezone.utc).astimezone().isoformat(timespec="microseconds")
+        msg = {"@level": level, "@message": message, "@module": MODULE, "@timestamp": stamp,
+               **fields, "type": type_}
+        text = json.dumps(msg, ensure_ascii=False)
+        with self._lock:
+            self.write(text)
+
+    def start(self) -> None:
+        self.emit("version", f"rhplan {self.version}", terraform=self.version, rhplan=self.version,
+                  ui=UI_VERSION)
+
+    # ---- plan ----------------------------------------------------------------
+    def plan(self, plan: Plan, operation: str = "plan") -> None:
+        for d in plan.drifted:
+            self.emit("resource_drift", f"{d.address}: Drift detected ({d.action})",
+                      change={"resource": resource(d.address, d.provider),
+                              "action": _ACTIONS[d.action]})
+        if not plan.refresh_only:
+            for c in plan.changes:
+                change = self._planned(c, plan)
+                if change is not None:
+                    verb = _PLAN_VERB[change["action"]]
+                    self.emit("planned_change", f"{c.address}: Plan to {verb}", change=change)
+        add, change_, remove = (0, 0, 0) if plan.refresh_only else plan.counts()
+        imported = sum(1 for c in plan.changes if c.imported_id)
+        text = ("Plan: " + (f"{imported} to import, " if imported else "")
+                + f"{add} to add, {change_} to change, {remove} to destroy.")
+        if plan.refresh_only:
+            text = f"Refresh-only plan: {len(plan.drifted)} object(s) changed outside rhplan."
+        self.emit("change_summary", text, changes={
+            "add": add, "change": change_, "import": imported, "remove": remove,
+            "operation": operation})
+        outs = {n: {"sensitive": bool(o.get("sensitive")), "action": _ACTIONS[o["action"]]}
+                for n, o in sorted(plan.output_changes.items()) if o["action"] != "no-op"}
+        if outs:
+            self.emit("outputs", f"Outputs: {len(outs)}", outputs=outs)
+
+    def _planned(self, c: Change, plan: Plan) -> dict[str, Any] | None:
+        from rhplan.plan.tfjson import action_reason
+        action = _ACTIONS[c.action]
+        if action == "noop":  # Terraform lists a no-op only when it moves or imports
+            if c.previous_address:
+                action = "move"
+            elif c.imported_id:
+                action = "import"
+            else:
+                return None
+        out: dict[str, Any] = {"resource": resource(c.address, c.provider), "action": action}
+        if c.previous_address:
+            out["previous_resource"] = resource(c.previous_address, c.provider)
+        configured = set((plan.configuration or {}).get("resource_addresses", [])) or {
+            c.address.split("[")[0] for c in plan.changes if c.after is not None}
+        reason = action_reason(c, plan, configured)
+        if reason:  # the UI's names: "replace_because_cannot_update" -> "cannot_update"
+            out["reason"] = {"replace_because_cannot_update": "cannot_update",
+                             "replace_by_request": "requested"}.get(reason, reason)
+        return out
+
+    # ---- apply ---------------------------------------------------------------
+    def apply_line(self, line: str) -> None:
+        m = _HOOK.match(line)
+        if m is None:
+            if line.startswith("Error: "):
+                addr, _, msg = line[len("Error: "):].partition(": ")
+                action, t0 = self._started.get(addr, ("update", time.monotonic()))
+                elapsed = int(time.monotonic() - t0)
+                self.emit("apply_errored", f"{addr}: {_ERRORED[action]} errored after "
+                          f"{elapsed}s", level="error", hook={
+                              "resource": resource(addr), "action": action,
+                              "elapsed_seconds": elapsed})
+                self.diagnostic(f"{addr}: {msg}")
+                return
+            self.emit("log", line)
+            return
+        addr, what = m.group("addr"), m.group("what")
+        action = next(a for prefix, a in _HOOK_ACTION.items() if what.startswith(prefix))
+        hook: dict[str, Any] = {"resource": resource(addr), "action": action}
+        if m.group("done"):
+            hook["elapsed_seconds"] = seconds(m.group("done"))
+            self.emit("apply_complete", line, hook=hook)
+        elif m.group("still"):
+            hook["elapsed_seconds"] = seconds(m.group("still"))
+            self.emit("apply_progress", line, hook=hook)
+        else:
+            self._started[addr] = (action, time.monotonic())
+            self.emit("apply_start", line, hook=hook)
+
+    def applied(self, added: int, changed: int, destroyed: int, destroy: bool,
+                outputs: dict[str, dict[str, Any]]) -> None:
+        word = "Destroy" if destroy else "Apply"
+        self.emit("change_summary", f"{word} complete! Resources: {added} added, {changed} "
+                  f"changed, {destroyed} destroyed.", changes={
+                      "add": added, "change": changed, "import": 0, "remove": destroyed,
+                      "operation": "destroy" if destroy else "apply"})
+        self.emit("outputs", f"Outputs: {len(outputs)}", outputs={
+            n: {"sensitive": bool(o.get("sensitive")), "type": _type(o.get("value")),
+                "value": "(sensitive value)" if o.get("sensitive") else o.get("value")}
+            for n, o in sorted(outputs.items())})
+
+    # ---- errors ----------------------------------------------------------------
+    def diagnostic(self, message: str, severity: str = "error",
+                   error: RhplanError | None = None) -> None:
+        self.emit("diagnostic", f"{severity.capitalize()}: {message}", level=severity,
+                  diagnostic=diagnostic(message, severity, error))
+
+
+def diagnostic(message: str, severity: str = "error", error: RhplanError | None = None
+               ) -> dict[str, Any]:
+    """Terraform's diagnostic object; a ConfigError's file:line becomes its range."""
+    out: dict[str, Any] = {"severity": severity, "summary": message, "detail": ""}
+    if isinstance(error, ConfigError) and error.file:
+        out["summary"] = error.message
+        line = error.line or 1
+        out["range"] = {"filename": error.file, "start": {"line": line, "column": 1, "byte": 0},
+                        "end": {"line": line, "column": 1, "byte": 0}}
+    return out
+
+
+def validate_json(error: RhplanError | None, warnings: list[str]) -> dict[str, Any]:
+    diags = [diagnostic(w, "warning") for w in warnings]
+    if error is not None:
+        diags.append(diagnostic(str(error), "error", error))
+    return {"format_version": "1.0", "valid": error is None,
+            "error_count": int(error is not None), "warning_count": len(warnings),
+            "diagnostics": diags}
+
+
+def _type(value: Any) -> Any:
+    """Terraform's type of an output value, as its JSON type expression."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return ["tuple", [_type(v) for v in value]]
+    if isinstance(value, dict):
+        return ["object", {k: _type(v) for k, v in value.items()}]
+    return "dynamic"
+
+
+def _stdout_line(line: str) -> None:
+    sys.stdout.write(line + "\n")  # one write per message
+    sys.stdout.flush()

@@ -1,0 +1,143 @@
+"""`-json` as Terraform's machine-readable UI (issue 14 item 8): plan, apply and destroy
+stream one JSON object per line (version, planned_change, change_summary, outputs,
+apply_start, apply_complete, diagnostic, ...), each with @level, @message, @module,
+@timestamp and type; validate -json prints Terraform's one validate document. The
+configurations hold packages and secrets only (state only): nothing runs on a host.
+resource_drift on real drift: tests/test_refresh_only.py."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rhplan.json_ui import JsonUI
+from rhplan.state.model import RHPLAN_VERSION
+
+TOKEN = "tok-4b1d9a"
+
+CONFIG = f"""
+variable "tok" {{
+  default   = "{TOKEN}"
+  sensitive = true
+}}
+package "p" {{
+  for_each = toset(["a", "b"])
+  git_url  = "https://git.example.com/${{each.key}}.git"
+}}
+package "q" {{ git_url = "https://git.example.com/q.git" }}
+secret "s" {{ values = {{ K = var.tok }} }}
+output "url" {{ value = package.q.git_url }}
+output "tok" {{
+  value     = var.tok
+  sensitive = true
+}}
+"""
+
+
+def stream(res: Any) -> list[dict[str, Any]]:
+    assert TOKEN not in res.output
+    msgs = [json.loads(line) for line in res.stdout.splitlines()]
+    for m in msgs:
+        assert {"@level", "@message", "@module", "@timestamp", "type"} <= set(m), m
+        assert m["@module"] == "terraform.ui"
+        datetime.fromisoformat(m["@timestamp"])
+    assert msgs[0]["type"] == "version" and msgs[0]["terraform"] == RHPLAN_VERSION
+    assert msgs[0]["ui"] == "1.2"
+    return msgs
+
+
+def of(msgs: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
+    return [m for m in msgs if m["type"] == type_]
+
+
+def test_plan_and_apply_stream_terraforms_ui(rh: Any) -> None:
+    rh.keep = True
+    rh.write(CONFIG)
+    msgs = stream(rh("apply", "-json", "-auto-approve").ok())
+    planned = {m["change"]["resource"]["addr"]: m["change"]["action"]
+               for m in of(msgs, "planned_change")}
+    assert planned == {'package.p["a"]': "create", 'package.p["b"]': "create",
+                       "package.q": "create", "secret.s": "create"}
+    starts = {m["hook"]["resource"]["addr"] for m in of(msgs, "apply_start")}
+    done = {m["hook"]["resource"]["addr"]: m for m in of(msgs, "apply_complete")}
+    assert starts == set(done) == set(planned)
+    key = done['package.p["b"]']["hook"]["resource"]
+    assert (key["resource_type"], key["resource_name"], key["resource_key"]) == ("package", "p",
+                                                                                 "b")
+    assert done["package.q"]["@message"].startswith("package.q: Creation complete after ")
+    first, last = of(msgs, "change_summary")
+    assert first["changes"] == {"add": 4, "change": 0, "import": 0, "remove": 0,
+                                "operation": "apply"}
+    assert last["@message"] == "Apply complete! Resources: 4 added, 0 changed, 0 destroyed."
+    outputs = of(msgs, "outputs")[-1]["outputs"]
+    assert outputs == {
+        "tok": {"sensitive": True, "type": "string", "value": "(sensitive value)"},
+        "url": {"sensitive": False, "type": "string", "value": "https://git.example.com/q.git"}}
+
+    # a plan with each kind of change: no-ops are not listed, as in Terraform
+    rh.edit('toset(["a", "b"])', 'toset(["a"])')
+    rh.edit("com/q.git", "com/q2.git")
+    msgs = stream(rh("plan", "-json", "-replace", "secret.s").ok())
+    planned = {m["change"]["resource"]["addr"]: m["change"] for m in of(msgs, "planned_change")}
+    assert {a: c["action"] for a, c in planned.items()} == {
+        'package.p["b"]': "delete", "package.q": "update", "secret.s": "replace"}
+    assert planned["secret.s"]["reason"] == "requested"
+    assert planned['package.p["b"]']["reason"] == "delete_because_each_key"
+    [summary] = of(msgs, "change_summary")
+    assert summary["@message"] == "Plan: 1 to add, 1 to change, 2 to destroy."
+    assert summary["changes"]["operation"] == "plan"
+    assert of(msgs, "outputs")[0]["outputs"] == {"url": {"sensitive": False,
+                                                         "action": "update"}}
+
+    msgs = stream(rh("destroy", "-json", "-auto-approve").ok())
+    assert of(msgs, "change_summary")[-1]["changes"]["operation"] == "destroy"
+    assert {m["hook"]["action"] for m in of(msgs, "apply_start")} == {"delete"}
+
+
+def test_an_error_is_a_diagnostic_and_one_line(rh: Any) -> None:
+    rh.keep = True
+    rh.write(CONFIG + 'output "bad" {\n  value = package.nope.git_url\n}\n')
+    res = rh("plan", "-json")
+    line = res.error_line()  # still one line on stderr
+    [diag] = of(stream(res), "diagnostic")
+    assert diag["@level"] == "error" and diag["@message"] == line
+    d = diag["diagnostic"]
+    assert d["severity"] == "error" and "package.nope" in d["summary"]
+    assert d["range"]["filename"] == "main.hcl" and d["range"]["start"]["line"] == 17
+
+    rh.write(CONFIG)
+    line = rh("apply", "-json").error_line()
+    assert "-json cannot ask for approval: add -auto-approve" in line, line
+
+
+def test_validate_json_is_terraforms_document(rh: Any) -> None:
+    rh.keep = True
+    rh.write(CONFIG)
+    ok = json.loads(rh("validate", "-json").ok().stdout)
+    assert ok == {"format_version": "1.0", "valid": True, "error_count": 0,
+                  "warning_count": 0, "diagnostics": []}
+    rh.write(CONFIG + 'package "r" {\n  git_url = 5\n  nope = 1\n}\n')
+    res = rh("validate", "-json")
+    assert res.returncode == 1, res.describe()
+    bad = json.loads(res.stdout)
+    assert bad["valid"] is False and bad["error_count"] == 1
+    [d] = bad["diagnostics"]
+    assert d["severity"] == "error" and d["range"]["filename"] == "main.hcl"
+
+
+def test_apply_progress_lines_become_hooks() -> None:
+    """The apply engine's text lines (rhplan/apply.py's words) map onto hook messages."""
+    out: list[dict[str, Any]] = []
+    ui = JsonUI("1.0", lambda line: out.append(json.loads(line)))
+    for line in ('env.x["a"]: Creating...', 'env.x["a"]: Still creating... [1m10s elapsed]',
+                 'env.x["a"]: Creation complete after 1m12s', "module.m.env.y: Destroying...",
+                 "Error: module.m.env.y: the host is gone", "something else"):
+        ui.apply_line(line)
+    assert [m["type"] for m in out] == ["apply_start", "apply_progress", "apply_complete",
+                                        "apply_start", "apply_errored", "diagnostic", "log"]
+    assert out[1]["hook"]["elapsed_seconds"] == 70 and out[2]["hook"]["elapsed_seconds"] == 72
+    errored = out[4]["hook"]
+    assert errored["action"] == "delete" and errored["resource"]["module"] == "module.m"
+    assert errored["resource"]["resource"] == "env.y"
+    assert out[4]["@message"].startswith("module.m.env.y: Destruction errored after ")
+    assert out[5]["diagnostic"]["summary"] == "module.m.env.y: the host is gone"
