@@ -79,8 +79,8 @@ class SecretType(ResourceType):
                        ) -> dict[str, str]:
         """A provider secret's values (credential files read now, so rotating them shows
         as a planned change); a missing file is one line naming it, at file:line."""
-        provider = attrs.get("provider")
-        if provider is None or SecretType._check_provider(rc, attrs) is None:
+        provider = SecretType._check_provider(rc, attrs)
+        if provider is None:
             return {}
         line = rc.block.attrs["provider"].line if "provider" in rc.block.attrs else rc.line
         path = attrs.get("path")
