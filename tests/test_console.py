@@ -131,3 +131,28 @@ def test_console_reads_module_outputs(rhplan_in: Any, tmp_path: Path) -> None:
     assert res.returncode == 1 and res.stdout == "4\n"
     assert res.error_line().startswith(
         "Error: <stdin>:2: module.m has no output 'nope' (its outputs: twice)")
+
+
+def test_console_fuzz_never_crashes(rhplan_in: Any, tmp_path: Path) -> None:
+    """Random expressions (fragments of valid ones, shuffled): each is a value or one
+    error line naming its input line; never a traceback or an internal error, and the
+    console reads every line."""
+    import random
+    rng = random.Random(8)
+    parts = ['upper("a")', "var.greeting", "local.team", "env.e", "env.e.reqs", "[1, 2]",
+             '{ a = 1 }', "(", ")", "[", "]", "{", "}", ",", "+", "-", "*", "/", "%", "?",
+             ":", "=>", "for", "in", "if", "x", ".", "[*]", '"${', "}\"", "!", "&&", "==",
+             "null", "1e999", "0", "-1", "toset", "tolist", "length(", "jsonencode(",
+             "cluster.c.ips[0]", "secret.s", "var.token", "each.key", "count.index",
+             "module.x.y", "~", "<<EOT", "#", "//", "/*", "\\", "'", "$${"]
+    lines = [" ".join(rng.choice(parts) for _ in range(rng.randint(1, 6))) for _ in range(300)]
+    lines = [ln for ln in lines if ln.strip() != "exit"] + ['"last"']
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write(CONFIG)
+    res = rh("console", input="\n".join(lines) + "\n", timeout=120)
+    assert "Traceback" not in res.output and "internal error" not in res.output, res.output
+    for err in res.stderr.splitlines():
+        assert err.startswith("Error: <stdin>:"), err
+    assert res.stdout.endswith('"last"\n')  # every line was read
+    assert "s3cr3t" not in res.output
