@@ -338,7 +338,7 @@ def _apply(obj: Ctx, ui: Any, var: tuple[str, ...], var_file: tuple[str, ...], r
             p, planner, state = ws.replan_saved(saved, plan_file, parallelism)
             destroy = saved.destroy
             if ui is not None:
-                ui.plan(p, "apply")
+                ui.plan(p)
             if saved.refresh_only:
                 return _record_refreshed(ws, state, ui)
         else:
@@ -346,7 +346,7 @@ def _apply(obj: Ctx, ui: Any, var: tuple[str, ...], var_file: tuple[str, ...], r
                                                          refresh_only=refresh_only),
                                              refresh == "true", parallelism)
             if ui is not None:
-                ui.plan(p, "destroy" if destroy else "apply")
+                ui.plan(p)
             else:
                 click.echo(_render(p, obj.color and not no_color_local), nl=False)
                 _print_notes(ws)

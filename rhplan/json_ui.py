@@ -31,9 +31,7 @@ MODULE = "terraform.ui"  # kept as Terraform writes it: tools filter on it
 
 # planned_change / apply hooks name actions as Terraform's UI does
 _ACTIONS = {"create": "create", "update": "update", "replace": "replace", "delete": "delete",
-            "no-op": "noop", "forget": "forget"}
-_PLAN_VERB = {"create": "create", "update": "update", "replace": "replace",
-              "delete": "delete", "forget": "forget", "move": "move", "import": "import"}
+            "no-op": "noop", "forget": "remove"}
 _HOOK = re.compile(r"^(?P<addr>\S+): (?P<what>Creating\.\.\.|Modifying\.\.\.|Destroying\.\.\."
                    r"|(?:Creation|Modifications|Destruction) complete after (?P<done>\S+)"
                    r"|Still (?:creating|modifying|destroying)\.\.\. \[(?P<still>\S+) elapsed\])$")
@@ -77,7 +75,9 @@ class JsonUI:
                   ui=UI_VERSION)
 
     # ---- plan ----------------------------------------------------------------
-    def plan(self, plan: Plan, operation: str = "plan") -> None:
+    def plan(self, plan: Plan) -> None:
+        """The plan's messages; in apply and destroy too, whose plan part Terraform
+        reports as operation "plan"."""
         for d in plan.drifted:
             self.emit("resource_drift", f"{d.address}: Drift detected ({d.action})",
                       change={"resource": resource(d.address, d.provider),
@@ -86,8 +86,8 @@ class JsonUI:
             for c in plan.changes:
                 change = self._planned(c, plan)
                 if change is not None:
-                    verb = _PLAN_VERB[change["action"]]
-                    self.emit("planned_change", f"{c.address}: Plan to {verb}", change=change)
+                    self.emit("planned_change", f"{c.address}: Plan to {change['action']}",
+                              change=change)
         add, change_, remove = (0, 0, 0) if plan.refresh_only else plan.counts()
         imported = sum(1 for c in plan.changes if c.imported_id)
         text = ("Plan: " + (f"{imported} to import, " if imported else "")
@@ -96,7 +96,7 @@ class JsonUI:
             text = f"Refresh-only plan: {len(plan.drifted)} object(s) changed outside rhplan."
         self.emit("change_summary", text, changes={
             "add": add, "change": change_, "import": imported, "remove": remove,
-            "operation": operation})
+            "operation": "plan"})
         outs = {n: {"sensitive": bool(o.get("sensitive")), "action": _ACTIONS[o["action"]]}
                 for n, o in sorted(plan.output_changes.items()) if o["action"] != "no-op"}
         if outs:
@@ -120,7 +120,8 @@ class JsonUI:
         reason = action_reason(c, plan, configured)
         if reason:  # the UI's names: "replace_because_cannot_update" -> "cannot_update"
             out["reason"] = {"replace_because_cannot_update": "cannot_update",
-                             "replace_by_request": "requested"}.get(reason, reason)
+                             "replace_by_request": "requested",
+                             "replace_by_triggers": "replace_triggered_by"}.get(reason, reason)
         return out
 
     # ---- apply ---------------------------------------------------------------
@@ -154,9 +155,10 @@ class JsonUI:
 
     def applied(self, added: int, changed: int, destroyed: int, destroy: bool,
                 outputs: dict[str, dict[str, Any]]) -> None:
-        word = "Destroy" if destroy else "Apply"
-        self.emit("change_summary", f"{word} complete! Resources: {added} added, {changed} "
-                  f"changed, {destroyed} destroyed.", changes={
+        text = (f"Destroy complete! Resources: {destroyed} destroyed." if destroy else
+                f"Apply complete! Resources: {added} added, {changed} changed, {destroyed} "
+                "destroyed.")
+        self.emit("change_summary", text, changes={
                       "add": added, "change": changed, "import": 0, "remove": destroyed,
                       "operation": "destroy" if destroy else "apply"})
         self.emit("outputs", f"Outputs: {len(outputs)}", outputs={

@@ -67,7 +67,7 @@ def test_plan_and_apply_stream_terraforms_ui(rh: Any) -> None:
     assert done["package.q"]["@message"].startswith("package.q: Creation complete after ")
     first, last = of(msgs, "change_summary")
     assert first["changes"] == {"add": 4, "change": 0, "import": 0, "remove": 0,
-                                "operation": "apply"}
+                                "operation": "plan"}  # apply's plan part, as Terraform
     assert last["@message"] == "Apply complete! Resources: 4 added, 0 changed, 0 destroyed."
     outputs = of(msgs, "outputs")[-1]["outputs"]
     assert outputs == {
@@ -90,7 +90,9 @@ def test_plan_and_apply_stream_terraforms_ui(rh: Any) -> None:
                                                          "action": "update"}}
 
     msgs = stream(rh("destroy", "-json", "-auto-approve").ok())
-    assert of(msgs, "change_summary")[-1]["changes"]["operation"] == "destroy"
+    last = of(msgs, "change_summary")[-1]
+    assert last["changes"]["operation"] == "destroy"
+    assert last["@message"] == "Destroy complete! Resources: 4 destroyed."
     assert {m["hook"]["action"] for m in of(msgs, "apply_start")} == {"delete"}
 
 
