@@ -24,7 +24,7 @@ from typing import Any
 
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.plan.model import Change, Plan
-from rhplan.state.tfjson import split_address
+from rhplan.state.tfjson import split_address, value_type
 
 UI_VERSION = "1.2"  # the version of Terraform's machine-readable UI these messages follow
 MODULE = "terraform.ui"  # kept as Terraform writes it: tools filter on it
@@ -162,7 +162,7 @@ class JsonUI:
                       "add": added, "change": changed, "import": 0, "remove": destroyed,
                       "operation": "destroy" if destroy else "apply"})
         self.emit("outputs", f"Outputs: {len(outputs)}", outputs={
-            n: {"sensitive": bool(o.get("sensitive")), "type": _type(o.get("value")),
+            n: {"sensitive": bool(o.get("sensitive")), "type": value_type(o.get("value")),
                 "value": "(sensitive value)" if o.get("sensitive") else o.get("value")}
             for n, o in sorted(outputs.items())})
 
@@ -192,21 +192,6 @@ def validate_json(error: RhplanError | None, warnings: list[str]) -> dict[str, A
     return {"format_version": "1.0", "valid": error is None,
             "error_count": int(error is not None), "warning_count": len(warnings),
             "diagnostics": diags}
-
-
-def _type(value: Any) -> Any:
-    """Terraform's type of an output value, as its JSON type expression."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return ["tuple", [_type(v) for v in value]]
-    if isinstance(value, dict):
-        return ["object", {k: _type(v) for k, v in value.items()}]
-    return "dynamic"
 
 
 def _stdout_line(line: str) -> None:

@@ -76,7 +76,8 @@ def test_a_saved_plan_is_terraforms_plan_representation(rh: Any) -> None:
     [child] = root["child_modules"]
     assert child["address"] == "module.pool"
     assert [r["address"] for r in child["resources"]] == ["module.pool.package.inner"]
-    assert data["planned_values"]["outputs"] == {"team": {"sensitive": False, "value": "ml"}}
+    assert data["planned_values"]["outputs"] == {"team": {"sensitive": False, "type": "string",
+                                                          "value": "ml"}}
 
     # resource_changes: Terraform's change representation
     changes = {c["address"]: c for c in data["resource_changes"]}
@@ -130,7 +131,8 @@ def test_the_state_is_values_root_module(rh: Any) -> None:
     assert root["child_modules"][0]["address"] == "module.pool"
     assert root["child_modules"][0]["resources"][0]["values"]["git_url"] == \
         "https://git.example.com/inner.git"
-    assert data["values"]["outputs"] == {"url": {"sensitive": False, "value": ["TOKEN"]}}
+    assert data["values"]["outputs"] == {"url": {"sensitive": False, "type": ["tuple", ["string"]],
+                                                 "value": ["TOKEN"]}}
 
 
 def test_action_reasons_are_terraforms(rh: Any) -> None:

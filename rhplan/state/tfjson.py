@@ -106,9 +106,25 @@ def module_tree(resources: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def outputs_values(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {name: {"sensitive": bool(o.get("sensitive")),
+    return {name: {"sensitive": bool(o.get("sensitive")), "type": value_type(o.get("value")),
                    "value": SENSITIVE_TEXT if o.get("sensitive") else o.get("value")}
             for name, o in sorted(outputs.items())}
+
+
+def value_type(value: Any) -> Any:
+    """Terraform's type of a value, as its JSON type expression ("string",
+    ["tuple", [...]], ["object", {...}])."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return ["tuple", [value_type(v) for v in value]]
+    if isinstance(value, dict):
+        return ["object", {k: value_type(v) for k, v in value.items()}]
+    return "dynamic"
 
 
 def values_representation(state: dict[str, Any],
