@@ -43,6 +43,7 @@ class Session:
         ctx.provider_configs = evaluate_providers(cfg, variables, ctx.workspace)
         state = _recorded(cfg, ctx.workspace)
         planner = Planner(cfg, ctx, variables)
+        planner.evaluation.validating = True  # a dynamic block over an unknown value
         # configured values (as validate sees them: no provider, secret or network)...
         planner.plan(State.new(), PlanOptions(validate=True))
         # ...and what apply recorded, for what exists

@@ -223,7 +223,9 @@ def validate(directory: Path | str, cli_vars: Sequence[str] = (), var_files: Seq
     ctx = RunContext(d)
     ctx.workspace = workspaces.current(d)
     ctx.provider_configs = evaluate_providers(cfg, variables, ctx.workspace)
-    Planner(cfg, ctx, variables).plan(State.new(), PlanOptions(validate=True))
+    planner = Planner(cfg, ctx, variables)
+    planner.evaluation.validating = True
+    planner.plan(State.new(), PlanOptions(validate=True))
     return notes
 
 

@@ -221,3 +221,53 @@ def test_validate_still_reports_config_errors(rhplan_in: Any, tmp_path: Path, te
     assert msg.startswith(f"Error: main.hcl:{line or ''}"), msg
     for w in words:
         assert w in msg, (w, msg)
+
+
+DYNAMIC = """\
+variable "keys" {
+  type = map(string)
+}
+variable "l" {
+  type = list(string)
+}
+
+cluster "c" {
+  provider = "ssh"
+  ips      = ["10.0.0.1"]
+  dynamic "ssh" {
+    for_each = var.keys
+    content {
+      user        = ssh.key
+      private_key = ssh.value
+    }
+  }
+}
+
+env "e" {
+  cluster     = cluster.c
+  count       = length(var.l)
+  working_dir = var.l[0]
+  env_file    = var.l[1]
+  env_vars = {
+    A = join(",", [for k, v in var.keys : "${k}=${upper(v)}"])
+    B = format("%s-%d", var.l[0], length(var.keys))
+    C = try(var.keys["x"], "none")
+  }
+}
+
+output "first" {
+  value = coalesce(var.l[0], "x")
+}
+"""
+
+
+def test_validate_takes_unknowns_through_dynamic_blocks_and_functions(
+        rhplan_in: Any, tmp_path: Path) -> None:
+    """Before: 'dynamic 'ssh': for_each is known only after apply' (validate evaluated
+    dynamic blocks as plan does)."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write(DYNAMIC)
+    assert rh("validate").ok().stdout == "Success! The configuration is valid.\n"
+    msg = rh("plan", "-refresh=false").error_line()
+    assert "has no value" in msg, msg

@@ -259,6 +259,8 @@ class Evaluation:
         self._bindings: dict[str, Any] | None = None
         # attribute paths ("env_vars", "env_vars.TOKEN") whose value is sensitive, by address
         self.sensitive_attrs = self.scope.sensitive_attrs
+        # validate: a dynamic block's for_each may be unknown (set by workspace.validate)
+        self.validating = False
 
     def _local(self, name: str, line: int) -> Any:
         if name in self._locals:
@@ -366,6 +368,12 @@ class Evaluation:
             return []
         fe = dyn.attrs["for_each"]
         value = self.evaluate(fe.expr, rc.file)
+        it = dyn.attrs.get("iterator")
+        var = it.expr.name if it is not None else name  # type: ignore[union-attr]
+        content = dyn.blocks_of("content")[0]
+        if value is UNKNOWN and self.validating:  # checked once, with an unknown element
+            return [(content, {**(self._bindings or {}), var: {"key": UNKNOWN,
+                                                                "value": UNKNOWN}})]
         if value is UNKNOWN:
             raise ConfigError(f"dynamic {name!r}: for_each is known only after apply; it "
                               "must be known while planning (use variables or locals)",
@@ -384,9 +392,6 @@ class Evaluation:
             raise ConfigError(f"dynamic {name!r}: for_each gives {len(items)} elements, but "
                               f"{rc.type} takes one {name} block; give it at most one",
                               rc.file, fe.line)
-        it = dyn.attrs.get("iterator")
-        var = it.expr.name if it is not None else name  # type: ignore[union-attr]
-        content = dyn.blocks_of("content")[0]
         return [(content, {**(self._bindings or {}), var: {"key": k, "value": v}})
                 for k, v in items]
 
