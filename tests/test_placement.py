@@ -277,10 +277,12 @@ def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str,
     argv = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
     # named by the worker's Ray temp dir: stopping that node's Ray stops it
     assert private["ray_worker_temp_dirs"][node].encode() in argv, argv
-    head = pid_of(manage.gateway_dir(str(root)))
-    if head is not None:
-        maps = Path(f"/proc/{head}/maps").read_text()
-        assert "_raylet" not in maps, "the head's gateway joined Ray to reach a servlet"
+    # neither gateway joined Ray (its driver library loaded) to reach the servlet
+    for who, pid in (("the worker's", worker), ("the head's",
+                                                pid_of(manage.gateway_dir(str(root))))):
+        if pid is not None:
+            assert "_raylet" not in Path(f"/proc/{pid}/maps").read_text(), \
+                f"{who} gateway joined Ray"
 
 
 def status_nodes(rh: Any, code: int) -> dict[str, dict[str, Any]]:
@@ -382,6 +384,22 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert f"node {b.address}'s Ray is down" in res.output, res.describe()
             assert "env.far: its servlet is not running" in res.output, res.describe()
             print("PLACEMENT drift:\n" + res.stdout)
+            # meanwhile a caller of the worker's env is told so, promptly
+            import subprocess
+            import sys
+            t0 = time.monotonic()
+            proc = subprocess.run([sys.executable, "-c", WHERE, str(rh.dir), "far"],
+                                  capture_output=True, text=True, timeout=300, check=False,
+                                  env={**rh.env, "RHPLAN_SERVLET_ROUTE": "ssh"})
+            took = time.monotonic() - t0
+            last = (proc.stderr.strip().splitlines() or [""])[-1]
+            print(f"PLACEMENT dead worker, caller: exit {proc.returncode} in {took:.1f} s: "
+                  + last)
+            assert proc.returncode != 0 and "servlet 'far' is not running" in last, last
+            assert took < 30, took
+            # its node's gateway answered without joining Ray (a driver there would
+            # outlive the dead node's temp dir, which names that gateway)
+            assert_served_by_its_nodes_gateway(root, b.address, c["private"])
             nodes = status_nodes(rh, 1)  # status sees it too, and exits 1
             assert (nodes[a.address]["ray"], nodes[b.address]["ray"]) == ("running",
                                                                           "stopped"), nodes
@@ -396,6 +414,15 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
                 s["alive"] for s in nodes[b.address]["servlets"]), nodes
             res = rh("plan", "-detailed-exitcode")
             assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
+            # what the dead node left went when it joined again
+            assert not Path(worker_dir).exists() and "ray_dead_worker_temp_dirs" not in c[
+                "private"], c["private"]
+            # it dies again and the cluster is destroyed without a repair: destroy stops
+            # what is left of it too (destroy_and_check: no process, no temp dir left)
+            worker_dir = c["private"]["ray_worker_temp_dirs"][b.address]
+            for pid in cluster_processes([worker_dir], tmp_path / "no-such-root"):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         finally:
             destroy_and_check(rh, root, temp_dirs)
     finally:

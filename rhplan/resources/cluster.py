@@ -203,11 +203,15 @@ class ClusterType(ResourceType):
         a = rs.attributes
         failed: dict[str, str] = {}
         workers: dict[str, str] = dict(rs.private.get("ray_worker_temp_dirs") or {})
+        dead: dict[str, str] = dict(rs.private.get("ray_dead_worker_temp_dirs") or {})
 
         def join(host: tuple[str, Any]) -> None:
             ip, c = host
             node = provider.node(ip, a, rs.private)
             try:
+                if dead.get(ip):  # the node's Ray that died: its leftovers go first
+                    ray_head.stop_worker(c, provider.ray_python(c, a, rs.private, ctx),
+                                         dead.pop(ip))
                 workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
                                             a["root_dir"], token, node.address,
                                             int(node.cpus if node.cpus is not None else 1),
@@ -220,6 +224,10 @@ class ClusterType(ResourceType):
         with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             list(pool.map(join, hosts))
         rs.private["ray_worker_temp_dirs"] = workers
+        if dead:
+            rs.private["ray_dead_worker_temp_dirs"] = dead
+        else:
+            rs.private.pop("ray_dead_worker_temp_dirs", None)
         if failed:
             a["hosts"] = {**(a.get("hosts") or {}),
                           **{ip: f"failed: {msg}" for ip, msg in failed.items()}}
@@ -443,6 +451,9 @@ class ClusterType(ResourceType):
         # (host, temp dir, token path): workers only by their temp dir, since matching by
         # token would also catch the head's processes where hosts share a process table
         nodes = [(ip, wdir, "") for ip, wdir in (p.get("ray_worker_temp_dirs") or {}).items()]
+        # and what is left of worker nodes whose Ray died (refresh, _dead_workers)
+        nodes += [(ip, wdir, "") for ip, wdir in (p.get("ray_dead_worker_temp_dirs") or {}
+                                                  ).items()]
         nodes.append((head, p["ray_temp_dir"], p["ray_token_path"]))
         hosts = a.get("hosts") or {}
         nodes = [n for n in nodes if not _host_gone(hosts.get(n[0]))]
@@ -621,7 +632,9 @@ def _dead_workers(rs: ResourceState, results: dict[str, Any], ips: list[str]) ->
     for ip in ips:
         ray = (results.get(ip) or {}).get("ray") if isinstance(results.get(ip), dict) else None
         if ip in joined and isinstance(ray, dict) and not ray.get("gcs_up"):
-            joined.pop(ip)
+            # kept: what is left of the dead node (a worker that outlived its raylet, the
+            # temp dir) is stopped when it joins again, or by destroy
+            rs.private.setdefault("ray_dead_worker_temp_dirs", {})[ip] = joined.pop(ip)
             rs.attributes["hosts"] = {**(rs.attributes.get("hosts") or {}), ip: DEAD_NODE}
             notes.append(f"{rs.address}: node {ip}'s Ray is down; apply starts it and "
                          "joins it again")
