@@ -53,6 +53,9 @@ A = CLUSTER + env("a")
 COUNT2 = CLUSTER + env("x", "  count = 2\n")
 
 # (before, now, {address: (action, previous_address)})
+# cluster.c left without an env of its own gets its bare default env (config/default_env.py)
+BARE = {"env.c_default": ("create", None)}
+
 CASES = [
     pytest.param(A, CLUSTER + env("b") + moved("env.a", "env.b"),
                  {"cluster.c": ("no-op", None), "env.b": ("no-op", "env.a")}, id="rename"),
@@ -70,18 +73,19 @@ CASES = [
                  {"cluster.d": ("no-op", "cluster.c"), "env.a": ("no-op", None)},
                  id="cluster-rename-keeps-its-envs"),
     pytest.param(A, CLUSTER + moved("env.a", "env.b"),
-                 {"cluster.c": ("no-op", None), "env.b": ("delete", "env.a")},
+                 {"cluster.c": ("no-op", None), "env.b": ("delete", "env.a"), **BARE},
                  id="moved-then-gone"),
     pytest.param(A, CLUSTER + env("b") + moved("env.z", "env.b"),
                  {"cluster.c": ("no-op", None), "env.a": ("delete", None),
                   "env.b": ("create", None)}, id="from-not-in-state-does-nothing"),
     pytest.param(A, CLUSTER + removed("env.a"),
-                 {"cluster.c": ("no-op", None), "env.a": ("forget", None)}, id="removed-forgets"),
+                 {"cluster.c": ("no-op", None), "env.a": ("forget", None), **BARE},
+                 id="removed-forgets"),
     pytest.param(COUNT2, CLUSTER + removed("env.x"),
                  {"cluster.c": ("no-op", None), "env.x[0]": ("forget", None),
-                  "env.x[1]": ("forget", None)}, id="removed-every-instance"),
+                  "env.x[1]": ("forget", None), **BARE}, id="removed-every-instance"),
     pytest.param(A, CLUSTER + removed("env.a", "true"),
-                 {"cluster.c": ("no-op", None), "env.a": ("delete", None)},
+                 {"cluster.c": ("no-op", None), "env.a": ("delete", None), **BARE},
                  id="removed-destroy-true"),
 ]
 
