@@ -45,10 +45,6 @@ SECRETS_FILE = "rhplan/secrets.json"
 # installing one package (or Ray) can never move another one's pin.
 CONSTRAINTS_FILE = "rhplan/constraints.txt"
 
-# Installs a local package folder from a wheel cached per content (uv rebuilds a folder
-# on every install: 1.5-3 s per env)
-_LOCAL_WHEEL = hostside.script("local_wheel", after="sys.exit(main())")
-
 _DIST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
@@ -153,6 +149,36 @@ dists, pth = read_dists(site)
 print(json.dumps({"site_packages": site[0], "dists": dists, "pth": pth,
                   "markers": marker_env()}))
 """
+
+# Runs in the env's interpreter: an install (argv[2:]), then, when it worked, what the
+# env holds (_INSPECT_SCRIPT's line, last): one command where there were two. With
+# "offline-first", the install is first resolved from uv's cache alone: uv asks the index
+# again for every package it resolves (~0.4 s an install, Ray's ~35 pages each time),
+# though a second env of a cluster wants what the first one fetched; a cache that cannot
+# answer (or any failure) runs it as usual, whose error is reported. What an exact pin
+# depends on without a pin may so be the newest version uv has cached, not the index's.
+_RUN_INSTALL = r"""
+import os, subprocess, sys
+def run_install(flag, argv):
+    if flag == "offline-first":
+        quiet = subprocess.run([*argv, "--offline"], capture_output=True)
+        if quiet.returncode == 0:
+            sys.stdout.buffer.write(quiet.stdout)
+            sys.stderr.buffer.write(quiet.stderr)
+            return 0
+    return subprocess.run(argv).returncode
+rc = run_install(sys.argv[1], sys.argv[2:])
+"""
+_THEN_READ = r"""
+sys.stdout.flush()
+sys.stderr.flush()
+if rc:
+    sys.exit(rc)
+""" + _INSPECT_SCRIPT
+_INSTALL_THEN_READ = _RUN_INSTALL + _THEN_READ
+# A local package folder, from a wheel cached per content (uv rebuilds a folder on every
+# install: 1.5-3 s per env), then the read
+_LOCAL_WHEEL = hostside.script("local_wheel", after="rc = main()\n" + _THEN_READ)
 
 # Says what is at a path, in one command: "venv", "empty", "busy" or "free".
 _PROBE_DIR_SCRIPT = r"""
@@ -376,12 +402,19 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
     if req.kind == "local" and uv and not req.args:
         # from a wheel built once per content of the folder (hostside/local_wheel.py),
         # resolved from uv's cache first as an exact pin is
-        _run_checked(conn, [env_python(env_dir), "-I", "-c", _LOCAL_WHEEL.text, req.target,
-                            local_url, uv, *with_reqs, *limits], what)
+        script, args = _LOCAL_WHEEL.text, [req.target, local_url, uv]
     else:
-        _run_install(conn, [*_installer(conn, env_dir, "install"), *targets, *req.args,
-                            *with_reqs, *limits], what, bool(uv) and _exact(req))
-    after = _inspect_or_fail(conn, env_dir, what)
+        script, args = _INSTALL_THEN_READ, [
+            "offline-first" if uv and _exact(req) else "online",
+            *_installer(conn, env_dir, "install"), *targets, *req.args]
+    # the install and the read of what the env then holds: one command, not two
+    res = conn.run([env_python(env_dir), "-I", "-c", script, *args, *with_reqs, *limits],
+                   env=UV_ENV)
+    if not res.ok:
+        raise ProviderError(f"{what} failed: {_last_line(res)}")
+    after = _read_info(res, conn, env_dir)
+    if after is None:
+        raise ProviderError(f"{what} failed: the env disappeared during the install")
     own = after.dists.get(req.name) if req.name else None
     if own is None and local_url is not None:
         own = _by_url(after.dists, local_url)
@@ -443,21 +476,6 @@ def _exact(req: Requirement) -> bool:
     pins = list(spec.specifier)
     return not spec.url and len(pins) == 1 and (
         pins[0].operator == "===" or (pins[0].operator == "==" and "*" not in pins[0].version))
-
-
-def _run_install(conn: Connection, argv: list[str], what: str, offline_first: bool
-                 ) -> CommandResult:
-    """Run a uv install, first from uv's cache alone when offline_first: uv asks the
-    index again for every package it resolves (~0.4 s an install, Ray's ~35 pages
-    each time), though a second env of a cluster wants what the first one fetched. A
-    cache that cannot answer (or any failure) runs it as usual, whose error is reported.
-    What the pinned package depends on without a pin may so be the newest version uv has
-    cached rather than the index's newest."""
-    if offline_first:
-        res = conn.run([*argv, "--offline"], env=UV_ENV)
-        if res.ok:
-            return res
-    return _run_checked(conn, argv, what)
 
 
 def _replaces_index(args: Sequence[str]) -> bool:
@@ -761,7 +779,11 @@ def _installer(conn: Connection, env_dir: str, verb: str) -> list[str]:
 
 def _inspect(conn: Connection, env_dir: str) -> _EnvInfo | None:
     python = posixpath.join(env_dir, "bin", "python")
-    res = conn.run([python, "-I", "-c", _INSPECT_SCRIPT])
+    return _read_info(conn.run([python, "-I", "-c", _INSPECT_SCRIPT]), conn, env_dir)
+
+
+def _read_info(res: CommandResult, conn: Connection, env_dir: str) -> _EnvInfo | None:
+    """The env's packages from _INSPECT_SCRIPT's line (the last one printed)."""
     if res.returncode in (126, 127):
         return None  # no interpreter: the env (or its base Python) is gone
     if not res.ok:

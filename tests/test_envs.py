@@ -26,6 +26,7 @@ from rhplan.envs import (
     delete_env,
     env_python,
     install,
+    install_entry,
     local_dist_name,
     read_installed,
     requirement_drift,
@@ -529,3 +530,23 @@ def test_an_exact_pin_installs_from_uvs_cache_without_asking_the_index(
     # an open requirement still asks the index (whose newest version it wants)
     with pytest.raises(ProviderError):
         install(conn, second, parse_requirement("pip:idna", tmp_path))
+
+
+def test_an_install_and_the_read_after_it_are_one_command(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    # over SSH every command is a round trip: an env's entries are installed one by one,
+    # each followed by a read of what changed (issue 17: a second env in <= 3 s)
+    env_dir = str(tmp_path / "onecmd")
+    create_venv(conn, env_dir)
+    first = install_entry(conn, env_dir, parse_requirement("pip:six==1.16.0", tmp_path))
+    before = conn.commands_run
+    res = install_entry(conn, env_dir, parse_requirement("idna==3.7", tmp_path),
+                        before=first.after)
+    assert conn.commands_run == before + 1
+    assert res.changes == ["idna==3.7"] and res.own is not None and res.own.version == "3.7"
+    assert set(res.after.dists) >= {"six", "idna"}
+    # a failed install still says why, and reads nothing
+    with pytest.raises(ProviderError, match="no-such-package-rhplan"):
+        install_entry(conn, env_dir, parse_requirement("no-such-package-rhplan==1.0", tmp_path),
+                      before=res.after)

@@ -20,8 +20,9 @@ build and the install are first resolved from uv's cache alone (--offline), as e
 does for an exact pin, then with the index if that fails. Any
 step that cannot use the cache (a folder too large to hash, a symlinked folder inside, a
 failed build) falls back to `uv pip install FILE_URL ARGS` as before, so an error reads
-as it always did. uv's output passes through; the last line is {"wheel": PATH|null,
-"hit": BOOL}, and the exit code is uv's.
+as it always did. uv's output passes through, then a line {"wheel": PATH|null, "hit":
+BOOL}; main() returns uv's exit code (envs.py then reads the env's packages in the same
+process, printing them last).
 """
 import base64
 import hashlib

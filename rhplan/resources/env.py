@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import os
 import posixpath
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -443,7 +444,7 @@ class EnvType(ResourceType):
                                       self._pins(rs.attributes["reqs"], ctx, state))
 
     def _ensure_ray(self, rs: ResourceState, conn: Connection, state: State,
-                    constraints: str | None) -> Any:
+                    constraints: str | None, ctx: RunContext | None = None) -> Any:
         """The servlet runs in the env's interpreter, which needs the cluster's Ray
         version; installed under the user's pins (a conflict fails, naming both).
         Returns what the env holds after installing it (None when it was there)."""
@@ -456,10 +457,26 @@ class EnvType(ResourceType):
                                  constraints)
         rs.private["ray"] = version
         if cluster.get("ray_python") and res.after is not None:
-            # the servlet's first `import ray` reads bytecode instead of compiling it
-            envs.seed_bytecode(conn, rs.attributes["path"], res.after.site_packages,
-                               cluster["ray_python"], version)
+            # the servlet's first `import ray` reads bytecode instead of compiling it;
+            # linked (only into Ray's own folders) beside the next installs, and waited
+            # for before the servlet starts (_start_servlet)
+            seeding = threading.Thread(target=envs.seed_bytecode, daemon=True, args=(
+                conn, rs.attributes["path"], res.after.site_packages, cluster["ray_python"],
+                version))
+            seeding.start()
+            if ctx is None:
+                seeding.join()
+            else:
+                with ctx.lock:
+                    ctx.cache[("seeding", rs.address)] = seeding
         return res.after
+
+    def _seeded(self, rs: ResourceState, ctx: RunContext) -> None:
+        """Wait for the linking of Ray's bytecode that _ensure_ray left running."""
+        with ctx.lock:
+            seeding = ctx.cache.pop(("seeding", rs.address), None)
+        if seeding is not None:
+            seeding.join()
 
     def _on_host(self, req: Requirement, rs: ResourceState, conn: Connection, ctx: RunContext,
                  state: State) -> Requirement:
@@ -528,10 +545,11 @@ class EnvType(ResourceType):
                                     [self._ray_pin(rs, state)], constraints) if pins else None
                 # Ray first, then each entry resolved with it under the pins of the entries so
                 # far (the last one writes them all): each record says what that entry changed
-                before = self._ensure_ray(rs, conn, state, None)
+                before = self._ensure_ray(rs, conn, state, None, ctx)
                 why = check.result() if check else None
             if why:
                 # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
+                self._seeded(rs, ctx)
                 envs.delete_env(conn, a["path"])
                 raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
                                     f"the servlet's {self._ray_pin(rs, state)}: {why}; change "
@@ -587,6 +605,7 @@ class EnvType(ResourceType):
         begun while the env was built (create)."""
         from rhplan.resources.cluster import wait_for_ray
         cluster = state.resources[rs.attributes["cluster"]]
+        self._seeded(rs, ctx)
         try:
             wait_for_ray(cluster, ctx)  # started while this env was built
         except ProviderError as exc:

@@ -786,13 +786,17 @@ def _await_go(address: str, go_file: str):
     """Started while its env is still being built (manage.PendingStart): join Ray as
     soon as it answers (a driver's Ray import and connection, ~1 s, then overlap the
     env's installs), and go on once go_file appears: "go" starts the servlet, anything
-    else leaves. Leaves as well when rhplan's command is gone (its parent changed, or
-    nobody reads its output) or after GO_TIMEOUT s, saying {"expired": ...} so rhplan
-    starts it the usual way."""
+    else leaves, and so does a removed env. Leaves as well when rhplan's command is gone
+    (its parent changed, or nobody reads its output) or after GO_TIMEOUT s, saying
+    {"expired": ...} so rhplan starts it the usual way."""
     parent, deadline, ray = os.getppid(), time.time() + GO_TIMEOUT, None
+    env = os.path.dirname(os.path.dirname(go_file))
     while not os.path.exists(go_file):
         if os.getppid() != parent or _unread():
             os._exit(0)  # nobody to answer; and no Ray shutdown to wait for
+        if not os.path.isdir(env):  # removed (a refused env): no servlet for it
+            print(json.dumps({"cancelled": True}))
+            raise SystemExit(0)
         if time.time() > deadline:
             print(json.dumps({"expired": "the servlet's start was not confirmed in time"}))
             raise SystemExit(0)

@@ -155,7 +155,10 @@ class PendingStart:
 
     def cancel(self) -> None:
         try:
-            self._say(b"cancel")
+            if not self._future.done():
+                # written only into an env still there: a refused env was removed, and
+                # must stay so (its driver sees that and leaves)
+                self._conn.run(["sh", "-c", _CANCEL, "sh", self._go], timeout=60)
             self._future.result(timeout=60)
         except Exception:  # noqa: BLE001 - it leaves by itself (parent gone, timeout)
             pass
@@ -165,6 +168,15 @@ class PendingStart:
     def _say(self, word: bytes) -> None:
         if not self._future.done():  # a driver that already answered reads nothing
             self._conn.put_bytes(word, self._go)
+
+
+# Tells a pending start to leave ($1: its go file, ENV/rhplan/servlet-go-*), unless the
+# env is gone (then it leaves by itself)
+_CANCEL = r"""
+d=$(dirname -- "$1")
+[ -d "$(dirname -- "$d")" ] || exit 0
+mkdir -p -- "$d" && echo cancel >"$1"
+"""
 
 
 def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
