@@ -76,6 +76,8 @@ def test_refresh_only_records_drift_and_changes_nothing(moto: MotoServer, tmp_pa
 
         shown = json.loads(rh("show", "-json", "r.plan").ok().stdout)
         assert shown["resource_changes"] == []
+        [planned] = shown["planned_values"]["root_module"]["resources"]  # what was read
+        assert planned["address"] == "cluster.pool" and planned["values"]["hosts"][ip] == found
         [drift] = shown["resource_drift"]
         assert drift["address"] == "cluster.pool" and drift["change"]["actions"] == ["update"]
         assert drift["change"]["before"]["hosts"][ip] == "ready"

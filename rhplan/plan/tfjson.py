@@ -153,6 +153,19 @@ def output_change(o: dict[str, Any]) -> dict[str, Any]:
             "before_sensitive": sensitive, "after_sensitive": sensitive}
 
 
+def _hidden(plan: Plan) -> dict[str, list[str]]:
+    """Each address's sensitive attribute paths, from its change or its drift."""
+    return {c.address: c.sensitive for c in [*plan.drifted, *plan.changes]}
+
+
+def _refreshed_values(plan: Plan) -> dict[str, Any]:
+    """A refresh-only plan plans what refresh read (Terraform: its prior state)."""
+    if plan.prior_state is None:
+        return {"root_module": {"resources": []}}
+    hidden = _hidden(plan)
+    return values_representation(plan.prior_state, lambda a: hidden.get(a, []))
+
+
 def _sensitive_variable(v: Any) -> bool:
     return isinstance(v, dict) and set(v) == {SENSITIVE_VARIABLE}
 
@@ -196,7 +209,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "terraform_version": plan.rhplan_version,
         "variables": {n: {"value": SENSITIVE_TEXT if _sensitive_variable(v) else v}
                       for n, v in sorted(plan.variables.items())},
-        "planned_values": planned_values(plan),
+        "planned_values": planned_values(plan) if not plan.refresh_only else
+        _refreshed_values(plan),
         "resource_drift": [resource_change(d, plan, configured, actions=d.actions)
                            for d in plan.drifted],
         "resource_changes": [resource_change(c, plan, configured) for c in plan.changes],
@@ -204,7 +218,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "relevant_attributes": relevant_attributes(plan),
     }
     if plan.prior_state is not None:
-        hidden = {c.address: c.sensitive for c in plan.changes}
+        hidden = _hidden(plan)
         prior = values_representation(plan.prior_state, lambda a: hidden.get(a, []))
         out["prior_state"] = {"format_version": "1.0",
                               "terraform_version": plan.rhplan_version, "values": prior}
