@@ -160,3 +160,15 @@ package "r" { git_url = "https://git.example.com/r.git" }
     prior = data["prior_state"]["values"]["root_module"]["resources"]
     assert [r["address"] for r in prior] == ['package.p["a"]', 'package.p["b"]', "package.q",
                                             "package.r"]
+
+
+def test_a_damaged_configuration_in_a_plan_file_is_one_line(rh: Any) -> None:
+    rh.keep = True
+    rh.write(CONFIG.split("cluster")[0])  # the variables only
+    rh("plan", "-out", "p.plan").ok()
+    data = json.loads((rh.dir / "p.plan").read_text())
+    data["configuration"]["root_module"] = 5
+    (rh.dir / "p.plan").write_text(json.dumps(data))
+    line = rh("show", "-json", "p.plan").error_line()
+    assert line == ("Error: p.plan is damaged or was edited (configuration.root_module must be "
+                    "an object whose variables are objects); run rhplan plan -out again"), line

@@ -132,7 +132,7 @@ class Plan:
         check.typed(d, "refresh_changed", bool, False)
         check.typed(d, "workspace", str, "default")
         check.typed(d, "refresh_only", bool, False)
-        check.typed(d, "configuration", dict, {})
+        _check_configuration(check, check.typed(d, "configuration", dict, {}))
         check.typed(d, "timestamp", str, "")
         for key in ("targets", "replace"):
             if not all(isinstance(a, str) for a in check.typed(d, key, list, [])):
@@ -217,6 +217,19 @@ class _Checker:
             if not isinstance(c.get(key), (str, type(None))):
                 raise self.error(f"{where}: {key} must be a string or null")
         return Change(**{**c, "after": decode_unknown(c["after"])})
+
+
+def _check_configuration(check: _Checker, conf: dict[str, Any]) -> None:
+    """What show -json reads of the kept configuration (rhplan/config/tfjson.py)."""
+    addresses = conf.get("resource_addresses", [])
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise check.error("configuration.resource_addresses must be a list of addresses")
+    root = conf.get("root_module", {})
+    variables = root.get("variables", {}) if isinstance(root, dict) else None
+    if not isinstance(variables, dict) or not all(isinstance(v, dict)
+                                                  for v in variables.values()):
+        raise check.error("configuration.root_module must be an object whose variables "
+                          "are objects")
 
 
 _KIND_NAMES = {str: "a string", int: "a whole number", bool: "true or false",
