@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rhplan.errors import ConfigError, RhplanError
+from rhplan.names import block_address
 from rhplan.plan.model import Change, Plan
 from rhplan.state.tfjson import split_address, value_type
 
@@ -83,8 +84,11 @@ class JsonUI:
                       change={"resource": resource(d.address, d.provider),
                               "action": _ACTIONS[d.action]})
         if not plan.refresh_only:
+            # the block addresses the configuration has (action reasons of deletes)
+            configured = set((plan.configuration or {}).get("resource_addresses", [])) or {
+                block_address(c.address) for c in plan.changes if c.after is not None}
             for c in plan.changes:
-                change = self._planned(c, plan)
+                change = self._planned(c, plan, configured)
                 if change is not None:
                     self.emit("planned_change", f"{c.address}: Plan to {change['action']}",
                               change=change)
@@ -102,7 +106,7 @@ class JsonUI:
         if outs:
             self.emit("outputs", f"Outputs: {len(outs)}", outputs=outs)
 
-    def _planned(self, c: Change, plan: Plan) -> dict[str, Any] | None:
+    def _planned(self, c: Change, plan: Plan, configured: set[str]) -> dict[str, Any] | None:
         from rhplan.plan.tfjson import action_reason
         action = _ACTIONS[c.action]
         if action == "noop":  # Terraform lists a no-op only when it moves or imports
@@ -115,8 +119,6 @@ class JsonUI:
         out: dict[str, Any] = {"resource": resource(c.address, c.provider), "action": action}
         if c.previous_address:
             out["previous_resource"] = resource(c.previous_address, c.provider)
-        configured = set((plan.configuration or {}).get("resource_addresses", [])) or {
-            c.address.split("[")[0] for c in plan.changes if c.after is not None}
         reason = action_reason(c, plan, configured)
         if reason:  # the UI's names: "replace_because_cannot_update" -> "cannot_update"
             out["reason"] = {"replace_because_cannot_update": "cannot_update",
