@@ -353,6 +353,10 @@ class Gateway:
         self.lock = threading.Lock()
         self.log_dir = ""
         self._pool = None
+        # a worker node's gateway (manage.gateway_dir(root, node)): every servlet there
+        # was started with its socket, and its Ray may be the dead node's, so it never
+        # joins Ray (which would outlive the node's temp dir it is named by)
+        self.socket_only = False
 
     @property
     def pool(self):
@@ -506,6 +510,10 @@ class Gateway:
 
     def handle(self, op: str, name: str, args: tuple, send_out):
         """One request through Ray."""
+        if self.socket_only:
+            real, _ = parse_key(name)
+            raise LookupError(f"servlet {real!r} is not running; rhplan plan shows it as "
+                              "drift and rhplan apply starts it")
         # Ray pickles its arguments: the memoryviews unpack gave become bytes
         args = tuple(bytes(a) if isinstance(a, memoryview) else a for a in args)
         log = os.path.join(self.log_dir, f"{uuid.uuid4().hex}.out")
@@ -642,6 +650,7 @@ def serve(address: str, temp_dir: str, token_path: str, state_dir: str) -> int:
     with open(token_path, "rb") as fh:
         token = fh.read().strip()
     gw = Gateway(address, token)
+    gw.socket_only = os.path.basename(os.path.normpath(state_dir)).startswith("node-")
     gw.log_dir = os.path.join(state_dir, "gateway-out")
     os.makedirs(gw.log_dir, mode=0o700, exist_ok=True)
     srv = socket.socket()

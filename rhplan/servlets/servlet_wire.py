@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import struct
+import sys
 import traceback
 import types
 
@@ -110,11 +111,12 @@ def describe_exception(exc: BaseException) -> bytes:
     cls = type(exc)
     desc = {"module": getattr(cls, "__module__", ""), "qualname": cls.__qualname__,
             "tracker": None, "args": None, "state": None}
+    # only where cloudpickle is loaded already: a class can have come by value only
+    # through it, and importing Ray (~0.5 s) in a gateway that never needs it is waste
+    cp = sys.modules.get("ray.cloudpickle.cloudpickle")
     try:
-        from ray.cloudpickle import cloudpickle as cp
-
-        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls)
-    except Exception:  # noqa: BLE001 - no Ray's cloudpickle here, or it changed: no id
+        desc["tracker"] = cp._DYNAMIC_CLASS_TRACKER_BY_CLASS.get(cls) if cp else None
+    except Exception:  # noqa: BLE001 - Ray's cloudpickle changed: no id
         pass
     try:
         reduced = exc.__reduce_ex__(5)
