@@ -1,4 +1,5 @@
-"""Runs ON a cluster's head, in the Python that runs Ray there: the cluster's gateway.
+"""Runs ON a cluster's head, in the Python that runs Ray there: the cluster's gateway
+(and on each worker node that serves an env, a gateway of its own: see socket_only).
 
 Callers anywhere reach a cluster's servlets through SSH alone: rhplan opens a
 `direct-tcpip` channel on its SSH connection to this process, which listens on the
