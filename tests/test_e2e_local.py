@@ -248,9 +248,9 @@ def test_show_json_of_saved_plan(shared: Any) -> None:
         for key in ("address", "mode", "type", "name", "provider_name", "change"):
             assert key in c, f"{c['address']} has no {key!r}"
         assert c["change"]["actions"] == ["create"] and c["change"]["before"] is None
-    assert changes["env.app"]["after"]["reqs"] == ["pip:six==1.16.0", "idna==3.7",
-                                                   "./src/localpkg"]
-    assert changes["env.app"]["after"]["env_vars"] == {"GREETING": "hello"}
+    after = changes["env.app"]["change"]["after"]
+    assert after["reqs"] == ["pip:six==1.16.0", "idna==3.7", "./src/localpkg"]
+    assert after["env_vars"] == {"GREETING": "hello"}
 
 
 def test_replace_plans_a_replacement(shared: Any) -> None:
