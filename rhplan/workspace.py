@@ -74,7 +74,7 @@ class Workspace:
         read = state.digest() if saving or refreshing else ""
         drift: list[dict[str, str]] = []
         refresh_changed = False
-        recorded = state
+        before_refresh = state
         if refreshing:
             state, drift = refresh(state, self.ctx, parallelism)
             refresh_changed = state.digest() != read  # before the planner upgrades digests
@@ -85,7 +85,7 @@ class Workspace:
                                         ) if self.cfg.imports and not (
             opts.destroy or opts.refresh_only) else {}
         plan = planner.plan(state, opts, drift)
-        plan.drifted = drift_changes(recorded, state) if refreshing else []
+        plan.drifted = drift_changes(before_refresh, state) if refreshing else []
         if plan.drifted:  # what the configuration derives from sensitive values stays hidden
             hidden = self.state_sensitive_paths(state)
             for d in plan.drifted:
