@@ -220,3 +220,15 @@ def test_a_symlinked_file_is_formatted_through_its_link(tmp_path: Path) -> None:
     assert fmt(tmp_path).returncode == 0
     assert (tmp_path / "main.hcl").is_symlink()
     assert (tmp_path / "shared.hcl.txt").read_text() == "a = 1\n"
+
+
+def test_fmt_starts_without_the_state_or_package_metadata(tmp_path: Path) -> None:
+    """fmt never locks or reads a state: its start imports neither rhplan.state nor
+    importlib.metadata (~0.09 s of CPU; cli.execute imported them for -lock-timeout)."""
+    (tmp_path / "main.hcl").write_text(PRETTY)
+    probe = ("import sys\nfrom rhplan.cli import execute\ncode = execute(sys.argv[1:])\n"
+             "print(code, sorted(m for m in sys.modules if m.startswith(('rhplan.state', "
+             "'importlib.metadata'))))")
+    p = subprocess.run([sys.executable, "-c", probe, f"-chdir={tmp_path}", "fmt", "-check"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "0 []", p.stdout + p.stderr
