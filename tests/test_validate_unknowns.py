@@ -271,3 +271,40 @@ def test_validate_takes_unknowns_through_dynamic_blocks_and_functions(
     assert rh("validate").ok().stdout == "Success! The configuration is valid.\n"
     msg = rh("plan", "-refresh=false").error_line()
     assert "has no value" in msg, msg
+
+
+PER_HOST = """\
+variable "ips" {
+  type = list(string)
+}
+
+cluster "a" {
+  provider                 = "ssh"
+  ips                      = var.ips
+  custom_resources         = { acc = 1 }
+  custom_resources_by_host = { "10.0.0.2" = { acc = 2 } }
+  ssh {
+    user        = "me"
+    private_key = "~/.ssh/id_ed25519"
+  }
+}
+
+env "e" {
+  cluster = cluster.a
+  compute = { acc = 2 }
+}
+"""
+
+
+def test_validate_with_hosts_from_a_variable_without_a_value(rhplan_in: Any,
+                                                             tmp_path: Path) -> None:
+    """Before: 'custom_resources_by_host needs the hosts listed in ips', then 'env 'e'
+    asks for acc = 2, but cluster.a has 1' (which host offers what is not known yet)."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write(PER_HOST)
+    assert rh("validate").ok().stdout == "Success! The configuration is valid.\n"
+    assert rh("validate", '-var=ips=["10.0.0.1", "10.0.0.2"]').ok()
+    msg = rh("validate", '-var=ips=["10.0.0.1"]').error_line()
+    assert msg.startswith("Error: main.hcl:9: cluster 'a': custom_resources_by_host names "
+                          "'10.0.0.2', which is not in ips"), msg

@@ -604,12 +604,13 @@ def _check_by_host(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
     line = rc.block.attrs["custom_resources_by_host"].line \
         if "custom_resources_by_host" in rc.block.attrs else rc.line
     ips = attrs.get("ips")
-    if not isinstance(ips, list):
+    known = ips is not _unknown()  # validate: from a variable without a value
+    if known and not isinstance(ips, list):
         raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host needs the hosts "
                           "listed in ips (an ssh cluster); use custom_resources for every "
                           "node", rc.file, line)
     for host, resources in by_host.items():
-        if all(isinstance(i, str) for i in ips) and host not in ips:
+        if known and all(isinstance(i, str) for i in ips) and host not in ips:
             raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host names {host!r}, "
                               f"which is not in ips ({', '.join(ips)}); use one of them",
                               rc.file, line)

@@ -68,6 +68,8 @@ def choose(env: str, addr: str, cluster: dict[str, Any], custom: dict[str, float
                for k in ("custom_resources", "custom_resources_by_host")):
         return head(cluster)  # known once the cluster's settings are
     tried = hosts(cluster)
+    if tried == [None] and cluster.get("custom_resources_by_host"):
+        return None  # which host offers what is not known (validate: ips from a variable)
     if prefer in tried:  # stay where it is: a move rebuilds the env
         tried.remove(prefer)
         tried.insert(0, prefer)
