@@ -308,3 +308,65 @@ def test_validate_with_hosts_from_a_variable_without_a_value(rhplan_in: Any,
     msg = rh("validate", '-var=ips=["10.0.0.1"]').error_line()
     assert msg.startswith("Error: main.hcl:9: cluster 'a': custom_resources_by_host names "
                           "'10.0.0.2', which is not in ips"), msg
+
+
+EVERYTHING_FROM_VARIABLES = """\
+variable "url" { type = string }
+variable "rev" { type = string }
+variable "method" { type = string }
+variable "vals" { type = map(string) }
+variable "names" { type = list(string) }
+variable "kind" { type = string }
+variable "n" { type = number }
+
+package "p" {
+  git_url        = var.url
+  revision       = var.rev
+  install_method = var.method
+}
+
+secret "a" {
+  values = var.vals
+}
+
+secret "b" {
+  from_env = var.names
+}
+
+secret "c" {
+  values = { K = var.url }
+}
+
+cluster "c" {
+  provider         = var.kind
+  num_instances    = var.n
+  open_ports       = [var.n]
+  custom_resources = { x = var.n }
+}
+
+env "e" {
+  cluster    = cluster.c
+  reqs       = concat(var.names, [package.p])
+  secrets    = [secret.a, secret.b, secret.c]
+  setup_cmds = var.names
+  env_vars   = var.vals
+  compute    = { CPU = var.n, x = var.n }
+}
+
+output "spec" {
+  value = package.p.spec
+}
+"""
+
+
+def test_validate_with_every_setting_from_variables_without_values(
+        rhplan_in: Any, tmp_path: Path) -> None:
+    """Before: 'install_method (known after apply) is not supported', then internal errors
+    (a digest of an unknown secret value; reqs 'found _Unknown')."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    rh.write(EVERYTHING_FROM_VARIABLES)
+    assert rh("validate").ok().stdout == "Success! The configuration is valid.\n"
+    assert rh("console", input="package.p.spec\n").ok().stdout == "(known after apply)\n"
+    msg = rh("validate", "-var", "method=conda").error_line()
+    assert msg.startswith("Error: main.hcl:12: install_method 'conda' is not supported"), msg

@@ -407,6 +407,8 @@ class Evaluation:
                 value, mark = self.marked_evaluate(a.expr, block.file)
                 if mark and marks is not None and not spec.sensitive:  # those are digested
                     marks.extend(self._marked_paths(prefix + name, a.expr, block.file))
+                if value is UNKNOWN and self.validating:
+                    value = _unknown_of(spec.type)
             if value is None:
                 if spec.required:
                     line = a.line if a else block.line
@@ -466,6 +468,17 @@ def secret_sources(cfg: Config) -> tuple[set[str], set[str]]:
                         if n.name in cfg.locals:
                             exprs.append(cfg.locals[n.name].expr)
     return names, local_names
+
+
+def _unknown_of(t: str) -> Any:
+    """validate: an attribute that is unknown as a whole (a variable without a value),
+    shaped as its type so resource types check what they can: a list of one unknown
+    element, an empty map."""
+    if t.startswith(("list(", "set(")):
+        return [UNKNOWN]
+    if t.startswith(("map(", "object(")):
+        return {}
+    return UNKNOWN
 
 
 def coerce_attr(value: Any, t: str) -> Any:

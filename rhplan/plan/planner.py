@@ -205,14 +205,14 @@ class Planner:
             attrs.update(keep)
         schema = RESOURCE_SCHEMAS[rc.type]
         hidden: dict[str, Any] = {}
-        for name, spec in schema.attrs.items():
-            if spec.sensitive and attrs.get(name):
+        for name, spec in schema.attrs.items():  # (an unknown value: no digest, validate)
+            if spec.sensitive and attrs.get(name) and is_known(attrs[name]):
                 hidden[name] = attrs[name]
                 attrs[name] = sensitive_digest(attrs[name], self.ctx)
         for bname, bschema in schema.blocks.items():
             block = attrs.get(bname)
             for name, spec in bschema.attrs.items():
-                if block and spec.sensitive and block.get(name):
+                if block and spec.sensitive and block.get(name) and is_known(block[name]):
                     hidden[f"{bname}.{name}"] = block[name]
                     block[name] = sensitive_digest(block[name], self.ctx)
         self.ctx.sensitive[rc.address] = hidden

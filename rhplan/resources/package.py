@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.errors import ConfigError
 from rhplan.packages import git_problem
@@ -18,7 +19,7 @@ class PackageType(ResourceType):
     def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
         method = attrs.get("install_method")
-        if method not in METHODS:
+        if method not in METHODS and method is not UNKNOWN:  # (validate: a variable)
             line = rc.block.attrs["install_method"].line
             raise ConfigError(f"install_method {method!r} is not supported; use \"pip\"",
                               rc.file, line)
@@ -35,5 +36,6 @@ class PackageType(ResourceType):
                 attr = "git_url" if rev is None or git_problem(url, None) else "revision"
                 raise ConfigError(f"{rc.address}: {problem}", rc.file,
                                   rc.block.attrs[attr].line)
-        attrs["spec"] = f"git+{url}@{rev}" if rev else f"git+{url}"
+        attrs["spec"] = UNKNOWN if UNKNOWN in (url, rev) else (
+            f"git+{url}@{rev}" if rev else f"git+{url}")
         return attrs
