@@ -235,6 +235,19 @@ env "c_default" {
         "cluster; declare an env for cluster 'c' (or rename that env)"), res.describe()
 
 
+def test_a_bare_env_whose_working_dir_is_refused_says_how_to_set_it(tmp_path: Path,
+                                                                    rhplan_in: Any) -> None:
+    home = tmp_path / "home"  # the configuration in the home folder: its default working_dir
+    rh = rhplan_in(home, env={"HOME": str(home)})
+    rh.write(BARE)
+    res = rh("plan")
+    assert res.returncode == 1 and res.error_line().startswith(
+        "Error: main.hcl:1: env 'c_default': working_dir: refusing to sync "), res.describe()
+    assert "home folder" in res.error_line() and res.error_line().endswith(
+        " (env.c_default is the bare default env of cluster.c, which declares no env: "
+        "declare one for it, with its working_dir)"), res.describe()
+
+
 def test_a_modules_cluster_gets_its_bare_env_inside_the_module(rh: Any) -> None:
     rh.write(BARE, name="mod/main.hcl")
     rh.write('module "m" {\n  source = "./mod"\n}\n')

@@ -193,8 +193,12 @@ class EnvType(ResourceType):
             try:
                 ctx.cache[key] = working_dir.scan(root, max_mb)
             except ConfigError as exc:
-                raise ConfigError(f"env {rc.name!r}: working_dir: {exc.message}", rc.file,
-                                  line) from None
+                # a bare default env has no block to set working_dir in: say where it is
+                bare = (f" (env.{rc.name} is the bare default env of {rc.bare_default_of}, "
+                        "which declares no env: declare one for it, with its working_dir)"
+                        if rc.bare_default_of else "")
+                raise ConfigError(f"env {rc.name!r}: working_dir: {exc.message}{bare}",
+                                  rc.file, line) from None
         attrs["working_dir_hash"] = ctx.cache[key][0]
         croot = cluster.get("root_dir", UNKNOWN)
         attrs["working_dir_remote"] = UNKNOWN if croot is UNKNOWN or attrs.get(
