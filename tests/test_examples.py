@@ -190,6 +190,13 @@ def test_a_missing_variable_names_var_file(examples: Path) -> None:
         assert hint in line, line
 
 
+def test_the_examples_are_in_fmt_layout() -> None:
+    """Users copy the examples: they are in `rhplan fmt`'s canonical layout (as a CI job
+    running `rhplan fmt -check -recursive` on an infra repo would require)."""
+    r = Rhplan(EXAMPLES)("fmt", "-check", "-recursive")
+    assert r.returncode == 0, r.describe()
+
+
 # --- the static walk-through: README's commands, destroy included --------------------------
 
 @pytest.mark.long  # ~1-2 min: the host's Ray venv is built from scratch (venv, uv, Ray)

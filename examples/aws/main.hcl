@@ -67,11 +67,11 @@ provider "aws" {
 
 cluster "rh-cpu" {
   provider      = "aws"
-  instance_type = "CPU:2+"   # the cheapest x86_64 type with at least 2 vCPUs
+  instance_type = "CPU:2+" # the cheapest x86_64 type with at least 2 vCPUs
   num_instances = 2
   image_id      = var.image_id
   open_ports    = [8080]
-  autostop_mins = 60         # the head shuts down (EC2 stops it) after an idle hour
+  autostop_mins = 60 # the head shuts down (EC2 stops it) after an idle hour
   python        = var.python
   root_dir      = var.root_dir
   allowed_cidrs = var.allowed_cidrs
@@ -88,7 +88,7 @@ env "np_env" {
   # the code the servlet runs beside: this folder (by default the whole git repository
   # holding the configuration, here all of rhplan's checkout)
   working_dir = "."
-  reqs    = ["pip:numpy==2.2.6"]
+  reqs        = ["pip:numpy==2.2.6"]
 }
 
 output "head_ip" {

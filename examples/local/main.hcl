@@ -28,7 +28,7 @@ env "np_env" {
   # the code the servlet runs beside: this folder (by default the whole git repository
   # holding the configuration, here all of rhplan's checkout)
   working_dir = "."
-  reqs    = ["pip:numpy==2.2.6", "idna==3.7", "./src/greet"]
+  reqs        = ["pip:numpy==2.2.6", "idna==3.7", "./src/greet"]
   env_vars = {
     GREETING = var.greeting
     TEAM     = upper(local.team)

@@ -37,7 +37,7 @@ cluster "onprem" {
 
 env "remote" {
   cluster  = cluster.onprem
-  reqs     = ["pip:six==1.16.0", "../local/src/greet"]   # a local folder: synced, then installed
+  reqs     = ["pip:six==1.16.0", "../local/src/greet"] # a local folder: synced, then installed
   env_vars = { WHERE = "onprem" }
   # the code the servlet runs beside: this folder (by default the whole git repository
   # holding the configuration, here all of rhplan's checkout)
