@@ -137,7 +137,8 @@ def test_a_change_of_node_is_a_planned_replacement(tmp_path: Path) -> None:
     assert first.before["node"] == "10.0.0.6" and "node" not in first.after
     assert first.action == "replace" and first.replace_because == ["node"], first.reason
     assert first.reason == ("it moves to the head (from 10.0.0.6): built there, its "
-                            "servlet started there"), first.reason
+                            "servlet started there; its servlet's objects and instances are "
+                            "lost"), first.reason
     # an env whose placement stays is not rebuilt (Ray restarts in place for the new
     # custom_resources: its servlet starts again)
     assert by["env.plain"].action == "update", by["env.plain"].reason
