@@ -172,3 +172,28 @@ def test_a_damaged_configuration_in_a_plan_file_is_one_line(rh: Any) -> None:
     line = rh("show", "-json", "p.plan").error_line()
     assert line == ("Error: p.plan is damaged or was edited (configuration.root_module must be "
                     "an object whose variables are objects); run rhplan plan -out again"), line
+
+
+def test_references_keep_index_keys_and_list_each_prefix(rh: Any) -> None:
+    """Terraform's jsonconfig lists a reference in full, then each shorter traversal down
+    to the object, and a keyed instance also without its key; a non-literal index ends
+    the traversal and its key's references follow."""
+    rh.keep = True
+    rh.write("""
+variable "k" { default = "a" }
+package "p" {
+  for_each = toset(["a", "b"])
+  git_url  = "https://git.example.com/${each.key}.git"
+}
+package "q" { git_url = "${package.p["a"].git_url}/q" }
+package "r" { git_url = package.p[var.k].git_url }
+output "first" { value = package.p["b"].revision }
+""")
+    conf = _show(rh)["configuration"]["root_module"]
+    res = {r["address"]: r["expressions"] for r in conf["resources"]}
+    assert res["package.q"]["git_url"] == {"references": [
+        'package.p["a"].git_url', 'package.p["a"]', "package.p"]}
+    assert res["package.r"]["git_url"] == {"references": ["package.p", "var.k"]}
+    assert res["package.p"]["git_url"] == {"references": ["each.key"]}
+    assert conf["outputs"]["first"]["expression"] == {"references": [
+        'package.p["b"].revision', 'package.p["b"]', "package.p"]}

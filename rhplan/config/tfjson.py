@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.evaluate import RESOURCE_TYPES
 from rhplan.config.load import Config, ResourceConfig
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, PROVIDER_SCHEMAS, RESOURCE_SCHEMAS
+from rhplan.config.tfjson_refs import references
 from rhplan.state.tfjson import MODE, provider_name
 
-# roots whose references Terraform names with two parts (var.x, local.y, each.key)
-_TWO_PART = ("var", "local", "each", "count", "path", "rhplan", "terraform", "self")
 _NO_CONSTANT = object()
 
 
@@ -40,53 +38,6 @@ def constant(expr: Any) -> Any:
     if isinstance(expr, ast.Template) and all(isinstance(p, str) for p in expr.parts):
         return "".join(expr.parts)
     return _NO_CONSTANT
-
-
-def _traversal(node: Any) -> list[str] | None:
-    """["cluster", "c", "ips"] for cluster.c.ips (indexes end it), else None."""
-    names: list[str] = []
-    while isinstance(node, (ast.GetAttr, ast.Index)):
-        if isinstance(node, ast.Index):
-            names = []  # cluster.c.ips[0]: Terraform names cluster.c.ips
-        else:
-            names.insert(0, node.name)
-        node = node.obj
-    if not isinstance(node, ast.Name):
-        return None
-    return [node.name, *names]
-
-
-def references(expr: Any) -> list[str]:
-    """Terraform's references of an expression: each traversal and the object it starts
-    from (cluster.c.ips, cluster.c), in order, without repeats."""
-    out: list[str] = []
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        parts = _traversal(node) if isinstance(node, (ast.Name, ast.GetAttr, ast.Index)) else None
-        if parts is not None:
-            out += _reference_names(parts)
-            # an index's key may hold references of its own: var.m[local.k]
-            while isinstance(node, (ast.GetAttr, ast.Index)):
-                if isinstance(node, ast.Index):
-                    stack.append(node.key)
-                node = node.obj
-            continue
-        stack.extend(reversed(ast.children(node)))
-    return list(dict.fromkeys(out))
-
-
-def _reference_names(parts: list[str]) -> list[str]:
-    root = parts[0]
-    if root in _TWO_PART:
-        return [".".join(parts[:2])] if len(parts) > 1 else []
-    if root == "module" and len(parts) > 1:
-        return [".".join(parts[:3]), ".".join(parts[:2])] if len(parts) > 2 else [
-            ".".join(parts[:2])]
-    if root in RESOURCE_TYPES and len(parts) > 1:
-        return [".".join(parts[:3]), ".".join(parts[:2])] if len(parts) > 2 else [
-            ".".join(parts[:2])]
-    return []  # a for expression's own variable, a function's argument name
 
 
 def expression(expr: Any, sensitive: bool = False) -> dict[str, Any]:
