@@ -197,3 +197,32 @@ output "first" { value = package.p["b"].revision }
     assert res["package.p"]["git_url"] == {"references": ["each.key"]}
     assert conf["outputs"]["first"]["expression"] == {"references": [
         'package.p["b"].revision', 'package.p["b"]', "package.p"]}
+
+
+def test_deposed_objects_are_changes_and_prior_state_entries_of_their_own(rh: Any) -> None:
+    """An old object a create_before_destroy replacement left recorded (an apply stopped
+    between creating the new one and destroying the old: apply.py records it in the
+    resource's private "deposed" list) is, as in Terraform, a delete of its own in
+    resource_changes ("deposed": its key) and an entry with "deposed_key" in prior_state."""
+    rh.keep = True
+    rh.write('package "p" { git_url = "https://git.example.com/p.git" }\n')
+    rh("apply", "-auto-approve").ok()
+    state = rh.state()
+    [p] = state["resources"]
+    old = json.loads(json.dumps(p))
+    old["attributes"]["git_url"] = "https://git.example.com/old.git"
+    old["attributes"]["name"] = "p-old"
+    p["private"]["deposed"] = [old]
+    rh.state_path.write_text(json.dumps(state))
+    data = _show(rh)
+    changes = [(c["address"], c.get("deposed"), c["change"]["actions"])
+               for c in data["resource_changes"]]
+    assert changes == [("package.p", None, ["no-op"]), ("package.p", "p-old", ["delete"])]
+    gone = data["resource_changes"][1]
+    assert gone["change"]["before"]["git_url"] == "https://git.example.com/old.git"
+    assert gone["change"]["after"] is None and "action_reason" not in gone
+    assert (gone["mode"], gone["type"], gone["name"]) == ("managed", "package", "p")
+    prior = data["prior_state"]["values"]["root_module"]["resources"]
+    assert [(r["address"], r.get("deposed_key")) for r in prior] == [
+        ("package.p", None), ("package.p", "p-old")]
+    assert prior[1]["values"]["git_url"] == "https://git.example.com/old.git"

@@ -21,6 +21,7 @@ from rhplan.plan.planner import SENSITIVE_VARIABLE
 from rhplan.state.tfjson import (
     MODE,
     SENSITIVE_TEXT,
+    deposed_objects,
     hide,
     module_tree,
     outputs_values,
@@ -128,6 +129,28 @@ def resource_change(c: Change, plan: Plan, configured: set[str],
     return out
 
 
+def deposed_change(c: Change, key: str, old: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """The delete of an old object create_before_destroy left (Terraform: a change of its
+    own, with the instance's address and "deposed": its key)."""
+    gone = Change(c.address, c.type, c.name, c.provider, "delete",
+                  before=old.get("attributes") or {}, after=None, sensitive=c.sensitive)
+    out = resource_change(gone, plan, set(), actions=["delete"])  # no action_reason
+    out["deposed"] = key
+    return out
+
+
+def resource_changes(plan: Plan, configured: set[str]) -> list[dict[str, Any]]:
+    """Each instance's change, then the deletes of its deposed objects."""
+    recorded = {r["address"]: r for r in (plan.prior_state or {}).get("resources", [])}
+    out = []
+    for c in plan.changes:
+        out.append(resource_change(c, plan, configured))
+        if c.deposed and c.address in recorded:
+            out += [deposed_change(c, key, old, plan)
+                    for key, old in sorted(deposed_objects(recorded[c.address]))]
+    return out
+
+
 def planned_values(plan: Plan) -> dict[str, Any]:
     resources = [resource_values(c.address, c.provider, known(without_unknowns(c.after)),
                                  c.sensitive)
@@ -213,7 +236,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         _refreshed_values(plan),
         "resource_drift": [resource_change(d, plan, configured, actions=d.actions)
                            for d in plan.drifted],
-        "resource_changes": [resource_change(c, plan, configured) for c in plan.changes],
+        "resource_changes": resource_changes(plan, configured),
         "output_changes": {n: output_change(o) for n, o in sorted(plan.output_changes.items())},
         "relevant_attributes": relevant_attributes(plan),
     }

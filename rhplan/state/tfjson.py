@@ -87,6 +87,15 @@ def resource_values(address: str, provider: str, values: dict[str, Any],
     return out
 
 
+def deposed_objects(resource: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(deposed key, recorded object) of the old objects a create_before_destroy
+    replacement left beside the new one (rhplan/apply.py), still to be destroyed. The key
+    is the old object's on-host name, where Terraform writes a random 8-hex key."""
+    records = (resource.get("private") or {}).get("deposed") or []
+    return [(str((d.get("attributes") or {}).get("name")), d) for d in records
+            if isinstance(d, dict)]
+
+
 def module_tree(resources: list[dict[str, Any]]) -> dict[str, Any]:
     """root_module {resources, child_modules} from resource objects (each with its
     "address"), nesting module.a.module.b under module.a as Terraform does."""
@@ -100,7 +109,7 @@ def module_tree(resources: list[dict[str, Any]]) -> dict[str, Any]:
             parent.setdefault("child_modules", []).append(modules[addr])
         return modules[addr]
 
-    for r in sorted(resources, key=lambda r: r["address"]):
+    for r in sorted(resources, key=lambda r: (r["address"], r.get("deposed_key", ""))):
         module(split_address(r["address"])[0])["resources"].append(r)
     return root
 
@@ -131,9 +140,14 @@ def values_representation(state: dict[str, Any],
                           sensitive: Callable[[str], list[str]]) -> dict[str, Any]:
     """Terraform's values representation of an rhplan state (its to_json() form);
     sensitive(address) gives the attribute paths to hide."""
-    resources = [resource_values(r["address"], r["provider"], r["attributes"],
-                                 sensitive(r["address"]))
-                 for r in state.get("resources", [])]
+    resources = []
+    for r in state.get("resources", []):
+        hidden = sensitive(r["address"])
+        resources.append(resource_values(r["address"], r["provider"], r["attributes"], hidden))
+        for key, old in deposed_objects(r):  # Terraform lists each beside the current one
+            resources.append({**resource_values(r["address"], r["provider"],
+                                                old.get("attributes") or {}, hidden),
+                              "deposed_key": key})
     out: dict[str, Any] = {"root_module": module_tree(resources)}
     if state.get("outputs"):
         out["outputs"] = outputs_values(state["outputs"])
