@@ -55,18 +55,18 @@ os._exit(code)
 
 
 def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], args: list[str],
-         what: str, quick_exit: bool = False) -> Any:
+         what: str, quick_exit: bool = False, timeout: float = 300) -> Any:
     path = script_path(cluster["root_dir"])
     runner = [cluster["ray_python"], "-c", _QUICK_EXIT] if quick_exit else [
         cluster["ray_python"]]
     argv = private_argv([*runner, path, *args])  # its Ray driver's logs: 0600
-    res = conn.run(argv, env=private_env(private), timeout=300)
+    res = conn.run(argv, env=private_env(private), timeout=timeout)
     if res.returncode == 2 and "No such file" in res.stderr:
         # first use on this host (or its root was wiped); the script last: it is there
         # only when what it imports is
         conn.put_bytes(_WIRE, path.replace("host_script.py", "servlet_wire.py"))
         conn.put_bytes(_SCRIPT, path)
-        res = conn.run(argv, env=private_env(private), timeout=300)
+        res = conn.run(argv, env=private_env(private), timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if not res.ok:  # the script's SystemExit(json) puts its error line on stderr
         lines += [ln for ln in res.stderr.splitlines() if ln.startswith('{"error"')]
@@ -109,7 +109,10 @@ def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, 
         info = _run(conn, cluster, private,
                     ["start", cluster["ray_address"], name, env_dir, python,
                      json.dumps(compute), node_ip, *([go_file] if go_file else [])],
-                    f"starting servlet {name!r}", quick_exit=True)
+                    f"starting servlet {name!r}", quick_exit=True,
+                    # a pending start waits for its env's installs (host_script's
+                    # GO_TIMEOUT, an hour, bounds that), then starts as any other
+                    timeout=PENDING_TIMEOUT if go_file else 300)
     except ConnectionLost:
         raise  # whether it started is unknown: the next refresh finds out
     except ProviderError as exc:
@@ -124,6 +127,9 @@ def start_servlet(conn: Connection, cluster: dict[str, Any], private: dict[str, 
         sys.stderr.write(f"Warning: servlet {name!r} restarted without these objects: "
                          + "; ".join(f"{k} ({why})" for k, why in sorted(lost.items())) + "\n")
     return info
+
+
+PENDING_TIMEOUT = 3600 + 300
 
 
 class PendingStart:
