@@ -387,21 +387,31 @@ def destroy(ctx: click.Context, **kwargs: Any) -> None:
 @var_options
 @lock_option
 @click.option("--parallelism", default=10, type=click.IntRange(1, 256))
+@click.option("--json", "as_json", is_flag=True,
+              help="Terraform's machine-readable UI: one JSON object per line.")
 @click.pass_obj
-def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], parallelism: int) -> None:
+def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], parallelism: int,
+            as_json: bool) -> None:
     """Read every recorded resource and update the state to match reality."""
     from rhplan.plan.refresh import refresh as do_refresh
-    ws = obj.workspace(var, var_file)
-    with ws.backend.locked("refresh"):
-        state = ws.backend.read()
-        fresh, drift = do_refresh(state, ws.ctx, parallelism)
-        for d in drift:
-            click.echo(f"# {d['message']}")
-        if fresh.to_json()["resources"] != state.to_json()["resources"]:
-            ws.backend.write(fresh)
-            click.echo(f"State updated: {len(drift)} change(s) found outside rhplan.")
-        else:
-            click.echo("No changes found outside rhplan.")
+    ui = _json_ui() if as_json else None
+    with _diagnosed(ui):
+        ws = obj.workspace(var, var_file)
+        with ws.backend.locked("refresh"):
+            state = ws.backend.read()
+            fresh, drift = do_refresh(state, ws.ctx, parallelism)
+            updated = fresh.to_json()["resources"] != state.to_json()["resources"]
+            if updated:
+                ws.backend.write(fresh)
+    summary = (f"State updated: {len(drift)} change(s) found outside rhplan." if updated else
+               "No changes found outside rhplan.")
+    if ui is not None:
+        ui.refreshed(drift, {a: r.provider for a, r in state.resources.items()},
+                     set(state.resources) - set(fresh.resources), summary, fresh.outputs)
+        return
+    for d in drift:
+        click.echo(f"# {d['message']}")
+    click.echo(summary)
 
 
 @cli.command("import")
