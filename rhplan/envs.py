@@ -180,13 +180,16 @@ _INSTALL_THEN_READ = _RUN_INSTALL + _THEN_READ
 # install: 1.5-3 s per env), then the read
 _LOCAL_WHEEL = hostside.script("local_wheel", after="rc = main()\n" + _THEN_READ)
 
-# Says what is at a path, in one command: "venv", "empty", "busy" or "free".
-_PROBE_DIR_SCRIPT = r"""
+# Makes the env at $1 with the command after it ("$@" DIR), in one command: an env
+# already there is replaced (--clear), an empty folder filled, anything else refused
+# (exit 97), so a typo in a path cannot wipe someone's files.
+_CREATE_SCRIPT = r"""
 d=$1
-if [ -f "$d/pyvenv.cfg" ]; then echo venv
-elif [ -d "$d" ] && [ -z "$(ls -A -- "$d")" ]; then echo empty
-elif [ -e "$d" ] || [ -L "$d" ]; then echo busy
-else echo free
+shift
+if [ -f "$d/pyvenv.cfg" ]; then exec "$@" --clear "$d"
+elif [ -d "$d" ] && [ -z "$(ls -A -- "$d")" ]; then exec "$@" "$d"
+elif [ -e "$d" ] || [ -L "$d" ]; then echo "rhplan: busy" >&2; exit 97
+else exec "$@" "$d"
 fi
 """
 
@@ -275,22 +278,21 @@ def create_venv(conn: Connection, env_dir: str, python: str = "python3") -> str:
     refused, so a typo in a path cannot wipe someone's files.
     """
     env_dir = _check_env_dir(env_dir)
-    state = _run_checked(
-        conn, ["sh", "-c", _PROBE_DIR_SCRIPT, "rhplan", env_dir], f"inspecting {env_dir}"
-    ).stdout.strip()
-    if state == "busy":
+    uv = find_uv(conn)
+    if uv:
+        argv = [uv, "venv", "--python", python]
+    else:
+        exe = f"python{python}" if re.fullmatch(r"\d+(\.\d+)*", python) else python
+        argv = [exe, "-m", "venv"]
+    # the look at the folder and the venv: one command (one SSH round trip)
+    res = conn.run(["sh", "-c", _CREATE_SCRIPT, "rhplan", env_dir, *argv], env=UV_ENV)
+    if res.returncode == 97 and "rhplan: busy" in res.stderr:
         raise ProviderError(
             f"cannot create an env at {env_dir} on {conn.host}: something that is not a "
             f"Python env is already there; remove it or choose another folder"
         )
-    uv = find_uv(conn)
-    replace = ["--clear"] if state == "venv" else []
-    if uv:
-        argv = [uv, "venv", "--python", python, *replace, env_dir]
-    else:
-        exe = f"python{python}" if re.fullmatch(r"\d+(\.\d+)*", python) else python
-        argv = [exe, "-m", "venv", *replace, env_dir]
-    _run_checked(conn, argv, f"creating env at {env_dir}")
+    if not res.ok:
+        raise ProviderError(f"creating env at {env_dir} failed: {_last_line(res)}")
     return posixpath.join(env_dir, "bin", "python")
 
 

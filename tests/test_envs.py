@@ -25,6 +25,7 @@ from rhplan.envs import (
     create_venv,
     delete_env,
     env_python,
+    find_uv,
     install,
     install_entry,
     local_dist_name,
@@ -550,3 +551,20 @@ def test_an_install_and_the_read_after_it_are_one_command(
     with pytest.raises(ProviderError, match="no-such-package-rhplan"):
         install_entry(conn, env_dir, parse_requirement("no-such-package-rhplan==1.0", tmp_path),
                       before=res.after)
+
+
+def test_making_an_env_is_one_command(conn: LocalConnection, tmp_path: Path) -> None:
+    # the look at the folder and the venv itself: one SSH round trip, not two
+    find_uv(conn)  # known once per connection
+    env_dir = str(tmp_path / "onecreate")
+    for _ in range(2):  # made, then replaced
+        before = conn.commands_run
+        create_venv(conn, env_dir)
+        assert conn.commands_run == before + 1
+        assert read_installed(conn, env_dir) == {}
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ProviderError, match="not a Python env is already there"):
+        create_venv(conn, str(busy))
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
