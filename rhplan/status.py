@@ -44,14 +44,15 @@ PROBE_TIMEOUT = 30.0
 
 
 def _probe(conn: Connection, a: dict[str, Any], p: dict[str, Any], envs: dict[str, str],
-           worker_temp_dir: str = "") -> dict[str, Any]:
+           worker_temp_dir: str = "", node: str = "") -> dict[str, Any]:
     """One command on a node (status_probe.py, standard library only): Ray's processes,
-    its GCS (the head's, from a worker), the gateway (on the head) and each servlet
-    placed there, from the process table, and the node's memory. No Ray driver."""
+    its GCS (the head's, from a worker), its gateway (a worker's: node, its host) and
+    each servlet placed there, from the process table, and the node's memory. No Ray
+    driver."""
     host, _, port = str(a.get("ray_address") or ":0").rpartition(":")
     if worker_temp_dir:  # a worker finds its Ray by its temp dir and the node's token
         args = [worker_temp_dir, f"{a['root_dir']}/ray/token", host or "127.0.0.1",
-                port or "0", "", json.dumps(envs)]
+                port or "0", f"{a['root_dir']}/ray", json.dumps(envs), node]
     else:
         args = [p["ray_temp_dir"], p.get("ray_token_path") or "", host or "127.0.0.1",
                 port or "0", f"{a['root_dir']}/ray", json.dumps(envs)]
@@ -97,7 +98,7 @@ def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, tuple[str, str | 
                 conn = ctx.provider(rs.provider).connect(a, rs.private, ctx)
                 return _probe(conn, a, rs.private, on.get(ip, {}))
             conn = ctx.provider(rs.provider).connect_host(ip, a, rs.private, ctx)
-            return _probe(conn, a, rs.private, on.get(ip, {}), workers[ip])
+            return _probe(conn, a, rs.private, on.get(ip, {}), workers[ip], ip)
         except ProviderError as exc:
             return exc
 
@@ -130,6 +131,8 @@ def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, tuple[str, str | 
                     "its raylet is gone") + "); rhplan apply starts it again")
             if ip == head:
                 report["gateway"] = r.get("gateway")
+            else:  # a worker's servlets are reached through a gateway of its own
+                node["gateway"] = r.get("gateway")
         # a node that cannot be asked says nothing of its servlets: unknown, not dead
         unknown = {"alive": None} if node["ray"] == "unreachable" else {"alive": False}
         alive = r["servlets"] if isinstance(r, dict) and node["ray"] == "running" else {}
@@ -177,6 +180,9 @@ def render(report: list[dict[str, Any]], default_envs: dict[str, str | None]) ->
                              f"{node['ray']:<11} {used}".rstrip())
             if several and node.get("error") and node["role"] == "worker":
                 lines.append(f"            {node['error']}")
+            if node.get("gateway"):
+                lines.append(f"  gateway   running pid {node['gateway']['pid']} (127.0.0.1 on "
+                             f"{node['ip']})")
             for s in node["servlets"]:
                 health = {True: "alive", False: "dead"}.get(s["alive"], "unknown")
                 up = f"up {_duration(s['uptime'])}" if s.get("uptime") is not None else ""

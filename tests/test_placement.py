@@ -286,6 +286,11 @@ def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str,
                 f"{who} gateway joined Ray"
 
 
+def manage_gateway_dir(root: Path, node: str) -> str:
+    from rhplan.servlets import manage
+    return manage.gateway_dir(str(root), node)
+
+
 def status_nodes(rh: Any, code: int) -> dict[str, dict[str, Any]]:
     """`rhplan status` (exit `code`; its text printed, for the README) and its JSON, by
     node."""
@@ -375,6 +380,10 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
                           b.address: ("worker", "running", ["far"], True)}, nodes
             for n in nodes.values():
                 assert 0 < n["memory"]["used"] < n["memory"]["total"], n
+            # the worker's own gateway (far is reached through it), as the test above found
+            worker_gateway = json.loads(Path(manage_gateway_dir(root, b.address),
+                                             "gateway.json").read_text())
+            assert nodes[b.address]["gateway"]["pid"] == int(worker_gateway["pid"]), nodes
             # the worker's Ray dies: drift, repaired by the next apply
             worker_dir = c["private"]["ray_worker_temp_dirs"][b.address]
             for pid in cluster_processes([worker_dir], tmp_path / "no-such-root"):

@@ -8,11 +8,12 @@ head's Ray is half down; reading /proc costs milliseconds and works when Ray doe
 rhplan sends this file on the command's stdin after ray_head.OWNED_PIDS_FN (which
 defines owned_pids, raylet_up and gcs_up), so nothing is copied to the host first:
 
-    python -I - TEMP_DIR TOKEN_PATH GCS_HOST GCS_PORT GATEWAY_ROOT ENVS_JSON
+    python -I - TEMP_DIR TOKEN_PATH GCS_HOST GCS_PORT GATEWAY_ROOT ENVS_JSON [NODE]
 
 ENVS_JSON maps the name of each env placed on this node to its folder; on a worker,
 TEMP_DIR is that node's Ray temp dir, GCS_HOST:GCS_PORT the head's (can the node still
-reach it) and GATEWAY_ROOT "". Prints one JSON line:
+reach it) and NODE its host: its own gateway is GATEWAY_ROOT/gateway-*/node-NODE
+(servlets/manage.py gateway_dir). Prints one JSON line:
 {"ray": {"pids", "gcs_up", "raylet_up"}, "gateway": {"pid", "port"} or null,
  "servlets": {name: {"alive", "pid", "uptime"}}, "memory": {"total", "used"} or null}
 (memory in bytes: used is MemTotal - MemAvailable, what the kernel could not hand out).
@@ -63,8 +64,9 @@ def servlets(owned, envs):
     return {name: found.get(name, {"alive": False}) for name in envs}
 
 
-def gateway(root):
-    """The newest running gateway (any rhplan version) under ROOT/ray, if any."""
+def gateway(root, node=""):
+    """The newest running gateway (any rhplan version) under ROOT/ray, if any; a worker
+    node's own one (node: its host) in its node-NODE folder."""
     best = None
     try:
         names = os.listdir(root)
@@ -73,7 +75,7 @@ def gateway(root):
     for name in names:
         if not name.startswith("gateway-"):
             continue
-        path = os.path.join(root, name, "gateway.json")
+        path = os.path.join(root, name, f"node-{node}" if node else "", "gateway.json")
         try:
             with open(path) as fh:
                 info = json.load(fh)
@@ -99,11 +101,12 @@ def memory():
 
 def probe(owned_pids, raylet_up, gcs_up):
     temp_dir, token_path, host, port, gateway_root, envs_json = sys.argv[1:7]
+    node = sys.argv[7] if len(sys.argv) > 7 else ""
     owned = owned_pids(temp_dir, token_path)
     report = {
         "ray": {"pids": len(owned), "raylet_up": raylet_up(temp_dir),
                 "gcs_up": int(port) > 0 and gcs_up(host, port)},
-        "gateway": gateway(gateway_root) if gateway_root else None,
+        "gateway": gateway(gateway_root, node) if gateway_root else None,
         "servlets": servlets(owned, json.loads(envs_json)),
         "memory": memory(),
     }
