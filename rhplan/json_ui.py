@@ -1,7 +1,9 @@
 """`plan -json` / `apply -json`: Terraform's machine-readable UI, one JSON object per line
 on stdout, each with @level, @message, @module, @timestamp and type: version,
 resource_drift, planned_change, change_summary, outputs, apply_start, apply_progress,
-apply_complete, apply_errored, diagnostic and log. Read from Terraform's "Machine
+apply_complete, apply_errored, diagnostic, log and state_lock_acquire (the lock-wait
+notice, rhplan/state/lockwait.py). `refresh -json` streams version, resource_drift, a log
+summary and outputs. Read from Terraform's "Machine
 Readable UI" documentation and its internal/command/views/json package.
 
 The apply engine reports progress as text lines (rhplan/apply.py: "ADDR: Creating...",
@@ -74,6 +76,13 @@ class JsonUI:
     def start(self) -> None:
         self.emit("version", f"rhplan {self.version}", terraform=self.version, rhplan=self.version,
                   ui=UI_VERSION)
+        from rhplan.state import lockwait  # waiting for the state lock is said on stdout too
+        lockwait.set_notice(self.lock_wait)
+
+    def lock_wait(self, line: str) -> None:
+        """The lock-wait notice as Terraform's JSON state locker writes it (type
+        state_lock_acquire, Terraform 1.7+), with rhplan's words: who holds it, how long."""
+        self.emit("state_lock_acquire", line)
 
     # ---- plan ----------------------------------------------------------------
     def plan(self, plan: Plan) -> None:
@@ -126,6 +135,20 @@ class JsonUI:
                              "replace_by_triggers": "replace_triggered_by"}.get(reason, reason)
         return out
 
+    # ---- refresh -------------------------------------------------------------
+    def refreshed(self, drift: list[dict[str, str]], providers: dict[str, str],
+                  gone: set[str], summary: str, outputs: dict[str, dict[str, Any]]) -> None:
+        """`refresh -json`: what refresh found changed outside rhplan (a resource_drift
+        per note, "delete" where the object is gone), the summary as a log message, and
+        the outputs, as Terraform's refresh view ends."""
+        for d in drift:
+            addr = d["address"]
+            self.emit("resource_drift", d["message"], change={
+                "resource": resource(addr, providers.get(addr, "")),
+                "action": "delete" if addr in gone else "update"})
+        self.emit("log", summary)
+        self.emit("outputs", f"Outputs: {len(outputs)}", outputs=_outputs(outputs))
+
     # ---- apply ---------------------------------------------------------------
     def apply_line(self, line: str) -> None:
         m = _HOOK.match(line)
@@ -163,10 +186,7 @@ class JsonUI:
         self.emit("change_summary", text, changes={
                       "add": added, "change": changed, "import": 0, "remove": destroyed,
                       "operation": "destroy" if destroy else "apply"})
-        self.emit("outputs", f"Outputs: {len(outputs)}", outputs={
-            n: {"sensitive": bool(o.get("sensitive")), "type": value_type(o.get("value")),
-                "value": "(sensitive value)" if o.get("sensitive") else o.get("value")}
-            for n, o in sorted(outputs.items())})
+        self.emit("outputs", f"Outputs: {len(outputs)}", outputs=_outputs(outputs))
 
     # ---- errors ----------------------------------------------------------------
     def diagnostic(self, message: str, severity: str = "error",
@@ -196,6 +216,13 @@ def validate_json(error: RhplanError | None, warnings: list[str]) -> dict[str, A
             "diagnostics": diags}
 
 
+def _outputs(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {n: {"sensitive": bool(o.get("sensitive")), "type": value_type(o.get("value")),
+                "value": "(sensitive value)" if o.get("sensitive") else o.get("value")}
+            for n, o in sorted(outputs.items())}
+
+
 def _stdout_line(line: str) -> None:
-    sys.stdout.write(line + "\n")  # one write per message
+    sys.stdout.write(line + "\n")  # one write per message, seen as it happens (a pipe
+    sys.stdout.flush()              # or file is block-buffered): the UI is a stream
     sys.stdout.flush()

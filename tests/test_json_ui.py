@@ -143,3 +143,38 @@ def test_apply_progress_lines_become_hooks() -> None:
     assert errored["resource"]["resource"] == "env.y"
     assert out[4]["@message"].startswith("module.m.env.y: Destruction errored after ")
     assert out[5]["diagnostic"]["summary"] == "module.m.env.y: the host is gone"
+
+
+def test_refresh_streams_terraforms_ui(rh: Any) -> None:
+    """refresh -json: version, a log summary and the outputs (Terraform's refresh view);
+    the state is read and written as without -json."""
+    rh.keep = True
+    rh.write(CONFIG)
+    rh("apply", "-auto-approve").ok()
+    msgs = stream(rh("refresh", "-json").ok())
+    assert [m["type"] for m in msgs] == ["version", "log", "outputs"], msgs
+    assert msgs[1]["@message"] == "No changes found outside rhplan."
+    assert msgs[2]["outputs"]["url"] == {"sensitive": False, "type": "string",
+                                         "value": "https://git.example.com/q.git"}
+    assert msgs[2]["outputs"]["tok"]["value"] == "(sensitive value)"
+    assert rh("refresh").ok().stdout == "No changes found outside rhplan.\n"
+
+
+def test_refresh_drift_becomes_resource_drift_messages() -> None:
+    """What refresh found (rhplan/plan/refresh.py's notes) maps onto resource_drift: a
+    resource gone is a delete, one read with other values an update."""
+    out: list[dict[str, Any]] = []
+    ui = JsonUI("1.0", lambda line: out.append(json.loads(line)))
+    ui.refreshed([{"address": "cluster.c", "message": "cluster.c no longer exists"},
+                  {"address": 'env.e["a"]', "message": 'env.e["a"]: gone with cluster.c'},
+                  {"address": "cluster.d", "message": "cluster.d: ips: [...] -> [...]"}],
+                 {"cluster.c": "aws", "cluster.d": "ssh", 'env.e["a"]': "rhplan"},
+                 {"cluster.c", 'env.e["a"]'}, "State updated: 3 change(s) found outside rhplan.",
+                 {})
+    assert [m["type"] for m in out] == ["resource_drift"] * 3 + ["log", "outputs"]
+    changes = [(m["change"]["resource"]["addr"], m["change"]["resource"]["implied_provider"],
+                m["change"]["action"]) for m in out[:3]]
+    assert changes == [("cluster.c", "aws", "delete"), ('env.e["a"]', "rhplan", "delete"),
+                       ("cluster.d", "ssh", "update")]
+    assert out[1]["change"]["resource"]["resource_key"] == "a"
+    assert out[0]["@message"] == "cluster.c no longer exists"

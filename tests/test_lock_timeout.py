@@ -6,6 +6,7 @@ another rhplan would. The configurations hold a package only: nothing runs on a 
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -86,3 +87,24 @@ def test_an_s3_lock_is_waited_for(moto: Any, rhplan_in: Any, tmp_path: Any,
     out = _waits_then_goes_on(rh, lambda: holder.unlock(held.id), wait_for,
                               "apply", "-auto-approve")
     assert "Apply complete! Resources: 1 added" in out, out
+
+
+def test_with_json_the_wait_is_a_json_message(rh: Any) -> None:
+    """-json: the lock-wait notice is a message of the stream on stdout (Terraform's
+    JSON state locker: type state_lock_acquire), not a text line on stderr."""
+    rh.keep = True
+    rh.write(HCL)
+    holder = LocalBackend(rh.state_path)
+    held = holder.lock("test holder")
+    try:
+        res = rh("plan", "-json", "-lock-timeout=1s")
+    finally:
+        holder.unlock(held.id)
+    assert res.returncode == 1, res.describe()
+    msgs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [m["type"] for m in msgs] == ["version", "state_lock_acquire", "diagnostic"], msgs
+    assert msgs[1]["@message"].startswith("Acquiring the state lock (waiting up to 1s): ")
+    assert "test holder" in msgs[1]["@message"] and msgs[1]["@level"] == "info"
+    assert "still locked after -lock-timeout=1s" in msgs[2]["@message"]
+    assert "Acquiring" not in res.stderr, res.stderr  # stderr keeps the one error line
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -16,6 +16,7 @@ from rhplan.state.lockinfo import LockInfo
 
 _timeout = 0.0
 _given = "0s"  # as the user wrote it, for messages
+_notice: Callable[[str], None] | None = None  # set_notice
 
 # Go's time.ParseDuration, as Terraform reads -lock-timeout: 1h2m3.5s, 500ms
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -41,8 +42,17 @@ def parse_duration(text: str) -> float:
 
 
 def set_timeout(text: str) -> None:
-    global _timeout, _given
-    _timeout, _given = parse_duration(text), text
+    """Once per command (its -lock-timeout); the notice goes back to stderr until a
+    -json UI takes it (set_notice)."""
+    global _timeout, _given, _notice
+    _timeout, _given, _notice = parse_duration(text), text, None
+
+
+def set_notice(say: Callable[[str], None] | None) -> None:
+    """Where the one "waiting for the lock" line goes: -json makes it a JSON message on
+    stdout (rhplan/json_ui.py); None: stderr."""
+    global _notice
+    _notice = say
 
 
 def timeout() -> float:
@@ -67,7 +77,7 @@ def acquire(take: Callable[[], LockInfo], say: Callable[[str], None] | None = No
                 raise StateLockedError(f"{exc} (still locked after -lock-timeout={_given})"
                                        ) from None
             if not told:  # once: a person (or a test) can see that it waits, and for whom
-                (say or _stderr)(f"Acquiring the state lock (waiting up to {_given}): "
+                (say or _notice or _stderr)(f"Acquiring the state lock (waiting up to {_given}): "
                                  f"{str(exc).partition('; ')[0]}")
                 told = True
             time.sleep(min(pause, left))  # rhplan's own wait, bounded by the deadline
