@@ -20,7 +20,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 # TYPE.NAME, then an optional [0] or ["key"] (the key in JSON's string syntax); inside
 # a module call the type carries the module's address: module.m.env (config/modules.py)
-_ADDRESS = re.compile(r'((?:module\.[A-Za-z_][A-Za-z0-9_-]*\.)*[A-Za-z_][A-Za-z0-9_]*)'
+# (a module call with count / for_each carries its instance's key: module.m["a"].env)
+_KEY = r'(?:\[(?:[0-9]+|"(?:[^"\\]|\\.)*")\])'
+_ADDRESS = re.compile(r'((?:module\.[A-Za-z_][A-Za-z0-9_-]*' + _KEY + r'?\.)*'
+                      r'[A-Za-z_][A-Za-z0-9_]*)'
                       r'\.([A-Za-z_][A-Za-z0-9_-]*)'
                       r'(?:\[(?:([0-9]+)|("(?:[^"\\]|\\.)*"))\])?')
 
@@ -67,18 +70,26 @@ def normalize_address(text: str) -> str:
     return instance_address(*parts) if parts else text
 
 
-_MODULE = re.compile(r"module\.[A-Za-z_][A-Za-z0-9_-]*(?:\.module\.[A-Za-z_][A-Za-z0-9_-]*)*")
+_MODULE = re.compile(r"module\.[A-Za-z_][A-Za-z0-9_-]*" + _KEY + r"?(?:\.module\."
+                     r"[A-Za-z_][A-Za-z0-9_-]*" + _KEY + r"?)*")
 
 
 def is_module_address(text: str) -> bool:
-    """module.m or module.m.module.n: a module call, standing for all that is inside it."""
+    """module.m, module.m["a"] or module.m.module.n: a module call (or one instance of
+    it), standing for all that is inside it."""
     return _MODULE.fullmatch(text) is not None
 
 
 def block_address(address: str) -> str:
-    """env.x["a"] -> env.x: the block an instance comes from."""
+    """env.x["a"] -> env.x: the block an instance comes from (module.m["k"].env.x keeps
+    its module instance's key)."""
+    if address[-1:] != "]":
+        return address
     i = address.find("[")
-    return address if i < 0 else address[:i]
+    if address.startswith("module.") and "]." in address:
+        parts = parse_address(address)
+        return address[:i] if parts is None else f"{parts[0]}.{parts[1]}"
+    return address[:i]
 
 
 def instance_name(name: str, key: Any) -> str:

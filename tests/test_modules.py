@@ -299,8 +299,32 @@ ERRORS = [
                  "main.hcl", "frist", ["module.pool has no output 'frist'"],
                  id="unknown-module-output"),
     pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 2\n  count   = 2")},
-                 "main.hcl", "count", ["count on a module block is not supported"],
-                 id="module-count-refused"),
+                 "main.hcl", "module.pool.first", ["module.pool sets count, so it is a list",
+                                                   "module.pool[0].first"],
+                 id="repeated-module-read-without-index"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 2\n  count   = 2\n"
+                                           '  for_each = toset(["a"])')},
+                 "main.hcl", "for_each", ['sets both "count" and "for_each"'],
+                 id="module-count-and-for-each"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", 'size    = 2\n  for_each = ["a"]')},
+                 "main.hcl", "for_each", ["for_each must be a map or a set of strings",
+                                          "toset([...])"], id="module-for-each-list"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 2\n  for_each = "
+                                           "{ for t in [\"a\", \"a\"] : t => t }")},
+                 "main.hcl", "for_each", ["two elements produce the key 'a'"],
+                 id="module-for-each-duplicate-keys"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = 2\n  for_each = "
+                                           "toset([cluster.c.name])")},
+                 "main.hcl", "for_each", ["reads cluster.c", "known only after apply",
+                                          "variables, locals and literals"],
+                 id="module-for-each-from-a-resource"),
+    pytest.param({"main.hcl": ROOT.replace("size    = 2", "size    = each.value")},
+                 "main.hcl", "each.value", ['"each" is used in module \'pool\'',
+                                            "add for_each"], id="each-without-for-each"),
+    pytest.param({"modules/pool/main.hcl": POOL.replace(
+        'source  = "../inner"', 'source  = "../inner"\n  count   = 1')},
+                 "modules/pool/main.hcl", "count   = 1", ["inside a module is not supported yet"],
+                 id="repeated-call-inside-a-module-refused"),
 ]
 
 
@@ -386,3 +410,141 @@ def test_apply_an_env_inside_a_module(tmp_path: Path, rhplan_in: Any) -> None:
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
     assert rh.resources() == {} and not rh.env_dir("c", name).exists()
+
+
+# ---- count / for_each on a module call (issue 14 item 2) -----------------------------
+
+REPEATED = """
+variable "teams" {
+  default = { nlp = 1, cv = 2 }
+}
+
+cluster "c" {
+  provider = "local"
+}
+
+module "team" {
+  for_each = var.teams
+  source   = "./modules/team"
+  cluster  = cluster.c
+  team     = each.key
+  size     = each.value
+}
+
+module "spare" {
+  count   = 2
+  source  = "./modules/team"
+  cluster = cluster.c
+  team    = "spare-${count.index}"
+}
+
+env "x" {
+  cluster  = cluster.c
+  reqs     = []
+  env_vars = { NLP = module.team["nlp"].first, SPARE = module.spare[1].first,
+               ALL = join(",", [for k, t in module.team : t.first]) }
+}
+
+output "firsts" { value = { for k, t in module.team : k => t.first } }
+"""
+
+TEAM = """
+variable "cluster" {}
+variable "team" { type = string }
+variable "size" { default = 1 }
+
+env "w" {
+  count    = var.size
+  cluster  = var.cluster
+  reqs     = []
+  env_vars = { TEAM = var.team }
+}
+
+output "first" { value = env.w[0].name }
+"""
+
+REPEATED_FILES = {"main.hcl": REPEATED, "modules/team/main.hcl": TEAM}
+REPEATED_ALL = ["cluster.c", "env.x", 'module.spare[0].env.w[0]', 'module.spare[1].env.w[0]',
+                'module.team["cv"].env.w[0]', 'module.team["cv"].env.w[1]',
+                'module.team["nlp"].env.w[0]']
+
+
+def test_module_for_each_and_count_make_instances(tmp_path: Path) -> None:
+    """Each instance is the module flattened under module.m["k"] / module.m[i], with
+    each.* / count.index bound in its arguments; the caller reads module.m["k"].OUT and
+    module.m as a map; every instance has its own on-host names."""
+    plan = plan_of(tmp_path, REPEATED_FILES)
+    after = {c.address: c.after for c in plan.changes}
+    assert sorted(after) == REPEATED_ALL
+    assert after['module.team["cv"].env.w[1]']["env_vars"] == {"TEAM": "cv"}
+    assert after["module.spare[1].env.w[0]"]["env_vars"] == {"TEAM": "spare-1"}
+    names = [after[a]["name"] for a in REPEATED_ALL[1:]]
+    assert len(set(names)) == len(names), names
+    nlp = after['module.team["nlp"].env.w[0]']["name"]
+    cv = after['module.team["cv"].env.w[0]']["name"]
+    assert after["env.x"]["env_vars"] == {
+        "NLP": nlp, "SPARE": after["module.spare[1].env.w[0]"]["name"], "ALL": f"{cv},{nlp}"}
+    assert plan.output_changes["firsts"]["after"] == {"cv": cv, "nlp": nlp}
+    assert 'module.team["nlp"].env.w[0]' in next(
+        c for c in plan.changes if c.address == "env.x").dependencies
+
+
+REPEATED_CASES = [
+    pytest.param(REPEATED_FILES, {**REPEATED_FILES, "main.hcl": REPEATED.replace(
+        "nlp = 1, cv = 2", "nlp = 2, cv = 2")}, {},
+        {'module.team["nlp"].env.w[1]': "create"}, id="one-key-changes-only-its-instance"),
+    pytest.param(REPEATED_FILES, {**REPEATED_FILES, "main.hcl": REPEATED.replace(
+        "nlp = 1, cv = 2", "nlp = 1")}, {},
+        {'module.team["cv"].env.w[0]': "delete", 'module.team["cv"].env.w[1]': "delete",
+         "env.x": "update"}, id="a-key-removed"),
+    pytest.param(REPEATED_FILES, {**REPEATED_FILES, "main.hcl": REPEATED.replace(
+        "nlp = 1, cv = 2", "nlp = 2, cv = 3")}, {"targets": ['module.team["cv"]']},
+        {'module.team["cv"].env.w[2]': "create"}, id="target-one-module-instance"),
+    pytest.param(REPEATED_FILES, {**REPEATED_FILES, "main.hcl": REPEATED.replace(
+        '"spare-${count.index}"', '"extra-${count.index}"')},
+        {"targets": ["module.spare[1].env.w[0]"]},
+        {"module.spare[1].env.w[0]": "update"}, id="target-a-resource-in-an-instance"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "opts", "want"), REPEATED_CASES)
+def test_repeated_module_plans(tmp_path: Path, before: dict[str, str] | None,
+                               now: dict[str, str], opts: dict[str, Any],
+                               want: dict[str, str]) -> None:
+    state = None
+    if before is not None:
+        write(tmp_path, before)
+        state = applied_state(tmp_path)
+    plan = plan_of(tmp_path, now, state, **opts)
+    got = {c.address: c.action for c in plan.changes if c.action != "no-op"}
+    if before is None:
+        got = {c.address: c.action for c in plan.changes}
+    assert got == want
+
+
+def test_repeated_module_addresses_in_state_commands(tmp_path: Path, rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True  # a state made without hosts: nothing to destroy
+    write(rh.dir, REPEATED_FILES)
+    rh.state_path.write_text(json.dumps(applied_state(rh.dir).to_json()))
+    assert rh("state", "list").ok().stdout.split() == REPEATED_ALL
+    assert rh("state", "list", 'module.team["cv"]').ok().stdout.split() == REPEATED_ALL[4:6]
+    shown = rh("state", "show", 'module.team["nlp"].env.w[0]').ok().stdout
+    assert shown.startswith('# module.team["nlp"].env.w[0]:\nenv "w" {'), shown
+    out = rh("state", "rm", "module.spare[0]").ok().stdout
+    assert "Successfully removed 1 resource instance(s)." in out
+    assert parse_address('module.team["a.]b"].env.w[1]') == ('module.team["a.]b"].env', "w", 1)
+
+
+def test_unknown_module_for_each_passes_validate_and_stops_plan(tmp_path: Path,
+                                                                  rhplan_in: Any) -> None:
+    """validate needs no variable values (Terraform's rule): the instances are unknown
+    there; plan without the value refuses with the call's file:line."""
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    write(rh.dir, {**REPEATED_FILES, "main.hcl": REPEATED.replace(
+        "  default = { nlp = 1, cv = 2 }\n", "")})
+    assert "Success!" in rh("validate").ok().stdout
+    msg = rh("plan", "-refresh=false").error_line()
+    assert msg.startswith("Error: "), msg
+    assert "teams" in msg, msg

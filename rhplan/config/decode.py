@@ -185,7 +185,8 @@ def _no_resources(type_: str, name: str, line: int) -> ResourceValue:
 
 
 # the module path an address inside a module call starts with (module.m.module.n.)
-_MODULE_PREFIX = re.compile(r"^(?:module\.[A-Za-z_][A-Za-z0-9_-]*\.)+")
+_MODULE_PREFIX = re.compile(r'^(?:module\.[A-Za-z_][A-Za-z0-9_-]*'
+                            r'(?:\[(?:[0-9]+|"(?:[^"\\]|\\.)*")\])?\.)+')  # module.m["a"].
 
 
 def coerce(value: Any, t: str) -> Any:

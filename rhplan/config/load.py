@@ -130,6 +130,13 @@ class Config:
     imports: list[Any] = field(default_factory=list)
     # module variables, by the local that holds each one's value (module.m.var.x)
     module_vars: dict[str, Variable] = field(default_factory=dict)
+    # module calls by name, as written (show -json's module_calls); the calls with count /
+    # for_each, made into instances once variables are known (modules.expand_repeated);
+    # each call's output names; errors those instances must raise when planning
+    module_calls: dict[str, ast.Block] = field(default_factory=dict)
+    repeated_modules: list[Any] = field(default_factory=list)
+    module_outputs: dict[str, set[str]] = field(default_factory=dict)
+    module_errors: list[ConfigError] = field(default_factory=list)
 
     def resource(self, address: str) -> ResourceConfig | None:
         return self.resources.get(address)

@@ -48,19 +48,16 @@ def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
     """Flatten each module call of cfg into cfg (resources, locals), then rewrite the
     caller's own `module.m.OUT` references. stack: the folders being loaded, the root
     configuration's first (cycle detection, file names relative to the root)."""
-    from rhplan.config.load import _output, _resource, load_module
+    from rhplan.config.load import load_module
 
     stack = stack or (Path(cfg.dir).resolve(),)
     outputs: dict[str, set[str]] = {}
     args: list[str] = []  # the locals made of the calls' arguments (the caller's expressions)
     for call in calls:
         name = call.labels[0]
-        for meta in ("count", "for_each"):
-            if meta in call.attrs:
-                raise ConfigError(f"module {name!r}: {meta} on a module block is not supported "
-                                  "yet; write one module block per instance",
-                                  call.file, call.attrs[meta].line)
+        meta = _meta_argument(call, nested=len(stack) > 1)
         child_dir = _source_dir(call, cfg.dir, stack)
+        cfg.module_calls[name] = call
         child = load_module(child_dir, stack + (child_dir,), stack[0])
         prefix = f"module.{name}"
         for kind in ("moved", "removed", "imports"):
@@ -69,28 +66,262 @@ def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
                                   "yet; write it in the root configuration with the full "
                                   f"address (module.{name}.TYPE.NAME)", block.file, block.line)
         _check_outputs(child)
+        if meta is not None:  # instances made when variables are known (expand_repeated)
+            _check_arguments(call, child)
+            cfg.repeated_modules.append((call, child, child_dir))
+            outputs[name] = _Repeated(child.outputs)
+            continue
         args += _add_variables(cfg, call, child, prefix)
         outputs[name] = set(child.outputs)
         _add_child(cfg, child, prefix, child_dir)
-    # the caller's own expressions that read module.m.OUT
+    cfg.module_outputs = outputs
+    _rewrite_caller(cfg, args, lambda e: e)
+
+
+def _rewrite_caller(cfg: Any, args: list[str], first: Any) -> None:
+    """The caller's own expressions that read module.m.OUT (and the locals made of
+    module arguments, `args`), each passed through `first`, then rewrite."""
+    from rhplan.config.load import _output, _resource
+
+    outputs = cfg.module_outputs
     for key, rc in list(cfg.resources.items()):
         if rc.module == "" and _mentions_module(rc.block):
-            new = _resource(rewrite_block(rc.block, "", cfg.dir, outputs))
+            block = rc.block
+            try:
+                block = _map_block(block, first)
+            except _Located as exc:
+                raise ConfigError(exc.message, block.file, exc.line) from None
+            new = _resource(rewrite_block(block, "", cfg.dir, outputs))
             cfg.resources[key] = new
     for lname, attr in list(cfg.locals.items()):
         if ("." not in lname or lname in args) and _mentions_module_expr(attr.expr):
             try:
+                attr = ast.Attribute(attr.name, first(attr.expr), attr.line)
                 cfg.locals[lname] = _attr(attr, "", cfg.dir, outputs)
             except _Located as exc:
                 raise ConfigError(exc.message, cfg.local_files[lname], exc.line) from None
     for oname, out in list(cfg.outputs.items()):
         if _mentions_module_expr(out.value):
+            try:
+                value = first(out.value)
+            except _Located as exc:
+                raise ConfigError(exc.message, out.file, exc.line) from None
             block = ast.Block("output", (oname,), {
-                "value": ast.Attribute("value", out.value, out.value.line)}, [],
+                "value": ast.Attribute("value", value, out.value.line)}, [],
                 out.file, out.line)
             new_out = _output(rewrite_block(block, "", cfg.dir, outputs))
             new_out.sensitive, new_out.description = out.sensitive, out.description
             cfg.outputs[oname] = new_out
+
+
+def _map_block(b: ast.Block, fn: Any) -> ast.Block:
+    return ast.Block(b.type, b.labels, {k: ast.Attribute(a.name, fn(a.expr), a.line)
+                                        for k, a in b.attrs.items()},
+                     [_map_block(s, fn) for s in b.blocks], b.file, b.line, b.end_line,
+                     b.extra)
+
+
+class _Repeated(set):  # type: ignore[type-arg]
+    """The output names of a call with count / for_each: `module.m` is then a list or
+    map of instances, written out once its keys are known (expand_repeated)."""
+
+
+def _meta_argument(call: ast.Block, nested: bool) -> ast.Attribute | None:
+    """A call's count or for_each, checked as Terraform checks them on a resource."""
+    name = call.labels[0]
+    count, each = call.attrs.get("count"), call.attrs.get("for_each")
+    if count is not None and each is not None:
+        raise ConfigError(f'module {name!r} sets both "count" and "for_each"; use one of '
+                          "them (for_each = a map or toset([...]), or count = N)",
+                          call.file, max(count.line, each.line))
+    meta = count if count is not None else each
+    if meta is not None and nested:
+        raise ConfigError(f"module {name!r}: {meta.name} on a module call inside a module is "
+                          "not supported yet; repeat the outer module call instead",
+                          call.file, meta.line)
+    for a in call.attrs.values():
+        for n in ast.walk(a.expr):
+            if not (isinstance(n, ast.GetAttr) and isinstance(n.obj, ast.Name)):
+                continue
+            if n.obj.name in ("each", "count") and a.name in ("count", "for_each"):
+                raise ConfigError(f"module {name!r}: {a.name} cannot use {n.obj.name}.*: it "
+                                  "says how many instances there are", call.file, n.line)
+            if n.obj.name == "each" and each is None:
+                raise ConfigError(f'"each" is used in module {name!r}, which does not set '
+                                  "for_each; add for_each = ... (a map or a set of strings) "
+                                  "or remove each.key / each.value", call.file, n.line)
+            if n.obj.name == "count" and count is None:
+                raise ConfigError(f'"count.index" is used in module {name!r}, which does not '
+                                  "set count; add count = N or remove count.index",
+                                  call.file, n.line)
+    return meta
+
+
+def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "default") -> None:
+    """Make the instances of the module calls with count / for_each, now that variables
+    are known: each is flattened as a call of its own, prefix module.m["a"] (or
+    module.m[0]), with each.* / count.index in its arguments replaced by the instance's
+    values; the caller's `module.m` becomes a map (a list for count) of instance objects.
+    The meta-argument may read variables, locals and literals, never a resource."""
+    from rhplan.config.decode import Evaluation
+    from rhplan.config.load import _resolve_local_refs
+    from rhplan.names import instance_address
+
+    pending, cfg.repeated_modules = cfg.repeated_modules, []
+    if not pending:
+        return
+    evaluation = Evaluation(cfg, variables, _known_after_apply, workspace)
+    shapes: dict[str, tuple[bool, list[Any] | None, list[str], int]] = {}
+    args: list[str] = []
+    for call, child, child_dir in pending:
+        name = call.labels[0]
+        pairs = _instances(evaluation, call, cfg)
+        for key, bindings in pairs or ():
+            prefix = instance_address("module", name, key)
+            bound = ast.Block(call.type, call.labels, {
+                k: ast.Attribute(a.name, _bind(a.expr, bindings, call.file), a.line)
+                for k, a in call.attrs.items()}, call.blocks, call.file, call.line,
+                call.end_line, call.extra)
+            args += _add_variables(cfg, bound, child, prefix)
+            _add_child(cfg, child, prefix, child_dir)
+        known = pairs is not None
+        shapes[name] = ("count" in call.attrs, [k for k, _ in pairs or ()] if known else None,
+                        sorted(child.outputs), call.line)
+    _rewrite_caller(cfg, args, lambda e: _replace(e, lambda n: _collection(n, shapes)))
+    _resolve_local_refs(cfg)
+
+
+def _known_after_apply(type_: str, name: str, line: int) -> Any:
+    from rhplan.config.evaluate import EvalError
+
+    raise EvalError(f"a module's count / for_each reads {type_}.{name}, whose values are "
+                    "known only after apply; build it from variables, locals and literals "
+                    "(Terraform: Invalid for_each argument)", line)
+
+
+def _instances(evaluation: Any, call: ast.Block, cfg: Any
+               ) -> list[tuple[Any, dict[str, Any]]] | None:
+    """(key, what each.* / count.index are) for each instance of a repeated call; None
+    when they are unknown (validate without the variable's value)."""
+    from rhplan.config.decode import coerce
+    from rhplan.config.evaluate import SetValue, is_known, type_name
+
+    name = call.labels[0]
+    meta = call.attrs.get("count") or call.attrs["for_each"]
+    where = f"module {name!r}"
+    value, mark = evaluation.marked_evaluate(meta.expr, call.file)
+    if mark and meta.name == "for_each":
+        raise ConfigError(f"{where}: for_each is derived from a sensitive value ({mark}); "
+                          "its keys would show in every address: build the keys from values "
+                          "that are not sensitive", call.file, meta.line)
+    if not is_known(value) and not isinstance(value, (dict, list)):
+        cfg.module_errors.append(ConfigError(
+            f"{where}: {meta.name} depends on a value not known at plan (a variable without "
+            "a value?); give it a value with -var, or build it from locals and literals",
+            call.file, meta.line))
+        return None  # validate: instances unknown (plan raises the error above)
+    if meta.name == "count":
+        try:
+            n = coerce(value, "number") if not isinstance(value, bool) else None
+        except TypeError:
+            n = None
+        if n is None or n != int(n) or n < 0:
+            raise ConfigError(f"{where}: count must be a whole number, zero or more, not "
+                              f"{type_name(value) if n is None else n}; e.g. count = 2",
+                              call.file, meta.line)
+        return [(i, {"count": {"index": i}}) for i in range(int(n))]
+    if isinstance(value, dict):
+        pairs = sorted(value.items())
+    elif isinstance(value, SetValue):
+        bad = next((v for v in value if not isinstance(v, str)), None)
+        if bad is not None:
+            raise ConfigError(f"{where}: for_each takes a set of strings, and this set holds "
+                              f"a {type_name(bad)} ({bad!r}); convert its elements with "
+                              "tostring, or use a map", call.file, meta.line)
+        pairs = [(v, v) for v in sorted(value)]
+    elif isinstance(value, list):
+        raise ConfigError(f"{where}: for_each must be a map or a set of strings, and this is "
+                          "a list; write toset([...]) to use its elements as keys, or a map "
+                          "(e.g. { for v in LIST : v.name => v })", call.file, meta.line)
+    else:
+        raise ConfigError(f"{where}: for_each must be a map or a set of strings, not "
+                          f"{type_name(value)}", call.file, meta.line)
+    return [(k, {"each": {"key": k, "value": v}}) for k, v in pairs]
+
+
+def raise_deferred(cfg: Any) -> None:
+    """At plan (not validate): a repeated call whose count / for_each was unknown."""
+    if cfg.module_errors:
+        raise cfg.module_errors[0]
+
+
+def _bind(e: ast.Expr, bindings: dict[str, Any], file: str) -> ast.Expr:
+    """each.key / each.value / count.index in a call's argument: the instance's value."""
+    def one(n: Any) -> Any:
+        if type(n) is ast.GetAttr and type(n.obj) is ast.Name and n.obj.name in bindings:
+            got = bindings[n.obj.name]
+            if n.name not in got:
+                raise ConfigError(f"{n.obj.name}.{n.name} does not exist; use "
+                                  + ("each.key or each.value" if n.obj.name == "each"
+                                     else "count.index"), file, n.line)
+            return ast.Literal(got[n.name], n.line)
+        return None
+    return _replace(e, one)
+
+
+def _collection(n: Any, shapes: dict[str, tuple[bool, list[Any] | None, list[str], int]]
+                ) -> Any:
+    """`module.m` of a repeated call: a list (count) or map (for_each) of objects holding
+    each instance's outputs."""
+    if not (type(n) is ast.GetAttr and type(n.obj) is ast.Name and n.obj.name == "module"
+            and n.name in shapes):
+        inner = n.obj if type(n) is ast.GetAttr else None
+        if type(inner) is ast.GetAttr and type(inner.obj) is ast.Name \
+                and inner.obj.name == "module" and inner.name in shapes:
+            m, out = inner.name, n.name
+            if shapes[m][0]:
+                raise _Located(f"module.{m} sets count, so it is a list of instances: write "
+                               f"module.{m}[0].{out} (one) or module.{m}[*].{out} (all)",
+                               n.line)
+            raise _Located(f'module.{m} sets for_each, so it is a map of instances: write '
+                           f'module.{m}["KEY"].{out} (one) or [for k, m in module.{m} : '
+                           f"m.{out}] (all)", n.line)
+        return None
+    from rhplan.names import instance_address
+
+    is_count, keys, outs, _ = shapes[n.name]
+    if keys is None:  # validate: how many instances is not known yet
+        from rhplan.config.evaluate import UNKNOWN
+        return ast.Literal(UNKNOWN, n.line)
+    objects = [ast.ObjectExpr(tuple(
+        (ast.Literal(o, n.line), ast.GetAttr(ast.Name("local", n.line),
+         f"{instance_address('module', n.name, k)}.output.{o}", n.line)) for o in outs),
+        n.line) for k in keys]
+    if is_count:
+        return ast.TupleExpr(tuple(objects), n.line)
+    pairs = zip(keys, objects, strict=True)
+    return ast.ObjectExpr(tuple((ast.Literal(k, n.line), o) for k, o in pairs), n.line)
+
+
+def _replace(e: Any, fn: Any) -> Any:
+    """e with every node for which fn gives a new node replaced by it."""
+    new = fn(e)
+    if new is not None:
+        return new
+    t = type(e)
+    if t is ast.Literal or t is ast.Name:
+        return e
+    if t is ast.ObjectExpr:
+        return ast.ObjectExpr(tuple((_replace(k, fn), _replace(v, fn)) for k, v in e.items),
+                              e.line)
+    changes = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, tuple):
+            changes[f.name] = tuple(x if type(x) is str else _replace(x, fn) for x in v)
+        elif f.name != "line" and v is not None and not isinstance(v, (str, bool, int, float)):
+            changes[f.name] = _replace(v, fn)
+    return dataclasses.replace(e, **changes) if changes else e
 
 
 def _source_dir(call: ast.Block, caller_dir: Path, stack: tuple[Path, ...]) -> Path:
@@ -146,15 +377,20 @@ def _check_outputs(child: Any) -> None:
                                   out.file, n.line)
 
 
-def _add_variables(cfg: Any, call: ast.Block, child: Any, prefix: str) -> list[str]:
+def _check_arguments(call: ast.Block, child: Any) -> None:
     name = call.labels[0]
-    args = []
     for arg, a in call.attrs.items():
         if arg not in META_ARGS and arg not in child.variables:
             have = ", ".join(sorted(child.variables)) or "none"
             raise ConfigError(f"module {name!r} has no variable {arg!r} (its variables: "
                               f"{have}); remove the argument or declare variable \"{arg}\" "
                               "in the module", call.file, a.line)
+
+
+def _add_variables(cfg: Any, call: ast.Block, child: Any, prefix: str) -> list[str]:
+    name = call.labels[0]
+    args = []
+    _check_arguments(call, child)
     for vname, v in child.variables.items():
         lname = f"{prefix}.var.{vname}"
         given = call.attrs.get(vname)
@@ -292,7 +528,8 @@ def rewrite(e: Any, prefix: str, module_dir: Path,
         return e
     if t is ast.GetAttr:
         obj = e.obj
-        if type(obj) is ast.GetAttr and type(obj.obj) is ast.Name and obj.obj.name == "module":
+        if type(obj) is ast.GetAttr and type(obj.obj) is ast.Name and obj.obj.name == "module" \
+                and not (outputs is not None and type(outputs.get(obj.name)) is _Repeated):
             if outputs is not None and obj.name in outputs and e.name not in outputs[obj.name]:
                 have = ", ".join(sorted(outputs[obj.name])) or "none"
                 raise _Located(f"module.{obj.name} has no output {e.name!r} (its outputs: "

@@ -76,6 +76,8 @@ def sensitive_digest(value: Any, ctx: RunContext) -> str:
 
 class Planner:
     def __init__(self, cfg: Config, ctx: RunContext, variables: dict[str, Any]):
+        from rhplan.config.modules import expand_repeated
+        expand_repeated(cfg, variables, ctx.workspace)  # module count / for_each instances
         self.cfg = cfg
         self.ctx = ctx
         self.graph = build_graph(cfg)
@@ -243,6 +245,9 @@ class Planner:
             return Plan(state.lineage, state.serial, [], variables=self.saved_variables(
                 opts.variables), targets=list(opts.targets), drift=drift or [],
                 refresh_only=True)
+        if not opts.validate:  # a module's count / for_each unknown at plan
+            from rhplan.config.modules import raise_deferred
+            raise_deferred(self.cfg)
         self._selection = self._selected(state, opts)
         self._validating = opts.validate
         # resource types skip what reaches outside while validating (git ls-remote)
