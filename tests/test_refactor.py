@@ -237,3 +237,66 @@ def test_saved_plan_applies_moves_and_forgets(tmp_path: Path, rhplan_in: Any) ->
     assert set(rh.resources()) == {"secret.t"}
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
+
+
+# ---- moved across module boundaries (issue 14: refactoring into a module) ------------
+
+MODULE_ENV = 'variable "cluster" {}\n\nenv "a" {\n  cluster = var.cluster\n}\n'
+
+
+def call(meta: str = "") -> str:
+    return f'module "m" {{\n  source  = "./modules/m"\n{meta}  cluster = cluster.c\n}}\n\n'
+
+
+def with_module(directory: Path) -> Path:
+    (directory / "modules/m").mkdir(parents=True, exist_ok=True)
+    (directory / "modules/m/main.hcl").write_text(MODULE_ENV)
+    return directory
+
+
+MODULE_CASES = [
+    pytest.param(A, CLUSTER + call() + moved("env.a", "module.m.env.a"),
+                 {"cluster.c": ("no-op", None), "module.m.env.a": ("no-op", "env.a")},
+                 id="into-a-module"),
+    pytest.param(A, CLUSTER + call('  for_each = toset(["k"])\n')
+                 + moved("env.a", 'module.m["k"].env.a'),
+                 {"cluster.c": ("no-op", None), 'module.m["k"].env.a': ("no-op", "env.a")},
+                 id="into-a-module-instance"),
+    pytest.param(CLUSTER + call(), CLUSTER + call('  for_each = toset(["k"])\n')
+                 + moved("module.m", 'module.m["k"]'),
+                 {"cluster.c": ("no-op", None),
+                  'module.m["k"].env.a': ("no-op", "module.m.env.a")},
+                 id="whole-module-gets-for-each"),
+    pytest.param(CLUSTER + call(), CLUSTER + env("a") + moved("module.m.env.a", "env.a"),
+                 {"cluster.c": ("no-op", None), "env.a": ("no-op", "module.m.env.a")},
+                 id="out-of-a-module"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "expected"), MODULE_CASES)
+def test_moved_across_modules(tmp_path: Path, before: str, now: str,
+                              expected: dict[str, Any]) -> None:
+    """The env keeps its recorded on-host name, so the move plans nothing to rebuild."""
+    with_module(tmp_path)
+    state = state_of(tmp_path, before)
+    plan = plan_of(tmp_path, now, state)
+    got = {c.address: (c.action, c.previous_address) for c in plan.changes}
+    assert got == expected
+    moved_env = next(c for c in plan.changes if c.address.endswith("env.a"))
+    assert moved_env.after["name"] == next(iter(
+        r.attributes["name"] for a, r in state.resources.items() if a.endswith("env.a")))
+
+
+def test_moving_into_a_module_onto_a_recorded_address_is_refused(tmp_path: Path,
+                                                                 rhplan_in: Any) -> None:
+    rh = rhplan_in(tmp_path / "infra")
+    rh.keep = True
+    with_module(rh.dir)
+    rh.write(CLUSTER + env("a") + call())
+    rh.state_path.write_text(json.dumps(applied_state(rh.dir).to_json()))
+    text = CLUSTER + call() + moved("env.a", "module.m.env.a")
+    rh.write(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "from = env.a" in t)
+    msg = rh("plan", "-refresh=false").error_line()
+    assert msg.startswith(f"Error: main.hcl:{line}: cannot move env.a to module.m.env.a: the "
+                          "state already holds module.m.env.a"), msg

@@ -237,11 +237,12 @@ def build_config(directory: Path, files: list[ast.File],
                 module_calls.append(b)
             else:
                 cfg.resources[key] = _resource(b)
-    from rhplan.config.default_env import add_bare_envs  # (it imports this module)
-    add_bare_envs(cfg)
     if module_calls:
         from rhplan.config import modules
         modules.expand(cfg, module_calls, module_stack)
+    # after the modules: an env inside a module call may name the caller's cluster
+    from rhplan.config.default_env import add_bare_envs  # (it imports this module)
+    add_bare_envs(cfg)
     _resolve_local_refs(cfg)
     return cfg
 

@@ -15,6 +15,20 @@ planner and the state see ordinary resources, only with longer addresses
 
 Nested modules are the same step applied again: the inner call is flattened into the
 module's Config first, and those names (all with a dot) are prefixed once more.
+
+`count` / `for_each` on a call (Terraform's meta-arguments): the module is loaded and
+checked at load time like any call, but its instances are made when variable values are
+known, at the start of planning (expand_repeated, called by the Planner): the
+meta-argument is evaluated from variables, locals and literals only (a resource in it is
+"known only after apply", an error naming its line), and each instance is flattened as a
+call of its own with prefix `module.m["a"]` (for_each) or `module.m[0]` (count), its
+arguments with each.key / each.value / count.index replaced by that instance's values.
+So the graph, the planner and the state see `module.m["a"].env.x` as an ordinary
+address, changing one key plans only that instance's resources, and on-host names stay
+apart (module_name hashes the whole address, key included). In the caller `module.m`
+becomes a map (for_each) or list (count) of objects holding each instance's outputs, so
+`module.m["a"].OUT`, `module.m[0].OUT`, `[for k, m in module.m : m.OUT]` all read as in
+Terraform. A repeated call inside a module is refused for now.
 """
 from __future__ import annotations
 
@@ -188,7 +202,27 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
         shapes[name] = ("count" in call.attrs, [k for k, _ in pairs or ()] if known else None,
                         sorted(child.outputs), call.line)
     _rewrite_caller(cfg, args, lambda e: _replace(e, lambda n: _collection(n, shapes)))
+    _drop_bare_envs(cfg)
     _resolve_local_refs(cfg)
+
+
+def _drop_bare_envs(cfg: Any) -> None:
+    """A cluster of the caller that an instance's env names needs no bare default env
+    (config/default_env.py added one at load, before the instances existed)."""
+    from rhplan.config.default_env import _through_locals
+    from rhplan.config.load import expr_refs
+
+    bare = {a: rc.bare_default_of for a, rc in cfg.resources.items() if rc.bare_default_of}
+    if not bare:
+        return
+    named: set[str] = set()
+    for rc in cfg.resources.values():
+        a = rc.type == "env" and not rc.bare_default_of and rc.block.attrs.get("cluster")
+        if a:
+            named |= _through_locals(expr_refs(a.expr), cfg, set())
+    for addr, cluster in bare.items():
+        if cluster in named:
+            del cfg.resources[addr]
 
 
 def _known_after_apply(type_: str, name: str, line: int) -> Any:

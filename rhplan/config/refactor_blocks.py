@@ -1,6 +1,8 @@
 """The top-level blocks that refactor what the state records, as Terraform writes them:
 
     moved   { from = env.a  to = env.b }              # a new address, nothing rebuilt
+    moved   { from = env.a  to = module.m["k"].env.a }  # into a module (or out, or
+                                                        # module.m -> module.m["k"])
     removed { from = env.x  lifecycle { destroy = false } }   # forget, do not destroy
     import  { to = env.y  id = "..." }                # adopt something already there
 
@@ -82,30 +84,63 @@ def _only(b: ast.Block, attrs: tuple[str, ...], blocks: tuple[str, ...]) -> None
 
 
 def _address(b: ast.Block, attr: str) -> str:
-    """A resource address written as a reference: env.a, env.a[0], env.a["k"]."""
+    """A resource address written as a reference: env.a, env.a[0], env.a["k"], the same
+    inside a module call (module.m.env.a, module.m["k"].env.a); in a moved block also a
+    whole module call (module.m, module.m["k"], module.m[0])."""
     a = b.attrs.get(attr)
     if a is None:
         raise ConfigError(f"a {b.type} block needs {attr} = ADDRESS (e.g. {attr} = env.a)",
                           b.file, b.line)
-    e, key = a.expr, None
-    if isinstance(e, ast.Index):
-        if not isinstance(e.key, ast.Literal) or not isinstance(e.key.value, (int, float, str)) \
-                or isinstance(e.key.value, bool):
-            raise ConfigError(f"{b.type}: {attr} takes a literal index or key, like env.a[0] "
-                              'or env.a["k"]', b.file, a.line)
-        key = e.key.value
-        if isinstance(key, float):
-            if key != int(key) or key < 0:
-                raise ConfigError(f"{b.type}: {attr}: an index is a whole number, not {key}",
-                                  b.file, a.line)
-            key = int(key)
-        e = e.obj
+    e, key = _key_of(a.expr, b, attr, a.line)
+    if b.type == "moved":
+        module = _module_path(a.expr, b, attr, a.line)
+        if module is not None:
+            return module
+    if isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.GetAttr) \
+            and e.obj.name in RESOURCE_TYPES:
+        module = _module_path(e.obj.obj, b, attr, a.line)
+        if module is not None:
+            return instance_address(f"{module}.{e.obj.name}", e.name, key)
     if not (isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.Name)
             and e.obj.name in RESOURCE_TYPES):
         raise ConfigError(f"{b.type}: {attr} must be a resource address such as env.a, "
-                          f'env.a[0] or env.a["k"] (types: {", ".join(RESOURCE_TYPES)})',
-                          b.file, a.line)
+                          f'env.a[0], env.a["k"] or module.m.env.a (types: '
+                          f'{", ".join(RESOURCE_TYPES)})', b.file, a.line)
     return instance_address(e.obj.name, e.name, key)
+
+
+def _key_of(e: ast.Expr, b: ast.Block, attr: str, line: int) -> tuple[ast.Expr, Any]:
+    """(the expression without its trailing [key], that key or None)."""
+    if not isinstance(e, ast.Index):
+        return e, None
+    if not isinstance(e.key, ast.Literal) or not isinstance(e.key.value, (int, float, str)) \
+            or isinstance(e.key.value, bool):
+        raise ConfigError(f"{b.type}: {attr} takes a literal index or key, like env.a[0] "
+                          'or env.a["k"]', b.file, line)
+    key = e.key.value
+    if isinstance(key, float):
+        if key != int(key) or key < 0:
+            raise ConfigError(f"{b.type}: {attr}: an index is a whole number, not {key}",
+                              b.file, line)
+        key = int(key)
+    return e.obj, key
+
+
+def _module_path(e: ast.Expr, b: ast.Block, attr: str, line: int) -> str | None:
+    """module.m, module.m["k"], module.m.module.n... as an address, or None."""
+    e, key = _key_of(e, b, attr, line)
+    if not isinstance(e, ast.GetAttr):
+        return None
+    if isinstance(e.obj, ast.Name) and e.obj.name == "module":
+        outer = ""
+    elif isinstance(e.obj, ast.GetAttr) and e.obj.name == "module":
+        inner = _module_path(e.obj.obj, b, attr, line)
+        if inner is None:
+            return None
+        outer = inner + "."
+    else:
+        return None
+    return outer + instance_address("module", e.name, key)
 
 
 def _destroy(b: ast.Block) -> bool:

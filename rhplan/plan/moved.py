@@ -2,6 +2,10 @@
 implicit moves of count): what the state records is renamed before anything is
 diffed, so a renamed env plans "env.a has moved to env.b" and nothing is rebuilt.
 
+A statement may cross module boundaries (env.x -> module.m.env.x, module.m.env.x ->
+module.m["a"].env.x) or move a whole module call (module.a -> module.b, module.m ->
+module.m["a"] when for_each is added): every recorded address inside it follows.
+
 Terraform's rules: a statement whose `from` is not in the state does nothing; a chain
 a -> b -> c ends at c; a cycle, a type change, a `from` still declared, and a `to`
 that the state already holds are errors naming the moved block's file:line. A whole
@@ -17,7 +21,7 @@ from typing import Any
 
 from rhplan.config.load import Config
 from rhplan.errors import ConfigError
-from rhplan.names import block_address, instance_address, parse_address
+from rhplan.names import block_address, instance_address, is_module_address, parse_address
 from rhplan.plan.model import Change
 from rhplan.state.model import State
 
@@ -66,14 +70,21 @@ def _explicit(cfg: Config, state: State) -> dict[str, str]:
 
 
 def _check(cfg: Config, m: Any) -> None:
-    src, dst = parse_address(m.source), parse_address(m.to)
-    assert src is not None and dst is not None  # refactor_blocks wrote them
-    if src[0] != dst[0]:
-        raise ConfigError(f"moved: cannot move {m.source} to {m.to}, a resource of another "
-                          f"type ({src[0]} -> {dst[0]}); a move keeps the type", m.file, m.line)
     if m.source == m.to:
         raise ConfigError(f"moved: from and to are both {m.source}; remove this block",
                           m.file, m.line)
+    if is_module_address(m.source) or is_module_address(m.to):
+        if not (is_module_address(m.source) and is_module_address(m.to)):
+            raise ConfigError(f"moved: cannot move {m.source} to {m.to}: a module call moves "
+                              "to a module call (module.a -> module.b, module.m -> "
+                              'module.m["k"]), a resource to a resource', m.file, m.line)
+        return
+    src, dst = parse_address(m.source), parse_address(m.to)
+    assert src is not None and dst is not None  # refactor_blocks wrote them
+    # the resource type, past any module path (env.x -> module.m.env.x keeps it)
+    if src[0].rsplit(".", 1)[-1] != dst[0].rsplit(".", 1)[-1]:
+        raise ConfigError(f"moved: cannot move {m.source} to {m.to}, a resource of another "
+                          f"type ({src[0]} -> {dst[0]}); a move keeps the type", m.file, m.line)
     rc = cfg.resources.get(block_address(m.source))
     if rc is not None and src[2] is None and rc.repeated is None:
         raise ConfigError(f"moved: {m.source} is still declared at {rc.file}:{rc.line}; "
@@ -85,6 +96,8 @@ def _apply(m: Any, addr: str) -> str | None:
     """Where statement m moves the recorded address addr, or None."""
     if addr == m.source:
         return m.to
+    if addr.startswith(m.source + ".") and is_module_address(m.source):  # all inside it
+        return m.to + addr[len(m.source):]
     parts = parse_address(addr)
     if parts is None or parts[2] is None or block_address(m.source) != m.source \
             or block_address(m.to) != m.to:
