@@ -90,7 +90,10 @@ def test_a_saved_plan_is_terraforms_plan_representation(rh: Any) -> None:
     assert change["before_sensitive"] is False
     assert change["after_sensitive"] == {"env_vars": {"TOKEN": True}}
     assert data["output_changes"]["team"]["actions"] == ["create"]
-    assert data["resource_drift"] == [] and data["relevant_attributes"] == []
+    assert data["resource_drift"] == []
+    # what the changes read (Terraform's heuristic): env.e reads cluster.c, package.p["a"]
+    assert data["relevant_attributes"] == [{"resource": "cluster.c", "attribute": []},
+                                           {"resource": 'package.p["a"]', "attribute": []}]
     assert data["prior_state"]["values"]["root_module"] == {"resources": []}
 
     # configuration: what was written, constants and references
@@ -226,3 +229,43 @@ def test_deposed_objects_are_changes_and_prior_state_entries_of_their_own(rh: An
     assert [(r["address"], r.get("deposed_key")) for r in prior] == [
         ("package.p", None), ("package.p", "p-old")]
     assert prior[1]["values"]["git_url"] == "https://git.example.com/old.git"
+
+
+def test_relevant_attributes_are_what_the_changes_read(rh: Any) -> None:
+    """Terraform's relevant_attributes: the resource attributes a changing instance (or
+    changing root output) reads, followed through the attribute's own expression and a
+    for_each's each.key: drift elsewhere is left out of its renderer. Nothing drifted
+    here, so the old "drifted attributes" gave []. A module's names are written as in
+    the module (module.m.rev, package.inner), not as the loader flattened them."""
+    rh.keep = True
+    rh.write('package "inner" { git_url = "https://git.example.com/inner.git" }\n'
+             'package "dep" { git_url = "${package.inner.git_url}/dep" }\n'
+             'output "rev" { value = package.inner.revision }\n', "modules/m/main.hcl")
+    rh.write("""
+package "base" { git_url = "https://git.example.com/base.git" }
+package "p" {
+  for_each = toset([package.base.revision == null ? "a" : "b", "c"])
+  git_url  = "https://git.example.com/${each.key}.git"
+}
+package "q" {
+  git_url  = "${package.p["a"].git_url}/q"
+  revision = module.m.rev
+}
+package "other" { git_url = "https://git.example.com/other.git" }
+module "m" { source = "./modules/m" }
+""")
+    rh("apply", "-auto-approve").ok()
+    rh.edit("}/q", "}/q2")
+    data = _show(rh)
+    assert [c["address"] for c in data["resource_changes"] if c["change"]["actions"] != [
+        "no-op"]] == ["package.q"]
+    assert data["relevant_attributes"] == [
+        {"resource": "package.base", "attribute": ["revision"]},
+        {"resource": 'package.p["a"]', "attribute": ["git_url"]}]
+    conf = data["configuration"]["root_module"]
+    q = next(r for r in conf["resources"] if r["address"] == "package.q")
+    assert q["expressions"]["revision"] == {"references": ["module.m.rev", "module.m"]}
+    inner = conf["module_calls"]["m"]["module"]["resources"]
+    dep = next(r for r in inner if r["address"] == "package.dep")
+    assert dep["expressions"]["git_url"] == {"references": [
+        "package.inner.git_url", "package.inner"]}

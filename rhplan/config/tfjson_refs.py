@@ -11,6 +11,7 @@ without it: `env.e["a"].path` -> env.e["a"].path, env.e["a"], env.e.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rhplan.config import ast
@@ -86,7 +87,35 @@ def _subject(root: str, steps: list[Step]) -> tuple[int, list[str]] | None:
     return None  # a for expression's own variable, a function's argument name
 
 
+# what rhplan/config/modules.py makes of a module's names when it flattens a call
+_OUTPUT = re.compile(r'(?:^|\.)module\.([^.\[]+)(\[(?:"(?:[^"\\]|\\.)*"|\d+)\])?'
+                     r'\.output\.([^.]+)$')
+_OWN = re.compile(r"(?:^|\.)(var|local)\.([^.]+)$")
+
+
+def _unflattened(root: str, steps: list[Step]) -> tuple[str, list[Step]]:
+    """The reference as written in the module: a flattened module's resource root
+    `module.m.env` is `env` there, its local `module.m.output.O` (in the caller) is
+    `module.m.O`, `module.m.var.V` is `var.V` and `module.m.local.L` is `local.L`."""
+    if "." in root and root.rsplit(".", 1)[1] in RESOURCE_TYPES:
+        return root.rsplit(".", 1)[1], steps
+    if root != "local" or not steps or steps[0][0] != "attr" or "." not in steps[0][1]:
+        return root, steps
+    name, rest = steps[0][1], steps[1:]
+    m = _OUTPUT.search(name)
+    if m:
+        call: list[Step] = [("attr", m.group(1))]
+        if m.group(2):
+            call.append(("index", json.loads(m.group(2)[1:-1])))
+        return "module", [*call, ("attr", m.group(3)), *rest]
+    m = _OWN.search(name)
+    if m:
+        return m.group(1), [("attr", m.group(2)), *rest]
+    return root, steps
+
+
 def _names(root: str, steps: list[Step]) -> list[str]:
+    root, steps = _unflattened(root, steps)
     found = _subject(root, steps)
     if found is None:
         return []

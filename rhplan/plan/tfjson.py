@@ -9,7 +9,9 @@ internal/command/jsonplan and jsonconfig packages. rhplan's differences:
   package, secret) and provider_name registry.terraform.io/rhplan/<provider>;
 - sensitive values are printed as "(sensitive value)" (Terraform's JSON holds them
   in clear), and marked in before_sensitive / after_sensitive as Terraform does;
-- resource_drift's `before` is what the state recorded, its `after` what refresh read.
+- resource_drift's `before` is what the state recorded, its `after` what refresh read;
+  every drifted resource is listed (as Terraform: its renderer shows only the drift
+  that relevant_attributes touch).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.plan.model import ACTIONS, Change, Plan
 from rhplan.plan.planner import SENSITIVE_VARIABLE
+from rhplan.plan.tfjson_relevant import relevant_attributes as terraform_relevant_attributes
 from rhplan.state.tfjson import (
     MODE,
     SENSITIVE_TEXT,
@@ -194,17 +197,10 @@ def _sensitive_variable(v: Any) -> bool:
 
 
 def relevant_attributes(plan: Plan) -> list[dict[str, Any]]:
-    """The drifted attributes of the resources this plan changes: what Terraform calls
-    relevant to the plan (it shows drift only where it matters)."""
-    changing = {c.address for c in plan.changes if c.action != "no-op"}
-    out = []
-    for d in plan.drifted:
-        if d.address not in changing or not d.before or not d.after:
-            continue
-        for k in sorted(set(d.before) | set(d.after)):
-            if d.before.get(k) != d.after.get(k):
-                out.append({"resource": d.address, "attribute": [k]})
-    return out
+    """Terraform's relevant_attributes: what the plan's changes read (tfjson_relevant)."""
+    return terraform_relevant_attributes(
+        plan.configuration or {}, [(c.address, c.action) for c in plan.changes],
+        [n for n, o in sorted(plan.output_changes.items()) if o.get("action") != "no-op"])
 
 
 def _configuration(configuration: dict[str, Any], plan: Plan) -> dict[str, Any]:
