@@ -208,10 +208,10 @@ def test_replace_triggered_by_inside_a_module(tmp_path: Path) -> None:
 
 
 def test_plan_json_gives_the_module_address(tmp_path: Path) -> None:
-    from rhplan.plan.model import _resource_change
+    from rhplan.plan.tfjson import resource_change
 
     plan = plan_of(tmp_path, FILES)
-    got = {c.address: _resource_change(c, None, None, None).get("module_address")
+    got = {c.address: resource_change(c, plan, set()).get("module_address")
            for c in plan.changes}
     assert got == {"cluster.c": None, "env.x": None, "module.pool.env.x[0]": "module.pool",
                    "module.pool.env.x[1]": "module.pool",
@@ -548,3 +548,31 @@ def test_unknown_module_for_each_passes_validate_and_stops_plan(tmp_path: Path,
     msg = rh("plan", "-refresh=false").error_line()
     assert msg.startswith("Error: "), msg
     assert "teams" in msg, msg
+
+
+def test_show_json_configuration_has_module_calls(tmp_path: Path) -> None:
+    """configuration.root_module.module_calls: each call once (not once per instance),
+    with its source, arguments and count / for_each as written, nested calls inside."""
+    from rhplan.config.tfjson import configuration_json
+    from rhplan.plan.tfjson import resource_change
+
+    write(tmp_path, REPEATED_FILES)
+    cfg = load_config(tmp_path)
+    planner = Planner(cfg, case_context(tmp_path), resolve_variables(cfg))
+    plan = planner.plan(State.new(), PlanOptions())
+    calls = configuration_json(cfg)["root_module"]["module_calls"]
+    team = calls["team"]
+    assert team["source"] == "./modules/team"
+    assert team["for_each_expression"] == {"references": ["var.teams"]}
+    assert team["expressions"]["team"] == {"references": ["each.key"]}
+    assert [r["address"] for r in team["module"]["resources"]] == ["env.w"]
+    assert calls["spare"]["count_expression"] == {"constant_value": 2}
+    change = next(c for c in plan.changes if c.address == 'module.team["cv"].env.w[1]')
+    got = resource_change(change, plan, set())
+    assert (got["module_address"], got["name"], got["index"]) == ('module.team["cv"]', "w", 1)
+    # a plain call, with a nested one
+    write(tmp_path / "plain", FILES)
+    calls = configuration_json(load_config(tmp_path / "plain"))["root_module"]["module_calls"]
+    assert calls["pool"]["source"] == "./modules/pool"
+    assert calls["pool"]["expressions"]["size"] == {"constant_value": 2}
+    assert calls["pool"]["module"]["module_calls"]["inner"]["source"] == "../inner"

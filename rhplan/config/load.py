@@ -133,7 +133,7 @@ class Config:
     # module calls by name, as written (show -json's module_calls); the calls with count /
     # for_each, made into instances once variables are known (modules.expand_repeated);
     # each call's output names; errors those instances must raise when planning
-    module_calls: dict[str, ast.Block] = field(default_factory=dict)
+    module_calls: dict[str, tuple[ast.Block, frozenset[str]]] = field(default_factory=dict)
     repeated_modules: list[Any] = field(default_factory=list)
     module_outputs: dict[str, set[str]] = field(default_factory=dict)
     module_errors: list[ConfigError] = field(default_factory=list)

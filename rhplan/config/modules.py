@@ -71,8 +71,10 @@ def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
         name = call.labels[0]
         meta = _meta_argument(call, nested=len(stack) > 1)
         child_dir = _source_dir(call, cfg.dir, stack)
-        cfg.module_calls[name] = call
         child = load_module(child_dir, stack + (child_dir,), stack[0])
+        # (the call as written, and which of its arguments are sensitive): show -json
+        cfg.module_calls[f"module.{name}"] = (call, frozenset(
+            v for v, var in child.variables.items() if var.sensitive))
         prefix = f"module.{name}"
         for kind in ("moved", "removed", "imports"):
             for block in getattr(child, kind):
@@ -169,6 +171,14 @@ def _meta_argument(call: ast.Block, nested: bool) -> ast.Attribute | None:
                                   "set count; add count = N or remove count.index",
                                   call.file, n.line)
     return meta
+
+
+_KEYS = re.compile(r'\[(?:[0-9]+|"(?:[^"\\]|\\.)*")\]')
+
+
+def call_path(module: str) -> str:
+    """module.m["a"].module.n[0]. -> module.m.module.n: the call, whatever the instance."""
+    return _KEYS.sub("", module.rstrip("."))
 
 
 def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "default") -> None:
@@ -473,6 +483,8 @@ def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
         cfg.module_vars[f"{prefix}.{vname}"] = v
     for pname, p in child.providers.items():
         cfg.providers.setdefault(pname, p)
+    for path, c in child.module_calls.items():  # nested calls, by their path without keys
+        cfg.module_calls.setdefault(f"{call_path(prefix)}.{path}", c)
     cfg.files.extend(child.files)
 
 

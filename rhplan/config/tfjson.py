@@ -12,6 +12,7 @@ from typing import Any
 
 from rhplan.config import ast
 from rhplan.config.load import Config, ResourceConfig
+from rhplan.config.modules import META_ARGS, call_path
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, PROVIDER_SCHEMAS, RESOURCE_SCHEMAS
 from rhplan.config.tfjson_refs import references
 from rhplan.state.tfjson import MODE, provider_name
@@ -99,13 +100,25 @@ def configuration_json(cfg: Config) -> dict[str, Any]:
     root: dict[str, Any] = {}
 
     def module(prefix: str) -> dict[str, Any]:  # "module.a.module.b." -> its module
-        body = root
-        for name in prefix.split(".")[1::2]:
-            body = body.setdefault("module_calls", {}).setdefault(name, {"module": {}})["module"]
+        body, path = root, ""
+        for name in call_path(prefix).split(".")[1::2] if prefix else ():
+            path += f"module.{name}"
+            calls = body.setdefault("module_calls", {})
+            if name not in calls:
+                calls[name] = _module_call(*cfg.module_calls[path]) \
+                    if path in cfg.module_calls else {"module": {}}
+            body = calls[name]["module"]
+            path += "."
         return body
 
+    seen: set[tuple[str, str]] = set()  # a repeated call's instances: its resources once
     for rc in sorted(cfg.resources.values(), key=lambda r: r.block_address):
-        module(rc.module).setdefault("resources", []).append(_resource(rc))
+        key = (call_path(rc.module), f"{rc.type}.{rc.label}")
+        if key not in seen:
+            seen.add(key)
+            module(rc.module).setdefault("resources", []).append(_resource(rc))
+    for path in sorted(cfg.module_calls):  # a call without resources (or instances) too
+        module(path + ".")
     if cfg.outputs:
         root["outputs"] = {
             n: {"expression": expression(o.value), **({"sensitive": True} if o.sensitive else {})}
@@ -120,6 +133,22 @@ def configuration_json(cfg: Config) -> dict[str, Any]:
     if providers:
         out["provider_config"] = providers
     out["resource_addresses"] = sorted(r.block_address for r in cfg.resources.values())
+    return out
+
+
+def _module_call(call: ast.Block, sensitive: frozenset[str]) -> dict[str, Any]:
+    """A module call as Terraform shows it: source, arguments, count / for_each."""
+    out: dict[str, Any] = {"source": constant(call.attrs["source"].expr)}
+    args = {n: expression(a.expr, sensitive=n in sensitive)
+            for n, a in sorted(call.attrs.items()) if n not in META_ARGS}
+    if args:
+        out["expressions"] = args
+    for meta in ("count", "for_each"):
+        if meta in call.attrs:
+            out[f"{meta}_expression"] = expression(call.attrs[meta].expr)
+    if "depends_on" in call.attrs:
+        out["depends_on"] = sorted(references(call.attrs["depends_on"].expr))
+    out["module"] = {}
     return out
 
 
