@@ -239,7 +239,8 @@ def test_relevant_attributes_are_what_the_changes_read(rh: Any) -> None:
     the module (module.m.rev, package.inner), not as the loader flattened them."""
     rh.keep = True
     rh.write('package "inner" { git_url = "https://git.example.com/inner.git" }\n'
-             'package "dep" { git_url = "${package.inner.git_url}/dep" }\n'
+             'variable "size" { default = "s" }\nlocals { tag = "t" }\n'
+             'package "dep" { git_url = "${package.inner.git_url}/${var.size}/${local.tag}" }\n'
              'output "rev" { value = package.inner.revision }\n', "modules/m/main.hcl")
     rh.write("""
 package "base" { git_url = "https://git.example.com/base.git" }
@@ -268,4 +269,4 @@ module "m" { source = "./modules/m" }
     inner = conf["module_calls"]["m"]["module"]["resources"]
     dep = next(r for r in inner if r["address"] == "package.dep")
     assert dep["expressions"]["git_url"] == {"references": [
-        "package.inner.git_url", "package.inner"]}
+        "package.inner.git_url", "package.inner", "var.size", "local.tag"]}
