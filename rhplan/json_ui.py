@@ -35,7 +35,9 @@ MODULE = "terraform.ui"  # kept as Terraform writes it: tools filter on it
 # planned_change / apply hooks name actions as Terraform's UI does
 _ACTIONS = {"create": "create", "update": "update", "replace": "replace", "delete": "delete",
             "no-op": "noop", "forget": "remove"}
-_HOOK = re.compile(r"^(?P<addr>\S+): (?P<what>Creating\.\.\.|Modifying\.\.\.|Destroying\.\.\."
+# "ADDR (deposed object 'NAME'): Destroying...": a hook of ADDR, as Terraform reports it
+_HOOK = re.compile(r"^(?P<addr>\S+)(?: \(deposed object .+\))?: "
+                   r"(?P<what>Creating\.\.\.|Modifying\.\.\.|Destroying\.\.\."
                    r"|(?:Creation|Modifications|Destruction) complete after (?P<done>\S+)"
                    r"|Still (?:creating|modifying|destroying)\.\.\. \[(?P<still>\S+) elapsed\])$")
 _ERRORED = {"create": "Creation", "update": "Modifications", "delete": "Destruction"}
@@ -101,6 +103,11 @@ class JsonUI:
                 if change is not None:
                     self.emit("planned_change", f"{c.address}: Plan to {change['action']}",
                               change=change)
+                for name in c.deposed:  # Terraform: a delete of its own, same address
+                    self.emit("planned_change",
+                              f"{c.address} (deposed object {name!r}): Plan to delete",
+                              change={"resource": resource(c.address, c.provider),
+                                      "action": "delete"})
         add, change_, remove = (0, 0, 0) if plan.refresh_only else plan.counts()
         imported = sum(1 for c in plan.changes if c.imported_id)
         text = ("Plan: " + (f"{imported} to import, " if imported else "")

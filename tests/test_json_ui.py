@@ -178,3 +178,31 @@ def test_refresh_drift_becomes_resource_drift_messages() -> None:
                        ("cluster.d", "ssh", "update")]
     assert out[1]["change"]["resource"]["resource_key"] == "a"
     assert out[0]["@message"] == "cluster.c no longer exists"
+
+
+def test_a_deposed_object_is_planned_and_destroyed_as_a_delete(rh: Any) -> None:
+    """An old object a create_before_destroy replacement left recorded (apply.py keeps it
+    in the resource's private "deposed" list until destroyed): a planned_change delete
+    of the instance's address, counted in change_summary, and apply hooks of that address
+    with action delete, as Terraform streams a deposed object's delete."""
+    rh.keep = True
+    rh.write('package "p" { git_url = "https://git.example.com/p.git" }\n')
+    rh("apply", "-auto-approve").ok()
+    state = rh.state()
+    [p] = state["resources"]
+    old = json.loads(json.dumps(p))
+    old["attributes"]["name"] = "p-old"
+    p["private"]["deposed"] = [old]
+    rh.state_path.write_text(json.dumps(state))
+    msgs = stream(rh("plan", "-json").ok())
+    planned = [(m["change"]["resource"]["addr"], m["change"]["action"], m["@message"])
+               for m in of(msgs, "planned_change")]
+    assert planned == [("package.p", "delete",
+                        "package.p (deposed object 'p-old'): Plan to delete")], planned
+    assert of(msgs, "change_summary")[0]["changes"]["remove"] == 1
+    msgs = stream(rh("apply", "-json", "-auto-approve").ok())
+    hooks = [(m["type"], m["hook"]["resource"]["addr"], m["hook"]["action"])
+             for m in msgs if m["type"] in ("apply_start", "apply_complete")]
+    assert hooks == [("apply_start", "package.p", "delete"),
+                     ("apply_complete", "package.p", "delete")], msgs
+    assert "deposed" not in rh.resources()["package.p"]["private"]
