@@ -233,10 +233,11 @@ def test_deposed_objects_are_changes_and_prior_state_entries_of_their_own(rh: An
 
 def test_relevant_attributes_are_what_the_changes_read(rh: Any) -> None:
     """Terraform's relevant_attributes: the resource attributes a changing instance (or
-    changing root output) reads, followed through the attribute's own expression and a
-    for_each's each.key: drift elsewhere is left out of its renderer. Nothing drifted
-    here, so the old "drifted attributes" gave []. A module's names are written as in
-    the module (module.m.rev, package.inner), not as the loader flattened them."""
+    changing root output) reads, followed through the attribute's own expression, a
+    for_each's each.key and a module variable's argument in the call: drift elsewhere is
+    left out of its renderer. Nothing drifted here, so the old "drifted attributes" gave
+    []. A module's names are written as in the module (module.m.rev, package.inner), not
+    as the loader flattened them."""
     rh.keep = True
     rh.write('package "inner" { git_url = "https://git.example.com/inner.git" }\n'
              'variable "size" { default = "s" }\nlocals { tag = "t" }\n'
@@ -253,15 +254,21 @@ package "q" {
   revision = module.m.rev
 }
 package "other" { git_url = "https://git.example.com/other.git" }
-module "m" { source = "./modules/m" }
+module "m" {
+  source = "./modules/m"
+  size   = package.base.git_url
+}
 """)
     rh("apply", "-auto-approve").ok()
     rh.edit("}/q", "}/q2")
+    rh.edit('tag = "t"', 'tag = "t2"', "modules/m/main.hcl")
     data = _show(rh)
     assert [c["address"] for c in data["resource_changes"] if c["change"]["actions"] != [
-        "no-op"]] == ["package.q"]
+        "no-op"]] == ["module.m.package.dep", "package.q"]
     assert data["relevant_attributes"] == [
-        {"resource": "package.base", "attribute": ["revision"]},
+        {"resource": "module.m.package.inner", "attribute": ["git_url"]},  # dep reads it
+        {"resource": "package.base", "attribute": ["git_url"]},  # dep's var.size
+        {"resource": "package.base", "attribute": ["revision"]},  # q's package.p each.key
         {"resource": 'package.p["a"]', "attribute": ["git_url"]}]
     conf = data["configuration"]["root_module"]
     q = next(r for r in conf["resources"] if r["address"] == "package.q")

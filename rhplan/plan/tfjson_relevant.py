@@ -6,8 +6,8 @@ that changes). Terraform's renderer shows drift only where it touches one of the
 Read from Terraform's internal/terraform (relevantResourceAttrsForPlan) and
 internal/lang/globalref (ContributingResourceReferences, MetaReferences). Worked out
 from the configuration representation kept in the plan (rhplan/config/tfjson.py), so
-its limits are that representation's: references through a `local` or a module
-call's arguments (`var.x` inside a module) are not followed further.
+its limits are that representation's: a `local` is not followed further, nor a
+module's output until the representation lists a module's outputs.
 """
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ class _Module:
     def __init__(self, body: dict[str, Any]):
         self.resources = {r["address"]: r for r in body.get("resources", [])}
         self.outputs = body.get("outputs", {})
-        self.calls = {n: c.get("module", {}) for n, c in body.get("module_calls", {}).items()}
+        self.call_args = {n: c.get("expressions", {})
+                          for n, c in body.get("module_calls", {}).items()}
 
 
 def _all_refs(expressions: Any) -> list[str]:
@@ -105,6 +106,16 @@ class _Analyzer:
         if rc is None:
             return []
         return _all_refs([rc.get("for_each_expression", {}), rc.get("count_expression", {})])
+
+    def variable_refs(self, module: str, name: str) -> tuple[str, list[str]]:
+        """(the caller, what it passes as variable name of the call that made module)."""
+        m = re.search(r"(?:^|\.)module\.([^.\[]+)(?:\[[^\]]*\])?$", module)
+        if m is None:
+            return "", []
+        caller = module[:m.start()]
+        parent = self.module(caller)
+        args = parent.call_args.get(m.group(1), {}) if parent else {}
+        return caller, _all_refs(args.get(name))
 
     def output_refs(self, module: str, name: str) -> list[str]:
         m = self.module(module)
@@ -153,6 +164,9 @@ def relevant_attributes(configuration: dict[str, Any], changes: list[tuple[str, 
         elif root == "module" and named and len(steps) > n and steps[n][0] == "attr":
             callee = f"{prefix}module.{steps[0][1]}{key}"
             pending += [(callee, "", r) for r in azr.output_refs(callee, steps[n][1])]
+        elif root == "var" and module and named:
+            caller, refs = azr.variable_refs(module, steps[0][1])
+            pending += [(caller, "", r) for r in refs]
         elif root in ("each", "count") and block:
             pending += [(module, block, r) for r in azr.repetition_refs(module, block)]
     return sorted(found.values(), key=lambda a: (a["resource"], json.dumps(a["attribute"])))
