@@ -4,7 +4,9 @@ diffed, so a renamed env plans "env.a has moved to env.b" and nothing is rebuilt
 
 A statement may cross module boundaries (env.x -> module.m.env.x, module.m.env.x ->
 module.m["a"].env.x) or move a whole module call (module.a -> module.b, module.m ->
-module.m["a"] when for_each is added): every recorded address inside it follows.
+module.m["a"] when for_each is added): every recorded address inside it follows. Adding
+count to a call moves module.m to module.m[0] without a block, as Terraform does (and
+removing it, back).
 
 Terraform's rules: a statement whose `from` is not in the state does nothing; a chain
 a -> b -> c ends at c; a cycle, a type change, a `from` still declared, and a `to`
@@ -31,11 +33,28 @@ def plan_moves(cfg: Config, state: State, implicit: Callable[[State], dict[str, 
     """recorded address -> address now: the moved blocks', then the implicit ones
     (count added or removed) on top, composed into one map."""
     explicit = _explicit(cfg, state)
+    explicit.update({old: new for old, new in _module_count_moves(cfg, state).items()
+                     if old not in explicit and new not in state.resources})
     after = moved_state(state, explicit) if explicit else state
     more = implicit(after)
     moves = {old: more.get(new, new) for old, new in explicit.items()}
     moves.update({old: new for old, new in more.items() if old not in explicit.values()})
     return {old: new for old, new in moves.items() if old != new}
+
+
+def _module_count_moves(cfg: Config, state: State) -> dict[str, str]:
+    """Terraform's implicit moves of a module call: count added (module.m.X ->
+    module.m[0].X) or removed (module.m[0].X -> module.m.X)."""
+    moves: dict[str, str] = {}
+    for path, (call, _) in cfg.module_calls.items():
+        if path.count("module.") != 1 or "for_each" in call.attrs:
+            continue
+        old, new = (path + ".", path + "[0].") if "count" in call.attrs else (
+            path + "[0].", path + ".")
+        for addr in state.resources:
+            if addr.startswith(old):
+                moves[addr] = new + addr[len(old):]
+    return moves
 
 
 def _explicit(cfg: Config, state: State) -> dict[str, str]:
