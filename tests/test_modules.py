@@ -345,7 +345,8 @@ def test_errors_name_file_and_line(tmp_path: Path, rhplan_in: Any, files: dict[s
     assert not rh.resources()
 
 
-# ---- one real apply: an env inside a module, reached by its address, destroyed --------
+# ---- one real apply: envs inside a module call and a for_each instance of one, reached by
+# their addresses, destroyed
 
 REAL_ROOT = """
 cluster "c" {
@@ -356,6 +357,13 @@ module "team" {
   source  = "./modules/team"
   cluster = cluster.c
   team    = "nlp"
+}
+
+module "each" {
+  for_each = toset(["cv"])
+  source   = "./modules/team"
+  cluster  = cluster.c
+  team     = each.key
 }
 
 env "w" {
@@ -388,7 +396,9 @@ def which():
     return os.environ["WHICH"]
 
 print("RESULT " + json.dumps([rhplan.servlet("module.team.env.w", chdir=sys.argv[1]).call(which),
-                              rhplan.servlet("w", chdir=sys.argv[1]).call(which)]))
+                              rhplan.servlet("w", chdir=sys.argv[1]).call(which),
+                              rhplan.servlet('module.each["cv"].env.w',
+                                             chdir=sys.argv[1]).call(which)]))
 """
 
 
@@ -397,19 +407,23 @@ def test_apply_an_env_inside_a_module(tmp_path: Path, rhplan_in: Any) -> None:
     rh = rhplan_in(tmp_path / "infra")
     write(rh.dir, {"main.hcl": REAL_ROOT, "modules/team/main.hcl": REAL_TEAM})
     out = rh("apply", "-auto-approve").ok().stdout
-    assert set(rh.resources()) == {"cluster.c", "env.w", "module.team.env.w"}
+    assert set(rh.resources()) == {"cluster.c", "env.w", "module.team.env.w",
+                                   'module.each["cv"].env.w'}
     name = rh.resources()["module.team.env.w"]["attributes"]["name"]
+    each = rh.resources()['module.each["cv"].env.w']["attributes"]["name"]
     assert name != "w" and f'team_env = "{name}"' in out, out
     assert rh.env_dir("c", name).is_dir() and rh.env_dir("c", "w").is_dir()
+    assert each not in (name, "w") and rh.env_dir("c", each).is_dir()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     res = subprocess.run([sys.executable, str(driver), str(rh.dir)], capture_output=True,
                          text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads(res.stdout.split("RESULT ", 1)[1]) == ["nlp", "root"]
+    assert json.loads(res.stdout.split("RESULT ", 1)[1]) == ["nlp", "root", "cv"]
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
     assert rh.resources() == {} and not rh.env_dir("c", name).exists()
+    assert not rh.env_dir("c", each).exists()
 
 
 # ---- count / for_each on a module call (issue 14 item 2) -----------------------------
