@@ -291,10 +291,10 @@ ERRORS = [
                  "modules/inner/main.hcl", "cluster.c", ["env.x refers to cluster.c",
                                                          "this module does not declare"],
                  id="module-resource-refers-to-the-callers"),
-    pytest.param({"modules/inner/main.hcl": INNER + 'moved {\n  from = env.old\n'
-                  '  to   = env.x\n}\n'}, "modules/inner/main.hcl", "from =",
-                 ["moved blocks inside a module are not supported",
-                  "module.inner.TYPE.NAME"], id="moved-inside-a-module-refused"),
+    pytest.param({"modules/inner/main.hcl": INNER + 'import {\n  to = env.x\n'
+                  '  id = "x"\n}\n'}, "modules/inner/main.hcl", "import {",
+                 ["import block may only be in the root configuration",
+                  "module.inner.TYPE.NAME"], id="import-inside-a-module-refused"),
     pytest.param({"main.hcl": ROOT.replace("module.pool.first", "module.pool.frist")},
                  "main.hcl", "frist", ["module.pool has no output 'frist'"],
                  id="unknown-module-output"),
@@ -590,3 +590,24 @@ def test_show_json_configuration_has_module_calls(tmp_path: Path) -> None:
     assert calls["pool"]["source"] == "./modules/pool"
     assert calls["pool"]["expressions"]["size"] == {"constant_value": 2}
     assert calls["pool"]["module"]["module_calls"]["inner"]["source"] == "../inner"
+
+
+def test_moved_and_removed_blocks_inside_a_module(tmp_path: Path) -> None:
+    """A module's own moved / removed blocks, written with its addresses, act on each
+    call's (and each instance's) resources."""
+    team = TEAM.replace('env "w" {', 'env "main" {').replace("env.w[0]", "env.main[0]")
+    write(tmp_path, REPEATED_FILES)
+    state = applied_state(tmp_path)
+    now = {**REPEATED_FILES, "modules/team/main.hcl": team + 'moved {\n  from = env.w\n'
+           '  to   = env.main\n}\n'}
+    plan = plan_of(tmp_path, now, state)
+    got = {c.address: (c.action, c.previous_address) for c in plan.changes
+           if c.previous_address}
+    assert got == {a.replace(".w[", ".main["): ("no-op", a) for a in REPEATED_ALL[2:]}
+    now = {**REPEATED_FILES, "modules/team/main.hcl": TEAM.replace(
+        "output \"first\" { value = env.w[0].name }", 'output "first" { value = "none" }')
+        .replace('env "w"', 'removed {\n  from = env.w\n  lifecycle {\n    destroy = false\n'
+                 '  }\n}\n\nenv "unused"').replace("count    = var.size\n", "")}
+    plan = plan_of(tmp_path, now, state)
+    forgot = sorted(c.address for c in plan.changes if c.action == "forget")
+    assert forgot == REPEATED_ALL[2:]

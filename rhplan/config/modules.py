@@ -29,6 +29,10 @@ apart (module_name hashes the whole address, key included). In the caller `modul
 becomes a map (for_each) or list (count) of objects holding each instance's outputs, so
 `module.m["a"].OUT`, `module.m[0].OUT`, `[for k, m in module.m : m.OUT]` all read as in
 Terraform. A repeated call inside a module is refused for now.
+
+A module's own `moved` and `removed` blocks name its addresses: they are the caller's
+with the call's (or instance's) prefix, like its resources; `import` blocks are the root
+configuration's only, as in Terraform.
 """
 from __future__ import annotations
 
@@ -76,11 +80,10 @@ def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
         cfg.module_calls[f"module.{name}"] = (call, frozenset(
             v for v, var in child.variables.items() if var.sensitive))
         prefix = f"module.{name}"
-        for kind in ("moved", "removed", "imports"):
-            for block in getattr(child, kind):
-                raise ConfigError(f"{kind.rstrip('s')} blocks inside a module are not supported "
-                                  "yet; write it in the root configuration with the full "
-                                  f"address (module.{name}.TYPE.NAME)", block.file, block.line)
+        for block in child.imports:
+            raise ConfigError("an import block may only be in the root configuration (as in "
+                              "Terraform); write it there with the full address "
+                              f"(to = module.{name}.TYPE.NAME)", block.file, block.line)
         _check_outputs(child)
         if meta is not None:  # instances made when variables are known (expand_repeated)
             _check_arguments(call, child)
@@ -483,6 +486,10 @@ def _add_child(cfg: Any, child: Any, prefix: str, child_dir: Path) -> None:
         cfg.module_vars[f"{prefix}.{vname}"] = v
     for pname, p in child.providers.items():
         cfg.providers.setdefault(pname, p)
+    # a module's moved / removed blocks name its own addresses: the caller's, prefixed
+    cfg.moved += [dataclasses.replace(m, source=f"{prefix}.{m.source}", to=f"{prefix}.{m.to}")
+                  for m in child.moved]
+    cfg.removed += [dataclasses.replace(r, source=f"{prefix}.{r.source}") for r in child.removed]
     for path, c in child.module_calls.items():  # nested calls, by their path without keys
         cfg.module_calls.setdefault(f"{call_path(prefix)}.{path}", c)
     cfg.files.extend(child.files)
