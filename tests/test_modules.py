@@ -611,3 +611,23 @@ def test_moved_and_removed_blocks_inside_a_module(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, now, state)
     forgot = sorted(c.address for c in plan.changes if c.action == "forget")
     assert forgot == REPEATED_ALL[2:]
+
+
+def test_odd_keys_and_no_instances(tmp_path: Path) -> None:
+    """A key with a space, slash and quote is an address in JSON's string syntax and a
+    valid on-host name; for_each = {} and count = 0 make no instances, and the caller's
+    module.m is an empty map / list."""
+    main = REPEATED.replace('default = { nlp = 1, cv = 2 }', 'default = { "a b/c\\"q" = 1 }')
+    main = main.replace('NLP = module.team["nlp"].first, ', "")
+    plan = plan_of(tmp_path, {**REPEATED_FILES, "main.hcl": main})
+    change = next(c for c in plan.changes if c.address.startswith("module.team"))
+    assert change.address == 'module.team["a b/c\\"q"].env.w[0]'
+    assert parse_address(change.address) == ('module.team["a b/c\\"q"].env', "w", 0)
+    assert change.after["name"].startswith("w-team-a-b-c-q-"), change.after["name"]
+    empty = REPEATED.replace('default = { nlp = 1, cv = 2 }', "default = {}").replace(
+        'NLP = module.team["nlp"].first, SPARE = module.spare[1].first,',
+        "N = length(module.spare),").replace("count   = 2", "count   = 0")
+    plan = plan_of(tmp_path, {**REPEATED_FILES, "main.hcl": empty})
+    assert sorted(c.address for c in plan.changes) == ["cluster.c", "env.x"]
+    assert plan.change("env.x").after["env_vars"] == {"N": "0", "ALL": ""}
+    assert plan.output_changes["firsts"]["after"] == {}
