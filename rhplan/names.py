@@ -28,6 +28,9 @@ _ADDRESS = re.compile(r'((?:module\.[A-Za-z_][A-Za-z0-9_-]*' + _KEY + r'?\.)*'
                       r'(?:\[(?:([0-9]+)|("(?:[^"\\]|\\.)*"))\])?')
 
 
+_SINGLE_QUOTED = re.compile(r"\['([^']*)'\]")
+
+
 def valid_name(name: object) -> bool:
     """True for a name that may become a folder name, a Ray actor name and an address."""
     return isinstance(name, str) and len(name) <= 128 and _NAME.fullmatch(name) is not None
@@ -46,9 +49,11 @@ def parse_address(text: str) -> tuple[str, str, int | str | None] | None:
     """(type, name, key) of an address as written on a command line or in a state, or
     None. `env.x['a']` is taken too (a shell quoting habit), meaning env.x["a"]."""
     text = text.strip()
-    if text.endswith("']") and "['" in text:
-        head, _, rest = text.partition("['")
-        text = f"{head}[{json.dumps(rest[:-2])}]"
+    if "['" in text:  # each ['key'] (a module instance's too) in JSON's spelling
+        text = _SINGLE_QUOTED.sub(lambda k: f"[{json.dumps(k.group(1))}]", text)
+        if text.endswith("']") and "['" in text:  # a last key holding a quote: env.x['it's']
+            head, _, rest = text.partition("['")
+            text = f"{head}[{json.dumps(rest[:-2])}]"
     m = _ADDRESS.fullmatch(text)
     if m is None:
         return None

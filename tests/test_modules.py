@@ -548,6 +548,9 @@ def test_repeated_module_addresses_in_state_commands(tmp_path: Path, rhplan_in: 
     out = rh("state", "rm", "module.spare[0]").ok().stdout
     assert "Successfully removed 1 resource instance(s)." in out
     assert parse_address('module.team["a.]b"].env.w[1]') == ('module.team["a.]b"].env', "w", 1)
+    # a shell's quoting habit: ['key'] means ["key"], for the module's key too
+    shown = rh("state", "show", "module.team['nlp'].env.w[0]").ok().stdout
+    assert shown.startswith('# module.team["nlp"].env.w[0]:'), shown
 
 
 def test_unknown_module_for_each_passes_validate_and_stops_plan(tmp_path: Path,
