@@ -371,17 +371,12 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
         targets = ["-r", req.target if req.target.endswith(".toml")
                    else posixpath.join(req.target, "requirements.txt")]
     elif req.kind == "local":
-        kind = _run_checked(
+        # with uv, the wheel script below looks at the folder itself (one command)
+        kind = "package" if find_uv(conn) and not req.args else _run_checked(
             conn, ["sh", "-c", _PROBE_LOCAL_SCRIPT, "rhplan", req.target], what
         ).stdout.strip()
-        if kind == "missing":
-            raise ProviderError(f"{what} failed: the folder {req.target} is not on {conn.host}")
-        if kind == "plain":
-            _write_pth(conn, before, req.target, what)
-            after = _inspect_or_fail(conn, env_dir, what)
-            name = local_dist_name(req.target)
-            return InstallResult(_changes(before, after, name, None), after.dists.get(name),
-                                 after)
+        if kind != "package":
+            return _local_folder(conn, env_dir, req, kind, before, what)
         local_url = _file_url(req.target)
         targets = [local_url]
     elif req.kind == "git":
@@ -412,6 +407,9 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
     # the install and the read of what the env then holds: one command, not two
     res = conn.run([env_python(env_dir), "-I", "-c", script, *args, *with_reqs, *limits],
                    env=UV_ENV)
+    said = _LOCAL_KINDS.get(res.returncode) if req.kind == "local" else None
+    if said and f'{{"local": "{said}"}}' in res.stdout:  # no package there after all
+        return _local_folder(conn, env_dir, req, said, before, what)
     if not res.ok:
         raise ProviderError(f"{what} failed: {_last_line(res)}")
     after = _read_info(res, conn, env_dir)
@@ -421,6 +419,22 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
     if own is None and local_url is not None:
         own = _by_url(after.dists, local_url)
     return InstallResult(_changes(before, after, req.name, local_url), own, after)
+
+
+# What hostside/local_wheel.py exits with for a folder it does not install
+_LOCAL_KINDS = {95: "plain", 96: "missing"}
+
+
+def _local_folder(conn: Connection, env_dir: str, req: Requirement, kind: str,
+                  before: _EnvInfo, what: str) -> InstallResult:
+    """A local folder that is no package: missing (an error), or plain (put on the
+    env's path by a .pth file)."""
+    if kind == "missing":
+        raise ProviderError(f"{what} failed: the folder {req.target} is not on {conn.host}")
+    _write_pth(conn, before, req.target, what)
+    after = _inspect_or_fail(conn, env_dir, what)
+    name = local_dist_name(req.target)
+    return InstallResult(_changes(before, after, name, None), after.dists.get(name), after)
 
 
 # Runs with the Python of the cluster's Ray: hardlinks (else copies) the compiled

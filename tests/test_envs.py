@@ -568,3 +568,29 @@ def test_making_an_env_is_one_command(conn: LocalConnection, tmp_path: Path) -> 
     with pytest.raises(ProviderError, match="not a Python env is already there"):
         create_venv(conn, str(busy))
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+
+
+def test_a_local_package_installs_in_one_command(
+    conn: LocalConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the look at the folder (package, plain folder, missing) is the wheel script's own
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env_dir = str(tmp_path / "onelocal")
+    create_venv(conn, env_dir)
+    _pyproject_pkg(tmp_path / "one-src", "onepkg", 1)
+    req = parse_requirement("./one-src", tmp_path)
+    first = install_entry(conn, env_dir, req)  # builds the wheel
+    before = conn.commands_run
+    res = install_entry(conn, env_dir, req, before=first.after)
+    assert conn.commands_run == before + 1
+    assert res.changes == ["onepkg==0.1"]
+    plain = tmp_path / "plain-one"
+    plain.mkdir()
+    (plain / "plainone.py").write_text("VALUE = 1\n")
+    assert install_entry(conn, env_dir, parse_requirement(str(plain), tmp_path)).changes == [
+        f"{local_dist_name(str(plain))}==0"]
+    gone = parse_requirement(str(plain), tmp_path)  # parsed while there, then removed
+    (plain / "plainone.py").unlink()
+    plain.rmdir()
+    with pytest.raises(ProviderError, match="is not on"):
+        install_entry(conn, env_dir, gone)

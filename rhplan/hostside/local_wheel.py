@@ -22,7 +22,9 @@ step that cannot use the cache (a folder too large to hash, a symlinked folder i
 failed build) falls back to `uv pip install FILE_URL ARGS` as before, so an error reads
 as it always did. uv's output passes through, then a line {"wheel": PATH|null, "hit":
 BOOL}; main() returns uv's exit code (envs.py then reads the env's packages in the same
-process, printing them last).
+process, printing them last). A folder that is missing, or holds no pyproject.toml,
+setup.py or setup.cfg, is not installed: {"local": "missing"} (exit 96) or {"local":
+"plain"} (exit 95).
 """
 import base64
 import hashlib
@@ -158,6 +160,14 @@ def say_folder(wheel, file_url):
 
 def main():
     folder, file_url, uv, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    # no package here (envs.py then says so, or puts the folder on the path)
+    if not os.path.isdir(folder):
+        print(json.dumps({"local": "missing"}))
+        return 96
+    if not any(os.path.isfile(os.path.join(folder, f))
+               for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+        print(json.dumps({"local": "plain"}))
+        return 95
     env = dict(os.environ, UV_SYSTEM_CERTS="1")
     install = [uv, "pip", "install", "--python", sys.executable]
     key = tree_key(folder)

@@ -10,7 +10,8 @@ import hashlib
 import json
 import secrets
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from importlib import resources
 from typing import Any
 
@@ -146,15 +147,20 @@ class PendingStart:
         self._conn = conn
         self._args = (conn, cluster, private, name, env_dir, python, compute, node_ip)
         self._go = f"{env_dir}/rhplan/servlet-go-{secrets.token_hex(8)}"
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="servlet-start")
-        self._future = self._pool.submit(start_servlet, *self._args, go_file=self._go)
+        self._future: Future[dict[str, Any]] = Future()
+        # a daemon thread: a start left unanswered never holds rhplan's exit (the driver
+        # then sees its output unread and leaves)
+        threading.Thread(target=self._wait, daemon=True, name="servlet-start").start()
+
+    def _wait(self) -> None:
+        try:
+            self._future.set_result(start_servlet(*self._args, go_file=self._go))
+        except BaseException as exc:  # noqa: BLE001 - handed to start() or cancel()
+            self._future.set_exception(exc)
 
     def start(self) -> dict[str, Any]:
         self._say(b"go")
-        try:
-            info = self._future.result()
-        finally:
-            self._pool.shutdown(wait=False)
+        info = self._future.result()
         if "pid" not in info:
             return start_servlet(*self._args)
         return info
@@ -168,8 +174,6 @@ class PendingStart:
             self._future.result(timeout=60)
         except Exception:  # noqa: BLE001 - it leaves by itself (parent gone, timeout)
             pass
-        finally:
-            self._pool.shutdown(wait=False)
 
     def _say(self, word: bytes) -> None:
         if not self._future.done():  # a driver that already answered reads nothing
