@@ -17,6 +17,7 @@ from test_plan_cases import applied_state, case_context
 
 from rhplan.config.decode import resolve_variables
 from rhplan.config.load import load_config
+from rhplan.errors import ConfigError
 from rhplan.names import parse_address
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.state.model import State
@@ -634,3 +635,21 @@ def test_odd_keys_and_no_instances(tmp_path: Path) -> None:
     assert sorted(c.address for c in plan.changes) == ["cluster.c", "env.x"]
     assert plan.change("env.x").after["env_vars"] == {"N": "0", "ALL": ""}
     assert plan.output_changes["firsts"]["after"] == {}
+
+
+def test_depends_on_a_module_call_or_instance(tmp_path: Path) -> None:
+    """depends_on = [module.m] waits for everything inside the call (every instance of a
+    repeated one); module.m["k"] for one instance; an undeclared module is an error."""
+    main = REPEATED.replace('  reqs     = []\n  env_vars = { NLP',
+                            '  reqs     = []\n  depends_on = [module.spare, module.team["cv"]]\n'
+                            '  env_vars = { NLP')
+    plan = plan_of(tmp_path, {**REPEATED_FILES, "main.hcl": main})
+    deps = set(plan.change("env.x").dependencies)
+    assert {"module.spare[0].env.w[0]", "module.spare[1].env.w[0]",
+            'module.team["cv"].env.w[0]', 'module.team["cv"].env.w[1]'} <= deps, deps
+    plain = ROOT.replace("  reqs     = []\n  env_vars = { FIRST",
+                         "  reqs     = []\n  depends_on = [module.pool]\n  env_vars = { FIRST")
+    plan = plan_of(tmp_path, {**FILES, "main.hcl": plain})
+    assert "module.pool.module.inner.env.x" in plan.change("env.x").dependencies
+    with pytest.raises(ConfigError, match="depends_on names module.nope, which is not declared"):
+        plan_of(tmp_path, {**FILES, "main.hcl": plain.replace("[module.pool]", "[module.nope]")})

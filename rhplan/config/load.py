@@ -16,6 +16,7 @@ from rhplan.config import ast, lifecycle
 from rhplan.config.evaluate import RESOURCE_TYPES
 from rhplan.config.parse import parse_file, parse_text
 from rhplan.config.refactor_blocks import BLOCK_TYPES as REFACTOR_BLOCKS
+from rhplan.config.refactor_blocks import module_path
 from rhplan.config.refactor_blocks import read_block as read_refactor_block
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
@@ -240,6 +241,10 @@ def build_config(directory: Path, files: list[ast.File],
     if module_calls:
         from rhplan.config import modules
         modules.expand(cfg, module_calls, module_stack)
+    if module_calls or any(d[:7] == "module." for rc in cfg.resources.values()
+                           for d in rc.depends_on):
+        from rhplan.config.modules import resolve_module_depends_on
+        resolve_module_depends_on(cfg)
     # after the modules: an env inside a module call may name the caller's cluster
     from rhplan.config.default_env import add_bare_envs  # (it imports this module)
     add_bare_envs(cfg)
@@ -399,10 +404,11 @@ def _resource(b: ast.Block) -> ResourceConfig:
             raise ConfigError("depends_on must be a list of resources, e.g. [cluster.gpu]",
                               b.file, dep.line)
         for item in items:
-            addr = _address_of(item)
+            # a module call (module.m, module.m["k"]): all inside it (config/modules.py)
+            addr = _address_of(item) or module_path(item, b, "depends_on", item.line)
             if addr is None:
-                raise ConfigError("depends_on entries must be resources like cluster.gpu",
-                                  b.file, item.line)
+                raise ConfigError("depends_on entries must be resources like cluster.gpu "
+                                  "or module calls like module.pool", b.file, item.line)
             depends_on.append(addr)
     count, for_each = b.attrs.get("count"), b.attrs.get("for_each")
     if count is not None and for_each is not None:

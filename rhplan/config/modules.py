@@ -134,7 +134,9 @@ def _rewrite_caller(cfg: Any, args: list[str], first: Any) -> None:
 
 
 def _map_block(b: ast.Block, fn: Any) -> ast.Block:
+    # (depends_on names module calls as addresses: resolve_module_depends_on)
     return ast.Block(b.type, b.labels, {k: ast.Attribute(a.name, fn(a.expr), a.line)
+                                        if k != "depends_on" else a
                                         for k, a in b.attrs.items()},
                      [_map_block(s, fn) for s in b.blocks], b.file, b.line, b.end_line,
                      b.extra)
@@ -216,7 +218,37 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
                         sorted(child.outputs), call.line)
     _rewrite_caller(cfg, args, lambda e: _replace(e, lambda n: _collection(n, shapes)))
     _drop_bare_envs(cfg)
+    resolve_module_depends_on(cfg, final=True)
     _resolve_local_refs(cfg)
+
+
+def resolve_module_depends_on(cfg: Any, final: bool = False) -> None:
+    """depends_on = [module.m] (or module.m["k"]): every resource inside that call (or
+    instance). A repeated call's instances exist only when planning (final): until then
+    the entry is kept."""
+    from rhplan.names import is_module_address
+
+    pending = {f"module.{c[0].labels[0]}" for c in cfg.repeated_modules}
+    for rc in cfg.resources.values():
+        if not any(d[:7] == "module." and is_module_address(d) for d in rc.depends_on):
+            continue
+        out: list[str] = []
+        for d in rc.depends_on:
+            if not is_module_address(d):
+                out.append(d)
+                continue
+            inside = sorted(a for a in cfg.resources
+                            if a.startswith(d + ".") or a.startswith(d + "["))
+            call = call_path(d)
+            if not final and call in pending:
+                out.append(d)
+            elif call not in cfg.module_calls:
+                raise ConfigError(f"depends_on names {d}, which is not declared; declare "
+                                  f'module "{d.split(".")[1].split("[")[0]}" or fix the name',
+                                  rc.file, rc.line)
+            else:
+                out += [a for a in inside if a not in out]
+        rc.depends_on = out
 
 
 def _drop_bare_envs(cfg: Any) -> None:

@@ -93,12 +93,12 @@ def _address(b: ast.Block, attr: str) -> str:
                           b.file, b.line)
     e, key = _key_of(a.expr, b, attr, a.line)
     if b.type == "moved":
-        module = _module_path(a.expr, b, attr, a.line)
+        module = module_path(a.expr, b, attr, a.line)
         if module is not None:
             return module
     if isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.GetAttr) \
             and e.obj.name in RESOURCE_TYPES:
-        module = _module_path(e.obj.obj, b, attr, a.line)
+        module = module_path(e.obj.obj, b, attr, a.line)
         if module is not None:
             return instance_address(f"{module}.{e.obj.name}", e.name, key)
     if not (isinstance(e, ast.GetAttr) and isinstance(e.obj, ast.Name)
@@ -126,7 +126,7 @@ def _key_of(e: ast.Expr, b: ast.Block, attr: str, line: int) -> tuple[ast.Expr, 
     return e.obj, key
 
 
-def _module_path(e: ast.Expr, b: ast.Block, attr: str, line: int) -> str | None:
+def module_path(e: ast.Expr, b: ast.Block, attr: str, line: int) -> str | None:
     """module.m, module.m["k"], module.m.module.n... as an address, or None."""
     e, key = _key_of(e, b, attr, line)
     if not isinstance(e, ast.GetAttr):
@@ -134,7 +134,7 @@ def _module_path(e: ast.Expr, b: ast.Block, attr: str, line: int) -> str | None:
     if isinstance(e.obj, ast.Name) and e.obj.name == "module":
         outer = ""
     elif isinstance(e.obj, ast.GetAttr) and e.obj.name == "module":
-        inner = _module_path(e.obj.obj, b, attr, line)
+        inner = module_path(e.obj.obj, b, attr, line)
         if inner is None:
             return None
         outer = inner + "."
