@@ -60,6 +60,9 @@ def aws_hcl(moto: MotoServer, server: SSHServer, root: Path, proxy_log: Path, am
           default_tags = {{ team = "ml" }}
         }}
     """) if provider else ""
+    # these tests are about instances, not servlets: a cluster without an env of the
+    # test's gets no bare default env (one venv with Ray per apply saved)
+    bare = "" if "env " in extra else "create_default_env = false"
     return head + textwrap.dedent(f"""
         cluster "{name}" {{
           provider      = "aws"
@@ -71,6 +74,7 @@ def aws_hcl(moto: MotoServer, server: SSHServer, root: Path, proxy_log: Path, am
           root_dir      = {hcl_str(str(root))}
           python        = {hcl_str(BASE_PY)}
           tags          = {{ owner = "rhplan-tests" }}
+          {bare}
           ssh {{
             user          = {hcl_str(server.user)}
             private_key   = {hcl_str(server.client_key)}

@@ -218,6 +218,22 @@ env "x" {
     assert "c_default" not in out and "Plan: 2 to add," in out, out
 
 
+def test_create_default_env_false_opts_a_cluster_out_of_its_bare_env(rh: Any) -> None:
+    """A Ray cluster without servlets (e.g. for Ray jobs) needs no bare env."""
+    rh.write(BARE.replace('"local"', '"local"\n  create_default_env = false'))
+    out = rh("plan", "-no-color").ok().stdout
+    assert "c_default" not in out and "Plan: 1 to add," in out, out
+    rh.write(BARE.replace('"local"', '"local"\n  create_default_env = true'))
+    out = rh("plan", "-no-color").ok().stdout
+    assert "env.c_default will be created" in out and "Plan: 2 to add," in out, out
+    # it decides which resources exist, so it is read before evaluation: a literal
+    rh.write("variable \"bare\" {\n  default = false\n}\n"
+             + BARE.replace('"local"', '"local"\n  create_default_env = var.bare'))
+    assert rh("validate").error_line() == (
+        "Error: main.hcl:7: cluster 'c': create_default_env decides whether the bare env "
+        "exists before anything is evaluated; write true or false")
+
+
 def test_a_bare_env_whose_name_is_taken_is_refused_with_file_and_line(rh: Any) -> None:
     rh.write(BARE + """
 cluster "d" {

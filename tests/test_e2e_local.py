@@ -575,7 +575,7 @@ def test_destroy_forgets_a_cluster_that_vanished_outside_rhplan(rh: Any) -> None
     destroy says "No changes" (as a destroy killed half-way could leave it)."""
     from rayprocs import cluster_processes, temp_dir_for
 
-    rh.write('cluster "main" {\n  provider = "local"\n}\n')
+    rh.write('cluster "main" {\n  provider = "local"\n  create_default_env = false\n}\n')
     rh("apply", "-auto-approve").ok()
     root = rh.cluster_dir("main")
     for pid in cluster_processes([temp_dir_for(str(root))], root):

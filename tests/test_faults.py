@@ -342,7 +342,9 @@ def host(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[H
         proxy = FaultyTCP(server.port).start()
         rh = rhplan_in(base / "infra", env=SSH_ALIVE)
         rh.keep = True  # destroyed and checked below
-        rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server, port=proxy.port)))
+        # each test adds an env and takes it away again: no bare env to churn meanwhile
+        rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server, port=proxy.port),
+                             bare_env=False))
         h = Host(server, proxy, rh, root)
         try:
             rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()

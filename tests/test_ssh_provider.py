@@ -123,9 +123,12 @@ def ssh_block(server: SSHServer, key: str | None = None, port: int | None = None
             f"    port        = {port or server.port}{kh}\n  }}")
 
 
-def cluster_hcl(name: str, ips: list[str], root: Path, ssh: str) -> str:
+def cluster_hcl(name: str, ips: list[str], root: Path, ssh: str, bare_env: bool = True) -> str:
+    """bare_env=False: the cluster gets no bare default env (create_default_env = false)."""
+    opt_out = "" if bare_env else "  create_default_env = false\n"
     return (f'cluster "{name}" {{\n  provider = "ssh"\n  ips      = {json.dumps(ips)}\n'
-            f"  root_dir = {hcl_str(str(root))}\n  python   = {hcl_str(BASE_PY)}\n{ssh}\n}}\n")
+            f"  root_dir = {hcl_str(str(root))}\n  python   = {hcl_str(BASE_PY)}\n"
+            f"{opt_out}{ssh}\n}}\n")
 
 
 def box_hcl(server: SSHServer, root: Path) -> str:

@@ -98,6 +98,8 @@ def add_bare_envs(cfg: Config) -> None:
     for addr, rc in clusters.items():
         if addr in named or rc.repeated or "default_env" in rc.block.attrs:
             continue
+        if not _wants_bare_env(rc):
+            continue
         label = bare_env_label(rc.name)
         taken = cfg.resources.get(f"env.{label}")
         if taken is not None:
@@ -113,6 +115,19 @@ def add_bare_envs(cfg: Config) -> None:
         env = _resource(block)
         env.bare_default_of = addr
         cfg.resources[f"env.{label}"] = env
+
+
+def _wants_bare_env(rc: ResourceConfig) -> bool:
+    """create_default_env = false opts out. It decides which resources exist, so it is
+    read before anything is evaluated: a literal true or false."""
+    a = rc.block.attrs.get("create_default_env")
+    if a is None:
+        return True
+    if type(a.expr) is not ast.Literal or not isinstance(a.expr.value, bool):
+        raise ConfigError(f"cluster {rc.name!r}: create_default_env decides whether the "
+                          "bare env exists before anything is evaluated; write true or "
+                          "false", rc.file, a.line)
+    return a.expr.value
 
 
 def _through_locals(refs: set[str], cfg: Config, seen: set[str]) -> set[str]:

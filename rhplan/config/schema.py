@@ -90,6 +90,10 @@ CLUSTER = _schema(
     Attr("default_env", "ref(env)",
          doc="the env `rhplan run -cluster NAME` and rhplan.servlet(cluster=NAME) use "
              "(default: the cluster's only env)"),
+    # read at load time (config/default_env.py): whether a cluster without envs gets one
+    Attr("create_default_env", "bool",
+         doc="false: a cluster that declares no env gets no bare default env (a Ray "
+             "cluster only; default true)"),
     Attr("ray_status", "string", computed=True),
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),
