@@ -70,115 +70,19 @@ class Installed:
     commit: str | None = None  # direct_url.json vcs_info.commit_id (git installs)
 
 
-# Host-side code shared by the scripts that read an env's packages: the distributions
-# in the given site-packages folders (canonical name -> [version, direct url]) and the
-# folders rhplan put on the path with .pth files (reported as version "0").
-DISTS_FN = r"""
-import importlib.metadata as md, json, os, re
-from urllib.parse import quote
-def read_dists(site):
-    dists, pth = {}, {}
-    for d in md.distributions(path=site):
-        name = d.metadata["Name"]
-        if not name:
-            continue
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if key in dists:
-            continue
-        url = commit = None
-        try:
-            direct = json.loads(d.read_text("direct_url.json") or "null")
-            url = direct["url"]
-            commit = (direct.get("vcs_info") or {}).get("commit_id")
-        except Exception:
-            pass
-        dists[key] = [d.version, url, commit]
-    for folder in site:
-        if not os.path.isdir(folder):
-            continue
-        for f in sorted(os.listdir(folder)):
-            if f.startswith(PREFIX) and f.endswith(".pth"):
-                with open(os.path.join(folder, f), encoding="utf-8") as fh:
-                    target = fh.readline().rstrip("\n")
-                dists[f[:-4]] = [VERSION, "file://" + quote(target), None]
-                pth[f[:-4]] = os.path.join(folder, f)
-    return dists, pth
-""".replace("PREFIX", repr(PTH_PREFIX)).replace("VERSION", repr(PTH_VERSION))
-
-# Host-side code: the values PEP 508 markers are evaluated against, for an interpreter
-# of the given version (an env's, told by its pyvenv.cfg) on this host; the env's own
-# interpreter passes None. Without `packaging`, which a fresh env lacks.
-MARKERS_FN = r"""
-import os, platform, sys
-def marker_env(version=None):
-    impl = sys.implementation
-    iv = "%d.%d.%d" % impl.version[:3]
-    if impl.version.releaselevel != "final":
-        iv += impl.version.releaselevel[0] + str(impl.version.serial)
-    full = version or platform.python_version()
-    return {"implementation_name": impl.name,
-            "implementation_version": full if version else iv,
-            "os_name": os.name, "platform_machine": platform.machine(),
-            "platform_release": platform.release(), "platform_system": platform.system(),
-            "platform_version": platform.version(), "python_full_version": full,
-            "platform_python_implementation": platform.python_implementation(),
-            "python_version": ".".join(full.split(".")[:2]), "sys_platform": sys.platform}
-def venv_version(env_dir):
-    try:
-        with open(os.path.join(env_dir, "pyvenv.cfg"), encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition("=")
-                if key.strip() in ("version_info", "version"):
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-"""
-
-# Runs inside the env's interpreter (with -I, so neither the working folder
-# nor PYTHON* variables leak in). Only site-packages is read: a folder a .pth
-# puts on the path may hold stray *.egg-info that is not installed.
-_INSPECT_SCRIPT = DISTS_FN + MARKERS_FN + r"""
-import sysconfig
-paths = sysconfig.get_paths()
-site = []
-for key in ("purelib", "platlib"):
-    if paths[key] not in site:
-        site.append(paths[key])
-dists, pth = read_dists(site)
-print(json.dumps({"site_packages": site[0], "dists": dists, "pth": pth,
-                  "markers": marker_env()}))
-"""
-
-# Runs in the env's interpreter: an install (argv[2:]), then, when it worked, what the
-# env holds (_INSPECT_SCRIPT's line, last): one command where there were two. With
-# "offline-first", the install is first resolved from uv's cache alone: uv asks the index
-# again for every package it resolves (~0.4 s an install, Ray's ~35 pages each time),
-# though a second env of a cluster wants what the first one fetched; a cache that cannot
-# answer (or any failure) runs it as usual, whose error is reported. What an exact pin
-# depends on without a pin may so be the newest version uv has cached, not the index's.
-_RUN_INSTALL = r"""
-import os, subprocess, sys
-def run_install(flag, argv):
-    if flag == "offline-first":
-        quiet = subprocess.run([*argv, "--offline"], capture_output=True)
-        if quiet.returncode == 0:
-            sys.stdout.buffer.write(quiet.stdout)
-            sys.stderr.buffer.write(quiet.stderr)
-            return 0
-    return subprocess.run(argv).returncode
-rc = run_install(sys.argv[1], sys.argv[2:])
-"""
-_THEN_READ = r"""
-sys.stdout.flush()
-sys.stderr.flush()
-if rc:
-    sys.exit(rc)
-""" + _INSPECT_SCRIPT
-_INSTALL_THEN_READ = _RUN_INSTALL + _THEN_READ
+# The host scripts that read an env (hostside/env_packages.py) learn from here which
+# .pth files are rhplan's and the version those report.
+PTH_CONSTANTS = f"PTH_PREFIX = {PTH_PREFIX!r}\nPTH_VERSION = {PTH_VERSION!r}\n"
+# What an env holds, as one JSON line (run by the env's own interpreter)
+_INSPECT = hostside.script("env_packages", before=PTH_CONSTANTS, after="report_env()")
+# An install, then, when it worked, the read of the env (hostside/env_install.py)
+_INSTALL_THEN_READ = hostside.script(
+    "env_install", uses=("env_packages",), before=PTH_CONSTANTS,
+    after="report_after(run_install(sys.argv[1], sys.argv[2:]))")
 # A local package folder, from a wheel cached per content (uv rebuilds a folder on every
 # install: 1.5-3 s per env), then the read
-_LOCAL_WHEEL = hostside.script("local_wheel", after="rc = main()\n" + _THEN_READ)
+_LOCAL_WHEEL = hostside.script("local_wheel", uses=("env_packages",), before=PTH_CONSTANTS,
+                               after="report_after(main())")
 
 # Makes the env at $1 with the command after it ("$@" DIR), in one command: an env
 # already there is replaced (--clear), an empty folder filled, anything else refused
@@ -222,26 +126,8 @@ until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
 done
 """
 
-# Runs in the env's interpreter on the host: loads the env's env vars and secrets from
-# its files (so values never travel on a command line), puts the env's bin first on
-# PATH (whose PATH only the host knows), then runs the user's command, passed as an
-# argument, as a bash script in the given folder.
-_SETUP_RUNNER = r"""
-import json, os, sys
-env_dir, cwd, cmd = sys.argv[1:4]
-for name in ("ENV_VARS", "SECRETS"):
-    try:
-        with open(os.path.join(env_dir, name), encoding="utf-8") as fh:
-            os.environ.update({str(k): str(v) for k, v in json.load(fh).items()})
-    except FileNotFoundError:
-        pass
-os.environ["VIRTUAL_ENV"] = env_dir
-os.environ["PATH"] = os.path.join(env_dir, "bin") + os.pathsep + os.environ.get("PATH", "")
-if cwd:
-    os.chdir(cwd)
-sys.stdout.flush()
-os.execvp("bash", ["bash", "-c", cmd, "rhplan-setup"])
-"""
+# One setup command in the env, with its vars and secrets (hostside/setup_runner.py)
+_SETUP_RUNNER = hostside.script("setup_runner")
 
 
 @dataclass(frozen=True)
@@ -401,7 +287,7 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
         # resolved from uv's cache first as an exact pin is
         script, args = _LOCAL_WHEEL.text, [req.target, local_url, uv]
     else:
-        script, args = _INSTALL_THEN_READ, [
+        script, args = _INSTALL_THEN_READ.text, [
             "offline-first" if uv and _exact(req) else "online",
             *_installer(conn, env_dir, "install"), *targets, *req.args]
     # the install and the read of what the env then holds: one command, not two
@@ -437,38 +323,8 @@ def _local_folder(conn: Connection, env_dir: str, req: Requirement, kind: str,
     return InstallResult(_changes(before, after, name, None), after.dists.get(name), after)
 
 
-# Runs with the Python of the cluster's Ray: hardlinks (else copies) the compiled
-# bytecode of Ray's own modules into an env that just installed the same Ray version
-# (argv[1]: the env's site-packages). Both installs link their .py files from uv's
-# cache, so sources share mtime and size and the .pyc files are valid for the env too:
-# the servlet's first `import ray` then reads ~1,000 modules instead of compiling them
-# (~2 s). Python still checks each .pyc against its source (mtime and size) and
-# recompiles a stale one, writing a new file (never into the shared one).
-_SEED_BYTECODE = r"""
-import os, shutil, sys, sysconfig
-from importlib.metadata import version
-src = os.path.join(sysconfig.get_paths()["purelib"], "ray")
-dst = os.path.join(sys.argv[1], "ray")
-if version("ray") != sys.argv[2] or not os.path.isdir(dst):
-    sys.exit(0)
-done = 0
-for folder, dirs, files in os.walk(src):
-    if os.path.basename(folder) != "__pycache__":
-        continue
-    target = os.path.join(dst, os.path.relpath(folder, src))
-    if not os.path.isdir(os.path.dirname(target)):
-        continue
-    os.makedirs(target, exist_ok=True)
-    for name in files:
-        if not name.endswith(".pyc") or os.path.exists(os.path.join(target, name)):
-            continue
-        try:
-            os.link(os.path.join(folder, name), os.path.join(target, name))
-        except OSError:
-            shutil.copy2(os.path.join(folder, name), os.path.join(target, name))
-        done += 1
-print(done)
-"""
+# Ray's compiled bytecode linked into an env (hostside/seed_bytecode.py)
+_SEED_BYTECODE = hostside.script("seed_bytecode")
 
 
 def seed_bytecode(conn: Connection, env_dir: str, site_packages: str, ray_python: str,
@@ -476,7 +332,7 @@ def seed_bytecode(conn: Connection, env_dir: str, site_packages: str, ray_python
     """Give a new env the compiled bytecode of its Ray from the cluster's Ray venv (see
     _SEED_BYTECODE). Only a speed-up: a failure changes nothing and is ignored."""
     _check_env_dir(env_dir)
-    conn.run([ray_python, "-I", "-c", _SEED_BYTECODE, site_packages, ray_version],
+    conn.run([ray_python, "-I", "-c", _SEED_BYTECODE.text, site_packages, ray_version],
              timeout=120)
 
 
@@ -616,25 +472,8 @@ def _by_url(dists: Mapping[str, Installed], url: str) -> Installed | None:
     return None
 
 
-# Runs inside the env: which of the given names does another installed distribution
-# still require? (Removing `idna` from reqs must not break `requests`, which Ray needs.)
-_REQUIRED_SCRIPT = r"""
-import importlib.metadata as md, json, re, sys
-canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()
-asked = {canon(n) for n in sys.argv[1:]}
-needed = set()
-for d in md.distributions():
-    name = canon(d.metadata["Name"] or "")
-    if name in asked:
-        continue
-    for req in d.requires or []:
-        if "extra ==" in req:
-            continue
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-        if m and canon(m.group(1)) in asked:
-            needed.add(canon(m.group(1)))
-print(json.dumps(sorted(needed)))
-"""
+# Which names another distribution of the env still needs (hostside/still_required.py)
+_REQUIRED_SCRIPT = hostside.script("still_required")
 
 
 def still_required(conn: Connection, env_dir: str, names: list[str]) -> list[str]:
@@ -642,7 +481,8 @@ def still_required(conn: Connection, env_dir: str, names: list[str]) -> list[str
     env_dir = _check_env_dir(env_dir)
     if not names:
         return []
-    res = conn.run([env_python(env_dir), "-I", "-c", _REQUIRED_SCRIPT, *names], timeout=120)
+    res = conn.run([env_python(env_dir), "-I", "-c", _REQUIRED_SCRIPT.text, *names],
+                   timeout=120)
     if not res.ok:
         return list(names)  # cannot tell: keep them all rather than break the env
     return json.loads(res.stdout)
@@ -728,9 +568,9 @@ def run_setup_cmds(
     values redacted.
     """
     env_dir = _check_env_dir(env_dir)
-    runner = _SETUP_RUNNER.replace("ENV_VARS", ENV_VARS_FILE).replace("SECRETS", SECRETS_FILE)
     for i, cmd in enumerate(cmds, 1):
-        res = conn.run([env_python(env_dir), "-I", "-c", runner, env_dir, cwd, cmd])
+        res = conn.run([env_python(env_dir), "-I", "-c", _SETUP_RUNNER.text, env_dir, cwd, cmd,
+                        ENV_VARS_FILE, SECRETS_FILE])
         if not res.ok:
             first = cmd.strip().splitlines()[0] if cmd.strip() else ""
             shown = first if len(first) <= 60 else first[:57] + "..."
@@ -795,11 +635,11 @@ def _installer(conn: Connection, env_dir: str, verb: str) -> list[str]:
 
 def _inspect(conn: Connection, env_dir: str) -> _EnvInfo | None:
     python = posixpath.join(env_dir, "bin", "python")
-    return _read_info(conn.run([python, "-I", "-c", _INSPECT_SCRIPT]), conn, env_dir)
+    return _read_info(conn.run([python, "-I", "-c", _INSPECT.text]), conn, env_dir)
 
 
 def _read_info(res: CommandResult, conn: Connection, env_dir: str) -> _EnvInfo | None:
-    """The env's packages from _INSPECT_SCRIPT's line (the last one printed)."""
+    """The env's packages from report_env's line (the last one printed)."""
     if res.returncode in (126, 127):
         return None  # no interpreter: the env (or its base Python) is gone
     if not res.ok:

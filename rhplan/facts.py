@@ -12,10 +12,10 @@ from typing import Any
 
 from rhplan import hostside
 from rhplan.connection import Connection
-from rhplan.envs import DISTS_FN, MARKERS_FN, Installed, installed_from
+from rhplan.envs import PTH_CONSTANTS, Installed, installed_from
 
 # Runs on the host (hostside/facts.py), after the helpers it calls
-_FACTS = hostside.script("facts", uses=("ray_host",), before=DISTS_FN + MARKERS_FN)
+_FACTS = hostside.script("facts", uses=("ray_host", "env_packages"), before=PTH_CONSTANTS)
 
 
 def gather(conn: Connection, python: str, ask: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,21 @@ Python as `python -I -c TEXT ARGS...` (or from stdin). Arguments travel as argv
 (JSON for anything structured), never pasted into the text or a shell. A script
 prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero exit.
 
-    facts.py      refresh's one read of a host (after ray_host.py and envs' helpers)
+    env_install.py an install in an env, then what the env holds (one command)
+    env_packages.py what an env holds (distributions, rhplan's .pth folders, markers)
+    facts.py      refresh's one read of a host (after ray_host.py and env_packages.py)
+    gateway_boot.py write the gateway's files unless there, then run it (one command)
     in_env.py     exec a command inside an env (its vars, secrets, bin on PATH)
     local_wheel.py install a local package folder from a wheel built once per content
     probe_host.py Python version, home, CPUs and the address Ray should use
+    quick_exit.py run host_script.py and leave without Ray's driver shutdown
     ray_host.py   a Ray node's private temp dir, its processes, killing them
     ray_venv.py   rhplan's Ray venv on a host (a link to a shared one per Ray/Python)
+    seed_bytecode.py Ray's compiled bytecode linked into an env with the same Ray
+    setup_runner.py one of an env's setup_cmds, with its vars and secrets
+    servlet_proof.py is a pid still an env's servlet (after ray_host.py)
+    stop_gateway.py / stop_watchdog.py stop a node's gateways / its autostop watchdog
+    still_required.py which distributions of an env others still need
     sync_apply.py one batch of a working_dir sync (files on stdin; rhplan/sync.py)
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs ON a host, after ray_host.py and rhplan.envs' DISTS_FN / MARKERS_FN (whose
+"""Runs ON a host, after ray_host.py and env_packages.py (whose
 owned_pids, gcs_up, raylet_up, read_dists, marker_env and venv_version it calls):
 everything refresh needs to know about the host, in one command.
 

@@ -15,9 +15,10 @@ from concurrent.futures import Future
 from importlib import resources
 from typing import Any
 
+from rhplan import hostside
 from rhplan.connection import Connection
 from rhplan.errors import ConnectionLost, ProviderError
-from rhplan.ray_head import OWNED_PIDS_FN, private_argv, private_env, stop_pids
+from rhplan.ray_head import private_argv, private_env, stop_pids
 
 _SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
 # host_script.py and gateway.py import it from beside them: uploaded with each
@@ -30,35 +31,14 @@ def script_path(root_dir: str) -> str:
 
 
 # Runs host_script.py like `python host_script.py ARGS` does, then leaves at once with
-# its exit code: the Ray driver's shutdown at exit (0.5-2.5 s, disconnecting from a
-# cluster the detached servlet outlives anyway) is not waited for. A missing script
-# exits 2 with "No such file", as python itself does (the caller uploads it then).
-_QUICK_EXIT = r"""
-import os, runpy, sys
-path = sys.argv[1]
-if not os.path.exists(path):
-    sys.stderr.write(f"can't open file {path!r}: [Errno 2] No such file or directory\n")
-    os._exit(2)
-sys.argv = sys.argv[1:]
-sys.path.insert(0, os.path.dirname(path))
-code = 0
-try:
-    runpy.run_path(path, run_name="__main__")
-except SystemExit as exc:
-    if exc.code is not None and exc.code != 0:
-        if not isinstance(exc.code, int):
-            sys.stderr.write(f"{exc.code}\n")
-        code = exc.code if isinstance(exc.code, int) else 1
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(code)
-"""
+# its exit code, not waiting for the Ray driver's shutdown (hostside/quick_exit.py)
+_QUICK_EXIT = hostside.script("quick_exit")
 
 
 def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], args: list[str],
          what: str, quick_exit: bool = False, timeout: float = 300) -> Any:
     path = script_path(cluster["root_dir"])
-    runner = [cluster["ray_python"], "-c", _QUICK_EXIT] if quick_exit else [
+    runner = [cluster["ray_python"], "-c", _QUICK_EXIT.text] if quick_exit else [
         cluster["ray_python"]]
     argv = private_argv([*runner, path, *args])  # its Ray driver's logs: 0600
     res = conn.run(argv, env=private_env(private), timeout=timeout)
@@ -195,25 +175,8 @@ def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, 
                 "stopping servlets")
 
 
-# Runs on the head: is PID still the env's servlet? A pid is reused, so only proof
-# counts: a live worker of this cluster's Ray (see owned_pids: its token in the
-# environment Raylet gave it), titled ray::EnvServlet, with the env's own files mapped
-# (its interpreter loads Ray from the env's site-packages). Prints the pid, or nothing.
-_SERVLET_PROOF = OWNED_PIDS_FN + r"""
-import sys
-temp_dir, token, pid, env_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-def proven():
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if not f.read().startswith(b"ray::EnvServlet"):
-                return False
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            maps = f.read()
-    except OSError:
-        return False
-    return (env_dir.rstrip("/") + "/").encode() in maps and pid in owned_pids(temp_dir, token)
-print(pid if proven() else "")
-"""
+# Runs on the head: is PID still the env's servlet? (hostside/servlet_proof.py)
+_SERVLET_PROOF = hostside.script("servlet_proof", uses=("ray_host",))
 
 
 def stop_servlet_process(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
@@ -230,7 +193,7 @@ def stop_servlet_process(conn: Connection, cluster: dict[str, Any], private: dic
     tried = []
     for python in dict.fromkeys(p for p in (cluster.get("ray_python"), cluster.get("python")
                                             or "python3") if p):
-        res = conn.run([python, "-I", "-c", _SERVLET_PROOF, *args], timeout=60)
+        res = conn.run([python, "-I", "-c", _SERVLET_PROOF.text, *args], timeout=60)
         if res.ok:
             if not res.stdout.strip():
                 return False  # gone already, or the pid now belongs to another process
@@ -280,33 +243,13 @@ def start_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str,
                             f"{(res.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
-# Only this user's watchdog of this temp dir: the temp dir is one argument of its own
-# and the script is named watchdog-*, so a root destroy never signals another user's
-# process that merely mentions the path.
-_STOP_WATCHDOG = r"""
-import os, signal, sys
-marker = sys.argv[1].encode()
-for p in os.listdir("/proc"):
-    if not p.isdigit() or int(p) == os.getpid():
-        continue
-    try:
-        if os.stat(f"/proc/{p}").st_uid != os.getuid():
-            continue
-        with open(f"/proc/{p}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-    except OSError:
-        continue
-    if marker in args and any(os.path.basename(a).startswith(b"watchdog-") for a in args):
-        try:
-            os.kill(int(p), signal.SIGKILL)
-        except OSError:
-            pass
-"""
+# Only this user's watchdog of this temp dir (hostside/stop_watchdog.py)
+_STOP_WATCHDOG = hostside.script("stop_watchdog")
 
 
 def stop_watchdog(conn: Connection, cluster: dict[str, Any], private: dict[str, Any]) -> None:
     """Stop the cluster's watchdog (found by its script name and the Ray temp dir)."""
-    conn.run([cluster["ray_python"], "-I", "-c", _STOP_WATCHDOG, private["ray_temp_dir"]],
+    conn.run([cluster["ray_python"], "-I", "-c", _STOP_WATCHDOG.text, private["ray_temp_dir"]],
              timeout=30)
 
 
@@ -324,25 +267,9 @@ def gateway_dir(root_dir: str, node: str = "") -> str:
     return f"{base}/node-{node}" if node else base
 
 
-# Runs on the head: writes servlet_wire.py and gateway.py (sent on stdin, the first
-# sys.argv[2] bytes the former) where they belong unless they are there, then runs the
-# gateway. The first use of a host is one command, not a failed command, an upload
-# and the command again (~0.1-0.3 s of a cold first handle).
-_GATEWAY_BOOT = r"""
-import os, runpy, sys
-path, split = sys.argv[1], int(sys.argv.pop(2))
-src = sys.stdin.buffer.read()
-if not os.path.exists(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    wire = os.path.join(os.path.dirname(path), "servlet_wire.py")
-    for where, data in ((wire, src[:split]), (path, src[split:])):
-        tmp = f"{where}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, where)
-sys.argv = sys.argv[1:]
-runpy.run_path(path, run_name="__main__")
-"""
+# Runs on the node: writes servlet_wire.py and gateway.py unless they are there, then
+# runs the gateway, in one command (hostside/gateway_boot.py)
+_GATEWAY_BOOT = hostside.script("gateway_boot")
 
 
 def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
@@ -351,7 +278,7 @@ def ensure_gateway(conn: Connection, cluster: dict[str, Any], private: dict[str,
     that node's) unless one answers; its {"port", "pid"}. Started by the caller on
     first use, so every cluster gets one, however old."""
     state = gateway_dir(cluster["root_dir"], node)
-    argv = private_argv([cluster["ray_python"], "-c", _GATEWAY_BOOT, f"{state}/gateway.py",
+    argv = private_argv([cluster["ray_python"], "-c", _GATEWAY_BOOT.text, f"{state}/gateway.py",
                          str(len(_WIRE)), "ensure", cluster["ray_address"],
                          private["ray_temp_dir"], private["ray_token_path"], state])
     res = conn.run(argv, env=private_env(private), stdin=_WIRE + _GATEWAY, timeout=timeout)
@@ -375,21 +302,11 @@ def read_gateway(conn: Connection, cluster: dict[str, Any], node: str = ""
     return data if isinstance(data, dict) and isinstance(data.get("port"), int) else None
 
 
-_STOP_GATEWAY = r"""
-import json, os, signal, sys
-for name in os.listdir(sys.argv[1]):
-    if not name.startswith("gateway-"):
-        continue
-    try:
-        with open(os.path.join(sys.argv[1], name, "gateway.json")) as fh:
-            os.kill(int(json.load(fh)["pid"]), signal.SIGKILL)
-    except (OSError, ValueError, KeyError):
-        pass
-"""
+_STOP_GATEWAY = hostside.script("stop_gateway")
 
 
 def stop_gateway(conn: Connection, cluster: dict[str, Any]) -> None:
     """Stop every gateway of the cluster (any rhplan version). Stopping its Ray by the
     temp dir stops them too; this is for a gateway alone."""
-    conn.run([cluster["ray_python"], "-I", "-c", _STOP_GATEWAY,
+    conn.run([cluster["ray_python"], "-I", "-c", _STOP_GATEWAY.text,
               f"{cluster['root_dir']}/ray"], timeout=30)
