@@ -211,9 +211,10 @@ _IN_ENV = hostside.script("in_env").text
 
 def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
             ) -> tuple[Connection, list[str], str]:
-    """The connection to the env's node (the head unless placed elsewhere), and the
-    argv that runs argv in the env's folder with its bin first on PATH, its env vars
-    and secrets."""
+    """The connection to the env's node (the head unless placed elsewhere), the argv
+    that runs argv with the env's bin first on PATH, its env vars and secrets, and the
+    folder it runs in: the env's synced working_dir, where its servlet runs (so a
+    sibling module of the project imports the same way), else the env's folder."""
     from rhplan.servlets.client import find_env
     env, cluster = find_env(env_name, chdir)
     ctx = RunContext(Path(chdir).absolute())
@@ -225,28 +226,29 @@ def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
     python = env.attributes["python"]
     if not os.path.isabs(python):
         raise RhplanError(f"{env.address}: no interpreter recorded; run rhplan apply")
-    return conn, [python, "-I", "-c", _IN_ENV, path, *argv], path
+    cwd = env.attributes.get("working_dir_remote") or path
+    return conn, [python, "-I", "-c", _IN_ENV, path, *argv], cwd if isinstance(cwd, str) else path
 
 
 def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> CommandResult:
     """Run argv in the env (see _in_env); its output once it has finished."""
-    conn, full, path = _in_env(state, chdir, env_name, argv)
-    return conn.run(full, cwd=path)
+    conn, full, cwd = _in_env(state, chdir, env_name, argv)
+    return conn.run(full, cwd=cwd)
 
 
 def stream_in_env(state: State, chdir: str, env_name: str, argv: list[str],
                   on_output: Callable[[int, bytes], None] | None = None) -> int:
     """Run argv in the env (see _in_env) with its output written here (or handed to
     on_output) as it comes, over the provider's connection alone; its exit code."""
-    conn, full, path = _in_env(state, chdir, env_name, argv)
+    conn, full, cwd = _in_env(state, chdir, env_name, argv)
     sink = on_output or write_output
     if hasattr(conn, "stream"):
-        return int(conn.stream(full, sink, cwd=path))
+        return int(conn.stream(full, sink, cwd=cwd))
     if on_output is None:  # this machine: the command writes to our stdout and stderr
         sys.stdout.flush()
         sys.stderr.flush()
-        return subprocess.run(full, cwd=path, stdin=subprocess.DEVNULL, check=False).returncode
-    res = conn.run(full, cwd=path)
+        return subprocess.run(full, cwd=cwd, stdin=subprocess.DEVNULL, check=False).returncode
+    res = conn.run(full, cwd=cwd)
     sink(1, res.stdout.encode())
     sink(2, res.stderr.encode())
     return res.returncode

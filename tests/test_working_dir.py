@@ -118,6 +118,9 @@ def test_apply_syncs_what_belongs_and_the_servlet_runs_there(project: Project) -
                       ], synced
     got = project.call()
     assert got == {"value": 1, "cwd": str(copy), "first_path": str(copy), "helper": "helped"}
+    # `rhplan run` runs where the servlet does: a sibling module imports the same way
+    ran = rh("run", "e", "--", "python", "-c", "import os, mylib; print(os.getcwd(), mylib.VALUE)")
+    assert ran.ok().stdout.split() == [str(copy), "1"], ran.describe()
     attrs = rh.resources()["env.e"]["attributes"]
     assert any(i.startswith("tomli-w==1.0.0") for i in attrs["installed"]["reqs:.."]), attrs
     # nothing left to do: the state, its lock and a saved plan in the folder change nothing
