@@ -30,4 +30,4 @@ env "x" {
   env_vars = { NLP = module.team["nlp"].first, SPARE = module.spare[0].first }
 }
 
-output "firsts" { value = { for k, t in module.team : k => t.first } }
+output "teams" { value = keys(module.team) }  # module.team is a map of its instances
