@@ -226,8 +226,8 @@ def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
     python = env.attributes["python"]
     if not os.path.isabs(python):
         raise RhplanError(f"{env.address}: no interpreter recorded; run rhplan apply")
-    cwd = env.attributes.get("working_dir_remote") or path
-    return conn, [python, "-I", "-c", _IN_ENV, path, *argv], cwd if isinstance(cwd, str) else path
+    cwd = env.attributes.get("working_dir_remote") or path  # states from before working_dir
+    return conn, [python, "-I", "-c", _IN_ENV, path, *argv], cwd
 
 
 def run_in_env(state: State, chdir: str, env_name: str, argv: list[str]) -> CommandResult:
