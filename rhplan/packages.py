@@ -19,7 +19,6 @@ Parsing is pure: it reads the local disk (to resolve folders) but never a host.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -32,16 +31,13 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as _PipRequirement
 from packaging.utils import canonicalize_name
 
+from rhplan.tree_files import gitignore_patterns, kept_files
+
 KINDS = ("pip", "conda", "reqs", "local", "git")
 REQUIREMENTS = "requirements.txt"
 
 # Markers of a project's root folder, as in Runhouse.
 CODE_ROOT_MARKERS = (".git", "setup.py", "setup.cfg", "pyproject.toml", "requirements.txt")
-
-# Never part of a local folder's content: VCS data, caches and build output.
-_SKIP_DIRS = {".git", "__pycache__", ".venv", "build"}
-_SKIP_DIR_SUFFIXES = (".egg-info",)
-_SKIP_FILE_PATTERNS = ("*.pyc",)
 
 _EXAMPLES = (
     "write 'pip:NAME==VERSION', 'conda:NAME', 'reqs:DIR', a local folder such as "
@@ -365,37 +361,6 @@ def find_code_root(path: Path) -> Path:
     return path
 
 
-def _gitignore_patterns(root: Path) -> list[str]:
-    try:
-        text = (root / ".gitignore").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    patterns = []
-    for line in text.splitlines():
-        line = line.strip()
-        # Negation ("!keep") is not supported: better to hash a file too many.
-        if line and not line.startswith(("#", "!")):
-            patterns.append(line)
-    return patterns
-
-
-def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
-    """Simple .gitignore matching: fnmatch on the name, or on the path when the
-    pattern has a slash; a trailing slash matches folders only."""
-    name = rel.rsplit("/", 1)[-1]
-    for pat in patterns:
-        dir_only = pat.endswith("/")
-        pat = pat.rstrip("/")
-        if not pat or (dir_only and not is_dir):
-            continue
-        if "/" in pat:
-            if fnmatch.fnmatchcase(rel, pat.lstrip("/")):
-                return True
-        elif fnmatch.fnmatchcase(name, pat):
-            return True
-    return False
-
-
 def tree_hash(path: Path) -> str:
     """sha256 over the relative paths and contents of the files under path.
 
@@ -410,29 +375,11 @@ def tree_hash(path: Path) -> str:
         return digest.hexdigest()
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root}")
-    patterns = _gitignore_patterns(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        # Prune in place (and sort) so os.walk skips ignored folders entirely
-        # and visits the rest in a fixed order.
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if d not in _SKIP_DIRS
-            and not d.endswith(_SKIP_DIR_SUFFIXES)
-            and not _ignored(rel_dir + d, True, patterns)
-        )
-        for fname in sorted(filenames):
-            rel = rel_dir + fname
-            if any(fnmatch.fnmatchcase(fname, p) for p in _SKIP_FILE_PATTERNS):
-                continue
-            if _ignored(rel, False, patterns):
-                continue
-            # Length-free framing: the path is NUL-terminated, the content
-            # enters as its own fixed-size digest.
-            digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
-            digest.update(_file_digest(Path(dirpath) / fname))
+    for dirpath, rel, fname in kept_files(str(root), gitignore_patterns(root)):
+        # Length-free framing: the path is NUL-terminated, the content
+        # enters as its own fixed-size digest.
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(_file_digest(Path(dirpath) / fname))
     return digest.hexdigest()
 
 

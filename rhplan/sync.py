@@ -36,7 +36,6 @@ over SSH (the process's cwd for LocalConnection); `~` is not expanded.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import hashlib
 import json
 import os
@@ -51,14 +50,8 @@ from pathlib import Path
 
 from rhplan.connection import Connection
 from rhplan.errors import ConfigError, ProviderError
-from rhplan.packages import (
-    _SKIP_DIR_SUFFIXES,
-    _SKIP_DIRS,
-    _SKIP_FILE_PATTERNS,
-    _file_digest,
-    _gitignore_patterns,
-    _ignored,
-)
+from rhplan.packages import _file_digest
+from rhplan.tree_files import gitignore_patterns, kept_files
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -198,7 +191,7 @@ def _select(root: Path, sel: Selection = Selection()) -> tuple[list[_Entry], lis
     Returns the entries in tree_hash order and the paths that are skipped.
     """
     root_s = str(root)
-    patterns = _gitignore_patterns(root) + list(sel.patterns)
+    patterns = gitignore_patterns(root) + list(sel.patterns)
     entries: list[_Entry] = []
     skipped: list[str] = []
 
@@ -209,32 +202,14 @@ def _select(root: Path, sel: Selection = Selection()) -> tuple[list[_Entry], lis
             f"to {root}/.gitignore"
         )
 
-    for dirpath, dirnames, filenames in os.walk(root_s, onerror=unreadable):
-        rel_dir = os.path.relpath(dirpath, root_s)
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        kept = []
-        for d in sorted(dirnames):
-            if d in _SKIP_DIRS or d.endswith(_SKIP_DIR_SUFFIXES):
-                continue
-            if _ignored(rel_dir + d, True, patterns):
-                continue
-            if os.path.islink(os.path.join(dirpath, d)):
-                # os.walk does not descend into it (nor does tree_hash).
-                skipped.append(rel_dir + d)
-                continue
-            kept.append(d)
-        dirnames[:] = kept
-        for fname in sorted(filenames):
-            rel = rel_dir + fname
-            if any(fnmatch.fnmatchcase(fname, p) for p in _SKIP_FILE_PATTERNS):
-                continue
-            if _ignored(rel, False, patterns):
-                continue
-            if sel.exclude_file is not None and sel.exclude_file(os.path.join(dirpath, fname)):
-                continue
-            entry = _classify(root_s, rel, os.path.join(dirpath, fname), skipped)
-            if entry is not None:
-                entries.append(entry)
+    for dirpath, rel, fname in kept_files(root_s, patterns, onerror=unreadable,
+                                          linked_dir=skipped.append):
+        path = os.path.join(dirpath, fname)
+        if sel.exclude_file is not None and sel.exclude_file(path):
+            continue
+        entry = _classify(root_s, rel, path, skipped)
+        if entry is not None:
+            entries.append(entry)
     return entries, skipped
 
 
