@@ -46,6 +46,7 @@ from servlet_wire import (
 NAMESPACE = "rhplan"
 READY_TIMEOUT = float(os.environ.get("RHPLAN_SERVLET_TIMEOUT", "120"))
 SERVLET_CONCURRENCY = 32  # calls one servlet serves at once (one thread each)
+TAKEOVER = 0.004  # a request on the socket running longer hands the reading on (s)
 CODE_MANIFEST = ".rhplan-manifest.json"  # written last by every sync (rhplan/sync.py)
 FUNCTIONS_KEPT = 256  # rebuilt functions a servlet keeps for callers that send them again
 SNAPSHOT_FILE = "rhplan/objects.pickle"  # in the env dir: the store across a restart
@@ -480,6 +481,54 @@ class _FrameSink:
         pass
 
 
+class _FrameIn:
+    """Frames from the gateway's connection, read 256 KB at a time (frames that arrive
+    together cost one read); `buffered` tells whether another is already here."""
+
+    def __init__(self, conn, header):
+        self.conn, self.header = conn, header
+        self.buf = bytearray()
+        self.pos = 0
+
+    def buffered(self) -> bool:
+        have = len(self.buf) - self.pos
+        size = self.header.size
+        return have >= size and have >= size + self.header.unpack_from(self.buf, self.pos)[2]
+
+    def read(self) -> tuple:
+        size = self.header.size
+        while len(self.buf) - self.pos < size:
+            self._fill()
+        req, kind, n = self.header.unpack_from(self.buf, self.pos)
+        self.pos += size
+        have = len(self.buf) - self.pos
+        if have >= n:
+            body = bytes(self.buf[self.pos:self.pos + n])
+            self.pos += n
+            return req, kind, body
+        big = bytearray(n)  # a large body: read where it will lie, once
+        view = memoryview(big)
+        view[:have] = self.buf[self.pos:]
+        self.buf.clear()
+        self.pos = 0
+        got = have
+        while got < n:
+            got_now = self.conn.recv_into(view[got:])
+            if not got_now:
+                raise EOFError("the gateway closed the connection")
+            got += got_now
+        return req, kind, big
+
+    def _fill(self) -> None:
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        chunk = self.conn.recv(256 * 1024)
+        if not chunk:
+            raise EOFError("the gateway closed the connection")
+        self.buf += chunk
+
+
 def _listen(servlet, address: str) -> None:
     """Serve the gateway on address, in the background. Only processes of this user are
     answered (the socket has no file permissions): the gateway runs as the user that
@@ -541,22 +590,44 @@ def _listen(servlet, address: str) -> None:
                              name="rhplan-servlet gateway").start()
 
     def serve(conn) -> None:
+        """One gateway connection. The thread that reads a request runs it itself (no
+        hand-off to a worker per request: the thread wake-ups were most of a small
+        call's cost here), and holds its answer while more requests are already read,
+        so that answers that finish together go back in one write. A request that runs
+        longer than TAKEOVER (a slow call, one waiting for another request) hands the
+        reading on to a worker (watch), so it holds up the others by that much at most."""
         header = struct.Struct(HEADER_FMT)
         lock = threading.Lock()
         outbox: list = []
         sending = [False]
+        # who reads: role["gen"] names the reader; role["busy"] = the request it runs
+        role = {"gen": 0, "busy": None, "seq": 0, "closed": False, "parked": False}
+        role_lock = threading.Lock()
+        wake = threading.Event()  # the watcher, parked while the connection is idle
+        frames = _FrameIn(conn, header)
 
-        def send(req: int, kind: int, pieces: list) -> None:
-            """Queue a frame; the first thread to find no sender at work sends all that
-            is queued meanwhile in one write: answers that finish together reach the
-            caller in one SSH packet (whose cost there is Python, per packet)."""
+        def send(req: int, kind: int, pieces: list, hold: bool = False) -> None:
+            """Queue a frame; unless held (flush sends it), the first thread to find no
+            sender at work sends all that is queued meanwhile in one write: answers that
+            finish together reach the caller in one SSH packet (whose cost there is
+            Python, per packet)."""
             size = sum(memoryview(p).nbytes for p in pieces)
             with lock:
                 outbox.append(header.pack(req, kind, size))
                 outbox.extend(pieces)
-                if sending[0]:
+                if hold or sending[0]:
                     return
                 sending[0] = True
+            _drain()
+
+        def flush() -> None:
+            with lock:
+                if sending[0] or not outbox:
+                    return
+                sending[0] = True
+            _drain()
+
+        def _drain() -> None:
             try:
                 while True:
                     with lock:
@@ -582,35 +653,89 @@ def _listen(servlet, address: str) -> None:
                     del outbox[:]
                 raise
 
-        def answer(req: int, payload) -> None:
+        def answer(req: int, payload, hold: bool) -> None:
             try:
                 op, args = unpack(payload)
                 result = servlet.serve_request(op, args, _FrameSink(send, req))
-                send(req, RESULT, pack(out_of_band(result)))
+                send(req, RESULT, pack(out_of_band(result)), hold)
             except BaseException as exc:  # the caller re-raises it
                 import pickle
 
                 try:
-                    send(req, ERROR, [pickle.dumps(error_parts(exc), protocol=5)])
+                    send(req, ERROR, [pickle.dumps(error_parts(exc), protocol=5)], hold)
                 except OSError:
                     pass  # the gateway is gone
 
-        stream = conn.makefile("rb", buffering=256 * 1024)
-        try:
+        def lead(gen: int) -> None:
+            """Read and run requests until the watcher hands the reading on."""
+            try:
+                while True:
+                    if not frames.buffered():
+                        flush()  # nothing more came with them: the held answers go
+                    req, kind, body = frames.read()
+                    if kind != REQUEST:
+                        continue
+                    with role_lock:
+                        role["seq"] += 1
+                        role["busy"] = role["seq"]
+                        parked, role["parked"] = role["parked"], False
+                    if parked:
+                        wake.set()
+                    try:
+                        answer(req, body, hold=True)
+                    finally:
+                        with role_lock:
+                            moved = role["gen"] != gen
+                            if not moved:  # (else busy is the new reader's)
+                                role["busy"] = None
+                    if moved:  # another thread reads now: this one's answer goes at once
+                        flush()
+                        return
+            except (OSError, ValueError, EOFError):
+                with role_lock:
+                    role["closed"] = True
+                wake.set()
+                try:
+                    flush()
+                except OSError:
+                    pass
+                conn.close()
+
+        def watch() -> None:
+            """Hand the reading to a worker when a request runs past TAKEOVER; parked
+            (no wake-ups) after a second with nothing to run."""
+            seen, idle = None, 0
             while True:
-                head = stream.read(header.size)
-                if len(head) < header.size:
-                    return
-                req, kind, n = header.unpack(head)
-                body = stream.read(n)
-                if len(body) < n:
-                    return
-                if kind == REQUEST:
-                    submit(answer, req, body)
-        except (OSError, ValueError):
-            return
-        finally:
-            conn.close()
+                time.sleep(TAKEOVER / 2)
+                with role_lock:
+                    if role["closed"]:
+                        return
+                    busy = role["busy"]
+                    if busy is not None and busy == seen:
+                        role["gen"] += 1
+                        gen = role["gen"]
+                        role["busy"] = None  # the new reader's, from now on
+                    else:
+                        # (quick requests between two looks count as idle: the watcher
+                        # parks, and the next request to start wakes it)
+                        gen, seen = None, busy
+                        idle = 0 if busy is not None else idle + 1
+                        if idle * TAKEOVER / 2 >= 1.0:
+                            role["parked"] = True
+                            wake.clear()
+                if gen is not None:
+                    seen = None
+                    try:
+                        flush()  # what the slow request held back
+                    except OSError:
+                        pass
+                    submit(lead, gen)
+                elif role["parked"]:
+                    wake.wait()
+                    idle = 0
+
+        threading.Thread(target=watch, daemon=True, name="rhplan-servlet watch").start()
+        lead(0)
 
     threading.Thread(target=accept, daemon=True, name="rhplan-servlet listen").start()
 
