@@ -1,30 +1,28 @@
 """cluster "NAME" { provider = ... }: hosts, brought up by a provider plugin, with a
-Ray head rhplan owns on the first host."""
+Ray head rhplan owns on the first host. The resource's lifecycle and its refresh live
+here; starting, joining and stopping Ray on the hosts in cluster_ray.py, the block's
+checks in cluster_checks.py."""
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rhplan import facts, ray_head
+from rhplan import facts
 from rhplan.config.load import ResourceConfig
-from rhplan.errors import ConfigError, PartialFailure, ProviderError
+from rhplan.errors import PartialFailure, ProviderError
 from rhplan.lazy import lazy_module
-from rhplan.plugin import Provider
 from rhplan.provider import RunContext
+from rhplan.resources import cluster_checks, cluster_ray
 from rhplan.resources.base import ResourceType
 from rhplan.state.model import ResourceState, State
 
 if TYPE_CHECKING:
-    from rhplan.tls import Pair
+    pass
 
 # imported on first use: paramiko and cryptography are not needed to plan (~0.45 s)
 manage = lazy_module("rhplan.servlets.manage")
 tls = lazy_module("rhplan.tls")
 
-# what autostop runs on an idle head unless the cluster says otherwise
-DEFAULT_AUTOSTOP = "sudo -n shutdown -h now"
 
 
 class ClusterType(ResourceType):
@@ -33,12 +31,12 @@ class ClusterType(ResourceType):
     def plan_values(self, rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
                     planned: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if ctx.cache.get("validating"):
-            return _validated(rc, attrs)
+            return cluster_checks.validated(rc, attrs)
         provider = ctx.provider(attrs["provider"], rc.file, rc.block.attrs["provider"].line)
         attrs["name"] = rc.name
-        _check_resources(rc, attrs)
+        cluster_checks.check_resources(rc, attrs)
         attrs = provider.plan_cluster(rc.name, attrs, ctx, rc.file, rc.line)
-        attrs["ray_status"] = "running" if runs_ray(provider) else "skipped"
+        attrs["ray_status"] = "running" if cluster_ray.runs_ray(provider) else "skipped"
         return attrs
 
     def settle(self, before: dict[str, Any], after: dict[str, Any], ctx: RunContext) -> None:
@@ -67,7 +65,7 @@ class ClusterType(ResourceType):
     def refine_update(self, before: dict[str, Any], after: dict[str, Any],
                       changed: list[str]) -> str:
         if "ray_status" in changed:
-            after["ray_address"] = after["ray_version"] = _unknown()
+            after["ray_address"] = after["ray_version"] = cluster_checks.unknown()
             return "its Ray head will be started again (servlets on it restart)"
         return ""
 
@@ -87,7 +85,7 @@ class ClusterType(ResourceType):
             partial.resource_state = rs
             raise partial
         try:
-            self._start_ray(rs, ctx)
+            cluster_ray.start_ray(rs, ctx)
         except PartialFailure:
             raise  # some workers did not join: recorded by _join_workers
         except ProviderError as exc:
@@ -102,155 +100,6 @@ class ClusterType(ResourceType):
             raise partial
         return rs
 
-    def _hosts(self, rs: ResourceState, ctx: RunContext) -> list[tuple[str, Any]]:
-        return ctx.provider(rs.provider).hosts(rs.attributes, rs.private, ctx)
-
-    def _start_ray(self, rs: ResourceState, ctx: RunContext) -> None:
-        """The head on the first host; every other ready host joins it, in parallel."""
-        provider = ctx.provider(rs.provider)
-        a = rs.attributes
-        if not runs_ray(provider):
-            a["ray_status"] = "skipped"
-            a.update(ray_address=None, ray_version=None, ray_python=None)
-            return
-        hosts = self._hosts(rs, ctx)
-        head_ip, conn = hosts[0]
-        a["ray_python"] = provider.ray_python(conn, a, rs.private, ctx)
-        resources = a.get("resources") or {}
-        node = provider.node(head_ip, a, rs.private)
-        # one host: Ray on its loopback only (callers come through SSH); more hosts: on
-        # the hosts' addresses, with TLS between them (a provider that adds hosts later
-        # starts the head again when it first does)
-        single = len(a.get("ips") or [head_ip]) == 1
-        ca = None if single else self._tls_ca(rs, ctx, conn, new_ok=True)
-        num_cpus = int(node.cpus if node.cpus is not None else resources.get("CPU", 1))
-        ready = None
-        if single and not a.get("autostop_mins") and ctx.cache.get(
-                ("servlets_wait_for", rs.address)):
-            # an env of this apply waits for it before its servlet starts (wait_for_ray):
-            # Ray starts while the env is built
-            head, ready = ray_head.start_background(conn, a["ray_python"], a["root_dir"],
-                                                    num_cpus, int(resources.get("GPU", 0)),
-                                                    resources=node_resources(a, head_ip))
-        else:
-            head = ray_head.start(conn, a["ray_python"], a["root_dir"], num_cpus,
-                                  int(resources.get("GPU", 0)),
-                                  node_ip=node.address, single_node=single,
-                                  resources=node_resources(a, head_ip),
-                                  tls=self._tls_node(rs, conn, head_ip, node.address, ca,
-                                                     head=True)
-                                  if ca else None)
-        a["ray_address"], a["ray_version"], a["ray_status"] = head.address, head.version, "running"
-        rs.private.update(head.to_private())
-        rs.private["ray_head_host"] = head_ip
-        token = conn.get_bytes(head.token_path)
-        # drivers on this machine (rhplan.servlet) need the token too: a local copy
-        local = ctx.config_dir / ".rhplan" / "ray-tokens" / f"{a.get('name', 'cluster')}.token"
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(token)
-        rs.private["ray_driver_token_path"] = str(local)
-        rs.private["ray_worker_temp_dirs"] = {}
-        if ready is not None:
-            with ctx.lock:
-                ctx.cache[("ray_starting", rs.address)] = ready
-            return  # one host, no watchdog: nothing else needs Ray running
-        if a.get("autostop_mins"):
-            manage.start_watchdog(conn, a, rs.private, a["autostop_mins"],
-                                  a.get("autostop_command") or DEFAULT_AUTOSTOP)
-        self._join_workers(rs, ctx, head, token, hosts[1:], ca)
-
-    def _tls_ca(self, rs: ResourceState, ctx: RunContext, head_conn: Any, new_ok: bool
-                ) -> Pair:
-        """The cluster's CA (made on its first multi-node start, kept in the state and
-        0600 here and on the head; a replaced cluster starts without one), and this
-        machine's driver certificate for the direct route."""
-        a, p = rs.attributes, rs.private
-        name = a.get("name", "cluster")
-        here = tls.local_dir(ctx.config_dir, name)
-        record = dict(p.get("ray_tls") or {})
-        ca = tls.cluster_ca(record, here, head_conn, a["root_dir"], name, new_ok)
-        if record.get("ca_cert") != ca.cert.decode():
-            record = {"nodes": {}}  # a new CA: every node gets a new certificate
-        head_ip = ctx.provider(rs.provider).node(a["ips"][0], a, p).address
-        me = tls.caller_address(head_ip)
-        record.update(ca_cert=ca.cert.decode(), dir=str(here),
-                      driver=tls.driver_files(ca, here, [me] if me else []))
-        p["ray_tls"] = record
-        return ca
-
-    def _tls_node(self, rs: ResourceState, conn: Any, ip: str, node_ip: str, ca: Pair,
-                  head: bool = False) -> dict[str, str]:
-        """One node's certificate and key on its host (for its Ray address and the
-        address rhplan reached it at); their paths."""
-        record = rs.private["ray_tls"]
-        # and the address Ray may advertise instead of a loopback node address
-        own = tls.own_address(conn, rs.attributes["ray_python"])
-        paths, cert = tls.put_node(conn, rs.attributes["root_dir"], ip,
-                                   list(dict.fromkeys([node_ip, ip, *own])), ca,
-                                   record["nodes"].get(ip))
-        record["nodes"][ip] = cert
-        if head:
-            record["head"] = paths
-        return paths
-
-    def _join_workers(self, rs: ResourceState, ctx: RunContext, head: ray_head.RayHead,
-                      token: bytes, hosts: list[tuple[str, Any]],
-                      ca: Pair | None = None) -> None:
-        """Join hosts to the running head, in parallel; a host that fails is recorded."""
-        provider = ctx.provider(rs.provider)
-        a = rs.attributes
-        failed: dict[str, str] = {}
-        workers: dict[str, str] = dict(rs.private.get("ray_worker_temp_dirs") or {})
-        dead: dict[str, str] = dict(rs.private.get("ray_dead_worker_temp_dirs") or {})
-
-        def join(host: tuple[str, Any]) -> None:
-            ip, c = host
-            node = provider.node(ip, a, rs.private)
-            try:
-                if dead.get(ip):  # the node's Ray that died: its leftovers go first
-                    ray_head.stop_worker(c, provider.ray_python(c, a, rs.private, ctx),
-                                         dead.pop(ip))
-                workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
-                                            a["root_dir"], token, node.address,
-                                            int(node.cpus if node.cpus is not None else 1),
-                                            host=ip, resources=node_resources(a, ip),
-                                            tls=self._tls_node(rs, c, ip, node.address, ca)
-                                            if ca else None)
-            except ProviderError as exc:
-                failed[ip] = str(exc)
-
-        with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-            list(pool.map(join, hosts))
-        rs.private["ray_worker_temp_dirs"] = workers
-        if dead:
-            rs.private["ray_dead_worker_temp_dirs"] = dead
-        else:
-            rs.private.pop("ray_dead_worker_temp_dirs", None)
-        if failed:
-            a["hosts"] = {**(a.get("hosts") or {}),
-                          **{ip: f"failed: {msg}" for ip, msg in failed.items()}}
-            exc = PartialFailure(f"hosts {', '.join(sorted(failed))} could not join Ray: "
-                                 f"{'; '.join(failed.values())}", a, rs.private)
-            exc.resource_state = rs
-            raise exc
-
-    def _join_new_hosts(self, rs: ResourceState, ctx: RunContext) -> None:
-        """Hosts that are ready but not yet in Ray (added, or set up again) join the
-        running head; the head and its servlets are left alone."""
-        p = rs.private
-        head = ray_head.RayHead(rs.attributes["ray_address"], rs.attributes["ray_version"],
-                                p["ray_temp_dir"], p["ray_token_path"],
-                                p.get("ray_single_node", True))
-        hosts = self._hosts(rs, ctx)
-        joined = p.get("ray_worker_temp_dirs") or {}
-        new = [(ip, c) for ip, c in hosts[1:] if ip not in joined]
-        if new:
-            token = hosts[0][1].get_bytes(head.token_path)
-            ca = self._tls_ca(rs, ctx, hosts[0][1], new_ok=False)
-            self._join_workers(rs, ctx, head, token, new, ca)
-
     def read(self, rs: ResourceState, ctx: RunContext, state: State
              ) -> tuple[ResourceState | None, list[str]]:
         provider = ctx.provider(rs.provider)
@@ -262,7 +111,7 @@ class ClusterType(ResourceType):
                 return self._remains(rs, left, ctx, state)
             # forgotten without a delete (its hosts went outside rhplan): the local copy
             # of its Ray token must not outlive it
-            _remove_driver_token(rs.private.get("ray_driver_token_path"))
+            cluster_ray.remove_driver_token(rs.private.get("ray_driver_token_path"))
             return None, [f"{rs.address} no longer exists"]
         rs.attributes = attrs
         # what the provider found changed, shown as an attribute diff
@@ -401,23 +250,23 @@ class ClusterType(ResourceType):
             before.attributes.get("ips") or [None])[0]
         head_moved = head_before != (attrs.get("ips") or [None])[0]
         provider = ctx.provider(after.provider)
-        if not runs_ray(provider):
+        if not cluster_ray.runs_ray(provider):
             attrs["ray_status"] = "skipped"
         elif (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
                 or attrs.get("ray_status") != "running" or head_moved
                 or (hosts_changed and not provider.capabilities.grows and not rejoin_only)
                 or (hosts_changed and before.private.get("ray_single_node", False)
                     and len(attrs.get("ips") or []) > 1)):
-            self._start_ray(after, ctx)
+            cluster_ray.start_ray(after, ctx)
         elif hosts_changed:
-            self._join_new_hosts(after, ctx)
+            cluster_ray.join_new_hosts(after, ctx)
         elif autostop_changed:
             # a new watchdog replaces the old one (same command line marker: stop, start)
             conn = ctx.provider(after.provider).connect(attrs, private, ctx)
             manage.stop_watchdog(conn, attrs, private)
             if attrs.get("autostop_mins"):
                 manage.start_watchdog(conn, attrs, private, attrs["autostop_mins"],
-                                      attrs.get("autostop_command") or DEFAULT_AUTOSTOP)
+                                      attrs.get("autostop_command") or cluster_ray.DEFAULT_AUTOSTOP)
         if partial is not None:
             partial.resource_state = after
             raise partial
@@ -428,75 +277,18 @@ class ClusterType(ResourceType):
         (aws terminates them) or rhplan's folders on them. A host whose Ray could not be
         stopped keeps the cluster in the state, unless the provider terminated it."""
         provider = ctx.provider(rs.provider)
-        failed = self._stop_ray(rs, ctx)
+        failed = cluster_ray.stop_ray(rs, ctx)
         provider.delete(rs.attributes, rs.private, ctx)
         hosts = rs.attributes.get("hosts") or {}
-        left = {ip: msg for ip, msg in failed.items() if not _host_gone(hosts.get(ip))}
+        left = {ip: msg for ip, msg in failed.items() if not cluster_ray.host_gone(hosts.get(ip))}
         if left:
             raise ProviderError(
                 f"could not stop Ray on {', '.join(sorted(left))} ({'; '.join(left.values())})"
                 f"; {rs.address} stays in the state: make the host reachable and run destroy "
                 "again")
-        _remove_driver_token(rs.private.get("ray_driver_token_path"))
+        cluster_ray.remove_driver_token(rs.private.get("ray_driver_token_path"))
         tls.remove_local(rs.private.get("ray_tls"))  # its CA key and driver key
 
-    def _stop_ray(self, rs: ResourceState, ctx: RunContext) -> dict[str, str]:
-        """Stop the head and every worker node rhplan started, by their temp dirs, in
-        parallel; {host: why} for the hosts where that failed. Hosts that are gone (a
-        terminated or stopped instance) run nothing and are skipped."""
-        a, p = rs.attributes, rs.private
-        if not p.get("ray_temp_dir") or not a.get("ray_python"):
-            return {}
-        head = p.get("ray_head_host") or (a.get("ips") or [None])[0]
-        # (host, temp dir, token path): workers only by their temp dir, since matching by
-        # token would also catch the head's processes where hosts share a process table
-        nodes = [(ip, wdir, "") for ip, wdir in (p.get("ray_worker_temp_dirs") or {}).items()]
-        # and what is left of worker nodes whose Ray died (refresh, _dead_workers)
-        nodes += [(ip, wdir, "") for ip, wdir in (p.get("ray_dead_worker_temp_dirs") or {}
-                                                  ).items()]
-        nodes.append((head, p["ray_temp_dir"], p["ray_token_path"]))
-        hosts = a.get("hosts") or {}
-        nodes = [n for n in nodes if not _host_gone(hosts.get(n[0]))]
-        provider = ctx.provider(rs.provider)
-        failed: dict[str, str] = {}
-
-        def stop(node: tuple[str, str, str]) -> None:
-            ip, temp_dir, token = node
-            try:
-                conn = provider.connect_host(ip, a, p, ctx)
-                # rhplan's Ray venv may be gone with its folder: the scripts need only the
-                # standard library, so the host's own python does as well
-                ray_head.stop(conn, a["ray_python"], temp_dir, token,
-                              fallback_python=a.get("python") or "python3")
-            except ProviderError as exc:
-                failed[ip] = str(exc)
-
-        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            list(pool.map(stop, nodes))
-        return failed
-
-
-def wait_for_ray(cluster: ResourceState, ctx: RunContext) -> None:
-    """Wait for the cluster's Ray head when this apply started it in the background
-    (ClusterType._start_ray); nothing when it was not. A head that failed to start is
-    marked stopped in the cluster's record (the next apply starts it again) and the
-    failure raised, naming the cluster."""
-    with ctx.lock:
-        ready = ctx.cache.get(("ray_starting", cluster.address))
-    if ready is None:
-        return
-    try:
-        ready.result(timeout=ray_head.START_TIMEOUT + 60)
-    except Exception as exc:  # the start's own ProviderError, or no answer in time
-        cluster.attributes["ray_status"] = "stopped"
-        why = str(exc) if isinstance(exc, ProviderError) else (
-            f"no answer within {ray_head.START_TIMEOUT + 60:g} s")
-        raise ProviderError(f"{cluster.address}: its Ray head did not start: {why}") from None
-
-
-def _host_gone(status: Any) -> bool:
-    """A host that runs nothing any more: its instance is terminated or stopped."""
-    return str(status or "").startswith(("terminated", "stopped"))
 
 
 def _exposed(attrs: dict[str, Any], private: dict[str, Any]) -> str:
@@ -519,106 +311,12 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _remove_driver_token(path: str | None) -> None:
-    """The local copy of a cluster's Ray token (written by _start_ray) goes with it. Only
-    a file named like one rhplan writes is removed, whatever the state says."""
-    if not path:
-        return
-    token = Path(path)
-    if token.suffix != ".token" or token.parent.name != "ray-tokens":
-        return
-    token.unlink(missing_ok=True)
-    try:
-        token.parent.rmdir()  # only if no other cluster's token is left in it
-    except OSError:
-        pass
-
-
-def runs_ray(provider: Provider) -> bool:
-    """False for a provider that only provisions machines (Capabilities.runs_ray): the
-    core contacts none of its hosts."""
-    return provider.capabilities.runs_ray
-
 
 def _short(v: Any) -> str:
     import json
     text = json.dumps(v, sort_keys=True, default=str)
     return text if len(text) <= 200 else text[:197] + "..."
 
-
-def _unknown() -> Any:
-    from rhplan.config.evaluate import UNKNOWN
-    return UNKNOWN
-
-
-def _validated(rc: ResourceConfig, attrs: dict[str, Any]) -> dict[str, Any]:
-    """validate (as Terraform's): the provider must be installed, but it is not loaded and
-    plans nothing (no credentials, no network); what it would fill in is unknown."""
-    from rhplan.config.schema import RESOURCE_SCHEMAS
-    from rhplan.provider import available_providers
-    name = attrs.get("provider")
-    if isinstance(name, str) and name not in available_providers():
-        have = ", ".join(sorted(available_providers())) or "none"
-        raise ConfigError(f"no provider {name!r} is installed (installed: {have}); "
-                          "install its package or fix the name", rc.file,
-                          rc.block.attrs["provider"].line)
-    _check_resources(rc, attrs)
-    for key, spec in RESOURCE_SCHEMAS["cluster"].attrs.items():
-        if spec.computed or (spec.optional_computed and attrs.get(key) is None):
-            attrs[key] = _unknown()
-    attrs["name"] = rc.name
-    return attrs
-
-
-def _check_resources(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
-    """custom_resources become `ray start --resources` JSON on every node: refuse a name
-    or amount Ray would not take (or that is not plain data) with its file:line; and
-    custom names in `resources` (the cluster's CPU/GPU view) belong in custom_resources."""
-    line = rc.block.attrs["custom_resources"].line if "custom_resources" in rc.block.attrs \
-        else rc.line
-    for key, amount in (attrs.get("custom_resources") or {}).items():
-        if amount is _unknown():
-            continue
-        problem = ray_head.resource_problem(key, amount)
-        if problem:
-            raise ConfigError(f"cluster {rc.name!r}: custom_resources: {problem}", rc.file, line)
-    _check_by_host(rc, attrs)
-    given = attrs.get("resources")
-    if isinstance(given, dict):
-        custom = sorted(k for k in given if k not in ("CPU", "GPU"))
-        if custom:
-            res_line = rc.block.attrs["resources"].line if "resources" in rc.block.attrs \
-                else rc.line
-            example = ", ".join(f"{k} = {given[k]}" for k in custom)
-            raise ConfigError(f"cluster {rc.name!r}: resources takes CPU and GPU only; a custom "
-                              f"Ray resource goes in custom_resources = {{ {example} }}, which "
-                              "every node's `ray start --resources` gets", rc.file, res_line)
-
-
-def _check_by_host(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
-    """custom_resources_by_host: keyed by the cluster's own ips (a host rhplan would
-    never reach is a typo), each a valid custom_resources map."""
-    by_host = attrs.get("custom_resources_by_host") or {}
-    if not by_host:
-        return
-    line = rc.block.attrs["custom_resources_by_host"].line \
-        if "custom_resources_by_host" in rc.block.attrs else rc.line
-    ips = attrs.get("ips")
-    known = ips is not _unknown()  # validate: from a variable without a value
-    if known and not isinstance(ips, list):
-        raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host needs the hosts "
-                          "listed in ips (an ssh cluster); use custom_resources for every "
-                          "node", rc.file, line)
-    for host, resources in by_host.items():
-        if known and all(isinstance(i, str) for i in ips) and host not in ips:
-            raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host names {host!r}, "
-                              f"which is not in ips ({', '.join(ips)}); use one of them",
-                              rc.file, line)
-        for key, amount in (resources or {}).items():
-            problem = None if amount is _unknown() else ray_head.resource_problem(key, amount)
-            if problem:
-                raise ConfigError(f"cluster {rc.name!r}: custom_resources_by_host[{host!r}]: "
-                                  f"{problem}", rc.file, line)
 
 
 DEAD_NODE = "failed: its Ray node is down"  # a host's status after refresh found it so
@@ -640,12 +338,3 @@ def _dead_workers(rs: ResourceState, results: dict[str, Any], ips: list[str]) ->
             notes.append(f"{rs.address}: node {ip}'s Ray is down; apply starts it and "
                          "joins it again")
     return notes
-
-
-def node_resources(attrs: dict[str, Any], host: str | None) -> dict[str, Any] | None:
-    """The custom resources one host's Ray node offers: custom_resources, with that
-    host's custom_resources_by_host over them; None when there are none."""
-    by_host = attrs.get("custom_resources_by_host") or {}
-    mine = by_host.get(host) if isinstance(by_host, dict) else None
-    merged = {**(attrs.get("custom_resources") or {}), **(mine or {})}
-    return merged or None

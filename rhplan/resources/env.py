@@ -607,7 +607,7 @@ class EnvType(ResourceType):
         """The servlet runs in the env's interpreter, with the cluster's Ray version (which
         create and update install first, under the user's pins). pending: its start,
         begun while the env was built (create)."""
-        from rhplan.resources.cluster import wait_for_ray
+        from rhplan.resources.cluster_ray import wait_for_ray
         cluster = state.resources[rs.attributes["cluster"]]
         self._seeded(rs, ctx)
         try:

@@ -38,7 +38,7 @@ def hosts(cluster: dict[str, Any]) -> list[str | None]:
 
 
 def offers(cluster: dict[str, Any], host: str | None) -> dict[str, Any]:
-    from rhplan.resources.cluster import node_resources  # the one merge rule
+    from rhplan.resources.cluster_ray import node_resources  # the one merge rule
     return node_resources(cluster, host) or {}
 
 
