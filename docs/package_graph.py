@@ -22,8 +22,10 @@ END = "<!-- end of package graph -->"
 PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
 # layer: the modules (or packages) in it, by name below rhplan (providers by package)
 LAYERS = {
-    "commands": ["cli", "workspace_cli", "workspace", "status", "gitignore", "__init__",
-                 "fmt_cli", "console", "providers_list"],
+    "cli": ["cli", "workspace_cli", "state_cli", "lock_option", "fmt_cli", "console",
+            "providers_list", "__init__"],
+    "views": ["views", "json_ui"],
+    "workspace": ["workspace", "status", "gitignore"],
     "config": ["config", "names", "env_files", "secret_providers", "fmt"],
     "plan": ["plan", "graph"],
     "apply": ["apply"],

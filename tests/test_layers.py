@@ -1,6 +1,7 @@
-"""Imports run only downward (issue 15 item 3), for the packages split so far: a new
-import of a higher layer (plan, config, resources, servlets, the CLI, a provider) from
-the SSH transport, the host scripts or Ray's head fails here, naming file:line. Read
+"""Imports run only downward (issue 15 items 3 and 4), for the packages split so far: a
+new import of a higher layer (plan, config, resources, servlets, the CLI, a provider) from
+the SSH transport, the host scripts or Ray's head, or of the commands or views from the
+workspace, fails here, naming file:line. Read
 from the source (ast), nothing is imported. Host scripts (rhplan/hostside/*.py but
 __init__) run on hosts where rhplan is not installed: the standard library only."""
 from __future__ import annotations
@@ -34,6 +35,21 @@ ALLOWED: dict[str, set[str]] = {
     "rhplan_aws": BASE | {"rhplan.ray_head", "rhplan.plugin", "rhplan_ssh", "rhplan_aws"},
 }
 
+# The CLI's own layers (issue 15 item 4): commands parse options, call the workspace and
+# print through the views. The workspace (and what it runs: status, gitignore) knows
+# neither the commands nor how its results are printed, and needs no click; the views
+# import no command.
+COMMANDS = ("rhplan.cli", "rhplan.state_cli", "rhplan.workspace_cli", "rhplan.fmt_cli",
+            "rhplan.console", "rhplan.providers_list", "rhplan.lock_option")
+VIEWS = ("rhplan.views", "rhplan.json_ui")
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "rhplan.workspace": (*COMMANDS, *VIEWS, "click"),
+    "rhplan.status": (*COMMANDS, *VIEWS, "click"),
+    "rhplan.gitignore": (*COMMANDS, *VIEWS, "click"),
+    "rhplan.views": COMMANDS,
+    "rhplan.json_ui": (*COMMANDS, "rhplan.views", "click"),
+}
+
 
 def ours(name: str) -> bool:
     return name.split(".")[0] in ("rhplan", *PROVIDERS)
@@ -51,6 +67,9 @@ def problem(module: str, name: str) -> str | None:
     rule = next((ALLOWED[k] for k in sorted(ALLOWED, key=len, reverse=True)
                  if module == k or module.startswith(k + ".")), None)
     if rule is not None and ours(name) and not within(name, rule):
+        return f"{module} imports {name}, a layer above it"
+    banned = next((v for k, v in FORBIDDEN.items() if within(module, {k})), ())
+    if within(name, set(banned)):
         return f"{module} imports {name}, a layer above it"
     return None
 
@@ -81,6 +100,9 @@ def test_host_scripts_need_only_the_standard_library() -> None:
     ("rhplan.ray_head", "import rhplan.resources.cluster\n"),
     ("rhplan.apply", "from rhplan_aws import AWSProvider\n"),
     ("rhplan_ssh.hosts", "from rhplan_aws.account import Account\n"),
+    ("rhplan.workspace.state_ops", "def f():\n    from rhplan import views\n"),
+    ("rhplan.workspace", "import click\n"),
+    ("rhplan.views", "from rhplan.cli import _ARGS\n"),
 ])
 def test_an_upward_import_is_caught(tmp_path: Path, module: str, source: str) -> None:
     """The check itself: each of these would be a new arrow running back up."""

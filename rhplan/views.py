@@ -1,0 +1,350 @@
+"""What the commands print: every line of rhplan's human-readable output, and the choice
+between it and Terraform's machine-readable UI (-json, rhplan/json_ui.py). The plan's
+text is rhplan/plan/render.py's (render_refresh.py for a refresh-only plan); status's is
+rhplan/status.py's. rhplan/cli.py calls a Workspace method and hands its result here.
+
+Kept light to import (click and json only at the top): `--help` loads it."""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rhplan.errors import RhplanError
+
+if TYPE_CHECKING:
+    from rhplan.apply import ApplyResult
+    from rhplan.json_ui import JsonUI
+    from rhplan.plan.model import Plan
+    from rhplan.state.backend import LockInfo
+    from rhplan.state.model import ResourceState, State
+    from rhplan.workspace import Refreshed
+    from rhplan.workspace.state_ops import Status
+
+
+def echo(line: str) -> None:
+    click.echo(line)
+
+
+# ---- -json ------------------------------------------------------------------------
+def json_ui() -> JsonUI:
+    """Terraform's machine-readable UI, started (its version message written)."""
+    from rhplan.json_ui import JsonUI
+    from rhplan.state.model import RHPLAN_VERSION
+    ui = JsonUI(RHPLAN_VERSION)
+    ui.start()
+    return ui
+
+
+@contextlib.contextmanager
+def diagnosed(ui: JsonUI | None) -> Iterator[None]:
+    """-json: an error is also a diagnostic message on stdout (still one line on stderr)."""
+    try:
+        yield
+    except RhplanError as exc:
+        if ui is not None:
+            ui.diagnostic(str(exc), error=exc)
+        raise
+
+
+# ---- validate ---------------------------------------------------------------------
+def validated(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(note, err=True)
+    click.echo("Success! The configuration is valid.")
+
+
+def validate_json(error: RhplanError | None, notes: list[str]) -> None:
+    """validate -json: one document, as Terraform's (not streamed)."""
+    from rhplan.json_ui import validate_json as document
+    click.echo(json.dumps(document(error, notes), indent=2))
+
+
+# ---- plan -------------------------------------------------------------------------
+def plan_text(p: Plan, color: bool) -> str:
+    from rhplan.plan.render import render_plan
+    from rhplan.plan.render_refresh import render_refresh_only
+    return render_refresh_only(p, color) if p.refresh_only else render_plan(p, color)
+
+
+def notes(notes: list[str]) -> None:
+    """Notes made while planning (e.g. .rhplan/ added to .gitignore), printed once."""
+    for note in notes:
+        click.echo(f"\n{note}")
+    notes.clear()
+
+
+def planned(p: Plan, notes_: list[str], color: bool, ui: JsonUI | None) -> None:
+    if ui is not None:
+        ui.plan(p)
+        for note in notes_:
+            ui.emit("log", note)
+        return
+    click.echo(plan_text(p, color), nl=False)
+    notes(notes_)
+
+
+def plan_saved(out: str, ui: JsonUI | None) -> None:
+    if ui is not None:
+        ui.emit("log", f"Saved the plan to: {out}")
+        return
+    click.echo(f"\nSaved the plan to: {out}\n\nTo perform exactly these actions, "
+               f"run:\n    rhplan apply {out}")
+
+
+# ---- apply and destroy --------------------------------------------------------------
+def outputs(values: dict[str, Any]) -> None:
+    if not values:
+        return
+    click.echo("\nOutputs:\n")
+    for name, o in sorted(values.items()):
+        click.echo(f"{name} = {output_text(o)}")
+
+
+def output_text(o: dict[str, Any]) -> str:
+    return "<sensitive>" if o.get("sensitive") else json.dumps(o["value"])
+
+
+def confirm(what: str) -> bool:
+    click.echo(f"\nDo you want to {what}?\n  rhplan will perform the actions described above.\n"
+               "  Only 'yes' will be accepted to approve.\n")
+    try:
+        answer = input("  Enter a value: ")
+    except EOFError:
+        answer = ""
+    return answer.strip() == "yes"
+
+
+def _counts(result: ApplyResult) -> str:
+    return (f"Resources: {result.added} added, {result.changed} changed, "
+            f"{result.destroyed} destroyed.")
+
+
+def apply_failed(result: ApplyResult, destroy: bool) -> str:
+    """The error an apply -json that did not finish ends with."""
+    return (f"{'destroy' if destroy else 'apply'} "
+            f"{'interrupted' if result.interrupted else 'failed'}: "
+            f"{len(result.failed)} failed, {len(result.skipped)} skipped; what "
+            "finished is saved in the state; fix the cause and run apply again")
+
+
+class TextApply:
+    """`apply` / `destroy` as text (rhplan.workspace.apply_run.ApplyView)."""
+
+    def __init__(self, color: bool):
+        self.color = color
+
+    def plan(self, p: Plan, notes_: list[str], saved: bool) -> None:
+        if not saved:  # a saved plan was shown when it was made
+            planned(p, notes_, self.color, None)
+
+    def confirm(self, what: str) -> bool:
+        return confirm(what)
+
+    def cancelled(self) -> None:
+        click.echo("\nApply cancelled.")
+
+    def line(self, text: str) -> None:
+        click.echo(text)
+
+    def recorded(self, values: dict[str, Any]) -> None:
+        click.echo("\nApply complete! Resources: 0 added, 0 changed, 0 destroyed.")
+        outputs(values)
+
+    def unchanged(self, destroy: bool, values: dict[str, Any]) -> None:
+        outputs(values)
+
+    def finished(self, result: ApplyResult, destroy: bool, values: dict[str, Any]) -> None:
+        word = "Destroy" if destroy else "Apply"
+        if result.ok:
+            click.echo(f"\n{word} complete! {_counts(result)}")
+            outputs(values)
+            return
+        click.echo(f"\n{word} {'interrupted' if result.interrupted else 'failed'}. "
+                   f"{_counts(result)}")
+        for addr, msg in result.failed.items():
+            click.echo(f"  failed:  {addr}: {msg}")
+        for addr in result.skipped:
+            click.echo(f"  skipped: {addr} (not started)")
+        click.echo("What finished is saved in the state; fix the cause and run apply again.")
+
+
+class JsonApply:
+    """`apply -json` / `destroy -json`: Terraform's machine-readable UI."""
+
+    def __init__(self, ui: JsonUI):
+        self.ui = ui
+
+    def plan(self, p: Plan, notes_: list[str], saved: bool) -> None:
+        self.ui.plan(p)  # planning's notes are not logged by apply -json
+
+    def confirm(self, what: str) -> bool:
+        raise AssertionError("apply -json runs with -auto-approve or a saved plan")
+
+    def cancelled(self) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        self.ui.apply_line(text)
+
+    def recorded(self, values: dict[str, Any]) -> None:
+        self.ui.applied(0, 0, 0, False, values)
+
+    def unchanged(self, destroy: bool, values: dict[str, Any]) -> None:
+        self.ui.applied(0, 0, 0, destroy, values)
+
+    def finished(self, result: ApplyResult, destroy: bool, values: dict[str, Any]) -> None:
+        if result.ok:
+            self.ui.applied(result.added, result.changed, result.destroyed, destroy, values)
+            return
+        for addr in result.skipped:
+            self.ui.emit("log", f"{addr}: skipped (not started)", level="warn")
+
+
+# ---- refresh, import -----------------------------------------------------------------
+def refreshed(r: Refreshed, ui: JsonUI | None) -> None:
+    summary = (f"State updated: {len(r.drift)} change(s) found outside rhplan." if r.updated
+               else "No changes found outside rhplan.")
+    if ui is not None:
+        ui.refreshed(r.drift, r.providers(), r.gone(), summary, r.after.outputs)
+        return
+    for d in r.drift:
+        click.echo(f"# {d['message']}")
+    click.echo(summary)
+
+
+def importing(address: str, id_: str) -> None:
+    from rhplan.names import normalize_address
+    click.echo(f'{normalize_address(address)}: Importing from ID "{id_}"...')
+
+
+def imported(rs: ResourceState) -> None:
+    click.echo(f"{rs.address}: Import complete; run rhplan plan to see what differs from the "
+               "configuration.")
+
+
+# ---- show, state, output -------------------------------------------------------------
+def show_plan(p: Plan, as_json: bool, color: bool) -> None:
+    """A saved plan: as it was made (render_plan), or Terraform's plan JSON."""
+    if as_json:
+        from rhplan.plan.tfjson import plan_json
+        click.echo(json.dumps(plan_json(p), indent=2))
+        return
+    from rhplan.plan.render import render_plan
+    click.echo(render_plan(p, color), nl=False)
+
+
+def show_state(state: State, hidden: dict[str, list[str]], as_json: bool) -> None:
+    if as_json:
+        from rhplan.state.model import RHPLAN_VERSION
+        from rhplan.state.tfjson import state_json
+        click.echo(json.dumps(state_json(state.to_json(copy_values=False), hidden,
+                                         RHPLAN_VERSION), indent=2))
+        return
+    if not state.resources:
+        click.echo("The state is empty. Run rhplan apply to create resources.")
+        return
+    for addr in sorted(state.resources):
+        click.echo(resource_text(state.resources[addr], hidden.get(addr, [])))
+    outputs(state.outputs)
+
+
+# stands for a sensitive value while an attribute is turned into text (no real value
+# holds NUL characters), then is printed as (sensitive value)
+_HIDDEN = "\x00sensitive\x00"
+
+
+def resource_text(rs: ResourceState, sensitive: list[str] | None = None) -> str:
+    from rhplan.plan.model import SENSITIVE_TEXT, hide_sensitive
+    lines = [f"# {rs.address}:", f'{rs.type} "{rs.name}" {{']
+    width = max((len(k) for k in rs.attributes), default=0)
+    attrs = hide_sensitive(rs.attributes, sensitive or [], lambda v: _HIDDEN) or {}
+    hidden = json.dumps(_HIDDEN)
+    for k in sorted(attrs):
+        text = json.dumps(attrs[k], sort_keys=True).replace(hidden, SENSITIVE_TEXT)
+        lines.append(f"    {k.ljust(width)} = {text}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def removed(address: str, dry_run: bool) -> None:
+    click.echo(f"Would remove {address}" if dry_run else f"Removed {address}")
+
+
+def removed_all(count: int) -> None:
+    click.echo(f"Successfully removed {count} resource instance(s).")
+
+
+def moved(old: str, new: str, dry_run: bool) -> None:
+    click.echo(f'{"Would move" if dry_run else "Move"} "{old}" to "{new}"')
+
+
+def moved_all(count: int) -> None:
+    click.echo(f"Successfully moved {count} object(s).")
+
+
+def pushed(file: str, new: State) -> None:
+    source = "stdin" if file == "-" else file
+    click.echo(f"Pushed {source} to the state (serial {new.serial}, "
+               f"{len(new.resources)} resource(s)).")
+
+
+def document(value: Any, indent: int | None = 2, sort_keys: bool = False) -> None:
+    click.echo(json.dumps(value, indent=indent, sort_keys=sort_keys))
+
+
+def output_value(name: str, value: Any, as_json: bool, raw: bool) -> None:
+    """`output NAME`: the value as JSON, or -raw a string, number or bool as it is."""
+    if not raw:
+        click.echo(json.dumps(value, indent=2 if as_json else None))
+        return
+    if not isinstance(value, (str, int, float, bool)):
+        raise RhplanError(f"output {name!r} is not a string, number or bool; use -json")
+    click.echo(value if isinstance(value, str) else json.dumps(value))
+
+
+def output_values(values: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(values, indent=2, sort_keys=True))
+        return
+    for n, o in sorted(values.items()):
+        click.echo(f"{n} = {output_text(o)}")
+
+
+# ---- status, force-unlock, graph ---------------------------------------------------------
+def status(report: Status, as_json: bool) -> int:
+    """The status report; the exit code: 1 when something is unhealthy (text only)."""
+    if as_json:
+        click.echo(json.dumps(report.clusters, indent=2, sort_keys=True))
+        return 0
+    if not report.clusters:
+        click.echo("No clusters in the state. Run rhplan apply.")
+        return 0
+    from rhplan.status import render, unhealthy
+    for line in render(report.clusters, report.default_env_names()):
+        click.echo(line)
+    return 1 if unhealthy(report.clusters) else 0
+
+
+def unlocked(removed: LockInfo) -> None:
+    # say whose lock it was, so a mistaken ID is noticed at once
+    click.echo(f"rhplan state has been successfully unlocked! (removed the lock of "
+               f"{removed.who}, {removed.operation} since {removed.created})")
+
+
+def dot(graph: Any) -> None:
+    from rhplan.graph import to_dot
+    click.echo(to_dot(graph), nl=False)
+
+
+def error(message: str, prefix: str = "Error: ") -> int:
+    """An error as ONE line on stderr: a newline in what users wrote must not split it, nor
+    a terminal escape sequence reach the terminal. Returns the exit code, 1."""
+    import re
+    text = re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
+    click.echo(f"{prefix}{text}", err=True)
+    return 1
+
