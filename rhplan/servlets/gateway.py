@@ -165,6 +165,14 @@ def request_frame(req: int, name: str, op: str, args: tuple) -> list:
     """A REQUEST frame, as pieces: which servlet, then the packed (op, args). A small
     one is one piece (built with as little Python as can be: it is per call)."""
     raw = name.encode()
+    for a in args:
+        if isinstance(a, (bytes, bytearray, memoryview)) and len(a) >= OUT_OF_BAND:
+            break
+    else:  # the usual small request: no out-of-band buffer (count 0), one pickle
+        meta = pickle.dumps((op, args), protocol=5)
+        n = len(raw)
+        return [b"".join((HEADER.pack(req, REQUEST, n + 6 + len(meta)), n.to_bytes(2, "big"),
+                          raw, b"\0\0\0\0", meta))]
     bufs: list = []
     meta = pickle.dumps((op, out_of_band(args)), protocol=5, buffer_callback=bufs.append)
     views = [b.raw() for b in bufs]
