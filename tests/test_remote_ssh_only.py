@@ -121,19 +121,23 @@ def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
             raised = str(exc)
         ran = s.run("echo on-the-head; echo err >&2; exit 3")
         st = s.status()
-        # eight threads share one SSH connection and one gateway channel
-        results = []
-        def many():
-            for i in range(20):
-                results.append(s.call("operator:add", i, 1))
-        threads = [threading.Thread(target=many) for _ in range(8)]
+        # eight threads share one SSH connection and one gateway channel; each checks
+        # that every answer is its own (requests batched together are told apart by id)
+        results, mixed = [], []
+        def many(k):
+            for i in range(50):
+                got = s.call("operator:add", k * 1000, i)
+                results.append(got)
+                if got != k * 1000 + i:
+                    mixed.append((k, i, got))
+        threads = [threading.Thread(target=many, args=(k,)) for k in range(8)]
         for t in threads: t.start()
         for t in threads: t.join(60)
         from rhplan import ssh
         from rhplan.servlets import transport
         emit(route=s.route, ray_reachable=ray_reachable, first=first, out=out, keys=keys,
              same=same, obj=obj, deleted=deleted, missing=missing, raised=raised, ran=ran,
-             status_env=st["env"], n=len(results),
+             status_env=st["env"], n=len(results), mixed=mixed,
              ssh_conns=len(ssh._pool), ssh_connects=[c.connects for c in ssh._pool.values()],
              gateways=len(transport._gateways),
              gw_connects=[g.connects for g in transport._gateways.values()])
@@ -147,7 +151,7 @@ def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
     assert "invalid literal" in got["raised"]
     assert got["ran"]["returncode"] == 3 and got["ran"]["stdout"] == "on-the-head\n"
     assert "on-the-head" in got["_stdout"] and "err" in got["_stderr"]  # streamed too
-    assert got["status_env"] == "remote" and got["n"] == 160
+    assert got["status_env"] == "remote" and got["n"] == 400 and got["mixed"] == []
     assert got["ssh_conns"] == 1 and got["ssh_connects"] == [1]
     assert got["gateways"] == 1 and got["gw_connects"] == [1]
     assert got["first"] < 30  # cold: starts the gateway; the bench measures it warm
