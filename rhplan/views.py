@@ -340,6 +340,30 @@ def dot(graph: Any) -> None:
     click.echo(to_dot(graph), nl=False)
 
 
+# ---- workspace ------------------------------------------------------------------------
+def workspace_made(name: str) -> None:
+    click.echo(f'Created and switched to workspace "{name}"!\n\nYou\'re now on a new, empty '
+               "workspace. Workspaces isolate their state,\nso if you run \"rhplan plan\" "
+               "rhplan will not see any existing state\nfor this configuration.")
+
+
+def workspace_selected(name: str, created: bool) -> None:
+    click.echo(f'Created and switched to workspace "{name}"!' if created else
+               f'Switched to workspace "{name}".')
+
+
+def workspaces(names: list[str], current: str) -> None:
+    for n in names:
+        click.echo(f"{'*' if n == current else ' '} {n}")
+
+
+def workspace_deleted(name: str, forgotten: int) -> None:
+    if forgotten:
+        click.echo(f"Warning: {forgotten} resource(s) of workspace {name!r} are no longer "
+                   "managed by rhplan; they keep running until removed by hand.")
+    click.echo(f'Deleted workspace "{name}"!')
+
+
 def error(message: str, prefix: str = "Error: ") -> int:
     """An error as ONE line on stderr: a newline in what users wrote must not split it, nor
     a terminal escape sequence reach the terminal. Returns the exit code, 1."""

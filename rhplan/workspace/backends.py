@@ -4,6 +4,7 @@ commands' own work (new, select, delete, list). What a workspace is and where ea
 one's state lives on disk or in a bucket: rhplan.state.workspaces."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rhplan.config.load import Config
@@ -63,6 +64,43 @@ def _key_prefix(cfg: Config) -> str:
         raise ConfigError('backend "s3" workspace_key_prefix must be a non-empty string '
                           'without a leading or trailing /, like "env:"', b.file, b.line)
     return value
+
+
+def not_overridden(what: str, unless: str | None = None) -> None:
+    """Refuse to select a workspace while RHPLAN_WORKSPACE / TF_WORKSPACE chooses it
+    (unless it names UNLESS): the selection would not take effect."""
+    import os
+    var = workspaces.overridden()
+    if var and os.environ[var] != unless:
+        raise RhplanError(f"the workspace is chosen by {var} for now, so {what} would not "
+                          f"take effect; change or unset {var} instead")
+
+
+def select_workspace(load: Callable[[], Config], name: str, or_create: bool) -> bool:
+    """`workspace select NAME [-or-create]`: switch to NAME (made first if or_create and
+    it does not exist). Returns whether it was made. The configuration is loaded (load)
+    once the name is known to be valid."""
+    not_overridden(f"selecting {name!r}")
+    workspaces.check_name(name)
+    cfg = load()
+    if name not in workspace_names(cfg):
+        if not or_create:
+            raise RhplanError(f'workspace "{name}" does not exist; create it with rhplan '
+                              f"workspace new {name}, or add -or-create")
+        new_workspace(cfg, name)
+        return True
+    workspaces.select(cfg.dir, name)
+    return False
+
+
+def listed_workspaces(cfg: Config) -> tuple[list[str], str]:
+    """`workspace list`: every workspace ("default" first) and the one in use, which is
+    listed even before its first write (chosen by RHPLAN_WORKSPACE)."""
+    current = workspaces.current(cfg.dir)
+    names = workspace_names(cfg)
+    if current not in names:
+        names.append(current)
+    return names, current
 
 
 def new_workspace(cfg: Config, name: str) -> None:
