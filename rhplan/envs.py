@@ -81,8 +81,16 @@ _INSTALL_THEN_READ = hostside.script(
     after="report_after(run_install(sys.argv[1], sys.argv[2:]))")
 # A local package folder, from a wheel cached per content (uv rebuilds a folder on every
 # install: 1.5-3 s per env), then the read
-_LOCAL_WHEEL = hostside.script("local_wheel", uses=("env_packages",), before=PTH_CONSTANTS,
-                               after="report_after(main())")
+_LOCAL_WHEEL = hostside.script("local_wheel", uses=("env_packages", "env_install"),
+                               before=PTH_CONSTANTS, after="report_after(main())")
+# The same, also reading the env first (the first line printed): one command where an
+# install that knows nothing of the env yet needed two
+_READ_INSTALL_READ = hostside.script(
+    "env_install", uses=("env_packages",), before=PTH_CONSTANTS,
+    after="report_env()\nreport_after(run_install(sys.argv[1], sys.argv[2:]))")
+_READ_LOCAL_WHEEL = hostside.script("local_wheel", uses=("env_packages", "env_install"),
+                                    before=PTH_CONSTANTS,
+                                    after="report_env()\nreport_after(main())")
 
 # Makes the env at $1 with the command after it ("$@" DIR), in one command: an env
 # already there is replaced (--clear), an empty folder filled, anything else refused
@@ -124,6 +132,30 @@ until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
   if [ "$i" -ge 75 ]; then rm -rf -- "$d"; exit; fi
   sleep 0.2
 done
+"""
+
+# A new env at $1 in one command (one SSH round trip where there were three: the uv to
+# use, the delete, the venv): whatever an interrupted create left there is removed as
+# _DELETE_SCRIPT removes it (never the home folder or a parent of it), then $2, the uv,
+# makes the venv with the arguments after it. Exit 98, having touched nothing, when $2
+# is not an executable there.
+_FRESH_SCRIPT = r"""
+d=$1 uv=$2
+shift 2
+[ -f "$uv" ] && [ -x "$uv" ] || exit 98
+h=${HOME%/}
+if [ -n "$h" ]; then
+  case "$h/" in
+    "$d"/*) echo "refusing to delete $d: it holds the home folder $h" >&2; exit 3 ;;
+  esac
+fi
+i=0
+until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
+  i=$((i + 1))
+  if [ "$i" -ge 75 ]; then rm -rf -- "$d" || exit; break; fi
+  sleep 0.2
+done
+exec "$uv" venv "$@" "$d"
 """
 
 # One setup command in the env, with its vars and secrets (hostside/setup_runner.py)
@@ -180,6 +212,36 @@ def create_venv(conn: Connection, env_dir: str, python: str = "python3") -> str:
     if not res.ok:
         raise ProviderError(f"creating env at {env_dir} failed: {_last_line(res)}")
     return posixpath.join(env_dir, "bin", "python")
+
+
+def make_env(conn: Connection, env_dir: str, python: str = "python3",
+             ray_python: str | None = None) -> str:
+    """A new, empty env at env_dir, whatever an interrupted create left there (as
+    delete_env then create_venv); returns its python path. One command when the uv to
+    use is known: found before on this connection, else the one beside the cluster's Ray
+    interpreter ray_python (rhplan's uv lives in its Ray venv on an SSH host, and beside
+    rhplan's own interpreter on this machine, where which() looks first too). Otherwise
+    (no uv there) the three steps, as before."""
+    env_dir = _check_env_dir(env_dir)
+    if env_dir == "/":
+        raise ProviderError("refusing to delete / as an env folder")
+    uv = getattr(conn, "_rhplan_uv", None) or (
+        posixpath.join(posixpath.dirname(ray_python), "uv") if ray_python else None)
+    if uv:
+        res = conn.run(["sh", "-c", _FRESH_SCRIPT, "rhplan", env_dir, uv, "--python", python],
+                       env=UV_ENV)
+        if res.ok:
+            try:
+                conn._rhplan_uv = uv  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+            return posixpath.join(env_dir, "bin", "python")
+        if res.returncode == 3:
+            raise ProviderError(f"deleting env at {env_dir} failed: {_last_line(res)}")
+        if res.returncode != 98:
+            raise ProviderError(f"creating env at {env_dir} failed: {_last_line(res)}")
+    delete_env(conn, env_dir)
+    return create_venv(conn, env_dir, python)
 
 
 def read_installed(conn: Connection, env_dir: str) -> dict[str, Installed] | None:
@@ -239,10 +301,6 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
     `after` of the previous install into this env, when nothing changed it since."""
     env_dir = _check_env_dir(env_dir)
     what = f"installing {req.raw!r} into env at {env_dir}"
-    if before is None:
-        before = _inspect(conn, env_dir)
-    if before is None:
-        raise ProviderError(f"{what} failed: there is no env there; create it first")
     if req.kind == "conda":
         raise ProviderError(
             f"{what} failed: conda packages need a conda env; rhplan builds virtualenvs, "
@@ -252,6 +310,7 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
         # Would be read as an installer option, not a package.
         raise ProviderError(f"{what} failed: {req.target!r} is not a package")
 
+    gone = f"{what} failed: there is no env there; create it first"
     local_url = None
     if req.kind == "reqs":  # a folder's requirements.txt, or a pyproject.toml itself
         targets = ["-r", req.target if req.target.endswith(".toml")
@@ -262,7 +321,8 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
             conn, ["sh", "-c", _PROBE_LOCAL_SCRIPT, "rhplan", req.target], what
         ).stdout.strip()
         if kind != "package":
-            return _local_folder(conn, env_dir, req, kind, before, what)
+            return _local_folder(conn, env_dir, req, kind,
+                                 before or _inspect_or_fail(conn, env_dir, what, gone), what)
         local_url = _file_url(req.target)
         targets = [local_url]
     elif req.kind == "git":
@@ -282,17 +342,25 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
     with_reqs = [] if _replaces_index(req.args) else list(with_reqs)
     limits = ["-c", constraints] if constraints else []
     uv = find_uv(conn)
+    read_first = before is None  # what the env holds before: read by the same command
     if req.kind == "local" and uv and not req.args:
         # from a wheel built once per content of the folder (hostside/local_wheel.py),
         # resolved from uv's cache first as an exact pin is
-        script, args = _LOCAL_WHEEL.text, [req.target, local_url, uv]
+        script, args = (_READ_LOCAL_WHEEL if read_first else _LOCAL_WHEEL).text, [
+            req.target, local_url, uv]
     else:
-        script, args = _INSTALL_THEN_READ.text, [
+        script, args = (_READ_INSTALL_READ if read_first else _INSTALL_THEN_READ).text, [
             "offline-first" if uv and _exact(req) else "online",
             *_installer(conn, env_dir, "install"), *targets, *req.args]
     # the install and the read of what the env then holds: one command, not two
     res = conn.run([env_python(env_dir), "-I", "-c", script, *args, *with_reqs, *limits],
                    env=UV_ENV)
+    if res.returncode in (126, 127):  # no interpreter: the env (or its base Python) is gone
+        raise ProviderError(gone)
+    if read_first:
+        before = _first_info(res)
+        if before is None:
+            raise ProviderError(f"{what} failed: {_last_line(res)}")
     said = _LOCAL_KINDS.get(res.returncode) if req.kind == "local" else None
     if said and f'{{"local": "{said}"}}' in res.stdout:  # no package there after all
         return _local_folder(conn, env_dir, req, said, before, what)
@@ -513,15 +581,19 @@ def uninstall(conn: Connection, env_dir: str, names: list[str]) -> None:
 
 
 def write_env_files(
-    conn: Connection, env_dir: str, env_vars: Mapping[str, str], secrets: Mapping[str, str]
+    conn: Connection, env_dir: str, env_vars: Mapping[str, str], secrets: Mapping[str, str],
+    fresh: bool = False,
 ) -> None:
     """Write ENV/rhplan/env_vars.json (0644) and ENV/rhplan/secrets.json (0600).
 
-    Values are never put in a message: an error names the key only.
+    Values are never put in a message: an error names the key only. fresh: the env was
+    just made (make_env), so it has no credential files to clear: without provider
+    secrets, nothing is run on the host (the files are written, no command).
     """
     env_dir = _check_env_dir(env_dir)
     # provider secrets' credential files (0600) first; secrets.json points at them
-    secrets = secret_providers.place(conn, env_dir, secrets)
+    if not fresh or any(secret_providers.is_file_key(k) for k in secrets):
+        secrets = secret_providers.place(conn, env_dir, secrets)
     for label, values, path, mode in (
         ("env var", env_vars, ENV_VARS_FILE, 0o644),
         ("secret", secrets, SECRETS_FILE, 0o600),
@@ -664,11 +736,25 @@ def installed_from(dists: Mapping[str, list[Any]]) -> dict[str, Installed]:
     return {name: Installed(name, *fields) for name, fields in dists.items()}
 
 
-def _inspect_or_fail(conn: Connection, env_dir: str, what: str) -> _EnvInfo:
+def _inspect_or_fail(conn: Connection, env_dir: str, what: str, gone: str = "") -> _EnvInfo:
     info = _inspect(conn, env_dir)
     if info is None:
-        raise ProviderError(f"{what} failed: the env disappeared during the install")
+        raise ProviderError(gone or f"{what} failed: the env disappeared during the install")
     return info
+
+
+def _first_info(res: CommandResult) -> _EnvInfo | None:
+    """The env as report_env printed it before an install (the first such line of a
+    command that read, installed and read again); None if it printed none."""
+    for line in res.stdout.splitlines():
+        if line.startswith('{"site_packages"'):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return _EnvInfo(installed_from(data["dists"]), data["site_packages"],
+                            data["pth"], data.get("markers") or {})
+    return None
 
 
 def _write_pth(conn: Connection, info: _EnvInfo, folder: str, what: str) -> None:

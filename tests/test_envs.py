@@ -29,6 +29,7 @@ from rhplan.envs import (
     install,
     install_entry,
     local_dist_name,
+    make_env,
     read_installed,
     requirement_drift,
     run_setup_cmds,
@@ -594,3 +595,54 @@ def test_a_local_package_installs_in_one_command(
     plain.rmdir()
     with pytest.raises(ProviderError, match="is not on"):
         install_entry(conn, env_dir, gone)
+
+
+def test_a_new_env_over_leftovers_is_one_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 17: the uv beside the cluster's Ray interpreter, the removal of what an
+    # interrupted create left, and the venv: one SSH round trip where there were three
+    conn = LocalConnection()  # nothing known of its uv yet
+    env_dir = tmp_path / "leftover"
+    (env_dir / "lib").mkdir(parents=True)
+    (env_dir / "lib" / "half-written.py").write_text("x = 1\n")
+    assert make_env(conn, str(env_dir), ray_python=sys.executable) == env_python(str(env_dir))
+    assert conn.commands_run == 1
+    assert read_installed(conn, str(env_dir)) == {}
+    assert not (env_dir / "lib" / "half-written.py").exists()
+    assert conn.commands_run == 2
+    make_env(conn, str(env_dir))  # its uv known now: made again, one command
+    assert conn.commands_run == 3
+    # no uv beside that interpreter: found as before (which, delete, venv)
+    other = LocalConnection()
+    make_env(other, str(env_dir), ray_python=str(tmp_path / "no-venv" / "bin" / "python"))
+    assert other.commands_run == 3 and read_installed(other, str(env_dir)) == {}
+    # the home folder and its parents are refused, nothing removed
+    home = tmp_path / "home" / "me"
+    home.mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    for path in (str(home), str(tmp_path / "home")):
+        with pytest.raises(ProviderError, match="refusing to delete"):
+            make_env(conn, path, ray_python=sys.executable)
+    assert (home / "notes.txt").read_text() == "mine"
+    with pytest.raises(ProviderError, match="refusing"):
+        make_env(conn, "/", ray_python=sys.executable)
+
+
+def test_an_install_into_an_env_not_read_yet_is_one_command(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    # the read before (what the install changed is told from it), the install and the
+    # read after: one command
+    env_dir = str(tmp_path / "unread")
+    create_venv(conn, env_dir)
+    before = conn.commands_run
+    res = install_entry(conn, env_dir, parse_requirement("pip:six==1.16.0", tmp_path))
+    assert conn.commands_run == before + 1
+    assert res.changes == ["six==1.16.0"] and set(res.after.dists) == {"six"}
+    again = install_entry(conn, env_dir, parse_requirement("pip:six==1.16.0", tmp_path))
+    assert again.changes == []  # there already: nothing changed
+    with pytest.raises(ProviderError, match="there is no env there"):
+        install_entry(conn, str(tmp_path / "never-made"),
+                      parse_requirement("pip:six==1.16.0", tmp_path))

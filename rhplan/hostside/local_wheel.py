@@ -17,7 +17,8 @@ updated): what refresh and the drift check read is the same either way.
 
 ARGS are uv pip install's other arguments (the servlet's Ray pin, -c constraints). The
 build and the install are first resolved from uv's cache alone (--offline), as envs.py
-does for an exact pin, then with the index if that fails. Any
+does for an exact pin, then with the index if that fails (env_install.py's
+offline_first, which runs before this script's text). Any
 step that cannot use the cache (a folder too large to hash, a symlinked folder inside, a
 failed build) falls back to `uv pip install FILE_URL ARGS` as before, so an error reads
 as it always did. uv's output passes through, then a line {"wheel": PATH|null, "hit":
@@ -96,13 +97,12 @@ def build(key, folder, uv, env):
     os.makedirs(CACHE, mode=0o700, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".build-", dir=CACHE)
     try:
-        argv = [uv, "build", "--wheel", "--python", sys.executable, "--out-dir", tmp, folder]
-        for offline in (["--offline"], []):  # its build backend from uv's cache first
-            res = subprocess.run([*argv, *offline], capture_output=True, env=env)
-            if res.returncode == 0:
-                break
+        # its build backend from uv's cache first (env_install.py's offline_first)
+        code = offline_first(  # noqa: F821
+            [uv, "build", "--wheel", "--python", sys.executable, "--out-dir", tmp, folder],
+            env=env, quiet=True)
         wheels = [n for n in os.listdir(tmp) if n.endswith(".whl")]
-        if res.returncode != 0 or len(wheels) != 1:
+        if code != 0 or len(wheels) != 1:
             return None
         for name in os.listdir(tmp):  # uv leaves a .gitignore beside the wheel
             if not name.endswith(".whl"):
@@ -184,15 +184,8 @@ def main():
         name = os.path.basename(wheel).split("-")[0]
         # a reinstall every time, as for the folder itself (uv always rebuilds those);
         # resolved from uv's cache alone first, as envs.py does for an exact pin
-        argv = [*install, wheel, "--reinstall-package", name, *args]
-        quiet = subprocess.run([*argv, "--offline"], capture_output=True, env=env)
-        if quiet.returncode == 0:
-            sys.stdout.buffer.write(quiet.stdout)
-            sys.stdout.flush()
-            sys.stderr.buffer.write(quiet.stderr)
-            code = 0
-        else:
-            code = subprocess.run(argv, env=env).returncode
+        code = offline_first([*install, wheel, "--reinstall-package", name, *args],  # noqa: F821
+                             env=env)
         if code == 0:
             say_folder(wheel, file_url)
     print(json.dumps({"wheel": wheel, "hit": bool(hit)}))

@@ -530,8 +530,9 @@ class EnvType(ResourceType):
         conn, cluster = self._conn(rs, ctx, state)
         self._touch(rs, ctx, state)
         a = rs.attributes
-        envs.delete_env(conn, a["path"])  # leftovers of an interrupted create
-        a["python"] = envs.create_venv(conn, a["path"], cluster.get("python") or "python3")
+        # leftovers of an interrupted create removed, and the venv made: one command
+        a["python"] = envs.make_env(conn, a["path"], cluster.get("python") or "python3",
+                                    cluster.get("ray_python"))
         # the driver that starts the servlet joins Ray while the env is built
         pending = self._pending_start(rs, conn, ctx, state)
         try:
@@ -567,7 +568,8 @@ class EnvType(ResourceType):
                 installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
                                                        constraints, before)
             a["installed"] = installed
-            envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx))
+            envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx),
+                                 fresh=True)
             envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
                                 a.get("working_dir_remote") or "")
         except BaseException:
