@@ -27,6 +27,7 @@ cluster "c" {
   provider         = "local"
   resources        = { CPU = 2, GPU = 0 }
   custom_resources = { my_accel = 2 }
+  create_default_env = false
 }
 
 env "accel" {

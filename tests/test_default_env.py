@@ -1,10 +1,12 @@
-"""A default env per cluster (issue 13 item 3): `default_env = env.NAME` on the cluster,
-else the cluster's only env, else (a cluster declaring no env) the bare env.C_default rhplan
-creates with it, so `rhplan run -cluster NAME -- CMD` and
-`rhplan.servlet(cluster="NAME")` (or `rhplan.servlet()` with one cluster) need no env name.
+"""A default env per cluster (issue 13 item 3): `default_env = env.NAME` on the cluster
+(also through a local), else the cluster's only env, else (no env, several, a repeated
+one, or a repeated cluster) the bare env.C_default rhplan creates with it (env.C_default[K]
+for cluster.C[K]), so `rhplan run -cluster NAME -- CMD` and `rhplan.servlet(cluster="NAME")`
+(or `rhplan.servlet()` with one cluster) need no env name.
 
-Plan-time checks and the resolution run without Ray; one real local apply (two
-package-less envs) runs a command and calls a servlet through the default, then destroys."""
+Plan-time checks and the resolution run without Ray; the real local applies (one cluster
+going from no env to one, two, and a default_env; and two package-less envs with a
+default_env) are `long`."""
 from __future__ import annotations
 
 import json
@@ -15,8 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_plan_cases import applied_state, case_context
 
-from rhplan.errors import RhplanError
+from rhplan.config.decode import resolve_variables
+from rhplan.config.default_env import is_bare_env
+from rhplan.config.load import load_config
+from rhplan.errors import ConfigError, RhplanError
+from rhplan.graph import build_graph
+from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.servlets.client import default_env
 from rhplan.state.model import ResourceState, State
 
@@ -111,6 +119,10 @@ def test_the_default_env_is_the_declared_one_else_the_only_one() -> None:
         default_env(two, "c")
     assert str(err.value) == ("cluster.c has 2 envs (env.x, env.y) and no default_env; set "
                               "default_env = env.NAME in its cluster block, or name the env")
+    # the bare env rhplan made for a cluster without a default_env is its default
+    two.resources["env.c_default"] = ResourceState("env.c_default", "env", "c_default",
+                                                   "local", {"cluster": "cluster.c"})
+    assert default_env(two, "c") == "env.c_default"
     bare = _state(("cluster.c", {"name": "c"}))
     with pytest.raises(RhplanError, match=r"^cluster\.c has no env; declare one"):
         default_env(bare, "c")
@@ -272,9 +284,156 @@ def test_a_modules_cluster_gets_its_bare_env_inside_the_module(rh: Any) -> None:
         '+ cluster            = "module.m.cluster.c"' in out, out
 
 
-@pytest.mark.long  # its own real local cluster, built twice (~25 s idle)
-def test_the_bare_env_runs_commands_and_a_declared_env_replaces_it(tmp_path: Path, rh: Any
-                                                                   ) -> None:
+def _plan(directory: Path, text: str, state: State | None = None) -> dict[str, Any]:
+    """address -> (action, reason) of a plan of text over state (none: nothing applied)."""
+    (directory / "main.hcl").write_text(text)
+    cfg = load_config(directory)
+    plan = Planner(cfg, case_context(directory), resolve_variables(cfg)).plan(
+        state or State.new(), PlanOptions())
+    return {c.address: (c.action, c.reason) for c in plan.changes}
+
+
+def _applied(directory: Path, text: str) -> State:
+    (directory / "main.hcl").write_text(text)
+    return applied_state(directory)
+
+
+WHAT = ": Python, Ray and the working_dir, no packages"
+TWO_ENVS = BARE + 'env "a" {\n  cluster = cluster.c\n}\nenv "b" {\n  cluster = cluster.c\n}\n'
+
+
+def test_several_envs_or_a_repeated_one_leave_the_bare_env_as_the_default(tmp_path: Path
+                                                                          ) -> None:
+    """No guess among several envs: the default is the bare env, as Runhouse's base env,
+    until default_env names one; the plan says why it is there."""
+    plan = _plan(tmp_path, TWO_ENVS)
+    assert plan["env.c_default"] == ("create", "the default env of cluster.c, which has 2 "
+                                     "envs (env.a, env.b) and no default_env" + WHAT), plan
+    counted = BARE + 'env "x" {\n  count   = 2\n  cluster = cluster.c\n}\n'
+    assert _plan(tmp_path, counted)["env.c_default"] == (
+        "create", "the default env of cluster.c, which has only env.x, with count, and no "
+        "default_env" + WHAT)
+    # one env is the default; so is the one default_env names
+    assert "env.c_default" not in _plan(tmp_path, BARE + 'env "a" {\n  cluster = cluster.c\n}\n')
+    named = TWO_ENVS.replace('"local"', '"local"\n  default_env = env.b')
+    assert sorted(_plan(tmp_path, named)) == ["cluster.c", "env.a", "env.b"]
+
+
+def test_declaring_a_default_env_later_plans_the_bare_envs_deletion(tmp_path: Path) -> None:
+    state = _applied(tmp_path, TWO_ENVS)
+    assert "env.c_default" in state.resources
+    plan = _plan(tmp_path, TWO_ENVS.replace('"local"', '"local"\n  default_env = env.a'),
+                 state)
+    assert plan == {"cluster.c": ("update", "default_env changed"), "env.a": ("no-op", ""),
+                    "env.b": ("no-op", ""), "env.c_default": (
+                        "delete", "cluster.c now sets default_env, which replaces this bare "
+                        "default env")}, plan
+    plan = _plan(tmp_path, BARE + 'env "a" {\n  cluster = cluster.c\n}\n', state)
+    assert plan["env.b"][0] == "delete" and plan["env.c_default"] == (
+        "delete", "cluster.c now has one env, env.a, which is its default and replaces this "
+        "bare default env"), plan
+    plan = _plan(tmp_path, TWO_ENVS.replace('"local"', '"local"\n  create_default_env = false'),
+                 state)
+    assert plan["env.c_default"] == ("delete", "cluster.c sets create_default_env = false")
+    # and the state's default is the bare env while it is there
+    assert default_env(state, "c") == "env.c_default"
+
+
+REPEATED = """
+cluster "c" {
+  count    = 2
+  provider = "local"
+}
+
+cluster "e" {
+  for_each = toset(["a", "b c"])
+  provider = "local"
+}
+"""
+
+
+def test_each_instance_of_a_repeated_cluster_gets_its_bare_env(tmp_path: Path) -> None:
+    """env.C_default repeats as cluster.C does: instance K is the default env of
+    cluster.C[K], addressed as any repeated resource is."""
+    plan = _plan(tmp_path, REPEATED)
+    for cluster, env in (("cluster.c[0]", "env.c_default[0]"),
+                         ("cluster.c[1]", "env.c_default[1]"),
+                         ('cluster.e["a"]', 'env.e_default["a"]'),
+                         ('cluster.e["b c"]', 'env.e_default["b c"]')):
+        assert plan[env] == ("create", f"the default env of {cluster}, which declares none"
+                             + WHAT), plan
+    state = _applied(tmp_path, REPEATED)
+    assert state.resources['env.e_default["b c"]'].attributes["cluster"] == 'cluster.e["b c"]'
+    assert default_env(state, "c[1]") == "env.c_default[1]"
+    assert default_env(state, 'e["b c"]') == 'env.e_default["b c"]'
+    plan = _plan(tmp_path, REPEATED.replace("count    = 2", "count    = 1"), state)
+    assert plan["cluster.c[1]"][0] == "delete" and plan["env.c_default[1]"] == (
+        "delete", "cluster.c[1]'s bare default env goes with it"), plan
+    assert plan["env.c_default[0]"] == ("no-op", ""), plan
+    # an env names one instance at most: every instance keeps its bare env
+    one = REPEATED + 'env "x" {\n  cluster = cluster.c[0]\n}\n'
+    assert _plan(tmp_path, one)["env.c_default[1]"] == (
+        "create", "the default env of cluster.c[1], which has count, env.x among its "
+        "instances and no default_env" + WHAT)
+
+
+def test_a_recorded_bare_env_is_known_by_its_address_and_cluster() -> None:
+    assert is_bare_env("env.c_default", {"cluster": "cluster.c"})
+    assert is_bare_env("env.c_default[1]", {"cluster": "cluster.c[1]"})
+    assert is_bare_env('env.c_default["a.cluster.b"]', {"cluster": 'cluster.c["a.cluster.b"]'})
+    assert is_bare_env('module.m["k"].env.c_default', {"cluster": 'module.m["k"].cluster.c'})
+    assert is_bare_env("module.m.env.c_default[0]", {"cluster": "module.m.cluster.c[0]"})
+    assert not is_bare_env("env.c_default[0]", {"cluster": "cluster.c[1]"})
+    assert not is_bare_env("env.c_default", {"cluster": "cluster.d"})
+    assert not is_bare_env("module.m.env.c_default", {"cluster": "cluster.c"})
+    assert not is_bare_env("env.c_default", {"cluster": None})
+
+
+LOCAL_DEFAULT = """
+locals {
+  main = local.chosen
+  chosen = env.b
+}
+
+cluster "c" {
+  provider    = "local"
+  default_env = local.main
+}
+
+env "a" {
+  cluster = cluster.c
+}
+
+env "b" {
+  cluster = cluster.c
+}
+"""
+
+
+def test_a_default_env_through_locals(tmp_path: Path, rh: Any) -> None:
+    plan = _plan(tmp_path, LOCAL_DEFAULT)
+    assert sorted(plan) == ["cluster.c", "env.a", "env.b"], plan  # no bare env
+    state = _applied(tmp_path, LOCAL_DEFAULT)
+    assert state.resources["cluster.c"].attributes["default_env"] == "env.b"
+    graph = build_graph(load_config(tmp_path))  # the local adds no edge back: no cycle
+    assert "env.b" not in set(graph.predecessors("cluster.c"))
+    rh.write(LOCAL_DEFAULT.replace("chosen = env.b", 'chosen = "b"'))
+    assert rh("validate").error_line() == (
+        "Error: main.hcl:8: cluster 'c': default_env = local.main = local.chosen must name "
+        "one env of this cluster, like default_env = env.NAME")
+    (tmp_path / "main.hcl").write_text(LOCAL_DEFAULT.replace(
+        'env "b" {\n  cluster = cluster.c', 'cluster "d" {\n  provider = "local"\n}\n\n'
+        'env "b" {\n  cluster = cluster.d'))
+    with pytest.raises(ConfigError) as err:
+        build_graph(load_config(tmp_path))
+    assert (err.value.line, str(err.value.message)) == (9, (
+        "cluster 'c': default_env = local.main = local.chosen = env.b is an env of cluster.d, "
+        "not of this cluster; name one of its own envs (env.a) or remove default_env"))
+
+
+@pytest.mark.long  # its own real local cluster, five applies (~50 s idle)
+def test_the_bare_env_is_the_default_until_one_env_or_a_default_env_replaces_it(
+        tmp_path: Path, rh: Any) -> None:
     rh.write(BARE)
     assert "Resources: 2 added" in rh("apply", "-auto-approve").ok().stdout
     bare = rh.cluster_dir("c") / "envs" / "c_default"
@@ -289,16 +448,38 @@ def test_the_bare_env_runs_commands_and_a_declared_env_replaces_it(tmp_path: Pat
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert f"RESULT {rh.cluster_dir('c')}/workdirs/c_default" in proc.stdout, proc.stdout
-    rh.write(BARE + '\nenv "main" {\n  cluster  = cluster.c\n  env_vars = { W = "m" }\n}\n')
+    main = BARE + '\nenv "main" {\n  cluster  = cluster.c\n  env_vars = { W = "m" }\n}\n'
+    rh.write(main)
     out = rh("plan", "-no-color").ok().stdout
-    assert "  # env.c_default will be destroyed\n  # (cluster.c now declares an env (or a " \
-           "default_env) of its own, which replaces this bare default env)" in out, out
+    assert "  # env.c_default will be destroyed\n  # (cluster.c now has one env, env.main, " \
+           "which is its default and replaces this bare default env)" in out, out
     assert "Plan: 1 to add, 0 to change, 1 to destroy." in out, out
     rh("apply", "-auto-approve").ok()
     assert not bare.exists()
-    res = rh("run", "-cluster", "c", "--", "python", "-c", "import os; print(os.environ['W'])")
-    assert (res.returncode, res.stdout) == (0, "m\n"), res.describe()
-    rh.write(BARE)  # the env goes: the bare env comes back
-    assert "Resources: 1 added, 0 changed, 1 destroyed" in rh("apply", "-auto-approve").ok().stdout
+    show = "import os, sys; print(os.environ.get('W'), sys.prefix)"
+    res = rh("run", "-cluster", "c", "--", "python", "-c", show)
+    assert (res.returncode, res.stdout) == (0, f"m {rh.env_dir('c', 'main')}\n"), res.describe()
+    # a second env: no guess between the two, the bare env is the default again
+    two = main + '\nenv "other" {\n  cluster = cluster.c\n}\n'
+    rh.write(two)
+    out = rh("plan", "-no-color").ok().stdout
+    assert "  # env.c_default will be created\n  # (the default env of cluster.c, which has 2 " \
+           "envs (env.main, env.other) and no default_env: Python, Ray and the working_dir, " \
+           "no packages)" in out, out
+    assert "Resources: 2 added, 0 changed, 0 destroyed" in rh("apply", "-auto-approve").ok().stdout
+    res = rh("run", "-cluster", "c", "--", "python", "-c", show)
+    assert (res.returncode, res.stdout) == (0, f"None {bare}\n"), res.describe()
+    # default_env names one: the bare env goes, and -cluster reaches that env
+    rh.write(two.replace('"local"', '"local"\n  default_env = env.main'))
+    out = rh("plan", "-no-color").ok().stdout
+    assert "  # env.c_default will be destroyed\n  # (cluster.c now sets default_env, which " \
+           "replaces this bare default env)" in out, out
+    assert "Plan: 0 to add, 1 to change, 1 to destroy." in out, out
+    rh("apply", "-auto-approve").ok()
+    assert not bare.exists()
+    res = rh("run", "-cluster", "c", "--", "python", "-c", show)
+    assert (res.returncode, res.stdout) == (0, f"m {rh.env_dir('c', 'main')}\n"), res.describe()
+    rh.write(BARE)  # the envs go: the bare env comes back
+    assert "Resources: 1 added, 1 changed, 2 destroyed" in rh("apply", "-auto-approve").ok().stdout
     rh("destroy", "-auto-approve").ok()
     assert not rh.resources() and not bare.exists()

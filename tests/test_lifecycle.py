@@ -76,7 +76,8 @@ CASES = [
                  + env(name="w", extra='  env_vars = { A = "1" }\n',
                        life=life("replace_triggered_by = [env.e]")), {"replace": ["env.e"]},
                  {"cluster.c": "no-op", "package.p": "no-op", "env.e": "replace",
-                  "env.w": "replace"}, id="triggered-by-a-replacement"),
+                  "env.w": "replace", "env.c_default": "no-op"},  # two envs: a bare default
+                 id="triggered-by-a-replacement"),
     pytest.param(CLUSTER + 'secret "s" {\n  values = { K = "v" }\n}\n',
                  CLUSTER + 'secret "s" {\n  values = { K = "v" }\n'
                  + life("create_before_destroy = true") + "}\n", {"replace": ["secret.s"]},

@@ -25,6 +25,7 @@ from rhplan.state.model import State
 ROOT = """
 cluster "c" {
   provider = "local"
+  create_default_env = false
 }
 
 module "pool" {
@@ -352,6 +353,7 @@ def test_errors_name_file_and_line(tmp_path: Path, rhplan_in: Any, files: dict[s
 REAL_ROOT = """
 cluster "c" {
   provider = "local"
+  create_default_env = false
 }
 
 module "team" {
@@ -436,6 +438,7 @@ variable "teams" {
 
 cluster "c" {
   provider = "local"
+  create_default_env = false
 }
 
 module "team" {

@@ -55,6 +55,8 @@ COUNT2 = CLUSTER + env("x", "  count = 2\n")
 # (before, now, {address: (action, previous_address)})
 # cluster.c left without an env of its own gets its bare default env (config/default_env.py)
 BARE = {"env.c_default": ("create", None)}
+# as a cluster whose only env is repeated had (which of its instances would be the default?)
+KEPT = {"env.c_default": ("no-op", None)}
 
 CASES = [
     pytest.param(A, CLUSTER + env("b") + moved("env.a", "env.b"),
@@ -63,11 +65,11 @@ CASES = [
                  {"cluster.c": ("no-op", None), "env.c": ("no-op", "env.a")}, id="chain"),
     pytest.param(A, CLUSTER + env("a", '  for_each = toset(["k"])\n')
                  + moved("env.a", 'env.a["k"]'),
-                 {"cluster.c": ("no-op", None), 'env.a["k"]': ("no-op", "env.a")},
+                 {"cluster.c": ("no-op", None), 'env.a["k"]': ("no-op", "env.a"), **BARE},
                  id="into-a-for-each-key"),
     pytest.param(COUNT2, CLUSTER + env("y", "  count = 2\n") + moved("env.x", "env.y"),
                  {"cluster.c": ("no-op", None), "env.y[0]": ("no-op", "env.x[0]"),
-                  "env.y[1]": ("no-op", "env.x[1]")}, id="whole-block-keys-kept"),
+                  "env.y[1]": ("no-op", "env.x[1]"), **KEPT}, id="whole-block-keys-kept"),
     pytest.param(A, 'cluster "d" {\n  provider = "local"\n}\n\n' + env("a", cluster="d")
                  + moved("cluster.c", "cluster.d"),
                  {"cluster.d": ("no-op", "cluster.c"), "env.a": ("no-op", None)},
@@ -83,7 +85,7 @@ CASES = [
                  id="removed-forgets"),
     pytest.param(COUNT2, CLUSTER + removed("env.x"),
                  {"cluster.c": ("no-op", None), "env.x[0]": ("forget", None),
-                  "env.x[1]": ("forget", None), **BARE}, id="removed-every-instance"),
+                  "env.x[1]": ("forget", None), **KEPT}, id="removed-every-instance"),
     pytest.param(A, CLUSTER + removed("env.a", "true"),
                  {"cluster.c": ("no-op", None), "env.a": ("delete", None), **BARE},
                  id="removed-destroy-true"),
@@ -104,7 +106,8 @@ def test_plan_text_says_moved_and_forget(tmp_path: Path) -> None:
     assert "  # env.a has moved to env.b\n  # (nothing else changes)\n" in text, text
     assert ("  # env.f will no longer be managed by rhplan, but will not be destroyed\n"
             "  # (removed block at main.hcl:") in text, text
-    assert "Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget." in text, text
+    # two envs before had a bare default env; env.b alone is the default now
+    assert "Plan: 0 to add, 0 to change, 1 to destroy, 1 to forget." in text, text
 
 
 def test_state_mv_keeps_the_on_host_name(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.render import render_plan
 from rhplan.state.model import State
 
-CLUSTER = 'cluster "c" {\n  provider = "local"\n}\n\n'
+CLUSTER = 'cluster "c" {\n  provider = "local"\n  create_default_env = false\n}\n\n'
 
 
 def envs(header: str, body: str = "") -> str:

@@ -47,6 +47,7 @@ HCL = f"""
 cluster "c" {{
   provider  = "local"
   resources = {{ CPU = 2, GPU = 0 }}
+  create_default_env = false
 }}
 
 secret "s" {{

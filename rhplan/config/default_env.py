@@ -1,22 +1,43 @@
-"""A cluster's `default_env = env.NAME`: the env `rhplan run -cluster NAME` and
+"""A cluster's default env: the env `rhplan run -cluster NAME` and
 `rhplan.servlet(cluster="NAME")` use when no env is named.
 
-The env refers to its cluster, so the cluster's reference back to it is not a
-dependency (it would be a cycle): it is only checked here, against the configuration,
-and read from the state when a command needs it."""
+`default_env = env.NAME` (or a local holding env.NAME): the env refers to its cluster,
+so the cluster's reference back to it is not a dependency (it would be a cycle): it is
+only checked here, against the configuration, and read from the state when a command
+needs it. A cluster without one gets a bare env (below)."""
 from __future__ import annotations
 
 from rhplan.config import ast
-from rhplan.config.load import Config, ResourceConfig, expr_refs
+from rhplan.config.load import Config, ResourceConfig, _resource, expr_refs
 from rhplan.errors import ConfigError
+from rhplan.names import instance_address, parse_address
+
+# a chain of locals longer than this is refused (as evaluation refuses loops)
+_MAX_LOCALS = 32
 
 
 def default_env_refs(rc: ResourceConfig, cfg: Config) -> set[str]:
-    """The addresses a cluster's default_env mentions (none for other blocks)."""
+    """The addresses a cluster's default_env mentions, also through locals (none for
+    other blocks)."""
     a = rc.type == "cluster" and rc.block.attrs.get("default_env")
     if not a:
         return set()
-    return {x for r in expr_refs(a.expr) for x in (r, rc.module + r) if x in cfg.resources}
+    return {x for r in _through_locals(expr_refs(a.expr), cfg, set())
+            for x in (r, rc.module + r) if x in cfg.resources}
+
+
+def _followed(expr: ast.Expr, cfg: Config) -> tuple[ast.Expr, list[str]]:
+    """expr, or what the local it is (local.x = env.a, a chain of them) holds; and the
+    locals passed on the way."""
+    via: list[str] = []
+    while type(expr) is ast.GetAttr and type(expr.obj) is ast.Name and len(via) < _MAX_LOCALS:
+        name = f"{expr.obj.name}.{expr.name}"
+        local = _local_of(name, cfg)
+        if local is None:
+            break
+        via.append(name)
+        expr = local.expr
+    return expr, via
 
 
 def check_default_envs(cfg: Config) -> None:
@@ -25,10 +46,13 @@ def check_default_envs(cfg: Config) -> None:
         a = rc.type == "cluster" and rc.block.attrs.get("default_env")
         if not a:
             continue
+        expr, via = _followed(a.expr, cfg)
         where = f"cluster {rc.name!r}: default_env"
+        if via:
+            where += f" = {' = '.join(via)}"
         refs = default_env_refs(rc, cfg)
         envs = [r for r in refs if cfg.resources[r].type == "env"]
-        e = a.expr.obj if type(a.expr) is ast.Index else a.expr  # env.NAME (or an instance)
+        e = expr.obj if type(expr) is ast.Index else expr  # env.NAME (or an instance)
         plain = type(e) is ast.GetAttr and type(e.obj) is ast.Name
         if not plain or len(refs) != 1 or len(envs) != 1:
             raise ConfigError(f"{where} must name one env of this cluster, like "
@@ -39,25 +63,27 @@ def check_default_envs(cfg: Config) -> None:
                               "count or for_each cannot be a cluster's default (yet); name "
                               "an env without them", rc.file, a.line)
         ca = env.block.attrs.get("cluster")
-        theirs = ({x for r in expr_refs(ca.expr) for x in (r, env.module + r)
-                   if x in cfg.resources} if ca else set())
+        theirs = ({x for r in _through_locals(expr_refs(ca.expr), cfg, set())
+                   for x in (r, env.module + r) if x in cfg.resources} if ca else set())
         if addr not in theirs:
             other = ", ".join(sorted(theirs)) or "another cluster"
-            own = sorted(e for e, r in cfg.resources.items() if r.type == "env" and addr in {
-                x for c in [r.block.attrs.get("cluster")] if c
-                for y in expr_refs(c.expr) for x in (y, r.module + y)})
+            own = sorted(r.block_address for r in envs_naming(cfg).get(addr, []))
             raise ConfigError(
                 f"{where} = {envs[0]} is an env of {other}, not of this cluster; name one of "
                 f"its own envs ({', '.join(own) or 'none declared'}) or remove default_env",
                 rc.file, a.line)
 
 
-# A cluster that declares no env (and no default_env) gets a bare one, created and
-# destroyed with it: Python, the cluster's Ray and the working_dir, no packages. Its
-# address is an ordinary env address, env.CLUSTER_default, so everything that takes an
-# env takes it (`rhplan run c_default -- …`, `-target`, `state show`), the way
-# Terraform's aws_default_vpc is a resource of its own rather than a hidden part of
-# another one. Declaring an env for the cluster later plans this one's deletion.
+# Every cluster has a default env. It is the env its default_env names; else, when
+# exactly one env block names the cluster, that env; else (no env, several, or a
+# repeated one) a bare env rhplan creates and destroys with the cluster: Python, the
+# cluster's Ray and the working_dir, no packages, as Runhouse's base env is. Its address
+# is an ordinary env address, env.CLUSTER_default, so everything that takes an env takes
+# it (`rhplan run c_default -- …`, `-target`, `state show`), the way Terraform's
+# aws_default_vpc is a resource of its own rather than a hidden part of another one. A
+# repeated cluster gets a repeated bare env with the same count or for_each: instance K
+# of env.C_default is the bare env of cluster.C[K]. Declaring a default_env (or a
+# cluster's only env) later plans the bare env's deletion.
 BARE_SUFFIX = "_default"
 
 
@@ -65,56 +91,127 @@ def bare_env_label(cluster_label: str) -> str:
     return f"{cluster_label}{BARE_SUFFIX}"
 
 
-def bare_reason(cluster: str) -> str:
-    """Why the bare env is in a plan (shown under its create)."""
-    return (f"the default env of {cluster}, which declares none: Python, Ray and the "
-            "working_dir, no packages")
+def bare_reason(cluster: str, why: str = "") -> str:
+    """Why the bare env is in a plan (shown under its create). why: what the cluster
+    declares (see _why_bare); "" for one that declares no env."""
+    return (f"the default env of {cluster}, which {why or 'declares none'}: Python, Ray "
+            "and the working_dir, no packages")
+
+
+def bare_cluster_of(rc: ResourceConfig) -> str:
+    """The cluster (instance) a bare env, or one instance of it, is the default env of."""
+    if rc.key is None:
+        return rc.bare_default_of
+    return rc.bare_default_of + instance_address("", "", rc.key)[1:]
 
 
 def is_bare_env(address: str, attrs: dict[str, object]) -> bool:
-    """Whether a recorded env is a cluster's bare default env (env.C_default of cluster.C)."""
+    """Whether a recorded env is a cluster's bare default env: env.C_default of cluster.C,
+    env.C_default[K] of cluster.C[K] (each in the same module instance)."""
     cluster = attrs.get("cluster")
-    if not isinstance(cluster, str) or "cluster." not in cluster:
+    if not isinstance(cluster, str):
         return False
-    module, _, label = cluster.rpartition("cluster.")
-    return address == f"{module}env.{bare_env_label(label)}"
+    module, key = "", ""
+    if cluster.startswith("module."):  # module.m["k"].cluster.c: the last ".cluster."
+        i = cluster.rfind(".cluster.", 0, cluster.find("[", cluster.rfind("]") + 1)
+                          if cluster.endswith("]") else len(cluster))
+        if i < 0:
+            return False
+        module, cluster = cluster[:i + 1], cluster[i + 1:]
+    parts = parse_address(cluster)
+    if parts is None or parts[0] != "cluster":
+        return False
+    if parts[2] is not None:
+        key = instance_address("", "", parts[2])[1:]
+    return address == f"{module}env.{bare_env_label(parts[1])}{key}"
 
 
 def add_bare_envs(cfg: Config) -> None:
     """Add env.C_default for each cluster C of this configuration (not of a module
-    called from it: the module's own configuration adds its clusters') that no env names
-    and that sets no default_env. A repeated cluster gets none (yet)."""
-    from rhplan.config.load import _resource
-
+    called from it: the module's own configuration adds its clusters') that sets no
+    default_env and that not exactly one env names (create_default_env = false opts
+    out)."""
     clusters = {a: rc for a, rc in cfg.resources.items()
                 if rc.type == "cluster" and not rc.module}
     if not clusters:
         return
-    named: set[str] = set()  # clusters some env names in its cluster attribute
-    for rc in cfg.resources.values():
-        a = rc.type == "env" and rc.block.attrs.get("cluster")
-        if a:
-            named |= _through_locals(expr_refs(a.expr), cfg, set())
+    naming = envs_naming(cfg)
     for addr, rc in clusters.items():
-        if addr in named or rc.repeated or "default_env" in rc.block.attrs:
-            continue
-        if not _wants_bare_env(rc):
+        why = _why_bare(rc, naming.get(addr, []))
+        if why is None or not _wants_bare_env(rc):
             continue
         label = bare_env_label(rc.name)
         taken = cfg.resources.get(f"env.{label}")
         if taken is not None:
+            fix = "set default_env = env.NAME in" if why else "declare an env for"
             raise ConfigError(
-                f"cluster {rc.name!r} declares no env, so rhplan would give it a bare "
-                f"default env env.{label}, but {taken.file}:{taken.line} declares an env of "
-                f"that name for another cluster; declare an env for cluster {rc.name!r} "
-                "(or rename that env)", rc.file, rc.line)
+                f"cluster {rc.name!r} {why or 'declares no env'}, so rhplan would give it a "
+                f"bare default env env.{label}, but {taken.file}:{taken.line} declares an env "
+                f"of that name for another cluster; {fix} "
+                f"cluster {rc.name!r} (or rename that env)", rc.file, rc.line)
         line = rc.line
-        ref = ast.GetAttr(ast.Name("cluster", line), rc.name, line)
-        block = ast.Block("env", (label,), {"cluster": ast.Attribute("cluster", ref, line)},
-                          [], rc.file, line, rc.block.end_line)
+        ref: ast.Expr = ast.GetAttr(ast.Name("cluster", line), rc.name, line)
+        attrs = {}
+        meta = rc.count or rc.for_each
+        if meta is not None:  # one bare env per instance: env.C_default[K] of cluster.C[K]
+            attrs[meta.name] = ast.Attribute(meta.name, meta.expr, meta.line)
+            key = (ast.GetAttr(ast.Name("count", line), "index", line) if rc.count
+                   else ast.GetAttr(ast.Name("each", line), "key", line))
+            ref = ast.Index(ref, key, line)
+        attrs["cluster"] = ast.Attribute("cluster", ref, line)
+        block = ast.Block("env", (label,), attrs, [], rc.file, line, rc.block.end_line)
         env = _resource(block)
-        env.bare_default_of = addr
+        env.bare_default_of, env.bare_why = addr, why
         cfg.resources[f"env.{label}"] = env
+
+
+def drop_bare_envs(cfg: Config) -> None:
+    """Drop the bare envs whose cluster no longer needs one, now that a repeated module
+    call's instances (and their envs, which may name the caller's clusters) are known;
+    config/modules.py calls it. A bare env added at load keeps its reason otherwise."""
+    bare = {a: rc for a, rc in cfg.resources.items() if rc.bare_default_of}
+    if not bare:
+        return
+    naming = envs_naming(cfg)
+    for addr, env in bare.items():
+        cluster = cfg.resources.get(env.bare_default_of)
+        why = None if cluster is None else _why_bare(
+            cluster, naming.get(env.bare_default_of, []))
+        if why is None:
+            del cfg.resources[addr]
+        else:
+            env.bare_why = why
+
+
+def envs_naming(cfg: Config) -> dict[str, list[ResourceConfig]]:
+    """cluster address -> the env blocks (not bare ones) whose cluster names it (also
+    through locals)."""
+    out: dict[str, list[ResourceConfig]] = {}
+    for rc in cfg.resources.values():
+        a = rc.type == "env" and not rc.bare_default_of and rc.block.attrs.get("cluster")
+        if a:
+            for c in _through_locals(expr_refs(a.expr), cfg, set()):
+                c = c if c in cfg.resources else rc.module + c
+                out.setdefault(c, []).append(rc)
+    return out
+
+
+def _why_bare(rc: ResourceConfig, envs: list[ResourceConfig]) -> str | None:
+    """What a cluster declares that leaves it a bare default env to make ("" for no
+    env), or None when it needs none: a default_env, or exactly one env (neither it nor
+    the cluster repeated: then the env is the default, no guess among several)."""
+    if "default_env" in rc.block.attrs:
+        return None
+    if not envs:
+        return ""
+    names = ", ".join(sorted(e.block_address for e in envs))
+    if rc.repeated:  # an env names one instance, or (repeated itself) several
+        return f"has {rc.repeated}, {names} among its instances and no default_env"
+    if len(envs) == 1 and not envs[0].repeated:
+        return None
+    if len(envs) == 1:
+        return f"has only {names}, with {envs[0].repeated}, and no default_env"
+    return f"has {len(envs)} envs ({names}) and no default_env"
 
 
 def _wants_bare_env(rc: ResourceConfig) -> bool:
@@ -130,13 +227,47 @@ def _wants_bare_env(rc: ResourceConfig) -> bool:
     return a.expr.value
 
 
+def _local_of(ref: str, cfg: Config) -> ast.Attribute | None:
+    """The local a reference names (local.X; module.m.local.X or module.m.output.O once
+    a module is flattened into its caller)."""
+    if ref.startswith("local."):
+        return cfg.locals.get(ref[6:])
+    return cfg.locals.get(ref) if ref.startswith("module.") else None
+
+
 def _through_locals(refs: set[str], cfg: Config, seen: set[str]) -> set[str]:
-    """refs with each local.X replaced by what X refers to."""
+    """refs with each local replaced by what it refers to."""
     out: set[str] = set()
     for r in refs:
-        if not r.startswith("local."):
-            out.add(r)
-        elif r not in seen and r[6:] in cfg.locals:
+        local = _local_of(r, cfg)
+        if local is None:
+            if not r.startswith("local."):
+                out.add(r)
+        elif r not in seen:
             seen.add(r)
-            out |= _through_locals(expr_refs(cfg.locals[r[6:]].expr), cfg, seen)
+            out |= _through_locals(expr_refs(local.expr), cfg, seen)
     return out
+
+
+def bare_replaced(cluster: ResourceConfig, cfg: Config) -> str:
+    """Why a cluster that stays no longer has its recorded bare env (shown under the
+    bare env's delete, after the cluster's address)."""
+    if "default_env" in cluster.block.attrs:
+        return "now sets default_env, which replaces this bare default env"
+    envs = envs_naming(cfg).get(cluster.block_address, [])
+    if len(envs) == 1 and not envs[0].repeated:
+        return (f"now has one env, {envs[0].block_address}, which is its default and "
+                "replaces this bare default env")
+    return "sets create_default_env = false"
+
+
+def bare_hint(env: ResourceConfig) -> str:
+    """What a bare env is and how to be rid of it, for an error about it (it has no block
+    of its own to fix)."""
+    cluster = bare_cluster_of(env)
+    if not env.bare_why:
+        return (f"{env.address} is the bare default env of {cluster}, which declares no "
+                "env: declare one for it, with its working_dir")
+    return (f"{env.address} is the bare default env of {cluster}, which {env.bare_why}: "
+            "set default_env = env.NAME (an env with its working_dir) or "
+            "create_default_env = false")

@@ -72,9 +72,10 @@ class ResourceConfig:
     instance: str = ""  # an instance's address, worked out once (read many times a plan)
 
     module: str = ""  # "module.m." inside a module call (rhplan/config/modules.py)
-    # set on the bare env rhplan adds for a cluster that declares none: that cluster's
-    # address (rhplan/config/default_env.py)
+    # set on the bare env rhplan adds for a cluster without a default env of its own:
+    # that cluster's address, and what it declares instead (rhplan/config/default_env.py)
     bare_default_of: str = ""
+    bare_why: str = ""
 
     @property
     def address(self) -> str:

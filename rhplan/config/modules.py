@@ -217,7 +217,8 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
         shapes[name] = ("count" in call.attrs, [k for k, _ in pairs or ()] if known else None,
                         sorted(child.outputs), call.line)
     _rewrite_caller(cfg, args, lambda e: _replace(e, lambda n: _collection(n, shapes)))
-    _drop_bare_envs(cfg)
+    from rhplan.config.default_env import drop_bare_envs  # (it imports load)
+    drop_bare_envs(cfg)
     resolve_module_depends_on(cfg, final=True)
     _resolve_local_refs(cfg)
 
@@ -249,25 +250,6 @@ def resolve_module_depends_on(cfg: Any, final: bool = False) -> None:
             else:
                 out += [a for a in inside if a not in out]
         rc.depends_on = out
-
-
-def _drop_bare_envs(cfg: Any) -> None:
-    """A cluster of the caller that an instance's env names needs no bare default env
-    (config/default_env.py added one at load, before the instances existed)."""
-    from rhplan.config.default_env import _through_locals
-    from rhplan.config.load import expr_refs
-
-    bare = {a: rc.bare_default_of for a, rc in cfg.resources.items() if rc.bare_default_of}
-    if not bare:
-        return
-    named: set[str] = set()
-    for rc in cfg.resources.values():
-        a = rc.type == "env" and not rc.bare_default_of and rc.block.attrs.get("cluster")
-        if a:
-            named |= _through_locals(expr_refs(a.expr), cfg, set())
-    for addr, cluster in bare.items():
-        if cluster in named:
-            del cfg.resources[addr]
 
 
 def _known_after_apply(type_: str, name: str, line: int) -> Any:

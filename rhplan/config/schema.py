@@ -89,11 +89,12 @@ CLUSTER = _schema(
     # not a dependency (the env depends on the cluster): config/default_env.py checks it
     Attr("default_env", "ref(env)",
          doc="the env `rhplan run -cluster NAME` and rhplan.servlet(cluster=NAME) use "
-             "(default: the cluster's only env)"),
-    # read at load time (config/default_env.py): whether a cluster without envs gets one
+             "(default: the cluster's only env, else its bare env CLUSTER_default)"),
+    # read at load time (config/default_env.py): whether a cluster without a default
+    # env of its own (no env, several, no default_env) gets a bare one
     Attr("create_default_env", "bool",
-         doc="false: a cluster that declares no env gets no bare default env (a Ray "
-             "cluster only; default true)"),
+         doc="false: a cluster without default_env or a single env gets no bare default "
+             "env CLUSTER_default (a Ray cluster only; default true)"),
     Attr("ray_status", "string", computed=True),
     Attr("ray_address", "string", computed=True),
     Attr("ray_version", "string", computed=True),

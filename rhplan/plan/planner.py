@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rhplan.config.decode import Evaluation, coerce
-from rhplan.config.default_env import bare_reason, is_bare_env
+from rhplan.config.default_env import bare_cluster_of, bare_reason, bare_replaced, is_bare_env
 from rhplan.config.evaluate import (
     UNKNOWN,
     EvalError,
@@ -282,7 +282,7 @@ class Planner:
                 addr = inst.address
                 prior = state.resources.get(addr)
                 # a bare default env depends on its cluster alone (config/default_env.py)
-                if inst.bare_default_of and self.planned.get(deps[0], {}).get(
+                if inst.bare_default_of and self.planned.get(bare_cluster_of(inst), {}).get(
                         "ray_status") == "skipped":
                     continue  # no Ray on its cluster: nothing to build a bare env in
                 if prior is not None and prior.attributes.get("name") != inst.name:
@@ -307,7 +307,7 @@ class Planner:
                 if change.action == "replace":
                     replaced.add(addr)
                 if inst.bare_default_of and change.action == "create":
-                    change.reason = bare_reason(deps[0])
+                    change.reason = bare_reason(bare_cluster_of(inst), inst.bare_why)
                 change.previous_address = moved_from.get(addr)
                 changes[addr] = change
                 self.planned[addr] = change.after or {}
@@ -604,12 +604,12 @@ def drift_reason(reason: str, notes: list[str]) -> str:
 
 def _gone_reason(addr: str, rc: ResourceConfig | None, rs: ResourceState, cfg: Config
                  ) -> str:
-    if rc is None and is_bare_env(addr, rs.attributes):  # config/default_env.py
-        cluster = rs.attributes["cluster"]
-        if cluster not in cfg.resources:
+    if (rc is None or rc.bare_default_of) and is_bare_env(addr, rs.attributes):
+        cluster = rs.attributes["cluster"]  # config/default_env.py
+        block = cfg.resources.get(block_address(cluster))
+        if block is None or rc is not None:  # the cluster, or this instance of it, goes
             return f"{cluster}'s bare default env goes with it"
-        return (f"{cluster} now declares an env (or a default_env) of its own, which "
-                "replaces this bare default env")
+        return f"{cluster} {bare_replaced(block, cfg)}"
     if rc is None or addr == rc.address:
         return "no longer in the configuration"
     key = _key_of(addr)

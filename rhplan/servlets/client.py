@@ -536,7 +536,7 @@ def _backend(chdir: str | os.PathLike[str]) -> Any:
 def default_env(state: Any, cluster: str | None, chdir: str | os.PathLike[str] = "."
                 ) -> str:
     """The address of cluster CLUSTER's default env (of the only cluster when None): its
-    default_env, else its only env."""
+    default_env, else its bare env, else its only env."""
     clusters = sorted(a for a, r in state.resources.items() if r.type == "cluster")
     if cluster is None:
         if len(clusters) != 1:
@@ -563,8 +563,10 @@ def default_env(state: Any, cluster: str | None, chdir: str | os.PathLike[str] =
         return str(declared)
     envs = sorted(a for a, r in state.resources.items()
                   if r.type == "env" and r.attributes.get("cluster") == addr)
-    if len(envs) == 1:
-        return envs[0]
+    from rhplan.config.default_env import is_bare_env
+    bare = [a for a in envs if is_bare_env(a, state.resources[a].attributes)]
+    if len(envs) == 1 or bare:  # the bare env rhplan made as its default (config/default_env.py)
+        return (bare or envs)[0]
     if not envs:
         raise RhplanError(f"{addr} has no env; declare one (env \"main\" {{ cluster = {addr} }}) "
                           "and run rhplan apply")

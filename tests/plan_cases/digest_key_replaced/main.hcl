@@ -1,5 +1,6 @@
 cluster "cpu" {
   provider = "local"
+  create_default_env = false
   root_dir = "/srv/rhplan/cpu"
   resources = { CPU = 2, GPU = 0 }
 }
