@@ -30,14 +30,6 @@ from rhplan.workspace.backends import (
     new_workspace,
     workspace_names,
 )
-from rhplan.workspace.saved_plan import (
-    check_recorded,
-    different_state,
-    fingerprint,
-    first_difference,
-    saved_variables,
-    typed_again,
-)
 from rhplan.workspace.state_ops import StateWorkspace
 
 if TYPE_CHECKING:
@@ -184,6 +176,14 @@ class Workspace(StateWorkspace):
         taken from the file: the backend's state (which must be the one the plan was made
         from), refreshed again if the plan's refresh changed it; the file's prior_state
         must match that, else someone edited it or the world moved on."""
+        from rhplan.workspace.saved_plan import (  # only for apply PLANFILE
+            check_recorded,
+            different_state,
+            fingerprint,
+            first_difference,
+            saved_variables,
+            typed_again,
+        )
         current = check_recorded(saved, source, self.name, self.backend)
         recorded = State.from_json(saved.prior_state, source, backup=None) \
             if saved.prior_state is not None else None
