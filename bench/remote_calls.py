@@ -27,6 +27,8 @@ What it does
      put / get     a 10 MB float64 numpy array: median of --objects each
      1 thread      calls per second of one thread for --seconds
      8 threads     calls per second of 8 threads on one handle, and the ratio
+     load average  the machine's 1-minute load average at the thread runs (min, max):
+                   on 2 cores, anything above ~1 means neighbours share them
      CPU per call  process CPU time (/proc/PID/stat) per call during the 1- and
                    8-thread runs, of each process a call goes through (caller; servlet;
                    for ssh also the gateway and sshd's session processes): what the
@@ -162,7 +164,10 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
     hz = os.sysconf("SC_CLK_TCK")
     cpu_us: dict[int, dict[str, float]] = {}
 
+    loads: list[float] = []  # the machine's 1-minute load average at each thread run
+
     def rate(threads: int) -> float:
+        loads.append(os.getloadavg()[0])
         done = [0] * threads
         stop = time.perf_counter() + seconds
 
@@ -219,6 +224,7 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
            "eight_threads_per_s": eight, "threads_ratio": eight / one,
            "one_thread_rounds": [round(x) for x in ones],
            "eight_threads_rounds": [round(x) for x in eights],
+           "load_min": min(loads), "load_max": max(loads),
            "cpu_us_per_call": {str(k): {p: round(v) for p, v in d.items()}
                                for k, d in cpu_us.items()}}
     if put_error:
@@ -349,7 +355,9 @@ def _table(results: dict[str, dict[str, Any]], before: dict[str, Any] | None = N
             ("8 threads (calls/s)", "eight_threads_per_s", "{:.0f}"),
             ("8 threads / 1 thread", "threads_ratio", "{:.2f}"),
             ("CPU per call, 1 thread (us)", "cpu_1", "{:.0f}"),
-            ("CPU per call, 8 threads (us)", "cpu_8", "{:.0f}")]
+            ("CPU per call, 8 threads (us)", "cpu_8", "{:.0f}"),
+            ("load average, thread runs, min", "load_min", "{:.1f}"),
+            ("load average, thread runs, max", "load_max", "{:.1f}")]
     for r in [*results.values(), before or {}]:  # all of a call's processes together
         for n in ("1", "8"):
             if "total" in r.get("cpu_us_per_call", {}).get(n, {}):
