@@ -535,10 +535,13 @@ class EnvType(ResourceType):
                                     cluster.get("ray_python"))
         # the driver that starts the servlet joins Ray while the env is built
         pending = self._pending_start(rs, conn, ctx, state)
+        # and the working_dir is synced beside the installs (waited for before the setup
+        # commands, which run in it)
+        syncing = ThreadPoolExecutor(max_workers=1)
         try:
             rs.private.pop("ray", None)
             rs.private["commits"] = {}
-            self._sync_working_dir(conn, rs, ctx)
+            synced = syncing.submit(self._sync_working_dir, conn, rs, ctx)
             pins = self._pins(a["reqs"], ctx, state)
             constraints = envs.write_constraints(conn, a["path"], pins)
             # the pins and the servlet's Ray are resolved together before anything is
@@ -553,7 +556,9 @@ class EnvType(ResourceType):
                 before = self._ensure_ray(rs, conn, state, None, ctx)
                 why = check.result() if check else None
             if why:
-                # Ray went in meanwhile: nothing of a refused env is left (nothing records it)
+                # Ray went in meanwhile: nothing of a refused env is left (nothing records it;
+                # the sync's working_dir.json written into it first)
+                synced.exception()
                 self._seeded(rs, ctx)
                 envs.delete_env(conn, a["path"])
                 raise ProviderError(f"{rs.address}: its pinned packages cannot be installed with "
@@ -568,6 +573,7 @@ class EnvType(ResourceType):
                 installed[raw], before = self._install(conn, a["path"], raw, rs, ctx, state,
                                                        constraints, before)
             a["installed"] = installed
+            synced.result()
             envs.write_env_files(conn, a["path"], self._env_vars(rs), self._secrets(rs, ctx),
                                  fresh=True)
             envs.run_setup_cmds(conn, a["path"], a["setup_cmds"], self._secrets(rs, ctx),
@@ -575,6 +581,8 @@ class EnvType(ResourceType):
         except BaseException:
             pending.cancel()
             raise
+        finally:
+            syncing.shutdown(wait=True)  # nothing is written after the create ends
         try:
             self._start_servlet(rs, conn, ctx, state, pending)
         except manage.ServletNotStarted as exc:
