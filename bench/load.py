@@ -299,7 +299,7 @@ def env_name(host: int, j: int) -> str:
 def fleet_hcl(servers: list[SSHServer], roots: list[Path], envs_per_host: int) -> str:
     out = []
     for i, (srv, root) in enumerate(zip(servers, roots, strict=True)):
-        out.append(cluster_hcl(f"h{i}", ["127.0.0.1"], root, ssh_block(srv)))
+        out.append(cluster_hcl(f"h{i}", ["127.0.0.1"], root, ssh_block(srv), bare_env=False))
         for j in range(envs_per_host):
             out.append(f'env "{env_name(i, j)}" {{\n  cluster = cluster.h{i}\n'
                        f'  reqs    = ["pip:six==1.16.0"]\n'

@@ -144,7 +144,8 @@ def main() -> int:
         infra.mkdir()
         ssh = (f'  ssh {{\n    user        = "root"\n    private_key = '
                f"{hcl_str(net.client_key)}\n    known_hosts = {hcl_str(net.known_hosts)}\n  }}")
-        (infra / "main.hcl").write_text(cluster_hcl("duo", [a.address, b.address], root, ssh)
+        (infra / "main.hcl").write_text(cluster_hcl("duo", [a.address, b.address], root, ssh,
+                                                    bare_env=False)
                                         .replace('  provider = "ssh"\n', '  provider = "ssh"\n'
                                                  f'  custom_resources_by_host = {{ "{b.address}"'
                                                  ' = { my_accel = 1 } }\n') + ENVS)
