@@ -168,8 +168,7 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
     with views.diagnosed(ui):
         opts = options(destroy, target, replace, refresh_only, refresh == "true")
         ws = obj.workspace(var, var_file)
-        with ws.backend.locked("plan"):
-            p, _, refreshed = ws.make_plan(opts, refresh == "true", parallelism, saving=bool(out))
+        p, refreshed = ws.plan_changes(opts, refresh == "true", parallelism, saving=bool(out))
     views.planned(p, ws.notes, obj.color and not no_color_local, ui)
     if out:
         ws.save_plan(p, refreshed, out)

@@ -169,7 +169,7 @@ def _sequence(items: list[Any], indent: int) -> str:
 @click.pass_obj
 def console_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
     """Evaluate expressions read from standard input, one per line (`exit` ends)."""
-    from rhplan import cli
+    from rhplan import cli, views
     from rhplan.errors import RhplanError
 
     session = Session(Path(obj.chdir), var, var_file, cli.var_order(cli._ARGS))
@@ -192,10 +192,10 @@ def console_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -
             click.echo(session.evaluate(text, number))
         except RhplanError as exc:
             failed = True
-            cli._fail(str(exc))
+            views.error(str(exc))
         except RecursionError:
             failed = True
-            cli._fail(f"{DISPLAY}:{number}: the expression nests too deeply; simplify it")
+            views.error(f"{DISPLAY}:{number}: the expression nests too deeply; simplify it")
     if interactive:
         click.echo()
     # piped input (CI): a failed expression fails the command, after all were tried

@@ -220,6 +220,14 @@ class Workspace(StateWorkspace):
         state = self.backend.read()
         return state, self.state_sensitive_paths(state)
 
+    def plan_changes(self, opts: PlanOptions, do_refresh: bool = True, parallelism: int = 10,
+                     saving: bool = False) -> tuple[Plan, State]:
+        """`plan`: make_plan under the lock; the plan and the (refreshed) state it was
+        made against, which a saved plan records."""
+        with self.backend.locked("plan"):
+            plan, _, refreshed = self.make_plan(opts, do_refresh, parallelism, saving=saving)
+        return plan, refreshed
+
     def save_plan(self, plan: Plan, refreshed: State, out: str) -> None:
         """plan -out: the plan file, with the state apply starts from (0600: it holds
         the prior state and secret digests)."""
