@@ -391,13 +391,14 @@ def _local_folder(conn: Connection, env_dir: str, req: Requirement, kind: str,
     return InstallResult(_changes(before, after, name, None), after.dists.get(name), after)
 
 
-# Ray's compiled bytecode linked into an env (hostside/seed_bytecode.py)
+# Ray's compiled bytecode (and its dependencies') linked into an env (hostside/seed_bytecode.py)
 _SEED_BYTECODE = hostside.script("seed_bytecode")
 
 
 def seed_bytecode(conn: Connection, env_dir: str, site_packages: str, ray_python: str,
                   ray_version: str) -> None:
-    """Give a new env the compiled bytecode of its Ray from the cluster's Ray venv (see
+    """Give a new env the compiled bytecode of its Ray and of the packages Ray brought
+    from the cluster's Ray venv, where the env has the same files (see
     _SEED_BYTECODE). Only a speed-up: a failure changes nothing and is ignored."""
     _check_env_dir(env_dir)
     conn.run([ray_python, "-I", "-c", _SEED_BYTECODE.text, site_packages, ray_version],

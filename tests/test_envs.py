@@ -646,3 +646,31 @@ def test_an_install_into_an_env_not_read_yet_is_one_command(
     with pytest.raises(ProviderError, match="there is no env there"):
         install_entry(conn, str(tmp_path / "never-made"),
                       parse_requirement("pip:six==1.16.0", tmp_path))
+
+
+def test_bytecode_is_seeded_only_beside_a_source_python_would_accept(tmp_path: Path) -> None:
+    # issue 17: the servlet's worker imports Ray's dependencies too (~170 modules); their
+    # bytecode comes from the Ray venv when the env's source is the same file for Python
+    # (size and mtime), and a dependency at another version compiles its own
+    from importlib import resources
+
+    text = resources.files("rhplan.hostside").joinpath("seed_bytecode.py").read_text()
+    ns: dict[str, object] = {"__name__": "seed"}
+    exec(text.rsplit("print(main(", 1)[0], ns)  # the functions, not the run
+    src, dst = tmp_path / "ray-venv" / "pkg", tmp_path / "env" / "pkg"
+    for d in (src / "__pycache__", dst):
+        d.mkdir(parents=True)
+    for name, same in (("same", True), ("moved", False), ("gone", None)):
+        (src / f"{name}.py").write_text(f"X = '{name}'\n")
+        (src / "__pycache__" / f"{name}.cpython-311.pyc").write_bytes(b"pyc " + name.encode())
+        if same is None:
+            continue
+        (dst / f"{name}.py").write_text(f"X = '{name}'\n" if same else f"X = '{name}!'\n")
+        stamp = (src / f"{name}.py").stat().st_mtime
+        os.utime(dst / f"{name}.py", (stamp, stamp))
+    pycache = str(src / "__pycache__")
+    assert ns["link_folder"](pycache, os.listdir(pycache), str(dst)) == 1  # type: ignore[operator]
+    assert sorted(p.name for p in (dst / "__pycache__").iterdir()) == ["same.cpython-311.pyc"]
+    linked = dst / "__pycache__" / "same.cpython-311.pyc"
+    assert linked.stat().st_ino == (src / "__pycache__" / "same.cpython-311.pyc").stat().st_ino
+    assert ns["link_folder"](pycache, os.listdir(pycache), str(dst)) == 0  # type: ignore[operator]

@@ -461,9 +461,10 @@ class EnvType(ResourceType):
                                  constraints)
         rs.private["ray"] = version
         if cluster.get("ray_python") and res.after is not None:
-            # the servlet's first `import ray` reads bytecode instead of compiling it;
-            # linked (only into Ray's own folders) beside the next installs, and waited
-            # for before the servlet starts (_start_servlet)
+            # the servlet's first `import ray` reads bytecode instead of compiling it
+            # (Ray's and the dependencies it brought, where the source is the same file);
+            # linked beside the next installs, and waited for before the servlet starts
+            # (_start_servlet)
             seeding = threading.Thread(target=envs.seed_bytecode, daemon=True, args=(
                 conn, rs.attributes["path"], res.after.site_packages, cluster["ray_python"],
                 version))
