@@ -274,6 +274,16 @@ def test_a_bare_env_whose_working_dir_is_refused_says_how_to_set_it(tmp_path: Pa
     assert "home folder" in res.error_line() and res.error_line().endswith(
         " (env.c_default is the bare default env of cluster.c, which declares no env: "
         "declare one for it, with its working_dir)"), res.describe()
+    project = tmp_path / "project"  # the declared envs sync a folder of their own
+    project.mkdir()
+    own = f'\n  working_dir = "{project}"'
+    rh.write(TWO_ENVS.replace('env "a" {', 'env "a" {' + own)
+             .replace('env "b" {', 'env "b" {' + own))
+    res = rh("plan")
+    assert res.returncode == 1 and res.error_line().endswith(
+        " (env.c_default is the bare default env of cluster.c, which has 2 envs (env.a, "
+        "env.b) and no default_env: set default_env = env.NAME (an env with its "
+        "working_dir) or create_default_env = false)"), res.describe()
 
 
 def test_a_modules_cluster_gets_its_bare_env_inside_the_module(rh: Any) -> None:

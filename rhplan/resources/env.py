@@ -31,6 +31,7 @@ from packaging.requirements import Requirement as PipRequirement
 from packaging.utils import canonicalize_name
 
 from rhplan import env_files, envs, facts, pyproject_reqs, sync, working_dir
+from rhplan.config.default_env import bare_hint
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.load import ResourceConfig
 from rhplan.connection import Connection
@@ -194,9 +195,7 @@ class EnvType(ResourceType):
                 ctx.cache[key] = working_dir.scan(root, max_mb)
             except ConfigError as exc:
                 # a bare default env has no block to set working_dir in: say where it is
-                bare = (f" (env.{rc.name} is the bare default env of {rc.bare_default_of}, "
-                        "which declares no env: declare one for it, with its working_dir)"
-                        if rc.bare_default_of else "")
+                bare = f" ({bare_hint(rc)})" if rc.bare_default_of else ""
                 raise ConfigError(f"env {rc.name!r}: working_dir: {exc.message}{bare}",
                                   rc.file, line) from None
         attrs["working_dir_hash"] = ctx.cache[key][0]
