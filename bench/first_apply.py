@@ -14,7 +14,8 @@ throwaway sshd on 127.0.0.1, its reqs and the local package folder it names):
    earlier work would; the targets are for a warm uv cache);
 2. cold: `apply` from nothing (after that destroy: no Ray, no root_dir, no envs);
 3. second env: a second env with the first one's reqs added (second.hcl) and
-   `apply` again, on the running cluster;
+   `apply` again, on the running cluster (whose block names the first env its
+   default_env, so no bare default env comes along);
 4. `destroy` (also after a failure), and the sshd is stopped.
 Every measured apply is a fresh CLI process whose connection calls are timed
 (LocalConnection / SSHConnection run and put_bytes, wrapped pass-through) and put in
@@ -184,9 +185,22 @@ def add_second(directory: Path, cluster: str, reqs: list[str]) -> None:
         f'env "second" {{\n  cluster = {cluster}\n  reqs    = {json.dumps(reqs)}\n}}\n')
 
 
+def name_default_env(main: Path, cluster: str, env: str) -> None:
+    """The cluster names its default env (as a user with several envs does): else a
+    second env brings the cluster's bare default env along (issue 13: a cluster with
+    several envs and no default_env gets one), a third env built in the same apply."""
+    label = cluster.split(".", 1)[1]
+    text = main.read_text()
+    opening = f'cluster "{label}" {{\n'
+    if opening not in text:
+        raise BenchError(f"{main}: no cluster {label!r} block to name its default env in")
+    main.write_text(text.replace(opening, f"{opening}  default_env = env.{env}\n", 1))
+
+
 def scenario(name: str, directory: Path, var_args: list[str], env: str, cluster: str,
              reqs: list[str], results: dict[str, dict[str, float]]) -> None:
     (directory / "second.hcl").unlink(missing_ok=True)
+    name_default_env(directory / "main.hcl", cluster, env)
     print(f"[{name}] warm-up apply + destroy (fills uv's cache; not measured)", flush=True)
     cli(directory, "apply", "-auto-approve", *var_args)
     cli(directory, "destroy", "-auto-approve", *var_args)
