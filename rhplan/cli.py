@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rhplan import views
+from rhplan.cli_state import state as state_group
 from rhplan.console import console_command
 from rhplan.errors import RhplanError
 from rhplan.fmt_cli import fmt_command
 from rhplan.lock_option import lock_option
 from rhplan.providers_list import providers_command
-from rhplan.state_cli import state as state_group
 from rhplan.workspace_cli import workspace as workspace_group
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
 # print through the views. The workspace (and what it runs: status, gitignore) knows
 # neither the commands nor how its results are printed, and needs no click; the views
 # import no command.
-COMMANDS = ("rhplan.cli", "rhplan.state_cli", "rhplan.workspace_cli", "rhplan.fmt_cli",
+COMMANDS = ("rhplan.cli", "rhplan.cli_state", "rhplan.workspace_cli", "rhplan.fmt_cli",
             "rhplan.console", "rhplan.providers_list", "rhplan.lock_option")
 VIEWS = ("rhplan.views", "rhplan.json_ui")
 FORBIDDEN: dict[str, tuple[str, ...]] = {

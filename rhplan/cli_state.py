@@ -1,4 +1,5 @@
-"""`rhplan state list|show|rm|mv|pull|push`: Terraform's state commands. What each does
+"""`rhplan state list|show|rm|mv|pull|push`: Terraform's state commands (a module name
+that is not under rhplan.state, which fmt and --help do not import). What each does
 to the state is rhplan/workspace/state_ops.py's; what it prints, rhplan/views.py's."""
 from __future__ import annotations
 
