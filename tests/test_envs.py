@@ -674,3 +674,36 @@ def test_bytecode_is_seeded_only_beside_a_source_python_would_accept(tmp_path: P
     linked = dst / "__pycache__" / "same.cpython-311.pyc"
     assert linked.stat().st_ino == (src / "__pycache__" / "same.cpython-311.pyc").stat().st_ino
     assert ns["link_folder"](pycache, os.listdir(pycache), str(dst)) == 0  # type: ignore[operator]
+
+
+def test_pins_another_env_of_the_cluster_was_built_with_are_not_checked_again(
+    tmp_path: Path
+) -> None:
+    # issue 17: a second env with the first one's packages skips the dry run of its pins
+    # with the cluster's Ray (that env installed them together with that Ray)
+    from rhplan.provider import RunContext
+    from rhplan.resources.env import EnvType
+    from rhplan.state.model import ResourceState, State
+
+    def env(name: str, reqs: list[str], ray: str | None, cluster: str = "cluster.c"
+            ) -> ResourceState:
+        return ResourceState(f"env.{name}", "env", name, "local",
+                             {"cluster": cluster, "reqs": reqs, "installed": {}},
+                             private={"ray": ray} if ray else {})
+
+    state = State(lineage="x")
+    state.resources["cluster.c"] = ResourceState("cluster.c", "cluster", "c", "local",
+                                                 {"ray_version": "2.60.0"})
+    state.resources["env.first"] = env("first", ["pip:six==1.16.0", "idna==3.7", "./src"],
+                                       "2.60.0")
+    ctx = RunContext(config_dir=tmp_path)
+    new = env("second", [], None)
+    t = EnvType()
+    assert t._pins_proven(new, ["six==1.16.0"], ctx, state)
+    assert t._pins_proven(new, ["idna==3.7", "six==1.16.0"], ctx, state)
+    assert not t._pins_proven(new, ["six==1.15.0"], ctx, state)  # a pin never installed
+    assert not t._pins_proven(new, ["six==1.16.0", "attrs==23.1"], ctx, state)
+    state.resources["env.first"].private["ray"] = "2.59.0"  # built with another Ray
+    assert not t._pins_proven(new, ["six==1.16.0"], ctx, state)
+    state.resources["env.other"] = env("other", ["six==1.16.0"], "2.60.0", "cluster.d")
+    assert not t._pins_proven(new, ["six==1.16.0"], ctx, state)  # another cluster's

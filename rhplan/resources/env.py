@@ -440,6 +440,23 @@ class EnvType(ResourceType):
                 continue  # its own install reports it
         return envs.constraint_lines(reqs)
 
+    def _pins_proven(self, rs: ResourceState, pins: list[str], ctx: RunContext,
+                     state: State) -> bool:
+        """Whether another env of rs's cluster, built with the cluster's Ray version as it
+        is now, holds all these pins: they were installed together with that Ray, so
+        they resolve together (a second env with the first one's packages)."""
+        cluster = rs.attributes["cluster"]
+        version = state.resources[cluster].attributes.get("ray_version")
+        for other in list(state.resources.values()):
+            a = other.attributes
+            if (other.type != "env" or other.address == rs.address or a.get("cluster") != cluster
+                    or other.private.get("ray") != version or not isinstance(
+                        a.get("installed"), dict)):
+                continue
+            if set(pins) <= set(self._pins(a.get("reqs") or [], ctx, state)):
+                return True
+        return False
+
     def _constraints(self, conn: Connection, rs: ResourceState, ctx: RunContext,
                      state: State) -> str:
         """Write the env's pins (from its reqs as configured) for every install to obey."""
@@ -547,10 +564,12 @@ class EnvType(ResourceType):
             # the pins and the servlet's Ray are resolved together before anything is
             # installed: a pin Ray cannot live with is refused here, naming both sides. The
             # check only resolves (--dry-run), so it runs while Ray installs; its verdict is
-            # read before any entry is.
+            # read before any entry is. Pins another env of the cluster was built with, under
+            # the same Ray, are proven already: not asked again.
             with ThreadPoolExecutor(max_workers=1) as pool:
                 check = pool.submit(envs.check_resolvable, conn, a["path"],
-                                    [self._ray_pin(rs, state)], constraints) if pins else None
+                                    [self._ray_pin(rs, state)], constraints) \
+                    if pins and not self._pins_proven(rs, pins, ctx, state) else None
                 # Ray first, then each entry resolved with it under the pins of the entries so
                 # far (the last one writes them all): each record says what that entry changed
                 before = self._ensure_ray(rs, conn, state, None, ctx)
