@@ -13,7 +13,7 @@ ssh-keygen, no AWS account: everything goes to a moto server this script starts)
 
 What it does
 ------------
-1. Starts a FRESH moto server (tests/motoserver.py) on a free port on 127.0.0.1, picks
+1. Starts a FRESH moto server (tests/support/motoserver.py) on a free port on 127.0.0.1, picks
    an x86_64 image from its describe_images, and makes an ed25519 key with ssh-keygen
    (the provider imports KEY.pub as the cluster's key pair).
 2. For each N, in a fresh directory (so a fresh state lineage), writes ONE cluster:
@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from motoserver import MotoServer, aws_env  # noqa: E402
 

@@ -2,7 +2,7 @@
 """Envs as Runhouse users know them (issue 13): what a code edit costs.
 
 Run (from the repository root, with the project's venv active; needs /usr/sbin/sshd,
-which tests/sshd.py installs with apt when missing):
+which tests/support/sshd.py installs with apt when missing):
 
     python bench/envs_parity.py                 # 2,000 files, 5 repeats
     python bench/envs_parity.py --files 500 --repeat 3
@@ -11,7 +11,7 @@ What it measures
 ----------------
 1. re-sync of a working_dir of --files Python files after editing ONE of them, the way
    apply does it (rhplan/working_dir.py: hash the folder, read the host's manifest,
-   send what changed, write the manifest): to a real sshd on 127.0.0.1 (tests/sshd.py)
+   send what changed, write the manifest): to a real sshd on 127.0.0.1 (tests/support/sshd.py)
    and to this machine (LocalConnection). Printed: median wall time, the hashing part
    of it, files sent, and the round trips to the host (commands + SFTP reads/writes,
    counted by a pass-through wrapper). Target: <= 1 s.
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 

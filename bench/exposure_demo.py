@@ -14,7 +14,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # test modules
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 from motoserver import MotoServer, aws_env  # noqa: E402
 from test_security_exposure import _AddressService, ssh_key, x86_image_id  # noqa: E402
 

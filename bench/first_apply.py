@@ -2,7 +2,7 @@
 """First-apply benchmark: where the seconds of a first `rhplan apply` go (issue 17 item 3).
 
 Run (from the repository root, with the project's venv active; the ssh part needs
-/usr/sbin/sshd, which tests/sshd.py installs with apt when missing):
+/usr/sbin/sshd, which tests/support/sshd.py installs with apt when missing):
 
     python bench/first_apply.py                    # local and ssh
     python bench/first_apply.py --only local       # or --only ssh
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 TARGETS = {"cold": 10.0, "second env": 3.0}
 TIMEOUT = 900.0

@@ -11,7 +11,7 @@ Run (from the repository root, with the project's venv):
 
 Part `apply`: N envs across H SSH hosts, applied and destroyed for real
 ------------------------------------------------------------------------
-1. Starts H private sshd's on 127.0.0.1 (tests/sshd.py); each is one host and its own
+1. Starts H private sshd's on 127.0.0.1 (tests/support/sshd.py); each is one host and its own
    `cluster` (provider "ssh", its own root_dir, Ray head and connection pool). Each
    root_dir gets its Ray venv beforehand with uv, as on an image with Ray
    (tests/test_ssh_provider.provision_ray_venv). Envs live on a cluster's head, so the
@@ -31,7 +31,7 @@ Part `apply`: N envs across H SSH hosts, applied and destroyed for real
    second `rhplan plan -detailed-exitcode` (with refresh: one command per host) says
    "No changes." (timed, peak RSS).
 4. Memory of what runs on the hosts: each servlet's RSS and PSS (smaps_rollup), each
-   cluster's Ray processes (by its temp dir and token, tests/rayprocs.py).
+   cluster's Ray processes (by its temp dir and token, tests/support/rayprocs.py).
 5. `rhplan destroy -auto-approve` (timed), then the hosts are clean: state empty, no
    root_dir, no Ray temp dir, no process of those clusters (anything left is killed by
    pid and reported as a failure). The sshd's stop. Runs in a finally.
@@ -102,7 +102,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests"))  # test modules
+sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import plan_scale  # noqa: E402  (the generator and state builder of the plan benchmark)

@@ -2,7 +2,7 @@
 """Placement on any node (issue 13 item 7): an env on a worker node answers calls as
 fast as one on the head. The sibling of bench/envs_parity.py, for the multi-node line.
 
-Run as root (it makes two network namespaces, tests/netns.py), from the repository
+Run as root (it makes two network namespaces, tests/support/netns.py), from the repository
 root with the project's venv active:
 
     python bench/node_parity.py                  # 300 calls per env and route
@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests"))  # test modules
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 

@@ -14,7 +14,7 @@ Run (from the repository root, as root or a user sshd lets in, with the venv act
 
 What it does
 ------------
-1. Starts a private sshd on 127.0.0.1 (tests/sshd.py), and applies one ssh cluster
+1. Starts a private sshd on 127.0.0.1 (tests/support/sshd.py), and applies one ssh cluster
    on it (`provider = "ssh"`, the head is this machine reached over SSH, its own Ray
    head) with one env "bench" holding numpy (real uv venv, real Ray).
 2. For each route, a fresh driver process (so only that route runs in it) calls
@@ -133,7 +133,7 @@ def _processes(s: Any, route: str) -> dict[str, list[int]]:
         procs["gateway"] = [int(gw.versions.get("pid") or 0)]
         sshd = int(os.environ.get("RHPLAN_BENCH_SSHD_PID") or 0)
         if sshd:
-            sys.path.insert(0, str(ROOT / "tests"))
+            sys.path.insert(0, str(ROOT / "tests" / "support"))
             from sshd import _descendants
             procs["sshd"] = _descendants(sshd)
     return procs
@@ -418,7 +418,7 @@ def main() -> int:
         return 0
 
     before = _compare(args.compare, sys.argv[1:]) if args.compare else None
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
     from sshd import SSHServer
     work = Path(tempfile.mkdtemp(prefix="rhplan-bench-remote-"))
     server = SSHServer(work / "sshd").start()

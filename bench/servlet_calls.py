@@ -165,7 +165,7 @@ def driver_python(workdir: Path) -> str:
 
 def leftover_processes(directory: Path) -> list[int]:
     """Live processes of this benchmark's cluster Ray (by its temp dir or token path)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
     from rayprocs import temp_dir_for  # the random temp dir rhplan made for this root
     root = (directory / ".rhplan" / "clusters" / "bench").absolute()
     temp_dir = temp_dir_for(str(root)).encode()

@@ -2,7 +2,7 @@
 """SSH plan/apply benchmark: what does a no-change plan cost per host over SSH?
 
 Run (from the repository root, with the project's venv active; needs /usr/sbin/sshd,
-which tests/sshd.py installs with apt when missing, and PyPI for the first apply):
+which tests/support/sshd.py installs with apt when missing, and PyPI for the first apply):
 
     python bench/ssh_apply.py                     # N = 1, 4, 8 hosts, 3 repeats each
     python bench/ssh_apply.py --hosts 1,2 --repeat 5
@@ -10,7 +10,7 @@ which tests/sshd.py installs with apt when missing, and PyPI for the first apply
 
 What it does, for each N
 ------------------------
-1. Starts N real OpenSSH servers on 127.0.0.1 (tests/sshd.py), each on its own port.
+1. Starts N real OpenSSH servers on 127.0.0.1 (tests/support/sshd.py), each on its own port.
    An ssh cluster's hosts share one `ssh { port }`, so the configuration holds N
    one-host clusters `h0`..`hN-1` (one per sshd, each with its own root_dir, Ray head
    and one small env `e0`..: six==1.16.0 and a servlet) in ONE configuration.
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402

@@ -19,10 +19,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+# support code (sshd, moto server, network namespaces, proxies, the secret scan) lives in
+# tests/support/ and is imported by module name, as the tests and benches always have
+SUPPORT = Path(__file__).resolve().parent / "support"
+sys.path.insert(0, str(SUPPORT))
 pytest.register_assert_rewrite("secret_scan")
 from secret_scan import record_cli_output  # noqa: E402 - after the rewrite hook above
 
-# secret_scan: at the end of the session, every canary secret value (tests/canary.py) is
+# secret_scan: at the end of the session, every canary secret value (tests/support/canary.py) is
 # looked for in every artifact the run left, the CLI output logged below included
 pytest_plugins = ["secret_scan"]
 
@@ -319,9 +323,19 @@ def local_package() -> Callable[..., Path]:
     return make_local_package
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    """A real OpenSSH server on 127.0.0.1 for this test module (tests/support/sshd.py):
+    its own host key, client key and authorized_keys."""
+    from sshd import SSHServer, ensure_sshd_installed
+    ensure_sshd_installed()
+    with SSHServer() as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One real moto server process for the session (tests/motoserver.py)."""
+    """One real moto server process for the session (tests/support/motoserver.py)."""
     from motoserver import MotoServer
     server = MotoServer(tmp_path_factory.mktemp("moto")).start()
     yield server

@@ -1,6 +1,6 @@
-"""The aws provider end to end: a real moto server process (tests/motoserver.py) is the
+"""The aws provider end to end: a real moto server process (tests/support/motoserver.py) is the
 EC2 endpoint, and every "instance" it launches is reached through a proxy command
-(tests/aws_proxy.py, standing where SSM or a bastion stands in a real setup) that leads
+(tests/support/aws_proxy.py, standing where SSM or a bastion stands in a real setup) that leads
 to a real sshd on 127.0.0.1. So the whole chain runs: boto3 over HTTP launches and tags
 instances, rhplan reaches them over SSH, bootstraps Ray, forms one Ray cluster, builds
 the env with uv and starts its servlet.
@@ -33,12 +33,12 @@ import pytest
 from conftest import poll_until
 from motoserver import MotoServer, aws_env
 from rayprocs import cluster_processes, temp_dir_for
-from sshd import SSHServer, _descendants, ensure_sshd_installed
+from sshd import SSHServer, _descendants
 from test_ssh_provider import BASE_PY, NUMPY, PRELUDE, hcl_str, provision_ray_venv
 
 APPLY_TIMEOUT = 600.0
 DRIVER_TIMEOUT = 120.0
-PROXY = str(Path(__file__).with_name("aws_proxy.py"))
+PROXY = str(Path(__file__).parent / "support" / "aws_proxy.py")
 # who the tests' security groups let in (a documentation range: moto's instances are
 # never reached over the network, only through PROXY)
 ALLOWED = "198.51.100.0/24"
@@ -194,13 +194,6 @@ def destroy_and_check(rh: Any, moto: MotoServer, temp_dirs: list[str], root: Pat
     if rh.resources():
         problems.append(f"state not empty: {sorted(rh.resources())}")
     assert not problems, "\n".join(problems)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SSHServer]:
-    ensure_sshd_installed()
-    with SSHServer() as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from crash_harness import (
 )
 from motoserver import MotoServer, aws_env
 from rayprocs import temp_dir_prefix
-from sshd import SSHServer, ensure_sshd_installed
+from sshd import SSHServer
 from test_aws_provider import aws_hcl, linked_ray_root, x86_image
 from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
 
@@ -136,13 +136,6 @@ def test_crash_local_sweep(local: Scenario) -> None:
 # --------------------------------------------------------------------------
 # ssh (a real sshd on 127.0.0.1)
 # --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SSHServer]:
-    ensure_sshd_installed()
-    with SSHServer() as srv:
-        yield srv
-
 
 @pytest.fixture(scope="module")
 def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:

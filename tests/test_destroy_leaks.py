@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from conftest import poll_until
 from motoserver import MotoServer, aws_env, free_port
 from rayprocs import alive, cluster_processes, temp_dir_for, temp_dir_prefix
-from sshd import SSHServer, ensure_sshd_installed
+from sshd import SSHServer
 from test_aws_provider import PROXY, leftovers, x86_image
 from test_ssh_provider import cluster_hcl, hcl_str, provision_ray_venv, ssh_block, sshd_down
 
@@ -216,13 +215,6 @@ def test_a_local_cluster_whose_marker_vanished_is_repaired_or_destroyed(rh: Any)
 
 
 # --- an ssh host whose setup failed half-way -----------------------------------------------
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SSHServer]:
-    ensure_sshd_installed()
-    with SSHServer() as srv:
-        yield srv
-
 
 def test_an_ssh_setup_that_failed_half_way_is_recorded_and_destroyed(
         server: SSHServer, tmp_path: Path, rhplan_in: Any) -> None:

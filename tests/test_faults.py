@@ -11,14 +11,14 @@ For every fault the same contract is checked, against real parts only:
      it was finished;
   4. with the fault gone, one more apply finishes the job and a plan says no changes.
 
-EC2: a real moto server process behind tests/faulty_http.py, two clusters per
+EC2: a real moto server process behind tests/support/faulty_http.py, two clusters per
 configuration, the fault aimed at one operation in the middle of the apply. moto's
 instances have no sshd, so these runs use the test provider aws_launch_only
 (tests/plugins: the aws provider launches, tags and terminates, and never SSHes);
 tests/test_aws_provider.py runs the whole chain. moto ignores ClientToken, so
 the proxy answers a repeated token as EC2 does (see faulty_http.py).
 
-SSH: a real sshd on 127.0.0.1 behind tests/faulty_tcp.py (the cluster's ssh port is
+SSH: a real sshd on 127.0.0.1 behind tests/support/faulty_tcp.py (the cluster's ssh port is
 the proxy's), with keepalives every second (RHPLAN_SSH_ALIVE_INTERVAL=1, three missed
 = dead) so a hang is detected in seconds. The fault is triggered when a setup command
 of an env is known to be running on the host (it made its `started` file).

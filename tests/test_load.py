@@ -3,7 +3,7 @@ memory and nothing dropped (issue 6, item 7).
 
 The tests drive bench/load.py, the script that prints the same figures outside pytest,
 so the test and the benchmark cannot drift apart. Everything is real: sshd's on
-127.0.0.1 (tests/sshd.py), a uv venv and a Ray actor per env, the CLI in subprocesses
+127.0.0.1 (tests/support/sshd.py), a uv venv and a Ray actor per env, the CLI in subprocesses
 whose peak RSS is read with wait4. `pytest -m long -s tests/test_load.py` prints the
 `RELIABILITY: load ...` lines.
 

@@ -23,7 +23,7 @@ pytest.importorskip("paramiko")
 
 from rhplan.ssh import SSHConnection  # noqa: E402 - after the paramiko check
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "support"
 
 
 def _require_netns() -> None:

@@ -4,7 +4,7 @@ hosts as 0600 files, with the env vars tools read pointed at them.
 
 The local credentials are files made in a temp dir outside pytest's basetemp (the
 fake HOME / AWS_SHARED_CREDENTIALS_FILE / HF_HOME / GOOGLE_APPLICATION_CREDENTIALS
-point there; removed at the end), their values canaries (tests/canary.py), so the
+point there; removed at the end), their values canaries (tests/support/canary.py), so the
 session's secret scan and the scans here find any copy outside the env's own 0600
 files. One local cluster (real Ray, a real uv env with boto3, which resolves the AWS
 credentials as any AWS tool would) is applied once; the tests walk it in order.

@@ -2,7 +2,7 @@
 EC2 API and the SSH proxy.
 
 The caller runs in a network namespace of its own (`unshare --net`): its loopback
-holds only a forwarder to the moto server (tests/remote_relay.py `inside`, as a laptop
+holds only a forwarder to the moto server (tests/support/remote_relay.py `inside`, as a laptop
 reaches the AWS API), and the cluster's instance is reached through a `proxy_command`
 in the aws provider's `%i` form that goes through a UNIX socket relay to the test sshd,
 as SSM or a bastion would. From there: apply, plan (no changes), the servlet (call

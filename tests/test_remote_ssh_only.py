@@ -1,7 +1,7 @@
 """Servlets, status and run from a caller whose only way to the cluster is SSH.
 
 One ssh cluster (a real sshd on 127.0.0.1, real Ray, a real uv env) is applied once.
-Its ssh block's proxy_command goes through a UNIX socket (tests/remote_relay.py): the
+Its ssh block's proxy_command goes through a UNIX socket (tests/support/remote_relay.py): the
 callers below run under `unshare --net`, with nothing but their own (down) loopback,
 so the head's Ray ports are provably out of their reach, and their single way out is
 the ProxyCommand. Everything they do goes through rhplan's gateway on the head
@@ -536,8 +536,9 @@ RHPLAN_DEPS_BUT_RAY = ["click>=8.1", "python-hcl2==7.3.1", "networkx>=3.2", "pac
 def _caller_venv(where: Path, *extra: str) -> str:
     venv = where / "venv"
     python = str(venv / "bin" / "python")
+    repo = str(HERE.parents[1])  # HERE is tests/support
     for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
-                 [UV, "pip", "install", "-q", "--python", python, "--no-deps", str(HERE.parent)],
+                 [UV, "pip", "install", "-q", "--python", python, "--no-deps", repo],
                  [UV, "pip", "install", "-q", "--python", python, *RHPLAN_DEPS_BUT_RAY, *extra]):
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"

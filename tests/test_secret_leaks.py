@@ -3,9 +3,10 @@ plan/apply/destroy output, `show -json`, `state show`/`pull`, outputs, an error 
 a secret caused, or the Ray logs of the cluster; the file that must hold them on a
 host (ENV/rhplan/secrets.json) is mode 0600, on a local and on an SSH host.
 
-The values are canaries (tests/canary.py): the session-end scan (tests/secret_scan.py)
-looks for them again in everything the run left. These tests look in each artifact
-right where it is made, so a leak names the command or file that made it.
+The values are canaries (tests/support/canary.py): the session-end scan
+(tests/support/secret_scan.py) looks for them again in everything the run left. These
+tests look in each artifact right where it is made, so a leak names the command or file
+that made it.
 """
 from __future__ import annotations
 

@@ -341,14 +341,6 @@ def test_bad_exposure_settings_are_one_line(moto: MotoServer, tmp_path: Path,
 
 # --- aws: host keys from the console output -----------------------------------------------
 
-@pytest.fixture(scope="module")
-def server() -> Any:
-    from sshd import SSHServer, ensure_sshd_installed
-    ensure_sshd_installed()
-    with SSHServer() as srv:
-        yield srv
-
-
 def keygen_lines(pub: Path, *flags: str) -> str:
     """ssh-keygen -l, as cloud-init's write-ssh-key-fingerprints runs it."""
     return subprocess.run(["ssh-keygen", "-l", *flags, "-f", str(pub)], capture_output=True,
@@ -458,7 +450,7 @@ def test_aws_first_login_checks_the_console_output(moto: MotoServer, server: Any
 
     from faulty_http import FaultyProxy, Rule
     proxy_log = tmp_path / "proxy.log"
-    hop = shlex.join([sys.executable, str(Path(__file__).with_name("aws_proxy.py")),
+    hop = shlex.join([sys.executable, str(Path(__file__).parent / "support" / "aws_proxy.py"),
                       str(proxy_log), "%h", "%i", str(server.port)])
     forged = cloud_init_console(other_keys(tmp_path))
     ec2 = FaultyProxy(moto.url, [Rule("GetConsoleOutput", (200, console_xml(forged)), -1)])

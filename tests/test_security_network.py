@@ -4,8 +4,8 @@ network, checked on real clusters.
 - A one-host cluster (local provider; ssh provider on a host in its own network
   namespace) listens on loopback only: `ss -ltnp` in the host's namespace shows no Ray
   process on any other address. Callers reach it through SSH (docs/remote.md).
-- A two-host ssh cluster (hosts `a` and `b` in two namespaces, tests/netns.py) talks
-  TLS between its nodes: a recording TCP proxy (tests/recording_tcp.py) in front of the
+- A two-host ssh cluster (hosts `a` and `b` in two namespaces, tests/support/netns.py) talks
+  TLS between its nodes: a recording TCP proxy (tests/support/recording_tcp.py) in front of the
   head on `a` carries a real Ray driver's connection from `b`; what crossed
   holds no token byte and no HTTP/2 in cleartext, only TLS records. A plaintext
   HTTP/2 client gets no HTTP/2 answer from the head, and the driver's tasks still run

@@ -31,12 +31,6 @@ SHOW_ENV = [sys.executable, "-c",
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SSHServer]:
-    with SSHServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
 def conn(server: SSHServer) -> Iterator[SSHConnection]:
     c = SSHConnection(server.host, port=server.port, user=server.user,
                       private_key=server.client_key, known_hosts=server.known_hosts)

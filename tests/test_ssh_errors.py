@@ -2,7 +2,7 @@
 (issue 11, item 8): refused, reset or closed by the peer, timed out (only when the time
 was really spent), login refused, a proxy command that exited, an unknown name.
 
-Real parts only: a real sshd on 127.0.0.1 (sshd.py), tests/faulty_tcp.py in front of it
+Real parts only: a real sshd on 127.0.0.1 (sshd.py), tests/support/faulty_tcp.py in front of it
 for resets and hangs, a listener whose accept queue is full for a TCP connect that gets
 no answer, and a real proxy command process.
 """

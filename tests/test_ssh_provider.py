@@ -1,4 +1,4 @@
-"""The ssh provider end to end: real OpenSSH servers on 127.0.0.1 (tests/sshd.py), real
+"""The ssh provider end to end: real OpenSSH servers on 127.0.0.1 (tests/support/sshd.py), real
 Ray, real uv installs from PyPI, the real CLI in subprocesses. Nothing is mocked.
 
 The "remote" host is this machine reached over SSH, so what a command did there
@@ -708,7 +708,7 @@ def test_two_hosts_in_two_namespaces_form_one_ray_cluster(tmp_path: Path,
         try:
             net.close()
         except RuntimeError as exc:
-            # tests/netns.py: a veth that vanished with its namespace may answer "No such
+            # tests/support/netns.py: a veth that vanished with its namespace may answer "No such
             # device", which _gone() does not take for gone (reported); anything else counts
             if any("No such device" not in part for part in str(exc).split("; ")):
                 raise

@@ -1,4 +1,4 @@
-"""The S3 state backend against a real moto server process (tests/motoserver.py):
+"""The S3 state backend against a real moto server process (tests/support/motoserver.py):
 reads and conditional writes with a backup object, Terraform-style lock objects
 (`KEY.tflock` created with If-None-Match), and the CLI end to end on a
 configuration whose state lives in S3, including moving a local state there with

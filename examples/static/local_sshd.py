@@ -11,7 +11,7 @@ of this checkout's own) next to this file, or where --var-file says. Without
 SIGHUP stop sshd and every session it forked, and remove its temp folder (keys
 included), the var file and the pid file.
 
-It uses the same helper as rhplan's tests (tests/sshd.py): its own host key, client
+It uses the same helper as rhplan's tests (tests/support/sshd.py): its own host key, client
 key and known_hosts in a temp folder; the system's sshd and ~/.ssh are never touched.
 Needs /usr/sbin/sshd (apt-get install openssh-server). examples/aws/local_moto.py
 runs its servers the same way (`run_service` below).
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent / "tests"))
+sys.path.insert(0, str(HERE.parent.parent / "tests" / "support"))
 
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 

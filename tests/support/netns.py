@@ -274,7 +274,7 @@ def cleanup_stale() -> list[str]:
 class TestHost(SSHServer):
     """One namespace on a TestNetwork, with sshd on address:port (22) inside it.
 
-    It is an SSHServer (tests/sshd.py) whose sshd runs in the namespace: same key
+    It is an SSHServer (tests/support/sshd.py) whose sshd runs in the namespace: same key
     material, `log_text()`, `accepted_logins()`, `regenerate_host_key()`,
     `stranger_key`. `client_key` is the network's key (every host of a network lets it
     in); `known_hosts` trusts this host only, the network's `known_hosts` all of them.

@@ -6,7 +6,7 @@
 
 Everything lives in a private temporary folder: the system sshd, /etc/ssh and
 ~/.ssh are never read or written (sshd is started with its own config file,
-host key, authorized_keys and pid file). `python tests/sshd.py relay HOST PORT`
+host key, authorized_keys and pid file). `python tests/support/sshd.py relay HOST PORT`
 is a tiny TCP relay on stdin/stdout, for testing proxy commands.
 """
 from __future__ import annotations
@@ -296,4 +296,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "relay":
         _relay(sys.argv[2], int(sys.argv[3]))
     else:
-        sys.exit("usage: python tests/sshd.py relay HOST PORT")
+        sys.exit("usage: python tests/support/sshd.py relay HOST PORT")

@@ -1,5 +1,5 @@
 """A pytest plugin: at the end of the session, look for every canary secret value
-(tests/canary.py) in every artifact the run produced, and fail the session on a hit.
+(tests/support/canary.py) in every artifact the run produced, and fail the session on a hit.
 
 Where it looks:
 - the session's basetemp tree: configuration folders, state files and their .backup,

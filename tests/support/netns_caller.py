@@ -2,7 +2,7 @@
 
 The caller runs under `unshare --net` (its own, down, loopback): its single way to
 the cluster is the ssh block's proxy_command, through a UNIX socket relay
-(tests/remote_relay.py) to the test sshd. Box drives scripts and the CLI from there;
+(tests/support/remote_relay.py) to the test sshd. Box drives scripts and the CLI from there;
 destroy_from destroys the cluster from there and waits, bounded, until nothing of it
 is left on either side.
 """
@@ -54,7 +54,7 @@ def why_no_netns() -> str | None:
 
 
 class Relay:
-    """tests/remote_relay.py serve: the one way from a namespace to the sshd."""
+    """tests/support/remote_relay.py serve: the one way from a namespace to the sshd."""
 
     def __init__(self, sock: Path, server: SSHServer):
         self.sock, self.server = sock, server
