@@ -32,6 +32,7 @@ cluster "pair" {
   custom_resources_by_host = { "10.0.0.6" = { my_accel = WORKER } }
   root_dir                 = "/srv/rhplan/pair"
   resources                = { CPU = 4, GPU = 0 }
+  create_default_env       = false
   ssh {
     user = "me"
   }
