@@ -36,7 +36,8 @@ LEAKY_SETUP = ('python -c "import json, os, sys; v = json.load(open(os.environ[\
 
 CONFIG = f"""
 cluster "c" {{
-  provider = "local"
+  provider           = "local"
+  create_default_env = false # two envs, no default_env: these tests are about the secret
 }}
 
 secret "s" {{
