@@ -393,6 +393,8 @@ def test_a_recorded_bare_env_is_known_by_its_address_and_cluster() -> None:
     assert is_bare_env('env.c_default["a.cluster.b"]', {"cluster": 'cluster.c["a.cluster.b"]'})
     assert is_bare_env('module.m["k"].env.c_default', {"cluster": 'module.m["k"].cluster.c'})
     assert is_bare_env("module.m.env.c_default[0]", {"cluster": "module.m.cluster.c[0]"})
+    assert is_bare_env('module.m["a.cluster.b"].module.n.env.c_default',
+                       {"cluster": 'module.m["a.cluster.b"].module.n.cluster.c'})
     assert not is_bare_env("env.c_default[0]", {"cluster": "cluster.c[1]"})
     assert not is_bare_env("env.c_default", {"cluster": "cluster.d"})
     assert not is_bare_env("module.m.env.c_default", {"cluster": "cluster.c"})

@@ -7,10 +7,15 @@ only checked here, against the configuration, and read from the state when a com
 needs it. A cluster without one gets a bare env (below)."""
 from __future__ import annotations
 
+import re
+
 from rhplan.config import ast
 from rhplan.config.load import Config, ResourceConfig, _resource, expr_refs
 from rhplan.errors import ConfigError
-from rhplan.names import instance_address, parse_address
+from rhplan.names import _MODULE, instance_address, parse_address
+
+# the module instance an address is inside: module.m["k"]. (a key may hold dots)
+_MODULE_PREFIX = re.compile(_MODULE.pattern + r"\.")
 
 # a chain of locals longer than this is refused (as evaluation refuses loops)
 _MAX_LOCALS = 32
@@ -112,12 +117,9 @@ def is_bare_env(address: str, attrs: dict[str, object]) -> bool:
     if not isinstance(cluster, str):
         return False
     module, key = "", ""
-    if cluster.startswith("module."):  # module.m["k"].cluster.c: the last ".cluster."
-        i = cluster.rfind(".cluster.", 0, cluster.find("[", cluster.rfind("]") + 1)
-                          if cluster.endswith("]") else len(cluster))
-        if i < 0:
-            return False
-        module, cluster = cluster[:i + 1], cluster[i + 1:]
+    found = _MODULE_PREFIX.match(cluster)  # module.m["k"].cluster.c: its module instance
+    if found:
+        module, cluster = found.group(0), cluster[found.end():]
     parts = parse_address(cluster)
     if parts is None or parts[0] != "cluster":
         return False
