@@ -1,5 +1,9 @@
 """The `rhplan` command line. Flags follow Terraform (`-auto-approve`); the GNU
-double-dash forms work too. Any RhplanError becomes one line on stderr and exit 1."""
+double-dash forms work too. Any RhplanError becomes one line on stderr and exit 1.
+
+A command parses its options, calls one method of the workspace (rhplan/workspace/:
+what it does) and prints the result through rhplan/views.py (what users read); the
+state commands are in cli_state.py, the workspace commands in workspace_cli.py."""
 from __future__ import annotations
 
 import contextlib
