@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from motoserver import MotoServer, aws_env
 from test_aws_provider import api_calls, x86_image
 
@@ -66,7 +67,9 @@ def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Pat
     try:
         out, calls = run("apply", "-auto-approve")
         assert "Resources: 1 added" in out, out
-        # one to find instances a killed apply launched, one for the launched ones' IPs
+        # one to find instances a killed apply launched, one to wait for the launched
+        # ones to run (asking only for those not running yet: moto's run at once, and
+        # its launch answer holds their IPs, so none is described in full again)
         assert calls["DescribeInstances"] == 2, calls
         lineage = rh.state()["lineage"]
         assert len(live(moto, lineage)) == N
@@ -77,8 +80,9 @@ def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Pat
         rh.write(cluster_hcl(moto, ami, key, "ml2"))
         out, calls = run("apply", "-auto-approve")
         assert "Resources: 0 added, 1 changed, 0 destroyed." in out, out
-        # the refresh's describe serves the update too (it made three before)
-        assert calls == {"DescribeInstances": 1, "DescribeSecurityGroups": 2,
+        # the refresh's describes serve the update too: its instances (it made three
+        # before) and its security group's rules (two)
+        assert calls == {"DescribeInstances": 1, "DescribeSecurityGroups": 1,
                          "CreateTags": 1}, calls
         insts = live(moto, lineage)
         assert len(insts) == N and all(
@@ -98,3 +102,47 @@ def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Pat
         rh.keep = False
         if rh.resources():
             rh("destroy", "-auto-approve")
+
+
+def test_waiting_for_a_launch_describes_only_what_it_does_not_know(
+        moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wait_running polls for the instances not running yet (moto's run at once: an
+    empty answer) and describes in full only those whose address is not known for
+    good: none when the launch answer holds public IPs, all of them when it holds
+    only private ones (as EC2's does) or when they were started again (new IPs)."""
+    from rhplan_aws import ec2
+
+    for k, v in aws_env({}).items():  # moto's fake credentials, no profile
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    client = ec2.client("us-east-1", None, moto.url)
+    described: list[int] = []  # instances in each DescribeInstances answer
+
+    def count(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "DescribeInstances":
+            described.append(sum(len(r["Instances"]) for r in parsed["Reservations"]))
+
+    launched = client.run_instances(ImageId=x86_image(moto), InstanceType="t3.micro",
+                                    MinCount=3, MaxCount=3)["Instances"]
+    ids = [i["InstanceId"] for i in launched]
+    client.meta.events.register("after-call.ec2.DescribeInstances", count)
+    try:
+        assert all(i["State"]["Name"] == "pending" and i.get("PublicIpAddress")
+                   for i in launched)
+        running = ec2.wait_running(client, launched, "starting")
+        assert [i["InstanceId"] for i in running] == ids and described == [0]
+
+        described.clear()  # EC2's launch answer: no public IP yet
+        private_only = [{k: v for k, v in i.items() if k != "PublicIpAddress"}
+                        for i in launched]
+        running = ec2.wait_running(client, private_only, "starting")
+        assert described == [0, 3] and all(i["PublicIpAddress"] for i in running)
+        assert all(i["State"]["Name"] == "running" for i in running)
+
+        described.clear()  # started again: asked anyway
+        ec2.wait_running(client, running, "starting", stale=ids[:1])
+        assert described == [0, 1]
+    finally:
+        client.meta.events.unregister("after-call.ec2.DescribeInstances", count)
+        client.terminate_instances(InstanceIds=ids)

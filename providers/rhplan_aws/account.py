@@ -72,22 +72,27 @@ class Account:
         return [i for i in found if ec2.tag_dict(i).get(ec2.ADDRESS_TAG) == addr
                 and (gone_too or i["State"]["Name"] not in ("terminated", "shutting-down"))]
 
-    def groups(self, attrs: dict[str, Any], private: dict) -> dict[str, dict[str, Any]]:
+    def groups(self, attrs: dict[str, Any], private: dict, max_age: float | None = None
+               ) -> dict[str, dict[str, Any]]:
         """Every security group of the state's lineage, by id: one describe shared by every
-        cluster of this run (refresh reads each cluster's rules from it)."""
+        cluster of this run (refresh reads each cluster's rules from it, and an update
+        its group's rules, if made at most max_age seconds ago when given)."""
         client = self.client(attrs, private)
         lineage = self.lineage(private)
         key = ("aws-groups", private["region"], private.get("endpoint_url"), lineage)
         ctx = self.ctx
         with self._describe_lock:
-            found = None if ctx is None else ctx.cache.get(key)
+            made, found = (ctx.cache.get(key) if ctx is not None else None) or (0.0, None)
+            if found is not None and max_age is not None and \
+                    time.monotonic() - made > max_age:
+                found = None
             if found is None:
                 found = {g["GroupId"]: g for g in ec2.call(
                     client.describe_security_groups, "describing security groups",
                     Filters=[{"Name": f"tag:{ec2.LINEAGE_TAG}", "Values": [lineage]}]
                 )["SecurityGroups"]}
                 if ctx is not None:
-                    ctx.cache[key] = found
+                    ctx.cache[key] = (time.monotonic(), found)
         return found
 
     def forget(self, kind: str) -> None:

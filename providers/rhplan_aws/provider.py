@@ -124,13 +124,12 @@ class AWSProvider(SSHHostHooks, Provider):
                   restarted: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict]:
         """Wait until every instance runs with an IP, record them, set up the new hosts
         over SSH. `launched` are as last described, except those restarted since."""
-        ids = [i["InstanceId"] for i in launched]
         if not restarted and all(i["State"]["Name"] == "running" and (
                 i.get("PublicIpAddress") or i.get("PrivateIpAddress")) for i in launched):
             running = launched  # as just described: no need to ask again
         else:
-            running = ec2.wait_for(client, ids, {"running"}, f"starting {address(attrs)}",
-                                   need_ip=True)
+            running = ec2.wait_running(client, launched, f"starting {address(attrs)}",
+                                       stale=restarted)
         instances.record(attrs, private, running)
         old = attrs.get("hosts")
         old_hosts: dict[str, str] = old if isinstance(old, dict) else {}
@@ -225,8 +224,12 @@ class AWSProvider(SSHHostHooks, Provider):
         if before.get("tags_all") != attrs.get("tags_all") and ids:
             instances.retag(client, before.get("tags_all") or {}, attrs.get("tags_all") or {},
                             ids)
-        if private.get("security_group_id"):
-            network.sync_rules(account, client, attrs, private)
+        gid = private.get("security_group_id")
+        if gid:
+            # the group as this run's refresh read it, if recent (as adopt's instances)
+            group = account.groups(attrs, private, instances.ADOPT_REUSE_SECONDS).get(gid)
+            network.sync_rules(account, client, attrs, private,
+                               None if group is None else group.get("IpPermissions") or [])
         found = instances.adopt(account, attrs, private)
         old_ip = {r["id"]: r["ip"] for r in private.get("instances") or []}
         live = {i["InstanceId"] for i in found}
