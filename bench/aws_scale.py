@@ -8,6 +8,7 @@ ssh-keygen, no AWS account: everything goes to a moto server this script starts)
 
     python bench/aws_scale.py                       # N = 1, 10, 100, 1000 instances
     python bench/aws_scale.py --sizes 1,100 -v      # also every CLI run's output
+    python bench/aws_scale.py --sizes 1,100,1000 --runs 3   # medians of 3 runs each
     python bench/aws_scale.py --no-bytecode         # every CLI start compiles its imports
     python bench/aws_scale.py --dir /tmp/rhplan-bench-aws    # keep files there
 
@@ -40,9 +41,11 @@ What it does
    key pair whose name starts
    with rhplan-<lineage[:8]> is left. Then resets the moto server for the next N.
 4. Prints per N per phase: wall seconds, rhplan CPU, moto CPU, API calls and the calls
-   by operation, the
-   comparison figures quoted in the issue (Terraform 1.11 + the AWS provider against
-   moto), and PASS/FAIL against the targets:
+   by operation (with --runs K: each N measured K times, the median and the least of
+   wall and CPU), the load average before and after each N (the machine may be shared:
+   the CPU columns move less with load than wall), the comparison figures quoted in
+   the issue (Terraform 1.11 + the AWS provider against moto), and PASS/FAIL (on the
+   median) against the targets:
      - every phase at N = 100 within 3 s, and at the largest N (above 100) within
        5 s, process start to exit (wall: on a busy machine, compare the CPU columns);
      - API calls per phase do not grow with N: calls at the largest N <= calls at the
@@ -58,6 +61,7 @@ import collections
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,6 +260,23 @@ def measure(moto: MotoServer, n: int, base: Path, ami: str, key: Path) -> dict[s
                            check=False)
 
 
+def summary(n: int, runs: list[dict[str, Any]], load: tuple[float, float]
+            ) -> dict[str, Any]:
+    """One N's runs as one row per phase: median and least wall and CPU seconds, median
+    moto CPU, and the calls of the run that made the most."""
+    out: dict[str, Any] = {"n": n, "load": load, "runs": len(runs)}
+    for ph in PHASES:
+        ms = [r[ph] for r in runs]
+        most = max(ms, key=lambda m: m["calls"])
+        out[ph] = {"seconds": statistics.median(m["seconds"] for m in ms),
+                   "least_seconds": min(m["seconds"] for m in ms),
+                   "cpu": statistics.median(m["cpu"] for m in ms),
+                   "least_cpu": min(m["cpu"] for m in ms),
+                   "moto_cpu": statistics.median(m["moto_cpu"] for m in ms),
+                   "calls": most["calls"], "ops": most["ops"]}
+    return out
+
+
 def compact(ops: dict[str, int]) -> str:
     return " ".join(f"{ABBREV.get(k, k)}:{v}" for k, v in sorted(ops.items()))
 
@@ -268,6 +289,9 @@ def main() -> int:
                     help="let the CLI runs compile every module at each start, as with "
                          "PYTHONDONTWRITEBYTECODE=1 and no .pyc files (default: a bytecode "
                          "cache under the bench dir, warmed by a first run)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="measure each N this many times (fresh state and moto reset each "
+                         "time) and print the median and the least of each phase")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="also print the output of every CLI run")
     args = ap.parse_args()
@@ -293,13 +317,19 @@ def main() -> int:
             print("warm-up (not measured): N = 1 ...", flush=True)
             measure(moto, 1, top / "warm-up", ami, key)
         for n in sizes:
-            moto.reset()
-            print(f"N = {n}: create, plan, tag, destroy ...", flush=True)
-            r = measure(moto, n, top, ami, key)
-            results.append(r)
-            if args.verbose:
-                for ph in PHASES:
-                    print(f"--- N={n} {ph} output:\n{r[ph]['output']}")
+            runs = []
+            load = os.getloadavg()[0]
+            for k in range(max(1, args.runs)):
+                moto.reset()
+                print(f"N = {n}: create, plan, tag, destroy"
+                      + (f" (run {k + 1} of {args.runs})" if args.runs > 1 else "") + " ...",
+                      flush=True)
+                r = measure(moto, n, top / f"run{k}" if args.runs > 1 else top, ami, key)
+                runs.append(r)
+                if args.verbose:
+                    for ph in PHASES:
+                        print(f"--- N={n} {ph} output:\n{r[ph]['output']}")
+            results.append(summary(n, runs, (load, os.getloadavg()[0])))
     except BenchError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 2
@@ -311,15 +341,21 @@ def main() -> int:
         if not args.dir:
             shutil.rmtree(top, ignore_errors=True)
 
-    print("\n      N  phase      wall s  rhplan CPU s  moto CPU s  API calls  calls by operation")
+    many = args.runs > 1
+    print("\n      N  phase      wall s  rhplan CPU s  moto CPU s  API calls  calls by operation"
+          + ("     (median of runs; least in brackets)" if many else ""))
     for r in results:
         for ph in PHASES:
             m = r[ph]
-            print(f"  {r['n']:>5}  {ph:<8} {m['seconds']:>8.2f}  {m['cpu']:>12.2f}  "
+            wall = f"{m['seconds']:.2f}" + (f" ({m['least_seconds']:.2f})" if many else "")
+            cpu = f"{m['cpu']:.2f}" + (f" ({m['least_cpu']:.2f})" if many else "")
+            print(f"  {r['n']:>5}  {ph:<8} {wall:>8}  {cpu:>12}  "
                   f"{m['moto_cpu']:>10.2f}  {m['calls']:>9}  {compact(m['ops'])}")
+        print(f"  {'':>5}  (load average, 1 min: {r['load'][0]:.2f} before, "
+              f"{r['load'][1]:.2f} after; {r['runs']} run(s))")
     print("\n  (wall: CLI process start to exit, provider aws_launch_only; rhplan CPU: "
           "that process's user+sys from wait4; moto CPU: the moto server's user+sys "
-          "meanwhile; calls: every EC2 API call the process made)")
+          "meanwhile; calls: every EC2 API call the process made, the most of any run)")
     print("  Terraform 1.11 + AWS provider against moto (from the issue): "
           + "; ".join(f"{ph} {v}" for ph, v in TERRAFORM.items() if v != "-"))
 
