@@ -266,7 +266,7 @@ def test_what_a_driver_sends_between_nodes_is_tls_only(duo: Duo, tmp_path: Path)
     assert address.startswith(f"{a.address}:")
     record = tmp_path / "record"
     ray_python = str(duo.root / "ray-venv" / "bin" / "python")
-    proxy = a.popen([sys.executable, str(HERE / "recording_tcp.py"), a.address,
+    proxy = a.popen([sys.executable, str(HERE / "support" / "recording_tcp.py"), a.address,
                      *address.rsplit(":", 1), str(record)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
