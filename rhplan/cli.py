@@ -6,6 +6,7 @@ what it does) and prints the result through rhplan/views.py (what users read); t
 state commands are in cli_state.py, the workspace commands in workspace_cli.py."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import os
@@ -340,6 +341,9 @@ def tune_gc() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     tune_gc()
+    # registered first, so it runs last: what the command left (syntax trees, state,
+    # botocore's service model) is not walked by the collection at interpreter exit
+    atexit.register(gc.freeze)
     sys.exit(execute(list(sys.argv[1:] if argv is None else argv)))
 
 
