@@ -343,7 +343,9 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
         temp_dirs = [temp_dir_for(str(root))]
         try:
             res = rh("plan", "-no-color").ok()
-            assert nodes_of(res.stdout) == {"near": None, "far": b.address}, res.stdout
+            # two envs, no default_env: the cluster's bare default env too, on the head
+            assert nodes_of(res.stdout) == {"near": None, "far": b.address,
+                                            "duo_default": None}, res.stdout
             print("PLACEMENT plan:\n" + res.stdout)
             t0 = time.monotonic()
             rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
@@ -375,9 +377,9 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
             # status: each node's Ray, memory and servlets, one SSH command per node
             nodes = status_nodes(rh, 0)
-            assert {ip: (n["role"], n["ray"], [s["env"] for s in n["servlets"]],
+            assert {ip: (n["role"], n["ray"], sorted(s["env"] for s in n["servlets"]),
                          all(s["alive"] for s in n["servlets"])) for ip, n in nodes.items()
-                    } == {a.address: ("head", "running", ["near"], True),
+                    } == {a.address: ("head", "running", ["duo_default", "near"], True),
                           b.address: ("worker", "running", ["far"], True)}, nodes
             for n in nodes.values():
                 assert 0 < n["memory"]["used"] < n["memory"]["total"], n
