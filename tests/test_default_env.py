@@ -329,6 +329,26 @@ def test_several_envs_or_a_repeated_one_leave_the_bare_env_as_the_default(tmp_pa
     assert sorted(_plan(tmp_path, named)) == ["cluster.c", "env.a", "env.b"]
 
 
+def test_envs_a_repeated_module_call_brings_count_toward_the_bare_env(tmp_path: Path
+                                                                     ) -> None:
+    """One env of its own, more from a module called with for_each: the instances are
+    known only after load, and then the cluster has several envs, so it gets the bare env
+    (a plan once left it out, and planned a recorded one's deletion)."""
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "main.hcl").write_text(
+        'variable "cluster" {}\nenv "main" {\n  cluster = var.cluster\n}\n')
+    calls = ('module "team" {\n  for_each = toset(KEYS)\n  source   = "./team"\n'
+             '  cluster  = cluster.c\n}\n')
+    own = BARE + 'env "lead" {\n  cluster = cluster.c\n}\n'
+    plan = _plan(tmp_path, own + calls.replace("KEYS", '["nlp"]'))
+    assert plan["env.c_default"] == ("create", "the default env of cluster.c, which has 2 "
+                                     'envs (env.lead, module.team["nlp"].env.main) and no '
+                                     "default_env" + WHAT), plan
+    # no instance: env.lead alone is the default
+    assert "env.c_default" not in _plan(tmp_path, own + calls.replace("KEYS", "[]"))
+
+
 def test_declaring_a_default_env_later_plans_the_bare_envs_deletion(tmp_path: Path) -> None:
     state = _applied(tmp_path, TWO_ENVS)
     assert "env.c_default" in state.resources

@@ -144,6 +144,9 @@ def add_bare_envs(cfg: Config) -> None:
             continue
         label = bare_env_label(rc.name)
         taken = cfg.resources.get(f"env.{label}")
+        if taken is not None and taken.bare_default_of == addr:
+            taken.bare_why = why  # added at load; settle_bare_envs asks again
+            continue
         if taken is not None:
             fix = "set default_env = env.NAME in" if why else "declare an env for"
             raise ConfigError(
@@ -167,13 +170,13 @@ def add_bare_envs(cfg: Config) -> None:
         cfg.resources[f"env.{label}"] = env
 
 
-def drop_bare_envs(cfg: Config) -> None:
-    """Drop the bare envs whose cluster no longer needs one, now that a repeated module
-    call's instances (and their envs, which may name the caller's clusters) are known;
-    config/modules.py calls it. A bare env added at load keeps its reason otherwise."""
+def settle_bare_envs(cfg: Config) -> None:
+    """Ask again which clusters need a bare env, now that a repeated module call's
+    instances (and their envs, which may name the caller's clusters) are known;
+    config/modules.py calls it. A bare env added at load goes when its cluster now has
+    one env, and one is added when the instances bring a second env to a cluster that
+    had one (at load they could not be counted)."""
     bare = {a: rc for a, rc in cfg.resources.items() if rc.bare_default_of}
-    if not bare:
-        return
     naming = envs_naming(cfg)
     for addr, env in bare.items():
         cluster = cfg.resources.get(env.bare_default_of)
@@ -183,6 +186,7 @@ def drop_bare_envs(cfg: Config) -> None:
             del cfg.resources[addr]
         else:
             env.bare_why = why
+    add_bare_envs(cfg)
 
 
 def envs_naming(cfg: Config) -> dict[str, list[ResourceConfig]]:

@@ -217,8 +217,8 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
         shapes[name] = ("count" in call.attrs, [k for k, _ in pairs or ()] if known else None,
                         sorted(child.outputs), call.line)
     _rewrite_caller(cfg, args, lambda e: _replace(e, lambda n: _collection(n, shapes)))
-    from rhplan.config.default_env import drop_bare_envs  # (it imports load)
-    drop_bare_envs(cfg)
+    from rhplan.config.default_env import settle_bare_envs  # (it imports load)
+    settle_bare_envs(cfg)
     resolve_module_depends_on(cfg, final=True)
     _resolve_local_refs(cfg)
 

@@ -4,9 +4,10 @@ variable "teams" {
 }
 
 cluster "c" {
-  provider  = "local"
-  root_dir  = "/srv/rhplan/c"
-  resources = { CPU = 2, GPU = 0 }
+  provider           = "local"
+  root_dir           = "/srv/rhplan/c"
+  resources          = { CPU = 2, GPU = 0 }
+  create_default_env = false
 }
 
 module "team" {
