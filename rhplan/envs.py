@@ -114,35 +114,12 @@ else echo plain
 fi
 """
 
-# Deletes $1 unless it is the home folder or one of its parents; checked on
-# the host itself because only the host knows its $HOME.
-_DELETE_SCRIPT = r"""
-d=$1
-h=${HOME%/}
-if [ -n "$h" ]; then
-  case "$h/" in
-    "$d"/*) echo "refusing to delete $d: it holds the home folder $h" >&2; exit 3 ;;
-  esac
-fi
-# An installer a killed apply left behind may still be writing into the folder for a
-# few seconds ("Directory not empty"): try again until it is done, 15 s at most.
-i=0
-until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
-  i=$((i + 1))
-  if [ "$i" -ge 75 ]; then rm -rf -- "$d"; exit; fi
-  sleep 0.2
-done
-"""
-
-# A new env at $1 in one command (one SSH round trip where there were three: the uv to
-# use, the delete, the venv): whatever an interrupted create left there is removed as
-# _DELETE_SCRIPT removes it (never the home folder or a parent of it), then $2, the uv,
-# makes the venv with the arguments after it. Exit 98, having touched nothing, when $2
-# is not an executable there.
-_FRESH_SCRIPT = r"""
-d=$1 uv=$2
-shift 2
-[ -f "$uv" ] && [ -x "$uv" ] || exit 98
+# Removes the folder $d unless it is the home folder or one of its parents; checked on
+# the host itself because only the host knows its $HOME. An installer a killed apply
+# left behind may still be writing into the folder for a few seconds ("Directory not
+# empty"): try again until it is done, 15 s at most. Exits 3 when refused, with rm's
+# status when the last try fails; else the script goes on.
+_REMOVE_D = r"""
 h=${HOME%/}
 if [ -n "$h" ]; then
   case "$h/" in
@@ -155,7 +132,20 @@ until rm -rf -- "$d" 2>/dev/null && [ ! -e "$d" ]; do
   if [ "$i" -ge 75 ]; then rm -rf -- "$d" || exit; break; fi
   sleep 0.2
 done
-exec "$uv" venv "$@" "$d"
+"""
+
+# Deletes $1 (as _REMOVE_D does).
+_DELETE_SCRIPT = "\nd=$1" + _REMOVE_D
+
+# A new env at $1 in one command (one SSH round trip where there were three: the uv to
+# use, the delete, the venv): whatever an interrupted create left there is removed as
+# _REMOVE_D removes it (never the home folder or a parent of it), then $2, the uv,
+# makes the venv with the arguments after it. Exit 98, having touched nothing, when $2
+# is not an executable there.
+_FRESH_SCRIPT = """
+d=$1 uv=$2
+shift 2
+[ -f "$uv" ] && [ -x "$uv" ] || exit 98""" + _REMOVE_D + """exec "$uv" venv "$@" "$d"
 """
 
 # One setup command in the env, with its vars and secrets (hostside/setup_runner.py)
