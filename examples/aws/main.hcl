@@ -85,8 +85,8 @@ cluster "rh-cpu" {
 
 env "np_env" {
   cluster = cluster.rh-cpu
-  # the code the servlet runs beside: this folder (by default the whole git repository
-  # holding the configuration, here all of rhplan's checkout)
+  # the code the servlet runs beside: this folder (left out, working_dir defaults to the
+  # whole git repository holding the configuration, here all of rhplan's checkout)
   working_dir = "."
   reqs        = ["pip:numpy==2.2.6"]
 }

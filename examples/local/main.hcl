@@ -25,8 +25,8 @@ secret "api" {
 
 env "np_env" {
   cluster = cluster.laptop
-  # the code the servlet runs beside: this folder (by default the whole git repository
-  # holding the configuration, here all of rhplan's checkout)
+  # the code the servlet runs beside: this folder (left out, working_dir defaults to the
+  # whole git repository holding the configuration, here all of rhplan's checkout)
   working_dir = "."
   reqs        = ["pip:numpy==2.2.6", "idna==3.7", "./src/greet"]
   env_vars = {
