@@ -7,7 +7,9 @@ connects to moto's made-up addresses.
 
     python bench/exposure_demo.py
 """
+import atexit
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from motoserver import MotoServer, aws_env  # noqa: E402
 from test_security_exposure import _AddressService, ssh_key, x86_image_id  # noqa: E402
 
 base = Path(tempfile.mkdtemp(prefix="rhplan-exposure-"))
+atexit.register(shutil.rmtree, base, True)  # the moto server's files and the state go too
 infra = base / "infra"
 infra.mkdir()
 env = {**aws_env(), "NO_COLOR": "1"}
