@@ -13,6 +13,16 @@ group:
 
 docs/PROVIDERS.md walks through writing one. A provider imports rhplan only through
 this module; what it re-exports (values, errors, connections) is the stable surface.
+
+Private state: each cluster's record in the state has two private parts, never shown
+to users. `private["provider"]` is the provider's own: what create/import_cluster
+return as their second value, handed back to every hook as its `private` argument
+(instance ids, recorded host keys ...), and written by the provider alone.
+`private["ray"]` is the core's (its Ray head and worker nodes, TLS, the local copy of
+the token): a provider never sees it. Ray on the hosts is the core's too: it starts
+Ray after create, stops it before delete, and around an update it stops and forgets
+the worker nodes on the hosts the provider's `leaving` hook names; a provider never
+starts or stops Ray itself.
 """
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.schema import Attr, BlockSchema
 from rhplan.connection import CommandResult, Connection, LocalConnection
 from rhplan.errors import (
     ConfigError,
@@ -32,9 +43,9 @@ from rhplan.errors import (
 from rhplan.provider import GROUP, RunContext
 
 __all__ = [
-    "GROUP", "MARKER", "UNKNOWN", "Capabilities", "CommandResult", "ConfigError",
-    "Connection", "ConnectionLost", "LocalConnection", "Node", "PartialFailure", "Provider",
-    "ProviderError", "RhplanError", "RunContext",
+    "GROUP", "MARKER", "UNKNOWN", "Attr", "BlockSchema", "Capabilities", "CommandResult",
+    "ConfigError", "Connection", "ConnectionLost", "LocalConnection", "Node", "PartialFailure",
+    "Provider", "ProviderError", "RhplanError", "RunContext",
 ]
 
 # The file that makes a folder on a host rhplan's cluster folder (root_dir): a provider
@@ -72,8 +83,9 @@ class Node:
 
 class Provider(ABC):
     """One kind of cluster. `attrs` is the cluster's attributes (the block's settings
-    and the computed values); `private` is this provider's own record in the state,
-    a JSON-able dict the user never sees (instance ids, recorded host keys ...)."""
+    and the computed values); `private` is this provider's own record in the state
+    (its `private["provider"]` part), a JSON-able dict the user never sees (instance
+    ids, recorded host keys ...); the core's Ray record is kept apart from it."""
 
     name: str = ""
     capabilities: Capabilities = Capabilities()
@@ -122,6 +134,17 @@ class Provider(ABC):
     def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> list[str]:
         """When read() found the cluster gone: what of it still exists (one phrase each),
         so it stays recorded for destroy to remove. Default: nothing."""
+        return []
+
+    def leaving(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+                ctx: RunContext) -> list[str]:
+        """Asked before update() when Ray runs worker nodes: the hosts (addresses in
+        before["ips"]) whose Ray node this update ends: those it takes away (scale
+        down), restarts (a resize, a stopped machine started again) or found gone. The
+        core stops the worker nodes on those that may still run one (so the head sees
+        them go; a host it cannot reach is skipped) and forgets them; those still in
+        the cluster after update() join Ray again. A host that is not in the updated
+        cluster's ips is forgotten either way. Default: none."""
         return []
 
     @abstractmethod

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rhplan.config.provider_schema import GROUP as GROUP  # (rhplan.plugin re-exports it)
+from rhplan.config.provider_schema import installed_providers
 from rhplan.errors import ConfigError
 
 if TYPE_CHECKING:
     from rhplan.plugin import Provider
 
-GROUP = "rhplan.providers"
 
 
 @dataclass
@@ -54,7 +54,7 @@ class RunContext:
 
 
 def available_providers() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return dict(installed_providers())
 
 
 def load_provider(name: str, file: str | None = None, line: int | None = None) -> Provider:

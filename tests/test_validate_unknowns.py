@@ -153,6 +153,8 @@ output "head" {
 
 # runs one command as main() does with every way out to the network refused and
 # recorded, then prints what it tried and which provider / cloud modules it imported
+# (a provider's schema module, read alone for its settings, does not count: it is
+# stdlib + rhplan.plugin, rhplan/config/provider_schema.py)
 _PROBE = """
 import json, socket, sys
 tried = []
@@ -165,7 +167,8 @@ socket.create_connection = refuse
 from rhplan.cli import execute
 code = execute(sys.argv[1:])
 mods = sorted(m for m in sys.modules if m.split(".")[0] in
-              ("rhplan_aws", "rhplan_ssh", "rhplan_local", "boto3", "botocore", "urllib3"))
+              ("rhplan_aws", "rhplan_ssh", "rhplan_local", "boto3", "botocore", "urllib3")
+              and not m.endswith(".schema"))
 print("\\n" + json.dumps({"code": code, "tried": tried, "modules": mods}))
 """
 

@@ -1,5 +1,8 @@
 """What every resource type accepts: attribute, type, required, default, computed,
-and whether a change forces replacement or updates in place."""
+and whether a change forces replacement or updates in place. A cluster's settings are
+the core's (CLUSTER_CORE) merged with every installed provider's own, read from each
+provider's schema module on first use (rhplan/config/provider_schema.py), as are the
+provider "NAME" { ... } blocks' settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,39 +39,19 @@ def _schema(*attrs: Attr, blocks: dict[str, BlockSchema] | None = None) -> Block
     return BlockSchema({a.name: a for a in attrs}, blocks or {})
 
 
-SSH_BLOCK = _schema(
-    Attr("user", "string"),
-    Attr("private_key", "string"),
-    Attr("port", "number", default=22),
-    Attr("password", "string", sensitive=True),
-    Attr("known_hosts", "string"),
-    Attr("proxy_command", "string"),
-    Attr("host_key_check", "string",
-         doc='aws: how a new instance\'s host key is checked before the first login: '
-             '"console_output" (default: against the fingerprints cloud-init prints to '
-             'the console) or "trust_on_first_use"'),
-)
-
-CLUSTER = _schema(
+# The settings every cluster has, whatever its provider; each provider declares its own
+# (instance_type, ips' ssh block, ...) in its schema module, merged in on first use
+# (rhplan/config/provider_schema.py).
+CLUSTER_CORE = _schema(
     Attr("provider", "string", required=True, force_new=True,
-         doc='"local" (this machine), "ssh" (static hosts) or "aws"'),
-    # whether an instance_type change replaces the cluster is the provider's call
-    # (EC2 resizes in place within an architecture)
-    Attr("instance_type", "string"),
+         doc='"local" (this machine), "ssh" (static hosts), "aws", or another installed '
+             'provider'),
     Attr("num_instances", "number", default=1),
-    Attr("image_id", "string", force_new=True),
-    Attr("region", "string", force_new=True),
-    Attr("disk_size", "number", force_new=True),
-    Attr("use_spot", "bool", default=False, force_new=True),
-    Attr("open_ports", "list(number)", default=[]),
-    Attr("allowed_cidrs", "list(string)", optional_computed=True,
-         doc="aws: who may reach SSH and open_ports, e.g. [\"203.0.113.7/32\"] (default: "
-             "this machine's public address, looked up while planning)"),
-    Attr("tags", "map(string)", default={}, doc="tags on the cluster's cloud resources"),
     Attr("autostop_mins", "number",
          doc="shut the head down after this many minutes without servlet activity"),
     Attr("autostop_command", "string",
          doc="what autostop runs on the head (default: sudo -n shutdown -h now)"),
+    # the hosts: the ssh provider's input, a cloud provider's output
     Attr("ips", "list(string)", optional_computed=True, force_new=True),
     Attr("root_dir", "string", optional_computed=True, force_new=True,
          doc="where rhplan keeps envs on the cluster's hosts"),
@@ -102,18 +85,6 @@ CLUSTER = _schema(
     Attr("name", "string", computed=True),
     # per host: "ready", or why it is not (ssh clusters set hosts up one by one)
     Attr("hosts", "map(string)", computed=True),
-    # cloud clusters: what instance_type resolved to, what it costs, what was launched
-    Attr("resolved_instance_type", "string", computed=True),
-    Attr("cost_per_hour", "number", computed=True,
-         doc="estimated on-demand USD per hour for all its instances"),
-    Attr("instance_ids", "list(string)", computed=True),
-    Attr("tags_all", "map(string)", computed=True, doc="default_tags merged with tags"),
-    # aws: the security group's inbound rules (planned from allowed_cidrs and open_ports,
-    # read back on refresh, so a rule changed outside rhplan shows as drift)
-    Attr("ingress", "list(string)", computed=True),
-    Attr("host_keys", "string", computed=True,
-         doc="how new hosts' SSH host keys are checked"),
-    blocks={"ssh": SSH_BLOCK},
 )
 
 ENV = _schema(
@@ -174,28 +145,75 @@ SECRET = _schema(
     Attr("sha256", "string", computed=True),
 )
 
-# provider "NAME" { ... } blocks: settings shared by every cluster of that provider
-PROVIDER_SCHEMAS: dict[str, BlockSchema] = {
-    "aws": _schema(
-        Attr("region", "string", doc="default region of its clusters (else AWS_REGION or "
-                                     "the profile's, else us-east-1)"),
-        Attr("profile", "string", doc="a profile in ~/.aws/config (credentials stay there)"),
-        Attr("endpoint_url", "string", doc="an AWS-compatible endpoint, e.g. a local emulator"),
-        Attr("default_tags", "map(string)", default={}, doc="tags on everything rhplan creates"),
-        Attr("public_ip_url", "string",
-             doc="where a cluster without allowed_cidrs looks up this machine's public "
-                 "address (default https://checkip.amazonaws.com; \"\" for no lookup)"),
-    ),
-    "local": _schema(),
-    "ssh": _schema(),
-}
+class _Schemas(dict):  # type: ignore[type-arg]
+    """A dict of schemas whose other entries are made by `fill` on first use of one not
+    there yet, or of the whole (a cluster's schema reads every installed provider's
+    schema module: not at import)."""
 
-RESOURCE_SCHEMAS: dict[str, BlockSchema] = {
-    "cluster": CLUSTER,
+    def __init__(self, items: dict[str, BlockSchema], fill: Any):
+        super().__init__(items)
+        self._fill = fill
+
+    def _filled(self) -> bool:
+        if self._fill is None:
+            return False
+        fill, self._fill = self._fill, None
+        self.update(fill())
+        return True
+
+    def __missing__(self, key: str) -> BlockSchema:
+        if self._filled():
+            return self[key]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if not dict.__contains__(self, key):
+            self._filled()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (self._filled() and dict.__contains__(self, key))
+
+    def __iter__(self) -> Any:
+        self._filled()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._filled()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:  # type: ignore[override]
+        self._filled()
+        return dict.keys(self)
+
+    def items(self) -> Any:  # type: ignore[override]
+        self._filled()
+        return dict.items(self)
+
+    def values(self) -> Any:  # type: ignore[override]
+        self._filled()
+        return dict.values(self)
+
+
+def _cluster() -> dict[str, BlockSchema]:
+    from rhplan.config.provider_schema import cluster_schema
+    return {"cluster": cluster_schema(CLUSTER_CORE)}
+
+
+def _providers() -> dict[str, BlockSchema]:
+    from rhplan.config.provider_schema import provider_schemas
+    return provider_schemas()
+
+
+RESOURCE_SCHEMAS: dict[str, BlockSchema] = _Schemas({
     "env": ENV,
     "package": PACKAGE,
     "secret": SECRET,
-}
+}, _cluster)
+
+# provider "NAME" { ... } blocks: settings shared by every cluster of that provider, as
+# each installed provider declares them
+PROVIDER_SCHEMAS: dict[str, BlockSchema] = _Schemas({}, _providers)
 
 # Meta-arguments every resource block accepts (Terraform's names).
 META_ATTRS = {"depends_on", "count", "for_each"}
