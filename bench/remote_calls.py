@@ -34,6 +34,8 @@ What it does
                    for ssh also the gateway and sshd's session processes): what the
                    neighbours' load skews less than calls per second, though batching
                    under 8 threads still varies with it
+     SSH packets   (ssh) the caller's SSH packets sent and received per call in those
+                   runs (paramiko's, counted in the driver): how many calls share one
    First handles and thread runs are measured --rounds times (thread runs alternated);
    the best counts, since other work on the machine only ever adds time. Every sample
    is printed (stderr), so the spread shows.
@@ -139,6 +141,26 @@ def _processes(s: Any, route: str) -> dict[str, list[int]]:
     return procs
 
 
+def _count_ssh_packets() -> dict[str, int]:
+    """Counts of the SSH packets this process sends and receives from now on (paramiko's
+    Packetizer): how many calls share a packet under concurrency."""
+    from paramiko.packet import Packetizer
+    counts = {"sent": 0, "received": 0}
+    send, read = Packetizer.send_message, Packetizer.read_message
+
+    def send_message(self: Any, data: Any) -> Any:
+        counts["sent"] += 1
+        return send(self, data)
+
+    def read_message(self: Any) -> Any:
+        counts["received"] += 1
+        return read(self)
+
+    Packetizer.send_message = send_message  # type: ignore[method-assign]
+    Packetizer.read_message = read_message  # type: ignore[method-assign]
+    return counts
+
+
 def _cpu(procs: dict[str, list[int]]) -> dict[str, int]:
     return {k: sum(_cpu_ticks(p) for p in pids) for k, pids in procs.items()}
 
@@ -161,6 +183,8 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
         s.call(noop)
         lat.append((time.perf_counter() - t) * 1e3)
     procs = _processes(s, route) if route != "rayclient" else {}
+    packets = _count_ssh_packets() if route == "ssh" else None
+    per_packet: dict[str, list[float]] = {}
     hz = os.sysconf("SC_CLK_TCK")
     cpu_us: dict[int, dict[str, float]] = {}
 
@@ -178,6 +202,7 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
 
         ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
         before = _cpu(procs)
+        sent0, got0 = (packets["sent"], packets["received"]) if packets else (0, 0)
         start = time.perf_counter()
         for t in ts:
             t.start()
@@ -194,6 +219,9 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
             old = cpu_us.get(threads)
             if old is None or per["total"] < old["total"]:
                 cpu_us[threads] = per
+                if packets:
+                    per_packet[str(threads)] = [round((packets["sent"] - sent0) / n, 2),
+                                                round((packets["received"] - got0) / n, 2)]
         return sum(done) / took
 
     # alternated, best of each: on a shared machine, neighbours only ever take away
@@ -227,6 +255,8 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
            "load_min": min(loads), "load_max": max(loads),
            "cpu_us_per_call": {str(k): {p: round(v) for p, v in d.items()}
                                for k, d in cpu_us.items()}}
+    if per_packet:  # of the run whose CPU per call is reported
+        out["ssh_packets_per_call"] = per_packet
     if put_error:
         out["error"] = put_error
     elif puts:
@@ -384,6 +414,9 @@ def _table(results: dict[str, dict[str, Any]], before: dict[str, Any] | None = N
         for n, per in sorted(res.get("cpu_us_per_call", {}).items()):
             out.append(f"{r}, {n} thread(s), CPU us per call: "
                        + ", ".join(f"{k} {v}" for k, v in per.items()))
+        for n, (sent, got) in sorted(res.get("ssh_packets_per_call", {}).items()):
+            out.append(f"{r}, {n} thread(s), the caller's SSH packets per call: sent {sent}, "
+                       f"received {got}")
         if "error" in res:
             out.append(f"{r}: {res['error']}")
     return "\n".join(out)

@@ -34,6 +34,9 @@ from rhplan.servlets.remote_errors import error_frame, unpack_data
 
 HANDSHAKE_TIMEOUT = 10.0
 _LOST = -1  # a frame kind of this side only: the connection died
+# the first thread to send waits up to this long for threads just handed their answers
+# to queue their next requests: one SSH packet for all (only while others are on the way)
+LINGER = 0.0002
 
 
 class GatewayLost(RhplanError):
@@ -56,17 +59,26 @@ class _Link:
         self.dead: str | None = None
         self.outbox: list[Any] = []
         self.sending = False
+        self.woken = 0  # threads handed their answer that have not sent again since
 
     def send(self, pieces: list[Any]) -> None:
         """Queue a frame's pieces; the first thread to find no sender at work sends
         everything queued meanwhile, together: under concurrency, several requests share
-        one SSH packet (paramiko's per-packet cost is Python) instead of one each."""
+        one SSH packet (paramiko's per-packet cost is Python, and each packet costs sshd,
+        the gateway and the servlet a wake-up) instead of one each. While threads that
+        were just handed their answers have not sent again (they are on their way to
+        their next request, or done), the sender waits for them, LINGER at most. A lone
+        thread never waits: its own send is the one it was woken for."""
         with self.lock:
             self.outbox.extend(pieces)
+            if self.woken > 0:
+                self.woken -= 1
             if self.sending:
                 return
             self.sending = True
         try:
+            if self.woken > 0:
+                self._linger()
             while True:
                 with self.lock:
                     batch, self.outbox = self.outbox, []
@@ -85,6 +97,15 @@ class _Link:
                 self.sending = False
                 self.outbox = []
             self.fail_all(str(exc) or type(exc).__name__)
+
+    def _linger(self) -> None:
+        deadline = time.perf_counter() + LINGER
+        while self.woken > 0:
+            if time.perf_counter() >= deadline:  # those not here yet are not coming soon
+                with self.lock:
+                    self.woken = 0
+                return
+            time.sleep(0)  # lets them run (the GIL) to their send
 
     def fail_all(self, reason: str) -> None:
         with self.lock:
@@ -191,8 +212,11 @@ class _Inbox:
         del buf[:pos]
 
     def _hand(self, req: int, kind: int, body: memoryview) -> None:
-        with self.link.lock:
-            q = self.link.pending.get(req)
+        link = self.link
+        with link.lock:
+            q = link.pending.get(req)
+            if q is not None and kind != proto.OUT:  # its thread will likely send again
+                link.woken += 1
         if q is not None:
             q.put((kind, body))
 
