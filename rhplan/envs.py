@@ -88,6 +88,14 @@ _LOCAL_WHEEL = hostside.script("local_wheel", uses=("env_packages", "env_install
 _READ_INSTALL_READ = hostside.script(
     "env_install", uses=("env_packages",), before=PTH_CONSTANTS,
     after="report_env()\nreport_after(run_install(sys.argv[1], sys.argv[2:]))")
+# Ray's install into a new env: the Ray venv's `ray` folder linked in first where it can
+# be (hostside/ray_link.py), then the install (Ray's dependencies only, then), read before
+# and after
+_READ_LINK_RAY_INSTALL_READ = hostside.script(
+    "ray_link", uses=("env_packages", "env_install"), before=PTH_CONSTANTS,
+    after="report_env()\nLINKED = link_ray(sys.argv[1], sys.argv[2])\n"
+          "RC = run_install(sys.argv[3], sys.argv[4:])\n"
+          "if RC and LINKED:\n    unlink_ray(sys.argv[2])\nreport_after(RC)")
 _READ_LOCAL_WHEEL = hostside.script("local_wheel", uses=("env_packages", "env_install"),
                                     before=PTH_CONSTANTS,
                                     after="report_env()\nreport_after(main())")
@@ -286,9 +294,13 @@ def install(conn: Connection, env_dir: str, req: Requirement, with_reqs: Sequenc
 
 def install_entry(conn: Connection, env_dir: str, req: Requirement,
                   with_reqs: Sequence[str] = (), constraints: str | None = None,
-                  before: Any = None) -> InstallResult:
+                  before: Any = None, link_ray: tuple[str, str] | None = None
+                  ) -> InstallResult:
     """install(), also telling which distribution is the requirement's own. before: the
-    `after` of the previous install into this env, when nothing changed it since."""
+    `after` of the previous install into this env, when nothing changed it since.
+    link_ray: (the cluster's Ray interpreter, Ray's version) for Ray's own install into
+    an env not read yet: its Ray venv's `ray` folder is linked in first where that is
+    safe (hostside/ray_link.py), and the install adds only Ray's dependencies."""
     env_dir = _check_env_dir(env_dir)
     what = f"installing {req.raw!r} into env at {env_dir}"
     if req.kind == "conda":
@@ -342,6 +354,8 @@ def install_entry(conn: Connection, env_dir: str, req: Requirement,
         script, args = (_READ_INSTALL_READ if read_first else _INSTALL_THEN_READ).text, [
             "offline-first" if uv and _exact(req) else "online",
             *_installer(conn, env_dir, "install"), *targets, *req.args]
+        if link_ray and uv and read_first:
+            script, args = _READ_LINK_RAY_INSTALL_READ.text, [*link_ray, *args]
     # the install and the read of what the env then holds: one command, not two
     res = conn.run([env_python(env_dir), "-I", "-c", script, *args, *with_reqs, *limits],
                    env=UV_ENV)

@@ -707,3 +707,55 @@ def test_pins_another_env_of_the_cluster_was_built_with_are_not_checked_again(
     assert not t._pins_proven(new, ["six==1.16.0"], ctx, state)
     state.resources["env.other"] = env("other", ["six==1.16.0"], "2.60.0", "cluster.d")
     assert not t._pins_proven(new, ["six==1.16.0"], ctx, state)  # another cluster's
+
+
+def _shared_ray_venv(root: Path) -> tuple[str, str]:
+    """rhplan's shared Ray venv for the driver's Ray (made by hostside/ray_venv.py as on
+    any SSH host: a link ROOT/ray-venv to ~/.cache/rhplan/ray-venvs/..., reused when
+    there); its interpreter and Ray version."""
+    from importlib import metadata, resources
+
+    version = metadata.version("ray")
+    script = resources.files("rhplan.hostside").joinpath("ray_venv.py").read_text()
+    proc = subprocess.run(["python3", "-I", "-c", script, str(root), version],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])["ray_python"], version
+
+
+def test_a_new_env_links_the_shared_ray_venvs_ray_and_keeps_the_rest_its_own(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    # issue 17: Ray's ~2,800 files are one link into the cluster's shared Ray venv; Ray's
+    # dependencies are the env's own; an uninstall, or a failed install, removes the link
+    # and never the Ray venv's files
+    ray_python, version = _shared_ray_venv(tmp_path / "root")
+    shared = Path(ray_python).parent.parent.resolve()
+    ray_req = parse_requirement(f"pip:ray=={version}", tmp_path)
+    env_dir = make_env(conn, str(tmp_path / "linked")).rsplit("/bin/", 1)[0]
+    res = install_entry(conn, env_dir, ray_req, link_ray=(ray_python, version))
+    site = Path(res.after.site_packages)
+    assert (site / "ray").is_symlink() and (site / "ray").resolve().is_relative_to(shared)
+    assert not (site / "packaging").is_symlink() and (site / "packaging").is_dir()
+    assert f"ray=={version}" in res.changes and len(res.changes) > 5  # and its dependencies
+    assert _py(env_dir, "import ray, packaging; print(ray.__version__, packaging.__file__)"
+               ).stdout.split() == [version, str(site / "packaging" / "__init__.py")]
+    assert (Path(env_dir) / "bin" / "ray").exists()
+    uninstall(conn, env_dir, ["ray"])
+    assert not os.path.lexists(site / "ray") and not (Path(env_dir) / "bin" / "ray").exists()
+    assert (shared / "bin" / "ray").exists() and list(shared.glob("lib/*/site-packages/ray/"
+                                                                   "__init__.py"))
+    # an install that fails (Ray refused by a constraint) leaves no link behind
+    again = make_env(conn, str(tmp_path / "refused")).rsplit("/bin/", 1)[0]
+    limits = tmp_path / "limits.txt"
+    limits.write_text("ray<1\n")
+    with pytest.raises(ProviderError):
+        install_entry(conn, again, ray_req, constraints=str(limits),
+                      link_ray=(ray_python, version))
+    assert read_installed(conn, again) == {}
+    # a Ray venv that is not rhplan's shared one for that version (here: rhplan's own,
+    # a user's venv) is never linked: Ray is installed into the env as before
+    own = make_env(conn, str(tmp_path / "copied")).rsplit("/bin/", 1)[0]
+    res = install_entry(conn, own, ray_req, link_ray=(sys.executable, version))
+    assert not (Path(res.after.site_packages) / "ray").is_symlink()
+    assert f"ray=={version}" in res.changes

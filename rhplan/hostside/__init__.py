@@ -15,6 +15,7 @@ prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero ex
     probe_host.py Python version, home, CPUs and the address Ray should use
     quick_exit.py run host_script.py and leave without Ray's driver shutdown
     ray_host.py   a Ray node's private temp dir, its processes, killing them
+    ray_link.py   a new env's Ray as a link to the shared Ray venv's (before its install)
     ray_venv.py   rhplan's Ray venv on a host (a link to a shared one per Ray/Python)
     seed_bytecode.py Ray's compiled bytecode linked into an env with the same Ray
     setup_runner.py one of an env's setup_cmds, with its vars and secrets

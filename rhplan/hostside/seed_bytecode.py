@@ -66,6 +66,8 @@ def main(site_packages, ray_version):
             continue
         if not os.path.isdir(os.path.join(site_packages, entry)) or not os.path.isdir(top):
             continue
+        if os.path.islink(os.path.join(site_packages, entry)):
+            continue  # the Ray venv's own folder, linked (ray_link.py): compiled in place
         for folder, _dirs, files in os.walk(top):
             if os.path.basename(folder) != "__pycache__":
                 continue

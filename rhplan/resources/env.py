@@ -472,9 +472,11 @@ class EnvType(ResourceType):
         version = cluster["ray_version"]
         if rs.private.get("ray") == version:
             return None
+        # a new env links the Ray venv's Ray package where it can (envs.install_entry)
         res = envs.install_entry(conn, rs.attributes["path"],
                                  parse_requirement(f"pip:ray=={version}", Path("/")), (),
-                                 constraints)
+                                 constraints, link_ray=(cluster["ray_python"], version)
+                                 if cluster.get("ray_python") else None)
         rs.private["ray"] = version
         if cluster.get("ray_python") and res.after is not None:
             # the servlet's first `import ray` reads bytecode instead of compiling it
@@ -547,15 +549,16 @@ class EnvType(ResourceType):
         conn, cluster = self._conn(rs, ctx, state)
         self._touch(rs, ctx, state)
         a = rs.attributes
-        # leftovers of an interrupted create removed, and the venv made: one command
-        a["python"] = envs.make_env(conn, a["path"], cluster.get("python") or "python3",
-                                    cluster.get("ray_python"))
-        # the driver that starts the servlet joins Ray while the env is built
+        a["python"] = envs.env_python(a["path"])
+        # the driver that starts the servlet joins Ray while the env is made and built
         pending = self._pending_start(rs, conn, ctx, state)
         # and the working_dir is synced beside the installs (waited for before the setup
         # commands, which run in it)
         syncing = ThreadPoolExecutor(max_workers=1)
         try:
+            # leftovers of an interrupted create removed, and the venv made: one command
+            a["python"] = envs.make_env(conn, a["path"], cluster.get("python") or "python3",
+                                        cluster.get("ray_python"))
             rs.private.pop("ray", None)
             rs.private["commits"] = {}
             synced = syncing.submit(self._sync_working_dir, conn, rs, ctx)

@@ -114,19 +114,25 @@ PENDING_TIMEOUT = 3600 + 300
 
 
 class PendingStart:
-    """A servlet start begun while its env is still being built: the driver that starts
-    it imports Ray and joins the cluster (~1 s) during the env's installs, then waits
-    for a file in the env (host_script._await_go). start() says go and returns what
+    """A servlet start begun before its env is built: the driver that starts it imports
+    Ray and joins the cluster (~1 s) while the env is made and its packages installed,
+    then waits for its go file (host_script._await_go). start() says go and returns what
     start_servlet returns; cancel() sends it away (the env failed). A driver that gave
     up (rhplan's command was gone, or an hour passed) makes start() start the servlet
-    the usual way."""
+    the usual way.
+
+    The go file is ROOT/ray/rhplan/servlet-go-TOKEN, beside the cluster's Ray files
+    rather than in the env: the driver leaves when the folder two levels up is gone,
+    and the env's folder is only made (or cleared of an interrupted create's leftovers)
+    after the driver has begun; the cluster's ROOT/ray is there all along (the driver's
+    own script lives in it)."""
 
     def __init__(self, conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
                  name: str, env_dir: str, python: str, compute: dict[str, Any],
                  node_ip: str = ""):
         self._conn = conn
         self._args = (conn, cluster, private, name, env_dir, python, compute, node_ip)
-        self._go = f"{env_dir}/rhplan/servlet-go-{secrets.token_hex(8)}"
+        self._go = f"{cluster['root_dir']}/ray/rhplan/servlet-go-{secrets.token_hex(8)}"
         self._future: Future[dict[str, Any]] = Future()
         # a daemon thread: a start left unanswered never holds rhplan's exit (the driver
         # then sees its output unread and leaves)
@@ -148,8 +154,8 @@ class PendingStart:
     def cancel(self) -> None:
         try:
             if not self._future.done():
-                # written only into an env still there: a refused env was removed, and
-                # must stay so (its driver sees that and leaves)
+                # written only while the cluster's ROOT/ray is there (without it the
+                # driver leaves by itself)
                 self._conn.run(["sh", "-c", _CANCEL, "sh", self._go], timeout=60)
             self._future.result(timeout=60)
         except Exception:  # noqa: BLE001 - it leaves by itself (parent gone, timeout)
@@ -160,8 +166,8 @@ class PendingStart:
             self._conn.put_bytes(word, self._go)
 
 
-# Tells a pending start to leave ($1: its go file, ENV/rhplan/servlet-go-*), unless the
-# env is gone (then it leaves by itself)
+# Tells a pending start to leave ($1: its go file, ROOT/ray/rhplan/servlet-go-*), unless
+# ROOT/ray is gone (then it leaves by itself)
 _CANCEL = r"""
 d=$(dirname -- "$1")
 [ -d "$(dirname -- "$d")" ] || exit 0
