@@ -33,51 +33,23 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    PartialCredentialsError,
     ProfileNotFound,
-    ReadTimeoutError,
 )
 
 from rhplan.errors import StateError, StateLockedError
 from rhplan.state import digest, lockwait
 from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
+from rhplan.state.s3_errors import READ_TIMEOUT, is_lock_held, is_missing_key, s3_error
 
 # Throttling (503 SlowDown) and transient errors are retried with backoff; the
 # timeouts make sure an unreachable endpoint fails instead of hanging.
 RETRIES: dict[str, Any] = {"mode": "adaptive", "max_attempts": 8}
 CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 30
 
 # A force-unlock can delete the lock between our refused create and our read of
 # who holds it; then we try to take it again, this many times.
 _LOCK_ATTEMPTS = 5
-
-_LOCK_HELD = ("PreconditionFailed", "ConditionalRequestConflict")
-_DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-           "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled")
-_WRONG_REGION = ("PermanentRedirect", "AuthorizationHeaderMalformed",
-                 "IllegalLocationConstraintException")
-
-
-def _code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def _status(err: ClientError) -> int:
-    return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def _is_missing_key(err: ClientError) -> bool:
-    return _code(err) in ("NoSuchKey", "404", "NotFound")
-
-
-def _is_lock_held(err: ClientError) -> bool:
-    return _code(err) in _LOCK_HELD or _status(err) in (409, 412)
-
 
 class _Unseen:
     def __repr__(self) -> str:
@@ -139,41 +111,9 @@ class S3Backend:
             return self._s3
 
     def _error(self, err: Exception, doing: str, url: str | None = None) -> StateError:
-        """One line for a person: what failed and what to do. Never includes credentials."""
-        url = url or self.url
-        where = self.endpoint_url or "S3"
-        if isinstance(err, ClientError):
-            code = _code(err)
-            if code == "NoSuchBucket":
-                return StateError(
-                    f"{url}: bucket {self.bucket!r} does not exist; create it "
-                    f"(aws s3 mb s3://{self.bucket}) or fix bucket in the backend \"s3\" block")
-            if code in _DENIED or _status(err) == 403:
-                return StateError(
-                    f"{url}: access denied while trying to {doing} ({code or 403}); check "
-                    "which AWS credentials are in use (AWS_PROFILE, the backend's profile, "
-                    "`aws sts get-caller-identity`) and that they may get, put and delete "
-                    f"objects in bucket {self.bucket!r}")
-            if code in _WRONG_REGION or _status(err) == 301:
-                return StateError(
-                    f"{url}: bucket {self.bucket!r} is in another region than "
-                    f"{self.region or 'the default one'}; set region in the backend \"s3\" block")
-            message = err.response.get("Error", {}).get("Message", "")
-            return StateError(f"{url}: cannot {doing}: {code or _status(err)} {message}".rstrip())
-        if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
-            return StateError(
-                f"{url}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, run `aws configure`, or set profile in the "
-                "backend \"s3\" block")
-        if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
-            return StateError(
-                f"{url}: cannot reach {where} to {doing}; check the network"
-                + (" and endpoint_url in the backend \"s3\" block" if self.endpoint_url
-                   else " and region in the backend \"s3\" block"))
-        if isinstance(err, ReadTimeoutError):
-            return StateError(f"{url}: {where} did not answer within {READ_TIMEOUT} s while "
-                              f"trying to {doing}; try again")
-        return StateError(f"{url}: cannot {doing}: {err}")
+        """One line for a person: what failed and what to do (rhplan/state/s3_errors.py)."""
+        return s3_error(err, doing, url or self.url, self.bucket, self.region,
+                        self.endpoint_url)
 
     @contextlib.contextmanager
     def _calling(self, doing: str, url: str | None = None) -> Iterator[None]:
@@ -193,7 +133,7 @@ class S3Backend:
                 resp = s3.get_object(Bucket=self.bucket, Key=self.key)
                 raw = resp["Body"].read()
             except ClientError as err:
-                if not _is_missing_key(err):
+                if not is_missing_key(err):
                     raise self._error(err, "read the state") from None
                 self._etag = None
                 return State.new()
@@ -235,9 +175,9 @@ class S3Backend:
             try:
                 s3.copy_object(**copy)
             except ClientError as err:
-                if _is_missing_key(err) and not isinstance(etag, str):
+                if is_missing_key(err) and not isinstance(etag, str):
                     pass  # never read, and there is nothing yet: nothing to back up
-                elif _is_lock_held(err) or _is_missing_key(err):
+                elif is_lock_held(err) or is_missing_key(err):
                     raise self._changed_error() from None
                 else:
                     raise self._error(err, f"copy the state to {self.backup_url}") from None
@@ -252,7 +192,7 @@ class S3Backend:
         try:
             resp = s3.put_object(**put)
         except ClientError as err:
-            if _is_lock_held(err) or (isinstance(etag, str) and _is_missing_key(err)):
+            if is_lock_held(err) or (isinstance(etag, str) and is_missing_key(err)):
                 if self._already_there(s3, payload):
                     return self._current_etag(s3)
                 raise self._changed_error() from None
@@ -303,7 +243,7 @@ class S3Backend:
                                       Body=digest.encode_key(key), ContentType="text/plain",
                                       IfNoneMatch="*")
         except ClientError as err:
-            if not _is_lock_held(err):  # a key is there: ours (a retried put) or not
+            if not is_lock_held(err):  # a key is there: ours (a retried put) or not
                 raise self._error(err, "create the digest key", self._digest_key_url) from None
         except BotoCoreError as err:
             raise self._error(err, "create the digest key", self._digest_key_url) from None
@@ -319,7 +259,7 @@ class S3Backend:
             raw = self._client().get_object(Bucket=self.bucket,
                                             Key=self.digest_key_key)["Body"].read()
         except ClientError as err:
-            if _is_missing_key(err):
+            if is_missing_key(err):
                 return None
             raise self._error(err, "read the digest key", url) from None
         except BotoCoreError as err:
@@ -347,7 +287,7 @@ class S3Backend:
                                       ContentType="application/json", IfNoneMatch="*")
             return True
         except ClientError as err:
-            if not _is_lock_held(err):
+            if not is_lock_held(err):
                 raise self._error(err, "create the lock", self.lock_url) from None
         except BotoCoreError as err:
             raise self._error(err, "create the lock", self.lock_url) from None
@@ -443,7 +383,7 @@ class S3Backend:
             resp = self._client().get_object(Bucket=self.bucket, Key=self.lock_key)
             raw = resp["Body"].read()
         except ClientError as err:
-            if _is_missing_key(err):
+            if is_missing_key(err):
                 return None, None
             raise self._error(err, "read the lock", self.lock_url) from None
         except BotoCoreError as err:
@@ -466,7 +406,7 @@ class S3Backend:
             self._client().delete_object(**args)
             return True
         except ClientError as err:
-            if _is_missing_key(err) or _is_lock_held(err):
+            if is_missing_key(err) or is_lock_held(err):
                 return False
             raise self._error(err, "delete the lock", self.lock_url) from None
         except BotoCoreError as err:
