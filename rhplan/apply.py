@@ -26,7 +26,8 @@ from rhplan.config.evaluate import UNKNOWN, is_known
 from rhplan.errors import PartialFailure, RhplanError
 from rhplan.graph import reachable
 from rhplan.plan.model import Change, Plan
-from rhplan.plan.planner import Planner, moved_state
+from rhplan.plan.moved import moved_state
+from rhplan.plan.planner import Planner
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
 from rhplan.resources.base import ResourceType

@@ -14,7 +14,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping
 
 from rhplan.config.default_env import check_default_envs, default_env_refs
-from rhplan.config.load import Config
+from rhplan.config.model import Config
 from rhplan.errors import ConfigError, CycleError
 
 
@@ -231,7 +231,7 @@ def check_acyclic(g: Graph, cfg: Config | None = None) -> None:
 def _line_of(rc, ref: str) -> int:  # type: ignore[no-untyped-def]
     """The line of the attribute that mentions ref (the block's line if none does)."""
     from rhplan.config import ast
-    from rhplan.config.load import expr_refs
+    from rhplan.config.refs import expr_refs
 
     for a in rc.block.attrs.values():
         if ref in expr_refs(a.expr):

@@ -1,7 +1,7 @@
 """What a change's reason line says when refresh found drift (rendered as `# (REASON)`)."""
 from __future__ import annotations
 
-from rhplan.plan.planner import drift_reason
+from rhplan.plan.diff import drift_reason
 
 
 def test_drift_joins_a_reason_of_its_own_in_brackets() -> None:

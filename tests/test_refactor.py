@@ -18,7 +18,8 @@ from test_plan_cases import applied_state, case_context
 
 from rhplan.config.decode import resolve_variables
 from rhplan.config.load import load_config
-from rhplan.plan.planner import Planner, PlanOptions, moved_state
+from rhplan.plan.moved import moved_state
+from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.render import render_plan
 from rhplan.state.model import State
 

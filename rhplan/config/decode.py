@@ -1,242 +1,28 @@
-"""Turn declarations into values: variables, locals, and each resource's attributes
-checked against its schema."""
+"""Turn declarations into values: locals, outputs, provider blocks and each resource's
+attributes, evaluated and checked against its schema (Evaluation). Variable values
+come from config/inputs.py, type conversion from config/coerce.py."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rhplan.config import ast
+from rhplan.config.coerce import coerce, coerce_attr, unknown_of
 from rhplan.config.evaluate import (
     UNKNOWN,
-    InstanceMap,
-    Instances,
     ResourceValue,
     Scope,
     SetValue,
-    instances_message,
-    parse_number,
     type_name,
 )
-from rhplan.config.load import (
-    Config,
-    ResourceConfig,
-    parse_var_assignment,
-    read_var_file,
-)
-from rhplan.config.parse import parse_text
+
+# where variable values come from (config/inputs.py), imported from here by the CLI
+from rhplan.config.inputs import resolve_variables
+from rhplan.config.model import Config, ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS, BlockSchema
 from rhplan.errors import ConfigError
 
-
-def resolve_variables(cfg: Config, cli_vars: list[str] = (), var_files: list[str] = (),
-                      order: list[str] | None = None, warnings: list[str] | None = None,
-                      missing_unknown: bool = False) -> dict[str, Any]:
-    """Terraform's precedence, later wins: defaults, TF_VAR_name / RHPLAN_VAR_name
-    (RHPLAN_ wins when both are set), rhplan.tfvars, rhplan.tfvars.json, *.auto.tfvars and
-    *.auto.tfvars.json in lexical order, then -var-file and -var in the order given
-    (`order`: "var" / "var-file" per option as they came; else every file, then -var).
-    Values for undeclared variables in auto-loaded files are warned about, not refused.
-    missing_unknown (validate, as Terraform's): a variable without a value is unknown."""
-    no_refs = Scope({}, _no_locals, _no_resources, cfg.dir)
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}  # where a value not from the default came from (messages)
-    for name, v in cfg.variables.items():
-        if v.default is not None:
-            values[name] = no_refs.evaluate(v.default, v.file)
-    for name, (raw, var) in environment_variables().items():
-        if name in cfg.variables:
-            values[name] = _from_text(cfg, name, raw, var)
-            origin[name] = var
-
-    def from_file(path: Path, explicit: bool) -> None:
-        assigned, display = read_var_file(path)
-        for name, value in assigned.items():
-            line = getattr(value, "line", None)
-            if name not in cfg.variables:
-                if not explicit and warnings is not None:
-                    warnings.append(
-                        f"Warning: {display}{f':{line}' if line else ''}: a value for "
-                        f"undeclared variable {name!r} is ignored; declare variable "
-                        f'"{name}" {{}} or remove it')
-                    continue
-                raise ConfigError(f"no variable {name!r} is declared; add variable \"{name}\" "
-                                  "{} to the configuration or fix the name", display, line)
-            values[name] = (no_refs.evaluate(value, display) if not isinstance(value, (str, int,
-                            float, bool, list, dict)) and value is not None else value)
-            origin[name] = display if not explicit else f"-var-file {display}"
-
-    for path in auto_var_files(cfg.dir):
-        from_file(path, explicit=False)
-    files, texts = list(var_files), list(cli_vars)
-    kinds = order if order is not None and sorted(order) == sorted(
-        ["var-file"] * len(files) + ["var"] * len(texts)) else \
-        ["var-file"] * len(files) + ["var"] * len(texts)
-    for kind in kinds:
-        if kind == "var-file":
-            vf = files.pop(0)
-            path = Path(vf) if Path(vf).is_absolute() else cfg.dir / vf
-            if not path.is_file() and Path(vf).is_file():
-                path = Path(vf)
-            from_file(path, explicit=True)
-            continue
-        name, raw = parse_var_assignment(texts.pop(0))
-        _check_declared(cfg, name, "-var")
-        values[name] = _from_text(cfg, name, raw, f"-var {name}")
-        origin[name] = f"-var {name}"
-    for name, v in cfg.variables.items():
-        if name not in values and missing_unknown:
-            values[name] = UNKNOWN
-        elif name not in values:
-            raise ConfigError(
-                f"variable {name!r} has no value; give it a default, or pass -var {name}=VALUE, "
-                f"-var-file=FILE (a .json or HCL file setting {name}), write it in "
-                f"rhplan.tfvars, or set RHPLAN_VAR_{name}", v.file, v.line)
-        line = v.default.line if v.default is not None else v.line
-        if values[name] is None and not v.nullable and v.default is not None:
-            values[name] = no_refs.evaluate(v.default, v.file)  # null means "use the default"
-        values[name] = _convert_variable(values[name], v, name, v.file, line, origin.get(name))
-    from rhplan.config import variables
-    for name, v in cfg.variables.items():  # once every value is known: rules may read others
-        variables.check(v, values[name], values, cfg.variables, cfg.dir)
-    return values
-
-
-# variables read from the environment; the first prefix set for a name wins
-ENV_PREFIXES = ("RHPLAN_VAR_", "TF_VAR_")
-
-
-def environment_variables() -> dict[str, tuple[str, str]]:
-    """name -> (text, the variable it came from) for RHPLAN_VAR_name and TF_VAR_name."""
-    import os
-    out: dict[str, tuple[str, str]] = {}
-    for prefix in reversed(ENV_PREFIXES):
-        for k, v in os.environ.items():
-            if k.startswith(prefix) and len(k) > len(prefix):
-                out[k[len(prefix):]] = (v, k)
-    return out
-
-
-def auto_var_files(directory: Path) -> list[Path]:
-    """rhplan.tfvars, rhplan.tfvars.json, then *.auto.tfvars(.json) by name, as
-    Terraform loads terraform.tfvars and *.auto.tfvars."""
-    d = Path(directory)
-    first = [d / "rhplan.tfvars", d / "rhplan.tfvars.json"]
-    auto = sorted((p for p in d.iterdir() if p.name.endswith((".auto.tfvars",
-                                                               ".auto.tfvars.json"))),
-                  key=lambda p: p.name)
-    return [p for p in [*first, *auto] if p.is_file()]
-
-
-def _check_declared(cfg: Config, name: str, where: str) -> None:
-    if name not in cfg.variables:
-        raise ConfigError(f"{where}: no variable {name!r} is declared; add variable \"{name}\" {{}}"
-                          " to the configuration or fix the name")
-
-
-def _from_text(cfg: Config, name: str, raw: str, where: str) -> Any:
-    """-var values are strings, except for list/map/number/bool variables, parsed as HCL."""
-    t = cfg.variables[name].type
-    if t in (None, "string", "any") or t is None:
-        return raw
-    if t == "number":
-        try:
-            return coerce(raw, "number")
-        except TypeError:
-            raise ConfigError(f"{where}: {raw!r} is not a number; give one, e.g. {name}=4"
-                              ) from None
-    if t == "bool":
-        if raw not in ("true", "false"):
-            raise ConfigError(f"{where}: {raw!r} is not a bool; give true or false")
-        return raw == "true"
-    try:
-        f = parse_text(f"v = {raw}\n", where)
-        return Scope({}, _no_locals, _no_resources, cfg.dir).evaluate(f.body.attrs["v"].expr,
-                                                                     where)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {raw!r} is not a valid {t} ({exc.message}); write it in "
-                          'HCL, e.g. ["a", "b"] or { k = "v" }') from None
-
-
-def _convert_variable(value: Any, v: Any, name: str, file: str, line: int,
-                      origin: str | None = None) -> Any:
-    if v.type_spec is None:
-        return value
-    from rhplan.config import variables
-    try:
-        return variables.convert(value, v.type_spec, secret=v.sensitive)
-    except TypeError as exc:
-        given = f" (the value given by {origin})" if origin else ""
-        if origin:  # the declaration's type is what the value must fit
-            line = v.line
-        raise ConfigError(f"variable {name!r}{given}: {exc}; its type is {v.type}", file, line
-                          ) from None
-
-
-def _no_locals(name: str, line: int) -> Any:
-    from rhplan.config.evaluate import EvalError
-    raise EvalError("variables cannot refer to locals", line)
-
-
-def _no_resources(type_: str, name: str, line: int) -> ResourceValue:
-    from rhplan.config.evaluate import EvalError
-    raise EvalError("variables cannot refer to resources", line)
-
-
-# the module path an address inside a module call starts with (module.m.module.n.)
-_MODULE_PREFIX = re.compile(r'^(?:module\.[A-Za-z_][A-Za-z0-9_-]*'
-                            r'(?:\[(?:[0-9]+|"(?:[^"\\]|\\.)*")\])?\.)+')  # module.m["a"].
-
-
-def coerce(value: Any, t: str) -> Any:
-    """Convert value to schema type t, or raise TypeError saying what was found."""
-    if value is UNKNOWN or value is None:
-        return value
-    if t == "any":
-        if isinstance(value, ResourceValue):
-            raise TypeError(f"found the whole resource {value.address}")
-        return value
-    if t == "string":
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-    elif t == "number":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            n = parse_number(value)  # never inf or nan: "1e999" is not a number here
-            if n is not None:
-                return n
-    elif t == "bool":
-        if isinstance(value, bool):
-            return value
-        if value in ("true", "false"):
-            return value == "true"
-    elif t.startswith("list(") and isinstance(value, list):
-        inner = t[5:-1]
-        return [coerce(v, inner) for v in value]
-    elif t.startswith("map(") and isinstance(value, dict):
-        inner = t[4:-1]
-        return {str(k): coerce(v, inner) for k, v in value.items()}
-    elif t.startswith("ref("):
-        want = t[4:-1]
-        if isinstance(value, ResourceValue) and _MODULE_PREFIX.sub(
-                "", value.address).startswith(want + "."):  # module.m.cluster.c is a cluster
-            return value.address
-        if isinstance(value, (Instances, InstanceMap)):
-            raise TypeError(instances_message(value).replace("its attributes must be read",
-                                                             "it must be referred to"))
-        raise TypeError(f"expected a reference to a {want} (like {want}.NAME), found "
-                        f"{_describe(value)}")
-    raise TypeError(f"expected {t}, found {_describe(value)}")
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return f"string {value!r}"
-    return type_name(value)
+__all__ = ["Evaluation", "coerce", "evaluate_providers", "resolve_variables", "secret_sources"]
 
 
 # locals evaluate recursively: a chain this long would near Python's recursion limit
@@ -409,7 +195,7 @@ class Evaluation:
                 if mark and marks is not None and not spec.sensitive:  # those are digested
                     marks.extend(self._marked_paths(prefix + name, a.expr, block.file))
                 if value is UNKNOWN and self.validating:
-                    value = _unknown_of(spec.type)
+                    value = unknown_of(spec.type)
             if value is None:
                 if spec.required:
                     line = a.line if a else block.line
@@ -471,39 +257,6 @@ def secret_sources(cfg: Config) -> tuple[set[str], set[str]]:
     return names, local_names
 
 
-def _unknown_of(t: str) -> Any:
-    """validate: an attribute that is unknown as a whole (a variable without a value),
-    shaped as its type so resource types check what they can: a list of one unknown
-    element, an empty map."""
-    if t.startswith(("list(", "set(")):
-        return [UNKNOWN]
-    if t.startswith(("map(", "object(")):
-        return {}
-    return UNKNOWN
-
-
-def coerce_attr(value: Any, t: str) -> Any:
-    if t == "list(req)":
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list of packages, found {_describe(value)}")
-        out = []
-        for v in value:
-            if isinstance(v, ResourceValue):
-                if not v.address.startswith("package."):
-                    raise TypeError(f"{v.address} is not a package")
-                out.append(v.address)
-            elif isinstance(v, str) or v is UNKNOWN:
-                out.append(v)
-            else:
-                raise TypeError(f"a package must be a string or package.NAME, found {_describe(v)}")
-        return out
-    if t.startswith("list(ref("):
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list of references, found {_describe(value)}")
-        return [coerce(v, t[5:-1]) for v in value]
-    return coerce(value, t)
-
-
 def _copy(v: Any) -> Any:
     if isinstance(v, list):
         return list(v)
@@ -540,3 +293,4 @@ def evaluate_providers(cfg: Config, variables: dict[str, Any], workspace: str = 
                               block.blocks[0].line)
         out[name] = ev._block(block, schema, f"provider {name!r}")
     return out
+

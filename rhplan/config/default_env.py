@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 from rhplan.config import ast
-from rhplan.config.load import Config, ResourceConfig, _resource, expr_refs
+from rhplan.config.model import Config, ResourceConfig
+from rhplan.config.refs import expr_refs
+from rhplan.config.resource_block import read_resource
 from rhplan.errors import ConfigError
 from rhplan.names import _MODULE, instance_address, parse_address
 
@@ -165,7 +167,7 @@ def add_bare_envs(cfg: Config) -> None:
             ref = ast.Index(ref, key, line)
         attrs["cluster"] = ast.Attribute("cluster", ref, line)
         block = ast.Block("env", (label,), attrs, [], rc.file, line, rc.block.end_line)
-        env = _resource(block)
+        env = read_resource(block)
         env.bare_default_of, env.bare_why = addr, why
         cfg.resources[f"env.{label}"] = env
 

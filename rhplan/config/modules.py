@@ -100,7 +100,8 @@ def expand(cfg: Any, calls: list[ast.Block], stack: tuple[Path, ...]) -> None:
 def _rewrite_caller(cfg: Any, args: list[str], first: Any) -> None:
     """The caller's own expressions that read module.m.OUT (and the locals made of
     module arguments, `args`), each passed through `first`, then rewrite."""
-    from rhplan.config.load import _output, _resource
+    from rhplan.config.blocks import read_output
+    from rhplan.config.resource_block import read_resource
 
     outputs = cfg.module_outputs
     for key, rc in list(cfg.resources.items()):
@@ -110,7 +111,7 @@ def _rewrite_caller(cfg: Any, args: list[str], first: Any) -> None:
                 block = _map_block(block, first)
             except _Located as exc:
                 raise ConfigError(exc.message, block.file, exc.line) from None
-            new = _resource(rewrite_block(block, "", cfg.dir, outputs))
+            new = read_resource(rewrite_block(block, "", cfg.dir, outputs))
             cfg.resources[key] = new
     for lname, attr in list(cfg.locals.items()):
         if ("." not in lname or lname in args) and _mentions_module_expr(attr.expr):
@@ -128,7 +129,7 @@ def _rewrite_caller(cfg: Any, args: list[str], first: Any) -> None:
             block = ast.Block("output", (oname,), {
                 "value": ast.Attribute("value", value, out.value.line)}, [],
                 out.file, out.line)
-            new_out = _output(rewrite_block(block, "", cfg.dir, outputs))
+            new_out = read_output(rewrite_block(block, "", cfg.dir, outputs))
             new_out.sensitive, new_out.description = out.sensitive, out.description
             cfg.outputs[oname] = new_out
 
@@ -193,7 +194,7 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
     values; the caller's `module.m` becomes a map (a list for count) of instance objects.
     The meta-argument may read variables, locals and literals, never a resource."""
     from rhplan.config.decode import Evaluation
-    from rhplan.config.load import _resolve_local_refs
+    from rhplan.config.refs import resolve_local_refs
     from rhplan.names import instance_address
 
     pending, cfg.repeated_modules = cfg.repeated_modules, []
@@ -220,7 +221,7 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
     from rhplan.config.default_env import settle_bare_envs  # (it imports load)
     settle_bare_envs(cfg)
     resolve_module_depends_on(cfg, final=True)
-    _resolve_local_refs(cfg)
+    resolve_local_refs(cfg)
 
 
 def resolve_module_depends_on(cfg: Any, final: bool = False) -> None:
@@ -264,7 +265,7 @@ def _instances(evaluation: Any, call: ast.Block, cfg: Any
                ) -> list[tuple[Any, dict[str, Any]]] | None:
     """(key, what each.* / count.index are) for each instance of a repeated call; None
     when they are unknown (validate without the variable's value)."""
-    from rhplan.config.decode import coerce
+    from rhplan.config.coerce import coerce
     from rhplan.config.evaluate import SetValue, is_known, type_name
 
     name = call.labels[0]
@@ -521,14 +522,14 @@ def _check_refs(rc: Any, child: Any) -> None:
 
 def _line_of(block: ast.Block, ref: str) -> int:
     """The line of the first attribute that mentions ref (the block's line if none)."""
-    from rhplan.config.load import _address_of, expr_refs
+    from rhplan.config.refs import address_of, expr_refs
 
     stack = [block]
     while stack:
         b = stack.pop(0)
         for a in b.attrs.values():
             if ref in expr_refs(a.expr) or (a.name == "depends_on" and any(
-                    _address_of(i) == ref for i in ast.children(a.expr))):
+                    address_of(i) == ref for i in ast.children(a.expr))):
                 return a.line
         stack.extend(b.blocks)
     return block.line
@@ -544,7 +545,7 @@ def _local_ref(ref: str, prefix: str) -> str:
 
 
 def _block_refs(block: ast.Block) -> set[str]:
-    from rhplan.config.load import expr_refs
+    from rhplan.config.refs import expr_refs
 
     out: set[str] = set()
     stack = [block]
@@ -649,17 +650,17 @@ def module_variable(cfg: Any, local: str, value: Any) -> Any:
     """A module variable's value (the local `local`) converted to its type and checked by
     its validation rules, as a root variable is."""
     from rhplan.config import variables
-    from rhplan.config.decode import _convert_variable
     from rhplan.config.evaluate import is_known
+    from rhplan.config.inputs import convert_variable
 
     v = cfg.module_vars[local]
     if not is_known(value):
         return value
     if value is None and v.default is not None and not v.nullable:  # null: the default
-        from rhplan.config.decode import _no_locals, _no_resources
         from rhplan.config.evaluate import Scope
-        value = Scope({}, _no_locals, _no_resources, cfg.dir).evaluate(v.default, v.file)
-    value = _convert_variable(value, v, local,
+        from rhplan.config.inputs import no_locals, no_resources
+        value = Scope({}, no_locals, no_resources, cfg.dir).evaluate(v.default, v.file)
+    value = convert_variable(value, v, local,
                               cfg.local_files[local], cfg.locals[local].line)
     variables.check(v, value, {v.name: value}, {v.name: v}, cfg.dir)
     return value

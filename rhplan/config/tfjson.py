@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.load import Config, ResourceConfig
+from rhplan.config.model import Config, ResourceConfig
 from rhplan.config.modules import META_ARGS, call_path
 from rhplan.config.schema import META_ATTRS, META_BLOCKS, PROVIDER_SCHEMAS, RESOURCE_SCHEMAS
 from rhplan.config.tfjson_refs import references

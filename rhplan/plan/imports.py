@@ -15,7 +15,7 @@ from typing import Any
 
 from rhplan.config import ast
 from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import Config
+from rhplan.config.model import Config
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.names import (
     block_address,

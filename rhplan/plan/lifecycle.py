@@ -18,7 +18,7 @@ import hashlib
 from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
 from rhplan.names import block_address

@@ -18,14 +18,17 @@ folder and servlet stay; a new resource that would take that name is refused her
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.config.load import Config
+from rhplan.config.model import Config
+from rhplan.config.schema import RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
 from rhplan.names import block_address, instance_address, is_module_address, parse_address
 from rhplan.plan.model import Change
-from rhplan.state.model import State
+from rhplan.state.model import ResourceState, State
 
 
 def plan_moves(cfg: Config, state: State, implicit: Callable[[State], dict[str, str]],
@@ -195,3 +198,52 @@ def check_names(cfg: Config, changes: dict[str, Change]) -> None:
                           f"already has (an on-host name is kept when a resource moves); "
                           f'set name = "..." on {addr} (envs), or rename its block',
                           rc.file if rc else None, rc.line if rc else None)
+
+
+def moved_state(state: State, moves: dict[str, str], in_place: bool = False) -> State:
+    """The state with resources moved to new addresses (old -> new), and what refers to
+    them (dependencies, an env's cluster / secrets / package reqs) following; a copy, or
+    the state itself when in_place (apply records moves so)."""
+    view = state if in_place else copy.copy(state)
+    resources: dict[str, ResourceState] = {}
+    for addr, rs in state.resources.items():
+        new = moves.get(addr, addr)
+        deps = [moves.get(d, d) for d in rs.dependencies]
+        attrs = rs.attributes
+        refs = _reference_attrs(rs.type)
+        if any(attrs.get(n) for n in refs):
+            attrs = {k: (_renamed(v, moves) if k in refs else v) for k, v in attrs.items()}
+        if new != addr or deps != rs.dependencies or attrs is not rs.attributes:
+            parts = parse_address(new)
+            rs = dataclasses.replace(rs, address=new, dependencies=deps, attributes=attrs,
+                                     name=parts[1] if parts else rs.name)
+        resources[new] = rs
+    view.resources = resources
+    return view
+
+
+def _reference_attrs(type_: str) -> frozenset[str]:
+    """The attributes of a type that hold other resources' addresses (and `installed`,
+    keyed by reqs entries, package.NAME among them)."""
+    found = _REFERENCE_ATTRS.get(type_)
+    if found is None:
+        schema = RESOURCE_SCHEMAS.get(type_)
+        names = {n for n, a in schema.attrs.items() if "ref(" in a.type or a.type == "list(req)"
+                 } if schema else set()
+        if names and schema and "installed" in schema.attrs:
+            names.add("installed")
+        found = _REFERENCE_ATTRS[type_] = frozenset(names)
+    return found
+
+
+_REFERENCE_ATTRS: dict[str, frozenset[str]] = {}
+
+
+def _renamed(value: Any, moves: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return moves.get(value, value)
+    if isinstance(value, list):
+        return [_renamed(v, moves) for v in value]
+    if isinstance(value, dict):
+        return {moves.get(k, k): _renamed(v, moves) for k, v in value.items()}
+    return value

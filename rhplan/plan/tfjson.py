@@ -19,7 +19,7 @@ from typing import Any
 
 from rhplan.config.evaluate import UNKNOWN
 from rhplan.plan.model import ACTIONS, Change, Plan
-from rhplan.plan.planner import SENSITIVE_VARIABLE
+from rhplan.plan.sensitive import SENSITIVE_VARIABLE
 from rhplan.plan.tfjson_relevant import relevant_attributes as terraform_relevant_attributes
 from rhplan.state.tfjson import (
     MODE,
