@@ -130,6 +130,25 @@ def test_both_host_scripts_and_the_caller_share_one_wire_module() -> None:
         assert (got[0], bytes(got[1]), got[2]) == value
     assert not [(m.__name__, n) for m in (gateway, host_script)
                 for n in ("_plain", "_pack", "_unpack", "_out_of_band") if hasattr(m, n)]
+    assert host_script.FrameReader is sys.modules["servlet_wire"].FrameReader
+    assert gateway.FrameReader is servlet_wire.FrameReader
+
+
+def test_the_servlet_class_travels_by_value_with_what_it_uses_of_the_wire() -> None:
+    """On a head, EnvServlet and what it uses of servlet_wire.py reach the env's
+    interpreter by value (host_script.start): all of it must pickle (a module-level
+    struct.Struct, for one, does not)."""
+    from ray import cloudpickle
+
+    wire = sys.modules["servlet_wire"]
+    for module in (host_script, wire):
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        rebuilt = cloudpickle.loads(cloudpickle.dumps(host_script.EnvServlet))
+    finally:
+        for module in (host_script, wire):
+            cloudpickle.unregister_pickle_by_value(module)
+    assert rebuilt.__name__ == "EnvServlet"
 
 
 def test_calls_objects_and_commands_through_the_servlets_socket(rig: Rig) -> None:

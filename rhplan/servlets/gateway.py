@@ -60,8 +60,10 @@ else:  # run on a head: the copy manage.py uploaded beside this file
     import servlet_wire as wire  # type: ignore[no-redef]
 
 # the shared parts, also under the names the caller and the tests use (gateway.pack...)
-HEADER, OUT_OF_BAND = wire.HEADER, wire.OUT_OF_BAND
+HEADER, OUT_OF_BAND, CHUNK = wire.HEADER, wire.OUT_OF_BAND, wire.CHUNK
 pack, unpack, out_of_band = wire.pack, wire.unpack, wire.out_of_band
+read_exact, read_frame, frame, FrameReader = (
+    wire.read_exact, wire.read_frame, wire.frame, wire.FrameReader)
 servlet_socket, describe_exception = wire.servlet_socket, wire.describe_exception
 HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = (
     wire.HELLO, wire.WELCOME, wire.REQUEST, wire.OUT, wire.RESULT, wire.ERROR, wire.CHALLENGE,
@@ -73,93 +75,10 @@ HANDSHAKE_TIMEOUT = 10.0
 WORKERS = 64  # requests served at once through Ray (servlets without their own socket)
 POLL = (0.002, 0.05)  # output is looked for this often while a call runs (min, max)
 GCS_MISSES = 3  # the gateway exits after this many failed checks, 5 s apart
-CHUNK = 256 * 1024  # read this much at once: many small frames cost one read
 RAY_WAIT = 120.0  # a request that needs Ray waits this long for the gateway to join it
 
 
 # -- frames (used by both sides) --------------------------------------------------------
-
-def read_exact(recv, n: int) -> bytes:
-    """n bytes from recv (a socket's or channel's), or EOFError."""
-    if n == 0:
-        return b""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        chunk = recv(min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError("the other side closed the connection")
-        view[got:got + len(chunk)] = chunk
-        got += len(chunk)
-    return bytes(buf)
-
-
-def read_frame(recv) -> tuple[int, int, bytes]:
-    req, kind, length = HEADER.unpack(read_exact(recv, HEADER.size))
-    return req, kind, read_exact(recv, length)
-
-
-def frame(req: int, kind: int, body: bytes) -> bytes:
-    return HEADER.pack(req, kind, len(body)) + body
-
-
-class FrameReader:
-    """Frames from a stream, read CHUNK at a time: frames that arrive together cost one
-    read, and `buffered` tells whether another is already here (so a sender can wait
-    for it and send both at once). A large body is read into its own buffer, once."""
-
-    def __init__(self, recv, recv_into=None):
-        self.recv = recv
-        self.recv_into = recv_into  # a socket's: a large body is read where it will lie
-        self.buf = bytearray()
-        self.pos = 0
-
-    def _fill(self) -> None:
-        if self.pos:
-            del self.buf[:self.pos]
-            self.pos = 0
-        chunk = self.recv(CHUNK)
-        if not chunk:
-            raise EOFError("the other side closed the connection")
-        self.buf += chunk
-
-    def buffered(self) -> bool:
-        have = len(self.buf) - self.pos
-        if have < HEADER.size:
-            return False
-        return have >= HEADER.size + HEADER.unpack_from(self.buf, self.pos)[2]
-
-    def read(self) -> tuple[int, int, memoryview]:
-        while len(self.buf) - self.pos < HEADER.size:
-            self._fill()
-        req, kind, n = HEADER.unpack_from(self.buf, self.pos)
-        self.pos += HEADER.size
-        have = len(self.buf) - self.pos
-        if have >= n:
-            body = bytes(self.buf[self.pos:self.pos + n])
-            self.pos += n
-            return req, kind, memoryview(body)
-        big = bytearray(n)
-        view = memoryview(big)
-        view[:have] = self.buf[self.pos:]
-        self.buf.clear()
-        self.pos = 0
-        got = have
-        while got < n:
-            if self.recv_into is not None:
-                size = self.recv_into(view[got:])
-            else:
-                # all that is left at once: paramiko's channel buffer moves what it
-                # keeps to its front after every partial read (MBs, per read)
-                chunk = self.recv(n - got)
-                size = len(chunk)
-                view[got:got + size] = chunk
-            if not size:
-                raise EOFError("the other side closed the connection")
-            got += size
-        return req, kind, view
-
 
 def request_frame(req: int, name: str, op: str, args: tuple) -> list:
     """A REQUEST frame, as pieces: which servlet, then the packed (op, args). A small

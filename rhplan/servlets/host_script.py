@@ -33,6 +33,7 @@ from servlet_wire import (
     OUT_OF_BAND,
     REQUEST,
     RESULT,
+    FrameReader,
     describe_exception,
     error_parts,
     out_of_band,
@@ -481,54 +482,6 @@ class _FrameSink:
         pass
 
 
-class _FrameIn:
-    """Frames from the gateway's connection, read 256 KB at a time (frames that arrive
-    together cost one read); `buffered` tells whether another is already here."""
-
-    def __init__(self, conn, header):
-        self.conn, self.header = conn, header
-        self.buf = bytearray()
-        self.pos = 0
-
-    def buffered(self) -> bool:
-        have = len(self.buf) - self.pos
-        size = self.header.size
-        return have >= size and have >= size + self.header.unpack_from(self.buf, self.pos)[2]
-
-    def read(self) -> tuple:
-        size = self.header.size
-        while len(self.buf) - self.pos < size:
-            self._fill()
-        req, kind, n = self.header.unpack_from(self.buf, self.pos)
-        self.pos += size
-        have = len(self.buf) - self.pos
-        if have >= n:
-            body = bytes(self.buf[self.pos:self.pos + n])
-            self.pos += n
-            return req, kind, body
-        big = bytearray(n)  # a large body: read where it will lie, once
-        view = memoryview(big)
-        view[:have] = self.buf[self.pos:]
-        self.buf.clear()
-        self.pos = 0
-        got = have
-        while got < n:
-            got_now = self.conn.recv_into(view[got:])
-            if not got_now:
-                raise EOFError("the gateway closed the connection")
-            got += got_now
-        return req, kind, big
-
-    def _fill(self) -> None:
-        if self.pos:
-            del self.buf[:self.pos]
-            self.pos = 0
-        chunk = self.conn.recv(256 * 1024)
-        if not chunk:
-            raise EOFError("the gateway closed the connection")
-        self.buf += chunk
-
-
 def _listen(servlet, address: str) -> None:
     """Serve the gateway on address, in the background. Only processes of this user are
     answered (the socket has no file permissions): the gateway runs as the user that
@@ -604,7 +557,7 @@ def _listen(servlet, address: str) -> None:
         role = {"gen": 0, "busy": None, "seq": 0, "closed": False, "parked": False}
         role_lock = threading.Lock()
         wake = threading.Event()  # the watcher, parked while the connection is idle
-        frames = _FrameIn(conn, header)
+        frames = FrameReader(conn.recv, conn.recv_into)
 
         def send(req: int, kind: int, pieces: list, hold: bool = False) -> None:
             """Queue a frame; unless held (flush sends it), the first thread to find no

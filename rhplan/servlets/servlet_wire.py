@@ -20,6 +20,7 @@ HEADER_FMT = ">IBI"  # request id, kind, body length; then the body
 HEADER = struct.Struct(HEADER_FMT)
 HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = range(1, 9)
 OUT_OF_BAND = 64 * 1024  # byte strings this long travel after the pickle, not in it
+CHUNK = 256 * 1024  # a reader takes this much at once: many small frames cost one read
 
 # A call's target (besides a function or "module:qualname") naming an object the servlet
 # keeps (remote objects, client.RemoteInstance): (NEW_INSTANCE, name, class or
@@ -28,6 +29,93 @@ OUT_OF_BAND = 64 * 1024  # byte strings this long travel after the pickle, not i
 # output and errors come back serve them unchanged.
 NEW_INSTANCE = "rhplan:new"
 INSTANCE_METHOD = "rhplan:method"
+
+
+# -- frames: read by the caller, the gateway and the servlets -------------------------
+
+def read_exact(recv, n: int) -> bytes:
+    """n bytes from recv (a socket's or channel's), or EOFError."""
+    if n == 0:
+        return b""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        chunk = recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        view[got:got + len(chunk)] = chunk
+        got += len(chunk)
+    return bytes(buf)
+
+
+def read_frame(recv) -> tuple[int, int, bytes]:
+    req, kind, length = HEADER.unpack(read_exact(recv, HEADER.size))
+    return req, kind, read_exact(recv, length)
+
+
+def frame(req: int, kind: int, body: bytes) -> bytes:
+    return HEADER.pack(req, kind, len(body)) + body
+
+
+class FrameReader:
+    """Frames from a stream, read CHUNK at a time: frames that arrive together cost one
+    read, and `buffered` tells whether another is already here (so a sender can wait
+    for it and send both at once). A large body is read into its own buffer, once."""
+
+    def __init__(self, recv, recv_into=None):
+        # its own Struct: a servlet carries this class by value (cloudpickle), and a
+        # module-level Struct cannot be pickled
+        self.header = struct.Struct(HEADER_FMT)
+        self.recv = recv
+        self.recv_into = recv_into  # a socket's: a large body is read where it will lie
+        self.buf = bytearray()
+        self.pos = 0
+
+    def _fill(self) -> None:
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        chunk = self.recv(CHUNK)
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        self.buf += chunk
+
+    def buffered(self) -> bool:
+        have = len(self.buf) - self.pos
+        if have < self.header.size:
+            return False
+        return have >= self.header.size + self.header.unpack_from(self.buf, self.pos)[2]
+
+    def read(self) -> tuple[int, int, memoryview]:
+        while len(self.buf) - self.pos < self.header.size:
+            self._fill()
+        req, kind, n = self.header.unpack_from(self.buf, self.pos)
+        self.pos += self.header.size
+        have = len(self.buf) - self.pos
+        if have >= n:
+            body = bytes(self.buf[self.pos:self.pos + n])
+            self.pos += n
+            return req, kind, memoryview(body)
+        big = bytearray(n)
+        view = memoryview(big)
+        view[:have] = self.buf[self.pos:]
+        self.buf.clear()
+        self.pos = 0
+        got = have
+        while got < n:
+            if self.recv_into is not None:
+                size = self.recv_into(view[got:])
+            else:
+                # all that is left at once: paramiko's channel buffer moves what it
+                # keeps to its front after every partial read (MBs, per read)
+                chunk = self.recv(n - got)
+                size = len(chunk)
+                view[got:got + size] = chunk
+            if not size:
+                raise EOFError("the other side closed the connection")
+            got += size
+        return req, kind, view
 
 
 # -- packing ---------------------------------------------------------------------------
