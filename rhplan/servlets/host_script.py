@@ -486,211 +486,237 @@ def _listen(servlet, address: str) -> None:
     """Serve the gateway on address, in the background. Only processes of this user are
     answered (the socket has no file permissions): the gateway runs as the user that
     runs the cluster's Ray, as this servlet does."""
-    import queue
-    import socket
-    import struct
     import threading
 
-    # requests wait here for one of SERVLET_CONCURRENCY threads (made as needed): a
-    # plain queue, cheaper per request than an executor's futures
-    work: queue.SimpleQueue = queue.SimpleQueue()
-    count = {"made": 0, "idle": 0, "queued": 0}
-    count_lock = threading.Lock()
+    threading.Thread(target=_accept, args=(servlet, address, _Workers()), daemon=True,
+                     name="rhplan-servlet listen").start()
 
-    def worker() -> None:
+
+class _Workers:
+    """Threads that take over the reading of a connection (see _GatewayConn.watch), made
+    as needed, SERVLET_CONCURRENCY at most: jobs wait in a plain queue, cheaper per
+    request than an executor's futures."""
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        self.count = {"made": 0, "idle": 0, "queued": 0}
+        self.lock = threading.Lock()
+
+    def _worker(self) -> None:
+        count = self.count
         while True:
-            with count_lock:
+            with self.lock:
                 count["idle"] += 1
-            job = work.get()
-            with count_lock:
+            job = self.work.get()
+            with self.lock:
                 count["idle"] -= 1
                 count["queued"] -= 1
             job[0](*job[1:])
 
-    def submit(*job) -> None:
-        with count_lock:  # a thread more whenever requests outnumber idle threads
+    def submit(self, *job) -> None:
+        import threading
+
+        count = self.count
+        with self.lock:  # a thread more whenever requests outnumber idle threads
             count["queued"] += 1
             more = count["queued"] > count["idle"] and count["made"] < SERVLET_CONCURRENCY
             if more:
                 count["made"] += 1
         if more:
-            threading.Thread(target=worker, daemon=True, name="rhplan-servlet").start()
-        work.put(job)
+            threading.Thread(target=self._worker, daemon=True, name="rhplan-servlet").start()
+        self.work.put(job)
+
+
+def _accept(servlet, address: str, workers: _Workers) -> None:
+    import socket
+    import struct
+    import threading
 
     creds = struct.Struct("3i")  # pid, uid, gid
+    deadline = time.time() + READY_TIMEOUT
+    while True:
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            srv.bind(address)
+            break
+        except OSError:  # the servlet this one replaces is still exiting
+            srv.close()
+            if time.time() > deadline:
+                return  # the gateway calls this servlet through Ray instead
+            time.sleep(0.05)
+    srv.listen(16)
+    while True:
+        conn, _ = srv.accept()
+        _, uid, _ = creds.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                 creds.size))
+        if uid != os.getuid():
+            conn.close()
+            continue
+        threading.Thread(target=_GatewayConn(servlet, conn, workers).serve, daemon=True,
+                         name="rhplan-servlet gateway").start()
 
-    def accept() -> None:
-        deadline = time.time() + READY_TIMEOUT
-        while True:
-            srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                srv.bind(address)
-                break
-            except OSError:  # the servlet this one replaces is still exiting
-                srv.close()
-                if time.time() > deadline:
-                    return  # the gateway calls this servlet through Ray instead
-                time.sleep(0.05)
-        srv.listen(16)
-        while True:
-            conn, _ = srv.accept()
-            _, uid, _ = creds.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                     creds.size))
-            if uid != os.getuid():
-                conn.close()
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True,
-                             name="rhplan-servlet gateway").start()
 
-    def serve(conn) -> None:
-        """One gateway connection. The thread that reads a request runs it itself (no
-        hand-off to a worker per request: the thread wake-ups were most of a small
-        call's cost here), and holds its answer while more requests are already read,
-        so that answers that finish together go back in one write. A request that runs
-        longer than TAKEOVER (a slow call, one waiting for another request) hands the
-        reading on to a worker (watch), so it holds up the others by that much at most."""
-        header = struct.Struct(HEADER_FMT)
-        lock = threading.Lock()
-        outbox: list = []
-        sending = [False]
+class _GatewayConn:
+    """One gateway connection. The thread that reads a request runs it itself (no
+    hand-off to a worker per request: the thread wake-ups were most of a small call's
+    cost here), and holds its answer while more requests are already read, so that
+    answers that finish together go back in one write. A request that runs longer than
+    TAKEOVER (a slow call, one waiting for another request) hands the reading on to a
+    worker (watch), so it holds up the others by that much at most."""
+
+    def __init__(self, servlet, conn, workers: _Workers):
+        import struct
+        import threading
+
+        self.servlet, self.conn, self.workers = servlet, conn, workers
+        self.header = struct.Struct(HEADER_FMT)
+        self.lock = threading.Lock()
+        self.outbox: list = []
+        self.sending = False
         # who reads: role["gen"] names the reader; role["busy"] = the request it runs
-        role = {"gen": 0, "busy": None, "seq": 0, "closed": False, "parked": False}
-        role_lock = threading.Lock()
-        wake = threading.Event()  # the watcher, parked while the connection is idle
-        frames = FrameReader(conn.recv, conn.recv_into)
+        self.role = {"gen": 0, "busy": None, "seq": 0, "closed": False, "parked": False}
+        self.role_lock = threading.Lock()
+        self.wake = threading.Event()  # the watcher, parked while the connection is idle
+        self.frames = FrameReader(conn.recv, conn.recv_into)
 
-        def send(req: int, kind: int, pieces: list, hold: bool = False) -> None:
-            """Queue a frame; unless held (flush sends it), the first thread to find no
-            sender at work sends all that is queued meanwhile in one write: answers that
-            finish together reach the caller in one SSH packet (whose cost there is
-            Python, per packet)."""
-            size = sum(memoryview(p).nbytes for p in pieces)
-            with lock:
-                outbox.append(header.pack(req, kind, size))
-                outbox.extend(pieces)
-                if hold or sending[0]:
-                    return
-                sending[0] = True
-            _drain()
+    def serve(self) -> None:
+        import threading
 
-        def flush() -> None:
-            with lock:
-                if sending[0] or not outbox:
-                    return
-                sending[0] = True
-            _drain()
+        threading.Thread(target=self.watch, daemon=True, name="rhplan-servlet watch").start()
+        self.lead(0)
 
-        def _drain() -> None:
-            try:
-                while True:
-                    with lock:
-                        batch = outbox[:]
-                        del outbox[:]
-                        if not batch:
-                            sending[0] = False
-                            return
-                    small: list = []
-                    for p in batch:
-                        if memoryview(p).nbytes < OUT_OF_BAND:
-                            small.append(p)
-                            continue
-                        if small:
-                            conn.sendall(b"".join(small))
-                            small = []
-                        conn.sendall(p)
+    def send(self, req: int, kind: int, pieces: list, hold: bool = False) -> None:
+        """Queue a frame; unless held (flush sends it), the first thread to find no
+        sender at work sends all that is queued meanwhile in one write: answers that
+        finish together reach the caller in one SSH packet (whose cost there is Python,
+        per packet)."""
+        size = sum(memoryview(p).nbytes for p in pieces)
+        with self.lock:
+            self.outbox.append(self.header.pack(req, kind, size))
+            self.outbox.extend(pieces)
+            if hold or self.sending:
+                return
+            self.sending = True
+        self._drain()
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.sending or not self.outbox:
+                return
+            self.sending = True
+        self._drain()
+
+    def _drain(self) -> None:
+        conn = self.conn
+        try:
+            while True:
+                with self.lock:
+                    batch, self.outbox = self.outbox, []
+                    if not batch:
+                        self.sending = False
+                        return
+                small: list = []
+                for p in batch:
+                    if memoryview(p).nbytes < OUT_OF_BAND:
+                        small.append(p)
+                        continue
                     if small:
                         conn.sendall(b"".join(small))
-            except BaseException:
-                with lock:
-                    sending[0] = False
-                    del outbox[:]
-                raise
+                        small = []
+                    conn.sendall(p)
+                if small:
+                    conn.sendall(b"".join(small))
+        except BaseException:
+            with self.lock:
+                self.sending = False
+                self.outbox = []
+            raise
 
-        def answer(req: int, payload, hold: bool) -> None:
+    def answer(self, req: int, payload, hold: bool) -> None:
+        try:
+            op, args = unpack(payload)
+            result = self.servlet.serve_request(op, args, _FrameSink(self.send, req))
+            self.send(req, RESULT, pack(out_of_band(result)), hold)
+        except BaseException as exc:  # the caller re-raises it
+            import pickle
+
             try:
-                op, args = unpack(payload)
-                result = servlet.serve_request(op, args, _FrameSink(send, req))
-                send(req, RESULT, pack(out_of_band(result)), hold)
-            except BaseException as exc:  # the caller re-raises it
-                import pickle
+                self.send(req, ERROR, [pickle.dumps(error_parts(exc), protocol=5)], hold)
+            except OSError:
+                pass  # the gateway is gone
 
-                try:
-                    send(req, ERROR, [pickle.dumps(error_parts(exc), protocol=5)], hold)
-                except OSError:
-                    pass  # the gateway is gone
-
-        def lead(gen: int) -> None:
-            """Read and run requests until the watcher hands the reading on."""
-            try:
-                while True:
-                    if not frames.buffered():
-                        flush()  # nothing more came with them: the held answers go
-                    req, kind, body = frames.read()
-                    if kind != REQUEST:
-                        continue
-                    with role_lock:
-                        role["seq"] += 1
-                        role["busy"] = role["seq"]
-                        parked, role["parked"] = role["parked"], False
-                    if parked:
-                        wake.set()
-                    try:
-                        answer(req, body, hold=True)
-                    finally:
-                        with role_lock:
-                            moved = role["gen"] != gen
-                            if not moved:  # (else busy is the new reader's)
-                                role["busy"] = None
-                    if moved:  # another thread reads now: this one's answer goes at once
-                        flush()
-                        return
-            except (OSError, ValueError, EOFError):
+    def lead(self, gen: int) -> None:
+        """Read and run requests until the watcher hands the reading on."""
+        role, role_lock, frames = self.role, self.role_lock, self.frames
+        try:
+            while True:
+                if not frames.buffered():
+                    self.flush()  # nothing more came with them: the held answers go
+                req, kind, body = frames.read()
+                if kind != REQUEST:
+                    continue
                 with role_lock:
-                    role["closed"] = True
-                wake.set()
+                    role["seq"] += 1
+                    role["busy"] = role["seq"]
+                    parked, role["parked"] = role["parked"], False
+                if parked:
+                    self.wake.set()
                 try:
-                    flush()
+                    self.answer(req, body, hold=True)
+                finally:
+                    with role_lock:
+                        moved = role["gen"] != gen
+                        if not moved:  # (else busy is the new reader's)
+                            role["busy"] = None
+                if moved:  # another thread reads now: this one's answer goes at once
+                    self.flush()
+                    return
+        except (OSError, ValueError, EOFError):
+            with role_lock:
+                role["closed"] = True
+            self.wake.set()
+            try:
+                self.flush()
+            except OSError:
+                pass
+            self.conn.close()
+
+    def watch(self) -> None:
+        """Hand the reading to a worker when a request runs past TAKEOVER; parked (no
+        wake-ups) after a second with nothing to run."""
+        role, role_lock = self.role, self.role_lock
+        seen, idle = None, 0
+        while True:
+            time.sleep(TAKEOVER / 2)
+            with role_lock:
+                if role["closed"]:
+                    return
+                busy = role["busy"]
+                if busy is not None and busy == seen:
+                    role["gen"] += 1
+                    gen = role["gen"]
+                    role["busy"] = None  # the new reader's, from now on
+                else:
+                    # (quick requests between two looks count as idle: the watcher
+                    # parks, and the next request to start wakes it)
+                    gen, seen = None, busy
+                    idle = 0 if busy is not None else idle + 1
+                    if idle * TAKEOVER / 2 >= 1.0:
+                        role["parked"] = True
+                        self.wake.clear()
+            if gen is not None:
+                seen = None
+                try:
+                    self.flush()  # what the slow request held back
                 except OSError:
                     pass
-                conn.close()
-
-        def watch() -> None:
-            """Hand the reading to a worker when a request runs past TAKEOVER; parked
-            (no wake-ups) after a second with nothing to run."""
-            seen, idle = None, 0
-            while True:
-                time.sleep(TAKEOVER / 2)
-                with role_lock:
-                    if role["closed"]:
-                        return
-                    busy = role["busy"]
-                    if busy is not None and busy == seen:
-                        role["gen"] += 1
-                        gen = role["gen"]
-                        role["busy"] = None  # the new reader's, from now on
-                    else:
-                        # (quick requests between two looks count as idle: the watcher
-                        # parks, and the next request to start wakes it)
-                        gen, seen = None, busy
-                        idle = 0 if busy is not None else idle + 1
-                        if idle * TAKEOVER / 2 >= 1.0:
-                            role["parked"] = True
-                            wake.clear()
-                if gen is not None:
-                    seen = None
-                    try:
-                        flush()  # what the slow request held back
-                    except OSError:
-                        pass
-                    submit(lead, gen)
-                elif role["parked"]:
-                    wake.wait()
-                    idle = 0
-
-        threading.Thread(target=watch, daemon=True, name="rhplan-servlet watch").start()
-        lead(0)
-
-    threading.Thread(target=accept, daemon=True, name="rhplan-servlet listen").start()
+                self.workers.submit(self.lead, gen)
+            elif role["parked"]:
+                self.wake.wait()
+                idle = 0
 
 
 class _Sink:
