@@ -1,109 +1,45 @@
-"""Evaluate expressions: references, interpolation, operators and functions.
+"""Evaluate expressions: references, interpolation, operators and functions, in a
+Scope (what an expression can see).
 
 Values are plain Python (str, int, float, bool, None, list, dict), plus UNKNOWN for a
 value only apply can tell (Terraform's "known after apply") and ResourceValue for a
-whole resource (`cluster.gpu`), which attributes that take a reference accept.
+whole resource (`cluster.gpu`), which attributes that take a reference accept; they and
+their conversions are in config/values.py (imported from here by much of rhplan).
 """
 from __future__ import annotations
 
 import functools
 import inspect
-import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rhplan.config import ast, functions
+from rhplan.config.values import (
+    MAX_NUMBER,
+    UNKNOWN,
+    EvalError,
+    InstanceMap,
+    Instances,
+    ResourceValue,
+    SetValue,
+    finite,
+    index_value,
+    instances_message,
+    is_known,
+    parse_number,
+    to_bool,
+    to_num,
+    to_str,
+    type_name,
+)
 from rhplan.errors import ConfigError
 
+__all__ = ["MAX_NUMBER", "RESOURCE_TYPES", "UNKNOWN", "EvalError", "InstanceMap", "Instances",
+           "ResourceValue", "Scope", "SetValue", "instances_message", "is_known",
+           "make_evaluator", "parse_number", "to_bool", "to_str", "type_name"]
+
 RESOURCE_TYPES = ("cluster", "env", "package", "secret")
-
-
-class _Unknown:
-    _instance: _Unknown | None = None
-
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "(known after apply)"
-
-    def __reduce__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN = _Unknown()
-
-
-def is_known(value: Any) -> bool:
-    if value is UNKNOWN:
-        return False
-    if isinstance(value, list):
-        return all(is_known(v) for v in value)
-    if isinstance(value, dict):
-        return all(is_known(v) for v in value.values())
-    return True
-
-
-@dataclass(frozen=True)
-class ResourceValue:
-    address: str
-    attrs: dict[str, Any]
-    valid: frozenset[str]
-
-
-class SetValue(list):  # type: ignore[type-arg]
-    """A set (toset(), a set(...) variable): a list in Terraform's order that remembers
-    it is a set, because for_each takes a set of strings but refuses a list."""
-
-    __slots__ = ()
-
-
-class Instances(list):  # type: ignore[type-arg]
-    """`env.x` where x has count: its instances' ResourceValues, by index."""
-
-    __slots__ = ("address",)
-
-    def __init__(self, address: str, items: list[Any]):
-        super().__init__(items)
-        self.address = address
-
-
-class InstanceMap(dict):  # type: ignore[type-arg]
-    """`env.x` where x has for_each: its instances' ResourceValues, by key."""
-
-    __slots__ = ("address",)
-
-    def __init__(self, address: str, items: dict[str, Any]):
-        super().__init__(items)
-        self.address = address
-
-
-def instances_message(obj: Instances | InstanceMap) -> str:
-    """Terraform's error for an attribute read on a repeated resource as a whole."""
-    if isinstance(obj, Instances):
-        return (f'because {obj.address} has "count" set, its attributes must be read on one '
-                f"instance: write {obj.address}[count.index] or {obj.address}[0] "
-                f"(or {obj.address}[*].ATTR for all of them)")
-    return (f'because {obj.address} has "for_each" set, its attributes must be read on one '
-            f'instance: write {obj.address}[each.key] or {obj.address}["KEY"]')
-
-
-class EvalError(Exception):
-    """Raised inside evaluation; turned into a ConfigError with the file name."""
-
-    def __init__(self, message: str, line: int, static: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        # a mistake in the configuration itself (an undeclared variable, an unknown
-        # function): try() and can() do not hide it, as in Terraform
-        self.static = static
-
 
 Resolver = Callable[[str, str, int], ResourceValue]
 
@@ -177,7 +113,7 @@ class _Evaluator:
                 v = self.eval(p)
                 if v is UNKNOWN:
                     return UNKNOWN
-                out.append(_to_str(v, e.line))
+                out.append(to_str(v, e.line))
             return "".join(out)
         if isinstance(e, ast.Name):
             if e.name in self.bindings:
@@ -190,7 +126,7 @@ class _Evaluator:
             key = self.eval(e.key)
             if obj is UNKNOWN or key is UNKNOWN:
                 return UNKNOWN
-            return _index(obj, key, e.line)
+            return index_value(obj, key, e.line)
         if isinstance(e, ast.Call):
             return self.call(e)
         if isinstance(e, ast.TupleExpr):
@@ -201,22 +137,22 @@ class _Evaluator:
                 key = self.eval(k)
                 if key is UNKNOWN:
                     return UNKNOWN
-                out_map[_to_str(key, e.line)] = self.value(self.eval(v), e.line, keep_ref=True)
+                out_map[to_str(key, e.line)] = self.value(self.eval(v), e.line, keep_ref=True)
             return out_map
         if isinstance(e, ast.Unary):
             v = self.value(self.eval(e.operand), e.line)
             if v is UNKNOWN:
                 return UNKNOWN
             if e.op == "!":
-                return not _to_bool(v, e.line)
-            return -_to_num(v, e.line)
+                return not to_bool(v, e.line)
+            return -to_num(v, e.line)
         if isinstance(e, ast.Binary):
             return self.binary(e)
         if isinstance(e, ast.Conditional):
             c = self.value(self.eval(e.cond), e.line)
             if c is UNKNOWN:
                 return UNKNOWN
-            return self.eval(e.then if _to_bool(c, e.line) else e.otherwise)
+            return self.eval(e.then if to_bool(c, e.line) else e.otherwise)
         if isinstance(e, ast.Splat):
             obj = self.value(self.eval(e.obj), e.line)
             if obj is UNKNOWN:
@@ -230,7 +166,7 @@ class _Evaluator:
             out_list = []
             for item in items:
                 for n in e.names:
-                    item = _index(item, n, e.line)
+                    item = index_value(item, n, e.line)
                 out_list.append(item)
             return out_list
         if isinstance(e, ast.ForExpr):
@@ -286,31 +222,31 @@ class _Evaluator:
                     p == e.name or p.startswith(e.name + ".") for p in marked):
                 self.scope.mark = f"{obj.address}.{e.name}"
             return obj.attrs.get(e.name)
-        return _index(obj, e.name, e.line)
+        return index_value(obj, e.name, e.line)
 
     def binary(self, e: ast.Binary) -> Any:
         op = e.op
         left = self.value(self.eval(e.left), e.line)
-        if op == "&&" and left is not UNKNOWN and not _to_bool(left, e.line):
+        if op == "&&" and left is not UNKNOWN and not to_bool(left, e.line):
             return False
-        if op == "||" and left is not UNKNOWN and _to_bool(left, e.line):
+        if op == "||" and left is not UNKNOWN and to_bool(left, e.line):
             return True
         right = self.value(self.eval(e.right), e.line)
         if left is UNKNOWN or right is UNKNOWN:
             return UNKNOWN
         if op in ("&&", "||"):
-            return _to_bool(right, e.line)
+            return to_bool(right, e.line)
         if op == "==":
             return left == right
         if op == "!=":
             return left != right
-        a, b = _to_num(left, e.line), _to_num(right, e.line)
+        a, b = to_num(left, e.line), to_num(right, e.line)
         if op == "+":
-            return _finite(a + b, e.line)
+            return finite(a + b, e.line)
         if op == "-":
-            return _finite(a - b, e.line)
+            return finite(a - b, e.line)
         if op == "*":
-            return _finite(a * b, e.line)
+            return finite(a * b, e.line)
         if op in ("/", "%"):
             if b == 0:
                 raise EvalError("division by zero", e.line)
@@ -349,10 +285,10 @@ class _Evaluator:
             if e.key_var:
                 b[e.key_var] = k
             sub = _Evaluator(self.scope, b)
-            if e.cond is not None and not _to_bool(sub.eval(e.cond), e.line):
+            if e.cond is not None and not to_bool(sub.eval(e.cond), e.line):
                 continue
             if e.key is not None:
-                key = _to_str(sub.eval(e.key), e.line)
+                key = to_str(sub.eval(e.key), e.line)
                 if e.group:
                     out_map.setdefault(key, []).append(sub.eval(e.value))
                 elif key in out_map:
@@ -395,7 +331,7 @@ class _Evaluator:
             raise EvalError(f"{e.name}() does not take {len(args)} argument(s); "
                             f"{_usage(e.name)}", e.line) from None
         try:
-            return _finite(fn(self.scope, *args), e.line)
+            return finite(fn(self.scope, *args), e.line)
         except EvalError as exc:
             if not exc.line:  # raised by a helper that does not know the line
                 exc.line = e.line
@@ -456,99 +392,3 @@ def _bare_name_message(name: str) -> str:
                 "count; add count = ... to the block, or use a value that does not need it")
     return (f"unknown reference {name!r}; write var.NAME, local.NAME, or TYPE.NAME.ATTR "
             f"for a resource (types: {', '.join(RESOURCE_TYPES)})")
-
-
-def _index(obj: Any, key: Any, line: int) -> Any:
-    if isinstance(obj, list):
-        if not isinstance(key, (int, float)) or isinstance(key, bool):
-            raise EvalError(f"a list index must be a number, not {key!r}", line)
-        i = int(key)
-        if not 0 <= i < len(obj):
-            raise EvalError(f"index {i} is out of range for a list of {len(obj)} element(s)", line)
-        return obj[i]
-    if isinstance(obj, dict):
-        k = _to_str(key, line)
-        if k not in obj:
-            keys = ", ".join(sorted(obj)) or "none"
-            raise EvalError(f"the map has no key {k!r} (keys: {keys})", line)
-        return obj[k]
-    if isinstance(obj, ResourceValue):
-        return obj.attrs.get(str(key), UNKNOWN)
-    raise EvalError(f"cannot index {type_name(obj)} with {key!r}", line)
-
-
-def type_name(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "list"
-    if isinstance(v, dict):
-        return "map"
-    if v is None:
-        return "null"
-    if isinstance(v, ResourceValue):
-        return f"resource {v.address}"
-    return type(v).__name__
-
-
-# Numbers stay within a double's range: JSON (plans, state), the plan's text and every
-# provider read them, and Python cannot print an int of more than 4300 digits.
-MAX_NUMBER = 2.0 ** 1023
-
-
-def _finite(v: Any, line: int) -> Any:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        if isinstance(v, float) and not math.isfinite(v) or abs(v) > MAX_NUMBER:
-            raise EvalError("the result is too large a number", line)
-    return v
-
-
-def _to_str(v: Any, line: int) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e21:
-        return str(int(v))  # Terraform has one number type: 1.5 * 2 prints as 3, not 3.0
-    if isinstance(v, (str, int, float)):
-        return str(v)
-    raise EvalError(f"cannot use a {type_name(v)} as a string", line)
-
-
-def _to_num(v: Any, line: int) -> float | int:
-    if isinstance(v, bool):
-        raise EvalError("cannot use a bool as a number", line)
-    if isinstance(v, (int, float)):
-        return v
-    if isinstance(v, str):
-        n = parse_number(v)
-        if n is not None:
-            return n
-    raise EvalError(f"cannot use {_short(v)} as a number", line)
-
-
-def parse_number(text: str) -> int | float | None:
-    """A number written as a string ("4", "1.5e3"), or None; never inf, nan or huge."""
-    text = text.strip()
-    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text) or len(text) > 400:
-        return None
-    try:
-        n: int | float = int(text)
-    except ValueError:
-        n = float(text)
-    return n if math.isfinite(n) and abs(n) <= MAX_NUMBER else None
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _to_bool(v: Any, line: int) -> bool:
-    if isinstance(v, bool):
-        return v
-    if v in ("true", "false"):
-        return v == "true"
-    raise EvalError(f"cannot use {_short(v)} as a bool", line)

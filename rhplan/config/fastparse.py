@@ -4,7 +4,7 @@ python-hcl2's lark parser is the reference for what is valid, and it is slow (~7
 for 2,000 env blocks here). This recursive-descent reader handles a plain subset:
 blocks, attributes, strings with ${...} interpolation, numbers, true/false/null,
 references (a.b[0]), function calls, lists and objects, comments. It builds exactly
-the tree parse.py's converter builds from lark's, lines included. Anything outside
+the tree lark_tree.py's converter builds from lark's, lines included. Anything outside
 the subset, and anything wrong, raises Unsupported: the caller then parses the file
 with python-hcl2, which accepts it or reports the error as always. So the fast path
 only ever decides "this is valid and means that" for text python-hcl2 also accepts
@@ -17,6 +17,7 @@ import re
 
 from rhplan.config import ast
 from rhplan.config.evaluate import parse_number
+from rhplan.config.parse import join_template, unescape
 
 # lark's NAME; identifiers spelled like these keywords are for/if expressions there
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
@@ -37,101 +38,99 @@ class Unsupported(Exception):
     """Not in the fast subset (or not valid): parse with python-hcl2 instead."""
 
 
-def parse(text: str, display: str) -> ast.File:
-    """text ends with a newline (as parse_text makes sure)."""
-    from rhplan.config.parse import _template, _unescape
+class _Reader:
+    """The reader's state (text, position, line, nesting depth) and one method per
+    construct; each raises Unsupported where the text leaves the fast subset."""
 
-    s = text
-    n = len(s)
-    pos = 0
-    line = 1
-    depth = 0
+    def __init__(self, text: str, display: str):
+        self.s = text
+        self.n = len(text)
+        self.pos = 0
+        self.line = 1
+        self.depth = 0
+        self.display = display
 
-    def space() -> None:
-        nonlocal pos
-        if pos < n and s[pos] in " \t":  # most calls find no space: skip the regex
-            pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
+    def space(self) -> None:
+        # most calls find no space: skip the regex
+        if self.pos < self.n and self.s[self.pos] in " \t":
+            self.pos = _SPACE.match(self.s, self.pos).end()  # type: ignore[union-attr]
 
-    def newlines() -> bool:
+    def newlines(self) -> bool:
         """Skip spaces, new lines and comments; True if there were new lines or comments."""
-        nonlocal pos, line
-        if pos >= n or s[pos] not in " \t\n#/":
+        if self.pos >= self.n or self.s[self.pos] not in " \t\n#/":
             return False
-        m = _NEWLINES.match(s, pos)
+        m = _NEWLINES.match(self.s, self.pos)
         if m is None:
-            pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
+            self.pos = _SPACE.match(self.s, self.pos).end()  # type: ignore[union-attr]
             return False
-        line += s.count("\n", pos, m.end())
-        pos = m.end()
+        self.line += self.s.count("\n", self.pos, m.end())
+        self.pos = m.end()
         return True
 
-    def name() -> str:
-        nonlocal pos
-        m = _NAME.match(s, pos)
+    def name(self) -> str:
+        m = _NAME.match(self.s, self.pos)
         if m is None or m.group() in _KEYWORDS:
             raise Unsupported
-        pos = m.end()
+        self.pos = m.end()
         return m.group()
 
-    def string() -> ast.Expr:
-        nonlocal pos
-        start_line = line
-        pos += 1  # the opening quote
+    def string(self) -> ast.Expr:
+        start_line = self.line
+        self.pos += 1  # the opening quote
         parts: list[object] = []
         while True:
-            m = _STRING_RUN.match(s, pos)
+            m = _STRING_RUN.match(self.s, self.pos)
             run = m.group()  # type: ignore[union-attr]
-            pos = m.end()  # type: ignore[union-attr]
+            self.pos = m.end()  # type: ignore[union-attr]
             if run:
                 try:
-                    parts.append(_unescape(run))
+                    parts.append(unescape(run))
                 except ValueError:
                     raise Unsupported from None
-            c = s[pos] if pos < n else ""
+            c = self.s[self.pos] if self.pos < self.n else ""
             if c == '"':
-                pos += 1
-                return _template(parts, start_line)
-            if c == "$" and s.startswith("${", pos):
-                pos += 2
-                parts.append(expr())
-                space()
-                if pos >= n or s[pos] != "}":
+                self.pos += 1
+                return join_template(parts, start_line)
+            if c == "$" and self.s.startswith("${", self.pos):
+                self.pos += 2
+                parts.append(self.expr())
+                self.space()
+                if self.pos >= self.n or self.s[self.pos] != "}":
                     raise Unsupported
-                pos += 1
+                self.pos += 1
                 continue
             raise Unsupported  # a newline, $${, the end of the text
 
-    def expr() -> ast.Expr:
-        nonlocal pos, depth
-        depth += 1
-        if depth > _MAX_DEPTH:
+    def expr(self) -> ast.Expr:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
             raise Unsupported
-        space()
-        start = line
-        c = s[pos] if pos < n else ""
+        self.space()
+        start = self.line
+        c = self.s[self.pos] if self.pos < self.n else ""
         e: ast.Expr
         if c == '"':
-            e = string()
+            e = self.string()
         elif c == "[":
-            e = tuple_()
+            e = self.tuple_()
         elif c == "{":
-            e = object_()
+            e = self.object_()
         elif "0" <= c <= "9":
-            m = _NUMBER.match(s, pos)
+            m = _NUMBER.match(self.s, self.pos)
             value = parse_number(m.group())  # type: ignore[union-attr]
             if value is None:
                 raise Unsupported
-            pos = m.end()  # type: ignore[union-attr]
-            space()
-            if pos < n and s[pos] in ".[":
+            self.pos = m.end()  # type: ignore[union-attr]
+            self.space()
+            if self.pos < self.n and self.s[self.pos] in ".[":
                 raise Unsupported  # 1.x, 1[0]: not worth matching lark's reading
-            depth -= 1
+            self.depth -= 1
             return ast.Literal(value, start)
         else:
-            ident = name()
-            space()
-            if pos < n and s[pos] == "(":
-                e = call(ident, start)
+            ident = self.name()
+            self.space()
+            if self.pos < self.n and self.s[self.pos] == "(":
+                e = self.call(ident, start)
             elif ident == "true":
                 e = ast.Literal(True, start)
             elif ident == "false":
@@ -143,171 +142,170 @@ def parse(text: str, display: str) -> ast.File:
         # references: .name and [key], each one level deeper, as lark nests them
         extra = 0
         while True:
-            space()
-            c = s[pos] if pos < n else ""
+            self.space()
+            c = self.s[self.pos] if self.pos < self.n else ""
             if c == ".":
-                pos += 1
-                space()
-                e = ast.GetAttr(e, name(), start)  # .0 and .* are not names: Unsupported
+                self.pos += 1
+                self.space()
+                e = ast.GetAttr(e, self.name(), start)  # .0 and .* are not names: Unsupported
             elif c == "[":
-                pos += 1
-                newlines()
-                if pos < n and s[pos] == "*":
+                self.pos += 1
+                self.newlines()
+                if self.pos < self.n and self.s[self.pos] == "*":
                     raise Unsupported
-                key = expr()
-                newlines()
-                if pos >= n or s[pos] != "]":
+                key = self.expr()
+                self.newlines()
+                if self.pos >= self.n or self.s[self.pos] != "]":
                     raise Unsupported
-                pos += 1
+                self.pos += 1
                 e = ast.Index(e, key, start)
             else:
                 break
             extra += 1
-            depth += 1
-            if depth > _MAX_DEPTH:
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
                 raise Unsupported
-        depth -= extra + 1
+        self.depth -= extra + 1
         return e
 
-    def call(ident: str, start: int) -> ast.Expr:
-        nonlocal pos
-        pos += 1  # (
+    def call(self, ident: str, start: int) -> ast.Expr:
+        self.pos += 1  # (
         args: list[ast.Expr] = []
-        newlines()
-        if s[pos] != ")":
+        self.newlines()
+        if self.s[self.pos] != ")":
             while True:
-                args.append(expr())
-                newlines()
-                c = s[pos] if pos < n else ""
+                args.append(self.expr())
+                self.newlines()
+                c = self.s[self.pos] if self.pos < self.n else ""
                 if c == ",":
-                    pos += 1
-                    newlines()
-                    if s[pos] == ")":
+                    self.pos += 1
+                    self.newlines()
+                    if self.s[self.pos] == ")":
                         break
                     continue
                 if c == ")":
                     break
                 raise Unsupported  # an operator, ..., or anything unexpected
-        pos += 1
+        self.pos += 1
         return ast.Call(ident, tuple(args), start, False)
 
-    def tuple_() -> ast.Expr:
-        nonlocal pos
-        start = line
-        pos += 1
+    def tuple_(self) -> ast.Expr:
+        start = self.line
+        self.pos += 1
         items: list[ast.Expr] = []
-        newlines()
-        if s[pos] != "]":
+        self.newlines()
+        if self.s[self.pos] != "]":
             while True:
-                items.append(expr())
-                newlines()
-                c = s[pos] if pos < n else ""
+                items.append(self.expr())
+                self.newlines()
+                c = self.s[self.pos] if self.pos < self.n else ""
                 if c == ",":
-                    pos += 1
-                    newlines()
-                    if s[pos] == "]":
+                    self.pos += 1
+                    self.newlines()
+                    if self.s[self.pos] == "]":
                         break
                     continue
                 if c == "]":
                     break
                 raise Unsupported
-        pos += 1
+        self.pos += 1
         return ast.TupleExpr(tuple(items), start)
 
-    def equals() -> None:
-        nonlocal pos
-        space()
-        if pos + 1 >= n or s[pos] != "=" or s[pos + 1] in "=>":
+    def equals(self) -> None:
+        self.space()
+        if self.pos + 1 >= self.n or self.s[self.pos] != "=" or self.s[self.pos + 1] in "=>":
             raise Unsupported
-        pos += 1
+        self.pos += 1
 
-    def object_() -> ast.Expr:
-        nonlocal pos, depth
-        start = line
-        pos += 1
+    def object_(self) -> ast.Expr:
+        start = self.line
+        self.pos += 1
         items: list[tuple[ast.Expr, ast.Expr]] = []
         while True:
-            newlines()
-            c = s[pos] if pos < n else ""
+            self.newlines()
+            c = self.s[self.pos] if self.pos < self.n else ""
             if c == "}":
-                pos += 1
+                self.pos += 1
                 return ast.ObjectExpr(tuple(items), start)
-            key_line = line
+            key_line = self.line
             key: ast.Expr
             if c == '"':
-                depth += 1  # the converter reads a string key as an expression
-                key = string()
-                depth -= 1
+                self.depth += 1  # the converter reads a string key as an expression
+                key = self.string()
+                self.depth -= 1
             else:
-                key = ast.Literal(name(), key_line)
-                space()
-                if pos < n and s[pos] == ".":
+                key = ast.Literal(self.name(), key_line)
+                self.space()
+                if self.pos < self.n and self.s[self.pos] == ".":
                     raise Unsupported  # a.b = ... keys
-            equals()
-            items.append((key, expr()))
-            space()
-            c = s[pos] if pos < n else ""
+            self.equals()
+            items.append((key, self.expr()))
+            self.space()
+            c = self.s[self.pos] if self.pos < self.n else ""
             if c == ",":
-                pos += 1
-            elif c != "}" and not newlines():
+                self.pos += 1
+            elif c != "}" and not self.newlines():
                 raise Unsupported
 
-    def body(type_: str, labels: tuple[str, ...], block_line: int, top: bool) -> ast.Block:
-        nonlocal pos
-        block = ast.Block(type_, labels, {}, [], display, block_line, block_line)
+    def body(self, type_: str, labels: tuple[str, ...], block_line: int, top: bool) -> ast.Block:
+        block = ast.Block(type_, labels, {}, [], self.display, block_line, block_line)
         while True:
-            newlines()
-            space()
-            if pos >= n:
+            self.newlines()
+            self.space()
+            if self.pos >= self.n:
                 if top:
                     return block
                 raise Unsupported
-            if s[pos] == "}":
+            if self.s[self.pos] == "}":
                 if top:
                     raise Unsupported
                 return block
-            item_line = line
+            item_line = self.line
             # lark's identifier takes FOR_EACH too: `for_each = ...` in a block
-            if s.startswith("for_each", pos) and not _NAME_CHAR.match(s, pos + 8):
+            if self.s.startswith("for_each", self.pos) and not _NAME_CHAR.match(self.s,
+                                                                                self.pos + 8):
                 ident = "for_each"
-                pos += 8
+                self.pos += 8
             else:
-                ident = name()
-            space()
-            if s[pos] == "=":
-                equals()
+                ident = self.name()
+            self.space()
+            if self.s[self.pos] == "=":
+                self.equals()
                 if ident in block.attrs:
                     raise Unsupported  # the slow path says which line has it first
-                block.attrs[ident] = ast.Attribute(ident, expr(), item_line)
+                block.attrs[ident] = ast.Attribute(ident, self.expr(), item_line)
             else:
                 found: list[str] = []
                 while True:
-                    space()
-                    c = s[pos] if pos < n else ""
+                    self.space()
+                    c = self.s[self.pos] if self.pos < self.n else ""
                     if c == "{":
                         break
                     if c == '"':
-                        label = string()
+                        label = self.string()
                         if not isinstance(label, ast.Literal):
                             raise Unsupported
                         found.append(str(label.value))
-                    elif newlines():
-                        if s[pos] != "{":
+                    elif self.newlines():
+                        if self.s[self.pos] != "{":
                             raise Unsupported
                     else:
-                        found.append(name())
-                pos += 1
-                sub = body(ident, tuple(found), item_line, False)
-                sub.end_line = line
-                pos += 1  # }
+                        found.append(self.name())
+                self.pos += 1
+                sub = self.body(ident, tuple(found), item_line, False)
+                sub.end_line = self.line
+                self.pos += 1  # }
                 block.blocks.append(sub)
             # an item ends with a new line, the block's closing brace or the text
-            space()
-            if pos < n and s[pos] != "}" and not newlines():
+            self.space()
+            if self.pos < self.n and self.s[self.pos] != "}" and not self.newlines():
                 raise Unsupported
 
+
+def parse(text: str, display: str) -> ast.File:
+    """text ends with a newline (as parse_text makes sure)."""
     try:
-        top = body("", (), 1, True)
+        top = _Reader(text, display).body("", (), 1, True)
     except IndexError:  # ran off the end of the text
         raise Unsupported from None
     return ast.File(display, top)

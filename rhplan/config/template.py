@@ -106,7 +106,7 @@ def render(tree: tuple[Any, ...], evaluator: Any) -> Any:
             if c is None:
                 raise ev.EvalError("the %{ if } condition is null; it must be true or false",
                                    n.line)
-            text = render(n.then if ev._to_bool(c, n.line) else n.otherwise, evaluator)
+            text = render(n.then if ev.to_bool(c, n.line) else n.otherwise, evaluator)
             if text is ev.UNKNOWN:
                 return ev.UNKNOWN
             out.append(text)
@@ -117,7 +117,7 @@ def render(tree: tuple[Any, ...], evaluator: Any) -> Any:
             if v is None:
                 raise ev.EvalError("a value in the template is null; a string template "
                                    "cannot include null", getattr(n, "line", 0))
-            out.append(ev._to_str(v, getattr(n, "line", 0)))
+            out.append(ev.to_str(v, getattr(n, "line", 0)))
     return "".join(out)
 
 
@@ -143,7 +143,7 @@ def render_file(text: str, display: str, variables: dict[str, Any], scope: Any) 
             message = ("a template sees only the variables passed to templatefile; pass "
                        "the value in the map instead of var.NAME")
         raise ValueError(f"{display}:{exc.line}: {message}") from None
-    return result if isinstance(result, str) else ev._to_str(result, 0)
+    return result if isinstance(result, str) else ev.to_str(result, 0)
 
 
 def _not_here(*args: Any) -> Any:

@@ -184,7 +184,7 @@ def _convert(value: Any, t: Type) -> Any:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)):
-            return ev._to_str(value, 0) if isinstance(value, int) or not value.is_integer() \
+            return ev.to_str(value, 0) if isinstance(value, int) or not value.is_integer() \
                 else str(int(value))
         raise TypeError(f"a string is required, found {_describe(value)}")
     if kind == "number":
@@ -281,7 +281,7 @@ def check(v: Any, value: Any, values: dict[str, Any], declared: dict[str, Any],
                     "shown)")
         else:
             message = scope.evaluate(rule.error_message, rule.file)
-            text = " ".join(ev._to_str(message, rule.line).split()) if message is not None \
+            text = " ".join(ev.to_str(message, rule.line).split()) if message is not None \
                 else ""
         raise ConfigError(f"invalid value for variable {name!r}: {text} (checked by the "
                           f"validation rule here)", rule.file, rule.line)

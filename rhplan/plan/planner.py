@@ -70,7 +70,7 @@ __all__ = ["SENSITIVE_VARIABLE", "PlanOptions", "Planner", "drift_changes", "dri
 
 class Planner:
     def __init__(self, cfg: Config, ctx: RunContext, variables: dict[str, Any]):
-        from rhplan.config.modules import expand_repeated
+        from rhplan.config.module_repeat import expand_repeated
         expand_repeated(cfg, variables, ctx.workspace)  # module count / for_each instances
         self.cfg = cfg
         self.ctx = ctx
@@ -172,7 +172,7 @@ class Planner:
                 opts.variables), targets=list(opts.targets), drift=drift or [],
                 refresh_only=True)
         if not opts.validate:  # a module's count / for_each unknown at plan
-            from rhplan.config.modules import raise_deferred
+            from rhplan.config.module_repeat import raise_deferred
             raise_deferred(self.cfg)
         self._selection = self._selected(state, opts)
         self._validating = opts.validate

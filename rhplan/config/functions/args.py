@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rhplan.config import evaluate as ev
+from rhplan.config import values as ev
 
 # Bounds on what one call may build: a few characters of configuration must not be
 # able to ask for gigabytes (format("%999999999d", 1), a YAML billion laughs).

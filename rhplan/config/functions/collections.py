@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.config import evaluate as ev
+from rhplan.config import values as ev
 from rhplan.config.functions.args import (
     MAX_VALUE_NODES,
     as_bool,

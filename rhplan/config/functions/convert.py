@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.config import evaluate as ev
+from rhplan.config import values as ev
 from rhplan.config.functions.args import (
     a_string,
     as_bool,

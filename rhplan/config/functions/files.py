@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rhplan.config import evaluate as ev
+from rhplan.config import values as ev
 from rhplan.config.functions.args import (
     as_map,
     as_str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.config import evaluate as ev
+from rhplan.config import values as ev
 
 Attempt = Callable[[Any], Any]  # evaluates one argument expression; raises ev.EvalError
 
