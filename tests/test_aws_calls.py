@@ -67,23 +67,26 @@ def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Pat
     try:
         out, calls = run("apply", "-auto-approve")
         assert "Resources: 1 added" in out, out
-        # one to find instances a killed apply launched, one to wait for the launched
-        # ones to run (asking only for those not running yet: moto's run at once, and
-        # its launch answer holds their IPs, so none is described in full again)
-        assert calls["DescribeInstances"] == 2, calls
+        # one to find instances a killed apply launched (their ids by tag: none, so
+        # none is described), one to wait for the launched ones to run (asking only for
+        # those not running yet: moto's run at once, and its launch answer holds their
+        # IPs, so none is described in full again)
+        assert calls["DescribeTags"] == 1 and calls["DescribeInstances"] == 1, calls
         lineage = rh.state()["lineage"]
         assert len(live(moto, lineage)) == N
 
         out, calls = run("plan")
-        assert "No changes." in out and calls["DescribeInstances"] == 1, (out, calls)
+        assert "No changes." in out, out
+        # the state's instance ids (by tag), then those instances
+        assert calls["DescribeTags"] == 1 and calls["DescribeInstances"] == 1, calls
 
         rh.write(cluster_hcl(moto, ami, key, "ml2"))
         out, calls = run("apply", "-auto-approve")
         assert "Resources: 0 added, 1 changed, 0 destroyed." in out, out
         # the refresh's describes serve the update too: its instances (it made three
         # before) and its security group's rules (two)
-        assert calls == {"DescribeInstances": 1, "DescribeSecurityGroups": 1,
-                         "CreateTags": 1}, calls
+        assert calls == {"DescribeTags": 1, "DescribeInstances": 1,
+                         "DescribeSecurityGroups": 1, "CreateTags": 1}, calls
         insts = live(moto, lineage)
         assert len(insts) == N and all(
             {t["Key"]: t["Value"] for t in i["Tags"]}["team"] == "ml2" for i in insts)
@@ -145,4 +148,78 @@ def test_waiting_for_a_launch_describes_only_what_it_does_not_know(
         assert described == [0, 1]
     finally:
         client.meta.events.unregister("after-call.ec2.DescribeInstances", count)
+        client.terminate_instances(InstanceIds=ids)
+
+
+def test_the_fast_parser_reads_what_botocore_reads(moto: MotoServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """ec2_parse.FastEC2Parser, on moto's answers to the calls it reads (a launch of
+    tagged instances with a disk, a describe, the tags) and one it leaves to botocore,
+    makes the very dicts botocore's EC2 parser makes; an error answer reads the same."""
+    from botocore.exceptions import ClientError
+    from botocore.parsers import EC2QueryParser
+    from rhplan_aws import ec2
+    from rhplan_aws.ec2_parse import FastEC2Parser
+
+    for k, v in aws_env({}).items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    client = ec2.client("us-east-1", None, moto.url)
+    answers: list[tuple[Any, dict[str, Any]]] = []
+
+    def keep(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+        answers.append((operation_model, dict(response_dict)))
+
+    client.meta.events.register("before-parse.ec2.*", keep)
+    tags = [{"Key": "rhplan:lineage", "Value": "parser-test"}, {"Key": "team", "Value": ""}]
+    try:
+        ids = [i["InstanceId"] for i in client.run_instances(
+            ImageId=x86_image(moto), InstanceType="t3.micro", MinCount=3, MaxCount=3,
+            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 9}}],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"]]
+        client.describe_instances(InstanceIds=ids)
+        client.describe_tags(Filters=[{"Name": "resource-id", "Values": ids}])
+        client.describe_security_groups()
+        with pytest.raises(ClientError):
+            client.describe_instances(InstanceIds=["i-0123456789abcdef0"])
+    finally:
+        client.meta.events.unregister("before-parse.ec2.*", keep)
+    assert len(answers) == 5
+    for model, response in answers:
+        parser = FastEC2Parser(timestamp_parser=str)
+        # the three big answers are read by the compiled form, not handed back
+        assert (parser._handler(model.output_shape) is not None) == (model.name in (
+            "RunInstances", "DescribeInstances", "DescribeTags")), model.name
+        fast = parser.parse(response, model.output_shape)
+        slow = EC2QueryParser(timestamp_parser=str).parse(response, model.output_shape)
+        assert fast == slow, model.name
+    client.terminate_instances(InstanceIds=ids)
+
+
+def test_a_lineage_instance_gone_between_its_tags_and_its_describe(
+        moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """describe_lineage lists the ids by tag, then describes them: an id EC2 no longer
+    knows by then (a terminated instance it forgot) fails that describe, and the
+    tag-filtered describe answers instead."""
+    from rhplan_aws import ec2
+
+    for k, v in aws_env({}).items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    client = ec2.client("us-east-1", None, moto.url)
+    tag = [{"Key": ec2.LINEAGE_TAG, "Value": "gone-between"}]
+    ids = [i["InstanceId"] for i in client.run_instances(
+        ImageId=x86_image(moto), InstanceType="t3.micro", MinCount=2, MaxCount=2,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tag}])["Instances"]]
+    try:
+        assert sorted(i["InstanceId"] for i in ec2.describe_lineage(client, "gone-between")
+                      ) == sorted(ids)
+        monkeypatch.setattr(ec2, "lineage_ids", lambda c, lineage: [*ids, "i-0feedc0ffee000000"])
+        assert sorted(i["InstanceId"] for i in ec2.describe_lineage(client, "gone-between")
+                      ) == sorted(ids)
+        # the fallback asks by the lineage's tag, not for the listed ids
+        assert ec2.describe_lineage(client, "no-such-lineage") == []
+    finally:
         client.terminate_instances(InstanceIds=ids)

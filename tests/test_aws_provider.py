@@ -330,8 +330,9 @@ def test_no_change_plan_is_one_describe_call(fleet: Fleet, tmp_path: Path) -> No
     log = tmp_path / "api.log"
     out = fleet.rh("plan", env={"RHPLAN_AWS_API_LOG": str(log)}).ok().stdout
     assert "No changes." in out, out
-    # one for every instance of the state, one for every security group's rules
-    assert api_calls(log) == {"DescribeInstances": 1, "DescribeSecurityGroups": 1}
+    # the state's instance ids, those instances, every security group's rules
+    assert api_calls(log) == {"DescribeTags": 1, "DescribeInstances": 1,
+                              "DescribeSecurityGroups": 1}
 
 
 @pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
