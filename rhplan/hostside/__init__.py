@@ -23,6 +23,13 @@ prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero ex
     stop_gateway.py / stop_watchdog.py stop a node's gateways / its autostop watchdog
     still_required.py which distributions of an env others still need
     sync_apply.py one batch of a working_dir sync (files on stdin; rhplan/sync.py)
+
+The few shell scripts (*.sh, run as `sh -c TEXT NAME ARGS`, loaded by shell()):
+
+    create_env.sh / fresh_env.sh / delete_env.sh  make, remake, delete an env's folder
+                  (the last two with remove_dir.sh's remove_d: never $HOME or a parent)
+    probe_local.sh is a local folder a Python project ("package", "plain", "missing")
+    cancel_start.sh send a pending servlet start away (servlets/manage.py)
 """
 from __future__ import annotations
 
@@ -54,6 +61,18 @@ def script(name: str, uses: tuple[str, ...] = (), before: str = "", after: str =
     and `before` (helpers still kept as text elsewhere); `after` ends it."""
     parts = [_text(u) for u in uses] + [before, _text(name), after]
     return Script(name, "\n".join(p for p in parts if p))
+
+
+@cache
+def _shell_text(name: str) -> str:
+    return resources.files(__name__).joinpath(f"{name}.sh").read_text()
+
+
+def shell(name: str, uses: tuple[str, ...] = ()) -> Script:
+    """Shell script NAME.sh, after the fragments it uses (remove_dir.sh: their functions
+    defined first). Run as `sh -c TEXT NAME ARGS...`: user data only ever as "$1"...,
+    which a shell never re-parses."""
+    return Script(name, "\n".join([*(_shell_text(u) for u in uses), _shell_text(name)]))
 
 
 class HostScriptError(ProviderError):

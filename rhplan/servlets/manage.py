@@ -166,13 +166,8 @@ class PendingStart:
             self._conn.put_bytes(word, self._go)
 
 
-# Tells a pending start to leave ($1: its go file, ROOT/ray/rhplan/servlet-go-*), unless
-# ROOT/ray is gone (then it leaves by itself)
-_CANCEL = r"""
-d=$(dirname -- "$1")
-[ -d "$(dirname -- "$d")" ] || exit 0
-mkdir -p -- "$d" && echo cancel >"$1"
-"""
+# Tells a pending start to leave, unless ROOT/ray is gone (hostside/cancel_start.sh)
+_CANCEL = hostside.shell("cancel_start").text
 
 
 def stop_servlets(conn: Connection, cluster: dict[str, Any], private: dict[str, Any],
