@@ -1,9 +1,9 @@
 """The planner: configuration + (refreshed) state in, Plan out. It walks the blocks in
 dependency order, evaluates each instance (count / for_each: plan/repetition.py), diffs
 it against the state (plan/diff.py), applies moves (plan/moved.py), imports and
-lifecycle rules, and plans the deletion of what is no longer configured. No host is
-touched here except through the resource types' read() during refresh, which is a
-separate step."""
+lifecycle rules, plans the deletion of what is no longer configured, and the outputs
+(plan/outputs.py). No host is touched here except through the resource types' read()
+during refresh, which is a separate step."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,6 +35,7 @@ from rhplan.plan import imports, lifecycle, moved
 from rhplan.plan.diff import Differ, drift_changes, drift_reason, gone_reason, key_of
 from rhplan.plan.model import Change, Plan
 from rhplan.plan.moved import moved_state
+from rhplan.plan.outputs import output_changes
 from rhplan.plan.repetition import repetition
 
 # (the workspace imports these from here)
@@ -199,7 +200,9 @@ class Planner:
                     replace=list(opts.replace), drift=drift or [])
         for name in self.cfg.module_vars:  # each module variable is typed and validated
             self.evaluation._local(name, 0)
-        plan.output_changes = self.output_changes(state, opts.destroy)
+        plan.output_changes = output_changes(
+            self.cfg, self.evaluation, lambda r: r in self.planned or r in self.instance_keys,
+            state, opts.destroy)
         return plan
 
     def _check_requested(self, state: State, opts: PlanOptions) -> None:
@@ -381,39 +384,6 @@ class Planner:
             return True
         whole, exact = self._selection
         return block in whole or any(block_address(e) == block for e in exact)
-
-
-    def output_changes(self, state: State, destroy: bool) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for name, o in self.cfg.outputs.items():
-            before = state.outputs.get(name, {}).get("value") if name in state.outputs else None
-            if destroy:
-                after = None
-            else:
-                try:
-                    after = self.evaluation.output(o)  # refuses an unmarked sensitive one
-                except ConfigError:
-                    if any(r not in self.planned and r not in self.instance_keys
-                           for r in o.refs if not r.startswith("local.")):
-                        after = UNKNOWN  # refers to something outside -target
-                    else:
-                        raise
-                if isinstance(after, ResourceValue):
-                    raise ConfigError(f"output {name!r} is a whole resource; use one of its "
-                                      "attributes", o.file, o.line)
-            if name not in state.outputs:
-                action = "create" if after is not None else "no-op"
-            elif after is None and destroy:
-                action = "delete"
-            else:
-                action = "update" if after != before else "no-op"
-            out[name] = {"action": action, "before": before, "after": after,
-                         "sensitive": o.sensitive}
-        for name, rec in state.outputs.items():
-            if name not in out:
-                out[name] = {"action": "delete", "before": rec.get("value"), "after": None,
-                             "sensitive": rec.get("sensitive", False)}
-        return out
 
 
 def _valid_attrs(type_: str) -> frozenset[str]:
