@@ -165,9 +165,30 @@ def _cpu(procs: dict[str, list[int]]) -> dict[str, int]:
     return {k: sum(_cpu_ticks(p) for p in pids) for k, pids in procs.items()}
 
 
+def _objects(s: Any, mb: float, objects: int) -> tuple[list[float], list[float], str | None]:
+    """put and get of an mb MB numpy array, objects times each: (put ms, get ms, why they
+    failed or None)."""
+    import numpy as np
+    arr = np.random.default_rng(0).random(int(mb * (1 << 20) / 8))
+    puts: list[float] = []
+    gets: list[float] = []
+    try:
+        for _ in range(objects):
+            t = time.perf_counter()
+            s.put("arr", arr)
+            puts.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            back = s.get("arr")
+            gets.append((time.perf_counter() - t) * 1e3)
+            assert np.array_equal(back, arr)
+    except Exception as exc:  # noqa: BLE001 - a route that cannot carry numpy is a finding
+        return puts, gets, f"put/get of a numpy array failed: {type(exc).__name__}: " + (
+            str(exc).strip().splitlines() or [""])[-1][:200]
+    return puts, gets, None
+
+
 def measure(directory: str, route: str, calls: int, objects: int, mb: float,
             seconds: float, rayclient: str, rounds: int = 1) -> dict[str, Any]:
-    import numpy as np
     t0 = time.perf_counter()
     if route == "rayclient":
         s: Any = _RayClientHandle(rayclient, ENV)
@@ -231,21 +252,7 @@ def measure(directory: str, route: str, calls: int, objects: int, mb: float,
         eights.append(rate(8))
     one, eight = max(ones), max(eights)
     # objects last: a route that fails them (Ray Client) may not recover
-    arr = np.random.default_rng(0).random(int(mb * (1 << 20) / 8))
-    puts, gets = [], []
-    put_error = None
-    try:
-        for _ in range(objects):
-            t = time.perf_counter()
-            s.put("arr", arr)
-            puts.append((time.perf_counter() - t) * 1e3)
-            t = time.perf_counter()
-            back = s.get("arr")
-            gets.append((time.perf_counter() - t) * 1e3)
-            assert np.array_equal(back, arr)
-    except Exception as exc:  # noqa: BLE001 - a route that cannot carry numpy is a finding
-        put_error = f"put/get of a numpy array failed: {type(exc).__name__}: " + (
-            str(exc).strip().splitlines() or [""])[-1][:200]
+    puts, gets, put_error = _objects(s, mb, objects)
 
     out = {"first_handle_s": first, "call_median_ms": statistics.median(lat),
            "call_p99_ms": _pct(lat, 99), "one_thread_per_s": one,
@@ -422,7 +429,7 @@ def _table(results: dict[str, dict[str, Any]], before: dict[str, Any] | None = N
     return "\n".join(out)
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--objects", type=int, default=10)
@@ -441,33 +448,21 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3,
                     help="first handles and thread runs are measured this many times; the "
                          "best counts (all are printed)")
-    args = ap.parse_args()
-    if args.first_handle:
-        print(json.dumps({"first_handle_s": first_handle(args.first_handle)}))
-        return 0
-    if args.measure:
-        print(json.dumps(measure(args.measure[0], args.measure[1], args.calls, args.objects,
-                                 args.mb, args.seconds, args.rayclient, args.rounds)))
-        return 0
+    return ap.parse_args()
 
-    before = _compare(args.compare, sys.argv[1:]) if args.compare else None
-    sys.path.insert(0, str(ROOT / "tests" / "support"))
-    from sshd import SSHServer
-    work = Path(tempfile.mkdtemp(prefix="rhplan-bench-remote-"))
-    server = SSHServer(work / "sshd").start()
-    os.environ["RHPLAN_BENCH_SSHD_PID"] = str(server._proc.pid if server._proc else 0)
+
+def _apply_cluster(work: Path, server: Any) -> tuple[Path, Path]:
+    """A Ray venv for the head, then one ssh cluster on server with the bench's env,
+    applied; (its config folder, its root_dir)."""
     infra = work / "infra"
     infra.mkdir()
     root = work / "cluster-root"
     venv = root / "ray-venv"
-    code = 2
-    forward = None
-    try:
-        for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
-                     [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                      f"ray=={version('ray')}", "uv"]):
-            subprocess.run(argv, check=True, timeout=600)
-        (infra / "main.hcl").write_text(f"""
+    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
+                 [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                  f"ray=={version('ray')}", "uv"]):
+        subprocess.run(argv, check=True, timeout=600)
+    (infra / "main.hcl").write_text(f"""
 cluster "b" {{
   provider = "ssh"
   ips      = ["127.0.0.1"]
@@ -486,13 +481,76 @@ env "{ENV}" {{
   reqs    = ["pip:{NUMPY}"]
 }}
 """)
-        env = {**os.environ, "NO_COLOR": "1"}
-        t0 = time.monotonic()
-        res = subprocess.run([*RHPLAN, f"-chdir={infra}", "apply", "-auto-approve"],
-                             capture_output=True, text=True, timeout=900, env=env)
-        if res.returncode != 0:
-            raise RuntimeError(f"apply failed:\n{res.stdout}\n{res.stderr}")
-        print(f"applied in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    env = {**os.environ, "NO_COLOR": "1"}
+    t0 = time.monotonic()
+    res = subprocess.run([*RHPLAN, f"-chdir={infra}", "apply", "-auto-approve"],
+                         capture_output=True, text=True, timeout=900, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"apply failed:\n{res.stdout}\n{res.stderr}")
+    print(f"applied in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    return infra, root
+
+
+def _first_handles(route: str, infra: Path, root: Path, py: str, rounds: int
+                   ) -> dict[str, Any]:
+    """The ssh route's first handles, cold (gateway stopped) and warm, rounds times each."""
+    cold, warm = [], []
+    for _ in range(rounds):
+        _stop_gateway(root)  # the next caller starts it (and uploads it)
+        cold.append(_driver(["--first-handle", str(infra)], route, py)["first_handle_s"])
+        warm.append(_driver(["--first-handle", str(infra)], route, py)["first_handle_s"])
+    return {"cold_first_handle_s": min(cold),
+            "cold_first_handle_rounds": [round(x, 3) for x in cold],
+            "first_handle_rounds": [round(x, 3) for x in warm]}
+
+
+def _ray_client(infra: Path, server: Any) -> tuple[subprocess.Popen[bytes], str,
+                                                    dict[str, str]]:
+    """A Ray Client server on the head, its port forwarded by OpenSSH: (the forward,
+    the address a driver joins, the env it needs: the cluster's token like any driver)."""
+    from rhplan.ray_head import private_env
+    from rhplan.ssh import SSHConnection
+    state = json.loads((infra / "rhplan.state.json").read_text())
+    with SSHConnection("127.0.0.1", port=server.port, user=server.user,
+                       private_key=server.client_key, known_hosts=server.known_hosts) as conn:
+        port = _start_ray_client(conn, state)
+    forward, local = _forward(server, port)
+    cl = next(r for r in state["resources"] if r["type"] == "cluster")
+    return forward, f"ray://127.0.0.1:{local}", private_env(cl["private"], driver=True)
+
+
+def _verdict(ssh: dict[str, Any]) -> int:
+    """Prints the ssh route against issue 12's targets; the exit status."""
+    missed = [k for k in TARGETS if k in ssh and not _meets(k, ssh[k])]
+    missed += [k for k in TARGETS if k not in ssh]
+    print("ssh route vs issue 12 targets: " + ("PASS" if not missed else
+          "FAIL (" + ", ".join(f"{k}={ssh.get(k, float('nan')):.3g} vs {TARGETS[k]}"
+                               for k in missed)
+          + ")"))
+    return 1 if missed else 0
+
+
+def main() -> int:
+    args = _parse_args()
+    if args.first_handle:
+        print(json.dumps({"first_handle_s": first_handle(args.first_handle)}))
+        return 0
+    if args.measure:
+        print(json.dumps(measure(args.measure[0], args.measure[1], args.calls, args.objects,
+                                 args.mb, args.seconds, args.rayclient, args.rounds)))
+        return 0
+
+    before = _compare(args.compare, sys.argv[1:]) if args.compare else None
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from sshd import SSHServer
+    work = Path(tempfile.mkdtemp(prefix="rhplan-bench-remote-"))
+    server = SSHServer(work / "sshd").start()
+    os.environ["RHPLAN_BENCH_SSHD_PID"] = str(server._proc.pid if server._proc else 0)
+    infra = work / "infra"
+    code = 2
+    forward = None
+    try:
+        infra, root = _apply_cluster(work, server)
         routes = [r.strip() for r in args.routes.split(",") if r.strip()]
         py = _driver_python(work, "rayclient" in routes)
         common = ["--calls", str(args.calls), "--objects", str(args.objects), "--mb",
@@ -500,33 +558,11 @@ env "{ENV}" {{
         results: dict[str, dict[str, Any]] = {}
         for route in routes:
             try:
-                extra: dict[str, Any] = {}
-                rc_addr = ""
-                rc_env: dict[str, str] = {}
-                if route == "ssh":
-                    cold, warm = [], []
-                    for _ in range(args.rounds):
-                        _stop_gateway(root)  # the next caller starts it (and uploads it)
-                        cold.append(_driver(["--first-handle", str(infra)], route,
-                                            py)["first_handle_s"])
-                        warm.append(_driver(["--first-handle", str(infra)], route,
-                                            py)["first_handle_s"])
-                    extra.update(cold_first_handle_s=min(cold), cold_first_handle_rounds=[
-                        round(x, 3) for x in cold], first_handle_rounds=[
-                        round(x, 3) for x in warm])
+                extra = _first_handles(route, infra, root, py, args.rounds) if (
+                    route == "ssh") else {}
+                rc_addr, rc_env = "", dict[str, str]()
                 if route == "rayclient":
-                    from rhplan.ssh import SSHConnection
-                    state = json.loads((infra / "rhplan.state.json").read_text())
-                    with SSHConnection("127.0.0.1", port=server.port, user=server.user,
-                                       private_key=server.client_key,
-                                       known_hosts=server.known_hosts) as conn:
-                        port = _start_ray_client(conn, state)
-                    forward, local = _forward(server, port)
-                    rc_addr = f"ray://127.0.0.1:{local}"
-                    # a Ray Client driver needs the cluster's token like any driver
-                    from rhplan.ray_head import private_env
-                    cl = next(r for r in state["resources"] if r["type"] == "cluster")
-                    rc_env = private_env(cl["private"], driver=True)
+                    forward, rc_addr, rc_env = _ray_client(infra, server)
                 got = _driver(["--measure", str(infra), route, *common, "--rayclient",
                                rc_addr], route, py, rc_env)
                 if "first_handle_rounds" in extra:  # the measuring driver's own is one more
@@ -539,15 +575,8 @@ env "{ENV}" {{
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(results))
         print(_table(results, before, args.compare or ""))
-        ssh = results.get("ssh", {})
-        if "call_median_ms" in ssh:
-            missed = [k for k in TARGETS if k in ssh and not _meets(k, ssh[k])]
-            missed += [k for k in TARGETS if k not in ssh]
-            print("ssh route vs issue 12 targets: " + ("PASS" if not missed else
-                  "FAIL (" + ", ".join(f"{k}={ssh.get(k, float('nan')):.3g} vs {TARGETS[k]}"
-                                       for k in missed)
-                  + ")"))
-            code = 1 if missed else 0
+        if "call_median_ms" in results.get("ssh", {}):
+            code = _verdict(results["ssh"])
     finally:
         if forward is not None:
             forward.kill()
