@@ -21,8 +21,9 @@ return as their second value, handed back to every hook as its `private` argumen
 `private["ray"]` is the core's (its Ray head and worker nodes, TLS, the local copy of
 the token): a provider never sees it. Ray on the hosts is the core's too: it starts
 Ray after create, stops it before delete, and around an update it stops and forgets
-the worker nodes on the hosts the provider's `leaving` hook names; a provider never
-starts or stops Ray itself.
+the worker nodes on the hosts the provider's `leaving` hook names (at the addresses
+`moved` gives, for a host that came back under another one); a provider never starts
+or stops Ray itself.
 """
 from __future__ import annotations
 
@@ -151,6 +152,15 @@ class Provider(ABC):
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
                ctx: RunContext) -> tuple[dict[str, Any], dict]:
         """Change the cluster in place; return the new attributes and private record."""
+
+    def moved(self, before: dict[str, Any], before_private: dict, after: dict[str, Any],
+              after_private: dict) -> dict[str, str]:
+        """Asked after update(), for the hosts `leaving` named that were down (stopped,
+        terminated): those now reached at another address, {old address: new} (a
+        stopped machine started again may get a new public address). Where its old
+        Ray node could not be stopped while the host was down, the core stops what is
+        left of it at the new address. Default: none."""
+        return {}
 
     @abstractmethod
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:

@@ -95,9 +95,9 @@ def _one_cluster(addr: str, rs: ResourceState, envs: dict[str, tuple[str, str | 
             return None  # no Ray recorded there: nothing to ask
         try:
             if ip == head:
-                conn = ctx.provider(rs.provider).connect(a, rs.private, ctx)
+                conn = ctx.provider(rs.provider).connect(a, rs.provider_private, ctx)
                 return _probe(conn, a, rs.private, on.get(ip, {}))
-            conn = ctx.provider(rs.provider).connect_host(ip, a, rs.private, ctx)
+            conn = ctx.provider(rs.provider).connect_host(ip, a, rs.provider_private, ctx)
             return _probe(conn, a, rs.private, on.get(ip, {}), workers[ip], ip)
         except ProviderError as exc:
             return exc
@@ -220,8 +220,8 @@ def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
     ctx = RunContext(Path(chdir).absolute())
     provider = ctx.provider(cluster.provider)
     node = env.attributes.get("node")  # an env placed on a worker node lives there
-    conn = (provider.connect_host(node, cluster.attributes, cluster.private, ctx) if node
-            else provider.connect(cluster.attributes, cluster.private, ctx))
+    conn = (provider.connect_host(node, cluster.attributes, cluster.provider_private, ctx)
+            if node else provider.connect(cluster.attributes, cluster.provider_private, ctx))
     path = env.attributes["path"]
     python = env.attributes["python"]
     if not os.path.isabs(python):

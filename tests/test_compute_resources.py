@@ -220,7 +220,7 @@ def _start(applied: Any, compute: dict[str, Any], python: str | None = None) -> 
     cluster = applied.resources()["cluster.c"]
     env = applied.resources()["env.accel"]["attributes"]
     with pytest.raises(manage.ServletNotStarted) as exc:
-        manage.start_servlet(LocalConnection(), cluster["attributes"], cluster["private"],
+        manage.start_servlet(LocalConnection(), cluster["attributes"], cluster["private"]["ray"],
                              "probe_servlet", env["path"], python or env["python"], compute)
     msg = str(exc.value)
     assert "\n" not in msg and "Traceback" not in msg, msg
@@ -318,9 +318,10 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
         try:
             rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
             c = rh.resources()["cluster.duo"]
-            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            temp_dirs += list((c["private"]["ray"].get("ray_worker_temp_dirs") or {}).values())
             proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", _NODE_RESOURCES,
-                          c["attributes"]["ray_address"], json.dumps(private_env(c["private"]))],
+                          c["attributes"]["ray_address"],
+                          json.dumps(private_env(c["private"]["ray"]))],
                          timeout=DRIVER_TIMEOUT)
             nodes = [ln for ln in proc.stdout.splitlines() if ln.startswith("NODES ")]
             assert proc.returncode == 0 and nodes, f"{proc.stdout}\n{proc.stderr}"

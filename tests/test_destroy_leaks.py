@@ -105,7 +105,7 @@ def local_applied(rh: Any) -> tuple[Path, list[str], int, Path]:
     rh("apply", "-auto-approve").ok()
     root = rh.cluster_dir("main")
     cluster = rh.resources()["cluster.main"]
-    token = Path(cluster["private"]["ray_driver_token_path"])
+    token = Path(cluster["private"]["ray"]["ray_driver_token_path"])
     assert token.is_file()
     pid = rh.resources()["env.app"]["attributes"]["servlet_pid"]
     assert alive(pid)
@@ -288,7 +288,7 @@ def test_an_ssh_cluster_whose_folder_vanished_under_its_ray_is_repaired_or_destr
     temp_dirs = [temp_dir_for(str(root))]
     head = cluster_processes(temp_dirs, root)
     assert head
-    token = Path(rh.resources()["cluster.box"]["private"]["ray_driver_token_path"])
+    token = Path(rh.resources()["cluster.box"]["private"]["ray"]["ray_driver_token_path"])
     shutil.rmtree(root)
     plan = rh("plan", "-detailed-exitcode")
     assert plan.returncode == 2, plan.describe()

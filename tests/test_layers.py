@@ -23,8 +23,8 @@ imports, module_name, sources, PROVIDERS = (graph.imports, graph.module_name, gr
 BASE = {"rhplan.connection", "rhplan.errors"}
 # what each module may import of rhplan and its providers (a prefix allows what is
 # under it). A provider reaches the core through rhplan.plugin (the provider API);
-# the ssh and aws providers also use the transport and host layers, and rhplan_aws
-# stops a Ray worker through ray_head (known, to go).
+# the ssh and aws providers also use the transport and host layers (Ray on the hosts is
+# the core's: no provider starts or stops it).
 ALLOWED: dict[str, set[str]] = {
     "rhplan.ssh": BASE | {"rhplan.ssh"},
     "rhplan.hostside": BASE,
@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "rhplan.facts": BASE | {"rhplan.hostside", "rhplan.envs"},
     "rhplan_local": {"rhplan.plugin"},
     "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.plugin", "rhplan.ssh", "rhplan_ssh"},
-    "rhplan_aws": BASE | {"rhplan.ray_head", "rhplan.plugin", "rhplan_ssh", "rhplan_aws"},
+    "rhplan_aws": BASE | {"rhplan.plugin", "rhplan_ssh", "rhplan_aws"},
 }
 
 # The CLI's own layers (issue 15 item 4): commands parse options, call the workspace and

@@ -352,7 +352,7 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             print(f"PLACEMENT: first apply of two nodes, two envs: "
                   f"{time.monotonic() - t0:.1f} s")
             c = rh.resources()["cluster.duo"]
-            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            temp_dirs += list((c["private"]["ray"].get("ray_worker_temp_dirs") or {}).values())
             far = rh.resources()["env.far"]["attributes"]
             assert far["node"] == b.address and far["servlet"] == "running", far
             assert "node" not in rh.resources()["env.near"]["attributes"]
@@ -362,10 +362,11 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert where(rh, "ssh", "near", "far") == expect
             # far through a gateway on its own node (its socket), not the head's through
             # Ray between the nodes: the head's gateway never loaded Ray
-            assert_served_by_its_nodes_gateway(root, b.address, c["private"])
+            assert_served_by_its_nodes_gateway(root, b.address, c["private"]["ray"])
             # the direct Ray route: a driver on the head calls the actor on the worker
             proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", DIRECT,
-                          c["attributes"]["ray_address"], json.dumps(private_env(c["private"])),
+                          c["attributes"]["ray_address"],
+                          json.dumps(private_env(c["private"]["ray"])),
                           "far"], timeout=DRIVER_TIMEOUT)
             direct = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("DIRECT ")]
             assert proc.returncode == 0 and direct, proc.stdout + proc.stderr
@@ -388,7 +389,7 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
                                              "gateway.json").read_text())
             assert nodes[b.address]["gateway"]["pid"] == int(worker_gateway["pid"]), nodes
             # the worker's Ray dies: drift, repaired by the next apply
-            worker_dir = c["private"]["ray_worker_temp_dirs"][b.address]
+            worker_dir = c["private"]["ray"]["ray_worker_temp_dirs"][b.address]
             for pid in cluster_processes([worker_dir], tmp_path / "no-such-root"):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
@@ -412,14 +413,14 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert took < 30, took
             # its node's gateway answered without joining Ray (a driver there would
             # outlive the dead node's temp dir, which names that gateway)
-            assert_served_by_its_nodes_gateway(root, b.address, c["private"])
+            assert_served_by_its_nodes_gateway(root, b.address, c["private"]["ray"])
             nodes = status_nodes(rh, 1)  # status sees it too, and exits 1
             assert (nodes[a.address]["ray"], nodes[b.address]["ray"]) == ("running",
                                                                           "stopped"), nodes
             assert [s["alive"] for s in nodes[b.address]["servlets"]] == [False], nodes
             rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
             c = rh.resources()["cluster.duo"]
-            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            temp_dirs += list((c["private"]["ray"].get("ray_worker_temp_dirs") or {}).values())
             assert c["attributes"]["hosts"][b.address] == "ready", c["attributes"]["hosts"]
             assert where(rh, "ssh", "far") == {"far": expect["far"]}
             nodes = status_nodes(rh, 0)
@@ -429,10 +430,10 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
             assert res.returncode == 0 and "No changes." in res.stdout, res.describe()
             # what the dead node left went when it joined again
             assert not Path(worker_dir).exists() and "ray_dead_worker_temp_dirs" not in c[
-                "private"], c["private"]
+                "private"]["ray"], c["private"]
             # it dies again and the cluster is destroyed without a repair: destroy stops
             # what is left of it too (destroy_and_check: no process, no temp dir left)
-            worker_dir = c["private"]["ray_worker_temp_dirs"][b.address]
+            worker_dir = c["private"]["ray"]["ray_worker_temp_dirs"][b.address]
             for pid in cluster_processes([worker_dir], tmp_path / "no-such-root"):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)

@@ -75,7 +75,7 @@ def test_fakecloud_plans_applies_and_destroys(rh: Any) -> None:
 
     rh("apply", "-auto-approve").ok()
     cluster = rh.resources()["cluster.fc"]
-    a, p = cluster["attributes"], cluster["private"]
+    a, p = cluster["attributes"], cluster["private"]["provider"]
     assert a["ray_status"] == "running" and a["ray_address"].startswith("127.0.0.1:"), a
     assert a["instance_ids"] == [p["machine_id"]]
     assert json.loads((machine / "machine.json").read_text())["id"] == p["machine_id"]
@@ -87,13 +87,32 @@ def test_fakecloud_plans_applies_and_destroys(rh: Any) -> None:
     assert call.stdout.strip().splitlines()[-1:] == ["1024"], call.stderr[-2000:]
     # settle keeps the recorded machine id: nothing to do
     assert "No changes." in rh("plan").ok().stdout
+    # the same state as rhplan wrote it before the private record was split (format 1,
+    # tests/state_cases): upgraded on read, it plans and applies nothing, and destroy
+    # below stops Ray and removes the machine from it
+    rh.state_path.write_text(json.dumps(as_format_1(json.loads(rh.state_path.read_text()))))
+    assert "No changes." in rh("plan").ok().stdout
+    assert "No changes." in rh("apply", "-auto-approve").ok().stdout
+    assert json.loads(rh.state_path.read_text())["format_version"] == 1  # nothing written
 
-    temp_dir = p["ray_temp_dir"]
+    temp_dir = cluster["private"]["ray"]["ray_temp_dir"]
     assert processes_with((temp_dir,)), "no Ray process runs in the cluster's temp dir"
     rh("destroy", "-auto-approve").ok()
     assert not rh.resources()
     assert not machine.exists()
     assert not processes_with((temp_dir,)), "Ray outlived destroy"
+
+
+def as_format_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A state as format 1 held it: a cluster's private parts side by side in one
+    object, as in the recorded tests/state_cases/format1_fakecloud.json."""
+    recorded = json.loads((TESTS / "state_cases" / "format1_fakecloud.json").read_text())
+    for r in doc["resources"]:
+        if r["type"] == "cluster":
+            r["private"] = {**r["private"]["ray"], **r["private"]["provider"]}
+            old = next(o for o in recorded["resources"] if o["type"] == "cluster")
+            assert set(r["private"]) == set(old["private"]), "not the recorded format 1"
+    return {**doc, "format_version": 1}
 
 
 def test_fakecloud_refuses_what_it_cannot_do_at_file_line(rh: Any) -> None:

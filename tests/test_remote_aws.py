@@ -98,7 +98,8 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
         yield box
     finally:
         down = destroy_from(box, "cluster.far")
-        ids = [i["id"] for i in down.recorded.get("private", {}).get("instances") or []]
+        own = down.recorded.get("private", {}).get("provider", {})
+        ids = [i["id"] for i in own.get("instances") or []]
         states = {i["InstanceId"]: i["State"]["Name"] for r in moto.client(
             "ec2").describe_instances(InstanceIds=ids)["Reservations"]
             for i in r["Instances"]} if ids else {}
@@ -113,7 +114,8 @@ def aws_box(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory,
 def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
     cluster = aws_box.rh.resources()["cluster.far"]
     attrs = cluster["attributes"]
-    emulated = set(attrs["ips"]) | {i.get("private_ip") for i in cluster["private"]["instances"]}
+    emulated = set(attrs["ips"]) | {i.get("private_ip")
+                                    for i in cluster["private"]["provider"]["instances"]}
     # Ray runs on this machine (behind the test sshd): its address is one of ours, never
     # an emulated instance's, so probing it below is safe
     assert attrs["ray_address"].rpartition(":")[0] not in emulated, (attrs, emulated)

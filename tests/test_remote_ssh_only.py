@@ -319,7 +319,7 @@ def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{info['port']}"],
                                capture_output=True, text=True, timeout=30, check=True).stdout
     assert listening.split()[3] == f"127.0.0.1:{info['port']}", listening
-    token = Path(box.rh.resources()["cluster.box"]["private"]["ray_token_path"]).read_bytes()
+    token = Path(box.rh.resources()["cluster.box"]["private"]["ray"]["ray_token_path"]).read_bytes()
     with SSHConnection(box.server.host, port=box.server.port, user=box.server.user,
                        private_key=box.server.client_key,
                        known_hosts=box.server.known_hosts) as conn:

@@ -185,12 +185,12 @@ def test_token_copy_goes_when_a_refresh_forgets_the_cluster(moto: MotoServer, tm
     os.close(fd)
     doc = rh.state()
     cluster = next(r for r in doc["resources"] if r["address"] == "cluster.gone")
-    cluster["private"]["ray_driver_token_path"] = str(token)
+    cluster["private"]["ray"]["ray_driver_token_path"] = str(token)
     doc["serial"] += 1
     rh.state_path.write_text(json.dumps(doc, indent=1))
     # everything of the cluster vanishes outside rhplan
     ec2 = moto.client("ec2")
-    p = cluster["private"]
+    p = cluster["private"]["provider"]
     ec2.terminate_instances(InstanceIds=[i["id"] for i in p["instances"]])
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[i["id"] for i in p["instances"]],
                                               WaiterConfig={"Delay": 1, "MaxAttempts": 30})
@@ -204,7 +204,7 @@ def test_token_copy_goes_when_a_refresh_forgets_the_cluster(moto: MotoServer, tm
 # --- aws: who may reach the instances (allowed_cidrs) -------------------------------------
 
 def group_rules(moto: MotoServer, rh: Any, address: str = "cluster.c") -> set[tuple[Any, ...]]:
-    gid = rh.resources()[address]["private"]["security_group_id"]
+    gid = rh.resources()[address]["private"]["provider"]["security_group_id"]
     group = moto.client("ec2").describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
     out: set[tuple[Any, ...]] = set()
     for p in group["IpPermissions"]:
@@ -241,7 +241,7 @@ def test_allowed_cidrs_narrow_the_group_and_change_in_place(moto: MotoServer, tm
                                      ("-1", "self")}
     assert rh.resources()["cluster.c"]["attributes"]["instance_ids"] == ids
     # a rule added by hand is drift: shown, then revoked
-    gid = rh.resources()["cluster.c"]["private"]["security_group_id"]
+    gid = rh.resources()["cluster.c"]["private"]["provider"]["security_group_id"]
     moto.client("ec2").authorize_security_group_ingress(GroupId=gid, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
@@ -479,7 +479,7 @@ def test_aws_first_login_checks_the_console_output(moto: MotoServer, server: Any
                "of i-" in res.output, res.describe()
         assert server.accepted_logins() == logins
         c = rh.resources()["cluster.c"]
-        assert not c["private"].get("host_keys"), c["private"]
+        assert not c["private"]["provider"].get("host_keys"), c["private"]
         # 2. the console lists the sshd's real key: the login goes through (and the set-up
         # stops at the missing python), the verified key is recorded
         ec2.rules[:] = [Rule("GetConsoleOutput", (200, console_xml(cloud_init_console(
@@ -489,7 +489,7 @@ def test_aws_first_login_checks_the_console_output(moto: MotoServer, server: Any
         assert res.returncode == 1 and len(errors) == 1, res.describe()
         assert "/nonexistent/python3 is not installed" in errors[0], res.describe()
         c = rh.resources()["cluster.c"]
-        assert list(c["private"]["host_keys"].values()) == [server.host_key_fingerprint]
+        assert list(c["private"]["provider"]["host_keys"].values()) == [server.host_key_fingerprint]
         assert server.accepted_logins() > logins
         # 3. moto's own console (no block): the default refuses to guess
         rh("destroy", "-auto-approve", timeout=300).ok()

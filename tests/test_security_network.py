@@ -156,7 +156,7 @@ def clusters(net: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
               f"{time.monotonic() - t0:.1f} s")
         for (name, c), res in zip(made.items(), results, strict=True):
             res.ok()
-            private = c.rh.resources()[f"cluster.{name}"]["private"]
+            private = c.rh.resources()[f"cluster.{name}"]["private"]["ray"]
             c.temp_dirs = [temp_dir_for(str(c.root)),
                            *(private.get("ray_worker_temp_dirs") or {}).values()]
         yield made
@@ -181,7 +181,7 @@ def test_a_local_cluster_listens_on_loopback_only(clusters: dict[str, Applied]) 
     print(f"RELIABILITY: security: local head listeners: {sorted(seen)}")
     assert seen, "no Ray listener found for the cluster's processes"
     assert [s for s in seen if not on_loopback(s[0])] == []
-    assert "ray_tls" not in c["private"]
+    assert "ray_tls" not in c["private"]["ray"]
 
 
 def test_a_one_host_ssh_cluster_listens_on_loopback_only(clusters: dict[str, Applied]) -> None:
@@ -193,7 +193,7 @@ def test_a_one_host_ssh_cluster_listens_on_loopback_only(clusters: dict[str, App
     assert [s for s in seen if not on_loopback(s[0])] == []
     c = solo.rh.resources()["cluster.solo"]
     assert c["attributes"]["ray_address"].startswith("127.0.0.1:")
-    assert "ray_tls" not in c["private"]
+    assert "ray_tls" not in c["private"]["ray"]
 
 
 # --------------------------------------------------------------------------
@@ -243,7 +243,7 @@ class Duo:
         (the one the cluster's raylet there has) when the cluster has TLS."""
         env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.root / "ray" / "token"),
                "RAY_USAGE_STATS_ENABLED": "0"}
-        if self.cluster["private"].get("ray_tls"):
+        if self.cluster["private"]["ray"].get("ray_tls"):
             files = tls.node_paths(str(self.root), host)
             env.update(RAY_USE_TLS="1", RAY_TLS_SERVER_CERT=files["cert"],
                        RAY_TLS_SERVER_KEY=files["key"], RAY_TLS_CA_CERT=files["ca"])
@@ -345,7 +345,7 @@ def test_private_keys_are_owner_only_and_never_in_the_state(duo: Duo) -> None:
     modes = {str(p): oct(mode(p)) for p in [here / "ca.key", here / "driver.key", *host_files]}
     print(f"RELIABILITY: security: key modes: {json.dumps(modes)}")
     assert b"PRIVATE KEY" not in duo.rh.state_path.read_bytes()
-    record = c["private"]["ray_tls"]
+    record = c["private"]["ray"]["ray_tls"]
     ca = x509.load_pem_x509_certificate(record["ca_cert"].encode())
     for h in (duo.a, duo.b):
         cert = x509.load_pem_x509_certificate(record["nodes"][h.address].encode())
@@ -360,7 +360,7 @@ def test_replacing_the_cluster_rotates_its_ca(duo: Duo) -> None:
     cluster (a new root_dir forces it; the hosts have no PyPI, so its Ray venv is
     provisioned first) gets a new CA and new node certificates."""
     sp = _ssh_test_helpers()
-    before = duo.cluster["private"]["ray_tls"]
+    before = duo.cluster["private"]["ray"]["ray_tls"]
     res = duo.rh("plan", "-detailed-exitcode")
     assert res.returncode == 0, res.describe()
     old, new = duo.root, duo.root.with_name("root2")
@@ -368,7 +368,7 @@ def test_replacing_the_cluster_rotates_its_ca(duo: Duo) -> None:
     duo.rh.edit(sp.hcl_str(str(old)), sp.hcl_str(str(new)))
     duo.applied.root = new
     duo.rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-    private = duo.cluster["private"]
+    private = duo.cluster["private"]["ray"]
     duo.applied.temp_dirs = [temp_dir_for(str(new)),
                              *(private.get("ray_worker_temp_dirs") or {}).values()]
     after = private["ray_tls"]
@@ -388,7 +388,7 @@ def test_a_cluster_an_older_rhplan_started_without_tls_is_planned_again(duo: Duo
     state = json.loads(saved)
     for r in state["resources"]:
         if r["address"] == "cluster.duo":
-            del r["private"]["ray_tls"]
+            del r["private"]["ray"]["ray_tls"]
     try:
         path.write_text(json.dumps(state))
         res = duo.rh("plan", "-detailed-exitcode")
@@ -436,7 +436,7 @@ def test_no_prometheus_port_answers_with_ray_default(net: Any, tmp_path: Path) -
     temp_dirs = [temp_dir_for(str(root))]
     try:
         rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-        private = rh.resources()["cluster.mx"]["private"]
+        private = rh.resources()["cluster.mx"]["private"]["ray"]
         temp_dirs = [temp_dir_for(str(root)), *(private.get("ray_worker_temp_dirs") or {})
                      .values()]
         cmdlines = []

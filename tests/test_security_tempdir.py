@@ -183,7 +183,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any,
 def test_a_squatted_old_temp_dir_does_not_make_apply_write_a_root_file(applied: Any) -> None:
     legacy, target = applied.squat
     assert target.read_text() == "root's own\n", "apply wrote through the squatter's symlink"
-    temp_dir = applied.resources()["cluster.main"]["private"]["ray_temp_dir"]
+    temp_dir = applied.resources()["cluster.main"]["private"]["ray"]["ray_temp_dir"]
     assert Path(temp_dir).parent == Path(f"/tmp/rhplan-{os.geteuid()}"), temp_dir
     # the squatter's folder is neither used nor removed: it is not rhplan's
     assert legacy.lstat().st_uid == pwd.getpwnam(ATTACKER).pw_uid
@@ -194,7 +194,7 @@ def test_a_squatted_old_temp_dir_does_not_make_apply_write_a_root_file(applied: 
 
 def test_the_heads_temp_dir_is_private_after_apply_and_a_printed_secret(
         applied: Any, tmp_path: Path) -> None:
-    temp_dir = Path(applied.resources()["cluster.main"]["private"]["ray_temp_dir"])
+    temp_dir = Path(applied.resources()["cluster.main"]["private"]["ray"]["ray_temp_dir"])
     parent = temp_dir.parent
     st = parent.lstat()
     assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
@@ -250,7 +250,7 @@ def test_the_heads_temp_dir_is_private_after_apply_and_a_printed_secret(
 def test_owned_pids_ignore_another_users_process_naming_the_temp_dir(applied: Any) -> None:
     """The attacker runs a process whose command line names the cluster's temp dir (and
     a file under it): it is not the cluster's, and destroy (as root) leaves it alone."""
-    private = applied.resources()["cluster.main"]["private"]
+    private = applied.resources()["cluster.main"]["private"]["ray"]
     temp_dir, token = private["ray_temp_dir"], private["ray_token_path"]
     # setpriv execs (runuser would stay as a root parent naming the temp dir too)
     who = pwd.getpwnam(ATTACKER)
@@ -369,7 +369,7 @@ def test_an_ssh_clusters_temp_dir_is_private_and_removed_by_destroy(
     rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server)))
     try:
         rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
-        temp_dir = Path(rh.resources()["cluster.box"]["private"]["ray_temp_dir"])
+        temp_dir = Path(rh.resources()["cluster.box"]["private"]["ray"]["ray_temp_dir"])
         assert temp_dir.parent == Path(f"/tmp/rhplan-{os.geteuid()}"), temp_dir
         assert stat.S_IMODE(temp_dir.parent.lstat().st_mode) == 0o700
         assert list(temp_dir.glob("session_*/logs/raylet.out")), "Ray's logs are elsewhere"
@@ -395,7 +395,7 @@ def test_a_cluster_recorded_with_the_old_shared_temp_dir_is_refreshed_and_destro
     rh("apply", "-auto-approve").ok()
     doc = rh.state()
     cluster = next(r for r in doc["resources"] if r["address"] == "cluster.main")
-    root, private = cluster["attributes"]["root_dir"], cluster["private"]
+    root, private = cluster["attributes"]["root_dir"], cluster["private"]["ray"]
     token = private["ray_token_path"]
     conn = LocalConnection()
     ray_head.stop(conn, sys.executable, private["ray_temp_dir"], token)

@@ -380,7 +380,7 @@ def test_apply_records_the_host_its_key_and_ray(box: Box, server: SSHServer) -> 
     assert "Apply complete! Resources: 3 added, 0 changed, 0 destroyed." in out, out
     assert SECRET not in box.applied.output and SECRET not in box.rh.state_path.read_text()
     c = box.cluster()
-    a, p = c["attributes"], c["private"]
+    a, p = c["attributes"], c["private"]["provider"]
     assert a["hosts"] == {"127.0.0.1": "ready"}, a
     assert (a["provider"], a["root_dir"], a["ray_status"]) == ("ssh", str(box.root), "running")
     assert a["ray_version"] == RAY_VERSION and a["ray_address"].startswith("127.0.0.1:"), a
@@ -585,7 +585,7 @@ def test_one_failed_host_leaves_the_others_applied_and_recorded(
         assert "skipped: env.e" in res.stdout, res.stdout  # the env waits for its cluster
         c = rh.resources()["cluster.two"]
         a = c["attributes"]
-        temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+        temp_dirs += list((c["private"]["ray"].get("ray_worker_temp_dirs") or {}).values())
         assert set(a["hosts"]) == {"127.0.0.1", "127.0.0.2"}, a["hosts"]
         assert a["hosts"]["127.0.0.1"] == "ready", a["hosts"]
         assert a["hosts"]["127.0.0.2"].startswith("failed: cannot reach 127.0.0.2:"), a
@@ -686,11 +686,12 @@ def test_two_hosts_in_two_namespaces_form_one_ray_cluster(tmp_path: Path,
         try:
             res = rh("apply", "-auto-approve", timeout=APPLY_TIMEOUT).ok()
             c = rh.resources()["cluster.duo"]
-            temp_dirs += list((c["private"].get("ray_worker_temp_dirs") or {}).values())
+            temp_dirs += list((c["private"]["ray"].get("ray_worker_temp_dirs") or {}).values())
             assert c["attributes"]["hosts"] == {a.address: "ready", b.address: "ready"}, res
             assert c["attributes"]["ray_address"].startswith(f"{a.address}:")
             proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", _NODES,
-                          c["attributes"]["ray_address"], json.dumps(private_env(c["private"]))],
+                          c["attributes"]["ray_address"],
+                          json.dumps(private_env(c["private"]["ray"]))],
                          timeout=DRIVER_TIMEOUT)
             nodes = [ln for ln in proc.stdout.splitlines() if ln.startswith("NODES ")]
             assert proc.returncode == 0 and nodes, f"{proc.stdout}\n{proc.stderr}"

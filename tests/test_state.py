@@ -114,6 +114,38 @@ def test_newer_format_version_says_upgrade() -> None:
         State.from_json(data, source="remote/key")
 
 
+# A state file as rhplan wrote it before a cluster's private record was split (format
+# 1): recorded from a real apply of a fakecloud cluster (tests/plugins) and its env.
+FORMAT_1 = Path(__file__).parent / "state_cases" / "format1_fakecloud.json"
+
+
+def test_a_format_1_state_is_upgraded_on_read() -> None:
+    old = json.loads(FORMAT_1.read_text())
+    assert old["format_version"] == 1
+    state = State.from_json(old, source=str(FORMAT_1))
+    cluster, env = state.resources["cluster.fc"], state.resources["env.fc_default"]
+    flat = next(r["private"] for r in old["resources"] if r["address"] == "cluster.fc")
+    # the provider's keys and the core's Ray record, each in its own part
+    assert cluster.provider_private == {"machine": flat["machine"],
+                                        "machine_id": flat["machine_id"]}
+    assert cluster.private == {k: v for k, v in flat.items() if k.startswith("ray_")}
+    assert {"ray_temp_dir", "ray_token_path", "ray_worker_temp_dirs"} <= set(cluster.private)
+    # an env's private record stays one object (it has no provider of its own)
+    assert env.private == old["resources"][1]["private"] and not env.provider_private
+    written = json.loads(state.dumps())
+    assert written["format_version"] == State.FORMAT_VERSION == 2
+    assert written["resources"][0]["private"] == {"ray": cluster.private,
+                                                  "provider": cluster.provider_private}
+    assert State.from_json(written, source="again") == state
+
+
+def test_a_cluster_private_record_of_another_shape_is_refused() -> None:
+    data = _sample_state().to_json()
+    data["resources"][0]["private"] = {"ray": {}, "instances": []}
+    with pytest.raises(StateError, match=r"^s\.json: .*cluster\.rh-cpu.*ray and provider"):
+        State.from_json(data, source="s.json")
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

@@ -10,7 +10,6 @@ from typing import Any
 
 from rhplan_ssh import SSHHostHooks, SSHHosts
 
-from rhplan import ray_head
 from rhplan.plugin import (
     UNKNOWN,
     Capabilities,
@@ -232,11 +231,6 @@ class AWSProvider(SSHHostHooks, Provider):
                                None if group is None else group.get("IpPermissions") or [])
         found = instances.adopt(account, attrs, private)
         old_ip = {r["id"]: r["ip"] for r in private.get("instances") or []}
-        live = {i["InstanceId"] for i in found}
-        # terminated outside rhplan: its Ray node went with it
-        workers = private.get("ray_worker_temp_dirs") or {}
-        for iid in [i for i in old_ip if i not in live]:
-            workers.pop(old_ip[iid], None)
         restarted = _restart(client, found, attrs["resolved_instance_type"])
         n = attrs["num_instances"]
         extra, found = found[n:], found[:n]
@@ -251,44 +245,43 @@ class AWSProvider(SSHHostHooks, Provider):
         known = ready - {old_ip.get(i) for i in restarted}
         attrs, private = self._bring_up(client, attrs, private, found, known,
                                         frozenset(restarted))
-        self._forget_workers(attrs, private, [(i, old_ip[i]) for i in restarted if i in old_ip])
         if head_restarted:
             attrs["ray_status"] = "stopped"  # the cluster type starts Ray again
         return attrs, private
 
-    def _forget_workers(self, attrs: dict[str, Any], private: dict,
-                        moved: list[tuple[str, str]]) -> None:
-        """Workers whose instance restarted rejoin Ray: drop their old node (gone with the
-        restart on a real instance; stopped by its temp dir, where it is now, in case it
-        is not)."""
-        workers = dict(private.get("ray_worker_temp_dirs") or {})
-        now = {r["id"]: r["ip"] for r in private.get("instances") or []}
-        for iid, ip in moved:
-            temp_dir = workers.pop(ip, None)
-            if temp_dir and attrs.get("ray_python") and iid in now:
-                self._stop_worker(now[iid], temp_dir, attrs, private)
-        private["ray_worker_temp_dirs"] = workers
+    def leaving(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+                ctx: RunContext) -> list[str]:
+        """The instances update() will terminate (the last ones, scaling down), restart
+        (stopped, or of another type: resized) or found terminated outside rhplan, from
+        the describe update() then reuses (adopt's)."""
+        self._use(ctx)
+        attrs = dict(after, ips=before.get("ips"), instance_ids=before.get("instance_ids"))
+        found = instances.adopt(self._account, attrs, private)
+        live = {i["InstanceId"] for i in found}
+        # where each was reached (a stopped instance has no public address any more)
+        recorded = {r["id"]: r["ip"] for r in private.get("instances") or []}
+        gone = [ip for iid, ip in recorded.items() if iid not in live]
+        want = after.get("resolved_instance_type")
+        restarting = [i for i in found if i["State"]["Name"] in ("stopped", "stopping")
+                      or i.get("InstanceType") != want]
+        retiring = found[after["num_instances"]:]
+        return list(dict.fromkeys(gone + [recorded.get(i["InstanceId"]) or ec2.address_of(i)
+                                          for i in restarting + retiring]))
 
-    def _stop_worker(self, ip: str, temp_dir: str, attrs: dict[str, Any], private: dict
-                     ) -> None:
-        try:
-            conn = self._hosts.connect_to(ip, attrs, private)
-            ray_head.stop_worker(conn, attrs["ray_python"], temp_dir)
-        except ProviderError:
-            pass  # unreachable: its instance takes its Ray node with it
+    def moved(self, before: dict[str, Any], before_private: dict, after: dict[str, Any],
+              after_private: dict) -> dict[str, str]:
+        """Instances reached at a new address after update() (started again: a new
+        public IP), by instance id."""
+        now = {r["id"]: r["ip"] for r in after_private.get("instances") or []}
+        return {r["ip"]: now[r["id"]] for r in before_private.get("instances") or []
+                if r["id"] in now and now[r["id"]] != r["ip"]}
 
     def _retire(self, client: Any, attrs: dict[str, Any], private: dict,
                 extra: list[dict[str, Any]]) -> None:
-        """Scale down: the last workers leave Ray first (so the head sees them go), then
-        are terminated in one call."""
-        workers = dict(private.get("ray_worker_temp_dirs") or {})
+        """Scale down: the last instances are terminated in one call (the core stopped
+        their Ray nodes first: leaving())."""
         for inst in extra:
-            ip = ec2.address_of(inst)
-            temp_dir = workers.pop(ip, None)
-            if temp_dir and attrs.get("ray_python"):
-                self._stop_worker(ip, temp_dir, attrs, private)
-            (attrs.get("hosts") or {}).pop(ip, None)
-        private["ray_worker_temp_dirs"] = workers
+            (attrs.get("hosts") or {}).pop(ec2.address_of(inst), None)
         instances.terminate(self._account, client, [i["InstanceId"] for i in extra])
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:

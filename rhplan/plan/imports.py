@@ -108,7 +108,7 @@ def _adopt_cluster(ctx: RunContext, addr: str, id_: str, attrs: dict[str, Any], 
         except RhplanError as exc:
             raise ConfigError(f"import {addr}: {exc}", file, line) from None
         attrs.update(ray_status="stopped", ray_address=None)
-        return ResourceState(addr, "cluster", label, kind, attrs, [], private)
+        return ResourceState(addr, "cluster", label, kind, attrs, [], provider_private=private)
     ips = attrs.get("ips") or []
     if not ips or id_ != ips[0]:
         raise ConfigError(f"import: an ssh cluster's id is its head's address, the first of "
@@ -121,7 +121,7 @@ def _adopt_cluster(ctx: RunContext, addr: str, id_: str, attrs: dict[str, Any], 
         raise ConfigError(f"import: {id_} runs no Ray of rhplan's for {attrs['root_dir']}; "
                           f"nothing to adopt there: let rhplan apply create {addr}", file, line)
     attrs.update(ray_status="stopped", ray_address=None, ray_python=python)
-    return ResourceState(addr, "cluster", label, "ssh", attrs, [], private)
+    return ResourceState(addr, "cluster", label, "ssh", attrs, [], provider_private=private)
 
 
 def _cluster_of(attr: ast.Attribute | None) -> str | None:

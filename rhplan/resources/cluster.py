@@ -4,6 +4,7 @@ here; starting, joining and stopping Ray on the hosts in cluster_ray.py, the blo
 checks in cluster_checks.py."""
 from __future__ import annotations
 
+import copy
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,7 @@ class ClusterType(ResourceType):
             attrs, private = provider.create(rs.attributes, ctx)
         except PartialFailure as exc:  # some hosts failed: Ray runs on the others
             attrs, private, partial = exc.attributes, exc.private, exc
-        rs.attributes, rs.private = attrs, private
+        rs.attributes, rs.provider_private = attrs, private
         head = (attrs.get("ips") or [None])[0]
         if partial is not None and (attrs.get("hosts") or {}).get(head, "ready") != "ready":
             # the head is not set up: record what exists (instances cost money) and let
@@ -92,7 +93,7 @@ class ClusterType(ResourceType):
             # the hosts exist (instances bill, folders are made): record them with Ray
             # stopped, so the next apply starts it and destroy removes them
             attrs["ray_status"] = "stopped"
-            failure = PartialFailure(str(exc), attrs, rs.private)
+            failure = PartialFailure(str(exc), attrs, rs.provider_private)
             failure.resource_state = rs
             raise failure from None
         if partial is not None:
@@ -104,9 +105,9 @@ class ClusterType(ResourceType):
              ) -> tuple[ResourceState | None, list[str]]:
         provider = ctx.provider(rs.provider)
         recorded = dict(rs.attributes)
-        attrs = provider.read(dict(rs.attributes), rs.private, ctx)
+        attrs = provider.read(dict(rs.attributes), rs.provider_private, ctx)
         if attrs is None:
-            left = provider.leftovers(rs.attributes, rs.private, ctx)
+            left = provider.leftovers(rs.attributes, rs.provider_private, ctx)
             if left:
                 return self._remains(rs, left, ctx, state)
             # forgotten without a delete (its hosts went outside rhplan): the local copy
@@ -165,7 +166,7 @@ class ClusterType(ResourceType):
         for ip in ips:
             # a host that cannot be reached, or answers with another host key, stops the
             # plan: guessing "gone" would plan to re-create it and trust the new key
-            hosts.append((ip, provider.connect_host(ip, a, p, ctx)))
+            hosts.append((ip, provider.connect_host(ip, a, rs.provider_private, ctx)))
         asks = {}
         workers = p.get("ray_worker_temp_dirs") or {}
         for ip, conn in hosts:
@@ -226,12 +227,31 @@ class ClusterType(ResourceType):
     def update(self, before: ResourceState, after: ResourceState, ctx: RunContext,
                state: State) -> ResourceState:
         partial: PartialFailure | None = None
+        provider = ctx.provider(after.provider)
+        down: list[tuple[str, str]] = []
+        if before.private.get("ray_worker_temp_dirs") or before.private.get(
+                "ray_dead_worker_temp_dirs"):
+            # worker nodes on hosts this update takes away or restarts: stopped first (the
+            # head sees them go) and forgotten; those still in the cluster join again
+            down = cluster_ray.release_workers(after, provider.leaving(
+                before.attributes, after.attributes, before.provider_private, ctx),
+                before.attributes, before.provider_private, ctx)
+        # the records as they were: update() changes the provider's in place
+        recorded = (copy.deepcopy(before.attributes), copy.deepcopy(before.provider_private)
+                    ) if down else None
         try:
-            attrs, private = ctx.provider(after.provider).update(
-                before.attributes, after.attributes, before.private, ctx)
+            attrs, private = provider.update(before.attributes, after.attributes,
+                                             before.provider_private, ctx)
         except PartialFailure as exc:
             attrs, private, partial = exc.attributes, exc.private, exc
-        after.attributes, after.private = attrs, private
+        after.attributes, after.provider_private = attrs, private
+        if down and recorded:
+            cluster_ray.stop_moved(after, *recorded, down, ctx)
+        if after.private.get("ray_worker_temp_dirs"):
+            # a host no longer in the cluster (terminated outside rhplan) took its node
+            ips = set(attrs.get("ips") or [])
+            after.private["ray_worker_temp_dirs"] = {
+                ip: d for ip, d in after.private["ray_worker_temp_dirs"].items() if ip in ips}
         head = (attrs.get("ips") or [None])[0]
         if partial is not None and (attrs.get("hosts") or {}).get(head, "ready") != "ready":
             # the head is still not set up (as in create): no Ray to start or join
@@ -249,7 +269,6 @@ class ClusterType(ResourceType):
         head_before = before.private.get("ray_head_host") or (
             before.attributes.get("ips") or [None])[0]
         head_moved = head_before != (attrs.get("ips") or [None])[0]
-        provider = ctx.provider(after.provider)
         if not cluster_ray.runs_ray(provider):
             attrs["ray_status"] = "skipped"
         elif (before.attributes.get("ray_status") != "running" or not attrs.get("ray_address")
@@ -262,10 +281,10 @@ class ClusterType(ResourceType):
             cluster_ray.join_new_hosts(after, ctx)
         elif autostop_changed:
             # a new watchdog replaces the old one (same command line marker: stop, start)
-            conn = ctx.provider(after.provider).connect(attrs, private, ctx)
-            manage.stop_watchdog(conn, attrs, private)
+            conn = provider.connect(attrs, private, ctx)
+            manage.stop_watchdog(conn, attrs, after.private)
             if attrs.get("autostop_mins"):
-                manage.start_watchdog(conn, attrs, private, attrs["autostop_mins"],
+                manage.start_watchdog(conn, attrs, after.private, attrs["autostop_mins"],
                                       attrs.get("autostop_command") or cluster_ray.DEFAULT_AUTOSTOP)
         if partial is not None:
             partial.resource_state = after
@@ -278,7 +297,7 @@ class ClusterType(ResourceType):
         stopped keeps the cluster in the state, unless the provider terminated it."""
         provider = ctx.provider(rs.provider)
         failed = cluster_ray.stop_ray(rs, ctx)
-        provider.delete(rs.attributes, rs.private, ctx)
+        provider.delete(rs.attributes, rs.provider_private, ctx)
         hosts = rs.attributes.get("hosts") or {}
         left = {ip: msg for ip, msg in failed.items() if not cluster_ray.host_gone(hosts.get(ip))}
         if left:

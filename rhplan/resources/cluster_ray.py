@@ -28,7 +28,7 @@ DEFAULT_AUTOSTOP = "sudo -n shutdown -h now"
 
 
 def _hosts(rs: ResourceState, ctx: RunContext) -> list[tuple[str, Any]]:
-    return ctx.provider(rs.provider).hosts(rs.attributes, rs.private, ctx)
+    return ctx.provider(rs.provider).hosts(rs.attributes, rs.provider_private, ctx)
 
 def start_ray(rs: ResourceState, ctx: RunContext) -> None:
     """The head on the first host; every other ready host joins it, in parallel."""
@@ -40,9 +40,9 @@ def start_ray(rs: ResourceState, ctx: RunContext) -> None:
         return
     hosts = _hosts(rs, ctx)
     head_ip, conn = hosts[0]
-    a["ray_python"] = provider.ray_python(conn, a, rs.private, ctx)
+    a["ray_python"] = provider.ray_python(conn, a, rs.provider_private, ctx)
     resources = a.get("resources") or {}
-    node = provider.node(head_ip, a, rs.private)
+    node = provider.node(head_ip, a, rs.provider_private)
     # one host: Ray on its loopback only (callers come through SSH); more hosts: on
     # the hosts' addresses, with TLS between them (a provider that adds hosts later
     # starts the head again when it first does)
@@ -98,7 +98,7 @@ def tls_ca(rs: ResourceState, ctx: RunContext, head_conn: Any, new_ok: bool
     ca = tls.cluster_ca(record, here, head_conn, a["root_dir"], name, new_ok)
     if record.get("ca_cert") != ca.cert.decode():
         record = {"nodes": {}}  # a new CA: every node gets a new certificate
-    head_ip = ctx.provider(rs.provider).node(a["ips"][0], a, p).address
+    head_ip = ctx.provider(rs.provider).node(a["ips"][0], a, rs.provider_private).address
     me = tls.caller_address(head_ip)
     record.update(ca_cert=ca.cert.decode(), dir=str(here),
                   driver=tls.driver_files(ca, here, [me] if me else []))
@@ -132,12 +132,12 @@ def join_workers(rs: ResourceState, ctx: RunContext, head: ray_head.RayHead,
 
     def join(host: tuple[str, Any]) -> None:
         ip, c = host
-        node = provider.node(ip, a, rs.private)
+        own = rs.provider_private
+        node = provider.node(ip, a, own)
         try:
             if dead.get(ip):  # the node's Ray that died: its leftovers go first
-                ray_head.stop_worker(c, provider.ray_python(c, a, rs.private, ctx),
-                                     dead.pop(ip))
-            workers[ip] = ray_head.join(c, provider.ray_python(c, a, rs.private, ctx), head,
+                ray_head.stop_worker(c, provider.ray_python(c, a, own, ctx), dead.pop(ip))
+            workers[ip] = ray_head.join(c, provider.ray_python(c, a, own, ctx), head,
                                         a["root_dir"], token, node.address,
                                         int(node.cpus if node.cpus is not None else 1),
                                         host=ip, resources=node_resources(a, ip),
@@ -157,7 +157,7 @@ def join_workers(rs: ResourceState, ctx: RunContext, head: ray_head.RayHead,
         a["hosts"] = {**(a.get("hosts") or {}),
                       **{ip: f"failed: {msg}" for ip, msg in failed.items()}}
         exc = PartialFailure(f"hosts {', '.join(sorted(failed))} could not join Ray: "
-                             f"{'; '.join(failed.values())}", a, rs.private)
+                             f"{'; '.join(failed.values())}", a, rs.provider_private)
         exc.resource_state = rs
         raise exc
 
@@ -199,7 +199,7 @@ def stop_ray(rs: ResourceState, ctx: RunContext) -> dict[str, str]:
     def stop(node: tuple[str, str, str]) -> None:
         ip, temp_dir, token = node
         try:
-            conn = provider.connect_host(ip, a, p, ctx)
+            conn = provider.connect_host(ip, a, rs.provider_private, ctx)
             # rhplan's Ray venv may be gone with its folder: the scripts need only the
             # standard library, so the host's own python does as well
             ray_head.stop(conn, a["ray_python"], temp_dir, token,
@@ -210,6 +210,72 @@ def stop_ray(rs: ResourceState, ctx: RunContext) -> dict[str, str]:
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         list(pool.map(stop, nodes))
     return failed
+
+
+def release_workers(rs: ResourceState, ips: list[str], attrs: dict[str, Any],
+                    own: dict[str, Any], ctx: RunContext) -> list[tuple[str, str]]:
+    """The worker nodes on the hosts an update takes away or restarts (the provider's
+    leaving hook, asked before its update; attrs and own: the cluster as recorded):
+    stopped by their temp dirs where the host may still run them, in parallel (so the
+    head sees them go; a host that cannot be reached takes its node with it), and
+    forgotten. The hosts still in the cluster after the update join it again. Returns
+    (host, temp dir) of those on hosts that were down (stopped, terminated), for
+    stop_moved once the update is done."""
+    p = rs.private
+    workers = dict(p.get("ray_worker_temp_dirs") or {})
+    dead = dict(p.get("ray_dead_worker_temp_dirs") or {})
+    hosts = attrs.get("hosts") or {}
+    provider = ctx.provider(rs.provider)
+    todo: list[tuple[str, str]] = []
+    down: list[tuple[str, str]] = []
+    for ip in ips:
+        for record in (workers, dead):
+            temp_dir = record.pop(ip, None)
+            if not temp_dir or not attrs.get("ray_python"):
+                continue
+            if host_gone(hosts.get(ip)):
+                down.append((ip, temp_dir))
+            else:
+                todo.append((ip, temp_dir))
+
+    def stop(node: tuple[str, str]) -> None:
+        ip, temp_dir = node
+        try:
+            conn = provider.connect_host(ip, attrs, own, ctx)
+            ray_head.stop_worker(conn, attrs["ray_python"], temp_dir)
+        except ProviderError:
+            pass  # unreachable: its host takes its Ray node with it
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            list(pool.map(stop, todo))
+    p["ray_worker_temp_dirs"] = workers
+    if dead:
+        p["ray_dead_worker_temp_dirs"] = dead
+    else:
+        p.pop("ray_dead_worker_temp_dirs", None)
+    return down
+
+
+def stop_moved(rs: ResourceState, attrs_before: dict[str, Any], own_before: dict[str, Any],
+               down: list[tuple[str, str]], ctx: RunContext) -> None:
+    """After an update: the worker nodes release_workers forgot on hosts that were down,
+    where the provider says such a host is now reached at another address (its moved
+    hook: a stopped instance started again gets a new public IP), are stopped there by
+    their temp dirs, in case the host's stop did not end them. A host that kept its
+    address needs nothing: a node's start stops what an earlier one left there."""
+    provider = ctx.provider(rs.provider)
+    a, own = rs.attributes, rs.provider_private
+    moved = provider.moved(attrs_before, own_before, a, own)
+    for old_ip, temp_dir in down:
+        now = moved.get(old_ip)
+        if not now or (a.get("hosts") or {}).get(now) != "ready":
+            continue
+        try:
+            ray_head.stop_worker(provider.connect_host(now, a, own, ctx),
+                                 attrs_before["ray_python"], temp_dir)
+        except ProviderError:
+            pass  # unreachable: nothing of the old node can run there either
 
 
 def wait_for_ray(cluster: ResourceState, ctx: RunContext) -> None:

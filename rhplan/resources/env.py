@@ -130,9 +130,10 @@ class EnvType(ResourceType):
         provider = ctx.provider(cluster.provider)
         node = rs.attributes.get("node")
         if node and not head:
-            return provider.connect_host(node, cluster.attributes, cluster.private,
+            return provider.connect_host(node, cluster.attributes, cluster.provider_private,
                                          ctx), cluster.attributes
-        return provider.connect(cluster.attributes, cluster.private, ctx), cluster.attributes
+        return (provider.connect(cluster.attributes, cluster.provider_private, ctx),
+                cluster.attributes)
 
     def _touch(self, rs: ResourceState, ctx: RunContext, state: State) -> None:
         """Work on an env counts as activity for the autostop watchdog on the head."""
@@ -367,8 +368,8 @@ class EnvType(ResourceType):
         to that node by its Ray address."""
         cluster = state.resources[rs.attributes["cluster"]]
         node = rs.attributes.get("node")
-        node_ip = ctx.provider(cluster.provider).node(node, cluster.attributes,
-                                                      cluster.private).address if node else ""
+        node_ip = ctx.provider(cluster.provider).node(
+            node, cluster.attributes, cluster.provider_private).address if node else ""
         return (conn, cluster.attributes,
                 manage.node_private(cluster.attributes, cluster.private, node),
                 rs.attributes["name"], rs.attributes["path"], rs.attributes["python"],

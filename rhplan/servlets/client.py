@@ -759,7 +759,9 @@ def _gateway(cluster: Any, chdir: str | os.PathLike[str], node: str = "") -> Gat
     def conn() -> Any:
         ctx = RunContext(Path(chdir).absolute())
         provider = ctx.provider(cluster.provider)
-        return provider.connect_host(node, a, p, ctx) if node else provider.connect(a, p, ctx)
+        own = cluster.provider_private  # the provider's part of the private record
+        return (provider.connect_host(node, a, own, ctx) if node
+                else provider.connect(a, own, ctx))
 
     if not node:
         return gateway_for(key, cluster.address, ssh_opener(conn, a, p))

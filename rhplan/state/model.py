@@ -30,6 +30,13 @@ RHPLAN_VERSION = _installed_version()
 
 _RESOURCE_KEYS = ("address", "type", "name", "provider", "attributes", "dependencies", "private")
 
+# Resource types brought up by a provider plugin: their private record has two parts,
+# "ray" (the core's: its Ray head and workers, TLS, the local token copy) and "provider"
+# (the provider's own: instance ids, recorded host keys ...), each written by its owner
+# only. Other types' private record is the core's, as one object.
+SPLIT_PRIVATE = frozenset({"cluster"})
+_PARTS = ("ray", "provider")
+
 
 # Where a stored state keeps its previous version: both backends write SOURCE.backup
 # (a file beside it, or KEY.backup in the bucket). Files given to state push, and the
@@ -108,11 +115,23 @@ class ResourceState:
     provider: str
     attributes: dict[str, Any]
     dependencies: list[str] = field(default_factory=list)
-    private: dict[str, Any] = field(default_factory=dict)  # provider-private data
+    # the core's own record, never shown to users (a cluster's Ray head and workers,
+    # an env's servlet identity ...); a cluster's is stored as private.ray
+    private: dict[str, Any] = field(default_factory=dict)
+    # a cluster's provider's own record (SPLIT_PRIVATE), stored as private.provider and
+    # the one handed to the provider's hooks; empty for other types
+    provider_private: dict[str, Any] = field(default_factory=dict)
+
+    def stored_private(self) -> dict[str, Any]:
+        """The private record as the state file holds it."""
+        if self.type in SPLIT_PRIVATE:
+            return {"ray": self.private, "provider": self.provider_private}
+        return self.private
 
     def to_json(self, copy_values: bool = True) -> dict[str, Any]:
         # Deep copies: the result may be edited or kept while the state moves on (not
         # needed by a caller that only encodes it at once).
+        private = self.stored_private()
         return {
             "address": self.address,
             "type": self.type,
@@ -120,7 +139,7 @@ class ResourceState:
             "provider": self.provider,
             "attributes": copy.deepcopy(self.attributes) if copy_values else self.attributes,
             "dependencies": list(self.dependencies),
-            "private": copy.deepcopy(self.private) if copy_values else self.private,
+            "private": copy.deepcopy(private) if copy_values else private,
         }
 
     @classmethod
@@ -154,6 +173,13 @@ class ResourceState:
                                backup)
         if not isinstance(private, dict):
             raise _shape_error(source, f"{where}: private must be an object", backup)
+        own: Any = {}
+        if d["type"] in SPLIT_PRIVATE:
+            if set(private) - set(_PARTS) or not all(
+                    isinstance(private.get(k, {}), dict) for k in _PARTS):
+                raise _shape_error(source, f"{where}: private must be an object of two "
+                                           "objects, ray and provider", backup)
+            private, own = private.get("ray", {}), private.get("provider", {})
         return cls(
             address=d["address"],
             type=d["type"],
@@ -163,6 +189,7 @@ class ResourceState:
             attributes=copy.deepcopy(attributes) if copy_values else attributes,
             dependencies=list(dependencies),
             private=copy.deepcopy(private) if copy_values else private,
+            provider_private=copy.deepcopy(own) if copy_values else own,
         )
 
 
@@ -179,7 +206,8 @@ class State:
     resources: dict[str, ResourceState] = field(default_factory=dict)  # keyed by address
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> value, sensitive
     rhplan_version: str = RHPLAN_VERSION
-    FORMAT_VERSION: ClassVar[int] = 1
+    # 2: a cluster's private record split into "ray" and "provider" (upgrade_from_1)
+    FORMAT_VERSION: ClassVar[int] = 2
 
     @classmethod
     def new(cls) -> State:
@@ -242,7 +270,9 @@ class State:
                 f"newer than this rhplan {RHPLAN_VERSION} (reads format {cls.FORMAT_VERSION}); "
                 "upgrade rhplan to use this state"
             )
-        if fv < cls.FORMAT_VERSION:
+        if fv == 1:
+            d = upgrade_from_1(d)
+        elif fv < cls.FORMAT_VERSION:
             raise StateError(
                 f"{source}: state format_version {fv} is not supported "
                 f"(this rhplan reads format {cls.FORMAT_VERSION}); "
@@ -286,3 +316,28 @@ class State:
             outputs=outputs,
             rhplan_version=rhplan_version if isinstance(rhplan_version, str) else "0.0.0",
         )
+
+
+def upgrade_from_1(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A format 1 state as format 2: a cluster's one private object, where the core's
+    Ray record and the provider's keys sat side by side, split into its "ray" part (the
+    keys the core wrote: ray_*, deposed) and its "provider" part (the rest). Anything
+    of the wrong shape is left for the reader to refuse."""
+    resources = d.get("resources")
+    if not isinstance(resources, list):
+        return dict(d)
+    out = []
+    for r in resources:
+        if isinstance(r, Mapping) and r.get("type") in SPLIT_PRIVATE and isinstance(
+                r.get("private"), dict):
+            flat = r["private"]
+            core = {k: v for k, v in flat.items() if _core_key(k)}
+            r = {**r, "private": {"ray": core, "provider": {k: v for k, v in flat.items()
+                                                            if k not in core}}}
+        out.append(r)
+    return {**d, "resources": out, "format_version": 2}
+
+
+def _core_key(key: str) -> bool:
+    """Whether a format 1 cluster's private key was the core's."""
+    return key.startswith("ray_") or key == "deposed"

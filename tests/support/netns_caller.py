@@ -169,7 +169,8 @@ def destroy_from(box: Box, cluster: str) -> Teardown:
     if box.relay.proc is None:
         box.relay.start()
     recorded = box.rh.resources().get(cluster, {})
-    temp_dir = str(recorded.get("private", {}).get("ray_temp_dir") or box.root / "ray")
+    ray = recorded.get("private", {}).get("ray", {})
+    temp_dir = str(ray.get("ray_temp_dir") or box.root / "ray")
     res = box.cli("destroy", "-auto-approve", timeout=300)
     deadline = time.monotonic() + 20
     left = cluster_processes([temp_dir], box.root)
