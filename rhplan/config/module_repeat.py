@@ -143,12 +143,6 @@ def _instances(evaluation: Any, call: ast.Block, cfg: Any
     return [(k, {"each": {"key": k, "value": v}}) for k, v in pairs]
 
 
-def raise_deferred(cfg: Any) -> None:
-    """At plan (not validate): a repeated call whose count / for_each was unknown."""
-    if cfg.module_errors:
-        raise cfg.module_errors[0]
-
-
 def _collection(n: Any, shapes: dict[str, tuple[bool, list[Any] | None, list[str], int]]
                 ) -> Any:
     """`module.m` of a repeated call: a list (count) or map (for_each) of objects holding

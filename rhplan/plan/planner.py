@@ -71,8 +71,9 @@ __all__ = ["SENSITIVE_VARIABLE", "PlanOptions", "Planner", "drift_changes", "dri
 
 class Planner:
     def __init__(self, cfg: Config, ctx: RunContext, variables: dict[str, Any]):
-        from rhplan.config.module_repeat import expand_repeated
-        expand_repeated(cfg, variables, ctx.workspace)  # module count / for_each instances
+        if cfg.repeated_modules:  # module count / for_each instances
+            from rhplan.config.module_repeat import expand_repeated
+            expand_repeated(cfg, variables, ctx.workspace)
         self.cfg = cfg
         self.ctx = ctx
         self.graph = build_graph(cfg)
@@ -172,9 +173,8 @@ class Planner:
             return Plan(state.lineage, state.serial, [], variables=self.saved_variables(
                 opts.variables), targets=list(opts.targets), drift=drift or [],
                 refresh_only=True)
-        if not opts.validate:  # a module's count / for_each unknown at plan
-            from rhplan.config.module_repeat import raise_deferred
-            raise_deferred(self.cfg)
+        if not opts.validate and self.cfg.module_errors:  # a module's count / for_each
+            raise self.cfg.module_errors[0]  # unknown at plan (config/module_repeat.py)
         self._selection = self._selected(state, opts)
         self._validating = opts.validate
         # resource types skip what reaches outside while validating (git ls-remote)
