@@ -85,7 +85,8 @@ RUN_TIMEOUT = 600.0
 TERRAFORM = {"create": "~115 s (100 aws_instance)", "plan": "15 s (no-change plan, 100)",
              "tag": "-", "destroy": "66 s (50 aws_instance)"}
 # short names for the compact breakdown
-ABBREV = {"DescribeInstances": "DescInst", "DescribeImages": "DescImg",
+ABBREV = {"DescribeInstances": "DescInst", "DescribeTags": "DescTags",
+          "DescribeImages": "DescImg",
           "DescribeKeyPairs": "DescKP", "DescribeSecurityGroups": "DescSG",
           "ImportKeyPair": "ImportKP", "DeleteKeyPair": "DelKP",
           "CreateSecurityGroup": "CreateSG", "DeleteSecurityGroup": "DelSG",
