@@ -333,6 +333,17 @@ def server() -> Iterator[Any]:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rhplan's Ray venv with the driver's Ray and uv, installed once per module, as a
+    prepared machine image has it (tests/support/ssh_cluster.py); a cluster's root_dir
+    links it (ssh_cluster.linked_ray_root)."""
+    from ssh_cluster import provision_ray_venv
+    root = tmp_path_factory.mktemp("ray-venv") / "root"
+    provision_ray_venv(root)
+    return root / "ray-venv"
+
+
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real moto server process for the session (tests/support/motoserver.py)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -30,61 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cluster import ALLOWED, api_calls, aws_hcl, leftovers, x86_image
 from conftest import poll_until
 from motoserver import MotoServer, aws_env
 from rayprocs import cluster_processes, temp_dir_for
+from ssh_cluster import (
+    APPLY_TIMEOUT,
+    DRIVER_TIMEOUT,
+    NUMPY,
+    PRELUDE,
+    linked_ray_root,
+)
 from sshd import SSHServer, _descendants
-from test_ssh_provider import BASE_PY, NUMPY, PRELUDE, hcl_str, provision_ray_venv
-
-APPLY_TIMEOUT = 600.0
-DRIVER_TIMEOUT = 120.0
-PROXY = str(Path(__file__).parent / "support" / "aws_proxy.py")
-# who the tests' security groups let in (a documentation range: moto's instances are
-# never reached over the network, only through PROXY)
-ALLOWED = "198.51.100.0/24"
-
-
-def x86_image(moto: MotoServer) -> str:
-    images = moto.client("ec2").describe_images()["Images"]
-    return sorted(i["ImageId"] for i in images if i.get("Architecture") == "x86_64")[0]
-
-
-def aws_hcl(moto: MotoServer, server: SSHServer, root: Path, proxy_log: Path, ami: str,
-            name: str = "rh-cpu", n: int = 2, itype: str = "CPU:2+", extra: str = "",
-            provider: bool = True) -> str:
-    proxy = shlex.join([sys.executable, PROXY, str(proxy_log), "%h", "%i", str(server.port)])
-    head = textwrap.dedent(f"""
-        provider "aws" {{
-          region       = "us-east-1"
-          endpoint_url = {hcl_str(moto.url)}
-          default_tags = {{ team = "ml" }}
-        }}
-    """) if provider else ""
-    # these tests are about instances, not servlets: a cluster without an env of the
-    # test's gets no bare default env (one venv with Ray per apply saved)
-    bare = "" if "env " in extra else "create_default_env = false"
-    return head + textwrap.dedent(f"""
-        cluster "{name}" {{
-          provider      = "aws"
-          instance_type = {hcl_str(itype)}
-          num_instances = {n}
-          image_id      = {hcl_str(ami)}
-          open_ports    = [8080]
-          allowed_cidrs = ["{ALLOWED}"]
-          root_dir      = {hcl_str(str(root))}
-          python        = {hcl_str(BASE_PY)}
-          tags          = {{ owner = "rhplan-tests" }}
-          {bare}
-          ssh {{
-            user          = {hcl_str(server.user)}
-            private_key   = {hcl_str(server.client_key)}
-            proxy_command = {hcl_str(proxy)}
-            # moto's console output is a fixed boot log without host keys
-            host_key_check = "trust_on_first_use"
-          }}
-        }}
-    """) + extra
-
 
 ENV_HCL = f"""
 env "np_env" {{
@@ -155,24 +111,6 @@ class Fleet:
         return self.rh.resources()["env.np_env"]["attributes"]["servlet_pid"]
 
 
-def leftovers(moto: MotoServer, lineage: str) -> list[str]:
-    """What rhplan made under this lineage that still exists in the account."""
-    ec2 = moto.client("ec2")
-    left = []
-    for page in ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "tag:rhplan:lineage", "Values": [lineage]}]):
-        for r in page["Reservations"]:
-            left += [f"instance {i['InstanceId']} ({i['State']['Name']})" for i in r["Instances"]
-                     if i["State"]["Name"] != "terminated"]
-    for g in ec2.describe_security_groups()["SecurityGroups"]:
-        if g["GroupName"].startswith(f"rhplan-{lineage[:8]}"):
-            left.append(f"security group {g['GroupId']} {g['GroupName']}")
-    for k in ec2.describe_key_pairs()["KeyPairs"]:
-        if k["KeyName"].startswith(f"rhplan-{lineage[:8]}"):
-            left.append(f"key pair {k['KeyName']}")
-    return left
-
-
 def destroy_and_check(rh: Any, moto: MotoServer, temp_dirs: list[str], root: Path) -> None:
     lineage = rh.state()["lineage"] if rh.state_path.exists() else ""
     res = rh("destroy", "-auto-approve", timeout=APPLY_TIMEOUT)
@@ -194,23 +132,6 @@ def destroy_and_check(rh: Any, moto: MotoServer, temp_dirs: list[str], root: Pat
     if rh.resources():
         problems.append(f"state not empty: {sorted(rh.resources())}")
     assert not problems, "\n".join(problems)
-
-
-@pytest.fixture(scope="module")
-def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """rhplan's Ray venv, installed once, as a prepared machine image has it."""
-    root = tmp_path_factory.mktemp("aws-ray") / "root"
-    provision_ray_venv(root)
-    return root / "ray-venv"
-
-
-def linked_ray_root(ray_venv: Path, base: Path) -> Path:
-    """BASE/root: a cluster's root_dir of its own (its Ray is told apart by it) whose
-    ray-venv is the shared, installed-once one."""
-    root = base / "root"
-    root.mkdir()
-    (root / "ray-venv").symlink_to(ray_venv)
-    return root
 
 
 @pytest.fixture
@@ -236,13 +157,6 @@ def fleet(moto: MotoServer, server: SSHServer, ray_venv: Path,
         yield f
     finally:
         destroy_and_check(rh, moto, sorted(set(dirs + f.temp_dirs())), ray_root)
-
-
-def api_calls(log: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in log.read_text().split() if log.exists() else []:
-        counts[line] = counts.get(line, 0) + 1
-    return counts
 
 
 # --- planning, no apply ----------------------------------------------------------------

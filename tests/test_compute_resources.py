@@ -289,7 +289,7 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
     custom_resources_by_host gives them (two hosts in two network
     namespaces, reached over SSH, as test_ssh_provider's two-host test)."""
     from netns import TestNetwork, netns_available
-    from test_ssh_provider import (
+    from ssh_cluster import (
         APPLY_TIMEOUT,
         DRIVER_TIMEOUT,
         cluster_hcl,

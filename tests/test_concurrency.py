@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from conftest import Background, Rhplan, poll_until
 from motoserver import aws_env
-from test_state_s3 import KEY, _s3_block
+from state_backends import KEY, s3_block
 
 TARGETS = 10
 MAX_LOSER_SECONDS = 20.0  # a loser must not wait for the holder; generous for 2 loaded cores
@@ -84,7 +84,7 @@ def _s3_store(rh: Rhplan, moto: Any) -> Store:
     s3 = moto.client("s3")
     bucket = f"rhplan-conc-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
-    rh.write(_s3_block(bucket, moto.url), "backend.hcl")
+    rh.write(s3_block(bucket, moto.url), "backend.hcl")
 
     def read_json(key: str) -> dict[str, Any] | None:
         try:

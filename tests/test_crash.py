@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cluster import aws_hcl, x86_image
 from crash_harness import (
     KillPoint,
     Scenario,
@@ -38,9 +39,8 @@ from crash_harness import (
 )
 from motoserver import MotoServer, aws_env
 from rayprocs import temp_dir_prefix
+from ssh_cluster import cluster_hcl, linked_ray_root, ssh_block
 from sshd import SSHServer
-from test_aws_provider import aws_hcl, linked_ray_root, x86_image
-from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
 
 SMALL_REQ = "six==1.16.0"
 ADDED_REQ = "idna==3.7"
@@ -136,14 +136,6 @@ def test_crash_local_sweep(local: Scenario) -> None:
 # --------------------------------------------------------------------------
 # ssh (a real sshd on 127.0.0.1)
 # --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Ray installed once, as a prepared machine image has it (shared by hosts)."""
-    root = tmp_path_factory.mktemp("crash-ray") / "root"
-    provision_ray_venv(root)  # Ray and uv, as rhplan's own bootstrap leaves a host
-    return root / "ray-venv"
-
 
 @pytest.fixture
 def ssh(rh: Any, server: SSHServer, ray_venv: Path, tmp_path: Path) -> Iterator[Scenario]:

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cluster import PROXY, leftovers, x86_image
 from conftest import poll_until
 from motoserver import MotoServer, aws_env, free_port
 from rayprocs import alive, cluster_processes, temp_dir_for, temp_dir_prefix
+from ssh_cluster import cluster_hcl, hcl_str, provision_ray_venv, ssh_block, sshd_down
 from sshd import SSHServer
-from test_aws_provider import PROXY, leftovers, x86_image
-from test_ssh_provider import cluster_hcl, hcl_str, provision_ray_venv, ssh_block, sshd_down
 
 APPLY_TIMEOUT = 300.0
 

@@ -36,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cluster import leftovers, x86_image
 from conftest import poll_until
 from faulty_http import FORWARD, SERVER_ERROR, THROTTLE, FaultyProxy, Rule
 from faulty_tcp import FaultyTCP
 from motoserver import MotoServer, aws_env
 from rayprocs import temp_dir_for
-from sshd import SSHServer, ensure_sshd_installed
-from test_aws_provider import leftovers, x86_image
-from test_ssh_provider import (
+from ssh_cluster import (
     APPLY_TIMEOUT,
     cluster_hcl,
     destroy_and_check,
@@ -51,6 +50,7 @@ from test_ssh_provider import (
     provision_ray_venv,
     ssh_block,
 )
+from sshd import SSHServer, ensure_sshd_installed
 
 pytest.importorskip("paramiko")
 

@@ -72,8 +72,8 @@ def test_import_an_env_folder_over_ssh(tmp_path: Path, rhplan_in: Any) -> None:
     found and read over SSH, and the next apply keeps its venv; then the cluster itself,
     running rhplan's Ray, is adopted by its head's address (its Ray is started again by
     the next apply, the env's venv kept)."""
+    from ssh_cluster import cluster_hcl, ssh_block
     from sshd import SSHServer, ensure_sshd_installed
-    from test_ssh_provider import cluster_hcl, ssh_block
 
     ensure_sshd_installed()
     with SSHServer() as server:
@@ -116,10 +116,10 @@ def test_import_ec2_instances_by_tag(moto: Any, tmp_path: Path, rhplan_in: Any) 
     """EC2 instances launched outside rhplan (moto) are adopted by tag: tagged as the
     cluster's, reached only through proxy_command to a local sshd, set up; nothing is
     launched, and the next apply starts Ray on them."""
+    from aws_cluster import aws_hcl, x86_image
     from motoserver import aws_env
+    from ssh_cluster import linked_ray_root, provision_ray_venv
     from sshd import SSHServer, ensure_sshd_installed
-    from test_aws_provider import aws_hcl, linked_ray_root, x86_image
-    from test_ssh_provider import provision_ray_venv
 
     ensure_sshd_installed()
     shared = tmp_path / "ray"

@@ -41,7 +41,7 @@ import pytest
 from canary import canary_secret
 from rayprocs import temp_dir_for
 from secret_scan import record_cli_output, scan_paths
-from test_ssh_provider import (
+from ssh_cluster import (
     APPLY_TIMEOUT,
     KEY,
     MARK,
@@ -51,7 +51,6 @@ from test_ssh_provider import (
     find_marks,
     hcl_str,
     provision_ray_venv,
-    server,  # noqa: F401 - the module's own real sshd (a fixture)
     ssh_block,
 )
 

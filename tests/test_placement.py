@@ -308,7 +308,7 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
         tmp_path: Path, rhplan_in: Any) -> None:
     from netns import TestNetwork, netns_available
     from rayprocs import cluster_processes, temp_dir_for
-    from test_ssh_provider import (
+    from ssh_cluster import (
         APPLY_TIMEOUT,
         DRIVER_TIMEOUT,
         cluster_hcl,

@@ -298,8 +298,8 @@ if sys.platform != "linux":  # the servlet's files and Ray's local cluster: Linu
 @pytest.mark.long  # a second cluster (sshd): the files written over SFTP, not locally
 def test_a_provider_secret_on_an_ssh_host(tmp_path_factory: pytest.TempPathFactory,
                                           rhplan_in: Any, home: dict[str, Path]) -> None:
+    from ssh_cluster import cluster_hcl, provision_ray_venv, ssh_block
     from sshd import SSHServer, ensure_sshd_installed
-    from test_ssh_provider import cluster_hcl, provision_ray_venv, ssh_block
 
     ensure_sshd_installed()
     base = tmp_path_factory.mktemp("ssh-provider-secret")

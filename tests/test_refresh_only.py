@@ -13,9 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from aws_cluster import live, x86_image
 from motoserver import MotoServer, aws_env
-from test_aws_calls import live
-from test_aws_provider import x86_image
 
 
 def _hcl(moto: MotoServer, ami: str, key: Path) -> str:

@@ -20,8 +20,8 @@ import pytest
 from canary import canary_secret
 from rayprocs import temp_dir_for
 from secret_scan import encodings, scan_paths
+from ssh_cluster import destroy_and_check
 from sshd import SSHServer
-from test_ssh_provider import destroy_and_check, server  # noqa: F401 - a real sshd fixture
 
 from rhplan.envs import SECRETS_FILE, write_env_files
 from rhplan.ssh import SSHConnection

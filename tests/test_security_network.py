@@ -52,7 +52,7 @@ TLS_RECORD = re.compile(rb"^[\x14-\x17]\x03[\x01-\x04]")
 
 
 def _ssh_test_helpers() -> Any:
-    import test_ssh_provider as sp  # the ssh provider's helpers (venv, HCL, destroy)
+    import ssh_cluster as sp  # tests/support: the ssh cluster's helpers (venv, HCL, destroy)
     return sp
 
 

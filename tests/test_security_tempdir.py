@@ -35,14 +35,8 @@ from typing import Any
 import pytest
 from conftest import poll_until
 from rayprocs import alive
+from ssh_cluster import APPLY_TIMEOUT, cluster_hcl, provision_ray_venv, ssh_block
 from sshd import SSHServer
-from test_ssh_provider import (  # noqa: F401 - server: a real sshd fixture
-    APPLY_TIMEOUT,
-    cluster_hcl,
-    provision_ray_venv,
-    server,
-    ssh_block,
-)
 
 from rhplan import ray_head
 from rhplan.connection import LocalConnection

@@ -2,7 +2,6 @@
 the proof that clears a lock left by a process that is gone."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import select
@@ -14,12 +13,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from state_backends import dead_pid, info_of, race_for_lock
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state import LocalBackend, LockInfo, ResourceState, State, lockinfo
+from rhplan.state import LocalBackend, LockInfo, ResourceState, State
 
 # Bound on every wait for the child process: generous, but a hang fails the test.
 CHILD_TIMEOUT = 30.0
@@ -276,44 +275,6 @@ def test_force_unlock_without_a_lock(tmp_path: Path) -> None:
 # -- proof that a lock's holder is gone ------------------------------------------------
 
 
-def _dead_pid() -> int:
-    """The pid of a process that has exited and been reaped."""
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True, timeout=CHILD_TIMEOUT)
-    return int(proc.stdout)
-
-
-def _info_of(pid: int, **changes: object) -> LockInfo:
-    """Lock info as the process `pid` of this machine would have written it."""
-    mine = LockInfo.new("apply", "state.json")
-    start = lockinfo.process_start_time(pid)
-    fields: dict[str, object] = {"who": f"me@{mine.host} pid {pid}", "pid": pid,
-                                 "start_time": start if start is not None else 12345}
-    return dataclasses.replace(mine, **{**fields, **changes})
-
-
-def race_for_lock(backends: list[Any]) -> tuple[list[tuple[Any, LockInfo]], list[str]]:
-    """Every backend calls lock() at once (one thread each, lined up by a barrier):
-    ([(backend, lock) taken], [errors of those refused])."""
-    barrier = threading.Barrier(len(backends))
-    won: list[tuple[Any, LockInfo]] = []
-    refused: list[str] = []
-
-    def contend(b: Any) -> None:
-        barrier.wait()
-        try:
-            won.append((b, b.lock("apply")))
-        except StateLockedError as err:
-            refused.append(str(err))
-
-    threads = [threading.Thread(target=contend, args=(b,)) for b in backends]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return won, refused
-
-
 def test_lock_info_records_what_proves_its_holder_gone() -> None:
     info = LockInfo.new("apply", "state.json")
     assert info.pid == os.getpid() and f"pid {os.getpid()}" in info.who
@@ -327,12 +288,12 @@ def test_lock_info_records_what_proves_its_holder_gone() -> None:
 
 def test_gone_needs_proof() -> None:
     me = os.getpid()
-    assert _info_of(_dead_pid()).gone()  # pid no longer runs
-    assert _info_of(me, start_time=_info_of(me).start_time + 1).gone()  # pid reused
+    assert info_of(dead_pid()).gone()  # pid no longer runs
+    assert info_of(me, start_time=info_of(me).start_time + 1).gone()  # pid reused
     zombie = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                               stdin=subprocess.PIPE)
     try:
-        held = _info_of(zombie.pid)
+        held = info_of(zombie.pid)
         assert not held.gone()  # alive, with the start time it recorded
         assert zombie.stdin is not None
         zombie.stdin.close()  # it exits; not reaped yet, it holds nothing
@@ -343,11 +304,11 @@ def test_gone_needs_proof() -> None:
         assert Path(f"/proc/{zombie.pid}/stat").exists()  # still a zombie, yet gone
     finally:
         zombie.wait(CHILD_TIMEOUT)
-    dead = _dead_pid()
+    dead = dead_pid()
     # no proof: another host, another boot, another pid namespace, or old lock info
-    assert not _info_of(dead, host="build-7").gone()
-    assert not _info_of(dead, boot_id=str(uuid.uuid4())).gone()
-    assert not _info_of(dead, pid_ns="pid:[1]").gone()
+    assert not info_of(dead, host="build-7").gone()
+    assert not info_of(dead, boot_id=str(uuid.uuid4())).gone()
+    assert not info_of(dead, pid_ns="pid:[1]").gone()
     old = LockInfo.from_json({"id": "x", "who": f"me@h pid {dead}", "operation": "apply",
                               "created": "2024-01-01T00:00:00Z", "path": "p"})
     assert old.pid is None and old.boot_id is None and not old.gone()
@@ -372,7 +333,7 @@ def test_killed_holder_leaves_info_the_next_lock_clears_with_a_notice(
 
 def test_one_of_many_contenders_clears_a_stale_lock(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    stale = _info_of(_dead_pid())
+    stale = info_of(dead_pid())
     Path(f"{path}.lock.info").write_text(json.dumps(stale.to_json()))
     backends = [LocalBackend(path) for _ in range(10)]
     notices: list[str] = []
@@ -389,7 +350,7 @@ def test_holder_that_wrote_no_info_is_named_by_its_flock(tmp_path: Path) -> None
     is a dead process's: after a short wait the error names the flock's real holder
     from /proc/locks, never the dead one, and never says to delete the lock file."""
     path = tmp_path / "state.json"
-    Path(f"{path}.lock.info").write_text(json.dumps(_info_of(_dead_pid()).to_json()))
+    Path(f"{path}.lock.info").write_text(json.dumps(info_of(dead_pid()).to_json()))
     proc = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+b'); "
          "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
@@ -413,7 +374,7 @@ def test_lock_info_from_another_machine_is_not_cleared_by_a_flock(tmp_path: Path
     """On a shared folder the other machine's flock may not reach us: our flock
     proves nothing, so its info is refused until force-unlock."""
     path = tmp_path / "state.json"
-    foreign = _info_of(4242, host="build-7", boot_id=str(uuid.uuid4()),
+    foreign = info_of(4242, host="build-7", boot_id=str(uuid.uuid4()),
                        who="ci@build-7 pid 4242")
     Path(f"{path}.lock.info").write_text(json.dumps(foreign.to_json()))
     backend = LocalBackend(path)

@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 from motoserver import aws_env, free_port
-from test_state import _dead_pid, _info_of, race_for_lock
+from state_backends import KEY, dead_pid, info_of, race_for_lock, s3_block
 
 from rhplan.errors import StateError, StateLockedError
 from rhplan.state import Backend, LocalBackend, ResourceState, State, digest
 from rhplan.state.s3 import S3Backend
 
-KEY = "team/rhplan.state.json"
 DIGEST_KEY = f"{KEY}.digest-key"  # the key of the state's keyed secret digests
 
 
@@ -275,12 +274,6 @@ package "p" {
 """
 
 
-def _s3_block(bucket: str, url: str, key: str = KEY, extra: str = "") -> str:
-    return (f'rhplan {{\n  backend "s3" {{\n    bucket       = "{bucket}"\n'
-            f'    key          = "{key}"\n    region       = "us-east-1"\n'
-            f'    endpoint_url = "{url}"\n{extra}  }}\n}}\n\n')
-
-
 @pytest.fixture
 def cli(tmp_path: Path, rhplan_in: Any, cleanups: Any) -> Iterator[Any]:
     """The CLI in a fresh folder, with fake AWS credentials for moto."""
@@ -295,7 +288,7 @@ def _s3_state(s3: Any, bucket: str) -> dict[str, Any]:
 
 
 def test_cli_apply_plan_pull(cli: Any, moto: Any, s3: Any, bucket: str) -> None:
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     out = cli("apply", "-auto-approve").ok().stdout
     assert "Apply complete! Resources: 3 added" in out
     assert not cli.state_path.exists()  # the state went to S3, not to a local file
@@ -319,7 +312,7 @@ def test_cli_config_errors(cli: Any, moto: Any) -> None:
     line = cli("validate").error_line()
     assert line.startswith("Error: main.hcl:5: unknown attribute 'use_lockfile' in backend "
                            '"s3"; it takes bucket, key, region, endpoint_url, profile'), line
-    cli.write(_s3_block("rhplan-no-such-bucket", moto.url) + HCL)
+    cli.write(s3_block("rhplan-no-such-bucket", moto.url) + HCL)
     line = cli("plan").error_line()
     assert "bucket 'rhplan-no-such-bucket' does not exist" in line, line
 
@@ -331,7 +324,7 @@ def test_cli_migrate_local_to_s3(cli: Any, moto: Any, s3: Any, bucket: str) -> N
     pulled = cli("state", "pull").ok().stdout
     assert json.loads(pulled) == local
     (cli.dir / "s.json").write_text(pulled)
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     cli("state", "push", "s.json").ok()
     moved = _s3_state(s3, bucket)
     assert moved["lineage"] == local["lineage"] and moved["serial"] == local["serial"] + 1
@@ -344,7 +337,7 @@ def test_cli_migrate_local_to_s3(cli: Any, moto: Any, s3: Any, bucket: str) -> N
 
 
 def test_cli_push_refusals(cli: Any, moto: Any, s3: Any, bucket: str) -> None:
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     cli("apply", "-auto-approve").ok()
     current = _s3_state(s3, bucket)
     before = _body(s3, bucket, KEY)
@@ -380,7 +373,7 @@ def test_cli_push_refusals(cli: Any, moto: Any, s3: Any, bucket: str) -> None:
 
 def test_cli_apply_refused_while_locked_then_succeeds(
         cli: Any, moto: Any, s3: Any, bucket: str, backend: Callable[..., S3Backend]) -> None:
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     holder = backend()
     info = holder.lock("apply")
     res = cli("apply", "-auto-approve")
@@ -396,7 +389,7 @@ def test_cli_apply_refused_while_locked_then_succeeds(
 
 def test_cli_force_unlock(cli: Any, moto: Any, s3: Any, bucket: str,
                           backend: Callable[..., S3Backend]) -> None:
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     held = backend().lock("apply")  # a holder that is gone: its lock object stays
     line = cli("force-unlock", "not-the-id").error_line()
     assert f"does not match the lock on s3://{bucket}/{KEY}, which is {held.id}" in line
@@ -410,7 +403,7 @@ def test_cli_concurrent_applies_never_lose_an_update(
         cli: Any, moto: Any, s3: Any, bucket: str) -> None:
     """Two applies started at once, each changing its own secret: one is refused by
     the lock, or both run one after the other; what succeeded is always in the state."""
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     cli("apply", "-auto-approve").ok()
     values = {"a": "1", "b": "1"}
     serial = _s3_state(s3, bucket)["serial"]
@@ -444,7 +437,7 @@ def test_cli_state_in_s3_holds_only_keyed_digests(cli: Any, moto: Any, s3: Any,
                                                    bucket: str) -> None:
     """The secrets' digests are HMACs under KEY.digest-key, not plain sha256 digests
     anyone reading the state could check guesses against."""
-    cli.write(_s3_block(bucket, moto.url) + HCL)
+    cli.write(s3_block(bucket, moto.url) + HCL)
     cli("apply", "-auto-approve").ok()
     text = _body(s3, bucket, KEY).decode()
     assert digest.legacy_hex({"k": "1"}) not in text  # secret.a and secret.b: k = "1"
@@ -508,7 +501,7 @@ def test_one_of_many_contenders_clears_a_stale_lock(
         b.notify = notices.append
     for _ in range(rounds):
         notices.clear()
-        stale = _info_of(_dead_pid(), path=f"s3://{bucket}/{KEY}")
+        stale = info_of(dead_pid(), path=f"s3://{bucket}/{KEY}")
         s3.put_object(Bucket=bucket, Key=f"{KEY}.tflock",
                       Body=json.dumps(stale.to_json()).encode())
         won, refused = race_for_lock(contenders)
@@ -528,7 +521,7 @@ def test_a_lock_delete_judged_on_an_old_etag_removes_nothing(
     """What makes clearing race-free: a delete carries the ETag of the lock it judged,
     so once someone else has replaced that lock, the delete leaves the new one alone
     (moto 5.2 and S3 answer 412; a missing object, 404)."""
-    stale = _info_of(_dead_pid())
+    stale = info_of(dead_pid())
     s3.put_object(Bucket=bucket, Key=f"{KEY}.tflock", Body=json.dumps(stale.to_json()))
     judge = backend()
     seen, etag = judge._read_lock()

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 from rayprocs import temp_dir_for
-from sshd import SSHServer, ensure_sshd_installed
-from test_ssh_provider import (
+from ssh_cluster import (
     APPLY_TIMEOUT,
     DRIVER_TIMEOUT,
     cluster_hcl,
@@ -22,6 +21,7 @@ from test_ssh_provider import (
     hcl_str,
     ssh_block,
 )
+from sshd import SSHServer, ensure_sshd_installed
 
 DRIVER = """
 import json, sys

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from rayprocs import cluster_processes
+from ssh_cluster import provision_ray_venv  # noqa: F401 - the tests take it from here
 from sshd import SSHServer, _descendants
-from test_ssh_provider import provision_ray_venv  # noqa: F401 - the tests take it from here
 
 HERE = Path(__file__).resolve().parent
 RAY_VERSION = version("ray")
