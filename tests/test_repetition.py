@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_plan_cases import applied_state, case_context
+from plan_case import applied_state, case_context
 
 from rhplan.config.decode import resolve_variables
 from rhplan.config.evaluate import UNKNOWN
