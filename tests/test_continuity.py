@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_remote_objects import Cluster
+from drivers import Cluster
 
 from rhplan.servlets import gateway
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 from canary import canary_secret
+from drivers import Cluster
 from secret_scan import scan_paths
-from test_remote_objects import Cluster
 
 from rhplan.secret_providers import MissingCredentials, read_local, shown_keys
 
