@@ -67,7 +67,7 @@ with MotoServer(base) as moto:
     rh("plan")
     rh("apply", "-auto-approve")
     st = json.loads((infra / "rhplan.state.json").read_text())
-    gid = st["resources"][0]["private"]["security_group_id"]
+    gid = st["resources"][0]["private"]["provider"]["security_group_id"]
     moto.client("ec2").authorize_security_group_ingress(GroupId=gid, IpPermissions=[{
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])

@@ -167,7 +167,7 @@ def main() -> int:
                                 if ln.startswith("FIRST ")))
         c = state["cluster.duo"]
         proc = a.run([str(root / "ray-venv" / "bin" / "python"), "-c", DIRECT_DRIVER,
-                      c["attributes"]["ray_address"], json.dumps(private_env(c["private"])),
+                      c["attributes"]["ray_address"], json.dumps(private_env(c["private"]["ray"])),
                       str(args.calls), "near", "far"], timeout=900)
         direct_times = times_of(proc.stdout + proc.stderr)
         print(f"\nsteady call, {args.calls} per env and route (median / p90, ms):")

@@ -333,7 +333,7 @@ def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
     on rhplan's head ("Starting Ray client server failed", empty logs)."""
     from rhplan.ray_head import private_env
     cluster = next(r for r in state["resources"] if r["type"] == "cluster")
-    a, p = cluster["attributes"], cluster["private"]
+    a, p = cluster["attributes"], cluster["private"]["ray"]  # the core's part (state format 2)
     port_res = conn.run([a["ray_python"], "-c", "import socket; s = socket.socket(); "
                          "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
     port = int(port_res.stdout)
@@ -516,7 +516,7 @@ def _ray_client(infra: Path, server: Any) -> tuple[subprocess.Popen[bytes], str,
         port = _start_ray_client(conn, state)
     forward, local = _forward(server, port)
     cl = next(r for r in state["resources"] if r["type"] == "cluster")
-    return forward, f"ray://127.0.0.1:{local}", private_env(cl["private"], driver=True)
+    return forward, f"ray://127.0.0.1:{local}", private_env(cl["private"]["ray"], driver=True)
 
 
 def _verdict(ssh: dict[str, Any]) -> int:
