@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cluster import api_calls, live, x86_image
 from motoserver import MotoServer, aws_env
+from test_aws_provider import api_calls, x86_image
 
 N = 12
 
@@ -43,6 +43,13 @@ cluster "big" {{
 """
 
 
+def live(moto: MotoServer, lineage: str) -> list[dict[str, Any]]:
+    pages = moto.client("ec2").get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "tag:rhplan:lineage", "Values": [lineage]}])
+    return [i for p in pages for r in p["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"]
+
+
 def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Path,
                                                  rhplan_in: Any) -> None:
     key = tmp_path / "key"
@@ -60,11 +67,12 @@ def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Pat
     try:
         out, calls = run("apply", "-auto-approve")
         assert "Resources: 1 added" in out, out
-        # one to find instances a killed apply launched (their ids by tag: none, so
-        # none is described), one to wait for the launched ones to run (asking only for
-        # those not running yet: moto's run at once, and its launch answer holds their
-        # IPs, so none is described in full again)
-        assert calls["DescribeTags"] == 1 and calls["DescribeInstances"] == 1, calls
+        # one to find instances a killed apply launched (their ids by tag: none, then
+        # the tag-filtered describe, so a failing DescribeInstances fails before the
+        # launch), one to wait for the launched ones to run (asking only for those not
+        # running yet: moto's run at once, and its launch answer holds their IPs, so
+        # none is described in full again)
+        assert calls["DescribeTags"] == 1 and calls["DescribeInstances"] == 2, calls
         lineage = rh.state()["lineage"]
         assert len(live(moto, lineage)) == N
 

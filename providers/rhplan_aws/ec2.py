@@ -121,12 +121,15 @@ def describe_lineage(ec2: Any, lineage: str) -> list[dict[str, Any]]:
     Against EC2 this is one more call than a tag-filtered describe; against moto it
     spares a walk of every tag of the account per instance in it (its tag filter is
     quadratic: ~1 s of 1,000 instances' ~4 s describe). An id gone in between (EC2
-    forgets a terminated instance after about an hour) falls back to the tag filter."""
+    forgets a terminated instance after about an hour) falls back to the tag filter, and
+    so does finding none: a create's search for a killed apply's instances then asks
+    DescribeInstances before it launches (moto then walks only the account's other
+    instances' tags), so a DescribeInstances that keeps failing fails the create before
+    anything is launched, not in the wait after it (tests/test_faults.py)."""
     ids = lineage_ids(ec2, lineage)
-    if not ids:
-        return []
     try:
-        return describe_ids(ec2, ids)
+        if ids:
+            return describe_ids(ec2, ids)
     except ProviderError as exc:
         if "InvalidInstanceID.NotFound" not in str(exc):
             raise
