@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cluster import api_calls, live, x86_image
 from motoserver import MotoServer, aws_env
-from test_aws_provider import api_calls, x86_image
 
 N = 12
 
@@ -41,13 +41,6 @@ cluster "big" {{
   }}
 }}
 """
-
-
-def live(moto: MotoServer, lineage: str) -> list[dict[str, Any]]:
-    pages = moto.client("ec2").get_paginator("describe_instances").paginate(
-        Filters=[{"Name": "tag:rhplan:lineage", "Values": [lineage]}])
-    return [i for p in pages for r in p["Reservations"] for i in r["Instances"]
-            if i["State"]["Name"] != "terminated"]
 
 
 def test_each_phase_describes_the_instances_once(moto: MotoServer, tmp_path: Path,
