@@ -214,8 +214,13 @@ def seed_bytecode(conn: Connection, env_dir: str, site_packages: str, ray_python
     from the cluster's Ray venv, where the env has the same files (see
     _SEED_BYTECODE). Only a speed-up: a failure changes nothing and is ignored."""
     _check_env_dir(env_dir)
-    conn.run([ray_python, "-I", "-c", _SEED_BYTECODE.text, site_packages, ray_version],
-             timeout=120)
+    try:
+        conn.run([ray_python, "-I", "-c", _SEED_BYTECODE.text, site_packages, ray_version],
+                 timeout=120)
+    except ProviderError:
+        # it runs in a thread of its own: a lost connection must not end up as a thread's
+        # traceback on the user's screen; the env's next command on it reports the loss
+        pass
 
 
 def _exact(req: Requirement) -> bool:

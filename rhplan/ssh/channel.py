@@ -183,8 +183,10 @@ def pump(recv: Callable[[int], bytes], fd: int, sink: Callable[[int, bytes], Non
 
 
 def what(args: list[str]) -> str:
-    """The command, short, for an error message: its program and first argument."""
-    shown = shlex.join(args[:2]) + (" ..." if len(args) > 2 else "")
+    """The command, short, for an error message: its program (a path's last part: an
+    env's interpreter path would fill the message) and first argument."""
+    shown = shlex.join([args[0].rsplit("/", 1)[-1], *args[1:2]] if args else []) \
+        + (" ..." if len(args) > 2 else "")
     return repr(shown if len(shown) <= 60 else shown[:57] + "...")
 
 
