@@ -138,6 +138,15 @@ def test_a_format_1_state_is_upgraded_on_read() -> None:
     assert State.from_json(written, source="again") == state
 
 
+def test_a_format_1_resource_of_the_wrong_shape_is_refused_in_one_line() -> None:
+    # the upgrade leaves what it cannot read to the reader (found by test_fuzz_inputs:
+    # a type that was an object made the upgrade raise TypeError)
+    old = json.loads(FORMAT_1.read_text())
+    old["resources"][0]["type"] = {"cluster": 1}
+    with pytest.raises(StateError, match=r"^old\.json: "):
+        State.from_json(old, source="old.json")
+
+
 def test_a_cluster_private_record_of_another_shape_is_refused() -> None:
     data = _sample_state().to_json()
     data["resources"][0]["private"] = {"ray": {}, "instances": []}

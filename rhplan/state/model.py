@@ -328,8 +328,9 @@ def upgrade_from_1(d: Mapping[str, Any]) -> dict[str, Any]:
         return dict(d)
     out = []
     for r in resources:
-        if isinstance(r, Mapping) and r.get("type") in SPLIT_PRIVATE and isinstance(
-                r.get("private"), dict):
+        # a type of the wrong shape (a list, an object) is the reader's to refuse
+        if isinstance(r, Mapping) and isinstance(r.get("type"), str) \
+                and r["type"] in SPLIT_PRIVATE and isinstance(r.get("private"), dict):
             flat = r["private"]
             core = {k: v for k, v in flat.items() if _core_key(k)}
             r = {**r, "private": {"ray": core, "provider": {k: v for k, v in flat.items()
