@@ -1,8 +1,8 @@
 cluster "cpu" {
-  provider = "local"
+  provider           = "local"
   create_default_env = false
-  root_dir = "/srv/rhplan/cpu"
-  resources = { CPU = 2, GPU = 0 }
+  root_dir           = "/srv/rhplan/cpu"
+  resources          = { CPU = 2, GPU = 0 }
 }
 
 secret "hf" {

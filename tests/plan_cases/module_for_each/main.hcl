@@ -31,4 +31,4 @@ env "x" {
   env_vars = { NLP = module.team["nlp"].first, SPARE = module.spare[0].first }
 }
 
-output "teams" { value = keys(module.team) }  # module.team is a map of its instances
+output "teams" { value = keys(module.team) } # module.team is a map of its instances

@@ -1,6 +1,6 @@
 cluster "cpu" {
-  provider = "local"
-  root_dir = "/srv/rhplan/cpu"
+  provider  = "local"
+  root_dir  = "/srv/rhplan/cpu"
   resources = { CPU = 2, GPU = 0 }
 }
 
