@@ -682,7 +682,7 @@ def test_pins_another_env_of_the_cluster_was_built_with_are_not_checked_again(
     # issue 17: a second env with the first one's packages skips the dry run of its pins
     # with the cluster's Ray (that env installed them together with that Ray)
     from rhplan.provider import RunContext
-    from rhplan.resources.env import EnvType
+    from rhplan.resources.env_packages import pins_proven
     from rhplan.state.model import ResourceState, State
 
     def env(name: str, reqs: list[str], ray: str | None, cluster: str = "cluster.c"
@@ -698,15 +698,14 @@ def test_pins_another_env_of_the_cluster_was_built_with_are_not_checked_again(
                                        "2.60.0")
     ctx = RunContext(config_dir=tmp_path)
     new = env("second", [], None)
-    t = EnvType()
-    assert t._pins_proven(new, ["six==1.16.0"], ctx, state)
-    assert t._pins_proven(new, ["idna==3.7", "six==1.16.0"], ctx, state)
-    assert not t._pins_proven(new, ["six==1.15.0"], ctx, state)  # a pin never installed
-    assert not t._pins_proven(new, ["six==1.16.0", "attrs==23.1"], ctx, state)
+    assert pins_proven(new, ["six==1.16.0"], ctx, state)
+    assert pins_proven(new, ["idna==3.7", "six==1.16.0"], ctx, state)
+    assert not pins_proven(new, ["six==1.15.0"], ctx, state)  # a pin never installed
+    assert not pins_proven(new, ["six==1.16.0", "attrs==23.1"], ctx, state)
     state.resources["env.first"].private["ray"] = "2.59.0"  # built with another Ray
-    assert not t._pins_proven(new, ["six==1.16.0"], ctx, state)
+    assert not pins_proven(new, ["six==1.16.0"], ctx, state)
     state.resources["env.other"] = env("other", ["six==1.16.0"], "2.60.0", "cluster.d")
-    assert not t._pins_proven(new, ["six==1.16.0"], ctx, state)  # another cluster's
+    assert not pins_proven(new, ["six==1.16.0"], ctx, state)  # another cluster's
 
 
 def _shared_ray_venv(root: Path) -> tuple[str, str]:
