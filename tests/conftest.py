@@ -344,6 +344,15 @@ def ray_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ray-venv"
 
 
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Any]:
+    """An ssh cluster reached through SSH alone, from a network namespace, applied once
+    per module (tests/support/netns_caller.py running_box; tests/test_remote_*.py)."""
+    from netns_caller import running_box
+    with running_box(tmp_path_factory.mktemp("remote"), rhplan_in) as applied:
+        yield applied
+
+
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real moto server process for the session (tests/support/motoserver.py)."""

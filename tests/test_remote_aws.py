@@ -32,9 +32,9 @@ from netns_caller import (
     Relay,
     check_nothing_left,
     destroy_from,
-    provision_ray_venv,
     why_no_netns,
 )
+from ssh_cluster import provision_ray_venv
 from sshd import SSHServer
 
 pytest.importorskip("paramiko")

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from drivers import Cluster
-from test_remote_ssh_only import box  # noqa: F401 - the sshd-only cluster fixture
 
 HCL = """
 cluster "c" {
@@ -200,7 +199,7 @@ def test_a_class_from_the_envs_working_dir_by_import_path(cluster: Cluster,
 # -- through SSH only: a real sshd, a caller whose one way out is the SSH proxy ------
 
 @pytest.mark.long  # a second cluster (sshd, Ray over SSH): the gateway route is above
-def test_remote_objects_through_ssh_only(box: Any) -> None:  # noqa: F811
+def test_remote_objects_through_ssh_only(box: Any) -> None:
     made = box.drive("""
         class Acc:
             def __init__(self):

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,61 +28,10 @@ from netns_caller import (
     RAY_VERSION,
     UV,
     Box,
-    Relay,
-    check_nothing_left,
-    destroy_from,
     driver_result,
-    provision_ray_venv,
-    why_no_netns,
 )
-from sshd import SSHServer
 
 pytest.importorskip("paramiko")
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Box]:
-    why = why_no_netns()
-    if why:
-        pytest.skip(why)
-    base = tmp_path_factory.mktemp("remote")
-    server = SSHServer(base / "sshd").start()
-    relay = Relay(base / "relay.sock", server)
-    relay.start()
-    root = base / "cluster-root"
-    provision_ray_venv(root)
-    rh = rhplan_in(base / "infra")
-    rh.write(f"""
-        cluster "box" {{
-          provider = "ssh"
-          ips      = ["127.0.0.1"]
-          root_dir = {json.dumps(str(root))}
-          python   = {json.dumps(BASE_PY)}
-          ssh {{
-            user          = {json.dumps(server.user)}
-            private_key   = {json.dumps(server.client_key)}
-            port          = {server.port}
-            proxy_command = {json.dumps(relay.proxy_command)}
-          }}
-        }}
-
-        env "remote" {{
-          cluster  = cluster.box
-          reqs     = ["pip:six==1.16.0"]
-          env_vars = {{ WHERE = "head" }}
-        }}
-    """)
-    scripts = base / "scripts"
-    scripts.mkdir()
-    box = Box(rh, relay, root, scripts, server)
-    try:  # apply, and destroy below, from the namespace too: the caller needs SSH only
-        box.apply()
-        yield box
-    finally:
-        down = destroy_from(box, "cluster.box")
-        relay.kill()
-        server.close()
-        check_nothing_left(box, down)
 
 
 def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
@@ -229,7 +177,7 @@ def test_call_output_streams_as_it_happens(box: Box) -> None:
 def test_tunnel_dropped_mid_call_then_reconnects(box: Box, tmp_path: Path) -> None:
     go = tmp_path / "relay-back"
     proc = box.drive_start(f"""
-        from rhplan.servlets.client import GatewayLost
+        from rhplan.servlets.transport import GatewayLost
         s = rhplan.servlet("remote", chdir=CHDIR)
         def slow():
             import time
@@ -381,7 +329,8 @@ def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
 # ever joined the cluster, so a driver here (it can reach Ray) counts before and after.
 JOB_COUNTER = """
 import json, os, sys, time
-from rhplan.servlets.client import connect_ray, find_env
+from rhplan.env_lookup import find_env
+from rhplan.servlets.direct import connect_ray
 connect_ray(find_env("remote", sys.argv[1])[1])
 import ray._private.state as ray_state
 print(len(ray_state.jobs()), flush=True)
@@ -402,9 +351,9 @@ def test_status_needs_no_ray_driver_and_is_fast(box: Box, tmp_path: Path) -> Non
         before = int(counter.stdout.readline() or -1)
         assert before > 0, counter.stderr.read() if counter.stderr else ""
         got = box.drive("""
-            from rhplan.servlets.client import _backend
+            from rhplan.env_lookup import open_backend
             from rhplan.status import cluster_status
-            state = _backend(CHDIR).read()
+            state = open_backend(CHDIR).read()
             t0 = time.monotonic()
             report = cluster_status(state, CHDIR)
             emit(report=report, took=time.monotonic() - t0)

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 from rayprocs import cluster_processes
-from ssh_cluster import provision_ray_venv  # noqa: F401 - the tests take it from here
+from ssh_cluster import provision_ray_venv
 from sshd import SSHServer, _descendants
 
 HERE = Path(__file__).resolve().parent
@@ -193,3 +194,51 @@ def check_nothing_left(box: Box, down: Teardown) -> None:
         f"processes of the cluster (its gateway too) outlived destroy: {down.left}")
     # every caller closed its SSH connection when it exited: nothing on either side
     assert not down.links, f"left behind by the callers: {down.links}"
+
+
+@contextlib.contextmanager
+def running_box(base: Path, rhplan_in: Callable[..., Any]) -> Iterator[Box]:
+    """One ssh cluster (a real sshd on 127.0.0.1, real Ray, a real uv env "remote")
+    applied from a network namespace under base, whose proxy_command goes through a
+    Relay; destroyed from there on exit, with nothing left on either side (conftest's
+    box fixture, for tests/test_remote_*.py)."""
+    why = why_no_netns()
+    if why:
+        pytest.skip(why)
+    server = SSHServer(base / "sshd").start()
+    relay = Relay(base / "relay.sock", server)
+    relay.start()
+    root = base / "cluster-root"
+    provision_ray_venv(root)
+    rh = rhplan_in(base / "infra")
+    rh.write(f"""
+        cluster "box" {{
+          provider = "ssh"
+          ips      = ["127.0.0.1"]
+          root_dir = {json.dumps(str(root))}
+          python   = {json.dumps(BASE_PY)}
+          ssh {{
+            user          = {json.dumps(server.user)}
+            private_key   = {json.dumps(server.client_key)}
+            port          = {server.port}
+            proxy_command = {json.dumps(relay.proxy_command)}
+          }}
+        }}
+
+        env "remote" {{
+          cluster  = cluster.box
+          reqs     = ["pip:six==1.16.0"]
+          env_vars = {{ WHERE = "head" }}
+        }}
+    """)
+    scripts = base / "scripts"
+    scripts.mkdir()
+    box = Box(rh, relay, root, scripts, server)
+    try:  # apply, and destroy below, from the namespace too: the caller needs SSH only
+        box.apply()
+        yield box
+    finally:
+        down = destroy_from(box, "cluster.box")
+        relay.kill()
+        server.close()
+        check_nothing_left(box, down)
