@@ -17,13 +17,21 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
 
 from rhplan.errors import StateError, StateLockedError
 from rhplan.state import digest, lockwait
-from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
+from rhplan.state.lockinfo import (
+    LockInfo,
+    check_id,
+    check_ours,
+    cleared_notice,
+    locked_error_message,
+    print_notice,
+)
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 
 __all__ = ["LocalBackend", "LockInfo"]
@@ -253,9 +261,7 @@ class LocalBackend:
 
     def unlock(self, lock_id: str) -> None:
         """Release a lock this backend took with lock()."""
-        if self._held is None or self._held.id != lock_id:
-            held = f"lock ID {self._held.id}" if self._held else "no lock"
-            raise StateError(f"cannot unlock {self.path} with lock ID {lock_id}: we hold {held}")
+        check_ours(self._held, lock_id, str(self.path))
         # Remove the info only if it is still ours: after a force-unlock it may
         # describe someone else's lock.
         with contextlib.suppress(StateError):
@@ -264,27 +270,15 @@ class LocalBackend:
                 self.lock_info_path.unlink(missing_ok=True)
         self._release()
 
-    @contextlib.contextmanager
-    def locked(self, operation: str) -> Iterator[LockInfo]:
+    def locked(self, operation: str) -> AbstractContextManager[LockInfo]:
         """Hold the state lock for the body of a `with` block (waiting for it up to
         -lock-timeout: rhplan/state/lockwait.py)."""
-        info = lockwait.acquire(lambda: self.lock(operation))
-        try:
-            yield info
-        finally:
-            self.unlock(info.id)
+        return lockwait.holding(lambda: self.lock(operation), self.unlock)
 
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Break a lock whose holder is gone or hung; lock_id must match, as a safety check.
         Returns the lock it removed."""
-        info = self.lock_info()
-        if info is None:
-            raise StateError(f"no lock is held on {self.path}")
-        if info.id != lock_id:
-            raise StateError(
-                f"lock ID {lock_id} does not match the lock on {self.path}, which is "
-                f"{info.id} (held by {info.who} for {info.operation}); check the ID"
-            )
+        info = check_id(self.lock_info(), lock_id, str(self.path))
         self.lock_info_path.unlink(missing_ok=True)
         # Unlinking (not just emptying) PATH.lock means the next lock() creates a
         # new inode, which a hung holder's flock does not cover.

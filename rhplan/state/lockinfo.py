@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from rhplan.errors import StateError
+
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 
@@ -159,6 +161,25 @@ def locked_error_message(where: str, info: LockInfo) -> str:
     # One wording for every backend, so a user sees the same message whatever the backend.
     return (f"state {where} is locked by {info.describe()}; wait for it to finish, or run "
             f"`rhplan force-unlock {info.id}` if that process is gone")
+
+
+def check_ours(held: LockInfo | None, lock_id: str, where: str) -> None:
+    """unlock(lock_id) releases only the lock this backend itself holds."""
+    if held is None or held.id != lock_id:
+        what = f"lock ID {held.id}" if held else "no lock"
+        raise StateError(f"cannot unlock {where} with lock ID {lock_id}: we hold {what}")
+
+
+def check_id(info: LockInfo | None, lock_id: str, where: str) -> LockInfo:
+    """force-unlock ID breaks only the lock with that ID: the lock found, if it has it."""
+    if info is None:
+        raise StateError(f"no lock is held on {where}")
+    if info.id != lock_id:
+        raise StateError(
+            f"lock ID {lock_id} does not match the lock on {where}, which is "
+            f"{info.id} (held by {info.who} for {info.operation}); check the ID"
+        )
+    return info
 
 
 def cleared_notice(info: LockInfo, why: str = "that process is gone") -> str:

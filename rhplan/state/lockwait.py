@@ -6,12 +6,13 @@ The CLI sets the duration once per command (set_timeout); the default, 0s, fails
 once as before."""
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from rhplan.errors import StateLockedError
+from rhplan.errors import StateError, StateLockedError
 from rhplan.state.lockinfo import LockInfo
 
 _timeout = 0.0
@@ -82,6 +83,21 @@ def acquire(take: Callable[[], LockInfo], say: Callable[[str], None] | None = No
                 told = True
             time.sleep(min(pause, left))  # rhplan's own wait, bounded by the deadline
             pause = min(pause * 2, _LONGEST_PAUSE)
+
+
+@contextlib.contextmanager
+def holding(take: Callable[[], LockInfo], unlock: Callable[[str], None]) -> Iterator[LockInfo]:
+    """Both backends' locked(): the lock taken through acquire() for the body of a `with`
+    block, then released. If the body fails, its error is the one reported: a lock that
+    cannot be released then shows up, with its ID, at the next run."""
+    info = acquire(take)
+    try:
+        yield info
+    except BaseException:
+        with contextlib.suppress(StateError):
+            unlock(info.id)
+        raise
+    unlock(info.id)
 
 
 def _stderr(line: str) -> None:

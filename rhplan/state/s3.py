@@ -2,15 +2,8 @@
 does with `use_lockfile`.
 
 - The state is KEY; before each write the current object is copied to KEY.backup.
-- The lock is KEY.tflock, created with `If-None-Match: *`, so S3 itself refuses a
-  second holder (412 PreconditionFailed, or 409 ConditionalRequestConflict while
-  two creates race). It holds the holder's LockInfo as JSON. Unlike a flock it
-  outlives a killed process: `rhplan force-unlock ID` removes it, and so does the
-  next rhplan on the same machine once it can prove that process is gone
-  (LockInfo.gone). Every delete of the lock is conditional (`If-Match` on the
-  ETag of the lock object it read: S3 since 2025-09, moto 5.2), so a delete can
-  only remove the very lock it judged: two contenders clearing one stale lock
-  cannot both succeed, and nobody removes a lock created after they looked.
+- The lock is KEY.tflock, created with `If-None-Match: *` (rhplan/state/s3_lock.py,
+  the S3Lock this backend is).
 - The digest key of the state's keyed digests (rhplan.state.digest) is KEY.digest-key,
   created with `If-None-Match: *` too, so of two first runs only one stores its key
   (the other is told to run again).
@@ -24,7 +17,6 @@ role); nothing here stores or prints them.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,20 +28,18 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from rhplan.errors import StateError, StateLockedError
-from rhplan.state import digest, lockwait
-from rhplan.state.lockinfo import LockInfo, cleared_notice, locked_error_message, print_notice
+from rhplan.errors import StateError
+from rhplan.state import digest
+from rhplan.state.lockinfo import LockInfo, print_notice
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 from rhplan.state.s3_errors import READ_TIMEOUT, is_lock_held, is_missing_key, s3_error
+from rhplan.state.s3_lock import S3Lock
 
 # Throttling (503 SlowDown) and transient errors are retried with backoff; the
 # timeouts make sure an unreachable endpoint fails instead of hanging.
 RETRIES: dict[str, Any] = {"mode": "adaptive", "max_attempts": 8}
 CONNECT_TIMEOUT = 10
 
-# A force-unlock can delete the lock between our refused create and our read of
-# who holds it; then we try to take it again, this many times.
-_LOCK_ATTEMPTS = 5
 
 class _Unseen:
     def __repr__(self) -> str:
@@ -59,7 +49,7 @@ class _Unseen:
 _UNSEEN = _Unseen()
 
 
-class S3Backend:
+class S3Backend(S3Lock):
     """State in s3://BUCKET/KEY, with KEY.backup and the lock KEY.tflock beside it."""
 
     def __init__(self, bucket: str, key: str, region: str | None = None,
@@ -266,99 +256,6 @@ class S3Backend:
             raise self._error(err, "read the digest key", url) from None
         return digest.decode_key(raw, url)
 
-    # -- locking ---------------------------------------------------------------
-
-    def lock(self, operation: str) -> LockInfo:
-        """Create KEY.tflock for `operation`, or raise StateLockedError at once."""
-        for _ in range(_LOCK_ATTEMPTS):
-            info = LockInfo.new(operation, self.url)
-            if self._create_lock(info):
-                self._held = info
-                return info
-        raise StateLockedError(
-            f"state {self.url} is being locked and unlocked repeatedly; try again later")
-
-    def _create_lock(self, info: LockInfo) -> bool:
-        """True if we now hold the lock, False if it went away while we looked (try
-        again); StateLockedError if someone else holds it."""
-        body = json.dumps(info.to_json(), indent=2).encode()
-        try:
-            self._client().put_object(Bucket=self.bucket, Key=self.lock_key, Body=body,
-                                      ContentType="application/json", IfNoneMatch="*")
-            return True
-        except ClientError as err:
-            if not is_lock_held(err):
-                raise self._error(err, "create the lock", self.lock_url) from None
-        except BotoCoreError as err:
-            raise self._error(err, "create the lock", self.lock_url) from None
-        holder, etag = self._read_lock()
-        if holder is None:
-            return False  # released (or force-unlocked) meanwhile
-        if holder.id == info.id:
-            return True  # our own create, retried by botocore after its answer was lost
-        if not holder.gone():
-            raise StateLockedError(locked_error_message(self.url, holder))
-        # Left by a process on this machine that is gone: remove exactly that object.
-        # If another contender cleared it first, our delete fails and we simply try
-        # to create the lock again, like everyone else.
-        if self._delete_lock(etag):
-            self.notify(cleared_notice(holder))
-        return False
-
-    def unlock(self, lock_id: str) -> None:
-        """Release a lock this backend took with lock(): delete KEY.tflock if it is ours."""
-        if self._held is None or self._held.id != lock_id:
-            held = f"lock ID {self._held.id}" if self._held else "no lock"
-            raise StateError(f"cannot unlock {self.url} with lock ID {lock_id}: we hold {held}")
-        self._held = None
-        try:
-            current, etag = self._read_lock()
-            if current is None or current.id != lock_id:
-                return  # force-unlocked, and maybe someone else's lock by now: leave it
-            self._delete_lock(etag)  # refused only if it was force-unlocked since we read it
-        except StateError as err:
-            raise StateError(
-                f"{err}; the lock stays until `rhplan force-unlock {lock_id}`") from None
-
-    @contextlib.contextmanager
-    def locked(self, operation: str) -> Iterator[LockInfo]:
-        """Hold the state lock for the body of a `with` block (waiting for it up to
-        -lock-timeout: rhplan/state/lockwait.py)."""
-        info = lockwait.acquire(lambda: self.lock(operation))
-        try:
-            yield info
-        except BaseException:
-            # The body's error is the one to report; a lock we fail to delete
-            # now shows up, with its ID, at the next run.
-            with contextlib.suppress(StateError):
-                self.unlock(info.id)
-            raise
-        self.unlock(info.id)
-
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        """Break a lock whose holder is gone or hung; lock_id must match, as a safety check.
-        Returns the lock it removed."""
-        info, etag = self._read_lock()
-        if info is None:
-            raise StateError(f"no lock is held on {self.url}")
-        if info.id != lock_id:
-            raise StateError(
-                f"lock ID {lock_id} does not match the lock on {self.url}, which is "
-                f"{info.id} (held by {info.who} for {info.operation}); check the ID"
-            )
-        if not self._delete_lock(etag):
-            raise StateError(
-                f"the lock on {self.url} changed while it was being removed (its holder "
-                f"released it, or someone else took it): nothing was removed; run "
-                f"`rhplan plan` to see who holds it now")
-        if self._held is not None and self._held.id == lock_id:
-            self._held = None
-        return info
-
-    def lock_info(self) -> LockInfo | None:
-        """What KEY.tflock says, or None if there is no lock."""
-        return self._read_lock()[0]
-
     # -- workspaces (rhplan.state.workspaces) ---------------------------------
 
     def list_keys(self, prefix: str) -> list[str]:
@@ -376,38 +273,3 @@ class S3Backend:
         for key in (self.key, self.backup_key, self.digest_key_key):
             with self._calling("delete the workspace's state", f"s3://{self.bucket}/{key}"):
                 self._client().delete_object(Bucket=self.bucket, Key=key)
-
-    def _read_lock(self) -> tuple[LockInfo | None, str | None]:
-        """KEY.tflock's lock info and ETag, or (None, None) if there is no lock."""
-        try:
-            resp = self._client().get_object(Bucket=self.bucket, Key=self.lock_key)
-            raw = resp["Body"].read()
-        except ClientError as err:
-            if is_missing_key(err):
-                return None, None
-            raise self._error(err, "read the lock", self.lock_url) from None
-        except BotoCoreError as err:
-            raise self._error(err, "read the lock", self.lock_url) from None
-        try:
-            return LockInfo.from_json(json.loads(raw.decode("utf-8"))), resp.get("ETag")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise StateError(
-                f"{self.lock_url}: lock info is unreadable; if no rhplan is running, "
-                f"delete it (aws s3 rm {self.lock_url})"
-            ) from None
-
-    def _delete_lock(self, etag: str | None) -> bool:
-        """Delete KEY.tflock if it is still the object with this ETag; False if it is
-        gone or was replaced since it was read (S3 answers 404 or 412)."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.lock_key}
-        if etag:
-            args["IfMatch"] = etag
-        try:
-            self._client().delete_object(**args)
-            return True
-        except ClientError as err:
-            if is_missing_key(err) or is_lock_held(err):
-                return False
-            raise self._error(err, "delete the lock", self.lock_url) from None
-        except BotoCoreError as err:
-            raise self._error(err, "delete the lock", self.lock_url) from None
