@@ -1,9 +1,9 @@
 """Planning an env block (resources/env.py's EnvType.plan_values): its values as the
 plan shows them, and every refusal with its file:line before anything is created (names,
 conda, a listed-twice entry, a pin the servlet's Ray cannot live with, env_file values,
-a working_dir too big, compute the cluster cannot give). Pure but for reading the
-user's files (tree hashes, env files) and a git default branch's commit, each once per
-run (ctx.cache)."""
+a working_dir too big; compute the cluster cannot give is env_compute.py's). Pure but
+for reading the user's files (tree hashes, env files) and a git default branch's commit,
+each once per run (ctx.cache)."""
 from __future__ import annotations
 
 import functools
@@ -34,7 +34,7 @@ from rhplan.packages import (
     unpinned,
 )
 from rhplan.provider import RunContext
-from rhplan.resources import placement
+from rhplan.resources import env_compute
 from rhplan.state import digest
 
 
@@ -62,7 +62,7 @@ def plan_values(rc: ResourceConfig, attrs: dict[str, Any], ctx: RunContext,
     secret_hashes = [planned.get(s, {}).get("sha256", "") for s in attrs["secrets"]]
     attrs["secrets_sha256"] = hashlib.sha256(
         json.dumps(secret_hashes).encode()).hexdigest() if attrs["secrets"] else ""
-    _check_compute(rc, attrs, cluster, ctx)
+    env_compute.check(rc, attrs, cluster, ctx)
     with ctx.lock:  # its cluster may start Ray in the background: a servlet waits
         ctx.cache[("servlets_wait_for", attrs["cluster"])] = True
     # a cluster whose Ray restarts in this apply (an in-place resize) takes the
@@ -247,61 +247,6 @@ def _check_pins(rc: ResourceConfig, attrs: dict[str, Any], cluster: dict[str, An
             raise ConfigError(f"env {rc.name!r}: {raw!r} conflicts with the servlet's Ray: "
                               f"{why}; pin a version both accept, or remove the pin",
                               rc.file, line)
-
-
-def _check_compute(rc: ResourceConfig, attrs: dict[str, Any],
-                   cluster: dict[str, Any], ctx: RunContext) -> None:
-    """Where the env's servlet runs, and whether it fits: a servlet asking for more
-    than its cluster has would wait forever in Ray, or be refused as unschedulable,
-    so refuse it while planning, counting what the cluster's other servlets hold.
-    CPU and GPU are the cluster's `resources`. A custom resource places the env: on
-    the first host of ips (the head first) whose node offers it (custom_resources,
-    with that host's custom_resources_by_host over them) with enough left; the env is
-    built on that node and its servlet pinned there. A worker placement is recorded
-    as `node` (its host); no `node` is the head, as every env was before."""
-    from rhplan.ray_head import resource_problem  # the one rule for resource names
-
-    attrs.pop("node", None)
-    compute = attrs.get("compute") or {}
-    if not compute:
-        return
-    line = rc.block.attrs["compute"].line if "compute" in rc.block.attrs else rc.line
-    addr = attrs["cluster"]
-    recorded = ctx.cache.get("recorded_state")
-    with ctx.lock:
-        holders = ctx.allocations.setdefault(addr, {})
-        if not ctx.cache.get(("placement_seeded", addr)):
-            ctx.cache[("placement_seeded", addr)] = True
-            placement.seed(holders, recorded, addr, cluster)
-        holders.pop(rc.address, None)
-    prior = getattr(recorded, "resources", {}).get(rc.address)
-    prefer = (prior.attributes.get("node") or placement.head(cluster)) if prior else None
-    custom: dict[str, Any] = {}
-    for key, amount in compute.items():
-        if amount is UNKNOWN:
-            continue
-        problem = resource_problem(key, amount, builtin_ok=True)
-        if problem:
-            raise ConfigError(f"env {rc.name!r}: compute: {problem}", rc.file, line)
-        if key not in ("CPU", "GPU"):
-            custom[key] = amount
-            continue
-        have = cluster.get("resources")
-        if not isinstance(have, dict) or have.get(key, 0) is UNKNOWN:
-            continue  # known once the cluster is (an ssh cluster's CPUs, a variable)
-        total = have.get(key, 0)
-        others = sum(h.get(key, 0) for h in holders.values())
-        if others + amount > total:
-            raise ConfigError(
-                f"env {rc.name!r} asks for {key} = {amount:g}, but {addr} has "
-                f"{total:g}" + (f" and its other servlets hold {others:g}" if others else "")
-                + f"; lower compute.{key} or use a bigger cluster", rc.file, line)
-    node = placement.choose(rc.name, addr, cluster, custom, holders, prefer)
-    if isinstance(node, placement.Refusal):
-        raise ConfigError(node.message, rc.file, line)
-    if node is not None and node != placement.head(cluster):
-        attrs["node"] = node
-    holders[rc.address] = {**compute, placement.NODE_KEY: node}
 
 
 def _check_names(rc: ResourceConfig, attrs: dict[str, Any]) -> None:
