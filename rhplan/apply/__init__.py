@@ -1,7 +1,8 @@
 """Apply: carry out a Plan by walking its graph, independent steps in parallel.
 
 Deletes go first, dependents before what they depend on; then creates and updates
-in dependency order. A failed step stops only the steps that depend on it.
+in dependency order. A failed step stops only the steps that depend on it (the walk
+itself, which knows nothing of resources, is apply/walk.py).
 
 State writes (see StateRecorder): a step that changed something outside the state (a
 host, a cloud) is written before the step counts as done, so a crash never forgets
@@ -13,20 +14,18 @@ The recorder is apply/recorder.py.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from rhplan.apply.recorder import WRITE_INTERVAL, StateRecorder, changes_world
-from rhplan.config.evaluate import UNKNOWN, is_known
+from rhplan.apply.walk import walk
+from rhplan.config.values import UNKNOWN, is_known
 from rhplan.errors import PartialFailure, RhplanError
-from rhplan.graph import reachable
 from rhplan.plan.model import Change, Plan
 from rhplan.plan.moved import moved_state
 from rhplan.plan.planner import Planner
@@ -156,59 +155,14 @@ class Applier:
     def _walk(self, steps: list[Step], g: dict[str, list[str]],
               blocked: set[str] = frozenset()) -> None:
         by_addr = {s.address: s for s in steps}
-        pending = set(by_addr)
-        for b in blocked:  # a replace whose delete failed must not be created
-            if b in pending:
-                self._skip(b, pending, g)
-        # Unfinished predecessors per step, and the steps with none left (a heap, so
-        # they start in address order): no scan of every pending step per finished one.
-        waiting = dict.fromkeys(pending, 0)
-        for a in pending:
-            for d in g[a]:
-                waiting[d] += 1
-        ready = [a for a in pending if not waiting[a]]
-        heapq.heapify(ready)
-        futures: dict[Future[None], str] = {}
-        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            while pending or futures:
-                if not self.result.interrupted:
-                    while ready and len(futures) < self.parallelism:
-                        a = heapq.heappop(ready)
-                        if a not in pending:
-                            continue  # skipped after a failure
-                        pending.discard(a)
-                        futures[pool.submit(self._execute, by_addr[a])] = a
-                elif pending:
-                    self.result.skipped.extend(sorted(pending))
-                    pending.clear()
-                if not futures:
-                    if pending:  # nothing runnable: everything left depends on a failure
-                        self.result.skipped.extend(sorted(pending))
-                        pending.clear()
-                    break
-                finished, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    a = futures.pop(f)
-                    try:
-                        f.result()
-                    except Exception as exc:  # one failure stops its dependents only
-                        msg = str(exc) if isinstance(exc, RhplanError) else (
-                            f"{type(exc).__name__}: {exc}")
-                        self.result.failed[a] = msg
-                        self.out(f"Error: {a}: {msg}")
-                        self._skip(a, pending, g)
-                        continue
-                    for d in g[a]:
-                        waiting[d] -= 1
-                        if not waiting[d] and d in pending:
-                            heapq.heappush(ready, d)
+        walk(g, lambda a: self._execute(by_addr[a]), self.parallelism, failed=self._failed,
+             skipped=self.result.skipped, interrupted=lambda: self.result.interrupted,
+             blocked=blocked)
 
-    def _skip(self, addr: str, pending: set[str], g: dict[str, list[str]]) -> None:
-        """Skip every pending step that waits, directly or not, for addr."""
-        for d in sorted(reachable(g, addr)):
-            if d in pending:
-                pending.discard(d)
-                self.result.skipped.append(d)
+    def _failed(self, addr: str, exc: Exception) -> None:
+        msg = _message(exc)
+        self.result.failed[addr] = msg
+        self.out(f"Error: {addr}: {msg}")
 
     # ---- one step ----------------------------------------------------------
     def _execute(self, step: Step) -> None:
@@ -255,8 +209,7 @@ class Applier:
                 try:
                     TYPES[old.type].delete(old, self.ctx, self.state)
                 except Exception as exc:  # the new one stands; the old one stays recorded
-                    msg = str(exc) if isinstance(exc, RhplanError) else (
-                        f"{type(exc).__name__}: {exc}")
+                    msg = _message(exc)
                     self.result.failed[addr] = f"destroying its old object {name!r}: {msg}"
                     self.out(f"Error: {addr}: destroying its old object {name!r}: {msg}")
                     break
@@ -377,6 +330,11 @@ class Applier:
         self.result.interrupted = True
         self.out("Interrupt received. Gracefully shutting down: steps in progress will finish "
                  "and be saved, nothing new starts.")
+
+
+def _message(exc: Exception) -> str:
+    """A step's failure as the apply reports it (an unexpected error with its type)."""
+    return str(exc) if isinstance(exc, RhplanError) else f"{type(exc).__name__}: {exc}"
 
 
 def _secs(s: float) -> str:

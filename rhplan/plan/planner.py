@@ -2,8 +2,8 @@
 dependency order, evaluates each instance (count / for_each: plan/repetition.py), diffs
 it against the state (plan/diff.py), applies moves (plan/moved.py), imports and
 lifecycle rules, plans the deletion of what is no longer configured, and the outputs
-(plan/outputs.py). No host is touched here except through the resource types' read()
-during refresh, which is a separate step."""
+(plan/outputs.py); -target and -replace are plan/targets.py's. No host is touched
+here except through the resource types' read() during refresh, a separate step."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,15 +23,14 @@ from rhplan.config.evaluate import (
 from rhplan.config.model import Config, ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS
 from rhplan.errors import ConfigError
-from rhplan.graph import ancestors, build_graph, descendants, topological_order
+from rhplan.graph import build_graph, topological_order
 from rhplan.names import (
     block_address,
     instance_address,
     instance_name,
-    normalize_address,
     valid_name,
 )
-from rhplan.plan import imports, lifecycle, moved
+from rhplan.plan import imports, lifecycle, moved, targets
 from rhplan.plan.diff import Differ, drift_changes, drift_reason, gone_reason, key_of
 from rhplan.plan.model import Change, Plan
 from rhplan.plan.moved import moved_state
@@ -88,7 +87,7 @@ class Planner:
         # for_each), and each planned instance's own configuration
         self.instance_keys: dict[str, list[Any]] = {}
         self.configs: dict[str, ResourceConfig] = {}
-        self._selection: tuple[set[str], set[str]] | None = None
+        self._selection: targets.Selection | None = None  # -target (plan/targets.py)
         self._validating = False
         self._unknown: set[str] = set()  # validate: blocks whose instances are unknown
 
@@ -168,14 +167,15 @@ class Planner:
 
     def plan(self, state: State, opts: PlanOptions, drift: list[dict[str, str]] | None = None
              ) -> Plan:
-        self._check_requested(state, opts)
+        opts.targets, opts.replace = targets.check_requested(opts.targets, opts.replace,
+                                                             self.cfg, state)
         if opts.refresh_only:  # Terraform's refresh-only mode: nothing to undo the drift
             return Plan(state.lineage, state.serial, [], variables=self.saved_variables(
                 opts.variables), targets=list(opts.targets), drift=drift or [],
                 refresh_only=True)
         if not opts.validate and self.cfg.module_errors:  # a module's count / for_each
             raise self.cfg.module_errors[0]  # unknown at plan (config/module_repeat.py)
-        self._selection = self._selected(state, opts)
+        self._selection = targets.select(self.graph, state, opts.targets, opts.destroy)
         self._validating = opts.validate
         # resource types skip what reaches outside while validating (git ls-remote)
         self.ctx.cache["validating"] = opts.validate
@@ -205,19 +205,6 @@ class Planner:
             state, opts.destroy)
         return plan
 
-    def _check_requested(self, state: State, opts: PlanOptions) -> None:
-        """-target and -replace name resources of the configuration or the state (a
-        module call: all inside it)."""
-        opts.targets = [normalize_address(a) for a in opts.targets]
-        opts.replace = [normalize_address(a) for a in opts.replace]
-        if any(a.startswith("module.") for a in opts.targets):  # all that is inside it
-            from rhplan.config.modules import expand_targets
-            opts.targets = expand_targets(opts.targets, self.cfg, state)
-        for addr in opts.targets + opts.replace:
-            if block_address(addr) not in self.cfg.resources and addr not in state.resources:
-                raise ConfigError(f"{addr} is not a resource in the configuration or state; "
-                                  "check the address (see rhplan state list)")
-
     def _plan_configured(self, state: State, opts: PlanOptions, drift: list[dict[str, str]],
                          moved_from: dict[str, str]) -> dict[str, Change]:
         """Each configured block's instances, in dependency order: planned against what is
@@ -231,7 +218,7 @@ class Planner:
         for block in topological_order(self.graph):
             rc = self.cfg.resources[block]
             if opts.destroy or (self._selection is not None
-                                and not self._block_selected(block)):
+                                and not self._selection.covers_block(block)):
                 # outside -target (or destroying): keep what is recorded, so references
                 # still resolve
                 self._keep_recorded(rc, recorded.get(block, []), state, opts.destroy)
@@ -307,11 +294,9 @@ class Planner:
                                    None, reason, [], list(rs.dependencies),
                                    previous_address=moved_from.get(addr))
 
-
     def saved_variables(self, variables: dict[str, Any]) -> dict[str, Any]:
         """The variables as a saved plan keeps them (plan/sensitive.py)."""
         return saved_variables(self.cfg, self.ctx, variables)
-
 
     def _implicit_moves(self, state: State) -> dict[str, str]:
         """Terraform's implicit moves: a block that gains count takes over its recorded
@@ -328,6 +313,10 @@ class Planner:
             if old in state.resources and new not in state.resources:
                 moves[old] = new
         return moves
+
+    def selected(self, addr: str) -> bool:
+        """Whether this plan covers the resource instance at addr (see -target)."""
+        return self._selection is None or self._selection.covers(addr)
 
     def _keep_recorded(self, rc: ResourceConfig, addresses: list[str], state: State,
                        destroy: bool) -> None:
@@ -351,40 +340,6 @@ class Planner:
                 out += [rc.module + instance_address(rc.type, rc.label, k)
                         for k in self.instance_keys.get(dep, ())]
         return sorted(out)
-
-    def _selected(self, state: State, opts: PlanOptions) -> tuple[set[str], set[str]] | None:
-        """With -target: the blocks planned whole (a target without an index, and what
-        targets depend on, or for -destroy what depends on them) and the instances named
-        one by one; None plans everything."""
-        if not opts.targets:
-            return None
-        g = self.graph.copy()
-        for addr, rs in state.resources.items():
-            for dep in rs.dependencies:
-                g.add_edge(block_address(dep), block_address(addr))
-        whole: set[str] = set()
-        exact: set[str] = set()
-        for t in opts.targets:
-            b = block_address(t)
-            (whole if t == b else exact).add(t)
-            if b in g:
-                # planning a target needs what it depends on; destroying it, what depends on it
-                whole |= descendants(g, b) if opts.destroy else ancestors(g, b)
-        return whole, exact
-
-    def selected(self, addr: str) -> bool:
-        """Whether this plan covers the resource instance at addr (see -target)."""
-        if self._selection is None:
-            return True
-        whole, exact = self._selection
-        return addr in exact or block_address(addr) in whole
-
-    def _block_selected(self, block: str) -> bool:
-        if self._selection is None:
-            return True
-        whole, exact = self._selection
-        return block in whole or any(block_address(e) == block for e in exact)
-
 
 def _valid_attrs(type_: str) -> frozenset[str]:
     """The attributes a reference to a resource of type_ may read (not sensitive ones)."""
