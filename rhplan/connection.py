@@ -80,15 +80,16 @@ def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
 
 
-class LocalConnection:
-    """This machine, through subprocesses."""
+class BaseConnection:
+    """What every connection's run() does before its command reaches the host: argv
+    made of strings, checked, and counted; then _run(args, env, cwd, stdin, timeout)."""
 
-    host: str = "localhost"
+    host: str
 
     def __init__(self) -> None:
         # Tests count commands to check that reads stay cheap over SSH.
         self.commands_run = 0
-        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
 
     def run(
         self,
@@ -99,11 +100,28 @@ class LocalConnection:
         stdin: bytes | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
+        """Connection.run: argv (no shell), env merged onto the host's environment."""
         args = [str(a) for a in argv]
         if not args:
-            raise ValueError("LocalConnection.run needs a non-empty argv")
-        with self._lock:
+            raise ValueError(f"{type(self).__name__}.run needs a non-empty argv")
+        if any("\0" in a for a in args):
+            raise ValueError("an argument contains a NUL byte, which no command can receive")
+        with self._count_lock:
             self.commands_run += 1
+        return self._run(args, env, cwd, stdin, timeout)
+
+    def _run(self, args: list[str], env: Mapping[str, str] | None, cwd: str | None,
+             stdin: bytes | None, timeout: float | None) -> CommandResult:
+        raise NotImplementedError
+
+
+class LocalConnection(BaseConnection):
+    """This machine, through subprocesses."""
+
+    host: str = "localhost"
+
+    def _run(self, args: list[str], env: Mapping[str, str] | None, cwd: str | None,
+             stdin: bytes | None, timeout: float | None) -> CommandResult:
         full_env = None if env is None else {**os.environ, **env}
         try:
             # start_new_session: a Ctrl-C at the terminal must not kill an

@@ -14,9 +14,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
-from rhplan.connection import EXIT_TIMEOUT, CommandResult
+from rhplan.connection import EXIT_TIMEOUT, BaseConnection, CommandResult
 from rhplan.errors import ConnectionLost, ProviderError
 from rhplan.ssh import channel, sftp
 from rhplan.ssh._paramiko import Transport, paramiko
@@ -42,50 +42,56 @@ T = TypeVar("T")
 MAX_CONCURRENT_CHANNELS = 8
 
 
-class SSHConnection:
+class SSHOptions(TypedDict, total=False):
+    """How to reach a host and log in: the keyword arguments of SSHConnection and of
+    rhplan.ssh.pool.get_connection (the port defaults to 22, the user to this one)."""
+
+    port: int
+    user: str | None
+    private_key: str | None
+    password: str | None
+    known_hosts: str | None
+    proxy_command: str | None
+    recorded_fingerprint: str | None  # the host key's, as the state recorded it
+    connect_timeout: float | None
+    published: frozenset[str] | None  # fingerprints the host's key must be one of
+    published_by: str  # who published them, for messages
+
+
+class SSHConnection(BaseConnection):
     """A host reached over SSH; implements rhplan.connection.Connection."""
 
-    def __init__(
-        self,
-        host: str,
-        *,
-        port: int = 22,
-        user: str | None = None,
-        private_key: str | None = None,
-        password: str | None = None,
-        known_hosts: str | None = None,
-        proxy_command: str | None = None,
-        recorded_fingerprint: str | None = None,
-        connect_timeout: float | None = None,
-        published: frozenset[str] | None = None,
-        published_by: str = "",
-    ) -> None:
+    def __init__(self, host: str, **options: Unpack[SSHOptions]) -> None:
         if paramiko is None:
             raise ProviderError(
                 "SSH needs paramiko, which is not installed; run: pip install 'rhplan[ssh]'"
             )
+        unknown = options.keys() - SSHOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"SSHConnection() got unexpected options: {sorted(unknown)}")
+        private_key, known_hosts = options.get("private_key"), options.get("known_hosts")
+        published, connect_timeout = options.get("published"), options.get("connect_timeout")
         self.host = host
-        self.port = int(port)
-        self.user = user or getpass.getuser()
+        self.port = int(options.get("port", 22))
+        self.user = options.get("user") or getpass.getuser()
         self.private_key = os.path.expanduser(private_key) if private_key else None
-        self.password = password
+        self.password = options.get("password")
         self.known_hosts = os.path.expanduser(known_hosts) if known_hosts else None
-        self.proxy_command = proxy_command
-        self.recorded_fingerprint = recorded_fingerprint
+        self.proxy_command = options.get("proxy_command")
+        self.recorded_fingerprint = options.get("recorded_fingerprint")
         # fingerprints the host's key must be one of (first connect only), and who said so
         self.published = frozenset(published) if published is not None else None
-        self.published_by = published_by or "the fingerprints given"
+        self.published_by = options.get("published_by") or "the fingerprints given"
         self.connect_timeout = (connect_timeout if connect_timeout is not None
                                 else connect_timeout_default())
         self.alive_interval, self.alive_count_max = alive_settings()
         self._alive: AliveWatch | None = None
         # The fingerprint of the key the server showed; record it in the state.
         self.fingerprint: str | None = None
-        # Commands run and TCP connections made: what `reads stay cheap` and `the
-        # connection is reused` are measured by (LocalConnection counts commands too).
-        self.commands_run = 0
+        # Commands run (BaseConnection counts them) and TCP connections made: what
+        # `reads stay cheap` and `the connection is reused` are measured by.
+        super().__init__()
         self.connects = 0
-        self._count_lock = threading.Lock()
         self._connect_lock = threading.Lock()
         self._sftp_lock = threading.Lock()
         self._channels = threading.BoundedSemaphore(MAX_CONCURRENT_CHANNELS)
@@ -259,23 +265,9 @@ class SSHConnection:
         return self._with_reconnect(
             lambda t: channel.exec_command(t, command, self.connect_timeout))
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        stdin: bytes | None = None,
-        timeout: float | None = None,
-    ) -> CommandResult:
-        args = [str(a) for a in argv]
-        if not args:
-            raise ValueError("SSHConnection.run needs a non-empty argv")
-        if any("\0" in a for a in args):
-            raise ValueError("an argument contains a NUL byte, which no command can receive")
+    def _run(self, args: list[str], env: Mapping[str, str] | None, cwd: str | None,
+             stdin: bytes | None, timeout: float | None) -> CommandResult:
         command = channel.command_line(args, env, cwd, timeout)
-        with self._count_lock:
-            self.commands_run += 1
         with self._channels:
             try:
                 chan = self._exec(command)

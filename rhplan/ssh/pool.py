@@ -5,8 +5,9 @@ import atexit
 import getpass
 import os
 import threading
+from typing import Unpack
 
-from rhplan.ssh.connection import SSHConnection
+from rhplan.ssh.connection import SSHConnection, SSHOptions
 
 _pool: dict[tuple[str, int, str], SSHConnection] = {}
 _pool_lock = threading.Lock()
@@ -16,33 +17,21 @@ _pool_lock = threading.Lock()
 _key_locks: dict[tuple[str, int, str], threading.Lock] = {}
 
 
-def get_connection(
-    host: str,
-    *,
-    port: int = 22,
-    user: str | None = None,
-    private_key: str | None = None,
-    password: str | None = None,
-    known_hosts: str | None = None,
-    proxy_command: str | None = None,
-    recorded_fingerprint: str | None = None,
-    connect_timeout: float | None = None,
-    published: frozenset[str] | None = None,
-    published_by: str = "",
-) -> SSHConnection:
+def get_connection(host: str, **options: Unpack[SSHOptions]) -> SSHConnection:
     """The process's SSHConnection to user@host:port, connecting on first use.
 
     A later call with other credentials, known_hosts or proxy replaces the
     pooled connection; one with a recorded fingerprint that differs from the
     key the pooled connection verified is refused.
     """
-    user = user or getpass.getuser()
-    key = (host, int(port), user)
+    user = options.get("user") or getpass.getuser()
+    key = (host, int(options.get("port", 22)), user)
+    private_key, known_hosts = options.get("private_key"), options.get("known_hosts")
     settings = (
         os.path.expanduser(private_key) if private_key else None,
-        password,
+        options.get("password"),
         os.path.expanduser(known_hosts) if known_hosts else None,
-        proxy_command,
+        options.get("proxy_command"),
     )
     with _pool_lock:
         key_lock = _key_locks.setdefault(key, threading.Lock())
@@ -52,14 +41,9 @@ def get_connection(
         if old is not None and old._client is not None and settings == (
             old.private_key, old.password, old.known_hosts, old.proxy_command
         ):
-            _check_pooled(old, recorded_fingerprint, published)
+            _check_pooled(old, options.get("recorded_fingerprint"), options.get("published"))
             return old
-        new = SSHConnection(
-            host, port=port, user=user, private_key=private_key, password=password,
-            known_hosts=known_hosts, proxy_command=proxy_command,
-            recorded_fingerprint=recorded_fingerprint, connect_timeout=connect_timeout,
-            published=published, published_by=published_by,
-        )
+        new = SSHConnection(host, **options)
         if old is not None:
             old.close()  # also drops it from the pool
         with _pool_lock:
