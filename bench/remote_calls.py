@@ -604,7 +604,9 @@ def _compare(rev: str, argv: list[str]) -> dict[str, Any]:
             i == 0 or argv[i - 1] != "--compare") and not a.startswith("--compare=")]
         print(f"measuring {rev} first (ssh route)...", file=sys.stderr)
         subprocess.run([sys.executable, __file__, *rest, "--routes", "ssh", "--json-out",
-                        str(out)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                        str(out)], cwd=tree,
+                       # the providers too: the installed ones are this tree's (editable)
+                       env={**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree}/providers"},
                        timeout=3600, check=False, stdout=sys.stderr)
         got: dict[str, Any] = json.loads(out.read_text()).get("ssh", {}) if out.exists() else {}
         return got or {"error": f"the bench at {rev} failed (its output is above)"}

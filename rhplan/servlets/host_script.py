@@ -78,7 +78,7 @@ class EnvServlet:
         self.cwd = self._enter_working_dir()  # before _restore: its classes may live there
         self.restored = self._restore()
         if gateway_key:  # the gateway on this host reaches it here, not through Ray
-            _listen(self, servlet_socket(gateway_key, name))
+            _listen(_unwrapped(self), servlet_socket(gateway_key, name))
 
     def _touch(self) -> None:
         self.last_activity = time.time()
@@ -266,8 +266,8 @@ class EnvServlet:
         blob = bytes(blob)
         cache = self._functions
         hit = cache.get(blob)
-        if hit is not None and len(hit[0].__globals__) == hit[2] and reuse_key(
-                hit[0], cp) == hit[1]:
+        if hit is not None and (hit[2] is None or len(hit[0].__globals__) == hit[2]
+                                and reuse_key(hit[0], cp) == hit[1]):
             return hit[0]
         fn = cloudpickle.loads(blob)
         try:
@@ -280,7 +280,12 @@ class EnvServlet:
                     cache.pop(next(iter(cache)))  # the oldest
                 except (KeyError, RuntimeError, StopIteration):
                     pass  # another thread trimmed it meanwhile
-            cache[blob] = (fn, key, len(getattr(fn, "__globals__", ())))
+            # a function that names no global and holds nothing (no closure, defaults
+            # or attributes) cannot change: never checked again (None); else the number
+            # of its globals, checked first
+            fixed = not (fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__
+                         or fn.__dict__ or cp._extract_code_globals(fn.__code__))
+            cache[blob] = (fn, key, None if fixed else len(fn.__globals__))
         return fn
 
     def run(self, cmd, timeout: float | None = None) -> dict:
@@ -480,6 +485,15 @@ class _FrameSink:
 
     def close(self) -> None:
         pass
+
+
+def _unwrapped(servlet):
+    """The servlet as an EnvServlet itself, sharing its attributes: Ray's actor class (a
+    subclass Ray makes of it) wraps every method, private ones too, in a tracing span:
+    six of them per call on the socket path, where no Ray call is involved."""
+    plain = object.__new__(EnvServlet)
+    plain.__dict__ = servlet.__dict__
+    return plain
 
 
 def _listen(servlet, address: str) -> None:

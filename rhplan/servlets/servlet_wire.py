@@ -126,6 +126,8 @@ def pack(obj) -> list:
     out_of_band), which are sent from where they lie, never copied into the pickle."""
     bufs: list = []
     meta = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    if not bufs:  # the usual small answer: a count of 0, the pickle
+        return [b"\0\0\0\0", meta]
     views = [b.raw() for b in bufs]
     head = struct.pack(f">I{len(views)}Q", len(views), *(v.nbytes for v in views))
     return [head, meta, *views]
@@ -136,6 +138,8 @@ def unpack(body, loads=pickle.loads):
     accepts plain data only); out-of-band byte strings come back as memoryviews of body."""
     view = memoryview(body)
     n = struct.unpack_from(">I", view)[0]
+    if not n:  # no out-of-band buffer: the pickle is the rest
+        return loads(view[4:], buffers=())
     lens = struct.unpack_from(f">{n}Q", view, 4)
     end = len(view) - sum(lens)
     bufs, pos = [], end
