@@ -113,23 +113,6 @@ def frame_pieces(req: int, kind: int, pieces: list) -> list:
     return [HEADER.pack(req, kind, size), *pieces]
 
 
-def joined(pieces: list) -> list:
-    """Small pieces joined into one (one send), large ones left where they lie."""
-    out: list = []
-    small: list = []
-    for p in pieces:
-        if memoryview(p).nbytes >= OUT_OF_BAND:
-            if small:
-                out.append(b"".join(small))
-                small = []
-            out.append(p)
-        else:
-            small.append(p)
-    if small:
-        out.append(b"".join(small))
-    return out
-
-
 def servlet_key(name: str, identity: dict | None) -> str:
     """What a caller names a servlet by in a REQUEST: its name, and when the caller knows
     it (from the state), the identity recorded when it started: only that actor (through
@@ -184,7 +167,7 @@ class _Peer:
                 self.sock.sendall(data)
             return
         with self.lock:
-            for p in joined(pieces):
+            for p in wire.joined(pieces):
                 self.sock.sendall(p)
 
 

@@ -30,10 +30,10 @@ from servlet_wire import (
     INSTANCE_METHOD,
     NEW_INSTANCE,
     OUT,
-    OUT_OF_BAND,
     REQUEST,
     RESULT,
     FrameReader,
+    Outbox,
     describe_exception,
     error_parts,
     out_of_band,
@@ -587,9 +587,7 @@ class _GatewayConn:
 
         self.servlet, self.conn, self.workers = servlet, conn, workers
         self.header = struct.Struct(HEADER_FMT)
-        self.lock = threading.Lock()
-        self.outbox: list = []
-        self.sending = False
+        self.outbox = Outbox(conn.sendall)
         # who reads: role["gen"] names the reader; role["busy"] = the request it runs
         self.role = {"gen": 0, "busy": None, "seq": 0, "closed": False, "parked": False}
         self.role_lock = threading.Lock()
@@ -603,51 +601,15 @@ class _GatewayConn:
         self.lead(0)
 
     def send(self, req: int, kind: int, pieces: list, hold: bool = False) -> None:
-        """Queue a frame; unless held (flush sends it), the first thread to find no
-        sender at work sends all that is queued meanwhile in one write: answers that
-        finish together reach the caller in one SSH packet (whose cost there is Python,
-        per packet)."""
+        """Queue a frame; unless held (flush sends it), send all that is queued meanwhile
+        in one write (servlet_wire.Outbox): answers that finish together reach the
+        caller in one SSH packet (whose cost there is Python, per packet)."""
         size = sum(memoryview(p).nbytes for p in pieces)
-        with self.lock:
-            self.outbox.append(self.header.pack(req, kind, size))
-            self.outbox.extend(pieces)
-            if hold or self.sending:
-                return
-            self.sending = True
-        self._drain()
+        if self.outbox.put([self.header.pack(req, kind, size), *pieces], hold):
+            self.outbox.drain()
 
     def flush(self) -> None:
-        with self.lock:
-            if self.sending or not self.outbox:
-                return
-            self.sending = True
-        self._drain()
-
-    def _drain(self) -> None:
-        conn = self.conn
-        try:
-            while True:
-                with self.lock:
-                    batch, self.outbox = self.outbox, []
-                    if not batch:
-                        self.sending = False
-                        return
-                small: list = []
-                for p in batch:
-                    if memoryview(p).nbytes < OUT_OF_BAND:
-                        small.append(p)
-                        continue
-                    if small:
-                        conn.sendall(b"".join(small))
-                        small = []
-                    conn.sendall(p)
-                if small:
-                    conn.sendall(b"".join(small))
-        except BaseException:
-            with self.lock:
-                self.sending = False
-                self.outbox = []
-            raise
+        self.outbox.flush()
 
     def answer(self, req: int, payload, hold: bool) -> None:
         try:

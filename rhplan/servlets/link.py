@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from rhplan.servlets import gateway as proto
+from rhplan.servlets.servlet_wire import Outbox
 
 LOST = -1  # a frame kind of this side only: the connection died
 # the first thread to send waits up to this long for threads just handed their answers
@@ -31,45 +32,30 @@ class Link:
         self.pending: dict[int, queue.SimpleQueue[tuple[int, Any]]] = {}
         self.lock = threading.Lock()
         self.dead: str | None = None
-        self.outbox: list[Any] = []
-        self.sending = False
+        # paramiko's sendall keeps what is left with s = s[sent:]: a memoryview makes
+        # that free (bytes recopied the rest: quadratic in a large frame)
+        self.outbox = Outbox(lambda piece: chan.sendall(memoryview(piece).cast("B")))
         self.woken = 0  # threads handed their answer that have not sent again since
 
     def send(self, pieces: list[Any]) -> None:
         """Queue a frame's pieces; the first thread to find no sender at work sends
-        everything queued meanwhile, together: under concurrency, several requests share
-        one SSH packet (paramiko's per-packet cost is Python, and each packet costs sshd,
-        the gateway and the servlet a wake-up) instead of one each. While threads that
-        were just handed their answers have not sent again (they are on their way to
-        their next request, or done), the sender waits for them, LINGER at most. A lone
-        thread never waits: its own send is the one it was woken for."""
+        everything queued meanwhile, together (servlet_wire.Outbox): under concurrency,
+        several requests share one SSH packet (paramiko's per-packet cost is Python, and
+        each packet costs sshd, the gateway and the servlet a wake-up) instead of one
+        each. While threads that were just handed their answers have not sent again
+        (they are on their way to their next request, or done), the sender waits for
+        them, LINGER at most. A lone thread never waits: its own send is the one it was
+        woken for."""
         with self.lock:
-            self.outbox.extend(pieces)
             if self.woken > 0:
                 self.woken -= 1
-            if self.sending:
-                return
-            self.sending = True
+        if not self.outbox.put(pieces):
+            return
         try:
             if self.woken > 0:
                 self._linger()
-            while True:
-                with self.lock:
-                    batch, self.outbox = self.outbox, []
-                    if not batch:
-                        self.sending = False
-                        return
-                if len(batch) == 1 and len(batch[0]) < proto.OUT_OF_BAND:  # one small frame
-                    self.chan.sendall(batch[0])
-                    continue
-                for piece in proto.joined(batch):
-                    # paramiko's sendall keeps what is left with s = s[sent:]: a
-                    # memoryview makes that free (bytes recopied the rest: quadratic)
-                    self.chan.sendall(memoryview(piece).cast("B"))
+            self.outbox.drain()
         except BaseException as exc:
-            with self.lock:
-                self.sending = False
-                self.outbox = []
             self.fail_all(str(exc) or type(exc).__name__)
 
     def _linger(self) -> None:

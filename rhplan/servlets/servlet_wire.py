@@ -118,6 +118,81 @@ class FrameReader:
         return req, kind, view
 
 
+class Outbox:
+    """Frames queued by many threads, sent by one at a time: a thread that queues a frame
+    while no thread is sending becomes the sender and sends, in one write, everything
+    queued meanwhile (again, until nothing is left), so frames that come together share
+    a write and, on SSH, a packet (whose cost is Python, and a wake-up of every process
+    it passes). Small pieces are joined into one write; large ones (out-of-band
+    buffers) are sent from where they lie. send(piece) does the writing (a socket's or
+    a channel's sendall); if it fails, what was queued is dropped and the error raised
+    to the sender."""
+
+    def __init__(self, send):
+        import threading
+
+        self._send = send
+        self.lock = threading.Lock()
+        self.queued: list = []
+        self.sending = False
+
+    def put(self, pieces, hold: bool = False) -> bool:
+        """Queue pieces; True when this thread is to send them (call drain): no other
+        is sending, and the caller did not ask to hold them for a later flush."""
+        with self.lock:
+            self.queued.extend(pieces)
+            if hold or self.sending:
+                return False
+            self.sending = True
+            return True
+
+    def flush(self) -> None:
+        """Send what is queued, unless another thread is sending it already."""
+        with self.lock:
+            if self.sending or not self.queued:
+                return
+            self.sending = True
+        self.drain()
+
+    def drain(self) -> None:
+        """Send until nothing is queued (only the thread put or flush chose)."""
+        send = self._send
+        try:
+            while True:
+                with self.lock:
+                    batch, self.queued = self.queued, []
+                    if not batch:
+                        self.sending = False
+                        return
+                if len(batch) == 1 and len(batch[0]) < OUT_OF_BAND:
+                    send(batch[0])  # one small frame: as it is
+                    continue
+                for piece in joined(batch):
+                    send(piece)
+        except BaseException:
+            with self.lock:
+                self.sending = False
+                self.queued = []
+            raise
+
+
+def joined(pieces: list) -> list:
+    """Small pieces joined into one (one send), large ones left where they lie."""
+    out: list = []
+    small: list = []
+    for p in pieces:
+        if memoryview(p).nbytes >= OUT_OF_BAND:
+            if small:
+                out.append(b"".join(small))
+                small = []
+            out.append(p)
+        else:
+            small.append(p)
+    if small:
+        out.append(b"".join(small))
+    return out
+
+
 # -- packing ---------------------------------------------------------------------------
 
 def pack(obj) -> list:
