@@ -16,7 +16,7 @@ import pstats
 import sys
 from pathlib import Path
 
-from rhplan.config.decode import resolve_variables
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.provider import RunContext

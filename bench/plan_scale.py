@@ -325,9 +325,9 @@ def _after_apply_value(rtype: str, name: str, attrs: dict[str, Any], i: int) -> 
 
 
 def build_state(d: Path) -> dict[str, Any]:
-    from rhplan.config.decode import resolve_variables
-    from rhplan.config.evaluate import UNKNOWN, is_known
+    from rhplan.config.inputs import resolve_variables
     from rhplan.config.load import load_config
+    from rhplan.config.values import UNKNOWN, is_known
     from rhplan.plan.planner import Planner, PlanOptions
     from rhplan.provider import RunContext
     from rhplan.state import LocalBackend, ResourceState, State, digest
@@ -395,7 +395,7 @@ def _explain_changes(plan: Any, limit: int = 10) -> str:
 
 
 def _one_plan(d: Path, timings: dict[str, float]) -> Any:
-    from rhplan.config.decode import resolve_variables
+    from rhplan.config.inputs import resolve_variables
     from rhplan.config.load import load_config
     from rhplan.graph import build_graph
     from rhplan.plan.planner import Planner, PlanOptions

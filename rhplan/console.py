@@ -27,7 +27,8 @@ class Session:
 
     def __init__(self, directory: Path, cli_vars: tuple[str, ...] = (),
                  var_files: tuple[str, ...] = (), order: list[str] | None = None):
-        from rhplan.config.decode import evaluate_providers, resolve_variables
+        from rhplan.config.decode import evaluate_providers
+        from rhplan.config.inputs import resolve_variables
         from rhplan.config.load import load_config
         from rhplan.plan.planner import Planner, PlanOptions
         from rhplan.provider import RunContext
@@ -77,7 +78,7 @@ class Session:
             raise ConfigError("write one expression per line, e.g. upper(var.name)", DISPLAY,
                               line)
         # module.m.OUT reads the module's output, as in the configuration's own files
-        from rhplan.config.modules import rewrite_block
+        from rhplan.config.module_rewrite import rewrite_block
         tree.body.file = DISPLAY
         attr = rewrite_block(tree.body, "", self.dir, self.module_outputs).attrs["__console__"]
         value, mark = self.evaluation.marked_evaluate(attr.expr, DISPLAY)
@@ -102,13 +103,7 @@ def render(value: Any, indent: int = 0) -> str:
     """Terraform's console format: strings quoted, multi-line ones as heredocs, lists
     `[ ... ,]`, sets `toset([...])`, maps and objects `{ "k" = v }`, unknown values
     (known after apply)."""
-    from rhplan.config.evaluate import (
-        UNKNOWN,
-        InstanceMap,
-        Instances,
-        ResourceValue,
-        SetValue,
-    )
+    from rhplan.config.values import UNKNOWN, InstanceMap, Instances, ResourceValue, SetValue
     if value is UNKNOWN:
         return "(known after apply)"
     if value is None:

@@ -31,8 +31,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.schema import Attr, BlockSchema
+from rhplan.config.values import UNKNOWN
 from rhplan.connection import CommandResult, Connection, LocalConnection
 from rhplan.errors import (
     ConfigError,

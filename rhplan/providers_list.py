@@ -18,7 +18,7 @@ def required(cfg: Any, variables: dict[str, Any]) -> dict[str, set[str]]:
     provider names its blocks use: a cluster's `provider`, an env its cluster's, package
     and secret blocks the built-in one; a provider block declares its name too."""
     from rhplan.config.decode import Evaluation
-    from rhplan.config.evaluate import UNKNOWN
+    from rhplan.config.values import UNKNOWN
 
     def no_resources(type_: str, name: str, line: int) -> Any:
         return UNKNOWN
@@ -92,7 +92,7 @@ def origins(names: set[str]) -> list[str]:
 
 def report(directory: Path, cli_vars: tuple[str, ...] = (), var_files: tuple[str, ...] = (),
            order: list[str] | None = None) -> str:
-    from rhplan.config.decode import resolve_variables
+    from rhplan.config.inputs import resolve_variables
     from rhplan.config.load import load_config
     from rhplan.errors import RhplanError
     from rhplan.workspace import backend_for

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rhplan.apply import ApplyResult
     from rhplan.json_ui import JsonUI
     from rhplan.plan.model import Plan
-    from rhplan.state.backend import LockInfo
+    from rhplan.state.lockinfo import LockInfo
     from rhplan.state.model import ResourceState, State
     from rhplan.workspace import Refreshed
     from rhplan.workspace.state_ops import Status

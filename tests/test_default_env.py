@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from plan_case import applied_state, case_context
 
-from rhplan.config.decode import resolve_variables
 from rhplan.config.default_env import is_bare_env
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.graph import build_graph

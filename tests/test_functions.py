@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from rhplan.config.evaluate import UNKNOWN, EvalError, Scope
+from rhplan.config.evaluate import Scope
 from rhplan.config.parse import parse_text
+from rhplan.config.values import UNKNOWN, EvalError
 from rhplan.errors import ConfigError
 
 VARIABLES = {"names": ["a", "b"], "on": True, "off": False, "later": UNKNOWN,
@@ -383,7 +384,7 @@ SET_RESULTS = {"toset", "setunion", "setintersection", "setsubtract", "fileset"}
     pytest.param(name, src, want, id=f"{name}-{i}")
     for name, cases in CASES.items() for i, (src, want) in enumerate(cases)])
 def test_function_matches_terraform(name: str, src: str, want: Any, templates: Path) -> None:
-    from rhplan.config.evaluate import SetValue
+    from rhplan.config.values import SetValue
     got = evaluate(src, templates)
     want_type = SetValue if name in SET_RESULTS else type(want)
     assert got == want and type(got) is want_type, f"{src} gave {got!r}, want {want!r}"

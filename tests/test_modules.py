@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from plan_case import applied_state, case_context
 
-from rhplan.config.decode import resolve_variables
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
 from rhplan.errors import ConfigError
 from rhplan.names import parse_address

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from plan_case import applied_state, case_context
 
-from rhplan.config.decode import resolve_variables
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.render import render_plan

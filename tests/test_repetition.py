@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from plan_case import applied_state, case_context
 
-from rhplan.config.decode import resolve_variables
-from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.names import instance_name, parse_address
 from rhplan.plan.planner import Planner, PlanOptions

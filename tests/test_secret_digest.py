@@ -244,9 +244,9 @@ def test_keyed_digests() -> None:
 def test_a_plain_digest_of_an_ssh_password_is_upgraded_in_place(tmp_path: Path) -> None:
     """Every sensitive attribute is upgraded the same way, in blocks too (the planner
     alone, no host: the recorded cluster is made from its own plan)."""
-    from rhplan.config.decode import resolve_variables
-    from rhplan.config.evaluate import UNKNOWN
+    from rhplan.config.inputs import resolve_variables
     from rhplan.config.load import load_config
+    from rhplan.config.values import UNKNOWN
     from rhplan.plan.planner import Planner, PlanOptions
     from rhplan.provider import RunContext
     from rhplan.state import ResourceState, State

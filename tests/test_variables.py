@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rhplan.config.decode import resolve_variables
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_text
 from rhplan.errors import ConfigError
 

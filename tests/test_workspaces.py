@@ -151,7 +151,7 @@ VARS = 'variable "a" { default = "default" }\nvariable "n" {\n  type = number\n 
 def _resolve(tmp_path: Path, files: dict[str, str], cli: list[str] = (),
              var_files: list[str] = (), order: list[str] | None = None
              ) -> tuple[dict[str, Any], list[str]]:
-    from rhplan.config.decode import resolve_variables
+    from rhplan.config.inputs import resolve_variables
     from rhplan.config.load import load_text
     for name, text in files.items():
         (tmp_path / name).write_text(text)

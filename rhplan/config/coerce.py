@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rhplan.config.evaluate import (
+from rhplan.config.values import (
     UNKNOWN,
     InstanceMap,
     Instances,

@@ -7,22 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.coerce import coerce, coerce_attr, unknown_of
-from rhplan.config.evaluate import (
-    UNKNOWN,
-    ResourceValue,
-    Scope,
-    SetValue,
-    type_name,
-)
-
-# where variable values come from (config/inputs.py), imported from here by the CLI
-from rhplan.config.inputs import resolve_variables
+from rhplan.config.coerce import coerce_attr, unknown_of
+from rhplan.config.evaluate import Scope
 from rhplan.config.model import Config, ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS, BlockSchema
+from rhplan.config.values import UNKNOWN, ResourceValue, SetValue, type_name
 from rhplan.errors import ConfigError
 
-__all__ = ["Evaluation", "coerce", "evaluate_providers", "resolve_variables", "secret_sources"]
+__all__ = ["Evaluation", "evaluate_providers", "secret_sources"]
 
 
 # locals evaluate recursively: a chain this long would near Python's recursion limit
@@ -83,7 +75,7 @@ class Evaluation:
         return value
 
     def marked(self, name: str, line: int) -> tuple[Any, str | None]:
-        from rhplan.config.evaluate import EvalError
+        from rhplan.config.values import EvalError
         if name not in self.cfg.locals:
             raise EvalError(f"unknown local.{name}; define it in a locals {{ }} block", line)
         if name in self._evaluating:  # a loop only provider blocks reach (load finds the rest)
@@ -272,7 +264,7 @@ def evaluate_providers(cfg: Config, variables: dict[str, Any], workspace: str = 
     from rhplan.config.schema import PROVIDER_SCHEMAS
 
     def no_resources(type_: str, name: str, line: int) -> Any:
-        from rhplan.config.evaluate import EvalError
+        from rhplan.config.values import EvalError
         raise EvalError(f"a provider block cannot refer to {type_}.{name}; use a variable",
                         line)
 

@@ -4,7 +4,7 @@ Scope (what an expression can see).
 Values are plain Python (str, int, float, bool, None, list, dict), plus UNKNOWN for a
 value only apply can tell (Terraform's "known after apply") and ResourceValue for a
 whole resource (`cluster.gpu`), which attributes that take a reference accept; they and
-their conversions are in config/values.py (imported from here by much of rhplan).
+their conversions are in config/values.py.
 """
 from __future__ import annotations
 
@@ -16,18 +16,15 @@ from typing import Any
 
 from rhplan.config import ast, functions
 from rhplan.config.values import (
-    MAX_NUMBER,
     UNKNOWN,
     EvalError,
     InstanceMap,
     Instances,
     ResourceValue,
-    SetValue,
     finite,
     index_value,
     instances_message,
     is_known,
-    parse_number,
     to_bool,
     to_num,
     to_str,
@@ -35,9 +32,7 @@ from rhplan.config.values import (
 )
 from rhplan.errors import ConfigError
 
-__all__ = ["MAX_NUMBER", "RESOURCE_TYPES", "UNKNOWN", "EvalError", "InstanceMap", "Instances",
-           "ResourceValue", "Scope", "SetValue", "instances_message", "is_known",
-           "make_evaluator", "parse_number", "to_bool", "to_str", "type_name"]
+__all__ = ["RESOURCE_TYPES", "Scope", "make_evaluator"]
 
 RESOURCE_TYPES = ("cluster", "env", "package", "secret")
 

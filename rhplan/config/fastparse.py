@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 
 from rhplan.config import ast
-from rhplan.config.evaluate import parse_number
 from rhplan.config.parse import join_template, unescape
+from rhplan.config.values import parse_number
 
 # lark's NAME; identifiers spelled like these keywords are for/if expressions there
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from rhplan.config.coerce import coerce
-from rhplan.config.evaluate import UNKNOWN, ResourceValue, Scope
+from rhplan.config.evaluate import Scope
 from rhplan.config.model import Config
 from rhplan.config.parse import parse_text
+from rhplan.config.values import UNKNOWN, ResourceValue
 from rhplan.errors import ConfigError
 
 
@@ -159,12 +160,12 @@ def convert_variable(value: Any, v: Any, name: str, file: str, line: int,
 
 
 def no_locals(name: str, line: int) -> Any:
-    from rhplan.config.evaluate import EvalError
+    from rhplan.config.values import EvalError
     raise EvalError("variables cannot refer to locals", line)
 
 
 def no_resources(type_: str, name: str, line: int) -> ResourceValue:
-    from rhplan.config.evaluate import EvalError
+    from rhplan.config.values import EvalError
     raise EvalError("variables cannot refer to resources", line)
 
 

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.evaluate import parse_number
 from rhplan.config.parse import MAX_DEPTH, join_template, parse_text, unescape
 from rhplan.config.template import matching_brace
+from rhplan.config.values import parse_number
 from rhplan.errors import ConfigError
 
 

@@ -15,19 +15,16 @@ from pathlib import Path
 from rhplan.config import ast
 from rhplan.config.blocks import read_backend, read_output, read_variable
 from rhplan.config.evaluate import RESOURCE_TYPES
-
-# the values a load makes, imported from here by the rest of rhplan
-from rhplan.config.model import Backend, Config, Output, ResourceConfig, Variable
+from rhplan.config.model import Backend, Config
 from rhplan.config.parse import parse_file, parse_text
 from rhplan.config.refactor_blocks import BLOCK_TYPES as REFACTOR_BLOCKS
 from rhplan.config.refactor_blocks import read_block as read_refactor_block
-from rhplan.config.refs import expr_refs, resolve_local_refs
+from rhplan.config.refs import resolve_local_refs
 from rhplan.config.resource_block import read_resource
 from rhplan.errors import ConfigError
 from rhplan.names import NAME_RULE, valid_name
 
-__all__ = ["Backend", "Config", "Output", "ResourceConfig", "Variable", "build_config",
-           "expr_refs", "load_config", "load_module", "load_text", "parse_cache_dir"]
+__all__ = ["build_config", "load_config", "load_module", "load_text", "parse_cache_dir"]
 
 TOP_LEVEL = ("rhplan", "variable", "locals", "provider", "output", "module") + RESOURCE_TYPES + \
     REFACTOR_BLOCKS

@@ -86,7 +86,7 @@ def expand_repeated(cfg: Any, variables: dict[str, Any], workspace: str = "defau
 
 
 def _known_after_apply(type_: str, name: str, line: int) -> Any:
-    from rhplan.config.evaluate import EvalError
+    from rhplan.config.values import EvalError
 
     raise EvalError(f"a module's count / for_each reads {type_}.{name}, whose values are "
                     "known only after apply; build it from variables, locals and literals "
@@ -98,7 +98,7 @@ def _instances(evaluation: Any, call: ast.Block, cfg: Any
     """(key, what each.* / count.index are) for each instance of a repeated call; None
     when they are unknown (validate without the variable's value)."""
     from rhplan.config.coerce import coerce
-    from rhplan.config.evaluate import SetValue, is_known, type_name
+    from rhplan.config.values import SetValue, is_known, type_name
 
     name = call.labels[0]
     meta = call.attrs.get("count") or call.attrs["for_each"]
@@ -165,7 +165,7 @@ def _collection(n: Any, shapes: dict[str, tuple[bool, list[Any] | None, list[str
 
     is_count, keys, outs, _ = shapes[n.name]
     if keys is None:  # validate: how many instances is not known yet
-        from rhplan.config.evaluate import UNKNOWN
+        from rhplan.config.values import UNKNOWN
         return ast.Literal(UNKNOWN, n.line)
     objects = [ast.ObjectExpr(tuple(
         (ast.Literal(o, n.line), ast.GetAttr(ast.Name("local", n.line),

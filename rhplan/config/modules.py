@@ -60,10 +60,8 @@ from rhplan.config.module_rewrite import (
 )
 from rhplan.errors import ConfigError
 
-# rewrite_block is imported from here by the console
 __all__ = ["META_ARGS", "add_child", "add_variables", "call_path", "expand", "expand_targets",
-           "module_name", "module_variable", "resolve_module_depends_on", "rewrite_block",
-           "rewrite_caller"]
+           "module_name", "module_variable", "resolve_module_depends_on", "rewrite_caller"]
 
 # what a module block takes besides the module's variables
 META_ARGS = ("source", "count", "for_each", "depends_on", "providers", "version")
@@ -352,8 +350,8 @@ def module_variable(cfg: Any, local: str, value: Any) -> Any:
     """A module variable's value (the local `local`) converted to its type and checked by
     its validation rules, as a root variable is."""
     from rhplan.config import variables
-    from rhplan.config.evaluate import is_known
     from rhplan.config.inputs import convert_variable
+    from rhplan.config.values import is_known
 
     v = cfg.module_vars[local]
     if not is_known(value):

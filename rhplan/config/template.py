@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rhplan.config import evaluate as ev
+from rhplan.config.values import UNKNOWN, EvalError, to_bool, to_str, type_name
 from rhplan.errors import ConfigError
 
 
@@ -82,42 +83,42 @@ def render(tree: tuple[Any, ...], evaluator: Any) -> Any:
             out.append(n)
         elif isinstance(n, _For):
             coll = evaluator.value(evaluator.eval(n.collection), n.line)
-            if coll is ev.UNKNOWN:
-                return ev.UNKNOWN
+            if coll is UNKNOWN:
+                return UNKNOWN
             if isinstance(coll, dict):  # Terraform walks a map in key order
                 pairs: list[tuple[Any, Any]] = sorted(coll.items())
             elif isinstance(coll, list):
                 pairs = list(enumerate(coll))
             else:
-                raise ev.EvalError(f"%{{ for }} needs a list or a map, not a "
-                                   f"{ev.type_name(coll)}", n.line)
+                raise EvalError(f"%{{ for }} needs a list or a map, not a "
+                                   f"{type_name(coll)}", n.line)
             for k, v in pairs:
                 bindings = {n.value_var: v}
                 if n.key_var:
                     bindings[n.key_var] = k
                 text = render(n.body, evaluator.bound(bindings))
-                if text is ev.UNKNOWN:
-                    return ev.UNKNOWN
+                if text is UNKNOWN:
+                    return UNKNOWN
                 out.append(text)
         elif isinstance(n, _If):
             c = evaluator.value(evaluator.eval(n.cond), n.line)
-            if c is ev.UNKNOWN:
-                return ev.UNKNOWN
+            if c is UNKNOWN:
+                return UNKNOWN
             if c is None:
-                raise ev.EvalError("the %{ if } condition is null; it must be true or false",
+                raise EvalError("the %{ if } condition is null; it must be true or false",
                                    n.line)
-            text = render(n.then if ev.to_bool(c, n.line) else n.otherwise, evaluator)
-            if text is ev.UNKNOWN:
-                return ev.UNKNOWN
+            text = render(n.then if to_bool(c, n.line) else n.otherwise, evaluator)
+            if text is UNKNOWN:
+                return UNKNOWN
             out.append(text)
         else:
             v = evaluator.value(evaluator.eval(n), getattr(n, "line", 0))
-            if v is ev.UNKNOWN:
-                return ev.UNKNOWN
+            if v is UNKNOWN:
+                return UNKNOWN
             if v is None:
-                raise ev.EvalError("a value in the template is null; a string template "
+                raise EvalError("a value in the template is null; a string template "
                                    "cannot include null", getattr(n, "line", 0))
-            out.append(ev.to_str(v, getattr(n, "line", 0)))
+            out.append(to_str(v, getattr(n, "line", 0)))
     return "".join(out)
 
 
@@ -126,13 +127,13 @@ def render_file(text: str, display: str, variables: dict[str, Any], scope: Any) 
     try:
         tokens = _scan(text, 1, interpolations=True, file=display)
         tree = _build(tokens, 1, display)
-    except ev.EvalError as exc:
+    except EvalError as exc:
         raise ValueError(f"{display}:{exc.line}: {exc.message}") from None
     tscope = ev.Scope({}, _not_here, _not_here, scope.base_dir)
     tscope.in_template = True  # type: ignore[attr-defined]
     try:
         result = render(tree, ev.make_evaluator(tscope, dict(variables)))
-    except ev.EvalError as exc:
+    except EvalError as exc:
         message = exc.message
         m = re.match(r"unknown reference '([^']+)'", message)
         if m:
@@ -143,12 +144,12 @@ def render_file(text: str, display: str, variables: dict[str, Any], scope: Any) 
             message = ("a template sees only the variables passed to templatefile; pass "
                        "the value in the map instead of var.NAME")
         raise ValueError(f"{display}:{exc.line}: {message}") from None
-    return result if isinstance(result, str) else ev.to_str(result, 0)
+    return result if isinstance(result, str) else to_str(result, 0)
 
 
 def _not_here(*args: Any) -> Any:
     line = args[-1]
-    raise ev.EvalError("a template sees only the variables passed to templatefile; pass "
+    raise EvalError("a template sees only the variables passed to templatefile; pass "
                        "the value in the map", line)
 
 
@@ -171,7 +172,7 @@ def _scan(text: str, line: int, interpolations: bool, file: str = "") -> list[An
             continue
         end = matching_brace(text, m.end())
         if end < 0:
-            raise ev.EvalError(f"unclosed {m.group()} in the template; close it with }}", here)
+            raise EvalError(f"unclosed {m.group()} in the template; close it with }}", here)
         inner = text[m.end():end]
         left, right = inner.startswith("~"), inner.endswith("~")
         inner = inner[1 if left else 0:len(inner) - 1 if right else len(inner)].strip()
@@ -216,7 +217,7 @@ def _parse_expr(src: str, line: int, file: str = "") -> Any:
     try:
         f = parse_text("\n" * (line - 1) + f"x = {src}\n", file or "template")
     except ConfigError as exc:
-        raise ev.EvalError(f"in the template expression {src[:60]!r}: {exc.message}",
+        raise EvalError(f"in the template expression {src[:60]!r}: {exc.message}",
                            line) from None
     return f.body.attrs["x"].expr
 
@@ -247,7 +248,7 @@ def _build(tokens: list[Any], line: int, file: str = "") -> tuple[Any, ...]:
         if word == "for":
             m = _FOR.fullmatch(t.text)
             if m is None:
-                raise ev.EvalError(f"invalid directive %{{ {t.text} }}; write "
+                raise EvalError(f"invalid directive %{{ {t.text} }}; write "
                                    "%{ for ITEM in LIST } ... %{ endfor }", t.line)
             header = (m.group(1), m.group(2), _parse_expr(m.group(3), t.line, file))
             stack.append(("for", header, body, None, t.line))
@@ -259,14 +260,14 @@ def _build(tokens: list[Any], line: int, file: str = "") -> tuple[Any, ...]:
             body = []
         elif word == "else" and t.text == "else":
             if not stack or stack[-1][0] != "if" or stack[-1][3] is not None:
-                raise ev.EvalError("%{ else } without an open %{ if }", t.line)
+                raise EvalError("%{ else } without an open %{ if }", t.line)
             kind, head, outer, _, start = stack.pop()
             stack.append((kind, head, outer, body, start))
             body = []
         elif word in ("endfor", "endif") and t.text == word:
             want = word[3:]
             if not stack or stack[-1][0] != want:
-                raise ev.EvalError(f"%{{ {word} }} without an open %{{ {want} }}", t.line)
+                raise EvalError(f"%{{ {word} }} without an open %{{ {want} }}", t.line)
             kind, head, outer, then, start = stack.pop()
             if kind == "for":
                 node: Any = _For(head[1] and head[0], head[1] or head[0], head[2], tuple(body),
@@ -277,9 +278,9 @@ def _build(tokens: list[Any], line: int, file: str = "") -> tuple[Any, ...]:
             body = outer
             body.append(node)
         else:
-            raise ev.EvalError(f"unknown template directive %{{ {t.text[:40]} }}; use for, "
+            raise EvalError(f"unknown template directive %{{ {t.text[:40]} }}; use for, "
                                "if, else, endfor or endif (write %%{ for a literal %{)", t.line)
     if stack:
         kind, _, _, _, start = stack[-1]
-        raise ev.EvalError(f"%{{ {kind} }} is never closed; add %{{ end{kind} }}", start)
+        raise EvalError(f"%{{ {kind} }} is never closed; add %{{ end{kind} }}", start)
     return tuple(body)

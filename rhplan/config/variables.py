@@ -14,6 +14,7 @@ from typing import Any
 
 from rhplan.config import ast
 from rhplan.config import evaluate as ev
+from rhplan.config.values import UNKNOWN, EvalError, ResourceValue, parse_number, to_str, type_name
 from rhplan.errors import ConfigError
 
 Type = tuple[Any, ...]
@@ -87,7 +88,7 @@ def _object_attr(k: ast.Expr, v: ast.Expr, file: str) -> tuple[str, Type, bool, 
 def _constant(e: ast.Expr, file: str) -> Any:
     """A value in a declaration: functions and literals, no references."""
     def no_refs(*args: Any) -> Any:
-        raise ev.EvalError("a type's default cannot refer to other values", args[-1])
+        raise EvalError("a type's default cannot refer to other values", args[-1])
     from pathlib import Path
 
     return ev.Scope({}, no_refs, no_refs, Path(".")).evaluate(e, file)
@@ -171,10 +172,10 @@ def convert(value: Any, t: Type, secret: bool = False) -> Any:
 
 
 def _convert(value: Any, t: Type) -> Any:
-    if value is None or value is ev.UNKNOWN:
+    if value is None or value is UNKNOWN:
         return value
     kind = t[0]
-    if isinstance(value, ev.ResourceValue):
+    if isinstance(value, ResourceValue):
         raise TypeError(f"found the whole resource {value.address}")
     if kind == "any":
         return value
@@ -184,13 +185,13 @@ def _convert(value: Any, t: Type) -> Any:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)):
-            return ev.to_str(value, 0) if isinstance(value, int) or not value.is_integer() \
+            return to_str(value, 0) if isinstance(value, int) or not value.is_integer() \
                 else str(int(value))
         raise TypeError(f"a string is required, found {_describe(value)}")
     if kind == "number":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
-        n = ev.parse_number(value) if isinstance(value, str) else None
+        n = parse_number(value) if isinstance(value, str) else None
         if n is None:
             raise TypeError(f"a number is required, found {_describe(value)}")
         return n
@@ -246,12 +247,12 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         text = value if len(value) <= 40 else value[:37] + "..."
         return f"string {text!r}"
-    return ev.type_name(value)
+    return type_name(value)
 
 
 def check(v: Any, value: Any, values: dict[str, Any], declared: dict[str, Any],
           base_dir: Any) -> None:
-    """nullable = false and each validation rule of variable v (a load.Variable), against
+    """nullable = false and each validation rule of variable v (a model.Variable), against
     its final value; `values` are all variables' values (a rule may read others)."""
     name = v.name
     if value is None and not v.nullable:
@@ -259,12 +260,12 @@ def check(v: Any, value: Any, values: dict[str, Any], declared: dict[str, Any],
                           "a value", v.file, v.line)
 
     def no_refs(*args: Any) -> Any:
-        raise ev.EvalError("a validation condition can refer only to variables", args[-1])
+        raise EvalError("a validation condition can refer only to variables", args[-1])
 
     scope = ev.Scope(values, no_refs, no_refs, base_dir)
     for rule in v.validations:
         ok = scope.evaluate(rule.condition, rule.file)
-        if ok is ev.UNKNOWN:
+        if ok is UNKNOWN:
             continue  # validate: a variable without a value (its rule is checked at plan)
         if ok is None or not isinstance(ok, bool) and ok not in ("true", "false"):
             shown = "null" if ok is None else ("a value" if v.sensitive else _describe(ok))
@@ -281,7 +282,7 @@ def check(v: Any, value: Any, values: dict[str, Any], declared: dict[str, Any],
                     "shown)")
         else:
             message = scope.evaluate(rule.error_message, rule.file)
-            text = " ".join(ev.to_str(message, rule.line).split()) if message is not None \
+            text = " ".join(to_str(message, rule.line).split()) if message is not None \
                 else ""
         raise ConfigError(f"invalid value for variable {name!r}: {text} (checked by the "
                           f"validation rule here)", rule.file, rule.line)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from rhplan.config.default_env import bare_replaced, is_bare_env
-from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.model import Config, ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.names import block_address, parse_address
 from rhplan.plan.model import Change

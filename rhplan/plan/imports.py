@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from rhplan.config import ast
-from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.model import Config
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.names import (
     block_address,

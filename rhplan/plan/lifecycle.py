@@ -17,9 +17,9 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
 from rhplan.config.model import ResourceConfig
 from rhplan.config.schema import RESOURCE_SCHEMAS
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.names import block_address
 from rhplan.plan.model import Change

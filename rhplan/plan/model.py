@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import RhplanError
 
 # 2: plans record the digest of the state they were made from (state_digest)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rhplan.config.decode import Evaluation
-from rhplan.config.evaluate import UNKNOWN, ResourceValue
 from rhplan.config.model import Config
+from rhplan.config.values import UNKNOWN, ResourceValue
 from rhplan.errors import ConfigError
 from rhplan.state.model import State
 

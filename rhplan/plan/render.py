@@ -5,7 +5,7 @@ import dataclasses
 import json
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.values import UNKNOWN
 from rhplan.plan.model import SENSITIVE_TEXT, Change, Plan, hide_sensitive
 from rhplan.state.digest import is_keyed
 

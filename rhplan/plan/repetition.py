@@ -7,8 +7,8 @@ from typing import Any
 
 from rhplan.config.coerce import coerce
 from rhplan.config.decode import Evaluation
-from rhplan.config.evaluate import UNKNOWN, SetValue, is_known, type_name
 from rhplan.config.model import ResourceConfig
+from rhplan.config.values import UNKNOWN, SetValue, is_known, type_name
 from rhplan.errors import ConfigError
 
 # a count or for_each this large is a mistake (and would take the machine's memory)

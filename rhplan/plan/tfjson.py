@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.values import UNKNOWN
 from rhplan.plan.model import ACTIONS, Change, Plan
 from rhplan.plan.sensitive import SENSITIVE_VARIABLE
 from rhplan.plan.tfjson_relevant import relevant_attributes as terraform_relevant_attributes

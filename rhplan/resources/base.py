@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
 from rhplan.provider import RunContext
 from rhplan.state.model import ResourceState, State
 

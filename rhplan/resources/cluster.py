@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from rhplan import facts
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
 from rhplan.errors import PartialFailure, ProviderError
 from rhplan.lazy import lazy_module
 from rhplan.provider import RunContext

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from rhplan import ray_head
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
 from rhplan.errors import ConfigError
 
 
 def unknown() -> Any:
-    from rhplan.config.evaluate import UNKNOWN
+    from rhplan.config.values import UNKNOWN
     return UNKNOWN
 
 

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rhplan import envs, working_dir
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
+from rhplan.config.values import UNKNOWN
 from rhplan.connection import Connection
 from rhplan.errors import PartialFailure, ProviderError
 from rhplan.lazy import lazy_module

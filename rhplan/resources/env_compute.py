@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.provider import RunContext
 from rhplan.resources import placement

@@ -20,8 +20,8 @@ from packaging.utils import canonicalize_name
 
 from rhplan import env_files, envs, pyproject_reqs, sync, working_dir
 from rhplan.config.default_env import bare_hint
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import (

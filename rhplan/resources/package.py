@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.packages import git_problem
 from rhplan.provider import RunContext

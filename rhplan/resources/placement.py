@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.values import UNKNOWN
 
 # the key under which an allocation (ctx.allocations[cluster][env]) records its node
 NODE_KEY = "@node"

@@ -14,8 +14,8 @@ import os
 from typing import Any
 
 from rhplan import envs, secret_providers
-from rhplan.config.evaluate import UNKNOWN
-from rhplan.config.load import ResourceConfig
+from rhplan.config.model import ResourceConfig
+from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType

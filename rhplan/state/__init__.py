@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rhplan.state.backend import Backend
-from rhplan.state.local import LocalBackend, LockInfo
+from rhplan.state.local import LocalBackend
+from rhplan.state.lockinfo import LockInfo
 from rhplan.state.model import ResourceState, State
 
 if TYPE_CHECKING:

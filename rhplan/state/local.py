@@ -34,7 +34,7 @@ from rhplan.state.lockinfo import (
 )
 from rhplan.state.model import RHPLAN_VERSION, State, parse_state
 
-__all__ = ["LocalBackend", "LockInfo"]
+__all__ = ["LocalBackend"]
 
 # A force-unlock can swap PATH.lock for a new file between our open and flock;
 # we retry on the new file this many times before giving up.

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rhplan import gitignore
-from rhplan.config.decode import evaluate_providers, resolve_variables
-from rhplan.config.load import Config, load_config
+from rhplan.config.decode import evaluate_providers
+from rhplan.config.inputs import resolve_variables
+from rhplan.config.load import load_config
+from rhplan.config.model import Config
 from rhplan.errors import ConfigError, RhplanError, StalePlanError
 from rhplan.plan import imports
+from rhplan.plan.diff import drift_changes
 from rhplan.plan.model import Plan
-from rhplan.plan.planner import Planner, PlanOptions, drift_changes
+from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.plan.refresh import refresh
 from rhplan.provider import RunContext
 from rhplan.state import digest, workspaces
@@ -50,7 +53,7 @@ class Workspace(StateWorkspace):
         self.cfg: Config = load_config(self.dir)  # type: ignore[misc]
         self.notes: list[str] = []  # for the user, printed after the plan
         if not values_needed:  # reading the state: which values are sensitive, not what
-            from rhplan.config.evaluate import UNKNOWN
+            from rhplan.config.values import UNKNOWN
             self.variables: dict[str, Any] = {n: UNKNOWN for n in self.cfg.variables}
         else:
             # order: "var" / "var-file" for each -var / -var-file, as given (later wins)
@@ -335,7 +338,7 @@ def sensitive_paths(marked: list[str], after: dict[str, Any] | None) -> list[str
     text holds a sensitive string is sensitive too."""
     if not marked or not after:
         return list(marked)
-    from rhplan.plan.planner import _strings
+    from rhplan.plan.sensitive import _strings
     secrets: list[str] = []
     for path in marked:
         name, _, key = path.partition(".")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from rhplan.config.load import Config
+from rhplan.config.model import Config
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.state import workspaces
 from rhplan.state.backend import Backend

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rhplan.config.load import Config
+from rhplan.config.model import Config
 from rhplan.errors import StalePlanError
 from rhplan.plan.model import Plan
-from rhplan.plan.planner import SENSITIVE_VARIABLE, sensitive_digest
+from rhplan.plan.sensitive import SENSITIVE_VARIABLE, sensitive_digest
 from rhplan.provider import RunContext
 from rhplan.state.backend import Backend
 from rhplan.state.model import State

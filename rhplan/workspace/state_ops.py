@@ -16,9 +16,10 @@ from rhplan.errors import RhplanError
 from rhplan.names import address_order, block_address, is_module_address, normalize_address
 
 if TYPE_CHECKING:
-    from rhplan.config.load import Config
+    from rhplan.config.model import Config
     from rhplan.plan.model import Plan
-    from rhplan.state.backend import Backend, LockInfo
+    from rhplan.state.backend import Backend
+    from rhplan.state.lockinfo import LockInfo
     from rhplan.state.model import State
 
 
@@ -104,7 +105,7 @@ class StateWorkspace:
         """Move SOURCE (one instance, or every instance of a block) to DESTINATION in
         the state, under the lock; what refers to it follows. Returns how many moved."""
         from rhplan.names import instance_address, parse_address
-        from rhplan.plan.planner import moved_state
+        from rhplan.plan.moved import moved_state
 
         src, dst = normalize_address(source), normalize_address(destination)
         ps, pd = parse_address(src), parse_address(dst)

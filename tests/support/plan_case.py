@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rhplan.config.decode import resolve_variables
-from rhplan.config.evaluate import UNKNOWN
+from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
+from rhplan.config.values import UNKNOWN
 from rhplan.plan.planner import Planner, PlanOptions
 from rhplan.provider import RunContext
 from rhplan.state import digest
