@@ -25,7 +25,7 @@ LAYERS = {
     "cli": ["cli", "workspace_cli", "cli_state", "lock_option", "fmt_cli", "console",
             "providers_list", "__init__"],
     "views": ["views", "json_ui"],
-    "workspace": ["workspace", "status", "gitignore"],
+    "workspace": ["workspace", "status", "gitignore", "env_lookup"],
     "config": ["config", "names", "env_files", "secret_providers", "fmt"],
     "plan": ["plan", "graph"],
     "apply": ["apply"],

@@ -19,7 +19,8 @@ from rhplan.errors import (
 )
 
 if TYPE_CHECKING:
-    from rhplan.servlets.client import RemoteInstance, ServletHandle
+    from rhplan.servlets.handle import ServletHandle
+    from rhplan.servlets.remote_object import RemoteInstance
 
 
 def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = None,
@@ -29,12 +30,13 @@ def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = N
     An instance of a repeated env is `servlet('x["a"]')` / `servlet("x[0]")`, or
     `servlet("x", key="a")` / `servlet("x", key=0)`. Without a name, the default env of
     `cluster` (its default_env, else its only env), or of the workspace's only cluster."""
+    from rhplan.env_lookup import servlet_target
     from rhplan.names import instance_address, normalize_address
     from rhplan.servlets.client import servlet as _servlet  # Ray is imported only when used
     if name is None:
         if key is not None:
             raise RhplanError("servlet(key=...) needs the env's name: servlet(NAME, key=...)")
-        return _servlet(None, chdir, cluster)
+        return _servlet(servlet_target(None, chdir, cluster))
     if cluster is not None:
         raise RhplanError(f"servlet({name!r}, cluster={cluster!r}): give the env or the "
                           "cluster, not both (an env has one cluster)")
@@ -42,13 +44,19 @@ def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = N
         name = instance_address("env", name.removeprefix("env."), key)
     elif "[" in name:
         name = normalize_address(name if name.startswith(("env.", "module.")) else f"env.{name}")
-    return _servlet(name, chdir)
+    return _servlet(servlet_target(name, chdir))
+
+
+_LAZY = {"ServletHandle": "rhplan.servlets.handle",
+         "RemoteError": "rhplan.servlets.remote_errors",
+         "RemoteInstance": "rhplan.servlets.remote_object"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ServletHandle", "RemoteError", "RemoteInstance"):
-        from rhplan.servlets import client
-        return getattr(client, name)
+    """The servlet classes, imported only when asked for (they are not needed to plan)."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)
 
 

@@ -215,13 +215,10 @@ def _in_env(state: State, chdir: str, env_name: str, argv: list[str]
     that runs argv with the env's bin first on PATH, its env vars and secrets, and the
     folder it runs in: the env's synced working_dir, where its servlet runs (so a
     sibling module of the project imports the same way), else the env's folder."""
-    from rhplan.servlets.client import find_env
+    from rhplan.env_lookup import find_env, host_connection
     env, cluster = find_env(env_name, chdir)
-    ctx = RunContext(Path(chdir).absolute())
-    provider = ctx.provider(cluster.provider)
-    node = env.attributes.get("node")  # an env placed on a worker node lives there
-    conn = (provider.connect_host(node, cluster.attributes, cluster.provider_private, ctx)
-            if node else provider.connect(cluster.attributes, cluster.provider_private, ctx))
+    # an env placed on a worker node lives there
+    conn = host_connection(cluster, chdir, env.attributes.get("node") or "")
     path = env.attributes["path"]
     python = env.attributes["python"]
     if not os.path.isabs(python):

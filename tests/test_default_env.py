@@ -22,10 +22,10 @@ from plan_case import applied_state, case_context
 from rhplan.config.default_env import is_bare_env
 from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
+from rhplan.env_lookup import default_env
 from rhplan.errors import ConfigError, RhplanError
 from rhplan.graph import build_graph
 from rhplan.plan.planner import Planner, PlanOptions
-from rhplan.servlets.client import default_env
 from rhplan.state.model import ResourceState, State
 
 TWO_CLUSTERS = """

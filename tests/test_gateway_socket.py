@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from rhplan.servlets import gateway, transport
-from rhplan.servlets.client import ServletHandle
+from rhplan.servlets.handle import ServletHandle
 
 SERVLETS = Path(gateway.__file__).resolve().parent
 sys.path.insert(0, str(SERVLETS))
@@ -274,7 +274,7 @@ def test_functions_sent_again_see_what_changed(rig: Rig) -> None:
     captures changes; a closure or global that changes is seen at the next call, and
     what a call changes in its copy is never carried to the next."""
     global BASE
-    from rhplan.servlets import client
+    from rhplan.servlets import pickling
 
     s = rig.handle
     n = 1
@@ -293,7 +293,7 @@ def test_functions_sent_again_see_what_changed(rig: Rig) -> None:
         assert s.call(add, 1) == 106  # a global that changed
     finally:
         BASE = 10
-    assert add in client._fn_pickles  # pickled once per change, not per call
+    assert add in pickling._fn_pickles  # pickled once per change, not per call
     first = s.call(who)
     assert [s.call(who) for _ in range(3)] == [first] * 3  # rebuilt once there
 
@@ -304,7 +304,7 @@ def test_functions_sent_again_see_what_changed(rig: Rig) -> None:
         return len(items)
 
     assert [s.call(grow) for _ in range(3)] == [2, 2, 2]
-    assert grow not in client._fn_pickles
+    assert grow not in pickling._fn_pickles
 
     def bump() -> int:
         global BASE

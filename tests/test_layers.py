@@ -30,6 +30,11 @@ ALLOWED: dict[str, set[str]] = {
     "rhplan.hostside": BASE,
     "rhplan.ray_head": BASE | {"rhplan.hostside"},
     "rhplan.facts": BASE | {"rhplan.hostside", "rhplan.envs"},
+    # the servlets' callers and host files: handed what they need (the env's and its
+    # cluster's records, how to connect) by the layer above (rhplan.env_lookup); they
+    # never read a configuration, a state or a provider themselves
+    "rhplan.servlets": BASE | {"rhplan.servlets", "rhplan.hostside", "rhplan.ray_head",
+                               "rhplan.tls"},
     "rhplan_local": {"rhplan.plugin"},
     "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.plugin", "rhplan.ssh", "rhplan_ssh"},
     "rhplan_aws": BASE | {"rhplan.plugin", "rhplan_ssh", "rhplan_aws"},
@@ -98,6 +103,10 @@ def test_host_scripts_need_only_the_standard_library() -> None:
     ("rhplan.ssh.pool", "from rhplan.plan.model import Plan\n"),
     ("rhplan.ssh.channel", "def f():\n    from rhplan import servlets\n"),
     ("rhplan.ray_head", "import rhplan.resources.cluster\n"),
+    ("rhplan.servlets.client", "def f():\n    from rhplan.workspace import backend_for\n"),
+    ("rhplan.servlets.handle", "from rhplan.config.load import load_config\n"),
+    ("rhplan.servlets.route", "from rhplan.state.local import LocalBackend\n"),
+    ("rhplan.servlets.cluster_gateway", "from rhplan.provider import RunContext\n"),
     ("rhplan.apply", "from rhplan_aws import AWSProvider\n"),
     ("rhplan_ssh.hosts", "from rhplan_aws.account import Account\n"),
     ("rhplan.workspace.state_ops", "def f():\n    from rhplan import views\n"),

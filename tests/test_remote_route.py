@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from rhplan.errors import RhplanError
 from rhplan.ray_head import private_env
-from rhplan.servlets import client
+from rhplan.servlets import route
 from rhplan.state.model import ResourceState
 
 
@@ -44,13 +45,13 @@ def black_hole() -> Iterator[str]:
 
 def test_unanswered_address_is_given_up_within_2s(black_hole: str) -> None:
     t0 = time.monotonic()
-    assert client.reachable(black_hole) is False
+    assert route.reachable(black_hole) is False
     assert time.monotonic() - t0 < 2.0
 
 
 def test_route_falls_back_to_ssh_within_2s(black_hole: str, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(client.ROUTE_ENV, raising=False)
+    monkeypatch.delenv(route.ROUTE_ENV, raising=False)
     token = tmp_path / "driver.token"
     token.write_text("t")
     cluster = ResourceState(
@@ -59,8 +60,8 @@ def test_route_falls_back_to_ssh_within_2s(black_hole: str, tmp_path: Path,
                     "ips": ["127.0.0.1"]},
         private={"ray_token_path": "/x/token", "ray_driver_token_path": str(token)})
     t0 = time.monotonic()
-    client._routes.pop((cluster.address, black_hole), None)
-    assert client.choose_route(cluster) == "ssh"
+    route._routes.pop((cluster.address, black_hole), None)
+    assert route.choose_route(cluster) == "ssh"
     assert time.monotonic() - t0 < 2.0
     # a head that answers (here: any listener) keeps the direct fast path; in a suite
     # that already imported Ray, this process must look set up for this cluster
@@ -71,19 +72,19 @@ def test_route_falls_back_to_ssh_within_2s(black_hole: str, tmp_path: Path,
         srv.bind(("127.0.0.1", 0))
         srv.listen(8)
         cluster.attributes["ray_address"] = f"127.0.0.1:{srv.getsockname()[1]}"
-        assert client.choose_route(cluster) == "direct"
+        assert route.choose_route(cluster) == "direct"
         # ...but a one-host cluster's loopback is its head's: from another machine, the
         # 127.0.0.1 here is someone else's port (issue 16)
         cluster.attributes["ips"] = ["10.0.0.5"]
-        client._routes.clear()
-        assert client.choose_route(cluster) == "ssh"
+        route._routes.clear()
+        assert route.choose_route(cluster) == "ssh"
 
 
 def test_route_forced_and_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = ResourceState(address="cluster.c", type="cluster", name="c", provider="local",
                             attributes={"ray_address": "127.0.0.1:1"}, private={})
-    monkeypatch.setenv(client.ROUTE_ENV, "ssh")
-    assert client.choose_route(cluster) == "ssh"
-    monkeypatch.setenv(client.ROUTE_ENV, "carrier-pigeon")
-    with pytest.raises(client.RhplanError, match="use ssh, direct or auto"):
-        client.choose_route(cluster)
+    monkeypatch.setenv(route.ROUTE_ENV, "ssh")
+    assert route.choose_route(cluster) == "ssh"
+    monkeypatch.setenv(route.ROUTE_ENV, "carrier-pigeon")
+    with pytest.raises(RhplanError, match="use ssh, direct or auto"):
+        route.choose_route(cluster)

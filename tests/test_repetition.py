@@ -240,7 +240,7 @@ def test_state_commands_take_instance_addresses(tmp_path: Path, rhplan_in: Any) 
 
 def test_an_env_instance_is_found_by_either_quoting(tmp_path: Path) -> None:
     """What rhplan.servlet and rhplan run look up (no Ray needed to find the record)."""
-    from rhplan.servlets.client import find_env
+    from rhplan.env_lookup import find_env
     from rhplan.state.local import LocalBackend
 
     LocalBackend(tmp_path / "rhplan.state.json").write(state_of(tmp_path, SET_AB))

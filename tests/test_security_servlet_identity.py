@@ -167,7 +167,7 @@ def test_remote_exceptions_arrive_as_text_unless_their_class_is_ours(
 
 ROGUE = """
 from rhplan.servlets.gateway import servlet_socket
-from rhplan.servlets.client import find_env
+from rhplan.env_lookup import find_env
 
 env, cluster = find_env("sec", CHDIR)
 recorded_pid = env.attributes["servlet_pid"]

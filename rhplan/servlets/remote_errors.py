@@ -18,7 +18,7 @@ So nothing a servlet sends may name code for the caller to run:
 
 A call's own result (the "ok" value of call, the object of get) is the user's data
 and is unpickled as such; what protects it is that only the servlet rhplan started
-is asked (client.py checks the identity recorded at start).
+is asked (direct.py checks the identity recorded at start).
 """
 from __future__ import annotations
 

@@ -196,7 +196,7 @@ class StateWorkspace:
     def status(self) -> Status:
         """Each recorded cluster's live report (its nodes, Ray, each env's servlet) with
         its default env's address: what run -cluster uses; None if ambiguous."""
-        from rhplan.servlets.client import default_env
+        from rhplan.env_lookup import default_env
         from rhplan.status import cluster_status
         st = self.read()
         report = cluster_status(st, str(self.chdir))
@@ -210,7 +210,7 @@ class StateWorkspace:
     def run(self, env: str | None, cluster: str | None, argv: list[str]) -> int:
         """Run ARGV in ENV (else CLUSTER's default env), streaming its output; returns
         its exit code."""
-        from rhplan.servlets.client import default_env
+        from rhplan.env_lookup import default_env
         from rhplan.status import stream_in_env
         state = self.read()
         if env is None:
