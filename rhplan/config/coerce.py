@@ -10,8 +10,9 @@ from rhplan.config.values import (
     InstanceMap,
     Instances,
     ResourceValue,
+    as_bool,
+    as_number,
     instances_message,
-    parse_number,
     type_name,
 )
 
@@ -34,17 +35,13 @@ def coerce(value: Any, t: str) -> Any:
         if isinstance(value, (str, int, float)):
             return str(value)
     elif t == "number":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            n = parse_number(value)  # never inf or nan: "1e999" is not a number here
-            if n is not None:
-                return n
+        n = as_number(value)  # never inf or nan: "1e999" is not a number here
+        if n is not None:
+            return n
     elif t == "bool":
-        if isinstance(value, bool):
-            return value
-        if value in ("true", "false"):
-            return value == "true"
+        b = as_bool(value)
+        if b is not None:
+            return b
     elif t.startswith("list(") and isinstance(value, list):
         inner = t[5:-1]
         return [coerce(v, inner) for v in value]

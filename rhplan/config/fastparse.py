@@ -170,31 +170,19 @@ class _Reader:
 
     def call(self, ident: str, start: int) -> ast.Expr:
         self.pos += 1  # (
-        args: list[ast.Expr] = []
-        self.newlines()
-        if self.s[self.pos] != ")":
-            while True:
-                args.append(self.expr())
-                self.newlines()
-                c = self.s[self.pos] if self.pos < self.n else ""
-                if c == ",":
-                    self.pos += 1
-                    self.newlines()
-                    if self.s[self.pos] == ")":
-                        break
-                    continue
-                if c == ")":
-                    break
-                raise Unsupported  # an operator, ..., or anything unexpected
-        self.pos += 1
-        return ast.Call(ident, tuple(args), start, False)
+        return ast.Call(ident, tuple(self.items(")")), start, False)
 
     def tuple_(self) -> ast.Expr:
         start = self.line
-        self.pos += 1
+        self.pos += 1  # [
+        return ast.TupleExpr(tuple(self.items("]")), start)
+
+    def items(self, close: str) -> list[ast.Expr]:
+        """Expressions separated by commas (a trailing one allowed), newlines around them,
+        up to `close`, which is consumed: a call's arguments, a tuple's items."""
         items: list[ast.Expr] = []
         self.newlines()
-        if self.s[self.pos] != "]":
+        if self.s[self.pos] != close:
             while True:
                 items.append(self.expr())
                 self.newlines()
@@ -202,14 +190,14 @@ class _Reader:
                 if c == ",":
                     self.pos += 1
                     self.newlines()
-                    if self.s[self.pos] == "]":
+                    if self.s[self.pos] == close:
                         break
                     continue
-                if c == "]":
+                if c == close:
                     break
-                raise Unsupported
+                raise Unsupported  # an operator, ..., or anything unexpected
         self.pos += 1
-        return ast.TupleExpr(tuple(items), start)
+        return items
 
     def equals(self) -> None:
         self.space()

@@ -153,16 +153,30 @@ def to_str(v: Any, line: int) -> str:
     raise EvalError(f"cannot use a {type_name(v)} as a string", line)
 
 
+def as_number(v: Any) -> int | float | None:
+    """v as a number, as Terraform converts one (a number, or a string that spells one;
+    never a bool), or None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return v
+    return parse_number(v) if isinstance(v, str) else None
+
+
+def as_bool(v: Any) -> bool | None:
+    """v as a bool, as Terraform converts one (a bool, "true" or "false"), or None."""
+    if isinstance(v, bool):
+        return v
+    return v == "true" if v in ("true", "false") else None
+
+
 def to_num(v: Any, line: int) -> float | int:
     if isinstance(v, bool):
         raise EvalError("cannot use a bool as a number", line)
-    if isinstance(v, (int, float)):
-        return v
-    if isinstance(v, str):
-        n = parse_number(v)
-        if n is not None:
-            return n
-    raise EvalError(f"cannot use {short(v)} as a number", line)
+    n = as_number(v)
+    if n is None:
+        raise EvalError(f"cannot use {short(v)} as a number", line)
+    return n
 
 
 def parse_number(text: str) -> int | float | None:
@@ -183,8 +197,7 @@ def short(v: Any) -> str:
 
 
 def to_bool(v: Any, line: int) -> bool:
-    if isinstance(v, bool):
-        return v
-    if v in ("true", "false"):
-        return v == "true"
-    raise EvalError(f"cannot use {short(v)} as a bool", line)
+    b = as_bool(v)
+    if b is None:
+        raise EvalError(f"cannot use {short(v)} as a bool", line)
+    return b

@@ -14,7 +14,15 @@ from typing import Any
 
 from rhplan.config import ast
 from rhplan.config import evaluate as ev
-from rhplan.config.values import UNKNOWN, EvalError, ResourceValue, parse_number, to_str, type_name
+from rhplan.config.values import (
+    UNKNOWN,
+    EvalError,
+    ResourceValue,
+    as_bool,
+    as_number,
+    to_str,
+    type_name,
+)
 from rhplan.errors import ConfigError
 
 Type = tuple[Any, ...]
@@ -189,18 +197,15 @@ def _convert(value: Any, t: Type) -> Any:
                 else str(int(value))
         raise TypeError(f"a string is required, found {_describe(value)}")
     if kind == "number":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        n = parse_number(value) if isinstance(value, str) else None
+        n = as_number(value)
         if n is None:
             raise TypeError(f"a number is required, found {_describe(value)}")
         return n
     if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if value in ("true", "false"):
-            return value == "true"
-        raise TypeError(f"a bool is required, found {_describe(value)}")
+        b = as_bool(value)
+        if b is None:
+            raise TypeError(f"a bool is required, found {_describe(value)}")
+        return b
     if kind in ("list", "set", "tuple"):
         if not isinstance(value, list):
             raise TypeError(f"a {kind} is required, found {_describe(value)}")
