@@ -22,7 +22,7 @@ END = "<!-- end of package graph -->"
 PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
 # layer: the modules (or packages) in it, by name below rhplan (providers by package)
 LAYERS = {
-    "cli": ["cli", "workspace_cli", "cli_state", "lock_option", "fmt_cli", "console",
+    "cli": ["cli", "workspace_cli", "cli_state", "cli_options", "fmt_cli", "console",
             "providers_list", "__init__"],
     "views": ["views", "json_ui"],
     "workspace": ["workspace", "status", "gitignore", "env_lookup"],

@@ -12,17 +12,17 @@ import gc
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
 from rhplan import views
+from rhplan.cli_options import ARGS, PlanArgs, lock_option, plan_options, var_options, var_order
 from rhplan.cli_state import state as state_group
 from rhplan.console import console_command
 from rhplan.errors import RhplanError
 from rhplan.fmt_cli import fmt_command
-from rhplan.lock_option import lock_option
 from rhplan.providers_list import providers_command
 from rhplan.workspace_cli import workspace as workspace_group
 
@@ -50,7 +50,7 @@ class Ctx:
     def workspace(self, var: tuple[str, ...] = (), var_file: tuple[str, ...] = ()) -> Workspace:
         """The configuration with its variables: plan, apply, refresh, import."""
         from rhplan.workspace import Workspace
-        return Workspace(self.chdir, list(var), list(var_file), var_order(_ARGS))
+        return Workspace(self.chdir, list(var), list(var_file), var_order())
 
     def reading(self) -> Workspace:
         """The configuration without variable values: show, state show."""
@@ -63,26 +63,6 @@ class Ctx:
         return StateWorkspace(self.chdir)
 
 
-# the command line being run (normalized): -var and -var-file apply in the order given
-_ARGS: list[str] = []
-
-
-def var_order(args: list[str]) -> list[str]:
-    """"var" / "var-file" for each -var / -var-file option in args, in order."""
-    kinds: list[str] = []
-    i = 0
-    while i < len(args) and args[i] != "--":
-        a = args[i]
-        if a in ("--var", "--var-file"):
-            kinds.append(a[2:])
-            i += 2
-            continue
-        if a.startswith(("--var=", "--var-file=")):
-            kinds.append(a[2:].partition("=")[0])
-        i += 1
-    return kinds
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--chdir", default=".", metavar="DIR", help="Run in this configuration directory.")
 @click.option("--no-color", is_flag=True, help="Plain output without colours.")
@@ -92,29 +72,6 @@ def cli(ctx: click.Context, chdir: str, no_color: bool) -> None:
     """rhplan: plan and apply clusters, envs and packages declared in HCL."""
     color = not no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     ctx.obj = Ctx(chdir, color)
-
-
-def var_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--var", "var", multiple=True, metavar="NAME=VALUE",
-                     help="Set a variable.")(f)
-    f = click.option("--var-file", "var_file", multiple=True, metavar="FILE",
-                     help="Read variables from a file.")(f)
-    return f
-
-
-def plan_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--refresh", default="true", type=click.Choice(["true", "false"]),
-                     help="Read real resources before planning (default true).")(f)
-    f = click.option("--target", multiple=True, metavar="ADDR",
-                     help="Only this resource (and what it needs).")(f)
-    f = click.option("--replace", multiple=True, metavar="ADDR",
-                     help="Plan to replace this resource.")(f)
-    f = click.option("--parallelism", default=10, type=click.IntRange(1, 256),
-                     help="How many operations run at once.")(f)
-    f = click.option("--no-color", "no_color_local", is_flag=True, hidden=True)(f)
-    f = click.option("--refresh-only", is_flag=True,
-                     help="Only record what changed outside rhplan; change nothing.")(f)
-    return lock_option(var_options(f))
 
 
 @contextlib.contextmanager
@@ -143,10 +100,10 @@ def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], as_json:
     variable values, secrets, state or network (a variable without a value is unknown)."""
     from rhplan.workspace import validate as validate_config
     if not as_json:
-        views.validated(validate_config(obj.chdir, var, var_file, var_order(_ARGS)))
+        views.validated(validate_config(obj.chdir, var, var_file, var_order()))
         return
     try:
-        notes = validate_config(obj.chdir, var, var_file, var_order(_ARGS))
+        notes = validate_config(obj.chdir, var, var_file, var_order())
     except RhplanError as exc:
         views.validate_json(exc, [])
         sys.exit(1)
@@ -163,18 +120,15 @@ def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], as_json:
               help="Terraform's machine-readable UI: one JSON object per line.")
 @click.pass_obj
 @gc_paused()
-def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
-         target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
-         no_color_local: bool, refresh_only: bool, out: str | None, destroy: bool,
-         detailed_exitcode: bool, as_json: bool) -> None:
+def plan(obj: Ctx, args: PlanArgs, out: str | None, destroy: bool, detailed_exitcode: bool,
+         as_json: bool) -> None:
     """Show what apply would change."""
-    from rhplan.workspace import plan_options as options
     ui = views.json_ui() if as_json else None
     with views.diagnosed(ui):
-        opts = options(destroy, target, replace, refresh_only, refresh == "true")
-        ws = obj.workspace(var, var_file)
-        p, refreshed = ws.plan_changes(opts, refresh == "true", parallelism, saving=bool(out))
-    views.planned(p, ws.notes, obj.color and not no_color_local, ui)
+        opts = args.options(destroy)
+        ws = obj.workspace(args.var, args.var_file)
+        p, refreshed = ws.plan_changes(opts, args.refresh, args.parallelism, saving=bool(out))
+    views.planned(p, ws.notes, obj.color and not args.no_color, ui)
     if out:
         ws.save_plan(p, refreshed, out)
         views.plan_saved(out, ui)
@@ -190,30 +144,10 @@ def plan(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str
 @click.option("--json", "as_json", is_flag=True,
               help="Terraform's machine-readable UI (needs -auto-approve or a saved plan).")
 @click.pass_obj
-@gc_paused()
-def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: str,
-          target: tuple[str, ...], replace: tuple[str, ...], parallelism: int,
-          no_color_local: bool, refresh_only: bool, plan_file: str | None, auto_approve: bool,
-          destroy: bool, as_json: bool = False) -> None:
+def apply(obj: Ctx, args: PlanArgs, plan_file: str | None, auto_approve: bool, destroy: bool,
+          as_json: bool) -> None:
     """Carry out the changes (from a fresh plan, or a saved PLAN_FILE)."""
-    if as_json and not (auto_approve or plan_file):
-        raise RhplanError("-json cannot ask for approval: add -auto-approve, or apply a saved "
-                          "plan (rhplan apply -json PLANFILE)")
-    from rhplan.workspace import plan_options as options
-    from rhplan.workspace.apply_run import ApplyRequest
-    ui = views.json_ui() if as_json else None
-    view = views.JsonApply(ui) if ui is not None else views.TextApply(
-        obj.color and not no_color_local)
-    with views.diagnosed(ui):
-        opts = options(destroy, target, replace, refresh_only, refresh == "true")
-        ws = obj.workspace(var, var_file)
-        done = ws.apply_changes(ApplyRequest(opts, refresh == "true", parallelism, plan_file,
-                                             auto_approve), view)
-        if done.how == "failed" and ui is not None:
-            assert done.result is not None
-            raise RhplanError(views.apply_failed(done.result, done.destroy))
-    if not done.ok:
-        sys.exit(1)
+    _apply(obj, args, plan_file, auto_approve, destroy, as_json)
 
 
 @cli.command()
@@ -221,10 +155,33 @@ def apply(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], refresh: st
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking.")
 @click.option("--json", "as_json", is_flag=True,
               help="Terraform's machine-readable UI (needs -auto-approve).")
-@click.pass_context
-def destroy(ctx: click.Context, **kwargs: Any) -> None:
+@click.pass_obj
+def destroy(obj: Ctx, args: PlanArgs, auto_approve: bool, as_json: bool) -> None:
     """Destroy everything this configuration manages."""
-    ctx.invoke(apply, destroy=True, plan_file=None, **kwargs)
+    _apply(obj, args, None, auto_approve, True, as_json)
+
+
+@gc_paused()
+def _apply(obj: Ctx, args: PlanArgs, plan_file: str | None, auto_approve: bool, destroy: bool,
+           as_json: bool) -> None:
+    """apply, and destroy (apply -destroy)."""
+    if as_json and not (auto_approve or plan_file):
+        raise RhplanError("-json cannot ask for approval: add -auto-approve, or apply a saved "
+                          "plan (rhplan apply -json PLANFILE)")
+    from rhplan.workspace.apply_run import ApplyRequest
+    ui = views.json_ui() if as_json else None
+    view = views.JsonApply(ui) if ui is not None else views.TextApply(
+        obj.color and not args.no_color)
+    with views.diagnosed(ui):
+        opts = args.options(destroy)
+        ws = obj.workspace(args.var, args.var_file)
+        done = ws.apply_changes(ApplyRequest(opts, args.refresh, args.parallelism, plan_file,
+                                             auto_approve), view)
+        if done.how == "failed" and ui is not None:
+            assert done.result is not None
+            raise RhplanError(views.apply_failed(done.result, done.destroy))
+    if not done.ok:
+        sys.exit(1)
 
 
 @cli.command()
@@ -358,14 +315,14 @@ def execute(argv: list[str]) -> int:
 
     main() is this plus sys.exit, so tests that call execute() in-process take exactly the
     path a user's command takes."""
-    _ARGS[:] = normalize_args(argv)
+    ARGS[:] = normalize_args(argv)
     # a command without -lock-timeout fails at once; a command that never locks (fmt,
     # --help) does not import the state package for it (~0.09 s of CPU at every start)
     lockwait = sys.modules.get("rhplan.state.lockwait")  # not loaded yet: still its 0s
     if lockwait is not None:
         lockwait.set_timeout("0s")
     try:
-        result = cli.main(args=list(_ARGS), prog_name="rhplan", standalone_mode=False)
+        result = cli.main(args=list(ARGS), prog_name="rhplan", standalone_mode=False)
     except RhplanError as exc:
         return _fail(str(exc))
     except click.exceptions.Abort:
@@ -377,7 +334,7 @@ def execute(argv: list[str]) -> int:
     except click.ClickException as exc:
         return _fail(exc.format_message())
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        views.error("Interrupted.", prefix="")
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -391,7 +348,7 @@ def execute(argv: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
-# one error line on stderr (fmt, providers and console print theirs through it too)
+# one error line on stderr (fmt and console print theirs through it too)
 _fail = views.error
 
 

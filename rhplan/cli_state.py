@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from rhplan import views
-from rhplan.lock_option import lock_option
+from rhplan.cli_options import lock_option
 
 
 @click.group()

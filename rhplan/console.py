@@ -10,13 +10,14 @@ expression is one error line and the console goes on; `exit` or end of input end
 Nothing is planned, applied or written; no provider is asked anything."""
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from rhplan.cli_options import var_options, var_order
 
 DISPLAY = "<stdin>"
 _PREFIX = "__console__ = "  # an expression is parsed as this attribute's value
@@ -62,8 +63,9 @@ class Session:
             if m:
                 self.module_outputs.setdefault(m.group(1), set()).add(m.group(2))
 
-    def evaluate(self, text: str, line: int = 1) -> str:
-        """The value of one expression, rendered; RhplanError naming <stdin>:LINE."""
+    def evaluate(self, text: str, line: int = 1) -> tuple[Any, bool]:
+        """The value of one expression and whether it derives from a sensitive one;
+        RhplanError naming <stdin>:LINE."""
         from rhplan.config.parse import parse_text
         from rhplan.errors import ConfigError
         try:
@@ -82,7 +84,7 @@ class Session:
         tree.body.file = DISPLAY
         attr = rewrite_block(tree.body, "", self.dir, self.module_outputs).attrs["__console__"]
         value, mark = self.evaluation.marked_evaluate(attr.expr, DISPLAY)
-        return "(sensitive value)" if mark else render(value)
+        return value, bool(mark)
 
 
 def _recorded(cfg: Any, workspace: str) -> Any:
@@ -99,81 +101,22 @@ def _block_and_key(addr: str) -> tuple[str, Any]:
     return block_address(addr), (parts[2] if parts else None)
 
 
-def render(value: Any, indent: int = 0) -> str:
-    """Terraform's console format: strings quoted, multi-line ones as heredocs, lists
-    `[ ... ,]`, sets `toset([...])`, maps and objects `{ "k" = v }`, unknown values
-    (known after apply)."""
-    from rhplan.config.values import UNKNOWN, InstanceMap, Instances, ResourceValue, SetValue
-    if value is UNKNOWN:
-        return "(known after apply)"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        if isinstance(value, float):
-            from decimal import Decimal  # 1e+20 as Terraform writes it: 100000000000000000000
-            return format(Decimal(repr(value)), "f")
-        return str(value)
-    if isinstance(value, str):
-        return _string(value, indent)
-    if isinstance(value, ResourceValue):
-        return _mapping({k: v for k, v in value.attrs.items() if k in value.valid}, indent)
-    if isinstance(value, (dict, InstanceMap)):
-        return _mapping(value, indent)
-    if isinstance(value, (list, tuple, Instances)):
-        seq = _sequence(list(value), indent)
-        return f"toset({seq})" if isinstance(value, SetValue) else seq
-    return json.dumps(str(value))
-
-
-def _string(s: str, indent: int) -> str:
-    lines = s.split("\n")
-    if len(lines) < 2:
-        return json.dumps(s, ensure_ascii=False)
-    op, marker = ("<<-" if indent else "<<"), "EOT"
-    while any(line.strip() == marker for line in lines):
-        marker += "_"
-    pad = " " * indent
-    return op + marker + "".join(f"\n{pad}{line}" for line in lines) + f"\n{pad}{marker}"
-
-
-def _mapping(m: Any, indent: int) -> str:
-    if not m:
-        return "{}"
-    pad = " " * (indent + 2)
-    body = "".join(f"\n{pad}{json.dumps(str(k), ensure_ascii=False)} = "
-                   f"{render(m[k], indent + 2)}" for k in sorted(m, key=str))
-    return "{" + body + "\n" + " " * indent + "}"
-
-
-def _sequence(items: list[Any], indent: int) -> str:
-    if not items:
-        return "[]"
-    pad = " " * (indent + 2)
-    body = "".join(f"\n{pad}{render(v, indent + 2)}," for v in items)
-    return "[" + body + "\n" + " " * indent + "]"
-
-
 @click.command("console")
-@click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
-@click.option("--var-file", "var_file", multiple=True, metavar="FILE",
-              help="Read variables from a file.")
+@var_options
 @click.pass_obj
 def console_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
     """Evaluate expressions read from standard input, one per line (`exit` ends)."""
-    from rhplan import cli, views
+    from rhplan import views
     from rhplan.errors import RhplanError
+    from rhplan.views import console as shown
 
-    session = Session(Path(obj.chdir), var, var_file, cli.var_order(cli._ARGS))
+    session = Session(Path(obj.chdir), var, var_file, var_order())
     interactive = sys.stdin.isatty()
     failed = False
     number = 0
     while True:
         if interactive:
-            click.echo("> ", nl=False)
+            shown.prompt()
         line = sys.stdin.readline()
         if not line:
             break
@@ -184,7 +127,7 @@ def console_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -
         if text == "exit":
             break
         try:
-            click.echo(session.evaluate(text, number))
+            shown.value(*session.evaluate(text, number))
         except RhplanError as exc:
             failed = True
             views.error(str(exc))
@@ -192,7 +135,7 @@ def console_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -
             failed = True
             views.error(f"{DISPLAY}:{number}: the expression nests too deeply; simplify it")
     if interactive:
-        click.echo()
+        shown.ended()
     # piped input (CI): a failed expression fails the command, after all were tried
     if failed and not interactive:
         sys.exit(1)

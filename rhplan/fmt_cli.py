@@ -30,6 +30,7 @@ SUFFIXES = (".hcl", ".tfvars")
 def fmt_command(obj: object, targets: tuple[str, ...], list_: str, write: str, diff: bool,
                 check: bool, recursive: bool) -> None:
     """Rewrite configuration files in the canonical layout (as terraform fmt)."""
+    from rhplan import views
     from rhplan.config.load import parse_cache_dir
     from rhplan.errors import ConfigError
 
@@ -38,9 +39,9 @@ def fmt_command(obj: object, targets: tuple[str, ...], list_: str, write: str, d
     if targets == ("-",):
         src = sys.stdin.read()
         try:
-            click.echo(formatted(src, "<stdin>", None, None), nl=False)
+            views.formatted_text(formatted(src, "<stdin>", None, None))
         except ConfigError as exc:
-            _fail(str(exc))
+            views.error(str(exc))
             sys.exit(2)
         return
     errors: list[str] = []
@@ -62,17 +63,11 @@ def fmt_command(obj: object, targets: tuple[str, ...], list_: str, write: str, d
         if out == src:
             continue
         changed.append(display)
-        if listing:
-            click.echo(display)
+        views.reformatted(display, src, out, listing, diff)
         if writing:
             _write(path, out)
-        if diff:
-            import difflib
-            click.echo("".join(difflib.unified_diff(
-                src.splitlines(True), out.splitlines(True), f"old/{display}",
-                f"new/{display}")), nl=False)
     for e in errors:
-        _fail(e)
+        views.error(e)
     if errors:
         sys.exit(2)
     if check and changed:
@@ -135,8 +130,3 @@ def _write(path: Path, text: str) -> None:
     tmp.write_text(text, encoding="utf-8")
     os.chmod(tmp, path.stat().st_mode & 0o7777)
     os.replace(tmp, path)
-
-
-def _fail(message: str) -> None:
-    from rhplan import cli
-    cli._fail(message)

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from rhplan.cli_options import var_options, var_order
+
 BUILT_IN = "rhplan"  # package and secret blocks: no plugin, rhplan does them itself
 
 
@@ -48,27 +50,7 @@ def required(cfg: Any, variables: dict[str, Any]) -> dict[str, set[str]]:
     return out
 
 
-def tree(modules: dict[str, set[str]]) -> list[str]:
-    """Terraform's layout: `.` for the root, providers first, then module calls."""
-    lines = ["."]
-
-    def walk(prefix: str, pad: str) -> None:
-        children = sorted(m for m in modules if m != prefix and m.startswith(prefix)
-                          and m[len(prefix):].count(".") == 2)
-        entries = [f"provider[{p}]" for p in sorted(modules.get(prefix, ()))] + children
-        for i, entry in enumerate(entries):
-            last = i == len(entries) - 1
-            if entry in children:
-                lines.append(f"{pad}{'└── ' if last else '├── '}{entry[len(prefix):-1]}")
-                walk(entry, pad + ("    " if last else "│   "))
-            else:
-                lines.append(f"{pad}{'└── ' if last else '├── '}{entry}")
-
-    walk("", "")
-    return lines
-
-
-def origins(names: set[str]) -> list[str]:
+def origins(names: set[str]) -> list[tuple[str, str]]:
     """Where each provider comes from: the package and entry point, or why it is missing."""
     from rhplan.provider import available_providers
     eps = available_providers()
@@ -86,42 +68,33 @@ def origins(names: set[str]) -> list[str]:
             where = (f'NOT INSTALLED: no package has an rhplan.providers entry point "{name}"; '
                      "install the provider's package or fix the name")
         rows.append((name, where))
-    width = max((len(n) for n, _ in rows), default=0)
-    return [f"    {n.ljust(width)}  {w}" for n, w in rows]
+    return rows
 
 
 def report(directory: Path, cli_vars: tuple[str, ...] = (), var_files: tuple[str, ...] = (),
-           order: list[str] | None = None) -> str:
+           order: list[str] | None = None) -> Any:
     from rhplan.config.inputs import resolve_variables
     from rhplan.config.load import load_config
     from rhplan.errors import RhplanError
+    from rhplan.views.providers import Providers
     from rhplan.workspace import backend_for
 
     cfg = load_config(directory)
     variables = resolve_variables(cfg, list(cli_vars), list(var_files), order,
                                   missing_unknown=True)
     modules = required(cfg, variables)
-    out = ["Providers required by configuration:", *tree(modules), ""]
-    out.append("Providers required by state:")
-    out.append("")
-    in_state: set[str] = set()
     try:
         state = backend_for(cfg).read()
-        in_state = {rs.provider for rs in state.resources.values()}
-        out += [f"    provider[{p}]" for p in sorted(in_state)] or ["    (none: nothing applied)"]
     except RhplanError as exc:
-        out.append(f"    (the state could not be read: {exc})")
-    out += ["", "Where they come from:", ""]
-    out += origins(set().union(*modules.values()) | in_state)
-    return "\n".join(out) + "\n"
+        return Providers(modules, None, str(exc), origins(set().union(*modules.values())))
+    in_state = {rs.provider for rs in state.resources.values()}
+    return Providers(modules, in_state, "", origins(set().union(*modules.values()) | in_state))
 
 
 @click.command("providers")
-@click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Set a variable.")
-@click.option("--var-file", "var_file", multiple=True, metavar="FILE",
-              help="Read variables from a file.")
+@var_options
 @click.pass_obj
 def providers_command(obj: Any, var: tuple[str, ...], var_file: tuple[str, ...]) -> None:
     """List the providers the configuration and the state use, and where they come from."""
-    from rhplan import cli
-    click.echo(report(Path(obj.chdir), var, var_file, cli.var_order(cli._ARGS)), nl=False)
+    from rhplan.views.providers import providers
+    providers(report(Path(obj.chdir), var, var_file, var_order()))

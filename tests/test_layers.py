@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
 # neither the commands nor how its results are printed, and needs no click; the views
 # import no command.
 COMMANDS = ("rhplan.cli", "rhplan.cli_state", "rhplan.workspace_cli", "rhplan.fmt_cli",
-            "rhplan.console", "rhplan.providers_list", "rhplan.lock_option")
+            "rhplan.console", "rhplan.providers_list", "rhplan.cli_options")
 VIEWS = ("rhplan.views", "rhplan.json_ui")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "rhplan.workspace": (*COMMANDS, *VIEWS, "click"),

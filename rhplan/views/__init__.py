@@ -1,7 +1,8 @@
 """What the commands print: every line of rhplan's human-readable output, and the choice
 between it and Terraform's machine-readable UI (-json, rhplan/json_ui.py). The plan's
 text is rhplan/plan/render.py's (render_refresh.py for a refresh-only plan); status's is
-rhplan/status.py's. rhplan/cli.py calls a Workspace method and hands its result here.
+rhplan/status.py's; console's values are views/console.py's, the providers report
+views/providers.py's. rhplan/cli.py calls a Workspace method and hands its result here.
 
 Kept light to import (click and json only at the top): `--help` loads it."""
 from __future__ import annotations
@@ -362,6 +363,23 @@ def workspace_deleted(name: str, forgotten: int) -> None:
         click.echo(f"Warning: {forgotten} resource(s) of workspace {name!r} are no longer "
                    "managed by rhplan; they keep running until removed by hand.")
     click.echo(f'Deleted workspace "{name}"!')
+
+
+# ---- fmt -------------------------------------------------------------------------------
+def formatted_text(text: str) -> None:
+    """`rhplan fmt -`: standard input in the canonical layout."""
+    click.echo(text, nl=False)
+
+
+def reformatted(display: str, before: str, after: str, listing: bool, diff: bool) -> None:
+    """A file whose layout changed: its name (unless -list=false), and -diff its diff."""
+    if listing:
+        click.echo(display)
+    if diff:
+        import difflib
+        click.echo("".join(difflib.unified_diff(
+            before.splitlines(True), after.splitlines(True), f"old/{display}",
+            f"new/{display}")), nl=False)
 
 
 def error(message: str, prefix: str = "Error: ") -> int:
