@@ -43,11 +43,13 @@ class Account:
         private["lineage"] = lineage
         return lineage
 
-    def tags(self, attrs: dict[str, Any], lineage: str, generation: int) -> dict[str, str]:
+    def tags(self, attrs: dict[str, Any], lineage: str) -> dict[str, str]:
+        """An instance's tags: the user's, a default Name, the lineage and the address.
+        Which launch made it is its ClientToken (instances.generation_of), not a tag:
+        each tag costs moto a walk of every tag of the account per instance it renders."""
         tags = dict(attrs.get("tags_all") or {})
         tags.setdefault("Name", f"rhplan-{attrs.get('name')}")
-        tags.update({ec2.LINEAGE_TAG: lineage, ec2.ADDRESS_TAG: address(attrs),
-                     ec2.GENERATION_TAG: str(generation)})
+        tags.update({ec2.LINEAGE_TAG: lineage, ec2.ADDRESS_TAG: address(attrs)})
         return tags
 
     def owned(self, attrs: dict[str, Any], private: dict, max_age: float | None = None,
@@ -57,17 +59,8 @@ class Account:
         this run, if made at most max_age seconds ago when given)."""
         client = self.client(attrs, private)
         lineage = self.lineage(private)
-        key = ("aws-instances", private["region"], private.get("endpoint_url"), lineage)
-        ctx = self.ctx
-        with self._describe_lock:
-            made, found = (ctx.cache.get(key) if ctx is not None else None) or (0.0, None)
-            if found is not None and max_age is not None and \
-                    time.monotonic() - made > max_age:
-                found = None
-            if found is None:
-                found = ec2.describe_lineage(client, lineage)
-                if ctx is not None:
-                    ctx.cache[key] = (time.monotonic(), found)
+        found = self._shared(("aws-instances", private["region"], private.get("endpoint_url"),
+                              lineage), max_age, lambda: ec2.describe_lineage(client, lineage))
         addr = address(attrs)
         return [i for i in found if ec2.tag_dict(i).get(ec2.ADDRESS_TAG) == addr
                 and (gone_too or i["State"]["Name"] not in ("terminated", "shutting-down"))]
@@ -79,7 +72,16 @@ class Account:
         its group's rules, if made at most max_age seconds ago when given)."""
         client = self.client(attrs, private)
         lineage = self.lineage(private)
-        key = ("aws-groups", private["region"], private.get("endpoint_url"), lineage)
+        return self._shared(
+            ("aws-groups", private["region"], private.get("endpoint_url"), lineage), max_age,
+            lambda: {g["GroupId"]: g for g in ec2.call(
+                client.describe_security_groups, "describing security groups",
+                Filters=[{"Name": f"tag:{ec2.LINEAGE_TAG}", "Values": [lineage]}]
+            )["SecurityGroups"]})
+
+    def _shared(self, key: tuple, max_age: float | None, describe: Callable[[], Any]) -> Any:
+        """This run's describe under `key` (made at most max_age seconds ago when given),
+        else a fresh one, kept for the rest of the run (without a run context: not kept)."""
         ctx = self.ctx
         with self._describe_lock:
             made, found = (ctx.cache.get(key) if ctx is not None else None) or (0.0, None)
@@ -87,10 +89,7 @@ class Account:
                     time.monotonic() - made > max_age:
                 found = None
             if found is None:
-                found = {g["GroupId"]: g for g in ec2.call(
-                    client.describe_security_groups, "describing security groups",
-                    Filters=[{"Name": f"tag:{ec2.LINEAGE_TAG}", "Values": [lineage]}]
-                )["SecurityGroups"]}
+                found = describe()
                 if ctx is not None:
                     ctx.cache[key] = (time.monotonic(), found)
         return found

@@ -20,6 +20,8 @@ from rhplan.plugin import ProviderError
 # Tags rhplan puts on everything it creates: which state and which resource own it.
 LINEAGE_TAG = "rhplan:lineage"
 ADDRESS_TAG = "rhplan:address"
+# which launch made an instance, tagged by rhplan before the ClientToken was read for
+# it (instances.generation_of): still read, and never taken for a user's tag
 GENERATION_TAG = "rhplan:generation"
 RHPLAN_TAGS = (LINEAGE_TAG, ADDRESS_TAG, GENERATION_TAG)
 

@@ -1,6 +1,11 @@
 """The cluster's EC2 instances: launched in one call (with a ClientToken, tagged with
 the state's lineage and the cluster's address), adopted when an apply that launched
-them was killed, recorded, retagged, resized in place and terminated."""
+them was killed, recorded, retagged, resized in place and terminated.
+
+Launches are numbered (private["generation"]); an instance's ClientToken, which EC2
+returns with it, names its launch (lineage, address, generation): adopt skips the
+generations whose token is spent and orders orphans by it. Instances launched by an
+older rhplan also carry the number as a tag (rhplan:generation), read as a fallback."""
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +33,7 @@ def launch(account: Account, client: Any, attrs: dict[str, Any], private: dict, 
         # autostop shuts the head down; EC2 then stops (not terminates) it
         InstanceInitiatedShutdownBehavior="stop",
         TagSpecifications=[{"ResourceType": "instance", "Tags": ec2.tag_list(
-            account.tags(attrs, lineage, generation))}])
+            account.tags(attrs, lineage))}])
     if attrs.get("disk_size"):
         kwargs["BlockDeviceMappings"] = [{
             "DeviceName": image.get("RootDeviceName") or "/dev/sda1",
@@ -76,15 +81,20 @@ def adopt(account: Account, attrs: dict[str, Any], private: dict) -> list[dict[s
     owned = [i for i in every if i["State"]["Name"] not in ("terminated", "shutting-down")]
     recorded = [i["id"] for i in private.get("instances") or []]
     known = {i["InstanceId"]: i for i in owned}
-    orphans = sorted((i for i in owned if i["InstanceId"] not in recorded),
-                     key=_launch_order)
+    orphans = [i for i in owned if i["InstanceId"] not in recorded]
     # The next launch must not reuse a token that already launched instances, live or
     # not: EC2 answers a spent token with the instances it launched then, even
     # terminated ones (a launch whose answers were lost and that was cleaned up).
-    gens = [int(ec2.tag_dict(i).get(ec2.GENERATION_TAG, "0")) for i in every
-            if i["InstanceId"] not in recorded]
-    if gens:
-        private["generation"] = max(int(private.get("generation") or 0), max(gens) + 1)
+    lineage, addr = account.lineage(private), address(attrs)
+    spent = {i.get("ClientToken") for i in every} | {
+        client_token(lineage, addr, g) for g in _generation_tags(every)}
+    gen = int(private.get("generation") or 0)
+    while client_token(lineage, addr, gen) in spent:
+        gen += 1
+    private["generation"] = gen
+    of = generations(lineage, addr, gen + len(spent))
+    orphans.sort(key=lambda i: (generation_of(i, of), int(i.get("AmiLaunchIndex") or 0),
+                                i["InstanceId"]))
     return [known[i] for i in recorded if i in known] + orphans
 
 
@@ -125,6 +135,18 @@ def terminate(account: Account, client: Any, ids: list[str]) -> None:
             account.forget("aws-instances")
 
 
-def _launch_order(inst: dict[str, Any]) -> tuple[int, int, str]:
-    gen = int(ec2.tag_dict(inst).get(ec2.GENERATION_TAG, "0"))
-    return gen, int(inst.get("AmiLaunchIndex") or 0), inst["InstanceId"]
+def generations(lineage: str, addr: str, upto: int) -> dict[str, int]:
+    """The ClientToken of each launch of the cluster up to generation `upto`."""
+    return {client_token(lineage, addr, g): g for g in range(upto + 1)}
+
+
+def generation_of(inst: dict[str, Any], of: dict[str, int]) -> int:
+    """Which launch of the cluster made the instance: by its ClientToken, else by an
+    older rhplan's generation tag, else 0 (imported: launched outside rhplan)."""
+    gen = of.get(inst.get("ClientToken") or "")
+    return gen if gen is not None else int(ec2.tag_dict(inst).get(ec2.GENERATION_TAG, "0"))
+
+
+def _generation_tags(insts: list[dict[str, Any]]) -> set[int]:
+    # instances launched by an older rhplan, which tagged the generation
+    return {int(t) for i in insts if (t := ec2.tag_dict(i).get(ec2.GENERATION_TAG))}

@@ -25,7 +25,7 @@ def ensure_key_pair(account: Account, client: Any, attrs: dict[str, Any], privat
     ec2.call(client.import_key_pair, f"importing key pair {name}", KeyName=name,
              PublicKeyMaterial=public.encode(),
              TagSpecifications=[{"ResourceType": "key-pair", "Tags": ec2.tag_list(
-                 account.tags(attrs, lineage, 0))}])
+                 account.tags(attrs, lineage))}])
     private["key_name"] = name
     return name
 
@@ -44,7 +44,7 @@ def ensure_security_group(account: Account, client: Any, attrs: dict[str, Any],
         gid = ec2.call(client.create_security_group, f"creating security group {name}",
                        GroupName=name, Description=f"rhplan cluster {attrs.get('name')}",
                        TagSpecifications=[{"ResourceType": "security-group", "Tags":
-                                           ec2.tag_list(account.tags(attrs, lineage, 0))}]
+                                           ec2.tag_list(account.tags(attrs, lineage))}]
                        )["GroupId"]
         perms = []
     private["security_group_id"] = gid
