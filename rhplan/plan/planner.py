@@ -31,20 +31,12 @@ from rhplan.names import (
     valid_name,
 )
 from rhplan.plan import imports, lifecycle, moved, targets
-from rhplan.plan.diff import Differ, drift_changes, drift_reason, gone_reason, key_of
+from rhplan.plan.diff import Differ, drift_reason, gone_reason, key_of
 from rhplan.plan.model import Change, Plan
 from rhplan.plan.moved import moved_state
 from rhplan.plan.outputs import output_changes
 from rhplan.plan.repetition import repetition
-
-# (the workspace imports these from here)
-from rhplan.plan.sensitive import (
-    SENSITIVE_VARIABLE,
-    _strings,  # noqa: F401
-    saved_variables,
-    sensitive_digest,
-    upgrade_digests,
-)
+from rhplan.plan.sensitive import saved_variables, sensitive_digest, upgrade_digests
 from rhplan.provider import RunContext
 from rhplan.resources import TYPES
 from rhplan.state.model import ResourceState, State
@@ -63,9 +55,7 @@ class PlanOptions:
     refresh_only: bool = False
 
 
-# drift_changes and moved_state are imported from here by the workspace
-__all__ = ["SENSITIVE_VARIABLE", "PlanOptions", "Planner", "drift_changes", "drift_reason",
-           "moved_state", "sensitive_digest"]
+__all__ = ["PlanOptions", "Planner"]
 
 
 class Planner:
