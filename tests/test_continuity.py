@@ -121,16 +121,16 @@ def test_package_change_keeps_objects(cluster: Cluster) -> None:
 SNAPSHOT = """
 import json, os, stat, sys
 sys.path.insert(0, sys.argv[1])
-import host_script
+import servlet_env, servlet_objects
 env_dir = sys.argv[2]
-old = host_script.EnvServlet("snap", env_dir)
+old = servlet_env.EnvServlet("snap", env_dir)
 old.store["x"] = {"a": 1}
 old.store["fn"] = lambda v: v + 1  # by value, as cloudpickle sends it
 old.store["lock"] = __import__("threading").Lock()
 kept = old.snapshot()
-path = os.path.join(env_dir, host_script.SNAPSHOT_FILE)
+path = os.path.join(env_dir, servlet_objects.SNAPSHOT_FILE)
 mode = stat.S_IMODE(os.stat(path).st_mode)
-new = host_script.EnvServlet("snap", env_dir)
+new = servlet_env.EnvServlet("snap", env_dir)
 print(json.dumps({"kept": kept, "mode": mode, "restored": new.ready()["restored"],
                   "x": new.store["x"], "fn": new.store["fn"](1),
                   "left": os.path.exists(path)}))

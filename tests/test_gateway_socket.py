@@ -1,7 +1,7 @@
 """The gateway's fast path: a servlet's own socket (rhplan/servlets/gateway.py and
-host_script.py), without SSH or Ray in the way.
+servlet_server.py), without SSH or Ray in the way.
 
-A real EnvServlet (host_script.py's class, in a process of its own, as on a head)
+A real EnvServlet (servlet_env.py's class, in a process of its own, as on a head)
 listens on its abstract UNIX socket; a real gateway (gateway.Gateway) serves a TCP
 listener on 127.0.0.1; the caller is the real transport and ServletHandle. The ssh
 route as a whole (sshd, Ray, network namespaces) is tests/test_remote_ssh_only.py.
@@ -28,20 +28,22 @@ from rhplan.servlets.handle import ServletHandle
 
 SERVLETS = Path(gateway.__file__).resolve().parent
 sys.path.insert(0, str(SERVLETS))
-import host_script  # noqa: E402 - the file shipped to hosts, imported as a module here
+import host_script  # noqa: E402 - the files shipped to hosts, imported as modules here
+import servlet_env  # noqa: E402
+import servlet_server  # noqa: E402
 
 SERVLET = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import host_script
+import servlet_env
 if sys.argv[5:] == ["older"]:  # as a servlet an older rhplan started: no call_fn
-    serve = host_script.EnvServlet.serve_request
+    serve = servlet_env.EnvServlet.serve_request
     def older(self, op, args, sink):
         if op == "call_fn":
             raise ValueError(f"unknown request {op!r}")  # what its serve_request says
         return serve(self, op, args, sink)
-    host_script.EnvServlet.serve_request = older
-host_script.EnvServlet(sys.argv[2], sys.argv[3], sys.argv[4])
+    servlet_env.EnvServlet.serve_request = older
+servlet_env.EnvServlet(sys.argv[2], sys.argv[3], sys.argv[4])
 print("STARTED", flush=True)
 sys.stdin.read()  # until the test closes it
 """
@@ -111,44 +113,55 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 
 def test_both_host_scripts_and_the_caller_share_one_wire_module() -> None:
-    """host_script.py and gateway.py take frames, packing, socket names and exception
-    descriptions from servlet_wire.py (uploaded beside them), not from copies."""
+    """The servlet's modules and gateway.py take frames, packing, socket names and
+    exception descriptions from servlet_wire.py (uploaded beside them), not from copies."""
     from rhplan.servlets import remote_errors, servlet_wire
 
-    assert host_script.servlet_socket is sys.modules["servlet_wire"].servlet_socket
+    assert servlet_env.servlet_socket is sys.modules["servlet_wire"].servlet_socket
     assert gateway.wire is servlet_wire and gateway.servlet_socket is servlet_wire.servlet_socket
-    assert host_script.servlet_socket("10.0.0.1:6379", "np") == gateway.servlet_socket(
+    assert servlet_env.servlet_socket("10.0.0.1:6379", "np") == gateway.servlet_socket(
         "10.0.0.1:6379", "np")
     assert gateway.servlet_socket("a", "np") != gateway.servlet_socket("b", "np")
     big = os.urandom(gateway.OUT_OF_BAND + 1)
     value = ("ok", big, {"n": 1})
-    pieces = host_script.pack(host_script.out_of_band(value))
+    pieces = servlet_server.pack(servlet_server.out_of_band(value))
     assert any(memoryview(p).nbytes == len(big) for p in pieces[2:])  # not in the pickle
     body = b"".join(bytes(p) for p in pieces)
     for unpack in (gateway.unpack, remote_errors.unpack_data):
         got = unpack(body)
         assert (got[0], bytes(got[1]), got[2]) == value
-    assert not [(m.__name__, n) for m in (gateway, host_script)
+    assert not [(m.__name__, n) for m in (gateway, host_script, servlet_env, servlet_server)
                 for n in ("_plain", "_pack", "_unpack", "_out_of_band") if hasattr(m, n)]
-    assert host_script.FrameReader is sys.modules["servlet_wire"].FrameReader
+    assert servlet_server.FrameReader is sys.modules["servlet_wire"].FrameReader
     assert gateway.FrameReader is servlet_wire.FrameReader
 
 
 def test_the_servlet_class_travels_by_value_with_what_it_uses_of_the_wire() -> None:
-    """On a head, EnvServlet and what it uses of servlet_wire.py reach the env's
-    interpreter by value (host_script.start): all of it must pickle (a module-level
-    struct.Struct, for one, does not)."""
+    """On a head, EnvServlet and what it uses of the host-side modules reach the env's
+    interpreter by value (host_script.start registers SERVLET_MODULES): all of it must
+    pickle (a module-level struct.Struct, for one, does not), and in an interpreter
+    that has none of those files on its path it must still run (rhplan is not
+    installed on hosts)."""
     from ray import cloudpickle
 
-    wire = sys.modules["servlet_wire"]
-    for module in (host_script, wire):
+    modules = [sys.modules[m] for m in host_script.SERVLET_MODULES]
+    assert {m.__name__ for m in modules} >= {"servlet_env", "servlet_wire", "servlet_server"}
+    for module in modules:
         cloudpickle.register_pickle_by_value(module)
     try:
-        rebuilt = cloudpickle.loads(cloudpickle.dumps(host_script.EnvServlet))
+        blob = cloudpickle.dumps(servlet_env.EnvServlet)
     finally:
-        for module in (host_script, wire):
+        for module in modules:
             cloudpickle.unregister_pickle_by_value(module)
-    assert rebuilt.__name__ == "EnvServlet"
+    # a fresh Python, isolated (-I: no script folder or PYTHONPATH on its path)
+    check = ("import sys, tempfile; from ray import cloudpickle; cls = cloudpickle.loads("
+             "sys.stdin.buffer.read()); s = cls('e', tempfile.mkdtemp()); "
+             "r = s.call(cloudpickle.dumps((len, ('abc',), {}))); "
+             "assert r[0] == 'ok', r; print(cls.__name__, cloudpickle.loads(r[1]), "
+             "'servlet_env' in sys.modules)")
+    res = subprocess.run([sys.executable, "-I", "-c", check], input=blob,
+                         capture_output=True, timeout=120)
+    assert res.stdout.decode().split() == ["EnvServlet", "3", "False"], res.stderr.decode()
 
 
 def test_calls_objects_and_commands_through_the_servlets_socket(rig: Rig) -> None:

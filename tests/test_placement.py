@@ -179,17 +179,17 @@ def test_states_from_before_placement_plan_no_change(tmp_path: Path) -> None:
 # a streamed call into a worker's servlet, asked by the head's gateway
 # --------------------------------------------------------------------------
 
-# host_script.py as a servlet runs it: a streamed call whose output file is on another
+# servlet_output.py as a servlet runs it: a streamed call whose output file is on another
 # host (the gateway's folder exists on the head only) still answers
 STREAMED = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import host_script
+import servlet_output
 def work():
     print("printed on the worker")
     return ("answer",)
-sink = host_script._Sink(sys.argv[2])
-print("RESULT", host_script.EnvServlet._streamed_into(sink, work), file=sys.__stderr__)
+sink = servlet_output.Sink(sys.argv[2])
+print("RESULT", servlet_output.streamed_into(sink, work), file=sys.__stderr__)
 """
 
 

@@ -320,15 +320,15 @@ def test_servlet_and_gateway_describe_exceptions_alike(tmp_path: Path) -> None:
 
     sys.path.insert(0, str(SERVLETS))
     try:
-        import host_script
+        import servlet_env
     finally:
         sys.path.remove(str(SERVLETS))
     cases = [KeyError("k"), json.JSONDecodeError("m", "{bad", 1), OSError(2, "no", "f"),
              _EvilError(str(tmp_path / "MARKER")), ValueError(object())]
     for exc in cases:
-        desc = host_script.describe_exception(exc)
+        desc = servlet_env.describe_exception(exc)
         assert desc == gateway.describe_exception(exc)
         loads_data(desc)  # plain data, whatever the exception
-    assert loads_data(host_script.describe_exception(cases[3]))["args"] is None
-    assert loads_data(host_script.describe_exception(cases[4]))["args"] is None
+    assert loads_data(servlet_env.describe_exception(cases[3]))["args"] is None
+    assert loads_data(servlet_env.describe_exception(cases[4]))["args"] is None
     assert not (tmp_path / "MARKER").exists()

@@ -199,7 +199,7 @@ def test_a_resync_is_one_command_and_a_wiped_host_is_noticed(tmp_path: Path) -> 
     assert Path(remote, "p2", "m2.py").read_text() == "X = 2\n"
 
 
-# Runs in its own interpreter: EnvServlet (host_script.py, as Ray runs it) in a working_dir,
+# Runs in its own interpreter: EnvServlet (servlet_env.py, as Ray runs it) in a working_dir,
 # a call, then a re-sync of mylib.py that keeps its size and its whole second (the
 # bytecode cache's view of a source), then a call that must see the new code.
 SAME_SECOND = r"""
@@ -207,7 +207,7 @@ import json, os, pickle, sys
 sys.dont_write_bytecode = False
 servlets, env_dir, wd = sys.argv[1:4]
 sys.path.insert(0, servlets)
-import host_script
+import servlet_env
 T = 1_700_000_000 * 10**9
 def put(rel, text, at):
     path = os.path.join(wd, rel)
@@ -217,7 +217,7 @@ def put(rel, text, at):
     os.utime(path, ns=(at, at))
 put("mylib.py", "VALUE = 1\n", T + 100_000_000)
 put(".rhplan-manifest.json", "{}", T + 200_000_000)
-s = host_script.EnvServlet("e", env_dir)
+s = servlet_env.EnvServlet("e", env_dir)
 def fn():
     import mylib
     return mylib.VALUE

@@ -1,8 +1,9 @@
 """Start, stop and check env servlets on a cluster's head, through its Connection.
 
 The work happens on the host, in host_script.py (shipped next to the cluster's envs
-and run by the Python that runs Ray there); this side only builds argv and reads
-the JSON line the script prints.
+with the servlet's host-side modules, servlet_wire.SERVLET_MODULES, and run by the
+Python that runs Ray there); this side only builds argv and reads the JSON line the
+script prints.
 """
 from __future__ import annotations
 
@@ -19,11 +20,17 @@ from rhplan import hostside
 from rhplan.connection import Connection
 from rhplan.errors import ConnectionLost, ProviderError
 from rhplan.ray_head import private_argv, private_env, stop_pids
+from rhplan.servlets.servlet_wire import SERVLET_MODULES
 
-_SCRIPT = resources.files("rhplan.servlets").joinpath("host_script.py").read_bytes()
-# host_script.py and gateway.py import it from beside them: uploaded with each
-_WIRE = resources.files("rhplan.servlets").joinpath("servlet_wire.py").read_bytes()
-SCRIPT_SHA = hashlib.sha256(_SCRIPT + _WIRE).hexdigest()[:16]
+# host_script.py and the modules it imports from beside it (the servlet's own, and
+# servlet_wire.py, which gateway.py imports too): uploaded together; their hash names
+# the folder, so a change to any of them makes a new one
+_HOST_FILES = {f"{name}.py": resources.files("rhplan.servlets").joinpath(f"{name}.py")
+               .read_bytes() for name in ("host_script", *SERVLET_MODULES)}
+_WIRE = _HOST_FILES["servlet_wire.py"]
+SCRIPT_SHA = hashlib.sha256(b"".join(
+    name.encode() + b"\0" + len(data).to_bytes(8, "big") + data
+    for name, data in sorted(_HOST_FILES.items()))).hexdigest()[:16]
 
 
 def script_path(root_dir: str) -> str:
@@ -45,8 +52,9 @@ def _run(conn: Connection, cluster: dict[str, Any], private: dict[str, Any], arg
     if res.returncode == 2 and "No such file" in res.stderr:
         # first use on this host (or its root was wiped); the script last: it is there
         # only when what it imports is
-        conn.put_bytes(_WIRE, path.replace("host_script.py", "servlet_wire.py"))
-        conn.put_bytes(_SCRIPT, path)
+        folder = path.rpartition("/")[0]
+        for name, data in sorted(_HOST_FILES.items(), key=lambda f: f[0] == "host_script.py"):
+            conn.put_bytes(data, f"{folder}/{name}")
         res = conn.run(argv, env=private_env(private), timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if not res.ok:  # the script's SystemExit(json) puts its error line on stderr

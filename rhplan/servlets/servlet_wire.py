@@ -1,10 +1,10 @@
-"""What the caller, the gateway (gateway.py) and the env servlets (host_script.py) must
+"""What the caller, the gateway (gateway.py) and the env servlets (servlet_env.py) must
 agree on, in one file: frames, packing with out-of-band byte strings, a servlet's socket
 name, and how an exception travels as plain data.
 
 Standard library only: it runs on hosts, where rhplan is not installed. manage.py
 uploads it beside gateway.py and host_script.py, which import it from there; a
-servlet (host_script's EnvServlet, sent to the env's interpreter by value) carries it
+servlet (servlet_env's EnvServlet, sent to the env's interpreter by value) carries it
 along by value; the caller imports it as rhplan.servlets.servlet_wire.
 """
 from __future__ import annotations
@@ -15,6 +15,12 @@ import struct
 import sys
 import traceback
 import types
+
+# The host-side modules of an env servlet (beside host_script.py, which starts it): what
+# manage.py uploads to a host (their hash names the folder) and what host_script sends
+# to the env's interpreter by value with the servlet (rhplan is not installed there).
+SERVLET_MODULES = ("servlet_wire", "servlet_env", "servlet_code", "servlet_objects",
+                   "servlet_output", "servlet_server")
 
 HEADER_FMT = ">IBI"  # request id, kind, body length; then the body
 HEADER = struct.Struct(HEADER_FMT)
