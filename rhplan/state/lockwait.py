@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 
 from rhplan.errors import StateError, StateLockedError
-from rhplan.state.lockinfo import LockInfo
+from rhplan.state.lockinfo import LockInfo, print_notice
 
 _timeout = 0.0
 _given = "0s"  # as the user wrote it, for messages
@@ -78,8 +77,9 @@ def acquire(take: Callable[[], LockInfo], say: Callable[[str], None] | None = No
                 raise StateLockedError(f"{exc} (still locked after -lock-timeout={_given})"
                                        ) from None
             if not told:  # once: a person (or a test) can see that it waits, and for whom
-                (say or _notice or _stderr)(f"Acquiring the state lock (waiting up to {_given}): "
-                                 f"{str(exc).partition('; ')[0]}")
+                tell = say or _notice or print_notice
+                tell(f"Acquiring the state lock (waiting up to {_given}): "
+                     f"{str(exc).partition('; ')[0]}")
                 told = True
             time.sleep(min(pause, left))  # rhplan's own wait, bounded by the deadline
             pause = min(pause * 2, _LONGEST_PAUSE)
@@ -98,7 +98,3 @@ def holding(take: Callable[[], LockInfo], unlock: Callable[[str], None]) -> Iter
             unlock(info.id)
         raise
     unlock(info.id)
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
