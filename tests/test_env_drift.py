@@ -65,6 +65,21 @@ def _drift_planned(rh: Any, *words: str) -> str:
     return drift
 
 
+def _version_in_servlet(rh: Any, dist: str) -> str:
+    """The version of dist that env.app's servlet sees, asked by a driver process."""
+    script = rh.dir.parent / "driver.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys, rhplan
+        s = rhplan.servlet("app", chdir=sys.argv[1])
+        print("RESULT " + json.dumps(s.call("importlib.metadata:version", sys.argv[2])))
+    """))
+    proc = subprocess.run([sys.executable, str(script), str(rh.dir), dist],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    return json.loads(line.removeprefix("RESULT "))
+
+
 def _git_repo(root: Path, name: str, value: int) -> tuple[Path, str]:
     """A package in a git repository of its own (a real git URL: file://); tag v1."""
     root.mkdir(parents=True)
@@ -232,16 +247,7 @@ def test_a_compatible_pin_is_honoured_exactly_and_the_servlet_answers(rh: Any) -
     env = rh.env_dir("main", "app")
     got = _py(env, "import importlib.metadata as m; print(m.version('packaging'))")
     assert got.stdout.strip() == "24.2", got
-    script = rh.dir.parent / "driver.py"
-    script.write_text(textwrap.dedent("""
-        import json, sys, rhplan
-        s = rhplan.servlet("app", chdir=sys.argv[1])
-        print("RESULT " + json.dumps(s.call("importlib.metadata:version", "packaging")))
-    """))
-    proc = subprocess.run([sys.executable, str(script), str(rh.dir)], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert "RESULT \"24.2\"" in proc.stdout, proc.stdout
+    assert _version_in_servlet(rh, "packaging") == "24.2"
     _converged(rh)
 
     # a package added later may not move the pin: it is resolved with the pins and Ray
@@ -249,4 +255,47 @@ def test_a_compatible_pin_is_honoured_exactly_and_the_servlet_answers(rh: Any) -
     rh("apply", "-auto-approve").ok()
     got = _py(env, "import importlib.metadata as m, six; print(m.version('packaging'))")
     assert got.stdout.strip() == "24.2", got
+    _converged(rh)
+
+
+@pytest.mark.long  # an ssh cluster, its env, two applies: ~50 s (the env read and the
+# repair themselves are in test_envs' broken ray link test)
+def test_an_env_whose_ray_link_no_longer_resolves_is_drift_and_apply_links_it_again(
+    rh: Any, server: Any, tmp_path: Path
+) -> None:
+    # issue 17's linked Ray (hostside/ray_link.py): on an ssh host (a real sshd on
+    # 127.0.0.1) a new env's `ray` is a link into the cluster's shared Ray venv. When that
+    # link no longer resolves (the venv it pointed into was removed), refresh finds the
+    # servlet's Ray missing, and apply installs it again (a fresh link) and restarts the
+    # servlet. The shared venv itself is other tests' too: the env's link is pointed
+    # at a folder that does not exist instead of the venv being removed.
+    from ssh_cluster import cluster_hcl, destroy_and_check, ssh_block
+
+    root = tmp_path / "root"
+    rh.write(cluster_hcl("main", ["127.0.0.1"], root, ssh_block(server), bare_env=False)
+             + 'env "app" {\n  cluster = cluster.main\n  reqs    = []\n}\n')
+    rh("apply", "-auto-approve", timeout=600).ok()
+    try:
+        _ray_link_broken_and_mended(rh, root, tmp_path)
+    finally:  # now, while this module's sshd still runs
+        temp_dir = rh.resources()["cluster.main"]["private"]["ray"]["ray_temp_dir"]
+        destroy_and_check(rh, root, [temp_dir])
+
+
+def _ray_link_broken_and_mended(rh: Any, root: Path, tmp_path: Path) -> None:
+    env = root / "envs" / "app"
+    (link,) = env.glob("lib/python*/site-packages/ray")
+    assert link.is_symlink(), "the env's Ray is not linked to the shared Ray venv"
+    shared = link.resolve()
+    _converged(rh)
+
+    link.unlink()
+    link.symlink_to(tmp_path / "removed-ray-venv" / "ray")
+    _drift_planned(rh, "the servlet's Ray is not in the env any more")
+
+    rh("apply", "-auto-approve", timeout=600).ok()
+    assert link.is_symlink() and link.resolve() == shared
+    assert _version_in_servlet(rh, "ray") == md.version("ray")
+    assert _py(env, "import ray; print(ray.__version__)").stdout.split() == [
+        md.version("ray")]
     _converged(rh)

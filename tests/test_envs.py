@@ -758,3 +758,28 @@ def test_a_new_env_links_the_shared_ray_venvs_ray_and_keeps_the_rest_its_own(
     res = install_entry(conn, own, ray_req, link_ray=(sys.executable, version))
     assert not (Path(res.after.site_packages) / "ray").is_symlink()
     assert f"ray=={version}" in res.changes
+
+
+def test_a_ray_link_that_no_longer_resolves_reads_as_broken_and_is_linked_again(
+    conn: LocalConnection, tmp_path: Path
+) -> None:
+    # issue 17's linked Ray, when the shared venv it points into is gone: its dist-info
+    # is still in the env but `import ray` fails, so an env read (refresh's, the read
+    # around every install) reports it at a version no Ray has; an uninstall still
+    # removes it, and the next install links it again. (Refresh and apply on an ssh
+    # cluster: test_env_drift's ray_link test, -m long.) The env's link is pointed at a
+    # folder that does not exist: the shared venv is other tests' too.
+    ray_python, version = _shared_ray_venv(tmp_path / "root")
+    ray_req = parse_requirement(f"pip:ray=={version}", tmp_path)
+    env_dir = make_env(conn, str(tmp_path / "linked")).rsplit("/bin/", 1)[0]
+    site = Path(install_entry(conn, env_dir, ray_req,
+                              link_ray=(ray_python, version)).after.site_packages)
+    shared = (site / "ray").resolve()
+    (site / "ray").unlink()
+    (site / "ray").symlink_to(tmp_path / "removed-ray-venv" / "ray")
+    assert (read_installed(conn, env_dir) or {})["ray"].version == "0+broken.link"
+    uninstall(conn, env_dir, ["ray"])
+    assert not os.path.lexists(site / "ray") and "ray" not in (read_installed(conn, env_dir) or {})
+    install_entry(conn, env_dir, ray_req, link_ray=(ray_python, version))
+    assert (site / "ray").is_symlink() and (site / "ray").resolve() == shared
+    assert (read_installed(conn, env_dir) or {})["ray"].version == version

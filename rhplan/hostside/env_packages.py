@@ -5,7 +5,8 @@ rhplan.envs: the .pth files rhplan writes for plain folders and the version they
 
 read_dists(site): the distributions in the given site-packages folders (canonical name ->
 [version, direct url, vcs commit]) and the folders rhplan put on the path with .pth
-files (reported as version PTH_VERSION). marker_env(version): the values PEP 508
+files (reported as version PTH_VERSION); a Ray whose link into the shared Ray venv no
+longer resolves is reported at version BROKEN_LINK. marker_env(version): the values PEP 508
 markers are evaluated against, for an interpreter of that version on this host (the
 env's own interpreter passes None), without `packaging`, which a fresh env lacks.
 report_env(): the running env's packages and markers as one JSON line.
@@ -18,6 +19,8 @@ import re
 import sys
 import sysconfig
 from urllib.parse import quote
+
+BROKEN_LINK = "0+broken.link"
 
 
 def read_dists(site):
@@ -46,6 +49,13 @@ def read_dists(site):
                     target = fh.readline().rstrip("\n")
                 dists[f[:-4]] = [PTH_VERSION, "file://" + quote(target), None]  # noqa: F821
                 pth[f[:-4]] = os.path.join(folder, f)
+    # Ray linked from the cluster's shared Ray venv (ray_link.py) whose link no longer
+    # resolves (that venv was removed): its dist-info is still here, but `import ray`
+    # fails. Reported at a version no Ray has (an uninstall still finds its record)
+    for folder in site:
+        link = os.path.join(folder, "ray")
+        if "ray" in dists and os.path.islink(link) and not os.path.exists(link):
+            dists["ray"][0] = BROKEN_LINK
     return dists, pth
 
 

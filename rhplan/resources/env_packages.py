@@ -26,6 +26,10 @@ from rhplan.packages import (
 from rhplan.provider import RunContext
 from rhplan.state.model import ResourceState, State
 
+# private["ray"] of an env whose refresh found the servlet's Ray missing (env_refresh.py):
+# the next update installs it again
+RAY_GONE = "gone"
+
 
 def requirement(raw: str, ctx: RunContext, state: State) -> Requirement:
     """One reqs entry parsed (a package.X entry: that package's spec, from the state)."""
@@ -109,6 +113,10 @@ def ensure_ray(rs: ResourceState, conn: Connection, state: State,
     version = cluster["ray_version"]
     if rs.private.get("ray") == version:
         return None
+    if rs.private.get("ray") == RAY_GONE:
+        # its dist-info (and a link that no longer resolves) are still there: the install
+        # would find Ray installed and do nothing
+        envs.uninstall(conn, rs.attributes["path"], ["ray"])
     # a new env links the Ray venv's Ray package where it can (envs.install_entry)
     res = envs.install_entry(conn, rs.attributes["path"],
                              parse_requirement(f"pip:ray=={version}", Path("/")), (),
@@ -133,7 +141,7 @@ def ensure_ray(rs: ResourceState, conn: Connection, state: State,
 
 
 def wait_seeded(rs: ResourceState, ctx: RunContext) -> None:
-    """Wait for the linking of Ray's bytecode that _ensure_ray left running."""
+    """Wait for the linking of Ray's bytecode that ensure_ray left running."""
     with ctx.lock:
         seeding = ctx.cache.pop(("seeding", rs.address), None)
     if seeding is not None:

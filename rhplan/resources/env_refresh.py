@@ -51,6 +51,17 @@ def read(rs: ResourceState, ctx: RunContext, state: State
                      "rhplan started; apply restarts it")
     elif servlet.get("pid") != rs.attributes.get("servlet_pid"):
         rs.attributes["servlet_pid"] = servlet.get("pid")
+    ray = rs.private.get("ray")
+    have = seen.dists.get("ray")
+    if ray is not None and (have is None or have.version != ray):
+        # the servlet's Ray (installed first, tracked apart from reqs): a link into the
+        # cluster's shared Ray venv that no longer resolves reads as missing
+        # (hostside/env_packages.py); the update installs it again and restarts the servlet
+        rs.private["ray"] = env_packages.RAY_GONE
+        rs.attributes["servlet"] = "stopped"
+        notes.append(f"{rs.address}: the servlet's Ray is not in the env any more (a link "
+                     "to the cluster's shared Ray venv that no longer resolves, or an "
+                     "uninstall); apply installs it again and restarts the servlet")
     kept = []
     for raw in rs.attributes.get("reqs") or []:
         problems = _drift(raw, rs, seen.dists, seen.markers, ctx, state)
