@@ -8,6 +8,7 @@ route as a whole (sshd, Ray, network namespaces) is tests/test_remote_ssh_only.p
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rhplan.servlets import gateway, transport
+from rhplan.servlets import gateway, gateway_server, transport
 from rhplan.servlets.handle import ServletHandle
 
 SERVLETS = Path(gateway.__file__).resolve().parent
@@ -53,7 +54,7 @@ sys.stdin.read()  # until the test closes it
 class Rig:
     key: str
     name: str
-    gw: gateway.Gateway
+    gw: gateway_server.Gateway
     handle: ServletHandle
     caller: transport.Gateway
 
@@ -81,7 +82,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     proc = subprocess.Popen([sys.executable, "-c", SERVLET, str(SERVLETS), name, str(env_dir),
                              key], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     token = os.urandom(16).hex().encode()
-    gw = gateway.Gateway(key, token)
+    gw = gateway_server.Gateway(key, token)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
@@ -178,7 +179,7 @@ def test_calls_objects_and_commands_through_the_servlets_socket(rig: Rig) -> Non
         "returncode": 3, "stdout": "out\n", "stderr": "err\n"}
     assert s.status()["env"] == rig.name
     # served by the servlet itself: the gateway never joined Ray
-    assert rig.gw.ray is None and not rig.gw.joining
+    assert rig.gw.via_ray.ray is None and not rig.gw.via_ray.joining
 
 
 def test_a_calls_output_streams_back_before_it_ends(rig: Rig) -> None:
@@ -276,7 +277,7 @@ def test_a_servlet_without_its_own_socket_goes_through_ray(rig: Rig) -> None:
     with pytest.raises(Exception, match="could not join Ray .* is not answering"):
         rig.caller.request("keys", "no-such-servlet", (), timeout=60)
     assert time.monotonic() - t0 < 15
-    assert rig.gw.ray is None and rig.gw.joining
+    assert rig.gw.via_ray.ray is None and rig.gw.via_ray.joining
 
 
 BASE = 10
@@ -359,3 +360,30 @@ def test_a_servlet_of_an_older_rhplan_gets_functions_the_older_way(
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def test_the_gateway_boots_from_its_files_alone(tmp_path: Path) -> None:
+    """gateway_boot writes every file of the gateway from the one command's stdin into
+    the folder named by their hash and runs the entry from there (on a host, nothing of
+    rhplan is installed): with no Ray at the address, the gateway's own error comes
+    back. A second run finds the files there and writes nothing."""
+    from rhplan.servlets import gateway_start
+
+    folder = tmp_path / f"gateway-{gateway_start.GATEWAY_SHA}"
+    token = tmp_path / "token"
+    token.write_bytes(b"t")
+    with socket.socket() as free:  # a port nobody listens on: no Ray there
+        free.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{free.getsockname()[1]}"
+    argv = [sys.executable, "-c", gateway_start._GATEWAY_BOOT.text, str(folder),
+            gateway_start._LAYOUT, "ensure", dead, str(tmp_path / "temp"), str(token),
+            str(folder)]
+    for _ in range(2):
+        p = subprocess.run(argv, input=gateway_start._STDIN, capture_output=True,
+                           timeout=120, check=False, cwd=tmp_path)
+        assert p.returncode == 1, p.stderr
+        assert json.loads(p.stdout.splitlines()[-1]) == {
+            "error": f"the gateway did not start: Ray at {dead} is not answering"}
+        for name in gateway_start.GATEWAY_FILES:
+            assert (folder / name).read_bytes() == (SERVLETS / name).read_bytes(), name
+        assert not list(folder.glob("*.tmp"))

@@ -6,6 +6,7 @@ from the source (ast), nothing is imported. Host scripts (rhplan/hostside/*.py b
 __init__) run on hosts where rhplan is not installed: the standard library only."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from pathlib import Path
@@ -127,3 +128,18 @@ def test_the_package_graph_in_the_docs_is_current() -> None:
     assert graph.current() == graph.block(), (
         "docs/ARCHITECTURE.md: the package graph is out of date; run "
         "python docs/package_graph.py --write and look at what changed")
+
+
+def test_the_gateways_files_need_only_the_standard_library_and_ray() -> None:
+    """The gateway's files (gateway_start.GATEWAY_FILES) are uploaded to hosts where
+    rhplan is not installed and run there by the cluster's Ray Python: they import the
+    standard library, Ray and each other only."""
+    start = ROOT / "rhplan" / "servlets" / "gateway_start.py"
+    files = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(start.read_text()))
+                 if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "GATEWAY_FILES" for t in node.targets))
+    allowed = set(sys.stdlib_module_names) | {"ray"} | {f.removesuffix(".py") for f in files}
+    problems = [f"rhplan/servlets/{f}:{line}: imports {name}"
+                for f in files for line, name in imports(ROOT / "rhplan" / "servlets" / f)
+                if name.split(".")[0] not in allowed]
+    assert len(files) > 2 and not problems, "\n".join(problems)

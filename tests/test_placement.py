@@ -266,7 +266,7 @@ def where(rh: Any, route: str, *envs: str) -> dict[str, list[str]]:
 
 def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str, Any]
                                         ) -> None:
-    from rhplan.servlets import manage
+    from rhplan.servlets import gateway_start
 
     def pid_of(folder: str) -> int | None:
         try:
@@ -274,22 +274,22 @@ def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str,
         except (OSError, ValueError, KeyError):
             return None
 
-    worker = pid_of(manage.gateway_dir(str(root), node))
+    worker = pid_of(gateway_start.gateway_dir(str(root), node))
     assert worker is not None, "no gateway runs on the worker node"
     argv = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
     # named by the worker's Ray temp dir: stopping that node's Ray stops it
     assert private["ray_worker_temp_dirs"][node].encode() in argv, argv
     # neither gateway joined Ray (its driver library loaded) to reach the servlet
     for who, pid in (("the worker's", worker), ("the head's",
-                                                pid_of(manage.gateway_dir(str(root))))):
+                                                pid_of(gateway_start.gateway_dir(str(root))))):
         if pid is not None:
             assert "_raylet" not in Path(f"/proc/{pid}/maps").read_text(), \
                 f"{who} gateway joined Ray"
 
 
 def manage_gateway_dir(root: Path, node: str) -> str:
-    from rhplan.servlets import manage
-    return manage.gateway_dir(str(root), node)
+    from rhplan.servlets import gateway_start
+    return gateway_start.gateway_dir(str(root), node)
 
 
 def status_nodes(rh: Any, code: int) -> dict[str, dict[str, Any]]:

@@ -260,10 +260,10 @@ def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> No
 
 def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
     from rhplan.errors import ProviderError
-    from rhplan.servlets import manage, transport
+    from rhplan.servlets import gateway_start, transport
     from rhplan.ssh import SSHConnection
 
-    info = json.loads(Path(manage.gateway_dir(str(box.root)), "gateway.json").read_text())
+    info = json.loads(Path(gateway_start.gateway_dir(str(box.root)), "gateway.json").read_text())
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{info['port']}"],
                                capture_output=True, text=True, timeout=30, check=True).stdout
     assert listening.split()[3] == f"127.0.0.1:{info['port']}", listening
@@ -280,7 +280,7 @@ def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
 
 
 def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
-    from rhplan.servlets import manage
+    from rhplan.servlets import gateway_start
 
     stopped, resumed = tmp_path / "stopped", tmp_path / "resumed"
     proc = box.drive_start(f"""
@@ -307,7 +307,8 @@ def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
     try:
         assert proc.stdout.readline().strip() == "READY"
         # Read only now: the first call above may be what started the gateway.
-        info = json.loads(Path(manage.gateway_dir(str(box.root)), "gateway.json").read_text())
+        info = json.loads(Path(gateway_start.gateway_dir(str(box.root)),
+                               "gateway.json").read_text())
         os.kill(info["pid"], signal.SIGSTOP)  # the head hangs (its gateway, at least)
         try:
             stopped.touch()

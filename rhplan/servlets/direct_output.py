@@ -10,13 +10,11 @@ import pickle
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.servlets.gateway import POLL
-from rhplan.servlets.gateway import Gateway as _HeadGateway
+from rhplan.servlets.output_tail import wait_tailing
 from rhplan.servlets.transport import write_output
 
 
@@ -26,28 +24,11 @@ def wait(ref: Any, timeout: float | None, log: str | None) -> Any:
     import ray
     if log is None:
         return ray.get(ref, timeout=timeout)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    offset, poll = 0, POLL[0]
 
     def show(chunk: bytes) -> None:
         write_output(chunk[0], chunk[1:])
 
-    try:
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return ray.get(ref, timeout=0)  # GetTimeoutError, a TimeoutError
-            ready, _ = ray.wait([ref], timeout=poll if left is None else min(poll, left))
-            offset = _HeadGateway._forward(log, offset, show)
-            if ready:
-                return ray.get(ref)
-            poll = min(POLL[1], poll * 2)
-    finally:
-        _HeadGateway._forward(log, offset, show)
-        try:
-            os.unlink(log)
-        except OSError:
-            pass  # nothing was printed: the servlet made no file
+    return wait_tailing(ray, ref, log, show, timeout)
 
 
 _out_dir: str | None = None

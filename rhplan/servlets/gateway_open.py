@@ -60,12 +60,12 @@ def ssh_opener(conn_factory: Callable[[], Any], cluster: dict[str, Any],
     """How to reach the gateway of a cluster through its provider's connection: a
     direct-tcpip channel over SSH, or a plain socket when the head is this machine.
     node: a worker host (conn_factory connects to it; private is that node's)."""
-    from rhplan.servlets import manage
+    from rhplan.servlets import gateway_start
 
     def open_() -> tuple[Any, dict[str, Any]]:
         conn = conn_factory()
         token = conn.get_bytes(private["ray_token_path"])
-        known = manage.read_gateway(conn, cluster, node)
+        known = gateway_start.read_gateway(conn, cluster, node)
         if known is not None:  # the usual case: no command to run on the head
             try:
                 chan = _channel(conn, int(known["port"]))
@@ -73,7 +73,7 @@ def ssh_opener(conn_factory: Callable[[], Any], cluster: dict[str, Any],
             except (ProviderError, OSError):
                 pass  # gone (or not ours): make sure one runs
         for attempt in (0, 1):
-            info = manage.ensure_gateway(conn, cluster, private, node=node)
+            info = gateway_start.ensure_gateway(conn, cluster, private, node=node)
             try:
                 chan = _channel(conn, int(info["port"]))
                 break

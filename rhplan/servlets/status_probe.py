@@ -13,7 +13,7 @@ defines owned_pids, raylet_up and gcs_up), so nothing is copied to the host firs
 ENVS_JSON maps the name of each env placed on this node to its folder; on a worker,
 TEMP_DIR is that node's Ray temp dir, GCS_HOST:GCS_PORT the head's (can the node still
 reach it) and NODE its host: its own gateway is GATEWAY_ROOT/gateway-*/node-NODE
-(servlets/manage.py gateway_dir). Prints one JSON line:
+(servlets/gateway_start.py gateway_dir). Prints one JSON line:
 {"ray": {"pids", "gcs_up", "raylet_up"}, "gateway": {"pid", "port"} or null,
  "servlets": {name: {"alive", "pid", "uptime"}}, "memory": {"total", "used"} or null}
 (memory in bytes: used is MemTotal - MemAvailable, what the kernel could not hand out).
