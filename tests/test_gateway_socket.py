@@ -1,8 +1,8 @@
-"""The gateway's fast path: a servlet's own socket (rhplan/servlets/gateway.py and
+"""The gateway's fast path: a servlet's own socket (rhplan/servlets/gateway_links.py and
 servlet_server.py), without SSH or Ray in the way.
 
 A real EnvServlet (servlet_env.py's class, in a process of its own, as on a head)
-listens on its abstract UNIX socket; a real gateway (gateway.Gateway) serves a TCP
+listens on its abstract UNIX socket; a real gateway (gateway_server.Gateway) serves a TCP
 listener on 127.0.0.1; the caller is the real transport and ServletHandle. The ssh
 route as a whole (sshd, Ray, network namespaces) is tests/test_remote_ssh_only.py.
 """
