@@ -39,7 +39,8 @@ def check(rc: ResourceConfig, attrs: dict[str, Any],
             ctx.cache[("placement_seeded", addr)] = True
             placement.seed(holders, recorded, addr, cluster)
         holders.pop(rc.address, None)
-    prior = getattr(recorded, "resources", {}).get(rc.address)
+    # the state the plan started from (plan/planner.py puts it there; None outside a plan)
+    prior = recorded.resources.get(rc.address) if recorded is not None else None
     prefer = (prior.attributes.get("node") or placement.head(cluster)) if prior else None
     custom: dict[str, Any] = {}
     for key, amount in compute.items():

@@ -9,9 +9,12 @@ stays on the head. CPU and GPU are counted cluster-wide by the env type itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rhplan.config.values import UNKNOWN
+
+if TYPE_CHECKING:
+    from rhplan.state.model import State
 
 # the key under which an allocation (ctx.allocations[cluster][env]) records its node
 NODE_KEY = "@node"
@@ -42,12 +45,12 @@ def offers(cluster: dict[str, Any], host: str | None) -> dict[str, Any]:
     return node_resources(cluster, host) or {}
 
 
-def seed(holders: dict[str, dict[str, Any]], recorded: Any, addr: str,
+def seed(holders: dict[str, dict[str, Any]], recorded: State | None, addr: str,
          cluster: dict[str, Any]) -> None:
     """What the envs recorded on the cluster hold of its custom resources, where they
     are: counted until each is planned again (it then takes its own entry out), so an
     env planned alone (-target) or before them does not take their place."""
-    for r in getattr(recorded, "resources", {}).values():
+    for r in (recorded.resources if recorded is not None else {}).values():
         if r.type != "env" or r.attributes.get("cluster") != addr:
             continue
         custom = {k: v for k, v in (r.attributes.get("compute") or {}).items()
