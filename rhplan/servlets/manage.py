@@ -23,11 +23,10 @@ from rhplan.ray_head import private_argv, private_env, stop_pids
 from rhplan.servlets.servlet_wire import SERVLET_MODULES
 
 # host_script.py and the modules it imports from beside it (the servlet's own, and
-# servlet_wire.py, which gateway.py imports too): uploaded together; their hash names
-# the folder, so a change to any of them makes a new one
+# servlet_wire.py, which the gateway's files import too): uploaded together; their hash
+# names the folder, so a change to any of them makes a new one
 _HOST_FILES = {f"{name}.py": resources.files("rhplan.servlets").joinpath(f"{name}.py")
                .read_bytes() for name in ("host_script", *SERVLET_MODULES)}
-_WIRE = _HOST_FILES["servlet_wire.py"]
 SCRIPT_SHA = hashlib.sha256(b"".join(
     name.encode() + b"\0" + len(data).to_bytes(8, "big") + data
     for name, data in sorted(_HOST_FILES.items()))).hexdigest()[:16]
