@@ -14,6 +14,11 @@ group:
 docs/PROVIDERS.md walks through writing one. A provider imports rhplan only through
 this module; what it re-exports (values, errors, connections) is the stable surface.
 
+What a hook is given is its own: `attrs`, `before`/`after` and `private` are copies
+made for that call (change them freely: the core's records never see it), and `ctx`
+is a frozen `ProviderContext`, a read-only view of the run. What a hook returns is
+what the core records; nothing a provider writes anywhere else reaches the state.
+
 Private state: each cluster's record in the state has two private parts, never shown
 to users. `private["provider"]` is the provider's own: what create/import_cluster
 return as their second value, handed back to every hook as its `private` argument
@@ -28,9 +33,13 @@ or stops Ray itself.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from rhplan.config.provider_schema import GROUP
 from rhplan.config.schema import Attr, BlockSchema
 from rhplan.config.values import UNKNOWN
 from rhplan.connection import CommandResult, Connection, LocalConnection
@@ -41,12 +50,11 @@ from rhplan.errors import (
     ProviderError,
     RhplanError,
 )
-from rhplan.provider import GROUP, RunContext
 
 __all__ = [
     "GROUP", "MARKER", "UNKNOWN", "Attr", "BlockSchema", "Capabilities", "CommandResult",
     "ConfigError", "Connection", "ConnectionLost", "LocalConnection", "Node", "PartialFailure",
-    "Provider", "ProviderError", "RhplanError", "RunContext",
+    "Provider", "ProviderContext", "ProviderError", "RhplanError", "RunContext",
 ]
 
 # The file that makes a folder on a host rhplan's cluster folder (root_dir): a provider
@@ -73,6 +81,38 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class ProviderContext:
+    """What a provider sees of one run, handed to every hook that takes `ctx`: frozen,
+    and its mappings read-only (the core's own run context, with the other resources'
+    secrets and its caches, is never handed out). Made for each call, so `lineage` is
+    current; `cache` is the same dict for the whole run."""
+
+    # the configuration's folder (a provider keeps per-configuration files under it)
+    config_dir: Path
+    # the selected workspace (rhplan.workspace)
+    workspace: str = "default"
+    # the state's lineage: tag what you create with it ("" before the state is read)
+    lineage: str = ""
+    # the evaluated provider "NAME" { ... } blocks, by name (no credentials: those stay
+    # in their chain)
+    provider_configs: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # sensitive attribute values by resource address (a cluster's ssh password under
+    # "cluster.NAME"): they are never in attrs or the state
+    sensitive: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # this provider's own memo for the run (e.g. one describe shared by every cluster):
+    # the core never reads it; hooks of several clusters run in parallel threads, so
+    # guard it with a lock of your own
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+
+# The name hooks annotated their `ctx` with before ProviderContext (providers written
+# then import it); it is the same class.
+RunContext = ProviderContext
+
+
+@dataclass(frozen=True)
 class Node:
     """How Ray runs on one host: the address its Ray node uses (e.g. an instance's
     private address, where the host was reached at a public one) and the CPUs Ray may
@@ -93,16 +133,18 @@ class Provider(ABC):
 
     # ---- planning -------------------------------------------------------------------
     @abstractmethod
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
-                     line: int) -> dict[str, Any]:
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext,
+                     file: str, line: int) -> dict[str, Any]:
         """Validate a cluster's attributes (raise ConfigError(msg, file, line)) and fill
         in what is known before apply (ips, root_dir, resources ...); leave the rest
         UNKNOWN. Return the attributes."""
 
-    def settle(self, before: dict[str, Any], after: dict[str, Any]) -> None:
-        """Adjust a planned change in place (e.g. keep a value the user cannot see
-        change). Called only when the recorded cluster has this same provider.
-        Default: nothing."""
+    def settle(self, before: dict[str, Any], after: dict[str, Any]
+               ) -> dict[str, Any] | None:
+        """Adjust a planned change (e.g. keep a value the user cannot see change): return
+        the planned attributes to use (None: `after` as this hook left it, since it is
+        this call's own copy). Called only when the recorded cluster has this same
+        provider. Default: no change."""
         return None
 
     def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str]
@@ -113,18 +155,19 @@ class Provider(ABC):
 
     # ---- lifecycle ------------------------------------------------------------------
     @abstractmethod
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext
+               ) -> tuple[dict[str, Any], dict]:
         """Bring the hosts up; return the attributes (computed ones set: ips, root_dir
         ...) and the provider's private record. Some hosts failing: raise
         PartialFailure(msg, attrs, private) so what exists is recorded."""
 
     @abstractmethod
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         """The cluster as it really is (drift shows as changed attributes), or None when
         it is gone."""
 
-    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: RunContext
+    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: ProviderContext
                        ) -> tuple[dict[str, Any], dict]:
         """rhplan import: adopt the existing machines `id_` names (the provider says
         how) as the cluster `attrs` plans, setting them up as create would; return the
@@ -132,13 +175,14 @@ class Provider(ABC):
         raise ProviderError(f"importing a {self.name} cluster is not supported; let rhplan "
                             "apply create it")
 
-    def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> list[str]:
+    def leftovers(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
+                  ) -> list[str]:
         """When read() found the cluster gone: what of it still exists (one phrase each),
         so it stays recorded for destroy to remove. Default: nothing."""
         return []
 
     def leaving(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-                ctx: RunContext) -> list[str]:
+                ctx: ProviderContext) -> list[str]:
         """Asked before update() when Ray runs worker nodes: the hosts (addresses in
         before["ips"]) whose Ray node this update ends: those it takes away (scale
         down), restarts (a resize, a stopped machine started again) or found gone. The
@@ -150,7 +194,7 @@ class Provider(ABC):
 
     @abstractmethod
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         """Change the cluster in place; return the new attributes and private record."""
 
     def moved(self, before: dict[str, Any], before_private: dict, after: dict[str, Any],
@@ -163,24 +207,25 @@ class Provider(ABC):
         return {}
 
     @abstractmethod
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         """Remove the hosts (or rhplan's folder on them). The core has stopped Ray on
         them first. Raise ProviderError while something is left: the cluster stays in
         the state for the next destroy."""
 
     # ---- reaching the hosts ---------------------------------------------------------
     @abstractmethod
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
+                ) -> Connection:
         """A connection to the cluster's head host (attrs["ips"][0])."""
 
-    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
               ) -> list[tuple[str, Connection]]:
         """Every host that is set up, connected, the head first: Ray's head starts on the
         first, the others join it. Default: the head only."""
         return [(attrs["ips"][0], self.connect(attrs, private, ctx))]
 
-    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
-                     ) -> Connection:
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict,
+                     ctx: ProviderContext) -> Connection:
         """A connection to one host of the cluster (refresh reads each; destroy stops Ray
         on each). Default: the head through connect(); any other host is refused, so a
         provider with more than one host implements this."""
@@ -196,6 +241,6 @@ class Provider(ABC):
 
     @abstractmethod
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
+                   ctx: ProviderContext) -> str:
         """The interpreter that runs Ray on the host behind conn (installing it first if
         needed). It must have the driver's Ray version."""

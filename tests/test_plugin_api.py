@@ -27,9 +27,10 @@ from rhplan.plugin import (
     Connection,
     Node,
     Provider,
+    ProviderContext,
     ProviderError,
-    RunContext,
 )
+from rhplan.provider import ProviderHooks, RunContext
 
 TESTS = Path(__file__).parent
 PLUGIN = TESTS / "plugins" / "rhplan_fakecloud"
@@ -139,35 +140,35 @@ class OneHost(Provider):
 
     name = "onehost"
 
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
         return attrs
 
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         return attrs, {}
 
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         return after, private
 
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         return None
 
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Connection:
         from rhplan.plugin import LocalConnection
         return LocalConnection()
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
+                   ctx: ProviderContext) -> str:
         return sys.executable
 
 
 def test_optional_hooks_have_their_documented_defaults(tmp_path: Path) -> None:
-    p, ctx = OneHost(), RunContext(config_dir=tmp_path)
+    p, ctx = OneHost(), ProviderContext(config_dir=tmp_path)
     attrs = {"ips": ["10.0.0.1", "10.0.0.2"]}
     assert p.capabilities == Capabilities(local_filesystem=False, grows=False, runs_ray=True)
     assert p.replacement({}, {}, ["x"]) == ([], "")
@@ -180,6 +181,69 @@ def test_optional_hooks_have_their_documented_defaults(tmp_path: Path) -> None:
     assert p.connect_host("10.0.0.1", attrs, {}, ctx) is not None
     with pytest.raises(ProviderError, match="cannot reach host 10.0.0.2"):
         p.connect_host("10.0.0.2", attrs, {}, ctx)
+
+
+class Scribbler(OneHost):
+    """Writes into everything it is handed, and returns changed records of its own."""
+
+    name = "scribbler"
+
+    def _scribble(self, *records: Any) -> None:
+        for r in records:
+            r["scribbled"] = True
+            for v in r.values():
+                if isinstance(v, list):
+                    v.append("scribbled")
+                elif isinstance(v, dict):
+                    v["scribbled"] = True
+
+    def settle(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        self._scribble(before)
+        after["settled"] = True  # its own copy: what it leaves there is the result
+
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext
+               ) -> tuple[dict[str, Any], dict]:
+        self._scribble(attrs)
+        return {"ips": ["10.0.0.9"]}, {"id": "i-1"}
+
+    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+        self._scribble(before, after, private)
+        with pytest.raises(TypeError):
+            ctx.provider_configs["mine"] = {}  # type: ignore[index]
+        with pytest.raises(TypeError):
+            ctx.sensitive["cluster.d"] = {}  # type: ignore[index]
+        ctx.sensitive["cluster.c"]["password"] = "x"  # a copy: the core's stays
+        with pytest.raises(AttributeError):
+            ctx.lineage = "other"  # type: ignore[misc]
+        ctx.cache["seen"] = ctx.cache.get("seen", 0) + 1
+        return {"ips": ["10.0.0.2"]}, {"id": "i-2"}
+
+
+def test_a_provider_gets_copies_and_a_frozen_view_and_the_core_records_its_answer(
+        tmp_path: Path) -> None:
+    """What the core hands a hook is the provider's own (writing into it changes no
+    record of the core's), the run is a frozen, read-only ProviderContext, and what a
+    hook returns is what the core gets back."""
+    run = RunContext(config_dir=tmp_path, lineage="L1",
+                     provider_configs={"scribbler": {"region": "r"}},
+                     sensitive={"cluster.c": {"password": "pw"}})
+    hooks = ProviderHooks(Scribbler())
+    before = {"ips": ["10.0.0.1"], "hosts": {"10.0.0.1": "ready"}}
+    planned = {"ips": ["10.0.0.1", "10.0.0.2"], "hosts": {}}
+    private = {"id": "i-1", "keys": {"10.0.0.1": "k"}}
+    records = json.dumps([before, planned, private, run.provider_configs, run.sensitive],
+                         sort_keys=True)
+
+    assert hooks.settle(before, planned) == {**planned, "settled": True}
+    assert hooks.create(planned, run) == ({"ips": ["10.0.0.9"]}, {"id": "i-1"})
+    assert hooks.update(before, planned, private, run) == (
+        {"ips": ["10.0.0.2"]}, {"id": "i-2"})
+    assert hooks.update(before, planned, private, run)[1] == {"id": "i-2"}
+    assert json.dumps([before, planned, private, run.provider_configs, run.sensitive],
+                      sort_keys=True) == records, "a provider's write reached the core"
+    # the provider's memo lasts the run and is its own (not the core's cache)
+    assert run.provider_caches == {"scribbler": {"seen": 2}} and not run.cache
 
 
 def test_a_provider_missing_a_required_hook_cannot_be_made() -> None:

@@ -20,8 +20,8 @@ from rhplan.plugin import (
     Connection,
     LocalConnection,
     Provider,
+    ProviderContext,
     ProviderError,
-    RunContext,
 )
 
 # cloud-only settings: a local cluster would silently ignore them, so refuse them
@@ -32,7 +32,7 @@ class LocalProvider(Provider):
     name = "local"
     capabilities = Capabilities(local_filesystem=True)  # package folders used in place
 
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
         for key in _CLOUD_ONLY:
             if attrs.get(key) is not None:
@@ -54,7 +54,7 @@ class LocalProvider(Provider):
         attrs["root_dir"] = str(Path(os.path.expanduser(root)).absolute())
         return attrs
 
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         root = Path(attrs["root_dir"])
         python = shutil.which(attrs.get("python") or "python3")
         if python is None:
@@ -63,7 +63,7 @@ class LocalProvider(Provider):
         _make_root(root)
         return attrs, {}
 
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         if not (Path(attrs["root_dir"]) / MARKER).exists():
             # this machine is still here and may still run the cluster's Ray: forgetting
@@ -73,22 +73,22 @@ class LocalProvider(Provider):
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         _make_root(Path(after["root_dir"]))  # the folder may have been removed outside
         return after, private
 
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         root = Path(attrs["root_dir"])
         # only ever remove a folder rhplan created (it holds the marker)
         if (root / MARKER).exists():
             shutil.rmtree(root)
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
+                   ctx: ProviderContext) -> str:
         """Ray on this machine is rhplan's own: the driver's interpreter and version."""
         return sys.executable
 
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Connection:
         return LocalConnection()
 
 
@@ -99,7 +99,7 @@ def _make_root(root: Path) -> None:
         (root / MARKER).write_text(json.dumps({"owner": "rhplan"}))
 
 
-def _default_root(ctx: RunContext, name: str) -> Path:
+def _default_root(ctx: ProviderContext, name: str) -> Path:
     """.rhplan/clusters/NAME; another workspace's clusters live apart
     (.rhplan/workspaces/WS/clusters/NAME), or its apply and destroy would reach the
     default workspace's Ray head and envs of the same name on this machine."""

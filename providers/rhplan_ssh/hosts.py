@@ -18,8 +18,8 @@ from rhplan.plugin import (
     Connection,
     Node,
     PartialFailure,
+    ProviderContext,
     ProviderError,
-    RunContext,
 )
 from rhplan.ssh import ConnectionLost, get_connection
 
@@ -71,7 +71,7 @@ class SSHHosts:
 
     def __init__(self, access: HostAccess | None = None) -> None:
         self.access: HostAccess = access or OwnHosts()
-        self.ctx: RunContext | None = None  # this run's (its in-memory passwords)
+        self.ctx: ProviderContext | None = None  # this run's (its in-memory passwords)
 
     def connect_to(self, ip: str, attrs: dict[str, Any], private: dict) -> Connection:
         ssh = attrs.get("ssh") or {}
@@ -94,7 +94,7 @@ class SSHHosts:
         return conn
 
     # ---- the provider hooks (rhplan/plugin.py) a provider delegates to SSHHosts ----
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Connection:
         """The head; its which() also finds the tools in rhplan's Ray venv there."""
         self.ctx = ctx
         conn = self.connect_to(attrs["ips"][0], attrs, private)
@@ -102,14 +102,14 @@ class SSHHosts:
         # envs are built with the uv that lives in rhplan's Ray venv on the host
         return WithTools(conn, f"{root}/ray-venv/bin") if root and root is not UNKNOWN else conn
 
-    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
               ) -> list[tuple[str, Connection]]:
         """Every host that is set up, connected."""
         self.ctx = ctx
         ready = [ip for ip in attrs["ips"] if (attrs.get("hosts") or {}).get(ip) == "ready"]
         return [(ip, self.connect_to(ip, attrs, private)) for ip in ready]
 
-    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: ProviderContext
                      ) -> Connection:
         """Any host; as connect(), its which() finds rhplan's tools there (an env placed
         on a worker node is built there with that host's uv)."""
@@ -119,7 +119,7 @@ class SSHHosts:
         return WithTools(conn, f"{root}/ray-venv/bin") if root and root is not UNKNOWN else conn
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
+                   ctx: ProviderContext) -> str:
         self.ctx = ctx
         return f"{attrs['root_dir']}/ray-venv/bin/python"
 
@@ -195,19 +195,19 @@ class SSHHostHooks:
 
     _hosts: SSHHosts
 
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Connection:
         return self._hosts.connect(attrs, private, ctx)
 
-    def hosts(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def hosts(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
               ) -> list[tuple[str, Connection]]:
         return self._hosts.hosts(attrs, private, ctx)
 
-    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def connect_host(self, ip: str, attrs: dict[str, Any], private: dict, ctx: ProviderContext
                      ) -> Connection:
         return self._hosts.connect_host(ip, attrs, private, ctx)
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
+                   ctx: ProviderContext) -> str:
         return self._hosts.ray_python(conn, attrs, private, ctx)
 
     def node(self, ip: str, attrs: dict[str, Any], private: dict) -> Node:

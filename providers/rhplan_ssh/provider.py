@@ -11,8 +11,8 @@ from rhplan.plugin import (
     ConfigError,
     PartialFailure,
     Provider,
+    ProviderContext,
     ProviderError,
-    RunContext,
 )
 from rhplan_ssh.hosts import SSHHostHooks, SSHHosts, cluster_name, holding_folders
 
@@ -25,10 +25,10 @@ class SSHProvider(SSHHostHooks, Provider):
     def __init__(self) -> None:
         self._hosts = SSHHosts()
 
-    def _use(self, ctx: RunContext) -> None:
+    def _use(self, ctx: ProviderContext) -> None:
         self._hosts.ctx = ctx
 
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
         self._use(ctx)
         for key in _CLOUD_ONLY:
@@ -62,7 +62,7 @@ class SSHProvider(SSHHostHooks, Provider):
         return attrs
 
     # ---- lifecycle ------------------------------------------------------------
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         self._use(ctx)
         private: dict[str, Any] = {}
         try:
@@ -77,7 +77,7 @@ class SSHProvider(SSHHostHooks, Provider):
             raise PartialFailure(f"{exc}; what was set up is recorded: fix it and apply "
                                  "again, or destroy", attrs, private) from None
 
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         """No command here: the core reads every host in one round trip (rhplan.facts),
         including whether rhplan's folder is still there."""
@@ -85,7 +85,7 @@ class SSHProvider(SSHHostHooks, Provider):
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         self._use(ctx)
         todo = [ip for ip in after["ips"] if (before.get("hosts") or {}).get(ip) != "ready"]
         attrs = dict(after, hosts=dict(before.get("hosts") or {}),
@@ -94,7 +94,7 @@ class SSHProvider(SSHHostHooks, Provider):
             attrs, private = self._hosts.setup(attrs, private, todo)
         return attrs, private
 
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         """Remove rhplan's folder (the one with the marker) from every host. A host that
         holds one and cannot be reached keeps the cluster in the state: never report a
         destroy as done while its folder (Ray venv, envs, secrets) is left there."""

@@ -48,7 +48,9 @@ class ClusterType(ResourceType):
             after["ray_status"] = "restarting"
         provider = ctx.provider(after["provider"])
         if before.get("provider") == after["provider"]:
-            provider.settle(before, after)
+            settled = provider.settle(before, after)  # the provider's own copy, settled
+            after.clear()
+            after.update(settled)
         if (after.get("ray_status") == "running" and provider.capabilities.grows
                 and len(before.get("ips") or []) == 1
                 and _count(after.get("num_instances")) > 1):

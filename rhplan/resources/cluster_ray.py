@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rhplan import ray_head
 from rhplan.errors import PartialFailure, ProviderError
 from rhplan.lazy import lazy_module
-from rhplan.plugin import Provider
-from rhplan.provider import RunContext
+from rhplan.provider import ProviderHooks, RunContext
 from rhplan.state.model import ResourceState
 
 if TYPE_CHECKING:
@@ -316,7 +315,7 @@ def remove_driver_token(path: str | None) -> None:
         pass
 
 
-def runs_ray(provider: Provider) -> bool:
+def runs_ray(provider: ProviderHooks) -> bool:
     """False for a provider that only provisions machines (Capabilities.runs_ray): the
     core contacts none of its hosts."""
     return provider.capabilities.runs_ray

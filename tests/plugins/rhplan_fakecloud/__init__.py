@@ -26,8 +26,8 @@ from rhplan.plugin import (
     Connection,
     LocalConnection,
     Provider,
+    ProviderContext,
     ProviderError,
-    RunContext,
 )
 
 RECORD = "machine.json"
@@ -38,7 +38,7 @@ _NOT_HERE = ("instance_type", "image_id", "region", "ips", "allowed_cidrs", "ssh
 class FakeCloudProvider(Provider):
     name = "fakecloud"
 
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
         for key in _NOT_HERE:
             if attrs.get(key):
@@ -54,19 +54,20 @@ class FakeCloudProvider(Provider):
         attrs["instance_ids"] = UNKNOWN  # known once the machine is made
         return attrs
 
-    def settle(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+    def settle(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """The machine stays: its id, unknown in a fresh plan, is the recorded one."""
         if after.get("instance_ids") is UNKNOWN and before.get("instance_ids"):
-            after["instance_ids"] = before["instance_ids"]
+            return dict(after, instance_ids=before["instance_ids"])
+        return after
 
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         machine = Path(attrs["root_dir"]).parent
         machine_id = f"fc-{uuid.uuid4().hex[:12]}"
         _make(machine, machine_id)
         attrs["instance_ids"] = [machine_id]
         return attrs, {"machine": str(machine), "machine_id": machine_id}
 
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         record = Path(private["machine"]) / RECORD
         if not record.exists():
@@ -76,11 +77,11 @@ class FakeCloudProvider(Provider):
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         _make(Path(private["machine"]), private["machine_id"])
         return dict(after, instance_ids=[private["machine_id"]]), private
 
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         machine = Path(private["machine"])
         if (machine / RECORD).exists():
             shutil.rmtree(machine)
@@ -88,16 +89,16 @@ class FakeCloudProvider(Provider):
             raise ProviderError(f"machine folder {machine} is left; remove it and destroy "
                                 "again")
 
-    def connect(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> Connection:
+    def connect(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Connection:
         return LocalConnection()
 
     def ray_python(self, conn: Connection, attrs: dict[str, Any], private: dict,
-                   ctx: RunContext) -> str:
+                   ctx: ProviderContext) -> str:
         """This machine's Ray is the driver's own: same interpreter, same version."""
         return sys.executable
 
 
-def _cloud(ctx: RunContext) -> Path:
+def _cloud(ctx: ProviderContext) -> Path:
     return ctx.config_dir / ".rhplan" / "fakecloud"
 
 
