@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rhplan.config.provider_schema import GROUP as GROUP  # (rhplan.plugin re-exports it)
 from rhplan.config.provider_schema import installed_providers
 from rhplan.connection import Connection
-from rhplan.errors import ConfigError
+from rhplan.errors import ConfigError, ProviderError
 
 if TYPE_CHECKING:
     from rhplan.plugin import Capabilities, Node, Provider, ProviderContext
@@ -92,16 +92,36 @@ class ProviderHooks:
                                MappingProxyType(_own(run.provider_configs)),
                                MappingProxyType(_own(run.sensitive)), cache)
 
+    def _attrs(self, hook: str, value: Any) -> dict[str, Any]:
+        """What a hook returned as the cluster's attributes: recorded as it is, so it
+        must be a dict (a wrong shape is the provider's bug, named here in one line
+        rather than failing later inside the core)."""
+        if not isinstance(value, dict):
+            raise ProviderError(f"provider {self.name!r}: its {hook} hook returned "
+                                f"{type(value).__name__}, not the cluster's attributes (a "
+                                "dict); fix the provider")
+        return value
+
+    def _records(self, hook: str, value: Any) -> tuple[dict[str, Any], dict]:
+        """(attributes, private record), as create, update and import_cluster return."""
+        if not (isinstance(value, tuple) and len(value) == 2
+                and isinstance(value[1], dict)):
+            raise ProviderError(f"provider {self.name!r}: its {hook} hook returned "
+                                f"{type(value).__name__}, not (attributes, private "
+                                "record); fix the provider")
+        return self._attrs(hook, value[0]), value[1]
+
     # ---- planning ---------------------------------------------------------------
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
                      line: int) -> dict[str, Any]:
-        return self.plugin.plan_cluster(name, _own(attrs), self._ctx(ctx), file, line)
+        return self._attrs("plan_cluster", self.plugin.plan_cluster(
+            name, _own(attrs), self._ctx(ctx), file, line))
 
     def settle(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """The planned attributes as the provider settles them (a new dict)."""
         mine = _own(after)
         settled = self.plugin.settle(_own(before), mine)
-        return mine if settled is None else settled
+        return mine if settled is None else self._attrs("settle", settled)
 
     def replacement(self, before: dict[str, Any], after: dict[str, Any], changed: list[str]
                     ) -> tuple[list[str], str]:
@@ -109,15 +129,17 @@ class ProviderHooks:
 
     # ---- lifecycle --------------------------------------------------------------
     def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
-        return self.plugin.create(_own(attrs), self._ctx(ctx))
+        return self._records("create", self.plugin.create(_own(attrs), self._ctx(ctx)))
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
              ) -> dict[str, Any] | None:
-        return self.plugin.read(_own(attrs), _own(private), self._ctx(ctx))
+        found = self.plugin.read(_own(attrs), _own(private), self._ctx(ctx))
+        return None if found is None else self._attrs("read", found)
 
     def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: RunContext
                        ) -> tuple[dict[str, Any], dict]:
-        return self.plugin.import_cluster(_own(attrs), id_, self._ctx(ctx))
+        return self._records("import_cluster", self.plugin.import_cluster(
+            _own(attrs), id_, self._ctx(ctx)))
 
     def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext
                   ) -> list[str]:
@@ -129,7 +151,8 @@ class ProviderHooks:
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
                ctx: RunContext) -> tuple[dict[str, Any], dict]:
-        return self.plugin.update(_own(before), _own(after), _own(private), self._ctx(ctx))
+        return self._records("update", self.plugin.update(
+            _own(before), _own(after), _own(private), self._ctx(ctx)))
 
     def moved(self, before: dict[str, Any], before_private: dict, after: dict[str, Any],
               after_private: dict) -> dict[str, str]:

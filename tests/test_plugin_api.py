@@ -246,6 +246,29 @@ def test_a_provider_gets_copies_and_a_frozen_view_and_the_core_records_its_answe
     assert run.provider_caches == {"scribbler": {"seen": 2}} and not run.cache
 
 
+class WrongShapes(OneHost):
+    """Returns what the contract does not allow."""
+
+    name = "wrongshapes"
+
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> Any:
+        return attrs  # not (attributes, private record)
+
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Any:
+        return ["127.0.0.1"]
+
+
+def test_what_a_provider_returns_in_the_wrong_shape_is_named_in_one_line(
+        tmp_path: Path) -> None:
+    hooks, run = ProviderHooks(WrongShapes()), RunContext(config_dir=tmp_path)
+    with pytest.raises(ProviderError, match=r"^provider 'wrongshapes': its create hook "
+                       r"returned dict, not \(attributes, private record\); fix"):
+        hooks.create({"ips": ["127.0.0.1"]}, run)
+    with pytest.raises(ProviderError, match=r"^provider 'wrongshapes': its read hook "
+                       r"returned list, not the cluster's attributes"):
+        hooks.read({}, {}, run)
+
+
 def test_a_provider_missing_a_required_hook_cannot_be_made() -> None:
     partial = type("Partial", (Provider,), {"name": "partial"})
     with pytest.raises(TypeError, match="abstract methods? .*connect"):
