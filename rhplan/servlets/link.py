@@ -49,10 +49,11 @@ class Link:
         (they are on their way to their next request, or done), the sender waits for
         them, LINGER at most. A lone thread never waits: its own send is the one it was
         woken for."""
-        with self.lock:
+        mine = self.outbox.put(pieces)
+        with self.lock:  # after the put: a lingering sender that sees 0 finds it queued
             if self.woken > 0:
                 self.woken -= 1
-        if not self.outbox.put(pieces):
+        if not mine:
             return
         try:
             if self.woken > 0:
