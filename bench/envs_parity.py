@@ -172,8 +172,8 @@ def main() -> int:
     args = ap.parse_args()
     from sshd import SSHServer
 
-    from rhplan.connection import LocalConnection
-    from rhplan.ssh.connection import SSHConnection
+    from rhplan.hosts.connection import LocalConnection
+    from rhplan.hosts.ssh.connection import SSHConnection
 
     ok = True
     with tempfile.TemporaryDirectory(prefix="rhplan-bench-envs-") as tmp:

@@ -60,7 +60,8 @@ TIMEOUT = 900.0
 TIMED = r"""
 import json, sys, threading, time
 T0 = time.perf_counter()
-from rhplan import connection, ssh
+from rhplan.hosts import connection
+from rhplan.hosts import ssh
 calls, steps = [], {}
 def kind(name, args):
     if name == "put_bytes":

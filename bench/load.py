@@ -61,7 +61,7 @@ process).
 All "hosts" share this machine: before applying, the script checks there is memory AND
 thread room for the fleet (room_for). Every thread takes a pid and pid_max here is
 32,768. A servlet holds its Ray actor's whole thread pool (SERVLET_CONCURRENCY in
-rhplan/servlets/servlet_server.py) plus ~24 threads: with the old max_concurrency of 1000
+rhplan/ray/servlets/servlet_server.py) plus ~24 threads: with the old max_concurrency of 1000
 that was ~1,024 threads per servlet, so ~25 servlets exhausted the machine; at 32 it is
 ~56, and 200 servlets fit. Measured with one actor per setting on an rhplan head:
 max_concurrency 1 -> 22 threads, 16 -> 38, 100 -> 122, 1000 -> 1,022 (RSS 78 -> 88 MiB).
@@ -257,9 +257,9 @@ def provision_host(root: Path, with_uv: bool = True) -> None:
 
 def servlet_threads() -> int:
     """Threads one servlet process holds: Ray starts a threaded actor's whole pool at
-    once (max_concurrency: SERVLET_CONCURRENCY in rhplan/servlets/servlet_server.py) plus
+    once (max_concurrency: SERVLET_CONCURRENCY in rhplan/ray/servlets/servlet_server.py) plus
     ~24 of its own."""
-    src = (REPO / "rhplan" / "servlets" / "servlet_server.py").read_text()
+    src = (REPO / "rhplan" / "ray" / "servlets" / "servlet_server.py").read_text()
     m = re.search(r"^SERVLET_CONCURRENCY = (\d+)", src, re.M)
     return (int(m.group(1)) if m else 1) + RAY_OWN_THREADS
 
@@ -289,8 +289,9 @@ def room_for(hosts: int, envs: int) -> str:
     free = limit - threads_now()
     if free < want:
         return (f"{envs} servlets need about {want:,} threads ({servlet_threads():,} each: "
-                f"SERVLET_CONCURRENCY in rhplan/servlets/servlet_server.py) and this machine has "
-                f"room for {free:,} more (pid_max/threads-max {limit:,}); use fewer envs")
+                f"SERVLET_CONCURRENCY in rhplan/ray/servlets/servlet_server.py) and this "
+                f"machine has room for {free:,} more (pid_max/threads-max {limit:,}); "
+                "use fewer envs")
     return ""
 
 

@@ -125,7 +125,7 @@ def main() -> int:
     from netns import TestNetwork, netns_available
     from test_ssh_provider import cluster_hcl, hcl_str, provision_ray_venv
 
-    from rhplan.ray_head import private_env
+    from rhplan.ray.head import private_env
     reason = netns_available()
     if reason is not None:
         print(f"SKIP: network namespaces unavailable: {reason}")

@@ -301,8 +301,8 @@ AFTER_APPLY = {
     "ips": lambda a, i: ["127.0.0.1"],
     "servlet": lambda a, i: "running",
     "servlet_pid": lambda a, i: 40000 + i,
-    "path": lambda a, i: f"/var/lib/rhplan/envs/{a.get('name', i)}",
-    "python": lambda a, i: f"/var/lib/rhplan/envs/{a.get('name', i)}/bin/python",
+    "path": lambda a, i: f"/var/lib/rhplan/hosts/envs/{a.get('name', i)}",
+    "python": lambda a, i: f"/var/lib/rhplan/hosts/envs/{a.get('name', i)}/bin/python",
 }
 
 

@@ -331,7 +331,7 @@ def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
     its port. Stopped with the cluster's Ray (its command line names the temp dir).
     Legacy mode (one server process): proxy mode's per-client server failed to start
     on rhplan's head ("Starting Ray client server failed", empty logs)."""
-    from rhplan.ray_head import private_env
+    from rhplan.ray.head import private_env
     cluster = next(r for r in state["resources"] if r["type"] == "cluster")
     a, p = cluster["attributes"], cluster["private"]["ray"]  # the core's part (state format 2)
     port_res = conn.run([a["ray_python"], "-c", "import socket; s = socket.socket(); "
@@ -508,8 +508,8 @@ def _ray_client(infra: Path, server: Any) -> tuple[subprocess.Popen[bytes], str,
                                                     dict[str, str]]:
     """A Ray Client server on the head, its port forwarded by OpenSSH: (the forward,
     the address a driver joins, the env it needs: the cluster's token like any driver)."""
-    from rhplan.ray_head import private_env
-    from rhplan.ssh import SSHConnection
+    from rhplan.hosts.ssh import SSHConnection
+    from rhplan.ray.head import private_env
     state = json.loads((infra / "rhplan.state.json").read_text())
     with SSHConnection("127.0.0.1", port=server.port, user=server.user,
                        private_key=server.client_key, known_hosts=server.known_hosts) as conn:

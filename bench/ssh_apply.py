@@ -73,7 +73,7 @@ TARGET_ROUND_TRIPS = 1
 # A CLI run with every remote operation counted; one `COUNT {json}` line at the end.
 COUNTER = r"""
 import json, sys, time
-from rhplan import ssh
+from rhplan.hosts import ssh
 from rhplan.cli import main
 commands, sftp, log = {}, {}, []
 run, put, get = ssh.SSHConnection.run, ssh.SSHConnection.put_bytes, ssh.SSHConnection.get_bytes

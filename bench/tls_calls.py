@@ -7,7 +7,7 @@ Run (from the repository root, with the project's venv active):
     python bench/tls_calls.py                  # 1,000 calls per mode, 1 MB put/get x 20
     python bench/tls_calls.py --calls 5000
 
-Starts two Ray heads on this machine with rhplan's own code (rhplan.ray_head.start,
+Starts two Ray heads on this machine with rhplan's own code (rhplan.ray.head.start,
 LocalConnection): a one-host head (loopback, no TLS) and a head ready for other
 nodes on the host's address, with the cluster CA and node certificate rhplan.tls
 makes. (Both stay on this machine: the difference is TLS, not the network.) For each,
@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rhplan import ray_head, tls  # noqa: E402
-from rhplan.connection import LocalConnection  # noqa: E402
+from rhplan.hosts.connection import LocalConnection  # noqa: E402
 
 DRIVER = r"""
 import json, os, statistics, sys, time

@@ -19,8 +19,8 @@ from rhplan.errors import (
 )
 
 if TYPE_CHECKING:
-    from rhplan.servlets.handle import ServletHandle
-    from rhplan.servlets.remote_object import RemoteInstance
+    from rhplan.ray.servlets.handle import ServletHandle
+    from rhplan.ray.servlets.remote_object import RemoteInstance
 
 
 def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = None,
@@ -32,7 +32,7 @@ def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = N
     `cluster` (its default_env, else its only env), or of the workspace's only cluster."""
     from rhplan.env_lookup import servlet_target
     from rhplan.names import instance_address, normalize_address
-    from rhplan.servlets.client import servlet as _servlet  # Ray is imported only when used
+    from rhplan.ray.servlets.client import servlet as _servlet  # Ray is imported only when used
     if name is None:
         if key is not None:
             raise RhplanError("servlet(key=...) needs the env's name: servlet(NAME, key=...)")
@@ -47,9 +47,9 @@ def servlet(name: str | None = None, chdir: str = ".", key: str | int | None = N
     return _servlet(servlet_target(name, chdir))
 
 
-_LAZY = {"ServletHandle": "rhplan.servlets.handle",
-         "RemoteError": "rhplan.servlets.remote_errors",
-         "RemoteInstance": "rhplan.servlets.remote_object"}
+_LAZY = {"ServletHandle": "rhplan.ray.servlets.handle",
+         "RemoteError": "rhplan.ray.servlets.remote_errors",
+         "RemoteInstance": "rhplan.ray.servlets.remote_object"}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from rhplan.errors import RhplanError
 from rhplan.names import normalize_address
 
 if TYPE_CHECKING:
-    from rhplan.servlets.client import ServletTarget
+    from rhplan.ray.servlets.client import ServletTarget
 
 
 def open_backend(chdir: str | os.PathLike[str]) -> Any:
@@ -118,7 +118,7 @@ def servlet_target(name: str | None, chdir: str | os.PathLike[str] = ".",
     """What servlets.client needs to reach env NAME's servlet (with no name, the default
     env of `cluster`, of the only cluster when that is None too): the records, how to
     connect to its hosts, and how to read its record again (an apply restarted it)."""
-    from rhplan.servlets.client import ServletTarget
+    from rhplan.ray.servlets.client import ServletTarget
     env, found = find_env(name, chdir, cluster)
     address = env.address  # a handle keeps the env it found, whatever the default becomes
 

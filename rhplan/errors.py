@@ -46,7 +46,7 @@ class ProviderError(RhplanError):
 class ConnectionLost(ProviderError):
     """The SSH connection broke while a command ran: it may or may not have finished
     on the host. Commands that are safe to repeat may be retried. (Defined here, not in
-    rhplan.ssh, so code that only catches it does not import paramiko.)"""
+    rhplan.hosts.ssh, so code that only catches it does not import paramiko.)"""
 
 
 class PartialFailure(ProviderError):

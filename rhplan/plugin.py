@@ -42,7 +42,6 @@ from typing import Any
 from rhplan.config.provider_schema import GROUP
 from rhplan.config.schema import Attr, BlockSchema
 from rhplan.config.values import UNKNOWN
-from rhplan.connection import CommandResult, Connection, LocalConnection
 from rhplan.errors import (
     ConfigError,
     ConnectionLost,
@@ -50,6 +49,7 @@ from rhplan.errors import (
     ProviderError,
     RhplanError,
 )
+from rhplan.hosts.connection import CommandResult, Connection, LocalConnection
 
 __all__ = [
     "GROUP", "MARKER", "UNKNOWN", "Attr", "BlockSchema", "Capabilities", "CommandResult",

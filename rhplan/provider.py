@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from rhplan.config.provider_schema import GROUP as GROUP  # (rhplan.plugin re-exports it)
 from rhplan.config.provider_schema import installed_providers
-from rhplan.connection import Connection
 from rhplan.errors import ConfigError, ProviderError
+from rhplan.hosts.connection import Connection
 
 if TYPE_CHECKING:
     from rhplan.plugin import Capabilities, Node, Provider, ProviderContext

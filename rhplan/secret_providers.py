@@ -23,8 +23,8 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from rhplan.connection import Connection
 from rhplan.errors import ProviderError
+from rhplan.hosts.connection import Connection
 
 PROVIDERS = ("aws", "huggingface", "gcp", "ssh")
 FILES_DIR = "rhplan/secret_files"  # in the env dir, one 0600 file per provider secret

@@ -12,11 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rhplan import hostside, ray_head
-from rhplan.connection import CommandResult, Connection
+from rhplan import hostside
 from rhplan.errors import ProviderError, RhplanError
+from rhplan.hosts.connection import CommandResult, Connection
 from rhplan.provider import RunContext
-from rhplan.servlets.transport import write_output
+from rhplan.ray import head as ray_head
+from rhplan.ray.servlets.transport import write_output
 from rhplan.state.model import ResourceState, State
 
 
@@ -39,7 +40,7 @@ def cluster_status(state: State, chdir: str, parallelism: int = 10) -> list[dict
 
 # status_probe.py (standard library only) runs after ray_host.py's functions
 _PROBE = hostside.Script("status_probe", ray_head.OWNED_PIDS_FN + "\n" + resources.files(
-    "rhplan.servlets").joinpath("status_probe.py").read_text())
+    "rhplan.ray.servlets").joinpath("status_probe.py").read_text())
 PROBE_TIMEOUT = 30.0
 
 

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rhplan.connection import Connection
 from rhplan.errors import ProviderError
+from rhplan.hosts.connection import Connection
 
 CA_DAYS = 3650
 LEAF_DAYS = 825

@@ -3,7 +3,7 @@
     env "app" { working_dir = "./src" }   # default: the git repository holding the
                                           # configuration, else the configuration folder
 
-The folder is synced with rhplan.sync (only changed files travel; the host keeps a
+The folder is synced with rhplan.hosts.sync (only changed files travel; the host keeps a
 manifest) to ROOT/workdirs/ENV; the env's servlet runs there (its current directory,
 first on sys.path) and re-imports the modules a later sync changed on its next call.
 
@@ -25,9 +25,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from rhplan import sync
-from rhplan.connection import Connection
 from rhplan.errors import ConfigError
+from rhplan.hosts import sync
+from rhplan.hosts.connection import Connection
 
 DEFAULT_MAX_MB = 200
 IGNORE_FILE = ".rhplanignore"
@@ -145,7 +145,7 @@ def scan(root: Path, max_mb: float) -> tuple[str, int, int]:
 def sync_to(conn: Connection, root: Path, remote: str, max_mb: float,
             cache: Path | None = None, python: str = "python3") -> sync.SyncResult:
     """Sync root to remote; with cache (a folder of this machine), a re-sync is one
-    command to the host, run by python there (see rhplan/sync.py, the fast path)."""
+    command to the host, run by python there (see rhplan/hosts/sync.py, the fast path)."""
     real = check(root)
     return sync.sync_folder(conn, real, remote, max_bytes=int(max_mb * 1024 * 1024),
                             selection=selection(real), size_fix=size_fix(real), cache=cache,

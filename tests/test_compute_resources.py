@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from rayprocs import cluster_processes, temp_dir_for
 
-from rhplan.connection import LocalConnection
-from rhplan.servlets import manage
+from rhplan.hosts.connection import LocalConnection
+from rhplan.ray.servlets import manage
 
 OFFERING = """
 cluster "c" {
@@ -298,7 +298,7 @@ def test_every_node_of_a_two_host_cluster_offers_them(tmp_path: Path, rhplan_in:
         provision_ray_venv,
     )
 
-    from rhplan.ray_head import private_env
+    from rhplan.ray.head import private_env
     reason = netns_available()
     if reason is not None:
         pytest.skip(f"network namespaces: {reason}")

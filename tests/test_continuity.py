@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from drivers import Cluster
 
-from rhplan.servlets import gateway
+from rhplan.ray.servlets import gateway
 
 HCL = """
 cluster "c" {

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from canary import canary_secret
 
-from rhplan.connection import LocalConnection
-from rhplan.envs import create_venv, run_setup_cmds, write_env_files
+from rhplan.hosts.connection import LocalConnection
+from rhplan.hosts.envs import create_venv, run_setup_cmds, write_env_files
 
 TOKEN = canary_secret("envfile")
 TOKEN2 = canary_secret("envfile2")

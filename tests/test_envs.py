@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import pytest
 
-from rhplan.connection import CommandResult, Connection, LocalConnection
-from rhplan.envs import (
+from rhplan.errors import ProviderError
+from rhplan.hosts.connection import CommandResult, Connection, LocalConnection
+from rhplan.hosts.envs import (
     Installed,
     create_venv,
     delete_env,
@@ -36,7 +37,6 @@ from rhplan.envs import (
     uninstall,
     write_env_files,
 )
-from rhplan.errors import ProviderError
 from rhplan.packages import parse_requirement
 
 # Every shell-meaningful character that could turn data into a command.
@@ -426,8 +426,8 @@ def test_refresh_checks_each_requirement_by_its_specifier_and_markers(
 ) -> None:
     import sys
 
-    from rhplan import facts
-    from rhplan.envs import read_env, spec_drift
+    from rhplan.hosts import facts
+    from rhplan.hosts.envs import read_env, spec_drift
 
     env_dir = str(tmp_path / "d")
     create_venv(conn, env_dir)
@@ -461,7 +461,7 @@ def test_a_pin_ray_cannot_live_with_is_named_with_both_sides_by_uv_and_by_pip(
     (issue 11, item 3): uv says it in one line, pip over several, joined into one."""
     import importlib.metadata as md
 
-    from rhplan.envs import check_resolvable, constraint_lines, write_constraints
+    from rhplan.hosts.envs import check_resolvable, constraint_lines, write_constraints
 
     pins = constraint_lines([parse_requirement(raw, tmp_path) for raw in
                              ("pip:packaging<24", "pip:six", "./", "pip:idna[all]>=3")])

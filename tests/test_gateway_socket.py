@@ -1,4 +1,4 @@
-"""The gateway's fast path: a servlet's own socket (rhplan/servlets/gateway_links.py and
+"""The gateway's fast path: a servlet's own socket (rhplan/ray/servlets/gateway_links.py and
 servlet_server.py), without SSH or Ray in the way.
 
 A real EnvServlet (servlet_env.py's class, in a process of its own, as on a head)
@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from rhplan.servlets import gateway, gateway_server, transport
-from rhplan.servlets.handle import ServletHandle
+from rhplan.ray.servlets import gateway, gateway_server, transport
+from rhplan.ray.servlets.handle import ServletHandle
 
 SERVLETS = Path(gateway.__file__).resolve().parent
 sys.path.insert(0, str(SERVLETS))
@@ -116,7 +116,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 def test_both_host_scripts_and_the_caller_share_one_wire_module() -> None:
     """The servlet's modules and gateway.py take frames, packing, socket names and
     exception descriptions from servlet_wire.py (uploaded beside them), not from copies."""
-    from rhplan.servlets import remote_errors, servlet_wire
+    from rhplan.ray.servlets import remote_errors, servlet_wire
 
     assert servlet_env.servlet_socket is sys.modules["servlet_wire"].servlet_socket
     assert gateway.wire is servlet_wire and gateway.servlet_socket is servlet_wire.servlet_socket
@@ -288,7 +288,7 @@ def test_functions_sent_again_see_what_changed(rig: Rig) -> None:
     captures changes; a closure or global that changes is seen at the next call, and
     what a call changes in its copy is never carried to the next."""
     global BASE
-    from rhplan.servlets import pickling
+    from rhplan.ray.servlets import pickling
 
     s = rig.handle
     n = 1
@@ -367,7 +367,7 @@ def test_the_gateway_boots_from_its_files_alone(tmp_path: Path) -> None:
     the folder named by their hash and runs the entry from there (on a host, nothing of
     rhplan is installed): with no Ray at the address, the gateway's own error comes
     back. A second run finds the files there and writes nothing."""
-    from rhplan.servlets import gateway_start
+    from rhplan.ray.servlets import gateway_start
 
     folder = tmp_path / f"gateway-{gateway_start.GATEWAY_SHA}"
     token = tmp_path / "token"

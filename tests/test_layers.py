@@ -21,23 +21,23 @@ _spec.loader.exec_module(graph)
 imports, module_name, sources, PROVIDERS = (graph.imports, graph.module_name, graph.sources,
                                             graph.PROVIDERS)
 
-BASE = {"rhplan.connection", "rhplan.errors"}
+BASE = {"rhplan.hosts.connection", "rhplan.errors"}
 # what each module may import of rhplan and its providers (a prefix allows what is
 # under it). A provider reaches the core through rhplan.plugin (the provider API);
 # the ssh and aws providers also use the transport and host layers (Ray on the hosts is
 # the core's: no provider starts or stops it).
 ALLOWED: dict[str, set[str]] = {
-    "rhplan.ssh": BASE | {"rhplan.ssh"},
+    "rhplan.hosts.ssh": BASE | {"rhplan.hosts.ssh"},
     "rhplan.hostside": BASE,
-    "rhplan.ray_head": BASE | {"rhplan.hostside"},
-    "rhplan.facts": BASE | {"rhplan.hostside", "rhplan.envs"},
+    "rhplan.ray.head": BASE | {"rhplan.hostside"},
+    "rhplan.hosts.facts": BASE | {"rhplan.hostside", "rhplan.hosts.envs"},
     # the servlets' callers and host files: handed what they need (the env's and its
     # cluster's records, how to connect) by the layer above (rhplan.env_lookup); they
     # never read a configuration, a state or a provider themselves
-    "rhplan.servlets": BASE | {"rhplan.servlets", "rhplan.hostside", "rhplan.ray_head",
+    "rhplan.ray.servlets": BASE | {"rhplan.ray.servlets", "rhplan.hostside", "rhplan.ray.head",
                                "rhplan.tls"},
     "rhplan_local": {"rhplan.plugin"},
-    "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.plugin", "rhplan.ssh", "rhplan_ssh"},
+    "rhplan_ssh": BASE | {"rhplan.hostside", "rhplan.plugin", "rhplan.hosts.ssh", "rhplan_ssh"},
     "rhplan_aws": BASE | {"rhplan.plugin", "rhplan_ssh", "rhplan_aws"},
 }
 
@@ -101,13 +101,13 @@ def test_host_scripts_need_only_the_standard_library() -> None:
 
 
 @pytest.mark.parametrize("module, source", [
-    ("rhplan.ssh.pool", "from rhplan.plan.model import Plan\n"),
-    ("rhplan.ssh.channel", "def f():\n    from rhplan import servlets\n"),
-    ("rhplan.ray_head", "import rhplan.resources.cluster\n"),
-    ("rhplan.servlets.client", "def f():\n    from rhplan.workspace import backend_for\n"),
-    ("rhplan.servlets.handle", "from rhplan.config.load import load_config\n"),
-    ("rhplan.servlets.route", "from rhplan.state.local import LocalBackend\n"),
-    ("rhplan.servlets.cluster_gateway", "from rhplan.provider import RunContext\n"),
+    ("rhplan.hosts.ssh.pool", "from rhplan.plan.model import Plan\n"),
+    ("rhplan.hosts.ssh.channel", "def f():\n    from rhplan.ray import servlets\n"),
+    ("rhplan.ray.head", "import rhplan.resources.cluster\n"),
+    ("rhplan.ray.servlets.client", "def f():\n    from rhplan.workspace import backend_for\n"),
+    ("rhplan.ray.servlets.handle", "from rhplan.config.load import load_config\n"),
+    ("rhplan.ray.servlets.route", "from rhplan.state.local import LocalBackend\n"),
+    ("rhplan.ray.servlets.cluster_gateway", "from rhplan.provider import RunContext\n"),
     ("rhplan.apply", "from rhplan_aws import AWSProvider\n"),
     ("rhplan_ssh.hosts", "from rhplan_aws.account import Account\n"),
     ("rhplan.workspace.state_ops", "def f():\n    from rhplan import views\n"),
@@ -134,12 +134,12 @@ def test_the_gateways_files_need_only_the_standard_library_and_ray() -> None:
     """The gateway's files (gateway_start.GATEWAY_FILES) are uploaded to hosts where
     rhplan is not installed and run there by the cluster's Ray Python: they import the
     standard library, Ray and each other only."""
-    start = ROOT / "rhplan" / "servlets" / "gateway_start.py"
+    start = ROOT / "rhplan" / "ray" / "servlets" / "gateway_start.py"
     files = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(start.read_text()))
                  if isinstance(node, ast.Assign)
                  and any(getattr(t, "id", None) == "GATEWAY_FILES" for t in node.targets))
     allowed = set(sys.stdlib_module_names) | {"ray"} | {f.removesuffix(".py") for f in files}
-    problems = [f"rhplan/servlets/{f}:{line}: imports {name}"
-                for f in files for line, name in imports(ROOT / "rhplan" / "servlets" / f)
+    problems = [f"rhplan/ray/servlets/{f}:{line}: imports {name}"
+                for f in files for line, name in imports(ROOT / "rhplan" / "ray" / "servlets" / f)
                 if name.split(".")[0] not in allowed]
     assert len(files) > 2 and not problems, "\n".join(problems)

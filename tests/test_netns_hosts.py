@@ -21,7 +21,7 @@ from netns import MARK_DIR, TestHost, TestNetwork, cleanup_stale, netns_availabl
 
 pytest.importorskip("paramiko")
 
-from rhplan.ssh import SSHConnection  # noqa: E402 - after the paramiko check
+from rhplan.hosts.ssh import SSHConnection  # noqa: E402 - after the paramiko check
 
 HERE = Path(__file__).resolve().parent / "support"
 

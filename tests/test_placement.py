@@ -198,7 +198,7 @@ def test_a_streamed_call_whose_output_folder_is_on_another_host_still_answers(
     import subprocess
     import sys
 
-    from rhplan.servlets import gateway
+    from rhplan.ray.servlets import gateway
     folder = Path(gateway.__file__).resolve().parent
     out = tmp_path / "gateway-on-the-head" / "x.out"  # no such folder on this host
     proc = subprocess.run([sys.executable, "-c", STREAMED, str(folder), str(out)],
@@ -266,7 +266,7 @@ def where(rh: Any, route: str, *envs: str) -> dict[str, list[str]]:
 
 def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str, Any]
                                         ) -> None:
-    from rhplan.servlets import gateway_start
+    from rhplan.ray.servlets import gateway_start
 
     def pid_of(folder: str) -> int | None:
         try:
@@ -288,7 +288,7 @@ def assert_served_by_its_nodes_gateway(root: Path, node: str, private: dict[str,
 
 
 def manage_gateway_dir(root: Path, node: str) -> str:
-    from rhplan.servlets import gateway_start
+    from rhplan.ray.servlets import gateway_start
     return gateway_start.gateway_dir(str(root), node)
 
 
@@ -317,7 +317,7 @@ def test_an_env_is_built_on_and_served_from_the_worker_its_compute_chooses(
         provision_ray_venv,
     )
 
-    from rhplan.ray_head import private_env
+    from rhplan.ray.head import private_env
     reason = netns_available()
     if reason is not None:
         pytest.skip(f"network namespaces: {reason}")

@@ -142,8 +142,8 @@ def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
         threads = [threading.Thread(target=many) for _ in range(4)]
         for t in threads: t.start()
         for t in threads: t.join(60)
-        from rhplan import ssh
-        from rhplan.servlets import transport
+        from rhplan.hosts import ssh
+        from rhplan.ray.servlets import transport
         emit(route=s.route, ray_reachable=ray_reachable, where=s.call(hello),
              got=s.get("k"), keys=s.keys(), deleted=s.delete("k"),
              ran=s.run(["sh", "-c", "exit 4"])["returncode"], env=s.status()["env"],

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rhplan.errors import RhplanError
-from rhplan.ray_head import private_env
-from rhplan.servlets import route
+from rhplan.ray.head import private_env
+from rhplan.ray.servlets import route
 from rhplan.state.model import ResourceState
 
 

@@ -5,7 +5,7 @@ Its ssh block's proxy_command goes through a UNIX socket (tests/support/remote_r
 callers below run under `unshare --net`, with nothing but their own (down) loopback,
 so the head's Ray ports are provably out of their reach, and their single way out is
 the ProxyCommand. Everything they do goes through rhplan's gateway on the head
-(rhplan/servlets/gateway.py) over one SSH connection. Killing the relay drops every
+(rhplan/ray/servlets/gateway.py) over one SSH connection. Killing the relay drops every
 tunnel at once. Every wait is bounded; the drivers report through RESULT lines.
 """
 from __future__ import annotations
@@ -81,8 +81,8 @@ def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
         threads = [threading.Thread(target=many, args=(k,)) for k in range(8)]
         for t in threads: t.start()
         for t in threads: t.join(60)
-        from rhplan import ssh
-        from rhplan.servlets import transport
+        from rhplan.hosts import ssh
+        from rhplan.ray.servlets import transport
         emit(route=s.route, ray_reachable=ray_reachable, first=first, out=out, keys=keys,
              same=same, obj=obj, deleted=deleted, missing=missing, raised=raised, ran=ran,
              status_env=st["env"], n=len(results), mixed=mixed,
@@ -177,7 +177,7 @@ def test_call_output_streams_as_it_happens(box: Box) -> None:
 def test_tunnel_dropped_mid_call_then_reconnects(box: Box, tmp_path: Path) -> None:
     go = tmp_path / "relay-back"
     proc = box.drive_start(f"""
-        from rhplan.servlets.transport import GatewayLost
+        from rhplan.ray.servlets.transport import GatewayLost
         s = rhplan.servlet("remote", chdir=CHDIR)
         def slow():
             import time
@@ -260,8 +260,8 @@ def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> No
 
 def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
     from rhplan.errors import ProviderError
-    from rhplan.servlets import gateway_start, transport
-    from rhplan.ssh import SSHConnection
+    from rhplan.hosts.ssh import SSHConnection
+    from rhplan.ray.servlets import gateway_start, transport
 
     info = json.loads(Path(gateway_start.gateway_dir(str(box.root)), "gateway.json").read_text())
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{info['port']}"],
@@ -280,7 +280,7 @@ def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
 
 
 def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
-    from rhplan.servlets import gateway_start
+    from rhplan.ray.servlets import gateway_start
 
     stopped, resumed = tmp_path / "stopped", tmp_path / "resumed"
     proc = box.drive_start(f"""
@@ -325,13 +325,13 @@ def test_hung_head_times_out_only_where_asked(box: Box, tmp_path: Path) -> None:
     assert got["timed_out"] and 2 <= got["took"] < 10 and got["after"] == 4
 
 
-# `rhplan status` reads the head's process table over SSH (rhplan/servlets/
+# `rhplan status` reads the head's process table over SSH (rhplan/ray/servlets/
 # status_probe.py): no Ray driver, no gateway. Ray's job table counts every driver that
 # ever joined the cluster, so a driver here (it can reach Ray) counts before and after.
 JOB_COUNTER = """
 import json, os, sys, time
 from rhplan.env_lookup import find_env
-from rhplan.servlets.direct import connect_ray
+from rhplan.ray.servlets.direct import connect_ray
 connect_ray(find_env("remote", sys.argv[1])[1])
 import ray._private.state as ray_state
 print(len(ray_state.jobs()), flush=True)
@@ -416,8 +416,8 @@ r = s.call(chatty)
 print("END", time.monotonic(), flush=True)
 ran = s.run("echo ran-out; echo ran-err >&2")
 quiet = s.with_streaming(False).call(lambda: print("line 0", flush=True) or "done")
-from rhplan import ssh
-from rhplan.servlets import transport
+from rhplan.hosts import ssh
+from rhplan.ray.servlets import transport
 emit(r=r, route=s.route, ran=ran["stdout"], quiet=quiet, ssh_conns=len(ssh._pool),
      gateways=len(transport._gateways))
 """

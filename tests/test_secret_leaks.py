@@ -23,8 +23,8 @@ from secret_scan import encodings, scan_paths
 from ssh_cluster import destroy_and_check
 from sshd import SSHServer
 
-from rhplan.envs import SECRETS_FILE, write_env_files
-from rhplan.ssh import SSHConnection
+from rhplan.hosts.envs import SECRETS_FILE, write_env_files
+from rhplan.hosts.ssh import SSHConnection
 
 SECRET_VAR = "RHPLAN_LEAK_TEST_SECRET"
 # hostile characters too: a leak in an escaped form (JSON, repr, shell) must be seen

@@ -408,7 +408,7 @@ def test_published_fingerprints_gate_the_first_login(server: Any, tmp_path: Path
     from rhplan_aws.console import host_key_fingerprints
 
     from rhplan.errors import ProviderError
-    from rhplan.ssh import SSHConnection
+    from rhplan.hosts.ssh import SSHConnection
     real = host_key_fingerprints(cloud_init_console(
         [server.host_key.with_name("host_key.pub"), *other_keys(tmp_path)]))
     conn = SSHConnection("127.0.0.1", port=server.port, user=server.user,

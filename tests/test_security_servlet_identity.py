@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from rhplan.servlets import gateway
+from rhplan.ray.servlets import gateway
 
 SERVLETS = Path(gateway.__file__).resolve().parent
 DRIVER_TIMEOUT = 120.0
@@ -166,7 +166,7 @@ def test_remote_exceptions_arrive_as_text_unless_their_class_is_ours(
 
 
 ROGUE = """
-from rhplan.servlets.gateway import servlet_socket
+from rhplan.ray.servlets.gateway import servlet_socket
 from rhplan.env_lookup import find_env
 
 env, cluster = find_env("sec", CHDIR)
@@ -303,7 +303,7 @@ class _EvilError(Exception):
 
 def test_an_exception_pickled_by_an_older_servlet_is_never_loaded_as_itself(
         tmp_path: Path) -> None:
-    from rhplan.servlets.remote_errors import RemoteError, loads_data, remote_exception
+    from rhplan.ray.servlets.remote_errors import RemoteError, loads_data, remote_exception
 
     marker = tmp_path / "MARKER"
     old_blob = pickle.dumps(_EvilError(str(marker)))  # what servlets used to send
@@ -316,7 +316,7 @@ def test_an_exception_pickled_by_an_older_servlet_is_never_loaded_as_itself(
 
 
 def test_servlet_and_gateway_describe_exceptions_alike(tmp_path: Path) -> None:
-    from rhplan.servlets.remote_errors import loads_data
+    from rhplan.ray.servlets.remote_errors import loads_data
 
     sys.path.insert(0, str(SERVLETS))
     try:

@@ -38,10 +38,10 @@ from rayprocs import alive
 from ssh_cluster import APPLY_TIMEOUT, cluster_hcl, provision_ray_venv, ssh_block
 from sshd import SSHServer
 
-from rhplan import ray_head
-from rhplan.connection import LocalConnection
-from rhplan.ray_head import OWNED_PIDS_FN
-from rhplan.servlets import manage
+from rhplan.hosts.connection import LocalConnection
+from rhplan.ray import head as ray_head
+from rhplan.ray.head import OWNED_PIDS_FN
+from rhplan.ray.servlets import manage
 
 ATTACKER = "rhplan-t-squat"
 VICTIM = "rhplan-t-victim"

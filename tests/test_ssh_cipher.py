@@ -1,4 +1,4 @@
-"""The SSH layer prefers AES-GCM (rhplan/ssh.py _Transport): with OpenSSH it is the
+"""The SSH layer prefers AES-GCM (rhplan/hosts/ssh.py _Transport): with OpenSSH it is the
 cipher both ways, and a tunnel (what the gateway's calls and objects cross) carries
 data intact with it. Why: paramiko's per-packet cost is Python, and GCM needs no
 separate MAC (docs/remote.md, "Speed")."""
@@ -13,7 +13,7 @@ from sshd import SSHServer
 
 pytest.importorskip("paramiko")
 
-from rhplan.ssh import SSHConnection  # noqa: E402
+from rhplan.hosts.ssh import SSHConnection  # noqa: E402
 
 
 def test_connections_use_aes_gcm_and_tunnels_carry_data(tmp_path) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from sshd import SSHServer, free_port
 
-from rhplan.connection import Connection
 from rhplan.errors import ProviderError
-from rhplan.ssh import SSHConnection, close_all, get_connection
+from rhplan.hosts.connection import Connection
+from rhplan.hosts.ssh import SSHConnection, close_all, get_connection
 
 pytest.importorskip("paramiko")
 

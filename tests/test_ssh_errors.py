@@ -19,7 +19,7 @@ from faulty_tcp import FaultyTCP
 from sshd import SSHServer, free_port
 
 from rhplan.errors import ProviderError
-from rhplan.ssh import SSHConnection, close_all
+from rhplan.hosts.ssh import SSHConnection, close_all
 
 pytest.importorskip("paramiko")
 

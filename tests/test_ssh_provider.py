@@ -56,7 +56,7 @@ from ssh_cluster import (
 )
 from sshd import SSHServer, free_port
 
-from rhplan.ray_head import private_env
+from rhplan.ray.head import private_env
 
 pytest.importorskip("paramiko")
 
@@ -68,7 +68,7 @@ SECRET = canary_secret("ssh", f"; touch {MARK}_10 $(touch {MARK}_11) `touch {MAR
 # (argv) and SFTP transfer, and the pool's own commands_run. One `COUNT {json}` line.
 COUNTER = r"""
 import json, sys
-from rhplan import ssh
+from rhplan.hosts import ssh
 from rhplan.cli import main
 commands, sftp = [], []
 run, put, get = ssh.SSHConnection.run, ssh.SSHConnection.put_bytes, ssh.SSHConnection.get_bytes

@@ -54,7 +54,7 @@ def test_command_imports_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:
 def test_servlet_manager_needs_no_ssh() -> None:
     """A local cluster's apply and refresh go through the servlet manager; it only
     catches ConnectionLost, so it must not bring paramiko (~0.3 s) with it."""
-    code = "import sys, rhplan.servlets.manage; print(sorted({m.split('.')[0] for m in " \
+    code = "import sys, rhplan.ray.servlets.manage; print(sorted({m.split('.')[0] for m in " \
            f"sys.modules}} & set({list(HEAVY)!r})))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr

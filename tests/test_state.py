@@ -43,7 +43,7 @@ def _sample_state() -> State:
         provider="local",
         attributes={"reqs": ["pip:numpy==1.26.4"], "env_vars": {"USER": "me"}},
         dependencies=["cluster.rh-cpu"],
-        private={"venv": "/opt/rhplan/envs/np_env"},
+        private={"venv": "/opt/rhplan/hosts/envs/np_env"},
     )
     state.resources["cluster.rh-cpu"] = ResourceState(
         address="cluster.rh-cpu",

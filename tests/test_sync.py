@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rhplan import sync as sync_mod
-from rhplan.connection import CommandResult, LocalConnection
 from rhplan.errors import ConfigError
+from rhplan.hosts import sync as sync_mod
+from rhplan.hosts.connection import CommandResult, LocalConnection
+from rhplan.hosts.sync import MANIFEST_NAME, SyncResult, remote_tree_hash, sync_folder
 from rhplan.packages import tree_hash
-from rhplan.sync import MANIFEST_NAME, SyncResult, remote_tree_hash, sync_folder
 
 HOSTILE_NAMES = [
     "a; touch PWNED",
@@ -498,7 +498,7 @@ def ssh_conn() -> Iterator[object]:
     pytest.importorskip("paramiko")
     from sshd import SSHServer
 
-    from rhplan.ssh import SSHConnection
+    from rhplan.hosts.ssh import SSHConnection
 
     with SSHServer() as server:
         c = SSHConnection(server.host, port=server.port, user=server.user,
@@ -508,7 +508,7 @@ def ssh_conn() -> Iterator[object]:
 
 
 def test_sync_over_ssh(ssh_conn: object, src: Path, remote: Path, tmp_path: Path) -> None:
-    from rhplan.ssh import SSHConnection
+    from rhplan.hosts.ssh import SSHConnection
 
     assert isinstance(ssh_conn, SSHConnection)
     for name in HOSTILE_NAMES:
@@ -543,7 +543,7 @@ def test_fast_path_over_ssh_is_one_command(ssh_conn: object, src: Path, remote: 
                                            tmp_path: Path) -> None:
     """With a cache of the manifest this machine wrote, a re-sync is one command that
     carries every change on stdin: hostile names stay data, deletions included."""
-    from rhplan.ssh import SSHConnection
+    from rhplan.hosts.ssh import SSHConnection
 
     assert isinstance(ssh_conn, SSHConnection)
     cache = tmp_path / "cache"

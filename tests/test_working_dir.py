@@ -168,11 +168,11 @@ def test_refused_before_anything_is_synced(case: str, tmp_path: Path, rhplan_in:
 
 
 def test_a_resync_is_one_command_and_a_wiped_host_is_noticed(tmp_path: Path) -> None:
-    """The fast path (rhplan/sync.py): with this machine's cache of the host's manifest,
+    """The fast path (rhplan/hosts/sync.py): with this machine's cache of the host's manifest,
     a re-sync after one edit is ONE command and no file transfer; a host whose copy was
     wiped (or written by another machine) is synced the slow way, whole."""
     from rhplan import working_dir
-    from rhplan.connection import LocalConnection
+    from rhplan.hosts.connection import LocalConnection
 
     root, remote, cache = tmp_path / "code", str(tmp_path / "host" / "wd"), tmp_path / "cache"
     for i in range(30):
@@ -232,13 +232,13 @@ print(json.dumps([first, second, os.getcwd(), sys.path[0]]))
 def test_a_same_size_edit_within_a_second_is_reimported(tmp_path: Path) -> None:
     """Before: the reload read the old bytecode (cached by the source's whole second and
     size), so a quick same-size edit kept running the old code."""
-    import rhplan.servlets
+    import rhplan.ray.servlets
 
     env_dir, wd = tmp_path / "env", tmp_path / "workdir"
     (env_dir / "rhplan").mkdir(parents=True)
     wd.mkdir()
     (env_dir / "rhplan" / "working_dir.json").write_text(json.dumps({"path": str(wd)}))
-    servlets = str(Path(rhplan.servlets.__file__).parent)
+    servlets = str(Path(rhplan.ray.servlets.__file__).parent)
     proc = subprocess.run([sys.executable, "-c", SAME_SECOND, servlets, str(env_dir), str(wd)],
                           capture_output=True, text=True, timeout=60, check=False,
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
@@ -261,14 +261,14 @@ FROM_IMPORT = SAME_SECOND.replace(
 def test_an_unchanged_module_sees_what_it_imported_from_a_changed_one(tmp_path: Path
                                                                       ) -> None:
     """Before: only rewritten modules were reloaded, so mylib kept the old `twice`."""
-    import rhplan.servlets
+    import rhplan.ray.servlets
 
     assert FROM_IMPORT.count("helpers.py") == 2 and "mylib.value()" in FROM_IMPORT
     env_dir, wd = tmp_path / "env", tmp_path / "workdir"
     (env_dir / "rhplan").mkdir(parents=True)
     wd.mkdir()
     (env_dir / "rhplan" / "working_dir.json").write_text(json.dumps({"path": str(wd)}))
-    servlets = str(Path(rhplan.servlets.__file__).parent)
+    servlets = str(Path(rhplan.ray.servlets.__file__).parent)
     proc = subprocess.run([sys.executable, "-c", FROM_IMPORT, servlets, str(env_dir), str(wd)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from rhplan import hostside
+from rhplan.hosts.ssh import ConnectionLost, get_connection
 from rhplan.plugin import (
     UNKNOWN,
     Connection,
@@ -21,7 +22,6 @@ from rhplan.plugin import (
     ProviderContext,
     ProviderError,
 )
-from rhplan.ssh import ConnectionLost, get_connection
 
 T = TypeVar("T")
 

@@ -79,7 +79,7 @@ class SSHProvider(SSHHostHooks, Provider):
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
-        """No command here: the core reads every host in one round trip (rhplan.facts),
+        """No command here: the core reads every host in one round trip (rhplan.hosts.facts),
         including whether rhplan's folder is still there."""
         self._use(ctx)
         return attrs

@@ -22,7 +22,7 @@ prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero ex
     servlet_proof.py is a pid still an env's servlet (after ray_host.py)
     stop_gateway.py / stop_watchdog.py stop a node's gateways / its autostop watchdog
     still_required.py which distributions of an env others still need
-    sync_apply.py one batch of a working_dir sync (files on stdin; rhplan/sync.py)
+    sync_apply.py one batch of a working_dir sync (files on stdin; rhplan/hosts/sync.py)
 
 The few shell scripts (*.sh, run as `sh -c TEXT NAME ARGS`, loaded by shell()):
 
@@ -39,8 +39,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from rhplan.connection import CommandResult, Connection
 from rhplan.errors import ProviderError
+from rhplan.hosts.connection import CommandResult, Connection
 
 
 @dataclass(frozen=True)

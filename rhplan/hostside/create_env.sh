@@ -1,4 +1,4 @@
-# Runs ON a host: sh -c TEXT rhplan DIR VENV_COMMAND... (rhplan.envs.create_venv).
+# Runs ON a host: sh -c TEXT rhplan DIR VENV_COMMAND... (rhplan.hosts.envs.create_venv).
 # Makes the env at $1 with the command after it ("$@" DIR), in one command: an env
 # already there is replaced (--clear), an empty folder filled, anything else refused
 # (exit 97), so a typo in a path cannot wipe someone's files.

@@ -1,7 +1,7 @@
 """Runs ON a host: what an env holds. Used by the scripts that read envs (refresh's
 facts.py, the read after every install in env_install.py, local_wheel.py); never run
 on its own. The script that uses it defines PTH_PREFIX and PTH_VERSION first (from
-rhplan.envs: the .pth files rhplan writes for plain folders and the version they report).
+rhplan.hosts.envs: the .pth files rhplan writes for plain folders and the version they report).
 
 read_dists(site): the distributions in the given site-packages folders (canonical name ->
 [version, direct url, vcs commit]) and the folders rhplan put on the path with .pth

@@ -1,4 +1,4 @@
-# Runs ON a host: sh -c TEXT rhplan DIR UV VENV_ARGS... (rhplan.envs.make_env), after
+# Runs ON a host: sh -c TEXT rhplan DIR UV VENV_ARGS... (rhplan.hosts.envs.make_env), after
 # remove_dir.sh. A new env at $1 in one command (one SSH round trip where there were
 # three: the uv to use, the delete, the venv): whatever an interrupted create left there
 # is removed as remove_d removes it (never the home folder or a parent of it), then $2,

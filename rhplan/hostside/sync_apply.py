@@ -1,5 +1,5 @@
 # Host script (standard library only): apply one sync batch in ONE command
-# (rhplan/sync.py, fast path). argv: REMOTE_DIR EXPECTED_TREE_HASH. stdin: a JSON line
+# (rhplan/hosts/sync.py, fast path). argv: REMOTE_DIR EXPECTED_TREE_HASH. stdin: a JSON line
 # {"delete": [rel...], "files": [[rel, mode, size]...], "manifest": size}, then the
 # files' bytes in that order, then the new manifest's bytes. Applied only when the
 # host's manifest is the one the caller last wrote (its tree_hash): otherwise it prints

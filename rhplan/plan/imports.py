@@ -97,7 +97,7 @@ def _adopt_cluster(ctx: RunContext, addr: str, id_: str, attrs: dict[str, Any], 
     and it is recorded with Ray stopped: the next apply starts Ray again (stopping the
     head it found first, whose token and temp dir this state never held), and the
     servlets of its envs with it."""
-    from rhplan import ray_head
+    from rhplan.ray import head as ray_head
 
     file, line = where
     attrs = {k: (None if v is UNKNOWN else v) for k, v in attrs.items()}

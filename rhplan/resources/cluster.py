@@ -8,9 +8,9 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from rhplan import facts
 from rhplan.config.model import ResourceConfig
 from rhplan.errors import PartialFailure, ProviderError
+from rhplan.hosts import facts
 from rhplan.lazy import lazy_module
 from rhplan.provider import RunContext
 from rhplan.resources import cluster_checks, cluster_ray
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     pass
 
 # imported on first use: paramiko and cryptography are not needed to plan (~0.45 s)
-manage = lazy_module("rhplan.servlets.manage")
+manage = lazy_module("rhplan.ray.servlets.manage")
 tls = lazy_module("rhplan.tls")
 
 
@@ -154,7 +154,7 @@ class ClusterType(ResourceType):
         return rs, [f"{rs.address}: its hosts are gone; {', '.join(left)} remain"]
 
     def _read_hosts(self, rs: ResourceState, ctx: RunContext, state: State) -> list[str]:
-        """One command per host reads everything the plan needs (rhplan.facts); envs on
+        """One command per host reads everything the plan needs (rhplan.hosts.facts); envs on
         this cluster take their answers from ctx.cache."""
         a, p = rs.attributes, rs.private
         envs = {r.address: r for r in state.resources.values()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan import ray_head
 from rhplan.config.model import ResourceConfig
 from rhplan.errors import ConfigError
+from rhplan.ray import head as ray_head
 
 
 def unknown() -> Any:

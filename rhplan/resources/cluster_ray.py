@@ -9,17 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rhplan import ray_head
 from rhplan.errors import PartialFailure, ProviderError
 from rhplan.lazy import lazy_module
 from rhplan.provider import ProviderHooks, RunContext
+from rhplan.ray import head as ray_head
 from rhplan.state.model import ResourceState
 
 if TYPE_CHECKING:
     from rhplan.tls import Pair
 
 # imported on first use: paramiko and cryptography are not needed to plan (~0.45 s)
-manage = lazy_module("rhplan.servlets.manage")
+manage = lazy_module("rhplan.ray.servlets.manage")
 tls = lazy_module("rhplan.tls")
 
 # what autostop runs on an idle head unless the cluster says otherwise

@@ -24,18 +24,19 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rhplan import envs, working_dir
+from rhplan import working_dir
 from rhplan.config.model import ResourceConfig
 from rhplan.config.values import UNKNOWN
-from rhplan.connection import Connection
 from rhplan.errors import PartialFailure, ProviderError
+from rhplan.hosts import envs
+from rhplan.hosts.connection import Connection
 from rhplan.lazy import lazy_module
 from rhplan.provider import RunContext
 from rhplan.resources import env_packages, env_plan, env_refresh, env_servlet
 from rhplan.resources.base import ResourceType
 from rhplan.state.model import ResourceState, State
 
-manage = lazy_module("rhplan.servlets.manage")  # imports paramiko: not needed to plan
+manage = lazy_module("rhplan.ray.servlets.manage")  # imports paramiko: not needed to plan
 
 # what a running servlet holds, by attribute: a change to any restarts it (an
 # interpreter cannot reload upgraded modules, nor see a new environment)

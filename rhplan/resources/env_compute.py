@@ -24,7 +24,7 @@ def check(rc: ResourceConfig, attrs: dict[str, Any],
     with that host's custom_resources_by_host over them) with enough left; the env is
     built on that node and its servlet pinned there. A worker placement is recorded
     as `node` (its host); no `node` is the head, as every env was before."""
-    from rhplan.ray_head import resource_problem  # the one rule for resource names
+    from rhplan.ray.head import resource_problem  # the one rule for resource names
 
     attrs.pop("node", None)
     compute = attrs.get("compute") or {}

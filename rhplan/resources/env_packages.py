@@ -12,9 +12,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rhplan import envs, pyproject_reqs, sync
-from rhplan.connection import Connection
+from rhplan import pyproject_reqs
 from rhplan.errors import ProviderError
+from rhplan.hosts import envs, sync
+from rhplan.hosts.connection import Connection
 from rhplan.packages import (
     REQUIREMENTS,
     Requirement,

@@ -18,11 +18,12 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as PipRequirement
 from packaging.utils import canonicalize_name
 
-from rhplan import env_files, envs, pyproject_reqs, sync, working_dir
+from rhplan import env_files, pyproject_reqs, working_dir
 from rhplan.config.default_env import bare_hint
 from rhplan.config.model import ResourceConfig
 from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError, RhplanError
+from rhplan.hosts import envs, sync
 from rhplan.names import NAME_RULE, valid_name
 from rhplan.packages import (
     REQUIREMENTS,

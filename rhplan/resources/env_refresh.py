@@ -3,15 +3,15 @@ one rhplan started, and is each reqs entry still met. An entry is checked itself
 (present, in its specifier, from its folder or at its git commit) and so are the
 distributions its install added; an entry that drifted is dropped from the refreshed
 reqs, so the plan installs it again. Envs on the head are read with their cluster, in
-its one command per host (rhplan.facts); an env on another node by its own command.
+its one command per host (rhplan.hosts.facts); an env on another node by its own command.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from rhplan import envs, facts
 from rhplan.errors import ProviderError
+from rhplan.hosts import envs, facts
 from rhplan.provider import RunContext
 from rhplan.resources import env_packages, env_servlet
 from rhplan.state.model import ResourceState, State

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rhplan.connection import Connection
 from rhplan.errors import ProviderError
+from rhplan.hosts.connection import Connection
 from rhplan.lazy import lazy_module
 from rhplan.provider import RunContext
 from rhplan.resources import env_packages
 from rhplan.state.model import ResourceState, State
 
-manage = lazy_module("rhplan.servlets.manage")  # imports paramiko: not needed to plan
+manage = lazy_module("rhplan.ray.servlets.manage")  # imports paramiko: not needed to plan
 
 
 def connect(rs: ResourceState, ctx: RunContext, state: State, head: bool = False

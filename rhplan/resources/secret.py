@@ -13,10 +13,11 @@ import json
 import os
 from typing import Any
 
-from rhplan import envs, secret_providers
+from rhplan import secret_providers
 from rhplan.config.model import ResourceConfig
 from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
+from rhplan.hosts import envs
 from rhplan.provider import RunContext
 from rhplan.resources.base import ResourceType
 from rhplan.state import digest

@@ -43,7 +43,7 @@ _seen: dict[str, str] = {}
 def temp_dir_prefix(node: str) -> str:
     """The fixed start of a node's Ray temp dir (node: the cluster's root dir, or
     root@host for a worker); rhplan adds a random part (rhplan/ray_host.py)."""
-    from rhplan.ray_head import temp_dir_key
+    from rhplan.ray.head import temp_dir_key
     return f"/tmp/rhplan-{os.geteuid()}/{temp_dir_key(node)}-"
 
 
