@@ -54,7 +54,7 @@ from rhplan.hosts.connection import CommandResult, Connection, LocalConnection
 __all__ = [
     "GROUP", "MARKER", "UNKNOWN", "Attr", "BlockSchema", "Capabilities", "CommandResult",
     "ConfigError", "Connection", "ConnectionLost", "LocalConnection", "Node", "PartialFailure",
-    "Provider", "ProviderContext", "ProviderError", "RhplanError", "RunContext",
+    "Provider", "ProviderContext", "ProviderError", "RhplanError",
 ]
 
 # The file that makes a folder on a host rhplan's cluster folder (root_dir): a provider
@@ -105,11 +105,6 @@ class ProviderContext:
     # the core never reads it; hooks of several clusters run in parallel threads, so
     # guard it with a lock of your own
     cache: dict[Any, Any] = field(default_factory=dict)
-
-
-# The name hooks annotated their `ctx` with before ProviderContext (providers written
-# then import it); it is the same class.
-RunContext = ProviderContext
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rhplan.plugin import ProviderError, RunContext
+from rhplan.plugin import ProviderContext, ProviderError
 from rhplan_aws import ec2
 
 
 class Account:
-    def __init__(self, ctx_of: Callable[[], RunContext | None]) -> None:
+    def __init__(self, ctx_of: Callable[[], ProviderContext | None]) -> None:
         self._ctx_of = ctx_of  # this run's context, as the provider was last given it
         self._describe_lock = threading.Lock()
 
     @property
-    def ctx(self) -> RunContext | None:
+    def ctx(self) -> ProviderContext | None:
         return self._ctx_of()
 
     def where(self, attrs: dict[str, Any], private: dict) -> tuple[str, str | None, str | None]:

@@ -15,8 +15,8 @@ from rhplan.plugin import (
     Capabilities,
     PartialFailure,
     Provider,
+    ProviderContext,
     ProviderError,
-    RunContext,
 )
 from rhplan_aws import ec2, instances, network, plan
 from rhplan_aws.account import Account, address
@@ -35,7 +35,7 @@ class AWSProvider(SSHHostHooks, Provider):
         self._hosts = SSHHosts(InstanceAccess(self._account))
 
     # ---- planning (plan.py) ----------------------------------------------------------
-    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,
+    def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
         self._use(ctx)
         return plan.plan_cluster(name, attrs, ctx.provider_configs.get("aws") or {}, file,
@@ -48,12 +48,12 @@ class AWSProvider(SSHHostHooks, Provider):
                     ) -> tuple[list[str], str]:
         return plan.replacement(before, after, changed)
 
-    def _use(self, ctx: RunContext) -> None:
+    def _use(self, ctx: ProviderContext) -> None:
         self._hosts.ctx = ctx  # the account reads it too (Account's ctx_of)
 
 
     # ---- lifecycle ------------------------------------------------------------------
-    def create(self, attrs: dict[str, Any], ctx: RunContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         self._use(ctx)
         private: dict[str, Any] = {}
         account = self._account
@@ -79,7 +79,7 @@ class AWSProvider(SSHHostHooks, Provider):
             raise
         return self._bring_up(client, attrs, private, found, set())
 
-    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: RunContext
+    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: ProviderContext
                        ) -> tuple[dict[str, Any], dict]:
         """Adopt running EC2 instances, by id (`i-1,i-2`) or by tag (`tag:KEY=VALUE`):
         they are tagged as this cluster's, then create() finds them as its own (as it
@@ -170,7 +170,7 @@ class AWSProvider(SSHHostHooks, Provider):
                     time.sleep(delay)
                     delay = min(delay * 2, 10.0)
 
-    def read(self, attrs: dict[str, Any], private: dict, ctx: RunContext
+    def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         """The cluster's instances as EC2 reports them, from the one describe shared by
         every cluster of the state: gone, stopped, resized or retagged shows as drift."""
@@ -202,7 +202,7 @@ class AWSProvider(SSHHostHooks, Provider):
             attrs["ray_status"] = "stopped"
         return attrs
 
-    def leftovers(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> list[str]:
+    def leftovers(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> list[str]:
         """What of a cluster whose instances are all gone still exists in the account:
         a destroy killed after TerminateInstances leaves its security group and key
         pair, which only a recorded cluster can delete (read() found it gone)."""
@@ -210,7 +210,7 @@ class AWSProvider(SSHHostHooks, Provider):
         return network.leftovers(self._account.client(attrs, private), private)
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: RunContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
         self._use(ctx)
         account = self._account
         client = account.client(after, private)
@@ -250,7 +250,7 @@ class AWSProvider(SSHHostHooks, Provider):
         return attrs, private
 
     def leaving(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-                ctx: RunContext) -> list[str]:
+                ctx: ProviderContext) -> list[str]:
         """The instances update() will terminate (the last ones, scaling down), restart
         (stopped, or of another type: resized) or found terminated outside rhplan, from
         the describe update() then reuses (adopt's)."""
@@ -284,7 +284,7 @@ class AWSProvider(SSHHostHooks, Provider):
             (attrs.get("hosts") or {}).pop(ec2.address_of(inst), None)
         instances.terminate(self._account, client, [i["InstanceId"] for i in extra])
 
-    def delete(self, attrs: dict[str, Any], private: dict, ctx: RunContext) -> None:
+    def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         """Terminate every instance of the cluster (recorded or adopted), then its
         security group and key pair: nothing rhplan made is left in the account."""
         self._use(ctx)
