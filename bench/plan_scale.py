@@ -343,7 +343,7 @@ def build_state(d: Path) -> dict[str, Any]:
     planner = Planner(cfg, ctx, variables)
     plan = planner.plan(State.new(), PlanOptions(variables=variables))
     t2 = time.perf_counter()
-    from rhplan.plan.render import render_plan
+    from rhplan.views.plan import render_plan
     text = render_plan(plan)
     t3 = time.perf_counter()
 
@@ -399,9 +399,9 @@ def _one_plan(d: Path, timings: dict[str, float]) -> Any:
     from rhplan.config.load import load_config
     from rhplan.graph import build_graph
     from rhplan.plan.planner import Planner, PlanOptions
-    from rhplan.plan.render import render_plan
     from rhplan.provider import RunContext
     from rhplan.state import LocalBackend, digest
+    from rhplan.views.plan import render_plan
 
     pc = time.perf_counter
     t = pc()
@@ -456,8 +456,8 @@ def worker(d: Path, cold: bool, profile: str | None) -> None:
     import rhplan.config.load  # noqa: F401
     import rhplan.graph  # noqa: F401
     import rhplan.plan.planner  # noqa: F401
-    import rhplan.plan.render  # noqa: F401
     import rhplan.state  # noqa: F401
+    import rhplan.views.plan  # noqa: F401
     imports = time.perf_counter() - t
 
     if cold:

@@ -24,7 +24,7 @@ PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
 LAYERS = {
     "cli": ["cli", "workspace_cli", "cli_state", "cli_options", "fmt_cli", "console",
             "providers_list", "__init__"],
-    "views": ["views", "json_ui"],
+    "views": ["views"],
     "workspace": ["workspace", "status", "gitignore", "env_lookup"],
     "config": ["config", "names", "env_files", "secret_providers", "fmt"],
     "plan": ["plan", "graph"],

@@ -123,7 +123,7 @@ def validate(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], as_json:
 def plan(obj: Ctx, args: PlanArgs, out: str | None, destroy: bool, detailed_exitcode: bool,
          as_json: bool) -> None:
     """Show what apply would change."""
-    ui = views.json_ui() if as_json else None
+    ui = views.start_json_ui() if as_json else None
     with views.diagnosed(ui):
         opts = args.options(destroy)
         ws = obj.workspace(args.var, args.var_file)
@@ -169,7 +169,7 @@ def _apply(obj: Ctx, args: PlanArgs, plan_file: str | None, auto_approve: bool, 
         raise RhplanError("-json cannot ask for approval: add -auto-approve, or apply a saved "
                           "plan (rhplan apply -json PLANFILE)")
     from rhplan.workspace.apply_run import ApplyRequest
-    ui = views.json_ui() if as_json else None
+    ui = views.start_json_ui() if as_json else None
     view = views.JsonApply(ui) if ui is not None else views.TextApply(
         obj.color and not args.no_color)
     with views.diagnosed(ui):
@@ -194,7 +194,7 @@ def _apply(obj: Ctx, args: PlanArgs, plan_file: str | None, auto_approve: bool, 
 def refresh(obj: Ctx, var: tuple[str, ...], var_file: tuple[str, ...], parallelism: int,
             as_json: bool) -> None:
     """Read every recorded resource and update the state to match reality."""
-    ui = views.json_ui() if as_json else None
+    ui = views.start_json_ui() if as_json else None
     with views.diagnosed(ui):
         found = obj.workspace(var, var_file).refresh_state(parallelism)
     views.refreshed(found, ui)
@@ -251,7 +251,8 @@ def output(obj: Ctx, name: str | None, as_json: bool, raw: bool) -> None:
 @click.pass_obj
 def status(obj: Ctx, as_json: bool) -> None:
     """Clusters, their Ray heads, and each env's servlet with its health."""
-    if views.status(obj.state().status(), as_json):
+    from rhplan.views import status as shown
+    if shown.show(obj.state().status(), as_json):
         sys.exit(1)
 
 

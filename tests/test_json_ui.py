@@ -10,8 +10,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from rhplan.json_ui import JsonUI
 from rhplan.state.model import RHPLAN_VERSION
+from rhplan.views.json_ui import JsonUI
 
 TOKEN = "tok-4b1d9a"
 

@@ -24,8 +24,8 @@ from plan_case import applied_state, case_context
 from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
 from rhplan.plan.planner import Planner, PlanOptions
-from rhplan.plan.render import render_plan
 from rhplan.state.model import State
+from rhplan.views.plan import render_plan
 
 CASES = Path(__file__).parent / "plan_cases"
 UPDATE = os.environ.get("RHPLAN_UPDATE_GOLDEN") == "1"

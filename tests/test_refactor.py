@@ -20,8 +20,8 @@ from rhplan.config.inputs import resolve_variables
 from rhplan.config.load import load_config
 from rhplan.plan.moved import moved_state
 from rhplan.plan.planner import Planner, PlanOptions
-from rhplan.plan.render import render_plan
 from rhplan.state.model import State
+from rhplan.views.plan import render_plan
 
 CLUSTER = 'cluster "c" {\n  provider = "local"\n}\n\n'
 

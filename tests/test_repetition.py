@@ -22,8 +22,8 @@ from rhplan.config.values import UNKNOWN
 from rhplan.errors import ConfigError
 from rhplan.names import instance_name, parse_address
 from rhplan.plan.planner import Planner, PlanOptions
-from rhplan.plan.render import render_plan
 from rhplan.state.model import State
+from rhplan.views.plan import render_plan
 
 CLUSTER = 'cluster "c" {\n  provider = "local"\n  create_default_env = false\n}\n\n'
 

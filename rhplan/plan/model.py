@@ -1,5 +1,5 @@
 """A Plan is plain data: what will change, how, and why. It is saved as JSON and
-rendered as text by a separate view (rhplan.plan.render)."""
+rendered as text by a separate view (rhplan.views.plan)."""
 from __future__ import annotations
 
 import contextlib

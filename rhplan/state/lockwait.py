@@ -50,7 +50,7 @@ def set_timeout(text: str) -> None:
 
 def set_notice(say: Callable[[str], None] | None) -> None:
     """Where the one "waiting for the lock" line goes: -json makes it a JSON message on
-    stdout (rhplan/json_ui.py); None: stderr."""
+    stdout (rhplan/views/json_ui.py); None: stderr."""
     global _notice
     _notice = say
 

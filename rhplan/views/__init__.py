@@ -1,8 +1,9 @@
 """What the commands print: every line of rhplan's human-readable output, and the choice
-between it and Terraform's machine-readable UI (-json, rhplan/json_ui.py). The plan's
-text is rhplan/plan/render.py's (render_refresh.py for a refresh-only plan); status's is
-rhplan/status.py's; console's values are views/console.py's, the providers report
-views/providers.py's. rhplan/cli.py calls a Workspace method and hands its result here.
+between it and Terraform's machine-readable UI (-json, views/json_ui.py). The plan's
+text is views/plan.py's (views/refresh_only.py for a refresh-only plan), status's
+views/status.py's, console's values views/console.py's, the providers report
+views/providers.py's; the rest is here. rhplan/cli.py calls a Workspace method and
+hands its result here.
 
 Kept light to import (click and json only at the top): `--help` loads it."""
 from __future__ import annotations
@@ -18,12 +19,11 @@ from rhplan.errors import RhplanError
 
 if TYPE_CHECKING:
     from rhplan.apply import ApplyResult
-    from rhplan.json_ui import JsonUI
     from rhplan.plan.model import Plan
     from rhplan.state.lockinfo import LockInfo
     from rhplan.state.model import ResourceState, State
+    from rhplan.views.json_ui import JsonUI
     from rhplan.workspace import Refreshed
-    from rhplan.workspace.state_ops import Status
 
 
 def echo(line: str) -> None:
@@ -31,10 +31,10 @@ def echo(line: str) -> None:
 
 
 # ---- -json ------------------------------------------------------------------------
-def json_ui() -> JsonUI:
+def start_json_ui() -> JsonUI:
     """Terraform's machine-readable UI, started (its version message written)."""
-    from rhplan.json_ui import JsonUI
     from rhplan.state.model import RHPLAN_VERSION
+    from rhplan.views.json_ui import JsonUI
     ui = JsonUI(RHPLAN_VERSION)
     ui.start()
     return ui
@@ -60,14 +60,14 @@ def validated(notes: list[str]) -> None:
 
 def validate_json(error: RhplanError | None, notes: list[str]) -> None:
     """validate -json: one document, as Terraform's (not streamed)."""
-    from rhplan.json_ui import validate_json as document
+    from rhplan.views.json_ui import validate_json as document
     click.echo(json.dumps(document(error, notes), indent=2))
 
 
 # ---- plan -------------------------------------------------------------------------
 def plan_text(p: Plan, color: bool) -> str:
-    from rhplan.plan.render import render_plan
-    from rhplan.plan.render_refresh import render_refresh_only
+    from rhplan.views.plan import render_plan
+    from rhplan.views.refresh_only import render_refresh_only
     return render_refresh_only(p, color) if p.refresh_only else render_plan(p, color)
 
 
@@ -234,7 +234,7 @@ def show_plan(p: Plan, as_json: bool, color: bool) -> None:
         from rhplan.plan.tfjson import plan_json
         click.echo(json.dumps(plan_json(p), indent=2))
         return
-    from rhplan.plan.render import render_plan
+    from rhplan.views.plan import render_plan
     click.echo(render_plan(p, color), nl=False)
 
 
@@ -315,21 +315,7 @@ def output_values(values: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{n} = {output_text(o)}")
 
 
-# ---- status, force-unlock, graph ---------------------------------------------------------
-def status(report: Status, as_json: bool) -> int:
-    """The status report; the exit code: 1 when something is unhealthy (text only)."""
-    if as_json:
-        click.echo(json.dumps(report.clusters, indent=2, sort_keys=True))
-        return 0
-    if not report.clusters:
-        click.echo("No clusters in the state. Run rhplan apply.")
-        return 0
-    from rhplan.status import render, unhealthy
-    for line in render(report.clusters, report.default_env_names()):
-        click.echo(line)
-    return 1 if unhealthy(report.clusters) else 0
-
-
+# ---- force-unlock, graph ---------------------------------------------------------
 def unlocked(removed: LockInfo) -> None:
     # say whose lock it was, so a mistaken ID is noticed at once
     click.echo(f"rhplan state has been successfully unlocked! (removed the lock of "

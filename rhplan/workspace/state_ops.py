@@ -241,7 +241,6 @@ def instances(st: State, address: str) -> list[str]:
     return sorted((a for a in st.resources if block_address(a) == address), key=address_order)
 
 
-
 @dataclass
 class Status:
     clusters: list[dict[str, Any]]  # one report per cluster (rhplan.status.cluster_status)
@@ -251,3 +250,10 @@ class Status:
         """Each cluster's default env's name (its servlets are printed under its node)."""
         return {c["address"]: c["default_env"] and self.state.resources[
             c["default_env"]].attributes.get("name") for c in self.clusters}
+
+    def unhealthy(self) -> bool:
+        """A servlet not known alive, or a node whose Ray is not running: status exits 1."""
+        report = self.clusters
+        return any(not s["alive"] for c in report for s in c["servlets"]) or any(
+            n["ray"] != "running" for c in report for n in c["nodes"]) or any(
+            c["ray"]["status"] != "running" for c in report)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from rhplan.plan.model import Plan
-from rhplan.plan.render import Styler, render_change
+from rhplan.views.plan import Styler, render_change
 
 _HEADS = {"update": "has changed", "delete": "has been deleted"}
 

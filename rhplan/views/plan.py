@@ -1,4 +1,6 @@
-"""Render a Plan as text, the way Terraform does (+, ~, -, -/+)."""
+"""A Plan as text, the way Terraform prints it (+, ~, -, -/+): `plan`, `apply`
+before it asks, `show PLANFILE`. A refresh-only plan's text is views/refresh_only.py's,
+the plan as -json views/json_ui.py's."""
 from __future__ import annotations
 
 import dataclasses
