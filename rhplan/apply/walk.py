@@ -19,17 +19,20 @@ def walk(g: dict[str, list[str]], run: Callable[[str], None], parallelism: int, 
     """Run every step of g (step -> the steps that wait for it). A step whose run raises
     is handed to `failed`; the steps it stops (and, after an interrupt, those never
     started) are appended to `skipped`. blocked: steps stopped before the walk (a
-    replace whose delete failed must not be created)."""
+    replace whose delete failed must not be created): they do not run and, reported
+    already by the caller, are not listed again; the steps waiting for them are skipped."""
     pending = set(g)
-    for b in blocked:
-        if b in pending:
-            _skip(b, pending, g, skipped)
+    stopped = [b for b in sorted(blocked) if b in pending]
+    pending.difference_update(stopped)  # first: a blocked dependent is not listed again
+    for b in stopped:
+        _skip(b, pending, g, skipped)
     # Unfinished predecessors per step, and the steps with none left (a heap, so
     # they start in name order): no scan of every pending step per finished one.
     waiting = dict.fromkeys(pending, 0)
     for a in pending:
         for d in g[a]:
-            waiting[d] += 1
+            if d in waiting:
+                waiting[d] += 1
     ready = [a for a in pending if not waiting[a]]
     heapq.heapify(ready)
     futures: dict[Future[None], str] = {}
@@ -60,9 +63,10 @@ def walk(g: dict[str, list[str]], run: Callable[[str], None], parallelism: int, 
                     _skip(a, pending, g, skipped)
                     continue
                 for d in g[a]:
-                    waiting[d] -= 1
-                    if not waiting[d] and d in pending:
-                        heapq.heappush(ready, d)
+                    if d in pending:  # not skipped for another step
+                        waiting[d] -= 1
+                        if not waiting[d]:
+                            heapq.heappush(ready, d)
 
 
 def _skip(addr: str, pending: set[str], g: dict[str, list[str]], skipped: list[str]
