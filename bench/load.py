@@ -14,7 +14,7 @@ Part `apply`: N envs across H SSH hosts, applied and destroyed for real
 1. Starts H private sshd's on 127.0.0.1 (tests/support/sshd.py); each is one host and its own
    `cluster` (provider "ssh", its own root_dir, Ray head and connection pool). Each
    root_dir gets its Ray venv beforehand with uv, as on an image with Ray
-   (tests/test_ssh_provider.provision_ray_venv). Envs live on a cluster's head, so the
+   (tests/support/ssh_cluster.provision_ray_venv). Envs live on a cluster's head, so the
    configuration holds H clusters of E envs (`h0e00`..), each env light but real: a uv
    venv with six==1.16.0 and the cluster's Ray, and its own servlet (a Ray actor in the
    env's interpreter).
@@ -102,18 +102,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # test modules
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the tests' helpers (hosts, clusters)
 sys.path.insert(0, str(REPO / "bench"))
 
 import plan_scale  # noqa: E402  (the generator and state builder of the plan benchmark)
 from rayprocs import cluster_processes, temp_dir_for  # noqa: E402  (Ray's random temp dirs)
-from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
-from test_ssh_provider import (  # noqa: E402  (how tests make ssh hosts and clusters)
+from ssh_cluster import (  # noqa: E402  (how tests make ssh hosts and clusters)
     cluster_hcl,
     provision_ray_venv,
     ssh_block,
 )
+from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 
@@ -246,7 +245,7 @@ def process_memory_mb(pid: int) -> tuple[float, float]:
 
 def provision_host(root: Path, with_uv: bool = True) -> None:
     """ROOT/ray-venv as rhplan's own bootstrap leaves it on a host: the driver's Ray and
-    uv (tests/test_ssh_provider.provision_ray_venv). with_uv=False takes uv out again,
+    uv (tests/support/ssh_cluster.provision_ray_venv). with_uv=False takes uv out again,
     for the fallback: the bootstrap then tries to pip-install uv from PyPI, and envs are
     built with `python -m venv` + pip if it cannot (measured 57 s per env under load,
     against 15 s with uv)."""

@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # test modules
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the tests' helpers (hosts, clusters)
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
 
@@ -123,7 +122,7 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=300)
     args = ap.parse_args()
     from netns import TestNetwork, netns_available
-    from test_ssh_provider import cluster_hcl, hcl_str, provision_ray_venv
+    from ssh_cluster import cluster_hcl, hcl_str, provision_ray_venv
 
     from rhplan.ray.head import private_env
     reason = netns_available()
