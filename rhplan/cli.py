@@ -2,7 +2,7 @@
 double-dash forms work too. Any RhplanError becomes one line on stderr and exit 1.
 
 A command parses its options, calls one method of the workspace (rhplan/workspace/:
-what it does) and prints the result through rhplan/views.py (what users read); the
+what it does) and prints the result through rhplan/views/ (what users read); the
 state commands are in cli_state.py, the workspace commands in workspace_cli.py."""
 from __future__ import annotations
 
@@ -168,18 +168,15 @@ def _apply(obj: Ctx, args: PlanArgs, plan_file: str | None, auto_approve: bool, 
     if as_json and not (auto_approve or plan_file):
         raise RhplanError("-json cannot ask for approval: add -auto-approve, or apply a saved "
                           "plan (rhplan apply -json PLANFILE)")
+    from rhplan.views.apply import JsonApply, TextApply
     from rhplan.workspace.apply_run import ApplyRequest
     ui = views.start_json_ui() if as_json else None
-    view = views.JsonApply(ui) if ui is not None else views.TextApply(
-        obj.color and not args.no_color)
+    view = JsonApply(ui) if ui is not None else TextApply(obj.color and not args.no_color)
     with views.diagnosed(ui):
         opts = args.options(destroy)
         ws = obj.workspace(args.var, args.var_file)
         done = ws.apply_changes(ApplyRequest(opts, args.refresh, args.parallelism, plan_file,
                                              auto_approve), view)
-        if done.how == "failed" and ui is not None:
-            assert done.result is not None
-            raise RhplanError(views.apply_failed(done.result, done.destroy))
     if not done.ok:
         sys.exit(1)
 

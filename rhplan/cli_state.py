@@ -1,6 +1,7 @@
 """`rhplan state list|show|rm|mv|pull|push`: Terraform's state commands (a module name
 that is not under rhplan.state, which fmt and --help do not import). What each does
-to the state is rhplan/workspace/state_ops.py's; what it prints, rhplan/views.py's."""
+to the state is the workspace's (rhplan/workspace/state_ops.py, `state show` Workspace's);
+what it prints, rhplan/views/'s."""
 from __future__ import annotations
 
 import sys
@@ -32,10 +33,7 @@ def state_list(obj: Any, addresses: tuple[str, ...]) -> None:
 @click.pass_obj
 def state_show(obj: Any, address: str) -> None:
     """Show one resource instance's recorded attributes."""
-    from rhplan.workspace.state_ops import one_instance
-    st, hidden = obj.reading().state_view()
-    found = one_instance(st, address)
-    views.echo(views.resource_text(st.resources[found], hidden.get(found, [])))
+    views.echo(views.resource_text(*obj.reading().instance_view(address)))
 
 
 @state.command("rm")

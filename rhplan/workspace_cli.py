@@ -1,5 +1,6 @@
 """`rhplan workspace new|select|list|show|delete`: Terraform's workspace commands. What
-each does is rhplan/workspace/backends.py's; what it prints, rhplan/views.py's.
+each does is StateWorkspace's (rhplan/workspace/state_ops.py, the work in backends.py);
+what it prints, rhplan/views/'s.
 
 What a workspace is, and where each one's state lives: rhplan.state.workspaces."""
 from __future__ import annotations
@@ -23,9 +24,7 @@ def workspace() -> None:
 @click.pass_obj
 def workspace_new(obj: Any, name: str) -> None:
     """Create workspace NAME (an empty state) and switch to it."""
-    from rhplan.workspace.backends import new_workspace, not_overridden
-    not_overridden(f"switching to {name!r}", unless=name)  # CI may make the one it names
-    new_workspace(obj.state().cfg, name)
+    obj.state().new_workspace(name)
     views.workspace_made(name)
 
 
@@ -35,26 +34,21 @@ def workspace_new(obj: Any, name: str) -> None:
 @click.pass_obj
 def workspace_select(obj: Any, name: str, or_create: bool) -> None:
     """Switch to workspace NAME."""
-    from rhplan.workspace.backends import select_workspace
-    views.workspace_selected(name, select_workspace(lambda: obj.state().cfg, name, or_create))
+    views.workspace_selected(name, obj.state().select_workspace(name, or_create))
 
 
 @workspace.command("list")
 @click.pass_obj
 def workspace_list(obj: Any) -> None:
     """List the workspaces; * marks the one in use."""
-    from rhplan.workspace.backends import listed_workspaces
-    views.workspaces(*listed_workspaces(obj.state().cfg))
+    views.workspaces(*obj.state().workspaces())
 
 
 @workspace.command("show")
 @click.pass_obj
 def workspace_show(obj: Any) -> None:
     """Print the name of the workspace in use."""
-    from pathlib import Path
-
-    from rhplan.state import workspaces
-    views.echo(workspaces.current(Path(obj.chdir)))
+    views.echo(obj.state().current_workspace())
 
 
 @workspace.command("delete")
@@ -66,5 +60,4 @@ def workspace_show(obj: Any) -> None:
 @click.pass_obj
 def workspace_delete(obj: Any, name: str, force: bool) -> None:
     """Delete workspace NAME and its state."""
-    from rhplan.workspace.backends import delete_workspace
-    views.workspace_deleted(name, delete_workspace(obj.state().cfg, name, force))
+    views.workspace_deleted(name, obj.state().delete_workspace(name, force))

@@ -10,7 +10,13 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pytest
+
+from rhplan import views
+from rhplan.apply import ApplyResult
+from rhplan.errors import RhplanError
 from rhplan.state.model import RHPLAN_VERSION
+from rhplan.views.apply import JsonApply
 from rhplan.views.json_ui import JsonUI
 
 TOKEN = "tok-4b1d9a"
@@ -143,6 +149,24 @@ def test_apply_progress_lines_become_hooks() -> None:
     assert errored["resource"]["resource"] == "env.y"
     assert out[4]["@message"].startswith("module.m.env.y: Destruction errored after ")
     assert out[5]["diagnostic"]["summary"] == "module.m.env.y: the host is gone"
+
+
+def test_an_apply_that_did_not_finish_ends_with_its_error() -> None:
+    """apply -json whose steps failed: a warning per step not started, then the error the
+    command ends with (exit 1, one line on stderr), as a diagnostic too."""
+    out: list[dict[str, Any]] = []
+    view = JsonApply(JsonUI("1.0", lambda line: out.append(json.loads(line))))
+    result = ApplyResult(added=1, failed={"env.a": "the host is gone"}, skipped=["env.b"])
+    with pytest.raises(RhplanError) as exc, views.diagnosed(view.ui):
+        view.finished(result, False, {})
+    assert str(exc.value) == ("apply failed: 1 failed, 1 skipped; what finished is saved in "
+                              "the state; fix the cause and run apply again")
+    assert [(m["type"], m["@level"]) for m in out] == [("log", "warn"), ("diagnostic", "error")]
+    assert out[0]["@message"] == "env.b: skipped (not started)"
+    assert out[1]["diagnostic"]["summary"] == str(exc.value)
+    result.interrupted = True
+    with pytest.raises(RhplanError, match="^destroy interrupted: 1 failed, 1 skipped"):
+        view.finished(result, True, {})
 
 
 def test_refresh_streams_terraforms_ui(rh: Any) -> None:

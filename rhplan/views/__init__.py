@@ -1,9 +1,9 @@
 """What the commands print: every line of rhplan's human-readable output, and the choice
 between it and Terraform's machine-readable UI (-json, views/json_ui.py). The plan's
-text is views/plan.py's (views/refresh_only.py for a refresh-only plan), status's
-views/status.py's, console's values views/console.py's, the providers report
-views/providers.py's; the rest is here. rhplan/cli.py calls a Workspace method and
-hands its result here.
+text is views/plan.py's (views/refresh_only.py for a refresh-only plan), apply's and
+destroy's views/apply.py's, status's views/status.py's, console's values
+views/console.py's, the providers report views/providers.py's; the rest is here.
+rhplan/cli.py calls a Workspace method and hands its result here.
 
 Kept light to import (click and json only at the top): `--help` loads it."""
 from __future__ import annotations
@@ -18,7 +18,6 @@ import click
 from rhplan.errors import RhplanError
 
 if TYPE_CHECKING:
-    from rhplan.apply import ApplyResult
     from rhplan.plan.model import Plan
     from rhplan.state.lockinfo import LockInfo
     from rhplan.state.model import ResourceState, State
@@ -96,7 +95,7 @@ def plan_saved(out: str, ui: JsonUI | None) -> None:
                f"run:\n    rhplan apply {out}")
 
 
-# ---- apply and destroy --------------------------------------------------------------
+# ---- outputs (apply, destroy, show) ------------------------------------------------
 def outputs(values: dict[str, Any]) -> None:
     if not values:
         return
@@ -107,102 +106,6 @@ def outputs(values: dict[str, Any]) -> None:
 
 def output_text(o: dict[str, Any]) -> str:
     return "<sensitive>" if o.get("sensitive") else json.dumps(o["value"])
-
-
-def confirm(what: str) -> bool:
-    click.echo(f"\nDo you want to {what}?\n  rhplan will perform the actions described above.\n"
-               "  Only 'yes' will be accepted to approve.\n")
-    try:
-        answer = input("  Enter a value: ")
-    except EOFError:
-        answer = ""
-    return answer.strip() == "yes"
-
-
-def _counts(result: ApplyResult) -> str:
-    return (f"Resources: {result.added} added, {result.changed} changed, "
-            f"{result.destroyed} destroyed.")
-
-
-def apply_failed(result: ApplyResult, destroy: bool) -> str:
-    """The error an apply -json that did not finish ends with."""
-    return (f"{'destroy' if destroy else 'apply'} "
-            f"{'interrupted' if result.interrupted else 'failed'}: "
-            f"{len(result.failed)} failed, {len(result.skipped)} skipped; what "
-            "finished is saved in the state; fix the cause and run apply again")
-
-
-class TextApply:
-    """`apply` / `destroy` as text (rhplan.workspace.apply_run.ApplyView)."""
-
-    def __init__(self, color: bool):
-        self.color = color
-
-    def plan(self, p: Plan, notes_: list[str], saved: bool) -> None:
-        if not saved:  # a saved plan was shown when it was made
-            planned(p, notes_, self.color, None)
-
-    def confirm(self, what: str) -> bool:
-        return confirm(what)
-
-    def cancelled(self) -> None:
-        click.echo("\nApply cancelled.")
-
-    def line(self, text: str) -> None:
-        click.echo(text)
-
-    def recorded(self, values: dict[str, Any]) -> None:
-        click.echo("\nApply complete! Resources: 0 added, 0 changed, 0 destroyed.")
-        outputs(values)
-
-    def unchanged(self, destroy: bool, values: dict[str, Any]) -> None:
-        outputs(values)
-
-    def finished(self, result: ApplyResult, destroy: bool, values: dict[str, Any]) -> None:
-        word = "Destroy" if destroy else "Apply"
-        if result.ok:
-            click.echo(f"\n{word} complete! {_counts(result)}")
-            outputs(values)
-            return
-        click.echo(f"\n{word} {'interrupted' if result.interrupted else 'failed'}. "
-                   f"{_counts(result)}")
-        for addr, msg in result.failed.items():
-            click.echo(f"  failed:  {addr}: {msg}")
-        for addr in result.skipped:
-            click.echo(f"  skipped: {addr} (not started)")
-        click.echo("What finished is saved in the state; fix the cause and run apply again.")
-
-
-class JsonApply:
-    """`apply -json` / `destroy -json`: Terraform's machine-readable UI."""
-
-    def __init__(self, ui: JsonUI):
-        self.ui = ui
-
-    def plan(self, p: Plan, notes_: list[str], saved: bool) -> None:
-        self.ui.plan(p)  # planning's notes are not logged by apply -json
-
-    def confirm(self, what: str) -> bool:
-        raise AssertionError("apply -json runs with -auto-approve or a saved plan")
-
-    def cancelled(self) -> None:
-        pass
-
-    def line(self, text: str) -> None:
-        self.ui.apply_line(text)
-
-    def recorded(self, values: dict[str, Any]) -> None:
-        self.ui.applied(0, 0, 0, False, values)
-
-    def unchanged(self, destroy: bool, values: dict[str, Any]) -> None:
-        self.ui.applied(0, 0, 0, destroy, values)
-
-    def finished(self, result: ApplyResult, destroy: bool, values: dict[str, Any]) -> None:
-        if result.ok:
-            self.ui.applied(result.added, result.changed, result.destroyed, destroy, values)
-            return
-        for addr in result.skipped:
-            self.ui.emit("log", f"{addr}: skipped (not started)", level="warn")
 
 
 # ---- refresh, import -----------------------------------------------------------------

@@ -1,10 +1,11 @@
 """A configuration folder with its state backend: what the commands do, kept out of the
 CLI (rhplan/cli.py parses options, calls one method here and prints through
-rhplan/views.py). Workspace loads the configuration with its variables and providers
+rhplan/views/). Workspace loads the configuration with its variables and providers
 and owns plan (with or without refresh), apply, refresh, import and saved plans;
 StateWorkspace (state_ops.py), which it extends, the commands that only read or edit
-the recorded state. backends.py says where the state lives, saved_plan.py what a
-saved plan must still match, apply_run.py the steps of `apply` and `destroy`."""
+the recorded state (state, output, status, run, force-unlock, the workspace commands).
+backends.py says where the state lives, saved_plan.py what a saved plan must still
+match, apply_run.py the steps of `apply` and `destroy`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -222,6 +223,14 @@ class Workspace(StateWorkspace):
         """The recorded state and, per address, its attributes shown as (sensitive value)."""
         state = self.backend.read()
         return state, self.state_sensitive_paths(state)
+
+    def instance_view(self, address: str) -> tuple[ResourceState, list[str]]:
+        """`state show ADDRESS`: the one recorded instance ADDRESS names (else an error
+        saying why) and its attributes shown as (sensitive value)."""
+        from rhplan.workspace.state_ops import one_instance
+        state, hidden = self.state_view()
+        found = one_instance(state, address)
+        return state.resources[found], hidden.get(found, [])
 
     def plan_changes(self, opts: PlanOptions, do_refresh: bool = True, parallelism: int = 10,
                      saving: bool = False) -> tuple[Plan, State]:

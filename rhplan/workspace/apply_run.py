@@ -2,8 +2,8 @@
 plan (checked to still fit) or make one, show it, ask for approval, then either record
 what a refresh-only plan found, record the refresh of a plan with nothing to change, or
 apply it. What is shown and asked goes through an ApplyView (text or Terraform's JSON
-UI, rhplan/views.py); the outcome says how it ended, and the command's exit code follows
-from it."""
+UI, rhplan/views/); the outcome says how it ended, and the command's exit code follows
+from it (-json's view ends a failed apply with its error itself)."""
 from __future__ import annotations
 
 import gc
@@ -49,7 +49,8 @@ class ApplyView(Protocol):
         """The plan had nothing to change."""
 
     def finished(self, result: ApplyResult, destroy: bool, outputs: dict[str, Any]) -> None:
-        """The apply ran (all of it, or until a failure)."""
+        """The apply ran (all of it, or until a failure; a view may end the command then
+        by raising its error: apply -json)."""
 
 
 @dataclass(frozen=True)

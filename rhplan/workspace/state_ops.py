@@ -177,6 +177,34 @@ class StateWorkspace:
             self.backend.write(new)
         return new
 
+    # ---- workspaces: several states for one configuration -----------------------
+    def current_workspace(self) -> str:
+        """`workspace show`: the selected workspace, without loading the configuration."""
+        from rhplan.state import workspaces
+        return workspaces.current(Path(self.chdir))  # errors name the folder as given
+
+    def new_workspace(self, name: str) -> None:
+        """`workspace new NAME`: an empty state, selected; refused while RHPLAN_WORKSPACE /
+        TF_WORKSPACE chooses another (CI may make the one it names)."""
+        from rhplan.workspace.backends import new_workspace, not_overridden
+        not_overridden(f"switching to {name!r}", unless=name)
+        new_workspace(self.cfg, name)
+
+    def select_workspace(self, name: str, or_create: bool) -> bool:
+        """`workspace select NAME [-or-create]`; whether it was made."""
+        from rhplan.workspace.backends import select_workspace
+        return select_workspace(lambda: self.cfg, name, or_create)
+
+    def workspaces(self) -> tuple[list[str], str]:
+        """`workspace list`: every workspace and the one in use."""
+        from rhplan.workspace.backends import listed_workspaces
+        return listed_workspaces(self.cfg)
+
+    def delete_workspace(self, name: str, force: bool) -> int:
+        """`workspace delete NAME`; how many resources it forgot."""
+        from rhplan.workspace.backends import delete_workspace
+        return delete_workspace(self.cfg, name, force)
+
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove a lock left by an operation that is gone; returns whose it was."""
         return self.backend.force_unlock(lock_id)
