@@ -3,19 +3,12 @@ root module and each module call, the providers the state records, then where ea
 comes from."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
-
-@dataclass(frozen=True)
-class Providers:
-    """What `rhplan providers` reports."""
-
-    modules: dict[str, set[str]]  # module path -> the providers its blocks use
-    in_state: set[str] | None  # the providers the state records; None: it was not read
-    state_error: str  # why it could not be read
-    origins: list[tuple[str, str]]  # (provider, where it comes from)
+if TYPE_CHECKING:
+    from rhplan.workspace.providers import Providers
 
 
 def providers(report: Providers) -> None:
