@@ -100,7 +100,7 @@ try:
 except SystemExit as exc:
     code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 seconds = time.perf_counter() - t0
-pool = {c.where: [c.commands_run, c.connects] for c in ssh._pool.values()}
+pool = {c.where: [c.commands_run, c.connects] for c in ssh.pooled()}
 sys.stdout.flush()
 print("COUNT " + json.dumps({"exit": code, "seconds": seconds, "commands": commands,
                              "sftp": sftp, "pool": pool, "log": log}))

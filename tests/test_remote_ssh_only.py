@@ -86,7 +86,7 @@ def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
         emit(route=s.route, ray_reachable=ray_reachable, first=first, out=out, keys=keys,
              same=same, obj=obj, deleted=deleted, missing=missing, raised=raised, ran=ran,
              status_env=st["env"], n=len(results), mixed=mixed,
-             ssh_conns=len(ssh._pool), ssh_connects=[c.connects for c in ssh._pool.values()],
+             ssh_conns=len(ssh.pooled()), ssh_connects=[c.connects for c in ssh.pooled()],
              gateways=len(transport._gateways),
              gw_connects=[g.connects for g in transport._gateways.values()])
     """)
@@ -418,7 +418,7 @@ ran = s.run("echo ran-out; echo ran-err >&2")
 quiet = s.with_streaming(False).call(lambda: print("line 0", flush=True) or "done")
 from rhplan.hosts import ssh
 from rhplan.ray.servlets import transport
-emit(r=r, route=s.route, ran=ran["stdout"], quiet=quiet, ssh_conns=len(ssh._pool),
+emit(r=r, route=s.route, ran=ran["stdout"], quiet=quiet, ssh_conns=len(ssh.pooled()),
      gateways=len(transport._gateways))
 """
 

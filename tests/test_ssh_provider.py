@@ -89,7 +89,7 @@ try:
     main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-pool = {c.where: c.commands_run for c in ssh._pool.values()}
+pool = {c.where: c.commands_run for c in ssh.pooled()}
 sys.stdout.flush()
 print("COUNT " + json.dumps({"exit": code, "commands": commands, "sftp": sftp, "pool": pool}))
 """

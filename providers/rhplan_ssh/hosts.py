@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from rhplan import hostside
-from rhplan.hosts.ssh import ConnectionLost, get_connection
+from rhplan.hosts.ssh import get_connection
 from rhplan.plugin import (
     UNKNOWN,
     Connection,
+    ConnectionLost,
     Node,
     PartialFailure,
     ProviderContext,

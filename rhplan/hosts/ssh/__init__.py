@@ -18,14 +18,13 @@ declared dead after RHPLAN_SSH_ALIVE_INTERVAL x RHPLAN_SSH_ALIVE_COUNT_MAX secon
 while a command runs, so a package install of many minutes is never cut.
 
 Importing this package imports paramiko: code that only catches ConnectionLost takes
-it from rhplan.errors.
+it from rhplan.errors (a provider: from rhplan.plugin), not from here.
 """
-from rhplan.errors import ConnectionLost
 from rhplan.hosts.ssh.connection import MAX_CONCURRENT_CHANNELS, SSHConnection
 from rhplan.hosts.ssh.hostkeys import fingerprint_of, md5_fingerprint_of
 from rhplan.hosts.ssh.keepalive import alive_settings, connect_timeout_default
-from rhplan.hosts.ssh.pool import _pool, close_all, get_connection
+from rhplan.hosts.ssh.pool import close_all, get_connection, pooled
 
-__all__ = ["MAX_CONCURRENT_CHANNELS", "ConnectionLost", "SSHConnection", "_pool",
-           "alive_settings", "close_all", "connect_timeout_default", "fingerprint_of",
-           "get_connection", "md5_fingerprint_of"]
+__all__ = ["MAX_CONCURRENT_CHANNELS", "SSHConnection", "alive_settings", "close_all",
+           "connect_timeout_default", "fingerprint_of", "get_connection",
+           "md5_fingerprint_of", "pooled"]

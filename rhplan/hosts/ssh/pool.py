@@ -62,6 +62,13 @@ def _check_pooled(old: SSHConnection, recorded_fingerprint: str | None,
         raise old._not_published_error(old.fingerprint)
 
 
+def pooled() -> list[SSHConnection]:
+    """The connections the process holds now (tests and benchmarks count them, and
+    what each ran)."""
+    with _pool_lock:
+        return list(_pool.values())
+
+
 def forget(conn: SSHConnection) -> None:
     """Drop a closed connection from the pool."""
     with _pool_lock:
