@@ -20,7 +20,7 @@ prints one JSON line last; a refusal is `{"error": ONE LINE}` with a non-zero ex
     seed_bytecode.py Ray's compiled bytecode linked into an env with the same Ray
     setup_runner.py one of an env's setup_cmds, with its vars and secrets
     servlet_proof.py is a pid still an env's servlet (after ray_host.py)
-    stop_gateway.py / stop_watchdog.py stop a node's gateways / its autostop watchdog
+    stop_watchdog.py stop a node's autostop watchdog
     still_required.py which distributions of an env others still need
     sync_apply.py one batch of a working_dir sync (files on stdin; rhplan/hosts/sync.py)
 

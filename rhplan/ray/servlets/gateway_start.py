@@ -1,7 +1,12 @@
-"""Starting, finding and stopping a cluster's gateway on its nodes, from the caller's
-side, through the provider's Connection: the gateway's files (gateway.py and the
-modules it runs with, GATEWAY_FILES) are sent with the one command that starts it
-and written into a folder named by their hash unless they are there already.
+"""Starting and finding a cluster's gateway on its nodes, from the caller's side,
+through the provider's Connection: the gateway's files (gateway.py and the modules it
+runs with, GATEWAY_FILES) are sent with the one command that starts it and written
+into a folder named by their hash unless they are there already.
+
+Nothing here stops a gateway: its command line names its node's Ray temp dir, so
+stopping that node's Ray by its temp dir (as destroy does) stops the gateway with it,
+as it does the autostop watchdog (tests/support/netns_caller.py checks nothing of the
+cluster, its gateway included, outlives destroy).
 """
 from __future__ import annotations
 
@@ -71,12 +76,3 @@ def read_gateway(conn: Connection, cluster: dict[str, Any], node: str = ""
         return None
     return data if isinstance(data, dict) and isinstance(data.get("port"), int) else None
 
-
-_STOP_GATEWAY = hostside.script("stop_gateway")
-
-
-def stop_gateway(conn: Connection, cluster: dict[str, Any]) -> None:
-    """Stop every gateway of the cluster (any rhplan version). Stopping its Ray by the
-    temp dir stops them too; this is for a gateway alone."""
-    conn.run([cluster["ray_python"], "-I", "-c", _STOP_GATEWAY.text,
-              f"{cluster['root_dir']}/ray"], timeout=30)
