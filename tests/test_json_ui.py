@@ -10,13 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-import pytest
-
-from rhplan import views
-from rhplan.apply import ApplyResult
-from rhplan.errors import RhplanError
 from rhplan.state.model import RHPLAN_VERSION
-from rhplan.views.apply import JsonApply
 from rhplan.views.json_ui import JsonUI
 
 TOKEN = "tok-4b1d9a"
@@ -151,22 +145,28 @@ def test_apply_progress_lines_become_hooks() -> None:
     assert out[5]["diagnostic"]["summary"] == "module.m.env.y: the host is gone"
 
 
-def test_an_apply_that_did_not_finish_ends_with_its_error() -> None:
-    """apply -json whose steps failed: a warning per step not started, then the error the
-    command ends with (exit 1, one line on stderr), as a diagnostic too."""
-    out: list[dict[str, Any]] = []
-    view = JsonApply(JsonUI("1.0", lambda line: out.append(json.loads(line))))
-    result = ApplyResult(added=1, failed={"env.a": "the host is gone"}, skipped=["env.b"])
-    with pytest.raises(RhplanError) as exc, views.diagnosed(view.ui):
-        view.finished(result, False, {})
-    assert str(exc.value) == ("apply failed: 1 failed, 1 skipped; what finished is saved in "
-                              "the state; fix the cause and run apply again")
-    assert [(m["type"], m["@level"]) for m in out] == [("log", "warn"), ("diagnostic", "error")]
-    assert out[0]["@message"] == "env.b: skipped (not started)"
-    assert out[1]["diagnostic"]["summary"] == str(exc.value)
-    result.interrupted = True
-    with pytest.raises(RhplanError, match="^destroy interrupted: 1 failed, 1 skipped"):
-        view.finished(result, True, {})
+def test_an_apply_that_did_not_finish_ends_with_its_error(rh: Any) -> None:
+    """apply -json whose steps failed: the error, a warning per step not started, then
+    the error the command ends with, as a diagnostic and as one line on stderr (exit 1).
+    The fakecloud cluster (tests/plugins) cannot make its machine folder: a file is in
+    the way; its env is skipped, the package applied."""
+    rh.write('cluster "fc" {\n  provider = "fakecloud"\n}\nenv "app" {\n  cluster = '
+             'cluster.fc\n}\npackage "q" { git_url = "https://git.example.com/q.git" }\n')
+    (rh.dir / ".rhplan" / "fakecloud").mkdir(parents=True)
+    (rh.dir / ".rhplan" / "fakecloud" / "fc").write_text("in the way")
+    res = rh("apply", "-json", "-auto-approve")
+    assert res.returncode == 1, res.describe()
+    msgs = stream(res)
+    ended = ("apply failed: 1 failed, 1 skipped; what finished is saved in the state; fix "
+             "the cause and run apply again")
+    assert res.error_line() == f"Error: {ended}"
+    assert [(m["type"], m["@message"]) for m in msgs[-2:]] == [
+        ("log", "env.app: skipped (not started)"), ("diagnostic", f"Error: {ended}")]
+    assert msgs[-2]["@level"] == "warn" and msgs[-1]["diagnostic"]["summary"] == ended
+    [errored] = of(msgs, "apply_errored")
+    assert errored["hook"]["resource"]["addr"] == "cluster.fc"
+    assert [m["hook"]["resource"]["addr"] for m in of(msgs, "apply_complete")] == ["package.q"]
+    assert not of(msgs, "change_summary")[1:]  # only the plan's: no "Apply complete!"
 
 
 def test_refresh_streams_terraforms_ui(rh: Any) -> None:
