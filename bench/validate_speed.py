@@ -49,7 +49,6 @@ def generate(d: Path, n_envs: int) -> None:
         "",
         'cluster "main" {',
         '  provider      = "local"',
-        "  open_ports    = [8080]",
         "}",
         "",
     ]

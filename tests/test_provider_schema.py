@@ -7,6 +7,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,64 @@ def test_two_providers_disagreeing_on_a_setting_are_named() -> None:
             provider_schema.cluster_schema(CLUSTER_CORE)
     finally:
         provider_schema.declared = old  # type: ignore[assignment]
+
+
+# Each cluster block is checked against its own provider's settings (and the core's),
+# through the CLI on real files: validate and plan refuse another provider's setting at
+# its line, naming whose it is.
+SSH_HOSTS = '  ips      = ["127.0.0.1"]\n  ssh {\n    user = "me"\n'
+
+
+@pytest.mark.parametrize("text, where, words", [
+    pytest.param('cluster "c" {\n  provider      = "ssh"\n  instance_type = "t3.micro"\n'
+                 '  ips           = ["127.0.0.1"]\n}\n',
+                 "main.hcl:3", ["cluster 'c': instance_type is a setting of provider 'aws', "
+                                "not of 'ssh'; remove it", "ssh { known_hosts, "],
+                 id="aws-setting-on-ssh"),
+    pytest.param('cluster "c" {\n  provider = "ssh"\n' + SSH_HOSTS +
+                 '    host_key_check = "trust_on_first_use"\n  }\n}\n',
+                 "main.hcl:6", ["ssh.host_key_check is a setting of provider 'aws', not of "
+                                "'ssh'"], id="aws-ssh-block-setting-on-ssh"),
+    pytest.param('cluster "c" {\n  provider = "local"\n  dynamic "ssh" {\n    for_each = [1]\n'
+                 '    content {\n      user = "me"\n    }\n  }\n}\n',
+                 "main.hcl:3", ["the ssh block is a setting of providers 'aws' and 'ssh', not "
+                                "of 'local'", "provider 'local' takes only the core's"],
+                 id="ssh-block-on-local"),
+    pytest.param('cluster "c" {\n  provider = "fakecloud"\n  open_ports = [8080]\n}\n',
+                 "main.hcl:3", ["open_ports is a setting of provider 'aws', not of "
+                                "'fakecloud'"], id="aws-setting-on-plugin"),
+])
+def test_another_providers_setting_is_one_line_at_file_line(
+        rh: Any, text: str, where: str, words: list[str]) -> None:
+    rh.keep = True  # nothing is applied
+    rh.write(text)
+    for args in (("validate",), ("plan", "-refresh=false")):
+        line = rh(*args).error_line()
+        assert line.startswith(f"Error: {where}: "), (args, line)
+        for w in words:
+            assert w in line, (args, w, line)
+
+
+def test_a_providers_own_settings_pass(rh: Any) -> None:
+    """aws takes the ssh block's settings (its INCLUDES), and aws_launch_only aws's."""
+    rh.keep = True
+    rh.write('cluster "own" {\n  provider = "ssh"\n' + SSH_HOSTS + '    port = 22\n  }\n}\n'
+             'cluster "cloud" {\n  provider      = "aws"\n  instance_type = "t3.micro"\n'
+             '  ssh {\n    user           = "ubuntu"\n    private_key    = "~/.ssh/id"\n'
+             '    host_key_check = "trust_on_first_use"\n  }\n}\n'
+             'cluster "launch" {\n  provider   = "aws_launch_only"\n  open_ports = [8080]\n'
+             '  ssh {\n    user = "ubuntu"\n  }\n}\n')
+    rh("validate").ok()
+
+
+def test_a_provider_known_only_from_a_variable(rh: Any) -> None:
+    """validate without the variable's value keeps the merged schema; once the value is
+    known (plan, or validate given it) the cluster is checked against that provider."""
+    rh.keep = True
+    rh.write('variable "p" {\n  type = string\n}\ncluster "c" {\n  provider   = var.p\n'
+             '  open_ports = [8080]\n}\n')
+    rh("validate").ok()
+    for args in (("validate",), ("plan", "-refresh=false")):
+        line = rh(*args, env={"RHPLAN_VAR_p": "local"}).error_line()
+        assert line.startswith("Error: main.hcl:6: cluster 'c': open_ports is a setting of "
+                               "provider 'aws', not of 'local'"), (args, line)

@@ -31,7 +31,10 @@ CLUSTER = (
          doc="how new hosts' SSH host keys are checked"),
 )
 
-# the ssh block's login settings are the ssh provider's (its hosts are set up by it)
+# its hosts are set up by rhplan_ssh: its clusters take the ssh provider's settings (the
+# ssh block's login settings) too
+INCLUDES = ("ssh",)
+
 CLUSTER_BLOCKS = {
     "ssh": BlockSchema({"host_key_check": Attr(
         "host_key_check", "string",

@@ -24,9 +24,6 @@ from rhplan.plugin import (
     ProviderError,
 )
 
-# cloud-only settings: a local cluster would silently ignore them, so refuse them
-_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "ips", "allowed_cidrs")
-
 
 class LocalProvider(Provider):
     name = "local"
@@ -34,10 +31,11 @@ class LocalProvider(Provider):
 
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
-        for key in _CLOUD_ONLY:
-            if attrs.get(key) is not None:
-                raise ConfigError(f"cluster {name!r}: {key} does not apply to provider \"local\" "
-                                  "(this machine); remove it", file, line)
+        # the core's setting a local cluster has no use for: refused, not ignored (other
+        # providers' settings never reach this hook: config/provider_schema.check_own)
+        if attrs.get("ips") is not None:
+            raise ConfigError(f"cluster {name!r}: ips does not apply to provider \"local\" "
+                              "(this machine); remove it", file, line)
         if attrs.get("num_instances") not in (None, 1):
             raise ConfigError(f"cluster {name!r}: a local cluster has exactly one host; remove "
                               "num_instances or set it to 1", file, line)
@@ -45,8 +43,6 @@ class LocalProvider(Provider):
             raise ConfigError(f"cluster {name!r}: autostop on a local cluster would shut down "
                               "this machine; set autostop_command (e.g. a script that stops "
                               "your work) or remove autostop_mins", file, line)
-        if attrs.get("ssh"):
-            raise ConfigError(f"cluster {name!r}: a local cluster takes no ssh block", file, line)
         attrs["ips"] = ["127.0.0.1"]
         if not attrs.get("resources"):
             attrs["resources"] = {"CPU": os.cpu_count() or 1, "GPU": 0}

@@ -16,8 +16,6 @@ from rhplan.plugin import (
 )
 from rhplan_ssh.hosts import SSHHostHooks, SSHHosts, cluster_name, holding_folders
 
-_CLOUD_ONLY = ("instance_type", "image_id", "region", "disk_size", "allowed_cidrs")
-
 
 class SSHProvider(SSHHostHooks, Provider):
     name = "ssh"
@@ -31,10 +29,6 @@ class SSHProvider(SSHHostHooks, Provider):
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
         self._use(ctx)
-        for key in _CLOUD_ONLY:
-            if attrs.get(key) is not None:
-                raise ConfigError(f"cluster {name!r}: {key} does not apply to provider \"ssh\" "
-                                  "(hosts you already own); remove it", file, line)
         ips = attrs.get("ips")
         if not ips:
             raise ConfigError(f"cluster {name!r}: an ssh cluster needs ips = [\"HOST\", ...] "
@@ -42,10 +36,6 @@ class SSHProvider(SSHHostHooks, Provider):
         if len(set(ips)) != len(ips):
             raise ConfigError(f"cluster {name!r}: ips lists a host twice", file, line)
         ssh = attrs.get("ssh") or {}
-        if ssh.get("host_key_check") is not None:
-            raise ConfigError(f"cluster {name!r}: ssh.host_key_check applies to provider "
-                              "\"aws\" (console output); for your own hosts give known_hosts",
-                              file, line)
         if not ssh.get("user"):
             raise ConfigError(f"cluster {name!r}: give ssh {{ user = \"...\" private_key = "
                               "\"~/.ssh/id_ed25519\" }", file, line)

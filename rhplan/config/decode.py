@@ -10,6 +10,7 @@ from rhplan.config import ast
 from rhplan.config.coerce import coerce_attr, unknown_of
 from rhplan.config.evaluate import Scope
 from rhplan.config.model import Config, ResourceConfig
+from rhplan.config.provider_schema import check_own
 from rhplan.config.schema import RESOURCE_SCHEMAS, BlockSchema
 from rhplan.config.values import UNKNOWN, ResourceValue, SetValue, type_name
 from rhplan.errors import ConfigError
@@ -131,6 +132,8 @@ class Evaluation:
                                               f"{sub_name}.")
             finally:
                 self._bindings = outer
+        if rc.type == "cluster":  # the core's settings and its own provider's only
+            check_own(attrs.get("provider"), rc.block, f"cluster {rc.block_name or rc.name!r}")
         if marks:
             self.sensitive_attrs[rc.address] = marks
         else:

@@ -31,8 +31,6 @@ from rhplan.plugin import (
 )
 
 RECORD = "machine.json"
-# settings this provider has no use for: refused, not silently ignored
-_NOT_HERE = ("instance_type", "image_id", "region", "ips", "allowed_cidrs", "ssh")
 
 
 class FakeCloudProvider(Provider):
@@ -40,10 +38,11 @@ class FakeCloudProvider(Provider):
 
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: ProviderContext, file: str,
                      line: int) -> dict[str, Any]:
-        for key in _NOT_HERE:
-            if attrs.get(key):
-                raise ConfigError(f"cluster {name!r}: {key} does not apply to provider "
-                                  "\"fakecloud\"; remove it", file, line)
+        # the core's setting it has no use for: refused, not silently ignored (other
+        # providers' settings are refused before a hook is called)
+        if attrs.get("ips"):
+            raise ConfigError(f"cluster {name!r}: ips does not apply to provider "
+                              "\"fakecloud\"; remove it", file, line)
         if attrs.get("num_instances") not in (None, 1):
             raise ConfigError(f"cluster {name!r}: a fakecloud cluster has one machine; "
                               "set num_instances = 1", file, line)
