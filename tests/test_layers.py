@@ -115,6 +115,8 @@ def test_host_scripts_need_only_the_standard_library() -> None:
     ("rhplan.workspace.state_ops", "def f():\n    from rhplan import views\n"),
     ("rhplan.workspace", "import click\n"),
     ("rhplan.views", "from rhplan.cli import _ARGS\n"),
+    ("rhplan.workspace.providers", "from rhplan.views.providers import Providers\n"),
+    ("rhplan.views.json_ui", "import click\n"),
 ])
 def test_an_upward_import_is_caught(tmp_path: Path, module: str, source: str) -> None:
     """The check itself: each of these would be a new arrow running back up."""
