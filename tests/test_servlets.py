@@ -535,13 +535,18 @@ def test_a_servlet_killed_by_hand_is_drift_and_apply_restarts_it(
 
 @pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_the_secret_value_is_never_stored_nor_printed(applied: Applied) -> None:
+    """Every command the module ran so far: alone, the fixture's apply and these; after
+    the tests above, theirs too."""
     rh = applied.rh
-    for args in (("plan",), ("plan", "-json"), ("show",), ("show", "-json"),
-                 ("state", "show", "env.np_env"), ("state", "show", "secret.s"),
-                 ("status", "-json"), ("refresh",)):
+    commands = [("plan",), ("plan", "-json"), ("show",), ("show", "-json"),
+                ("state", "show", "env.np_env"), ("state", "show", "secret.s"),
+                ("status", "-json"), ("refresh",)]
+    start = len(rh.log)
+    for args in commands:
         rh(*args).ok()
     for path in (rh.state_path, rh.dir / "rhplan.state.json.backup"):
         assert SECRET not in path.read_text(), f"the secret value is stored in {path.name}"
-    assert len(rh.log) > 20
+    ran = [res.args for res in rh.log]
+    assert ran[start:] == commands and ("apply", "-auto-approve") in ran[:start], ran
     for res in rh.log:
         assert SECRET not in res.output, f"the secret value is printed by rhplan {res.args}"
