@@ -169,7 +169,6 @@ def generate(d: Path, n_envs: int, n_clusters: int, seed: int = 1, for_each: boo
             '  provider      = "local"',
             "  autostop_mins = var.autostop_mins",
             "  autostop_command = \"echo idle\"",
-            "  open_ports    = [8080, 8265]",
             '  python        = "python3"',
             "  create_default_env = false",  # its many envs name their own (no bare env)
             "}",

@@ -22,12 +22,14 @@ What it does, for each N
    SFTP calls are wrapped (pass-through) and the connection pool's `commands_run` and
    `connects` are read at the end (see COUNTER):
      plan     `rhplan plan -detailed-exitcode`, which must say "No changes."
-     apply    `rhplan apply -auto-approve` with a no-op change: `open_ports` of every
-              cluster set to a new value, which static hosts only record in the state
+     apply    `rhplan apply -auto-approve` with a no-op change: `autostop_command` of
+              every cluster set to a new value, without autostop_mins (so no watchdog
+              runs: the update costs one stop-watchdog command on each head)
               (checked: the plan must be exactly N in-place cluster updates and nothing
               else; if it is not, `apply` with no change is measured instead, and said
               so). Not autostop_mins: that starts a watchdog on the head whose default
-              command shuts the machine down.
+              command shuts the machine down. (open_ports, used before, is the aws
+              provider's setting: an ssh cluster refuses it.)
    and prints, per operation, the median wall time of the CLI process, the median time
    inside `main()`, and per host: commands, SFTP transfers and TCP connections.
 4. Checks the target: a no-change plan costs at most one round trip (command or SFTP
@@ -111,16 +113,16 @@ class BenchError(Exception):
     pass
 
 
-def hcl(n: int, servers: list[SSHServer], base: Path, port: int | None) -> str:
+def hcl(n: int, servers: list[SSHServer], base: Path, mark: int | None) -> str:
     out = []
     for i, srv in enumerate(servers[:n]):
-        ports = f"\n  open_ports = [{port}]" if port is not None else ""
+        change = f'\n  autostop_command = "echo {mark}"' if mark is not None else ""
         out.append(f"""
 cluster "h{i}" {{
   provider = "ssh"
   ips      = ["127.0.0.1"]
   root_dir = "{base / f"root{i}"}"
-  python   = "{BASE_PY}"{ports}
+  python   = "{BASE_PY}"{change}
   ssh {{
     user        = "{srv.user}"
     private_key = "{srv.client_key}"
@@ -229,22 +231,22 @@ def measure(n: int, base: Path, repeat: int) -> dict[str, Any]:
                 raise BenchError(f"the plan is not a no-change plan:\n{r['output'][-3000:]}")
             plans.append(r)
 
-        # the no-op change: open_ports, which static hosts only record in the state
-        applies, mode = [], "open_ports changed (state only on static hosts)"
+        # the no-op change: autostop_command without autostop_mins (no watchdog runs)
+        applies, mode = [], "autostop_command changed (no watchdog: one stop command a head)"
         (directory / "main.hcl").write_text(hcl(n, servers, base, 8000))
         check = cli(directory, "plan", "-detailed-exitcode")
         if f"Plan: 0 to add, {n} to change, 0 to destroy." not in check.stdout or \
                 check.stdout.count("will be updated in-place") != n or \
                 any(f"# env.e{i} " in check.stdout for i in range(n)):
-            mode = "no change at all (open_ports is not a state-only change here)"
+            mode = "no change at all (autostop_command is not an in-place change here)"
             (directory / "main.hcl").write_text(hcl(n, servers, base, None))
         for k in range(repeat):
-            if mode.startswith("open_ports"):
+            if mode.startswith("autostop_command"):
                 (directory / "main.hcl").write_text(hcl(n, servers, base, 8001 + k))
             r = counted(directory, "apply", "-auto-approve")
             if r["exit"] != 0:
                 raise BenchError(f"apply failed:\n{r['output'][-3000:]}")
-            if mode.startswith("open_ports") and f"{n} changed" not in r["output"]:
+            if mode.startswith("autostop_command") and f"{n} changed" not in r["output"]:
                 raise BenchError(f"the no-op apply did not change {n}:\n{r['output'][-3000:]}")
             applies.append(r)
         result["apply_mode"] = mode

@@ -336,7 +336,8 @@ def test_bad_exposure_settings_are_one_line(moto: MotoServer, tmp_path: Path,
         assert "main.hcl:" in line and words in line, line
     rh.write('cluster "l" {\n  provider = "local"\n  allowed_cidrs = ["10.0.0.0/8"]\n}\n')
     line = rh("plan").error_line()
-    assert "allowed_cidrs does not apply" in line, line
+    assert "main.hcl:3: cluster 'l': allowed_cidrs is a setting of provider 'aws', not of " \
+        "'local'" in line, line
 
 
 # --- aws: host keys from the console output -----------------------------------------------
