@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 from canary import canary_secret
+from drivers import run_driver
 from rayprocs import alive, cluster_processes, temp_dir_for
 from ssh_cluster import (
     APPLY_TIMEOUT,
@@ -209,20 +210,8 @@ class Box:
         Its environment lacks the secret: the servlet must get it from rhplan."""
         script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
         script.write_text(PRELUDE + textwrap.dedent(body))
-        env = {k: v for k, v in os.environ.items() if k != SECRET_VAR}
-        try:
-            proc = subprocess.run([sys.executable, str(script), str(self.rh.dir)],
-                                  capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-                                  env=env, check=False)
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"driver {script} did not finish within {DRIVER_TIMEOUT} s:\n"
-                        f"{exc.stdout!r}\n{exc.stderr!r}")
-        report = f"driver {script} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        assert proc.returncode == 0, report
-        results = [ln[len("RESULT "):] for ln in proc.stdout.splitlines()
-                   if ln.startswith("RESULT ")]
-        assert len(results) == 1, report
-        return json.loads(results[0])
+        return run_driver(script, self.rh.dir,
+                          env={k: v for k, v in os.environ.items() if k != SECRET_VAR})
 
 
 @pytest.fixture(scope="module")

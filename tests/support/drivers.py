@@ -1,7 +1,8 @@
 """Drivers of an applied configuration in the tests: a script run in a fresh Python
 (a process drives one Ray cluster) over a route a caller can take ("direct" or "ssh",
 RHPLAN_SERVLET_ROUTE), reporting through one RESULT line. The remote-objects,
-continuity and provider-secrets suites drive their clusters through Cluster."""
+continuity and provider-secrets suites drive their clusters through Cluster; the servlets
+and ssh provider suites run their own drivers through run_driver."""
 from __future__ import annotations
 
 import json
@@ -48,15 +49,24 @@ class Cluster:
             (where / name).write_text(textwrap.dedent(text))
         script = where / "driver.py"
         script.write_text(PRELUDE + textwrap.dedent(body))
-        env = {**os.environ, "RHPLAN_SERVLET_ROUTE": route}
-        try:
-            proc = subprocess.run([sys.executable, str(script), str(self.rh.dir)],
-                                  capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-                                  env=env, check=False, cwd=where)
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"driver {script} did not finish in {DRIVER_TIMEOUT} s: {exc}")
-        report = f"driver {script} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        assert proc.returncode == 0, report
-        lines = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        assert len(lines) == 1, report
-        return json.loads(lines[0])
+        return run_driver(script, self.rh.dir, env={**os.environ, "RHPLAN_SERVLET_ROUTE": route},
+                          cwd=where)
+
+
+def run_driver(script: Path, chdir: Path, *, python: str = sys.executable,
+               env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """Run a driver script (given chdir, the configuration folder, as its argument) in a
+    fresh `python`, within DRIVER_TIMEOUT; the values of the one RESULT line it printed.
+    A timeout, a non-zero exit or not exactly one RESULT line fails the test with the
+    driver's output."""
+    try:
+        proc = subprocess.run([python, str(script), str(chdir)], capture_output=True,
+                              text=True, timeout=DRIVER_TIMEOUT, env=env, check=False, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"driver {script} did not finish within {DRIVER_TIMEOUT} s:\n"
+                    f"{exc.stdout!r}\n{exc.stderr!r}")
+    report = f"driver {script} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, report
+    lines = [ln[len("RESULT "):] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert len(lines) == 1, report
+    return json.loads(lines[0])
