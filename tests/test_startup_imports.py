@@ -59,3 +59,15 @@ def test_servlet_manager_needs_no_ssh() -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["rhplan_ssh", "rhplan_aws", "rhplan_aws_launch_only"])
+def test_ssh_and_aws_providers_load_without_ssh(module: str) -> None:
+    """Every command that loads the ssh or aws provider (plan, a refresh of 1,000 EC2
+    instances, destroy) imports it; paramiko and invoke (~0.1 s of CPU) come only when
+    a host is reached (SSHHosts.connect_to)."""
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & " \
+           "{'paramiko', 'invoke', 'cryptography', 'nacl'}))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

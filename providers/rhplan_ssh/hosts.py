@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from rhplan import hostside
-from rhplan.hosts.ssh import get_connection
 from rhplan.plugin import (
     UNKNOWN,
     Connection,
@@ -81,6 +80,9 @@ class SSHHosts:
         key = ssh.get("private_key")
         known = ssh.get("known_hosts")
         recorded = (private.get("host_keys") or {}).get(ip)
+        # imported here, not with the module: paramiko (~0.1 s of CPU) only when a host
+        # is reached, not in every command that loads the ssh or aws provider
+        from rhplan.hosts.ssh import get_connection
         conn = get_connection(
             ip, port=int(ssh.get("port") or 22), user=ssh.get("user"),
             private_key=os.path.expanduser(key) if key else None,
