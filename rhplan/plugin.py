@@ -52,7 +52,8 @@ from rhplan.errors import (
 from rhplan.hosts.connection import CommandResult, Connection, LocalConnection
 
 __all__ = [
-    "GROUP", "MARKER", "UNKNOWN", "Attr", "BlockSchema", "Capabilities", "CommandResult",
+    "GROUP", "MARKER", "UNKNOWN", "Attr", "BlockSchema", "Capabilities", "ClusterRecord",
+    "CommandResult",
     "ConfigError", "Connection", "ConnectionLost", "LocalConnection", "Node", "PartialFailure",
     "Provider", "ProviderContext", "ProviderError", "RhplanError",
 ]
@@ -117,6 +118,16 @@ class Node:
     cpus: int | None = None
 
 
+@dataclass(frozen=True)
+class ClusterRecord:
+    """What create, update and import_cluster return: the cluster as the state records
+    it. `attrs` is its attributes (computed ones set: ips, root_dir ...); `private` the
+    provider's own record, JSON-able, handed back to every later hook as `private`."""
+
+    attrs: dict[str, Any]
+    private: dict[str, Any] = field(default_factory=dict)
+
+
 class Provider(ABC):
     """One kind of cluster. `attrs` is the cluster's attributes (the block's settings
     and the computed values); `private` is this provider's own record in the state
@@ -150,10 +161,9 @@ class Provider(ABC):
 
     # ---- lifecycle ------------------------------------------------------------------
     @abstractmethod
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext
-               ) -> tuple[dict[str, Any], dict]:
-        """Bring the hosts up; return the attributes (computed ones set: ips, root_dir
-        ...) and the provider's private record. Some hosts failing: raise
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
+        """Bring the hosts up; return ClusterRecord(attributes with the computed ones
+        set: ips, root_dir ..., the provider's private record). Some hosts failing: raise
         PartialFailure(msg, attrs, private) so what exists is recorded."""
 
     @abstractmethod
@@ -163,10 +173,10 @@ class Provider(ABC):
         it is gone."""
 
     def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: ProviderContext
-                       ) -> tuple[dict[str, Any], dict]:
+                       ) -> ClusterRecord:
         """rhplan import: adopt the existing machines `id_` names (the provider says
-        how) as the cluster `attrs` plans, setting them up as create would; return the
-        attributes and private record. Default: not supported, in one line."""
+        how) as the cluster `attrs` plans, setting them up as create would; return its
+        ClusterRecord. Default: not supported, in one line."""
         raise ProviderError(f"importing a {self.name} cluster is not supported; let rhplan "
                             "apply create it")
 
@@ -189,8 +199,9 @@ class Provider(ABC):
 
     @abstractmethod
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
-        """Change the cluster in place; return the new attributes and private record."""
+               ctx: ProviderContext) -> ClusterRecord:
+        """Change the cluster in place; return its new ClusterRecord (attributes,
+        private record)."""
 
     def moved(self, before: dict[str, Any], before_private: dict, after: dict[str, Any],
               after_private: dict) -> dict[str, str]:

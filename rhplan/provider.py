@@ -103,13 +103,16 @@ class ProviderHooks:
         return value
 
     def _records(self, hook: str, value: Any) -> tuple[dict[str, Any], dict]:
-        """(attributes, private record), as create, update and import_cluster return."""
-        if not (isinstance(value, tuple) and len(value) == 2
-                and isinstance(value[1], dict)):
-            raise ProviderError(f"provider {self.name!r}: its {hook} hook returned "
-                                f"{type(value).__name__}, not (attributes, private "
-                                "record); fix the provider")
-        return self._attrs(hook, value[0]), value[1]
+        """(attributes, private record) of the ClusterRecord that create, update and
+        import_cluster return."""
+        from rhplan.plugin import ClusterRecord
+        if not isinstance(value, ClusterRecord) or not isinstance(value.private, dict):
+            what = (f"a private record of type {type(value.private).__name__}"
+                    if isinstance(value, ClusterRecord) else type(value).__name__)
+            raise ProviderError(f"provider {self.name!r}: its {hook} hook returned {what}, "
+                                "not ClusterRecord(attributes, private record as a dict); "
+                                "fix the provider")
+        return self._attrs(hook, value.attrs), value.private
 
     # ---- planning ---------------------------------------------------------------
     def plan_cluster(self, name: str, attrs: dict[str, Any], ctx: RunContext, file: str,

@@ -24,6 +24,7 @@ from crash_harness import processes_with
 from rhplan.plugin import (
     MARKER,
     Capabilities,
+    ClusterRecord,
     Connection,
     Node,
     Provider,
@@ -144,16 +145,16 @@ class OneHost(Provider):
                      line: int) -> dict[str, Any]:
         return attrs
 
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
-        return attrs, {}
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
+        return ClusterRecord(attrs)
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
-        return after, private
+               ctx: ProviderContext) -> ClusterRecord:
+        return ClusterRecord(after, private)
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         return None
@@ -201,13 +202,12 @@ class Scribbler(OneHost):
         self._scribble(before)
         after["settled"] = True  # its own copy: what it leaves there is the result
 
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext
-               ) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
         self._scribble(attrs)
-        return {"ips": ["10.0.0.9"]}, {"id": "i-1"}
+        return ClusterRecord({"ips": ["10.0.0.9"]}, {"id": "i-1"})
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> ClusterRecord:
         self._scribble(before, after, private)
         with pytest.raises(TypeError):
             ctx.provider_configs["mine"] = {}  # type: ignore[index]
@@ -217,7 +217,7 @@ class Scribbler(OneHost):
         with pytest.raises(AttributeError):
             ctx.lineage = "other"  # type: ignore[misc]
         ctx.cache["seen"] = ctx.cache.get("seen", 0) + 1
-        return {"ips": ["10.0.0.2"]}, {"id": "i-2"}
+        return ClusterRecord({"ips": ["10.0.0.2"]}, {"id": "i-2"})
 
 
 def test_a_provider_gets_copies_and_a_frozen_view_and_the_core_records_its_answer(
@@ -252,7 +252,14 @@ class WrongShapes(OneHost):
     name = "wrongshapes"
 
     def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> Any:
-        return attrs  # not (attributes, private record)
+        return attrs  # not ClusterRecord(attributes, private record)
+
+    def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
+               ctx: ProviderContext) -> Any:
+        return after, private  # a pair, not a ClusterRecord
+
+    def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: ProviderContext) -> Any:
+        return ClusterRecord(attrs, ["i-1"])  # type: ignore[arg-type]
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> Any:
         return ["127.0.0.1"]
@@ -262,8 +269,15 @@ def test_what_a_provider_returns_in_the_wrong_shape_is_named_in_one_line(
         tmp_path: Path) -> None:
     hooks, run = ProviderHooks(WrongShapes()), RunContext(config_dir=tmp_path)
     with pytest.raises(ProviderError, match=r"^provider 'wrongshapes': its create hook "
-                       r"returned dict, not \(attributes, private record\); fix"):
+                       r"returned dict, not ClusterRecord\(attributes, private record as "
+                       r"a dict\); fix"):
         hooks.create({"ips": ["127.0.0.1"]}, run)
+    with pytest.raises(ProviderError, match=r"its update hook returned tuple, not "
+                                            r"ClusterRecord"):
+        hooks.update({}, {}, {}, run)
+    with pytest.raises(ProviderError, match=r"its import_cluster hook returned a private "
+                                            r"record of type list, not ClusterRecord"):
+        hooks.import_cluster({}, "i-1", run)
     with pytest.raises(ProviderError, match=r"^provider 'wrongshapes': its read hook "
                        r"returned list, not the cluster's attributes"):
         hooks.read({}, {}, run)

@@ -13,6 +13,7 @@ from rhplan_ssh import SSHHostHooks, SSHHosts
 from rhplan.plugin import (
     UNKNOWN,
     Capabilities,
+    ClusterRecord,
     PartialFailure,
     Provider,
     ProviderContext,
@@ -53,7 +54,7 @@ class AWSProvider(SSHHostHooks, Provider):
 
 
     # ---- lifecycle ------------------------------------------------------------------
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
         self._use(ctx)
         private: dict[str, Any] = {}
         account = self._account
@@ -77,10 +78,10 @@ class AWSProvider(SSHHostHooks, Provider):
             except ProviderError:
                 pass
             raise
-        return self._bring_up(client, attrs, private, found, set())
+        return ClusterRecord(*self._bring_up(client, attrs, private, found, set()))
 
     def import_cluster(self, attrs: dict[str, Any], id_: str, ctx: ProviderContext
-                       ) -> tuple[dict[str, Any], dict]:
+                       ) -> ClusterRecord:
         """Adopt running EC2 instances, by id (`i-1,i-2`) or by tag (`tag:KEY=VALUE`):
         they are tagged as this cluster's, then create() finds them as its own (as it
         adopts the instances of a killed apply) and sets them up over SSH; nothing is
@@ -210,7 +211,7 @@ class AWSProvider(SSHHostHooks, Provider):
         return network.leftovers(self._account.client(attrs, private), private)
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> ClusterRecord:
         self._use(ctx)
         account = self._account
         client = account.client(after, private)
@@ -247,7 +248,7 @@ class AWSProvider(SSHHostHooks, Provider):
                                         frozenset(restarted))
         if head_restarted:
             attrs["ray_status"] = "stopped"  # the cluster type starts Ray again
-        return attrs, private
+        return ClusterRecord(attrs, private)
 
     def leaving(self, before: dict[str, Any], after: dict[str, Any], private: dict,
                 ctx: ProviderContext) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from rhplan.plugin import (
     MARKER,
     Capabilities,
+    ClusterRecord,
     ConfigError,
     Connection,
     LocalConnection,
@@ -50,14 +51,14 @@ class LocalProvider(Provider):
         attrs["root_dir"] = str(Path(os.path.expanduser(root)).absolute())
         return attrs
 
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
         root = Path(attrs["root_dir"])
         python = shutil.which(attrs.get("python") or "python3")
         if python is None:
             raise ProviderError(f"{attrs.get('python')!r} is not on PATH on this machine; "
                                 "install Python 3.9+ or set python = \"/path/to/python3\"")
         _make_root(root)
-        return attrs, {}
+        return ClusterRecord(attrs)
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
@@ -69,9 +70,9 @@ class LocalProvider(Provider):
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> ClusterRecord:
         _make_root(Path(after["root_dir"]))  # the folder may have been removed outside
-        return after, private
+        return ClusterRecord(after, private)
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         root = Path(attrs["root_dir"])

@@ -8,6 +8,7 @@ from typing import Any
 from rhplan.plugin import (
     MARKER,
     UNKNOWN,
+    ClusterRecord,
     ConfigError,
     PartialFailure,
     Provider,
@@ -52,11 +53,11 @@ class SSHProvider(SSHHostHooks, Provider):
         return attrs
 
     # ---- lifecycle ------------------------------------------------------------
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
         self._use(ctx)
         private: dict[str, Any] = {}
         try:
-            return self._hosts.setup(attrs, private, list(attrs["ips"]))
+            return ClusterRecord(*self._hosts.setup(attrs, private, list(attrs["ips"])))
         except PartialFailure:
             raise
         except ProviderError as exc:
@@ -75,14 +76,14 @@ class SSHProvider(SSHHostHooks, Provider):
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> ClusterRecord:
         self._use(ctx)
         todo = [ip for ip in after["ips"] if (before.get("hosts") or {}).get(ip) != "ready"]
         attrs = dict(after, hosts=dict(before.get("hosts") or {}),
                      root_dir=before.get("root_dir"), ray_python=before.get("ray_python"))
         if todo:
             attrs, private = self._hosts.setup(attrs, private, todo)
-        return attrs, private
+        return ClusterRecord(attrs, private)
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         """Remove rhplan's folder (the one with the marker) from every host. A host that

@@ -22,6 +22,7 @@ from typing import Any
 from rhplan.plugin import (
     MARKER,
     UNKNOWN,
+    ClusterRecord,
     ConfigError,
     Connection,
     LocalConnection,
@@ -59,12 +60,12 @@ class FakeCloudProvider(Provider):
             return dict(after, instance_ids=before["instance_ids"])
         return after
 
-    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+    def create(self, attrs: dict[str, Any], ctx: ProviderContext) -> ClusterRecord:
         machine = Path(attrs["root_dir"]).parent
         machine_id = f"fc-{uuid.uuid4().hex[:12]}"
         _make(machine, machine_id)
         attrs["instance_ids"] = [machine_id]
-        return attrs, {"machine": str(machine), "machine_id": machine_id}
+        return ClusterRecord(attrs, {"machine": str(machine), "machine_id": machine_id})
 
     def read(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext
              ) -> dict[str, Any] | None:
@@ -76,9 +77,9 @@ class FakeCloudProvider(Provider):
         return attrs
 
     def update(self, before: dict[str, Any], after: dict[str, Any], private: dict,
-               ctx: ProviderContext) -> tuple[dict[str, Any], dict]:
+               ctx: ProviderContext) -> ClusterRecord:
         _make(Path(private["machine"]), private["machine_id"])
-        return dict(after, instance_ids=[private["machine_id"]]), private
+        return ClusterRecord(dict(after, instance_ids=[private["machine_id"]]), private)
 
     def delete(self, attrs: dict[str, Any], private: dict, ctx: ProviderContext) -> None:
         machine = Path(private["machine"])
