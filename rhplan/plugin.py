@@ -22,8 +22,8 @@ what the core records; nothing a provider writes anywhere else reaches the state
 Private state: each cluster's record in the state has two private parts, never shown
 to users. `private["provider"]` is the provider's own: the `private` of the
 ClusterRecord create/update/import_cluster return, handed back to every hook as its
-`private` argument
-(instance ids, recorded host keys ...), and written by the provider alone.
+`private` argument (instance ids, recorded host keys ...), and written by the
+provider alone.
 `private["ray"]` is the core's (its Ray head and worker nodes, TLS, the local copy of
 the token): a provider never sees it. Ray on the hosts is the core's too: it starts
 Ray after create, stops it before delete, and around an update it stops and forgets
