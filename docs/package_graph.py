@@ -20,7 +20,8 @@ DOC = ROOT / "docs" / "ARCHITECTURE.md"
 BEGIN = "<!-- package graph: made by docs/package_graph.py --write -->"
 END = "<!-- end of package graph -->"
 PROVIDERS = ("rhplan_ssh", "rhplan_aws", "rhplan_local")
-# layer: the modules (or packages) in it, by name below rhplan (providers by package)
+# layer: the modules (or packages) in it, by name below rhplan (providers by package);
+# a two-part name (hosts.ssh) takes its modules out of the one-part package's layer
 LAYERS = {
     "cli": ["cli", "workspace_cli", "cli_state", "cli_options", "fmt_cli", "console",
             "providers_list", "__init__"],
@@ -32,12 +33,11 @@ LAYERS = {
     "state": ["state"],
     "resources": ["resources"],
     "providers": ["provider", "plugin", *PROVIDERS],
-    "servlets": ["servlets"],
-    "remote": ["envs", "packages", "pyproject_reqs", "sync", "sync_select", "tree_files",
-               "working_dir", "facts", "ray_head", "tls"],
-    "ssh": ["ssh"],
+    "ray": ["ray"],
+    "hosts": ["hosts", "packages", "pyproject_reqs", "tree_files", "working_dir", "tls"],
+    "ssh": ["hosts.ssh"],
     "hostside": ["hostside"],
-    "base": ["connection", "errors", "lazy"],
+    "base": ["hosts.connection", "errors", "lazy"],
 }
 OWNER = {m: layer for layer, mods in LAYERS.items() for m in mods}
 
@@ -73,6 +73,8 @@ def layer(module: str) -> str | None:
         return OWNER[parts[0]]
     if parts[0] != "rhplan":
         return None
+    if len(parts) > 2 and ".".join(parts[1:3]) in OWNER:
+        return OWNER[".".join(parts[1:3])]
     key = parts[1] if len(parts) > 1 else "__init__"
     return OWNER.get(key, key)
 
