@@ -120,3 +120,24 @@ def test_a_provider_known_only_from_a_variable(rh: Any) -> None:
         line = rh(*args, env={"RHPLAN_VAR_p": "local"}).error_line()
         assert line.startswith("Error: main.hcl:6: cluster 'c': open_ports is a setting of "
                                "provider 'aws', not of 'local'"), (args, line)
+
+
+def test_includes_are_followed_and_a_missing_one_is_named(monkeypatch: Any) -> None:
+    """INCLUDES of INCLUDES count (aws_launch_only -> aws -> ssh); including a provider
+    that is not installed is a one-line error naming both."""
+    assert {"instance_type", "ssh.user", "ssh.host_key_check"} <= \
+        provider_schema.own_settings()["aws_launch_only"]
+    assert "instance_type" not in provider_schema.own_settings()["ssh"]
+    broken = types.SimpleNamespace(CLUSTER=(), INCLUDES=("gone",))
+    monkeypatch.setattr(provider_schema, "declared", lambda: {"one": broken})
+    monkeypatch.setattr(provider_schema, "installed_providers", lambda: {"one": None})
+    provider_schema.own_settings.cache_clear()
+    provider_schema.declared_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="provider 'one': its schema module includes "
+                                              "the settings of provider 'gone', which is not "
+                                              "installed"):
+            provider_schema.own_settings()
+    finally:
+        provider_schema.own_settings.cache_clear()
+        provider_schema.declared_settings.cache_clear()
