@@ -37,7 +37,7 @@ LAYERS = {
     "hosts": ["hosts", "packages", "pyproject_reqs", "tree_files", "working_dir", "tls"],
     "ssh": ["hosts.ssh"],
     "hostside": ["hostside"],
-    "base": ["hosts.connection", "errors", "lazy"],
+    "base": ["hosts.connection", "errors", "lazy", "registry"],
 }
 OWNER = {m: layer for layer, mods in LAYERS.items() for m in mods}
 

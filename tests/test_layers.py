@@ -21,7 +21,7 @@ _spec.loader.exec_module(graph)
 imports, module_name, sources, PROVIDERS = (graph.imports, graph.module_name, graph.sources,
                                             graph.PROVIDERS)
 
-BASE = {"rhplan.hosts.connection", "rhplan.errors"}
+BASE = {"rhplan.hosts.connection", "rhplan.errors", "rhplan.registry"}
 # what each module may import of rhplan and its providers (a prefix allows what is
 # under it). A provider reaches the core through rhplan.plugin (the provider API);
 # the ssh and aws providers also use the transport and host layers (Ray on the hosts is

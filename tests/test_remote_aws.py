@@ -147,7 +147,7 @@ def test_aws_cluster_through_its_proxy_only(aws_box: Box) -> None:
         emit(route=s.route, ray_reachable=ray_reachable, where=s.call(hello),
              got=s.get("k"), keys=s.keys(), deleted=s.delete("k"),
              ran=s.run(["sh", "-c", "exit 4"])["returncode"], env=s.status()["env"],
-             n=len(results), ssh_conns=len(ssh.pooled()), gateways=len(transport._gateways))
+             n=len(results), ssh_conns=len(ssh.pooled()), gateways=len(transport.gateways()))
     """)
     assert got["route"] == "ssh" and got["ray_reachable"] is False
     assert got["where"] == "ec2" and "hello from ec2" in got["_stdout"]

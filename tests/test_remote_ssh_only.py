@@ -87,8 +87,8 @@ def test_whole_lifecycle_through_ssh_only(box: Box) -> None:
              same=same, obj=obj, deleted=deleted, missing=missing, raised=raised, ran=ran,
              status_env=st["env"], n=len(results), mixed=mixed,
              ssh_conns=len(ssh.pooled()), ssh_connects=[c.connects for c in ssh.pooled()],
-             gateways=len(transport._gateways),
-             gw_connects=[g.connects for g in transport._gateways.values()])
+             gateways=len(transport.gateways()),
+             gw_connects=[g.connects for g in transport.gateways()])
     """)
     assert got["route"] == "ssh"
     assert got["ray_reachable"] is False  # the head's Ray is out of this caller's reach
@@ -419,7 +419,7 @@ quiet = s.with_streaming(False).call(lambda: print("line 0", flush=True) or "don
 from rhplan.hosts import ssh
 from rhplan.ray.servlets import transport
 emit(r=r, route=s.route, ran=ran["stdout"], quiet=quiet, ssh_conns=len(ssh.pooled()),
-     gateways=len(transport._gateways))
+     gateways=len(transport.gateways()))
 """
 
 

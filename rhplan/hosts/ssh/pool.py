@@ -1,16 +1,16 @@
 """One SSHConnection per (host, port, user) for the whole process."""
 from __future__ import annotations
 
-import atexit
 import getpass
 import os
 import threading
 from typing import Unpack
 
 from rhplan.hosts.ssh.connection import SSHConnection, SSHOptions
+from rhplan.registry import Registry
 
-_pool: dict[tuple[str, int, str], SSHConnection] = {}
-_pool_lock = threading.Lock()
+_pool: Registry[tuple[str, int, str], SSHConnection] = Registry()
+_key_locks_lock = threading.Lock()
 # One lock per (host, port, user): parallel apply steps for one host share one
 # connection instead of racing to open several, while a slow host does not
 # hold up connecting to the others.
@@ -33,11 +33,10 @@ def get_connection(host: str, **options: Unpack[SSHOptions]) -> SSHConnection:
         os.path.expanduser(known_hosts) if known_hosts else None,
         options.get("proxy_command"),
     )
-    with _pool_lock:
+    with _key_locks_lock:
         key_lock = _key_locks.setdefault(key, threading.Lock())
     with key_lock:
-        with _pool_lock:
-            old = _pool.get(key)
+        old = _pool.get(key)
         if old is not None and old._client is not None and settings == (
             old.private_key, old.password, old.known_hosts, old.proxy_command
         ):
@@ -46,8 +45,7 @@ def get_connection(host: str, **options: Unpack[SSHOptions]) -> SSHConnection:
         new = SSHConnection(host, **options)
         if old is not None:
             old.close()  # also drops it from the pool
-        with _pool_lock:
-            _pool[key] = new
+        _pool.put(key, new)
     return new
 
 
@@ -65,25 +63,13 @@ def _check_pooled(old: SSHConnection, recorded_fingerprint: str | None,
 def pooled() -> list[SSHConnection]:
     """The connections the process holds now (tests and benchmarks count them, and
     what each ran)."""
-    with _pool_lock:
-        return list(_pool.values())
+    return _pool.values()
 
 
 def forget(conn: SSHConnection) -> None:
     """Drop a closed connection from the pool."""
-    with _pool_lock:
-        for key, pooled in list(_pool.items()):
-            if pooled is conn:
-                del _pool[key]
+    _pool.forget(conn)
 
 
-def close_all() -> None:
-    """Close every pooled connection (at exit, and between tests)."""
-    with _pool_lock:
-        conns = list(_pool.values())
-        _pool.clear()
-    for conn in conns:
-        conn.close()
-
-
-atexit.register(close_all)
+# Close every pooled connection (at exit, and between tests).
+close_all = _pool.close_all

@@ -17,7 +17,6 @@ SSH connect timeout). A request waits for its answer only as long as its caller 
 """
 from __future__ import annotations
 
-import atexit
 import itertools
 import queue
 import sys
@@ -35,6 +34,7 @@ from rhplan.ray.servlets.gateway_open import ssh_opener as ssh_opener  # re-expo
 from rhplan.ray.servlets.link import Inbox, Link
 from rhplan.ray.servlets.remote_errors import RemoteError as RemoteError  # re-exported
 from rhplan.ray.servlets.remote_errors import error_frame, unpack_data
+from rhplan.registry import Registry
 
 
 class GatewayLost(RhplanError):
@@ -158,25 +158,17 @@ def write_output(stream: int, data: bytes) -> None:
         target.flush()
 
 
-_gateways: dict[tuple[Any, ...], Gateway] = {}
-_gateways_lock = threading.Lock()
+_gateways: Registry[tuple[Any, ...], Gateway] = Registry()
 
 
 def gateway_for(key: tuple[Any, ...], label: str, opener: Opener) -> Gateway:
     """The process's one Gateway for a cluster (key names the cluster)."""
-    with _gateways_lock:
-        gw = _gateways.get(key)
-        if gw is None:
-            gw = _gateways[key] = Gateway(label, opener)
-        return gw
+    return _gateways.get_or_make(key, lambda: Gateway(label, opener))
 
 
-def close_all() -> None:
-    with _gateways_lock:
-        gws = list(_gateways.values())
-        _gateways.clear()
-    for gw in gws:
-        gw.close()
+def gateways() -> list[Gateway]:
+    """The gateways the process holds now (tests count them and their connects)."""
+    return _gateways.values()
 
 
-atexit.register(close_all)
+close_all = _gateways.close_all
