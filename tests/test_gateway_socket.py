@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rhplan.ray.servlets import gateway, gateway_server, transport
+from rhplan.ray.servlets import gateway, gateway_open, gateway_server, transport
 from rhplan.ray.servlets.handle import ServletHandle
 
 SERVLETS = Path(gateway.__file__).resolve().parent
@@ -99,7 +99,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
     def opener() -> tuple[Any, dict[str, Any]]:
         chan = socket.create_connection(srv.getsockname(), timeout=10)
-        return chan, transport.handshake(chan, token, "the test gateway")
+        return chan, gateway_open.handshake(chan, token, "the test gateway")
 
     caller = transport.Gateway("cluster.test", opener)
     try:

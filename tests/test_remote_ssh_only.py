@@ -261,7 +261,7 @@ def test_held_handle_reaches_a_restarted_servlet(box: Box, tmp_path: Path) -> No
 def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
     from rhplan.errors import ProviderError
     from rhplan.hosts.ssh import SSHConnection
-    from rhplan.ray.servlets import gateway_start, transport
+    from rhplan.ray.servlets import gateway_open, gateway_start
 
     info = json.loads(Path(gateway_start.gateway_dir(str(box.root)), "gateway.json").read_text())
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{info['port']}"],
@@ -272,10 +272,10 @@ def test_gateway_wants_the_token_and_listens_on_loopback_only(box: Box) -> None:
                        private_key=box.server.client_key,
                        known_hosts=box.server.known_hosts) as conn:
         with pytest.raises(ProviderError, match="does not hold the cluster.s token"):
-            transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]),
-                                b"0" * len(token), conn.host)
-        welcome = transport.handshake(conn.open_tunnel("127.0.0.1", info["port"]), token,
-                                      conn.host)
+            gateway_open.handshake(conn.open_tunnel("127.0.0.1", info["port"]),
+                                   b"0" * len(token), conn.host)
+        welcome = gateway_open.handshake(conn.open_tunnel("127.0.0.1", info["port"]), token,
+                                         conn.host)
     assert welcome["ray"] == RAY_VERSION and welcome["pid"] == info["pid"]
 
 

@@ -27,12 +27,8 @@ from typing import Any
 
 from rhplan.errors import RhplanError
 from rhplan.ray.servlets import gateway as proto
-from rhplan.ray.servlets.gateway_open import HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT  # re-exported
 from rhplan.ray.servlets.gateway_open import Opener
-from rhplan.ray.servlets.gateway_open import handshake as handshake  # re-exported
-from rhplan.ray.servlets.gateway_open import ssh_opener as ssh_opener  # re-exported
 from rhplan.ray.servlets.link import Inbox, Link
-from rhplan.ray.servlets.remote_errors import RemoteError as RemoteError  # re-exported
 from rhplan.ray.servlets.remote_errors import error_frame, unpack_data
 from rhplan.registry import Registry
 
