@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rhplan.ray.servlets import gateway, gateway_open, gateway_server, transport
+from rhplan.ray.servlets import gateway, gateway_open, gateway_server, servlet_wire, transport
 from rhplan.ray.servlets.handle import ServletHandle
 
 SERVLETS = Path(gateway.__file__).resolve().parent
@@ -103,7 +103,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
     caller = transport.Gateway("cluster.test", opener)
     try:
-        _wait_listening(gateway.servlet_socket(key, name), proc)
+        _wait_listening(servlet_wire.servlet_socket(key, name), proc)
         yield Rig(key, name, gw, ServletHandle(name, None, "test", caller), caller)
     finally:
         caller.close()
@@ -116,25 +116,25 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 def test_both_host_scripts_and_the_caller_share_one_wire_module() -> None:
     """The servlet's modules and gateway.py take frames, packing, socket names and
     exception descriptions from servlet_wire.py (uploaded beside them), not from copies."""
-    from rhplan.ray.servlets import remote_errors, servlet_wire
+    from rhplan.ray.servlets import remote_errors
 
     assert servlet_env.servlet_socket is sys.modules["servlet_wire"].servlet_socket
-    assert gateway.wire is servlet_wire and gateway.servlet_socket is servlet_wire.servlet_socket
-    assert servlet_env.servlet_socket("10.0.0.1:6379", "np") == gateway.servlet_socket(
+    assert gateway.wire is servlet_wire and gateway.out_of_band is servlet_wire.out_of_band
+    assert servlet_env.servlet_socket("10.0.0.1:6379", "np") == servlet_wire.servlet_socket(
         "10.0.0.1:6379", "np")
-    assert gateway.servlet_socket("a", "np") != gateway.servlet_socket("b", "np")
-    big = os.urandom(gateway.OUT_OF_BAND + 1)
+    assert servlet_wire.servlet_socket("a", "np") != servlet_wire.servlet_socket("b", "np")
+    big = os.urandom(servlet_wire.OUT_OF_BAND + 1)
     value = ("ok", big, {"n": 1})
     pieces = servlet_server.pack(servlet_server.out_of_band(value))
     assert any(memoryview(p).nbytes == len(big) for p in pieces[2:])  # not in the pickle
     body = b"".join(bytes(p) for p in pieces)
-    for unpack in (gateway.unpack, remote_errors.unpack_data):
+    for unpack in (servlet_wire.unpack, remote_errors.unpack_data):
         got = unpack(body)
         assert (got[0], bytes(got[1]), got[2]) == value
     assert not [(m.__name__, n) for m in (gateway, host_script, servlet_env, servlet_server)
                 for n in ("_plain", "_pack", "_unpack", "_out_of_band") if hasattr(m, n)]
     assert servlet_server.FrameReader is sys.modules["servlet_wire"].FrameReader
-    assert gateway.FrameReader is servlet_wire.FrameReader
+    assert servlet_wire.FrameReader is servlet_wire.FrameReader
 
 
 def test_the_servlet_class_travels_by_value_with_what_it_uses_of_the_wire() -> None:
@@ -240,10 +240,10 @@ def test_the_servlets_socket_answers_only_its_own_user(rig: Rig) -> None:
         "    print(repr(s.recv(100)))\n"
         "except (ConnectionResetError, BrokenPipeError):  # closed before it was read\n"
         "    print(repr(b''))\n")
-    body = b"".join(bytes(p) for p in gateway.pack(("keys", ())))
-    request = struct.pack(">IBI", 1, gateway.REQUEST, len(body)) + body
+    body = b"".join(bytes(p) for p in servlet_wire.pack(("keys", ())))
+    request = struct.pack(">IBI", 1, servlet_wire.REQUEST, len(body)) + body
     out = subprocess.run([sys.executable, "-I", "-c", probe,
-                          gateway.servlet_socket(rig.key, rig.name)[1:]], input=request,
+                          servlet_wire.servlet_socket(rig.key, rig.name)[1:]], input=request,
                          capture_output=True, timeout=60)
     # connected (abstract sockets have no permissions) but closed without an answer
     assert out.returncode == 0, out.stderr
@@ -251,10 +251,10 @@ def test_the_servlets_socket_answers_only_its_own_user(rig: Rig) -> None:
     # the same request from this user is answered
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
-        s.connect(gateway.servlet_socket(rig.key, rig.name))
+        s.connect(servlet_wire.servlet_socket(rig.key, rig.name))
         s.sendall(request)
-        req, kind, _ = gateway.read_frame(s.recv)
-    assert (req, kind) == (1, gateway.RESULT)
+        req, kind, _ = servlet_wire.read_frame(s.recv)
+    assert (req, kind) == (1, servlet_wire.RESULT)
 
 
 def test_a_long_call_does_not_hold_up_the_next(rig: Rig) -> None:
@@ -351,7 +351,7 @@ def test_a_servlet_of_an_older_rhplan_gets_functions_the_older_way(
                              str(tmp_path), rig.key, "older"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        _wait_listening(gateway.servlet_socket(rig.key, name), proc)
+        _wait_listening(servlet_wire.servlet_socket(rig.key, name), proc)
         old = ServletHandle(name, None, "test", rig.caller)
         k = 3
         assert [old.call(lambda: k * 2) for _ in range(2)] == [6, 6]

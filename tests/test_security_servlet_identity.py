@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from rhplan.ray.servlets import gateway
+from rhplan.ray.servlets import gateway, servlet_wire
 
 SERVLETS = Path(gateway.__file__).resolve().parent
 DRIVER_TIMEOUT = 120.0
@@ -166,7 +166,7 @@ def test_remote_exceptions_arrive_as_text_unless_their_class_is_ours(
 
 
 ROGUE = """
-from rhplan.ray.servlets.gateway import servlet_socket
+from rhplan.ray.servlets.servlet_wire import servlet_socket
 from rhplan.env_lookup import find_env
 
 env, cluster = find_env("sec", CHDIR)
@@ -327,7 +327,7 @@ def test_servlet_and_gateway_describe_exceptions_alike(tmp_path: Path) -> None:
              _EvilError(str(tmp_path / "MARKER")), ValueError(object())]
     for exc in cases:
         desc = servlet_env.describe_exception(exc)
-        assert desc == gateway.describe_exception(exc)
+        assert desc == servlet_wire.describe_exception(exc)
         loads_data(desc)  # plain data, whatever the exception
     assert loads_data(servlet_env.describe_exception(cases[3]))["args"] is None
     assert loads_data(servlet_env.describe_exception(cases[4]))["args"] is None

@@ -47,15 +47,10 @@ if __package__:  # imported by the caller (transport.py), inside rhplan
 else:  # on a node: beside the gateway's other files (gateway_main.py put them on the path)
     import servlet_wire as wire  # type: ignore[no-redef]
 
-# the shared parts, also under the names the caller and the tests use (gateway.pack...)
-HEADER, OUT_OF_BAND, CHUNK = wire.HEADER, wire.OUT_OF_BAND, wire.CHUNK
-pack, unpack, out_of_band = wire.pack, wire.unpack, wire.out_of_band
-read_exact, read_frame, frame, FrameReader = (
-    wire.read_exact, wire.read_frame, wire.frame, wire.FrameReader)
-servlet_socket, describe_exception = wire.servlet_socket, wire.describe_exception
-HELLO, WELCOME, REQUEST, OUT, RESULT, ERROR, CHALLENGE, AUTH = (
-    wire.HELLO, wire.WELCOME, wire.REQUEST, wire.OUT, wire.RESULT, wire.ERROR, wire.CHALLENGE,
-    wire.AUTH)
+# what this module's request frames are built from (everything else of the wire is
+# servlet_wire's, imported from there by the caller, the gateway and the tests)
+HEADER, OUT_OF_BAND, REQUEST = wire.HEADER, wire.OUT_OF_BAND, wire.REQUEST
+out_of_band = wire.out_of_band
 
 PROTOCOL = 2
 NAMESPACE = "rhplan"

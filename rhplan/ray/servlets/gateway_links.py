@@ -13,8 +13,10 @@ import threading
 
 if __package__:  # imported inside rhplan (tests, the caller's checks)
     from . import gateway as proto
+    from . import servlet_wire as wire
 else:  # on a node, beside gateway_main.py
     import gateway as proto  # type: ignore[no-redef]
+    import servlet_wire as wire  # type: ignore[no-redef]
 
 
 class Peer:
@@ -25,7 +27,7 @@ class Peer:
         self.lock = threading.Lock()
 
     def send(self, pieces: list) -> None:
-        if len(pieces) <= 2 and sum(len(p) for p in pieces) < proto.OUT_OF_BAND:
+        if len(pieces) <= 2 and sum(len(p) for p in pieces) < wire.OUT_OF_BAND:
             data = b"".join(pieces)  # a header and a small body: one write
             with self.lock:
                 self.sock.sendall(data)
@@ -59,7 +61,7 @@ class ServletLink:
             sid = self.next_id
             self.next_id = sid + 1 if sid < 0xFFFFFFFE else 1
             self.pending[sid] = (caller, req, self.name)
-        out.setdefault(self, []).extend(proto.frame_pieces(sid, proto.REQUEST, [payload]))
+        out.setdefault(self, []).extend(proto.frame_pieces(sid, wire.REQUEST, [payload]))
         return True
 
     @staticmethod
@@ -73,13 +75,13 @@ class ServletLink:
         out.clear()
 
     def _read(self) -> None:
-        reader = proto.FrameReader(self.peer.sock.recv, self.peer.sock.recv_into)
+        reader = wire.FrameReader(self.peer.sock.recv, self.peer.sock.recv_into)
         out: dict[Peer, list] = {}
         try:
             while True:
                 sid, kind, body = reader.read()
                 with self.lock:
-                    if kind in (proto.RESULT, proto.ERROR):
+                    if kind in (wire.RESULT, wire.ERROR):
                         to = self.pending.pop(sid, None)
                     else:
                         to = self.pending.get(sid)
@@ -111,7 +113,7 @@ class ServletLink:
         body = proto.error_body(lost)
         for caller, req, _ in pending.values():
             try:
-                caller.send([proto.HEADER.pack(req, proto.ERROR, len(body)), body])
+                caller.send([wire.HEADER.pack(req, wire.ERROR, len(body)), body])
             except OSError:
                 pass
 
@@ -144,7 +146,7 @@ class SocketRoute:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         real, ident = proto.parse_key(name)
         try:
-            sock.connect(proto.servlet_socket(self.address, real))
+            sock.connect(wire.servlet_socket(self.address, real))
             if ident and ident[1] and not peer_is(sock, ident[1], ident[2]):
                 raise OSError("not the recorded servlet process")
         except OSError:

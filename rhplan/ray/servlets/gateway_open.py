@@ -14,6 +14,7 @@ from typing import Any
 
 from rhplan.errors import ProviderError
 from rhplan.ray.servlets import gateway as proto
+from rhplan.ray.servlets import servlet_wire as wire
 
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -28,9 +29,9 @@ def handshake(chan: Any, token: bytes, where: str) -> dict[str, Any]:
     ours = os.urandom(16).hex()
     try:
         hello = json.dumps({"protocol": proto.PROTOCOL, "nonce": ours})
-        chan.sendall(proto.frame(0, proto.HELLO, hello.encode()))
-        _, kind, body = proto.read_frame(chan.recv)
-        challenge = json.loads(body) if kind == proto.CHALLENGE else {}
+        chan.sendall(wire.frame(0, wire.HELLO, hello.encode()))
+        _, kind, body = wire.read_frame(chan.recv)
+        challenge = json.loads(body) if kind == wire.CHALLENGE else {}
         theirs = str(challenge.get("nonce", ""))
         if not hmac.compare_digest(str(challenge.get("proof", "")),
                                    proto.proof(token, "gateway", ours, theirs)):
@@ -39,15 +40,15 @@ def handshake(chan: Any, token: bytes, where: str) -> dict[str, Any]:
                                 "hold the cluster's token; run rhplan apply if the token "
                                 "changed, else check who listens there")
         auth = json.dumps({"proof": proto.proof(token, "caller", ours, theirs)})
-        chan.sendall(proto.frame(0, proto.AUTH, auth.encode()))
-        _, kind, body = proto.read_frame(chan.recv)
+        chan.sendall(wire.frame(0, wire.AUTH, auth.encode()))
+        _, kind, body = wire.read_frame(chan.recv)
     except (TimeoutError, EOFError, OSError, ValueError) as exc:
         chan.close()
         raise ProviderError(f"rhplan's gateway on {where} refused the handshake "
                             f"({exc or 'closed'}); the cluster's token may have changed: "
                             "run rhplan apply") from None
     chan.settimeout(None)
-    if kind != proto.WELCOME:
+    if kind != wire.WELCOME:
         chan.close()
         raise ProviderError(f"rhplan's gateway on {where} answered the handshake with frame "
                             f"{kind}; it speaks another protocol")

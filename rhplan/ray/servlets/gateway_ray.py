@@ -13,9 +13,11 @@ import uuid
 
 if __package__:  # imported inside rhplan (tests, the caller's checks)
     from . import gateway as proto
+    from . import servlet_wire as wire
     from .output_tail import wait_tailing
 else:  # on a node, beside gateway_main.py
     import gateway as proto  # type: ignore[no-redef]
+    import servlet_wire as wire  # type: ignore[no-redef]
     from output_tail import wait_tailing  # type: ignore[no-redef]
 
 WORKERS = 64  # requests served at once through Ray (servlets without their own socket)
@@ -163,15 +165,15 @@ class RayRoute:
     def answer(self, req: int, name: str, payload, send) -> None:
         """A request through Ray (the servlet has no socket of its own)."""
         def send_out(chunk: bytes) -> None:
-            send(req, proto.OUT, chunk)
+            send(req, wire.OUT, chunk)
 
         try:
-            op, args = proto.unpack(payload)
+            op, args = wire.unpack(payload)
             result = self.handle(op, name, args, send_out)
-            reply = (proto.RESULT,
-                     b"".join(bytes(p) for p in proto.pack(proto.out_of_band(result))))
+            reply = (wire.RESULT,
+                     b"".join(bytes(p) for p in wire.pack(wire.out_of_band(result))))
         except BaseException as exc:  # noqa: BLE001 - every failure goes to the caller
-            reply = (proto.ERROR, proto.error_body(exc))
+            reply = (wire.ERROR, proto.error_body(exc))
         try:
             send(req, *reply)
         except OSError:

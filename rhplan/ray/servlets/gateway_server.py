@@ -15,10 +15,12 @@ import sys
 
 if __package__:  # imported inside rhplan (tests, the caller's checks)
     from . import gateway as proto
+    from . import servlet_wire as wire
     from .gateway_links import Peer, ServletLink, SocketRoute
     from .gateway_ray import RayRoute
 else:  # on a node, beside gateway_main.py
     import gateway as proto  # type: ignore[no-redef]
+    import servlet_wire as wire  # type: ignore[no-redef]
     from gateway_links import Peer, ServletLink, SocketRoute  # type: ignore[no-redef]
     from gateway_ray import RayRoute  # type: ignore[no-redef]
 
@@ -41,16 +43,16 @@ class Gateway:
         caller = Peer(sock)
 
         def send(req: int, kind: int, body: bytes) -> None:
-            caller.send([proto.HEADER.pack(req, kind, len(body)), body])
+            caller.send([wire.HEADER.pack(req, kind, len(body)), body])
 
         out: dict[ServletLink, list] = {}  # requests that arrived together, per servlet
         try:
             if not self._handshake(sock, send):
                 return
-            reader = proto.FrameReader(sock.recv, sock.recv_into)
+            reader = wire.FrameReader(sock.recv, sock.recv_into)
             while True:
                 req, kind, body = reader.read()
-                if kind == proto.REQUEST:
+                if kind == wire.REQUEST:
                     name, payload = proto.split_request(body)
                     link = self.sockets.link(name)
                     if link is None or not link.forward(caller, req, payload, out):
@@ -67,18 +69,18 @@ class Gateway:
         """Both sides prove they hold the cluster's token, never sending it (see
         gateway.py); False for a caller that does not: its connection just closes."""
         sock.settimeout(HANDSHAKE_TIMEOUT)
-        _, kind, body = proto.read_frame(sock.recv)
-        hello = json.loads(body) if kind == proto.HELLO else {}
+        _, kind, body = wire.read_frame(sock.recv)
+        hello = json.loads(body) if kind == wire.HELLO else {}
         theirs, ours = str(hello.get("nonce", "")), os.urandom(16).hex()
         if len(theirs) < 32:
             return False
         mine = proto.proof(self.token, "gateway", theirs, ours)
-        send(0, proto.CHALLENGE, json.dumps({"nonce": ours, "proof": mine}).encode())
-        _, kind, body = proto.read_frame(sock.recv)
-        given = str((json.loads(body) if kind == proto.AUTH else {}).get("proof", ""))
+        send(0, wire.CHALLENGE, json.dumps({"nonce": ours, "proof": mine}).encode())
+        _, kind, body = wire.read_frame(sock.recv)
+        given = str((json.loads(body) if kind == wire.AUTH else {}).get("proof", ""))
         if not hmac.compare_digest(given, proto.proof(self.token, "caller", theirs, ours)):
             return False  # no answer to a wrong token
-        send(0, proto.WELCOME, json.dumps({
+        send(0, wire.WELCOME, json.dumps({
             "protocol": proto.PROTOCOL, "ray": _ray_version(),
             "python": list(sys.version_info[:3]), "pid": os.getpid()}).encode())
         sock.settimeout(None)

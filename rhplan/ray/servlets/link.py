@@ -13,7 +13,7 @@ import queue
 import threading
 from typing import Any
 
-from rhplan.ray.servlets import gateway as proto
+from rhplan.ray.servlets import servlet_wire as wire
 from rhplan.ray.servlets.servlet_wire import Outbox
 
 LOST = -1  # a frame kind of this side only: the connection died
@@ -179,14 +179,14 @@ class Inbox:
             view = view[n:]
         buf = self.buf
         buf += view
-        pos, end, size = 0, len(buf), proto.HEADER.size
+        pos, end, size = 0, len(buf), wire.HEADER.size
         while end - pos >= size:
-            req, kind, n = proto.HEADER.unpack_from(buf, pos)
+            req, kind, n = wire.HEADER.unpack_from(buf, pos)
             if end - pos - size >= n:
                 self._hand(req, kind, memoryview(bytes(buf[pos + size:pos + size + n])))
                 pos += size + n
                 continue
-            if n >= proto.OUT_OF_BAND:  # a large body: gathered where it will lie, once
+            if n >= wire.OUT_OF_BAND:  # a large body: gathered where it will lie, once
                 body = bytearray(n)
                 have = end - pos - size
                 body[:have] = buf[pos + size:end]
@@ -199,7 +199,7 @@ class Inbox:
         link = self.link
         with link.lock:
             q = link.pending.get(req)
-            if q is not None and kind != proto.OUT:  # its thread will likely send again
+            if q is not None and kind != wire.OUT:  # its thread will likely send again
                 link.woken += 1
         if q is not None:
             q.put((kind, body))

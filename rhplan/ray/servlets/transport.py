@@ -27,6 +27,7 @@ from typing import Any
 
 from rhplan.errors import RhplanError
 from rhplan.ray.servlets import gateway as proto
+from rhplan.ray.servlets import servlet_wire as wire
 from rhplan.ray.servlets.gateway_open import Opener
 from rhplan.ray.servlets.link import Inbox, Link
 from rhplan.ray.servlets.remote_errors import error_frame, unpack_data
@@ -74,7 +75,7 @@ class Gateway:
     def _read(self, link: Link) -> None:
         reason = "the connection was closed"
         try:
-            reader = proto.FrameReader(link.chan.recv, getattr(link.chan, "recv_into", None))
+            reader = wire.FrameReader(link.chan.recv, getattr(link.chan, "recv_into", None))
             while True:
                 req, kind, body = reader.read()
                 with link.lock:
@@ -115,11 +116,11 @@ class Gateway:
                 except queue.Empty:
                     raise TimeoutError(f"servlet {name!r} on {self.label} did not answer "
                                        f"{op} within {timeout:g} s") from None
-                if kind == proto.OUT:
+                if kind == wire.OUT:
                     out(data[0], bytes(data[1:]))
-                elif kind == proto.RESULT:
+                elif kind == wire.RESULT:
                     return unpack_data(data)  # plain data only: see remote_errors.py
-                elif kind == proto.ERROR:
+                elif kind == wire.ERROR:
                     raise error_frame(name, data)
                 else:
                     raise self._lost(op, name, data)
