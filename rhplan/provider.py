@@ -19,7 +19,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from rhplan.config.provider_schema import GROUP as GROUP  # (rhplan.plugin re-exports it)
 from rhplan.config.provider_schema import installed_providers
 from rhplan.errors import ConfigError, ProviderError
 from rhplan.hosts.connection import Connection
