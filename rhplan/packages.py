@@ -27,10 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as _PipRequirement
-from packaging.utils import canonicalize_name
-
 from rhplan.tree_files import gitignore_patterns, kept_files
 
 KINDS = ("pip", "conda", "reqs", "local", "git")
@@ -147,6 +143,12 @@ def _parse_pip(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Re
         if not path.exists():
             raise ValueError(f"'{raw}' points at {path}, which does not exist")
         return Requirement(raw, "pip", str(path), args, None)
+    # imported here (and below): packaging costs ~20 ms of every start (its regexes),
+    # and a config whose envs have no pip reqs never needs it
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as _PipRequirement
+    from packaging.utils import canonicalize_name
+
     try:
         parsed = _PipRequirement(spec)
     except InvalidRequirement as exc:
@@ -166,6 +168,9 @@ def _parse_pip(raw: str, spec: str, args: tuple[str, ...], base_dir: Path) -> Re
 
 
 def _is_pip_spec(text: str) -> bool:
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as _PipRequirement
+
     try:
         _PipRequirement(text)
     except InvalidRequirement:
@@ -250,6 +255,8 @@ def _parse_git(raw: str, spec: str, args: tuple[str, ...]) -> Requirement:
     for item in parts.fragment.split("&"):
         key, _, value = item.partition("=")
         if key == "egg" and value:
+            from packaging.utils import canonicalize_name
+
             name = canonicalize_name(value)
     return Requirement(raw, "git", spec, args, name)
 

@@ -11,8 +11,6 @@ import re
 import sys
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # a dependency there (pyproject.toml)
@@ -45,6 +43,9 @@ def has_dependencies(folder: Path) -> bool:
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise PyprojectError(f"{NAME}: [project] dependencies must be a list of requirement "
                              'strings, like dependencies = ["numpy>=1.26"]', None)
+    # imported here: packaging costs ~20 ms of every start, for a folder's pyproject only
+    from packaging.requirements import InvalidRequirement, Requirement
+
     for d in deps:
         try:
             Requirement(d)

@@ -51,6 +51,28 @@ def test_command_imports_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:
     assert result["heavy"] == [], f"rhplan {' '.join(argv)} imported {result['heavy']}"
 
 
+CLUSTER_ONLY = """\
+cluster "c" {
+  provider = "local"
+}
+"""
+
+
+@pytest.mark.parametrize("argv", [["validate"], ["plan", "-refresh=false"], ["plan"]],
+                         ids=lambda a: " ".join(a))
+def test_no_pip_reqs_no_packaging(tmp_path: Path, argv: list[str]) -> None:
+    """packaging (~20 ms of import: its regexes) parses pip reqs and checks pins against
+    Ray's requirements; a configuration with no pip req (a cluster and its default env,
+    as in bench/aws_scale.py) never reads one, so it must not import it."""
+    (tmp_path / "main.hcl").write_text(CLUSTER_ONLY)
+    p = subprocess.run([sys.executable, "-c", _PROBE % json.dumps(["packaging"]),
+                        f"-chdir={tmp_path}", *argv], capture_output=True, text=True,
+                       timeout=120)
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, p.stdout + p.stderr
+    assert result["heavy"] == [], f"rhplan {' '.join(argv)} imported {result['heavy']}"
+
+
 def test_servlet_manager_needs_no_ssh() -> None:
     """A local cluster's apply and refresh go through the servlet manager; it only
     catches ConnectionLost, so it must not bring paramiko (~0.3 s) with it."""

@@ -12,11 +12,11 @@ import importlib.metadata
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as PipRequirement
-from packaging.utils import canonicalize_name
+# packaging costs ~20 ms of every start (its regexes): imported where a pip req is checked
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement as PipRequirement
 
 from rhplan import env_files, pyproject_reqs, working_dir
 from rhplan.config.default_env import bare_hint
@@ -233,7 +233,6 @@ def _check_pins(rc: ResourceConfig, attrs: dict[str, Any], cluster: dict[str, An
     resolver at apply, which sees the whole dependency tree."""
     version = cluster.get("ray_version")
     version = version if isinstance(version, str) else _local_ray_version()
-    ray_needs = _ray_requires(version, ctx)
     for raw in attrs["reqs"]:
         if raw is UNKNOWN or raw.startswith("package."):
             continue
@@ -242,7 +241,9 @@ def _check_pins(rc: ResourceConfig, attrs: dict[str, Any], cluster: dict[str, An
             continue
         key = ("pin_conflict", req.name, req.target, version)  # pins repeat across envs
         if key not in ctx.cache:
-            ctx.cache[key] = _pin_verdict(req.name, req.target, version, ray_needs)
+            # Ray's requirements are read (~300 parsed) only when a pip req needs them
+            ctx.cache[key] = _pin_verdict(req.name, req.target, version,
+                                          _ray_requires(version, ctx))
         why = ctx.cache[key]
         if why:
             raise ConfigError(f"env {rc.name!r}: {raw!r} conflicts with the servlet's Ray: "
@@ -282,6 +283,9 @@ def _local_ray_version() -> str | None:
 def _ray_requires(version: str | None, ctx: RunContext) -> list[PipRequirement]:
     """What ray==version itself requires (no extras), from this machine's Ray metadata
     when it is that version; [] when unknown."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as PipRequirement
+
     key = ("ray_requires", version)
     if key not in ctx.cache:
         needs = []
@@ -301,6 +305,9 @@ def _pin_verdict(name: str, target: str, ray_version: str | None,
                  ray_needs: list[PipRequirement]) -> str | None:
     """_pin_conflict of one requirement string (None if it does not parse, or its marker
     leaves it out here)."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as PipRequirement
+
     try:
         spec = PipRequirement(target)
     except InvalidRequirement:
@@ -322,6 +329,8 @@ def _pin_conflict(name: str, spec: PipRequirement, ray_version: str | None,
         return None
     pins = [s.version for s in spec.specifier if s.operator in ("==", "===")
             and not s.version.endswith(".*")]
+    from packaging.utils import canonicalize_name
+
     for need in ray_needs:
         if canonicalize_name(need.name) != name or not need.specifier:
             continue

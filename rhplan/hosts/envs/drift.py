@@ -7,11 +7,6 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as PipRequirement
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion
-
 from rhplan.hosts.envs.layout import Installed, _by_url, _file_url, local_dist_name
 from rhplan.packages import Requirement, split_git
 
@@ -52,6 +47,13 @@ def requirement_drift(req: Requirement, dists: Mapping[str, Installed],
 def spec_drift(spec: str, dists: Mapping[str, Installed],
                markers: Mapping[str, str] | None = None) -> list[str] | None:
     """requirement_drift for one PEP 508 requirement string; None if it is not one."""
+    # imported here: packaging costs ~20 ms of every start (its regexes), and only a
+    # refresh of an env with pip reqs comes here
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as PipRequirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion
+
     try:
         parsed = PipRequirement(spec)
     except InvalidRequirement:
