@@ -11,6 +11,8 @@ Run (from the repository root, as root or a user sshd lets in, with the venv act
                                        # the ssh route as of a git revision too, beside
     python bench/remote_calls.py --routes ssh --keep  # leave the cluster up: measure
                                        # again with the --measure line it prints
+    python bench/remote_calls.py --routes ssh --pin-caller 0  # the caller on one CPU
+                                       # (a diagnostic: docs/remote.md, run 14)
 
 What it does
 ------------
@@ -448,6 +450,10 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3,
                     help="first handles and thread runs are measured this many times; the "
                          "best counts (all are printed)")
+    ap.add_argument("--pin-caller", type=int, metavar="CPU",
+                    help="run the measuring driver (the caller: its threads and paramiko's) "
+                         "on this one CPU only, as `taskset -c CPU` would: a diagnostic, "
+                         "see docs/remote.md run 14; rhplan never pins a caller itself")
     return ap.parse_args()
 
 
@@ -536,6 +542,8 @@ def main() -> int:
         print(json.dumps({"first_handle_s": first_handle(args.first_handle)}))
         return 0
     if args.measure:
+        if args.pin_caller is not None:  # before any thread starts: they inherit it
+            os.sched_setaffinity(0, {args.pin_caller})
         print(json.dumps(measure(args.measure[0], args.measure[1], args.calls, args.objects,
                                  args.mb, args.seconds, args.rayclient, args.rounds)))
         return 0
@@ -555,6 +563,8 @@ def main() -> int:
         py = _driver_python(work, "rayclient" in routes)
         common = ["--calls", str(args.calls), "--objects", str(args.objects), "--mb",
                   str(args.mb), "--seconds", str(args.seconds), "--rounds", str(args.rounds)]
+        if args.pin_caller is not None:
+            common += ["--pin-caller", str(args.pin_caller)]
         results: dict[str, dict[str, Any]] = {}
         for route in routes:
             try:
@@ -575,6 +585,8 @@ def main() -> int:
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(results))
         print(_table(results, before, args.compare or ""))
+        if args.pin_caller is not None:
+            print(f"(the caller was pinned to CPU {args.pin_caller}: --pin-caller)")
         if "call_median_ms" in results.get("ssh", {}):
             code = _verdict(results["ssh"])
     finally:
