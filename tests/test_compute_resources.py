@@ -10,13 +10,13 @@ real uv venvs) in file order; its finalizer destroys it and checks nothing is le
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from rayprocs import cluster_processes, temp_dir_for
 
 from rhplan.hosts.connection import LocalConnection
@@ -183,11 +183,9 @@ def applied(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterato
 
 
 def probe(rh: Any, env: str = "accel") -> list[float]:
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(rh.dir), env], capture_output=True,
-                          text=True, timeout=120, check=False)
-    results = [ln[len("RESULT "):] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and len(results) == 1, proc.stdout + proc.stderr
-    return json.loads(results[0])
+    script = rh.dir.parent / "probe_driver.py"
+    script.write_text(DRIVER)
+    return run_driver(script, rh.dir, env)
 
 
 def test_an_env_gets_a_custom_resource_the_cluster_offers(applied: Any) -> None:

@@ -10,13 +10,12 @@ default_env) are `long`."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from plan_case import applied_state, case_context
 
 from rhplan.config.default_env import is_bare_env
@@ -176,11 +175,7 @@ def test_run_and_servlet_reach_the_clusters_default_env(tmp_path: Path, rh: Any)
     assert json.loads(rh("status", "-json").ok().stdout)[0]["default_env"] == "env.b"
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(DRIVER))
-    proc = subprocess.run([sys.executable, str(script), str(rh.dir)], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    assert json.loads(line[len("RESULT "):]) == {"by_cluster": "b", "only": "b"}, proc.stdout
+    assert run_driver(script, rh.dir) == {"by_cluster": "b", "only": "b"}
     rh("destroy", "-auto-approve").ok()
     assert not rh.resources()
 
@@ -474,12 +469,9 @@ def test_the_bare_env_is_the_default_until_one_env_or_a_default_env_replaces_it(
     assert (res.returncode, res.stdout) == (0, f"{bare}\n"), res.describe()
     assert "(default env)" in rh("status").ok().stdout
     script = tmp_path / "driver.py"
-    script.write_text("import sys, rhplan\nprint('RESULT', rhplan.servlet(cluster='c', "
-                      "chdir=sys.argv[1]).call('os:getcwd'))\n")
-    proc = subprocess.run([sys.executable, str(script), str(rh.dir)], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert f"RESULT {rh.cluster_dir('c')}/workdirs/c_default" in proc.stdout, proc.stdout
+    script.write_text("import json, sys, rhplan\nprint('RESULT ' + json.dumps(rhplan.servlet("
+                      "cluster='c', chdir=sys.argv[1]).call('os:getcwd')))\n")
+    assert run_driver(script, rh.dir) == f"{rh.cluster_dir('c')}/workdirs/c_default"
     main = BARE + '\nenv "main" {\n  cluster  = cluster.c\n  env_vars = { W = "m" }\n}\n'
     rh.write(main)
     out = rh("plan", "-no-color").ok().stdout

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from packaging.requirements import Requirement
 
 UV = str(Path(sys.executable).parent / "uv")
@@ -73,11 +74,7 @@ def _version_in_servlet(rh: Any, dist: str) -> str:
         s = rhplan.servlet("app", chdir=sys.argv[1])
         print("RESULT " + json.dumps(s.call("importlib.metadata:version", sys.argv[2])))
     """))
-    proc = subprocess.run([sys.executable, str(script), str(rh.dir), dist],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    return json.loads(line.removeprefix("RESULT "))
+    return run_driver(script, rh.dir, dist)
 
 
 def _git_repo(root: Path, name: str, value: int) -> tuple[Path, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 
 from rhplan.ray.servlets import gateway, servlet_wire
 
 SERVLETS = Path(gateway.__file__).resolve().parent
-DRIVER_TIMEOUT = 120.0
 
 HCL = """
 cluster "c" {
@@ -72,18 +71,7 @@ class Applied:
     def drive(self, body: str, marker: Path) -> dict[str, Any]:
         script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
         script.write_text(PRELUDE + textwrap.dedent(body))
-        try:
-            proc = subprocess.run([sys.executable, str(script), str(self.rh.dir), str(marker)],
-                                  capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-                                  check=False)
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"driver {script} did not finish within {DRIVER_TIMEOUT} s:\n"
-                        f"{exc.stdout!r}\n{exc.stderr!r}")
-        report = f"driver {script} -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        results = [ln[len("RESULT "):] for ln in proc.stdout.splitlines()
-                   if ln.startswith("RESULT ")]
-        assert proc.returncode == 0 and len(results) == 1, report
-        return json.loads(results[0])
+        return run_driver(script, self.rh.dir, str(marker))
 
     def identity(self) -> dict[str, Any]:
         return self.rh.resources()["env.sec"]["private"]["servlet_identity"]

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-DRIVER_TIMEOUT = 120.0
+from drivers import run_driver
 
 HCL = """
 cluster "c" {
@@ -64,12 +63,7 @@ class Project:
     def call(self) -> dict[str, Any]:
         script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
         script.write_text(DRIVER)
-        proc = subprocess.run([sys.executable, str(script), str(self.rh.dir)],
-                              capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-                              check=False)
-        lines = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        assert proc.returncode == 0 and len(lines) == 1, f"{proc.stdout}\n{proc.stderr}"
-        return json.loads(lines[0])
+        return run_driver(script, self.rh.dir)
 
 
 @pytest.fixture(scope="module")

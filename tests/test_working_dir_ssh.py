@@ -4,18 +4,15 @@ module of its own project, synced to the host; one file is edited, apply re-sync
 without restarting the servlet, and the next call runs the new code."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from rayprocs import temp_dir_for
 from ssh_cluster import (
     APPLY_TIMEOUT,
-    DRIVER_TIMEOUT,
     cluster_hcl,
     destroy_and_check,
     hcl_str,
@@ -38,11 +35,7 @@ print("RESULT " + json.dumps(rhplan.servlet("e", chdir=sys.argv[1]).call(probe))
 def call(rh: Any, scripts: Path) -> dict[str, Any]:
     script = scripts / "driver.py"
     script.write_text(DRIVER)
-    proc = subprocess.run([sys.executable, str(script), str(rh.dir)], capture_output=True,
-                          text=True, timeout=DRIVER_TIMEOUT, check=False)
-    found = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and len(found) == 1, proc.stdout + proc.stderr
-    return json.loads(found[0])
+    return run_driver(script, rh.dir)
 
 
 @pytest.mark.long  # its own ssh cluster (Ray head, an env): ~35 s under load
