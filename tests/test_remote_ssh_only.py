@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import driver_result
 from netns_caller import (
     APPLY_TIMEOUT,
     BASE_PY,
@@ -28,7 +29,6 @@ from netns_caller import (
     RAY_VERSION,
     UV,
     Box,
-    driver_result,
 )
 
 pytest.importorskip("paramiko")
@@ -436,7 +436,8 @@ def _stream_times(proc: subprocess.Popen[str]) -> tuple[dict[str, float], dict[s
             key = line.split()[0] if line.startswith(("CALL", "END")) else line.strip()
             seen.setdefault(key, time.monotonic())
         lines.append(proc.stdout.read())
-        got = driver_result(proc.wait(timeout=60), "".join(lines), proc.stderr.read())
+        got = driver_result(proc.wait(timeout=60), "".join(lines), proc.stderr.read(),
+                            output=True)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from rayprocs import cluster_processes
 from ssh_cluster import provision_ray_venv
 from sshd import SSHServer, _descendants
@@ -91,29 +92,30 @@ class Box:
     # how a caller is shut in: its own network namespace (the SSH proxy its only way out)
     isolate: list[str] = field(default_factory=lambda: ["unshare", "--net"])
 
+    def script(self, body: str) -> Path:
+        """A driver script file: PRELUDE + body."""
+        script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
+        script.write_text(PRELUDE + textwrap.dedent(body))
+        return script
+
     def drive_start(self, body: str, env: dict[str, str] | None = None,
                     isolate: list[str] | None = None, python: str = sys.executable
                     ) -> subprocess.Popen[str]:
         """A driver script (PRELUDE + body) in a network namespace of its own (or
         started by the isolate argv prefix instead), run by python."""
-        script = self.scripts / f"driver_{uuid.uuid4().hex[:8]}.py"
-        script.write_text(PRELUDE + textwrap.dedent(body))
         prefix = self.isolate if isolate is None else isolate
         return subprocess.Popen(
-            [*prefix, python, "-u", str(script), str(self.rh.dir)],
+            [*prefix, python, "-u", str(self.script(body)), str(self.rh.dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
     def drive(self, body: str, env: dict[str, str] | None = None,
               python: str = sys.executable) -> dict[str, Any]:
-        proc = self.drive_start(body, env, python=python)
-        try:
-            out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"driver did not finish within {DRIVER_TIMEOUT} s:\n{out}\n{err}")
-        return driver_result(proc.returncode, out, err)
+        """What a driver (PRELUDE + body) in a network namespace of its own emitted,
+        with its whole output (_stdout, _stderr)."""
+        return run_driver(self.script(body), self.rh.dir, python=python,
+                          env={**os.environ, **(env or {})}, timeout=DRIVER_TIMEOUT,
+                          launcher=self.isolate, output=True)
 
     def apply(self) -> None:
         """rhplan apply from the caller's namespace too: the caller needs SSH only."""
@@ -142,16 +144,6 @@ def leftovers(server: SSHServer, relay: Relay) -> list[str]:
         except (OSError, NotADirectoryError):
             continue
     return found
-
-
-def driver_result(code: int, out: str, err: str) -> dict[str, Any]:
-    report = f"driver -> exit {code}\n{out}\n{err}"
-    assert code == 0, report
-    results = [ln[len("RESULT "):] for ln in out.splitlines() if ln.startswith("RESULT ")]
-    assert len(results) == 1, report
-    value: dict[str, Any] = json.loads(results[0])
-    value["_stdout"], value["_stderr"] = out, err
-    return value
 
 
 @dataclass
