@@ -36,8 +36,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -46,13 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Rhplan
+from drivers import run_driver
 from rayprocs import alive, cluster_processes, temp_dir_for
 
 from rhplan.state.model import State
 
 KILL_WAIT = 240.0  # the longest a command may run before its kill point must be seen
 RERUN_TIMEOUT = 600.0
-DRIVER_TIMEOUT = 120.0
 POLL = 0.004  # how often the event is looked for: kill points land within a few ms
 
 
@@ -513,13 +511,12 @@ print("RESULT " + json.dumps({n: rhplan.servlet(n, chdir=chdir).call("os:getpid"
 def servlets_answer(sc: Scenario) -> list[str]:
     """Every env's servlet answers a call, from the process the state records."""
     want = {n: sc.resources()[f"env.{n}"]["attributes"].get("servlet_pid") for n in sc.envs}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_DRIVER), str(sc.rh.dir),
-                           *sc.envs], capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-                          env={**os.environ, **sc.driver_env}, check=False)
-    got = [ln[7:] for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not got:
-        return [f"a servlet did not answer: {proc.stderr.strip()[-1500:]}"]
-    pids = json.loads(got[0])
+    script = sc.rh.dir.parent / "servlets_answer.py"
+    script.write_text(textwrap.dedent(_DRIVER))
+    try:
+        pids = run_driver(script, sc.rh.dir, *sc.envs, env={**os.environ, **sc.driver_env})
+    except AssertionError as exc:  # a problem of this kill point, beside the others
+        return [f"a servlet did not answer: {str(exc).strip()[-1500:]}"]
     return [f"servlet {n} answered from pid {pids[n]}, the state records {want[n]}"
             for n in sc.envs if pids[n] != want[n]]
 
