@@ -14,8 +14,10 @@ What it does, for each N
    An ssh cluster's hosts share one `ssh { port }`, so the configuration holds N
    one-host clusters `h0`..`hN-1` (one per sshd, each with its own root_dir, Ray head
    and one small env `e0`..: six==1.16.0 and a servlet) in ONE configuration.
-   Each root_dir gets its Ray venv made with uv beforehand (as on an image with Ray),
-   and `python` names this venv's base interpreter.
+   Each root_dir gets its Ray venv (this venv's Ray, and uv) made with uv beforehand
+   (tests/support/ssh_cluster.provision_ray_venv: as rhplan's own bootstrap leaves a
+   host, so the first apply installs no uv), and `python` names this venv's base
+   interpreter.
 2. `rhplan apply -auto-approve` once (not measured; its time is printed).
 3. Measures, --repeat times each, every run a fresh CLI process (as a user runs it)
    with every remote operation counted in that process: `SSHConnection.run` and the
@@ -61,10 +63,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
+from ssh_cluster import provision_ray_venv  # noqa: E402
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 
 RHPLAN = [sys.executable, "-m", "rhplan.cli"]
-UV = str(Path(sys.executable).parent / "uv")
 # Ray refuses a driver whose Python differs from the cluster's even in the patch level,
 # and `python3` over SSH depends on the login shell: name this venv's interpreter.
 BASE_PY = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
@@ -160,17 +162,6 @@ def counted(directory: Path, *args: str) -> dict[str, Any]:
     return data
 
 
-def provision_ray_venv(root: Path) -> None:
-    from importlib.metadata import version
-    venv = root / "ray-venv"
-    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
-                 [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                  f"ray=={version('ray')}"]):
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
-        if proc.returncode != 0:
-            raise BenchError(f"{argv} failed:\n{proc.stdout}\n{proc.stderr}")
-
-
 def ray_processes(roots: list[Path]) -> dict[int, str]:
     """Live processes of these clusters' Rays (by temp dir or token), nobody else's."""
     temp_dirs = [temp_dir_for(str(r)).encode() for r in roots]
@@ -216,7 +207,10 @@ def measure(n: int, base: Path, repeat: int) -> dict[str, Any]:
     result: dict[str, Any] = {"n": n}
     try:
         for root in roots:
-            provision_ray_venv(root)
+            try:
+                provision_ray_venv(root)
+            except AssertionError as exc:  # the support module's check: a set-up failure
+                raise BenchError(str(exc)) from None
         (directory / "main.hcl").write_text(hcl(n, servers, base, None))
         t0 = time.perf_counter()
         proc = cli(directory, "apply", "-auto-approve", timeout=APPLY_TIMEOUT)
