@@ -62,7 +62,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from rayprocs import temp_dir_for  # noqa: E402  (the random temp dir rhplan made)
+from rayprocs import cluster_processes, temp_dir_for  # noqa: E402
 from ssh_cluster import provision_ray_venv  # noqa: E402
 from sshd import SSHServer, ensure_sshd_installed  # noqa: E402
 
@@ -164,25 +164,9 @@ def counted(directory: Path, *args: str) -> dict[str, Any]:
 
 def ray_processes(roots: list[Path]) -> dict[int, str]:
     """Live processes of these clusters' Rays (by temp dir or token), nobody else's."""
-    temp_dirs = [temp_dir_for(str(r)).encode() for r in roots]
-    tokens = [f"RAY_AUTH_TOKEN_PATH={r}/ray/token".encode() for r in roots]
     found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            if stat[stat.rfind(b")") + 2:].split()[0] == b"Z":
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(t in cmd for t in temp_dirs) or any(t in environ for t in tokens):
-            found[int(entry)] = cmd.replace(b"\0", b" ").decode(errors="replace")[:120]
+    for root in roots:
+        found.update(cluster_processes([temp_dir_for(str(root))], root))
     return found
 
 
