@@ -216,8 +216,9 @@ def test_rename_and_forget_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> 
     assert "No changes." in rh("plan").ok().stdout  # a refresh finds the servlet alive
     rh.write(CLUSTER + removed("env.b"))
     out = rh("apply", "-auto-approve").ok().stdout
-    assert "0 added, 0 changed, 0 destroyed" in out, out
-    assert set(rh.resources()) == {"cluster.c"} and venv.is_dir()
+    # the cluster now declares no env, so its bare default env is made beside the forget
+    assert "1 added, 0 changed, 0 destroyed" in out, out
+    assert set(rh.resources()) == {"cluster.c", "env.c_default"} and venv.is_dir()
     rh("destroy", "-auto-approve").ok()
 
 
