@@ -7,12 +7,11 @@ line, file:line. One test applies for real (local cluster, real Ray, real venv).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from plan_case import applied_state, case_context
 
 from rhplan.config.inputs import resolve_variables
@@ -419,10 +418,7 @@ def test_apply_an_env_inside_a_module(tmp_path: Path, rhplan_in: Any) -> None:
     assert each not in (name, "w") and rh.env_dir("c", each).is_dir()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    res = subprocess.run([sys.executable, str(driver), str(rh.dir)], capture_output=True,
-                         text=True, timeout=180)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads(res.stdout.split("RESULT ", 1)[1]) == ["nlp", "root", "cv"]
+    assert run_driver(driver, rh.dir, timeout=180) == ["nlp", "root", "cv"]
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
     assert rh.resources() == {} and not rh.env_dir("c", name).exists()

@@ -8,12 +8,11 @@ file:line. One test applies for real (local cluster, real Ray, real venvs).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from drivers import run_driver
 from plan_case import applied_state, case_context
 
 from rhplan.config.inputs import resolve_variables
@@ -403,10 +402,7 @@ def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rhplan_in: Any) -
         assert rh.env_dir("c", names[k]).is_dir()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    res = subprocess.run([sys.executable, str(driver), str(rh.dir)], capture_output=True,
-                         text=True, timeout=180)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads(res.stdout.split("RESULT ", 1)[1]) == ["a", "b"]
+    assert run_driver(driver, rh.dir, timeout=180) == ["a", "b"]
     # change one key: only that instance is planned
     rh.edit('toset(["a", "b"])', 'toset(["a", "c"])')
     shown = rh("plan", "-no-color").ok().stdout
