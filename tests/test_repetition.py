@@ -397,7 +397,8 @@ def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rhplan_in: Any) -
     rh.write(REAL)
     rh("apply", "-auto-approve").ok()
     names = {k: instance_name("w", k) for k in ("a", "b", "c")}
-    assert set(rh.resources()) == {"cluster.c", 'env.w["a"]', 'env.w["b"]'}
+    # with the bare default env every cluster gets (env.c_default)
+    assert set(rh.resources()) == {"cluster.c", "env.c_default", 'env.w["a"]', 'env.w["b"]'}
     for k in ("a", "b"):
         assert rh.env_dir("c", names[k]).is_dir()
     driver = tmp_path / "driver.py"
@@ -411,7 +412,7 @@ def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rhplan_in: Any) -
                        '# env.w["c"] will be created'], shown
     assert "Plan: 1 to add, 0 to change, 1 to destroy." in shown
     rh("apply", "-auto-approve").ok()
-    assert set(rh.resources()) == {"cluster.c", 'env.w["a"]', 'env.w["c"]'}
+    assert set(rh.resources()) == {"cluster.c", "env.c_default", 'env.w["a"]', 'env.w["c"]'}
     assert not rh.env_dir("c", names["b"]).exists() and rh.env_dir("c", names["c"]).is_dir()
     assert "No changes." in rh("plan").ok().stdout
     rh("destroy", "-auto-approve").ok()
