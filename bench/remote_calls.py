@@ -58,27 +58,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-NUMPY = "numpy==2.4.6"
-ENV = "bench"
-RHPLAN = [sys.executable, "-m", "rhplan.cli"]
-UV = str(Path(sys.executable).parent / "uv")
-BASE_PY = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-TARGETS = {"call_median_ms": 5.0, "call_p99_ms": 20.0, "put_ms": 100.0, "get_ms": 100.0,
-           "first_handle_s": 1.0, "cold_first_handle_s": 1.0, "threads_ratio": 4.0}
-
+from remote_calls_report import table, verdict
+from remote_calls_setup import (
+    ENV,
+    ROOT,
+    apply_cluster,
+    compare,
+    driver_python,
+    ray_client,
+    stop_gateway,
+    teardown,
+)
 
 # --------------------------------------------------------------------------
 # the driver: runs in its own process (`--measure DIR ROUTE`)
@@ -298,139 +297,6 @@ def _driver(args: list[str], route: str, env_python: str,
     return result
 
 
-def _stop_gateway(root: Path) -> None:
-    """Stop the cluster's gateway and remove its folder, as before its first use (the
-    head is this machine: its pid is in the port file)."""
-    for folder in (root / "ray").glob("gateway-*"):
-        try:
-            os.kill(json.loads((folder / "gateway.json").read_text())["pid"], 9)
-        except (OSError, ValueError, KeyError):
-            pass
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _driver_python(work: Path, rayclient: bool) -> str:
-    """A Python of its own with numpy (and Ray Client's grpcio when measured) that also
-    sees this venv's packages (rhplan, Ray) through a .pth file."""
-    venv = work / "driver-venv"
-    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(venv)], check=True,
-                   timeout=300)
-    py = venv / "bin" / "python"
-    extra = [f"ray[client]=={version('ray')}"] if rayclient else []
-    subprocess.run([UV, "pip", "install", "-q", "--python", str(py), NUMPY, *extra],
-                   check=True, timeout=600)
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                           "['purelib'])"], capture_output=True, text=True, check=True
-                          ).stdout.strip()
-    import sysconfig
-    ours = sysconfig.get_paths()["purelib"]
-    Path(site, "zz_rhplan_driver.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    return str(py)
-
-
-def _start_ray_client(conn: Any, state: dict[str, Any]) -> int:
-    """A Ray Client server on the head's loopback (what a Ray Client design would run);
-    its port. Stopped with the cluster's Ray (its command line names the temp dir).
-    Legacy mode (one server process): proxy mode's per-client server failed to start
-    on rhplan's head ("Starting Ray client server failed", empty logs)."""
-    from rhplan.ray.head import private_env
-    cluster = next(r for r in state["resources"] if r["type"] == "cluster")
-    a, p = cluster["attributes"], cluster["private"]["ray"]  # the core's part (state format 2)
-    port_res = conn.run([a["ray_python"], "-c", "import socket; s = socket.socket(); "
-                         "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
-    port = int(port_res.stdout)
-    # Ray Client's server needs grpcio on the head: ray[client] in the cluster's Ray venv
-    uv = str(Path(a["ray_python"]).parent / "uv")
-    res = conn.run([uv, "pip", "install", "-q", "--python", a["ray_python"],
-                    f"ray[client]=={a['ray_version']}"], env={"UV_SYSTEM_CERTS": "1"},
-                   timeout=600)
-    if not res.ok:
-        raise RuntimeError(f"installing ray[client] on the head failed: {res.stderr[-500:]}")
-    log = f"{a['root_dir']}/ray/ray-client.log"
-    launcher = 'log=$1; shift; setsid "$@" >"$log" 2>&1 </dev/null &'
-    # the temp dir rides on the command line (argv[1], dropped before the server reads
-    # its arguments) so that destroying the cluster stops this server too
-    run_server = ("import runpy, sys; sys.argv = ['ray-client-server'] + sys.argv[2:]; "
-                  "runpy.run_module('ray.util.client.server', run_name='__main__')")
-    conn.run(["sh", "-c", launcher, "sh", log, "env",
-              *[f"{k}={v}" for k, v in private_env(p).items()], a["ray_python"], "-c",
-              run_server, p["ray_temp_dir"], f"--address={a['ray_address']}",
-              "--host=127.0.0.1", f"--port={port}", "--mode=legacy"], timeout=60)
-    return port
-
-
-def _forward(server: Any, remote_port: int) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        local = s.getsockname()[1]
-    proc = subprocess.Popen(
-        ["ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
-         "-o", f"UserKnownHostsFile={server.known_hosts}", "-i", server.client_key,
-         "-p", str(server.port), "-L", f"{local}:127.0.0.1:{remote_port}",
-         f"{server.user}@127.0.0.1"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", local), timeout=1).close()
-            return proc, local
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("ssh -L did not come up")
-
-
-def _meets(key: str, value: float) -> bool:
-    return value >= TARGETS[key] if key == "threads_ratio" else value <= TARGETS[key]
-
-
-def _table(results: dict[str, dict[str, Any]], before: dict[str, Any] | None = None,
-           rev: str = "") -> str:
-    rows = [("first handle (s)", "first_handle_s", "{:.3f}"),
-            ("first handle, gateway cold (s)", "cold_first_handle_s", "{:.3f}"),
-            ("call median (ms)", "call_median_ms", "{:.2f}"),
-            ("call p99 (ms)", "call_p99_ms", "{:.2f}"),
-            ("put 10 MB (ms)", "put_ms", "{:.1f}"), ("get 10 MB (ms)", "get_ms", "{:.1f}"),
-            ("1 thread (calls/s)", "one_thread_per_s", "{:.0f}"),
-            ("8 threads (calls/s)", "eight_threads_per_s", "{:.0f}"),
-            ("8 threads / 1 thread", "threads_ratio", "{:.2f}"),
-            ("CPU per call, 1 thread (us)", "cpu_1", "{:.0f}"),
-            ("CPU per call, 8 threads (us)", "cpu_8", "{:.0f}"),
-            ("load average, thread runs, min", "load_min", "{:.1f}"),
-            ("load average, thread runs, max", "load_max", "{:.1f}")]
-    for r in [*results.values(), before or {}]:  # all of a call's processes together
-        for n in ("1", "8"):
-            if "total" in r.get("cpu_us_per_call", {}).get(n, {}):
-                r[f"cpu_{n}"] = r["cpu_us_per_call"][n]["total"]
-    routes = list(results)
-    out = [f"{'':32}" + "".join(f"{r:>11}" for r in routes)
-           + (f"{'ssh ' + rev[:7]:>12}" if before else "") + "   ssh target"]
-    for label, key, fmt in rows:
-        cells = []
-        for r in routes:
-            v = results[r].get(key)
-            cells.append(f"{fmt.format(v) if isinstance(v, (int, float)) else '-':>11}")
-        if before:
-            v = before.get(key)
-            cells.append(f"{fmt.format(v) if isinstance(v, (int, float)) else '-':>12}")
-        target = ""
-        if key in TARGETS:
-            v = results.get("ssh", {}).get(key)
-            mark = "" if not isinstance(v, (int, float)) else (
-                "  met" if _meets(key, v) else "  MISSED")
-            target = f"   {'>=' if key == 'threads_ratio' else '<='} {TARGETS[key]:g}{mark}"
-        out.append(f"{label:32}" + "".join(cells) + target)
-    for r, res in [*results.items(), *([(f"ssh {rev[:7]}", before)] if before else [])]:
-        for n, per in sorted(res.get("cpu_us_per_call", {}).items()):
-            out.append(f"{r}, {n} thread(s), CPU us per call: "
-                       + ", ".join(f"{k} {v}" for k, v in per.items()))
-        for n, (sent, got) in sorted(res.get("ssh_packets_per_call", {}).items()):
-            out.append(f"{r}, {n} thread(s), the caller's SSH packets per call: sent {sent}, "
-                       f"received {got}")
-        if "error" in res:
-            out.append(f"{r}: {res['error']}")
-    return "\n".join(out)
-
-
 def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=1000)
@@ -457,83 +323,17 @@ def _parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _apply_cluster(work: Path, server: Any) -> tuple[Path, Path]:
-    """A Ray venv for the head, then one ssh cluster on server with the bench's env,
-    applied; (its config folder, its root_dir)."""
-    infra = work / "infra"
-    infra.mkdir()
-    root = work / "cluster-root"
-    venv = root / "ray-venv"
-    for argv in ([UV, "venv", "-q", "--python", BASE_PY, str(venv)],
-                 [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                  f"ray=={version('ray')}", "uv"]):
-        subprocess.run(argv, check=True, timeout=600)
-    (infra / "main.hcl").write_text(f"""
-cluster "b" {{
-  provider = "ssh"
-  ips      = ["127.0.0.1"]
-  root_dir = {json.dumps(str(root))}
-  python   = {json.dumps(BASE_PY)}
-  ssh {{
-    user        = {json.dumps(server.user)}
-    private_key = {json.dumps(server.client_key)}
-    port        = {server.port}
-    known_hosts = {json.dumps(server.known_hosts)}
-  }}
-}}
-
-env "{ENV}" {{
-  cluster = cluster.b
-  reqs    = ["pip:{NUMPY}"]
-}}
-""")
-    env = {**os.environ, "NO_COLOR": "1"}
-    t0 = time.monotonic()
-    res = subprocess.run([*RHPLAN, f"-chdir={infra}", "apply", "-auto-approve"],
-                         capture_output=True, text=True, timeout=900, env=env)
-    if res.returncode != 0:
-        raise RuntimeError(f"apply failed:\n{res.stdout}\n{res.stderr}")
-    print(f"applied in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    return infra, root
-
-
 def _first_handles(route: str, infra: Path, root: Path, py: str, rounds: int
                    ) -> dict[str, Any]:
     """The ssh route's first handles, cold (gateway stopped) and warm, rounds times each."""
     cold, warm = [], []
     for _ in range(rounds):
-        _stop_gateway(root)  # the next caller starts it (and uploads it)
+        stop_gateway(root)  # the next caller starts it (and uploads it)
         cold.append(_driver(["--first-handle", str(infra)], route, py)["first_handle_s"])
         warm.append(_driver(["--first-handle", str(infra)], route, py)["first_handle_s"])
     return {"cold_first_handle_s": min(cold),
             "cold_first_handle_rounds": [round(x, 3) for x in cold],
             "first_handle_rounds": [round(x, 3) for x in warm]}
-
-
-def _ray_client(infra: Path, server: Any) -> tuple[subprocess.Popen[bytes], str,
-                                                    dict[str, str]]:
-    """A Ray Client server on the head, its port forwarded by OpenSSH: (the forward,
-    the address a driver joins, the env it needs: the cluster's token like any driver)."""
-    from rhplan.hosts.ssh import SSHConnection
-    from rhplan.ray.head import private_env
-    state = json.loads((infra / "rhplan.state.json").read_text())
-    with SSHConnection("127.0.0.1", port=server.port, user=server.user,
-                       private_key=server.client_key, known_hosts=server.known_hosts) as conn:
-        port = _start_ray_client(conn, state)
-    forward, local = _forward(server, port)
-    cl = next(r for r in state["resources"] if r["type"] == "cluster")
-    return forward, f"ray://127.0.0.1:{local}", private_env(cl["private"]["ray"], driver=True)
-
-
-def _verdict(ssh: dict[str, Any]) -> int:
-    """Prints the ssh route against issue 12's targets; the exit status."""
-    missed = [k for k in TARGETS if k in ssh and not _meets(k, ssh[k])]
-    missed += [k for k in TARGETS if k not in ssh]
-    print("ssh route vs issue 12 targets: " + ("PASS" if not missed else
-          "FAIL (" + ", ".join(f"{k}={ssh.get(k, float('nan')):.3g} vs {TARGETS[k]}"
-                               for k in missed)
-          + ")"))
-    return 1 if missed else 0
 
 
 def main() -> int:
@@ -548,7 +348,7 @@ def main() -> int:
                                  args.mb, args.seconds, args.rayclient, args.rounds)))
         return 0
 
-    before = _compare(args.compare, sys.argv[1:]) if args.compare else None
+    before = compare(args.compare, sys.argv[1:]) if args.compare else None
     sys.path.insert(0, str(ROOT / "tests" / "support"))
     from sshd import SSHServer
     work = Path(tempfile.mkdtemp(prefix="rhplan-bench-remote-"))
@@ -558,9 +358,9 @@ def main() -> int:
     code = 2
     forward = None
     try:
-        infra, root = _apply_cluster(work, server)
+        infra, root = apply_cluster(work, server)
         routes = [r.strip() for r in args.routes.split(",") if r.strip()]
-        py = _driver_python(work, "rayclient" in routes)
+        py = driver_python(work, "rayclient" in routes)
         common = ["--calls", str(args.calls), "--objects", str(args.objects), "--mb",
                   str(args.mb), "--seconds", str(args.seconds), "--rounds", str(args.rounds)]
         if args.pin_caller is not None:
@@ -572,7 +372,7 @@ def main() -> int:
                     route == "ssh") else {}
                 rc_addr, rc_env = "", dict[str, str]()
                 if route == "rayclient":
-                    forward, rc_addr, rc_env = _ray_client(infra, server)
+                    forward, rc_addr, rc_env = ray_client(infra, server)
                 got = _driver(["--measure", str(infra), route, *common, "--rayclient",
                                rc_addr], route, py, rc_env)
                 if "first_handle_rounds" in extra:  # the measuring driver's own is one more
@@ -584,11 +384,11 @@ def main() -> int:
             print(f"{route}: {json.dumps(results[route])}", file=sys.stderr)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(results))
-        print(_table(results, before, args.compare or ""))
+        print(table(results, before, args.compare or ""))
         if args.pin_caller is not None:
             print(f"(the caller was pinned to CPU {args.pin_caller}: --pin-caller)")
         if "call_median_ms" in results.get("ssh", {}):
-            code = _verdict(results["ssh"])
+            code = verdict(results["ssh"])
     finally:
         if forward is not None:
             forward.kill()
@@ -598,39 +398,8 @@ def main() -> int:
                   f"{work}/driver-venv/bin/python {__file__} --measure {infra} ssh",
                   file=sys.stderr)
         else:
-            _teardown(infra, server, work)
+            teardown(infra, server, work)
     return code
-
-
-def _compare(rev: str, argv: list[str]) -> dict[str, Any]:
-    """The ssh route measured with rhplan as of rev: this bench, run with that tree first
-    on the import path (and as the working folder), so that the caller, the CLI and the
-    files uploaded to the head are all rev's."""
-    tree = Path(tempfile.mkdtemp(prefix="rhplan-bench-rev-"))
-    try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
-                                 check=True, timeout=120).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
-        out = tree / "results.json"
-        rest = [a for i, a in enumerate(argv) if a not in ("--compare", "--keep") and (
-            i == 0 or argv[i - 1] != "--compare") and not a.startswith("--compare=")]
-        print(f"measuring {rev} first (ssh route)...", file=sys.stderr)
-        subprocess.run([sys.executable, __file__, *rest, "--routes", "ssh", "--json-out",
-                        str(out)], cwd=tree,
-                       # the providers too: the installed ones are this tree's (editable)
-                       env={**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree}/providers"},
-                       timeout=3600, check=False, stdout=sys.stderr)
-        got: dict[str, Any] = json.loads(out.read_text()).get("ssh", {}) if out.exists() else {}
-        return got or {"error": f"the bench at {rev} failed (its output is above)"}
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
-
-
-def _teardown(infra: Path, server: Any, work: Path) -> None:
-    subprocess.run([*RHPLAN, f"-chdir={infra}", "destroy", "-auto-approve"],
-                   capture_output=True, text=True, timeout=600, check=False)
-    server.close()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
