@@ -181,6 +181,26 @@ class Rhplan:
                 os.killpg(bg.pid, signal.SIGKILL)
                 bg.proc.wait(timeout=10)
 
+    def ray_nodes(self) -> list[tuple[list[str], Path]]:
+        """(temp dirs, root_dir) of every cluster this folder may have started a Ray for:
+        those the state records, and local clusters' folders the state lacks (an apply
+        that failed before recording). Each temp dir list also holds the fixed start of
+        every node's temp dir name, which finds its Ray once the folder is gone too."""
+        from rayprocs import temp_dir_prefix
+        roots: dict[str, list[str]] = {}
+        for r in self.resources().values():
+            a, ray = r.get("attributes", {}), r.get("private", {}).get("ray", {})
+            if r.get("type") == "cluster" and a.get("root_dir"):
+                root = str(a["root_dir"])
+                roots.setdefault(root, []).extend(
+                    [ray.get("ray_temp_dir") or "", *(ray.get("ray_worker_temp_dirs") or {})
+                     .values(), *(temp_dir_prefix(f"{root}@{ip}") for ip in a.get("ips") or [])])
+        clusters = self.dir / ".rhplan" / "clusters"
+        for folder in clusters.iterdir() if clusters.is_dir() else ():
+            roots.setdefault(str(folder.absolute()), [])
+        return [([d for d in dirs if d] + [temp_dir_prefix(root)], Path(root))
+                for root, dirs in roots.items()]
+
     def start_cleanup(self) -> subprocess.Popen[bytes] | None:
         """Destroy what the test left (Ray heads are processes; nothing may outlive the
         run). Started in the background so the next test need not wait for Ray to stop;
@@ -259,24 +279,35 @@ def make_blocker_cmd(release: Path, started: Path, seconds: int = 90) -> str:
 
 
 class Cleanups:
-    """Destroys started at teardown, all waited for when the session ends."""
+    """Destroys started at teardown, all waited for when the session ends. A test that
+    failed half-way leaves its Ray running: after the destroy (or at once, with nothing
+    recorded to destroy) every Ray process of that folder's clusters still there is
+    killed by pid (rayprocs.stop_leftovers; never another test's or bench's Ray)."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Rhplan, subprocess.Popen[bytes]]] = []
+        self.pending: list[tuple[Rhplan, subprocess.Popen[bytes], Any]] = []
 
     def add(self, rh: Rhplan) -> None:
+        from rayprocs import stop_leftovers
+        nodes = [] if rh.keep else rh.ray_nodes()  # read before the destroy empties the state
         proc = rh.start_cleanup()
         if proc is not None:
-            self.pending.append((rh, proc))
+            self.pending.append((rh, proc, nodes))
+            return
+        for temp_dirs, root in nodes:
+            stop_leftovers(temp_dirs, root, grace=0)
 
     def wait(self) -> list[str]:
+        from rayprocs import stop_leftovers
         failures = []
-        for rh, proc in self.pending:
+        for rh, proc, nodes in self.pending:
             try:
                 out, _ = proc.communicate(timeout=CLI_TIMEOUT)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, _ = proc.communicate()
+            for temp_dirs, root in nodes:
+                stop_leftovers(temp_dirs, root)
             record_cli_output(("destroy", "-auto-approve"), proc.returncode,
                               out.decode(errors="replace"), "")
             if proc.returncode != 0 or rh.resources():

@@ -32,7 +32,7 @@ import pytest
 from aws_cluster import ALLOWED, api_calls, aws_hcl, leftovers, x86_image
 from conftest import poll_until
 from motoserver import MotoServer, aws_env
-from rayprocs import cluster_processes, temp_dir_for
+from rayprocs import cluster_processes, stop_leftovers, temp_dir_for
 from ssh_cluster import (
     APPLY_TIMEOUT,
     DRIVER_TIMEOUT,
@@ -114,16 +114,7 @@ class Fleet:
 def destroy_and_check(rh: Any, moto: MotoServer, temp_dirs: list[str], root: Path) -> None:
     lineage = rh.state()["lineage"] if rh.state_path.exists() else ""
     res = rh("destroy", "-auto-approve", timeout=APPLY_TIMEOUT)
-    deadline = time.monotonic() + 20
-    left = cluster_processes(temp_dirs, root)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = cluster_processes(temp_dirs, root)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    left = stop_leftovers(temp_dirs, root)  # killed by pid, then reported
     problems = [] if res.returncode == 0 else [res.describe()]
     if left:
         problems.append(f"Ray processes outlived destroy: {left}")
@@ -376,9 +367,9 @@ def test_resize_in_place_keeps_the_instances_and_restarts_the_servlet(fleet: Fle
 @pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_bad_image_fails_its_cluster_and_leaves_the_other_applied(
         moto: MotoServer, server: SSHServer, ray_root: Path, tmp_path: Path,
-        rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra", env=aws_env())
-    rh.keep = True
+        rh: Any) -> None:
+    # conftest's rh: a failure before the destroy below still destroys and stops its Ray
+    rh.env = aws_env(rh.env)
     good = aws_hcl(moto, server, ray_root, tmp_path / "p.log", x86_image(moto), name="good", n=1)
     bad = aws_hcl(moto, server, ray_root, tmp_path / "p.log", "ami-00000bad", name="bad", n=1,
                   provider=False)
@@ -396,9 +387,8 @@ def test_a_bad_image_fails_its_cluster_and_leaves_the_other_applied(
 @pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_a_killed_apply_is_adopted_not_duplicated(moto: MotoServer, server: SSHServer,
                                                   ray_root: Path, tmp_path: Path,
-                                                  rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra", env=aws_env())
-    rh.keep = True
+                                                  rh: Any) -> None:
+    rh.env = aws_env(rh.env)  # conftest's rh: a failure half-way still destroys, stops Ray
     rh.write(aws_hcl(moto, server, ray_root, tmp_path / "p.log", x86_image(moto), n=2))
     bg = rh.start("apply", "-auto-approve")
     ec2 = moto.client("ec2")

@@ -276,11 +276,10 @@ def test_a_cluster_whose_ray_failed_to_start_is_recorded_and_destroyed(rh: Any) 
 
 @pytest.mark.long  # a slower variation, left to `pytest -m long` (README "Tests")
 def test_an_ssh_cluster_whose_folder_vanished_under_its_ray_is_repaired_or_destroyed(
-        server: SSHServer, tmp_path: Path, rhplan_in: Any) -> None:
+        server: SSHServer, tmp_path: Path, rh: Any) -> None:
     """rhplan's folder (Ray venv, token, marker) is removed on the host while its Ray
     runs: the plan still reads the host and offers to set it up again; destroy stops
     that Ray by its temp dir, with the host's own python."""
-    rh = rhplan_in(tmp_path / "infra")
     root = tmp_path / "root"
     provision_ray_venv(root)
     rh.write(cluster_hcl("box", ["127.0.0.1"], root, ssh_block(server)))

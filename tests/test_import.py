@@ -18,8 +18,7 @@ IMPORT = 'import {\n  to = env.a\n  id = "a"\n}\n'
 
 
 @pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
-def test_import_an_env_folder(tmp_path: Path, rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra")
+def test_import_an_env_folder(rh: Any) -> None:
     rh.write(CLUSTER + ENV)
     rh("apply", "-auto-approve").ok()
     venv = rh.env_dir("c", "a")

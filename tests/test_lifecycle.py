@@ -156,10 +156,9 @@ def test_create_before_destroy_plans_a_new_name(tmp_path: Path) -> None:
 
 
 @pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
-def test_create_before_destroy_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> None:
+def test_create_before_destroy_on_a_real_cluster(rh: Any) -> None:
     """A real apply: the replacement env and its servlet are up before the old env is
     destroyed (apply's own order of messages), under a new folder; the old folder goes."""
-    rh = rhplan_in(tmp_path / "infra")
     rh.write(CLUSTER + 'env "e" {\n  cluster = cluster.c\n  reqs    = []\n'
              + life("create_before_destroy = true") + "}\n")
     rh("apply", "-auto-approve").ok()

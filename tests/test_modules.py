@@ -405,8 +405,7 @@ print("RESULT " + json.dumps([rhplan.servlet("module.team.env.w", chdir=sys.argv
 
 
 @pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
-def test_apply_an_env_inside_a_module(tmp_path: Path, rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra")
+def test_apply_an_env_inside_a_module(tmp_path: Path, rh: Any) -> None:
     write(rh.dir, {"main.hcl": REAL_ROOT, "modules/team/main.hcl": REAL_TEAM})
     out = rh("apply", "-auto-approve").ok().stdout
     assert set(rh.resources()) == {"cluster.c", "env.w", "module.team.env.w",

@@ -193,11 +193,10 @@ def test_a_new_env_cannot_take_a_kept_name(tmp_path: Path, rhplan_in: Any) -> No
 
 
 @pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
-def test_rename_and_forget_on_a_real_cluster(tmp_path: Path, rhplan_in: Any) -> None:
+def test_rename_and_forget_on_a_real_cluster(rh: Any) -> None:
     """A real apply: env "a" renamed to "b" with a moved block keeps its venv (same inode
     and mtime) and its servlet (same pid); a removed block then forgets it, leaving the
     folder in place."""
-    rh = rhplan_in(tmp_path / "infra")
     rh.write(CLUSTER + env("a", "  reqs = []\n"))
     rh("apply", "-auto-approve").ok()
     venv = rh.env_dir("c", "a")

@@ -392,8 +392,7 @@ print("RESULT " + json.dumps([rhplan.servlet("w", chdir=sys.argv[1], key="a").ca
 
 
 @pytest.mark.long  # its own real local cluster (20-30 s); the plan tests here run by default
-def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rhplan_in: Any) -> None:
-    rh = rhplan_in(tmp_path / "infra")
+def test_apply_for_each_change_one_key_destroy(tmp_path: Path, rh: Any) -> None:
     rh.write(REAL)
     rh("apply", "-auto-approve").ok()
     names = {k: instance_name("w", k) for k in ("a", "b", "c")}

@@ -2,7 +2,10 @@
 destroy left nothing behind without ever touching another Ray on the machine."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from pathlib import Path
 
 
@@ -35,6 +38,21 @@ def cluster_processes(temp_dirs: list[str], root: Path) -> dict[int, str]:
         if any(t.encode() in cmd for t in temp_dirs) or token in environ:
             found[int(entry)] = cmd.replace(b"\0", b" ").decode(errors="replace")[:160]
     return found
+
+
+def stop_leftovers(temp_dirs: list[str], root: Path, grace: float = 20.0) -> dict[int, str]:
+    """Give ONE cluster's Ray processes up to grace seconds to end (a destroy stops them
+    with a bound), then SIGKILL, by pid, those still there; returns those. Never anything
+    of another Ray: only what cluster_processes names for these temp dirs and root."""
+    deadline = time.monotonic() + grace
+    left = cluster_processes(temp_dirs, root)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = cluster_processes(temp_dirs, root)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return left
 
 
 _seen: dict[str, str] = {}

@@ -8,17 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from rayprocs import alive, cluster_processes
+from rayprocs import alive, cluster_processes, stop_leftovers
 from sshd import SSHServer
 
 RAY_VERSION = version("ray")
@@ -80,14 +78,7 @@ def destroy_and_check(rh: Any, root: Path, temp_dirs: list[str],
     is killed by pid, then reported), no state, no root_dir, no temp dir."""
     before = cluster_processes(temp_dirs, root)
     res = rh("destroy", "-auto-approve", timeout=300)
-    deadline = time.monotonic() + 20
-    left = cluster_processes(temp_dirs, root)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = cluster_processes(temp_dirs, root)
-    for pid in left:  # never leave a Ray behind: these pids are this cluster's only
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    left = stop_leftovers(temp_dirs, root)  # never leave a Ray behind (killed, then reported)
     problems = []
     if res.returncode != 0:
         problems.append(res.describe())
