@@ -192,7 +192,10 @@ def test_create_before_destroy_on_a_real_cluster(rh: Any) -> None:
              + life("create_before_destroy = true") + "}\n")
     shown = rh("plan", "-no-color").ok().stdout
     assert "# env.e (deposed object 'f') will be destroyed" in shown, shown
-    assert "Plan: 0 to add, 0 to change, 1 to destroy." in shown, shown
+    # env "f" made the cluster's bare default env (two envs, no default_env); with one
+    # env again it goes too (README "A default env per cluster")
+    assert "# env.c_default will be destroyed" in shown, shown
+    assert "Plan: 0 to add, 0 to change, 2 to destroy." in shown, shown
     out = rh("apply", "-auto-approve").ok().stdout
     assert "env.e (deposed object 'f'): Destruction complete" in out, out
     assert not rh.env_dir("c", "f").exists()
