@@ -5,7 +5,8 @@ change restarts Ray in place, a servlet that cannot start says the real cause, a
 failed servlet start leaves its env recorded (never a folder outside the state).
 
 Plan-time checks need no Ray. The rest walks one real local cluster (its own Ray head,
-real uv venvs) in file order; its finalizer destroys it and checks nothing is left.
+real uv venvs), applied by its fixture, in file order; its finalizer destroys it and
+checks nothing is left.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 from drivers import run_driver
-from rayprocs import cluster_processes, temp_dir_for
+from rayprocs import stop_leftovers, temp_dir_for
 
 from rhplan.hosts.connection import LocalConnection
 from rhplan.ray.servlets import manage
@@ -169,17 +170,25 @@ def test_per_host_custom_resources_need_listed_hosts(tmp_path: Path, rhplan_in: 
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory, rhplan_in: Any) -> Iterator[Any]:
+    """OFFERING applied once for the module, here, so that any test of it runs alone
+    (`-m long` too); the first apply's output is rh.log[0]. Destroyed at the end, and
+    whatever the destroy did (or if the apply failed), the cluster's Ray processes still
+    there are killed by pid and reported."""
     rh = rhplan_in(tmp_path_factory.mktemp("accel") / "infra")
     rh.write(OFFERING)
     root = rh.cluster_dir("c").absolute()
+    destroyed = None
     try:
+        rh("apply", "-auto-approve").ok()
         yield rh
     finally:
-        res = rh("destroy", "-auto-approve")
-        left = cluster_processes([temp_dir_for(str(root))], root)
-        assert res.returncode == 0, res.describe()
-        assert not rh.resources() and not root.exists(), rh.resources()
-        assert not left, f"Ray processes of the cluster outlived destroy: {left}"
+        try:
+            destroyed = rh("destroy", "-auto-approve")
+        finally:
+            left = stop_leftovers([temp_dir_for(str(root))], root)
+    assert destroyed.returncode == 0, destroyed.describe()
+    assert not rh.resources() and not root.exists(), rh.resources()
+    assert not left, f"Ray processes of the cluster outlived destroy: {left}"
 
 
 def probe(rh: Any, env: str = "accel") -> list[float]:
@@ -189,8 +198,8 @@ def probe(rh: Any, env: str = "accel") -> list[float]:
 
 
 def test_an_env_gets_a_custom_resource_the_cluster_offers(applied: Any) -> None:
-    res = applied("apply", "-auto-approve").ok()
-    assert "Resources: 2 added" in res.stdout, res.describe()
+    res = applied.log[0]  # the fixture's apply
+    assert res.args[0] == "apply" and "Resources: 2 added" in res.stdout, res.describe()
     cluster = applied.resources()["cluster.c"]["attributes"]
     assert cluster["custom_resources"] == {"my_accel": 2}
     assert applied.resources()["env.accel"]["attributes"]["servlet"] == "running"
