@@ -24,6 +24,7 @@ import pytest
 SUPPORT = Path(__file__).resolve().parent / "support"
 sys.path.insert(0, str(SUPPORT))
 pytest.register_assert_rewrite("secret_scan")
+from motoserver import AWS_LOGIN_VARS  # noqa: E402
 from secret_scan import record_cli_output  # noqa: E402 - after the rewrite hook above
 
 # secret_scan: at the end of the session, every canary secret value (tests/support/canary.py) is
@@ -35,6 +36,13 @@ pytest_plugins = ["secret_scan"]
 # for Ray alone, per process). A user's Python caches bytecode; the tests' processes do too.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+
+# A developer's AWS login (a profile, a config file, an endpoint) would send the tests'
+# boto3 clients and every rhplan they run somewhere other than the moto server, or fail
+# them (ProfileNotFound): the tests talk to moto only, with aws_env()'s fake credentials.
+# A test that needs one of these sets it itself.
+for _name in AWS_LOGIN_VARS:
+    os.environ.pop(_name, None)
 
 T = TypeVar("T")
 

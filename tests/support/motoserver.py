@@ -23,7 +23,8 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 # what a developer's shell might set that would send boto3 somewhere else
-_UNSET = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL")
+AWS_LOGIN_VARS = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                  "AWS_ENDPOINT_URL")
 
 
 def free_port() -> int:
@@ -35,7 +36,7 @@ def free_port() -> int:
 def aws_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """An environment for a process that talks to moto, never to real AWS."""
     env = dict(os.environ if base is None else base)
-    for k in _UNSET:
+    for k in AWS_LOGIN_VARS:
         env.pop(k, None)
     env.update(FAKE_CREDENTIALS)
     return env
