@@ -25,6 +25,7 @@ SUPPORT = Path(__file__).resolve().parent / "support"
 sys.path.insert(0, str(SUPPORT))
 pytest.register_assert_rewrite("secret_scan")
 from motoserver import AWS_LOGIN_VARS  # noqa: E402
+from rayprocs import stop_leftovers, temp_dir_prefix  # noqa: E402
 from secret_scan import record_cli_output  # noqa: E402 - after the rewrite hook above
 
 # secret_scan: at the end of the session, every canary secret value (tests/support/canary.py) is
@@ -194,7 +195,6 @@ class Rhplan:
         those the state records, and local clusters' folders the state lacks (an apply
         that failed before recording). Each temp dir list also holds the fixed start of
         every node's temp dir name, which finds its Ray once the folder is gone too."""
-        from rayprocs import temp_dir_prefix
         roots: dict[str, list[str]] = {}
         for r in self.resources().values():
             a, ray = r.get("attributes", {}), r.get("private", {}).get("ray", {})
@@ -296,7 +296,6 @@ class Cleanups:
         self.pending: list[tuple[Rhplan, subprocess.Popen[bytes], Any]] = []
 
     def add(self, rh: Rhplan) -> None:
-        from rayprocs import stop_leftovers
         nodes = [] if rh.keep else rh.ray_nodes()  # read before the destroy empties the state
         proc = rh.start_cleanup()
         if proc is not None:
@@ -306,7 +305,6 @@ class Cleanups:
             stop_leftovers(temp_dirs, root, grace=0)
 
     def wait(self) -> list[str]:
-        from rayprocs import stop_leftovers
         failures = []
         for rh, proc, nodes in self.pending:
             try:
